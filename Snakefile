@@ -1,0 +1,55 @@
+# avemotion: audio-visual emotion recognition from raw corpora to evaluated models.
+# Run `snakemake --cores N` (default target `all`) or name a stage: index, preprocess, fuse, train,
+# evaluate, report. Everything is written under results/ in the working directory; the demo corpora
+# (the default config) under resources/demo/.
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The repository's config.yaml holds the defaults; `--configfile FILE` on the command line
+# overrides any of its keys.
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        stage_targets("report"),
+
+
+rule index:
+    input:
+        stage_targets("index"),
+
+
+rule preprocess:
+    input:
+        stage_targets("preprocess"),
+
+
+rule fuse:
+    input:
+        stage_targets("fuse"),
+
+
+rule train:
+    input:
+        stage_targets("train"),
+
+
+rule evaluate:
+    input:
+        stage_targets("evaluate"),
+
+
+rule report:
+    input:
+        stage_targets("report"),

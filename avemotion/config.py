@@ -1,0 +1,115 @@
+"""Configuration checks that run before any job: schema errors that name the key and what is allowed,
+the ``mfaw`` alias, and dataset roots that must exist.
+
+The workflow calls :func:`prepare_config`, then ``snakemake.utils.validate`` with :data:`SCHEMA_PATH`
+(which also fills in the schema's defaults), then :func:`check_dataset_roots`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from avemotion.datasets import check_root
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+DATASET_ALIASES = {"mfaw": "mafw"}  # MAFW is misspelt "MFAW" in some documents
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the key and the allowed values."""
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def apply_aliases(config: dict, warn=None) -> None:
+    """Rename alias dataset keys in place, with a one-line warning each."""
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    datasets = config.get("datasets")
+    if not isinstance(datasets, dict):
+        return
+    for alias, name in DATASET_ALIASES.items():
+        if alias not in datasets:
+            continue
+        if name in datasets:
+            raise ConfigError(f"config: both datasets.{alias} and datasets.{name} are set; keep only datasets.{name}")
+        datasets[name] = datasets.pop(alias)
+        warn(f"avemotion: config key datasets.{alias} is read as datasets.{name} ('{alias.upper()}' is a misspelling of {name.upper()})")
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/"):
+        target = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        return {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _allowed_keys(schema: dict, root: dict) -> list[str]:
+    resolved = _resolve(schema, root)
+    keys = dict(resolved.get("properties", {}))
+    for part in resolved.get("allOf", []):
+        keys.update(_resolve(part, root).get("properties", {}))
+    return list(keys)
+
+
+def _describe(error, root: dict) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value)
+        return f"{key}: {error.instance!r} is not allowed; allowed values: {allowed}"
+    if error.validator in ("additionalProperties", "unevaluatedProperties", "propertyNames"):
+        if error.validator == "propertyNames":
+            unknown, allowed = [error.instance], error.schema["propertyNames"].get("enum", [])
+            key = ".".join(str(p) for p in error.absolute_path)
+        else:
+            allowed = _allowed_keys(error.schema, root)
+            unknown = [k for k in error.instance if k not in allowed]
+        prefix = f"{key}." if key != "(top level)" else ""
+        return "; ".join(
+            f"{prefix}{name}: unknown key; allowed keys here: {', '.join(allowed)}" for name in unknown
+        )
+    if error.validator == "required":
+        return f"{key}: {error.message}"
+    if error.validator == "type":
+        return f"{key}: {error.instance!r} is not of type {error.validator_value}"
+    return f"{key}: {error.message}"
+
+
+def config_errors(config: dict, schema: dict | None = None) -> list[str]:
+    """Every schema violation of ``config``, each naming the key and what is allowed."""
+    schema = schema or load_schema()
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return [_describe(error, schema) for error in errors]
+
+
+def prepare_config(config: dict, warn=None) -> None:
+    """Apply aliases, then fail with every schema violation at once."""
+    apply_aliases(config, warn)
+    errors = config_errors(config)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def enabled_datasets(config: dict) -> list[str]:
+    return [name for name, settings in config.get("datasets", {}).items() if settings.get("enabled", True)]
+
+
+def check_dataset_roots(config: dict, generated_roots=()) -> None:
+    """Every enabled dataset's root must exist, unless the workflow generates it (demo corpora)."""
+    enabled = enabled_datasets(config)
+    if not enabled:
+        raise ConfigError("config: no dataset is enabled; set datasets.<name>.enabled: true for at least one")
+    generated = {Path(p) for p in generated_roots}
+    for name in enabled:
+        root = Path(config["datasets"][name]["root"])
+        if root not in generated:
+            check_root(name, root)

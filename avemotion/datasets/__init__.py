@@ -1,0 +1,77 @@
+"""Dataset readers and indexing: one module per corpus, one registry that names them.
+
+Each reader module provides ``LABELS`` (its classes in canonical order), ``source_files(root)`` (the
+files its index depends on, which the workflow also uses as the index rule's inputs) and
+``scan(root, settings)`` (records and quarantined files from names and metadata, no decoding).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from avemotion.datasets import crema_d, enterface, mafw
+from avemotion.datasets.manifest import build_manifest
+from avemotion.io import write_csv, write_parquet
+from avemotion.labels import coordinates_from_config
+
+log = logging.getLogger(__name__)
+
+READERS = {"crema_d": crema_d, "enterface": enterface, "mafw": mafw}
+
+
+class DatasetRootError(FileNotFoundError):
+    """A configured dataset root that is not a directory."""
+
+
+def check_root(dataset: str, root) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetRootError(
+            f"dataset '{dataset}': root directory '{root}' does not exist (config key "
+            f"datasets.{dataset}.root; a relative path is read from the working directory "
+            f"'{Path.cwd()}'; or set datasets.{dataset}.enabled: false)"
+        )
+    return root
+
+
+def reader(dataset: str):
+    if dataset not in READERS:
+        raise KeyError(f"unknown dataset '{dataset}' (known: {', '.join(READERS)})")
+    return READERS[dataset]
+
+
+def source_files(dataset: str, root) -> list[Path]:
+    return reader(dataset).source_files(check_root(dataset, root))
+
+
+def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None = None):
+    """(manifest, quarantine) tables of one dataset, from file names and metadata only."""
+    module = reader(dataset)
+    started = time.perf_counter()
+    found = module.scan(check_root(dataset, root), settings)
+    manifest, quarantine = build_manifest(
+        dataset,
+        found,
+        module.LABELS,
+        coordinates_from_config(coordinates),
+        num_chunks=settings.get("chunks", 64),
+    )
+    log.info(
+        "%s: %d clips indexed, %d quarantined, in %.2f s",
+        dataset,
+        len(manifest),
+        len(quarantine),
+        time.perf_counter() - started,
+    )
+    for reason, count in quarantine["reason"].value_counts().items():
+        log.info("  quarantined %d: %s", count, reason)
+    return manifest, quarantine
+
+
+def write_index(manifest: pd.DataFrame, quarantine: pd.DataFrame, manifest_path, quarantine_path) -> None:
+    write_parquet(manifest, manifest_path)
+    write_csv(quarantine, quarantine_path)

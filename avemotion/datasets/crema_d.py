@@ -1,0 +1,159 @@
+"""CREMA-D: clip names ``ActorID_Sentence_Emotion_Level`` under ``VideoFlash/``.
+
+Speaker = actor; test folds are the protocol's 18-actor blocks of actors sorted by id. Audio comes
+from ``AudioWAV/`` where that file exists (some FLVs have no audio track). Votes come from
+``processedResults/tabulatedVotes.csv``, whose row key is ``100000 * modality + clip number``
+(modality 1 voice, 2 face, 3 audio-visual); the configured modality's votes weight the
+valence/arousal targets.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from avemotion.datasets.manifest import VOTE_PREFIX, Scan
+from avemotion.datasets.walk import visible_files
+
+log = logging.getLogger(__name__)
+
+LABELS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness", "NEU": "neutral", "SAD": "sadness"}
+SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
+LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
+NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
+
+VIDEO_DIR = "VideoFlash"
+AUDIO_DIR = "AudioWAV"
+DEMOGRAPHICS = "VideoDemographics.csv"
+VOTES = "processedResults/tabulatedVotes.csv"
+
+FIRST_ACTOR, LAST_ACTOR, ACTORS_PER_FOLD = 1001, 1091, 18
+
+# Clips documented as broken in the corpus itself; they are quarantined before any decoding.
+KNOWN_DEFECTS = {
+    "1076_MTI_NEU_XX": "known CREMA-D defect: very short, no audio in the video",
+    "1076_MTI_SAD_XX": "known CREMA-D defect: no face, silent",
+    "1064_TIE_SAD_XX": "known CREMA-D defect: no duration",
+    "1064_IEO_DIS_MD": "known CREMA-D defect: one minute long, shows every emotion",
+}
+# Older copies of the corpus name some WAV files differently.
+LEGACY_WAV_NAMES = {"1040_ITH_SAD_XX": "1040_ITH_SAD_X"}
+
+VOTE_MODALITIES = {"voice": 1, "face": 2, "audiovisual": 3}
+VOTE_CODES = {"A": "anger", "D": "disgust", "F": "fear", "H": "happiness", "N": "neutral", "S": "sadness"}
+
+
+def source_files(root) -> list[Path]:
+    """Every file the index depends on: videos, WAVs and the two metadata tables."""
+    root = Path(root)
+    files = visible_files(root / VIDEO_DIR) + visible_files(root / AUDIO_DIR)
+    files += [root / name for name in (DEMOGRAPHICS, VOTES) if (root / name).is_file()]
+    return files
+
+
+def fold_of_actor(actor: int) -> int:
+    """Blocks of 18 actors sorted by id; the last block (1073-1091) holds 19."""
+    return min((actor - FIRST_ACTOR) // ACTORS_PER_FOLD + 1, 5)
+
+
+def _parse(stem: str) -> tuple[dict | None, str | None]:
+    """Record fields from a clip name, or the reason it cannot be used."""
+    match = NAME.match(stem)
+    if not match:
+        return None, "name does not match ActorID_Sentence_Emotion_Level (e.g. 1001_DFA_ANG_XX)"
+    actor, sentence, emotion, level = match["actor"], match["sentence"], match["emotion"], match["level"]
+    if emotion not in EMOTIONS:
+        return None, f"unknown emotion code '{emotion}' (known: {', '.join(EMOTIONS)})"
+    if sentence not in SENTENCES:
+        return None, f"unknown sentence code '{sentence}' (known: {', '.join(SENTENCES)})"
+    if level not in LEVELS:
+        return None, f"unknown intensity level '{level}' (known: {', '.join(LEVELS)})"
+    if not FIRST_ACTOR <= int(actor) <= LAST_ACTOR:
+        return None, f"actor {actor} is outside CREMA-D's {FIRST_ACTOR}-{LAST_ACTOR}, so it has no protocol fold"
+    return {
+        "clip_id": stem,
+        "speaker": actor,
+        "label": EMOTIONS[emotion],
+        "fold": fold_of_actor(int(actor)),
+        "sentence": sentence,
+        "intensity": LEVELS[level],
+    }, None
+
+
+def _wav_for(root: Path, clip_id: str, wavs: set[str]) -> str:
+    for stem in (clip_id, LEGACY_WAV_NAMES.get(clip_id)):
+        if stem and f"{stem}.wav" in wavs:
+            return f"{AUDIO_DIR}/{stem}.wav"
+    return ""
+
+
+def read_demographics(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, skipinitialspace=True)
+    table.columns = [c.strip() for c in table.columns]
+    table = table.rename(columns={"ActorID": "speaker", "Age": "age", "Sex": "sex", "Race": "race", "Ethnicity": "ethnicity"})
+    table["speaker"] = table["speaker"].astype(str)
+    return table[["speaker", "age", "sex", "race", "ethnicity"]]
+
+
+def read_votes(path: Path, modality: str) -> pd.DataFrame:
+    """Per clip vote counts (``votes_<label>``), response count and agreement for one modality."""
+    table = pd.read_csv(path, index_col=0, skipinitialspace=True, low_memory=False)
+    table.columns = [c.strip() for c in table.columns]
+    table = table[table.index // 100000 == VOTE_MODALITIES[modality]]
+    table["fileName"] = table["fileName"].astype(str).str.strip().str.replace(r"\.\w+$", "", regex=True)
+    table = table.drop_duplicates("fileName")
+    votes = pd.DataFrame({"clip_id": table["fileName"].to_numpy()})
+    for code, label in VOTE_CODES.items():
+        votes[VOTE_PREFIX + label] = table[code].to_numpy().astype("int64")
+    votes["vote_responses"] = table["numResponses"].to_numpy().astype("int64")
+    votes["vote_agreement"] = table["agreement"].to_numpy().astype("float64")
+    return votes
+
+
+def scan(root, settings: dict) -> Scan:
+    root = Path(root)
+    result = Scan()
+    wavs = {p.name for p in visible_files(root / AUDIO_DIR)}
+    videos = set()
+    for file in visible_files(root / VIDEO_DIR):
+        rel = file.relative_to(root).as_posix()
+        if file.suffix.lower() != ".flv":
+            result.quarantine(file.stem, rel, "not a .flv file; VideoFlash holds <clip>.flv videos")
+            continue
+        record, problem = _parse(file.stem)
+        videos.add(file.stem)
+        if problem:
+            result.quarantine(file.stem, rel, problem)
+        elif file.stem in KNOWN_DEFECTS:
+            result.quarantine(file.stem, rel, KNOWN_DEFECTS[file.stem])
+        else:
+            result.records.append({**record, "path": rel, "audio_path": _wav_for(root, file.stem, wavs)})
+    legacy = {v: k for k, v in LEGACY_WAV_NAMES.items()}
+    for wav in sorted(wavs):
+        stem = Path(wav).stem
+        if legacy.get(stem, stem) not in videos:
+            result.quarantine(stem, f"{AUDIO_DIR}/{wav}", "audio only: no matching video in VideoFlash")
+    _join_metadata(root, result, settings.get("votes", "audiovisual"))
+    return result
+
+
+def _join_metadata(root: Path, result: Scan, vote_modality: str) -> None:
+    """Add demographics and vote columns to the records where those tables exist."""
+    if not result.records:
+        return
+    frame = pd.DataFrame.from_records(result.records)
+    if (root / DEMOGRAPHICS).is_file():
+        frame = frame.merge(read_demographics(root / DEMOGRAPHICS), on="speaker", how="left")
+    else:
+        log.warning("%s not found: no demographics columns", root / DEMOGRAPHICS)
+    if vote_modality != "none" and (root / VOTES).is_file():
+        frame = frame.merge(read_votes(root / VOTES, vote_modality), on="clip_id", how="left")
+        for column in [c for c in frame.columns if c.startswith(VOTE_PREFIX)] + ["vote_responses"]:
+            frame[column] = frame[column].astype("Int64")
+    elif vote_modality != "none":
+        log.warning("%s not found: valence/arousal from class coordinates only", root / VOTES)
+    result.records = frame.to_dict("records")

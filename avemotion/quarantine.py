@@ -1,0 +1,27 @@
+"""The quarantine contract: clips that cannot be used, with the stage and the reason.
+
+Each stage writes its own part (``results/{dataset}/quarantine/{stage}...csv``); the workflow merges
+the parts into ``results/{dataset}/quarantine.csv``, which the report counts.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+QUARANTINE_COLUMNS = ["clip_id", "path", "stage", "reason"]
+
+
+def quarantine_frame(entries: list[dict]) -> pd.DataFrame:
+    """Quarantine entries as a table in the contract's column order, sorted for stable output."""
+    frame = pd.DataFrame.from_records(entries, columns=QUARANTINE_COLUMNS)
+    return frame.sort_values(["clip_id", "path", "stage"], kind="stable").reset_index(drop=True)
+
+
+def read_quarantine(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)[QUARANTINE_COLUMNS]
+
+
+def merge_quarantine(paths) -> pd.DataFrame:
+    """All stage parts in one table."""
+    parts = [read_quarantine(path) for path in paths]
+    return quarantine_frame(pd.concat(parts, ignore_index=True).to_dict("records") if parts else [])

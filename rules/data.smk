@@ -1,0 +1,50 @@
+# Demo corpora and dataset indexing.
+
+
+rule demo_corpus:
+    output:
+        corpus=directory("resources/demo/{dataset}"),
+        truth="resources/demo/{dataset}_truth.parquet",
+    params:
+        seed=config["demo"]["seed"],
+    log:
+        "results/logs/demo_corpus/{dataset}.log",
+    benchmark:
+        "results/benchmarks/demo_corpus/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/make_demo_corpus.py"
+
+
+rule index_dataset:
+    input:
+        index_inputs,
+    output:
+        manifest="results/{dataset}/manifest.parquet",
+        quarantine="results/{dataset}/quarantine/index.csv",
+    params:
+        root=lambda wildcards: str(dataset_root(wildcards.dataset)),
+        settings=lambda wildcards: dataset_settings(wildcards.dataset),
+        coordinates=config["labels"]["coordinates"],
+    log:
+        "results/logs/index_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/index_dataset/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/index_dataset.py"
+
+
+rule collect_quarantine:
+    input:
+        "results/{dataset}/quarantine/index.csv",
+    output:
+        "results/{dataset}/quarantine.csv",
+    log:
+        "results/logs/collect_quarantine/{dataset}.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/collect_quarantine.py"

@@ -1,0 +1,111 @@
+"""CREMA-D indexing on the real clip names, and the defects a real copy can have."""
+
+import pandas as pd
+import pytest
+
+from avemotion.datasets import crema_d, index_dataset
+from avemotion.labels import NRC_VAD_COORDINATES, coordinates_from_config
+from conftest import touch
+
+SETTINGS = {"chunks": 64, "votes": "audiovisual"}
+
+
+@pytest.fixture(scope="module")
+def indexed(crema_d_tree):
+    return index_dataset("crema_d", crema_d_tree, SETTINGS)
+
+
+def test_real_names_give_every_clip_with_published_class_counts(indexed):
+    manifest, quarantine = indexed
+    assert len(manifest) + len(quarantine) == 7442
+    labels = pd.concat([manifest["label"], quarantine["clip_id"].str.split("_").str[2].map(crema_d.EMOTIONS)])
+    counts = labels.value_counts().to_dict()
+    assert counts == {"anger": 1271, "disgust": 1271, "fear": 1271, "happiness": 1271, "sadness": 1271, "neutral": 1087}
+    assert manifest["clip_id"].is_unique
+    assert manifest["speaker"].nunique() == 91
+
+
+def test_known_defective_clips_are_quarantined_with_their_reason(indexed):
+    _, quarantine = indexed
+    assert set(quarantine["clip_id"]) == set(crema_d.KNOWN_DEFECTS)
+    assert (quarantine["stage"] == "index").all()
+    reasons = dict(zip(quarantine["clip_id"], quarantine["reason"]))
+    assert "no face" in reasons["1076_MTI_SAD_XX"]
+    assert "no duration" in reasons["1064_TIE_SAD_XX"]
+
+
+def test_folds_are_the_protocols_18_actor_blocks(indexed):
+    manifest, _ = indexed
+    actors = manifest.groupby("fold")["speaker"].agg(lambda s: sorted(set(map(int, s))))
+    assert [(a[0], a[-1], len(a)) for a in actors] == [
+        (1001, 1018, 18),
+        (1019, 1036, 18),
+        (1037, 1054, 18),
+        (1055, 1072, 18),
+        (1073, 1091, 19),
+    ]
+
+
+def test_manifest_contract_columns_and_targets(indexed):
+    manifest, _ = indexed
+    row = manifest.set_index("clip_id").loc["1001_IEO_ANG_HI"]
+    assert (row["speaker"], row["label"], row["sentence"], row["intensity"]) == ("1001", "anger", "IEO", "high")
+    assert row["label_index"] == crema_d.LABELS.index("anger")
+    assert row["path"] == "VideoFlash/1001_IEO_ANG_HI.flv"
+    assert row["audio_path"] == "AudioWAV/1001_IEO_ANG_HI.wav"
+    valence, arousal = NRC_VAD_COORDINATES["anger"]
+    assert row["valence"] == pytest.approx(2 * valence - 1)
+    assert row["arousal"] == pytest.approx(2 * arousal - 1)
+    assert list(manifest["clip_id"]) == sorted(manifest["clip_id"])
+    assert manifest["chunk"].between(0, 63).all()
+
+
+def test_votes_weight_the_valence_arousal_targets(tmp_path):
+    for name in ("1001_DFA_ANG_XX", "1001_DFA_HAP_XX", "1002_DFA_SAD_XX"):
+        touch(tmp_path / "VideoFlash" / f"{name}.flv")
+    # Row key 100000 * modality + clip number; the face-only row (2...) must be ignored.
+    touch(
+        tmp_path / crema_d.VOTES,
+        ",A,D,F,H,N,S,fileName,numResponses,agreement,emoVote\n"
+        "300001,6,0,0,4,0,0,1001_DFA_ANG_XX,10,0.6,A\n"
+        "200001,0,0,0,10,0,0,1001_DFA_ANG_XX,10,1.0,H\n"
+        "300002,0,0,0,9,1,0,1001_DFA_HAP_XX,10,0.9,H\n",
+    )
+    touch(tmp_path / crema_d.DEMOGRAPHICS, "ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n")
+    manifest, _ = index_dataset("crema_d", tmp_path, SETTINGS)
+    rows = manifest.set_index("clip_id")
+    coords = coordinates_from_config(None)
+    expected = 0.6 * coords["anger"][0] + 0.4 * coords["happiness"][0]
+    assert rows.loc["1001_DFA_ANG_XX", "valence"] == pytest.approx(expected)
+    assert rows.loc["1001_DFA_ANG_XX", "votes_anger"] == 6
+    assert rows.loc["1001_DFA_ANG_XX", "sex"] == "Male"
+    # a clip without votes keeps its class coordinates
+    assert rows.loc["1002_DFA_SAD_XX", "valence"] == pytest.approx(coords["sadness"][0])
+    face_only, _ = index_dataset("crema_d", tmp_path, {**SETTINGS, "votes": "face"})
+    assert face_only.set_index("clip_id").loc["1001_DFA_ANG_XX", "valence"] == pytest.approx(coords["happiness"][0])
+
+
+def test_bad_names_are_quarantined_never_dropped(tmp_path):
+    names = ["1001_DFA_ANG_XX.flv", "1001_DFA_XYZ_XX.flv", "1001_DFA_ANG.flv", "1092_DFA_ANG_XX.flv", "notes.txt"]
+    for name in names:
+        touch(tmp_path / "VideoFlash" / name)
+    touch(tmp_path / "VideoFlash" / ".DS_Store")
+    touch(tmp_path / "AudioWAV" / "1003_DFA_ANG_XX.wav")
+    touch(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["1001_DFA_ANG_XX"]
+    reasons = dict(zip(quarantine["path"], quarantine["reason"]))
+    assert "unknown emotion code 'XYZ'" in reasons["VideoFlash/1001_DFA_XYZ_XX.flv"]
+    assert "does not match" in reasons["VideoFlash/1001_DFA_ANG.flv"]
+    assert "outside" in reasons["VideoFlash/1092_DFA_ANG_XX.flv"]
+    assert "not a .flv" in reasons["VideoFlash/notes.txt"]
+    assert "no matching video" in reasons["AudioWAV/1003_DFA_ANG_XX.wav"]
+    assert len(quarantine) == 5
+
+
+def test_legacy_wav_name_is_found(tmp_path):
+    touch(tmp_path / "VideoFlash" / "1040_ITH_SAD_XX.flv")
+    touch(tmp_path / "AudioWAV" / "1040_ITH_SAD_X.wav")
+    manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert manifest.loc[0, "audio_path"] == "AudioWAV/1040_ITH_SAD_X.wav"
+    assert quarantine.empty

@@ -1,0 +1,67 @@
+"""eNTERFACE'05 indexing on the real clip paths, with the corpus' irregular names."""
+
+import pytest
+
+from avemotion.datasets import index_dataset
+from conftest import touch
+
+SETTINGS = {"chunks": 16}
+
+
+@pytest.fixture(scope="module")
+def indexed(enterface_tree):
+    return index_dataset("enterface", enterface_tree, SETTINGS)
+
+
+def test_real_paths_give_unique_clips_speakers_and_class_counts(indexed):
+    manifest, quarantine = indexed
+    assert quarantine.empty
+    assert len(manifest) == 1287 and manifest["clip_id"].is_unique
+    assert manifest["speaker"].nunique() == 43
+    assert manifest["label"].value_counts().to_dict() == {
+        "anger": 215,
+        "disgust": 215,
+        "fear": 215,
+        "sadness": 215,
+        "surprise": 215,
+        "happiness": 212,
+    }
+
+
+def test_speaker_comes_from_the_subject_folder(indexed):
+    manifest, _ = indexed
+    rows = manifest.set_index("clip_id")
+    # subject 11's files are named s12_*: they keep their own speaker and ids distinct from subject 12's
+    assert rows.loc["s11_an_1", "path"] == "subject 11/anger/sentence 1/s12_an_1.avi"
+    assert rows.loc["s11_an_1", "speaker"] == "11" and rows.loc["s11_an_1", "file_subject"] == 12
+    assert rows.loc["s12_an_1", "path"] == "subject 12/anger/sentence 1/s12_an_1.avi"
+    assert rows.loc["s3_ha_1", "path"] == "subject 3/happiness/sentence 1/s_3_ha_1.avi"
+    assert rows.loc["s16_su_3", "path"] == "subject 16/surprise/sentence 3/s16_su_3avi"
+    # the sentence comes from the file name (subject 2 has two anger files in swapped folders)
+    assert rows.loc["s2_an_2", "path"] == "subject 2/anger/sentence 1/s2_an_2.avi"
+
+
+def test_folds_are_the_subject_blocks(indexed):
+    manifest, _ = indexed
+    subjects = manifest.groupby("fold")["speaker"].agg(lambda s: sorted(set(map(int, s))))
+    assert [(s[0], s[-1]) for s in subjects] == [(1, 10), (11, 19), (20, 28), (29, 37), (38, 44)]
+
+
+def test_subject_without_sentence_level_and_bad_files(tmp_path):
+    touch(tmp_path / "subject 6" / "anger" / "s6_an_1.avi")
+    touch(tmp_path / "subject 6" / "anger" / "s6_an_1 copy.avi")
+    touch(tmp_path / "subject 7" / "anger" / "sentence 1" / "s7_xx_1.avi")
+    touch(tmp_path / "subject 7" / "fear" / "sentence 1" / "s7_an_1.avi")
+    touch(tmp_path / "subject 7" / "anger" / "sentence 1" / "s7_an_1.avi")
+    touch(tmp_path / "subject 7" / "anger" / "sentence 1" / "s7_an_1avi")  # same clip twice
+    touch(tmp_path / "subject 7" / "anger" / "sentence 1" / "Thumbs.db")
+    touch(tmp_path / "README.txt")
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["s6_an_1", "s7_an_1"]
+    assert manifest.set_index("clip_id").loc["s6_an_1", "fold"] == 1
+    reasons = dict(zip(quarantine["path"], quarantine["reason"]))
+    assert len(reasons) == 4
+    assert "does not match" in reasons["subject 6/anger/s6_an_1 copy.avi"]
+    assert "unknown emotion code 'xx'" in reasons["subject 7/anger/sentence 1/s7_xx_1.avi"]
+    assert "disagrees with its folder 'fear'" in reasons["subject 7/fear/sentence 1/s7_an_1.avi"]
+    assert "duplicate clip id" in reasons["subject 7/anger/sentence 1/s7_an_1avi"]

@@ -1,0 +1,54 @@
+"""MAFW indexing: labels and folds from the official single-label split files."""
+
+import pytest
+
+from avemotion.datasets import index_dataset
+from avemotion.datasets.mafw import SPLIT_DIR, MafwSplitError
+from conftest import touch
+
+
+def write_split(root, k, part, lines):
+    touch(root / SPLIT_DIR / f"set_{k}" / f"{part}.txt", "".join(f"{line}\n" for line in lines))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    for number in range(1, 13):
+        touch(tmp_path / "data" / "clips" / f"{number:05d}.mp4")
+    touch(tmp_path / "data" / "clips" / "clip 13.mp4")
+    labels = {f"{n:05d}": label for n, label in zip(range(1, 11), ["anger", "fear", "happiness", "neutral", "sadness"] * 2)}
+    for k in range(1, 6):
+        test = [c for i, c in enumerate(sorted(labels)) if i % 5 == k - 1]
+        write_split(tmp_path, k, "test", [f"{c}.mp4 {labels[c]}" for c in test])
+        write_split(tmp_path, k, "train", [f"{c}.mp4 {labels[c]}" for c in sorted(labels) if c not in test])
+    return tmp_path
+
+
+def test_labels_and_folds_come_from_the_split_files(corpus):
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    rows = manifest.set_index("clip_id")
+    assert rows.loc["00001", "label"] == "anger" and rows.loc["00001", "fold"] == 1
+    assert rows.loc["00007", "label"] == "fear" and rows.loc["00007", "fold"] == 2
+    assert rows.loc["00007", "label_index"] == 2
+    # compound-only clips (in no single-label split file) are indexed without a label or fold
+    assert rows.loc["00011", "label"] == "" and rows.loc["00011", "label_index"] == -1
+    assert rows.loc["00011", "fold"] == 0
+    assert list(quarantine["reason"]) == ["name is not <5 digits>.mp4 (e.g. 00025.mp4)"]
+
+
+def test_split_file_defects_are_quarantined(corpus):
+    write_split(corpus, 1, "test", ["00001.mp4 anger", "00012.mp4 joy", "00099.mp4 fear", "garbage"])
+    write_split(corpus, 2, "train", ["00001.mp4 fear", "00003.mp4 happiness"])
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    reasons = dict(zip(quarantine["clip_id"], quarantine["reason"]))
+    assert "conflicting labels" in reasons["00001"]
+    assert "unknown emotion 'joy'" in reasons["00012"]
+    assert "file is missing" in reasons["00099"]
+    assert "is not '<NNNNN>.mp4 <label>'" in reasons["garbage"]
+    assert "00001" not in set(manifest["clip_id"])
+
+
+def test_missing_split_files_is_a_clear_error(tmp_path):
+    touch(tmp_path / "data" / "clips" / "00001.mp4")
+    with pytest.raises(MafwSplitError, match="no official split files"):
+        index_dataset("mafw", tmp_path, {"chunks": 8})

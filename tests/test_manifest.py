@@ -1,0 +1,65 @@
+"""Manifest contract: stable chunks, deterministic bytes, duplicate ids, label-derived targets."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from avemotion.datasets import index_dataset, write_index
+from avemotion.datasets.manifest import Scan, build_manifest, chunk_of
+from avemotion.labels import coordinates_from_config, vote_weighted_va
+from conftest import crema_d_names
+
+
+def test_chunk_of_a_clip_never_depends_on_the_other_clips():
+    names = crema_d_names()
+    chunks = {name: chunk_of(name, 64) for name in names}
+    assert len(set(chunks.values())) == 64  # every chunk is used
+    sizes = np.bincount(list(chunks.values()))
+    assert sizes.min() > 0.5 * sizes.mean() and sizes.max() < 1.5 * sizes.mean()
+    assert chunk_of("1001_DFA_ANG_XX", 64) == chunks["1001_DFA_ANG_XX"]
+
+
+def test_adding_a_clip_changes_only_its_own_chunk(tmp_path):
+    def chunks_for(names):
+        scan = Scan(records=[{"clip_id": n, "path": n, "speaker": "1", "label": "anger", "fold": 1} for n in names])
+        manifest, _ = build_manifest("crema_d", scan, ["anger"], coordinates_from_config(None), num_chunks=8)
+        return manifest.groupby("chunk")["clip_id"].apply(tuple).to_dict()
+
+    names = crema_d_names()[:200]
+    before, after = chunks_for(names), chunks_for(names + ["1091_WSI_SAD_XX"])
+    changed = [chunk for chunk in after if after[chunk] != before.get(chunk)]
+    assert changed == [chunk_of("1091_WSI_SAD_XX", 8)]
+
+
+def test_same_inputs_give_byte_identical_manifest(crema_d_tree, tmp_path):
+    digests = []
+    for run in range(2):
+        manifest, quarantine = index_dataset("crema_d", crema_d_tree, {"chunks": 64})
+        write_index(manifest, quarantine, tmp_path / f"m{run}.parquet", tmp_path / f"q{run}.csv")
+        digests.append([hashlib.sha256((tmp_path / f"{name}{run}.{ext}").read_bytes()).hexdigest() for name, ext in (("m", "parquet"), ("q", "csv"))])
+    assert digests[0] == digests[1]
+
+
+def test_duplicate_ids_keep_the_first_path_and_quarantine_the_rest():
+    records = [
+        {"clip_id": "a", "path": "x/b.avi", "speaker": "1", "label": "anger", "fold": 1},
+        {"clip_id": "a", "path": "x/a.avi", "speaker": "1", "label": "anger", "fold": 1},
+    ]
+    manifest, quarantine = build_manifest("enterface", Scan(records=records), ["anger"], coordinates_from_config(None), 4)
+    assert list(manifest["path"]) == ["x/a.avi"]
+    assert quarantine.loc[0, "path"] == "x/b.avi"
+    assert "x/a.avi has the same id" in quarantine.loc[0, "reason"]
+
+
+def test_configured_coordinates_override_the_lexicon():
+    coordinates = coordinates_from_config({"anger": {"valence": 0.0, "arousal": 1.0}})
+    assert coordinates["anger"] == (-1.0, 1.0)
+    assert coordinates["sadness"] == pytest.approx((2 * 0.052 - 1, 2 * 0.288 - 1))
+
+
+def test_vote_weighting_without_votes_is_nan():
+    coordinates = coordinates_from_config(None)
+    va = vote_weighted_va(np.array([[1, 1], [0, 0]]), ["anger", "happiness"], coordinates)
+    assert va[0] == pytest.approx(np.mean([coordinates["anger"], coordinates["happiness"]], axis=0))
+    assert np.isnan(va[1]).all()
