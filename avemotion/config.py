@@ -36,9 +36,9 @@ def apply_aliases(config: dict, warn=None) -> None:
     for alias, name in DATASET_ALIASES.items():
         if alias not in datasets:
             continue
-        if name in datasets:
-            raise ConfigError(f"config: both datasets.{alias} and datasets.{name} are set; keep only datasets.{name}")
-        datasets[name] = datasets.pop(alias)
+        # The alias only appears where a person wrote it, so its keys win over the same dataset's
+        # keys from the default config that a --configfile is merged into.
+        datasets[name] = {**(datasets.get(name) or {}), **(datasets.pop(alias) or {})}
         warn(f"avemotion: config key datasets.{alias} is read as datasets.{name} ('{alias.upper()}' is a misspelling of {name.upper()})")
 
 

@@ -44,3 +44,26 @@ def enterface_tree(tmp_path_factory) -> Path:
     for rel in enterface_paths():
         touch(root / rel)
     return root
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True):
+    """Run the repository's workflow with ``workdir`` as working directory; return the process."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A working directory where the default workflow (demo corpora + index) has run once."""
+    workdir = tmp_path_factory.mktemp("demo_run")
+    run_snakemake(workdir, "--cores", "2")
+    return workdir

@@ -47,10 +47,10 @@ def test_mfaw_is_an_alias_of_mafw_with_one_warning(config):
     assert len(warnings) == 1 and "\n" not in warnings[0] and "datasets.mfaw" in warnings[0]
 
 
-def test_mfaw_and_mafw_together_is_an_error(config):
-    config["datasets"]["mfaw"] = copy.deepcopy(config["datasets"]["mafw"])
-    with pytest.raises(ConfigError, match="keep only datasets.mafw"):
-        prepare_config(config)
+def test_mfaw_keys_win_over_mafw_keys_of_the_default_config(config):
+    config["datasets"]["mfaw"] = {"root": "/data/MAFW", "chunks": 96}
+    prepare_config(config, warn=lambda message: None)
+    assert config["datasets"]["mafw"] == {"enabled": True, "root": "/data/MAFW", "chunks": 96}
 
 
 def test_missing_root_names_the_dataset_and_path(config, tmp_path):
