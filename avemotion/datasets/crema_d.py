@@ -84,7 +84,7 @@ def _parse(stem: str) -> tuple[dict | None, str | None]:
     }, None
 
 
-def _wav_for(root: Path, clip_id: str, wavs: set[str]) -> str:
+def _wav_for(clip_id: str, wavs: set[str]) -> str:
     for stem in (clip_id, LEGACY_WAV_NAMES.get(clip_id)):
         if stem and f"{stem}.wav" in wavs:
             return f"{AUDIO_DIR}/{stem}.wav"
@@ -131,7 +131,7 @@ def scan(root, settings: dict) -> Scan:
         elif file.stem in KNOWN_DEFECTS:
             result.quarantine(file.stem, rel, KNOWN_DEFECTS[file.stem])
         else:
-            result.records.append({**record, "path": rel, "audio_path": _wav_for(root, file.stem, wavs)})
+            result.records.append({**record, "path": rel, "audio_path": _wav_for(file.stem, wavs)})
     legacy = {v: k for k, v in LEGACY_WAV_NAMES.items()}
     for wav in sorted(wavs):
         stem = Path(wav).stem

@@ -15,20 +15,10 @@ from pathlib import Path
 
 from avemotion.datasets.manifest import NO_FOLD, NO_LABEL, Scan
 from avemotion.datasets.walk import visible_files
+from avemotion.labels import CANONICAL_LABELS
 
-LABELS = [
-    "anger",
-    "disgust",
-    "fear",
-    "happiness",
-    "neutral",
-    "sadness",
-    "surprise",
-    "contempt",
-    "anxiety",
-    "helplessness",
-    "disappointment",
-]
+# MAFW's 11 single-label classes are exactly the canonical label set.
+LABELS = list(CANONICAL_LABELS)
 CLIP_DIR = "data/clips"
 SPLIT_DIR = "Train & Test Set/single/no_caption"
 NUM_SETS = 5
