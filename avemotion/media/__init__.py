@@ -1,0 +1,1 @@
+"""Per-clip media features for the preprocess stage: audio spectrograms and their images."""
