@@ -25,3 +25,11 @@ def merge_quarantine(paths) -> pd.DataFrame:
     """All stage parts in one table."""
     parts = [read_quarantine(path) for path in paths]
     return quarantine_frame(pd.concat(parts, ignore_index=True).to_dict("records") if parts else [])
+
+
+class ClipDefect(ValueError):
+    """A clip that cannot be used (unreadable, no video or audio stream, no face...): quarantine it."""
+
+
+class SkipClip(Exception):
+    """A clip a stage leaves out because an earlier stage already quarantined it (no second entry)."""

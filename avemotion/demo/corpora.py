@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from avemotion.datasets import crema_d, enterface, mafw
-from avemotion.demo.encode import write_video, write_wav
+from avemotion.demo.encode import write_video
 from avemotion.demo.expressions import PROFILES, Speaker, expression_track, make_speaker
 from avemotion.demo.face import FacePainter, empty_scene
 from avemotion.demo.voice import SAMPLE_RATE, envelope_at, synthesize_voice
 from avemotion.io import atomic_path, write_parquet
+from avemotion.media.audio import write_wav
 
 log = logging.getLogger(__name__)
 

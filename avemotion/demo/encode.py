@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import wave
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 
 from avemotion.io import atomic_path
+from avemotion.media.audio import write_wav
 
 # Container and codecs of each corpus' originals, at demo-sized resolutions.
 FORMATS = {
@@ -28,17 +28,6 @@ FORMATS = {
     },
 }
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
-
-
-def write_wav(path, audio: np.ndarray, sample_rate: int) -> None:
-    """16-bit mono PCM WAV, written atomically."""
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
-    with atomic_path(path) as tmp:
-        with wave.open(str(tmp), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(sample_rate)
-            out.writeframes(pcm.tobytes())
 
 
 def write_video(path, frames: np.ndarray, fps: float, kind: str, audio: np.ndarray | None, sample_rate: int) -> None:

@@ -1,0 +1,1 @@
+"""Preprocessing: per-clip audio, spectrograms, face features and sampled frames, run per chunk."""

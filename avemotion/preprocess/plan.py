@@ -1,0 +1,40 @@
+"""What each preprocessing chunk job works on, read from the manifest: the workflow uses these
+functions for the jobs' inputs and params, so a chunk job depends only on its own clips' files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+STAGE_NAMES = ("audio", "face", "frames")
+_manifests: dict[tuple[str, int], pd.DataFrame] = {}
+
+
+def read_manifest(path) -> pd.DataFrame:
+    """The manifest, read once per version of the file (DAG building asks for it per chunk job)."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _manifests:
+        _manifests.clear()  # one dataset at a time is enough; keeps memory flat for many datasets
+        _manifests[key] = pd.read_parquet(path, columns=None)
+    return _manifests[key]
+
+
+def chunk_clips(manifest: pd.DataFrame, chunk: int) -> list[dict]:
+    """The clips of one chunk: id, video path and (CREMA-D) separate audio path."""
+    rows = manifest[manifest["chunk"] == int(chunk)]
+    audio = rows["audio_path"] if "audio_path" in rows else pd.Series("", index=rows.index)
+    return [
+        {"clip_id": clip_id, "path": path, "audio_path": audio_path or ""}
+        for clip_id, path, audio_path in zip(rows["clip_id"], rows["path"], audio.fillna(""))
+    ]
+
+
+def chunk_source_files(root, clips: list[dict], stage: str) -> list[str]:
+    """Corpus files a chunk job reads: its clips' videos (audio stage: the separate WAV if any)."""
+    root = Path(root)
+    if stage == "audio":
+        return [str(root / (clip["audio_path"] or clip["path"])) for clip in clips]
+    return [str(root / clip["path"]) for clip in clips]

@@ -1,0 +1,66 @@
+"""Frame sampling: segment middles, letterbox and face crops, decoding only what is needed."""
+
+import numpy as np
+import pytest
+
+from avemotion.demo.encode import write_video
+from avemotion.media.frames import crop_square, letterbox, sample_clip_frames, segment_middles, smooth_face_squares
+from avemotion.quarantine import ClipDefect
+
+
+def test_sampled_indices_are_the_segment_middles():
+    assert segment_middles(80, 8).tolist() == [5, 15, 25, 35, 45, 55, 65, 75]
+    assert segment_middles(75, 8).tolist() == [4, 14, 23, 32, 42, 51, 60, 70]
+    assert segment_middles(3, 8).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]  # short clips repeat frames
+
+
+def test_letterbox_keeps_aspect_ratio_with_padding():
+    frame = np.full((180, 320, 3), 200, np.uint8)
+    out = letterbox(frame, 224)
+    assert out.shape == (224, 224, 3)
+    rows = np.flatnonzero(out[:, 112, 0] > 100)
+    assert out[0, 112].tolist() == [0, 0, 0] and len(rows) == 126  # 180 * 224 / 320
+
+
+def test_face_squares_fill_gaps_and_smooth_jitter():
+    boxes = np.array([[100, 50, 160, 130]] * 20, float)
+    boxes[5] = np.nan
+    boxes[10, :2] += 6  # a one-frame jump
+    squares = smooth_face_squares(boxes, margin=0.25)
+    assert not np.isnan(squares).any()
+    assert squares[0, 2] == pytest.approx(80 * 1.5)
+    assert abs(squares[10, 0] - 130) < 1.0
+    with pytest.raises(ClipDefect, match="no face in any frame"):
+        smooth_face_squares(np.full((4, 4), np.nan), 0.25)
+
+
+def test_crop_square_centres_the_face_and_pads_outside_the_frame():
+    frame = np.zeros((100, 100, 3), np.uint8)
+    frame[40:60, 40:60] = 255
+    out = crop_square(frame, 50, 50, 40, 80)
+    assert out[22:58, 22:58].min() == 255 and out[:15].max() == 0
+    corner = crop_square(frame, 0, 0, 40, 80)  # half outside the image: black, not an error
+    assert corner.shape == (80, 80, 3) and corner[:40, :40].max() == 0
+
+
+def test_sample_clip_frames_reads_the_middle_frames_of_a_real_video(tmp_path):
+    # Each frame's brightness encodes its index, so the decoded frames tell which were read.
+    frames = np.stack([np.full((64, 96, 3), 3 * i, np.uint8) for i in range(40)])
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, 25, "mp4", None, 16000)
+    out, info = sample_clip_frames(video, 4, 32, "full")
+    assert info["source_frames"] == [5, 15, 25, 35] and info["total_frames"] == 40
+    assert out.shape == (4, 32, 32, 3) and out.dtype == np.uint8
+    assert [round(out[k, 16, 16, 0] / 3) for k in range(4)] == [5, 15, 25, 35]
+    boxes = np.tile([[20.0, 10.0, 60.0, 50.0]], (40, 1))
+    cropped, _ = sample_clip_frames(video, 4, 48, "face", face_boxes=boxes, margin=0.0)
+    assert cropped.shape == (4, 48, 48, 3)
+
+
+def test_unreadable_and_empty_videos_are_clip_defects(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video")
+    with pytest.raises(ClipDefect, match="zero-length"):
+        sample_clip_frames(tmp_path / "empty.mp4", 8, 32, "full")
+    with pytest.raises(ClipDefect, match="unreadable video"):
+        sample_clip_frames(tmp_path / "text.mp4", 8, 32, "full")
