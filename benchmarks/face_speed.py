@@ -1,0 +1,84 @@
+"""Speed of the built-in facemesh face backend on one CPU core, on rendered 320x240 demo frames.
+
+Target: >= 40 frames per second per core, from frames in memory to the OpenFace-schema CSV on disk
+(tracking, pose, gaze, AUs, table and pandas to_csv). Prints `name: value` lines.
+
+    .venv/bin/python benchmarks/face_speed.py
+"""
+
+from __future__ import annotations
+
+import os
+
+# one core: pin the process and keep numerical libraries to one thread before they load
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[variable] = "1"
+
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from avemotion.demo.corpora import crema_d_specs, render_clip  # noqa: E402
+from avemotion.face import geometry  # noqa: E402
+from avemotion.face.facemesh import FaceMeshBackend, feature_table  # noqa: E402
+from avemotion.face.models import LEFT_EYE_CORNERS, roi_from_detection  # noqa: E402
+
+TARGET_FPS = 40.0
+CLIPS = 6
+
+
+def per_call_ms(function, repeats: int = 200) -> float:
+    function()  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - started) / repeats * 1000
+
+
+def main() -> None:
+    cv2.setNumThreads(1)
+    specs = [s for s in crema_d_specs(2026) if s.defect is None and s.size == (320, 240)][:CLIPS]
+    clips = [render_clip(spec, np.random.default_rng(n)) for n, spec in enumerate(specs)]
+    backend = FaceMeshBackend(num_threads=1)
+    backend.analyse(clips[0][0][:5], clips[0][2]["time"].to_numpy()[:5])  # warm-up
+
+    frames_done, seconds = 0, 0.0
+    with tempfile.TemporaryDirectory() as scratch:
+        for n, (frames, _, truth) in enumerate(clips):
+            started = time.perf_counter()
+            table = backend.analyse(frames, truth["time"].to_numpy())
+            table.to_csv(Path(scratch) / f"clip{n}.csv", index=False)
+            seconds += time.perf_counter() - started
+            frames_done += len(frames)
+
+        # components, on one frame / one clip
+        frames, _, truth = clips[0]
+        frame = frames[0]
+        detection = backend.detector(frame)
+        roi = roi_from_detection(detection)
+        _, mesh = backend.mesh(frame, roi)
+        presence, meshes, contours, irises = backend.track(frames)
+        times = truth["time"].to_numpy()
+        table_ms = per_call_ms(lambda: feature_table(presence, meshes, contours, irises, times, 320, 240, 0.5), 20) / len(frames)
+        csv_ms = per_call_ms(lambda: table.to_csv(Path(scratch) / "component.csv", index=False), 20) / len(table)
+        print(f"cores: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'unpinned'}")
+        print(f"frames: {frames_done}")
+        print(f"detection_ms_per_call: {per_call_ms(lambda: backend.detector(frame)):.2f}")
+        print(f"mesh_ms_per_call: {per_call_ms(lambda: backend.mesh(frame, roi)):.2f}")
+        iris_ms = per_call_ms(lambda: backend.iris(frame, mesh, LEFT_EYE_CORNERS, False))
+        print(f"iris_ms_per_call: {iris_ms:.2f}  (two calls per frame)")
+        print(f"pose_ms_per_frame: {per_call_ms(lambda: geometry.head_pose(mesh[geometry.POSE_INDICES], 320, 240)):.3f}")
+        print(f"table_ms_per_frame: {table_ms:.3f}  (pose, gaze, AUs, DataFrame)")
+        print(f"csv_ms_per_frame: {csv_ms:.3f}")
+    fps = frames_done / seconds
+    print(f"face_fps_per_core: {fps:.1f}")
+    print(f"face_target_ratio: {fps / TARGET_FPS:.2f}  (>= 1 meets the {TARGET_FPS:.0f} fps per core target)")
+
+
+if __name__ == "__main__":
+    main()
