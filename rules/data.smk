@@ -17,7 +17,8 @@ rule demo_corpus:
         "../workflow_scripts/make_demo_corpus.py"
 
 
-rule index_dataset:
+# A checkpoint: which clips each preprocessing chunk holds is known only once the manifest exists.
+checkpoint index_dataset:
     input:
         index_inputs,
     output:
@@ -25,7 +26,7 @@ rule index_dataset:
         quarantine="results/{dataset}/quarantine/index.csv",
     params:
         root=lambda wildcards: str(dataset_root(wildcards.dataset)),
-        settings=lambda wildcards: dataset_settings(wildcards.dataset),
+        settings=lambda wildcards: index_settings(wildcards.dataset),
         coordinates=config["labels"]["coordinates"],
     log:
         "results/logs/index_dataset/{dataset}.log",
@@ -39,7 +40,7 @@ rule index_dataset:
 
 rule collect_quarantine:
     input:
-        "results/{dataset}/quarantine/index.csv",
+        quarantine_parts,
     output:
         "results/{dataset}/quarantine.csv",
     log:

@@ -67,3 +67,38 @@ def test_disabled_datasets_need_no_root(config):
     config["datasets"]["mafw"]["enabled"] = False
     with pytest.raises(ConfigError, match="no dataset is enabled"):
         check_dataset_roots(config)
+
+
+def test_dataset_overrides_change_only_that_dataset(config):
+    from avemotion.config import preprocess_settings
+
+    config["datasets"]["mafw"]["frames"] = {"crop": "full"}
+    config.update(frames={"num_frames": 8, "input_size": 224, "crop": "face", "face_margin": 0.25})
+    assert preprocess_settings(config, "mafw")["frames"] == {"num_frames": 8, "input_size": 224, "crop": "full", "face_margin": 0.25}
+    assert preprocess_settings(config, "crema_d")["frames"]["crop"] == "face"
+
+
+@pytest.mark.parametrize("where", ["global", "dataset"])
+def test_openface_backend_needs_an_executable_before_any_job(config, tmp_path, where):
+    from avemotion.config import check_openface
+
+    missing = str(tmp_path / "OpenFace" / "FeatureExtraction")
+    face = {"backend": "openface", "openface_bin": missing}
+    config["face"] = {"backend": "facemesh", "openface_bin": None, "detection_threshold": 0.5}
+    if where == "global":
+        config["face"].update(face)
+        key = "face.openface_bin"
+    else:
+        config["datasets"]["enterface"]["face"] = face
+        key = "datasets.enterface.face.openface_bin"
+    for section, values in (("frames", {}), ("audio", {})):
+        config.setdefault(section, values)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_openface(config)
+    script = tmp_path / "OpenFace" / "FeatureExtraction"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(ConfigError, match="not an executable"):
+        check_openface(config)
+    script.chmod(0o755)
+    check_openface(config)

@@ -1,12 +1,19 @@
 """The workflow end to end: demo run, reruns that do nothing, per-dataset incrementality, config
 errors before any job, and a clean lint."""
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from avemotion.quarantine import read_quarantine
 from conftest import REPO, run_snakemake
 
 DEMO_CLIPS = {"crema_d": 60, "enterface": 48, "mafw": 45}
@@ -16,7 +23,7 @@ STAGES = ("index", "preprocess", "fuse", "train", "evaluate", "report")
 def planned_jobs(workdir, *args):
     """(rule, dataset) of every job a dry run would execute."""
     result = run_snakemake(workdir, *args, "-n", "--cores", "2")
-    jobs = re.findall(r"^\s*(?:local)?rule (\w+):\n(?:.*\n)*?\s*wildcards: dataset=(\w+)", result.stdout, re.M)
+    jobs = re.findall(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\n(?:.*\n)*?\s*wildcards: dataset=(\w+)", result.stdout, re.M)
     return sorted(set(jobs)), result.stdout
 
 
@@ -29,17 +36,47 @@ def write_config(workdir, config):
 def test_default_run_indexes_every_demo_corpus(demo_run):
     for dataset, clips in DEMO_CLIPS.items():
         manifest = pd.read_parquet(demo_run / "results" / dataset / "manifest.parquet")
-        quarantine = pd.read_csv(demo_run / "results" / dataset / "quarantine.csv")
+        quarantine = pd.read_csv(demo_run / "results" / dataset / "quarantine" / "index.csv")
         assert list(quarantine.columns) == ["clip_id", "path", "stage", "reason"]
-        # every generated file is a manifest row or a quarantine entry (defects found later by decoding)
+        # every generated file is a manifest row or an index quarantine entry
         assert len(manifest) + len(quarantine) == clips
         assert manifest["fold"].max() == 5 and manifest["clip_id"].is_unique
         for rule in ("demo_corpus", "index_dataset", "collect_quarantine"):
             assert (demo_run / "results" / "logs" / rule / f"{dataset}.log").is_file()
-    crema_d = pd.read_csv(demo_run / "results" / "crema_d" / "quarantine.csv")
+    crema_d = pd.read_csv(demo_run / "results" / "crema_d" / "quarantine" / "index.csv")
     assert set(crema_d["clip_id"]) == {"1064_TIE_SAD_XX", "1076_MTI_SAD_XX"}  # the known defects
     mafw = pd.read_parquet(demo_run / "results" / "mafw" / "manifest.parquet")
     assert (mafw["label"] == "").sum() == 3  # compound-only clips, indexed without a label
+
+
+ARTIFACTS = ("audio/{}.wav", "spectrograms/{}_mel.png", "spectrograms/{}_mfcc.png", "spectrograms/{}_mel.npy", "openface/{}.csv", "frames/{}.npy")
+DEFECT_REASONS = {
+    "no_audio": ("audio", "no audio stream"),
+    "empty": ("face", "zero-length file"),
+    "not_video": ("face", "unreadable video"),
+    "no_face": ("face", "no face in any frame"),
+}
+
+
+def test_preprocessing_writes_every_artifact_or_a_quarantine_row(demo_run):
+    for dataset in DEMO_CLIPS:
+        results = demo_run / "results" / dataset
+        manifest = pd.read_parquet(results / "manifest.parquet")
+        quarantine = read_quarantine(results / "quarantine.csv")
+        quarantined = set(quarantine["clip_id"])
+        for clip_id in manifest["clip_id"]:
+            missing = [a for a in ARTIFACTS if not (results / a.format(clip_id)).is_file()]
+            assert clip_id in quarantined or not missing, (dataset, clip_id, missing)
+        assert np.load(results / "frames" / f"{manifest['clip_id'].iloc[0]}.npy").shape == (8, 224, 224, 3)
+        # each deliberate defect is quarantined by the stage that meets it, with its reason
+        truth = pd.read_parquet(demo_run / "resources" / "demo" / f"{dataset}_truth.parquet").groupby("path").first()
+        by_path = quarantine.groupby("path")
+        for path, defect in truth["defect"].items():
+            if defect in DEFECT_REASONS and path in set(manifest["path"]):
+                stage, reason = DEFECT_REASONS[defect]
+                rows = by_path.get_group(path)
+                assert ((rows["stage"] == stage) & rows["reason"].str.contains(reason)).any(), (path, rows)
+        assert quarantine["clip_id"].nunique() < len(manifest) / 4  # the rest went through
 
 
 def test_rerun_does_nothing_and_every_stage_target_exists(demo_run):
@@ -48,43 +85,103 @@ def test_rerun_does_nothing_and_every_stage_target_exists(demo_run):
         assert jobs == [], output
 
 
-def test_a_new_clip_reruns_only_its_dataset_and_a_setting_only_its_dataset(demo_run, tmp_path):
+def copy_subset(demo_run, corpora):
+    """Real-layout corpora (not demo roots) with a few speakers each, to keep reruns quick."""
+    source = demo_run / "resources" / "demo"
+    crema_d = corpora / "crema_d"
+    shutil.copytree(source / "crema_d" / "processedResults", crema_d / "processedResults")
+    shutil.copy(source / "crema_d" / "VideoDemographics.csv", crema_d / "VideoDemographics.csv")
+    for folder in ("VideoFlash", "AudioWAV"):
+        (crema_d / folder).mkdir()
+        for file in (source / "crema_d" / folder).glob("10[02][53]_*"):  # actors 1005 and 1023
+            shutil.copy(file, crema_d / folder / file.name)
+    for subject in ("subject 3", "subject 6"):
+        shutil.copytree(source / "enterface" / subject, corpora / "enterface" / subject)
+
+
+def test_a_new_clip_or_a_setting_reruns_only_the_jobs_it_affects(demo_run, tmp_path):
     corpora = tmp_path / "corpora"
-    for dataset in ("crema_d", "enterface"):
-        shutil.copytree(demo_run / "resources" / "demo" / dataset, corpora / dataset)
-    config = write_config(
-        tmp_path,
-        {
-            "datasets": {
-                "crema_d": {"root": str(corpora / "crema_d")},
-                "enterface": {"root": str(corpora / "enterface")},
-                "mafw": {"enabled": False},
-            }
-        },
-    )
-    run_snakemake(tmp_path, "index", "--cores", "2", "--configfile", config)
+    copy_subset(demo_run, corpora)
+    datasets = {
+        "crema_d": {"root": str(corpora / "crema_d"), "chunks": 4},
+        "enterface": {"root": str(corpora / "enterface"), "chunks": 4},
+        "mafw": {"enabled": False},
+    }
+    config = write_config(tmp_path, {"datasets": datasets})
+    run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
     assert planned_jobs(tmp_path, "--configfile", config)[0] == []
 
-    video = next((corpora / "crema_d" / "VideoFlash").glob("1023_*_ANG_XX.flv"))
-    shutil.copy(video, video.with_name("1023_WSI_ANG_XX.flv" if "WSI" not in video.name else "1023_TSI_ANG_XX.flv"))
+    # A new clip: its dataset's index reruns; once indexed, only the chunk holding it, in every stage.
+    videos = corpora / "crema_d" / "VideoFlash"
+    video = next(videos.glob("1023_*_ANG_XX.flv"))
+    new_clip = next(f"1023_{s}_ANG_XX" for s in ("WSI", "TSI", "ITS", "DFA") if not (videos / f"1023_{s}_ANG_XX.flv").exists())
+    shutil.copy(video, videos / f"{new_clip}.flv")
+    # Before the index reruns, a dry run can only say the dataset's chunks wait for it; no other dataset.
     jobs, _ = planned_jobs(tmp_path, "--configfile", config)
-    assert jobs == [("collect_quarantine", "crema_d"), ("index_dataset", "crema_d")]
-    run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
-    manifest = pd.read_parquet(tmp_path / "results" / "crema_d" / "manifest.parquet")
-    assert manifest["clip_id"].str.match(r"1023_(WSI|TSI)_ANG_XX").sum() >= 1
+    assert {dataset for _, dataset in jobs} == {"crema_d"} and ("index_dataset", "crema_d") in jobs
+    run_snakemake(tmp_path, "index", "--cores", "2", "--configfile", config)
+    manifest = pd.read_parquet(tmp_path / "results" / "crema_d" / "manifest.parquet").set_index("clip_id")
+    chunk = manifest.loc[new_clip, "chunk"]
+    expected = [("crema_d", stage, chunk) for stage in ("audio", "face", "frames")]
+    assert planned_chunk_jobs(tmp_path, "--configfile", config) == expected
+    result = run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
+    assert chunk_jobs_in(result.stdout + result.stderr) == expected
+    assert (tmp_path / "results" / "crema_d" / "frames" / f"{new_clip}.npy").is_file()
+    # In one plain run, the index checkpoint reruns and then only the new clip's chunk jobs run.
+    second = next(f"1023_{s}_HAP_XX" for s in ("WSI", "TSI", "ITS", "DFA") if not (videos / f"1023_{s}_HAP_XX.flv").exists())
+    shutil.copy(video, videos / f"{second}.flv")
+    result = run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
+    chunk = pd.read_parquet(tmp_path / "results" / "crema_d" / "manifest.parquet").set_index("clip_id").loc[second, "chunk"]
+    assert chunk_jobs_in(result.stdout + result.stderr) == [("crema_d", stage, chunk) for stage in ("audio", "face", "frames")]
 
+    # A dataset's own audio setting: only that dataset's audio chunks.
+    datasets["enterface"]["audio"] = {"n_mels": 64}
+    config = write_config(tmp_path, {"datasets": datasets})
+    assert planned_chunk_jobs(tmp_path, "--configfile", config) == [("enterface", "audio", c) for c in range(4)]
+    # Its face setting: its face chunks and the frames cut around those faces.
+    datasets["enterface"]["face"] = {"detection_threshold": 0.6}
+    config = write_config(tmp_path, {"datasets": datasets})
+    jobs = planned_chunk_jobs(tmp_path, "--configfile", config)
+    assert {(d, s) for d, s, _ in jobs} == {("enterface", "audio"), ("enterface", "face"), ("enterface", "frames")}
+
+
+def chunk_jobs_in(output):
+    found = re.findall(r"wildcards: dataset=(\w+), stage=(\w+), chunk=(\d+)", output)
+    return sorted({(dataset, stage, int(chunk)) for dataset, stage, chunk in found})
+
+
+def planned_chunk_jobs(workdir, *args):
+    """(dataset, stage, chunk) of every preprocessing job a dry run would execute."""
+    return chunk_jobs_in(run_snakemake(workdir, *args, "-n", "--cores", "2").stdout)
+
+
+def test_a_run_killed_mid_chunk_finishes_only_what_was_incomplete(demo_run, tmp_path):
+    corpora = tmp_path / "corpora"
+    copy_subset(demo_run, corpora)
     config = write_config(
         tmp_path,
-        {
-            "datasets": {
-                "crema_d": {"root": str(corpora / "crema_d")},
-                "enterface": {"root": str(corpora / "enterface"), "chunks": 8},
-                "mafw": {"enabled": False},
-            }
-        },
+        {"datasets": {"crema_d": {"root": str(corpora / "crema_d"), "chunks": 1}, "enterface": {"enabled": False}, "mafw": {"enabled": False}}},
     )
-    jobs, _ = planned_jobs(tmp_path, "--configfile", config)
-    assert {dataset for _, dataset in jobs} == {"enterface"}
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", "--configfile", config]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    receipts = tmp_path / "results" / "crema_d" / "preprocess" / "face" / "receipts"
+    deadline = time.time() + 300
+    while len(list(receipts.glob("*.json"))) < 5 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # kill -9 the whole run, job processes included
+    process.wait()
+    finished_before = len(list(receipts.glob("*.json")))
+    assert 5 <= finished_before < 24, "the run should have been killed inside the face chunk"
+    assert not (tmp_path / "results" / "crema_d" / "preprocess" / "face" / "0.parquet").exists()
+
+    run_snakemake(tmp_path, "--unlock", "--configfile", config)  # a killed run leaves Snakemake's lock behind
+    run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
+    log = (tmp_path / "results" / "logs" / "preprocess_chunk" / "crema_d" / "face" / "0.log").read_text()
+    reused = int(re.search(r"face: \d+ clips \((\d+) reused", log)[1])
+    assert reused >= finished_before
+    table = pd.read_parquet(tmp_path / "results" / "crema_d" / "preprocess" / "face" / "0.parquet")
+    assert len(table) == 24 and set(table["status"]) <= {"ok", "quarantined"}
+    assert planned_jobs(tmp_path, "--configfile", config)[0] == []
 
 
 def test_invalid_config_fails_before_any_job_naming_key_and_allowed_values(tmp_path):

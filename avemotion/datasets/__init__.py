@@ -1,7 +1,8 @@
 """Dataset readers and indexing: one module per corpus, one registry that names them.
 
-Each reader module provides ``LABELS`` (its classes in canonical order), ``source_files(root)`` (the
-files its index depends on, which the workflow also uses as the index rule's inputs) and
+Each reader module provides ``LABELS`` (its classes in canonical order), ``index_dependencies(root)``
+(the folders whose names and the metadata files the index reads: the index rule's inputs, so that
+adding, removing or renaming a clip reruns the index while a re-encoded clip does not) and
 ``scan(root, settings)`` (records and quarantined files from names and metadata, no decoding).
 """
 
@@ -44,8 +45,8 @@ def reader(dataset: str):
     return READERS[dataset]
 
 
-def source_files(dataset: str, root) -> list[Path]:
-    return reader(dataset).source_files(check_root(dataset, root))
+def index_dependencies(dataset: str, root) -> list[Path]:
+    return reader(dataset).index_dependencies(check_root(dataset, root))
 
 
 def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None = None):

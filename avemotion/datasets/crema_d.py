@@ -47,12 +47,10 @@ VOTE_MODALITIES = {"voice": 1, "face": 2, "audiovisual": 3}
 VOTE_CODES = {"A": "anger", "D": "disgust", "F": "fear", "H": "happiness", "N": "neutral", "S": "sadness"}
 
 
-def source_files(root) -> list[Path]:
-    """Every file the index depends on: videos, WAVs and the two metadata tables."""
+def index_dependencies(root) -> list[Path]:
+    """What the index reads: the names in the two media folders and the two metadata tables."""
     root = Path(root)
-    files = visible_files(root / VIDEO_DIR) + visible_files(root / AUDIO_DIR)
-    files += [root / name for name in (DEMOGRAPHICS, VOTES) if (root / name).is_file()]
-    return files
+    return [p for p in (root / VIDEO_DIR, root / AUDIO_DIR, root / DEMOGRAPHICS, root / VOTES) if p.exists()]
 
 
 def fold_of_actor(actor: int) -> int:

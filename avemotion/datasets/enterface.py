@@ -34,8 +34,13 @@ def subject_folders(root) -> list[tuple[int, Path]]:
     return folders
 
 
-def source_files(root) -> list[Path]:
-    return [file for _, folder in subject_folders(root) for file in visible_files(folder, recursive=True)]
+def index_dependencies(root) -> list[Path]:
+    """What the index reads: the names in every folder under the subject folders."""
+    root = Path(root)
+    folders = [root]
+    for _, folder in subject_folders(root):
+        folders += [folder] + sorted(p for p in folder.rglob("*") if p.is_dir() and not p.name.startswith("."))
+    return folders
 
 
 def fold_of_subject(subject: int) -> int:

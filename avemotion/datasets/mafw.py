@@ -41,8 +41,9 @@ def split_files(root) -> list[tuple[int, str, Path]]:
     return found
 
 
-def source_files(root) -> list[Path]:
-    return visible_files(Path(root) / CLIP_DIR) + [path for _, _, path in split_files(root)]
+def index_dependencies(root) -> list[Path]:
+    """What the index reads: the names in data/clips and the split files."""
+    return [Path(root) / CLIP_DIR] + [path for _, _, path in split_files(root)]
 
 
 def _read_split_lists(root: Path, result: Scan):

@@ -103,8 +103,12 @@ def sample_clip_frames(
     return out, {"source_frames": indices.tolist(), "total_frames": total, "fps": float(reader.get_avg_fps())}
 
 
-def decode_all(path, batch: int = 64):
-    """Every frame of a clip as (T, H, W, 3) uint8 RGB batches, with the clip's fps (for face analysis)."""
+def decode_all(path, batch: int = 256):
+    """Every frame of a clip in (T, H, W, 3) uint8 RGB batches, with the clip's fps (for face analysis).
+
+    Batches bound memory on long clips; a batch of 256 frames holds a typical clip whole, so face
+    tracking and pose smoothing run over the clip without restarting.
+    """
     reader = open_video(path)
     fps = float(reader.get_avg_fps()) or 25.0
     for start in range(0, len(reader), batch):

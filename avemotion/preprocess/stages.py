@@ -1,0 +1,177 @@
+"""The three preprocessing stages and where each writes its per-clip artifacts.
+
+audio:  results/{dataset}/audio/{clip}.wav and spectrograms/{clip}_mel.png, _mfcc.png, _mel.npy
+face:   results/{dataset}/openface/{clip}.csv (OpenFace 2 schema, from the configured backend)
+frames: results/{dataset}/frames/{clip}.npy, uint8 (T, S, S, 3); face crops use the face stage's boxes
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from avemotion.io import atomic_path
+from avemotion.media.audio import SAMPLE_RATE, NoAudioStream, extract_audio, read_wav, write_wav
+from avemotion.media.frames import decode_all, open_video, sample_clip_frames
+from avemotion.preprocess.chunk import Stage
+from avemotion.quarantine import ClipDefect, SkipClip
+
+SILENCE_RMS = 1e-4
+
+
+def artifact(outdir: Path, kind: str, clip_id: str, suffix: str) -> Path:
+    return Path(outdir) / kind / f"{clip_id}{suffix}"
+
+
+class AudioStage(Stage):
+    name = "audio"
+
+    def sources(self, clip):
+        return [self.root / (clip.get("audio_path") or clip["path"])]
+
+    def artifacts(self, clip):
+        clip_id = clip["clip_id"]
+        return [
+            artifact(self.outdir, "audio", clip_id, ".wav"),
+            artifact(self.outdir, "spectrograms", clip_id, "_mel.png"),
+            artifact(self.outdir, "spectrograms", clip_id, "_mfcc.png"),
+            artifact(self.outdir, "spectrograms", clip_id, "_mel.npy"),
+        ]
+
+    def process(self, clip):
+        from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
+
+        wav, mel_png, mfcc_png, mel_npy = self.artifacts(clip)
+        source = self.sources(clip)[0]
+        missing = False
+        try:
+            extract_audio(source, wav, SAMPLE_RATE)
+        except NoAudioStream:
+            if self.settings["missing"] != "silent":
+                raise
+            # Keep the clip with silent audio as long as its video, flagged in the chunk table.
+            reader = open_video(self.root / clip["path"])
+            write_wav(wav, np.zeros(int(len(reader) / (reader.get_avg_fps() or 25.0) * SAMPLE_RATE)))
+            missing = True
+        audio, rate = read_wav(wav)
+        spectrogram = SpectrogramSettings(
+            sample_rate=rate,
+            window_ms=self.settings["window_ms"],
+            hop_ms=self.settings["hop_ms"],
+            n_mels=self.settings["n_mels"],
+            n_mfcc=self.settings["n_mfcc"],
+        )
+        write_spectrograms(audio, spectrogram, mel_png, mfcc_png, mel_npy)
+        rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
+        return {
+            "audio_source": "AudioWAV" if clip.get("audio_path") else "video",
+            "duration_s": len(audio) / rate,
+            "audio_missing": missing,
+            "silent": rms < SILENCE_RMS,
+        }
+
+
+class FaceStage(Stage):
+    name = "face"
+
+    def artifacts(self, clip):
+        return [artifact(self.outdir, "openface", clip["clip_id"], ".csv")]
+
+    def prepare(self, clips):
+        if self.settings["backend"] == "facemesh":
+            from avemotion.face.facemesh import FaceMeshBackend
+
+            self.backend = FaceMeshBackend(detection_threshold=self.settings["detection_threshold"])
+            return
+        from avemotion.face.openface import run_feature_extraction
+
+        readable = []
+        for clip in clips:
+            try:
+                open_video(self.root / clip["path"])
+                readable.append(str(self.root / clip["path"]))
+            except ClipDefect:
+                pass  # quarantined with its reason in process()
+        self.openface_dir = Path(tempfile.mkdtemp(prefix="openface-", dir=self.outdir))
+        self.openface_csvs = run_feature_extraction(self.settings["openface_bin"], readable, self.openface_dir)
+
+    def finish(self):
+        if getattr(self, "openface_dir", None):
+            shutil.rmtree(self.openface_dir, ignore_errors=True)
+
+    def process(self, clip):
+        video = self.root / clip["path"]
+        if self.settings["backend"] == "facemesh":
+            table, fps, shape = self._facemesh(video)
+        else:
+            table, fps, shape = self._openface(video)
+        if not (table["success"] == 1).any():
+            raise ClipDefect("no face in any frame")
+        with atomic_path(self.artifacts(clip)[0]) as tmp:
+            table.to_csv(tmp, index=False)
+        return {
+            "face_frames": len(table),
+            "face_ratio": float((table["success"] == 1).mean()),
+            "fps": fps,
+            "width": shape[1],
+            "height": shape[0],
+        }
+
+    def _facemesh(self, video):
+        parts, fps, shape = [], 25.0, (0, 0)
+        for frames, start, fps in decode_all(video):
+            shape = frames.shape[1:3]
+            part = self.backend.analyse(frames, (start + np.arange(len(frames))) / fps)
+            part["frame"] = start + np.arange(1, len(frames) + 1)
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True), fps, shape
+
+    def _openface(self, video):
+        from avemotion.face.openface import read_openface_csv
+
+        reader = open_video(video)
+        csv = self.openface_csvs.get(str(video))
+        if csv is None:
+            raise ClipDefect("OpenFace wrote no features for this clip")
+        return read_openface_csv(csv), float(reader.get_avg_fps()), reader[0].shape[:2]
+
+
+class FramesStage(Stage):
+    name = "frames"
+
+    def face_csv(self, clip) -> Path:
+        return artifact(self.outdir, "openface", clip["clip_id"], ".csv")
+
+    def sources(self, clip):
+        return [self.root / clip["path"]] + ([self.face_csv(clip)] if self.settings["crop"] == "face" else [])
+
+    def artifacts(self, clip):
+        return [artifact(self.outdir, "frames", clip["clip_id"], ".npy")]
+
+    def process(self, clip):
+        boxes = None
+        if self.settings["crop"] == "face":
+            if not self.face_csv(clip).exists():
+                raise SkipClip("no face features (quarantined by the face stage)")
+            from avemotion.face.facemesh import face_boxes
+
+            boxes = face_boxes(pd.read_csv(self.face_csv(clip)))
+        frames, info = sample_clip_frames(
+            self.root / clip["path"],
+            self.settings["num_frames"],
+            self.settings["input_size"],
+            self.settings["crop"],
+            face_boxes=boxes,
+            margin=self.settings["face_margin"],
+        )
+        with atomic_path(self.artifacts(clip)[0]) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, frames)
+        return {**info, "crop": self.settings["crop"]}
+
+
+STAGES = {stage.name: stage for stage in (AudioStage, FaceStage, FramesStage)}

@@ -1,0 +1,118 @@
+"""The chunk runner: per-clip quarantine, receipts that let a killed chunk redo only its
+unfinished clips, and the audio stage on real media."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avemotion.demo.encode import write_video
+from avemotion.media.audio import NoAudioStream, extract_audio, read_wav, write_wav
+from avemotion.preprocess.chunk import Stage, run_chunk
+from avemotion.preprocess.plan import chunk_clips, chunk_source_files
+from avemotion.preprocess.stages import AudioStage
+from avemotion.quarantine import ClipDefect
+
+
+class CountingStage(Stage):
+    """Writes one text file per clip; clip 'bad' is defective, clip 'bug' raises an unforeseen error."""
+
+    name = "count"
+    calls: list = []
+
+    def artifacts(self, clip):
+        return [self.outdir / "count" / f"{clip['clip_id']}.txt"]
+
+    def process(self, clip):
+        CountingStage.calls.append(clip["clip_id"])
+        if clip["clip_id"] == "bad":
+            raise ClipDefect("no face in any frame")
+        if clip["clip_id"] == "bug":
+            raise KeyError("oops")
+        self.artifacts(clip)[0].parent.mkdir(parents=True, exist_ok=True)
+        self.artifacts(clip)[0].write_text("done")
+        return {"value": len(clip["clip_id"])}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    for name in ("a", "bad", "bug", "c"):
+        (tmp_path / f"{name}.mp4").write_text(name)
+    return [{"clip_id": name, "path": f"{name}.mp4", "audio_path": ""} for name in ("a", "bad", "bug", "c")]
+
+
+def run(tmp_path, clips, settings=None):
+    stage = CountingStage(tmp_path, tmp_path / "out", settings or {"x": 1})
+    return run_chunk(stage, clips, tmp_path / "table.parquet", tmp_path / "quarantine.csv")
+
+
+def test_defects_are_quarantined_and_the_rest_of_the_chunk_finishes(tmp_path, corpus):
+    CountingStage.calls = []
+    table = run(tmp_path, corpus)
+    assert dict(zip(table["clip_id"], table["status"])) == {"a": "ok", "bad": "quarantined", "bug": "quarantined", "c": "ok"}
+    quarantine = pd.read_csv(tmp_path / "quarantine.csv")
+    assert list(quarantine["stage"]) == ["count", "count"]
+    assert quarantine.set_index("clip_id").loc["bad", "reason"] == "no face in any frame"
+    assert "unexpected error: KeyError" in quarantine.set_index("clip_id").loc["bug", "reason"]
+
+
+def test_a_rerun_redoes_only_unfinished_changed_or_unforeseen_clips(tmp_path, corpus):
+    run(tmp_path, corpus)
+    CountingStage.calls = []
+    run(tmp_path, corpus)
+    assert CountingStage.calls == ["bug"]  # a failure nobody foresaw is retried, a known defect is not
+    (tmp_path / "out" / "count" / "a.txt").unlink()  # e.g. killed before this clip's artifact landed
+    (tmp_path / "c.mp4").write_text("changed source")
+    CountingStage.calls = []
+    table = run(tmp_path, corpus)
+    assert CountingStage.calls == ["a", "bug", "c"]
+    assert len(pd.read_csv(tmp_path / "quarantine.csv")) == 2 and len(table) == 4
+    CountingStage.calls = []
+    run(tmp_path, corpus, settings={"x": 2})  # new settings: every clip again
+    assert CountingStage.calls == ["a", "bad", "bug", "c"]
+
+
+def test_chunk_plan_from_the_manifest():
+    manifest = pd.DataFrame(
+        {"clip_id": ["x", "y", "z"], "path": ["V/x.flv", "V/y.flv", "V/z.flv"], "audio_path": ["A/x.wav", "", None], "chunk": [1, 0, 1]}
+    )
+    clips = chunk_clips(manifest, 1)
+    assert clips == [{"clip_id": "x", "path": "V/x.flv", "audio_path": "A/x.wav"}, {"clip_id": "z", "path": "V/z.flv", "audio_path": ""}]
+    assert chunk_source_files("/c", clips, "audio") == ["/c/A/x.wav", "/c/V/z.flv"]
+    assert chunk_source_files("/c", clips, "face") == ["/c/V/x.flv", "/c/V/z.flv"]
+
+
+@pytest.fixture
+def media(tmp_path):
+    frames = np.zeros((50, 64, 64, 3), np.uint8)
+    t = np.arange(2 * 16000) / 16000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    write_video(tmp_path / "voiced.mp4", frames, 25, "mp4", tone, 16000)
+    write_video(tmp_path / "mute.avi", frames, 25, "avi", None, 16000)
+    return tmp_path
+
+
+def test_audio_is_extracted_to_16k_mono_and_missing_audio_is_detected(media):
+    extract_audio(media / "voiced.mp4", media / "out.wav")
+    audio, rate = read_wav(media / "out.wav")
+    assert rate == 16000 and abs(len(audio) / rate - 2.0) < 0.1
+    spectrum = np.abs(np.fft.rfft(audio[4000:20000]))
+    assert abs(np.fft.rfftfreq(16000, 1 / 16000)[spectrum.argmax()] - 440) < 2
+    with pytest.raises(NoAudioStream):
+        extract_audio(media / "mute.avi", media / "mute.wav")
+    assert not (media / "mute.wav").exists()
+
+
+@pytest.mark.parametrize("missing, status", [("quarantine", "quarantined"), ("silent", "ok")])
+def test_audio_stage_quarantines_or_keeps_audio_less_clips(media, missing, status):
+    settings = {"window_ms": 25, "hop_ms": 10, "n_mels": 64, "n_mfcc": 20, "missing": missing}
+    clips = [{"clip_id": n, "path": f"{n}.{ext}", "audio_path": ""} for n, ext in (("voiced", "mp4"), ("mute", "avi"))]
+    table = run_chunk(AudioStage(media, media / "out", settings), clips, media / "t.parquet", media / "q.csv").set_index("clip_id")
+    assert table.loc["voiced", "status"] == "ok" and not table.loc["voiced", "silent"]
+    assert table.loc["mute", "status"] == status
+    assert (media / "out" / "spectrograms" / "voiced_mel.npy").exists()
+    assert np.load(media / "out" / "spectrograms" / "voiced_mel.npy").shape[0] == 64
+    if missing == "silent":
+        assert table.loc["mute", "audio_missing"] and table.loc["mute", "silent"]
+        assert abs(table.loc["mute", "duration_s"] - 2.0) < 0.1
+    else:
+        assert pd.read_csv(media / "q.csv")["reason"].tolist() == ["no audio stream"]
