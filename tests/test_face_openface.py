@@ -174,3 +174,29 @@ def test_videos_sharing_a_stem_run_in_separate_calls(openface, tmp_path):
     ]
     assert csvs == {first: out / "clip.csv", other: out / "other.csv", second: out / "same_stem_1" / "clip.csv"}
     assert all(path.is_file() for path in csvs.values())
+
+
+def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_read(openface, tmp_path):
+    import numpy as np
+
+    from avemotion.demo.encode import write_video
+    from avemotion.preprocess.chunk import run_chunk
+    from avemotion.preprocess.stages import FaceStage
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a", "b"):
+        write_video(corpus / f"{name}.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
+    (corpus / "empty.mp4").write_bytes(b"")
+    (corpus / "text.mp4").write_text("not a video")
+    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("a", "b", "empty", "text")]
+    settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    (call,) = calls(tmp_path)  # one FeatureExtraction call for the chunk, readable videos only
+    assert [call[i + 1] for i, arg in enumerate(call) if arg == "-f"] == [str(corpus / "a.mp4"), str(corpus / "b.mp4")]
+    assert table.loc["a", "status"] == "ok" and table.loc["a", "face_ratio"] == pytest.approx(2 / 3)
+    assert list(read_openface_csv(out / "openface" / "a.csv").columns) == REQUESTED_COLUMNS
+    reasons = pd.read_csv(out / "q.csv").set_index("clip_id")["reason"]
+    assert "zero-length" in reasons["empty"] and "unreadable video" in reasons["text"]
+    assert not list(out.glob("openface-*"))  # OpenFace's scratch folder is removed

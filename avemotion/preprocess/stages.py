@@ -96,6 +96,9 @@ class FaceStage(Stage):
                 readable.append(str(self.root / clip["path"]))
             except ClipDefect:
                 pass  # quarantined with its reason in process()
+        # A folder per chunk job: eNTERFACE has equal file names in different subjects (s12_an_1.avi
+        # in subjects 11 and 12), which OpenFace would write to the same CSV name.
+        self.outdir.mkdir(parents=True, exist_ok=True)
         self.openface_dir = Path(tempfile.mkdtemp(prefix="openface-", dir=self.outdir))
         self.openface_csvs = run_feature_extraction(self.settings["openface_bin"], readable, self.openface_dir)
 
