@@ -13,6 +13,9 @@ rule preprocess_chunk:
         outdir=lambda wildcards: f"results/{wildcards.dataset}",
         settings=lambda wildcards: preprocess_settings(config, wildcards.dataset)[wildcards.stage],
         clips=lambda wildcards: clips_of_chunk(wildcards.dataset, wildcards.chunk),
+    # Face chunks are the long jobs and frames wait for them: start them first, so the short audio
+    # chunks fill the cores at the end instead of one core idling behind the last face chunk.
+    priority: lambda wildcards: {"face": 2, "frames": 1, "audio": 0}[wildcards.stage]
     log:
         "results/logs/preprocess_chunk/{dataset}/{stage}/{chunk}.log",
     benchmark:
