@@ -89,13 +89,15 @@ class FaceStage(Stage):
             return
         from avemotion.face.openface import run_feature_extraction
 
-        readable = []
+        # fps and frame size per readable video; the others are quarantined with their reason in process()
+        self.video_info = {}
         for clip in clips:
             try:
-                open_video(self.root / clip["path"])
-                readable.append(str(self.root / clip["path"]))
+                reader = open_video(self.root / clip["path"])
             except ClipDefect:
-                pass  # quarantined with its reason in process()
+                continue
+            self.video_info[str(self.root / clip["path"])] = (float(reader.get_avg_fps()), reader[0].shape[:2])
+        readable = list(self.video_info)
         # A folder per chunk job: eNTERFACE has equal file names in different subjects (s12_an_1.avi
         # in subjects 11 and 12), which OpenFace would write to the same CSV name.
         self.outdir.mkdir(parents=True, exist_ok=True)
@@ -136,11 +138,13 @@ class FaceStage(Stage):
     def _openface(self, video):
         from avemotion.face.openface import read_openface_csv
 
-        reader = open_video(video)
+        if str(video) not in self.video_info:
+            open_video(video)  # raises the ClipDefect that says why the video could not be read
         csv = self.openface_csvs.get(str(video))
         if csv is None:
             raise ClipDefect("OpenFace wrote no features for this clip")
-        return read_openface_csv(csv), float(reader.get_avg_fps()), reader[0].shape[:2]
+        fps, shape = self.video_info[str(video)]
+        return read_openface_csv(csv), fps, shape
 
 
 class FramesStage(Stage):
