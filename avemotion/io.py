@@ -11,11 +11,14 @@ import pandas as pd
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path in the same folder as ``path``; rename it over ``path`` on success."""
+def atomic_path(path, suffix: str = ".tmp"):
+    """Yield a temporary path in the same folder as ``path``; rename it over ``path`` on success.
+
+    ``suffix`` is for writers that insist on an extension (Keras wants ``.weights.h5``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
