@@ -139,3 +139,23 @@ def check_openface(config: dict) -> None:
             check_executable(face["openface_bin"])
         except ValueError as error:
             raise ConfigError(f"config: {key}: {error}") from error
+
+
+def check_model(config: dict) -> None:
+    """The pretrained weights must exist, and every dataset's frames must split into VideoMAE tubelets."""
+    from avemotion.model.presets import variant_settings
+
+    model = config["model"]
+    if model["pretrained"] and not Path(model["pretrained"]).exists():
+        raise ConfigError(f"config: model.pretrained: {model['pretrained']!r} does not exist (a file or folder of VideoMAE weights, or null)")
+    variant = variant_settings(model["variant"])
+    for name in enabled_datasets(config):
+        frames = preprocess_settings(config, name)["frames"]
+        own = config["datasets"][name].get("frames") or {}
+        for setting, unit in (("num_frames", "tubelet_size"), ("input_size", "patch_size")):
+            if frames[setting] % variant[unit]:
+                key = f"datasets.{name}.frames.{setting}" if setting in own else f"frames.{setting}"
+                raise ConfigError(
+                    f"config: {key}: {frames[setting]} is not allowed with model.variant {model['variant']!r}; "
+                    f"allowed values: multiples of {variant[unit]} (the VideoMAE {unit.replace('_', ' ')})"
+                )

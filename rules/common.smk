@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from avemotion.config import (
     SCHEMA_PATH,
     check_dataset_roots,
+    check_model,
     check_openface,
     enabled_datasets,
     prepare_config,
@@ -24,6 +25,7 @@ DATASETS = enabled_datasets(config)
 DEMO_ROOTS = {name: DEMO_DIR / name for name in READERS}
 check_dataset_roots(config, generated_roots=DEMO_ROOTS.values())
 check_openface(config)
+check_model(config)
 
 
 wildcard_constraints:

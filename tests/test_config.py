@@ -5,7 +5,10 @@ import copy
 import pytest
 import yaml
 
-from avemotion.config import ConfigError, check_dataset_roots, config_errors, prepare_config
+from snakemake.utils import validate
+
+from avemotion.config import SCHEMA_PATH, ConfigError, check_dataset_roots, check_model, config_errors, load_schema, prepare_config
+from avemotion.model.presets import VARIANTS
 from avemotion.datasets import DatasetRootError
 from conftest import DATA
 
@@ -30,6 +33,7 @@ def test_repository_config_is_valid(config):
         (lambda c: c["datasets"].update(iemocap={}), "datasets.iemocap: unknown key; allowed keys here: crema_d, enterface, mafw"),
         (lambda c: c["datasets"]["enterface"].pop("root"), "datasets.enterface: 'root' is a required property"),
         (lambda c: c["datasets"]["crema_d"].update(chunks=0), "datasets.crema_d.chunks: 0 is less than the minimum of 1"),
+        (lambda c: c["model"].update(variant="giant"), "model.variant: 'giant' is not allowed; allowed values: 'tiny', 'small', 'base', 'large', 'huge'"),
     ],
 )
 def test_invalid_values_name_the_key_and_allowed_values(config, change, expected):
@@ -102,3 +106,24 @@ def test_openface_backend_needs_an_executable_before_any_job(config, tmp_path, w
         check_openface(config)
     script.chmod(0o755)
     check_openface(config)
+
+
+def test_schema_variants_are_the_registry():
+    assert load_schema()["properties"]["model"]["properties"]["variant"]["enum"] == list(VARIANTS)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c, tmp: c["model"].update(pretrained=str(tmp / "videomae-base")), "model.pretrained: '{tmp}/videomae-base' does not exist"),
+        (lambda c, tmp: c["frames"].update(num_frames=7), "frames.num_frames: 7 is not allowed with model.variant 'tiny'; allowed values: multiples of 2"),
+        (lambda c, tmp: c["datasets"]["mafw"].update(frames={"input_size": 200}), "datasets.mafw.frames.input_size: 200 is not allowed with model.variant 'tiny'; allowed values: multiples of 16"),
+    ],
+)
+def test_model_settings_are_checked_before_any_job(config, tmp_path, change, expected):
+    validate(config, schema=str(SCHEMA_PATH))  # fills defaults as the Snakefile does
+    check_model(config)
+    change(config, tmp_path)
+    with pytest.raises(ConfigError) as error:
+        check_model(config)
+    assert expected.format(tmp=tmp_path) in str(error.value)

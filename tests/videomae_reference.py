@@ -51,23 +51,32 @@ def with_num_frames(model, num_frames: int):
     return other
 
 
-def write_hf_safetensors(model, folder: Path) -> Path:
+def write_hf_save_pretrained(model, folder: Path) -> Path:
+    """Whatever transformers itself writes (5.23 writes the old q_bias/v_bias names into safetensors)."""
     model.save_pretrained(folder, safe_serialization=True)
     assert (folder / "model.safetensors").is_file()
     return folder
 
 
-def write_hf_bin_old_keys(model, folder: Path) -> Path:
-    """A folder as older transformers wrote it: pytorch_model.bin with q_bias/v_bias and qkv_bias in config."""
+def write_hf_folder(model, folder: Path, weights: str, key_style: str) -> Path:
+    """A Hugging Face folder with ``weights`` "safetensors" or "bin" and q/v biases named in
+    ``key_style`` "new" (query.bias/value.bias, qv_bias in config) or "old" (q_bias/v_bias, qkv_bias)."""
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     state = {}
     for name, value in model.state_dict().items():
-        name = name.replace("attention.attention.query.bias", "attention.attention.q_bias")
-        name = name.replace("attention.attention.value.bias", "attention.attention.v_bias")
-        state[name] = value.clone()
-    torch.save(state, folder / "pytorch_model.bin")
+        if key_style == "old":
+            name = name.replace("attention.attention.query.bias", "attention.attention.q_bias")
+            name = name.replace("attention.attention.value.bias", "attention.attention.v_bias")
+        state[name] = value.detach().clone().contiguous()
+    if weights == "safetensors":
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        torch.save(state, folder / "pytorch_model.bin")
     config = model.config.to_dict()
-    config["qkv_bias"] = config.pop("qv_bias")
+    if key_style == "old":
+        config["qkv_bias"] = config.pop("qv_bias")
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 

@@ -1,22 +1,27 @@
 """VideoMAE for Keras 3: backbone, task model, variant registry and checkpoint import.
 
-Importing this package imports Keras (and so TensorFlow); keep it out of code that does not need it.
+The names below load on first use (PEP 562), so ``avemotion.model.presets`` can be read by config
+checks without importing Keras and TensorFlow (several seconds).
 """
 
-from avemotion.model.backbone import VideoMAEBackbone
-from avemotion.model.checkpoints import CheckpointError, detect_format
-from avemotion.model.classifier import VideoMAEClassifier, build_classifier
-from avemotion.model.presets import VARIANTS, variant_settings
-from avemotion.model.weights import convert_weights, load_videomae
+from importlib import import_module
 
-__all__ = [
-    "VARIANTS",
-    "CheckpointError",
-    "VideoMAEBackbone",
-    "VideoMAEClassifier",
-    "build_classifier",
-    "convert_weights",
-    "detect_format",
-    "load_videomae",
-    "variant_settings",
-]
+_EXPORTS = {
+    "VARIANTS": "avemotion.model.presets",
+    "variant_settings": "avemotion.model.presets",
+    "CheckpointError": "avemotion.model.checkpoints",
+    "detect_format": "avemotion.model.checkpoints",
+    "VideoMAEBackbone": "avemotion.model.backbone",
+    "VideoMAEClassifier": "avemotion.model.classifier",
+    "build_classifier": "avemotion.model.classifier",
+    "convert_weights": "avemotion.model.weights",
+    "load_videomae": "avemotion.model.weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

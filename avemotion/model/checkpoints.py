@@ -53,7 +53,10 @@ class Checkpoint:
         return 0 if head is None else int(head.shape[0])
 
     def source_name(self, canonical: str) -> str:
-        return self.source_names.get(canonical, canonical)
+        """The tensor's name in the file, also for a tensor the file lacks (for error messages)."""
+        if canonical in self.source_names:
+            return self.source_names[canonical]
+        return hf_name(canonical) if self.format == "hf_folder" else canonical
 
 
 def detect_format(path: Path) -> str:
@@ -231,6 +234,27 @@ def _hf_to_canonical(raw: dict[str, np.ndarray], num_layers: int):
         tensors[canonical] = np.concatenate([parts[kind][1] for kind in ("query", "key", "value")], axis=0)
         sources[canonical] = parts["query"][0].replace(".query.weight", ".{query,key,value}.weight")
     return tensors, sources
+
+
+def hf_name(canonical: str) -> str:
+    """The Hugging Face name of a canonical tensor (new key style, old one in brackets)."""
+    if canonical.startswith("patch_embed.proj."):
+        return "videomae.embeddings.patch_embeddings.projection." + canonical.rsplit(".", 1)[1]
+    if canonical.startswith("head."):
+        return canonical.replace("head.", "classifier.")
+    match = re.fullmatch(r"blocks\.(\d+)\.(.+)", canonical)
+    if not match:
+        return canonical
+    prefix, rest = f"videomae.encoder.layer.{match.group(1)}.", match.group(2)
+    if rest == "attn.qkv.weight":
+        return prefix + "attention.attention.{query,key,value}.weight"
+    if rest in ("attn.q_bias", "attn.v_bias"):
+        kind = "query" if rest == "attn.q_bias" else "value"
+        return f"{prefix}attention.attention.{kind}.bias (or {rest.split('.')[1]})"
+    for hf_key, target in HF_BLOCK_KEYS.items():
+        if rest.startswith(target + "."):
+            return prefix + hf_key + rest[len(target):]
+    return canonical
 
 
 def _hf_block_key(index: int, rest: str) -> str | None:

@@ -1,0 +1,241 @@
+"""Weight import: every supported checkpoint format gives the transformers network's logits (<= 1e-4)."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import videomae_reference as reference  # noqa: E402
+
+from avemotion.model import CheckpointError, convert_weights, detect_format, load_videomae  # noqa: E402
+from avemotion.model.presets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+TOLERANCE = 1e-4
+
+# Two shapes that differ in everything the architecture has: frames, image size, patch and tubelet
+# size, width, heads, depth, MLP width, head size and LayerNorm eps.
+SHAPES = {
+    "4x32_p16": dict(
+        image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=48,
+        num_hidden_layers=2, num_attention_heads=4, intermediate_size=80, num_labels=5,
+    ),
+    "6x24_p8": dict(
+        image_size=24, patch_size=8, num_frames=6, tubelet_size=3, hidden_size=36,
+        num_hidden_layers=3, num_attention_heads=3, intermediate_size=144, num_labels=7,
+    ),
+}  # fmt: skip
+
+
+def clips_for(config, seed=0, frames=None):
+    size = config["image_size"]
+    return np.random.default_rng(seed).random((2, frames or config["num_frames"], size, size, 3), dtype=np.float32)
+
+
+def logits(model, clips):
+    return np.asarray(model(clips, training=False)["logits"])
+
+
+@pytest.fixture(scope="module", params=sorted(SHAPES))
+def shape(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def hf_reference(shape):
+    """Hugging Face style: block eps from config.json (1e-12), fc_norm at torch's 1e-5."""
+    return reference.random_reference(seed=len(shape), layer_norm_eps=1e-12, **SHAPES[shape])
+
+
+@pytest.fixture(scope="module")
+def original_reference(shape):
+    """The original network: eps 1e-6 in the blocks and in fc_norm (what .pth and innat files carry)."""
+    return reference.random_reference(seed=len(shape) + 1, layer_norm_eps=1e-6, fc_norm_eps=1e-6, **SHAPES[shape])
+
+
+HF_WRITERS = {
+    "save_pretrained": reference.write_hf_save_pretrained,
+    "safetensors_new_keys": lambda model, folder: reference.write_hf_folder(model, folder, "safetensors", "new"),
+    "safetensors_old_keys": lambda model, folder: reference.write_hf_folder(model, folder, "safetensors", "old"),
+    "bin_new_keys": lambda model, folder: reference.write_hf_folder(model, folder, "bin", "new"),
+    "bin_old_keys": lambda model, folder: reference.write_hf_folder(model, folder, "bin", "old"),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(HF_WRITERS))
+def test_hugging_face_folder_matches_transformers(hf_reference, shape, writer, tmp_path):
+    folder = HF_WRITERS[writer](hf_reference, tmp_path / "hf")
+    assert detect_format(folder) == "hf_folder"
+    model = load_videomae(folder)
+    clips = clips_for(SHAPES[shape])
+    expected = reference.reference_outputs(hf_reference, clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
+    assert model.label_names == [hf_reference.config.id2label[i] for i in range(SHAPES[shape]["num_labels"])]
+    assert model.backbone.layer_norm_eps == 1e-12 and model.backbone.fc_norm_eps == 1e-5
+
+
+@pytest.mark.parametrize("wrapper", ["model", "module"])
+def test_mcg_nju_pth_matches_the_original_network(original_reference, shape, wrapper, tmp_path):
+    config = SHAPES[shape]
+    path = reference.write_mcg_pth(original_reference, tmp_path / "checkpoint.pth", wrapper)
+    assert detect_format(path) == "torch"
+    model = load_videomae(
+        path, num_frames=config["num_frames"], image_size=config["image_size"], num_heads=config["num_attention_heads"]
+    )
+    clips = clips_for(config)
+    expected = reference.reference_outputs(original_reference, clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
+
+
+def test_innat_keras2_h5_matches_the_original_network(original_reference, shape, tmp_path):
+    config = SHAPES[shape]
+    # The release names carry the clip shape, as in TFVideoMAE_L_K400_16x224_FT.h5.
+    name = f"TFVideoMAE_T_K400_{config['num_frames']}x{config['image_size']}_FT.h5"
+    path = reference.write_innat_h5(original_reference, tmp_path / name)
+    assert detect_format(path) == "innat_h5"
+    model = load_videomae(path, num_heads=config["num_attention_heads"])
+    clips = clips_for(config)
+    expected = reference.reference_outputs(original_reference, clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
+
+
+def test_own_weights_and_keras_archive_round_trip_with_recomputed_positions(hf_reference, shape, tmp_path):
+    """convert-weights output and .keras both reload the same network, also for another frame count."""
+    config = SHAPES[shape]
+    converted = tmp_path / "converted.weights.h5"
+    model = convert_weights(HF_WRITERS["safetensors_new_keys"](hf_reference, tmp_path / "hf"), converted)
+    archive = tmp_path / "model.keras"
+    model.save(archive)
+    assert detect_format(converted) == "keras_weights" and detect_format(archive) == "keras_archive"
+
+    clips = clips_for(config)
+    expected = reference.reference_outputs(hf_reference, clips, IMAGENET_MEAN, IMAGENET_STD)
+    frames = 2 * config["num_frames"]
+    longer = clips_for(config, seed=1, frames=frames)
+    expected_longer = reference.reference_outputs(
+        reference.with_num_frames(hf_reference, frames), longer, IMAGENET_MEAN, IMAGENET_STD
+    )
+    for path in (converted, archive):
+        assert np.abs(logits(load_videomae(path), clips) - expected).max() <= TOLERANCE
+        reloaded = load_videomae(path, num_frames=frames)
+        assert reloaded.backbone.num_frames == frames
+        assert np.abs(logits(reloaded, longer) - expected_longer).max() <= TOLERANCE
+        assert reloaded.label_names == model.label_names
+
+
+def test_hugging_face_weights_at_another_frame_count(tmp_path):
+    """No weight depends on the frame count: 16 frames of a 4-frame checkpoint match transformers at 16."""
+    config = SHAPES["4x32_p16"]
+    hf = reference.random_reference(seed=3, **config)
+    model = load_videomae(HF_WRITERS["safetensors_new_keys"](hf, tmp_path / "hf"), num_frames=16)
+    clips = clips_for(config, frames=16)
+    expected = reference.reference_outputs(reference.with_num_frames(hf, 16), clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
+
+
+def test_pretraining_checkpoint_gives_features_without_a_head(tmp_path):
+    """An encoder-only checkpoint (no fc_norm, no head): features = identity-initialised fc_norm of the mean token."""
+    import torch
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    config = SHAPES["4x32_p16"]
+    torch.manual_seed(5)
+    encoder = VideoMAEModel(VideoMAEConfig(**config, use_mean_pooling=True)).eval()
+    encoder.save_pretrained(tmp_path / "hf")
+    model = load_videomae(tmp_path / "hf")
+    assert model.head is None and set(model.output) == {"features"}
+    clips = clips_for(config)
+    pixels = (clips - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    with torch.no_grad():
+        tokens = encoder(torch.from_numpy(pixels.transpose(0, 1, 4, 2, 3).copy())).last_hidden_state
+        expected = torch.nn.functional.layer_norm(tokens.mean(1), (config["hidden_size"],), eps=1e-5).numpy()
+    assert np.abs(np.asarray(model(clips)["features"]) - expected).max() <= TOLERANCE
+
+
+# ---------------------------------------------------------------- refusals with clear messages
+
+
+@pytest.fixture()
+def hf_state(tmp_path):
+    hf = reference.random_reference(seed=9, **SHAPES["4x32_p16"])
+    folder = HF_WRITERS["safetensors_new_keys"](hf, tmp_path / "hf")
+    from safetensors.numpy import load_file
+
+    return folder, load_file(str(folder / "model.safetensors"))
+
+
+def rewrite(folder, state):
+    from safetensors.numpy import save_file
+
+    save_file(state, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_unknown_format_is_refused(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="unrecognised checkpoint format"):
+        load_videomae(path)
+
+
+def test_shape_mismatch_names_the_tensor_and_both_shapes(hf_state):
+    folder, state = hf_state
+    name = "videomae.encoder.layer.1.output.dense.weight"
+    state[name] = np.zeros((48, 96), np.float32)  # fc2 should be (48, 80)
+    with pytest.raises(CheckpointError, match=r"shape mismatch for tensor videomae\.encoder\.layer\.1\.output\.dense\.weight.*\(48, 96\).*\(80, 48\)"):
+        load_videomae(rewrite(folder, state))
+
+
+def test_missing_tensors_are_named(hf_state):
+    folder, state = hf_state
+    del state["videomae.encoder.layer.0.attention.attention.value.bias"]
+    with pytest.raises(CheckpointError, match=r"missing tensors.*videomae\.encoder\.layer\.0\.attention\.attention\.value\.bias"):
+        load_videomae(rewrite(folder, state))
+
+
+def test_unknown_tensors_are_not_silently_dropped(hf_state):
+    folder, state = hf_state
+    state["videomae.encoder.layer.0.layer_scale"] = np.ones(48, np.float32)
+    with pytest.raises(CheckpointError, match="does not know: videomae.encoder.layer.0.layer_scale"):
+        load_videomae(rewrite(folder, state))
+
+
+def test_q_v_biases_that_load_as_zeros_are_refused(hf_state, monkeypatch):
+    """A mapping bug that leaves the q/v biases at their zero initialisation must not pass."""
+    from avemotion.model import weights
+
+    original_targets = weights._targets
+
+    def forgetful_targets(model, checkpoint):
+        for name, variable, convert in original_targets(model, checkpoint):
+            if name.endswith("q_bias"):
+                convert = np.zeros_like
+            yield name, variable, convert
+
+    monkeypatch.setattr(weights, "_targets", forgetful_targets)
+    with pytest.raises(CheckpointError, match=r"attention\.query\.bias loaded as all zeros although the checkpoint.s is not"):
+        load_videomae(hf_state[0])
+
+
+def test_torch_checkpoint_without_torch_says_how_to_install_it(original_reference, tmp_path, monkeypatch):
+    path = reference.write_mcg_pth(original_reference, tmp_path / "checkpoint.pth")
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(CheckpointError, match=r"needs PyTorch.*pip install torch==2\.13\.0"):
+        load_videomae(path)
+
+
+def test_unregistered_width_needs_num_heads(original_reference, tmp_path):
+    path = reference.write_mcg_pth(original_reference, tmp_path / "checkpoint.pth")
+    with pytest.raises(CheckpointError, match="number of attention heads.*pass num_heads"):
+        load_videomae(path)
