@@ -23,6 +23,21 @@ def _index(args) -> int:
     return 0
 
 
+def _convert_weights(args) -> int:
+    from avemotion.model import convert_weights
+    from avemotion.model.checkpoints import detect_format
+
+    kind = detect_format(Path(args.source))
+    model = convert_weights(args.source, args.destination, args.num_frames, args.image_size, args.num_heads)
+    backbone = model.backbone
+    head = f"{model.num_classes}-class head" if model.num_classes else "no head (features only)"
+    print(f"read {args.source} ({kind}): {backbone.num_layers} layers, width {backbone.hidden_size}, "
+          f"{backbone.num_heads} heads, {model.count_params():,} parameters, {head}")
+    print(f"wrote {args.destination} (built for {backbone.num_frames} frames of {backbone.image_size} px; "
+          "any other count or size loads too)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avemotion", description="Audio-visual emotion recognition workflow tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--out", default=".", help="folder for manifest.parquet and quarantine.csv")
     index.add_argument("--chunks", type=int, default=64, help="number of preprocessing chunks")
     index.set_defaults(run=_index)
+    convert = commands.add_parser(
+        "convert-weights",
+        help="read VideoMAE weights of any supported format once and write avemotion's .weights.h5",
+        description="SRC: a Hugging Face VideoMAE folder, an MCG-NJU .pth, an innat/VideoMAE .h5, or a "
+        ".weights.h5/.keras of ours. DST must end with .weights.h5; training jobs load it fast, without torch.",
+    )
+    convert.add_argument("source", metavar="SRC")
+    convert.add_argument("destination", metavar="DST")
+    convert.add_argument("--num-frames", type=int, help="frames per clip to build for (default: the checkpoint's)")
+    convert.add_argument("--image-size", type=int, help="frame side in pixels (default: the checkpoint's)")
+    convert.add_argument("--num-heads", type=int, help="attention heads, for .pth/.h5 files of an unregistered width")
+    convert.set_defaults(run=_convert_weights)
     return parser
 
 

@@ -239,3 +239,29 @@ def test_unregistered_width_needs_num_heads(original_reference, tmp_path):
     path = reference.write_mcg_pth(original_reference, tmp_path / "checkpoint.pth")
     with pytest.raises(CheckpointError, match="number of attention heads.*pass num_heads"):
         load_videomae(path)
+
+
+def test_convert_weights_command(hf_reference, shape, tmp_path, capsys):
+    from avemotion.cli import main
+
+    config = SHAPES[shape]
+    folder = HF_WRITERS["bin_old_keys"](hf_reference, tmp_path / "hf")
+    destination = tmp_path / "out" / "videomae.weights.h5"
+    assert main(["convert-weights", str(folder), str(destination)]) == 0
+    output = capsys.readouterr().out
+    assert f"(hf_folder): {config['num_hidden_layers']} layers, width {config['hidden_size']}" in output
+    assert f"{config['num_labels']}-class head" in output and f"wrote {destination}" in output
+    # The converted file needs neither torch nor the folder, and gives the same logits.
+    clips = clips_for(config)
+    expected = reference.reference_outputs(hf_reference, clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(logits(load_videomae(destination), clips) - expected).max() <= TOLERANCE
+
+
+def test_convert_weights_command_fails_clearly(tmp_path, capsys):
+    from avemotion.cli import main
+
+    source = tmp_path / "notes.txt"
+    source.write_text("hello")
+    assert main(["convert-weights", str(source), str(tmp_path / "x.weights.h5")]) == 2
+    assert "unrecognised checkpoint format" in capsys.readouterr().err
+    assert not (tmp_path / "x.weights.h5").exists()
