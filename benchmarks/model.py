@@ -333,6 +333,8 @@ def main() -> None:
         settings = variant_settings(args.variant)
         for name in ("variant", "frames", "image_size", "batch", "iterations", "warmup", "threads"):
             report(name, getattr(args, name))
+        # Other work on the cores skews CPU figures, torch's OpenMP barriers worst: check this is ~0.
+        report("load_average_1min", f"{os.getloadavg()[0]:.2f}  (of {os.cpu_count()} cores)")
         clips, labels = random_batch(args)
         pixels = torch_pixels(clips, settings)
         benchmark_forward(args, gpus, clips, pixels)

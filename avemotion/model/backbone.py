@@ -42,7 +42,8 @@ class VideoMAEBackbone(keras.Model):
         **kwargs,
     ):
         frames = keras.Input(shape=(num_frames, image_size, image_size, 3), name="frames")
-        x = ImageStandardization(image_mean, image_std, dtype=dtype, name="standardize")(frames)
+        # Standardise in float32 even under mixed precision: bf16 would round the mean/std constants.
+        x = ImageStandardization(image_mean, image_std, dtype="float32", name="standardize")(frames)
         x = TubeletEmbedding(hidden_size, patch_size, tubelet_size, dtype=dtype, name="patch_embed")(x)
         x = SinusoidPositionEmbedding(dtype=dtype, name="positions")(x)
         # Drop path grows linearly with depth, as in the reference recipe.
