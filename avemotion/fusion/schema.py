@@ -1,0 +1,59 @@
+"""The one contract between the shard writer and the tf.data reader: what a fused example holds.
+
+A TFRecord example has every modality of one clip, aligned:
+
+=================  ========  =================================================================
+feature            type      content
+=================  ========  =================================================================
+clip_id            bytes     the manifest's clip id
+dataset            bytes     crema_d | enterface | mafw
+speaker            bytes     speaker id (speaker-independent folds are built on it)
+label              bytes     canonical emotion name
+label_index        int64     the dataset's own class index (a mixture remaps names to its label set)
+fold               int64     speaker-independent test fold, 1..K
+valence, arousal   float     label-derived targets in [-1, 1]
+frames             bytes[T]  T sampled S x S RGB frames, each JPEG-encoded
+mel                float[]   log-Mel (dB) resized to (MEL_BANDS, AUDIO_STEPS), row-major
+mfcc               float[]   MFCC resized to (MFCC_COEFFICIENTS, AUDIO_STEPS), row-major
+face_sequence      float[]   FACE_COLUMNS resampled to T steps, (T, len(FACE_COLUMNS)) row-major
+face_present       float[]   1 for each FACE_COLUMNS entry the face backend estimates, else 0
+face_ratio         float     fraction of video frames with a tracked face
+audio_missing      int64     1 when the clip had no audio track and was kept with silence
+=================  ========  =================================================================
+
+Shapes are fixed for the whole workflow (not per dataset) so that corpora mix in one model.
+"""
+
+from __future__ import annotations
+
+from avemotion.face.columns import AUS_C, AUS_R, GAZE, POSE
+
+# Log-Mel and MFCC are resized to these shapes (time always; bands too where audio.n_mels or
+# audio.n_mfcc differ from them), so datasets with different audio settings still mix.
+MEL_BANDS = 128
+MFCC_COEFFICIENTS = 40
+AUDIO_STEPS = 256
+
+# The face features a model sees: AU intensities and presences, head pose, gaze. Columns the
+# backend does not estimate (the built-in facemesh backend has 9 AUs) are zeros, flagged in face_present.
+FACE_COLUMNS = AUS_R + AUS_C + POSE + GAZE
+
+STRING_FEATURES = ("clip_id", "dataset", "speaker", "label")
+INT_FEATURES = ("label_index", "fold", "audio_missing")
+FLOAT_FEATURES = ("valence", "arousal", "face_ratio")
+FACE_FEATURES = len(FACE_COLUMNS)
+
+
+def feature_spec(num_frames: int) -> dict:
+    """tf.io parsing spec for examples of ``num_frames`` frames (imports TensorFlow)."""
+    import tensorflow as tf
+
+    spec = {name: tf.io.FixedLenFeature([], tf.string) for name in STRING_FEATURES}
+    spec.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_FEATURES})
+    spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_FEATURES})
+    spec["frames"] = tf.io.FixedLenFeature([num_frames], tf.string)
+    spec["mel"] = tf.io.FixedLenFeature([MEL_BANDS * AUDIO_STEPS], tf.float32)
+    spec["mfcc"] = tf.io.FixedLenFeature([MFCC_COEFFICIENTS * AUDIO_STEPS], tf.float32)
+    spec["face_sequence"] = tf.io.FixedLenFeature([num_frames * FACE_FEATURES], tf.float32)
+    spec["face_present"] = tf.io.FixedLenFeature([FACE_FEATURES], tf.float32)
+    return spec
