@@ -1,0 +1,1 @@
+"""Evaluation: metrics computed from predictions tables, and their summaries over folds."""

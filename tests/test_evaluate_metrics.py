@@ -1,0 +1,127 @@
+"""Evaluation metrics against examples worked out by hand."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avemotion.evaluate.metrics import (
+    classification_metrics,
+    evaluate_predictions,
+    regression_metrics,
+    summarise_folds,
+)
+
+
+def test_imbalanced_three_classes_war_differs_from_uar():
+    true = [0, 0, 0, 0, 0, 0, 1, 1, 2, 2]  # supports 6, 2, 2
+    pred = [0, 0, 0, 0, 0, 0, 0, 1, 0, 2]
+    m = classification_metrics(true, pred, 3)
+    assert m["confusion_matrix"] == [[6, 0, 0], [1, 1, 0], [1, 0, 1]]
+    assert m["war"] == pytest.approx(8 / 10)  # 6 + 1 + 1 hits of 10
+    assert m["uar"] == pytest.approx(2 / 3)  # recalls 6/6, 1/2, 1/2 -> (1 + .5 + .5) / 3
+    assert m["recall"] == pytest.approx({"0": 1.0, "1": 0.5, "2": 0.5})
+    assert m["support"] == {"0": 6, "1": 2, "2": 2}
+    # F1: class 0 p=6/8, r=1 -> 2*.75/1.75 = 6/7; classes 1, 2 p=1, r=.5 -> 2*.5/1.5 = 2/3
+    # macro = (6/7 + 2/3 + 2/3) / 3 = 46/63
+    assert m["macro_f1"] == pytest.approx(46 / 63)
+
+
+def test_macro_f1_with_a_class_never_predicted():
+    true = [0, 1, 2, 2]
+    pred = [0, 1, 1, 1]  # class 2 is never predicted; class 3 is in neither
+    m = classification_metrics(true, pred, 4, ["a", "b", "c", "d"])
+    # F1: a = 1; b p=1/3, r=1 -> 2*(1/3)/(4/3) = 1/2; c p=0, r=0 -> 0; d left out
+    assert m["macro_f1"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert m["uar"] == pytest.approx((1 + 1 + 0) / 3)  # d has no true clips
+    assert math.isnan(m["recall"]["d"])
+    assert m["war"] == pytest.approx(2 / 4)
+
+
+def test_class_index_out_of_range_is_rejected():
+    with pytest.raises(ValueError):
+        classification_metrics([0, 3], [0, 1], 3)
+
+
+def test_perfect_and_constant_predictions():
+    target = [-1.0, 0.0, 1.0]
+    perfect = regression_metrics(target, target)
+    assert perfect == pytest.approx({"ccc": 1.0, "pearson": 1.0, "rmse": 0.0})
+
+    constant = regression_metrics(target, [0.5, 0.5, 0.5])
+    assert constant["ccc"] == 0.0  # cov = 0
+    assert math.isnan(constant["pearson"])  # prediction side is constant
+    # squared errors 1.5^2, 0.5^2, 0.5^2 = 2.25 + .25 + .25 = 2.75
+    assert constant["rmse"] == pytest.approx(math.sqrt(2.75 / 3))
+
+
+def test_bias_shift_lowers_ccc_but_not_pearson():
+    target = np.array([-1.0, 0.0, 1.0])
+    m = regression_metrics(target, target + 0.5)
+    # var_t = var_p = cov = 2/3, (mean_t - mean_p)^2 = 0.25
+    # ccc = (2 * 2/3) / (2/3 + 2/3 + 1/4) = (4/3) / (19/12) = 16/19
+    assert m["pearson"] == pytest.approx(1.0)
+    assert m["ccc"] == pytest.approx(16 / 19)
+    assert m["rmse"] == pytest.approx(0.5)
+
+
+def test_fold_summary_mean_sample_std_and_summed_confusion():
+    per_fold = {
+        2: {"war": 0.7, "recall": {"a": float("nan")}, "valence": {"ccc": 0.2}, "confusion_matrix": [[1, 0], [1, 1]]},
+        1: {"war": 0.5, "recall": {"a": 0.4}, "valence": {"ccc": 0.4}, "confusion_matrix": [[2, 1], [0, 3]]},
+    }
+    s = summarise_folds(per_fold)
+    assert s["folds"] == [1, 2]
+    war = s["metrics"]["war"]
+    assert war["mean"] == pytest.approx(0.6)
+    assert war["std"] == pytest.approx(math.sqrt((0.1**2 + 0.1**2) / (2 - 1)))  # ddof=1
+    assert war["per_fold"] == {1: 0.5, 2: 0.7}
+    assert s["metrics"]["valence.ccc"]["mean"] == pytest.approx(0.3)
+    # the nan recall of fold 2 is left out of the mean, and one defined value has no std
+    assert s["metrics"]["recall.a"]["mean"] == pytest.approx(0.4)
+    assert math.isnan(s["metrics"]["recall.a"]["std"])
+    assert s["confusion_matrix"] == [[3, 1], [1, 4]]
+
+
+def _predictions_table():
+    names = ["anger", "happiness", "neutral"]
+    true = [0, 0, 1, 2]
+    pred = [0, 1, 1, 2]
+    probs = np.eye(3)[pred] * 0.8 + 0.2 / 3
+    table = pd.DataFrame(
+        {
+            "clip_id": ["c1", "c2", "c3", "c4"],
+            "dataset": "demo",
+            "speaker": ["s1", "s1", "s2", "s2"],
+            "fold": [1, 1, 2, 2],
+            "label": [names[i] for i in true],
+            "label_index": true,
+            "predicted_index": pred,
+            "predicted_label": [names[i] for i in pred],
+            **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
+            "valence": [-0.5, -0.5, 0.9, 0.0],
+            "arousal": [0.7, 0.7, 0.5, -0.6],
+            "valence_pred": [-0.5, 0.9, 0.9, 0.0],
+            "arousal_pred": [0.7, 0.5, 0.5, -0.6],
+        }
+    )
+    return table, names
+
+
+def test_evaluate_predictions_on_a_small_table():
+    table, names = _predictions_table()
+    m = evaluate_predictions(table, names)
+    assert m["war"] == pytest.approx(3 / 4)
+    assert m["uar"] == pytest.approx((0.5 + 1 + 1) / 3)
+    assert m["recall"] == pytest.approx({"anger": 0.5, "happiness": 1.0, "neutral": 1.0})
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    # one valence error of 1.4 among four clips: rmse = sqrt(1.4^2 / 4) = 0.7
+    assert m["valence"]["rmse"] == pytest.approx(0.7)
+    assert set(m["arousal"]) == {"ccc", "pearson", "rmse"}
+
+
+def test_evaluate_predictions_rejects_labels_that_disagree_with_the_label_set():
+    table, names = _predictions_table()
+    with pytest.raises(ValueError):
+        evaluate_predictions(table, list(reversed(names)))
