@@ -1,0 +1,261 @@
+"""Training building blocks: CCC, label-smoothed CE, the multi-task sum, WarmupCosine, layer-decay AdamW."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from avemotion.model import VideoMAEBackbone, VideoMAEClassifier
+from avemotion.train.losses import (
+    CCCLoss,
+    LabelSmoothedCrossEntropy,
+    MultiTaskLoss,
+    ccc,
+    smoothed_cross_entropy,
+)
+from avemotion.train.optimizer import (
+    LayerDecayAdamW,
+    WarmupCosine,
+    build_adamw,
+    layer_ids,
+    layer_scales,
+    no_weight_decay_paths,
+    set_backbone_trainable,
+)
+
+SMALL = dict(num_frames=4, image_size=32)
+NUM_LAYERS = 4  # the tiny variant
+
+
+def tiny_backbone():
+    return VideoMAEBackbone.from_variant("tiny", **SMALL)
+
+
+def tiny_classifier(num_classes=3):
+    return VideoMAEClassifier(tiny_backbone(), num_classes=num_classes)
+
+
+def value(x) -> np.ndarray:
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else keras.ops.convert_to_numpy(x))
+
+
+# ---------------------------------------------------------------- CCC
+
+
+def test_ccc_matches_hand_computed_value():
+    # t = [1, 2, 3], p = [1, 3, 5]: mean t = 2, mean p = 3.
+    # var t = (1 + 0 + 1) / 3 = 2/3; var p = (4 + 0 + 4) / 3 = 8/3;
+    # cov = ((-1)(-2) + 0 + (1)(2)) / 3 = 4/3; (mean t - mean p)^2 = 1.
+    # ccc = 2 * 4/3 / (2/3 + 8/3 + 1) = (8/3) / (13/3) = 8/13.
+    assert value(ccc([1.0, 2.0, 3.0], [1.0, 3.0, 5.0])) == pytest.approx(8 / 13, rel=1e-6)
+    # (batch, 1) columns give the same scalar; (batch, 2) one value per column.
+    assert value(ccc([[1.0], [2.0], [3.0]], [[1.0], [3.0], [5.0]])) == pytest.approx(8 / 13, rel=1e-6)
+    both = value(ccc([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], [[1.0, 1.0], [3.0, 2.0], [5.0, 3.0]]))
+    np.testing.assert_allclose(both, [8 / 13, 1.0], rtol=1e-6)
+
+
+def test_ccc_loss_is_zero_for_perfect_and_one_for_constant_predictions():
+    targets = np.array([-0.5, 0.1, 0.4, 0.9], np.float32)
+    loss = CCCLoss()
+    assert value(loss(targets, targets)) == pytest.approx(0.0, abs=1e-6)
+    assert value(loss(targets, np.full(4, 0.2, np.float32))) == pytest.approx(1.0, abs=1e-6)
+    centred = targets - targets.mean()  # mirrored around the common mean: ccc = -1
+    assert value(loss(centred, -centred)) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_ccc_weights_leave_clips_out():
+    full = value(ccc([1.0, 2.0, 3.0, 9.0], [1.0, 3.0, 5.0, -4.0], sample_weight=[1.0, 1.0, 1.0, 0.0]))
+    assert full == pytest.approx(8 / 13, rel=1e-6)
+    loss = CCCLoss()([1.0, 2.0, 3.0, 9.0], [1.0, 3.0, 5.0, -4.0], [1, 1, 1, 0])
+    assert value(loss) == pytest.approx(5 / 13, rel=1e-5)
+
+
+def test_losses_compute_in_float32_from_bfloat16_inputs():
+    targets = keras.ops.cast(np.linspace(-1, 1, 64), "bfloat16")
+    predictions = keras.ops.cast(np.linspace(-1, 1, 64) * 0.5 + 0.1, "bfloat16")
+    result = ccc(targets, predictions)
+    assert keras.backend.standardize_dtype(result.dtype) == "float32"
+    reference = ccc(value(keras.ops.cast(targets, "float32")), value(keras.ops.cast(predictions, "float32")))
+    assert value(result) == pytest.approx(value(reference), rel=1e-6)
+    logits = keras.ops.cast([[1.0, 2.0, 3.0]], "bfloat16")
+    assert keras.backend.standardize_dtype(smoothed_cross_entropy([0], logits).dtype) == "float32"
+
+
+# ---------------------------------------------------------------- cross-entropy
+
+
+def test_label_smoothed_cross_entropy_matches_hand_computed_value():
+    # logits [1, 2, 3]: logsumexp = 3 + log(1 + e^-1 + e^-2) = 3 + log(1.5032147) = 3.4076059,
+    # so log p = [-2.4076059, -1.4076059, -0.4076059]. Label 0, s = 0.1, K = 3:
+    # loss = (1 - s) * 2.4076059 + s * mean(2.4076059, 1.4076059, 0.4076059) = 2.1668453 + 0.1407606 = 2.3076059.
+    loss = LabelSmoothedCrossEntropy(num_classes=3, smoothing=0.1)
+    assert value(loss([0], [[1.0, 2.0, 3.0]])) == pytest.approx(2.3076059, rel=1e-6)
+    probabilities = value(keras.ops.softmax(np.array([[1.0, 2.0, 3.0]], np.float32)))
+    from_probabilities = LabelSmoothedCrossEntropy(3, 0.1, from_logits=False)
+    assert value(from_probabilities([[0]], probabilities)) == pytest.approx(2.3076059, rel=1e-5)
+
+
+def test_label_smoothed_cross_entropy_agrees_with_keras():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 1, 0])
+    plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
+    assert value(LabelSmoothedCrossEntropy(4, smoothing=0.0)(labels, logits)) == pytest.approx(value(plain), rel=1e-6)
+    dense = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    expected = dense(np.eye(4, dtype=np.float32)[labels], logits)
+    smoothed = LabelSmoothedCrossEntropy(4, smoothing=0.1)(labels, logits)
+    assert value(smoothed) == pytest.approx(value(expected), rel=1e-6)
+
+
+def test_ignored_labels_contribute_nothing():
+    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [9.0, -9.0, 0.0]], np.float32)
+    loss = LabelSmoothedCrossEntropy(num_classes=3)
+    kept = value(loss([0, 2], logits[:2]))
+    assert value(loss([0, 2, -1], logits)) == pytest.approx(kept, rel=1e-6)
+    assert value(loss([[0], [2], [-1]], logits, sample_weight=[1.0, 1.0, 5.0])) == pytest.approx(kept, rel=1e-6)
+    assert value(loss([-1, -1, -1], logits)) == 0.0
+    assert value(smoothed_cross_entropy([0, -1, 2], logits))[1] == 0.0
+
+
+def test_sample_weights_give_a_weighted_mean():
+    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], np.float32)
+    each = value(smoothed_cross_entropy([0, 2], logits))
+    weighted = LabelSmoothedCrossEntropy(3)([0, 2], logits, sample_weight=[3.0, 1.0])
+    assert value(weighted) == pytest.approx((3 * each[0] + each[1]) / 4, rel=1e-6)
+
+
+def test_multitask_loss_sums_the_parts():
+    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [0.0, 0.0, 0.0], [2.0, 1.0, 0.0]], np.float32)
+    labels = np.array([0, 2, -1, 1])
+    valence, valence_pred = np.array([1.0, 2.0, 7.0, 3.0]), np.array([1.0, 3.0, -7.0, 5.0])
+    arousal = np.array([0.1, 0.5, 0.2, 0.9])
+    combined = MultiTaskLoss(num_classes=3, smoothing=0.1, valence_weight=0.5, arousal_weight=2.0)
+    total, parts = combined(labels, logits, valence, valence_pred, arousal, arousal, sample_weight=[1, 1, 1, 2])
+    # The clip with label -1 is left out of the CCC too: valence is the hand example, 1 - 8/13.
+    assert value(parts["valence_loss"]) == pytest.approx(5 / 13, rel=1e-5)
+    assert value(parts["arousal_loss"]) == pytest.approx(0.0, abs=1e-6)
+    each = value(smoothed_cross_entropy(labels, logits))
+    assert value(parts["cross_entropy"]) == pytest.approx((each[0] + each[1] + 2 * each[3]) / 4, rel=1e-6)
+    expected = value(parts["cross_entropy"]) + 0.5 * 5 / 13 + 2.0 * value(parts["arousal_loss"])
+    assert value(total) == pytest.approx(expected, rel=1e-5)
+    assert combined.get_config()["valence_weight"] == 0.5
+
+
+def test_losses_serialise():
+    for loss in (CCCLoss(), LabelSmoothedCrossEntropy(num_classes=5, smoothing=0.2, from_logits=False)):
+        clone = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def test_warmup_cosine_values():
+    schedule = WarmupCosine(peak_lr=1e-3, warmup_steps=10, total_steps=110, min_lr=1e-5)
+    expected = {0: 0.0, 5: 5e-4, 10: 1e-3, 60: (1e-3 + 1e-5) / 2, 110: 1e-5, 500: 1e-5}
+    for step, lr in expected.items():
+        assert value(schedule(step)) == pytest.approx(lr, rel=1e-5, abs=1e-9), step
+    # A quarter into the cosine: min + (peak - min) * (1 + cos(pi / 4)) / 2.
+    assert value(schedule(35)) == pytest.approx(1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi / 4)) / 2, rel=1e-5)
+    assert value(WarmupCosine(1e-3, 0, 10)(0)) == pytest.approx(1e-3)
+    clone = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert clone.get_config() == schedule.get_config()
+    with pytest.raises(ValueError):
+        WarmupCosine(1e-3, warmup_steps=20, total_steps=10)
+
+
+# ---------------------------------------------------------------- layer decay and weight decay
+
+
+def test_layer_scales_follow_the_beit_layer_ids():
+    backbone = tiny_backbone()
+    scales = layer_scales(backbone, layer_decay=0.5)
+    top = NUM_LAYERS + 1
+    assert layer_ids(backbone)["patch_embed/kernel"] == 0
+    assert scales["patch_embed/kernel"] == scales["patch_embed/bias"] == 0.5**top
+    for index in range(NUM_LAYERS):
+        assert layer_ids(backbone)[f"block_{index}/attention/qkv/kernel"] == index + 1
+        assert scales[f"block_{index}/attention/q_bias"] == 0.5 ** (top - index - 1)
+        assert scales[f"block_{index}/fc2/kernel"] == 0.5 ** (top - index - 1)
+    assert scales["fc_norm/gamma"] == 1.0
+    assert len(scales) == len(backbone.weights)
+    model = VideoMAEClassifier(backbone, num_classes=3)
+    with_head = layer_scales(model, layer_decay=0.5)
+    assert with_head["head/kernel"] == with_head["head/bias"] == 1.0
+    assert with_head["block_0/fc1/kernel"] == 0.5**NUM_LAYERS
+    assert set(layer_scales(model, layer_decay=1.0).values()) == {1.0}
+
+
+def test_no_weight_decay_on_biases_norms_and_qv_biases():
+    names = set(no_weight_decay_paths(tiny_classifier()))
+    assert {"patch_embed/bias", "block_0/attention/q_bias", "block_0/attention/v_bias", "block_2/norm1/gamma",
+            "block_2/norm2/beta", "block_3/fc1/bias", "fc_norm/gamma", "fc_norm/beta", "head/bias"} <= names
+    assert not any(path.endswith("kernel") for path in names)
+
+
+def test_weight_decay_shrinks_kernels_only_with_the_layer_lr():
+    model = tiny_classifier()
+    for variable in model.trainable_variables:
+        if len(variable.shape) == 1:  # biases start at 0: set them to 1 so that decay would show
+            variable.assign(np.ones(variable.shape, np.float32))
+    before = {variable.path: value(variable) for variable in model.trainable_variables}
+    optimizer = build_adamw(model, base_lr=0.1, weight_decay=0.5, layer_decay=0.5, warmup_steps=0, total_steps=100)
+    zeros = [np.zeros(variable.shape, np.float32) for variable in model.trainable_variables]
+    optimizer.apply(zeros, model.trainable_variables)  # Adam's step is 0 for zero gradients: only decay moves
+    scales = layer_scales(model, 0.5)
+    for variable in model.trainable_variables:
+        factor = 1.0 if len(variable.shape) == 1 else 1.0 - 0.5 * 0.1 * scales[variable.path]
+        np.testing.assert_allclose(value(variable), before[variable.path] * factor, rtol=1e-6, err_msg=variable.path)
+    assert 1.0 - 0.5 * 0.1 * scales["patch_embed/kernel"] != 1.0 - 0.5 * 0.1  # the check above tells layers apart
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_adam_first_step_moves_each_variable_by_its_layer_lr(graph):
+    model = tiny_classifier()
+    optimizer = build_adamw(model, base_lr=1e-2, weight_decay=0.0, layer_decay=0.5, warmup_steps=0, total_steps=100)
+    expected = {"patch_embed/kernel": 0.5**5, "block_0/attention/qkv/kernel": 0.5**4, "block_3/norm1/gamma": 0.5,
+                "fc_norm/beta": 1.0, "head/kernel": 1.0}
+    variables = [variable for variable in model.trainable_variables if variable.path in expected]
+    before = {variable.path: value(variable) for variable in variables}
+    ones = [np.ones(variable.shape, np.float32) for variable in variables]  # identical gradients everywhere
+    if graph and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        optimizer.build(variables)
+        tf.function(lambda grads: optimizer.apply(grads, variables))(ones)
+    else:
+        optimizer.apply(ones, variables)
+    # First Adam step: m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1, so the step is lr * scale * sign(g).
+    for variable in variables:
+        scale = expected[variable.path]
+        step = before[variable.path] - value(variable)
+        np.testing.assert_allclose(step, 1e-2 * scale, rtol=1e-4, err_msg=variable.path)
+        assert optimizer.lr_scale_of(variable) == scale
+
+
+def test_optimizer_serialises_and_trains_a_compiled_model():
+    model = tiny_classifier()
+    optimizer = build_adamw(model, base_lr=1e-3, warmup_steps=2, total_steps=10)
+    clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert isinstance(clone, LayerDecayAdamW) and clone.lr_scales == optimizer.lr_scales
+    assert clone.no_decay_paths == optimizer.no_decay_paths
+    assert clone.get_config()["learning_rate"] == optimizer.get_config()["learning_rate"]
+    # Eager: tracing the training step costs 13 s on a CPU; the graph path is tested above.
+    model.compile(optimizer=optimizer, loss={"logits": LabelSmoothedCrossEntropy(3)}, run_eagerly=True)
+    rng = np.random.default_rng(0)
+    frames = rng.random((4, 4, 32, 32, 3), dtype=np.float32)
+    labels = np.array([0, 1, 2, -1])
+    history = model.fit(frames, {"logits": labels}, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert int(value(optimizer.iterations)) == 1
+
+
+def test_set_backbone_trainable_freezes_only_the_backbone():
+    model = tiny_classifier()
+    set_backbone_trainable(model, False)
+    assert {variable.path for variable in model.trainable_variables} == {"head/kernel", "head/bias"}
+    set_backbone_trainable(model, True)
+    assert len(model.trainable_variables) == len(model.weights)
