@@ -1,0 +1,45 @@
+"""Train, validation and test never share a speaker, in any fold."""
+
+import pandas as pd
+import pytest
+
+from avemotion.train.splits import speaker_splits
+
+
+def corpus(dataset: str, speakers: int, folds: int, clips_per_speaker: int = 6) -> pd.DataFrame:
+    rows = []
+    for speaker in range(speakers):
+        for clip in range(clips_per_speaker):
+            rows.append(
+                {"clip_id": f"{dataset}_{speaker}_{clip}", "dataset": dataset, "speaker": str(speaker), "fold": 1 + speaker % folds}
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("test_fold", [1, 2, 3, 4, 5])
+def test_every_fold_is_speaker_disjoint_across_datasets(test_fold):
+    # Speaker ids repeat across the two corpora ("0" in both): they are different people.
+    clips = pd.concat([corpus("crema_d", 20, 5), corpus("enterface", 10, 5)], ignore_index=True)
+    split = speaker_splits(clips, test_fold, validation_fraction=0.2, seed=3)
+    by_id = clips.set_index("clip_id")
+    people = {name: set(zip(by_id.loc[ids, "dataset"], by_id.loc[ids, "speaker"])) for name, ids in split.items()}
+    assert not people["train"] & people["validation"]
+    assert not people["train"] & people["test"] and not people["validation"] & people["test"]
+    assert set(by_id.loc[split["test"], "fold"]) == {test_fold}
+    assert sorted(split["train"] + split["validation"] + split["test"]) == sorted(clips["clip_id"])
+    # Both corpora give validation speakers: 20% of 16 remaining -> 4, of 8 -> 2.
+    validation = by_id.loc[split["validation"]].groupby("dataset")["speaker"].nunique().to_dict()
+    assert validation == {"crema_d": 4, "enterface": 2}
+
+
+def test_final_model_trains_on_every_fold_and_same_seed_same_split():
+    clips = corpus("crema_d", 5, 5)
+    split = speaker_splits(clips, None, seed=0)
+    assert split["test"] == [] and len(split["train"]) + len(split["validation"]) == len(clips)
+    assert speaker_splits(clips, 2, seed=7) == speaker_splits(clips, 2, seed=7)
+
+
+def test_demo_sized_corpus_keeps_training_speakers():
+    # 5 speakers, one per fold: 1 test, 1 validation, 3 training speakers.
+    split = speaker_splits(corpus("crema_d", 5, 5), 1)
+    assert len(split["test"]) == 6 and len(split["validation"]) == 6 and len(split["train"]) == 18
