@@ -1,0 +1,147 @@
+"""Fusion models: early, late and hybrid audio-visual networks with emotion and arousal/valence heads.
+
+Inputs (from avemotion.fusion.dataset): ``frames`` (T, S, S, 3) RGB in [0, 1], ``mel`` (bands,
+steps, 1) scaled to [0, 1], ``face_sequence`` (T, F), ``face_present`` (F,), and for early fusion
+``early`` (2T, S, S, 3): the frames followed by T spectrogram tiles.
+
+Outputs are named ``{branch_}{task}``: task ``emotion`` (logits), ``valence`` and ``arousal`` (tanh,
+in [-1, 1]). ``task_of(name)`` maps an output to its target, so every head trains on the same targets.
+
+- early:  one VideoMAE over the 2T-frame multimodal sequence -> emotion, valence, arousal.
+- late:   three branches, each with its own heads (video_*, audio_*, face_*); their predictions are
+          combined afterwards with weights fitted on the validation split (``late_fusion_weights``).
+- hybrid: the branches' embeddings concatenated into shared heads (emotion, valence, arousal) plus
+          auxiliary per-branch emotion heads (video_emotion, audio_emotion, face_emotion) in the loss.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
+from avemotion.model.backbone import VideoMAEBackbone
+from avemotion.model.layers import PACKAGE
+
+FUSION_MODES = ("early", "late", "hybrid")
+TASKS = ("emotion", "valence", "arousal")
+BRANCHES = ("video", "audio", "face")
+
+
+def task_of(output_name: str) -> str:
+    return output_name.rsplit("_", 1)[-1]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SqueezeLast(layers.Layer):
+    """(B, 1) -> (B,), so regression outputs line up with scalar targets."""
+
+    def call(self, inputs):
+        return ops.squeeze(inputs, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1]
+
+
+def heads(embedding, num_classes: int, prefix: str = "", tasks=TASKS) -> dict:
+    """Task heads in float32 (logits and tanh outputs feed losses; bf16 would round them)."""
+    outputs = {}
+    if "emotion" in tasks:
+        outputs[f"{prefix}emotion"] = layers.Dense(num_classes, dtype="float32", name=f"{prefix}emotion")(embedding)
+    for task in ("valence", "arousal"):
+        if task in tasks:
+            value = layers.Dense(1, activation="tanh", dtype="float32", name=f"{prefix}{task}_head")(embedding)
+            outputs[f"{prefix}{task}"] = SqueezeLast(dtype="float32", name=f"{prefix}{task}")(value)
+    return outputs
+
+
+def audio_encoder(mel, width: int = 32, name: str = "audio"):
+    """A small CNN over the scaled log-Mel image (bands x steps)."""
+    x = mel
+    for index, filters in enumerate((width, 2 * width, 4 * width)):
+        x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv{index}")(x)
+        x = layers.BatchNormalization(name=f"{name}_norm{index}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
+        x = layers.MaxPooling2D(2, name=f"{name}_pool{index}")(x)
+    x = layers.GlobalAveragePooling2D(name=f"{name}_gap")(x)
+    return layers.Dense(4 * width, activation="relu", name=f"{name}_embedding")(x)
+
+
+def face_encoder(sequence, present, width: int = 64, name: str = "face"):
+    """A temporal convolution over the per-segment face features, which columns exist beside it."""
+    x = layers.Dense(width, activation="relu", name=f"{name}_project")(sequence)
+    x = layers.Conv1D(width, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
+    pooled = layers.Concatenate(name=f"{name}_pools")(
+        [layers.GlobalAveragePooling1D(name=f"{name}_mean")(x), layers.GlobalMaxPooling1D(name=f"{name}_max")(x), present]
+    )
+    return layers.Dense(width, activation="relu", name=f"{name}_embedding")(pooled)
+
+
+def model_inputs(num_frames: int, image_size: int, fusion: str) -> dict:
+    inputs = {
+        "frames": keras.Input((num_frames, image_size, image_size, 3), name="frames"),
+        "mel": keras.Input((MEL_BANDS, AUDIO_STEPS, 1), name="mel"),
+        "face_sequence": keras.Input((num_frames, FACE_FEATURES), name="face_sequence"),
+        "face_present": keras.Input((FACE_FEATURES,), name="face_present"),
+    }
+    if fusion == "early":
+        inputs["early"] = keras.Input((2 * num_frames, image_size, image_size, 3), name="early")
+        for unused in ("frames", "mel", "face_sequence", "face_present"):
+            inputs.pop(unused)
+    return inputs
+
+
+def build_fusion_model(
+    fusion: str,
+    backbone_settings: dict,
+    num_classes: int,
+    num_frames: int,
+    image_size: int,
+    dropout: float = 0.1,
+) -> keras.Model:
+    """The network for one fusion mode; ``backbone_settings`` are VideoMAEBackbone arguments (a variant's)."""
+    if fusion not in FUSION_MODES:
+        raise ValueError(f"fusion {fusion!r} is not allowed; allowed values: {', '.join(FUSION_MODES)}")
+    inputs = model_inputs(num_frames, image_size, fusion)
+    video_frames = 2 * num_frames if fusion == "early" else num_frames
+    backbone = VideoMAEBackbone(**{**backbone_settings, "num_frames": video_frames, "image_size": image_size}, name="videomae")
+    if fusion == "early":
+        video = layers.Dropout(dropout, name="video_dropout")(backbone(inputs["early"]))
+        return keras.Model(inputs, heads(video, num_classes), name="early_fusion")
+
+    embeddings = {
+        "video": layers.Dropout(dropout, name="video_dropout")(backbone(inputs["frames"])),
+        "audio": audio_encoder(inputs["mel"]),
+        "face": face_encoder(inputs["face_sequence"], inputs["face_present"]),
+    }
+    outputs = {}
+    if fusion == "late":
+        for branch, embedding in embeddings.items():
+            outputs.update(heads(embedding, num_classes, prefix=f"{branch}_"))
+        return keras.Model(inputs, outputs, name="late_fusion")
+
+    joined = layers.Concatenate(name="joined")([embeddings[branch] for branch in BRANCHES])
+    joined = layers.Dense(256, activation="gelu", name="fusion_dense")(joined)
+    joined = layers.Dropout(dropout, name="fusion_dropout")(joined)
+    outputs.update(heads(joined, num_classes))
+    for branch, embedding in embeddings.items():
+        outputs.update(heads(embedding, num_classes, prefix=f"{branch}_", tasks=("emotion",)))
+    return keras.Model(inputs, outputs, name="hybrid_fusion")
+
+
+def backbone_of(model: keras.Model) -> VideoMAEBackbone:
+    return model.get_layer("videomae")
+
+
+def load_pretrained_backbone(model: keras.Model, path) -> None:
+    """Copy VideoMAE weights (any format load_videomae reads) into the model's backbone."""
+    from avemotion.model import load_videomae
+
+    backbone = backbone_of(model)
+    pretrained = load_videomae(path, num_frames=backbone.num_frames, image_size=backbone.image_size).backbone
+    mine, theirs = backbone.architecture, pretrained.architecture
+    differing = [key for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "tubelet_size") if mine[key] != theirs[key]]
+    if differing:
+        described = ", ".join(f"{key} {mine[key]} vs {theirs[key]}" for key in differing)
+        raise ValueError(f"model.pretrained {path} does not fit model.variant ({described})")
+    backbone.set_weights(pretrained.get_weights())

@@ -1,0 +1,60 @@
+"""Fusion models: each mode's inputs, outputs and pretrained-backbone loading."""
+
+import numpy as np
+import pytest
+
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
+from avemotion.model import build_classifier
+from avemotion.model.presets import variant_settings
+from avemotion.train.models import backbone_of, build_fusion_model, load_pretrained_backbone, task_of
+
+TINY = variant_settings("tiny")
+
+
+def batch_for(model, size=2):
+    return {tensor.name: np.random.default_rng(0).random((size, *tensor.shape[1:]), dtype=np.float32) for tensor in model.inputs}
+
+
+@pytest.mark.parametrize(
+    "fusion, inputs, outputs",
+    [
+        ("early", {"early"}, {"emotion", "valence", "arousal"}),
+        ("late", {"frames", "mel", "face_sequence", "face_present"},
+         {f"{b}_{t}" for b in ("video", "audio", "face") for t in ("emotion", "valence", "arousal")}),
+        ("hybrid", {"frames", "mel", "face_sequence", "face_present"},
+         {"emotion", "valence", "arousal", "video_emotion", "audio_emotion", "face_emotion"}),
+    ],
+)  # fmt: skip
+def test_fusion_modes(fusion, inputs, outputs):
+    model = build_fusion_model(fusion, TINY, num_classes=6, num_frames=4, image_size=32)
+    assert {tensor.name for tensor in model.inputs} == inputs
+    predictions = model(batch_for(model))
+    assert set(predictions) == outputs
+    for name, value in predictions.items():
+        value = np.asarray(value)
+        assert value.shape == ((2, 6) if task_of(name) == "emotion" else (2,))
+        if task_of(name) != "emotion":
+            assert np.all(np.abs(value) <= 1)  # tanh: arousal/valence in [-1, 1]
+    # Early fusion: the backbone sees 2T frames (video then audio tiles); the others see T.
+    assert backbone_of(model).num_frames == (8 if fusion == "early" else 4)
+    if fusion != "early":
+        shapes = {tensor.name: tuple(tensor.shape[1:]) for tensor in model.inputs}
+        assert shapes["mel"] == (MEL_BANDS, AUDIO_STEPS, 1) and shapes["face_sequence"] == (4, FACE_FEATURES)
+
+
+def test_unknown_fusion_names_the_allowed_values():
+    with pytest.raises(ValueError, match="allowed values: early, late, hybrid"):
+        build_fusion_model("middle", TINY, 6, 4, 32)
+
+
+def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):
+    source = build_classifier(TINY, 0, num_frames=2, image_size=32)
+    source.save_weights(tmp_path / "tiny.weights.h5")
+    model = build_fusion_model("early", TINY, 6, num_frames=4, image_size=32)
+    load_pretrained_backbone(model, tmp_path / "tiny.weights.h5")
+    for mine, theirs in zip(backbone_of(model).get_weights(), source.backbone.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    wider = build_classifier({**TINY, "hidden_size": 96, "num_heads": 3, "intermediate_size": 384}, 0, num_frames=2, image_size=32)
+    wider.save_weights(tmp_path / "wider.weights.h5")
+    with pytest.raises(ValueError, match="does not fit model.variant.*hidden_size 192 vs 96"):
+        load_pretrained_backbone(model, tmp_path / "wider.weights.h5")
