@@ -112,7 +112,8 @@ STAGE_OUTPUTS = {
     # quarantine.csv gathers every stage's part, so it is complete once the last per-clip stage ran
     "preprocess": lambda: per_chunk("results/{dataset}/preprocess/{stage}/{chunk}.parquet")
     + per_dataset("results/{dataset}/quarantine.csv"),
-    "fuse": lambda: [],
+    "fuse": lambda: per_chunk("results/{dataset}/shards/tabular/{chunk}.parquet", stages=("fuse",))
+    + per_chunk("results/{dataset}/shards/tfrecord/{chunk}.tfrecord", stages=("fuse",)),
     "train": lambda: [],
     "evaluate": lambda: [],
     "report": lambda: [],

@@ -1,0 +1,130 @@
+"""Per-clip features for the fused shards: fixed-shape resizing, face summaries and face sequences,
+audio descriptors. NumPy only; every function takes one clip's arrays.
+
+Conventions:
+- Resizing is separable linear interpolation with aligned end points: output index j of m samples
+  input position j * (n - 1) / (m - 1) of n (a single output samples position 0), so the first and
+  last rows/columns are kept exactly and an unchanged size is the identity.
+- Face features are summarised and resampled over the frames where OpenFace's ``success`` is 1.
+- A face column the backend does not estimate is NaN in the tabular shard's summaries and
+  sequence, and zero (with ``face_present`` 0) in the TFRecord shard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from avemotion.fusion.schema import FACE_COLUMNS, MEL_BANDS, MFCC_COEFFICIENTS
+from avemotion.media.frames import segment_middles
+
+FACE_STATS = ("mean", "std", "min", "max")
+# Log-Mel band summaries: per-band mean and std over time of the MEL_BANDS-band log-Mel, each
+# averaged over groups of MEL_BANDS // MEL_SUMMARY_BANDS adjacent bands (low to high frequency).
+MEL_SUMMARY_BANDS = 32
+ENERGY_STATS = ("mean", "std", "max")
+
+FACE_SUMMARY_COLUMNS = [f"face_{column}_{stat}" for column in FACE_COLUMNS for stat in FACE_STATS]
+MFCC_COLUMNS = [f"mfcc_{i}_{stat}" for i in range(MFCC_COEFFICIENTS) for stat in ("mean", "std")]
+MEL_COLUMNS = [f"mel_band_{i}_{stat}" for i in range(MEL_SUMMARY_BANDS) for stat in ("mean", "std")]
+ENERGY_COLUMNS = [f"energy_{stat}" for stat in ENERGY_STATS]
+
+
+def resize_axis(array: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """``array`` linearly resampled to ``size`` samples along ``axis`` (aligned end points)."""
+    array = np.asarray(array, dtype=np.float32)
+    count = array.shape[axis]
+    if count == size:
+        return array
+    positions = np.arange(size) * (count - 1) / (size - 1) if size > 1 else np.zeros(1)
+    lower = np.minimum(np.floor(positions).astype(int), count - 1)
+    upper = np.minimum(lower + 1, count - 1)
+    shape = [1] * array.ndim
+    shape[axis] = size
+    weight = (positions - lower).astype(np.float32).reshape(shape)
+    return np.take(array, lower, axis=axis) * (1 - weight) + np.take(array, upper, axis=axis) * weight
+
+
+def resize_2d(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A (rows, columns) array resized to ``shape``, rows then columns."""
+    return resize_axis(resize_axis(array, shape[0], 0), shape[1], 1)
+
+
+def face_present(table: pd.DataFrame) -> np.ndarray:
+    """1.0 for each FACE_COLUMNS entry the face CSV holds, else 0.0."""
+    return np.array([column in table.columns for column in FACE_COLUMNS], dtype=np.float32)
+
+
+def face_values(table: pd.DataFrame) -> np.ndarray:
+    """The FACE_COLUMNS of every CSV row, float64 (rows, len(FACE_COLUMNS)), NaN where absent."""
+    return table.reindex(columns=FACE_COLUMNS).to_numpy(dtype=np.float64)
+
+
+def successful(table: pd.DataFrame) -> np.ndarray:
+    return (table["success"] == 1).to_numpy()
+
+
+def face_summaries(table: pd.DataFrame) -> dict[str, float]:
+    """face_success_ratio and mean/std/min/max of each FACE_COLUMNS entry over successful frames."""
+    ok = successful(table)
+    values = face_values(table)[ok]
+    summary = {"face_success_ratio": float(ok.mean()) if len(ok) else 0.0}
+    if not len(values):
+        return summary | dict.fromkeys(FACE_SUMMARY_COLUMNS, np.nan)
+    stats = np.stack([values.mean(0), values.std(0), values.min(0), values.max(0)], axis=1)
+    return summary | dict(zip(FACE_SUMMARY_COLUMNS, stats.ravel().tolist()))
+
+
+def face_sequence(table: pd.DataFrame, total_frames: int, steps: int) -> np.ndarray:
+    """FACE_COLUMNS over ``steps`` equal segments of the clip's ``total_frames`` video frames (the
+    segments whose middle frames the frames stage sampled), float32 (steps, len(FACE_COLUMNS)).
+
+    A segment is the mean of its successful frames; a segment without one takes the successful frame
+    nearest its middle frame. A CSV row's frame is its ``frame`` column (1-based, as OpenFace writes
+    it) or its position; rows past ``total_frames`` belong to the last segment.
+    """
+    ok = successful(table)
+    if not ok.any():
+        raise ValueError("no successful face frame to resample")
+    index = table["frame"].to_numpy(dtype=np.int64) - 1 if "frame" in table else np.arange(len(table))
+    index, values = index[ok], face_values(table)[ok]
+    total = max(int(total_frames), 1)
+    segment = np.clip(index * steps // total, 0, steps - 1)
+    sums = np.zeros((steps, len(FACE_COLUMNS)))
+    np.add.at(sums, segment, values)
+    counts = np.bincount(segment, minlength=steps)
+    out = sums / np.maximum(counts, 1)[:, None]
+    for step in np.flatnonzero(counts == 0):
+        middle = segment_middles(total, steps)[step]
+        out[step] = values[np.argmin(np.abs(index - middle))]
+    return out.astype(np.float32)
+
+
+def mfcc_summaries(coefficients: np.ndarray) -> dict[str, float]:
+    """Mean and std over time of each MFCC coefficient; NaN past the dataset's n_mfcc."""
+    stats = np.full((MFCC_COEFFICIENTS, 2), np.nan)
+    count = min(len(coefficients), MFCC_COEFFICIENTS)
+    stats[:count, 0] = coefficients[:count].mean(1)
+    stats[:count, 1] = coefficients[:count].std(1)
+    return dict(zip(MFCC_COLUMNS, stats.ravel().tolist()))
+
+
+def mel_summaries(mel_db: np.ndarray) -> dict[str, float]:
+    """Log-Mel band means and stds over time, on MEL_BANDS bands pooled to MEL_SUMMARY_BANDS groups."""
+    bands = resize_axis(mel_db, MEL_BANDS, 0).astype(np.float64)
+    group = MEL_BANDS // MEL_SUMMARY_BANDS
+    means = bands.mean(1).reshape(MEL_SUMMARY_BANDS, group).mean(1)
+    stds = bands.std(1).reshape(MEL_SUMMARY_BANDS, group).mean(1)
+    return dict(zip(MEL_COLUMNS, np.stack([means, stds], axis=1).ravel().tolist()))
+
+
+def frame_energy(mel_db: np.ndarray) -> np.ndarray:
+    """Per-frame log-Mel energy in dB: 10 log10 of the summed Mel power of each frame."""
+    mel = np.asarray(mel_db, dtype=np.float64)
+    peak = mel.max(0)
+    return peak + 10 * np.log10(np.sum(10 ** ((mel - peak) / 10), axis=0))
+
+
+def energy_summaries(mel_db: np.ndarray) -> dict[str, float]:
+    energy = frame_energy(mel_db)
+    return dict(zip(ENERGY_COLUMNS, [float(energy.mean()), float(energy.std()), float(energy.max())]))

@@ -1,0 +1,309 @@
+"""The fuse stage: one chunk's per-clip artifacts into a tabular shard and a TFRecord shard.
+
+A clip goes into the shards when its status is ``ok`` in all three preprocessing chunk tables
+(audio, face, frames) and it has a label (``label_index >= 0``; MAFW's compound-only clips have -1).
+The others are counted in the log; quarantined clips are already listed in quarantine.csv.
+
+results/{dataset}/shards/tabular/{chunk}.parquet, one row per clip:
+  the chunk's manifest columns (those of its dataset's manifest), then the same feature columns for
+  every dataset: ``duration_s``, ``audio_missing``, ``silent`` (from the audio chunk table),
+  ``face_success_ratio`` and ``face_{column}_{mean,std,min,max}`` for each schema.FACE_COLUMNS entry,
+  ``mfcc_{i}_{mean,std}`` (i < schema.MFCC_COEFFICIENTS), ``mel_band_{g}_{mean,std}``,
+  ``energy_{mean,std,max}`` (see avemotion.fusion.features), then ``face_sequence``:
+  a list of T steps, each a fixed-size list of len(FACE_COLUMNS) float32 (Arrow
+  ``list<fixed_size_list<float, 49>>``; ``np.stack(cell)`` gives the (T, 49) array). Columns a face
+  backend does not estimate, and MFCCs past the dataset's n_mfcc, are NaN.
+
+results/{dataset}/shards/tfrecord/{chunk}.tfrecord: one tf.train.Example per clip, exactly as
+avemotion.fusion.schema documents (absent face columns zero-filled and flagged in face_present).
+The examples are encoded here without TensorFlow (protobuf wire format and TFRecord framing with
+CRC32C), so the fuse jobs run in the preprocessing environment and skip TensorFlow's import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from avemotion.fusion import features as F
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS
+from avemotion.io import atomic_path
+from avemotion.media.spectrogram import mfcc
+from avemotion.preprocess.plan import STAGE_NAMES
+
+log = logging.getLogger(__name__)
+
+JPEG_QUALITY = 95
+# What the fuse stage takes from each preprocessing chunk table (missing columns read as NaN).
+STAGE_INFO = {"audio": ["duration_s", "audio_missing", "silent"], "face": ["face_ratio"], "frames": ["total_frames"]}
+INFO_COLUMNS = [("duration_s", pa.float32()), ("audio_missing", pa.bool_()), ("silent", pa.bool_())]
+FEATURE_COLUMNS = (
+    ["face_success_ratio"] + F.FACE_SUMMARY_COLUMNS + F.MFCC_COLUMNS + F.MEL_COLUMNS + F.ENERGY_COLUMNS
+)
+FACE_CSV_COLUMNS = {"frame", "success", *FACE_COLUMNS}  # read from the face CSVs (landmarks are not)
+FACE_SEQUENCE_TYPE = pa.list_(pa.list_(pa.float32(), FACE_FEATURES))
+
+
+# ---- chunk orchestration ----------------------------------------------------------------------
+
+
+def fuse_chunk(manifest, chunk: int, tables: dict, outdir, num_frames: int, n_mfcc: int, tabular, tfrecord) -> pa.Table:
+    """Write the chunk's two shards; return the tabular shard."""
+    rows = pd.read_parquet(manifest)
+    rows = rows[rows["chunk"] == int(chunk)].reset_index(drop=True)
+    clips = select_clips(rows, stage_info(tables))
+    tabular_rows, sequences = [], []
+    with atomic_path(tfrecord) as tmp, open(tmp, "wb") as handle:
+        for clip in clips.to_dict("records"):
+            artifacts = read_artifacts(outdir, clip["clip_id"], num_frames)
+            total = clip["total_frames"] if pd.notna(clip["total_frames"]) else len(artifacts["face"])
+            sequence = F.face_sequence(artifacts["face"], total, num_frames)
+            handle.write(tfrecord_record(encode_example(example_features(clip, artifacts, sequence, n_mfcc))))
+            tabular_rows.append(tabular_features(artifacts, n_mfcc))
+            sequences.append(sequence)
+    table = tabular_table(clips, rows, tabular_rows, sequences)
+    with atomic_path(tabular) as tmp:
+        pq.write_table(table, tmp)
+    log.info("chunk %s: %d clips in the shards", chunk, len(clips))
+    return table
+
+
+def chunk_rows_digest(manifest: pd.DataFrame, chunk) -> str:
+    """A digest of one chunk's manifest rows. The workflow passes it as a param of the chunk's fuse
+    job and reads the manifest as an ancient() input: the index rewrites the manifest whole when any
+    clip changes, and the digest reruns only the chunks whose own rows changed."""
+    rows = manifest[manifest["chunk"] == int(chunk)]
+    return hashlib.sha1(rows.to_json(orient="records", double_precision=15).encode()).hexdigest()
+
+
+def stage_info(tables: dict) -> pd.DataFrame:
+    """The STAGE_INFO columns of every clip whose status is ok in all three chunk tables."""
+    merged = None
+    for stage in STAGE_NAMES:
+        table = pd.read_parquet(tables[stage])
+        ok = table.loc[table["status"] == "ok"].reindex(columns=["clip_id"] + STAGE_INFO[stage])
+        ok["clip_id"] = ok["clip_id"].astype(str)  # an empty chunk's table has a float clip_id column
+        merged = ok if merged is None else merged.merge(ok, on="clip_id", how="inner")
+    return merged
+
+
+def select_clips(rows: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows that are usable and labelled, with their info columns; logs the others."""
+    usable = rows["clip_id"].isin(info["clip_id"])
+    labelled = rows["label_index"] >= 0
+    log.info(
+        "%d clips in the chunk: %d not ok in every preprocessing stage (see quarantine.csv), %d usable without a label (left out)",
+        len(rows),
+        int((~usable).sum()),
+        int((usable & ~labelled).sum()),
+    )
+    clips = rows[usable & labelled].merge(info, on="clip_id", how="left", validate="one_to_one")
+    flags = ["audio_missing", "silent"]
+    clips[flags] = clips[flags].astype("boolean").fillna(False).astype(bool)
+    return clips
+
+
+def read_artifacts(outdir, clip_id: str, num_frames: int) -> dict:
+    """A clip's sampled frames, log-Mel (dB) and face-feature table."""
+    outdir = Path(outdir)
+    frames = np.load(outdir / "frames" / f"{clip_id}.npy")
+    if frames.shape[0] != num_frames:
+        raise ValueError(f"{clip_id}: {frames.shape[0]} frames in its frames artifact, expected {num_frames}")
+    return {
+        "frames": frames,
+        "mel": np.load(outdir / "spectrograms" / f"{clip_id}_mel.npy"),
+        "face": pd.read_csv(outdir / "openface" / f"{clip_id}.csv", usecols=lambda column: column in FACE_CSV_COLUMNS),
+    }
+
+
+def tabular_features(artifacts: dict, n_mfcc: int) -> dict:
+    mel = artifacts["mel"]
+    return (
+        F.face_summaries(artifacts["face"])
+        | F.mfcc_summaries(mfcc(mel, n_mfcc))
+        | F.mel_summaries(mel)
+        | F.energy_summaries(mel)
+    )
+
+
+def tabular_table(clips: pd.DataFrame, rows: pd.DataFrame, features: list[dict], sequences: list) -> pa.Table:
+    """The manifest columns, info and feature columns and face_sequence, typed the same in every chunk."""
+    schema = pa.Schema.from_pandas(rows, preserve_index=False).remove_metadata()
+    for name, kind in INFO_COLUMNS + [(name, pa.float32()) for name in FEATURE_COLUMNS]:
+        schema = schema.append(pa.field(name, kind))
+    frame = clips[list(rows.columns)].copy()
+    frame = pd.concat(
+        [frame, clips[[name for name, _ in INFO_COLUMNS]], pd.DataFrame.from_records(features, columns=FEATURE_COLUMNS, index=frame.index)],
+        axis=1,
+    )
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    flat = np.concatenate([s.ravel() for s in sequences]) if sequences else np.zeros(0, np.float32)
+    steps = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), FACE_FEATURES)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int32)
+    return table.append_column(pa.field("face_sequence", FACE_SEQUENCE_TYPE), pa.ListArray.from_arrays(offsets, steps))
+
+
+def example_features(clip: dict, artifacts: dict, sequence: np.ndarray, n_mfcc: int) -> dict:
+    """The schema's features of one clip as {name: (kind, values)}, kind bytes | int | float."""
+    mel = artifacts["mel"]
+    return {
+        **{name: ("bytes", [str(clip[name]).encode()]) for name in ("clip_id", "dataset", "speaker", "label")},
+        "label_index": ("int", [clip["label_index"]]),
+        "fold": ("int", [clip["fold"]]),
+        "audio_missing": ("int", [int(clip["audio_missing"])]),
+        "valence": ("float", [clip["valence"]]),
+        "arousal": ("float", [clip["arousal"]]),
+        "face_ratio": ("float", [clip["face_ratio"]]),
+        "frames": ("bytes", [encode_jpeg(frame) for frame in artifacts["frames"]]),
+        "mel": ("float", F.resize_2d(mel, (MEL_BANDS, AUDIO_STEPS)).ravel()),
+        "mfcc": ("float", F.resize_2d(mfcc(mel, n_mfcc), (MFCC_COEFFICIENTS, AUDIO_STEPS)).ravel()),
+        "face_sequence": ("float", np.nan_to_num(sequence, nan=0.0).ravel()),
+        "face_present": ("float", F.face_present(artifacts["face"])),
+    }
+
+
+def encode_jpeg(frame: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+# ---- tf.train.Example and TFRecord encoding, without TensorFlow -------------------------------
+# Example{features=1: Features{feature=1: map<string, Feature>}}; Feature is one of bytes_list=1,
+# float_list=2, int64_list=3, each a message whose field 1 holds the (packed, for numbers) values.
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 as two's complement, as protobuf does
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _feature(kind: str, values) -> bytes:
+    if kind == "bytes":
+        return _field(1, b"".join(_field(1, value) for value in values))
+    if kind == "float":
+        return _field(2, _field(1, np.asarray(values, dtype="<f4").tobytes()))
+    if kind == "int":
+        return _field(3, _field(1, b"".join(_varint(int(value)) for value in values)))
+    raise ValueError(f"unknown feature kind {kind!r}")
+
+
+def encode_example(features: dict) -> bytes:
+    """A serialised tf.train.Example of {name: (kind, values)}, features in name order."""
+    entries = (_field(1, _field(1, name.encode()) + _field(2, _feature(*features[name]))) for name in sorted(features))
+    return _field(1, b"".join(entries))
+
+
+def tfrecord_record(data: bytes) -> bytes:
+    """One TFRecord: length, masked CRC32C of the length, data, masked CRC32C of the data."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+_CRC_TABLE = np.arange(256, dtype=np.uint32)
+for _ in range(8):
+    _CRC_TABLE = np.where(_CRC_TABLE & 1, (_CRC_TABLE >> 1) ^ np.uint32(0x82F63B78), _CRC_TABLE >> 1).astype(np.uint32)
+_LANE = 64  # bytes per lane of the vectorised CRC
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli) of ``data``, vectorised with NumPy.
+
+    The CRC register without its initial value is linear, so the data is cut into lanes of _LANE
+    bytes (zero-padded in front, which leaves that register unchanged) whose CRCs are computed side
+    by side, then merged pairwise: crc(a + b) = shift(crc(a), len(b)) ^ crc(b). The initial value
+    0xFFFFFFFF is the same as inverting the first four bytes.
+    """
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if len(buffer) < 4 * _LANE:
+        crc = 0xFFFFFFFF
+        for byte in buffer.tolist():
+            crc = int(_CRC_TABLE[(crc ^ byte) & 0xFF]) ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFF
+    lanes = 1 << (-(-len(buffer) // _LANE) - 1).bit_length()
+    padded = np.zeros(lanes * _LANE, dtype=np.uint8)
+    start = len(padded) - len(buffer)
+    padded[start:] = buffer
+    padded[start : start + 4] ^= 0xFF
+    registers = np.zeros(lanes, dtype=np.uint32)
+    for column in padded.reshape(lanes, _LANE).T:
+        registers = _CRC_TABLE[(registers ^ column) & 0xFF] ^ (registers >> 8)
+    level = 0
+    while len(registers) > 1:
+        registers = _shift(_shift_tables(level), registers[0::2]) ^ registers[1::2]
+        level += 1
+    return int(registers[0]) ^ 0xFFFFFFFF
+
+
+def _shift(tables: np.ndarray, registers: np.ndarray) -> np.ndarray:
+    """The registers after the number of zero bytes ``tables`` stands for (a linear map, by byte)."""
+    return tables[0][registers & 0xFF] ^ tables[1][(registers >> 8) & 0xFF] ^ tables[2][(registers >> 16) & 0xFF] ^ tables[3][registers >> 24]
+
+
+@functools.lru_cache(maxsize=None)
+def _shift_tables(level: int) -> np.ndarray:
+    """(4, 256) tables of the shift by _LANE * 2**level zero bytes, for each byte of the register."""
+    if level > 0:
+        half = _shift_tables(level - 1)
+        return _shift(half, half)
+    registers = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32))[:, None]).astype(np.uint32)
+    for _ in range(_LANE):
+        registers = _CRC_TABLE[registers & 0xFF] ^ (registers >> 8)
+    return registers
+
+
+# ---- readers ----------------------------------------------------------------------------------
+
+
+def read_tabular_shards(paths) -> pd.DataFrame:
+    """Tabular shards in one table. Different datasets' manifest columns are unioned (missing ones
+    NaN; a column whose type differs between datasets, such as eNTERFACE's numeric sentence
+    against CREMA-D's sentence code, becomes an object column)."""
+    tables = [pq.read_table(path) for path in paths]
+    frames = [table.to_pandas() for table in tables if table.num_rows] or [table.to_pandas() for table in tables[:1]]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def iterate_examples(path, num_frames: int):
+    """The examples of a TFRecord shard as dicts of NumPy values (imports TensorFlow).
+
+    Strings are str, frames uint8 (T, S, S, 3) decoded from JPEG, mel (MEL_BANDS, AUDIO_STEPS),
+    mfcc (MFCC_COEFFICIENTS, AUDIO_STEPS), face_sequence (T, len(FACE_COLUMNS)).
+    """
+    import tensorflow as tf
+
+    from avemotion.fusion.schema import feature_spec
+
+    spec = feature_spec(num_frames)
+    shapes = {"mel": (MEL_BANDS, AUDIO_STEPS), "mfcc": (MFCC_COEFFICIENTS, AUDIO_STEPS), "face_sequence": (num_frames, len(FACE_COLUMNS))}
+    for record in tf.data.TFRecordDataset(str(path)):
+        parsed = {name: value.numpy() for name, value in tf.io.parse_single_example(record, spec).items()}
+        example = {name: value.decode() if isinstance(value, bytes) else value for name, value in parsed.items()}
+        example["frames"] = np.stack([tf.io.decode_jpeg(frame, channels=3).numpy() for frame in parsed["frames"]])
+        example.update({name: parsed[name].reshape(shape) for name, shape in shapes.items()})
+        yield example

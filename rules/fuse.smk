@@ -1,0 +1,33 @@
+# Per-chunk fusion: one chunk's per-clip artifacts into a tabular (Parquet) and a TFRecord shard.
+
+from avemotion.fusion.shards import chunk_rows_digest
+
+
+# Inputs are the chunk's preprocessing tables, which are rewritten whenever a clip's artifacts are,
+# and the manifest as ancient(): a manifest rewritten by the index reruns only the chunks whose own
+# rows changed (manifest_rows, a digest of them, is a param, and params changes rerun a job).
+rule fuse_chunk:
+    input:
+        manifest=ancient("results/{dataset}/manifest.parquet"),
+        audio="results/{dataset}/preprocess/audio/{chunk}.parquet",
+        face="results/{dataset}/preprocess/face/{chunk}.parquet",
+        frames="results/{dataset}/preprocess/frames/{chunk}.parquet",
+    output:
+        tabular="results/{dataset}/shards/tabular/{chunk}.parquet",
+        tfrecord="results/{dataset}/shards/tfrecord/{chunk}.tfrecord",
+    params:
+        chunk=lambda wildcards: int(wildcards.chunk),
+        outdir=lambda wildcards: f"results/{wildcards.dataset}",
+        num_frames=lambda wildcards: preprocess_settings(config, wildcards.dataset)["frames"]["num_frames"],
+        n_mfcc=lambda wildcards: preprocess_settings(config, wildcards.dataset)["audio"]["n_mfcc"],
+        manifest_rows=lambda wildcards: chunk_rows_digest(
+            read_manifest(checkpoints.index_dataset.get(dataset=wildcards.dataset).output.manifest), wildcards.chunk
+        ),
+    log:
+        "results/logs/fuse_chunk/{dataset}/{chunk}.log",
+    benchmark:
+        "results/benchmarks/fuse_chunk/{dataset}/{chunk}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    script:
+        "../workflow_scripts/fuse_chunk.py"

@@ -1,0 +1,274 @@
+"""The fuse stage: what goes into a chunk's shards comes out of them, which clips are left out, the
+TFRecord encoding without TensorFlow, and the shards of the demo run."""
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from avemotion.fusion import features as F
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS
+from avemotion.fusion.shards import crc32c, encode_example, fuse_chunk, iterate_examples, read_tabular_shards
+from avemotion.media.spectrogram import mfcc
+from avemotion.quarantine import read_quarantine
+from conftest import run_snakemake
+
+T = 4
+N_MFCC = 13
+PRESENT = ["AU12_r", "AU12_c", "pose_Rx", "gaze_angle_x"]  # the subset of FACE_COLUMNS the CSVs hold
+
+
+def smooth_frames(seed: int) -> np.ndarray:
+    """T gradient images (JPEG keeps them within a few levels)."""
+    y, x = np.mgrid[0:32, 0:32]
+    return np.stack([np.stack([x * 4 + seed % 50 + t, y * 4 + t * 10, (x + y) * 2 + seed % 50], axis=-1) for t in range(T)]).astype(np.uint8)
+
+
+def linear_mel(bands: int, steps: int) -> np.ndarray:
+    """mel[k, t] = -60 + 0.25 k + 0.1 t, which linear interpolation reproduces exactly."""
+    return (-60 + 0.25 * np.arange(bands)[:, None] + 0.1 * np.arange(steps)[None, :]).astype(np.float32)
+
+
+def face_table(frames: int, failed=()) -> pd.DataFrame:
+    index = np.arange(frames)
+    success = np.where(np.isin(index, list(failed)), 0, 1)
+    values = {"AU12_r": index * 0.1, "AU12_c": index % 2, "pose_Rx": np.sin(index), "gaze_angle_x": -0.05 * index}
+    return pd.DataFrame({"frame": index + 1, "face_id": 0, "timestamp": index / 25, "confidence": 0.9 * success, "success": success, **values})
+
+
+CLIPS = {
+    # clip: (label_index, chunk, statuses audio/face/frames)
+    "a": (3, 0, ("ok", "ok", "ok")),
+    "b": (0, 0, ("ok", "ok", "ok")),
+    "c": (-1, 0, ("ok", "ok", "ok")),  # indexed without a label (MAFW compound-only)
+    "d": (2, 0, ("ok", "quarantined", "skipped")),  # no face: quarantined, its frames skipped
+    "e": (1, 0, ("quarantined", "ok", "ok")),  # no audio
+    "f": (1, 1, ("ok", "ok", "ok")),  # another chunk
+}
+
+
+@pytest.fixture
+def chunk(tmp_path):
+    """Artifacts and chunk tables of the clips above, in tmp_path/results/demo."""
+    outdir = tmp_path / "results" / "demo"
+    manifest = pd.DataFrame(
+        {
+            "clip_id": list(CLIPS),
+            "dataset": "demo",
+            "path": [f"v/{c}.mp4" for c in CLIPS],
+            "speaker": ["s1", "s2", "s1", "s2", "s3", "s3"],
+            "label": ["happiness", "anger", "", "fear", "disgust", "disgust"],
+            "label_index": [v[0] for v in CLIPS.values()],
+            "valence": [0.5, -0.25, np.nan, -0.625, -0.5, -0.5],
+            "arousal": [0.375, 0.75, np.nan, 0.5, 0.125, 0.125],
+            "fold": [1, 2, 0, 2, 3, 3],
+            "chunk": [v[1] for v in CLIPS.values()],
+            "sentence": ["x1", "x2", "x3", "x4", "x5", "x6"],
+        }
+    )
+    manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
+    sizes = {"a": (128, 300, 20), "b": (64, 50, 12)}  # mel bands, mel frames, video frames
+    for clip_id in CLIPS:
+        bands, steps, frames = sizes.get(clip_id, (128, 40, 10))
+        for kind, name, array in (("frames", f"{clip_id}.npy", smooth_frames(ord(clip_id))), ("spectrograms", f"{clip_id}_mel.npy", linear_mel(bands, steps))):
+            (outdir / kind).mkdir(parents=True, exist_ok=True)
+            np.save(outdir / kind / name, array)
+        (outdir / "openface").mkdir(exist_ok=True)
+        face_table(frames, failed=range(10, 16) if clip_id == "a" else (0,)).to_csv(outdir / "openface" / f"{clip_id}.csv", index=False)
+    tables = {}
+    for i, stage in enumerate(("audio", "face", "frames")):
+        rows = [{"clip_id": c, "status": v[2][i], "seconds": 0.1} for c, v in CLIPS.items() if v[1] == 0]
+        table = pd.DataFrame(rows)
+        ok = table["status"] == "ok"
+        if stage == "audio":
+            table["duration_s"] = np.where(ok, 1.5, np.nan)
+            table["audio_missing"] = pd.Series([False, True, False, None, None]).where(ok)
+            table["silent"] = pd.Series([False, False, False, None, None]).where(ok)
+        elif stage == "face":
+            table["face_ratio"] = np.where(ok, 0.7, np.nan)
+        else:
+            table["total_frames"] = [sizes.get(c, (0, 0, 10))[2] if s else np.nan for c, s in zip(table["clip_id"], ok)]
+        tables[stage] = tmp_path / f"{stage}.parquet"
+        table.to_parquet(tables[stage], index=False)
+    return {"manifest": tmp_path / "manifest.parquet", "tables": tables, "outdir": outdir, "rows": manifest.set_index("clip_id")}
+
+
+def fuse(chunk, tmp_path, name="0"):
+    tabular, tfrecord = tmp_path / "shards" / f"{name}.parquet", tmp_path / "shards" / f"{name}.tfrecord"
+    fuse_chunk(chunk["manifest"], 0, chunk["tables"], chunk["outdir"], T, N_MFCC, tabular, tfrecord)
+    return tabular, tfrecord
+
+
+def test_tabular_shard_holds_the_usable_labelled_clips_with_their_features(chunk, tmp_path):
+    tabular, _ = fuse(chunk, tmp_path)
+    table = read_tabular_shards([tabular]).set_index("clip_id")
+    assert list(table.index) == ["a", "b"]  # c has no label, d and e are not ok in every stage, f is another chunk
+    rows = chunk["rows"].loc[["a", "b"]]
+    pd.testing.assert_frame_equal(table[rows.columns], rows)
+    assert list(table["audio_missing"]) == [False, True] and list(table["duration_s"]) == [1.5, 1.5]
+
+    face = face_table(20, failed=range(10, 16))
+    ok = face[face["success"] == 1]
+    for column in PRESENT:
+        expected = [ok[column].mean(), ok[column].std(ddof=0), ok[column].min(), ok[column].max()]
+        got = [table.loc["a", f"face_{column}_{stat}"] for stat in F.FACE_STATS]
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert table.loc["a", "face_success_ratio"] == pytest.approx(14 / 20)
+    assert table[[f"face_AU01_r_{stat}" for stat in F.FACE_STATS]].isna().all().all()
+
+    mel = linear_mel(128, 300)
+    coefficients = mfcc(mel, N_MFCC)
+    np.testing.assert_allclose(table.loc["a", "mfcc_0_mean"], coefficients[0].mean(), rtol=1e-5)
+    np.testing.assert_allclose(table.loc["a", "mfcc_12_std"], coefficients[12].std(), rtol=1e-4, atol=1e-5)
+    assert np.isnan(table.loc["a", "mfcc_13_mean"])  # past the dataset's n_mfcc
+    # band group 0 holds bands 0-3: mean -60 + 0.25 * 1.5 + 0.1 * 149.5, std over time of 0.1 t
+    np.testing.assert_allclose(table.loc["a", "mel_band_0_mean"], -60 + 0.375 + 14.95, rtol=1e-5)
+    np.testing.assert_allclose(table.loc["a", "mel_band_0_std"], np.std(0.1 * np.arange(300)), rtol=1e-5)
+    energy = 10 * np.log10((10 ** (mel.astype(np.float64) / 10)).sum(0))
+    np.testing.assert_allclose(table.loc["a", ["energy_mean", "energy_std", "energy_max"]].astype(float), [energy.mean(), energy.std(), energy.max()], rtol=1e-5)
+
+    sequence = np.stack(table.loc["a", "face_sequence"])
+    assert sequence.shape == (T, len(FACE_COLUMNS))
+    au12 = sequence[:, FACE_COLUMNS.index("AU12_r")]
+    # segments of 5 frames; segment 2 (frames 10-14) has no face: the successful frame nearest its
+    # middle frame 12 is frame 9; segment 3 averages frames 16-19
+    np.testing.assert_allclose(au12, [0.2, 0.7, 0.9, 1.75], rtol=1e-6)
+    assert np.isnan(sequence[:, FACE_COLUMNS.index("AU06_r")]).all()
+
+
+def test_tfrecord_shard_round_trip(chunk, tmp_path):
+    tabular, tfrecord = fuse(chunk, tmp_path)
+    examples = {e["clip_id"]: e for e in iterate_examples(tfrecord, T)}
+    assert list(examples) == ["a", "b"]
+    for clip_id, example in examples.items():
+        row = chunk["rows"].loc[clip_id]
+        assert (example["dataset"], example["speaker"], example["label"]) == (row["dataset"], row["speaker"], row["label"])
+        assert (example["label_index"], example["fold"]) == (row["label_index"], row["fold"])
+        assert (example["valence"], example["arousal"]) == (np.float32(row["valence"]), np.float32(row["arousal"]))
+        assert example["face_ratio"] == np.float32(0.7)
+        frames = smooth_frames(ord(clip_id)).astype(int)
+        assert example["frames"].shape == frames.shape and np.abs(example["frames"] - frames).mean() < 2
+    assert examples["a"]["audio_missing"] == 0 and examples["b"]["audio_missing"] == 1
+
+    # mel: 300 frames (a) or 64 bands x 50 frames (b) to 128 x 256, end points kept, linear in between
+    a, b = examples["a"]["mel"], examples["b"]["mel"]
+    assert a.shape == (128, AUDIO_STEPS)
+    np.testing.assert_allclose(a, -60 + 0.25 * np.arange(128)[:, None] + 0.1 * np.arange(256)[None, :] * 299 / 255, atol=1e-4)
+    np.testing.assert_allclose(b, -60 + 0.25 * np.arange(128)[:, None] * 63 / 127 + 0.1 * np.arange(256)[None, :] * 49 / 255, atol=1e-4)
+    assert (b[0, 0], b[-1, -1]) == (np.float32(-60), np.float32(-60 + 0.25 * 63 + 4.9))
+    expected_mfcc = F.resize_2d(mfcc(linear_mel(128, 300), N_MFCC), (40, AUDIO_STEPS))
+    np.testing.assert_allclose(examples["a"]["mfcc"], expected_mfcc, rtol=1e-5, atol=1e-4)
+
+    present = np.isin(FACE_COLUMNS, PRESENT)
+    sequence = np.stack(read_tabular_shards([tabular]).set_index("clip_id").loc["a", "face_sequence"])
+    for example in examples.values():
+        assert list(example["face_present"]) == list(present.astype(np.float32))
+        assert not example["face_sequence"][:, ~present].any()  # absent columns are zeros
+    np.testing.assert_array_equal(examples["a"]["face_sequence"][:, present], sequence[:, present])
+
+
+def test_an_empty_chunk_writes_valid_empty_shards_with_the_same_columns(chunk, tmp_path):
+    full, _ = fuse(chunk, tmp_path)
+    # a chunk without clips: its preprocessing tables are the chunk runner's empty tables
+    for path in chunk["tables"].values():
+        pd.DataFrame({"clip_id": [], "status": [], "seconds": []}).to_parquet(path, index=False)
+    no_clips = tmp_path / "shards" / "none.parquet", tmp_path / "shards" / "none.tfrecord"
+    fuse_chunk(chunk["manifest"], 7, chunk["tables"], chunk["outdir"], T, N_MFCC, *no_clips)
+    # a chunk whose clips were all quarantined
+    for stage, path in chunk["tables"].items():
+        pd.DataFrame({"clip_id": list("abcde"), "status": "quarantined", "seconds": 0.1}).to_parquet(path, index=False)
+    quarantined = fuse(chunk, tmp_path, "quarantined")
+    for empty, tfrecord in (no_clips, quarantined):
+        assert pq.read_schema(empty) == pq.read_schema(full)
+        assert len(read_tabular_shards([empty])) == 0 and list(iterate_examples(tfrecord, T)) == []
+        assert len(read_tabular_shards([full, empty])) == 2
+
+
+def test_examples_encode_without_tensorflow_as_tensorflow_does():
+    import tensorflow as tf
+
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    data = np.random.default_rng(0).integers(0, 256, 100_003, dtype=np.uint8).tobytes()
+    assert crc32c(data) == crc32c_reference(data)
+    features = {"b": ("bytes", [b"x", b""]), "i": ("int", [-1, 0, 2**40]), "f": ("float", [0.5, -2.0])}
+    expected = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "b": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x", b""])),
+                "i": tf.train.Feature(int64_list=tf.train.Int64List(value=[-1, 0, 2**40])),
+                "f": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5, -2.0])),
+            }
+        )
+    )
+    assert tf.train.Example.FromString(encode_example(features)) == expected
+
+
+def crc32c_reference(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def test_resize_keeps_end_points_and_is_the_identity_at_the_same_size():
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert np.array_equal(F.resize_2d(array, (3, 4)), array)
+    np.testing.assert_allclose(F.resize_axis(array, 7, 1)[0], [0, 0.5, 1, 1.5, 2, 2.5, 3])
+    np.testing.assert_allclose(F.resize_axis(array, 2, 0), [array[0], array[2]])
+    np.testing.assert_allclose(F.resize_axis(array[:, :1], 3, 1), np.repeat(array[:, :1], 3, axis=1))
+
+
+# ---- the demo run -----------------------------------------------------------------------------
+
+DATASETS = ("crema_d", "enterface", "mafw")
+
+
+def test_demo_run_shards_hold_the_labelled_clips_that_were_not_quarantined(demo_run):
+    for dataset in DATASETS:
+        results = demo_run / "results" / dataset
+        manifest = pd.read_parquet(results / "manifest.parquet")
+        quarantined = set(read_quarantine(results / "quarantine.csv")["clip_id"])
+        expected = set(manifest.loc[manifest["label_index"] >= 0, "clip_id"]) - quarantined
+        chunks = range(manifest["chunk"].max() + 1)
+        table = read_tabular_shards([results / "shards" / "tabular" / f"{c}.parquet" for c in chunks])
+        assert set(table["clip_id"]) == expected and table["clip_id"].is_unique
+        examples = [e["clip_id"] for c in chunks for e in iterate_examples(results / "shards" / "tfrecord" / f"{c}.tfrecord", 8)]
+        assert sorted(examples) == sorted(expected)
+        assert (demo_run / "results" / "benchmarks" / "fuse_chunk" / dataset / "0.tsv").is_file()
+
+
+def fuse_jobs(workdir):
+    output = run_snakemake(workdir, "fuse", "-n", "--cores", "2").stdout
+    return sorted({(d, int(c)) for d, c in re.findall(r"rule fuse_chunk:\n(?:.*\n)*?\s*wildcards: dataset=(\w+), chunk=(\d+)", output)})
+
+
+def test_a_shard_is_rebuilt_only_when_its_chunk_changes(demo_run, tmp_path):
+    # The demo run's files, hard-linked; a file the test changes is replaced, never written through.
+    work = tmp_path / "work"
+    shutil.copytree(demo_run, work, copy_function=os.link, ignore=shutil.ignore_patterns(".snakemake"))
+    shutil.copytree(demo_run / ".snakemake", work / ".snakemake")
+
+    def rewrite(path, frame, **options):
+        path.unlink()
+        frame.to_parquet(path, index=False, **options)
+
+    # The index rewrites the whole manifest (here: other bytes, same rows): no shard is rebuilt.
+    manifest_path = work / "results" / "crema_d" / "manifest.parquet"
+    manifest = pd.read_parquet(manifest_path)
+    rewrite(manifest_path, manifest, compression="gzip")
+    assert fuse_jobs(work) == []
+    # A clip's manifest row changes: its chunk's shards only.
+    manifest.loc[0, "valence"] = 0.0
+    rewrite(manifest_path, manifest)
+    assert fuse_jobs(work) == [("crema_d", int(manifest.loc[0, "chunk"]))]
+    # A chunk's preprocessing table changes: that chunk's shards only.
+    table_path = work / "results" / "enterface" / "preprocess" / "audio" / "2.parquet"
+    table = pd.read_parquet(table_path)
+    rewrite(table_path, table.assign(seconds=table["seconds"] + 1))
+    assert fuse_jobs(work) == sorted([("crema_d", int(manifest.loc[0, "chunk"])), ("enterface", 2)])
