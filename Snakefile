@@ -19,6 +19,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/preprocess.smk"
 include: "rules/fuse.smk"
+include: "rules/train.smk"
 
 
 rule all:

@@ -16,6 +16,7 @@ from avemotion.config import (
 from avemotion.datasets import READERS, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
+from avemotion.train.settings import check_experiments, experiment_names, experiment_settings
 
 # Friendly errors first (key and allowed values), then Snakemake's validation fills in defaults.
 prepare_config(config)
@@ -26,12 +27,15 @@ DEMO_ROOTS = {name: DEMO_DIR / name for name in READERS}
 check_dataset_roots(config, generated_roots=DEMO_ROOTS.values())
 check_openface(config)
 check_model(config)
+check_experiments(config)
 
 
 wildcard_constraints:
     dataset="|".join(READERS),
     stage="|".join(STAGE_NAMES),
     chunk=r"\d+",
+    experiment=r"[A-Za-z0-9_.-]+",
+    fold=r"\d+",
 
 
 def dataset_settings(dataset):
@@ -114,10 +118,21 @@ STAGE_OUTPUTS = {
     + per_dataset("results/{dataset}/quarantine.csv"),
     "fuse": lambda: per_chunk("results/{dataset}/shards/tabular/{chunk}.parquet", stages=("fuse",))
     + per_chunk("results/{dataset}/shards/tfrecord/{chunk}.tfrecord", stages=("fuse",)),
-    "train": lambda: [],
+    "train": lambda: training_targets(),
     "evaluate": lambda: [],
     "report": lambda: [],
 }
+
+
+def training_targets():
+    """Each experiment's model per test fold, and its final model (all speakers) where asked for."""
+    targets = []
+    for name in experiment_names(config):
+        settings = experiment_settings(config, name)
+        targets += [f"results/experiments/{name}/fold_{fold}/metrics.json" for fold in settings["folds"]]
+        if settings["final"]:
+            targets.append(f"results/experiments/{name}/final/model.keras")
+    return targets
 
 
 def stage_targets(stage):

@@ -129,6 +129,11 @@ def build_fusion_model(
     return keras.Model(inputs, outputs, name="hybrid_fusion")
 
 
+def model_input_names(model: keras.Model) -> list[str]:
+    """The inputs a fusion model reads (the input pipeline offers all of them; early fusion reads one)."""
+    return [tensor.name for tensor in model.inputs]
+
+
 def backbone_of(model: keras.Model) -> VideoMAEBackbone:
     return model.get_layer("videomae")
 

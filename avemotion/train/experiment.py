@@ -1,0 +1,216 @@
+"""Train one experiment on one fold (or on every speaker for the final model) and write its outputs.
+
+Outputs in ``outdir``: model.keras, history.csv, predictions.parquet (test clips; for the final model
+the validation clips), metrics.json, settings.json, split.json, late_weights.json (late fusion).
+A killed job resumes from its last completed epoch (Keras BackupAndRestore under ``outdir/resume``).
+The test fold is never used for model selection: the best epoch is chosen on validation loss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from avemotion.io import atomic_path, write_parquet
+from avemotion.train.splits import speaker_splits
+
+log = logging.getLogger(__name__)
+
+SPLIT_COLUMNS = ["clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal"]
+
+
+def experiment_clips(tabular_paths, labels: list[str]) -> tuple[pd.DataFrame, int]:
+    """The mixture's clips inside its label set, and how many were left outside it."""
+    from avemotion.fusion.shards import read_tabular_shards
+
+    clips = read_tabular_shards(tabular_paths)[SPLIT_COLUMNS]
+    inside = clips["label"].isin(labels)
+    return clips[inside].reset_index(drop=True), int((~inside).sum())
+
+
+def configure_precision(training: dict) -> str:
+    import keras
+    import tensorflow as tf
+
+    wanted = training["mixed_precision"]
+    if wanted == "auto":
+        wanted = "bf16" if tf.config.list_physical_devices("GPU") else "float32"
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if wanted == "bf16" else "float32")
+    return wanted
+
+
+def losses_for(model, settings: dict):
+    from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
+    from avemotion.train.models import task_of
+
+    training = settings["training"]
+    losses, weights = {}, {}
+    for name in model.output_names:
+        task = task_of(name)
+        if task == "emotion":
+            losses[name] = LabelSmoothedCrossEntropy(len(settings["labels"]), smoothing=training["label_smoothing"])
+            auxiliary = settings["fusion"] == "hybrid" and name != "emotion"
+            weights[name] = training["aux_loss_weight"] if auxiliary else 1.0
+        else:
+            losses[name] = CCCLoss()
+            weights[name] = training["va_loss_weight"]
+    return losses, weights
+
+
+def for_model(dataset, model):
+    """The model's own inputs, and every head its task's target ({emotion, valence, arousal} -> one per output)."""
+    from avemotion.train.models import model_input_names, task_of
+
+    names, outputs = model_input_names(model), model.output_names
+    return dataset.map(
+        lambda inputs, targets: ({key: inputs[key] for key in names}, {name: targets[task_of(name)] for name in outputs})
+    )
+
+
+def build_model(settings: dict):
+    from avemotion.model.presets import variant_settings
+    from avemotion.train.models import build_fusion_model, load_pretrained_backbone
+
+    backbone = {**variant_settings(settings["model"]["variant"]), "drop_path_rate": settings["training"]["drop_path"]}
+    model = build_fusion_model(
+        settings["fusion"], backbone, len(settings["labels"]), settings["num_frames"], settings["image_size"]
+    )
+    if settings["model"].get("pretrained"):
+        load_pretrained_backbone(model, settings["model"]["pretrained"])
+    return model
+
+
+def datasets_for(settings: dict, tfrecord_paths, split: dict):
+    from avemotion.fusion.dataset import make_dataset
+
+    training = settings["training"]
+    common = dict(
+        num_frames=settings["num_frames"],
+        image_size=settings["image_size"],
+        label_names=settings["labels"],
+        batch_size=training["batch_size"],
+        fusion=settings["fusion"],
+    )
+    train = make_dataset(
+        tfrecord_paths,
+        training=True,
+        clip_ids=split["train"],
+        seed=training["seed"],
+        class_balanced=training["class_balanced"],
+        dataset_weights=settings.get("dataset_weights"),
+        **common,
+    )
+    validation = make_dataset(tfrecord_paths, training=False, clip_ids=split["validation"], **common)
+    return train, validation
+
+
+def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: Path) -> None:
+    import keras
+
+    from avemotion.train.optimizer import build_adamw, set_backbone_trainable
+
+    training = settings["training"]
+    losses, loss_weights = losses_for(model, settings)
+    train = for_model(train, model)
+    validation = for_model(validation, model)
+    base_lr = training["learning_rate"] * training["batch_size"] / 256
+    total_steps = training["epochs"] * steps_per_epoch
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(outdir / "resume")),
+        keras.callbacks.ModelCheckpoint(str(outdir / "best.weights.h5"), monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.CSVLogger(str(outdir / "history.csv"), append=True),
+    ]
+    frozen = min(training["frozen_backbone_epochs"], training["epochs"])
+    phases = [(0, frozen, False), (frozen, training["epochs"], True)] if frozen else [(0, training["epochs"], True)]
+    for start, end, backbone_trainable in phases:
+        if end <= start:
+            continue
+        set_backbone_trainable(model, backbone_trainable)
+        optimizer = build_adamw(
+            model,
+            base_lr=base_lr,
+            warmup_steps=min(round(training["warmup_epochs"] * steps_per_epoch), total_steps),
+            total_steps=total_steps,
+            weight_decay=training["weight_decay"],
+            layer_decay=training["layer_decay"],
+        )
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=training["xla"])
+        model.fit(
+            train,
+            initial_epoch=start,
+            epochs=end,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            callbacks=callbacks,
+            verbose=2,
+        )
+    model.load_weights(outdir / "best.weights.h5")
+
+
+def run_experiment_fold(settings: dict, tabular_paths, tfrecord_paths, test_fold: int | None, outdir) -> dict:
+    """Train, select on validation, predict the test fold; returns the metrics written to metrics.json."""
+    import keras
+
+    from avemotion.evaluate.metrics import evaluate_predictions
+    from avemotion.train.predict import predict_clips
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(settings["training"]["seed"])
+    precision = configure_precision(settings["training"])
+    clips, outside = experiment_clips(tabular_paths, settings["labels"])
+    split = speaker_splits(clips, test_fold, settings["training"]["validation_fraction"], settings["training"]["seed"])
+    if not split["train"] or not split["validation"]:
+        raise ValueError(f"experiment {settings['name']} fold {test_fold}: no training or validation speakers left")
+    log.info(
+        "%s fold %s: %d train, %d validation, %d test clips; %d outside the label set; %s",
+        settings["name"], test_fold, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
+    )
+    _write_json(outdir / "split.json", split)
+    _write_json(outdir / "settings.json", {**settings, "test_fold": test_fold})
+
+    model = build_model(settings)
+    train, validation = datasets_for(settings, tfrecord_paths, split)
+    steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
+    fit(model, settings, train, validation, steps_per_epoch, outdir)
+
+    evaluated = "test" if split["test"] else "validation"
+    predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips)
+    if late_weights is not None:
+        _write_json(outdir / "late_weights.json", late_weights)
+    write_parquet(predictions, outdir / "predictions.parquet")
+    metrics = {
+        "experiment": settings["name"],
+        "fold": test_fold,
+        "evaluated_split": evaluated,
+        "clips": {name: len(ids) for name, ids in split.items()},
+        "outside_label_set": outside,
+        **evaluate_predictions(predictions, settings["labels"]),
+    }
+    _write_json(outdir / "metrics.json", metrics)
+    with atomic_path(outdir / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)
+    return metrics
+
+
+def _write_json(path: Path, data) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
+
+
+def _plain(value):
+    """JSON-safe: numpy scalars to Python, NaN to null (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not np.isfinite(value) else float(value)
+    return value

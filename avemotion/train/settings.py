@@ -1,0 +1,87 @@
+"""One experiment's resolved settings: the config's defaults merged with the experiment's own keys.
+
+The result is plain JSON data. Training writes it beside each model, so evaluation and
+``avemotion predict`` read exactly what the model was trained with.
+"""
+
+from __future__ import annotations
+
+from avemotion.config import ConfigError, preprocess_settings
+from avemotion.labels import CANONICAL_LABELS
+
+# Every corpus protocol here has five speaker-independent folds (see avemotion/datasets/).
+NUM_FOLDS = 5
+
+
+def _reader_labels(dataset: str) -> list[str]:
+    from avemotion.datasets import READERS
+
+    return list(READERS[dataset].LABELS)
+
+
+def default_labels(datasets: list[str]) -> list[str]:
+    """A dataset's own classes; for a mixture, the classes every dataset has (canonical order)."""
+    shared = set(CANONICAL_LABELS)
+    for dataset in datasets:
+        shared &= set(_reader_labels(dataset))
+    return [label for label in CANONICAL_LABELS if label in shared]
+
+
+def experiment_names(config: dict) -> list[str]:
+    return [experiment["name"] for experiment in config.get("experiments", [])]
+
+
+def experiment_folds(experiment: dict) -> list[int]:
+    folds = experiment.get("folds", "all")
+    return list(range(1, NUM_FOLDS + 1)) if folds == "all" else sorted(folds)
+
+
+def _shared_frames(config: dict, experiment: dict) -> dict:
+    """A mixture trains one network, so its datasets must sample frames alike."""
+    chosen = None
+    for dataset in experiment["datasets"]:
+        frames = preprocess_settings(config, dataset)["frames"]
+        key = (frames["num_frames"], frames["input_size"])
+        if chosen is not None and key != chosen[1]:
+            raise ConfigError(
+                f"config: experiment {experiment['name']!r} mixes {chosen[0]} ({chosen[1][0]} frames of {chosen[1][1]} px) "
+                f"and {dataset} ({key[0]} of {key[1]}); set datasets.<name>.frames.num_frames and input_size alike"
+            )
+        chosen = chosen or (dataset, key)
+    return {"num_frames": chosen[1][0], "image_size": chosen[1][1]}
+
+
+def experiment_settings(config: dict, name: str) -> dict:
+    matches = [experiment for experiment in config.get("experiments", []) if experiment["name"] == name]
+    if len(matches) != 1:
+        raise ConfigError(f"config: experiments: {len(matches)} experiments are named {name!r}; names must be unique")
+    experiment = matches[0]
+    missing = [dataset for dataset in experiment["datasets"] if not config["datasets"].get(dataset, {}).get("enabled", True)]
+    if missing:
+        raise ConfigError(f"config: experiment {name!r} uses disabled datasets: {', '.join(missing)} (datasets.<name>.enabled)")
+    labels = experiment.get("labels") or default_labels(experiment["datasets"])
+    if len(labels) < 2:
+        raise ConfigError(f"config: experiments.{name}.labels: {labels} leaves fewer than two classes to learn")
+    model = {**config["model"], **(experiment.get("model") or {})}
+    return {
+        "name": name,
+        "datasets": list(experiment["datasets"]),
+        "fusion": experiment["fusion"],
+        "labels": list(labels),
+        "dataset_weights": experiment.get("dataset_weights"),
+        "folds": experiment_folds(experiment),
+        "final": experiment.get("final", True),
+        "model": model,
+        **_shared_frames(config, experiment),
+        "training": {**config["training"], **(experiment.get("training") or {})},
+    }
+
+
+def check_experiments(config: dict) -> None:
+    """Resolve every experiment once before any job runs, so config mistakes stop the run early."""
+    names = experiment_names(config)
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ConfigError(f"config: experiments: names must be unique; repeated: {', '.join(duplicated)}")
+    for name in names:
+        experiment_settings(config, name)

@@ -1,0 +1,119 @@
+"""Training one experiment fold end to end on small learnable shards, and resuming a killed job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard
+
+from avemotion.evaluate.metrics import evaluate_predictions
+from avemotion.train.experiment import run_experiment_fold
+
+LABELS = ["anger", "happiness", "sadness"]
+COLOUR = {"anger": (220, 40, 40), "happiness": (40, 220, 40), "sadness": (40, 40, 220)}
+VA = {"anger": (-0.6, 0.7), "happiness": (0.8, 0.5), "sadness": (-0.7, -0.4)}
+
+
+def learnable_shards(root: Path, speakers=6, clips_per_class=2):
+    """One dataset whose class shows in the frames' colour, the Mel's level and the face features."""
+    rng = np.random.default_rng(0)
+    clips = []
+    for speaker in range(speakers):
+        for label in LABELS:
+            for take in range(clips_per_class):
+                index = LABELS.index(label)
+                frames = np.clip(constant_frames([COLOUR[label]] * 4).astype(int) + rng.integers(-20, 20, (4, 32, 32, 3)), 0, 255)
+                clips.append(
+                    make_clip(
+                        f"{speaker}_{label}_{take}", label, frames=frames.astype(np.uint8), mel=mel_ramp() + 20 * index,
+                        face=np.full((4, 49), index, np.float32), speaker=str(1000 + speaker), fold=1 + speaker % 3,
+                        label_index=index, valence=VA[label][0], arousal=VA[label][1],
+                    )
+                )  # fmt: skip
+    tfrecord = write_shard(root / "crema_d" / "shards" / "tfrecord" / "0.tfrecord", clips)
+    table = pd.DataFrame([{key: clip[key] for key in ("clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal")} for clip in clips])
+    tabular = root / "crema_d" / "shards" / "tabular" / "0.parquet"
+    tabular.parent.mkdir(parents=True)
+    table.to_parquet(tabular)
+    return [str(tabular)], [tfrecord], table
+
+
+def settings_for(fusion: str, epochs: int = 3) -> dict:
+    training = {
+        "epochs": epochs, "batch_size": 6, "learning_rate": 0.05, "warmup_epochs": 0, "weight_decay": 0.05,
+        "layer_decay": 0.75, "drop_path": 0.0, "label_smoothing": 0.1, "va_loss_weight": 1.0, "aux_loss_weight": 0.3,
+        "class_balanced": False, "validation_fraction": 0.2, "frozen_backbone_epochs": 0, "mixed_precision": "float32",
+        "xla": False, "seed": 0, "gpus": 0,
+    }  # fmt: skip
+    return {
+        "name": f"test_{fusion}", "datasets": ["crema_d"], "fusion": fusion, "labels": LABELS, "dataset_weights": None,
+        "folds": [1], "final": False, "model": {"variant": "tiny", "pretrained": None}, "num_frames": 4, "image_size": 32,
+        "training": training,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("fusion", ["hybrid", "late"])
+def test_fold_outputs_hold_only_test_speakers_and_metrics_match_predictions(tmp_path, fusion):
+    tabular, tfrecord, table = learnable_shards(tmp_path / "results")
+    out = tmp_path / "experiment" / "fold_1"
+    metrics = run_experiment_fold(settings_for(fusion), tabular, tfrecord, 1, out)
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    test_clips = table[table["fold"] == 1]
+    assert sorted(predictions["clip_id"]) == sorted(test_clips["clip_id"])
+    split = json.loads((out / "split.json").read_text())
+    speakers = {name: set(table.set_index("clip_id").loc[ids, "speaker"]) for name, ids in split.items()}
+    assert not speakers["test"] & (speakers["train"] | speakers["validation"]) and not speakers["train"] & speakers["validation"]
+    assert json.loads((out / "metrics.json").read_text())["uar"] == pytest.approx(evaluate_predictions(predictions, LABELS)["uar"])
+    assert metrics["evaluated_split"] == "test"
+    probabilities = predictions[[f"prob_{name}" for name in LABELS]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert predictions[["valence_pred", "arousal_pred"]].abs().max().max() <= 1
+    assert len(pd.read_csv(out / "history.csv")) == 3
+    assert (out / "model.keras").is_file()
+    if fusion == "late":
+        weights = json.loads((out / "late_weights.json").read_text())
+        assert set(weights) == {"emotion", "valence", "arousal"}
+        assert all(abs(sum(task.values()) - 1) < 1e-9 for task in weights.values())
+    # The colours, Mel levels and face features give the class away: a real model learns it.
+    assert metrics["uar"] >= 0.9
+
+
+RESUME_SCRIPT = """
+import json, sys
+from avemotion.train.experiment import run_experiment_fold
+settings, tabular, tfrecord, out = json.loads(sys.argv[1])
+run_experiment_fold(settings, tabular, tfrecord, 1, out)
+"""
+
+
+def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path):
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
+    out = tmp_path / "fold_1"
+    arguments = json.dumps([settings_for("hybrid", epochs=4), tabular, tfrecord, str(out)])
+    command = [sys.executable, "-c", RESUME_SCRIPT, arguments]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+    history = out / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (history.exists() and len(history.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # kill -9 after two completed epochs
+    first.wait()
+    assert not (out / "model.keras").exists()
+    second = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    # The rerun starts after the last completed epoch, not from epoch 1.
+    assert "Epoch 1/4" not in second.stdout and "Epoch 4/4" in second.stdout
+    epochs = pd.read_csv(history)["epoch"].tolist()
+    assert sorted(set(epochs)) == [0, 1, 2, 3]
+    assert (out / "model.keras").is_file()

@@ -1,0 +1,16 @@
+"""Train one experiment on one test fold, or on every speaker for the final model (rules train_fold, train_final)."""
+
+import contextlib
+import sys
+
+from avemotion.logs import script_logging
+from avemotion.train.experiment import run_experiment_fold
+
+with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines into the log
+    run_experiment_fold(
+        snakemake.params.settings,
+        snakemake.input.tabular,
+        snakemake.input.tfrecord,
+        snakemake.params.fold,
+        snakemake.params.outdir,
+    )
