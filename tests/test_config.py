@@ -127,3 +127,41 @@ def test_model_settings_are_checked_before_any_job(config, tmp_path, change, exp
     with pytest.raises(ConfigError) as error:
         check_model(config)
     assert expected.format(tmp=tmp_path) in str(error.value)
+
+
+def filled(config) -> dict:
+    validate(config, schema=str(SCHEMA_PATH))
+    return config
+
+
+def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
+    from avemotion.train.settings import experiment_settings
+
+    config["experiments"] = [
+        {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid", "training": {"epochs": 3}, "model": {"variant": "small"}},
+    ]
+    settings = experiment_settings(filled(config), "mix")
+    # CREMA-D has neutral, eNTERFACE surprise: the mixture learns the five both have.
+    assert settings["labels"] == ["anger", "disgust", "fear", "happiness", "sadness"]
+    assert settings["folds"] == [1, 2, 3, 4, 5] and settings["final"] is True
+    assert settings["training"]["epochs"] == 3 and settings["training"]["batch_size"] == 8
+    assert settings["model"] == {"variant": "small", "pretrained": None}
+    assert (settings["num_frames"], settings["image_size"]) == (8, 224)
+
+
+@pytest.mark.parametrize(
+    "experiments, expected",
+    [
+        ([{"name": "a", "datasets": ["crema_d"], "fusion": "early"}] * 2, "names must be unique; repeated: a"),
+        ([{"name": "m", "datasets": ["crema_d", "mafw"], "fusion": "late"}], "experiment 'm' mixes crema_d (8 frames of 224 px) and mafw (16 of 224)"),
+        ([{"name": "e", "datasets": ["enterface"], "fusion": "early", "labels": ["anger"]}], "leaves fewer than two classes"),
+    ],
+)
+def test_experiment_mistakes_stop_the_run_before_any_job(config, experiments, expected):
+    from avemotion.train.settings import check_experiments
+
+    config["experiments"] = experiments
+    config["datasets"]["mafw"]["frames"] = {"num_frames": 16}
+    with pytest.raises(ConfigError) as error:
+        check_experiments(filled(config))
+    assert expected in str(error.value)
