@@ -1,0 +1,187 @@
+"""Training throughput: the tf.data input pipeline now; the training step of a model later.
+
+1. Input: avemotion.fusion.dataset.make_dataset in training mode (repeat, shuffle, JPEG decoding,
+   random resized crop + flip + brightness/contrast, SpecAugment, batching with drop_remainder,
+   early fusion: the heaviest input) reading a temporary TFRecord shard of --clips synthetic clips
+   written as the fuse stage writes them (schema.feature_spec: --frames frames of --image-size px,
+   JPEG quality 95). Clips per second over --batches batches of --batch, after --warmup untimed
+   ones (tracing, XLA compilation, the shuffle buffer); each batch is fetched to the Python side,
+   as Keras' fit loop does. Three figures:
+   - input_clips_per_s: the default inputs with fusion "early" (frames, early, mel, face_sequence,
+     face_present), after dataset.keep_freed_memory() (what a training process should call);
+   - input_clips_per_s_without_frames: the same without ``frames`` (a model fed ``early`` does not
+     need them: early[:, :T] are the frames), a third less memory traffic;
+   - input_clips_per_s_glibc_default: the first, measured before keep_freed_memory(): every batch
+     in freshly mapped memory (on a virtual machine, page faults then dominate).
+   cpu_ms_per_clip (process CPU time per clip, all threads) for the first one is steadier than the
+   rate when other work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip.
+   Frame content (--content): ``smooth`` (default) is random colour fields upsampled from 14 x 14
+   plus noise of 6 levels, about 25 KB per frame like face crops; ``noise`` is uniform random
+   pixels, about 60 KB per frame and twice as slow to decode: a worst case.
+2. Training steps (train_clips_per_s): not measured yet (issue 5); it will time the `base` model's
+   training step on batches from the same pipeline.
+
+Uses every core this process may use (tf.data's AUTOTUNE). Other work on the cores skews the
+figures: the 1-minute load average is printed before and after. Prints `name: value` lines only.
+
+    .venv/bin/python benchmarks/train.py [--frames 16] [--image-size 224] [--batch 8] [--content noise]
+    .venv/bin/python benchmarks/train.py --frames 4 --image-size 32 --clips 8 --batches 4   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+STDOUT = sys.stdout  # results only; everything else is sent to stderr while the benchmark runs
+LABELS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+
+
+def report(name: str, value) -> None:
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    print(f"{name}: {value}", file=STDOUT, flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--clips", type=int, default=64, help="clips in the temporary shard (the stream repeats it)")
+    parser.add_argument("--batches", type=int, default=40, help="timed batches")
+    parser.add_argument("--warmup", type=int, default=8, help="untimed batches before them")
+    parser.add_argument("--fusion", choices=("early", "late", "none"), default="early")
+    parser.add_argument("--content", choices=("smooth", "noise"), default="smooth", help="what the frames show")
+    return parser.parse_args()
+
+
+# ---------------------------------------------------------------- a synthetic shard
+
+
+def synthetic_frames(rng: np.random.Generator, frames: int, size: int, content: str) -> np.ndarray:
+    if content == "noise":
+        return rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+    import tensorflow as tf
+
+    fields = tf.image.resize(rng.random((frames, 14, 14, 3), dtype=np.float32) * 255, [size, size], method="bicubic")
+    pixels = fields.numpy() + rng.normal(0, 6, (frames, size, size, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def synthetic_example(rng: np.random.Generator, index: int, args) -> bytes:
+    """One clip as a tf.train.Example with every schema feature."""
+    import tensorflow as tf
+
+    from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS
+
+    def strings(*values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(values).tolist()))
+
+    def ints(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    frames = synthetic_frames(rng, args.frames, args.image_size, args.content)
+    feature = {
+        "clip_id": strings(f"clip{index:05d}".encode()),
+        "dataset": strings(b"synthetic"),
+        "speaker": strings(f"s{index % 8}".encode()),
+        "label": strings(LABELS[index % len(LABELS)].encode()),
+        "label_index": ints(index % len(LABELS)),
+        "fold": ints(index % 5 + 1),
+        "audio_missing": ints(0),
+        "valence": floats([0.0]),
+        "arousal": floats([0.0]),
+        "face_ratio": floats([1.0]),
+        "frames": strings(*(tf.io.encode_jpeg(frame, quality=95).numpy() for frame in frames)),
+        "mel": floats(rng.uniform(-100, -20, MEL_BANDS * AUDIO_STEPS).astype(np.float32)),
+        "mfcc": floats(rng.normal(0, 20, MFCC_COEFFICIENTS * AUDIO_STEPS).astype(np.float32)),
+        "face_sequence": floats(rng.random(args.frames * FACE_FEATURES, dtype=np.float32)),
+        "face_present": floats(np.ones(FACE_FEATURES, np.float32)),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_shard(path: Path, args) -> float:
+    """Write the shard; return the mean JPEG size of a frame in KB."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    jpeg_bytes = 0
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for index in range(args.clips):
+            example = synthetic_example(rng, index, args)
+            jpeg_bytes += sum(len(jpeg) for jpeg in tf.train.Example.FromString(example).features.feature["frames"].bytes_list.value)
+            writer.write(example)
+    return jpeg_bytes / (args.clips * args.frames) / 1e3
+
+
+# ---------------------------------------------------------------- 1. input
+
+
+def input_clips_per_second(paths: list[str], args, inputs=None) -> tuple[float, float]:
+    """Clips per second and process CPU milliseconds per clip of the training input pipeline."""
+    from avemotion.fusion.dataset import make_dataset
+
+    dataset = make_dataset(
+        paths,
+        num_frames=args.frames,
+        image_size=args.image_size,
+        label_names=LABELS,
+        batch_size=args.batch,
+        training=True,
+        fusion=args.fusion,
+        inputs=inputs,
+    )
+    batches = iter(dataset)
+    for _ in range(args.warmup):
+        next(batches)
+    started, cpu = time.perf_counter(), time.process_time()
+    for _ in range(args.batches):
+        next(batches)  # an eager batch: its tensors exist on the host
+    clips = args.batches * args.batch
+    return clips / (time.perf_counter() - started), (time.process_time() - cpu) * 1e3 / clips
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    args = parse_args()
+    with contextlib.redirect_stdout(sys.stderr):
+        from avemotion.fusion.dataset import INPUTS, keep_freed_memory
+
+        for name in ("frames", "image_size", "batch", "clips", "batches", "warmup", "fusion", "content"):
+            report(name, getattr(args, name))
+        report("cores", len(os.sched_getaffinity(0)))
+        report("load_average_1min", f"{os.getloadavg()[0]:.2f}  (of {os.cpu_count()} cores)")
+        with tempfile.TemporaryDirectory() as scratch:
+            shard = Path(scratch) / "synthetic" / "shards" / "tfrecord" / "0.tfrecord"
+            shard.parent.mkdir(parents=True)
+            report("jpeg_kb_per_frame", write_shard(shard, args))
+            paths = [str(shard)]
+            glibc_default, _ = input_clips_per_second(paths, args)
+            report("freed_memory_kept", keep_freed_memory())
+            rate, cpu_ms = input_clips_per_second(paths, args)
+            report("input_clips_per_s", rate)
+            report("cpu_ms_per_clip", cpu_ms)
+            if args.fusion == "early":
+                without_frames = tuple(name for name in INPUTS if name != "frames")
+                report("input_clips_per_s_without_frames", input_clips_per_second(paths, args, without_frames)[0])
+            report("input_clips_per_s_glibc_default", glibc_default)
+        report("train_clips_per_s", "not measured (see issue 5)")
+        report("load_average_1min_after", f"{os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

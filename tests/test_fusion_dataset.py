@@ -1,0 +1,375 @@
+"""The tf.data input pipeline and the early-fusion layout, on small shards written here (T=4, S=32)."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from avemotion.fusion import dataset as D  # noqa: E402
+from avemotion.fusion.early import early_fusion_sequence, spectrogram_tiles  # noqa: E402
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS  # noqa: E402
+from avemotion.media.spectrogram import to_image  # noqa: E402
+
+T, S = 4, 32
+COLOURS = [(20, 200, 100), (60, 170, 30), (100, 140, 220), (140, 110, 160)]
+LABELS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+
+
+# ---- writing shards ---------------------------------------------------------------------------
+
+
+def mel_ramp() -> np.ndarray:
+    """A Mel in dB whose value encodes band and time step: -100 + 0.5 * band + 0.1 * step."""
+    return (-100.0 + 0.5 * np.arange(MEL_BANDS)[:, None] + 0.1 * np.arange(AUDIO_STEPS)[None, :]).astype(np.float32)
+
+
+def constant_frames(colours=COLOURS, size=S) -> np.ndarray:
+    return np.stack([np.full((size, size, 3), colour, np.uint8) for colour in colours])
+
+
+def pattern_frames(num_frames=T, size=S) -> np.ndarray:
+    """T identical frames, dark on the left, bright on the right, a vertical gradient too."""
+    x = np.linspace(30, 220, size)[None, :, None]
+    y = np.linspace(0, 30, size)[:, None, None]
+    frame = np.broadcast_to(x + y, (size, size, 3)).astype(np.uint8)
+    return np.stack([frame] * num_frames)
+
+
+def make_clip(clip_id: str, label: str = "anger", *, dataset: str = "crema_d", frames=None, mel=None, face=None, **extra) -> dict:
+    mel = mel_ramp() if mel is None else mel
+    frames = constant_frames() if frames is None else frames
+    face = np.arange(len(frames) * FACE_FEATURES, dtype=np.float32).reshape(len(frames), FACE_FEATURES) / 100 if face is None else face
+    return {
+        "clip_id": clip_id,
+        "dataset": dataset,
+        "speaker": extra.get("speaker", "1001"),
+        "label": label,
+        "label_index": extra.get("label_index", LABELS.index(label) if label in LABELS else 7),
+        "fold": extra.get("fold", 1),
+        "audio_missing": 0,
+        "valence": extra.get("valence", 0.25),
+        "arousal": extra.get("arousal", -0.5),
+        "face_ratio": 1.0,
+        "frames": frames,
+        "mel": mel,
+        "mfcc": np.linspace(-50, 50, MFCC_COEFFICIENTS * AUDIO_STEPS, dtype=np.float32).reshape(MFCC_COEFFICIENTS, AUDIO_STEPS),
+        "face_sequence": face,
+        "face_present": np.ones(FACE_FEATURES, np.float32),
+    }
+
+
+def serialize(clip: dict) -> bytes:
+    def strings(*values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(values).tolist()))
+
+    def ints(*values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+    jpegs = [tf.io.encode_jpeg(frame, quality=95).numpy() for frame in clip["frames"]]
+    feature = {name: strings(clip[name].encode()) for name in ("clip_id", "dataset", "speaker", "label")}
+    feature.update({name: ints(int(clip[name])) for name in ("label_index", "fold", "audio_missing")})
+    feature.update({name: floats([clip[name]]) for name in ("valence", "arousal", "face_ratio")})
+    feature.update({name: floats(clip[name]) for name in ("mel", "mfcc", "face_sequence", "face_present")})
+    feature["frames"] = strings(*jpegs)
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_shard(path, clips) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for clip in clips:
+            writer.write(serialize(clip))
+    return str(path)
+
+
+def shard_path(root, dataset="crema_d", chunk=0):
+    return root / dataset / "shards" / "tfrecord" / f"{chunk}.tfrecord"
+
+
+def options(**overrides) -> dict:
+    return {"num_frames": T, "image_size": S, "label_names": LABELS, "batch_size": 4, "training": False, **overrides}
+
+
+# ---- one example ------------------------------------------------------------------------------
+
+
+def test_parse_round_trip():
+    clip = make_clip("1001_DFA_ANG_XX", "anger", speaker="1001", fold=2, valence=0.3, arousal=0.7)
+    example = {k: v.numpy() for k, v in D.parse_example(tf.constant(serialize(clip)), T, S).items()}
+    assert example["frames"].shape == (T, S, S, 3) and example["frames"].dtype == np.float32
+    np.testing.assert_allclose(example["frames"], clip["frames"] / 255.0, atol=4 / 255)
+    np.testing.assert_array_equal(example["mel"], clip["mel"])
+    np.testing.assert_array_equal(example["mfcc"], clip["mfcc"])
+    np.testing.assert_array_equal(example["face_sequence"], clip["face_sequence"])
+    assert example["face_present"].shape == (FACE_FEATURES,)
+    assert (example["clip_id"], example["dataset"], example["speaker"], example["label"]) == (
+        b"1001_DFA_ANG_XX", b"crema_d", b"1001", b"anger"
+    )
+    assert (example["label_index"], example["fold"]) == (0, 2)
+    assert example["valence"] == pytest.approx(0.3) and example["arousal"] == pytest.approx(0.7)
+
+
+def test_parse_resizes_frames_stored_at_another_size():
+    clip = make_clip("a", frames=constant_frames(size=48))
+    frames = D.parse_example(tf.constant(serialize(clip)), T, S)["frames"].numpy()
+    assert frames.shape == (T, S, S, 3)
+    np.testing.assert_allclose(frames, constant_frames(size=S) / 255.0, atol=4 / 255)
+
+
+def test_scale_mel_is_the_png_mapping():
+    rng = np.random.default_rng(0)
+    mel = rng.uniform(-120, -10, (MEL_BANDS, AUDIO_STEPS)).astype(np.float32)
+    scaled = D.scale_mel(mel).numpy()
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    # to_image: the same values as 0..255 levels, highest band first.
+    np.testing.assert_array_equal(np.flipud(np.rint(255 * scaled).astype(np.uint8)), to_image(mel))
+    batch = D.scale_mel(np.stack([mel, mel - 30])).numpy()  # per clip, not per batch
+    np.testing.assert_allclose(batch[1], scaled, atol=1e-6)
+
+
+def test_spec_augment_masks_whole_bands_and_steps():
+    mel, mfcc = tf.constant(mel_ramp()), tf.constant(np.ones((MFCC_COEFFICIENTS, AUDIO_STEPS), np.float32))
+    masked_any = False
+    for seed in range(8):
+        out_mel, out_mfcc = (x.numpy() for x in D.spec_augment(mel, mfcc, tf.constant([seed, 1])))
+        changed = out_mel != mel_ramp()
+        assert np.all(out_mel[changed] == mel_ramp().min())
+        hidden = changed.copy()
+        hidden[0, 0] = True  # the ramp's minimum: masked or not, it reads the same
+        rows, columns = hidden.all(axis=1), hidden.all(axis=0)
+        # Every masked value lies in a fully masked band or a fully masked time step.
+        expected = rows[:, None] | columns[None, :]
+        expected[0, 0] = True
+        assert np.array_equal(hidden, expected)
+        assert rows.sum() <= 2 * int(0.15 * MEL_BANDS) and columns.sum() <= 2 * int(0.10 * AUDIO_STEPS)
+        mfcc_hidden = out_mfcc == 0
+        assert np.array_equal(mfcc_hidden.all(axis=0), columns)  # the same time masks on both
+        masked_any |= bool(changed.any())
+    assert masked_any
+
+
+def test_augment_crops_and_flips_all_frames_alike():
+    face = np.zeros((T, FACE_FEATURES), np.float32)
+    yaw, gaze0x, gaze1y = (FACE_COLUMNS.index(name) for name in ("pose_Ry", "gaze_0_x", "gaze_1_y"))
+    face[:, yaw], face[:, gaze0x], face[:, gaze1y] = 0.4, 0.2, 0.3
+    clip = make_clip("p", frames=pattern_frames(), face=face)
+    parsed = D.parse_example(tf.constant(serialize(clip)), T, S)
+    flips = set()
+    for seed in range(12):
+        example = D.augment(parsed, tf.constant([seed, 0]))
+        frames = example["frames"].numpy()
+        assert frames.shape == (T, S, S, 3) and frames.min() >= 0 and frames.max() <= 1
+        for i in range(1, T):
+            np.testing.assert_array_equal(frames[i], frames[0])
+        assert not np.allclose(frames, parsed["frames"].numpy(), atol=0.02)
+        flipped = frames[0, :, : S // 2].mean() > frames[0, :, S // 2 :].mean()  # bright side moved left
+        flips.add(flipped)
+        out = example["face_sequence"].numpy()
+        if flipped:  # yaw negated, eyes swapped (gaze_1_x = -gaze_0_x), as the mirrored face
+            assert out[0, yaw] == pytest.approx(-0.4)
+            assert out[0, FACE_COLUMNS.index("gaze_1_x")] == pytest.approx(-0.2)
+            assert out[0, FACE_COLUMNS.index("gaze_0_y")] == pytest.approx(0.3)
+        else:
+            np.testing.assert_array_equal(out, face)
+    assert flips == {True, False}
+
+
+def test_pipeline_augmentation_is_augment_of_the_parsed_example():
+    """make_dataset draws per clip and applies per batch; it must agree with augment(parse_example(...))."""
+    serialized = tf.constant(serialize(make_clip("p", frames=pattern_frames())))
+    for seed in range(4):
+        seed_tensor = tf.constant([seed, 3], tf.int64)
+        expected = D.augment(D.parse_example(serialized, T, S), seed_tensor)
+        clip = D._prepare(D._parse_raw(serialized, T), T, S, seed_tensor)
+        batch = [clip[name][None] for name in ("frames", "_window", "_flip", "_scale", "_offset")]
+        frames = D.sample_frames(*batch, S)[0]
+        np.testing.assert_allclose(frames.numpy(), expected["frames"].numpy(), atol=1e-5)
+        np.testing.assert_array_equal(clip["mel"].numpy(), D.scale_mel(expected["mel"]).numpy())
+        np.testing.assert_array_equal(clip["face_sequence"].numpy(), expected["face_sequence"].numpy())
+
+
+def test_sample_frames_is_tf_image_resize_of_the_crop():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, T, 40, 48, 3)).astype(np.uint8)
+    windows = np.array([[3, 5, 30, 20], [0, 0, 40, 48]], np.float32)
+    flips = np.array([True, False])
+    scales, offsets = np.array([1.2 / 255, 1 / 255], np.float32), np.array([-0.1, 0.0], np.float32)
+    got = D.compiled(D.sample_frames)(images, windows, flips, scales, offsets, S).numpy()
+    for b, (top, left, height, width) in enumerate(windows.astype(int)):
+        crop = images[b, :, top : top + height, left : left + width]
+        crop = crop[:, :, ::-1] if flips[b] else crop
+        expected = np.clip(tf.image.resize(crop, [S, S]).numpy() * scales[b] + offsets[b], 0, 1)
+        np.testing.assert_allclose(got[b], expected, atol=1e-5)
+
+
+# ---- the dataset ------------------------------------------------------------------------------
+
+
+def test_labels_outside_the_set_are_dropped_and_counted(tmp_path):
+    clips = [make_clip("a", "anger"), make_clip("b", "contempt", dataset="mafw"), make_clip("c", "happiness")]
+    path = write_shard(tmp_path / "mixed.tfrecord", clips)
+    label_names = ["happiness", "anger"]
+    ds = D.make_dataset([path], **options(label_names=label_names, fusion="none", with_ids=True))
+    (inputs, targets, meta), = list(ds)
+    assert [c.decode() for c in meta["clip_id"].numpy()] == ["a", "c"]
+    assert targets["emotion"].numpy().tolist() == [1, 0]  # indices in label_names, not label_index
+    assert targets["emotion"].dtype == tf.int32
+    assert D.count_outside([path], label_names) == {"mafw": {"contempt": 1}}
+    assert D.count_outside([path], label_names, clip_ids=["a", "c"]) == {}
+
+
+def test_clip_ids_select_a_split(tmp_path):
+    path = write_shard(tmp_path / "s.tfrecord", [make_clip(f"clip{i}", LABELS[i % 6]) for i in range(10)])
+    split = ["clip1", "clip4", "clip7", "not_there"]
+    ds = D.make_dataset([path], **options(clip_ids=split, with_ids=True, fusion="none"))
+    seen = [c.decode() for _, _, meta in ds for c in meta["clip_id"].numpy()]
+    assert seen == ["clip1", "clip4", "clip7"]
+    # A training stream that nothing passes ends instead of repeating an empty pass forever.
+    empty = D.make_dataset([path], **options(clip_ids=[], training=True))
+    assert list(empty.take(1)) == []
+
+
+def test_evaluation_batches_keep_every_clip_and_their_ids(tmp_path):
+    clips = [make_clip(f"c{i}", "fear", dataset="enterface", speaker=f"s{i}", fold=i % 5 + 1) for i in range(6)]
+    path = write_shard(shard_path(tmp_path, "enterface"), clips)
+    batches = list(D.make_dataset([path], **options(with_ids=True, fusion="none")))
+    assert [b[0]["frames"].shape[0] for b in batches] == [4, 2]  # the last partial batch is kept
+    meta = batches[0][2]
+    assert set(meta) == {"clip_id", "dataset", "speaker", "label", "fold"}
+    assert meta["dataset"].numpy().tolist() == [b"enterface"] * 4
+    assert meta["fold"].numpy().tolist() == [1, 2, 3, 4]
+    inputs, targets = batches[0][0], batches[0][1]
+    assert "early" not in inputs
+    np.testing.assert_allclose(inputs["frames"].numpy()[0], constant_frames() / 255.0, atol=4 / 255)
+    np.testing.assert_allclose(inputs["mel"].numpy()[0, ..., 0], D.scale_mel(mel_ramp()).numpy(), atol=1e-6)
+    np.testing.assert_allclose(targets["valence"].numpy(), 0.25)
+
+
+def test_training_batches(tmp_path):
+    path = write_shard(tmp_path / "t.tfrecord", [make_clip(f"c{i}", LABELS[i % 6], frames=pattern_frames()) for i in range(10)])
+    ds = D.make_dataset([path], **options(training=True, batch_size=3, seed=1))
+    spec_inputs, spec_targets = ds.element_spec
+    assert spec_inputs["early"].shape.as_list() == [3, 2 * T, S, S, 3]  # drop_remainder: static batch
+    assert spec_inputs["frames"].shape.as_list() == [3, T, S, S, 3]
+    assert spec_inputs["mel"].shape.as_list() == [3, MEL_BANDS, AUDIO_STEPS, 1]
+    assert spec_inputs["face_sequence"].shape.as_list() == [3, T, FACE_FEATURES]
+    assert spec_inputs["face_present"].shape.as_list() == [3, FACE_FEATURES]
+    assert {k: v.dtype for k, v in spec_inputs.items()} == {k: tf.float32 for k in spec_inputs}
+    assert (spec_targets["emotion"].dtype, spec_targets["valence"].dtype) == (tf.int32, tf.float32)
+    batches = list(ds.take(5))  # 15 clips from a 10-clip shard: the stream repeats
+    assert len(batches) == 5
+    original = pattern_frames()[0] / 255.0
+    changed = 0
+    for inputs, _ in batches:
+        frames = inputs["frames"].numpy()
+        assert 0 <= frames.min() and frames.max() <= 1
+        for clip in frames:  # identical frames stay identical: one crop/flip/jitter per clip
+            for i in range(1, T):
+                np.testing.assert_array_equal(clip[i], clip[0])
+            changed += not np.allclose(clip[0], original, atol=0.02)
+        np.testing.assert_array_equal(inputs["early"].numpy()[:, :T], frames)
+        mel = inputs["mel"].numpy()
+        assert 0 <= mel.min() and mel.max() <= 1
+    assert changed >= 12
+    # Reproducible from the seed, different for another seed.
+    again = next(iter(D.make_dataset([path], **options(training=True, batch_size=3, seed=1))))
+    np.testing.assert_array_equal(again[0]["early"].numpy(), batches[0][0]["early"].numpy())
+    other = next(iter(D.make_dataset([path], **options(training=True, batch_size=3, seed=2))))
+    assert not np.array_equal(other[0]["frames"].numpy(), batches[0][0]["frames"].numpy())
+
+
+def test_class_balanced_sampling_evens_out_an_imbalanced_shard(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = ["anger"] * 90 + ["happiness"] * 10
+    rng.shuffle(labels)
+    small = constant_frames(size=8)
+    clips = [make_clip(f"c{i:03d}", label, frames=small) for i, label in enumerate(labels)]
+    path = write_shard(tmp_path / "imbalanced.tfrecord", clips)
+    settings = options(image_size=8, training=True, batch_size=16, fusion="none", shuffle_buffer=64)
+    counts = collections.Counter()
+    for _, targets in D.make_dataset([path], class_balanced=True, **settings).take(25):  # 400 clips
+        counts.update(targets["emotion"].numpy().tolist())
+    share = counts[LABELS.index("happiness")] / sum(counts.values())
+    assert 0.35 <= share <= 0.65, counts
+    plain = collections.Counter()
+    for _, targets in D.make_dataset([path], **settings).take(25):
+        plain.update(targets["emotion"].numpy().tolist())
+    assert plain[LABELS.index("happiness")] / sum(plain.values()) < 0.2
+
+
+def test_dataset_weights_mix_datasets_in_proportion(tmp_path):
+    small = constant_frames(size=8)
+    crema = write_shard(shard_path(tmp_path, "crema_d"), [make_clip(f"c{i}", "anger", frames=small) for i in range(12)])
+    mafw = write_shard(shard_path(tmp_path, "mafw", 3), [make_clip(f"m{i}", "sadness", dataset="mafw", frames=small) for i in range(40)])
+    assert D.dataset_of(mafw) == "mafw"
+    settings = options(image_size=8, training=True, batch_size=16, fusion="none", with_ids=True)
+    ds = D.make_dataset([crema, mafw], dataset_weights={"crema_d": 0.75, "mafw": 0.25}, **settings)
+    counts = collections.Counter()
+    for _, _, meta in ds.take(25):
+        counts.update(d.decode() for d in meta["dataset"].numpy())
+    assert 0.67 <= counts["crema_d"] / sum(counts.values()) <= 0.83, counts
+    with pytest.raises(ValueError, match="no weight for \\['mafw'\\]"):
+        D.make_dataset([crema, mafw], dataset_weights={"crema_d": 1.0}, **settings)
+    with pytest.raises(ValueError, match="training options"):
+        D.make_dataset([crema], **{**settings, "training": False}, dataset_weights={"crema_d": 1.0})
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="even number of frames"):
+        D.make_dataset(["x.tfrecord"], **options(num_frames=3, fusion="early"))
+    with pytest.raises(ValueError, match="unknown fusion"):
+        D.make_dataset(["x.tfrecord"], **options(fusion="middle"))
+    with pytest.raises(ValueError, match="not a shard path"):
+        D.dataset_of("results/crema_d/0.tfrecord")
+
+
+# ---- early fusion -----------------------------------------------------------------------------
+
+
+def time_coded_mel(batch=2, steps=AUDIO_STEPS) -> np.ndarray:
+    """(B, bands, steps) whose value is the time step (plus 1000 * clip index)."""
+    values = np.arange(steps, dtype=np.float32)[None, None, :] + 1000 * np.arange(batch)[:, None, None]
+    return np.broadcast_to(values, (batch, MEL_BANDS, steps)).copy()
+
+
+def test_early_fusion_layout():
+    frames = np.random.default_rng(0).random((2, T, S, S, 3), dtype=np.float32)
+    mel = time_coded_mel()
+    fused = early_fusion_sequence(frames, mel[..., None]).numpy()
+    assert fused.shape == (2, 2 * T, S, S, 3)
+    np.testing.assert_array_equal(fused[:, :T], frames)
+    window = AUDIO_STEPS // T
+    for b in range(2):
+        for i in range(T):
+            tile = fused[b, T + i]
+            np.testing.assert_array_equal(tile[..., 0], tile[..., 2])  # grey: one value on 3 channels
+            # Window i = steps [i L/T, (i+1) L/T): the tile covers it (to within the resize's half step).
+            first, last = 1000 * b + i * window, 1000 * b + (i + 1) * window - 1
+            assert first <= tile.min() <= first + 1 and last - 1 <= tile.max() <= last
+            assert np.all(np.diff(tile[0, :, 0]) >= 0)  # time runs left to right
+    # Unbatched input gives the same sequence without the batch axis.
+    np.testing.assert_allclose(early_fusion_sequence(frames[1], mel[1]).numpy(), fused[1], atol=1e-4)
+
+
+def test_spectrogram_tiles_put_low_bands_at_the_bottom():
+    bands = np.broadcast_to(np.arange(MEL_BANDS, dtype=np.float32)[:, None], (MEL_BANDS, AUDIO_STEPS))[None]
+    tiles = spectrogram_tiles(bands, T, S).numpy()
+    assert tiles.shape == (1, T, S, S)
+    tile = tiles[0, 0]
+    assert tile[0, 0] >= MEL_BANDS - 3 and tile[-1, 0] <= 2  # 128 bands shrunk to 32 rows: averages of 4
+    assert np.all(np.diff(tile[:, 0]) <= 0)
+    # Windows of unequal width when T does not divide the steps: all steps are covered, none twice.
+    uneven = spectrogram_tiles(time_coded_mel(1, steps=10), 6, 8).numpy()[0]
+    assert [(t.min(), t.max()) for t in uneven] == [(0, 0), (1, 2), (3, 4), (5, 5), (6, 7), (8, 9)]
+
+
+def test_early_fusion_needs_an_even_frame_count():
+    with pytest.raises(ValueError, match="even number of frames"):
+        early_fusion_sequence(np.zeros((1, 3, S, S, 3), np.float32), np.zeros((1, MEL_BANDS, AUDIO_STEPS), np.float32))
