@@ -124,6 +124,21 @@ STAGE_OUTPUTS = {
 }
 
 
+def experiment_shards(kind):
+    """The fused shards (every chunk) of the experiment's datasets."""
+    suffix = {"tabular": "parquet", "tfrecord": "tfrecord"}[kind]
+
+    def inputs(wildcards):
+        settings = experiment_settings(config, wildcards.experiment)
+        return [
+            f"results/{dataset}/shards/{kind}/{chunk}.{suffix}"
+            for dataset in settings["datasets"]
+            for chunk in chunks_of(dataset)
+        ]
+
+    return inputs
+
+
 def training_targets():
     """Each experiment's model per test fold, and its final model (all speakers) where asked for."""
     targets = []

@@ -1,21 +1,6 @@
 # Training: one job per experiment and test fold, plus a final model trained on every speaker.
 
 
-def experiment_shards(kind):
-    """The fused shards (every chunk) of the experiment's datasets."""
-    suffix = {"tabular": "parquet", "tfrecord": "tfrecord"}[kind]
-
-    def inputs(wildcards):
-        settings = experiment_settings(config, wildcards.experiment)
-        return [
-            f"results/{dataset}/shards/{kind}/{chunk}.{suffix}"
-            for dataset in settings["datasets"]
-            for chunk in chunks_of(dataset)
-        ]
-
-    return inputs
-
-
 TRAIN_OUTPUTS = ("model.keras", "predictions.parquet", "metrics.json", "history.csv", "settings.json")
 
 
@@ -29,7 +14,8 @@ rule train_fold:
         settings=lambda wildcards: experiment_settings(config, wildcards.experiment),
         fold=lambda wildcards: int(wildcards.fold),
         outdir=lambda wildcards, output: os.path.dirname(output.model),
-    threads: workflow.cores
+    # Snakemake caps threads at --cores (a Slurm profile may set them per rule).
+    threads: 8
     resources:
         gpu=lambda wildcards: experiment_settings(config, wildcards.experiment)["training"]["gpus"],
     log:
@@ -52,7 +38,8 @@ rule train_final:
         settings=lambda wildcards: experiment_settings(config, wildcards.experiment),
         fold=None,
         outdir=lambda wildcards, output: os.path.dirname(output.model),
-    threads: workflow.cores
+    # Snakemake caps threads at --cores (a Slurm profile may set them per rule).
+    threads: 8
     resources:
         gpu=lambda wildcards: experiment_settings(config, wildcards.experiment)["training"]["gpus"],
     log:
