@@ -6,13 +6,14 @@
    written as the fuse stage writes them (schema.feature_spec: --frames frames of --image-size px,
    JPEG quality 95). Clips per second over --batches batches of --batch, after --warmup untimed
    ones (tracing, XLA compilation, the shuffle buffer); each batch is fetched to the Python side,
-   as Keras' fit loop does. Three figures:
+   as Keras' fit loop does. Two figures:
    - input_clips_per_s: the default inputs with fusion "early" (frames, early, mel, face_sequence,
-     face_present), after dataset.keep_freed_memory() (what a training process should call);
+     face_present);
    - input_clips_per_s_without_frames: the same without ``frames`` (a model fed ``early`` does not
-     need them: early[:, :T] are the frames), a third less memory traffic;
-   - input_clips_per_s_glibc_default: the first, measured before keep_freed_memory(): every batch
-     in freshly mapped memory (on a virtual machine, page faults then dominate).
+     need them: early[:, :T] are the frames), a third less memory traffic.
+   Before TensorFlow starts, glibc's malloc is set to reuse freed memory (one arena, no mmap, no
+   trimming: see avemotion.fusion.dataset's docstring), as a training process should be;
+   --glibc-default measures with glibc's defaults instead (every batch in fresh pages).
    cpu_ms_per_clip (process CPU time per clip, all threads) for the first one is steadier than the
    rate when other work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip.
    Frame content (--content): ``smooth`` (default) is random colour fields upsampled from 14 x 14
@@ -38,8 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
+# NumPy and TensorFlow are imported inside the functions: their threads must start after
+# reuse_freed_memory() has set malloc up.
 STDOUT = sys.stdout  # results only; everything else is sent to stderr while the benchmark runs
 LABELS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
 
@@ -50,6 +51,22 @@ def report(name: str, value) -> None:
     print(f"{name}: {value}", file=STDOUT, flush=True)
 
 
+def reuse_freed_memory() -> bool:
+    """One malloc arena, no mmap, no trimming: freed batches are reused, not faulted in anew.
+
+    Must run before TensorFlow starts threads (each gets an arena at its first allocation).
+    Same as MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824.
+    """
+    import ctypes
+
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # malloc.h
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return all(libc.mallopt(option, value) for option, value in ((m_arena_max, 1), (m_mmap_max, 0), (m_trim_threshold, 1 << 30)))
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=16)
@@ -58,15 +75,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips", type=int, default=64, help="clips in the temporary shard (the stream repeats it)")
     parser.add_argument("--batches", type=int, default=40, help="timed batches")
     parser.add_argument("--warmup", type=int, default=8, help="untimed batches before them")
-    parser.add_argument("--fusion", choices=("early", "late", "none"), default="early")
+    parser.add_argument("--fusion", choices=("early", "late", "hybrid", "none"), default="early")
     parser.add_argument("--content", choices=("smooth", "noise"), default="smooth", help="what the frames show")
+    parser.add_argument("--glibc-default", action="store_true", help="keep glibc's malloc settings")
     return parser.parse_args()
 
 
 # ---------------------------------------------------------------- a synthetic shard
 
 
-def synthetic_frames(rng: np.random.Generator, frames: int, size: int, content: str) -> np.ndarray:
+def synthetic_frames(rng, frames: int, size: int, content: str):
+    import numpy as np
+
     if content == "noise":
         return rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
     import tensorflow as tf
@@ -76,8 +96,9 @@ def synthetic_frames(rng: np.random.Generator, frames: int, size: int, content: 
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def synthetic_example(rng: np.random.Generator, index: int, args) -> bytes:
+def synthetic_example(rng, index: int, args) -> bytes:
     """One clip as a tf.train.Example with every schema feature."""
+    import numpy as np
     import tensorflow as tf
 
     from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS
@@ -114,6 +135,7 @@ def synthetic_example(rng: np.random.Generator, index: int, args) -> bytes:
 
 def write_shard(path: Path, args) -> float:
     """Write the shard; return the mean JPEG size of a frame in KB."""
+    import numpy as np
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
@@ -158,27 +180,27 @@ def input_clips_per_second(paths: list[str], args, inputs=None) -> tuple[float, 
 
 def main() -> None:
     args = parse_args()
+    malloc = "glibc default" if args.glibc_default else ("reuse freed memory" if reuse_freed_memory() else "glibc default (no glibc)")
     with contextlib.redirect_stdout(sys.stderr):
-        from avemotion.fusion.dataset import INPUTS, keep_freed_memory
+        from avemotion.fusion.dataset import INPUTS
 
         for name in ("frames", "image_size", "batch", "clips", "batches", "warmup", "fusion", "content"):
             report(name, getattr(args, name))
+        report("malloc", malloc)
         report("cores", len(os.sched_getaffinity(0)))
         report("load_average_1min", f"{os.getloadavg()[0]:.2f}  (of {os.cpu_count()} cores)")
         with tempfile.TemporaryDirectory() as scratch:
             shard = Path(scratch) / "synthetic" / "shards" / "tfrecord" / "0.tfrecord"
             shard.parent.mkdir(parents=True)
             report("jpeg_kb_per_frame", write_shard(shard, args))
-            paths = [str(shard)]
-            glibc_default, _ = input_clips_per_second(paths, args)
-            report("freed_memory_kept", keep_freed_memory())
-            rate, cpu_ms = input_clips_per_second(paths, args)
+            rate, cpu_ms = input_clips_per_second([str(shard)], args)
             report("input_clips_per_s", rate)
             report("cpu_ms_per_clip", cpu_ms)
             if args.fusion == "early":
                 without_frames = tuple(name for name in INPUTS if name != "frames")
-                report("input_clips_per_s_without_frames", input_clips_per_second(paths, args, without_frames)[0])
-            report("input_clips_per_s_glibc_default", glibc_default)
+                rate, cpu_ms = input_clips_per_second([str(shard)], args, without_frames)
+                report("input_clips_per_s_without_frames", rate)
+                report("cpu_ms_per_clip_without_frames", cpu_ms)
         report("train_clips_per_s", "not measured (see issue 5)")
         report("load_average_1min_after", f"{os.getloadavg()[0]:.2f}")
 

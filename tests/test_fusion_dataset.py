@@ -181,6 +181,15 @@ def test_augment_crops_and_flips_all_frames_alike():
     assert flips == {True, False}
 
 
+def test_crop_windows_follow_the_scale_and_ratio_ranges():
+    windows = np.array([D._video_params(tf.constant([i, 7], tf.int64), 224, 224)["window"].numpy() for i in range(200)])
+    top, left, height, width = windows.T
+    assert windows.min() >= 0 and np.all(top + height <= 224) and np.all(left + width <= 224)
+    area, aspect = height * width / 224**2, width / height
+    assert 0.59 <= area.min() and area.max() <= 1 and 0.74 <= aspect.min() and aspect.max() <= 1.35
+    assert area.mean() == pytest.approx(0.75, abs=0.04)  # uniform in [0.6, 1]: draws that do not fit are redrawn
+
+
 def test_pipeline_augmentation_is_augment_of_the_parsed_example():
     """make_dataset draws per clip and applies per batch; it must agree with augment(parse_example(...))."""
     serialized = tf.constant(serialize(make_clip("p", frames=pattern_frames())))
@@ -239,14 +248,17 @@ def test_clip_ids_select_a_split(tmp_path):
 def test_evaluation_batches_keep_every_clip_and_their_ids(tmp_path):
     clips = [make_clip(f"c{i}", "fear", dataset="enterface", speaker=f"s{i}", fold=i % 5 + 1) for i in range(6)]
     path = write_shard(shard_path(tmp_path, "enterface"), clips)
-    batches = list(D.make_dataset([path], **options(with_ids=True, fusion="none")))
+    batches = list(D.make_dataset([path], **options(with_ids=True)))
     assert [b[0]["frames"].shape[0] for b in batches] == [4, 2]  # the last partial batch is kept
+    for inputs, _, _ in batches:  # the frames, then the tiles of each clip's own Mel
+        expected = early_fusion_sequence(inputs["frames"], inputs["mel"]).numpy()
+        np.testing.assert_allclose(inputs["early"].numpy(), expected, atol=1e-6)
     meta = batches[0][2]
     assert set(meta) == {"clip_id", "dataset", "speaker", "label", "fold"}
     assert meta["dataset"].numpy().tolist() == [b"enterface"] * 4
     assert meta["fold"].numpy().tolist() == [1, 2, 3, 4]
     inputs, targets = batches[0][0], batches[0][1]
-    assert "early" not in inputs
+    assert set(inputs) == {"frames", "mel", "face_sequence", "face_present", "early"}
     np.testing.assert_allclose(inputs["frames"].numpy()[0], constant_frames() / 255.0, atol=4 / 255)
     np.testing.assert_allclose(inputs["mel"].numpy()[0, ..., 0], D.scale_mel(mel_ramp()).numpy(), atol=1e-6)
     np.testing.assert_allclose(targets["valence"].numpy(), 0.25)
@@ -319,6 +331,17 @@ def test_dataset_weights_mix_datasets_in_proportion(tmp_path):
         D.make_dataset([crema, mafw], dataset_weights={"crema_d": 1.0}, **settings)
     with pytest.raises(ValueError, match="training options"):
         D.make_dataset([crema], **{**settings, "training": False}, dataset_weights={"crema_d": 1.0})
+
+
+def test_inputs_select_what_the_model_reads(tmp_path):
+    path = write_shard(tmp_path / "i.tfrecord", [make_clip(f"c{i}") for i in range(4)])
+    inputs, _ = next(iter(D.make_dataset([path], **options(inputs=("early", "face_present")))))
+    assert set(inputs) == {"early", "face_present"}
+    np.testing.assert_allclose(inputs["early"].numpy()[0, :T], constant_frames() / 255.0, atol=4 / 255)
+    with pytest.raises(ValueError, match="needs fusion='early'"):
+        D.make_dataset([path], **options(fusion="late", inputs=("early",)))
+    with pytest.raises(ValueError, match="inputs must be some of"):
+        D.make_dataset([path], **options(inputs=("frames", "audio")))
 
 
 def test_bad_arguments():

@@ -25,6 +25,14 @@ float32 output once: on a CPU the input pipeline is limited by memory traffic, a
 TensorFlow needs about five passes over the largest tensors (see benchmarks/train.py).
 Evaluation streams are read once, in file order, without augmentation.
 
+Host memory: a batch at 16 x 224 px holds 77 MB of frames and 154 MB of early-fusion sequence.
+glibc's malloc serves blocks that large from fresh mmaps (and worker threads' arenas, capped at
+64 MB, fall back to mmap whatever M_MMAP_MAX says), so every batch's pages are faulted in anew:
+on a virtual machine that doubles the pipeline's CPU time. A training process should start with
+``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`` in its environment
+(or the equivalent mallopt calls before TensorFlow is imported): freed batches are then reused.
+benchmarks/train.py measures both.
+
 Augmentation is reproducible from ``seed``: each training clip gets the stateless seed
 (seed, position in the stream), and every random draw (crop, flip, jitter, masks, resampling) is a
 stateless op, so parallel map calls give the same result as a serial run, and the same seed gives
@@ -34,7 +42,6 @@ the same batches.
 from __future__ import annotations
 
 import collections
-import ctypes
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -42,7 +49,7 @@ from typing import Mapping, Sequence
 import tensorflow as tf
 
 from avemotion.face.columns import GAZE, POSE
-from avemotion.fusion.early import compiled, fuse, sampling_grid, spectrogram_tiles
+from avemotion.fusion.early import compiled, fuse, grey_tiles, sampling_grid
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS, feature_spec
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -58,6 +65,7 @@ TOP_DB = 80.0
 # the Mel and the MFCC (the same time masks on both, frequency masks drawn for each).
 CROP_SCALE = (0.6, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
+CROP_TRIES = 10
 FLIP_PROBABILITY = 0.5
 BRIGHTNESS_DELTA = 0.15
 CONTRAST_RANGE = (0.75, 1.25)
@@ -151,11 +159,14 @@ def _video_params(seed, height, width) -> dict:
     """One clip's crop window [top, left, height, width] (whole pixels, float32), flip and jitter."""
     seeds = _split(seed, 6)
     height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    area = _uniform(seeds[0], *CROP_SCALE) * height * width
-    aspect = tf.exp(_uniform(seeds[1], math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
-    # A window that would leave the frame is clipped to it (the largest draws, a few per cent).
-    crop_w = tf.clip_by_value(tf.round(tf.sqrt(area * aspect)), 1.0, width)
-    crop_h = tf.clip_by_value(tf.round(tf.sqrt(area / aspect)), 1.0, height)
+    # As torchvision's RandomResizedCrop: up to CROP_TRIES draws, the first that fits the frame is
+    # kept (a third of the draws do not fit a square frame: the widest or tallest of the largest).
+    area = _uniform(seeds[0], *CROP_SCALE, shape=[CROP_TRIES]) * height * width
+    aspect = tf.exp(_uniform(seeds[1], math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), shape=[CROP_TRIES]))
+    crop_w, crop_h = tf.round(tf.sqrt(area * aspect)), tf.round(tf.sqrt(area / aspect))
+    first = tf.argmax(tf.cast((crop_w <= width) & (crop_h <= height), tf.int32))  # 0 when none fits: clipped
+    crop_w = tf.clip_by_value(crop_w[first], 1.0, width)
+    crop_h = tf.clip_by_value(crop_h[first], 1.0, height)
     offsets = _uniform(seeds[2], shape=[2])
     top = tf.minimum(tf.floor(offsets[0] * (height - crop_h + 1.0)), height - crop_h)
     left = tf.minimum(tf.floor(offsets[1] * (width - crop_w + 1.0)), width - crop_w)
@@ -201,14 +212,13 @@ def sample_frames(images, windows, flips, scales, offsets, size: int) -> tf.Tens
     resized to S x S like tf.image.resize (bilinear, half-pixel centres), mirrored when
     ``flips[b]``, then v -> clip(v * scales[b] + offsets[b], 0, 1). The window [0, 0, H, W] with
     H = W = S, no flip, scale 1/255 and offset 0 gives the frames unchanged, in [0, 1].
-    Gathers along the clip axis (batch_dims) compile badly with XLA, so clips are sampled one by
-    one: unrolled when B is known statically, with tf.map_fn otherwise.
+    Gathers along the clip axis (batch_dims) compile badly with XLA, so a loop (tf.map_fn) samples
+    the clips one by one (as fast as unrolling it, and compiled once for any batch size).
     """
-    arguments = (images, windows, flips, scales, offsets)
-    if images.shape[0] is not None:
-        return tf.stack([_sample_clip(*(x[b] for x in arguments), size) for b in range(images.shape[0])])
     signature = tf.TensorSpec([images.shape[1], size, size, 3], tf.float32)
-    return tf.map_fn(lambda clip: _sample_clip(*clip, size), arguments, fn_output_signature=signature)
+    return tf.map_fn(
+        lambda clip: _sample_clip(*clip, size), (images, windows, flips, scales, offsets), fn_output_signature=signature
+    )
 
 
 def _mirror_face(face, flip) -> tf.Tensor:
@@ -250,14 +260,15 @@ def augment(example: dict, seed) -> dict:
     augmentation from the same seed (on uint8 frames, per batch).
     """
     example = dict(example)
+    video_seed, audio_seed = _split(seed, 2)
     frames = tf.convert_to_tensor(example["frames"], tf.float32)
-    params = _video_params(_split(seed, 2)[0], tf.shape(frames)[1], tf.shape(frames)[2])
+    params = _video_params(video_seed, tf.shape(frames)[1], tf.shape(frames)[2])
     scale, offset = _jitter(frames, params, 1.0)
     example["frames"] = compiled(sample_frames)(
         frames[None], params["window"][None], params["flip"][None], scale[None], offset[None], frames.shape[1]
     )[0]
     example["face_sequence"] = _mirror_face(example["face_sequence"], params["flip"])
-    example["mel"], example["mfcc"] = spec_augment(example["mel"], example["mfcc"], _split(seed, 2)[1])
+    example["mel"], example["mfcc"] = spec_augment(example["mel"], example["mfcc"], audio_seed)
     return example
 
 
@@ -293,31 +304,6 @@ def _render(frames, windows, flips, scales, offsets, tiles, size: int, outputs: 
     if "early" in outputs:
         rendered["early"] = fuse(video, tiles)
     return rendered
-
-
-# ---- host memory ------------------------------------------------------------------------------
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
-_GLIBC_MMAP_MAX_DEFAULT = 65536
-
-
-def keep_freed_memory(enable: bool = True) -> bool:
-    """Let glibc's malloc reuse freed blocks for the input pipeline's large tensors (process-wide).
-
-    A batch at 16 x 224 px holds 77 MB of frames and 154 MB of early-fusion sequence, above glibc's
-    mmap threshold (32 MB at most): by default each is a fresh mmap whose pages fault in on first
-    write, then unmapped when freed. Where page faults are slow (a virtual machine: about 1.7 GB/s
-    on the 2-core test machine), that triples the pipeline's CPU time. With M_MMAP_MAX = 0 every
-    block comes from the heap, and a high M_TRIM_THRESHOLD keeps freed memory for the next batch
-    (the process keeps its peak footprint). Call it once, before building datasets, in a process
-    that trains; ``enable=False`` restores glibc's defaults. Returns False where there is no glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    mmap_max, trim = (0, 1 << 30) if enable else (_GLIBC_MMAP_MAX_DEFAULT, 128 * 1024)
-    return bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
 
 
 # ---- shards and labels ------------------------------------------------------------------------
@@ -537,12 +523,12 @@ def make_dataset(
     clips = clips.map(lambda example: {name: example[name] for name in wanted})
     batches = clips.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
     video = tuple(name for name in ("frames", "early") if name in inputs)
-    render = compiled(_render)
+    render, tiles_of = compiled(_render, shared=False), compiled(grey_tiles, shared=False)
 
     def to_model(batch):
         model_inputs = {"mel": batch["mel"][..., None], "face_sequence": batch["face_sequence"], "face_present": batch["face_present"]}
         if video:
-            tiles = spectrogram_tiles(batch["mel"], num_frames, image_size) if "early" in video else None
+            tiles = tiles_of(batch["mel"], num_frames, image_size) if "early" in video else None
             arguments = [batch[name] for name in ("frames", "_window", "_flip", "_scale", "_offset")]
             model_inputs.update(render(*arguments, tiles, image_size, video))
         model_inputs = {name: model_inputs[name] for name in inputs}

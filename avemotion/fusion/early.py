@@ -10,11 +10,12 @@ in the spectrogram PNGs, avemotion.media.spectrogram.to_image), and repeated on 
 VideoMAE embeds tubelets of 2 consecutive frames, so T must be even: then tubelet k holds either
 two video frames (k < T / 2) or two tiles, never one of each.
 
-The resampling is written as gathers and multiply-adds, which XLA fuses into one pass that writes
-the output once (tf.image.resize does not compile well with XLA, and without XLA the concatenation
-and channel repeat cost extra passes over the largest tensor of the input pipeline). The functions
-run under ``tf.function(jit_compile=JIT_COMPILE)``; set JIT_COMPILE = False to run them op by op
-(same values, slower).
+The resampling is written as gathers and multiply-adds, which XLA fuses so that the sequence, the
+largest tensor of the input pipeline, is written once (tf.image.resize compiles badly with XLA, and
+op by op the concatenation and the channel repeat cost extra passes over it). The tiles are one
+program (spectrogram_tiles), their concatenation with the frames another (fuse), both under
+``tf.function(jit_compile=JIT_COMPILE)``; set JIT_COMPILE = False to run them op by op (same
+values, slower).
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ JIT_COMPILE = True
 _COMPILED: dict = {}
 
 
-def compiled(function):
-    """``function`` as a tf.function, XLA-compiled when JIT_COMPILE is set (one per function and setting)."""
+def compiled(function, shared: bool = True):
+    """``function`` as a tf.function, XLA-compiled when JIT_COMPILE is set.
+
+    Shared ones are cached per function and setting. A tf.function reuses a trace made for an
+    unknown batch size when later called with a known one (the result then loses its static
+    shape), so an input pipeline takes its own (``shared=False``).
+    """
+    if not shared:
+        return tf.function(function, jit_compile=JIT_COMPILE)
     key = (function, JIT_COMPILE)
     if key not in _COMPILED:
         _COMPILED[key] = tf.function(function, jit_compile=JIT_COMPILE)
@@ -59,8 +67,9 @@ def _check_even(num_frames) -> None:
         )
 
 
-def _tiles(mel, num_tiles: int, size: int) -> tf.Tensor:
-    """(B, bands, steps) -> (B, T, S, S) float32, highest band in row 0."""
+def grey_tiles(mel, num_tiles: int, size: int) -> tf.Tensor:
+    """spectrogram_tiles without checks, for use inside compiled functions: (B, bands, steps) ->
+    (B, T, S, S) float32, highest band in row 0."""
     bands, steps = mel.shape[1], mel.shape[2]
     # Rows: the bands resized to S, read backwards so that row 0 holds the highest band.
     lower, upper, weight = (tf.reverse(x, [0]) for x in sampling_grid(0.0, float(bands), size))
@@ -95,7 +104,7 @@ def spectrogram_tiles(mel_scaled, num_tiles: int, size: int) -> tf.Tensor:
     mel = _as_mel_batch(mel_scaled)
     if mel.shape[2] < num_tiles:
         raise ValueError(f"{num_tiles} tiles need at least {num_tiles} Mel time steps, got {mel.shape[2]}")
-    return compiled(_tiles)(mel, num_tiles, int(size))
+    return compiled(grey_tiles)(mel, num_tiles, int(size))
 
 
 def fuse(frames, tiles) -> tf.Tensor:
@@ -130,5 +139,5 @@ def early_fusion_sequence(frames, mel_scaled) -> tf.Tensor:
     _check_even(num_frames)
     if mel.shape[2] < num_frames:
         raise ValueError(f"{num_frames} tiles need at least {num_frames} Mel time steps, got {mel.shape[2]}")
-    fused = compiled(fuse)(frames, compiled(_tiles)(mel, num_frames, int(size)))
+    fused = compiled(fuse)(frames, compiled(grey_tiles)(mel, num_frames, int(size)))
     return fused[0] if unbatched else fused
