@@ -16,7 +16,13 @@ from avemotion.config import (
 from avemotion.datasets import READERS, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
-from avemotion.train.settings import check_experiments, experiment_names, experiment_settings
+from avemotion.train.settings import (
+    check_experiments,
+    cross_corpus_datasets,
+    experiment_names,
+    experiment_settings,
+    heldout_datasets,
+)
 
 # Friendly errors first (key and allowed values), then Snakemake's validation fills in defaults.
 prepare_config(config)
@@ -36,6 +42,7 @@ wildcard_constraints:
     chunk=r"\d+",
     experiment=r"[A-Za-z0-9_.-]+",
     fold=r"\d+",
+    held_out="|".join(READERS),
 
 
 def dataset_settings(dataset):
@@ -83,6 +90,11 @@ def per_chunk(pattern, stages=STAGE_NAMES):
     ]
 
 
+def per_chunk_of(dataset, pattern):
+    """``pattern`` for every chunk of one dataset."""
+    return [pattern.format(dataset=dataset, chunk=chunk) for chunk in chunks_of(dataset)]
+
+
 def clips_of_chunk(dataset, chunk):
     """The chunk's clips, from the manifest that the index checkpoint wrote."""
     manifest = checkpoints.index_dataset.get(dataset=dataset).output.manifest
@@ -119,34 +131,49 @@ STAGE_OUTPUTS = {
     "fuse": lambda: per_chunk("results/{dataset}/shards/tabular/{chunk}.parquet", stages=("fuse",))
     + per_chunk("results/{dataset}/shards/tfrecord/{chunk}.tfrecord", stages=("fuse",)),
     "train": lambda: training_targets(),
-    "evaluate": lambda: [],
-    "report": lambda: [],
+    "evaluate": lambda: evaluation_targets(config),
+    "report": lambda: report_targets(config),
 }
 
 
 def experiment_shards(kind):
     """The fused shards (every chunk) of the experiment's datasets."""
-    suffix = {"tabular": "parquet", "tfrecord": "tfrecord"}[kind]
+    pattern = {"tabular": "results/{dataset}/shards/tabular/{chunk}.parquet", "tfrecord": "results/{dataset}/shards/tfrecord/{chunk}.tfrecord"}[kind]
 
     def inputs(wildcards):
         settings = experiment_settings(config, wildcards.experiment)
-        return [
-            f"results/{dataset}/shards/{kind}/{chunk}.{suffix}"
-            for dataset in settings["datasets"]
-            for chunk in chunks_of(dataset)
-        ]
+        return [path for dataset in settings["datasets"] for path in per_chunk_of(dataset, pattern)]
 
     return inputs
 
 
+TRAIN_OUTPUTS = ("model.keras", "predictions.parquet", "metrics.json", "history.csv", "settings.json", "split.json")
+
+
+def train_outputs(run):
+    """The files of one training run; ``run`` is fold_{fold}, final or heldout_{held_out}."""
+    return {name.split(".")[0]: f"results/experiments/{{experiment}}/{run}/{name}" for name in TRAIN_OUTPUTS}
+
+
+def training_threads(wildcards):
+    return experiment_settings(config, wildcards.experiment)["training"]["threads"]
+
+
+def training_gpus(wildcards):
+    return experiment_settings(config, wildcards.experiment)["training"]["gpus"]
+
+
 def training_targets():
-    """Each experiment's model per test fold, and its final model (all speakers) where asked for."""
+    """Each experiment's model per test fold, its final model (all speakers) where asked for, a
+    mixture's leave-one-corpus-out models and a single corpus' cross-corpus predictions."""
     targets = []
     for name in experiment_names(config):
         settings = experiment_settings(config, name)
         targets += [f"results/experiments/{name}/fold_{fold}/metrics.json" for fold in settings["folds"]]
         if settings["final"]:
             targets.append(f"results/experiments/{name}/final/model.keras")
+        targets += [f"results/experiments/{name}/heldout_{dataset}/metrics.json" for dataset in heldout_datasets(settings)]
+        targets += [f"results/experiments/{name}/cross_{dataset}/metrics.json" for dataset in cross_corpus_datasets(config, name)]
     return targets
 
 

@@ -146,14 +146,14 @@ def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
     assert settings["folds"] == [1, 2, 3, 4, 5] and settings["final"] is True
     assert settings["training"]["epochs"] == 3 and settings["training"]["batch_size"] == 8
     assert settings["model"] == {"variant": "small", "pretrained": None}
-    assert (settings["num_frames"], settings["image_size"]) == (8, 224)
+    assert (settings["num_frames"], settings["image_size"]) == (4, 64)  # the demo's frames
 
 
 @pytest.mark.parametrize(
     "experiments, expected",
     [
         ([{"name": "a", "datasets": ["crema_d"], "fusion": "early"}] * 2, "names must be unique; repeated: a"),
-        ([{"name": "m", "datasets": ["crema_d", "mafw"], "fusion": "late"}], "experiment 'm' mixes crema_d (8 frames of 224 px) and mafw (16 of 224)"),
+        ([{"name": "m", "datasets": ["crema_d", "mafw"], "fusion": "late"}], "experiment 'm' mixes crema_d (4 frames of 64 px) and mafw (16 of 64)"),
         ([{"name": "e", "datasets": ["enterface"], "fusion": "early", "labels": ["anger"]}], "leaves fewer than two classes"),
     ],
 )
@@ -165,3 +165,20 @@ def test_experiment_mistakes_stop_the_run_before_any_job(config, experiments, ex
     with pytest.raises(ConfigError) as error:
         check_experiments(filled(config))
     assert expected in str(error.value)
+
+
+def test_mixtures_leave_each_corpus_out_and_single_corpora_are_tested_on_the_others(config):
+    from avemotion.train.settings import cross_corpus_datasets, experiment_settings, heldout_datasets
+
+    config["experiments"] = [
+        {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid"},
+        {"name": "cd", "datasets": ["crema_d"], "fusion": "late"},
+        {"name": "cd_no_final", "datasets": ["crema_d"], "fusion": "late", "final": False},
+    ]
+    config["datasets"]["mafw"]["frames"] = {"num_frames": 16}  # sampled unlike CREMA-D's model input
+    config = filled(config)
+    assert heldout_datasets(experiment_settings(config, "mix")) == ["crema_d", "enterface"]
+    assert heldout_datasets(experiment_settings(config, "cd")) == []
+    # Cross-corpus needs the final model, shared labels and the same frame sampling.
+    assert cross_corpus_datasets(config, "cd") == ["enterface"]
+    assert cross_corpus_datasets(config, "cd_no_final") == [] and cross_corpus_datasets(config, "mix") == []

@@ -17,14 +17,16 @@ import pytest
 from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard
 
 from avemotion.evaluate.metrics import evaluate_predictions
+from avemotion.train.cross_corpus import predict_other_corpus
 from avemotion.train.experiment import run_experiment_fold
+from avemotion.train.predict import branch_predictions
 
 LABELS = ["anger", "happiness", "sadness"]
 COLOUR = {"anger": (220, 40, 40), "happiness": (40, 220, 40), "sadness": (40, 40, 220)}
 VA = {"anger": (-0.6, 0.7), "happiness": (0.8, 0.5), "sadness": (-0.7, -0.4)}
 
 
-def learnable_shards(root: Path, speakers=6, clips_per_class=2):
+def learnable_shards(root: Path, speakers=6, clips_per_class=2, dataset="crema_d"):
     """One dataset whose class shows in the frames' colour, the Mel's level and the face features."""
     rng = np.random.default_rng(0)
     clips = []
@@ -35,14 +37,14 @@ def learnable_shards(root: Path, speakers=6, clips_per_class=2):
                 frames = np.clip(constant_frames([COLOUR[label]] * 4).astype(int) + rng.integers(-20, 20, (4, 32, 32, 3)), 0, 255)
                 clips.append(
                     make_clip(
-                        f"{speaker}_{label}_{take}", label, frames=frames.astype(np.uint8), mel=mel_ramp() + 20 * index,
+                        f"{dataset}_{speaker}_{label}_{take}", label, dataset=dataset, frames=frames.astype(np.uint8), mel=mel_ramp() + 20 * index,
                         face=np.full((4, 49), index, np.float32), speaker=str(1000 + speaker), fold=1 + speaker % 3,
                         label_index=index, valence=VA[label][0], arousal=VA[label][1],
                     )
                 )  # fmt: skip
-    tfrecord = write_shard(root / "crema_d" / "shards" / "tfrecord" / "0.tfrecord", clips)
+    tfrecord = write_shard(root / dataset / "shards" / "tfrecord" / "0.tfrecord", clips)
     table = pd.DataFrame([{key: clip[key] for key in ("clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal")} for clip in clips])
-    tabular = root / "crema_d" / "shards" / "tabular" / "0.parquet"
+    tabular = root / dataset / "shards" / "tabular" / "0.parquet"
     tabular.parent.mkdir(parents=True)
     table.to_parquet(tabular)
     return [str(tabular)], [tfrecord], table
@@ -80,6 +82,10 @@ def test_fold_outputs_hold_only_test_speakers_and_metrics_match_predictions(tmp_
     assert predictions[["valence_pred", "arousal_pred"]].abs().max().max() <= 1
     assert len(pd.read_csv(out / "history.csv")) == 3
     assert (out / "model.keras").is_file()
+    # Each branch's own predictions are kept, and its metrics are those of its own column.
+    assert set(metrics["branches"]) == {"video", "audio", "face"}
+    for branch, branch_metrics in metrics["branches"].items():
+        assert branch_metrics["uar"] == pytest.approx(evaluate_predictions(branch_predictions(predictions, branch), LABELS)["uar"])
     if fusion == "late":
         weights = json.loads((out / "late_weights.json").read_text())
         assert set(weights) == {"emotion", "valence", "arousal"}
@@ -88,9 +94,35 @@ def test_fold_outputs_hold_only_test_speakers_and_metrics_match_predictions(tmp_
     assert metrics["uar"] >= 0.9
 
 
+def test_leave_one_corpus_out_tests_the_unseen_corpus_and_its_model_transfers(tmp_path):
+    crema_tabular, crema_tfrecord, _ = learnable_shards(tmp_path / "results", speakers=6)
+    other_tabular, other_tfrecord, other = learnable_shards(tmp_path / "results", speakers=3, dataset="enterface")
+    settings = {**settings_for("late"), "datasets": ["crema_d", "enterface"]}
+    out = tmp_path / "experiment" / "heldout_enterface"
+    metrics = run_experiment_fold(
+        settings, crema_tabular + other_tabular, crema_tfrecord + other_tfrecord, None, out, held_out_dataset="enterface"
+    )
+    split = json.loads((out / "split.json").read_text())
+    assert sorted(split["test"]) == sorted(other["clip_id"])
+    assert all(clip.startswith("crema_d_") for clip in split["train"] + split["validation"])
+    assert metrics["held_out_dataset"] == "enterface" and metrics["n_clips"] == len(other)
+
+    # The held-out model tested on that corpus again through the cross-corpus path: same clips, same
+    # labels (eNTERFACE has all three), so the same predictions.
+    crossed = predict_other_corpus(out, other_tabular, other_tfrecord, "enterface", tmp_path / "cross_enterface")
+    assert crossed["labels"] == LABELS and crossed["tested_on"] == "enterface"
+    again = pd.read_parquet(tmp_path / "cross_enterface" / "predictions.parquet")
+    first = pd.read_parquet(out / "predictions.parquet")
+    np.testing.assert_allclose(again[[f"prob_{n}" for n in LABELS]], first[[f"prob_{n}" for n in LABELS]], atol=1e-5)
+    assert crossed["uar"] == pytest.approx(metrics["uar"])
+    assert crossed["uar"] >= 0.9
+
+
 RESUME_SCRIPT = """
 import json, sys
+from avemotion.train.cross_corpus import predict_other_corpus
 from avemotion.train.experiment import run_experiment_fold
+from avemotion.train.predict import branch_predictions
 settings, tabular, tfrecord, out = json.loads(sys.argv[1])
 run_experiment_fold(settings, tabular, tfrecord, 1, out)
 """

@@ -6,7 +6,7 @@ import pytest
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
 from avemotion.model.presets import variant_settings
-from avemotion.train.models import backbone_of, build_fusion_model, load_pretrained_backbone, task_of
+from avemotion.train.models import backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
 
 TINY = variant_settings("tiny")
 
@@ -58,3 +58,33 @@ def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):
     wider.save_weights(tmp_path / "wider.weights.h5")
     with pytest.raises(ValueError, match="does not fit model.variant.*hidden_size 192 vs 96"):
         load_pretrained_backbone(model, tmp_path / "wider.weights.h5")
+
+
+def test_face_features_are_standardised_with_training_statistics_kept_in_the_saved_model(tmp_path):
+    import keras
+
+    rng = np.random.default_rng(0)
+    sequences = rng.normal(270.0, 6.0, (10, 4, FACE_FEATURES))  # head translation scale, in mm
+    sequences[..., 5] = 0.0  # an absent column: constant
+    mean, variance = face_statistics(sequences)
+    assert mean[0] == pytest.approx(sequences[..., 0].mean()) and variance[0] == pytest.approx(sequences[..., 0].var())
+    assert variance[5] == 1.0 and mean[5] == 0.0  # constant columns are centred, not blown up
+    model = build_fusion_model("late", TINY, 6, num_frames=4, image_size=32, face_stats=(mean, variance))
+    standardize = keras.Model(model.get_layer("face_sequence").output, model.get_layer("face_standardize").output)
+    standardized = np.asarray(standardize(sequences.astype(np.float32))).reshape(-1, FACE_FEATURES)
+    np.testing.assert_allclose(standardized.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(standardized[:, :5].std(axis=0), 1, atol=1e-3)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    batch = batch_for(model)
+    for name, value in model(batch).items():
+        np.testing.assert_allclose(np.asarray(reloaded(batch)[name]), np.asarray(value), atol=1e-6)
+
+
+def test_cross_corpus_scores_only_the_shared_labels_renormalised():
+    from avemotion.train.cross_corpus import restrict_to
+
+    outputs = {"emotion": np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]), "valence": np.array([0.1, -0.2])}
+    restricted = restrict_to(outputs, ["anger", "neutral", "sadness"], ["anger", "sadness"])
+    np.testing.assert_allclose(restricted["emotion"], [[0.5 / 0.7, 0.2 / 0.7], [0.1 / 0.9, 0.8 / 0.9]])
+    np.testing.assert_array_equal(restricted["valence"], outputs["valence"])

@@ -43,3 +43,14 @@ def test_demo_sized_corpus_keeps_training_speakers():
     # 5 speakers, one per fold: 1 test, 1 validation, 3 training speakers.
     split = speaker_splits(corpus("crema_d", 5, 5), 1)
     assert len(split["test"]) == 6 and len(split["validation"]) == 6 and len(split["train"]) == 18
+
+
+def test_leave_one_corpus_out_tests_every_clip_of_the_held_out_corpus_only():
+    clips = pd.concat([corpus("crema_d", 10, 5), corpus("enterface", 8, 5)], ignore_index=True)
+    split = speaker_splits(clips, None, validation_fraction=0.2, seed=1, held_out_dataset="enterface")
+    by_id = clips.set_index("clip_id")
+    assert sorted(split["test"]) == sorted(clips.loc[clips["dataset"] == "enterface", "clip_id"])
+    assert set(by_id.loc[split["train"] + split["validation"], "dataset"]) == {"crema_d"}
+    assert split["validation"]
+    with pytest.raises(ValueError, match="not both"):
+        speaker_splits(clips, 1, held_out_dataset="enterface")

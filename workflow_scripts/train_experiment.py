@@ -1,4 +1,5 @@
-"""Train one experiment on one test fold, or on every speaker for the final model (rules train_fold, train_final)."""
+"""Train one experiment on one test fold, on every speaker (final model) or on all but one corpus of a
+mixture (rules train_fold, train_final, train_heldout)."""
 
 import contextlib
 import sys
@@ -13,4 +14,6 @@ with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):  
         snakemake.input.tfrecord,
         snakemake.params.fold,
         snakemake.params.outdir,
+        held_out_dataset=snakemake.params.held_out,
+        threads=snakemake.threads,
     )

@@ -72,24 +72,59 @@ def for_model(dataset, model):
     )
 
 
-def build_model(settings: dict):
+def configure_threads(threads: int | None) -> None:
+    """Use the job's CPU share (Snakemake's threads); must run before TensorFlow's first operation."""
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[list[float], list[float]]:
+    """Mean and variance of the training clips' face features, read as the model will read them."""
+    from avemotion.fusion.dataset import make_dataset
+    from avemotion.train.models import face_statistics
+
+    dataset = make_dataset(
+        tfrecord_paths,
+        num_frames=settings["num_frames"],
+        image_size=settings["image_size"],
+        label_names=settings["labels"],
+        batch_size=64,
+        training=False,
+        clip_ids=clip_ids,
+        fusion="late",
+        inputs=("face_sequence",),
+    )
+    return face_statistics(np.concatenate([inputs["face_sequence"].numpy() for inputs, _ in dataset]))
+
+
+def build_model(settings: dict, face_stats=None):
     from avemotion.model.presets import variant_settings
     from avemotion.train.models import build_fusion_model, load_pretrained_backbone
 
     backbone = {**variant_settings(settings["model"]["variant"]), "drop_path_rate": settings["training"]["drop_path"]}
     model = build_fusion_model(
-        settings["fusion"], backbone, len(settings["labels"]), settings["num_frames"], settings["image_size"]
+        settings["fusion"],
+        backbone,
+        len(settings["labels"]),
+        settings["num_frames"],
+        settings["image_size"],
+        face_stats=face_stats,
     )
     if settings["model"].get("pretrained"):
         load_pretrained_backbone(model, settings["model"]["pretrained"])
     return model
 
 
-def datasets_for(settings: dict, tfrecord_paths, split: dict):
+def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
+    """Training and validation batches; ``inputs``: the model's input names (only those are decoded)."""
     from avemotion.fusion.dataset import make_dataset
 
     training = settings["training"]
     common = dict(
+        inputs=inputs,
         num_frames=settings["num_frames"],
         image_size=settings["image_size"],
         label_names=settings["labels"],
@@ -152,8 +187,20 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     model.load_weights(outdir / "best.weights.h5")
 
 
-def run_experiment_fold(settings: dict, tabular_paths, tfrecord_paths, test_fold: int | None, outdir) -> dict:
-    """Train, select on validation, predict the test fold; returns the metrics written to metrics.json."""
+def run_experiment_fold(
+    settings: dict,
+    tabular_paths,
+    tfrecord_paths,
+    test_fold: int | None,
+    outdir,
+    held_out_dataset: str | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Train, select on validation, predict the test fold; returns the metrics written to metrics.json.
+
+    ``test_fold`` None with no ``held_out_dataset``: the final model (every speaker trains or
+    validates; its predictions are the validation clips'). ``held_out_dataset``: leave-one-corpus-out.
+    """
     import keras
 
     from avemotion.evaluate.metrics import evaluate_predictions
@@ -161,44 +208,61 @@ def run_experiment_fold(settings: dict, tabular_paths, tfrecord_paths, test_fold
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    configure_threads(threads)
     keras.utils.set_random_seed(settings["training"]["seed"])
     precision = configure_precision(settings["training"])
     clips, outside = experiment_clips(tabular_paths, settings["labels"])
-    split = speaker_splits(clips, test_fold, settings["training"]["validation_fraction"], settings["training"]["seed"])
+    training = settings["training"]
+    split = speaker_splits(clips, test_fold, training["validation_fraction"], training["seed"], held_out_dataset)
+    run = f"held-out {held_out_dataset}" if held_out_dataset else f"fold {test_fold}"
     if not split["train"] or not split["validation"]:
-        raise ValueError(f"experiment {settings['name']} fold {test_fold}: no training or validation speakers left")
+        raise ValueError(f"experiment {settings['name']} {run}: no training or validation speakers left")
     log.info(
-        "%s fold %s: %d train, %d validation, %d test clips; %d outside the label set; %s",
-        settings["name"], test_fold, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
+        "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s",
+        settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
     )
-    _write_json(outdir / "split.json", split)
-    _write_json(outdir / "settings.json", {**settings, "test_fold": test_fold})
+    write_json(outdir / "split.json", split)
+    write_json(outdir / "settings.json", {**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset})
 
-    model = build_model(settings)
-    train, validation = datasets_for(settings, tfrecord_paths, split)
+    face_stats = None if settings["fusion"] == "early" else training_face_statistics(settings, tfrecord_paths, split["train"])
+    model = build_model(settings, face_stats)
+    from avemotion.train.models import model_input_names
+
+    train, validation = datasets_for(settings, tfrecord_paths, split, model_input_names(model))
     steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
     fit(model, settings, train, validation, steps_per_epoch, outdir)
 
     evaluated = "test" if split["test"] else "validation"
     predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips)
     if late_weights is not None:
-        _write_json(outdir / "late_weights.json", late_weights)
+        write_json(outdir / "late_weights.json", late_weights)
     write_parquet(predictions, outdir / "predictions.parquet")
     metrics = {
         "experiment": settings["name"],
         "fold": test_fold,
+        "held_out_dataset": held_out_dataset,
         "evaluated_split": evaluated,
         "clips": {name: len(ids) for name, ids in split.items()},
         "outside_label_set": outside,
         **evaluate_predictions(predictions, settings["labels"]),
+        "branches": branch_metrics(predictions, settings["labels"]),
     }
-    _write_json(outdir / "metrics.json", metrics)
+    write_json(outdir / "metrics.json", metrics)
     with atomic_path(outdir / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     return metrics
 
 
-def _write_json(path: Path, data) -> None:
+def branch_metrics(predictions: pd.DataFrame, labels: list[str]) -> dict:
+    """Each branch's own metrics (late and hybrid models; empty for early fusion)."""
+    from avemotion.evaluate.metrics import evaluate_predictions
+    from avemotion.train.predict import BRANCHES, branch_predictions
+
+    present = [branch for branch in BRANCHES if f"{branch}_predicted_index" in predictions]
+    return {branch: evaluate_predictions(branch_predictions(predictions, branch), labels) for branch in present}
+
+
+def write_json(path: Path, data) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
 

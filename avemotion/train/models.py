@@ -17,6 +17,7 @@ in [-1, 1]). ``task_of(name)`` maps an output to its target, so every head train
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
@@ -56,25 +57,45 @@ def heads(embedding, num_classes: int, prefix: str = "", tasks=TASKS) -> dict:
 
 
 def audio_encoder(mel, width: int = 32, name: str = "audio"):
-    """A small CNN over the scaled log-Mel image (bands x steps)."""
-    x = mel
+    """A small CNN over the scaled log-Mel image (bands x steps).
+
+    The image is halved first (64 x 128 still resolves pitch, rate and timbre) so the branch costs
+    less than the video one; batch-norm statistics move fast (momentum 0.9) because small corpora
+    give few steps, and slow statistics would leave validation on the initial ones.
+    """
+    x = layers.AveragePooling2D(2, name=f"{name}_downsample")(mel)
     for index, filters in enumerate((width, 2 * width, 4 * width)):
-        x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv{index}")(x)
-        x = layers.BatchNormalization(name=f"{name}_norm{index}")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_norm{index}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
         x = layers.MaxPooling2D(2, name=f"{name}_pool{index}")(x)
     x = layers.GlobalAveragePooling2D(name=f"{name}_gap")(x)
     return layers.Dense(4 * width, activation="relu", name=f"{name}_embedding")(x)
 
 
-def face_encoder(sequence, present, width: int = 64, name: str = "face"):
-    """A temporal convolution over the per-segment face features, which columns exist beside it."""
-    x = layers.Dense(width, activation="relu", name=f"{name}_project")(sequence)
+def face_encoder(sequence, present, statistics=None, width: int = 64, name: str = "face"):
+    """A temporal convolution over the per-segment face features, which columns exist beside it.
+
+    The features have very different scales (AU intensities 0..5, head translation in mm), so they
+    are standardised first with the training clips' per-column mean and variance (``statistics``,
+    kept in the saved model so prediction standardises alike).
+    """
+    mean, variance = statistics if statistics is not None else (None, None)
+    x = layers.Normalization(axis=-1, mean=mean, variance=variance, name=f"{name}_standardize")(sequence)
+    x = layers.Dense(width, activation="relu", name=f"{name}_project")(x)
     x = layers.Conv1D(width, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
     pooled = layers.Concatenate(name=f"{name}_pools")(
         [layers.GlobalAveragePooling1D(name=f"{name}_mean")(x), layers.GlobalMaxPooling1D(name=f"{name}_max")(x), present]
     )
     return layers.Dense(width, activation="relu", name=f"{name}_embedding")(pooled)
+
+
+def face_statistics(face_sequences, min_variance: float = 1e-6) -> tuple[list[float], list[float]]:
+    """Per-column mean and variance over clips and steps; constant columns (absent features) get variance 1."""
+    values = np.asarray(face_sequences, dtype=np.float64).reshape(-1, FACE_FEATURES)
+    variance = values.var(axis=0)
+    variance[variance < min_variance] = 1.0
+    return values.mean(axis=0).tolist(), variance.tolist()
 
 
 def model_inputs(num_frames: int, image_size: int, fusion: str) -> dict:
@@ -98,8 +119,13 @@ def build_fusion_model(
     num_frames: int,
     image_size: int,
     dropout: float = 0.1,
+    face_stats: tuple | None = None,
 ) -> keras.Model:
-    """The network for one fusion mode; ``backbone_settings`` are VideoMAEBackbone arguments (a variant's)."""
+    """The network for one fusion mode; ``backbone_settings`` are VideoMAEBackbone arguments (a variant's).
+
+    ``face_stats``: (mean, variance) of the training clips' face features (face_statistics); without
+    them the face branch starts unstandardised (mean 0, variance 1).
+    """
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion {fusion!r} is not allowed; allowed values: {', '.join(FUSION_MODES)}")
     inputs = model_inputs(num_frames, image_size, fusion)
@@ -112,7 +138,7 @@ def build_fusion_model(
     embeddings = {
         "video": layers.Dropout(dropout, name="video_dropout")(backbone(inputs["frames"])),
         "audio": audio_encoder(inputs["mel"]),
-        "face": face_encoder(inputs["face_sequence"], inputs["face_present"]),
+        "face": face_encoder(inputs["face_sequence"], inputs["face_present"], face_stats),
     }
     outputs = {}
     if fusion == "late":

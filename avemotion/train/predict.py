@@ -18,6 +18,7 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids) -> tuple[list[s
     """Clip ids and every model output (emotion outputs as probabilities) for the given clips."""
     from avemotion.fusion.dataset import make_dataset
 
+    names = model_input_names(model)
     dataset = make_dataset(
         tfrecord_paths,
         num_frames=settings["num_frames"],
@@ -28,8 +29,8 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids) -> tuple[list[s
         clip_ids=clip_ids,
         fusion=settings["fusion"],
         with_ids=True,
+        inputs=names,
     )
-    names = model_input_names(model)
     ids, collected = [], {}
     for inputs, _, meta in dataset:
         ids.extend(value.decode() for value in meta["clip_id"].numpy())
@@ -56,7 +57,10 @@ def fused(outputs: dict[str, np.ndarray], weights: dict | None) -> dict[str, np.
     return {task: combine({b: outputs[f"{b}_{task}"] for b in BRANCHES}, weights[task]) for task in weights}
 
 
-def predictions_table(ids, final: dict[str, np.ndarray], truth: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+def predictions_table(
+    ids, final: dict[str, np.ndarray], truth: pd.DataFrame, labels: list[str], outputs: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """One row per clip: truth, the final prediction, and each branch's own (late and hybrid models)."""
     truth = truth.set_index("clip_id").loc[ids].reset_index()
     predicted = final["emotion"].argmax(axis=1)
     table = truth[["clip_id", "dataset", "speaker", "fold", "label"]].copy()
@@ -67,7 +71,28 @@ def predictions_table(ids, final: dict[str, np.ndarray], truth: pd.DataFrame, la
         table[f"prob_{name}"] = final["emotion"][:, index]
     table["valence"], table["arousal"] = truth["valence"].to_numpy(), truth["arousal"].to_numpy()
     table["valence_pred"], table["arousal_pred"] = final["valence"], final["arousal"]
+    for branch in branch_names(outputs or {}):
+        table[f"{branch}_predicted_index"] = outputs[f"{branch}_emotion"].argmax(axis=1)
+        table[f"{branch}_predicted_label"] = [labels[index] for index in table[f"{branch}_predicted_index"]]
+        for task in ("valence", "arousal"):
+            if f"{branch}_{task}" in outputs:
+                table[f"{branch}_{task}_pred"] = outputs[f"{branch}_{task}"]
     return table.sort_values("clip_id").reset_index(drop=True)
+
+
+def branch_names(outputs) -> list[str]:
+    """The branches with their own emotion head among a model's outputs (none for early fusion)."""
+    return [branch for branch in BRANCHES if f"{branch}_emotion" in outputs]
+
+
+def branch_predictions(predictions: pd.DataFrame, branch: str) -> pd.DataFrame:
+    """The predictions table as if ``branch`` alone had predicted (its columns in place of the fused ones)."""
+    table = predictions[["clip_id", "label", "label_index", "valence", "arousal"]].copy()
+    table["predicted_index"] = predictions[f"{branch}_predicted_index"]
+    for task in ("valence", "arousal"):
+        if f"{branch}_{task}_pred" in predictions:
+            table[f"{task}_pred"] = predictions[f"{branch}_{task}_pred"]
+    return table
 
 
 def predict_clips(model, settings: dict, tfrecord_paths, split: dict, evaluated: str, clips: pd.DataFrame):
@@ -77,4 +102,4 @@ def predict_clips(model, settings: dict, tfrecord_paths, split: dict, evaluated:
         ids, outputs = raw_outputs(model, settings, tfrecord_paths, split["validation"])
         weights = late_weights(outputs, clips.set_index("clip_id").loc[ids].reset_index(), settings["labels"])
     ids, outputs = raw_outputs(model, settings, tfrecord_paths, split[evaluated])
-    return predictions_table(ids, fused(outputs, weights), clips, settings["labels"]), weights
+    return predictions_table(ids, fused(outputs, weights), clips, settings["labels"], outputs), weights

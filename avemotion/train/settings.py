@@ -6,7 +6,7 @@ The result is plain JSON data. Training writes it beside each model, so evaluati
 
 from __future__ import annotations
 
-from avemotion.config import ConfigError, preprocess_settings
+from avemotion.config import ConfigError, enabled_datasets, preprocess_settings
 from avemotion.labels import CANONICAL_LABELS
 
 # Every corpus protocol here has five speaker-independent folds (see avemotion/datasets/).
@@ -85,3 +85,30 @@ def check_experiments(config: dict) -> None:
         raise ConfigError(f"config: experiments: names must be unique; repeated: {', '.join(duplicated)}")
     for name in names:
         experiment_settings(config, name)
+
+
+def heldout_datasets(settings: dict) -> list[str]:
+    """Leave-one-corpus-out runs of a mixture: each of its datasets, tested after training on the others."""
+    return list(settings["datasets"]) if len(settings["datasets"]) > 1 else []
+
+
+def common_labels(labels: list[str], dataset: str) -> list[str]:
+    """The labels of ``labels`` (in their order) that ``dataset`` also has."""
+    theirs = set(_reader_labels(dataset))
+    return [label for label in labels if label in theirs]
+
+
+def cross_corpus_datasets(config: dict, name: str) -> list[str]:
+    """Datasets a single-corpus experiment's final model is tested on: every other enabled dataset
+    sharing at least two of its labels and sampled with the same frames and size."""
+    settings = experiment_settings(config, name)
+    if len(settings["datasets"]) != 1 or not settings["final"]:
+        return []
+    chosen = []
+    for dataset in enabled_datasets(config):
+        if dataset in settings["datasets"] or len(common_labels(settings["labels"], dataset)) < 2:
+            continue
+        frames = preprocess_settings(config, dataset)["frames"]
+        if (frames["num_frames"], frames["input_size"]) == (settings["num_frames"], settings["image_size"]):
+            chosen.append(dataset)
+    return chosen

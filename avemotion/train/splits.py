@@ -31,16 +31,29 @@ def validation_speakers(clips: pd.DataFrame, fraction: float, seed: int) -> set[
 
 
 def speaker_splits(
-    clips: pd.DataFrame, test_fold: int | None, validation_fraction: float = 0.15, seed: int = 0
+    clips: pd.DataFrame,
+    test_fold: int | None,
+    validation_fraction: float = 0.15,
+    seed: int = 0,
+    held_out_dataset: str | None = None,
 ) -> dict[str, list[str]]:
     """clip ids of ``train``, ``validation`` and ``test``; ``test_fold`` None trains on every fold (final model).
 
+    ``held_out_dataset`` (leave-one-corpus-out, instead of a test fold): every clip of that dataset
+    is the test set and the other datasets' speakers train and validate.
     ``clips`` needs clip_id, dataset, speaker and fold. Clip ids are prefixed by nothing: callers
     mixing datasets must keep ids unique (the manifests' ids are, across the three corpora).
     """
     if clips["clip_id"].duplicated().any():
         raise ValueError("clip ids repeat across the mixed datasets; splits need unique ids")
-    is_test = clips["fold"] == test_fold if test_fold is not None else pd.Series(False, index=clips.index)
+    if held_out_dataset is not None and test_fold is not None:
+        raise ValueError("choose a test fold or a held-out dataset, not both")
+    if held_out_dataset is not None:
+        is_test = clips["dataset"] == held_out_dataset
+    elif test_fold is not None:
+        is_test = clips["fold"] == test_fold
+    else:
+        is_test = pd.Series(False, index=clips.index)
     rest = clips[~is_test]
     held_out = validation_speakers(rest, validation_fraction, seed)
     keys = list(zip(rest["dataset"], rest["speaker"].astype(str)))

@@ -1,0 +1,66 @@
+"""Cross-corpus testing: a model trained on one corpus predicts every clip of another.
+
+Only the labels both corpora share are scored: the model's probabilities for those classes are
+renormalised and the clips of other classes are left out (their count is in metrics.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from avemotion.io import write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def restrict_to(outputs: dict[str, np.ndarray], labels: list[str], kept: list[str]) -> dict[str, np.ndarray]:
+    """Emotion probabilities over ``kept`` only (renormalised); other outputs unchanged."""
+    columns = [labels.index(label) for label in kept]
+    restricted = {}
+    for name, value in outputs.items():
+        if name.endswith("emotion"):
+            value = value[:, columns]
+            value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
+        restricted[name] = value
+    return restricted
+
+
+def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str, outdir, threads: int | None = None) -> dict:
+    """Predictions and metrics of ``model_dir``'s model on all clips of ``dataset`` in the shared labels."""
+    import keras
+
+    from avemotion.evaluate.metrics import evaluate_predictions
+    from avemotion.train.experiment import write_json, branch_metrics, configure_threads, experiment_clips
+    from avemotion.train.predict import fused, predictions_table, raw_outputs
+    from avemotion.train.settings import common_labels
+
+    model_dir, outdir = Path(model_dir), Path(outdir)
+    configure_threads(threads)
+    settings = json.loads((model_dir / "settings.json").read_text())
+    labels = list(settings["labels"])
+    kept = common_labels(labels, dataset)
+    clips, outside = experiment_clips(tabular_paths, kept)
+    log.info("%s on %s: %d clips in the shared labels %s, %d outside", settings["name"], dataset, len(clips), kept, outside)
+    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    ids, outputs = raw_outputs(model, settings, tfrecord_paths, list(clips["clip_id"]))
+    outputs = restrict_to(outputs, labels, kept)
+    weights_path = model_dir / "late_weights.json"
+    weights = json.loads(weights_path.read_text()) if weights_path.exists() else None
+    predictions = predictions_table(ids, fused(outputs, weights), clips, kept, outputs)
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_parquet(predictions, outdir / "predictions.parquet")
+    metrics = {
+        "experiment": settings["name"],
+        "trained_on": settings["datasets"],
+        "tested_on": dataset,
+        "labels": kept,
+        "outside_label_set": outside,
+        **evaluate_predictions(predictions, kept),
+        "branches": branch_metrics(predictions, kept),
+    }
+    write_json(outdir / "metrics.json", metrics)
+    return metrics
