@@ -20,6 +20,7 @@ include: "rules/data.smk"
 include: "rules/preprocess.smk"
 include: "rules/fuse.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

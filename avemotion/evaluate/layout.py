@@ -1,0 +1,181 @@
+"""Where evaluation reads and writes: the one place for these paths, shared by the workflow's rules
+(rules/evaluate.smk, and training's rules for the heldout_/cross_ folders) and the report.
+
+Everything is relative to the working directory, as every workflow path is.
+
+Read (written by training), per experiment ``results/experiments/{experiment}/``:
+- ``fold_{fold}/`` for each test fold: predictions.parquet, metrics.json, settings.json, split.json,
+  history.csv (and model.keras);
+- ``heldout_{dataset}/`` for each dataset of a mixture (an experiment with more than one dataset):
+  predictions.parquet and metrics.json of a model trained on the mixture's other datasets, on every
+  clip of ``dataset`` inside the mixture's label set (leave one corpus out);
+- ``cross_{dataset}/`` for a single-dataset experiment with ``final: true``, for each other enabled
+  dataset sharing at least two of its labels (and sampled alike): predictions.parquet and
+  metrics.json of the final model on every clip of ``dataset`` with one of the common labels; the
+  probability columns are the common labels only and metrics.json names them under ``labels``.
+Which datasets get a heldout_/cross_ folder is training's decision (avemotion.train.settings:
+heldout_datasets, cross_corpus_datasets); an experiment for which a kind does not apply has none.
+
+Written: per experiment summary.json, summary.csv, plots/*.png, baselines.json, baselines.csv;
+under results/report/ the page, its tables, the cross-corpus tables and heatmaps, and previews/.
+"""
+
+from __future__ import annotations
+
+EXPERIMENT_DIR = "results/experiments/{experiment}"
+FOLD_DIR = "results/experiments/{experiment}/fold_{fold}"
+FINAL_DIR = "results/experiments/{experiment}/final"
+HELDOUT_DIR = "results/experiments/{experiment}/heldout_{dataset}"
+CROSS_DIR = "results/experiments/{experiment}/cross_{dataset}"
+# The files evaluation reads from a heldout_/cross_ folder, by role.
+HELDOUT_FILES = {"predictions": "predictions.parquet", "metrics": "metrics.json"}
+
+EXPERIMENT_OUTPUTS = {
+    "summary": "results/experiments/{experiment}/summary.json",
+    "table": "results/experiments/{experiment}/summary.csv",
+    "confusion": "results/experiments/{experiment}/plots/confusion_matrix.png",
+    "curves": "results/experiments/{experiment}/plots/training_curves.png",
+    "va": "results/experiments/{experiment}/plots/va_scatter.png",
+}
+BASELINE_OUTPUTS = {
+    "json": "results/experiments/{experiment}/baselines.json",
+    "csv": "results/experiments/{experiment}/baselines.csv",
+}
+CROSS_CORPUS_OUTPUTS = {
+    "matrix": "results/report/cross_corpus.csv",
+    "matrix_png": "results/report/cross_corpus.png",
+    "loco": "results/report/leave_one_corpus_out.csv",
+    "loco_png": "results/report/leave_one_corpus_out.png",
+    "json": "results/report/cross_corpus.json",
+}
+REPORT_OUTPUTS = {
+    "html": "results/report/index.html",
+    "datasets": "results/report/datasets.csv",
+    "quarantine": "results/report/quarantine_summary.csv",
+}
+PREVIEWS_DIR = "results/report/previews/{dataset}"
+PREVIEW_CLIPS = 3
+
+
+# ---- which folders apply (decided by training: avemotion.train.settings) -------------------------
+
+
+def _settings(config: dict, name: str) -> dict:
+    from avemotion.train.settings import experiment_settings
+
+    return experiment_settings(config, name)
+
+
+def _names(config: dict) -> list[str]:
+    from avemotion.train.settings import experiment_names
+
+    return experiment_names(config)
+
+
+def _enabled(config: dict) -> list[str]:
+    from avemotion.config import enabled_datasets
+
+    return enabled_datasets(config)
+
+
+def heldout_folders(config: dict, name: str) -> dict[str, str]:
+    """{dataset: folder} of the experiment's leave-one-corpus-out folders (none unless a mixture)."""
+    from avemotion.train.settings import heldout_datasets
+
+    return {d: HELDOUT_DIR.format(experiment=name, dataset=d) for d in heldout_datasets(_settings(config, name))}
+
+
+def cross_folders(config: dict, name: str) -> dict[str, str]:
+    """{dataset: folder} of the final model's predictions on the other corpora (none unless a
+    single-dataset experiment with a final model and another enabled dataset it can be tested on)."""
+    from avemotion.train.settings import cross_corpus_datasets
+
+    return {d: CROSS_DIR.format(experiment=name, dataset=d) for d in cross_corpus_datasets(config, name)}
+
+
+def fold_folders(config: dict, name: str) -> dict[int, str]:
+    """{fold: folder} of the experiment's test folds."""
+    return {fold: FOLD_DIR.format(experiment=name, fold=fold) for fold in _settings(config, name)["folds"]}
+
+
+def fold_files(config: dict, name: str, filename: str) -> list[str]:
+    return [f"{folder}/{filename}" for folder in fold_folders(config, name).values()]
+
+
+def chunk_files(config: dict, dataset: str, pattern: str) -> list[str]:
+    """``pattern`` (with {dataset} and {chunk}) for every chunk of the dataset."""
+    return [pattern.format(dataset=dataset, chunk=chunk) for chunk in range(config["datasets"][dataset]["chunks"])]
+
+
+# ---- what the rules read -------------------------------------------------------------------------
+
+
+def cross_corpus_entries(config: dict) -> dict[str, list[dict]]:
+    """What the cross-corpus tables read: ``diagonal`` (single-dataset experiments' summary.json),
+    ``cross`` (their final models' cross_ folders) and ``heldout`` (mixtures' heldout_ folders)."""
+    diagonal, cross, heldout = [], [], []
+    for name in _names(config):
+        datasets = _settings(config, name)["datasets"]
+        if len(datasets) == 1:
+            summary = EXPERIMENT_OUTPUTS["summary"].format(experiment=name)
+            diagonal.append({"experiment": name, "dataset": datasets[0], "summary": summary})
+        for dataset, folder in cross_folders(config, name).items():
+            files = {role: f"{folder}/{filename}" for role, filename in HELDOUT_FILES.items()}
+            cross.append({"experiment": name, "train_dataset": datasets[0], "test_dataset": dataset, **files})
+        for dataset, folder in heldout_folders(config, name).items():
+            files = {role: f"{folder}/{filename}" for role, filename in HELDOUT_FILES.items()}
+            heldout.append({"experiment": name, "datasets": list(datasets), "heldout_dataset": dataset, **files})
+    return {"diagonal": diagonal, "cross": cross, "heldout": heldout}
+
+
+def cross_corpus_inputs(config: dict) -> list[str]:
+    entries = cross_corpus_entries(config)
+    return [entry["summary"] for entry in entries["diagonal"]] + [
+        entry[role] for kind in ("cross", "heldout") for entry in entries[kind] for role in HELDOUT_FILES
+    ]
+
+
+def report_datasets(config: dict) -> list[dict]:
+    return [
+        {
+            "name": dataset,
+            "manifest": f"results/{dataset}/manifest.parquet",
+            "quarantine": f"results/{dataset}/quarantine.csv",
+            "tabular": chunk_files(config, dataset, "results/{dataset}/shards/tabular/{chunk}.parquet"),
+        }
+        for dataset in _enabled(config)
+    ]
+
+
+def report_experiments(config: dict) -> list[dict]:
+    return [
+        {
+            "name": name,
+            "summary": EXPERIMENT_OUTPUTS["summary"].format(experiment=name),
+            "baselines": BASELINE_OUTPUTS["json"].format(experiment=name),
+            "plots": {key: EXPERIMENT_OUTPUTS[key].format(experiment=name) for key in ("confusion", "curves", "va")},
+        }
+        for name in _names(config)
+    ]
+
+
+def report_previews(config: dict) -> dict[str, str]:
+    return {dataset: PREVIEWS_DIR.format(dataset=dataset) for dataset in _enabled(config)}
+
+
+# ---- stage targets -------------------------------------------------------------------------------
+
+
+def evaluation_targets(config: dict) -> list[str]:
+    """Each experiment's summary, plots and baselines."""
+    return [
+        pattern.format(experiment=name)
+        for name in _names(config)
+        for outputs in (EXPERIMENT_OUTPUTS, BASELINE_OUTPUTS)
+        for pattern in outputs.values()
+    ]
+
+
+def report_targets(config: dict) -> list[str]:
+    """The report page with its tables, the cross-corpus tables and every dataset's previews."""
+    return [*REPORT_OUTPUTS.values(), *CROSS_CORPUS_OUTPUTS.values(), *report_previews(config).values()]

@@ -1,0 +1,235 @@
+"""Annotated previews of what the models are fed, for a few clips per dataset.
+
+Each preview (results/report/previews/{dataset}/{clip_id}.png) shows:
+- the T sampled frames (results/{dataset}/frames/{clip_id}.npy) with the face box and the 68 landmarks
+  of the face stage (results/{dataset}/openface/{clip_id}.csv) at each sampled source frame, mapped
+  into the frame crop exactly as the frames stage cut it (face crop: the smoothed face square of
+  avemotion.media.frames; full frame: the letterbox);
+- the mean AU intensities (``AU*_r``) over the frames with a face;
+- the log-Mel and MFCC images (spectrograms/{clip_id}_mel.png, _mfcc.png).
+A face backend that writes no landmarks or no AU intensities gets the frames without marks or a
+note instead of the bars.
+
+Clips are chosen deterministically from the usable clips (the tabular shards): one per class, classes
+in label-index order, the first clip id of each class; if there are fewer classes than previews, the
+next clip ids fill up. The previews folder also holds previews.json listing the clips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from avemotion.evaluate import plots
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COUNT = 3
+LANDMARKS = 68
+
+
+def choose_clips(clips: pd.DataFrame, count: int = DEFAULT_COUNT) -> pd.DataFrame:
+    """Up to ``count`` rows of ``clips`` (clip_id, label, label_index): one per class where possible."""
+    if clips.empty or count <= 0:
+        return clips.iloc[:0]
+    ordered = clips.sort_values(["label_index", "clip_id"], kind="stable")
+    firsts = ordered.drop_duplicates("label_index").head(count)
+    rest = clips[~clips["clip_id"].isin(firsts["clip_id"])].sort_values("clip_id", kind="stable")
+    return pd.concat([firsts, rest.head(count - len(firsts))]).reset_index(drop=True)
+
+
+# ---- geometry --------------------------------------------------------------------------------------
+
+
+def landmark_points(face: pd.DataFrame, row: int) -> np.ndarray | None:
+    """(68, 2) landmarks of one face-table row, or None where the row has no face or no landmarks."""
+    columns = [f"x_{i}" for i in range(LANDMARKS)] + [f"y_{i}" for i in range(LANDMARKS)]
+    if not set(columns) <= set(face.columns) or face["success"].iloc[row] != 1:
+        return None
+    values = face.iloc[row][columns].to_numpy(dtype=float)
+    points = np.stack([values[:LANDMARKS], values[LANDMARKS:]], axis=1)
+    return None if not np.isfinite(points).all() else points
+
+
+def crop_transforms(
+    face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None
+) -> list[tuple[float, float, float, float] | None]:
+    """Per sampled frame, (scale_x, scale_y, offset_x, offset_y) mapping source pixels into the crop
+    (``x_crop = scale_x * x + offset_x``), the mapping the frames stage applied; None where unknown."""
+    source_frames = np.asarray(source_frames, dtype=int)
+    unknown = [None] * len(source_frames)
+    if crop == "face":
+        if not {f"x_{i}" for i in range(LANDMARKS)} <= set(face.columns) or len(face) == 0:
+            return unknown
+        from avemotion.face.facemesh import face_boxes
+        from avemotion.media.frames import smooth_face_squares
+
+        squares = smooth_face_squares(face_boxes(face), margin)[np.minimum(source_frames, len(face) - 1)]
+        # crop_square: an affine map scaling by size / side that puts the square's centre mid-crop
+        return [(size / side, size / side, size / 2 - size / side * cx, size / 2 - size / side * cy) for cx, cy, side in squares]
+    if crop == "full" and width and height and np.isfinite([width, height]).all():
+        # letterbox: the frame resized to new_w x new_h pixels, centred on the padding
+        scale = size / max(width, height)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        return [(new_w / width, new_h / height, (size - new_w) // 2, (size - new_h) // 2)] * len(source_frames)
+    return unknown
+
+
+def frame_annotations(face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None):
+    """Per sampled frame: (landmarks (68, 2) in crop pixels, face box (x0, y0, x1, y1)) or (None, None)."""
+    transforms = crop_transforms(face, source_frames, crop, size, margin, width, height)
+    annotations = []
+    for frame, transform in zip(np.asarray(source_frames, dtype=int), transforms):
+        row = min(int(frame), len(face) - 1)
+        points = landmark_points(face, row) if row >= 0 else None
+        if points is None or transform is None:
+            annotations.append((None, None))
+            continue
+        scale_x, scale_y, dx, dy = transform
+        mapped = points * np.array([scale_x, scale_y]) + np.array([dx, dy])
+        annotations.append((mapped, (*mapped.min(axis=0), *mapped.max(axis=0))))
+    return annotations
+
+
+def au_intensities(face: pd.DataFrame) -> pd.Series:
+    """Mean of each ``AU*_r`` column over the frames with a face (empty where the backend has none)."""
+    columns = [c for c in face.columns if c.startswith("AU") and c.endswith("_r")]
+    ok = face["success"] == 1 if "success" in face else pd.Series(True, index=face.index)
+    if not columns or not ok.any():
+        return pd.Series(dtype=float)
+    return face.loc[ok, columns].mean()
+
+
+# ---- drawing ---------------------------------------------------------------------------------------
+
+
+def preview_figure(clip: dict, frames: np.ndarray, annotations, aus: pd.Series, mel, mfcc):
+    """The preview of one clip (see the module docstring)."""
+    from matplotlib.patches import Rectangle
+
+    steps = len(frames)
+    figure = plots.new_figure(max(8.0, 1.5 * steps), 5.6)
+    top, bottom = figure.subfigures(2, 1, height_ratios=[1, 1.5])
+    for index, axes in enumerate(top.subplots(1, steps, squeeze=False)[0]):
+        axes.imshow(frames[index])
+        points, box = annotations[index] if index < len(annotations) else (None, None)
+        if box is not None:
+            axes.add_patch(Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, color="yellow", linewidth=1))
+            axes.scatter(points[:, 0], points[:, 1], s=1.5, c="lime")
+        axes.set_xlim(-0.5, frames.shape[2] - 0.5)
+        axes.set_ylim(frames.shape[1] - 0.5, -0.5)
+        axes.set_title(f"frame {index + 1}", fontsize=7)
+        axes.axis("off")
+    au_axes, mel_axes, mfcc_axes = bottom.subplots(1, 3, width_ratios=[1, 1.4, 1.4])
+    if len(aus):
+        names = [name[: -len("_r")] for name in aus.index]
+        au_axes.barh(names, aus.to_numpy(float), color="tab:orange")
+        au_axes.set_xlim(0, 5)
+        au_axes.invert_yaxis()
+        au_axes.tick_params(axis="y", labelsize=6)
+        au_axes.set_xlabel("mean intensity (0-5)", fontsize=8)
+    else:
+        au_axes.text(0.5, 0.5, "no AU intensities\nfrom this face backend", ha="center", va="center")
+        au_axes.axis("off")
+    au_axes.set_title("action units", fontsize=9)
+    for axes, image, name in ((mel_axes, mel, "log-Mel"), (mfcc_axes, mfcc, "MFCC")):
+        if image is None:
+            axes.text(0.5, 0.5, f"no {name} image", ha="center", va="center")
+            axes.axis("off")
+        else:
+            # stored with the lowest band in the bottom row: the extent puts band 0 at y = 0
+            height, width = image.shape
+            axes.imshow(image, cmap="magma", aspect="auto", interpolation="nearest", extent=(0, width, 0, height))
+            axes.set_xlabel("frame (10 ms)", fontsize=8)
+            axes.set_ylabel("band" if name == "log-Mel" else "coefficient", fontsize=8)
+            axes.tick_params(labelsize=6)
+        axes.set_title(name, fontsize=9)
+    va = ""
+    if clip.get("valence") is not None and np.isfinite(clip.get("valence", np.nan)):
+        va = f", target valence {clip['valence']:+.2f} / arousal {clip['arousal']:+.2f} (label-derived)"
+    figure.suptitle(f"{clip['dataset']} {clip['clip_id']}: {clip['label']} (speaker {clip['speaker']}){va}", fontsize=10)
+    return figure
+
+
+def _read_image(path: Path):
+    if not path.is_file():
+        return None
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"))
+
+
+def render_preview(clip: dict, outdir, crop: str, source_frames, margin: float, width, height, path) -> None:
+    """Draw one clip's preview from its preprocessing artifacts under ``outdir`` (results/{dataset})."""
+    outdir = Path(outdir)
+    clip_id = clip["clip_id"]
+    frames = np.load(outdir / "frames" / f"{clip_id}.npy")
+    face_csv = outdir / "openface" / f"{clip_id}.csv"
+    face = pd.read_csv(face_csv) if face_csv.is_file() else pd.DataFrame({"success": []})
+    if source_frames is None or len(source_frames) != len(frames):
+        annotations = [(None, None)] * len(frames)
+    else:
+        annotations = frame_annotations(face, source_frames, crop, frames.shape[1], margin, width, height)
+    figure = preview_figure(
+        clip,
+        frames,
+        annotations,
+        au_intensities(face),
+        _read_image(outdir / "spectrograms" / f"{clip_id}_mel.png"),
+        _read_image(outdir / "spectrograms" / f"{clip_id}_mfcc.png"),
+    )
+    plots.save_png(figure, path)
+
+
+def _chunk_info(paths, columns) -> pd.DataFrame:
+    """Per clip, the given columns of a stage's chunk tables (missing columns NaN)."""
+    tables = [pd.read_parquet(path).reindex(columns=["clip_id", *columns]) for path in paths]
+    tables = [table for table in tables if len(table)]
+    if not tables:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="clip_id"))
+    return pd.concat(tables).drop_duplicates("clip_id", keep="last").set_index("clip_id")
+
+
+def _lookup(table: pd.DataFrame, clip_id: str, column: str):
+    if clip_id not in table.index:
+        return None
+    value = table.at[clip_id, column]
+    return None if value is None or (np.isscalar(value) and pd.isna(value)) else value
+
+
+def dataset_previews(tabular_paths, frames_tables, face_tables, outdir, margin: float, folder, count: int = DEFAULT_COUNT) -> list[dict]:
+    """Previews of up to ``count`` usable clips of one dataset into ``folder``, with previews.json.
+
+    ``outdir`` is the dataset's results folder; ``frames_tables``/``face_tables`` are its frames and
+    face chunk tables (sampled source frames and crop; source frame size)."""
+    from avemotion.fusion.shards import read_tabular_shards
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    usable = read_tabular_shards(tabular_paths)
+    chosen = choose_clips(usable, count) if len(usable) else []
+    frames_info = _chunk_info(frames_tables, ["source_frames", "crop"])
+    face_info = _chunk_info(face_tables, ["width", "height"])
+    written = []
+    for clip in (chosen.to_dict("records") if len(chosen) else []):
+        clip_id = clip["clip_id"]
+        source = _lookup(frames_info, clip_id, "source_frames")
+        render_preview(
+            clip,
+            outdir,
+            _lookup(frames_info, clip_id, "crop"),
+            None if source is None else list(source),
+            margin,
+            _lookup(face_info, clip_id, "width"),
+            _lookup(face_info, clip_id, "height"),
+            folder / f"{clip_id}.png",
+        )
+        written.append({"clip_id": clip_id, "label": clip["label"], "speaker": str(clip["speaker"]), "png": f"{clip_id}.png"})
+        log.info("preview of %s (%s)", clip_id, clip["label"])
+    (folder / "previews.json").write_text(json.dumps({"clips": written}, indent=2) + "\n")
+    return written

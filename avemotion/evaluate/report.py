@@ -1,0 +1,339 @@
+"""results/report/index.html: the page to open first after a run.
+
+Every number on the page is read or computed here from the artifacts on disk (manifests, quarantine
+lists, tabular shards, each experiment's summary.json and baselines.json, the cross-corpus JSON);
+nothing is typed in. Images are referenced by paths relative to the page, so the page works wherever
+``results/`` is copied as a whole.
+
+Besides the page this writes two tables: datasets.csv (per dataset and class: indexed and usable clips)
+and quarantine_summary.csv (per dataset, stage and reason: unique quarantined clip ids).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from avemotion.evaluate.summary import format_mean_std, read_json
+from avemotion.io import atomic_path, write_csv
+
+VA_NOTE = (
+    "Valence and arousal targets are derived from the emotion labels (per-class coordinates of the "
+    "NRC-VAD lexicon, vote-weighted where the corpus has per-clip votes), not annotated dimensions: no "
+    "corpus here has dimensional labels. The valence/arousal CCC therefore largely measures how well the "
+    "classes are recognised, not an independent dimensional estimate."
+)
+NO_EXPERIMENTS = (
+    "No experiments are configured (config key <code>experiments:</code>), so there are no models to "
+    "evaluate. The baselines are fitted on an experiment's folds (its split.json files) and cannot run "
+    "without one."
+)
+METRIC_COLUMNS = (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro-F1"), ("valence.ccc", "valence CCC"), ("arousal.ccc", "arousal CCC"))
+
+
+# ---- dataset statistics -----------------------------------------------------------------------------
+
+
+def quarantine_summary(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Unique clip ids per stage and reason. Reasons are grouped by their text before the first
+    ": " (the rest names the clip's file or decoder message); one full reason is kept as an example."""
+    columns = ["stage", "reason", "clips", "example"]
+    if quarantine.empty:
+        return pd.DataFrame(columns=columns)
+    table = quarantine.assign(group=quarantine["reason"].astype(str).str.split(": ", n=1).str[0])
+    rows = [
+        {"stage": stage, "reason": group, "clips": rows["clip_id"].nunique(), "example": rows["reason"].iloc[0]}
+        for (stage, group), rows in table.groupby(["stage", "group"], sort=True)
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def dataset_statistics(name: str, manifest: pd.DataFrame, quarantine: pd.DataFrame, usable: pd.DataFrame) -> dict:
+    """Counts of one dataset: indexed (manifest), quarantined (unique clip ids), usable (tabular shards)."""
+    labelled = manifest[manifest["label"].fillna("") != ""]
+    labels = list(dict.fromkeys(labelled.sort_values("label_index")["label"]))
+    indexed = labelled["label"].value_counts()
+    ready = usable["label"].value_counts() if len(usable) else pd.Series(dtype=int)
+    quarantined = set(quarantine["clip_id"])
+    return {
+        "dataset": name,
+        "found": len(set(manifest["clip_id"]) | quarantined),
+        "indexed": int(len(manifest)),
+        "unlabelled": int(len(manifest) - len(labelled)),
+        "speakers": int(manifest["speaker"].nunique()),
+        "quarantined": len(quarantined),
+        "quarantined_at_index": len(quarantined - set(manifest["clip_id"])),
+        "quarantined_indexed": len(quarantined & set(manifest["clip_id"])),
+        "usable": int(len(usable)),
+        "usable_speakers": int(usable["speaker"].nunique()) if len(usable) else 0,
+        "classes": {label: {"indexed": int(indexed.get(label, 0)), "usable": int(ready.get(label, 0))} for label in labels},
+        "quarantine": quarantine_summary(quarantine).to_dict("records"),
+    }
+
+
+def read_dataset(entry: Mapping) -> dict:
+    """Statistics of one dataset from {name, manifest, quarantine, tabular: [paths]}."""
+    from avemotion.fusion.shards import read_tabular_shards
+    from avemotion.quarantine import read_quarantine
+
+    manifest = pd.read_parquet(entry["manifest"])
+    quarantine = read_quarantine(entry["quarantine"])
+    usable = read_tabular_shards(entry["tabular"]) if entry.get("tabular") else pd.DataFrame()
+    return dataset_statistics(entry["name"], manifest, quarantine, usable)
+
+
+def datasets_table(statistics: Sequence[dict]) -> pd.DataFrame:
+    rows = [
+        {"dataset": s["dataset"], "label": label, "indexed": c["indexed"], "usable": c["usable"]}
+        for s in statistics
+        for label, c in s["classes"].items()
+    ]
+    return pd.DataFrame(rows, columns=["dataset", "label", "indexed", "usable"])
+
+
+def quarantine_table(statistics: Sequence[dict]) -> pd.DataFrame:
+    rows = [{"dataset": s["dataset"], **row} for s in statistics for row in s["quarantine"]]
+    return pd.DataFrame(rows, columns=["dataset", "stage", "reason", "clips", "example"])
+
+
+# ---- HTML ---------------------------------------------------------------------------------------------
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.{digits}f}"
+
+
+def table_html(header: Sequence[str], rows: Sequence[Sequence], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"num" if i >= numeric_from else ""}">{cell}</td>' for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def image_html(path, page_dir, alt: str, width: str = "") -> str:
+    rel = Path(os.path.relpath(path, page_dir)).as_posix()
+    style = f' style="max-width:{width}"' if width else ""
+    return f'<a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(alt)}"{style}></a>'
+
+
+def datasets_section(statistics: Sequence[dict]) -> str:
+    parts = ["<h2>Datasets</h2>"]
+    keys = ("found", "quarantined_at_index", "indexed", "speakers", "unlabelled", "quarantined_indexed", "quarantined", "usable", "usable_speakers")
+    rows = [[esc(s["dataset"])] + [fmt(s[key]) for key in keys] for s in statistics]
+    header = [
+        "dataset",
+        "clips found",
+        "quarantined by the index",
+        "indexed clips",
+        "speakers",
+        "without a single label",
+        "indexed, quarantined later",
+        "quarantined in all (unique clips)",
+        "usable clips",
+        "usable speakers",
+    ]
+    parts.append(table_html(header, rows))
+    parts.append(
+        "<p>Indexed: rows of the dataset's manifest; clips the index quarantined (unparsable names, known "
+        "defects) are not in it. Quarantined: unique clip ids of quarantine.csv (a clip quarantined by several "
+        "stages counts once). Usable: labelled clips that passed every stage (rows of the tabular shards), "
+        "what training and the baselines draw from.</p>"
+    )
+    labels = list(dict.fromkeys(label for s in statistics for label in s["classes"]))
+    if labels:
+        header = ["class"] + [f"{s['dataset']} usable / indexed" for s in statistics]
+        rows = [
+            [esc(label)]
+            + [
+                f"{s['classes'][label]['usable']} / {s['classes'][label]['indexed']}" if label in s["classes"] else "-"
+                for s in statistics
+            ]
+            for label in labels
+        ]
+        parts.append("<h3>Clips per class</h3>" + table_html(header, rows))
+    parts.append("<h3>Quarantine</h3>")
+    for s in statistics:
+        rows = [[esc(r["stage"]), esc(r["reason"]), fmt(r["clips"]), f"<small>{esc(r['example'])}</small>"] for r in s["quarantine"]]
+        if rows:
+            parts.append(
+                f"<h4>{esc(s['dataset'])}: {s['quarantined']} unique clips quarantined</h4>"
+                + table_html(["stage", "reason", "unique clips", "example"], rows, numeric_from=2)
+            )
+        else:
+            parts.append(f"<h4>{esc(s['dataset'])}: no clip quarantined</h4>")
+    return "\n".join(parts)
+
+
+def metrics_row(name: str, summarised: Mapping | None) -> list[str]:
+    metrics = (summarised or {}).get("metrics", {})
+    return [esc(name)] + [format_mean_std(metrics.get(key)) for key, _ in METRIC_COLUMNS]
+
+
+def experiment_section(entry: Mapping, page_dir) -> str:
+    summary = read_json(entry["summary"])
+    baselines = read_json(entry["baselines"]) if entry.get("baselines") and Path(entry["baselines"]).is_file() else None
+    name = summary.get("experiment") or entry["name"]
+    parts = [f'<h3 id="exp-{esc(name)}">{esc(name)}</h3>']
+    folds = ", ".join(map(str, summary["folds"]))
+    clips = sum(int(v) for v in summary["clips"].values())
+    parts.append(
+        f"<p>fusion <b>{esc(summary.get('fusion'))}</b>, datasets {esc(', '.join(summary.get('datasets') or []))}, "
+        f"{len(summary['labels'])} classes ({esc(', '.join(summary['labels']))}); test folds {esc(folds)} "
+        f"({clips} test clips). Mean ± sample standard deviation over the test folds.</p>"
+    )
+    rows = [metrics_row("model", summary["overall"])]
+    rows += [metrics_row(f"{branch} branch", s) for branch, s in summary.get("branches", {}).items()]
+    if baselines:
+        rows += [metrics_row("baseline: majority class", baselines.get("majority"))]
+        rows += [metrics_row("baseline: logistic regression (tabular features)", baselines.get("logistic_regression"))]
+    rows += [metrics_row(f"model on {dataset} clips", s) for dataset, s in summary.get("per_dataset", {}).items()]
+    parts.append(table_html(["", *[label for _, label in METRIC_COLUMNS]], rows))
+    if baselines:
+        majority = ", ".join(f"fold {f}: {c}" for f, c in baselines.get("majority_class", {}).items())
+        parts.append(
+            f"<p><small>Baselines fitted on each fold's training and validation clips, tested on its test clips. "
+            f"Majority class {esc(majority)}. Logistic regression: L2 weight {baselines.get('l2', float('nan')):g} on standardised "
+            f"face, MFCC, log-Mel and energy summaries.</small></p>"
+        )
+    images = entry.get("plots", {})
+    if images:
+        parts.append(
+            '<div class="row">'
+            + "".join(image_html(images[key], page_dir, f"{name} {key}", "32%") for key in ("confusion", "curves", "va") if key in images)
+            + "</div>"
+        )
+    return "\n".join(parts)
+
+
+def experiments_section(experiments: Sequence[Mapping], page_dir) -> str:
+    parts = ["<h2>Experiments</h2>"]
+    if not experiments:
+        parts.append(f"<p>{NO_EXPERIMENTS}</p>")
+        return "\n".join(parts)
+    parts.append(
+        '<p class="note">Valence/arousal CCC below compares predictions with <b>label-derived</b> targets '
+        "(see the note at the top): it mostly restates how well the classes are recognised.</p>"
+    )
+    parts += [experiment_section(entry, page_dir) for entry in experiments]
+    return "\n".join(parts)
+
+
+CROSS_COLUMNS = (("experiment", "experiment"), ("train_dataset", "trained on"), ("test_dataset", "tested on"), ("kind", "kind"))
+LOCO_COLUMNS = (("experiment", "mixture"), ("trained_on", "trained on"), ("heldout_dataset", "held out"))
+SCORE_COLUMNS = (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro-F1"), ("n_clips", "clips"), ("n_classes", "classes"))
+
+
+def records_table(records: Sequence[Mapping], text_columns, numeric_columns=SCORE_COLUMNS) -> str:
+    rows = [[esc(r[key]) for key, _ in text_columns] + [fmt(r[key]) for key, _ in numeric_columns] for r in records]
+    header = [label for _, label in (*text_columns, *numeric_columns)]
+    return table_html(header, rows, numeric_from=len(text_columns))
+
+
+def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
+    parts = ["<h2>Cross-corpus</h2>"]
+    data = read_json(cross["json"]) if cross else {"cross_corpus": [], "leave_one_corpus_out": []}
+    if data["cross_corpus"]:
+        parts.append(
+            "<p>UAR of each single-dataset experiment on every corpus: the diagonal is the within-corpus mean over "
+            "test folds, the other cells the final model on another corpus, restricted to the classes both share "
+            "(so chance level differs between cells; see the class counts).</p>"
+        )
+        parts.append(image_html(cross["matrix_png"], page_dir, "cross-corpus UAR", "60%"))
+        parts.append(records_table(data["cross_corpus"], CROSS_COLUMNS))
+    else:
+        parts.append(
+            "<p>No cross-corpus results: they need a single-dataset experiment (off the diagonal, with "
+            "<code>final: true</code> and another enabled dataset sharing two or more classes).</p>"
+        )
+    parts.append("<h3>Leave one corpus out</h3>")
+    if data["leave_one_corpus_out"]:
+        parts.append("<p>Each mixture trained on all but one of its corpora and tested on every clip of the held-out one.</p>")
+        parts.append(image_html(cross["loco_png"], page_dir, "leave-one-corpus-out UAR", "50%"))
+        parts.append(records_table(data["leave_one_corpus_out"], LOCO_COLUMNS))
+    else:
+        parts.append("<p>No leave-one-corpus-out results: they need an experiment that mixes datasets.</p>")
+    return "\n".join(parts)
+
+
+def previews_section(previews: Mapping[str, str], page_dir) -> str:
+    parts = [
+        "<h2>What the models see</h2>",
+        "<p>A few usable clips per dataset: the sampled frames with the face box and landmarks, the clip's mean "
+        "action-unit intensities, and the log-Mel and MFCC images.</p>",
+    ]
+    for dataset, folder in previews.items():
+        listing = Path(folder) / "previews.json"
+        clips = json.loads(listing.read_text())["clips"] if listing.is_file() else []
+        parts.append(f"<h3>{esc(dataset)}</h3>")
+        if not clips:
+            parts.append("<p>No usable clip to preview.</p>")
+        for clip in clips:
+            parts.append(
+                f"<figure>{image_html(Path(folder) / clip['png'], page_dir, clip['clip_id'])}"
+                f"<figcaption>{esc(clip['clip_id'])}: {esc(clip['label'])}</figcaption></figure>"
+            )
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+thead { background: #f0f0f0; }
+img { max-width: 100%; border: 1px solid #ddd; }
+.row { display: flex; gap: 1%; align-items: flex-start; }
+.note { background: #fff6d6; border-left: 4px solid #e0b000; padding: 0.6em 1em; }
+figure { margin: 1em 0; }
+"""
+
+
+def render_report(statistics, experiments, cross, previews, page_dir) -> str:
+    toc = "".join(
+        f'<li><a href="#exp-{esc(e["name"])}">{esc(e["name"])}</a></li>' for e in experiments
+    )
+    body = [
+        "<h1>avemotion report</h1>",
+        f'<p class="note"><b>Valence/arousal are label-derived.</b> {esc(VA_NOTE)}</p>',
+        f"<p>Experiments: <ul>{toc}</ul></p>" if toc else "",
+        datasets_section(statistics),
+        experiments_section(experiments, page_dir),
+        cross_corpus_section(cross, page_dir),
+        previews_section(previews, page_dir),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>avemotion report</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(part for part in body if part) + "\n</body></html>\n"
+    )
+
+
+def build_report(datasets, experiments, cross, previews, html_path, datasets_csv, quarantine_csv) -> str:
+    """The rule's work: read every artifact named and write index.html and the two tables.
+
+    ``datasets``: [{name, manifest, quarantine, tabular: [...]}]; ``experiments``: [{name, summary,
+    baselines, plots: {confusion, curves, va}}]; ``cross``: {json, matrix_png, loco_png} or None;
+    ``previews``: {dataset: folder}.
+    """
+    statistics = [read_dataset(entry) for entry in datasets]
+    write_csv(datasets_table(statistics), datasets_csv)
+    write_csv(quarantine_table(statistics), quarantine_csv)
+    page = render_report(statistics, list(experiments), cross, dict(previews), Path(html_path).parent)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return page

@@ -1,0 +1,168 @@
+# Evaluation and report: per experiment, metrics recomputed from every test fold's predictions (mean
+# and std over folds, per branch), plots and baselines on the same folds; cross-corpus and
+# leave-one-corpus-out tables; annotated previews per dataset; results/report/index.html.
+# Every job runs in the light report environment (no TensorFlow). The paths (and which heldout_ and
+# cross_ folders an experiment has) come from avemotion.evaluate.layout, shared with training.
+
+from avemotion.evaluate.layout import (
+    BASELINE_OUTPUTS,
+    CROSS_CORPUS_OUTPUTS,
+    EXPERIMENT_OUTPUTS,
+    PREVIEW_CLIPS,
+    PREVIEWS_DIR,
+    REPORT_OUTPUTS,
+    chunk_files,
+    cross_corpus_entries,
+    cross_corpus_inputs,
+    evaluation_targets,
+    fold_files,
+    fold_folders,
+    report_datasets,
+    report_experiments,
+    report_previews,
+    report_targets,
+)
+
+
+rule evaluate_experiment:
+    input:
+        predictions=lambda wildcards: fold_files(config, wildcards.experiment, "predictions.parquet"),
+        metrics=lambda wildcards: fold_files(config, wildcards.experiment, "metrics.json"),
+        settings=lambda wildcards: fold_files(config, wildcards.experiment, "settings.json"),
+        history=lambda wildcards: fold_files(config, wildcards.experiment, "history.csv"),
+    output:
+        summary=EXPERIMENT_OUTPUTS["summary"],
+        table=report(
+            EXPERIMENT_OUTPUTS["table"],
+            category="Experiments",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "content": "metrics per fold (CSV)"},
+        ),
+        confusion=report(
+            EXPERIMENT_OUTPUTS["confusion"],
+            category="Experiments",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "content": "confusion matrix"},
+        ),
+        curves=report(
+            EXPERIMENT_OUTPUTS["curves"],
+            category="Experiments",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "content": "training curves"},
+        ),
+        va=report(
+            EXPERIMENT_OUTPUTS["va"],
+            category="Experiments",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "content": "valence/arousal"},
+        ),
+    params:
+        folders=lambda wildcards: fold_folders(config, wildcards.experiment),
+    log:
+        "results/logs/evaluate_experiment/{experiment}.log",
+    benchmark:
+        "results/benchmarks/evaluate_experiment/{experiment}.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/evaluate_experiment.py"
+
+
+# The baselines read each fold's split.json from its folder; metrics.json and settings.json, written
+# by the same training job, stand for it as inputs.
+rule evaluate_baselines:
+    input:
+        tabular=experiment_shards("tabular"),
+        metrics=lambda wildcards: fold_files(config, wildcards.experiment, "metrics.json"),
+        settings=lambda wildcards: fold_files(config, wildcards.experiment, "settings.json"),
+    output:
+        json=BASELINE_OUTPUTS["json"],
+        csv=report(
+            BASELINE_OUTPUTS["csv"],
+            category="Experiments",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "content": "baselines (CSV)"},
+        ),
+    params:
+        folders=lambda wildcards: fold_folders(config, wildcards.experiment),
+    log:
+        "results/logs/evaluate_baselines/{experiment}.log",
+    benchmark:
+        "results/benchmarks/evaluate_baselines/{experiment}.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/evaluate_baselines.py"
+
+
+rule cross_corpus:
+    input:
+        lambda wildcards: cross_corpus_inputs(config),
+    output:
+        matrix=report(CROSS_CORPUS_OUTPUTS["matrix"], category="Cross-corpus", labels={"content": "cross-corpus UAR (CSV)"}),
+        matrix_png=report(CROSS_CORPUS_OUTPUTS["matrix_png"], category="Cross-corpus", labels={"content": "cross-corpus UAR"}),
+        loco=report(CROSS_CORPUS_OUTPUTS["loco"], category="Cross-corpus", labels={"content": "leave-one-corpus-out UAR (CSV)"}),
+        loco_png=report(CROSS_CORPUS_OUTPUTS["loco_png"], category="Cross-corpus", labels={"content": "leave-one-corpus-out UAR"}),
+        json=CROSS_CORPUS_OUTPUTS["json"],
+    params:
+        entries=lambda wildcards: cross_corpus_entries(config),
+        datasets=DATASETS,
+    log:
+        "results/logs/cross_corpus/cross_corpus.log",
+    benchmark:
+        "results/benchmarks/cross_corpus/cross_corpus.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/evaluate_cross_corpus.py"
+
+
+# The previews read the chosen clips' frames, face CSV and spectrogram images; the chunk tables
+# (rewritten whenever a clip's artifacts are) stand for those files as inputs.
+rule dataset_previews:
+    input:
+        tabular=lambda wildcards: chunk_files(config, wildcards.dataset, "results/{dataset}/shards/tabular/{chunk}.parquet"),
+        frames=lambda wildcards: chunk_files(config, wildcards.dataset, "results/{dataset}/preprocess/frames/{chunk}.parquet"),
+        face=lambda wildcards: chunk_files(config, wildcards.dataset, "results/{dataset}/preprocess/face/{chunk}.parquet"),
+    output:
+        report(directory(PREVIEWS_DIR), patterns=["{clip}.png"], category="Previews", subcategory="{dataset}"),
+    params:
+        outdir=lambda wildcards: f"results/{wildcards.dataset}",
+        margin=lambda wildcards: preprocess_settings(config, wildcards.dataset)["frames"]["face_margin"],
+        clips=PREVIEW_CLIPS,
+    log:
+        "results/logs/dataset_previews/{dataset}.log",
+    benchmark:
+        "results/benchmarks/dataset_previews/{dataset}.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/render_previews.py"
+
+
+# Inputs: everything the page reads, so it is rebuilt when any of it changes.
+rule build_report:
+    input:
+        manifests=per_dataset("results/{dataset}/manifest.parquet"),
+        quarantine=per_dataset("results/{dataset}/quarantine.csv"),
+        tabular=per_chunk("results/{dataset}/shards/tabular/{chunk}.parquet", stages=("fuse",)),
+        previews=lambda wildcards: report_previews(config).values(),
+        evaluation=lambda wildcards: evaluation_targets(config),
+        cross=CROSS_CORPUS_OUTPUTS.values(),
+    output:
+        html=report(REPORT_OUTPUTS["html"], category="Report", labels={"content": "report page"}),
+        datasets=report(REPORT_OUTPUTS["datasets"], category="Datasets", labels={"content": "clips per class (CSV)"}),
+        quarantine=report(REPORT_OUTPUTS["quarantine"], category="Datasets", labels={"content": "quarantine (CSV)"}),
+    params:
+        datasets=lambda wildcards: report_datasets(config),
+        experiments=lambda wildcards: report_experiments(config),
+        cross=CROSS_CORPUS_OUTPUTS,
+        previews=lambda wildcards: report_previews(config),
+    log:
+        "results/logs/build_report/build_report.log",
+    benchmark:
+        "results/benchmarks/build_report/build_report.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/build_report.py"

@@ -1,0 +1,559 @@
+"""Evaluation and report: per-experiment summaries against hand-computed values, baselines, the
+cross-corpus tables, previews, the report page, and the workflow's evaluate/report rules on a
+working directory of fake experiment folders (no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import run_snakemake
+
+from avemotion.evaluate import layout
+from avemotion.evaluate.baselines import LogisticRegression, experiment_baselines, fold_baselines, majority_class
+from avemotion.evaluate.cross_corpus import write_cross_corpus
+from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
+from avemotion.evaluate.report import VA_NOTE, build_report, quarantine_summary
+from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FEATURES = ["face_AU01_r_mean", "face_AU12_r_mean", "mfcc_0_mean", "energy_mean"]
+
+
+# ---- fake artifacts --------------------------------------------------------------------------------
+
+
+def write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def predictions_table(labels, true, predicted, dataset="crema_d", fold=1, **extra) -> pd.DataFrame:
+    """A predictions.parquet table: true and predicted label names, one-hot probabilities."""
+    index = {name: i for i, name in enumerate(labels)}
+    table = pd.DataFrame(
+        {
+            "clip_id": [f"{dataset}_{fold}_{i:03d}" for i in range(len(true))],
+            "dataset": dataset,
+            "speaker": [f"s{fold}{i % 2}" for i in range(len(true))],
+            "fold": fold,
+            "label": true,
+            "label_index": [index[t] for t in true],
+            "predicted_index": [index[p] for p in predicted],
+            "predicted_label": predicted,
+        }
+    )
+    for name in labels:
+        table[f"prob_{name}"] = [float(p == name) for p in predicted]
+    for key, values in extra.items():
+        table[key] = values
+    return table
+
+
+def write_fold(folder: Path, labels, predictions: pd.DataFrame, history=None, split=None, recorded=None, **settings):
+    folder.mkdir(parents=True, exist_ok=True)
+    predictions.to_parquet(folder / "predictions.parquet")
+    write_json(folder / "settings.json", {"labels": list(labels), **settings})
+    write_json(folder / "metrics.json", recorded or {"labels": list(labels)})
+    write_json(folder / "split.json", split or {"train": [], "validation": [], "test": list(predictions["clip_id"])})
+    (history if history is not None else pd.DataFrame({"epoch": [0, 1], "loss": [1.0, 0.5], "val_loss": [1.1, 0.7]})).to_csv(
+        folder / "history.csv", index=False
+    )
+    (folder / "model.keras").write_bytes(b"")
+
+
+LABELS2 = ["anger", "happiness"]
+
+
+def two_folds(root: Path) -> dict[int, Path]:
+    """Fold 1: true a a h h, predicted a h h h; fold 2: true a h h, predicted a a h (a = anger, h = happiness).
+    Valence predicted exactly, arousal predicted constant; the video branch is always right."""
+    folds = {}
+    cases = {1: (["anger", "anger", "happiness", "happiness"], ["anger", "happiness", "happiness", "happiness"]),
+             2: (["anger", "happiness", "happiness"], ["anger", "anger", "happiness"])}  # fmt: skip
+    for fold, (true, predicted) in cases.items():
+        valence = [-0.5 if t == "anger" else 0.8 for t in true]
+        arousal = [0.7 if t == "anger" else 0.5 for t in true]
+        table = predictions_table(
+            LABELS2, true, predicted, fold=fold, valence=valence, arousal=arousal, valence_pred=valence,
+            arousal_pred=[0.25] * len(true), video_predicted_label=true, video_valence_pred=valence,
+            video_arousal_pred=arousal,
+        )  # fmt: skip
+        folds[fold] = root / f"fold_{fold}"
+        write_fold(folds[fold], LABELS2, table, name="exp", fusion="late", datasets=["crema_d"])
+    return folds
+
+
+# ---- per-experiment summary --------------------------------------------------------------------------
+
+
+def test_summary_metrics_equal_hand_computed_values(tmp_path):
+    folds = two_folds(tmp_path / "exp")
+    outputs = {key: tmp_path / "out" / name for key, name in
+               {"summary": "summary.json", "table": "summary.csv", "confusion": "c.png", "curves": "t.png", "va": "v.png"}.items()}  # fmt: skip
+    evaluate_experiment(folds, "exp", outputs)
+    summary = json.loads(outputs["summary"].read_text())
+    metrics = summary["overall"]["metrics"]
+    # fold 1: recalls a 1/2, h 2/2 -> UAR .75, WAR 3/4; F1 a (p 1, r .5) 2/3, h (p 2/3, r 1) .8
+    # fold 2: recalls a 1/1, h 1/2 -> UAR .75, WAR 2/3; F1 a (p .5, r 1) 2/3, h (p 1, r .5) 2/3
+    assert metrics["uar"]["per_fold"] == pytest.approx({"1": 0.75, "2": 0.75})
+    assert metrics["uar"]["mean"] == pytest.approx(0.75) and metrics["uar"]["std"] == pytest.approx(0.0)
+    assert metrics["war"]["mean"] == pytest.approx((3 / 4 + 2 / 3) / 2)
+    assert metrics["war"]["std"] == pytest.approx(abs(3 / 4 - 2 / 3) / math.sqrt(2))  # sample std of two values
+    assert metrics["macro_f1"]["per_fold"] == pytest.approx({"1": (2 / 3 + 0.8) / 2, "2": 2 / 3})
+    assert summary["overall"]["confusion_matrix"] == [[2, 1], [1, 3]]  # [[1,1],[0,2]] + [[1,0],[1,1]]
+    assert metrics["valence.ccc"]["mean"] == pytest.approx(1.0)
+    assert metrics["arousal.ccc"]["mean"] == pytest.approx(0.0)  # a constant prediction has no covariance
+    assert metrics["arousal.pearson"]["mean"] is None  # undefined (constant side): null, not a number
+    assert summary["clips"] == {"1": 4, "2": 3} and summary["labels"] == LABELS2 and summary["fusion"] == "late"
+    # the branch's own predictions, evaluated alike
+    assert summary["branches"]["video"]["metrics"]["uar"]["mean"] == pytest.approx(1.0)
+    assert summary["branches"]["video"]["metrics"]["arousal.ccc"]["mean"] == pytest.approx(1.0)
+
+    table = pd.read_csv(outputs["table"])
+    row = table[(table["scope"] == "all") & (table["metric"] == "war")].iloc[0]
+    assert row["fold_1"] == pytest.approx(0.75) and row["fold_2"] == pytest.approx(2 / 3)
+    assert set(table["scope"]) == {"all", "branch:video"}
+    for key in ("confusion", "curves", "va"):
+        assert outputs[key].read_bytes()[:8] == PNG_MAGIC
+    assert format_mean_std(metrics["war"]) == f"{(3 / 4 + 2 / 3) / 2:.3f} ± {abs(3 / 4 - 2 / 3) / math.sqrt(2):.3f}"
+
+
+def test_mixture_summary_breaks_down_per_dataset_and_folds_must_share_labels(tmp_path):
+    table = pd.concat(
+        [
+            predictions_table(LABELS2, ["anger", "happiness"], ["anger", "happiness"], dataset="crema_d"),
+            predictions_table(LABELS2, ["anger", "happiness"], ["happiness", "happiness"], dataset="enterface"),
+        ]
+    )
+    write_fold(tmp_path / "fold_1", LABELS2, table)
+    summary = summarise_experiment({1: tmp_path / "fold_1"}, "mix")
+    assert summary["per_dataset"]["crema_d"]["metrics"]["uar"]["mean"] == pytest.approx(1.0)
+    assert summary["per_dataset"]["enterface"]["metrics"]["uar"]["mean"] == pytest.approx(0.5)
+    assert math.isnan(summary["overall"]["metrics"]["uar"]["std"])  # one fold: no spread
+    write_fold(tmp_path / "fold_2", ["anger", "sadness"], predictions_table(["anger", "sadness"], ["anger"], ["anger"]))
+    with pytest.raises(ValueError, match="label set"):
+        summarise_experiment({1: tmp_path / "fold_1", 2: tmp_path / "fold_2"}, "mix")
+
+
+# ---- baselines -------------------------------------------------------------------------------------
+
+
+def tabular(labels, features, clip_ids=None) -> pd.DataFrame:
+    clip_ids = clip_ids or [f"c{i:04d}" for i in range(len(labels))]
+    table = pd.DataFrame({"clip_id": clip_ids, "label": labels})
+    for index, column in enumerate(FEATURES[: features.shape[1]]):
+        table[column] = features[:, index]
+    return table
+
+
+def test_majority_baseline_equals_the_hand_count():
+    assert majority_class([0, 0, 1, 2, 2, 2], 3) == 2
+    assert majority_class([1, 0, 1, 0], 3) == 0  # a tie goes to the lowest label index
+    labels = ["anger", "anger", "anger", "happiness", "happiness", "anger", "happiness", "happiness", "happiness"]
+    clips = tabular(labels, np.zeros((9, 2)))
+    split = {"train": ["c0000", "c0001", "c0003"], "validation": ["c0002", "c0004"], "test": ["c0005", "c0006", "c0007", "c0008"]}
+    result = fold_baselines(clips, split, LABELS2, FEATURES)
+    majority = result["majority"]
+    # fitting clips: 3 anger, 2 happiness -> always anger; test: 1 anger, 3 happiness
+    assert majority["class"] == "anger"
+    assert majority["war"] == pytest.approx(1 / 4)
+    assert majority["uar"] == pytest.approx(0.5)  # recalls 1 and 0
+    assert majority["macro_f1"] == pytest.approx((2 * 0.25 * 1 / 1.25 + 0) / 2)  # anger p 1/4, r 1
+    assert result["clips"] == {"fit": 5, "test": 4}
+    assert result["logistic_regression"]["features"] == 0  # constant columns are dropped
+
+
+def synthetic_folds(tmp_path, labels, features, folds=5):
+    """A tabular shard and one split.json per fold (clips dealt to folds in turn)."""
+    clips = tabular(list(labels), features)
+    path = tmp_path / "tabular.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clips.to_parquet(path)
+    fold_of = np.arange(len(clips)) % folds + 1
+    splits = {}
+    for fold in range(1, folds + 1):
+        test = clips.loc[fold_of == fold, "clip_id"].tolist()
+        rest = clips.loc[fold_of != fold, "clip_id"].tolist()
+        splits[fold] = tmp_path / f"split_{fold}.json"
+        write_json(splits[fold], {"train": rest[: len(rest) * 4 // 5], "validation": rest[len(rest) * 4 // 5 :], "test": test})
+    return [path], splits
+
+
+def test_logistic_regression_separates_a_separable_set_and_is_at_chance_on_shuffled_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    labels3 = ["anger", "happiness", "sadness"]
+    y = np.repeat(np.arange(3), 60)
+    features = rng.normal(size=(180, 4))
+    features[:, 0] += 6 * y  # classes 6 standard deviations apart along one column
+    features[:, 1] -= 4 * (y == 1)
+    features[rng.random(180) < 0.1, 2] = np.nan  # missing values (in a noise column) take the fitting mean
+    features[:, 3] = 5.0  # constant: dropped
+    paths, splits = synthetic_folds(tmp_path / "separable", np.array(labels3)[y], features)
+    result = experiment_baselines(paths, splits, labels3)
+    logistic = result["logistic_regression"]["metrics"]
+    assert logistic["uar"]["mean"] == pytest.approx(1.0)
+    assert all(v == pytest.approx(1.0) for v in logistic["uar"]["per_fold"].values())
+    assert result["majority"]["metrics"]["uar"]["mean"] == pytest.approx(1 / 3)
+
+    shuffled = np.array(labels3)[rng.permutation(y)]
+    noise = rng.normal(size=(180, 4))
+    paths, splits = synthetic_folds(tmp_path / "shuffled", shuffled, noise)
+    chance = experiment_baselines(paths, splits, labels3)["logistic_regression"]["metrics"]["uar"]["mean"]
+    assert abs(chance - 1 / 3) < 0.1
+
+
+def test_logistic_regression_gradient_matches_finite_differences():
+    from scipy.optimize import check_grad
+
+    from avemotion.evaluate.baselines import _objective
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(20, 3)), rng.integers(0, 3, 20)
+    onehot = np.eye(3)[y]
+    params = rng.normal(size=3 * 3 + 3)
+    error = check_grad(lambda p: _objective(p, x, onehot, 0.5)[0], lambda p: _objective(p, x, onehot, 0.5)[1], params)
+    assert error < 1e-4
+    model = LogisticRegression().fit(x, y, 3)
+    assert np.allclose(model.predict_proba(x).sum(axis=1), 1.0)
+
+
+# ---- cross-corpus ----------------------------------------------------------------------------------
+
+
+def write_summary(path: Path, uar_per_fold: dict, labels) -> None:
+    mean = float(np.mean(list(uar_per_fold.values())))
+    write_json(
+        path,
+        {"labels": labels, "clips": {str(f): 10 for f in uar_per_fold},
+         "overall": {"metrics": {"uar": {"mean": mean, "std": 0.1, "per_fold": uar_per_fold}, "war": {"mean": 0.5}, "macro_f1": {"mean": 0.4}}}},
+    )  # fmt: skip
+
+
+def test_cross_corpus_matrix_layout_and_recomputed_cells(tmp_path):
+    crema = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    common = ["anger", "happiness", "sadness"]
+    write_summary(tmp_path / "c" / "summary.json", {"1": 0.6, "2": 0.7}, crema)
+    # the final model on eNTERFACE's common-label clips: recalls 1, 1/2, 0 -> UAR 1/2
+    cross = predictions_table(common, ["anger", "happiness", "happiness", "sadness"], ["anger", "happiness", "anger", "anger"], dataset="enterface")
+    cross.to_parquet(tmp_path / "cross.parquet")
+    write_json(tmp_path / "cross.json", {"labels": common, "uar": 0.99})  # recorded value is not trusted
+    heldout = predictions_table(LABELS2, ["anger", "happiness"], ["anger", "anger"], dataset="crema_d")
+    heldout.to_parquet(tmp_path / "heldout.parquet")
+    write_json(tmp_path / "heldout.json", {})  # labels from the prob_ columns
+    outputs = {key: tmp_path / "report" / name for key, name in
+               {"matrix": "m.csv", "matrix_png": "m.png", "loco": "l.csv", "loco_png": "l.png", "json": "c.json"}.items()}  # fmt: skip
+    write_cross_corpus(
+        [{"experiment": "c", "dataset": "crema_d", "summary": tmp_path / "c" / "summary.json"}],
+        [{"experiment": "c", "train_dataset": "crema_d", "test_dataset": "enterface", "predictions": tmp_path / "cross.parquet", "metrics": tmp_path / "cross.json"}],
+        [{"experiment": "mix", "datasets": ["crema_d", "enterface"], "heldout_dataset": "crema_d", "predictions": tmp_path / "heldout.parquet", "metrics": tmp_path / "heldout.json"}],
+        ["crema_d", "enterface", "mafw"],
+        outputs,
+    )  # fmt: skip
+    matrix = pd.read_csv(outputs["matrix"])
+    assert list(matrix.columns) == ["train_dataset", "experiment", "crema_d", "enterface", "mafw"]
+    assert matrix.loc[0, "train_dataset"] == "crema_d" and matrix.loc[0, "crema_d"] == pytest.approx(0.65)
+    assert matrix.loc[0, "enterface"] == pytest.approx(0.5) and np.isnan(matrix.loc[0, "mafw"])
+    loco = pd.read_csv(outputs["loco"])
+    assert list(loco.columns) == ["experiment", "crema_d", "enterface", "mafw"]
+    assert loco.loc[0, "crema_d"] == pytest.approx(0.5) and np.isnan(loco.loc[0, "enterface"])
+    details = json.loads(outputs["json"].read_text())
+    cell = next(r for r in details["cross_corpus"] if r["test_dataset"] == "enterface")
+    assert cell["n_classes"] == 3 and cell["n_clips"] == 4
+    assert details["leave_one_corpus_out"][0]["trained_on"] == "enterface"
+    for key in ("matrix_png", "loco_png"):
+        assert outputs[key].read_bytes()[:8] == PNG_MAGIC
+
+
+def test_heldout_and_cross_folders_follow_the_config():
+    from snakemake.utils import validate
+
+    from avemotion.config import SCHEMA_PATH
+
+    config = yaml.safe_load((Path(__file__).parent.parent / "config.yaml").read_text())
+    config["datasets"]["mafw"]["enabled"] = False
+    config["experiments"] = [
+        {"name": "c", "datasets": ["crema_d"], "fusion": "hybrid"},
+        {"name": "c_nofinal", "datasets": ["crema_d"], "fusion": "early", "final": False},
+        {"name": "c_two", "datasets": ["crema_d"], "fusion": "early", "labels": ["anger", "neutral"]},
+        {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [1, 2], "final": False},
+    ]
+    validate(config, schema=str(SCHEMA_PATH))  # fills the defaults as the Snakefile does
+    assert layout.cross_folders(config, "c") == {"enterface": "results/experiments/c/cross_enterface"}
+    assert layout.cross_folders(config, "c_nofinal") == {}
+    assert layout.cross_folders(config, "c_two") == {}  # eNTERFACE has no neutral: one label in common
+    assert layout.heldout_folders(config, "c") == {}
+    assert layout.heldout_folders(config, "mix") == {
+        "crema_d": "results/experiments/mix/heldout_crema_d",
+        "enterface": "results/experiments/mix/heldout_enterface",
+    }
+    assert layout.fold_folders(config, "mix") == {1: "results/experiments/mix/fold_1", 2: "results/experiments/mix/fold_2"}
+    entries = layout.cross_corpus_entries(config)
+    assert [e["experiment"] for e in entries["diagonal"]] == ["c", "c_nofinal", "c_two"]
+    assert [(e["experiment"], e["test_dataset"]) for e in entries["cross"]] == [("c", "enterface")]
+    assert entries["cross"][0]["predictions"] == "results/experiments/c/cross_enterface/predictions.parquet"
+    assert [e["heldout_dataset"] for e in entries["heldout"]] == ["crema_d", "enterface"]
+    targets = layout.evaluation_targets(config)
+    assert "results/experiments/mix/summary.json" in targets and "results/experiments/c/baselines.json" in targets
+    assert "results/report/previews/enterface" in layout.report_targets(config)
+    assert "results/report/previews/mafw" not in layout.report_targets(config)
+
+
+# ---- previews --------------------------------------------------------------------------------------
+
+
+def test_previews_choose_one_clip_per_class_then_fill_up():
+    clips = pd.DataFrame({"clip_id": ["b2", "a1", "c1", "a2", "b1"], "label": ["b", "a", "a", "a", "b"], "label_index": [1, 0, 0, 0, 1]})
+    assert choose_clips(clips, 3)["clip_id"].tolist() == ["a1", "b1", "a2"]
+    assert choose_clips(clips, 1)["clip_id"].tolist() == ["a1"]
+
+
+def face_table(points_x, points_y, success=1, frames=1):
+    row = {"frame": 1, "success": success, **{f"x_{i}": points_x[i] for i in range(68)}, **{f"y_{i}": points_y[i] for i in range(68)}}
+    return pd.DataFrame([{**row, "frame": f + 1} for f in range(frames)])
+
+
+def test_landmarks_map_into_the_crop_the_frames_stage_cut():
+    xs, ys = np.linspace(100, 200, 68), np.linspace(50, 250, 68)
+    # full frame 400 x 200 letterboxed into 100 px: scale 1/4, 50 px tall, 25 px padding on top
+    (points, box), = frame_annotations(face_table(xs, ys), [0], "full", 100, 0.25, width=400, height=200)
+    assert box == pytest.approx((25, 25 + 12.5, 50, 25 + 62.5))
+    assert crop_transforms(face_table(xs, ys), [0, 0], "full", 100, 0.25, 400, 200) == [(0.25, 0.25, 0, 25)] * 2
+    # face crop: the landmarks' box (side 200) with 25 % margin each side -> a 300 px square around its centre
+    table = face_table(xs, ys, frames=3)
+    (points, box), *_ = frame_annotations(table, [1, 1, 2], "face", 60, 0.25)
+    assert box == pytest.approx((20, 10, 40, 50))  # scale 60 / 300 around the centre (150, 150)
+    assert frame_annotations(face_table(xs, ys, success=0), [0], "full", 100, 0.25, 400, 200) == [(None, None)]
+
+
+# ---- report page -----------------------------------------------------------------------------------
+
+
+def fake_dataset(results: Path, dataset: str, labels, speakers=4, per_class=2, quarantined=(), size=32, steps=4, crop="face"):
+    """A dataset folder as preprocessing and fuse leave it (manifest, quarantine, tabular shard, chunk
+    tables, per-clip frames, face CSV and spectrogram images), small and synthetic."""
+    rng = np.random.default_rng(len(dataset))
+    root = results / dataset
+    rows = []
+    for speaker in range(speakers):
+        for index, label in enumerate(labels):
+            for take in range(per_class):
+                clip_id = f"{dataset}_{speaker}_{label[:2]}_{take}"
+                rows.append({"clip_id": clip_id, "dataset": dataset, "path": f"{clip_id}.avi", "speaker": f"{dataset}{speaker}",
+                             "label": label, "label_index": index, "valence": 0.1 * index, "arousal": -0.1 * index,
+                             "fold": speaker % 2 + 1, "chunk": 0})  # fmt: skip
+    manifest = pd.DataFrame(rows)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest.to_parquet(root / "manifest.parquet")
+    entries = [{"clip_id": c, "path": f"{c}.avi", "stage": s, "reason": r} for c, s, r in quarantined]
+    pd.DataFrame(entries, columns=["clip_id", "path", "stage", "reason"]).to_csv(root / "quarantine.csv", index=False)
+    usable = manifest[~manifest["clip_id"].isin({c for c, _, _ in quarantined})].copy()
+    for column in FEATURES:
+        usable[column] = usable["label_index"] * 3.0 + rng.normal(size=len(usable))
+    (root / "shards" / "tabular").mkdir(parents=True)
+    usable.to_parquet(root / "shards" / "tabular" / "0.parquet")
+    for stage in ("audio", "face", "frames"):
+        (root / "preprocess" / stage).mkdir(parents=True)
+    pd.DataFrame({"clip_id": usable["clip_id"], "status": "ok", "source_frames": [list(range(0, 2 * steps, 2))] * len(usable), "crop": crop}).to_parquet(
+        root / "preprocess" / "frames" / "0.parquet"
+    )
+    pd.DataFrame({"clip_id": usable["clip_id"], "status": "ok", "width": 64.0, "height": 48.0}).to_parquet(root / "preprocess" / "face" / "0.parquet")
+    pd.DataFrame({"clip_id": usable["clip_id"], "status": "ok"}).to_parquet(root / "preprocess" / "audio" / "0.parquet")
+    xs, ys = 20 + 20 * np.cos(np.linspace(0, 6, 68)), 24 + 15 * np.sin(np.linspace(0, 6, 68))
+    face = face_table(xs, ys, frames=2 * steps).assign(AU01_r=1.5, AU12_r=3.0)
+    for clip_id in usable["clip_id"]:
+        for kind in ("frames", "openface", "spectrograms"):
+            (root / kind).mkdir(exist_ok=True)
+        np.save(root / "frames" / f"{clip_id}.npy", rng.integers(0, 255, (steps, size, size, 3), dtype=np.uint8))
+        face.to_csv(root / "openface" / f"{clip_id}.csv", index=False)
+        Image.fromarray(rng.integers(0, 255, (32, 50), dtype=np.uint8)).save(root / "spectrograms" / f"{clip_id}_mel.png")
+        Image.fromarray(rng.integers(0, 255, (12, 50), dtype=np.uint8)).save(root / "spectrograms" / f"{clip_id}_mfcc.png")
+    return manifest, usable
+
+
+def test_quarantine_counts_unique_clips_per_stage_and_reason():
+    quarantine = pd.DataFrame(
+        {"clip_id": ["a", "a", "b", "b", "c"], "path": "", "stage": ["audio", "face", "face", "face", "index"],
+         "reason": ["zero-length file: a.avi", "zero-length file: a.avi", "no face in any frame", "no face in any frame", "bad name"]}
+    )  # fmt: skip
+    summary = quarantine_summary(quarantine)
+    assert summary[["stage", "reason", "clips"]].values.tolist() == [
+        ["audio", "zero-length file", 1], ["face", "no face in any frame", 1], ["face", "zero-length file", 1], ["index", "bad name", 1]
+    ]  # fmt: skip
+
+
+def test_report_page_shows_the_computed_numbers_and_the_va_note(tmp_path):
+    results = tmp_path / "results"
+    fake_dataset(results, "crema_d", LABELS2, quarantined=[("crema_d_0_an_0", "face", "no face in any frame"),
+                                                           ("crema_d_0_an_0", "audio", "no audio stream"),
+                                                           ("crema_d_9_xx_0", "index", "unknown emotion code: XX")])  # fmt: skip
+    folds = two_folds(results / "experiments" / "exp")
+    plots = {key: results / "experiments" / "exp" / "plots" / f"{key}.png" for key in ("confusion", "curves", "va")}
+    summary_path = results / "experiments" / "exp" / "summary.json"
+    evaluate_experiment(folds, "exp", {"summary": summary_path, "table": tmp_path / "s.csv", **plots})
+    baselines_path = results / "experiments" / "exp" / "baselines.json"
+    write_json(baselines_path, {"l2": 1.0, "majority_class": {"1": "anger"},
+                                "majority": {"metrics": {"uar": {"mean": 0.5, "std": 0.0}}},
+                                "logistic_regression": {"metrics": {"uar": {"mean": 0.8125, "std": 0.0625}}}})  # fmt: skip
+    datasets = [{"name": "crema_d", "manifest": results / "crema_d" / "manifest.parquet", "quarantine": results / "crema_d" / "quarantine.csv",
+                 "tabular": [results / "crema_d" / "shards" / "tabular" / "0.parquet"]}]  # fmt: skip
+    experiments = [{"name": "exp", "summary": summary_path, "baselines": baselines_path, "plots": plots}]
+    html_path = results / "report" / "index.html"
+    page = build_report(datasets, experiments, None, {}, html_path, results / "report" / "d.csv", results / "report" / "q.csv")
+
+    assert VA_NOTE in page and "label-derived" in page
+    war = (3 / 4 + 2 / 3) / 2
+    assert f"{war:.3f} ± {abs(3 / 4 - 2 / 3) / math.sqrt(2):.3f}" in page  # the model's WAR over folds
+    assert "0.750 ± 0.000" in page  # UAR
+    assert "0.812 ± 0.062" in page and "0.500 ± 0.000" in page  # baselines
+    assert "video branch" in page
+    assert '<img src="../experiments/exp/plots/confusion.png"' in page  # relative to the page
+    # 16 clips indexed; quarantine: crema_d_0_an_0 in two stages counts once, the index entry is not indexed
+    stats = pd.read_csv(results / "report" / "d.csv")
+    assert stats[stats["label"] == "anger"][["indexed", "usable"]].values.tolist() == [[8, 7]]
+    assert re.search(r"crema_d: 2 unique clips quarantined", page)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', page.split("<h3>Clips per class")[0])
+    assert cells[:9] == ["17", "1", "16", "4", "0", "1", "2", "15", "4"]
+
+
+def test_report_without_experiments_says_why_there_are_no_models_or_baselines(tmp_path):
+    results = tmp_path / "results"
+    fake_dataset(results, "enterface", ["anger", "surprise"])
+    datasets = [{"name": "enterface", "manifest": results / "enterface" / "manifest.parquet",
+                 "quarantine": results / "enterface" / "quarantine.csv", "tabular": [results / "enterface" / "shards" / "tabular" / "0.parquet"]}]  # fmt: skip
+    page = build_report(datasets, [], None, {}, results / "report" / "index.html", tmp_path / "d.csv", tmp_path / "q.csv")
+    assert "No experiments are configured" in page and "baselines" in page
+    assert "enterface: no clip quarantined" in page
+
+
+# ---- the workflow --------------------------------------------------------------------------------------
+
+def complete_upstream(workdir: Path, datasets, experiments) -> None:
+    """The remaining outputs of the stages before evaluation (demo corpus, index, preprocessing,
+    fuse, training), with modification times in stage order, so that Snakemake finds them up to date."""
+    layers = [
+        [f"resources/demo/{d}" for d in datasets] + [f"resources/demo/{d}_truth.parquet" for d in datasets],
+        [f"results/{d}/{name}" for d in datasets for name in ("manifest.parquet", "quarantine/index.csv")],
+        [f"results/{d}/{kind}/{stage}/0.{ext}" for d in datasets for stage in ("audio", "face", "frames")
+         for kind, ext in (("preprocess", "parquet"), ("quarantine", "csv"))],
+        [f"results/{d}/{name}" for d in datasets for name in ("quarantine.csv", "shards/tabular/0.parquet", "shards/tfrecord/0.tfrecord")],
+        [str(path.relative_to(workdir)) for e in experiments for path in (workdir / "results" / "experiments" / e).rglob("*")],
+    ]  # fmt: skip
+    start = time.time() - 60
+    for index, layer in enumerate(layers):
+        for name in layer:
+            path = workdir / name
+            if name.startswith("resources/demo/") and not name.endswith(".parquet"):
+                path.mkdir(parents=True, exist_ok=True)
+                path = path / ".snakemake_timestamp"  # where Snakemake keeps a directory output's time
+                path.write_bytes(b"")
+            elif not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+            os.utime(path, (start + 5 * index, start + 5 * index))
+
+
+EVALUATION_RULES = {"evaluate_experiment", "evaluate_baselines", "cross_corpus", "dataset_previews", "build_report"}
+
+
+def fake_experiment_workdir(workdir: Path) -> str:
+    """Datasets as fuse leaves them and experiments as training leaves them (no corpus, no model)."""
+    results = workdir / "results"
+    crema = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    enterface = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+    _, crema_usable = fake_dataset(results, "crema_d", crema, quarantined=[("crema_d_0_ne_1", "face", "no face in any frame")])
+    _, enterface_usable = fake_dataset(results, "enterface", enterface, crop="full")
+    config = {
+        "datasets": {"crema_d": {"chunks": 1}, "enterface": {"chunks": 1}, "mafw": {"enabled": False}},
+        "experiments": [
+            {"name": "crema_hybrid", "datasets": ["crema_d"], "fusion": "hybrid", "folds": [1, 2]},
+            {"name": "mix_late", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [1, 2], "final": False},
+        ],
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    def fold_predictions(clips, labels, branches=False):
+        clips = clips[clips["label"].isin(labels)].reset_index(drop=True)
+        predicted = [label if i % 3 else labels[(labels.index(label) + 1) % len(labels)] for i, label in enumerate(clips["label"])]
+        table = predictions_table(labels, clips["label"].tolist(), predicted)
+        table["clip_id"], table["dataset"], table["speaker"] = clips["clip_id"], clips["dataset"], clips["speaker"]
+        table["valence"], table["arousal"] = clips["valence"].to_numpy(), clips["arousal"].to_numpy()
+        table["valence_pred"], table["arousal_pred"] = table["valence"] * 0.5, table["arousal"] * 0.5
+        if branches:
+            for branch in ("video", "audio", "face"):
+                table[f"{branch}_predicted_label"] = clips["label"] if branch == "video" else predicted
+        return table
+
+    for name, clips, labels, branches in (
+        ("crema_hybrid", crema_usable, crema, True),
+        ("mix_late", pd.concat([crema_usable, enterface_usable]), ["anger", "disgust", "fear", "happiness", "sadness"], False),
+    ):
+        experiment = results / "experiments" / name
+        for fold in (1, 2):
+            test = clips[clips["fold"] == fold]
+            rest = clips[(clips["fold"] != fold) & clips["label"].isin(labels)]
+            split = {"train": rest["clip_id"].tolist()[2:], "validation": rest["clip_id"].tolist()[:2], "test": test[test["label"].isin(labels)]["clip_id"].tolist()}
+            write_fold(experiment / f"fold_{fold}", labels, fold_predictions(test, labels, branches), split=split, name=name, fusion=name.split("_")[1])
+        if name == "crema_hybrid":
+            common = ["anger", "disgust", "fear", "happiness", "sadness"]
+            write_fold(experiment / "final", crema, fold_predictions(crema_usable, crema))
+            cross = experiment / "cross_enterface"
+            write_fold(cross, common, fold_predictions(enterface_usable, common), recorded={"labels": common})
+        else:
+            for heldout, usable in (("crema_d", crema_usable), ("enterface", enterface_usable)):
+                write_fold(experiment / f"heldout_{heldout}", labels, fold_predictions(usable, labels))
+    complete_upstream(workdir, ["crema_d", "enterface"], ["crema_hybrid", "mix_late"])
+    return str(path)
+
+
+def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):
+    config = fake_experiment_workdir(tmp_path)
+    # Modification times decide (a workflow script edited after the fake upstream was written must
+    # not count as a code change here).
+    options = ("--configfile", config, "--rerun-triggers", "mtime")
+    dry = run_snakemake(tmp_path, "report", "-n", *options).stdout
+    planned = set(re.findall(r"^\s*(?:local)?rule (\w+):", dry, re.M)) - {"report"}
+    assert planned == EVALUATION_RULES, dry  # only evaluation: every earlier stage is up to date
+    run_snakemake(tmp_path, "report", "--cores", "2", *options)
+    results = tmp_path / "results"
+    for name in ("crema_hybrid", "mix_late"):
+        for path in (*layout.EXPERIMENT_OUTPUTS.values(), *layout.BASELINE_OUTPUTS.values()):
+            assert Path(tmp_path / path.format(experiment=name)).is_file(), path
+    summary = json.loads((results / "experiments" / "crema_hybrid" / "summary.json").read_text())
+    assert set(summary["branches"]) == {"video", "audio", "face"}
+    assert summary["branches"]["video"]["metrics"]["uar"]["mean"] == pytest.approx(1.0)
+    mix = json.loads((results / "experiments" / "mix_late" / "summary.json").read_text())
+    assert set(mix["per_dataset"]) == {"crema_d", "enterface"}
+
+    matrix = pd.read_csv(results / "report" / "cross_corpus.csv")
+    assert matrix[["train_dataset", "experiment"]].values.tolist() == [["crema_d", "crema_hybrid"]]
+    assert matrix.loc[0, "crema_d"] == pytest.approx(summary["overall"]["metrics"]["uar"]["mean"])
+    assert not np.isnan(matrix.loc[0, "enterface"])
+    loco = pd.read_csv(results / "report" / "leave_one_corpus_out.csv")
+    assert loco["experiment"].tolist() == ["mix_late"] and loco[["crema_d", "enterface"]].notna().all(axis=None)
+
+    page = (results / "report" / "index.html").read_text()
+    assert "label-derived" in page and "crema_hybrid" in page and "baseline: logistic regression" in page
+    uar = format_mean_std(summary["overall"]["metrics"]["uar"])
+    assert uar in page
+    for dataset in ("crema_d", "enterface"):
+        previews = json.loads((results / "report" / "previews" / dataset / "previews.json").read_text())["clips"]
+        assert len(previews) == 3 and len({clip["label"] for clip in previews}) == 3
+        for clip in previews:
+            assert (results / "report" / "previews" / dataset / clip["png"]).read_bytes()[:8] == PNG_MAGIC
+            assert f'previews/{dataset}/{clip["png"]}' in page
+    # nothing left to do; snakemake's own report collects the registered outputs
+    assert "Nothing to be done" in run_snakemake(tmp_path, "report", "-n", *options).stdout
+    run_snakemake(tmp_path, "report", "--report", "snakemake_report.html", *options)
+    assert (tmp_path / "snakemake_report.html").stat().st_size > 0

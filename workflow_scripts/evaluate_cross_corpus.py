@@ -1,0 +1,14 @@
+"""Cross-corpus matrix and leave-one-corpus-out table with their heatmaps (rule cross_corpus)."""
+
+from avemotion.evaluate.cross_corpus import write_cross_corpus
+from avemotion.logs import script_logging
+
+with script_logging(snakemake.log[0]):
+    entries = snakemake.params.entries
+    write_cross_corpus(
+        entries["diagonal"],
+        entries["cross"],
+        entries["heldout"],
+        snakemake.params.datasets,
+        {key: snakemake.output[key] for key in ("matrix", "matrix_png", "loco", "loco_png", "json")},
+    )

@@ -1,0 +1,11 @@
+"""Metrics over an experiment's test folds, summary.json/.csv and plots (rule evaluate_experiment)."""
+
+from avemotion.evaluate.summary import evaluate_experiment
+from avemotion.logs import script_logging
+
+with script_logging(snakemake.log[0]):
+    evaluate_experiment(
+        snakemake.params.folders,
+        snakemake.wildcards.experiment,
+        {key: snakemake.output[key] for key in ("summary", "table", "confusion", "curves", "va")},
+    )
