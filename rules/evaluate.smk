@@ -68,13 +68,11 @@ rule evaluate_experiment:
         "../workflow_scripts/evaluate_experiment.py"
 
 
-# The baselines read each fold's split.json from its folder; metrics.json and settings.json, written
-# by the same training job, stand for it as inputs.
+# The baselines fit and test on each fold's own split (split.json, read from the fold's folder).
 rule evaluate_baselines:
     input:
         tabular=experiment_shards("tabular"),
-        metrics=lambda wildcards: fold_files(config, wildcards.experiment, "metrics.json"),
-        settings=lambda wildcards: fold_files(config, wildcards.experiment, "settings.json"),
+        splits=lambda wildcards: fold_files(config, wildcards.experiment, "split.json"),
     output:
         json=BASELINE_OUTPUTS["json"],
         csv=report(

@@ -61,9 +61,28 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True):
     return result
 
 
+# The demo's own experiments take about 15 minutes; the test run trains the same kinds of job
+# (test fold, final model, cross-corpus, leave-one-corpus-out) for one epoch each.
+QUICK_EXPERIMENTS = {
+    "training": {"epochs": 1, "threads": 1},
+    "experiments": [
+        {"name": "crema_d_hybrid", "datasets": ["crema_d"], "fusion": "hybrid", "folds": [1]},
+        {"name": "pair_late", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [2], "final": False},
+    ],
+}
+
+
+def demo_config(workdir: Path) -> str:
+    """The config file the demo_run fixture ran with (pass it to every later run in that workdir)."""
+    return str(workdir / "quick_experiments.yaml")
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """A working directory where the default workflow (demo corpora + index) has run once."""
+    """A working directory where the whole workflow has run once on the demo corpora (quick experiments)."""
+    import yaml
+
     workdir = tmp_path_factory.mktemp("demo_run")
-    run_snakemake(workdir, "--cores", "2")
+    Path(demo_config(workdir)).write_text(yaml.safe_dump(QUICK_EXPERIMENTS))
+    run_snakemake(workdir, "--cores", "2", "--configfile", demo_config(workdir))
     return workdir

@@ -229,6 +229,14 @@ def test_resize_keeps_end_points_and_is_the_identity_at_the_same_size():
 DATASETS = ("crema_d", "enterface", "mafw")
 
 
+def default_num_frames() -> int:
+    import yaml
+
+    from conftest import REPO
+
+    return yaml.safe_load((REPO / "config.yaml").read_text())["frames"]["num_frames"]
+
+
 def test_demo_run_shards_hold_the_labelled_clips_that_were_not_quarantined(demo_run):
     for dataset in DATASETS:
         results = demo_run / "results" / dataset
@@ -238,7 +246,7 @@ def test_demo_run_shards_hold_the_labelled_clips_that_were_not_quarantined(demo_
         chunks = range(manifest["chunk"].max() + 1)
         table = read_tabular_shards([results / "shards" / "tabular" / f"{c}.parquet" for c in chunks])
         assert set(table["clip_id"]) == expected and table["clip_id"].is_unique
-        examples = [e["clip_id"] for c in chunks for e in iterate_examples(results / "shards" / "tfrecord" / f"{c}.tfrecord", 8)]
+        examples = [e["clip_id"] for c in chunks for e in iterate_examples(results / "shards" / "tfrecord" / f"{c}.tfrecord", default_num_frames())]
         assert sorted(examples) == sorted(expected)
         assert (demo_run / "results" / "benchmarks" / "fuse_chunk" / dataset / "0.tsv").is_file()
 

@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from avemotion.quarantine import read_quarantine
-from conftest import REPO, run_snakemake
+from conftest import REPO, demo_config, run_snakemake
 
 DEMO_CLIPS = {"crema_d": 60, "enterface": 48, "mafw": 45}
 STAGES = ("index", "preprocess", "fuse", "train", "evaluate", "report")
@@ -28,6 +28,8 @@ def planned_jobs(workdir, *args):
 
 
 def write_config(workdir, config):
+    """A config file over the defaults; without experiments unless given (these tests are about preprocessing)."""
+    config = {"experiments": [], **config}
     path = workdir / "test_config.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
@@ -67,7 +69,7 @@ def test_preprocessing_writes_every_artifact_or_a_quarantine_row(demo_run):
         for clip_id in manifest["clip_id"]:
             missing = [a for a in ARTIFACTS if not (results / a.format(clip_id)).is_file()]
             assert clip_id in quarantined or not missing, (dataset, clip_id, missing)
-        assert np.load(results / "frames" / f"{manifest['clip_id'].iloc[0]}.npy").shape == (8, 224, 224, 3)
+        assert np.load(results / "frames" / f"{manifest['clip_id'].iloc[0]}.npy").shape == (4, 64, 64, 3)
         # each deliberate defect is quarantined by the stage that meets it, with its reason
         truth = pd.read_parquet(demo_run / "resources" / "demo" / f"{dataset}_truth.parquet").groupby("path").first()
         by_path = quarantine.groupby("path")
@@ -81,7 +83,7 @@ def test_preprocessing_writes_every_artifact_or_a_quarantine_row(demo_run):
 
 def test_rerun_does_nothing_and_every_stage_target_exists(demo_run):
     for stage in ("all",) + STAGES:
-        jobs, output = planned_jobs(demo_run, stage)
+        jobs, output = planned_jobs(demo_run, stage, "--configfile", demo_config(demo_run))
         assert jobs == [], output
 
 

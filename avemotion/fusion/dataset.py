@@ -444,6 +444,7 @@ def make_dataset(
     fusion: str = "early",
     with_ids: bool = False,
     inputs: Sequence[str] | None = None,
+    augment: bool = True,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` (or ``(inputs, targets, meta)`` with ``with_ids``) from
     TFRecord shards; the module docstring describes the elements.
@@ -452,8 +453,9 @@ def make_dataset(
     {dataset: paths}. Clips whose label is not in ``label_names`` are dropped (count them with
     count_outside), and so are clips whose id is not in ``clip_ids`` when given.
 
-    ``training``: augment, shuffle, repeat indefinitely (the caller sets steps_per_epoch) and drop
-    the last partial batch. Otherwise one pass in file order, every clip once, no augmentation.
+    ``training``: augment (unless ``augment`` is false), shuffle, repeat indefinitely (the caller
+    sets steps_per_epoch) and drop the last partial batch. Otherwise one pass in file order, every
+    clip once, no augmentation.
     ``class_balanced`` (training): resample each dataset's stream to uniform classes.
     ``dataset_weights`` (training): {dataset: weight}; each dataset's shards form one endless stream
     and tf.data.Dataset.sample_from_datasets draws from them in these proportions (the dataset names
@@ -512,7 +514,7 @@ def make_dataset(
         base = tf.constant([seed, _AUGMENT_SALT], tf.int64)
 
         def prepare(position, example):
-            clip_seed = tf.random.experimental.stateless_fold_in(base, position)
+            clip_seed = tf.random.experimental.stateless_fold_in(base, position) if augment else None
             return _prepare(example, num_frames, image_size, clip_seed)
 
         clips = raw.enumerate().map(prepare, num_parallel_calls=AUTOTUNE)

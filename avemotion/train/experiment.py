@@ -138,6 +138,7 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
         seed=training["seed"],
         class_balanced=training["class_balanced"],
         dataset_weights=settings.get("dataset_weights"),
+        augment=training.get("augment", True),
         **common,
     )
     validation = make_dataset(tfrecord_paths, training=False, clip_ids=split["validation"], **common)

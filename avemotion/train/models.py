@@ -44,6 +44,25 @@ class SqueezeLast(layers.Layer):
         return input_shape[:-1]
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SaturationPenalty(keras.regularizers.Regularizer):
+    """Penalises tanh pre-activations beyond +-``limit`` (tanh(2.5) = 0.987, past every target).
+
+    Once a regression head's pre-activation runs far out for every clip, tanh is flat there, the
+    1 - CCC gradient vanishes and the head stays at +-1 for good (seen on small corpora, where Adam
+    pushes the weights along the features all clips share). The penalty is zero inside the limit.
+    """
+
+    def __init__(self, limit: float = 2.5, weight: float = 0.1):
+        self.limit, self.weight = limit, weight
+
+    def __call__(self, x):
+        return self.weight * ops.mean(ops.square(ops.relu(ops.abs(x) - self.limit)))
+
+    def get_config(self):
+        return {"limit": self.limit, "weight": self.weight}
+
+
 def heads(embedding, num_classes: int, prefix: str = "", tasks=TASKS) -> dict:
     """Task heads in float32 (logits and tanh outputs feed losses; bf16 would round them)."""
     outputs = {}
@@ -51,7 +70,8 @@ def heads(embedding, num_classes: int, prefix: str = "", tasks=TASKS) -> dict:
         outputs[f"{prefix}emotion"] = layers.Dense(num_classes, dtype="float32", name=f"{prefix}emotion")(embedding)
     for task in ("valence", "arousal"):
         if task in tasks:
-            value = layers.Dense(1, activation="tanh", dtype="float32", name=f"{prefix}{task}_head")(embedding)
+            value = layers.Dense(1, activity_regularizer=SaturationPenalty(), dtype="float32", name=f"{prefix}{task}_head")(embedding)
+            value = layers.Activation("tanh", dtype="float32", name=f"{prefix}{task}_tanh")(value)
             outputs[f"{prefix}{task}"] = SqueezeLast(dtype="float32", name=f"{prefix}{task}")(value)
     return outputs
 
