@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,6 +119,24 @@ def test_leave_one_corpus_out_tests_the_unseen_corpus_and_its_model_transfers(tm
     assert crossed["uar"] >= 0.9
 
 
+def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path):
+    from avemotion.train.experiment import best_so_far, training_progress
+
+    progress = training_progress(tmp_path)
+    pd.DataFrame({"epoch": [0, 1, 2], "val_loss": [0.9, 0.4, 0.6]}).to_csv(progress / "epochs.csv", index=False)
+    (progress / "best.weights.h5").write_bytes(b"weights of epoch 1")
+    # A Keras backup exists (the job was killed): the epoch log and best weights stay, and the
+    # checkpoint starts from the best loss so far instead of infinity.
+    (tmp_path / "resume").mkdir()
+    (tmp_path / "resume" / "training_metadata.json").write_text("{}")
+    assert training_progress(tmp_path) == progress and (progress / "best.weights.h5").exists()
+    assert best_so_far(progress / "epochs.csv") == 0.4
+    # No backup (the earlier run finished, or never saved an epoch): a rerun starts from nothing.
+    shutil.rmtree(tmp_path / "resume")
+    training_progress(tmp_path)
+    assert list(progress.iterdir()) == [] and best_so_far(progress / "epochs.csv") is None
+
+
 RESUME_SCRIPT = """
 import json, sys
 from avemotion.train.cross_corpus import predict_other_corpus
@@ -135,17 +154,22 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path):
     command = [sys.executable, "-c", RESUME_SCRIPT, arguments]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
-    history = out / "history.csv"
+    epochs_so_far = out / "progress" / "epochs.csv"
     deadline = time.time() + 300
-    while time.time() < deadline and not (history.exists() and len(history.read_text().splitlines()) >= 3):
+    while time.time() < deadline and not (epochs_so_far.exists() and len(epochs_so_far.read_text().splitlines()) >= 3):
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)  # kill -9 after two completed epochs
     first.wait()
-    assert not (out / "model.keras").exists()
+    assert not (out / "model.keras").exists() and not (out / "history.csv").exists()
+    before_kill = pd.read_csv(epochs_so_far)
     second = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     # The rerun starts after the last completed epoch, not from epoch 1.
     assert "Epoch 1/4" not in second.stdout and "Epoch 4/4" in second.stdout
-    epochs = pd.read_csv(history)["epoch"].tolist()
-    assert sorted(set(epochs)) == [0, 1, 2, 3]
-    assert (out / "model.keras").is_file()
+    history = pd.read_csv(out / "history.csv")
+    assert sorted(set(history["epoch"])) == [0, 1, 2, 3]
+    assert (out / "model.keras").is_file() and not (out / "progress").exists()
+    # The epochs logged before the kill survive into the history (the log is not a rule output that
+    # Snakemake would delete before rerunning the job).
+    kept = history.set_index("epoch").loc[before_kill["epoch"], "val_loss"].to_numpy()
+    np.testing.assert_allclose(kept, before_kill["val_loss"].to_numpy())

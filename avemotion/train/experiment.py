@@ -2,7 +2,8 @@
 
 Outputs in ``outdir``: model.keras, history.csv, predictions.parquet (test clips; for the final model
 the validation clips), metrics.json, settings.json, split.json, late_weights.json (late fusion).
-A killed job resumes from its last completed epoch (Keras BackupAndRestore under ``outdir/resume``).
+A killed job resumes from its last completed epoch (Keras BackupAndRestore under ``outdir/resume``;
+the epoch log and best weights so far under ``outdir/progress``).
 The test fold is never used for model selection: the best epoch is chosen on validation loss.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,30 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
     return train, validation
 
 
+def best_so_far(epochs_path: Path) -> float | None:
+    """The lowest validation loss a resumed job already saved weights for (None when there is none).
+
+    Without it ModelCheckpoint would start from infinity after a restart, and the first resumed
+    epoch would overwrite the best weights even when it is worse.
+    """
+    if not epochs_path.exists():
+        return None
+    losses = pd.read_csv(epochs_path).get("val_loss")
+    return float(losses.min()) if losses is not None and losses.notna().any() else None
+
+
+def training_progress(outdir: Path) -> Path:
+    """Where a running job keeps its epoch log and best weights: not among the rule's outputs, so
+    Snakemake does not delete them when it reruns a killed job. A fresh start (no Keras backup to
+    resume from) clears what an earlier, finished or abandoned, run left there."""
+    progress = outdir / "progress"
+    resuming = (outdir / "resume").is_dir() and any((outdir / "resume").iterdir())
+    if progress.exists() and not resuming:
+        shutil.rmtree(progress)
+    progress.mkdir(parents=True, exist_ok=True)
+    return progress
+
+
 def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: Path) -> None:
     import keras
 
@@ -156,10 +182,17 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     validation = for_model(validation, model)
     base_lr = training["learning_rate"] * training["batch_size"] / 256
     total_steps = training["epochs"] * steps_per_epoch
+    progress = training_progress(outdir)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(outdir / "resume")),
-        keras.callbacks.ModelCheckpoint(str(outdir / "best.weights.h5"), monitor="val_loss", save_best_only=True, save_weights_only=True),
-        keras.callbacks.CSVLogger(str(outdir / "history.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(progress / "best.weights.h5"),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_so_far(progress / "epochs.csv"),
+        ),
+        keras.callbacks.CSVLogger(str(progress / "epochs.csv"), append=True),
     ]
     frozen = min(training["frozen_backbone_epochs"], training["epochs"])
     phases = [(0, frozen, False), (frozen, training["epochs"], True)] if frozen else [(0, training["epochs"], True)]
@@ -185,7 +218,10 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
             callbacks=callbacks,
             verbose=2,
         )
-    model.load_weights(outdir / "best.weights.h5")
+    model.load_weights(progress / "best.weights.h5")
+    with atomic_path(outdir / "history.csv") as tmp:
+        shutil.copyfile(progress / "epochs.csv", tmp)
+    shutil.rmtree(progress)
 
 
 def run_experiment_fold(
