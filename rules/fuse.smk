@@ -20,9 +20,7 @@ rule fuse_chunk:
         outdir=lambda wildcards: f"results/{wildcards.dataset}",
         num_frames=lambda wildcards: preprocess_settings(config, wildcards.dataset)["frames"]["num_frames"],
         n_mfcc=lambda wildcards: preprocess_settings(config, wildcards.dataset)["audio"]["n_mfcc"],
-        manifest_rows=lambda wildcards: chunk_rows_digest(
-            read_manifest(checkpoints.index_dataset.get(dataset=wildcards.dataset).output.manifest), wildcards.chunk
-        ),
+        manifest_rows=lambda wildcards: chunk_rows_digest(read_manifest(manifest_of(wildcards.dataset)), wildcards.chunk),
     log:
         "results/logs/fuse_chunk/{dataset}/{chunk}.log",
     benchmark:
