@@ -1,7 +1,7 @@
 # avemotion: audio-visual emotion recognition from raw corpora to evaluated models.
 # Run `snakemake --cores N` (default target `all`) or name a stage: index, preprocess, fuse, train,
-# evaluate, report. Everything is written under results/ in the working directory; the demo corpora
-# (the default config) under resources/demo/.
+# evaluate, report, predict (the clips under predict.input_dir, when set). Everything is written
+# under results/ in the working directory; the demo corpora (the default config) under resources/demo/.
 
 import os
 
@@ -21,12 +21,13 @@ include: "rules/preprocess.smk"
 include: "rules/fuse.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/predict.smk"
 
 
 rule all:
     default_target: True
     input:
-        stage_targets("report"),
+        stage_targets("predict"),
 
 
 rule index:
@@ -57,3 +58,8 @@ rule evaluate:
 rule report:
     input:
         stage_targets("report"),
+
+
+rule predict:
+    input:
+        stage_targets("predict"),

@@ -38,6 +38,21 @@ def _convert_weights(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from avemotion.inference import format_table, predict_files, write_predictions
+
+    table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet)
+    if args.out:
+        write_predictions(table, args.out)
+        print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+    else:
+        print(format_table(table))
+    failed = int((table["error"] != "").sum())
+    if failed:
+        print(f"avemotion predict: {failed} of {len(table)} clips could not be predicted (see their error)", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avemotion", description="Audio-visual emotion recognition workflow tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--image-size", type=int, help="frame side in pixels (default: the checkpoint's)")
     convert.add_argument("--num-heads", type=int, help="attention heads, for .pth/.h5 files of an unregistered width")
     convert.set_defaults(run=_convert_weights)
+    predict = commands.add_parser(
+        "predict",
+        help="predict emotion class, probabilities, valence and arousal of new clips with a trained model",
+        description="Runs the preprocessing the model was trained with (saved beside it) on each clip, then "
+        "the model. Exit status 1 when any clip could not be predicted (its row holds the error).",
+    )
+    predict.add_argument("--model", required=True, help="a trained model folder, e.g. results/experiments/<name>/final")
+    predict.add_argument("clips", nargs="+", metavar="CLIP", help="video files")
+    predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json instead of printing a table")
+    predict.add_argument("--dataset", help="whose preprocessing settings to use, for a model trained on a mixture (default: its first)")
+    predict.add_argument("--workdir", help="keep the intermediate artifacts (frames, spectrograms, face features) here")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(run=_predict)
     return parser
 
 

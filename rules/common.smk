@@ -15,6 +15,7 @@ from avemotion.config import (
 )
 from avemotion.datasets import READERS, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
+from avemotion.inference import video_files
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
 from avemotion.train.settings import (
     check_experiments,
@@ -22,6 +23,7 @@ from avemotion.train.settings import (
     experiment_names,
     experiment_settings,
     heldout_datasets,
+    prediction_experiments,
 )
 
 # Friendly errors first (key and allowed values), then Snakemake's validation fills in defaults.
@@ -146,6 +148,7 @@ STAGE_OUTPUTS = {
     "train": lambda: training_targets(),
     "evaluate": lambda: evaluation_targets(config),
     "report": lambda: report_targets(config),
+    "predict": lambda: [f"results/predictions/{name}.csv" for name in prediction_experiments(config)],
 }
 
 
@@ -188,6 +191,11 @@ def training_targets():
         targets += [f"results/experiments/{name}/heldout_{dataset}/metrics.json" for dataset in heldout_datasets(settings)]
         targets += [f"results/experiments/{name}/cross_{dataset}/metrics.json" for dataset in cross_corpus_datasets(config, name)]
     return targets
+
+
+def new_clips(wildcards):
+    """The videos under predict.input_dir (rule predict_clips)."""
+    return [str(path) for path in video_files(config["predict"]["input_dir"])]
 
 
 def stage_targets(stage):

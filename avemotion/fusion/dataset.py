@@ -404,8 +404,11 @@ def _class_balanced(dataset: tf.data.Dataset, num_classes: int, seed: int) -> tf
     return resampled.flat_map(lambda copies, example: tf.data.Dataset.from_tensors(example).repeat(copies))
 
 
-def _read_stream(files: list[str], *, num_frames: int, labels, keep, training: bool, seed: int) -> tf.data.Dataset:
-    """Raw examples of some shards, filtered to the split and the label set; repeated when training."""
+def _read_stream(
+    files: list[str], *, num_frames: int, labels, keep, training: bool, seed: int, unlabelled: bool = False
+) -> tf.data.Dataset:
+    """Raw examples of some shards, filtered to the split and the label set (unless ``unlabelled``);
+    repeated when training."""
     if not files:
         raise ValueError("no TFRecord shards given")
     cycle = min(len(files), 16)
@@ -423,7 +426,10 @@ def _read_stream(files: list[str], *, num_frames: int, labels, keep, training: b
         return example
 
     raw = raw.map(with_emotion)
-    raw = raw.filter(lambda example: tf.logical_and(example["emotion"] >= 0, keep(example["clip_id"])))
+    if unlabelled:
+        raw = raw.filter(lambda example: keep(example["clip_id"]))
+    else:
+        raw = raw.filter(lambda example: tf.logical_and(example["emotion"] >= 0, keep(example["clip_id"])))
     # After the filter: repeat() ends at once when a pass yields nothing, instead of spinning forever.
     return raw.repeat() if training else raw
 
@@ -445,6 +451,7 @@ def make_dataset(
     with_ids: bool = False,
     inputs: Sequence[str] | None = None,
     augment: bool = True,
+    unlabelled: bool = False,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` (or ``(inputs, targets, meta)`` with ``with_ids``) from
     TFRecord shards; the module docstring describes the elements.
@@ -466,6 +473,9 @@ def make_dataset(
     face_sequence, face_present, and early with fusion "early". A model fed ``early`` does not
     need ``frames`` (they are early[:, :T]): leaving them out saves a third of the pipeline's
     memory traffic and of the host-to-device copy.
+
+    ``unlabelled`` (not training): keep clips whose label is not in ``label_names`` too, with
+    emotion target -1 (new clips to predict have no label).
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; allowed values: {', '.join(FUSIONS)}")
@@ -480,10 +490,14 @@ def make_dataset(
         raise ValueError(f"early fusion needs an even number of frames (VideoMAE tubelets of 2), got {num_frames}")
     if not training and (class_balanced or dataset_weights):
         raise ValueError("class_balanced and dataset_weights are training options")
+    if training and unlabelled:
+        raise ValueError("unlabelled clips cannot be trained on")
     label_names = [str(name) for name in label_names]
     if not label_names or len(set(label_names)) != len(label_names):
         raise ValueError(f"label_names must be distinct and not empty, got {label_names}")
-    stream = dict(num_frames=num_frames, labels=_lookup(label_names, -1), keep=_membership(clip_ids), training=training)
+    stream = dict(
+        num_frames=num_frames, labels=_lookup(label_names, -1), keep=_membership(clip_ids), training=training, unlabelled=unlabelled
+    )
 
     if dataset_weights:
         groups = _by_dataset(paths)

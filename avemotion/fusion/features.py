@@ -81,11 +81,12 @@ def face_sequence(table: pd.DataFrame, total_frames: int, steps: int) -> np.ndar
 
     A segment is the mean of its successful frames; a segment without one takes the successful frame
     nearest its middle frame. A CSV row's frame is its ``frame`` column (1-based, as OpenFace writes
-    it) or its position; rows past ``total_frames`` belong to the last segment.
+    it) or its position; rows past ``total_frames`` belong to the last segment. Without any
+    successful frame (a new clip predicted without a face) every value is NaN.
     """
     ok = successful(table)
     if not ok.any():
-        raise ValueError("no successful face frame to resample")
+        return np.full((steps, len(FACE_COLUMNS)), np.nan, np.float32)
     index = table["frame"].to_numpy(dtype=np.int64) - 1 if "frame" in table else np.arange(len(table))
     index, values = index[ok], face_values(table)[ok]
     total = max(int(total_frames), 1)

@@ -57,11 +57,14 @@ FACE_SEQUENCE_TYPE = pa.list_(pa.list_(pa.float32(), FACE_FEATURES))
 # ---- chunk orchestration ----------------------------------------------------------------------
 
 
-def fuse_chunk(manifest, chunk: int, tables: dict, outdir, num_frames: int, n_mfcc: int, tabular, tfrecord) -> pa.Table:
-    """Write the chunk's two shards; return the tabular shard."""
+def fuse_chunk(
+    manifest, chunk: int, tables: dict, outdir, num_frames: int, n_mfcc: int, tabular, tfrecord, labelled_only: bool = True
+) -> pa.Table:
+    """Write the chunk's two shards; return the tabular shard. ``labelled_only=False`` keeps clips
+    without a label (new clips to predict)."""
     rows = pd.read_parquet(manifest)
     rows = rows[rows["chunk"] == int(chunk)].reset_index(drop=True)
-    clips = select_clips(rows, stage_info(tables))
+    clips = select_clips(rows, stage_info(tables), labelled_only)
     tabular_rows, sequences = [], []
     with atomic_path(tfrecord) as tmp, open(tmp, "wb") as handle:
         for clip in clips.to_dict("records"):
@@ -97,10 +100,11 @@ def stage_info(tables: dict) -> pd.DataFrame:
     return merged
 
 
-def select_clips(rows: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
-    """The manifest rows that are usable and labelled, with their info columns; logs the others."""
+def select_clips(rows: pd.DataFrame, info: pd.DataFrame, labelled_only: bool = True) -> pd.DataFrame:
+    """The manifest rows that are usable and labelled (or all usable ones), with their info
+    columns; logs the others."""
     usable = rows["clip_id"].isin(info["clip_id"])
-    labelled = rows["label_index"] >= 0
+    labelled = (rows["label_index"] >= 0) | (not labelled_only)
     log.info(
         "%d clips in the chunk: %d not ok in every preprocessing stage (see quarantine.csv), %d usable without a label (left out)",
         len(rows),

@@ -96,8 +96,11 @@ def _process_one(stage: Stage, clip: dict) -> tuple[dict, list[dict], bool]:
     return {"clip_id": clip["clip_id"], **row, "seconds": time.perf_counter() - started}, entries, final
 
 
-def run_chunk(stage: Stage, clips: list[dict], table_path, quarantine_path) -> pd.DataFrame:
-    """Process every clip of a chunk; write the chunk table and the stage's quarantine part."""
+def run_chunk(stage: Stage, clips: list[dict], table_path, quarantine_path, progress=None) -> pd.DataFrame:
+    """Process every clip of a chunk; write the chunk table and the stage's quarantine part.
+
+    ``progress``, when given, is called after each clip that had to be processed.
+    """
     started = time.perf_counter()
     rows, quarantined, pending = [], [], []
     for clip in clips:
@@ -115,6 +118,8 @@ def run_chunk(stage: Stage, clips: list[dict], table_path, quarantine_path) -> p
             row, entries, final = _process_one(stage, clip)
             rows.append(row)
             quarantined += entries
+            if progress:
+                progress()
             if not final:
                 continue
             with atomic_path(_receipt_path(stage, clip["clip_id"])) as tmp:

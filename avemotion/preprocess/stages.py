@@ -3,6 +3,10 @@
 audio:  results/{dataset}/audio/{clip}.wav and spectrograms/{clip}_mel.png, _mfcc.png, _mel.npy
 face:   results/{dataset}/openface/{clip}.csv (OpenFace 2 schema, from the configured backend)
 frames: results/{dataset}/frames/{clip}.npy, uint8 (T, S, S, 3); face crops use the face stage's boxes
+
+The workflow quarantines a clip without a face. Prediction on new clips (avemotion.inference) sets
+the face setting ``no_face: keep``: the clip keeps its all-failed face table and its frames are
+the whole picture (crop "full"), so it is still predicted, with a warning.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ class FaceStage(Stage):
             table, fps, shape = self._facemesh(video)
         else:
             table, fps, shape = self._openface(video)
-        if not (table["success"] == 1).any():
+        if not (table["success"] == 1).any() and self.settings.get("no_face", "quarantine") != "keep":
             raise ClipDefect("no face in any frame")
         with atomic_path(self.artifacts(clip)[0]) as tmp:
             table.to_csv(tmp, index=False)
@@ -160,25 +164,27 @@ class FramesStage(Stage):
         return [artifact(self.outdir, "frames", clip["clip_id"], ".npy")]
 
     def process(self, clip):
-        boxes = None
-        if self.settings["crop"] == "face":
+        boxes, crop = None, self.settings["crop"]
+        if crop == "face":
             if not self.face_csv(clip).exists():
                 raise SkipClip("no face features (quarantined by the face stage)")
             from avemotion.face.facemesh import face_boxes
 
             boxes = face_boxes(pd.read_csv(self.face_csv(clip)))
+            if np.isnan(boxes).all():  # kept without a face (prediction): nothing to crop to
+                boxes, crop = None, "full"
         frames, info = sample_clip_frames(
             self.root / clip["path"],
             self.settings["num_frames"],
             self.settings["input_size"],
-            self.settings["crop"],
+            crop,
             face_boxes=boxes,
             margin=self.settings["face_margin"],
         )
         with atomic_path(self.artifacts(clip)[0]) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, frames)
-        return {**info, "crop": self.settings["crop"]}
+        return {**info, "crop": crop}
 
 
 STAGES = {stage.name: stage for stage in (AudioStage, FaceStage, FramesStage)}

@@ -14,8 +14,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Clip ids and every model output (emotion outputs as probabilities) for the given clips."""
+def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool = False) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Clip ids and every model output (emotion outputs as probabilities) for the given clips
+    (``unlabelled``: also those without a label of the model, as new clips are)."""
     from avemotion.fusion.dataset import make_dataset
 
     names = model_input_names(model)
@@ -30,6 +31,7 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids) -> tuple[list[s
         fusion=settings["fusion"],
         with_ids=True,
         inputs=names,
+        unlabelled=unlabelled,
     )
     ids, collected = [], {}
     for inputs, _, meta in dataset:

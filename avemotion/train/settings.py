@@ -6,6 +6,8 @@ The result is plain JSON data. Training writes it beside each model, so evaluati
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from avemotion.config import ConfigError, enabled_datasets, preprocess_settings
 from avemotion.labels import CANONICAL_LABELS
 
@@ -74,6 +76,8 @@ def experiment_settings(config: dict, name: str) -> dict:
         "model": model,
         **_shared_frames(config, experiment),
         "training": {**config["training"], **(experiment.get("training") or {})},
+        # Saved beside the model, so `avemotion predict` prepares new clips as these were prepared.
+        "preprocess": {dataset: preprocess_settings(config, dataset) for dataset in experiment["datasets"]},
     }
 
 
@@ -85,6 +89,27 @@ def check_experiments(config: dict) -> None:
         raise ConfigError(f"config: experiments: names must be unique; repeated: {', '.join(duplicated)}")
     for name in names:
         experiment_settings(config, name)
+    prediction_experiments(config)
+
+
+def prediction_experiments(config: dict) -> list[str]:
+    """The experiments whose final models predict the clips of predict.input_dir (none without it)."""
+    predict = config.get("predict") or {}
+    if not predict.get("input_dir"):
+        return []
+    if not Path(predict["input_dir"]).is_dir():
+        raise ConfigError(f"config: predict.input_dir: {predict['input_dir']} is not a folder (relative paths start at the working directory)")
+    finals = [name for name in experiment_names(config) if experiment_settings(config, name)["final"]]
+    chosen = predict.get("experiments")
+    if chosen is None:
+        return finals
+    unknown = [name for name in chosen if name not in finals]
+    if unknown:
+        raise ConfigError(
+            f"config: predict.experiments: {', '.join(map(repr, unknown))} is not an experiment with a final model; "
+            f"allowed values: {', '.join(finals) or '(none: no experiment has final: true)'}"
+        )
+    return list(chosen)
 
 
 def heldout_datasets(settings: dict) -> list[str]:

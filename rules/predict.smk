@@ -1,0 +1,19 @@
+# Predictions for new clips: every video under predict.input_dir, by each chosen experiment's final
+# model, with the preprocessing that model was trained with (as `avemotion predict` does).
+
+rule predict_clips:
+    input:
+        model="results/experiments/{experiment}/final/model.keras",
+        settings="results/experiments/{experiment}/final/settings.json",
+        clips=new_clips,  # common.smk
+    output:
+        "results/predictions/{experiment}.csv",
+    params:
+        model_dir=lambda wildcards, input: os.path.dirname(input.model),
+    threads: training_threads
+    log:
+        "results/logs/predict/{experiment}.log",
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/predict_clips.py"

@@ -1,0 +1,144 @@
+"""Prediction on new clips: `avemotion predict` and the predict_clips rule."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from avemotion.cli import main
+from snakemake.utils import validate
+
+from avemotion.config import SCHEMA_PATH, ConfigError
+from avemotion.inference import Progress, clip_records, format_table, video_files, write_predictions
+from avemotion.train.settings import prediction_experiments
+from conftest import REPO, demo_config, run_snakemake
+
+# pair_late (conftest.QUICK_EXPERIMENTS): crema_d + enterface, late fusion (fitted branch weights),
+# tested on fold 2. Its enterface clips take their audio from the video, as a new clip does (CREMA-D
+# clips were prepared from the corpus' separate WAV files).
+MODEL = "results/experiments/pair_late/fold_2"
+
+
+def test_predict_on_demo_clips_equals_the_evaluation_predictions_of_the_same_model(demo_run, tmp_path):
+    evaluated = pd.read_parquet(demo_run / MODEL / "predictions.parquet")
+    evaluated = evaluated[evaluated["dataset"] == "enterface"].set_index("clip_id")
+    manifest = pd.read_parquet(demo_run / "results" / "enterface" / "manifest.parquet").set_index("clip_id")
+    assert len(evaluated) >= 4
+    clips = [str(demo_run / "resources" / "demo" / "enterface" / manifest.loc[clip, "path"]) for clip in evaluated.index]
+    out = tmp_path / "predictions.json"
+    assert main(["predict", "--model", str(demo_run / MODEL), *clips, "--out", str(out), "--quiet"]) == 0
+    predicted = pd.DataFrame(json.loads(out.read_text()))
+    assert predicted["clip"].tolist() == clips  # one row per clip, in the given order
+    labels = json.loads((demo_run / MODEL / "settings.json").read_text())["labels"]
+    probabilities = [f"prob_{label}" for label in labels]
+    np.testing.assert_allclose(predicted[probabilities].to_numpy(), evaluated[probabilities].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(predicted["valence"], evaluated["valence_pred"], atol=1e-5)
+    np.testing.assert_allclose(predicted["arousal"], evaluated["arousal_pred"], atol=1e-5)
+    assert predicted["predicted_label"].tolist() == evaluated["predicted_label"].tolist()
+    assert (predicted["face_ratio"] > 0.5).all() and (predicted["error"] == "").all()
+
+
+def defect_clips(demo_run, dataset: str) -> dict[str, str]:
+    """{quarantine reason: clip path} of the demo corpus' defective clips."""
+    quarantine = pd.read_csv(demo_run / "results" / dataset / "quarantine.csv")
+    root = demo_run / "resources" / "demo" / dataset
+    return {reason: str(root / path) for reason, path in zip(quarantine["reason"], quarantine["path"])}
+
+
+def test_unreadable_clips_get_error_rows_and_clips_without_face_or_audio_are_predicted_with_warnings(demo_run, tmp_path, capsys):
+    defects = defect_clips(demo_run, "enterface")
+    no_face, no_audio = defects["no face in any frame"], defects["no audio stream"]
+    empty = next(path for reason, path in defects.items() if reason.startswith("zero-length file"))
+    missing = str(tmp_path / "absent.mp4")
+    status = main(["predict", "--model", str(demo_run / MODEL), no_face, empty, no_audio, missing, "--quiet"])
+    assert status == 1  # some clips failed
+    printed = capsys.readouterr()
+    assert "2 of 4 clips could not be predicted" in printed.err
+    lines = printed.out.splitlines()
+    assert lines[0].split()[:2] == ["clip", "predicted"] and "valence" in lines[0] and "face" in lines[0]
+    by_clip = {clip: next(line for line in lines[1:] if line.startswith(clip + " ")) for clip in (no_face, no_audio, empty, missing)}
+    assert "no face found" in by_clip[no_face] and " 0% " in by_clip[no_face]
+    assert "no audio stream: predicted with silent audio" in by_clip[no_audio]
+    assert "ERROR: audio: zero-length file" in by_clip[empty]
+    assert "ERROR: no such file" in by_clip[missing]
+
+
+def test_the_predict_rule_writes_one_table_per_final_model_for_the_clips_of_input_dir(demo_run, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(demo_run, work, copy_function=os.link, ignore=shutil.ignore_patterns(".snakemake"))
+    shutil.copytree(demo_run / ".snakemake", work / ".snakemake")
+    new = work / "new_clips"
+    (new / "batch").mkdir(parents=True)
+    defective = set(defect_clips(demo_run, "mafw").values())
+    mafw = demo_run / "resources" / "demo" / "mafw" / "data" / "clips"
+    for name in [name for name in sorted(os.listdir(mafw)) if str(mafw / name) not in defective][:3]:
+        shutil.copy(mafw / name, new / "batch" / name)
+    (new / "broken.mp4").write_bytes(b"not a video")
+    (new / "notes.txt").write_text("not a clip")
+    config = yaml.safe_load(open(demo_config(work)))
+    config["predict"] = {"input_dir": "new_clips"}
+    (work / "predict.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(work, "predict", "--cores", "2", "--configfile", str(work / "predict.yaml"))
+    table = pd.read_csv(work / "results" / "predictions" / "crema_d_hybrid.csv", keep_default_na=False)
+    assert not (work / "results" / "predictions" / "pair_late.csv").exists()  # no final model
+    assert sorted(table["clip"]) == sorted(str(path.relative_to(work)) for path in video_files(new))
+    assert len(table) == 4
+    broken = table.set_index("clip").loc["new_clips/broken.mp4"]
+    assert broken["error"] and broken["predicted_label"] == ""
+    good = table[table["error"] == ""]
+    labels = json.loads((work / "results/experiments/crema_d_hybrid/final/settings.json").read_text())["labels"]
+    assert len(good) == 3 and set(good["predicted_label"]) <= set(labels)
+    np.testing.assert_allclose(good[[f"prob_{label}" for label in labels]].astype(float).sum(axis=1), 1.0, atol=1e-5)
+    # The same run again has nothing to do.
+    dry = run_snakemake(work, "predict", "-n", "--cores", "2", "--configfile", str(work / "predict.yaml"))
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_predict_config_names_the_key_and_the_allowed_experiments(tmp_path):
+    experiments = [
+        {"name": "a", "datasets": ["crema_d"], "fusion": "late", "final": True},
+        {"name": "b", "datasets": ["crema_d"], "fusion": "late", "final": False},
+    ]
+    config = yaml.safe_load((REPO / "config.yaml").read_text()) | {"experiments": experiments}
+    validate(config, schema=str(SCHEMA_PATH))  # fills in the defaults
+    assert prediction_experiments(config) == []
+    config["predict"] = {"input_dir": str(tmp_path / "absent")}
+    with pytest.raises(ConfigError, match="predict.input_dir"):
+        prediction_experiments(config)
+    config["predict"] = {"input_dir": str(tmp_path), "experiments": None}
+    assert prediction_experiments(config) == ["a"]
+    config["predict"]["experiments"] = ["b"]
+    with pytest.raises(ConfigError, match=r"predict.experiments: 'b' .* allowed values: a"):
+        prediction_experiments(config)
+
+
+def test_clip_ids_are_unique_and_outputs_are_csv_or_json(tmp_path):
+    records = clip_records(["x/clip one.mp4", "y/clip one.mp4", "z/other.avi"])
+    assert [record["clip_id"] for record in records] == ["clip_one", "clip_one_2", "other"]
+    table = pd.DataFrame({"clip": ["a.mp4"], "predicted_label": ["anger"], "prob_anger": [1.0], "valence": [-0.5],
+                          "arousal": [0.5], "face_ratio": [1.0], "warnings": [""], "error": [""]})
+    write_predictions(table, tmp_path / "p.csv")
+    write_predictions(table, tmp_path / "p.json")
+    assert pd.read_csv(tmp_path / "p.csv")["prob_anger"].tolist() == [1.0]
+    assert json.loads((tmp_path / "p.json").read_text())[0]["predicted_label"] == "anger"
+    with pytest.raises(ValueError, match=r"\.csv or \.json"):
+        write_predictions(table, tmp_path / "p.txt")
+    assert format_table(table).splitlines()[1].split()[:3] == ["a.mp4", "anger", "1.000"]
+
+
+def test_progress_is_shown_for_more_than_a_few_clips_only():
+    few, many = io.StringIO(), io.StringIO()
+    for stream, total in ((few, 3), (many, 20)):
+        bar = Progress(total, "preparing", stream=stream)
+        for _ in range(total):
+            bar.advance()
+    assert few.getvalue() == ""
+    lines = many.getvalue().splitlines()  # not a terminal: a line per tenth
+    assert len(lines) == 10 and lines[-1].endswith("20/20")

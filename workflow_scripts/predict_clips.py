@@ -1,0 +1,16 @@
+"""Predict every new clip with one final model (rule predict_clips); unreadable clips get error rows."""
+
+import contextlib
+import logging
+import sys
+
+from avemotion.inference import predict_files, write_predictions
+from avemotion.logs import script_logging
+from avemotion.train.experiment import configure_threads
+
+with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):
+    configure_threads(snakemake.threads)
+    table = predict_files(snakemake.params.model_dir, snakemake.input.clips)
+    write_predictions(table, snakemake.output[0])
+    failed = table.loc[table["error"] != "", ["clip", "error"]]
+    logging.getLogger("predict").info("%d clips predicted, %d not: %s", len(table) - len(failed), len(failed), failed.to_dict("records"))
