@@ -173,3 +173,55 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path):
     # Snakemake would delete before rerunning the job).
     kept = history.set_index("epoch").loc[before_kill["epoch"], "val_loss"].to_numpy()
     np.testing.assert_allclose(kept, before_kill["val_loss"].to_numpy())
+
+
+REPLICA_SCRIPT = """
+import json, logging, sys
+import numpy as np
+import tensorflow as tf
+settings, tabular, tfrecord, split, out, replicas = json.loads(sys.argv[1])
+if replicas > 1:  # before TensorFlow initialises its devices
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+logging.basicConfig(level=logging.INFO)
+import keras
+from avemotion.train.experiment import build_model, datasets_for, for_model, losses_for, run_experiment_fold, training_strategy
+from avemotion.train.models import model_input_names
+from avemotion.train.optimizer import build_adamw
+# Two optimizer steps on the same batches, from the same initial weights.
+keras.utils.set_random_seed(0)
+strategy = training_strategy()
+with strategy.scope():
+    model = build_model(settings)
+    train, _ = datasets_for(settings, tfrecord, split, model_input_names(model))
+    losses, weights = losses_for(model, settings)
+    model.compile(optimizer=build_adamw(model, base_lr=1e-3, warmup_steps=0, total_steps=10), loss=losses, loss_weights=weights)
+    batches = iter(for_model(train, model))
+    steps = [model.train_on_batch(*next(batches), return_dict=True)["loss"] for _ in range(2)]
+np.savez(out + "_steps.npz", losses=np.array(steps), *model.get_weights())
+if replicas > 1:
+    run_experiment_fold(settings, tabular, tfrecord, 1, out)
+"""
+
+
+def test_training_on_two_mirrored_devices_takes_the_steps_of_one_device(tmp_path):
+    """MirroredStrategy over two logical CPUs: each replica gets half of every batch, and the summed
+    gradients must give the single-device step (the losses divide by the replica count)."""
+    tabular, tfrecord, table = learnable_shards(tmp_path / "results")
+    settings = settings_for("hybrid", epochs=1)
+    settings["training"]["va_loss_weight"] = 0.0  # CCC is a batch statistic: two halves differ from the whole
+    split = {"train": sorted(table["clip_id"])[:24], "validation": [], "test": []}
+    for replicas in (1, 2):
+        out = str(tmp_path / f"replicas_{replicas}")
+        arguments = json.dumps([settings, tabular, tfrecord, split, out, replicas])
+        done = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT, arguments], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    one, two = (np.load(tmp_path / f"replicas_{r}_steps.npz") for r in (1, 2))
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    for name in one.files:
+        np.testing.assert_allclose(two[name], one[name], atol=1e-5, err_msg=name)
+    # A whole training job on the two devices, as a multi-GPU node runs it.
+    assert "2 replica(s)" in done.stderr
+    predictions = pd.read_parquet(tmp_path / "replicas_2" / "predictions.parquet")
+    assert sorted(predictions["clip_id"]) == sorted(table.loc[table["fold"] == 1, "clip_id"])
+    assert (tmp_path / "replicas_2" / "model.keras").is_file()

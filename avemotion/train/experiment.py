@@ -46,6 +46,23 @@ def configure_precision(training: dict) -> str:
     return wanted
 
 
+def training_strategy():
+    """tf.distribute.MirroredStrategy over this process' GPUs when it sees more than one (one node,
+    each batch split across them, gradients all-reduced), else over its logical CPU devices when
+    it configured several (tests), else the default strategy (one device).
+
+    ``batch_size`` stays the global batch: each of N replicas gets batch_size / N clips. The losses
+    divide by the replica count (avemotion.train.losses), so N replicas take the same step as one.
+    """
+    import tensorflow as tf
+
+    for kind in ("GPU", "CPU"):
+        devices = [device.name for device in tf.config.list_logical_devices(kind)]
+        if len(devices) > 1:
+            return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
 def losses_for(model, settings: dict):
     from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
     from avemotion.train.models import task_of
@@ -254,20 +271,29 @@ def run_experiment_fold(
     run = f"held-out {held_out_dataset}" if held_out_dataset else f"fold {test_fold}"
     if not split["train"] or not split["validation"]:
         raise ValueError(f"experiment {settings['name']} {run}: no training or validation speakers left")
+    strategy = training_strategy()
     log.info(
-        "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s",
+        "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s; %d replica(s)",
         settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
+        strategy.num_replicas_in_sync,
     )
     write_json(outdir / "split.json", split)
     write_json(outdir / "settings.json", {**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset})
 
     face_stats = None if settings["fusion"] == "early" else training_face_statistics(settings, tfrecord_paths, split["train"])
-    model = build_model(settings, face_stats)
     from avemotion.train.models import model_input_names
 
-    train, validation = datasets_for(settings, tfrecord_paths, split, model_input_names(model))
-    steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
-    fit(model, settings, train, validation, steps_per_epoch, outdir)
+    with strategy.scope():  # variables, optimizer and compiled steps live on every replica
+        model = build_model(settings, face_stats)
+        train, validation = datasets_for(settings, tfrecord_paths, split, model_input_names(model))
+        steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
+        fit(model, settings, train, validation, steps_per_epoch, outdir)
+    if strategy.num_replicas_in_sync > 1:
+        # Predict and save with a one-device copy: a mirrored model's predict_on_batch runs the batch
+        # on every replica, and the saved model should not depend on the devices it was trained on.
+        trained = model.get_weights()
+        model = build_model(settings, face_stats)
+        model.set_weights(trained)
 
     evaluated = "test" if split["test"] else "validation"
     predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips)
