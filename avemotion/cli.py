@@ -39,6 +39,9 @@ def _convert_weights(args) -> int:
 
 
 def _predict(args) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bar
     from avemotion.inference import format_table, predict_files, write_predictions
 
     table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet)
