@@ -11,6 +11,8 @@ rule predict_clips:
     params:
         model_dir=lambda wildcards, input: os.path.dirname(input.model),
     threads: training_threads
+    resources:
+        gpu=training_gpus,
     log:
         "results/logs/predict/{experiment}.log",
     conda:

@@ -69,6 +69,8 @@ rule predict_cross_corpus:
         model_dir=lambda wildcards, input: os.path.dirname(input.model),
         outdir=lambda wildcards, output: os.path.dirname(output.metrics),
     threads: training_threads
+    resources:
+        gpu=training_gpus,
     log:
         "results/logs/train/{experiment}/cross_{dataset}.log",
     conda:
