@@ -23,8 +23,10 @@
    (default hybrid: VideoMAE on the frames plus the audio and face branches), compiled as a training
    job compiles it (the experiment's losses, AdamW with layer decay, --precision, --xla), trained
    with train_on_batch on batches from the same pipeline: clips per second over --train-batches
-   batches after --train-warmup untimed ones. --train-batches 0 skips it. On a 2-core CPU a base
-   step of 8 clips of 16 x 224 takes about a minute; on a GPU use --precision bf16 --xla.
+   batches after --train-warmup untimed ones. --train-batches 0 skips it. On a 2-core CPU with 24 GiB
+   a base step of 8 clips of 16 x 224 in float32 runs out of memory (the attention maps of 12
+   layers alone take about 11 GB): use --batch 2 there (about 24 s a step, 0.08 clips/s). On a GPU
+   use --precision bf16 --xla.
 
 Uses every core this process may use (tf.data's AUTOTUNE). Other work on the cores skews the
 figures: the 1-minute load average is printed before and after. Prints `name: value` lines only.
