@@ -108,7 +108,7 @@ def stage_settings(preprocess: dict) -> dict[str, dict]:
 def prepare_clips(clips: list[dict], preprocess: dict, workdir: Path, progress: Progress | None = None) -> dict:
     """Run the three preprocessing stages and the fuse stage on ``clips`` in ``workdir``.
 
-    Returns {"tfrecord": path, "tables": {stage: DataFrame}, "quarantine": DataFrame}.
+    Returns {"tfrecord": path, "usable": clips in it, "tables": {stage: DataFrame}, "quarantine": DataFrame}.
     """
     from avemotion.fusion.shards import fuse_chunk
     from avemotion.preprocess.chunk import run_chunk
@@ -139,7 +139,7 @@ def prepare_clips(clips: list[dict], preprocess: dict, workdir: Path, progress: 
     )
     manifest.to_parquet(workdir / "manifest.parquet", index=False)
     tfrecord = workdir / "shards" / "tfrecord" / "0.tfrecord"
-    fuse_chunk(
+    shard = fuse_chunk(
         workdir / "manifest.parquet",
         0,
         tables,
@@ -152,6 +152,7 @@ def prepare_clips(clips: list[dict], preprocess: dict, workdir: Path, progress: 
     )
     return {
         "tfrecord": tfrecord,
+        "usable": shard.num_rows,
         "tables": {name: pd.read_parquet(path).set_index("clip_id") for name, path in tables.items()},
         "quarantine": merge_quarantine(quarantine_parts),
     }
@@ -206,6 +207,7 @@ def predict_files(model_dir, paths, dataset: str | None = None, workdir=None, pr
         if readable:
             bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
             prepared = prepare_clips(readable, preprocess, workdir, bar)
+        if readable and prepared["usable"]:
             model = keras.models.load_model(model_dir / "model.keras", compile=False)
             weights_path = model_dir / "late_weights.json"
             weights = json.loads(weights_path.read_text()) if weights_path.exists() else None

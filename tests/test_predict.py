@@ -68,6 +68,9 @@ def test_unreadable_clips_get_error_rows_and_clips_without_face_or_audio_are_pre
     assert "no audio stream: predicted with silent audio" in by_clip[no_audio]
     assert "ERROR: audio: zero-length file" in by_clip[empty]
     assert "ERROR: no such file" in by_clip[missing]
+    # Nothing predictable at all: error rows, no model run.
+    assert main(["predict", "--model", str(demo_run / MODEL), empty, "--quiet"]) == 1
+    assert "ERROR: audio: zero-length file" in capsys.readouterr().out
 
 
 def test_the_predict_rule_writes_one_table_per_final_model_for_the_clips_of_input_dir(demo_run, tmp_path):
