@@ -163,7 +163,8 @@ class VideoMAEAttention(keras.layers.Layer):
         head_size = self.hidden_size // self.num_heads
         qkv = self.qkv(inputs)
         if self.qkv_bias:
-            qkv = qkv + ops.concatenate([self.q_bias, ops.zeros_like(self.q_bias), self.v_bias])
+            q_bias = ops.convert_to_tensor(self.q_bias)  # zeros_like of a Variable fails under JAX
+            qkv = qkv + ops.concatenate([q_bias, ops.zeros_like(q_bias), self.v_bias])
         qkv = ops.reshape(qkv, (-1, inputs.shape[1], 3, self.num_heads, head_size))
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         # Plain einsums: under XLA on CPU they ran 1.7x faster than keras.ops.dot_product_attention.

@@ -35,13 +35,30 @@ def experiment_clips(tabular_paths, labels: list[str]) -> tuple[pd.DataFrame, in
     return clips[inside].reset_index(drop=True), int((~inside).sum())
 
 
+def gpu_available() -> bool:
+    """Whether Keras' backend sees a GPU (TensorFlow in the workflow; JAX or torch in benchmarks)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def configure_precision(training: dict) -> str:
     import keras
-    import tensorflow as tf
 
     wanted = training["mixed_precision"]
     if wanted == "auto":
-        wanted = "bf16" if tf.config.list_physical_devices("GPU") else "float32"
+        wanted = "bf16" if gpu_available() else "float32"
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if wanted == "bf16" else "float32")
     return wanted
 
