@@ -18,7 +18,7 @@ def batch_for(model, size=2):
 @pytest.mark.parametrize(
     "fusion, inputs, outputs",
     [
-        ("early", {"early"}, {"emotion", "valence", "arousal"}),
+        ("early", {"early", "face_sequence", "face_present"}, {"emotion", "valence", "arousal"}),
         ("late", {"frames", "mel", "face_sequence", "face_present"},
          {f"{b}_{t}" for b in ("video", "audio", "face") for t in ("emotion", "valence", "arousal")}),
         ("hybrid", {"frames", "mel", "face_sequence", "face_present"},
@@ -40,6 +40,24 @@ def test_fusion_modes(fusion, inputs, outputs):
     if fusion != "early":
         shapes = {tensor.name: tuple(tensor.shape[1:]) for tensor in model.inputs}
         assert shapes["mel"] == (MEL_BANDS, AUDIO_STEPS, 1) and shapes["face_sequence"] == (4, FACE_FEATURES)
+
+
+def test_early_fusion_encoder_attends_over_patch_and_face_tokens(tmp_path):
+    """Early fusion is one sequence: the 2T-frame patch tokens, then one face token per sampled frame;
+    the face features change the prediction, and the saved model keeps the face-token layers."""
+    import keras
+
+    model = build_fusion_model("early", TINY, 6, num_frames=4, image_size=32)
+    backbone = backbone_of(model)
+    assert backbone.extra_tokens == 4
+    patch_tokens = (8 // 2) * (32 // 16) ** 2
+    assert tuple(backbone.get_layer("append_tokens").output.shape[1:]) == (patch_tokens + 4, TINY["hidden_size"])
+    batch = batch_for(model)
+    moved = {**batch, "face_sequence": batch["face_sequence"] + 1.0}
+    assert not np.allclose(np.asarray(model(batch)["emotion"]), np.asarray(model(moved)["emotion"]))
+    model.save(tmp_path / "early.keras")
+    reloaded = keras.models.load_model(tmp_path / "early.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(reloaded(moved)["emotion"]), np.asarray(model(moved)["emotion"]), atol=1e-5)
 
 
 def test_unknown_fusion_names_the_allowed_values():

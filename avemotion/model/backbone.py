@@ -2,6 +2,10 @@
 
 Input: (batch, frames, height, width, 3) float RGB in [0, 1]. Output: the pooled clip embedding
 (mean over tokens, then fc_norm), shape (batch, hidden_size).
+
+With ``extra_tokens`` N > 0 the backbone takes a second input, (batch, N, hidden_size) tokens made
+outside it (early fusion's face-feature tokens), appended to the positioned patch tokens so that the
+encoder attends over both. It adds no weights: pretrained checkpoints load unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class VideoMAEBackbone(keras.Model):
         drop_path_rate: float = 0.0,
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
+        extra_tokens: int = 0,
         dtype=None,
         **kwargs,
     ):
@@ -46,6 +51,11 @@ class VideoMAEBackbone(keras.Model):
         x = ImageStandardization(image_mean, image_std, dtype="float32", name="standardize")(frames)
         x = TubeletEmbedding(hidden_size, patch_size, tubelet_size, dtype=dtype, name="patch_embed")(x)
         x = SinusoidPositionEmbedding(dtype=dtype, name="positions")(x)
+        inputs = frames
+        if extra_tokens:
+            tokens = keras.Input(shape=(extra_tokens, hidden_size), name="tokens")
+            x = keras.layers.Concatenate(axis=1, dtype=dtype, name="append_tokens")([x, tokens])
+            inputs = [frames, tokens]
         # Drop path grows linearly with depth, as in the reference recipe.
         rates = np.linspace(0.0, drop_path_rate, num_layers) if num_layers else []
         for index in range(num_layers):
@@ -61,7 +71,7 @@ class VideoMAEBackbone(keras.Model):
             )(x)
         x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="mean_pool")(x)
         pooled = keras.layers.LayerNormalization(epsilon=fc_norm_eps, dtype=dtype, name="fc_norm")(x)
-        super().__init__(inputs=frames, outputs=pooled, **kwargs)
+        super().__init__(inputs=inputs, outputs=pooled, **kwargs)
 
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -77,6 +87,7 @@ class VideoMAEBackbone(keras.Model):
         self.drop_path_rate = drop_path_rate
         self.image_mean = tuple(float(value) for value in image_mean)
         self.image_std = tuple(float(value) for value in image_std)
+        self.extra_tokens = extra_tokens
 
     @classmethod
     def from_variant(cls, variant: str, **overrides) -> "VideoMAEBackbone":
@@ -103,6 +114,7 @@ class VideoMAEBackbone(keras.Model):
             "drop_path_rate": self.drop_path_rate,
             "image_mean": self.image_mean,
             "image_std": self.image_std,
+            "extra_tokens": self.extra_tokens,
         }
 
     @classmethod

@@ -297,7 +297,7 @@ def run_experiment_fold(
     write_json(outdir / "split.json", split)
     write_json(outdir / "settings.json", {**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset})
 
-    face_stats = None if settings["fusion"] == "early" else training_face_statistics(settings, tfrecord_paths, split["train"])
+    face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     from avemotion.train.models import model_input_names
 
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica

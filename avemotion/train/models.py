@@ -7,7 +7,11 @@ steps, 1) scaled to [0, 1], ``face_sequence`` (T, F), ``face_present`` (F,), and
 Outputs are named ``{branch_}{task}``: task ``emotion`` (logits), ``valence`` and ``arousal`` (tanh,
 in [-1, 1]). ``task_of(name)`` maps an output to its target, so every head trains on the same targets.
 
-- early:  one VideoMAE over the 2T-frame multimodal sequence -> emotion, valence, arousal.
+- early:  one VideoMAE over one multimodal token sequence -> emotion, valence, arousal: the patch
+          tokens of the 2T-frame sequence (frames, then spectrogram tiles) followed by T face tokens,
+          one per sampled frame (its standardised face features and which exist, projected to the
+          backbone width, plus a learned per-step embedding). Without the face tokens early fusion
+          would be the only mode blind to the face features.
 - late:   three branches, each with its own heads (video_*, audio_*, face_*); their predictions are
           combined afterwards with weights fitted on the validation split (``late_fusion_weights``).
 - hybrid: the branches' embeddings concatenated into shared heads (emotion, valence, arousal) plus
@@ -110,6 +114,28 @@ def face_encoder(sequence, present, statistics=None, width: int = 64, name: str 
     return layers.Dense(width, activation="relu", name=f"{name}_embedding")(pooled)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class StepEmbedding(layers.Layer):
+    """Adds a learned (steps, width) table: tells the encoder which step a token stands for and,
+    being learned apart from the patch tokens' fixed sinusoids, that it is a face token."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(name="table", shape=tuple(input_shape[1:]), initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.table, inputs.dtype)[None]
+
+
+def face_tokens(sequence, present, width: int, statistics=None, name: str = "face_tokens"):
+    """(B, T, F) face features -> (B, T, width) tokens for the early-fusion encoder."""
+    mean, variance = statistics if statistics is not None else (None, None)
+    x = layers.Normalization(axis=-1, mean=mean, variance=variance, name=f"{name}_standardize")(sequence)
+    which = layers.RepeatVector(sequence.shape[1], name=f"{name}_present")(present)
+    x = layers.Concatenate(name=f"{name}_features")([x, which])
+    x = layers.Dense(width, name=f"{name}_project")(x)
+    return StepEmbedding(name=f"{name}_steps")(x)
+
+
 def face_statistics(face_sequences, min_variance: float = 1e-6) -> tuple[list[float], list[float]]:
     """Per-column mean and variance over clips and steps; constant columns (absent features) get variance 1."""
     values = np.asarray(face_sequences, dtype=np.float64).reshape(-1, FACE_FEATURES)
@@ -127,7 +153,7 @@ def model_inputs(num_frames: int, image_size: int, fusion: str) -> dict:
     }
     if fusion == "early":
         inputs["early"] = keras.Input((2 * num_frames, image_size, image_size, 3), name="early")
-        for unused in ("frames", "mel", "face_sequence", "face_present"):
+        for unused in ("frames", "mel"):  # early holds them
             inputs.pop(unused)
     return inputs
 
@@ -150,9 +176,14 @@ def build_fusion_model(
         raise ValueError(f"fusion {fusion!r} is not allowed; allowed values: {', '.join(FUSION_MODES)}")
     inputs = model_inputs(num_frames, image_size, fusion)
     video_frames = 2 * num_frames if fusion == "early" else num_frames
-    backbone = VideoMAEBackbone(**{**backbone_settings, "num_frames": video_frames, "image_size": image_size}, name="videomae")
+    extra_tokens = num_frames if fusion == "early" else 0  # early fusion's face tokens
+    backbone = VideoMAEBackbone(
+        **{**backbone_settings, "num_frames": video_frames, "image_size": image_size, "extra_tokens": extra_tokens},
+        name="videomae",
+    )
     if fusion == "early":
-        video = layers.Dropout(dropout, name="video_dropout")(backbone(inputs["early"]))
+        tokens = face_tokens(inputs["face_sequence"], inputs["face_present"], backbone.hidden_size, face_stats)
+        video = layers.Dropout(dropout, name="video_dropout")(backbone([inputs["early"], tokens]))
         return keras.Model(inputs, heads(video, num_classes), name="early_fusion")
 
     embeddings = {
@@ -176,7 +207,7 @@ def build_fusion_model(
 
 
 def model_input_names(model: keras.Model) -> list[str]:
-    """The inputs a fusion model reads (the input pipeline offers all of them; early fusion reads one)."""
+    """The inputs a fusion model reads (the input pipeline offers all of them; early fusion reads early and the face inputs)."""
     return [tensor.name for tensor in model.inputs]
 
 
