@@ -225,3 +225,34 @@ def test_training_on_two_mirrored_devices_takes_the_steps_of_one_device(tmp_path
     predictions = pd.read_parquet(tmp_path / "replicas_2" / "predictions.parquet")
     assert sorted(predictions["clip_id"]) == sorted(table.loc[table["fold"] == 1, "clip_id"])
     assert (tmp_path / "replicas_2" / "model.keras").is_file()
+
+
+def test_each_training_phase_warms_up_and_decays_over_its_own_steps():
+    """The frozen-backbone warm start and the fine-tuning phase each get a fresh optimizer (step 0):
+    each schedule must warm up at its start and reach the minimum lr at its own last step."""
+    from avemotion.train.experiment import phase_schedule, training_phases
+    from avemotion.train.optimizer import WarmupCosine
+
+    training = {"epochs": 10, "frozen_backbone_epochs": 3, "warmup_epochs": 1}
+    assert training_phases(training) == [(0, 3, False), (3, 10, True)]
+    assert training_phases({**training, "frozen_backbone_epochs": 0}) == [(0, 10, True)]
+    assert training_phases({**training, "frozen_backbone_epochs": 12}) == [(0, 10, False)]
+    steps_per_epoch = 4
+    for start, end, _ in training_phases(training):
+        warmup, total = phase_schedule(training, start, end, steps_per_epoch)
+        assert (warmup, total) == (4, (end - start) * steps_per_epoch)
+        schedule = WarmupCosine(1e-3, warmup, total, min_lr=1e-6)
+        assert float(schedule(0)) == 0.0 and float(schedule(warmup)) == pytest.approx(1e-3)
+        assert float(schedule(total)) == pytest.approx(1e-6)
+
+
+def test_early_fusion_trains_through_a_frozen_backbone_warm_start(tmp_path):
+    """Two phases (backbone frozen for one epoch, then everything) train one early-fusion fold: the
+    epoch log spans both phases and the face tokens let the model learn the classes."""
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
+    settings = settings_for("early")
+    settings["training"]["frozen_backbone_epochs"] = 1
+    out = tmp_path / "experiment" / "fold_1"
+    metrics = run_experiment_fold(settings, tabular, tfrecord, 1, out)
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [0, 1, 2]
+    assert metrics["uar"] >= 0.9

@@ -205,6 +205,23 @@ def training_progress(outdir: Path) -> Path:
     return progress
 
 
+def training_phases(training: dict) -> list[tuple[int, int, bool]]:
+    """(first epoch, end epoch, backbone trainable) of each phase: the frozen-backbone warm start
+    (heads and the other branches only), then fine-tuning of everything."""
+    frozen = min(training["frozen_backbone_epochs"], training["epochs"])
+    phases = [(0, frozen, False), (frozen, training["epochs"], True)]
+    return [phase for phase in phases if phase[1] > phase[0]]
+
+
+def phase_schedule(training: dict, start: int, end: int, steps_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, total steps) of one phase's WarmupCosine. Each phase gets a fresh optimizer,
+    whose step count starts at 0, so its schedule must span that phase alone: warm-up, then cosine
+    down to the minimum at the phase's last step (a schedule over all epochs would leave the
+    fine-tuning phase's lr cut off mid-cosine)."""
+    total_steps = (end - start) * steps_per_epoch
+    return min(round(training["warmup_epochs"] * steps_per_epoch), total_steps), total_steps
+
+
 def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: Path) -> None:
     import keras
 
@@ -215,7 +232,6 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     train = for_model(train, model)
     validation = for_model(validation, model)
     base_lr = training["learning_rate"] * training["batch_size"] / 256
-    total_steps = training["epochs"] * steps_per_epoch
     progress = training_progress(outdir)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(outdir / "resume")),
@@ -228,16 +244,13 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
         ),
         keras.callbacks.CSVLogger(str(progress / "epochs.csv"), append=True),
     ]
-    frozen = min(training["frozen_backbone_epochs"], training["epochs"])
-    phases = [(0, frozen, False), (frozen, training["epochs"], True)] if frozen else [(0, training["epochs"], True)]
-    for start, end, backbone_trainable in phases:
-        if end <= start:
-            continue
+    for start, end, backbone_trainable in training_phases(training):
         set_backbone_trainable(model, backbone_trainable)
+        warmup_steps, total_steps = phase_schedule(training, start, end, steps_per_epoch)
         optimizer = build_adamw(
             model,
             base_lr=base_lr,
-            warmup_steps=min(round(training["warmup_epochs"] * steps_per_epoch), total_steps),
+            warmup_steps=warmup_steps,
             total_steps=total_steps,
             weight_decay=training["weight_decay"],
             layer_decay=training["layer_decay"],
