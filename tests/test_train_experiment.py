@@ -127,12 +127,16 @@ def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path)
     (progress / "best.weights.h5").write_bytes(b"weights of epoch 1")
     # A Keras backup exists (the job was killed): the epoch log and best weights stay, and the
     # checkpoint starts from the best loss so far instead of infinity.
-    (tmp_path / "resume").mkdir()
-    (tmp_path / "resume" / "training_metadata.json").write_text("{}")
+    (tmp_path / "resume" / "phase_0").mkdir(parents=True)
+    (tmp_path / "resume" / "phase_0" / "training_metadata.json").write_text("{}")
     assert training_progress(tmp_path) == progress and (progress / "best.weights.h5").exists()
     assert best_so_far(progress / "epochs.csv") == 0.4
-    # No backup (the earlier run finished, or never saved an epoch): a rerun starts from nothing.
-    shutil.rmtree(tmp_path / "resume")
+    # Killed between two phases: no backup yet, but the first phase's weights are kept.
+    shutil.rmtree(tmp_path / "resume" / "phase_0")
+    (progress / "phase_0.weights.h5").write_bytes(b"end of the frozen-backbone phase")
+    assert training_progress(tmp_path) == progress and (progress / "best.weights.h5").exists()
+    # Neither (the earlier run finished, or never saved an epoch): a rerun starts from nothing.
+    (progress / "phase_0.weights.h5").unlink()
     training_progress(tmp_path)
     assert list(progress.iterdir()) == [] and best_so_far(progress / "epochs.csv") is None
 
@@ -147,10 +151,15 @@ run_experiment_fold(settings, tabular, tfrecord, 1, out)
 """
 
 
-def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path):
+@pytest.mark.parametrize("frozen_epochs", [0, 1])
+def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_epochs):
+    """Killed after two epochs: without a frozen-backbone phase inside the one phase, with one
+    (epoch 1 of 4) inside the second phase, which must not rerun the first or restart itself."""
     tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
     out = tmp_path / "fold_1"
-    arguments = json.dumps([settings_for("hybrid", epochs=4), tabular, tfrecord, str(out)])
+    settings = settings_for("hybrid", epochs=4)
+    settings["training"]["frozen_backbone_epochs"] = frozen_epochs
+    arguments = json.dumps([settings, tabular, tfrecord, str(out)])
     command = [sys.executable, "-c", RESUME_SCRIPT, arguments]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
@@ -164,8 +173,8 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path):
     before_kill = pd.read_csv(epochs_so_far)
     second = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
-    # The rerun starts after the last completed epoch, not from epoch 1.
-    assert "Epoch 1/4" not in second.stdout and "Epoch 4/4" in second.stdout
+    # The rerun starts after the last completed epoch, not from epoch 1 (nor from the second phase's start).
+    assert "Epoch 1/" not in second.stdout and "Epoch 2/4" not in second.stdout and "Epoch 4/4" in second.stdout
     history = pd.read_csv(out / "history.csv")
     assert sorted(set(history["epoch"])) == [0, 1, 2, 3]
     assert (out / "model.keras").is_file() and not (out / "progress").exists()
@@ -173,6 +182,9 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path):
     # Snakemake would delete before rerunning the job).
     kept = history.set_index("epoch").loc[before_kill["epoch"], "val_loss"].to_numpy()
     np.testing.assert_allclose(kept, before_kill["val_loss"].to_numpy())
+    # The optimizer state came back too: the last phase's schedule ends at its minimum lr, as it
+    # does without a kill (a fresh optimizer would stop a resumed epoch or more short of it).
+    assert history["learning_rate"].iloc[-1] == pytest.approx(1e-6, rel=1e-3)
 
 
 REPLICA_SCRIPT = """

@@ -2,8 +2,9 @@
 
 Outputs in ``outdir``: model.keras, history.csv, predictions.parquet (test clips; for the final model
 the validation clips), metrics.json, settings.json, split.json, late_weights.json (late fusion).
-A killed job resumes from its last completed epoch (Keras BackupAndRestore under ``outdir/resume``;
-the epoch log and best weights so far under ``outdir/progress``).
+A killed job resumes from its last completed epoch (Keras BackupAndRestore per training phase under
+``outdir/resume``; the epoch log, best weights so far and each finished phase's weights under
+``outdir/progress``).
 The test fold is never used for model selection: the best epoch is chosen on validation loss.
 """
 
@@ -198,11 +199,26 @@ def training_progress(outdir: Path) -> Path:
     Snakemake does not delete them when it reruns a killed job. A fresh start (no Keras backup to
     resume from) clears what an earlier, finished or abandoned, run left there."""
     progress = outdir / "progress"
-    resuming = (outdir / "resume").is_dir() and any((outdir / "resume").iterdir())
+    # A Keras backup (killed inside a phase) or a finished phase's weights (killed between phases).
+    resuming = any((outdir / "resume").glob("*/*")) or any(progress.glob("phase_*.weights.h5"))
     if progress.exists() and not resuming:
         shutil.rmtree(progress)
     progress.mkdir(parents=True, exist_ok=True)
     return progress
+
+
+def learning_rate_logger():
+    """A callback that adds the optimizer's scheduled lr at each epoch's end to the epoch log
+    (history.csv), so a schedule can be checked after the fact. Keras is imported here, not at the
+    top: this module is imported where TensorFlow's start-up would only cost time."""
+    import keras
+
+    class LogLearningRate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+    return LogLearningRate()
 
 
 def training_phases(training: dict) -> list[tuple[int, int, bool]]:
@@ -234,7 +250,7 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     base_lr = training["learning_rate"] * training["batch_size"] / 256
     progress = training_progress(outdir)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(outdir / "resume")),
+        learning_rate_logger(),  # before CSVLogger, which writes what it adds
         keras.callbacks.ModelCheckpoint(
             str(progress / "best.weights.h5"),
             monitor="val_loss",
@@ -244,8 +260,15 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
         ),
         keras.callbacks.CSVLogger(str(progress / "epochs.csv"), append=True),
     ]
-    for start, end, backbone_trainable in training_phases(training):
+    for index, (start, end, backbone_trainable) in enumerate(training_phases(training)):
         set_backbone_trainable(model, backbone_trainable)
+        # Keras' backup resumes inside one fit() and is deleted when it ends, so a finished phase
+        # leaves its end state here: a job killed in a later phase skips the phases done before.
+        phase_done = progress / f"phase_{index}.weights.h5"
+        if phase_done.exists():
+            model.load_weights(phase_done)
+            continue
+        backup = keras.callbacks.BackupAndRestore(str(outdir / "resume" / f"phase_{index}"))
         warmup_steps, total_steps = phase_schedule(training, start, end, steps_per_epoch)
         optimizer = build_adamw(
             model,
@@ -262,9 +285,11 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
             epochs=end,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation,
-            callbacks=callbacks,
+            callbacks=[backup, *callbacks],
             verbose=2,
         )
+        with atomic_path(phase_done, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
     model.load_weights(progress / "best.weights.h5")
     with atomic_path(outdir / "history.csv") as tmp:
         shutil.copyfile(progress / "epochs.csv", tmp)
