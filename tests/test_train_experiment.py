@@ -177,7 +177,7 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_
     assert "Epoch 1/" not in second.stdout and "Epoch 2/4" not in second.stdout and "Epoch 4/4" in second.stdout
     history = pd.read_csv(out / "history.csv")
     assert sorted(set(history["epoch"])) == [0, 1, 2, 3]
-    assert (out / "model.keras").is_file() and not (out / "progress").exists()
+    assert (out / "model.keras").is_file() and not (out / "progress").exists() and not (out / "resume").exists()
     # The epochs logged before the kill survive into the history (the log is not a rule output that
     # Snakemake would delete before rerunning the job).
     kept = history.set_index("epoch").loc[before_kill["epoch"], "val_loss"].to_numpy()

@@ -294,6 +294,7 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     with atomic_path(outdir / "history.csv") as tmp:
         shutil.copyfile(progress / "epochs.csv", tmp)
     shutil.rmtree(progress)
+    shutil.rmtree(outdir / "resume", ignore_errors=True)  # the phases' backups are gone already
 
 
 def run_experiment_fold(
