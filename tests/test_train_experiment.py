@@ -151,10 +151,11 @@ run_experiment_fold(settings, tabular, tfrecord, 1, out)
 """
 
 
-@pytest.mark.parametrize("frozen_epochs", [0, 1])
+@pytest.mark.parametrize("frozen_epochs", [0, 1, 3])
 def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_epochs):
-    """Killed after two epochs: without a frozen-backbone phase inside the one phase, with one
-    (epoch 1 of 4) inside the second phase, which must not rerun the first or restart itself."""
+    """Killed after two epochs: without a frozen-backbone phase inside the one phase; with one
+    frozen epoch of 4 inside the second phase, which must not rerun the first or restart itself;
+    with three inside the first phase, after which the second must start at its own epoch."""
     tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
     out = tmp_path / "fold_1"
     settings = settings_for("hybrid", epochs=4)
@@ -176,7 +177,7 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_
     # The rerun starts after the last completed epoch, not from epoch 1 (nor from the second phase's start).
     assert "Epoch 1/" not in second.stdout and "Epoch 2/4" not in second.stdout and "Epoch 4/4" in second.stdout
     history = pd.read_csv(out / "history.csv")
-    assert sorted(set(history["epoch"])) == [0, 1, 2, 3]
+    assert sorted(set(history["epoch"])) == [0, 1, 2, 3] and history["epoch"].is_unique
     assert (out / "model.keras").is_file() and not (out / "progress").exists() and not (out / "resume").exists()
     # The epochs logged before the kill survive into the history (the log is not a rule output that
     # Snakemake would delete before rerunning the job).

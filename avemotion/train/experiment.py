@@ -279,6 +279,9 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
             layer_decay=training["layer_decay"],
         )
         model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=training["xla"])
+        # BackupAndRestore resumes by setting this, and fit() prefers it to initial_epoch and never
+        # clears it: a phase resumed inside would make the next phase start at its epoch.
+        model._initial_epoch = None
         model.fit(
             train,
             initial_epoch=start,
