@@ -169,21 +169,25 @@ def write_shard(path: Path, args) -> float:
 # ---------------------------------------------------------------- 1. input
 
 
-def input_clips_per_second(paths: list[str], args, inputs=None) -> tuple[float, float]:
-    """Clips per second and process CPU milliseconds per clip of the training input pipeline."""
+def training_stream(paths: list[str], args, fusion: str, inputs=None):
+    """The training input pipeline over the synthetic shard, as a training job builds it."""
     from avemotion.fusion.dataset import make_dataset
 
-    dataset = make_dataset(
+    return make_dataset(
         paths,
         num_frames=args.frames,
         image_size=args.image_size,
         label_names=LABELS,
         batch_size=args.batch,
         training=True,
-        fusion=args.fusion,
+        fusion=fusion,
         inputs=inputs,
     )
-    batches = iter(dataset)
+
+
+def input_clips_per_second(paths: list[str], args, inputs=None) -> tuple[float, float]:
+    """Clips per second and process CPU milliseconds per clip of the training input pipeline."""
+    batches = iter(training_stream(paths, args, args.fusion, inputs))
     for _ in range(args.warmup):
         next(batches)
     started, cpu = time.perf_counter(), time.process_time()
@@ -244,19 +248,7 @@ def train_clips_per_second(paths: list[str], args) -> tuple[float, str]:
     optimizer = build_adamw(model, base_lr=1e-4, warmup_steps=1, total_steps=steps + 1, weight_decay=0.05, layer_decay=0.75)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=args.xla)
     if paths:
-        from avemotion.fusion.dataset import make_dataset
-
-        dataset = make_dataset(
-            paths,
-            num_frames=args.frames,
-            image_size=args.image_size,
-            label_names=LABELS,
-            batch_size=args.batch,
-            training=True,
-            fusion=args.train_fusion,
-            inputs=model_input_names(model),
-        )
-        batches = iter(for_model(dataset, model))
+        batches = iter(for_model(training_stream(paths, args, args.train_fusion, model_input_names(model)), model))
     else:
         batches = random_batches(model, args.batch)
     started = time.perf_counter()
