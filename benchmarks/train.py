@@ -1,21 +1,18 @@
 """Training throughput: the tf.data input pipeline now; the training step of a model later.
 
 1. Input: avemotion.fusion.dataset.make_dataset in training mode (repeat, shuffle, JPEG decoding,
-   random resized crop + flip + brightness/contrast, SpecAugment, batching with drop_remainder,
-   early fusion: the heaviest input) reading a temporary TFRecord shard of --clips synthetic clips
-   written as the fuse stage writes them (schema.feature_spec: --frames frames of --image-size px,
-   JPEG quality 95). Clips per second over --batches batches of --batch, after --warmup untimed
-   ones (tracing, XLA compilation, the shuffle buffer); each batch is fetched to the Python side,
-   as Keras' fit loop does. Two figures:
-   - input_clips_per_s: the default inputs with fusion "early" (frames, early, mel, face_sequence,
-     face_present);
-   - input_clips_per_s_without_frames: the same without ``frames`` (a model fed ``early`` does not
-     need them: early[:, :T] are the frames), a third less memory traffic.
+   random resized crop + flip + brightness/contrast, SpecAugment, batching with drop_remainder)
+   reading a temporary TFRecord shard of --clips synthetic clips written as the fuse stage writes
+   them (schema.feature_spec: --frames frames of --image-size px, JPEG quality 95), emitting the
+   inputs every fusion mode reads (frames, mel, face_sequence, face_present; an early-fusion model
+   builds its frames + spectrogram-tiles sequence on the device). input_clips_per_s: clips per
+   second over --batches batches of --batch, after --warmup untimed ones (tracing, XLA
+   compilation, the shuffle buffer); each batch is fetched to the Python side, as Keras' fit loop
+   does.
    Before TensorFlow starts, glibc's malloc is set to reuse freed memory (one arena, no mmap, no
    trimming: see avemotion.fusion.dataset's docstring), as a training process should be;
    --glibc-default measures with glibc's defaults instead (every batch in fresh pages).
-   cpu_ms_per_clip (process CPU time per clip, all threads) for the first one is steadier than the
-   rate when other work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip.
+   cpu_ms_per_clip (process CPU time per clip, all threads) is steadier than the rate when other work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip.
    Frame content (--content): ``smooth`` (default) is random colour fields upsampled from 14 x 14
    plus noise of 6 levels, about 25 KB per frame like face crops; ``noise`` is uniform random
    pixels, about 60 KB per frame and twice as slow to decode: a worst case.
@@ -87,7 +84,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips", type=int, default=64, help="clips in the temporary shard (the stream repeats it)")
     parser.add_argument("--batches", type=int, default=40, help="timed batches")
     parser.add_argument("--warmup", type=int, default=8, help="untimed batches before them")
-    parser.add_argument("--fusion", choices=("early", "late", "hybrid", "none"), default="early")
     parser.add_argument("--content", choices=("smooth", "noise"), default="smooth", help="what the frames show")
     parser.add_argument("--glibc-default", action="store_true", help="keep glibc's malloc settings")
     parser.add_argument("--variant", default="base", help="VideoMAE variant of the training-step benchmark")
@@ -169,7 +165,7 @@ def write_shard(path: Path, args) -> float:
 # ---------------------------------------------------------------- 1. input
 
 
-def training_stream(paths: list[str], args, fusion: str, inputs=None):
+def training_stream(paths: list[str], args, inputs=None):
     """The training input pipeline over the synthetic shard, as a training job builds it."""
     from avemotion.fusion.dataset import make_dataset
 
@@ -180,14 +176,13 @@ def training_stream(paths: list[str], args, fusion: str, inputs=None):
         label_names=LABELS,
         batch_size=args.batch,
         training=True,
-        fusion=fusion,
         inputs=inputs,
     )
 
 
 def input_clips_per_second(paths: list[str], args, inputs=None) -> tuple[float, float]:
     """Clips per second and process CPU milliseconds per clip of the training input pipeline."""
-    batches = iter(training_stream(paths, args, args.fusion, inputs))
+    batches = iter(training_stream(paths, args, inputs))
     for _ in range(args.warmup):
         next(batches)
     started, cpu = time.perf_counter(), time.process_time()
@@ -248,7 +243,7 @@ def train_clips_per_second(paths: list[str], args) -> tuple[float, str]:
     optimizer = build_adamw(model, base_lr=1e-4, warmup_steps=1, total_steps=steps + 1, weight_decay=0.05, layer_decay=0.75)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=args.xla)
     if paths:
-        batches = iter(for_model(training_stream(paths, args, args.train_fusion, model_input_names(model)), model))
+        batches = iter(for_model(training_stream(paths, args, model_input_names(model)), model))
     else:
         batches = random_batches(model, args.batch)
     started = time.perf_counter()
@@ -282,9 +277,7 @@ def main() -> None:
             report("train_variant", f"{args.variant} ({args.train_fusion} fusion, {precision})")
             report("train_clips_per_s", rate)
             return
-        from avemotion.fusion.dataset import INPUTS
-
-        for name in ("frames", "image_size", "batch", "clips", "batches", "warmup", "fusion", "content"):
+        for name in ("frames", "image_size", "batch", "clips", "batches", "warmup", "content"):
             report(name, getattr(args, name))
         report("malloc", malloc)
         report("cores", len(os.sched_getaffinity(0)))
@@ -296,11 +289,6 @@ def main() -> None:
             rate, cpu_ms = input_clips_per_second([str(shard)], args)
             report("input_clips_per_s", rate)
             report("cpu_ms_per_clip", cpu_ms)
-            if args.fusion == "early":
-                without_frames = tuple(name for name in INPUTS if name != "frames")
-                rate, cpu_ms = input_clips_per_second([str(shard)], args, without_frames)
-                report("input_clips_per_s_without_frames", rate)
-                report("cpu_ms_per_clip_without_frames", cpu_ms)
             if args.train_batches:
                 rate, precision = train_clips_per_second([str(shard)], args)
                 report("train_variant", f"{args.variant} ({args.train_fusion} fusion, {precision})")

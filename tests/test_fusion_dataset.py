@@ -225,7 +225,7 @@ def test_labels_outside_the_set_are_dropped_and_counted(tmp_path):
     clips = [make_clip("a", "anger"), make_clip("b", "contempt", dataset="mafw"), make_clip("c", "happiness")]
     path = write_shard(tmp_path / "mixed.tfrecord", clips)
     label_names = ["happiness", "anger"]
-    ds = D.make_dataset([path], **options(label_names=label_names, fusion="none", with_ids=True))
+    ds = D.make_dataset([path], **options(label_names=label_names, with_ids=True))
     (inputs, targets, meta), = list(ds)
     assert [c.decode() for c in meta["clip_id"].numpy()] == ["a", "c"]
     assert targets["emotion"].numpy().tolist() == [1, 0]  # indices in label_names, not label_index
@@ -237,7 +237,7 @@ def test_labels_outside_the_set_are_dropped_and_counted(tmp_path):
 def test_clip_ids_select_a_split(tmp_path):
     path = write_shard(tmp_path / "s.tfrecord", [make_clip(f"clip{i}", LABELS[i % 6]) for i in range(10)])
     split = ["clip1", "clip4", "clip7", "not_there"]
-    ds = D.make_dataset([path], **options(clip_ids=split, with_ids=True, fusion="none"))
+    ds = D.make_dataset([path], **options(clip_ids=split, with_ids=True))
     seen = [c.decode() for _, _, meta in ds for c in meta["clip_id"].numpy()]
     assert seen == ["clip1", "clip4", "clip7"]
     # A training stream that nothing passes ends instead of repeating an empty pass forever.
@@ -250,15 +250,12 @@ def test_evaluation_batches_keep_every_clip_and_their_ids(tmp_path):
     path = write_shard(shard_path(tmp_path, "enterface"), clips)
     batches = list(D.make_dataset([path], **options(with_ids=True)))
     assert [b[0]["frames"].shape[0] for b in batches] == [4, 2]  # the last partial batch is kept
-    for inputs, _, _ in batches:  # the frames, then the tiles of each clip's own Mel
-        expected = early_fusion_sequence(inputs["frames"], inputs["mel"]).numpy()
-        np.testing.assert_allclose(inputs["early"].numpy(), expected, atol=1e-6)
     meta = batches[0][2]
     assert set(meta) == {"clip_id", "dataset", "speaker", "label", "fold"}
     assert meta["dataset"].numpy().tolist() == [b"enterface"] * 4
     assert meta["fold"].numpy().tolist() == [1, 2, 3, 4]
     inputs, targets = batches[0][0], batches[0][1]
-    assert set(inputs) == {"frames", "mel", "face_sequence", "face_present", "early"}
+    assert set(inputs) == {"frames", "mel", "face_sequence", "face_present"}
     np.testing.assert_allclose(inputs["frames"].numpy()[0], constant_frames() / 255.0, atol=4 / 255)
     np.testing.assert_allclose(inputs["mel"].numpy()[0, ..., 0], D.scale_mel(mel_ramp()).numpy(), atol=1e-6)
     np.testing.assert_allclose(targets["valence"].numpy(), 0.25)
@@ -268,8 +265,7 @@ def test_training_batches(tmp_path):
     path = write_shard(tmp_path / "t.tfrecord", [make_clip(f"c{i}", LABELS[i % 6], frames=pattern_frames()) for i in range(10)])
     ds = D.make_dataset([path], **options(training=True, batch_size=3, seed=1))
     spec_inputs, spec_targets = ds.element_spec
-    assert spec_inputs["early"].shape.as_list() == [3, 2 * T, S, S, 3]  # drop_remainder: static batch
-    assert spec_inputs["frames"].shape.as_list() == [3, T, S, S, 3]
+    assert spec_inputs["frames"].shape.as_list() == [3, T, S, S, 3]  # drop_remainder: static batch
     assert spec_inputs["mel"].shape.as_list() == [3, MEL_BANDS, AUDIO_STEPS, 1]
     assert spec_inputs["face_sequence"].shape.as_list() == [3, T, FACE_FEATURES]
     assert spec_inputs["face_present"].shape.as_list() == [3, FACE_FEATURES]
@@ -286,13 +282,12 @@ def test_training_batches(tmp_path):
             for i in range(1, T):
                 np.testing.assert_array_equal(clip[i], clip[0])
             changed += not np.allclose(clip[0], original, atol=0.02)
-        np.testing.assert_array_equal(inputs["early"].numpy()[:, :T], frames)
         mel = inputs["mel"].numpy()
         assert 0 <= mel.min() and mel.max() <= 1
     assert changed >= 12
     # Reproducible from the seed, different for another seed.
     again = next(iter(D.make_dataset([path], **options(training=True, batch_size=3, seed=1))))
-    np.testing.assert_array_equal(again[0]["early"].numpy(), batches[0][0]["early"].numpy())
+    np.testing.assert_array_equal(again[0]["frames"].numpy(), batches[0][0]["frames"].numpy())
     other = next(iter(D.make_dataset([path], **options(training=True, batch_size=3, seed=2))))
     assert not np.array_equal(other[0]["frames"].numpy(), batches[0][0]["frames"].numpy())
 
@@ -304,7 +299,7 @@ def test_class_balanced_sampling_evens_out_an_imbalanced_shard(tmp_path):
     small = constant_frames(size=8)
     clips = [make_clip(f"c{i:03d}", label, frames=small) for i, label in enumerate(labels)]
     path = write_shard(tmp_path / "imbalanced.tfrecord", clips)
-    settings = options(image_size=8, training=True, batch_size=16, fusion="none", shuffle_buffer=64)
+    settings = options(image_size=8, training=True, batch_size=16, shuffle_buffer=64)
     counts = collections.Counter()
     for _, targets in D.make_dataset([path], class_balanced=True, **settings).take(25):  # 400 clips
         counts.update(targets["emotion"].numpy().tolist())
@@ -321,7 +316,7 @@ def test_dataset_weights_mix_datasets_in_proportion(tmp_path):
     crema = write_shard(shard_path(tmp_path, "crema_d"), [make_clip(f"c{i}", "anger", frames=small) for i in range(12)])
     mafw = write_shard(shard_path(tmp_path, "mafw", 3), [make_clip(f"m{i}", "sadness", dataset="mafw", frames=small) for i in range(40)])
     assert D.dataset_of(mafw) == "mafw"
-    settings = options(image_size=8, training=True, batch_size=16, fusion="none", with_ids=True)
+    settings = options(image_size=8, training=True, batch_size=16, with_ids=True)
     ds = D.make_dataset([crema, mafw], dataset_weights={"crema_d": 0.75, "mafw": 0.25}, **settings)
     counts = collections.Counter()
     for _, _, meta in ds.take(25):
@@ -335,20 +330,14 @@ def test_dataset_weights_mix_datasets_in_proportion(tmp_path):
 
 def test_inputs_select_what_the_model_reads(tmp_path):
     path = write_shard(tmp_path / "i.tfrecord", [make_clip(f"c{i}") for i in range(4)])
-    inputs, _ = next(iter(D.make_dataset([path], **options(inputs=("early", "face_present")))))
-    assert set(inputs) == {"early", "face_present"}
-    np.testing.assert_allclose(inputs["early"].numpy()[0, :T], constant_frames() / 255.0, atol=4 / 255)
-    with pytest.raises(ValueError, match="needs fusion='early'"):
-        D.make_dataset([path], **options(fusion="late", inputs=("early",)))
+    inputs, _ = next(iter(D.make_dataset([path], **options(inputs=("frames", "face_present")))))
+    assert set(inputs) == {"frames", "face_present"}
+    np.testing.assert_allclose(inputs["frames"].numpy()[0], constant_frames() / 255.0, atol=4 / 255)
     with pytest.raises(ValueError, match="inputs must be some of"):
         D.make_dataset([path], **options(inputs=("frames", "audio")))
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="even number of frames"):
-        D.make_dataset(["x.tfrecord"], **options(num_frames=3, fusion="early"))
-    with pytest.raises(ValueError, match="unknown fusion"):
-        D.make_dataset(["x.tfrecord"], **options(fusion="middle"))
     with pytest.raises(ValueError, match="not a shard path"):
         D.dataset_of("results/crema_d/0.tfrecord")
 
@@ -365,7 +354,7 @@ def time_coded_mel(batch=2, steps=AUDIO_STEPS) -> np.ndarray:
 def test_early_fusion_layout():
     frames = np.random.default_rng(0).random((2, T, S, S, 3), dtype=np.float32)
     mel = time_coded_mel()
-    fused = early_fusion_sequence(frames, mel[..., None]).numpy()
+    fused = early_fusion_sequence(frames, mel[..., None])
     assert fused.shape == (2, 2 * T, S, S, 3)
     np.testing.assert_array_equal(fused[:, :T], frames)
     window = AUDIO_STEPS // T
@@ -378,19 +367,30 @@ def test_early_fusion_layout():
             assert first <= tile.min() <= first + 1 and last - 1 <= tile.max() <= last
             assert np.all(np.diff(tile[0, :, 0]) >= 0)  # time runs left to right
     # Unbatched input gives the same sequence without the batch axis.
-    np.testing.assert_allclose(early_fusion_sequence(frames[1], mel[1]).numpy(), fused[1], atol=1e-4)
+    np.testing.assert_allclose(early_fusion_sequence(frames[1], mel[1]), fused[1], atol=1e-4)
 
 
 def test_spectrogram_tiles_put_low_bands_at_the_bottom():
     bands = np.broadcast_to(np.arange(MEL_BANDS, dtype=np.float32)[:, None], (MEL_BANDS, AUDIO_STEPS))[None]
-    tiles = spectrogram_tiles(bands, T, S).numpy()
+    tiles = spectrogram_tiles(bands, T, S)
     assert tiles.shape == (1, T, S, S)
     tile = tiles[0, 0]
     assert tile[0, 0] >= MEL_BANDS - 3 and tile[-1, 0] <= 2  # 128 bands shrunk to 32 rows: averages of 4
     assert np.all(np.diff(tile[:, 0]) <= 0)
     # Windows of unequal width when T does not divide the steps: all steps are covered, none twice.
-    uneven = spectrogram_tiles(time_coded_mel(1, steps=10), 6, 8).numpy()[0]
+    uneven = spectrogram_tiles(time_coded_mel(1, steps=10), 6, 8)[0]
     assert [(t.min(), t.max()) for t in uneven] == [(0, 0), (1, 2), (3, 4), (5, 5), (6, 7), (8, 9)]
+
+
+def test_spectrogram_tiles_are_tf_image_resize_of_each_window():
+    """The tiles' matrix products resample exactly as tf.image.resize (bilinear, half-pixel centres)
+    would resize each time window, upside down, uneven windows included."""
+    mel = np.random.default_rng(1).random((2, MEL_BANDS, 10), dtype=np.float32)
+    tiles = spectrogram_tiles(mel, 4, 12)
+    for i, (begin, end) in enumerate([(0, 2), (2, 5), (5, 7), (7, 10)]):
+        window = mel[:, ::-1, begin:end, None]
+        expected = tf.image.resize(window, [12, 12], method="bilinear").numpy()[..., 0]
+        np.testing.assert_allclose(tiles[:, i], expected, atol=1e-5)
 
 
 def test_early_fusion_needs_an_even_frame_count():

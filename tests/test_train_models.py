@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from avemotion.fusion.early import early_fusion_sequence
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
 from avemotion.model.presets import variant_settings
@@ -18,7 +19,7 @@ def batch_for(model, size=2):
 @pytest.mark.parametrize(
     "fusion, inputs, outputs",
     [
-        ("early", {"early", "face_sequence", "face_present"}, {"emotion", "valence", "arousal"}),
+        ("early", {"frames", "mel", "face_sequence", "face_present"}, {"emotion", "valence", "arousal"}),
         ("late", {"frames", "mel", "face_sequence", "face_present"},
          {f"{b}_{t}" for b in ("video", "audio", "face") for t in ("emotion", "valence", "arousal")}),
         ("hybrid", {"frames", "mel", "face_sequence", "face_present"},
@@ -37,14 +38,14 @@ def test_fusion_modes(fusion, inputs, outputs):
             assert np.all(np.abs(value) <= 1)  # tanh: arousal/valence in [-1, 1]
     # Early fusion: the backbone sees 2T frames (video then audio tiles); the others see T.
     assert backbone_of(model).num_frames == (8 if fusion == "early" else 4)
-    if fusion != "early":
-        shapes = {tensor.name: tuple(tensor.shape[1:]) for tensor in model.inputs}
-        assert shapes["mel"] == (MEL_BANDS, AUDIO_STEPS, 1) and shapes["face_sequence"] == (4, FACE_FEATURES)
+    shapes = {tensor.name: tuple(tensor.shape[1:]) for tensor in model.inputs}
+    assert shapes["mel"] == (MEL_BANDS, AUDIO_STEPS, 1) and shapes["face_sequence"] == (4, FACE_FEATURES)
 
 
 def test_early_fusion_encoder_attends_over_patch_and_face_tokens(tmp_path):
-    """Early fusion is one sequence: the 2T-frame patch tokens, then one face token per sampled frame;
-    the face features change the prediction, and the saved model keeps the face-token layers."""
+    """Early fusion is one sequence: the 2T-frame patch tokens (frames, then spectrogram tiles), then
+    one face token per sampled frame; the face features change the prediction, and the saved model
+    keeps the sequence and face-token layers."""
     import keras
 
     model = build_fusion_model("early", TINY, 6, num_frames=4, image_size=32)
@@ -55,6 +56,10 @@ def test_early_fusion_encoder_attends_over_patch_and_face_tokens(tmp_path):
     batch = batch_for(model)
     moved = {**batch, "face_sequence": batch["face_sequence"] + 1.0}
     assert not np.allclose(np.asarray(model(batch)["emotion"]), np.asarray(model(moved)["emotion"]))
+    # The model builds the frames-then-tiles sequence from its frames and mel inputs.
+    sequence = keras.Model(model.inputs, model.get_layer("early_sequence").output)(batch)
+    np.testing.assert_allclose(np.asarray(sequence), early_fusion_sequence(batch["frames"], batch["mel"]), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(sequence)[:, :4], batch["frames"])
     model.save(tmp_path / "early.keras")
     reloaded = keras.models.load_model(tmp_path / "early.keras", compile=False)
     np.testing.assert_allclose(np.asarray(reloaded(moved)["emotion"]), np.asarray(model(moved)["emotion"]), atol=1e-5)
@@ -106,3 +111,5 @@ def test_cross_corpus_scores_only_the_shared_labels_renormalised():
     restricted = restrict_to(outputs, ["anger", "neutral", "sadness"], ["anger", "sadness"])
     np.testing.assert_allclose(restricted["emotion"], [[0.5 / 0.7, 0.2 / 0.7], [0.1 / 0.9, 0.8 / 0.9]])
     np.testing.assert_array_equal(restricted["valence"], outputs["valence"])
+
+

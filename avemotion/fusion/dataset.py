@@ -5,8 +5,8 @@
 - inputs (by default; ``inputs=`` selects some): ``frames`` (B, T, S, S, 3) float32 RGB in [0, 1]
   (the model normalises); ``mel`` (B, MEL_BANDS, AUDIO_STEPS, 1) float32, the log-Mel scaled to
   [0, 1] per clip (scale_mel), band 0 (the lowest) in row 0 as stored; ``face_sequence``
-  (B, T, FACE_FEATURES); ``face_present`` (B, FACE_FEATURES); with ``fusion="early"`` also
-  ``early`` (B, 2T, S, S, 3): the frames followed by their spectrogram tiles (avemotion.fusion.early).
+  (B, T, FACE_FEATURES); ``face_present`` (B, FACE_FEATURES). Every fusion mode reads these; an
+  early-fusion model builds its frames-then-spectrogram-tiles sequence itself (avemotion.fusion.early).
 - targets: ``emotion`` int32, the index of the clip's label in the experiment's ``label_names``
   (not the dataset's own label_index); ``valence`` and ``arousal`` float32 in [-1, 1].
 - meta (``with_ids=True``, for evaluation and predictions): ``clip_id``, ``dataset``, ``speaker``,
@@ -20,12 +20,11 @@ streams then repeat, are class-balanced and/or mixed per dataset when asked, and
 as JPEG bytes: 256 clips of 16 frames of 224 px hold about 100 MB). Each clip is then decoded to
 uint8 frames and its augmentation drawn (crop window, flip, brightness/contrast, SpecAugment), and
 clips are batched as uint8 (a quarter of the bytes of float32). Per batch, one XLA-compiled function
-crops, flips, resizes and jitters all frames and builds the early-fusion sequence, writing each
-float32 output once: on a CPU the input pipeline is limited by memory traffic, and op-by-op
+crops, flips, resizes and jitters all frames, writing each float32 output once: on a CPU the input pipeline is limited by memory traffic, and op-by-op
 TensorFlow needs about five passes over the largest tensors (see benchmarks/train.py).
 Evaluation streams are read once, in file order, without augmentation.
 
-Host memory: a batch at 16 x 224 px holds 77 MB of frames and 154 MB of early-fusion sequence.
+Host memory: a batch of 8 clips at 16 x 224 px holds 77 MB of frames.
 glibc's malloc serves blocks that large from fresh mmaps (and worker threads' arenas, capped at
 64 MB, fall back to mmap whatever M_MMAP_MAX says), so every batch's pages are faulted in anew:
 on a virtual machine that doubles the pipeline's CPU time. A training process should start with
@@ -49,7 +48,6 @@ from typing import Mapping, Sequence
 import tensorflow as tf
 
 from avemotion.face.columns import GAZE, POSE
-from avemotion.fusion.early import compiled, fuse, grey_tiles, sampling_grid
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS, feature_spec
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -77,8 +75,7 @@ TIME_MASK_FRACTION = 0.10  # of the time steps
 # libjpeg-turbo's fast integer IDCT, within a level or two of the accurate one. Training and
 # evaluation decode alike.
 DCT_METHOD = "INTEGER_FAST"
-FUSIONS = ("early", "late", "hybrid", "none")  # only "early" changes the inputs (it adds inputs["early"])
-INPUTS = ("frames", "mel", "face_sequence", "face_present", "early")
+INPUTS = ("frames", "mel", "face_sequence", "face_present")
 META = ("clip_id", "dataset", "speaker", "label", "fold")
 
 # A horizontal flip mirrors the face: head yaw and roll, x translation and gaze x change sign, and
@@ -92,6 +89,45 @@ MIRROR_SIGN = [-1.0 if FACE_COLUMNS[source] in _MIRROR_NEGATE else 1.0 for sourc
 
 # Salts of the independent random streams derived from the user's seed.
 _AUGMENT_SALT, _BALANCE_SALT = 0x5EED_A0, 0x5EED_B0
+
+
+# XLA-compiles the batch rendering (sample_frames); False runs it op by op (same values, slower).
+JIT_COMPILE = True
+_COMPILED: dict = {}
+
+
+def compiled(function, shared: bool = True):
+    """``function`` as a tf.function, XLA-compiled when JIT_COMPILE is set.
+
+    Shared ones are cached per function and setting. A tf.function reuses a trace made for an
+    unknown batch size when later called with a known one (the result then loses its static
+    shape), so an input pipeline takes its own (``shared=False``).
+    """
+    if not shared:
+        return tf.function(function, jit_compile=JIT_COMPILE)
+    key = (function, JIT_COMPILE)
+    if key not in _COMPILED:
+        _COMPILED[key] = tf.function(function, jit_compile=JIT_COMPILE)
+    return _COMPILED[key]
+
+
+def sampling_grid(start, length, size: int):
+    """Where ``size`` output samples read when [start, start + length) is resized to ``size``.
+
+    Bilinear with half-pixel centres and edge clamping, like tf.image.resize: output j reads
+    position start + (j + 0.5) * length / size - 0.5, clamped to the window. ``start`` and
+    ``length`` are float tensors of any shape; returns (lower, upper, weight of upper), each of
+    shape start.shape + (size,), the indices int32. (avemotion.fusion.early.sampling_weights is
+    the same sampling as a matrix.)
+    """
+    start = tf.cast(start, tf.float32)[..., None]
+    length = tf.cast(length, tf.float32)[..., None]
+    last = start + length - 1.0
+    position = start + (tf.range(size, dtype=tf.float32) + 0.5) * length / size - 0.5
+    position = tf.minimum(tf.maximum(position, start), last)
+    lower = tf.floor(position)
+    upper = tf.minimum(lower + 1.0, last)
+    return tf.cast(lower, tf.int32), tf.cast(upper, tf.int32), position - lower
 
 
 # ---- one example ------------------------------------------------------------------------------
@@ -276,7 +312,7 @@ def _prepare(raw: dict, num_frames: int, image_size: int, seed=None) -> dict:
     """One clip ready for batching: uint8 frames and, from ``seed`` (training), its augmentation.
 
     The video augmentation is not applied here but carried as parameters (``_window``, ``_flip``,
-    ``_scale``, ``_offset``) for _render, which applies it to the whole batch.
+    ``_scale``, ``_offset``) for sample_frames, which applies it to the whole batch.
     """
     example = dict(raw)
     frames = _decode_frames(raw["frames"], num_frames, image_size)
@@ -292,18 +328,6 @@ def _prepare(raw: dict, num_frames: int, image_size: int, seed=None) -> dict:
     example.update(frames=frames, _window=params["window"], _flip=params["flip"], _scale=scale, _offset=offset)
     example["mel"] = scale_mel(example["mel"])
     return example
-
-
-def _render(frames, windows, flips, scales, offsets, tiles, size: int, outputs: tuple) -> dict:
-    """The batch's float32 video inputs named in ``outputs`` ("frames", "early"), in one XLA program;
-    ``tiles`` are the batch's spectrogram tiles (B, T, S, S) when "early" is asked for."""
-    video = sample_frames(frames, windows, flips, scales, offsets, size)
-    rendered = {}
-    if "frames" in outputs:
-        rendered["frames"] = video
-    if "early" in outputs:
-        rendered["early"] = fuse(video, tiles)
-    return rendered
 
 
 # ---- shards and labels ------------------------------------------------------------------------
@@ -447,7 +471,6 @@ def make_dataset(
     class_balanced: bool = False,
     dataset_weights: Mapping[str, float] | None = None,
     shuffle_buffer: int = 256,
-    fusion: str = "early",
     with_ids: bool = False,
     inputs: Sequence[str] | None = None,
     augment: bool = True,
@@ -469,25 +492,14 @@ def make_dataset(
     come from the shard paths, or the mapping's keys). Every dataset with shards needs a weight.
     With class_balanced too, classes are uniform within each dataset.
 
-    ``inputs``: the names of the model inputs to emit (a subset of INPUTS); default: frames, mel,
-    face_sequence, face_present, and early with fusion "early". A model fed ``early`` does not
-    need ``frames`` (they are early[:, :T]): leaving them out saves a third of the pipeline's
-    memory traffic and of the host-to-device copy.
+    ``inputs``: the names of the model inputs to emit (a subset of INPUTS, default all).
 
     ``unlabelled`` (not training): keep clips whose label is not in ``label_names`` too, with
     emotion target -1 (new clips to predict have no label).
     """
-    if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; allowed values: {', '.join(FUSIONS)}")
-    if inputs is None:
-        inputs = INPUTS if fusion == "early" else INPUTS[:-1]
-    inputs = tuple(inputs)
+    inputs = tuple(INPUTS if inputs is None else inputs)
     if not set(inputs) <= set(INPUTS) or not inputs:
         raise ValueError(f"inputs must be some of {', '.join(INPUTS)}, got {list(inputs)}")
-    if "early" in inputs and fusion != "early":
-        raise ValueError(f"the early input needs fusion='early', got fusion={fusion!r}")
-    if "early" in inputs and num_frames % 2:
-        raise ValueError(f"early fusion needs an even number of frames (VideoMAE tubelets of 2), got {num_frames}")
     if not training and (class_balanced or dataset_weights):
         raise ValueError("class_balanced and dataset_weights are training options")
     if training and unlabelled:
@@ -538,15 +550,12 @@ def make_dataset(
     wanted += ("_window", "_flip", "_scale", "_offset") + (META if with_ids else ())
     clips = clips.map(lambda example: {name: example[name] for name in wanted})
     batches = clips.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
-    video = tuple(name for name in ("frames", "early") if name in inputs)
-    render, tiles_of = compiled(_render, shared=False), compiled(grey_tiles, shared=False)
+    render = compiled(sample_frames, shared=False)
 
     def to_model(batch):
         model_inputs = {"mel": batch["mel"][..., None], "face_sequence": batch["face_sequence"], "face_present": batch["face_present"]}
-        if video:
-            tiles = tiles_of(batch["mel"], num_frames, image_size) if "early" in video else None
-            arguments = [batch[name] for name in ("frames", "_window", "_flip", "_scale", "_offset")]
-            model_inputs.update(render(*arguments, tiles, image_size, video))
+        if "frames" in inputs:
+            model_inputs["frames"] = render(*[batch[name] for name in ("frames", "_window", "_flip", "_scale", "_offset")], image_size)
         model_inputs = {name: model_inputs[name] for name in inputs}
         targets = {name: batch[name] for name in ("emotion", "valence", "arousal")}
         if with_ids:

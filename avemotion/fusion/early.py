@@ -10,53 +10,60 @@ in the spectrogram PNGs, avemotion.media.spectrogram.to_image), and repeated on 
 VideoMAE embeds tubelets of 2 consecutive frames, so T must be even: then tubelet k holds either
 two video frames (k < T / 2) or two tiles, never one of each.
 
-The resampling is written as gathers and multiply-adds, which XLA fuses so that the sequence, the
-largest tensor of the input pipeline, is written once (tf.image.resize compiles badly with XLA, and
-op by op the concatenation and the channel repeat cost extra passes over it). The tiles are one
-program (spectrogram_tiles), their concatenation with the frames another (fuse), both under
-``tf.function(jit_compile=JIT_COMPILE)``; set JIT_COMPILE = False to run them op by op (same
-values, slower).
+The sequence is built inside the model (EarlyFusionSequence, the first layer of an early-fusion
+network) from the same inputs every fusion mode reads, ``frames`` and ``mel``: the input pipeline
+then does the same work for every mode, and the sequence, which is twice the size of the frames,
+never crosses from host to device. The bilinear resampling is linear in the Mel, so the tiles are
+two small matrix products, (S x bands) . mel . (steps x T*S), fast on any accelerator; the matrices
+are constants computed once with NumPy. Plain keras.ops: any Keras backend runs it.
 """
 
 from __future__ import annotations
 
-import tensorflow as tf
+import keras
+import numpy as np
+from keras import ops
 
-JIT_COMPILE = True
-_COMPILED: dict = {}
-
-
-def compiled(function, shared: bool = True):
-    """``function`` as a tf.function, XLA-compiled when JIT_COMPILE is set.
-
-    Shared ones are cached per function and setting. A tf.function reuses a trace made for an
-    unknown batch size when later called with a known one (the result then loses its static
-    shape), so an input pipeline takes its own (``shared=False``).
-    """
-    if not shared:
-        return tf.function(function, jit_compile=JIT_COMPILE)
-    key = (function, JIT_COMPILE)
-    if key not in _COMPILED:
-        _COMPILED[key] = tf.function(function, jit_compile=JIT_COMPILE)
-    return _COMPILED[key]
+from avemotion.model.layers import PACKAGE
 
 
-def sampling_grid(start, length, size: int):
-    """Where ``size`` output samples read when [start, start + length) is resized to ``size``.
+def sampling_weights(start: float, length: float, size: int) -> np.ndarray:
+    """(size, start + length) float32 matrix M: M @ v resizes v[start : start + length] to ``size``.
 
     Bilinear with half-pixel centres and edge clamping, like tf.image.resize: output j reads
-    position start + (j + 0.5) * length / size - 0.5, clamped to the window. ``start`` and
-    ``length`` are float tensors of any shape; returns (lower, upper, weight of upper), each of
-    shape start.shape + (size,), the indices int32.
+    position start + (j + 0.5) * length / size - 0.5, clamped to the window, from its two
+    neighbours. Each row has at most two non-zero weights that sum to 1.
     """
-    start = tf.cast(start, tf.float32)[..., None]
-    length = tf.cast(length, tf.float32)[..., None]
     last = start + length - 1.0
-    position = start + (tf.range(size, dtype=tf.float32) + 0.5) * length / size - 0.5
-    position = tf.minimum(tf.maximum(position, start), last)
-    lower = tf.floor(position)
-    upper = tf.minimum(lower + 1.0, last)
-    return tf.cast(lower, tf.int32), tf.cast(upper, tf.int32), position - lower
+    position = np.clip(start + (np.arange(size, dtype=np.float64) + 0.5) * length / size - 0.5, start, last)
+    lower = np.floor(position)
+    upper = np.minimum(lower + 1.0, last)
+    weight = (position - lower).astype(np.float32)
+    matrix = np.zeros((size, int(start + length)), np.float32)
+    rows = np.arange(size)
+    np.add.at(matrix, (rows, lower.astype(int)), 1.0 - weight)
+    np.add.at(matrix, (rows, upper.astype(int)), weight)
+    return matrix
+
+
+def tile_matrices(bands: int, steps: int, num_tiles: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (S, bands), columns (steps, T * S)): tiles = rows @ mel @ columns, (S, T * S).
+
+    ``rows`` resizes the bands to S and reverses them (row 0 holds the highest band); ``columns``
+    resizes time window i to the columns [i S, (i + 1) S).
+    """
+    _check_tiles(steps, num_tiles)
+    rows = sampling_weights(0.0, float(bands), size)[::-1].copy()
+    bounds = [i * steps // num_tiles for i in range(num_tiles + 1)]
+    columns = np.zeros((steps, num_tiles * size), np.float32)
+    for i, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        columns[:end, i * size : (i + 1) * size] = sampling_weights(float(begin), float(end - begin), size).T
+    return rows, columns
+
+
+def _check_tiles(steps: int, num_tiles: int) -> None:
+    if steps < num_tiles:
+        raise ValueError(f"{num_tiles} tiles need at least {num_tiles} Mel time steps, got {steps}")
 
 
 def _check_even(num_frames) -> None:
@@ -67,77 +74,80 @@ def _check_even(num_frames) -> None:
         )
 
 
-def grey_tiles(mel, num_tiles: int, size: int) -> tf.Tensor:
-    """spectrogram_tiles without checks, for use inside compiled functions: (B, bands, steps) ->
-    (B, T, S, S) float32, highest band in row 0."""
-    bands, steps = mel.shape[1], mel.shape[2]
-    # Rows: the bands resized to S, read backwards so that row 0 holds the highest band.
-    lower, upper, weight = (tf.reverse(x, [0]) for x in sampling_grid(0.0, float(bands), size))
-    rows = tf.gather(mel, lower, axis=1) * (1.0 - weight)[:, None] + tf.gather(mel, upper, axis=1) * weight[:, None]
-    # Columns: window i resized to S, for every tile at once.
-    bounds = [i * steps // num_tiles for i in range(num_tiles + 1)]
-    starts = tf.constant(bounds[:-1], tf.float32)
-    lengths = tf.constant([end - start for start, end in zip(bounds[:-1], bounds[1:])], tf.float32)
-    lower, upper, weight = (tf.reshape(x, [-1]) for x in sampling_grid(starts, lengths, size))  # (T * S,)
-    tiles = tf.gather(rows, lower, axis=2) * (1.0 - weight) + tf.gather(rows, upper, axis=2) * weight  # (B, S, T*S)
-    return tf.transpose(tf.reshape(tiles, [-1, size, num_tiles, size]), [0, 2, 1, 3])
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class EarlyFusionSequence(keras.layers.Layer):
+    """[frames (B, T, S, S, 3) RGB in [0, 1], mel (B, bands, steps, 1) scaled to [0, 1]] ->
+    (B, 2T, S, S, 3): the frames, then their T grey spectrogram tiles.
+
+    No weights; runs in float32 (the tiles are resampled values, the frames pass through).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        frames_shape, mel_shape = input_shape
+        num_frames, size = frames_shape[1], frames_shape[2]
+        _check_even(num_frames)
+        rows, columns = tile_matrices(mel_shape[1], mel_shape[2], num_frames, size)
+        self.num_frames, self.size = num_frames, size
+        self.rows, self.columns = ops.convert_to_tensor(rows), ops.convert_to_tensor(columns)
+
+    def tiles(self, mel):
+        """(B, bands, steps, 1) -> (B, T, S, S) grey tiles."""
+        resized = ops.matmul(ops.matmul(self.rows, mel[..., 0]), self.columns)  # (B, S, T * S)
+        return ops.transpose(ops.reshape(resized, (-1, self.size, self.num_frames, self.size)), (0, 2, 1, 3))
+
+    def call(self, inputs):
+        frames, mel = inputs
+        grey = self.tiles(ops.cast(mel, "float32"))
+        return ops.concatenate([ops.cast(frames, "float32"), ops.stack([grey, grey, grey], axis=-1)], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        frames_shape = input_shape[0]
+        return (frames_shape[0], 2 * frames_shape[1], *frames_shape[2:])
 
 
-def _as_mel_batch(mel_scaled) -> tf.Tensor:
-    mel = tf.convert_to_tensor(mel_scaled, dtype=tf.float32)
-    if mel.shape.rank == 4 and mel.shape[-1] == 1:
-        mel = mel[..., 0]
-    if mel.shape.rank != 3:
+def _mel_batch(mel_scaled) -> np.ndarray:
+    mel = np.asarray(mel_scaled, np.float32)
+    if mel.ndim == 3:
+        mel = mel[..., None]
+    if mel.ndim != 4 or mel.shape[-1] != 1:
         raise ValueError(f"expected a batch of log-Mels (B, bands, steps[, 1]), got shape {mel.shape}")
-    if mel.shape[1] is None or mel.shape[2] is None:
-        raise ValueError(f"the Mel's bands and time steps must be known statically, got shape {mel.shape}")
     return mel
 
 
-def spectrogram_tiles(mel_scaled, num_tiles: int, size: int) -> tf.Tensor:
+def spectrogram_tiles(mel_scaled, num_tiles: int, size: int) -> np.ndarray:
     """T grey tiles of a batch of scaled log-Mels: (B, bands, steps[, 1]) -> (B, T, S, S) float32.
 
     ``mel_scaled`` has band 0 (the lowest) in row 0, as stored in the shards; in a tile the highest
-    band is row 0 and time runs left to right. A tile's values stay within its window's. One
-    channel: fuse() repeats it on the three.
+    band is row 0 and time runs left to right. A tile's values stay within its window's.
     """
-    mel = _as_mel_batch(mel_scaled)
-    if mel.shape[2] < num_tiles:
-        raise ValueError(f"{num_tiles} tiles need at least {num_tiles} Mel time steps, got {mel.shape[2]}")
-    return compiled(grey_tiles)(mel, num_tiles, int(size))
+    mel = _mel_batch(mel_scaled)
+    _check_tiles(mel.shape[2], num_tiles)
+    rows, columns = tile_matrices(mel.shape[1], mel.shape[2], num_tiles, size)
+    resized = rows @ mel[..., 0] @ columns
+    return resized.reshape(-1, size, num_tiles, size).transpose(0, 2, 1, 3)
 
 
-def fuse(frames, tiles) -> tf.Tensor:
-    """(B, T, S, S, 3) frames and (B, T, S, S) tiles -> (B, 2T, S, S, 3), the tiles grey on 3 channels.
-
-    No checks: for use inside compiled functions; early_fusion_sequence is the checked entry point.
-    The tiles are computed by a separate program (spectrogram_tiles): computed here, XLA would fuse
-    their gathers into the three channels' writes and do them three times.
-    """
-    return tf.concat([frames, tf.stack([tiles, tiles, tiles], axis=-1)], axis=1)
-
-
-def early_fusion_sequence(frames, mel_scaled) -> tf.Tensor:
-    """The T video frames followed by their T spectrogram tiles, (2T, S, S, 3), float32.
+def early_fusion_sequence(frames, mel_scaled) -> np.ndarray:
+    """The T video frames followed by their T spectrogram tiles, what an early-fusion model's VideoMAE sees.
 
     Batched or not: ``frames`` (B, T, S, S, 3) with ``mel_scaled`` (B, bands, steps[, 1]) gives
     (B, 2T, S, S, 3); ``frames`` (T, S, S, 3) with ``mel_scaled`` (bands, steps[, 1]) gives
     (2T, S, S, 3). The Mel is scaled to [0, 1] already (avemotion.fusion.dataset.scale_mel), the
-    frames are RGB in [0, 1]. T and S must be known statically; raises ValueError when T is odd.
+    frames are RGB in [0, 1]. Raises ValueError when T is odd.
     """
-    frames = tf.convert_to_tensor(frames, dtype=tf.float32)
-    if frames.shape.rank not in (4, 5):
+    frames = np.asarray(frames, np.float32)
+    if frames.ndim not in (4, 5):
         raise ValueError(f"expected frames (T, S, S, 3) or (B, T, S, S, 3), got shape {frames.shape}")
-    unbatched = frames.shape.rank == 4
-    mel = tf.convert_to_tensor(mel_scaled, dtype=tf.float32)
+    unbatched = frames.ndim == 4
+    mel = np.asarray(mel_scaled, np.float32)
     if unbatched:
         frames, mel = frames[None], mel[None]
-    mel = _as_mel_batch(mel)
-    num_frames, size = frames.shape[1], frames.shape[2]
-    if num_frames is None or size is None:
-        raise ValueError(f"early fusion needs T and S known statically, got frames of shape {frames.shape}")
-    _check_even(num_frames)
-    if mel.shape[2] < num_frames:
-        raise ValueError(f"{num_frames} tiles need at least {num_frames} Mel time steps, got {mel.shape[2]}")
-    fused = compiled(fuse)(frames, compiled(grey_tiles)(mel, num_frames, int(size)))
+    mel = _mel_batch(mel)
+    _check_even(frames.shape[1])
+    _check_tiles(mel.shape[2], frames.shape[1])
+    fused = ops.convert_to_numpy(EarlyFusionSequence()([frames, mel]))
     return fused[0] if unbatched else fused

@@ -131,7 +131,6 @@ def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[
         batch_size=64,
         training=False,
         clip_ids=clip_ids,
-        fusion="late",
         inputs=("face_sequence",),
     )
     return face_statistics(np.concatenate([inputs["face_sequence"].numpy() for inputs, _ in dataset]))
@@ -166,7 +165,6 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
         image_size=settings["image_size"],
         label_names=settings["labels"],
         batch_size=training["batch_size"],
-        fusion=settings["fusion"],
     )
     train = make_dataset(
         tfrecord_paths,

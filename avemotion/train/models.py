@@ -1,14 +1,14 @@
 """Fusion models: early, late and hybrid audio-visual networks with emotion and arousal/valence heads.
 
-Inputs (from avemotion.fusion.dataset): ``frames`` (T, S, S, 3) RGB in [0, 1], ``mel`` (bands,
-steps, 1) scaled to [0, 1], ``face_sequence`` (T, F), ``face_present`` (F,), and for early fusion
-``early`` (2T, S, S, 3): the frames followed by T spectrogram tiles.
+Inputs (from avemotion.fusion.dataset), the same for every mode: ``frames`` (T, S, S, 3) RGB in
+[0, 1], ``mel`` (bands, steps, 1) scaled to [0, 1], ``face_sequence`` (T, F), ``face_present`` (F,).
 
 Outputs are named ``{branch_}{task}``: task ``emotion`` (logits), ``valence`` and ``arousal`` (tanh,
 in [-1, 1]). ``task_of(name)`` maps an output to its target, so every head trains on the same targets.
 
 - early:  one VideoMAE over one multimodal token sequence -> emotion, valence, arousal: the patch
-          tokens of the 2T-frame sequence (frames, then spectrogram tiles) followed by T face tokens,
+          tokens of the 2T-frame sequence (frames, then spectrogram tiles, built by the model's
+          first layer: avemotion.fusion.early.EarlyFusionSequence) followed by T face tokens,
           one per sampled frame (its standardised face features and which exist, projected to the
           backbone width, plus a learned per-step embedding). Without the face tokens early fusion
           would be the only mode blind to the face features.
@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from avemotion.fusion.early import EarlyFusionSequence
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model.backbone import VideoMAEBackbone
 from avemotion.model.layers import PACKAGE
@@ -97,15 +98,20 @@ def audio_encoder(mel, width: int = 32, name: str = "audio"):
     return layers.Dense(4 * width, activation="relu", name=f"{name}_embedding")(x)
 
 
+def standardized(sequence, statistics, name: str):
+    """Face features standardised with the training clips' (mean, variance) (face_statistics), kept
+    in the saved model so prediction standardises alike; without statistics, mean 0 and variance 1."""
+    mean, variance = statistics if statistics is not None else (None, None)
+    return layers.Normalization(axis=-1, mean=mean, variance=variance, name=f"{name}_standardize")(sequence)
+
+
 def face_encoder(sequence, present, statistics=None, width: int = 64, name: str = "face"):
     """A temporal convolution over the per-segment face features, which columns exist beside it.
 
     The features have very different scales (AU intensities 0..5, head translation in mm), so they
-    are standardised first with the training clips' per-column mean and variance (``statistics``,
-    kept in the saved model so prediction standardises alike).
+    are standardised first with the training clips' per-column mean and variance (``statistics``).
     """
-    mean, variance = statistics if statistics is not None else (None, None)
-    x = layers.Normalization(axis=-1, mean=mean, variance=variance, name=f"{name}_standardize")(sequence)
+    x = standardized(sequence, statistics, name)
     x = layers.Dense(width, activation="relu", name=f"{name}_project")(x)
     x = layers.Conv1D(width, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
     pooled = layers.Concatenate(name=f"{name}_pools")(
@@ -128,8 +134,7 @@ class StepEmbedding(layers.Layer):
 
 def face_tokens(sequence, present, width: int, statistics=None, name: str = "face_tokens"):
     """(B, T, F) face features -> (B, T, width) tokens for the early-fusion encoder."""
-    mean, variance = statistics if statistics is not None else (None, None)
-    x = layers.Normalization(axis=-1, mean=mean, variance=variance, name=f"{name}_standardize")(sequence)
+    x = standardized(sequence, statistics, name)
     which = layers.RepeatVector(sequence.shape[1], name=f"{name}_present")(present)
     x = layers.Concatenate(name=f"{name}_features")([x, which])
     x = layers.Dense(width, name=f"{name}_project")(x)
@@ -144,18 +149,13 @@ def face_statistics(face_sequences, min_variance: float = 1e-6) -> tuple[list[fl
     return values.mean(axis=0).tolist(), variance.tolist()
 
 
-def model_inputs(num_frames: int, image_size: int, fusion: str) -> dict:
-    inputs = {
+def model_inputs(num_frames: int, image_size: int) -> dict:
+    return {
         "frames": keras.Input((num_frames, image_size, image_size, 3), name="frames"),
         "mel": keras.Input((MEL_BANDS, AUDIO_STEPS, 1), name="mel"),
         "face_sequence": keras.Input((num_frames, FACE_FEATURES), name="face_sequence"),
         "face_present": keras.Input((FACE_FEATURES,), name="face_present"),
     }
-    if fusion == "early":
-        inputs["early"] = keras.Input((2 * num_frames, image_size, image_size, 3), name="early")
-        for unused in ("frames", "mel"):  # early holds them
-            inputs.pop(unused)
-    return inputs
 
 
 def build_fusion_model(
@@ -174,7 +174,7 @@ def build_fusion_model(
     """
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion {fusion!r} is not allowed; allowed values: {', '.join(FUSION_MODES)}")
-    inputs = model_inputs(num_frames, image_size, fusion)
+    inputs = model_inputs(num_frames, image_size)
     video_frames = 2 * num_frames if fusion == "early" else num_frames
     extra_tokens = num_frames if fusion == "early" else 0  # early fusion's face tokens
     backbone = VideoMAEBackbone(
@@ -183,7 +183,8 @@ def build_fusion_model(
     )
     if fusion == "early":
         tokens = face_tokens(inputs["face_sequence"], inputs["face_present"], backbone.hidden_size, face_stats)
-        video = layers.Dropout(dropout, name="video_dropout")(backbone([inputs["early"], tokens]))
+        sequence = EarlyFusionSequence(name="early_sequence")([inputs["frames"], inputs["mel"]])
+        video = layers.Dropout(dropout, name="video_dropout")(backbone([sequence, tokens]))
         return keras.Model(inputs, heads(video, num_classes), name="early_fusion")
 
     embeddings = {
@@ -207,7 +208,7 @@ def build_fusion_model(
 
 
 def model_input_names(model: keras.Model) -> list[str]:
-    """The inputs a fusion model reads (the input pipeline offers all of them; early fusion reads early and the face inputs)."""
+    """The inputs a fusion model reads (every mode reads all four; the pipeline emits only these)."""
     return [tensor.name for tensor in model.inputs]
 
 

@@ -28,7 +28,6 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: boo
         batch_size=settings["training"]["batch_size"],
         training=False,
         clip_ids=clip_ids,
-        fusion=settings["fusion"],
         with_ids=True,
         inputs=names,
         unlabelled=unlabelled,
