@@ -15,6 +15,8 @@ from avemotion.evaluate.layout import (
     cross_corpus_entries,
     cross_corpus_inputs,
     evaluation_targets,
+    final_files,
+    final_folder,
     fold_files,
     fold_folders,
     report_datasets,
@@ -30,6 +32,7 @@ rule evaluate_experiment:
         metrics=lambda wildcards: fold_files(config, wildcards.experiment, "metrics.json"),
         settings=lambda wildcards: fold_files(config, wildcards.experiment, "settings.json"),
         history=lambda wildcards: fold_files(config, wildcards.experiment, "history.csv"),
+        final=lambda wildcards: final_files(config, wildcards.experiment, "predictions.parquet"),
     output:
         summary=EXPERIMENT_OUTPUTS["summary"],
         table=report(
@@ -58,6 +61,7 @@ rule evaluate_experiment:
         ),
     params:
         folders=lambda wildcards: fold_folders(config, wildcards.experiment),
+        final=lambda wildcards: final_folder(config, wildcards.experiment),
     log:
         "results/logs/evaluate_experiment/{experiment}.log",
     benchmark:

@@ -392,6 +392,27 @@ def test_quarantine_counts_unique_clips_per_stage_and_reason():
     ]  # fmt: skip
 
 
+def test_final_models_validation_clips_are_summarised_and_reported(tmp_path):
+    folds = two_folds(tmp_path / "exp")
+    final = tmp_path / "exp" / "final"  # validation clips: true a h h, predicted a a h -> recalls 1, 1/2
+    write_fold(final, LABELS2, predictions_table(LABELS2, ["anger", "happiness", "happiness"], ["anger", "anger", "happiness"]))
+    plots = {key: tmp_path / "plots" / f"{key}.png" for key in ("confusion", "curves", "va")}
+    outputs = {"summary": tmp_path / "exp" / "summary.json", "table": tmp_path / "s.csv", **plots}
+    evaluate_experiment(folds, "exp", outputs, final=final)
+    summary = json.loads(outputs["summary"].read_text())
+    assert summary["final_validation"]["clips"] == 3
+    assert summary["final_validation"]["metrics"]["uar"]["mean"] == pytest.approx(0.75)
+    assert summary["final_validation"]["metrics"]["war"]["mean"] == pytest.approx(2 / 3)
+    assert summary["overall"]["metrics"]["war"]["per_fold"].keys() == {"1", "2"}  # the test folds alone
+    page = build_report([], [{"name": "exp", "summary": outputs["summary"], "plots": plots}], None, {},
+                        tmp_path / "report" / "index.html", tmp_path / "d.csv", tmp_path / "q.csv")  # fmt: skip
+    row = re.search(r"<tr><td class=\"\">final model, its 3 validation clips</td>(.*?)</tr>", page).group(1)
+    assert re.findall(r'<td class="num">([^<]*)</td>', row)[:2] == ["0.750", "0.667"]
+    assert "lean optimistic" in page
+    evaluate_experiment(folds, "exp", outputs)  # no final model: no row
+    assert "final_validation" not in json.loads(outputs["summary"].read_text())
+
+
 def test_report_page_shows_the_computed_numbers_and_the_va_note(tmp_path):
     results = tmp_path / "results"
     fake_dataset(results, "crema_d", LABELS2, quarantined=[("crema_d_0_an_0", "face", "no face in any frame"),
@@ -535,6 +556,7 @@ def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):
     assert summary["branches"]["video"]["metrics"]["uar"]["mean"] == pytest.approx(1.0)
     mix = json.loads((results / "experiments" / "mix_late" / "summary.json").read_text())
     assert set(mix["per_dataset"]) == {"crema_d", "enterface"}
+    assert "final_validation" in summary and "final_validation" not in mix  # mix_late has final: false
 
     matrix = pd.read_csv(results / "report" / "cross_corpus.csv")
     assert matrix[["train_dataset", "experiment"]].values.tolist() == [["crema_d", "crema_hybrid"]]
@@ -545,6 +567,7 @@ def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):
 
     page = (results / "report" / "index.html").read_text()
     assert "label-derived" in page and "crema_hybrid" in page and "baseline: logistic regression" in page
+    assert page.count("final model, its") == 1
     uar = format_mean_std(summary["overall"]["metrics"]["uar"])
     assert uar in page
     for dataset in ("crema_d", "enterface"):

@@ -8,4 +8,5 @@ with script_logging(snakemake.log[0]):
         snakemake.params.folders,
         snakemake.wildcards.experiment,
         {key: snakemake.output[key] for key in ("summary", "table", "confusion", "curves", "va")},
+        final=snakemake.params.final,
     )

@@ -93,6 +93,16 @@ def cross_folders(config: dict, name: str) -> dict[str, str]:
     return {d: CROSS_DIR.format(experiment=name, dataset=d) for d in cross_corpus_datasets(config, name)}
 
 
+def final_folder(config: dict, name: str) -> str | None:
+    """The folder of the experiment's final model, None when it trains none (``final: false``)."""
+    return FINAL_DIR.format(experiment=name) if _settings(config, name)["final"] else None
+
+
+def final_files(config: dict, name: str, filename: str) -> list[str]:
+    folder = final_folder(config, name)
+    return [f"{folder}/{filename}"] if folder else []
+
+
 def fold_folders(config: dict, name: str) -> dict[int, str]:
     """{fold: folder} of the experiment's test folds."""
     return {fold: FOLD_DIR.format(experiment=name, fold=fold) for fold in _settings(config, name)["folds"]}

@@ -203,7 +203,15 @@ def experiment_section(entry: Mapping, page_dir) -> str:
         rows += [metrics_row("baseline: majority class", baselines.get("majority"))]
         rows += [metrics_row("baseline: logistic regression (tabular features)", baselines.get("logistic_regression"))]
     rows += [metrics_row(f"model on {dataset} clips", s) for dataset, s in summary.get("per_dataset", {}).items()]
+    final = summary.get("final_validation")
+    if final:
+        rows += [metrics_row(f"final model, its {final['clips']} validation clips", final)]
     parts.append(table_html(["", *[label for _, label in METRIC_COLUMNS]], rows))
+    if final:
+        parts.append(
+            "<p><small>The final model (<code>avemotion predict</code> uses it) trains on every speaker but its "
+            "validation speakers, which chose its epoch: its figures lean optimistic and are no test result.</small></p>"
+        )
     if baselines:
         majority = ", ".join(f"fold {f}: {c}" for f, c in baselines.get("majority_class", {}).items())
         parts.append(

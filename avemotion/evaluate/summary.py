@@ -9,7 +9,8 @@ metrics.json) and writes:
   of every scalar metric, confusion matrix summed over folds), ``branches`` (the same per branch of
   late and hybrid models, from their ``{branch}_predicted_label`` and, where present,
   ``{branch}_valence_pred``/``{branch}_arousal_pred`` columns) and, for mixtures, ``per_dataset``
-  (the same per dataset of the test clips). NaN is written as null.
+  (the same per dataset of the test clips), and with a final model ``final_validation`` (the same
+  for its validation clips, final_validation). NaN is written as null.
 - summary.csv: one row per (scope, metric): scope ``all``, ``branch:<name>`` or ``dataset:<name>``,
   then mean, std and one column per fold.
 - plots/confusion_matrix.png (summed over folds, row-normalised, with counts),
@@ -195,10 +196,23 @@ def summary_table(summary: dict) -> pd.DataFrame:
 # ---- the rule's work ----------------------------------------------------------------------------
 
 
-def evaluate_experiment(folders: Mapping[int, str | Path], name: str, outputs: Mapping[str, str | Path]) -> dict:
+def final_validation(folder, labels) -> dict:
+    """The final model (trained on every speaker but its validation ones) on its validation clips,
+    in summarise_folds' form with the single run as fold "final". Those clips chose its epoch, so the
+    figures lean optimistic; they show the model that `avemotion predict` uses did learn."""
+    predictions = pd.read_parquet(Path(folder) / "predictions.parquet")
+    return {**summarise_folds({"final": evaluate_predictions(predictions, labels)}), "clips": int(len(predictions))}
+
+
+def evaluate_experiment(
+    folders: Mapping[int, str | Path], name: str, outputs: Mapping[str, str | Path], final: str | Path | None = None
+) -> dict:
     """Write summary.json, summary.csv and the three plots (``outputs`` keys: summary, table,
-    confusion, curves, va)."""
+    confusion, curves, va). ``final``: the final model's folder, whose validation predictions are
+    summarised under "final_validation"."""
     summary = summarise_experiment(folders, name)
+    if final is not None:
+        summary["final_validation"] = final_validation(final, summary["labels"])
     write_json(summary, outputs["summary"])
     write_csv(summary_table(summary), outputs["table"])
     headline = summary["overall"]["metrics"]
