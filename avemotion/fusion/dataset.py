@@ -20,8 +20,9 @@ streams then repeat, are class-balanced and/or mixed per dataset when asked, and
 as JPEG bytes: 256 clips of 16 frames of 224 px hold about 100 MB). Each clip is then decoded to
 uint8 frames and its augmentation drawn (crop window, flip, brightness/contrast, SpecAugment), and
 clips are batched as uint8 (a quarter of the bytes of float32). Per batch, one XLA-compiled function
-crops, flips, resizes and jitters all frames, writing each float32 output once: on a CPU the input pipeline is limited by memory traffic, and op-by-op
-TensorFlow needs about five passes over the largest tensors (see benchmarks/train.py).
+crops, flips, resizes and jitters all frames, writing each float32 output once: on a CPU the
+input pipeline is limited by memory traffic, and op-by-op TensorFlow needs about five passes over
+the largest tensors (see benchmarks/train.py).
 Evaluation streams are read once, in file order, without augmentation.
 
 Host memory: a batch of 8 clips at 16 x 224 px holds 77 MB of frames.
