@@ -12,7 +12,8 @@
    Before TensorFlow starts, glibc's malloc is set to reuse freed memory (one arena, no mmap, no
    trimming: see avemotion.fusion.dataset's docstring), as a training process should be;
    --glibc-default measures with glibc's defaults instead (every batch in fresh pages).
-   cpu_ms_per_clip (process CPU time per clip, all threads) is steadier than the rate when other work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip.
+   cpu_ms_per_clip (process CPU time per clip, all threads) is steadier than the rate when other
+   work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip.
    Frame content (--content): ``smooth`` (default) is random colour fields upsampled from 14 x 14
    plus noise of 6 levels, about 25 KB per frame like face crops; ``noise`` is uniform random
    pixels, about 60 KB per frame and twice as slow to decode: a worst case.
@@ -180,9 +181,9 @@ def training_stream(paths: list[str], args, inputs=None):
     )
 
 
-def input_clips_per_second(paths: list[str], args, inputs=None) -> tuple[float, float]:
+def input_clips_per_second(paths: list[str], args) -> tuple[float, float]:
     """Clips per second and process CPU milliseconds per clip of the training input pipeline."""
-    batches = iter(training_stream(paths, args, inputs))
+    batches = iter(training_stream(paths, args))
     for _ in range(args.warmup):
         next(batches)
     started, cpu = time.perf_counter(), time.process_time()

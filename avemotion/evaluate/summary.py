@@ -10,7 +10,7 @@ metrics.json) and writes:
   late and hybrid models, from their ``{branch}_predicted_label`` and, where present,
   ``{branch}_valence_pred``/``{branch}_arousal_pred`` columns) and, for mixtures, ``per_dataset``
   (the same per dataset of the test clips), and with a final model ``final_validation`` (the same
-  for its validation clips, final_validation). NaN is written as null.
+  for the final model's validation clips). NaN is written as null.
 - summary.csv: one row per (scope, metric): scope ``all``, ``branch:<name>`` or ``dataset:<name>``,
   then mean, std and one column per fold.
 - plots/confusion_matrix.png (summed over folds, row-normalised, with counts),
