@@ -113,3 +113,19 @@ def test_cross_corpus_scores_only_the_shared_labels_renormalised():
     np.testing.assert_array_equal(restricted["valence"], outputs["valence"])
 
 
+def test_face_branch_sees_each_standardised_features_mean_std_min_and_max_over_the_clip():
+    import keras
+
+    from avemotion.train.models import TemporalStatistics
+
+    rng = np.random.default_rng(1)
+    sequences = rng.normal(0.0, 1.0, (3, 4, FACE_FEATURES)).astype(np.float32)
+    statistics = np.asarray(TemporalStatistics()(sequences))
+    expected = np.concatenate([sequences.mean(1), sequences.std(1), sequences.min(1), sequences.max(1)], axis=-1)
+    np.testing.assert_allclose(statistics, expected, rtol=1e-5, atol=1e-6)
+    model = build_fusion_model("hybrid", TINY, 6, num_frames=4, image_size=32)
+    layer = model.get_layer("face_statistics")
+    assert layer.input is model.get_layer("face_standardize").output  # summaries of the standardised features
+    assert any(tensor is layer.output for tensor in model.get_layer("face_pools").input)  # beside the temporal convolution's pools
+    probe = keras.Model(model.get_layer("face_sequence").output, layer.output)
+    np.testing.assert_allclose(np.asarray(probe(sequences)), expected, rtol=1e-5, atol=1e-5)
