@@ -54,7 +54,7 @@ def learnable_shards(root: Path, speakers=6, clips_per_class=2, dataset="crema_d
 def settings_for(fusion: str, epochs: int = 3) -> dict:
     training = {
         "epochs": epochs, "batch_size": 6, "learning_rate": 0.05, "warmup_epochs": 0, "weight_decay": 0.05,
-        "layer_decay": 0.75, "drop_path": 0.0, "label_smoothing": 0.1, "va_loss_weight": 1.0, "aux_loss_weight": 0.3,
+        "layer_decay": 0.75, "head_lr_multiplier": 1.0, "drop_path": 0.0, "label_smoothing": 0.1, "va_loss_weight": 1.0, "aux_loss_weight": 0.3,
         "class_balanced": False, "validation_fraction": 0.2, "frozen_backbone_epochs": 0, "mixed_precision": "float32",
         "xla": False, "seed": 0, "gpus": 0,
     }  # fmt: skip

@@ -187,6 +187,9 @@ def test_layer_scales_follow_the_beit_layer_ids():
     assert with_head["head/kernel"] == with_head["head/bias"] == 1.0
     assert with_head["block_0/fc1/kernel"] == 0.5**NUM_LAYERS
     assert set(layer_scales(model, layer_decay=1.0).values()) == {1.0}
+    heads_faster = layer_scales(model, layer_decay=0.5, head_lr_multiplier=4.0)
+    assert heads_faster["head/kernel"] == heads_faster["head/bias"] == 4.0
+    assert heads_faster["fc_norm/gamma"] == 1.0 and heads_faster["block_0/fc1/kernel"] == 0.5**NUM_LAYERS
 
 
 def test_no_weight_decay_on_biases_norms_and_qv_biases():
@@ -215,9 +218,11 @@ def test_weight_decay_shrinks_kernels_only_with_the_layer_lr():
 @pytest.mark.parametrize("graph", [False, True])
 def test_adam_first_step_moves_each_variable_by_its_layer_lr(graph):
     model = tiny_classifier()
-    optimizer = build_adamw(model, base_lr=1e-2, weight_decay=0.0, layer_decay=0.5, warmup_steps=0, total_steps=100)
+    optimizer = build_adamw(
+        model, base_lr=1e-2, weight_decay=0.0, layer_decay=0.5, head_lr_multiplier=3.0, warmup_steps=0, total_steps=100
+    )
     expected = {"patch_embed/kernel": 0.5**5, "block_0/attention/qkv/kernel": 0.5**4, "block_3/norm1/gamma": 0.5,
-                "fc_norm/beta": 1.0, "head/kernel": 1.0}
+                "fc_norm/beta": 1.0, "head/kernel": 3.0}
     variables = [variable for variable in model.trainable_variables if variable.path in expected]
     before = {variable.path: value(variable) for variable in variables}
     ones = [np.ones(variable.shape, np.float32) for variable in variables]  # identical gradients everywhere

@@ -275,6 +275,7 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
             total_steps=total_steps,
             weight_decay=training["weight_decay"],
             layer_decay=training["layer_decay"],
+            head_lr_multiplier=training["head_lr_multiplier"],
         )
         model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=training["xla"])
         # BackupAndRestore resumes by setting this, and fit() prefers it to initial_epoch and never

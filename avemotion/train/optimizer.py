@@ -119,12 +119,20 @@ def layer_ids(model: keras.Model, backbone: VideoMAEBackbone | None = None) -> d
 
 
 def layer_scales(
-    model: keras.Model, layer_decay: float = 0.75, backbone: VideoMAEBackbone | None = None
+    model: keras.Model,
+    layer_decay: float = 0.75,
+    backbone: VideoMAEBackbone | None = None,
+    head_lr_multiplier: float = 1.0,
 ) -> dict[str, float]:
-    """variable.path -> lr multiplier layer_decay ** (L + 1 - layer id) (1.0 for the heads)."""
+    """variable.path -> lr multiplier: layer_decay ** (L + 1 - layer id) inside the backbone, and
+    ``head_lr_multiplier`` outside it (heads, the audio and face branches, fusion layers)."""
     backbone = backbone or find_backbone(model)
     top = backbone.num_layers + 1
-    return {path: float(layer_decay ** (top - layer_id)) for path, layer_id in layer_ids(model, backbone).items()}
+    inside = {variable.path for variable in backbone.weights}
+    return {
+        path: float(layer_decay ** (top - layer_id)) if path in inside else float(head_lr_multiplier)
+        for path, layer_id in layer_ids(model, backbone).items()
+    }
 
 
 def no_weight_decay_paths(model: keras.Model) -> list[str]:
@@ -192,6 +200,7 @@ def build_adamw(
     total_steps: int,
     weight_decay: float = 0.05,
     layer_decay: float = 0.75,
+    head_lr_multiplier: float = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
     min_lr: float = 1e-6,
     epsilon: float = 1e-8,
@@ -199,14 +208,14 @@ def build_adamw(
 ) -> LayerDecayAdamW:
     """The VideoMAE fine-tuning optimizer for ``model`` (backbone found in it when not given).
 
-    ``base_lr`` is the peak lr of the top layer and heads (the recipe scales it by batch / 256
-    before it gets here); the schedule is WarmupCosine over optimizer steps. ``epsilon`` 1e-8 is
+    ``base_lr`` is the peak lr of the top layer (the recipe scales it by batch / 256 before it gets
+    here); everything outside the backbone trains at ``head_lr_multiplier`` times it. The schedule is WarmupCosine over optimizer steps. ``epsilon`` 1e-8 is
     PyTorch's (Keras defaults to 1e-7). Extra keyword arguments (clipnorm, gradient accumulation,
     loss_scale_factor, ...) go to the optimizer.
     """
     backbone = backbone or find_backbone(model)
     return LayerDecayAdamW(
-        lr_scales=layer_scales(model, layer_decay, backbone),
+        lr_scales=layer_scales(model, layer_decay, backbone, head_lr_multiplier),
         no_decay_paths=no_weight_decay_paths(model),
         learning_rate=WarmupCosine(base_lr, warmup_steps, total_steps, min_lr),
         weight_decay=weight_decay,
