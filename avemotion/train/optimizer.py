@@ -209,9 +209,10 @@ def build_adamw(
     """The VideoMAE fine-tuning optimizer for ``model`` (backbone found in it when not given).
 
     ``base_lr`` is the peak lr of the top layer (the recipe scales it by batch / 256 before it gets
-    here); everything outside the backbone trains at ``head_lr_multiplier`` times it. The schedule is WarmupCosine over optimizer steps. ``epsilon`` 1e-8 is
-    PyTorch's (Keras defaults to 1e-7). Extra keyword arguments (clipnorm, gradient accumulation,
-    loss_scale_factor, ...) go to the optimizer.
+    here); everything outside the backbone trains at ``head_lr_multiplier`` times it. The schedule
+    is WarmupCosine over optimizer steps. ``epsilon`` 1e-8 is PyTorch's (Keras defaults to 1e-7).
+    Extra keyword arguments (clipnorm, gradient accumulation, loss_scale_factor, ...) go to the
+    optimizer.
     """
     backbone = backbone or find_backbone(model)
     return LayerDecayAdamW(
