@@ -55,7 +55,7 @@ def clips(truth, dataset):
 
 def test_size_and_durations(demo, truth):
     counts = {name: len(clips(truth, name)) for name in CORPORA}
-    assert 130 <= sum(counts.values()) <= 170
+    assert 180 <= sum(counts.values()) <= 220
     encoded = pd.concat([truth[n][truth[n]["frame"] >= 0] for n in CORPORA])
     durations = encoded.groupby("path")["time"].max()
     assert durations.between(1.9, 3.0).all()

@@ -16,7 +16,7 @@ import yaml
 from avemotion.quarantine import read_quarantine
 from conftest import REPO, demo_config, run_snakemake
 
-DEMO_CLIPS = {"crema_d": 60, "enterface": 48, "mafw": 45}
+DEMO_CLIPS = {"crema_d": 60, "enterface": 48, "mafw": 91}
 STAGES = ("index", "preprocess", "fuse", "train", "evaluate", "report")
 
 
