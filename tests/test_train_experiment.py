@@ -19,7 +19,7 @@ from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shar
 
 from avemotion.evaluate.metrics import evaluate_predictions
 from avemotion.train.cross_corpus import predict_other_corpus
-from avemotion.train.experiment import run_experiment_fold
+from avemotion.train.experiment import build_model, run_experiment_fold
 from avemotion.train.predict import branch_predictions
 
 LABELS = ["anger", "happiness", "sadness"]
@@ -93,6 +93,13 @@ def test_fold_outputs_hold_only_test_speakers_and_metrics_match_predictions(tmp_
         assert all(abs(sum(task.values()) - 1) < 1e-9 for task in weights.values())
     # The colours, Mel levels and face features give the class away: a real model learns it.
     assert metrics["uar"] >= 0.9
+
+
+def test_the_experiments_frame_normalization_reaches_its_model():
+    settings = settings_for("late")  # like settings saved before the option existed: imagenet
+    assert "clip_standardize" not in {layer.name for layer in build_model(settings).layers}
+    settings["model"]["frame_normalization"] = "clip"
+    assert "clip_standardize" in {layer.name for layer in build_model(settings).layers}
 
 
 def test_leave_one_corpus_out_tests_the_unseen_corpus_and_its_model_transfers(tmp_path):

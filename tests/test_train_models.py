@@ -70,6 +70,48 @@ def test_unknown_fusion_names_the_allowed_values():
         build_fusion_model("middle", TINY, 6, 4, 32)
 
 
+def test_unknown_frame_normalization_names_the_allowed_values():
+    with pytest.raises(ValueError, match="allowed values: imagenet, clip"):
+        build_fusion_model("late", TINY, 6, 4, 32, frame_normalization="frame")
+
+
+def test_clip_standardization_gives_each_clip_channel_the_target_mean_and_std():
+    """The clip's own lighting (each channel scaled and shifted) is taken out; a flat clip (a black
+    screen) comes out at the target mean, not as blown-up noise or NaN."""
+    from avemotion.model.layers import ClipStandardization
+
+    mean, std = TINY["image_mean"], TINY["image_std"]
+    layer = ClipStandardization(mean, std)
+    clips = np.random.default_rng(0).random((2, 4, 8, 8, 3), dtype=np.float32)
+    standardized = np.asarray(layer(clips))
+    np.testing.assert_allclose(standardized.mean(axis=(1, 2, 3)), [mean, mean], atol=1e-5)
+    np.testing.assert_allclose(standardized.std(axis=(1, 2, 3)), [std, std], atol=1e-5)
+    relit = (clips * np.float32([0.5, 0.8, 0.6]) + np.float32([0.3, 0.1, 0.2])).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(layer(relit)), standardized, atol=1e-4)
+    flat = np.full((1, 4, 8, 8, 3), 0.2, np.float32)
+    np.testing.assert_allclose(np.asarray(layer(flat)), np.broadcast_to(np.float32(mean), flat.shape), atol=1e-3)
+
+
+@pytest.mark.parametrize("fusion", ["early", "late", "hybrid"])
+def test_clip_frame_normalization_makes_the_model_blind_to_a_clips_lighting(fusion, tmp_path):
+    """With frame_normalization clip the same clip under other lighting gets the same prediction,
+    also after saving and loading (the standardisation is a layer of the saved model)."""
+    import keras
+
+    output = "video_emotion" if fusion == "late" else "emotion"
+    model = build_fusion_model(fusion, TINY, 6, num_frames=4, image_size=32, frame_normalization="clip")
+    batch = batch_for(model)
+    relit = {**batch, "frames": batch["frames"] * np.float32(0.6) + np.float32(0.2)}
+    expected = np.asarray(model(batch)[output])
+    np.testing.assert_allclose(np.asarray(model(relit)[output]), expected, atol=1e-4)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(reloaded(relit)[output]), expected, atol=1e-4)
+    # The default (VideoMAE's fixed ImageNet statistics) sees the lighting.
+    plain = build_fusion_model(fusion, TINY, 6, num_frames=4, image_size=32)
+    assert not np.allclose(np.asarray(plain(relit)[output]), np.asarray(plain(batch)[output]), atol=1e-4)
+
+
 def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):
     source = build_classifier(TINY, 0, num_frames=2, image_size=32)
     source.save_weights(tmp_path / "tiny.weights.h5")

@@ -148,6 +148,8 @@ def build_model(settings: dict, face_stats=None):
         settings["num_frames"],
         settings["image_size"],
         face_stats=face_stats,
+        # Settings saved before the option existed meant imagenet.
+        frame_normalization=settings["model"].get("frame_normalization", "imagenet"),
     )
     if settings["model"].get("pretrained"):
         load_pretrained_backbone(model, settings["model"]["pretrained"])

@@ -27,11 +27,12 @@ from keras import layers, ops
 from avemotion.fusion.early import EarlyFusionSequence
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model.backbone import VideoMAEBackbone
-from avemotion.model.layers import PACKAGE
+from avemotion.model.layers import PACKAGE, ClipStandardization
 
 FUSION_MODES = ("early", "late", "hybrid")
 TASKS = ("emotion", "valence", "arousal")
 BRANCHES = ("video", "audio", "face")
+FRAME_NORMALIZATIONS = ("imagenet", "clip")
 
 
 def task_of(output_name: str) -> str:
@@ -185,15 +186,28 @@ def build_fusion_model(
     image_size: int,
     dropout: float = 0.1,
     face_stats: tuple | None = None,
+    frame_normalization: str = "imagenet",
 ) -> keras.Model:
     """The network for one fusion mode; ``backbone_settings`` are VideoMAEBackbone arguments (a variant's).
 
     ``face_stats``: (mean, variance) of the training clips' face features (face_statistics); without
-    them the face branch starts unstandardised (mean 0, variance 1).
+    them the face branch starts unstandardised (mean 0, variance 1). ``frame_normalization``:
+    imagenet feeds the frames to the backbone as they are (it standardises with the fixed ImageNet
+    statistics VideoMAE was pretrained with); clip first standardises each clip by its own channel
+    mean and std (ClipStandardization), before early fusion adds the spectrogram tiles.
     """
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion {fusion!r} is not allowed; allowed values: {', '.join(FUSION_MODES)}")
     inputs = model_inputs(num_frames, image_size)
+    if frame_normalization not in FRAME_NORMALIZATIONS:
+        raise ValueError(
+            f"frame_normalization {frame_normalization!r} is not allowed; allowed values: {', '.join(FRAME_NORMALIZATIONS)}"
+        )
+    frames = inputs["frames"]
+    if frame_normalization == "clip":
+        # To the backbone's own mean and std, so its fixed standardisation leaves each clip at 0 and 1.
+        mean, std = backbone_settings["image_mean"], backbone_settings["image_std"]
+        frames = ClipStandardization(mean, std, name="clip_standardize")(frames)
     video_frames = 2 * num_frames if fusion == "early" else num_frames
     extra_tokens = num_frames if fusion == "early" else 0  # early fusion's face tokens
     backbone = VideoMAEBackbone(
@@ -202,12 +216,12 @@ def build_fusion_model(
     )
     if fusion == "early":
         tokens = face_tokens(inputs["face_sequence"], inputs["face_present"], backbone.hidden_size, face_stats)
-        sequence = EarlyFusionSequence(name="early_sequence")([inputs["frames"], inputs["mel"]])
+        sequence = EarlyFusionSequence(name="early_sequence")([frames, inputs["mel"]])
         video = layers.Dropout(dropout, name="video_dropout")(backbone([sequence, tokens]))
         return keras.Model(inputs, heads(video, num_classes), name="early_fusion")
 
     embeddings = {
-        "video": layers.Dropout(dropout, name="video_dropout")(backbone(inputs["frames"])),
+        "video": layers.Dropout(dropout, name="video_dropout")(backbone(frames)),
         "audio": audio_encoder(inputs["mel"]),
         "face": face_encoder(inputs["face_sequence"], inputs["face_present"], face_stats),
     }
