@@ -34,6 +34,7 @@ def test_repository_config_is_valid(config):
         (lambda c: c["datasets"]["enterface"].pop("root"), "datasets.enterface: 'root' is a required property"),
         (lambda c: c["datasets"]["crema_d"].update(chunks=0), "datasets.crema_d.chunks: 0 is less than the minimum of 1"),
         (lambda c: c["model"].update(variant="giant"), "model.variant: 'giant' is not allowed; allowed values: 'tiny', 'small', 'base', 'large', 'huge'"),
+        (lambda c: c["model"].update(frame_normalization="frame"), "model.frame_normalization: 'frame' is not allowed; allowed values: 'imagenet', 'clip'"),
     ],
 )
 def test_invalid_values_name_the_key_and_allowed_values(config, change, expected):
@@ -145,7 +146,7 @@ def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
     assert settings["labels"] == ["anger", "disgust", "fear", "happiness", "sadness"]
     assert settings["folds"] == [1, 2, 3, 4, 5] and settings["final"] is True
     assert settings["training"]["epochs"] == 3 and settings["training"]["batch_size"] == 8
-    assert settings["model"] == {"variant": "small", "pretrained": None}
+    assert settings["model"] == {"variant": "small", "pretrained": None, "frame_normalization": "clip"}  # the demo config's
     assert (settings["num_frames"], settings["image_size"]) == (4, 64)  # the demo's frames
 
 
