@@ -112,6 +112,18 @@ def test_clip_frame_normalization_makes_the_model_blind_to_a_clips_lighting(fusi
     assert not np.allclose(np.asarray(plain(relit)[output]), np.asarray(plain(batch)[output]), atol=1e-4)
 
 
+def test_clip_standardization_computes_in_float32_under_mixed_precision():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_fusion_model("late", TINY, 6, num_frames=4, image_size=32, frame_normalization="clip")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("clip_standardize").compute_dtype == "float32"
+    assert backbone_of(model).get_layer("block_0").compute_dtype == "bfloat16"
+
+
 def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):
     source = build_classifier(TINY, 0, num_frames=2, image_size=32)
     source.save_weights(tmp_path / "tiny.weights.h5")

@@ -205,9 +205,10 @@ def build_fusion_model(
         )
     frames = inputs["frames"]
     if frame_normalization == "clip":
-        # To the backbone's own mean and std, so its fixed standardisation leaves each clip at 0 and 1.
+        # To the backbone's own mean and std, so its fixed standardisation leaves each clip at 0 and 1;
+        # in float32 even under mixed precision, like that standardisation (bf16 statistics are coarse).
         mean, std = backbone_settings["image_mean"], backbone_settings["image_std"]
-        frames = ClipStandardization(mean, std, name="clip_standardize")(frames)
+        frames = ClipStandardization(mean, std, dtype="float32", name="clip_standardize")(frames)
     video_frames = 2 * num_frames if fusion == "early" else num_frames
     extra_tokens = num_frames if fusion == "early" else 0  # early fusion's face tokens
     backbone = VideoMAEBackbone(
