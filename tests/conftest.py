@@ -61,7 +61,7 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True):
     return result
 
 
-# The demo's own experiments take about 19 minutes; the test run trains the same kinds of job
+# The demo's own experiments take about 17 minutes; the test run trains the same kinds of job
 # (test fold, final model, cross-corpus, leave-one-corpus-out) for one epoch each.
 QUICK_EXPERIMENTS = {
     "training": {"epochs": 1, "threads": 1},

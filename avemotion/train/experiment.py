@@ -148,7 +148,7 @@ def build_model(settings: dict, face_stats=None):
         settings["num_frames"],
         settings["image_size"],
         face_stats=face_stats,
-        # Settings saved before the option existed meant imagenet.
+        # Absent (settings written by hand, as in tests): the schema default.
         frame_normalization=settings["model"].get("frame_normalization", "imagenet"),
     )
     if settings["model"].get("pretrained"):
