@@ -1,10 +1,12 @@
 """Evaluation metrics against examples worked out by hand."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from avemotion.evaluate.metrics import (
     classification_metrics,
@@ -54,6 +56,61 @@ def test_perfect_and_constant_predictions():
     assert math.isnan(constant["pearson"])  # prediction side is constant
     # squared errors 1.5^2, 0.5^2, 0.5^2 = 2.25 + .25 + .25 = 2.75
     assert constant["rmse"] == pytest.approx(math.sqrt(2.75 / 3))
+
+
+def direct_ccc(target, pred):
+    """Lin's formula with numpy's population moments."""
+    target, pred = np.asarray(target, dtype=float), np.asarray(pred, dtype=float)
+    cov = np.cov(target, pred, bias=True)[0, 1]
+    return 2 * cov / (target.var() + pred.var() + (target.mean() - pred.mean()) ** 2)
+
+
+def scipy_pearson(target, pred) -> float:
+    """scipy's Pearson r; it warns (and returns nan) for a constant or nearly constant side."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.pearsonr(target, pred).statistic)
+
+
+def test_pearson_and_ccc_agree_with_scipy_and_lins_formula_on_random_data():
+    rng = np.random.default_rng(0)
+    for size in (2, 3, 10, 500):
+        target = rng.uniform(-1, 1, size)
+        pred = 0.6 * target + rng.normal(0, 0.3, size) + 0.1
+        m = regression_metrics(target, pred)
+        assert m["pearson"] == pytest.approx(scipy_pearson(target, pred), rel=1e-9, abs=1e-12)
+        assert m["ccc"] == pytest.approx(direct_ccc(target, pred), rel=1e-9, abs=1e-12)
+        # a small but real spread (a millionth of the values' scale) is no constant
+        small = 0.4 + 1e-6 * pred
+        assert regression_metrics(target, small)["pearson"] == pytest.approx(scipy_pearson(target, small), rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [0.4, -0.7, 0.1, 1e-3, 123.456, 0.0])
+def test_a_constant_side_has_no_pearson_and_ccc_zero_or_one(value):
+    target = np.random.default_rng(1).uniform(-1, 1, 7)
+    constant = np.full(7, value)  # np.var of most such arrays is ~1e-33, not 0
+    for t, p in ((target, constant), (constant, target)):
+        assert math.isnan(scipy_pearson(t, p))
+        m = regression_metrics(t, p)
+        assert math.isnan(m["pearson"])
+        assert m["ccc"] == pytest.approx(0.0, abs=1e-15)  # cov = 0
+        assert m["ccc"] == pytest.approx(direct_ccc(t, p), abs=1e-12)
+    same = regression_metrics(constant, np.full(7, value))
+    assert math.isnan(same["pearson"]) and same["ccc"] == 1.0 and same["rmse"] == 0.0
+    other = regression_metrics(constant, np.full(7, value + 0.5))
+    assert math.isnan(other["pearson"]) and other["ccc"] == 0.0  # two different constants: cov = 0
+
+
+def test_a_side_that_varies_only_by_rounding_counts_as_constant():
+    """Values one float step apart: scipy warns that the side is nearly constant and its r is noise."""
+    target = np.random.default_rng(2).uniform(-1, 1, 50)
+    near = np.full(50, 0.4)
+    near[::2] = np.nextafter(0.4, 1.0)
+    with pytest.warns(stats.NearConstantInputWarning):
+        stats.pearsonr(target, near)
+    m = regression_metrics(target, near)
+    assert math.isnan(m["pearson"])
+    assert m["ccc"] == pytest.approx(0.0, abs=1e-15)
 
 
 def test_bias_shift_lowers_ccc_but_not_pearson():

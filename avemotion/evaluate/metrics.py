@@ -9,8 +9,9 @@ Metrics:
 - uar: unweighted average recall, the mean per-class recall over classes present in the true labels.
 - macro_f1: mean F1 over classes present in the true or the predicted labels (F1 = 0 where
   precision + recall = 0).
-- ccc: Lin's concordance correlation 2 cov / (var_t + var_p + (mean_t - mean_p)^2), population moments.
-- pearson: nan when either side is constant.
+- ccc: Lin's concordance correlation 2 cov / (var_t + var_p + (mean_t - mean_p)^2), population moments;
+  1 when both sides are the same constant, 0 when one side is constant and the other is not.
+- pearson: nan when either side is constant (up to rounding, see CONSTANT_TOLERANCE).
 - rmse.
 
 Undefined values (the recall of a class with no true clips, a Pearson correlation with a constant side)
@@ -23,6 +24,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+# A side whose spread is at most this fraction of its largest magnitude is constant. The mean of equal
+# floats is itself rounded (np.full(3, 0.4) has np.var ~3e-33, not 0), so an exact test lets rounding
+# noise through as a correlation; float64 rounding is ~1e-16 relative, far below this, and any real
+# spread of valence/arousal predictions far above it.
+CONSTANT_TOLERANCE = 1e-12
 
 
 def confusion_matrix(true_idx, pred_idx, num_classes: int) -> np.ndarray:
@@ -87,15 +94,33 @@ def regression_metrics(target, pred) -> dict:
         raise ValueError("target and prediction must be 1-D arrays of the same length")
     if target.size == 0:
         raise ValueError("no clips to evaluate")
-    mean_t, mean_p = target.mean(), pred.mean()
-    var_t, var_p = target.var(), pred.var()  # ddof=0
-    cov = ((target - mean_t) * (pred - mean_p)).mean()
-    denominator = var_t + var_p + (mean_t - mean_p) ** 2
-    # The denominator is 0 only when both sides are the same constant: perfect agreement.
-    ccc = 1.0 if denominator == 0 else 2 * cov / denominator
-    pearson = float("nan") if var_t == 0 or var_p == 0 else cov / np.sqrt(var_t * var_p)
+    mean_t, dev_t = _deviations(target)
+    mean_p, dev_p = _deviations(pred)
+    var_t, var_p = (dev_t**2).mean(), (dev_p**2).mean()  # ddof=0
+    cov = (dev_t * dev_p).mean()  # exactly 0 when a side is constant
+    if var_t == 0 and var_p == 0:
+        # Two constants agree perfectly or not at all; equal up to the same rounding as a constant side.
+        scale = max(np.abs(target).max(), np.abs(pred).max())
+        ccc = 1.0 if abs(mean_t - mean_p) <= CONSTANT_TOLERANCE * scale else 0.0
+    else:
+        ccc = 2 * cov / (var_t + var_p + (mean_t - mean_p) ** 2)
+    if var_t == 0 or var_p == 0:
+        pearson = float("nan")
+    else:
+        # Rounding can push |r| a hair past 1 for (anti)parallel sides.
+        pearson = np.clip(cov / (np.sqrt(var_t) * np.sqrt(var_p)), -1.0, 1.0)
     rmse = np.sqrt(((target - pred) ** 2).mean())
     return {"ccc": float(ccc), "pearson": float(pearson), "rmse": float(rmse)}
+
+
+def _deviations(values: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean and the deviations from it; the deviations are all 0 when the values are constant
+    up to CONSTANT_TOLERANCE, so that rounding noise adds nothing to a variance or covariance."""
+    mean = values.mean()
+    deviations = values - mean
+    if np.sqrt((deviations**2).mean()) <= CONSTANT_TOLERANCE * np.abs(values).max():
+        deviations = np.zeros_like(values)
+    return mean, deviations
 
 
 def evaluate_predictions(predictions: pd.DataFrame, label_names: Sequence[str]) -> dict:
