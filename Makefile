@@ -1,31 +1,41 @@
-# `make demo`: set up .venv and run the whole workflow on the bundled demo corpora.
-# `make test`: set up .venv and run the test suite.
-# Versions are pinned in requirements.txt; the venv is rebuilt when it or pyproject.toml changes.
+# `make demo`: set up .venv with the workflow's packages and run the workflow on the bundled demo corpora.
+# `make test`: set up .venv with the workflow's and the test-only packages, then run the test suite.
+# Versions are pinned in requirements.txt (pip constraints); which packages in pyproject.toml's extras.
+# Targets of snakemake go before --configfile: it takes every word after it as a config file.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.txt
+DEMO_CONFIG := avemotion/recipes/demo.yaml
 CORES ?= all
 
 .PHONY: demo test lint setup clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	touch $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -e ".[all]"
+	$(BIN)/python -m avemotion.config_errors install
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(PIP_INSTALL) -e ".[all,test]"
+	touch $@
 
 demo: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(DEMO_CONFIG)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile $(DEMO_CONFIG)
 
 clean:
 	rm -rf results resources/demo .snakemake

@@ -1,7 +1,7 @@
 # avemotion: audio-visual emotion recognition from raw corpora to evaluated models.
 # Run `snakemake --cores N` (default target `all`) or name a stage: index, preprocess, fuse, train,
 # evaluate, report, predict (the clips under predict.input_dir, when set). Everything is written
-# under results/ in the working directory; the demo corpora (the default config) under resources/demo/.
+# under results/ in the working directory; the demo corpora (`make demo`) under resources/demo/.
 
 import os
 
@@ -10,9 +10,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The repository's config.yaml holds the defaults; `--configfile FILE` on the command line
-# overrides any of its keys.
+# The repository's config.yaml holds the defaults for real corpora; `--configfile FILE` on the
+# command line overrides any of its keys (targets go before it: it takes every following word as a
+# file). `make demo` passes avemotion/recipes/demo.yaml.
 configfile: os.path.join(workflow.basedir, "config.yaml")
+
+# envs/*.yaml install avemotion from here (pip expands ${AVEMOTION_SOURCE} in their pip sections).
+os.environ["AVEMOTION_SOURCE"] = workflow.basedir
 
 
 include: "rules/common.smk"

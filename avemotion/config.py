@@ -1,8 +1,8 @@
 """Configuration checks that run before any job: schema errors that name the key and what is allowed,
-the ``mfaw`` alias, and dataset roots that must exist.
+the ``mfaw`` alias, and dataset roots that must exist and hold their corpus.
 
 The workflow calls :func:`prepare_config`, then ``snakemake.utils.validate`` with :data:`SCHEMA_PATH`
-(which also fills in the schema's defaults), then :func:`check_dataset_roots`.
+(which also fills in the schema's defaults), then :func:`check_datasets`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-from avemotion.datasets import check_root
+from avemotion.config_errors import read_yaml
+from avemotion.datasets import check_layout
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 DATASET_ALIASES = {"mfaw": "mafw"}  # MAFW is misspelt "MFAW" in some documents
@@ -21,6 +22,29 @@ DATASET_ALIASES = {"mfaw": "mafw"}  # MAFW is misspelt "MFAW" in some documents
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the key and the allowed values."""
+
+
+REPOSITORY_CONFIG = Path(__file__).parent.parent / "config.yaml"
+
+
+def merge_config(base: dict, override: dict) -> dict:
+    """``override`` over ``base`` as Snakemake merges --configfile files: mappings key by key, any
+    other value (a list of experiments too) replaced whole."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merge_config(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def load_config(*paths) -> dict:
+    """The config the workflow sees for ``snakemake --configfile PATHS...`` (before its checks): the
+    repository's config.yaml with each file merged over it in turn."""
+    config = read_yaml(REPOSITORY_CONFIG)
+    for path in paths:
+        config = merge_config(config, read_yaml(path))
+    return config
 
 
 def load_schema() -> dict:
@@ -48,7 +72,10 @@ def _resolve(schema: dict, root: dict) -> dict:
         target = root
         for part in ref[2:].split("/"):
             target = target[part]
-        return {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+        resolved = {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+        # a dataset adds its own properties (and defaults) beside the shared ones
+        resolved["properties"] = {**target.get("properties", {}), **schema.get("properties", {})}
+        return resolved
     return schema
 
 
@@ -99,20 +126,36 @@ def prepare_config(config: dict, warn=None) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
+def is_enabled(settings: dict) -> bool:
+    """A dataset takes part when it says so, or, when it does not, when its root is set."""
+    return bool(settings.get("enabled", settings.get("root") is not None))
+
+
 def enabled_datasets(config: dict) -> list[str]:
-    return [name for name, settings in config.get("datasets", {}).items() if settings.get("enabled", True)]
+    return [name for name, settings in config.get("datasets", {}).items() if is_enabled(settings or {})]
 
 
-def check_dataset_roots(config: dict, generated_roots=()) -> None:
-    """Every enabled dataset's root must exist, unless the workflow generates it (demo corpora)."""
+NO_CORPUS = (
+    "config: no corpus configured: set datasets.crema_d.root, datasets.enterface.root and/or "
+    "datasets.mafw.root to the corpora on disk (in a file passed with --configfile, e.g. a copy of a "
+    "recipe in avemotion/recipes/); `make demo` runs the workflow on the bundled demo corpora"
+)
+
+
+def check_datasets(config: dict, generated_roots=()) -> None:
+    """Every enabled dataset has a root that holds its corpus' layout, unless the workflow generates
+    it (demo corpora); at least one dataset is enabled."""
+    for name, settings in config.get("datasets", {}).items():
+        if settings.get("enabled") and settings.get("root") is None:
+            raise ConfigError(f"config: datasets.{name}.root: not set, but datasets.{name}.enabled is true; set the corpus root or enabled: false")
     enabled = enabled_datasets(config)
     if not enabled:
-        raise ConfigError("config: no dataset is enabled; set datasets.<name>.enabled: true for at least one")
+        raise ConfigError(NO_CORPUS)
     generated = {Path(p) for p in generated_roots}
     for name in enabled:
         root = Path(config["datasets"][name]["root"])
         if root not in generated:
-            check_root(name, root)
+            check_layout(name, root)
 
 
 PREPROCESS_SECTIONS = ("frames", "audio", "face")

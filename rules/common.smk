@@ -1,12 +1,13 @@
 # Config validation (before any job runs) and the helpers that rules share.
 
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from avemotion.config import (
     SCHEMA_PATH,
-    check_dataset_roots,
+    check_datasets,
     check_model,
     check_openface,
     enabled_datasets,
@@ -23,6 +24,7 @@ from avemotion.train.settings import (
     experiment_names,
     experiment_settings,
     heldout_datasets,
+    model_settings,
     prediction_experiments,
 )
 
@@ -32,10 +34,11 @@ validate(config, schema=str(SCHEMA_PATH))
 
 DATASETS = enabled_datasets(config)
 DEMO_ROOTS = {name: DEMO_DIR / name for name in READERS}
-check_dataset_roots(config, generated_roots=DEMO_ROOTS.values())
+check_datasets(config, generated_roots=DEMO_ROOTS.values())
 check_openface(config)
 check_model(config)
-check_experiments(config)
+for notice in check_experiments(config):
+    print(notice, file=sys.stderr)
 
 
 wildcard_constraints:

@@ -10,7 +10,7 @@ rule train_fold:
     output:
         **train_outputs("fold_{fold}"),
     params:
-        settings=lambda wildcards: experiment_settings(config, wildcards.experiment),
+        settings=lambda wildcards: model_settings(config, wildcards.experiment),
         fold=lambda wildcards: int(wildcards.fold),
         held_out=None,
         outdir=lambda wildcards, output: os.path.dirname(output.model),
@@ -32,7 +32,7 @@ use rule train_fold as train_final with:
     output:
         **train_outputs("final"),
     params:
-        settings=lambda wildcards: experiment_settings(config, wildcards.experiment),
+        settings=lambda wildcards: model_settings(config, wildcards.experiment),
         fold=None,
         held_out=None,
         outdir=lambda wildcards, output: os.path.dirname(output.model),
@@ -46,7 +46,7 @@ use rule train_fold as train_heldout with:
     output:
         **train_outputs("heldout_{held_out}"),
     params:
-        settings=lambda wildcards: experiment_settings(config, wildcards.experiment),
+        settings=lambda wildcards: model_settings(config, wildcards.experiment),
         fold=None,
         held_out=lambda wildcards: wildcards.held_out,
         outdir=lambda wildcards, output: os.path.dirname(output.model),

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+
+from avemotion.config import load_config, merge_config
+from avemotion.recipes import DEMO_CONFIG
 
 DATA = Path(__file__).parent / "data"
 
@@ -72,6 +76,17 @@ QUICK_EXPERIMENTS = {
 }
 
 
+def demo_settings(overrides: dict | None = None) -> dict:
+    """The demo recipe over config.yaml, with ``overrides`` over both, as the workflow merges them."""
+    return merge_config(load_config(DEMO_CONFIG), overrides or {})
+
+
+def write_demo_config(path: Path, overrides: dict | None = None) -> str:
+    """A config file that holds the whole demo config (with ``overrides``), for --configfile."""
+    path.write_text(yaml.safe_dump(demo_settings(overrides)))
+    return str(path)
+
+
 def demo_config(workdir: Path) -> str:
     """The config file the demo_run fixture ran with (pass it to every later run in that workdir)."""
     return str(workdir / "quick_experiments.yaml")
@@ -80,9 +95,7 @@ def demo_config(workdir: Path) -> str:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """A working directory where the whole workflow has run once on the demo corpora (quick experiments)."""
-    import yaml
-
     workdir = tmp_path_factory.mktemp("demo_run")
-    Path(demo_config(workdir)).write_text(yaml.safe_dump(QUICK_EXPERIMENTS))
+    write_demo_config(Path(demo_config(workdir)), QUICK_EXPERIMENTS)
     run_snakemake(workdir, "--cores", "2", "--configfile", demo_config(workdir))
     return workdir

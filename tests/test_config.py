@@ -7,17 +7,16 @@ import yaml
 
 from snakemake.utils import validate
 
-from avemotion.config import SCHEMA_PATH, ConfigError, check_dataset_roots, check_model, config_errors, load_schema, prepare_config
+from avemotion.config import SCHEMA_PATH, ConfigError, check_datasets, check_model, config_errors, load_schema, prepare_config
 from avemotion.model.presets import VARIANTS
 from avemotion.datasets import DatasetRootError
-from conftest import DATA
-
-REPO_CONFIG = DATA.parent.parent / "config.yaml"
+from conftest import demo_settings
 
 
 @pytest.fixture
 def config():
-    return yaml.safe_load(REPO_CONFIG.read_text())
+    """The demo's config (the demo recipe over config.yaml)."""
+    return demo_settings()
 
 
 def test_repository_config_is_valid(config):
@@ -31,7 +30,6 @@ def test_repository_config_is_valid(config):
         (lambda c: c["datasets"]["mafw"].update(enabled="yes"), "datasets.mafw.enabled: 'yes' is not of type boolean"),
         (lambda c: c["datasets"]["enterface"].update(chunk=3), "datasets.enterface.chunk: unknown key; allowed keys here: enabled, root, chunks"),
         (lambda c: c["datasets"].update(iemocap={}), "datasets.iemocap: unknown key; allowed keys here: crema_d, enterface, mafw"),
-        (lambda c: c["datasets"]["enterface"].pop("root"), "datasets.enterface: 'root' is a required property"),
         (lambda c: c["datasets"]["crema_d"].update(chunks=0), "datasets.crema_d.chunks: 0 is less than the minimum of 1"),
         (lambda c: c["model"].update(variant="giant"), "model.variant: 'giant' is not allowed; allowed values: 'tiny', 'small', 'base', 'large', 'huge'"),
         (lambda c: c["model"].update(frame_normalization="frame"), "model.frame_normalization: 'frame' is not allowed; allowed values: 'imagenet', 'clip'"),
@@ -55,23 +53,30 @@ def test_mfaw_is_an_alias_of_mafw_with_one_warning(config):
 def test_mfaw_keys_win_over_mafw_keys_of_the_default_config(config):
     config["datasets"]["mfaw"] = {"root": "/data/MAFW", "chunks": 96}
     prepare_config(config, warn=lambda message: None)
-    assert config["datasets"]["mafw"] == {"enabled": True, "root": "/data/MAFW", "chunks": 96}
+    assert config["datasets"]["mafw"] == {"root": "/data/MAFW", "chunks": 96}
 
 
 def test_missing_root_names_the_dataset_and_path(config, tmp_path):
     config["datasets"]["enterface"]["root"] = str(tmp_path / "nowhere")
     with pytest.raises(DatasetRootError, match=r"dataset 'enterface': root directory '.*nowhere' does not exist"):
-        check_dataset_roots(config, generated_roots=["resources/demo/crema_d", "resources/demo/mafw"])
+        check_datasets(config, generated_roots=["resources/demo/crema_d", "resources/demo/mafw"])
 
 
 def test_disabled_datasets_need_no_root(config):
     for name in ("crema_d", "enterface"):
         config["datasets"][name] = {"enabled": False}
     assert config_errors(config) == []
-    check_dataset_roots(config, generated_roots=["resources/demo/mafw"])
+    check_datasets(config, generated_roots=["resources/demo/mafw"])
     config["datasets"]["mafw"]["enabled"] = False
-    with pytest.raises(ConfigError, match="no dataset is enabled"):
-        check_dataset_roots(config)
+    with pytest.raises(ConfigError, match="no corpus configured"):
+        check_datasets(config)
+
+
+def test_an_enabled_dataset_without_root_names_the_key(config):
+    config["datasets"]["enterface"] = {"enabled": True, "root": None}
+    assert config_errors(config) == []
+    with pytest.raises(ConfigError, match=r"datasets\.enterface\.root: not set, but datasets\.enterface\.enabled is true"):
+        check_datasets(config, generated_roots=["resources/demo/crema_d", "resources/demo/mafw"])
 
 
 def test_dataset_overrides_change_only_that_dataset(config):

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import run_snakemake
+from conftest import demo_settings, run_snakemake, write_demo_config
 
 from avemotion.evaluate import layout
 from avemotion.evaluate.baselines import LogisticRegression, experiment_baselines, fold_baselines, majority_class
@@ -280,7 +280,7 @@ def test_heldout_and_cross_folders_follow_the_config():
 
     from avemotion.config import SCHEMA_PATH
 
-    config = yaml.safe_load((Path(__file__).parent.parent / "config.yaml").read_text())
+    config = demo_settings()
     config["datasets"]["mafw"]["enabled"] = False
     config["experiments"] = [
         {"name": "c", "datasets": ["crema_d"], "fusion": "hybrid"},
@@ -501,8 +501,7 @@ def fake_experiment_workdir(workdir: Path) -> str:
             {"name": "mix_late", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [1, 2], "final": False},
         ],
     }
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_demo_config(workdir / "config.yaml", config)
 
     def fold_predictions(clips, labels, branches=False):
         clips = clips[clips["label"].isin(labels)].reset_index(drop=True)
@@ -535,7 +534,7 @@ def fake_experiment_workdir(workdir: Path) -> str:
             for heldout, usable in (("crema_d", crema_usable), ("enterface", enterface_usable)):
                 write_fold(experiment / f"heldout_{heldout}", labels, fold_predictions(usable, labels))
     complete_upstream(workdir, ["crema_d", "enterface"], ["crema_hybrid", "mix_late"])
-    return str(path)
+    return path
 
 
 def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):

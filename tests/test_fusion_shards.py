@@ -15,7 +15,7 @@ from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS
 from avemotion.fusion.shards import crc32c, encode_example, fuse_chunk, iterate_examples, read_tabular_shards
 from avemotion.media.spectrogram import mfcc
 from avemotion.quarantine import read_quarantine
-from conftest import run_snakemake
+from conftest import demo_settings, run_snakemake
 
 T = 4
 N_MFCC = 13
@@ -188,6 +188,21 @@ def test_an_empty_chunk_writes_valid_empty_shards_with_the_same_columns(chunk, t
         assert len(read_tabular_shards([full, empty])) == 2
 
 
+def test_a_rerun_of_a_killed_fuse_job_leaves_no_temporary_shard_behind(chunk, tmp_path):
+    """kill -9 mid-write leaves the writer's temporary file (mkstemp's name, several MB on a real
+    chunk); the rerun must remove it, and nothing else in the shards folder."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    stale = [shards / ".0.tfrecord.t8_3kq0z.tmp", shards / ".0.parquet.x0x0x0x0.tmp"]
+    others = [shards / ".1.tfrecord.t8_3kq0z.tmp", shards / "1.tfrecord"]  # another chunk's, maybe running
+    for path in stale + others:
+        path.write_bytes(b"half a shard")
+    tabular, tfrecord = fuse(chunk, tmp_path)
+    assert sorted(shards.iterdir()) == sorted([tabular, tfrecord, *others])
+    assert [e["clip_id"] for e in iterate_examples(tfrecord, T)] == ["a", "b"]
+    assert list(read_tabular_shards([tabular])["clip_id"]) == ["a", "b"]
+
+
 def test_examples_encode_without_tensorflow_as_tensorflow_does():
     import tensorflow as tf
 
@@ -234,7 +249,7 @@ def default_num_frames() -> int:
 
     from conftest import REPO
 
-    return yaml.safe_load((REPO / "config.yaml").read_text())["frames"]["num_frames"]
+    return demo_settings()["frames"]["num_frames"]
 
 
 def test_demo_run_shards_hold_the_labelled_clips_that_were_not_quarantined(demo_run):

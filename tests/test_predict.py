@@ -18,7 +18,7 @@ from snakemake.utils import validate
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.inference import Progress, clip_records, format_table, video_files, write_predictions
 from avemotion.train.settings import prediction_experiments
-from conftest import REPO, demo_config, run_snakemake
+from conftest import REPO, demo_config, demo_settings, run_snakemake
 
 # pair_late (conftest.QUICK_EXPERIMENTS): crema_d + enterface, late fusion (fitted branch weights),
 # tested on fold 2. Its enterface clips take their audio from the video, as a new clip does (CREMA-D
@@ -109,7 +109,7 @@ def test_predict_config_names_the_key_and_the_allowed_experiments(tmp_path):
         {"name": "a", "datasets": ["crema_d"], "fusion": "late", "final": True},
         {"name": "b", "datasets": ["crema_d"], "fusion": "late", "final": False},
     ]
-    config = yaml.safe_load((REPO / "config.yaml").read_text()) | {"experiments": experiments}
+    config = demo_settings({"experiments": experiments})
     validate(config, schema=str(SCHEMA_PATH))  # fills in the defaults
     assert prediction_experiments(config) == []
     config["predict"] = {"input_dir": str(tmp_path / "absent")}

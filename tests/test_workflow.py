@@ -14,7 +14,8 @@ import pandas as pd
 import yaml
 
 from avemotion.quarantine import read_quarantine
-from conftest import REPO, demo_config, run_snakemake
+from avemotion.recipes import DEMO_CONFIG
+from conftest import REPO, demo_config, run_snakemake, write_demo_config
 
 DEMO_CLIPS = {"crema_d": 60, "enterface": 48, "mafw": 91}
 STAGES = ("index", "preprocess", "fuse", "train", "evaluate", "report")
@@ -29,10 +30,7 @@ def planned_jobs(workdir, *args):
 
 def write_config(workdir, config):
     """A config file over the defaults; without experiments unless given (these tests are about preprocessing)."""
-    config = {"experiments": [], **config}
-    path = workdir / "test_config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+    return write_demo_config(workdir / "test_config.yaml", {"experiments": [], **config})
 
 
 def test_default_run_indexes_every_demo_corpus(demo_run):
@@ -209,5 +207,5 @@ def test_mfaw_alias_is_accepted_with_a_warning(tmp_path):
 
 
 def test_lint_is_clean():
-    result = run_snakemake(REPO, "--lint")
+    result = run_snakemake(REPO, "--lint", "--configfile", str(DEMO_CONFIG))
     assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr

@@ -3,7 +3,9 @@
 Each reader module provides ``LABELS`` (its classes in canonical order), ``index_dependencies(root)``
 (the folders whose names and the metadata files the index reads: the index rule's inputs, so that
 adding, removing or renaming a clip reruns the index while a re-encoded clip does not) and
-``scan(root, settings)`` (records and quarantined files from names and metadata, no decoding).
+``scan(root, settings)`` (records and quarantined files from names and metadata, no decoding) and
+``layout_problem(root)`` (None when the root looks like that corpus, else what was expected: the
+config check runs it before any job, so a root that holds another corpus or nothing stops the run).
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ def check_root(dataset: str, root) -> Path:
             f"dataset '{dataset}': root directory '{root}' does not exist (config key "
             f"datasets.{dataset}.root; a relative path is read from the working directory "
             f"'{Path.cwd()}'; or set datasets.{dataset}.enabled: false)"
+        )
+    return root
+
+
+def check_layout(dataset: str, root) -> Path:
+    """The root, if it exists and holds that corpus' layout; else a one-line error naming what was
+    expected there and, when it holds another corpus, which."""
+    root = check_root(dataset, root)
+    problem = reader(dataset).layout_problem(root)
+    if problem:
+        others = [name for name, module in READERS.items() if name != dataset and module.layout_problem(root) is None]
+        looks = f"; it holds the layout of {' and '.join(others)}" if others else ""
+        raise DatasetRootError(
+            f"dataset '{dataset}': {problem} under '{root}'{looks} (config key datasets.{dataset}.root; "
+            f"or leave it unset to leave {dataset} out)"
         )
     return root
 

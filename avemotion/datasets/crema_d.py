@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from avemotion.datasets.manifest import VOTE_PREFIX, Scan
-from avemotion.datasets.walk import visible_files
+from avemotion.datasets.walk import first_file, visible_files
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ def index_dependencies(root) -> list[Path]:
     """What the index reads: the names in the two media folders and the two metadata tables."""
     root = Path(root)
     return [p for p in (root / VIDEO_DIR, root / AUDIO_DIR, root / DEMOGRAPHICS, root / VOTES) if p.exists()]
+
+
+def layout_problem(root) -> str | None:
+    """None when ``root`` holds at least one CREMA-D video, else what was expected there."""
+    return None if first_file(Path(root) / VIDEO_DIR, lambda name: name.lower().endswith(".flv")) else f"no {VIDEO_DIR}/*.flv"
 
 
 def fold_of_actor(actor: int) -> int:

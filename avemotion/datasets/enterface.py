@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from avemotion.datasets.manifest import Scan
-from avemotion.datasets.walk import visible_files
+from avemotion.datasets.walk import first_file, visible_files
 
 LABELS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
 EMOTIONS = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "sa": "sadness", "su": "surprise"}
@@ -41,6 +41,14 @@ def index_dependencies(root) -> list[Path]:
     for _, folder in subject_folders(root):
         folders += [folder] + sorted(p for p in folder.rglob("*") if p.is_dir() and not p.name.startswith("."))
     return folders
+
+
+def layout_problem(root) -> str | None:
+    """None when ``root`` holds at least one eNTERFACE video under a subject folder."""
+    for _, folder in subject_folders(root):
+        if first_file(folder, lambda name: name.lower().endswith("avi"), recursive=True):
+            return None
+    return "no 'subject N/<emotion>/sentence K/sN_<code>_K.avi'"
 
 
 def fold_of_subject(subject: int) -> int:

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from avemotion.datasets.manifest import NO_FOLD, NO_LABEL, Scan
-from avemotion.datasets.walk import visible_files
+from avemotion.datasets.walk import first_file, visible_files
 from avemotion.labels import CANONICAL_LABELS
 
 # MAFW's 11 single-label classes are exactly the canonical label set.
@@ -39,6 +39,15 @@ def split_files(root) -> list[tuple[int, str, Path]]:
             if path.is_file():
                 found.append((k, part, path))
     return found
+
+
+def layout_problem(root) -> str | None:
+    """None when ``root`` holds MAFW clips and its official split files, else what is missing."""
+    if not first_file(Path(root) / CLIP_DIR, CLIP_NAME.match):
+        return f"no {CLIP_DIR}/NNNNN.mp4"
+    if not split_files(root):
+        return f"no official split files {SPLIT_DIR}/set_1..set_5/{{train,test}}.txt (they define MAFW's labels and folds)"
+    return None
 
 
 def index_dependencies(root) -> list[Path]:

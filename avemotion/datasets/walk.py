@@ -23,3 +23,17 @@ def visible_files(folder, recursive: bool = False) -> list[Path]:
             if not name.startswith(".") and name.lower() not in SYSTEM_CLUTTER
         ]
     return sorted(found)
+
+
+def first_file(folder, matches, recursive: bool = False) -> Path | None:
+    """The first visible file under ``folder`` whose name ``matches``, or None; stops at the first,
+    so checking a 10,000-clip corpus' layout costs one folder listing, not a walk of every clip."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        for name in filenames:
+            if not name.startswith(".") and matches(name):
+                return Path(dirpath) / name
+    return None

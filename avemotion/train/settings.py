@@ -29,8 +29,27 @@ def default_labels(datasets: list[str]) -> list[str]:
     return [label for label in CANONICAL_LABELS if label in shared]
 
 
+def _uses_enabled_datasets(config: dict, experiment: dict) -> bool:
+    """True when every corpus of the experiment is enabled, False when none is; a mix is an error."""
+    enabled = set(enabled_datasets(config))
+    missing = [dataset for dataset in experiment["datasets"] if dataset not in enabled]
+    if missing and len(missing) < len(experiment["datasets"]):
+        raise ConfigError(
+            f"config: experiment {experiment['name']!r} uses {', '.join(missing)}, which has no root or is disabled: "
+            f"set {' and '.join(f'datasets.{name}.root' for name in missing)}, or remove {', '.join(missing)} from the experiment"
+        )
+    return not missing
+
+
 def experiment_names(config: dict) -> list[str]:
-    return [experiment["name"] for experiment in config.get("experiments", [])]
+    """The experiments that run: those whose corpora are configured (see :func:`skipped_experiments`)."""
+    return [experiment["name"] for experiment in config.get("experiments", []) if _uses_enabled_datasets(config, experiment)]
+
+
+def skipped_experiments(config: dict) -> list[str]:
+    """Experiments left out because none of their corpora is configured (the product config lists
+    one per corpus; a user with one corpus should not have to delete the others)."""
+    return [experiment["name"] for experiment in config.get("experiments", []) if not _uses_enabled_datasets(config, experiment)]
 
 
 def experiment_folds(experiment: dict) -> list[int]:
@@ -53,15 +72,40 @@ def _shared_frames(config: dict, experiment: dict) -> dict:
     return {"num_frames": chosen[1][0], "image_size": chosen[1][1]}
 
 
+def _checked_labels(experiment: dict) -> list[str]:
+    """The experiment's labels: each must be a class of at least one of its corpora."""
+    name, datasets = experiment["name"], experiment["datasets"]
+    if not experiment.get("labels"):
+        return default_labels(datasets)
+    known = [label for label in CANONICAL_LABELS if any(label in _reader_labels(dataset) for dataset in datasets)]
+    unknown = [label for label in experiment["labels"] if label not in known]
+    if unknown:
+        raise ConfigError(
+            f"config: experiments.{name}.labels: {', '.join(map(repr, unknown))} is not a class of {' or '.join(datasets)}; "
+            f"allowed values: {', '.join(known)}"
+        )
+    return list(experiment["labels"])
+
+
+def _checked_folds(experiment: dict) -> list[int]:
+    folds = experiment_folds(experiment)
+    outside = [fold for fold in folds if not 1 <= fold <= NUM_FOLDS]
+    if outside:
+        raise ConfigError(
+            f"config: experiments.{experiment['name']}.folds: {outside} is not allowed; allowed values: 'all' or a list "
+            f"of the protocol's folds 1-{NUM_FOLDS} of {' and '.join(experiment['datasets'])}"
+        )
+    return folds
+
+
 def experiment_settings(config: dict, name: str) -> dict:
     matches = [experiment for experiment in config.get("experiments", []) if experiment["name"] == name]
     if len(matches) != 1:
         raise ConfigError(f"config: experiments: {len(matches)} experiments are named {name!r}; names must be unique")
     experiment = matches[0]
-    missing = [dataset for dataset in experiment["datasets"] if not config["datasets"].get(dataset, {}).get("enabled", True)]
-    if missing:
-        raise ConfigError(f"config: experiment {name!r} uses disabled datasets: {', '.join(missing)} (datasets.<name>.enabled)")
-    labels = experiment.get("labels") or default_labels(experiment["datasets"])
+    if not _uses_enabled_datasets(config, experiment):
+        raise ConfigError(f"config: experiment {name!r}: none of {', '.join(experiment['datasets'])} is configured (datasets.<name>.root)")
+    labels = _checked_labels(experiment)
     if len(labels) < 2:
         raise ConfigError(f"config: experiments.{name}.labels: {labels} leaves fewer than two classes to learn")
     model = {**config["model"], **(experiment.get("model") or {})}
@@ -71,7 +115,7 @@ def experiment_settings(config: dict, name: str) -> dict:
         "fusion": experiment["fusion"],
         "labels": list(labels),
         "dataset_weights": experiment.get("dataset_weights"),
-        "folds": experiment_folds(experiment),
+        "folds": _checked_folds(experiment),
         "final": experiment.get("final", True),
         "model": model,
         **_shared_frames(config, experiment),
@@ -81,15 +125,38 @@ def experiment_settings(config: dict, name: str) -> dict:
     }
 
 
-def check_experiments(config: dict) -> None:
-    """Resolve every experiment once before any job runs, so config mistakes stop the run early."""
-    names = experiment_names(config)
+# Where a training job runs, not what it computes: changing them must not retrain a model.
+JOB_RESOURCES = ("threads", "gpus")
+
+
+def model_settings(config: dict, name: str) -> dict:
+    """The experiment's settings without the job's resources: the training rules' parameter, so
+    Snakemake reruns a model when what it learns changes, not when the threads it gets do."""
+    settings = experiment_settings(config, name)
+    training = {key: value for key, value in settings["training"].items() if key not in JOB_RESOURCES}
+    return {**settings, "training": training}
+
+
+def check_experiments(config: dict) -> list[str]:
+    """Resolve every experiment once before any job runs, so config mistakes stop the run early;
+    returns one-line notices (experiments left out, a large model without pretrained weights)."""
+    names = [experiment["name"] for experiment in config.get("experiments", [])]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ConfigError(f"config: experiments: names must be unique; repeated: {', '.join(duplicated)}")
-    for name in names:
-        experiment_settings(config, name)
+    notices = [
+        f"avemotion: experiment {name!r} left out: none of its corpora is configured (datasets.<name>.root)"
+        for name in skipped_experiments(config)
+    ]
+    for name in experiment_names(config):
+        model = experiment_settings(config, name)["model"]
+        if model["variant"] != "tiny" and not model["pretrained"]:
+            notices.append(
+                f"avemotion: experiment {name!r} trains VideoMAE {model['variant']} from random weights "
+                "(model.pretrained is null; the published recipes fine-tune pretrained weights)"
+            )
     prediction_experiments(config)
+    return notices
 
 
 def prediction_experiments(config: dict) -> list[str]:
