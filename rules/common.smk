@@ -18,6 +18,7 @@ from avemotion.datasets import READERS, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import video_files
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
+from avemotion.train.plan import check_batch_sizes
 from avemotion.train.settings import (
     check_experiments,
     cross_corpus_datasets,
@@ -39,6 +40,8 @@ check_openface(config)
 check_model(config)
 for notice in check_experiments(config):
     print(notice, file=sys.stderr)
+# Once the corpora are indexed, their split sizes are known: a batch larger than a split stops here.
+check_batch_sizes(config, {name: read_manifest(f"results/{name}/manifest.parquet") for name in DATASETS if Path(f"results/{name}/manifest.parquet").exists()})
 
 
 wildcard_constraints:

@@ -99,3 +99,23 @@ def demo_run(tmp_path_factory) -> Path:
     write_demo_config(Path(demo_config(workdir)), QUICK_EXPERIMENTS)
     run_snakemake(workdir, "--cores", "2", "--configfile", demo_config(workdir))
     return workdir
+
+
+MAFW_CLIPS, MAFW_SINGLE_LABELLED = 10045, 9172  # DESIGN.md: MAFW's clips and its single-label ones
+
+
+@pytest.fixture(scope="session")
+def mafw_tree(tmp_path_factory) -> Path:
+    """A MAFW-layout tree of empty clips with official-style split files (MAFW publishes no file list
+    here): the single-labelled clips over the 11 classes, each in the test list of one set."""
+    from avemotion.datasets.mafw import CLIP_DIR, LABELS, SPLIT_DIR
+
+    root = tmp_path_factory.mktemp("mafw")
+    (root / CLIP_DIR).mkdir(parents=True)
+    for number in range(1, MAFW_CLIPS + 1):
+        (root / CLIP_DIR / f"{number:05d}.mp4").touch()
+    lines = [(number, f"{number:05d}.mp4 {LABELS[number % len(LABELS)]}") for number in range(1, MAFW_SINGLE_LABELLED + 1)]
+    for k in range(1, 6):
+        touch(root / SPLIT_DIR / f"set_{k}" / "test.txt", "\n".join(line for n, line in lines if n % 5 == k - 1) + "\n")
+        touch(root / SPLIT_DIR / f"set_{k}" / "train.txt", "\n".join(line for n, line in lines if n % 5 != k - 1) + "\n")
+    return root
