@@ -7,6 +7,8 @@ import os
 
 from snakemake.utils import min_version
 
+from avemotion.envs import export_source
+
 min_version("9.0")
 
 
@@ -15,8 +17,8 @@ min_version("9.0")
 # file). `make demo` passes avemotion/recipes/demo.yaml.
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
-# envs/*.yaml install avemotion from here (pip expands ${AVEMOTION_SOURCE} in their pip sections).
-os.environ["AVEMOTION_SOURCE"] = workflow.basedir
+# envs/*.yaml install avemotion from here (`--software-deployment-method conda`).
+export_source(workflow.basedir)
 
 
 include: "rules/common.smk"

@@ -188,3 +188,116 @@ def test_mixtures_leave_each_corpus_out_and_single_corpora_are_tested_on_the_oth
     # Cross-corpus needs the final model, shared labels and the same frame sampling.
     assert cross_corpus_datasets(config, "cd") == ["enterface"]
     assert cross_corpus_datasets(config, "cd_no_final") == [] and cross_corpus_datasets(config, "mix") == []
+
+
+def product_config(**datasets) -> dict:
+    """config.yaml with the given dataset roots, defaults filled in as the workflow fills them."""
+    from avemotion.config import load_config, merge_config
+
+    config = merge_config(load_config(), {"datasets": {name: {"root": str(root)} for name, root in datasets.items()}})
+    prepare_config(config)
+    return filled(config)
+
+
+def test_product_config_states_the_schema_defaults():
+    """config.yaml and the schema's defaults agree, so a key left out of a hand-written config means
+    the same as in config.yaml."""
+    from avemotion.config import load_config
+
+    config = load_config()
+    defaults = filled({"datasets": {name: {} for name in config["datasets"]}})
+    for section in ("frames", "audio", "face", "model", "training"):
+        assert {key: defaults[section][key] for key in config[section]} == config[section], section
+    assert {name: defaults["datasets"][name]["chunks"] for name in config["datasets"]} == {
+        name: settings["chunks"] for name, settings in config["datasets"].items()
+    }
+
+
+def test_a_root_without_the_corpus_layout_names_the_dataset_path_and_what_was_expected(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetRootError, match=rf"dataset 'crema_d': no VideoFlash/\*\.flv under '{empty}'"):
+        check_datasets(product_config(crema_d=empty))
+    with pytest.raises(DatasetRootError, match=r"dataset 'enterface': no 'subject N/<emotion>/sentence K/sN_<code>_K\.avi' under"):
+        check_datasets(product_config(enterface=empty))
+    with pytest.raises(DatasetRootError, match=r"dataset 'mafw': no data/clips/NNNNN\.mp4 under"):
+        check_datasets(product_config(mafw=empty))
+
+
+def test_a_root_holding_another_corpus_says_which(mafw_tree, crema_d_tree):
+    with pytest.raises(DatasetRootError, match=r"dataset 'crema_d': no VideoFlash/\*\.flv under '.*'; it holds the layout of mafw"):
+        check_datasets(product_config(crema_d=mafw_tree))
+    with pytest.raises(DatasetRootError, match=r"dataset 'mafw': no data/clips/NNNNN\.mp4 under '.*'; it holds the layout of crema_d"):
+        check_datasets(product_config(mafw=crema_d_tree))
+    check_datasets(product_config(crema_d=crema_d_tree, mafw=mafw_tree))
+
+
+def test_mafw_without_its_split_files_is_an_error_before_any_job(tmp_path):
+    (tmp_path / "data" / "clips").mkdir(parents=True)
+    (tmp_path / "data" / "clips" / "00001.mp4").touch()
+    with pytest.raises(DatasetRootError, match="no official split files"):
+        check_datasets(product_config(mafw=tmp_path))
+
+
+def test_experiments_of_unconfigured_corpora_are_left_out_with_a_notice(crema_d_tree):
+    from avemotion.train.settings import check_experiments, experiment_names
+
+    config = product_config(crema_d=crema_d_tree)
+    assert experiment_names(config) == ["crema_d_hybrid"]
+    notices = check_experiments(config)
+    assert [n for n in notices if "left out" in n] == [
+        "avemotion: experiment 'enterface_hybrid' left out: none of its corpora is configured (datasets.<name>.root)",
+        "avemotion: experiment 'mafw_hybrid' left out: none of its corpora is configured (datasets.<name>.root)",
+    ]
+    assert all("\n" not in notice for notice in notices)
+
+
+def test_an_experiment_mixing_configured_and_unconfigured_corpora_says_which_to_set(crema_d_tree):
+    from avemotion.train.settings import check_experiments
+
+    config = product_config(crema_d=crema_d_tree)
+    config["experiments"] = [{"name": "pair", "datasets": ["crema_d", "enterface"], "fusion": "late"}]
+    with pytest.raises(ConfigError, match=r"experiment 'pair' uses enterface, which has no root or is disabled: set datasets\.enterface\.root"):
+        check_experiments(config)
+
+
+@pytest.mark.parametrize(
+    "experiment, expected",
+    [
+        ({"folds": [1, 7]}, "experiments.e.folds: [7] is not allowed; allowed values: 'all' or a list of the protocol's folds 1-5 of enterface"),
+        ({"labels": ["anger", "contempt"]}, "experiments.e.labels: 'contempt' is not a class of enterface; allowed values: anger, disgust, fear, happiness, sadness, surprise"),
+    ],
+)
+def test_folds_and_labels_outside_the_corpus_protocol_stop_the_run(experiment, expected, enterface_tree):
+    from avemotion.train.settings import check_experiments
+
+    config = product_config(enterface=enterface_tree)
+    config["experiments"] = [{"name": "e", "datasets": ["enterface"], "fusion": "late", **experiment}]
+    with pytest.raises(ConfigError) as error:
+        check_experiments(config)
+    assert expected in str(error.value)
+
+
+def test_a_mixtures_labels_may_come_from_any_of_its_corpora(crema_d_tree, enterface_tree):
+    from avemotion.train.settings import experiment_settings
+
+    config = product_config(crema_d=crema_d_tree, enterface=enterface_tree)
+    config["experiments"] = [{"name": "m", "datasets": ["crema_d", "enterface"], "fusion": "late", "labels": ["neutral", "surprise"]}]
+    assert experiment_settings(config, "m")["labels"] == ["neutral", "surprise"]
+
+
+def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_tree):
+    from avemotion.datasets import index_dataset
+    from avemotion.train.plan import check_batch_sizes, training_runs
+
+    config = product_config(enterface=enterface_tree)
+    manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
+    runs = training_runs(config, {"enterface": manifest})
+    assert [run["run"] for run in runs] == ["fold_1", "fold_2", "fold_3", "fold_4", "fold_5", "final"]
+    assert all(run["train"] + run["validation"] + run["test"] == len(manifest) for run in runs)
+    smallest = min(run["train"] for run in runs)
+    config["training"]["batch_size"] = smallest
+    check_batch_sizes(config, {"enterface": manifest})
+    config["training"]["batch_size"] = smallest + 1
+    with pytest.raises(ConfigError, match=rf"training\.batch_size: {smallest + 1} is larger than the {smallest} training clips of experiment 'enterface_hybrid', fold_\d"):
+        check_batch_sizes(config, {"enterface": manifest})

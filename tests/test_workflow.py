@@ -206,6 +206,23 @@ def test_mfaw_alias_is_accepted_with_a_warning(tmp_path):
     assert "dataset=mafw" not in result.stdout
 
 
+def test_a_fresh_clone_with_no_corpus_configured_says_which_keys_to_set(tmp_path):
+    result = run_snakemake(tmp_path, "-n", check=False)
+    assert result.returncode != 0 and not (tmp_path / "results").exists()
+    assert "no corpus configured: set datasets.crema_d.root, datasets.enterface.root and/or datasets.mafw.root" in result.stdout + result.stderr
+    assert "`make demo` runs the workflow on the bundled demo corpora" in result.stdout + result.stderr
+
+
+def test_a_yaml_error_in_a_config_file_names_the_file_and_line(tmp_path):
+    """Snakemake reads --configfile files before the workflow; the .pth that `make setup` installs
+    (avemotion.config_errors) makes its error say where."""
+    broken = tmp_path / "my.yaml"
+    broken.write_text("datasets:\n  crema_d:\n    root: /data/CREMA-D\n   chunks: 64\n")
+    result = run_snakemake(tmp_path, "-n", "--configfile", str(broken), check=False)
+    assert result.returncode != 0
+    assert f"Config file {broken}, line 4, column 4: not valid YAML" in result.stdout + result.stderr
+
+
 def test_lint_is_clean():
     result = run_snakemake(REPO, "--lint", "--configfile", str(DEMO_CONFIG))
     assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr
