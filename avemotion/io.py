@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ def atomic_path(path, suffix: str = ".tmp"):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path, suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     # mkstemp makes the file private (0600); artifacts get the usual permissions on a shared cluster.
@@ -30,6 +32,22 @@ def atomic_path(path, suffix: str = ".tmp"):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_leftovers(path: Path, suffix: str) -> None:
+    """Delete the temporary files of ``path`` that a killed writer left (kill -9 skips the cleanup
+    below; a fuse job's is a shard of several MB). Each output has one writing job at a time (the
+    workflow gives it one rule), so a temporary file of this target found now is a dead writer's.
+    The pattern is mkstemp's name for this target and suffix: 8 characters from its alphabet, which
+    has no dot, so the temporary files of a longer name ("0.parquet.bak" next to "0.parquet") never match."""
+    prefix = f".{path.name}."
+    pattern = re.compile(re.escape(prefix) + "[a-z0-9_]{8}" + re.escape(suffix))
+    # One read of the folder per write: under a millisecond per thousand entries, small next to
+    # writing any artifact even in a folder with one file per clip.
+    for entry in os.scandir(path.parent):
+        if entry.name.startswith(prefix) and pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):  # another cleanup of this target got there first
+                os.unlink(entry.path)
 
 
 def write_parquet(frame: pd.DataFrame, path) -> None:
