@@ -195,6 +195,57 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_
     assert history["learning_rate"].iloc[-1] == pytest.approx(1e-6, rel=1e-3)
 
 
+KILLED_AT_PREDICTION_SCRIPT = """
+import json, os, signal, sys
+import avemotion.train.predict
+from avemotion.train.experiment import run_experiment_fold
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 when training is over, before the outputs are written
+avemotion.train.predict.predict_clips = killed
+settings, tabular, tfrecord, out = json.loads(sys.argv[1])
+run_experiment_fold(settings, tabular, tfrecord, 1, out)
+"""
+
+
+def test_a_job_killed_after_its_last_epoch_reruns_without_training(tmp_path, monkeypatch):
+    """Killed between its last epoch and its outputs (a day of GPU time on a real corpus): the rerun
+    skips both finished phases and predicts with the weights the killed job selected."""
+    import keras
+
+    tabular, tfrecord, table = learnable_shards(tmp_path / "results")
+    out = tmp_path / "fold_1"
+    settings = settings_for("late", epochs=2)
+    settings["training"]["frozen_backbone_epochs"] = 1
+    arguments = json.dumps([settings, tabular, tfrecord, str(out)])
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.run([sys.executable, "-c", KILLED_AT_PREDICTION_SCRIPT, arguments], capture_output=True, text=True, env=environment, timeout=600)
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    trained = pd.read_csv(out / "progress" / "epochs.csv")
+    assert list(trained["epoch"]) == [0, 1]
+    shutil.copyfile(out / "progress" / "best.weights.h5", tmp_path / "selected.weights.h5")
+    for path in out.iterdir():  # Snakemake deletes a failed job's outputs before rerunning it
+        if path.is_file():
+            path.unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the rerun trained again")
+
+    monkeypatch.setattr(keras.Model, "fit", no_training)
+    metrics = run_experiment_fold(settings, tabular, tfrecord, 1, out)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), trained)
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert sorted(predictions["clip_id"]) == sorted(table.loc[table["fold"] == 1, "clip_id"])
+    assert json.loads((out / "metrics.json").read_text())["uar"] == pytest.approx(metrics["uar"])
+    assert (out / "late_weights.json").is_file() and (out / "split.json").is_file() and (out / "settings.json").is_file()
+    saved = keras.models.load_model(out / "model.keras", compile=False)
+    selected = keras.models.load_model(out / "model.keras", compile=False)
+    selected.load_weights(tmp_path / "selected.weights.h5")  # every variable, face statistics included
+    for ours, theirs in zip(selected.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    # Everything is written: only now does the progress go.
+    assert not (out / "progress").exists() and not (out / "resume").exists()
+
+
 REPLICA_SCRIPT = """
 import json, logging, sys
 import numpy as np

@@ -4,7 +4,8 @@ Outputs in ``outdir``: model.keras, history.csv, predictions.parquet (test clips
 the validation clips), metrics.json, settings.json, split.json, late_weights.json (late fusion).
 A killed job resumes from its last completed epoch (Keras BackupAndRestore per training phase under
 ``outdir/resume``; the epoch log, best weights so far and each finished phase's weights under
-``outdir/progress``).
+``outdir/progress``). Both folders stay until every output is written, so a job killed after its last
+epoch reruns no epoch: it goes straight to prediction.
 The test fold is never used for model selection: the best epoch is chosen on validation loss.
 """
 
@@ -297,7 +298,13 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     model.load_weights(progress / "best.weights.h5")
     with atomic_path(outdir / "history.csv") as tmp:
         shutil.copyfile(progress / "epochs.csv", tmp)
-    shutil.rmtree(progress)
+    # The progress stays until the job's outputs are written (clear_progress): a job killed while it
+    # predicts or saves then finds every phase done on its rerun instead of training from epoch 1.
+
+
+def clear_progress(outdir: Path) -> None:
+    """Remove what resumes a killed job, once all of its outputs are written."""
+    shutil.rmtree(outdir / "progress", ignore_errors=True)
     shutil.rmtree(outdir / "resume", ignore_errors=True)  # the phases' backups are gone already
 
 
@@ -373,6 +380,7 @@ def run_experiment_fold(
     write_json(outdir / "metrics.json", metrics)
     with atomic_path(outdir / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
+    clear_progress(outdir)
     return metrics
 
 
