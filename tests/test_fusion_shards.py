@@ -15,7 +15,7 @@ from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS
 from avemotion.fusion.shards import crc32c, encode_example, fuse_chunk, iterate_examples, read_tabular_shards
 from avemotion.media.spectrogram import mfcc
 from avemotion.quarantine import read_quarantine
-from conftest import demo_settings, run_snakemake
+from conftest import demo_config, demo_settings, run_snakemake
 
 T = 4
 N_MFCC = 13
@@ -267,7 +267,7 @@ def test_demo_run_shards_hold_the_labelled_clips_that_were_not_quarantined(demo_
 
 
 def fuse_jobs(workdir):
-    output = run_snakemake(workdir, "fuse", "-n", "--cores", "2").stdout
+    output = run_snakemake(workdir, "fuse", "-n", "--cores", "2", "--configfile", demo_config(workdir)).stdout
     return sorted({(d, int(c)) for d, c in re.findall(r"rule fuse_chunk:\n(?:.*\n)*?\s*wildcards: dataset=(\w+), chunk=(\d+)", output)})
 
 
