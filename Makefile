@@ -1,5 +1,6 @@
 # `make demo`: set up .venv with the workflow's packages and run the workflow on the bundled demo corpora.
-# `make test`: set up .venv with the workflow's and the test-only packages, then run the test suite.
+# `make test`: set up .venv with the workflow's and the test-only packages, then run the test suite
+# (`make test-fast`: without the slow tests).
 # Versions are pinned in requirements.txt (pip constraints); which packages in pyproject.toml's extras.
 # Targets of snakemake go before --configfile: it takes every word after it as a config file.
 
@@ -12,7 +13,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 DEMO_CONFIG := avemotion/recipes/demo.yaml
 CORES ?= all
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test test-fast lint setup clean
 
 setup: $(STAMP)
 
@@ -33,6 +34,10 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
+
+# The development loop: everything but the tests marked slow (tests/conftest.py says which).
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile $(DEMO_CONFIG)

@@ -52,6 +52,17 @@ def enterface_tree(tmp_path_factory) -> Path:
 
 REPO = Path(__file__).resolve().parent.parent
 
+# `make test-fast` leaves these out (`pytest -m "not slow"`): whatever runs the demo workflow, the
+# Slurm cluster or a training job takes minutes; `make test` (CI) runs everything.
+SLOW_FIXTURES = {"demo_run", "slurm"}
+SLOW_MODULES = {"test_train_experiment.py", "test_recipes.py", "test_slurm.py", "test_workflow.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True):
     """Run the repository's workflow with ``workdir`` as working directory; return the process."""
