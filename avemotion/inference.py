@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.io import atomic_path, read_json
 from avemotion.preprocess.plan import STAGE_NAMES
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -72,7 +73,7 @@ def load_model_settings(model_dir, dataset: str | None = None) -> tuple[dict, di
     path = model_dir / "settings.json"
     if not (model_dir / "model.keras").exists() or not path.exists():
         raise FileNotFoundError(f"{model_dir}: not a trained model folder (model.keras and settings.json expected)")
-    settings = json.loads(path.read_text())
+    settings = read_json(path)
     preprocess = settings.get("preprocess")
     if not preprocess:
         raise ValueError(f"{path} does not record the preprocessing settings (a model trained before they were saved): retrain it")
@@ -210,7 +211,7 @@ def predict_files(model_dir, paths, dataset: str | None = None, workdir=None, pr
         if readable and prepared["usable"]:
             model = keras.models.load_model(model_dir / "model.keras", compile=False)
             weights_path = model_dir / "late_weights.json"
-            weights = json.loads(weights_path.read_text()) if weights_path.exists() else None
+            weights = read_json(weights_path) if weights_path.exists() else None
             ids, outputs = raw_outputs(model, settings, [str(prepared["tfrecord"])], None, unlabelled=True)
             final = fused(outputs, weights)
     position = {clip_id: index for index, clip_id in enumerate(ids)}
@@ -243,8 +244,6 @@ def predict_files(model_dir, paths, dataset: str | None = None, workdir=None, pr
 
 def write_predictions(table: pd.DataFrame, out) -> None:
     """CSV or JSON (a list of records) by the file's extension."""
-    from avemotion.io import atomic_path
-
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".json"):

@@ -1,13 +1,18 @@
-"""Atomic file writes: an interrupted run never leaves a half-written artifact a later run trusts."""
+"""Atomic file writes (an interrupted run never leaves a half-written artifact a later run trusts),
+and the project's one JSON reader and writer."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -58,3 +63,28 @@ def write_parquet(frame: pd.DataFrame, path) -> None:
 def write_csv(frame: pd.DataFrame, path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_json(data, path) -> None:
+    """``data`` as indented strict JSON (see :func:`plain`); data first, as write_parquet and write_csv."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(plain(data), indent=2, allow_nan=False) + "\n")
+
+
+def plain(value):
+    """JSON-safe: numpy scalars and arrays to Python, NaN and infinities to null (strict JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

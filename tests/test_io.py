@@ -6,9 +6,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 
-from avemotion.io import atomic_path, write_parquet
+from avemotion.io import atomic_path, read_json, write_json, write_parquet
 
 KILLED_WRITER = """
 import sys, time
@@ -65,3 +66,11 @@ def test_a_writer_with_its_own_suffix_removes_only_its_own_leftovers(tmp_path):
     with atomic_path(target, suffix=".weights.h5") as tmp:
         tmp.write_bytes(b"weights")
     assert target.read_bytes() == b"weights" and not stale.exists() and other_suffix.exists()
+
+
+def test_json_is_strict_and_reads_back_as_python(tmp_path):
+    """NaN (an undefined metric) is written as null; numpy values come back as plain Python."""
+    path = tmp_path / "metrics.json"
+    write_json({"uar": np.float32(0.5), "pearson": float("nan"), "clips": np.int64(3), 1: np.array([True, False])}, path)
+    assert read_json(path) == {"uar": 0.5, "pearson": None, "clips": 3, "1": [True, False]}
+    assert path.read_text().endswith("\n") and "NaN" not in path.read_text()

@@ -18,7 +18,6 @@ avemotion.evaluate.metrics.summarise_folds.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from avemotion.evaluate.metrics import classification_metrics, summarise_folds
+from avemotion.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def experiment_baselines(
     clips = clips[[c for c in ("clip_id", "label", *columns) if c in clips.columns]]
     per_fold = {}
     for fold in sorted(splits):
-        split = json.loads(Path(splits[fold]).read_text())
+        split = read_json(splits[fold])
         per_fold[fold] = fold_baselines(clips, split, labels, columns, l2)
         log.info(
             "fold %s: majority UAR %.3f, logistic regression UAR %.3f (%d features)",
@@ -208,8 +208,8 @@ def baselines_table(baselines: dict) -> pd.DataFrame:
 def evaluate_baselines(tabular_paths, folders: Mapping[int, str | Path], json_path, csv_path, l2: float = DEFAULT_L2) -> dict:
     """The rule's work: baselines on the folds of an experiment ({fold: folder with split.json and
     settings.json}), written to baselines.json and baselines.csv."""
-    from avemotion.evaluate.summary import fold_labels, write_json
-    from avemotion.io import write_csv
+    from avemotion.evaluate.summary import fold_labels
+    from avemotion.io import write_csv, write_json
 
     labels = fold_labels(folders[min(folders)])
     splits = {fold: Path(folder) / "split.json" for fold, folder in folders.items()}

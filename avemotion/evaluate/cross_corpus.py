@@ -13,20 +13,16 @@ diagonal's; the long tables (cross_corpus.json) keep the number of classes and c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from avemotion.evaluate.metrics import evaluate_predictions
+from avemotion.io import read_json
 
 
 # ---- metrics of a held-out folder ----------------------------------------------------------------
-
-
-def read_json(path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def prediction_labels(predictions: pd.DataFrame, metrics: dict | None = None) -> list[str]:
@@ -160,8 +156,7 @@ def write_cross_corpus(diagonal, cross, heldout, datasets, outputs) -> dict:
     """Both tables as wide CSVs and heatmaps, and their long forms in one JSON (``outputs`` keys:
     matrix, matrix_png, loco, loco_png, json)."""
     from avemotion.evaluate import plots
-    from avemotion.evaluate.summary import write_json
-    from avemotion.io import write_csv
+    from avemotion.io import write_csv, write_json
 
     long = cross_corpus_table(diagonal, cross, datasets)
     matrix = cross_corpus_matrix(long, datasets)

@@ -17,7 +17,6 @@ next clip ids fill up. The previews folder also holds previews.json listing the 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.evaluate import plots
+from avemotion.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -231,5 +231,5 @@ def dataset_previews(tabular_paths, frames_tables, face_tables, outdir, margin: 
         )
         written.append({"clip_id": clip_id, "label": clip["label"], "speaker": str(clip["speaker"]), "png": f"{clip_id}.png"})
         log.info("preview of %s (%s)", clip_id, clip["label"])
-    (folder / "previews.json").write_text(json.dumps({"clips": written}, indent=2) + "\n")
+    write_json({"clips": written}, folder / "previews.json")
     return written

@@ -12,7 +12,6 @@ and quarantine_summary.csv (per dataset, stage and reason: unique quarantined cl
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.evaluate.summary import format_mean_std, read_json
-from avemotion.io import atomic_path, write_csv
+from avemotion.evaluate.summary import format_mean_std
+from avemotion.io import atomic_path, read_json, write_csv
 
 VA_NOTE = (
     "Valence and arousal targets are derived from the emotion labels (per-class coordinates of the "
@@ -287,7 +286,7 @@ def previews_section(previews: Mapping[str, str], page_dir) -> str:
     ]
     for dataset, folder in previews.items():
         listing = Path(folder) / "previews.json"
-        clips = json.loads(listing.read_text())["clips"] if listing.is_file() else []
+        clips = read_json(listing)["clips"] if listing.is_file() else []
         parts.append(f"<h3>{esc(dataset)}</h3>")
         if not clips:
             parts.append("<p>No usable clip to preview.</p>")

@@ -20,7 +20,6 @@ metrics.json) and writes:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -32,7 +31,7 @@ import pandas as pd
 
 from avemotion.evaluate import plots
 from avemotion.evaluate.metrics import evaluate_predictions, summarise_folds
-from avemotion.io import atomic_path, write_csv
+from avemotion.io import read_json, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -40,30 +39,6 @@ BRANCH_COLUMN = re.compile(r"^(?P<branch>[A-Za-z0-9]+)_predicted_label$")
 
 
 # ---- reading -----------------------------------------------------------------------------------
-
-
-def read_json(path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def write_json(data, path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(plain(data), indent=2, allow_nan=False) + "\n")
-
-
-def plain(value):
-    """JSON-safe: numpy scalars to Python, NaN and infinities to null (strict JSON has no NaN)."""
-    if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [plain(item) for item in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def fold_labels(folder) -> list[str]:

@@ -9,7 +9,6 @@ the Keras model. Formats are recognised by content, not by file extension.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avemotion.io import read_json
 from avemotion.model.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -125,7 +125,7 @@ HF_BLOCK_KEYS = {
 
 def read_hf_folder(path: Path) -> Checkpoint:
     folder = path if path.is_dir() else path.parent
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     if config.get("model_type", "videomae") != "videomae":
         raise CheckpointError(f"{folder}/config.json describes a {config.get('model_type')!r} model, not videomae")
     activation = config.get("hidden_act", "gelu")
@@ -166,7 +166,7 @@ def _hf_normalisation(folder: Path):
     for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
         candidate = folder / name
         if candidate.is_file():
-            settings = json.loads(candidate.read_text())
+            settings = read_json(candidate)
             if "image_mean" in settings and "image_std" in settings:
                 return tuple(settings["image_mean"]), tuple(settings["image_std"])
     return IMAGENET_MEAN, IMAGENET_STD

@@ -6,13 +6,12 @@ renormalised and the clips of other classes are left out (their count is in metr
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from avemotion.io import write_parquet
+from avemotion.io import read_json, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,13 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
     import keras
 
     from avemotion.evaluate.metrics import evaluate_predictions
-    from avemotion.train.experiment import write_json, branch_metrics, configure_threads, experiment_clips
+    from avemotion.train.experiment import branch_metrics, configure_threads, experiment_clips
     from avemotion.train.predict import fused, predictions_table, raw_outputs
     from avemotion.train.settings import common_labels
 
     model_dir, outdir = Path(model_dir), Path(outdir)
     configure_threads(threads)
-    settings = json.loads((model_dir / "settings.json").read_text())
+    settings = read_json(model_dir / "settings.json")
     labels = list(settings["labels"])
     kept = common_labels(labels, dataset)
     clips, outside = experiment_clips(tabular_paths, kept)
@@ -49,7 +48,7 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
     ids, outputs = raw_outputs(model, settings, tfrecord_paths, list(clips["clip_id"]))
     outputs = restrict_to(outputs, labels, kept)
     weights_path = model_dir / "late_weights.json"
-    weights = json.loads(weights_path.read_text()) if weights_path.exists() else None
+    weights = read_json(weights_path) if weights_path.exists() else None
     predictions = predictions_table(ids, fused(outputs, weights), clips, kept, outputs)
     outdir.mkdir(parents=True, exist_ok=True)
     write_parquet(predictions, outdir / "predictions.parquet")
@@ -62,5 +61,5 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
         **evaluate_predictions(predictions, kept),
         "branches": branch_metrics(predictions, kept),
     }
-    write_json(outdir / "metrics.json", metrics)
+    write_json(metrics, outdir / "metrics.json")
     return metrics

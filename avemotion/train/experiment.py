@@ -11,7 +11,6 @@ The test fold is never used for model selection: the best epoch is chosen on val
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.io import atomic_path, write_parquet
+from avemotion.io import atomic_path, write_json, write_parquet
 from avemotion.train.splits import speaker_splits
 
 log = logging.getLogger(__name__)
@@ -344,8 +343,8 @@ def run_experiment_fold(
         settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
         strategy.num_replicas_in_sync,
     )
-    write_json(outdir / "split.json", split)
-    write_json(outdir / "settings.json", {**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset})
+    write_json(split, outdir / "split.json")
+    write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / "settings.json")
 
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     from avemotion.train.models import model_input_names
@@ -365,7 +364,7 @@ def run_experiment_fold(
     evaluated = "test" if split["test"] else "validation"
     predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips)
     if late_weights is not None:
-        write_json(outdir / "late_weights.json", late_weights)
+        write_json(late_weights, outdir / "late_weights.json")
     write_parquet(predictions, outdir / "predictions.parquet")
     metrics = {
         "experiment": settings["name"],
@@ -377,7 +376,7 @@ def run_experiment_fold(
         **evaluate_predictions(predictions, settings["labels"]),
         "branches": branch_metrics(predictions, settings["labels"]),
     }
-    write_json(outdir / "metrics.json", metrics)
+    write_json(metrics, outdir / "metrics.json")
     with atomic_path(outdir / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     clear_progress(outdir)
@@ -391,21 +390,3 @@ def branch_metrics(predictions: pd.DataFrame, labels: list[str]) -> dict:
 
     present = [branch for branch in BRANCHES if f"{branch}_predicted_index" in predictions]
     return {branch: evaluate_predictions(branch_predictions(predictions, branch), labels) for branch in present}
-
-
-def write_json(path: Path, data) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
-
-
-def _plain(value):
-    """JSON-safe: numpy scalars to Python, NaN to null (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not np.isfinite(value) else float(value)
-    return value
