@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from avemotion.evaluate.metrics import (
+from avemotion.metrics import (
     classification_metrics,
     evaluate_predictions,
     regression_metrics,

@@ -17,7 +17,7 @@ import pytest
 
 from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard
 
-from avemotion.evaluate.metrics import evaluate_predictions
+from avemotion.metrics import evaluate_predictions
 from avemotion.train.cross_corpus import predict_other_corpus
 from avemotion.train.experiment import build_model, run_experiment_fold
 from avemotion.train.predict import branch_predictions

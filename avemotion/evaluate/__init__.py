@@ -1,1 +1,2 @@
-"""Evaluation: metrics computed from predictions tables, and their summaries over folds."""
+"""Evaluation: metrics (avemotion.metrics) recomputed from predictions tables, their summaries over
+folds, baselines, plots and the report."""

@@ -13,7 +13,7 @@ and evaluated on its ``test`` clips (the same speakers the model was tested on):
   minimised with scipy's L-BFGS on exact gradients, in NumPy.
 
 Results are summarised over folds like the model's (mean, std over folds) with
-avemotion.evaluate.metrics.summarise_folds.
+avemotion.metrics.summarise_folds.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from avemotion.evaluate.metrics import classification_metrics, summarise_folds
 from avemotion.io import read_json
+from avemotion.metrics import classification_metrics, summarise_folds
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.evaluate.metrics import evaluate_predictions
 from avemotion.io import read_json
+from avemotion.metrics import evaluate_predictions
 
 
 # ---- metrics of a held-out folder ----------------------------------------------------------------

@@ -13,8 +13,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from avemotion.evaluate.metrics import regression_metrics
 from avemotion.io import atomic_path
+from avemotion.metrics import regression_metrics
 
 DPI = 110
 

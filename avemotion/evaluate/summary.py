@@ -5,7 +5,7 @@ Reads each ``fold_{k}/`` folder training wrote (predictions.parquet, settings.js
 metrics.json) and writes:
 
 - summary.json: ``experiment, fusion, datasets, labels, folds, clips`` (test clips per fold), then
-  ``overall`` (avemotion.evaluate.metrics.summarise_folds over the folds: mean, std, per-fold value
+  ``overall`` (avemotion.metrics.summarise_folds over the folds: mean, std, per-fold value
   of every scalar metric, confusion matrix summed over folds), ``branches`` (the same per branch of
   late and hybrid models, from their ``{branch}_predicted_label`` and, where present,
   ``{branch}_valence_pred``/``{branch}_arousal_pred`` columns) and, for mixtures, ``per_dataset``
@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from avemotion.evaluate import plots
-from avemotion.evaluate.metrics import evaluate_predictions, summarise_folds
 from avemotion.io import read_json, write_csv, write_json
+from avemotion.metrics import evaluate_predictions, summarise_folds
 
 log = logging.getLogger(__name__)
 

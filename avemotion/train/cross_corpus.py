@@ -32,7 +32,7 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
     """Predictions and metrics of ``model_dir``'s model on all clips of ``dataset`` in the shared labels."""
     import keras
 
-    from avemotion.evaluate.metrics import evaluate_predictions
+    from avemotion.metrics import evaluate_predictions
     from avemotion.train.experiment import branch_metrics, configure_threads, experiment_clips
     from avemotion.train.predict import fused, predictions_table, raw_outputs
     from avemotion.train.settings import common_labels

@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 
-from avemotion.evaluate.metrics import classification_metrics, regression_metrics
+from avemotion.metrics import classification_metrics, regression_metrics
 
 
 def simplex_grid(parts: int, step: float = 0.1) -> list[tuple[float, ...]]:

@@ -323,7 +323,7 @@ def run_experiment_fold(
     """
     import keras
 
-    from avemotion.evaluate.metrics import evaluate_predictions
+    from avemotion.metrics import evaluate_predictions
     from avemotion.train.predict import predict_clips
 
     outdir = Path(outdir)
@@ -385,7 +385,7 @@ def run_experiment_fold(
 
 def branch_metrics(predictions: pd.DataFrame, labels: list[str]) -> dict:
     """Each branch's own metrics (late and hybrid models; empty for early fusion)."""
-    from avemotion.evaluate.metrics import evaluate_predictions
+    from avemotion.metrics import evaluate_predictions
     from avemotion.train.predict import BRANCHES, branch_predictions
 
     present = [branch for branch in BRANCHES if f"{branch}_predicted_index" in predictions]

@@ -16,6 +16,9 @@ Metrics:
 
 Undefined values (the recall of a class with no true clips, a Pearson correlation with a constant side)
 are nan, never a made-up number. Only numpy is needed.
+
+A core module, below training and evaluation: training scores its folds and fits late fusion's
+weights with these metrics, and evaluation recomputes them over folds.
 """
 
 from __future__ import annotations
