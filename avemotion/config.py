@@ -3,10 +3,15 @@ the ``mfaw`` alias, and dataset roots that must exist and hold their corpus.
 
 The workflow calls :func:`prepare_config`, then ``snakemake.utils.validate`` with :data:`SCHEMA_PATH`
 (which also fills in the schema's defaults), then :func:`check_datasets`.
+
+A core module: it imports no other layer. What it checks that other layers own comes to it as plain
+data (the VideoMAE variants, avemotion.presets) or is registered by its owner (the corpus layouts,
+by avemotion.datasets); the OpenFace binary lookup lives here and the face stage uses it.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,7 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from avemotion.config_errors import read_yaml
-from avemotion.datasets import check_layout
+from avemotion.presets import variant_settings
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 DATASET_ALIASES = {"mfaw": "mafw"}  # MAFW is misspelt "MFAW" in some documents
@@ -142,9 +147,24 @@ NO_CORPUS = (
 )
 
 
+# Whether a root holds its corpus is the dataset readers' knowledge (avemotion.datasets, the data
+# layer), which the core may not import: the readers' package registers its check here when it is
+# imported, as the workflow does before it checks the config. Without it check_datasets stops
+# rather than skip the check.
+_layout_check = None
+
+
+def register_layout_check(check) -> None:
+    """``check(dataset, root)`` raises when ``root`` does not hold ``dataset``'s corpus."""
+    global _layout_check
+    _layout_check = check
+
+
 def check_datasets(config: dict, generated_roots=()) -> None:
     """Every enabled dataset has a root that holds its corpus' layout, unless the workflow generates
     it (demo corpora); at least one dataset is enabled."""
+    if _layout_check is None:
+        raise RuntimeError("check_datasets needs the corpus layout check: import avemotion.datasets first")
     for name, settings in config.get("datasets", {}).items():
         if settings.get("enabled") and settings.get("root") is None:
             raise ConfigError(f"config: datasets.{name}.root: not set, but datasets.{name}.enabled is true; set the corpus root or enabled: false")
@@ -155,7 +175,7 @@ def check_datasets(config: dict, generated_roots=()) -> None:
     for name in enabled:
         root = Path(config["datasets"][name]["root"])
         if root not in generated:
-            check_layout(name, root)
+            _layout_check(name, root)
 
 
 PREPROCESS_SECTIONS = ("frames", "audio", "face")
@@ -167,27 +187,44 @@ def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
     return {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
 
 
+OPENFACE_KEY = "face.openface_bin"
+
+
+def openface_executable(path) -> Path:
+    """OpenFace's FeatureExtraction binary as a Path; a bare name is looked up on PATH. Here rather
+    than beside the OpenFace runner (avemotion.face.openface, which uses it too) because the config
+    check needs it before any job runs."""
+    if not path:
+        raise ValueError(f"no OpenFace FeatureExtraction binary configured (config key {OPENFACE_KEY})")
+    found = shutil.which(str(path))
+    if found is None:
+        if Path(path).name == str(path):
+            reason = "was not found on PATH"
+        elif Path(path).exists():
+            reason = "is not an executable file"
+        else:
+            reason = "does not exist"
+        raise ValueError(f"OpenFace FeatureExtraction binary '{path}' {reason} (config key {OPENFACE_KEY})")
+    return Path(found).absolute()
+
+
 def check_openface(config: dict) -> None:
     """Where a dataset uses the OpenFace backend, its FeatureExtraction must exist and be executable."""
     for name in enabled_datasets(config):
         face = preprocess_settings(config, name)["face"]
         if face["backend"] != "openface":
             continue
-        from avemotion.face.openface import check_executable
-
         key = f"datasets.{name}.face.openface_bin" if "openface_bin" in (config["datasets"][name].get("face") or {}) else "face.openface_bin"
         if not face["openface_bin"]:
             raise ConfigError(f"config: {key} must name OpenFace's FeatureExtraction when face.backend is 'openface'")
         try:
-            check_executable(face["openface_bin"])
+            openface_executable(face["openface_bin"])
         except ValueError as error:
             raise ConfigError(f"config: {key}: {error}") from error
 
 
 def check_model(config: dict) -> None:
     """The pretrained weights must exist, and every dataset's frames must split into VideoMAE tubelets."""
-    from avemotion.model.presets import variant_settings
-
     model = config["model"]
     if model["pretrained"] and not Path(model["pretrained"]).exists():
         raise ConfigError(f"config: model.pretrained: {model['pretrained']!r} does not exist (a file or folder of VideoMAE weights, or null)")

@@ -28,6 +28,15 @@ CANONICAL_LABELS = (
     "disappointment",
 )
 
+# Each corpus' classes, in canonical order. Plain data here, not only in the dataset readers (which
+# take LABELS from it), because resolving an experiment's labels is config work that must not need
+# the data layer.
+CORPUS_LABELS = {
+    "crema_d": ("anger", "disgust", "fear", "happiness", "neutral", "sadness"),
+    "enterface": ("anger", "disgust", "fear", "happiness", "sadness", "surprise"),
+    "mafw": CANONICAL_LABELS,
+}
+
 # NRC-VAD lexicon v1 (valence, arousal) on its own 0..1 scale; non-commercial research licence.
 NRC_VAD_COORDINATES = {
     "anger": (0.167, 0.865),

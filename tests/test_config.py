@@ -8,8 +8,8 @@ import yaml
 from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, ConfigError, check_datasets, check_model, config_errors, load_schema, prepare_config
-from avemotion.model.presets import VARIANTS
 from avemotion.datasets import DatasetRootError
+from avemotion.presets import VARIANTS
 from conftest import demo_settings
 
 

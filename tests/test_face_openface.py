@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from avemotion.config import openface_executable
 from avemotion.face.columns import ALL_COLUMNS, REQUESTED_COLUMNS
 from avemotion.face.openface import (
     OpenFaceError,
-    check_executable,
     feature_extraction_command,
     read_openface_csv,
     run_feature_extraction,
@@ -131,7 +131,7 @@ def test_missing_or_non_executable_binary_names_the_config_key(tmp_path):
     not_executable.write_text("#!/bin/sh\n")
     for binary in (tmp_path / "missing" / "FeatureExtraction", not_executable, tmp_path, "NoSuchOpenFaceBinary", ""):
         with pytest.raises(ValueError, match=r"face\.openface_bin"):
-            check_executable(binary)
+            openface_executable(binary)
     with pytest.raises(ValueError, match=r"face\.openface_bin"):
         run_feature_extraction(not_executable, videos(tmp_path, "a.mp4"), tmp_path / "out")
 

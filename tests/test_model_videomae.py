@@ -8,7 +8,7 @@ import pytest
 
 from avemotion.model import VideoMAEBackbone, VideoMAEClassifier, build_classifier, variant_settings
 from avemotion.model.layers import DropPath, TubeletEmbedding, sinusoid_table
-from avemotion.model.presets import IMAGENET_MEAN, IMAGENET_STD, VARIANTS
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, VARIANTS
 
 SMALL = dict(num_frames=4, image_size=32)
 

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 import videomae_reference as reference  # noqa: E402
 
 from avemotion.model import CheckpointError, convert_weights, detect_format, load_videomae  # noqa: E402
-from avemotion.model.presets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 TOLERANCE = 1e-4
 

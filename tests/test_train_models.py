@@ -6,7 +6,7 @@ import pytest
 from avemotion.fusion.early import early_fusion_sequence
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
-from avemotion.model.presets import variant_settings
+from avemotion.presets import variant_settings
 from avemotion.train.models import backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
 
 TINY = variant_settings("tiny")

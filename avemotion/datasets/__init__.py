@@ -5,7 +5,9 @@ Each reader module provides ``LABELS`` (its classes in canonical order), ``index
 adding, removing or renaming a clip reruns the index while a re-encoded clip does not) and
 ``scan(root, settings)`` (records and quarantined files from names and metadata, no decoding) and
 ``layout_problem(root)`` (None when the root looks like that corpus, else what was expected: the
-config check runs it before any job, so a root that holds another corpus or nothing stops the run).
+config check runs it before any job, so a root that holds another corpus or nothing stops the run:
+this package registers :func:`check_layout` with avemotion.config, which may not import it).
+The classes themselves are plain data in avemotion.labels (``CORPUS_LABELS``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from avemotion.config import register_layout_check
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import build_manifest
 from avemotion.io import write_csv, write_parquet
@@ -54,6 +57,9 @@ def check_layout(dataset: str, root) -> Path:
             f"or leave it unset to leave {dataset} out)"
         )
     return root
+
+
+register_layout_check(check_layout)
 
 
 def reader(dataset: str):

@@ -17,10 +17,11 @@ import pandas as pd
 
 from avemotion.datasets.manifest import VOTE_PREFIX, Scan
 from avemotion.datasets.walk import first_file, visible_files
+from avemotion.labels import CORPUS_LABELS
 
 log = logging.getLogger(__name__)
 
-LABELS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+LABELS = list(CORPUS_LABELS["crema_d"])
 EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness", "NEU": "neutral", "SAD": "sadness"}
 SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
 LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}

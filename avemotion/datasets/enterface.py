@@ -14,8 +14,9 @@ from pathlib import Path
 
 from avemotion.datasets.manifest import Scan
 from avemotion.datasets.walk import first_file, visible_files
+from avemotion.labels import CORPUS_LABELS
 
-LABELS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+LABELS = list(CORPUS_LABELS["enterface"])
 EMOTIONS = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "sa": "sadness", "su": "surprise"}
 SUBJECT_FOLDER = re.compile(r"^subject[ _]?(\d+)$", re.IGNORECASE)
 FILE_NAME = re.compile(r"^s_?(?P<subject>\d+)_(?P<code>[a-z]{2})_(?P<sentence>\d+)\.?avi$", re.IGNORECASE)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from avemotion.datasets.manifest import NO_FOLD, NO_LABEL, Scan
 from avemotion.datasets.walk import first_file, visible_files
-from avemotion.labels import CANONICAL_LABELS
+from avemotion.labels import CORPUS_LABELS
 
 # MAFW's 11 single-label classes are exactly the canonical label set.
-LABELS = list(CANONICAL_LABELS)
+LABELS = list(CORPUS_LABELS["mafw"])
 CLIP_DIR = "data/clips"
 SPLIT_DIR = "Train & Test Set/single/no_caption"
 NUM_SETS = 5

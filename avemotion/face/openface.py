@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from avemotion.config import openface_executable
 from avemotion.face.columns import ALL_COLUMNS, ordered_columns
 
-CONFIG_KEY = "face.openface_bin"
 # The outputs this project asks for: AUs, head pose, gaze and 2D landmarks (columns.REQUESTED_COLUMNS).
 OUTPUT_FLAGS = ["-aus", "-pose", "-gaze", "-2Dfp"]
 INTEGER_COLUMNS = ["frame", "face_id", "success"]
@@ -28,22 +28,6 @@ STDERR_TAIL_CHARS = 2000
 
 class OpenFaceError(RuntimeError):
     """FeatureExtraction failed (non-zero exit or timeout)."""
-
-
-def check_executable(path) -> Path:
-    """The FeatureExtraction binary as a Path; a bare name is looked up on PATH."""
-    if not path:
-        raise ValueError(f"no OpenFace FeatureExtraction binary configured (config key {CONFIG_KEY})")
-    found = shutil.which(str(path))
-    if found is None:
-        if Path(path).name == str(path):
-            reason = "was not found on PATH"
-        elif Path(path).exists():
-            reason = "is not an executable file"
-        else:
-            reason = "does not exist"
-        raise ValueError(f"OpenFace FeatureExtraction binary '{path}' {reason} (config key {CONFIG_KEY})")
-    return Path(found).absolute()
 
 
 def feature_extraction_command(binary, videos: list, out_dir) -> list[str]:
@@ -110,7 +94,7 @@ def run_feature_extraction(binary, videos: list, out_dir, timeout: float | None 
     The CSVs land in ``out_dir`` as ``<stem>.csv``; a video whose stem repeats an earlier one's is run
     in a further call whose CSV lands in ``out_dir/same_stem_<k>/``. ``timeout`` applies per call.
     """
-    binary = check_executable(binary)
+    binary = openface_executable(binary)
     out_dir = Path(out_dir)
     csvs = {}
     for k, batch in enumerate(_batches_with_unique_stems(list(dict.fromkeys(videos)))):

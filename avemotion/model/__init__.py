@@ -1,14 +1,15 @@
 """VideoMAE for Keras 3: backbone, task model, variant registry and checkpoint import.
 
-The names below load on first use (PEP 562), so ``avemotion.model.presets`` can be read by config
-checks without importing Keras and TensorFlow (several seconds).
+The names below load on first use (PEP 562): the light ones (the variant registry, which lives in
+the core as avemotion.presets, and the checkpoint format detection) come without importing Keras and
+TensorFlow (several seconds).
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "VARIANTS": "avemotion.model.presets",
-    "variant_settings": "avemotion.model.presets",
+    "VARIANTS": "avemotion.presets",
+    "variant_settings": "avemotion.presets",
     "CheckpointError": "avemotion.model.checkpoints",
     "detect_format": "avemotion.model.checkpoints",
     "VideoMAEBackbone": "avemotion.model.backbone",

@@ -20,7 +20,7 @@ from avemotion.model.layers import (
     TubeletEmbedding,
     VideoMAEBlock,
 )
-from avemotion.model.presets import IMAGENET_MEAN, IMAGENET_STD, variant_settings
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, variant_settings
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from avemotion.io import read_json
-from avemotion.model.presets import (
+from avemotion.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ORIGINAL_LAYER_NORM_EPS,

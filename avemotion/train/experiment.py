@@ -137,7 +137,7 @@ def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[
 
 
 def build_model(settings: dict, face_stats=None):
-    from avemotion.model.presets import variant_settings
+    from avemotion.presets import variant_settings
     from avemotion.train.models import build_fusion_model, load_pretrained_backbone
 
     backbone = {**variant_settings(settings["model"]["variant"]), "drop_path_rate": settings["training"]["drop_path"]}

@@ -9,23 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from avemotion.config import ConfigError, enabled_datasets, preprocess_settings
-from avemotion.labels import CANONICAL_LABELS
+from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
 
 # Every corpus protocol here has five speaker-independent folds (see avemotion/datasets/).
 NUM_FOLDS = 5
 
 
-def _reader_labels(dataset: str) -> list[str]:
-    from avemotion.datasets import READERS
-
-    return list(READERS[dataset].LABELS)
+def _corpus_labels(dataset: str) -> list[str]:
+    return list(CORPUS_LABELS[dataset])
 
 
 def default_labels(datasets: list[str]) -> list[str]:
     """A dataset's own classes; for a mixture, the classes every dataset has (canonical order)."""
     shared = set(CANONICAL_LABELS)
     for dataset in datasets:
-        shared &= set(_reader_labels(dataset))
+        shared &= set(_corpus_labels(dataset))
     return [label for label in CANONICAL_LABELS if label in shared]
 
 
@@ -77,7 +75,7 @@ def _checked_labels(experiment: dict) -> list[str]:
     name, datasets = experiment["name"], experiment["datasets"]
     if not experiment.get("labels"):
         return default_labels(datasets)
-    known = [label for label in CANONICAL_LABELS if any(label in _reader_labels(dataset) for dataset in datasets)]
+    known = [label for label in CANONICAL_LABELS if any(label in _corpus_labels(dataset) for dataset in datasets)]
     unknown = [label for label in experiment["labels"] if label not in known]
     if unknown:
         raise ConfigError(
@@ -186,7 +184,7 @@ def heldout_datasets(settings: dict) -> list[str]:
 
 def common_labels(labels: list[str], dataset: str) -> list[str]:
     """The labels of ``labels`` (in their order) that ``dataset`` also has."""
-    theirs = set(_reader_labels(dataset))
+    theirs = set(_corpus_labels(dataset))
     return [label for label in labels if label in theirs]
 
 
