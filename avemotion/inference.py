@@ -24,8 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.fusion.shards import fuse_chunk
 from avemotion.io import atomic_path, read_json
+from avemotion.model.late_fusion import fused
+from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.plan import STAGE_NAMES
+from avemotion.preprocess.stages import STAGES
+from avemotion.quarantine import merge_quarantine
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 DATASET = "new"  # the dataset name of new clips in the scratch shard
@@ -111,11 +116,6 @@ def prepare_clips(clips: list[dict], preprocess: dict, workdir: Path, progress: 
 
     Returns {"tfrecord": path, "usable": clips in it, "tables": {stage: DataFrame}, "quarantine": DataFrame}.
     """
-    from avemotion.fusion.shards import fuse_chunk
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import STAGES
-    from avemotion.quarantine import merge_quarantine
-
     settings = stage_settings(preprocess)
     tables, quarantine_parts = {}, []
     jobs = [{key: clip[key] for key in ("clip_id", "path", "audio_path")} for clip in clips]
@@ -192,7 +192,9 @@ def predict_files(model_dir, paths, dataset: str | None = None, workdir=None, pr
     """
     import keras
 
-    from avemotion.train.predict import fused, raw_outputs
+    # TensorFlow, so not at the top: the workflow imports this module when it parses its rules. It
+    # also registers the fusion model's layers, which load_model needs.
+    from avemotion.model.outputs import raw_outputs
 
     model_dir = Path(model_dir)
     settings, preprocess = load_model_settings(model_dir, dataset)

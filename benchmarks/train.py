@@ -208,7 +208,7 @@ def random_batches(model, batch_size: int, distinct: int = 2):
 
     import numpy as np
 
-    from avemotion.train.models import task_of
+    from avemotion.model.fusion import task_of
 
     rng = np.random.default_rng(0)
 
@@ -227,9 +227,9 @@ def random_batches(model, batch_size: int, distinct: int = 2):
 
 def train_clips_per_second(paths: list[str], args) -> tuple[float, str]:
     """Clips per second of the training step (train_on_batch) and the precision it ran in."""
+    from avemotion.model.fusion import build_fusion_model, model_input_names
     from avemotion.presets import variant_settings
     from avemotion.train.experiment import configure_precision, for_model, losses_for
-    from avemotion.train.models import build_fusion_model, model_input_names
     from avemotion.train.optimizer import build_adamw
 
     precision = configure_precision({"mixed_precision": args.precision})

@@ -10,9 +10,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from avemotion.fusion import dataset as D  # noqa: E402
-from avemotion.fusion.early import early_fusion_sequence, spectrogram_tiles  # noqa: E402
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS  # noqa: E402
 from avemotion.media.spectrogram import to_image  # noqa: E402
+from avemotion.model.early_fusion import early_fusion_sequence, spectrogram_tiles  # noqa: E402
 
 T, S = 4, 32
 COLOURS = [(20, 200, 100), (60, 170, 30), (100, 140, 220), (140, 110, 160)]

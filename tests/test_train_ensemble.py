@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from avemotion.train.ensemble import combine, fit_emotion_weights, fit_regression_weights, simplex_grid
+from avemotion.model.late_fusion import combine
+from avemotion.train.ensemble import fit_emotion_weights, fit_regression_weights, simplex_grid
 
 
 def test_grid_covers_the_simplex_evenly_first():

@@ -256,8 +256,8 @@ if replicas > 1:  # before TensorFlow initialises its devices
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
 logging.basicConfig(level=logging.INFO)
 import keras
+from avemotion.model.fusion import model_input_names
 from avemotion.train.experiment import build_model, datasets_for, for_model, losses_for, run_experiment_fold, training_strategy
-from avemotion.train.models import model_input_names
 from avemotion.train.optimizer import build_adamw
 # Two optimizer steps on the same batches, from the same initial weights.
 keras.utils.set_random_seed(0)

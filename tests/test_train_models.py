@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from avemotion.fusion.early import early_fusion_sequence
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
+from avemotion.model.early_fusion import early_fusion_sequence
+from avemotion.model.fusion import backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
 from avemotion.presets import variant_settings
-from avemotion.train.models import backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
 
 TINY = variant_settings("tiny")
 
@@ -170,7 +170,7 @@ def test_cross_corpus_scores_only_the_shared_labels_renormalised():
 def test_face_branch_sees_each_standardised_features_mean_std_min_and_max_over_the_clip():
     import keras
 
-    from avemotion.train.models import TemporalStatistics
+    from avemotion.model.fusion import TemporalStatistics
 
     rng = np.random.default_rng(1)
     sequences = rng.normal(0.0, 1.0, (3, 4, FACE_FEATURES)).astype(np.float32)

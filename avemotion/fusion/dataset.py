@@ -6,7 +6,7 @@
   (the model normalises); ``mel`` (B, MEL_BANDS, AUDIO_STEPS, 1) float32, the log-Mel scaled to
   [0, 1] per clip (scale_mel), band 0 (the lowest) in row 0 as stored; ``face_sequence``
   (B, T, FACE_FEATURES); ``face_present`` (B, FACE_FEATURES). Every fusion mode reads these; an
-  early-fusion model builds its frames-then-spectrogram-tiles sequence itself (avemotion.fusion.early).
+  early-fusion model builds its frames-then-spectrogram-tiles sequence itself (avemotion.model.early_fusion).
 - targets: ``emotion`` int32, the index of the clip's label in the experiment's ``label_names``
   (not the dataset's own label_index); ``valence`` and ``arousal`` float32 in [-1, 1].
 - meta (``with_ids=True``, for evaluation and predictions): ``clip_id``, ``dataset``, ``speaker``,
@@ -118,7 +118,7 @@ def sampling_grid(start, length, size: int):
     Bilinear with half-pixel centres and edge clamping, like tf.image.resize: output j reads
     position start + (j + 0.5) * length / size - 0.5, clamped to the window. ``start`` and
     ``length`` are float tensors of any shape; returns (lower, upper, weight of upper), each of
-    shape start.shape + (size,), the indices int32. (avemotion.fusion.early.sampling_weights is
+    shape start.shape + (size,), the indices int32. (avemotion.model.early_fusion.sampling_weights is
     the same sampling as a matrix.)
     """
     start = tf.cast(start, tf.float32)[..., None]

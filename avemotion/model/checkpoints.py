@@ -26,6 +26,9 @@ from avemotion.presets import (
 )
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# The HDF5 attribute in which avemotion's own .weights.h5 records its architecture (written by
+# VideoMAEClassifier.save_weights); defined here, where formats are told apart, without Keras.
+ARCHITECTURE_ATTRIBUTE = "avemotion_videomae"
 # What pre-training checkpoints carry beside the encoder; none of it is part of the encoder.
 IGNORED_PREFIXES = ("decoder.", "encoder_to_decoder.", "mask_token", "pos_embed")
 TORCH_INSTALL_HINT = (
@@ -91,8 +94,6 @@ def detect_format(path: Path) -> str:
 
 def _hdf5_flavour(path: Path) -> str:
     import h5py
-
-    from avemotion.model.classifier import ARCHITECTURE_ATTRIBUTE
 
     with h5py.File(path, "r") as handle:
         if ARCHITECTURE_ATTRIBUTE in handle.attrs:

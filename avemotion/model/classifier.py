@@ -13,9 +13,8 @@ import h5py
 import keras
 
 from avemotion.model.backbone import VideoMAEBackbone
+from avemotion.model.checkpoints import ARCHITECTURE_ATTRIBUTE
 from avemotion.model.layers import PACKAGE
-
-ARCHITECTURE_ATTRIBUTE = "avemotion_videomae"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -11,10 +11,13 @@ import json
 import logging
 from pathlib import Path
 
+import h5py
+import keras
 import numpy as np
 
 from avemotion.io import atomic_path
 from avemotion.model.checkpoints import (
+    ARCHITECTURE_ATTRIBUTE,
     Checkpoint,
     CheckpointError,
     detect_format,
@@ -22,6 +25,7 @@ from avemotion.model.checkpoints import (
     read_innat_h5,
     read_mcg_checkpoint,
 )
+from avemotion.model.classifier import VideoMAEClassifier, build_classifier
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +39,6 @@ def load_videomae(path, num_frames: int | None = None, image_size: int | None = 
     ``features`` and, when the checkpoint has a classification head, ``logits``. ``num_heads`` is
     only needed for .pth/.h5 files of a width no registered variant has (those files do not record it).
     """
-    import keras
-
-    from avemotion.model.classifier import ARCHITECTURE_ATTRIBUTE, VideoMAEClassifier, build_classifier
-
     path = Path(path)
     kind = detect_format(path)
     overrides = {key: value for key, value in (("num_frames", num_frames), ("image_size", image_size)) if value}
@@ -52,8 +52,6 @@ def load_videomae(path, num_frames: int | None = None, image_size: int | None = 
         model.set_weights(saved.get_weights())
         return model
     if kind == "keras_weights":
-        import h5py
-
         with h5py.File(path, "r") as handle:
             record = json.loads(handle.attrs[ARCHITECTURE_ATTRIBUTE])
         model = build_classifier(record["backbone"], record["num_classes"], record["label_names"], **overrides)

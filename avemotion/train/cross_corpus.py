@@ -9,9 +9,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from avemotion.io import read_json, write_json, write_parquet
+from avemotion.metrics import evaluate_predictions
+from avemotion.model.late_fusion import fused
+from avemotion.model.outputs import raw_outputs
+from avemotion.train.experiment import branch_metrics, configure_threads, experiment_clips
+from avemotion.train.predict import predictions_table
+from avemotion.train.settings import common_labels
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +37,6 @@ def restrict_to(outputs: dict[str, np.ndarray], labels: list[str], kept: list[st
 
 def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str, outdir, threads: int | None = None) -> dict:
     """Predictions and metrics of ``model_dir``'s model on all clips of ``dataset`` in the shared labels."""
-    import keras
-
-    from avemotion.metrics import evaluate_predictions
-    from avemotion.train.experiment import branch_metrics, configure_threads, experiment_clips
-    from avemotion.train.predict import fused, predictions_table, raw_outputs
-    from avemotion.train.settings import common_labels
-
     model_dir, outdir = Path(model_dir), Path(outdir)
     configure_threads(threads)
     settings = read_json(model_dir / "settings.json")

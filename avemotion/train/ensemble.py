@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 
 from avemotion.metrics import classification_metrics, regression_metrics
+from avemotion.model.late_fusion import combine
 
 
 def simplex_grid(parts: int, step: float = 0.1) -> list[tuple[float, ...]]:
@@ -21,10 +22,6 @@ def simplex_grid(parts: int, step: float = 0.1) -> list[tuple[float, ...]]:
     # Most even first, so ties prefer combining branches over trusting one.
     points.sort(key=lambda c: (max(c), c))
     return [tuple(value / units for value in c) for c in points]
-
-
-def combine(predictions: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    return sum(weights[branch] * np.asarray(predictions[branch], dtype=np.float64) for branch in weights)
 
 
 def fit_emotion_weights(probabilities: dict[str, np.ndarray], labels, step: float = 0.1) -> dict[str, float]:

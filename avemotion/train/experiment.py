@@ -16,11 +16,29 @@ import math
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
+from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
+from avemotion.metrics import evaluate_predictions
+from avemotion.model.fusion import (
+    BRANCHES,
+    build_fusion_model,
+    face_statistics,
+    load_pretrained_backbone,
+    model_input_names,
+    task_of,
+)
+from avemotion.presets import variant_settings
+from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
+from avemotion.train.optimizer import build_adamw, set_backbone_trainable
 from avemotion.train.splits import speaker_splits
+
+# TensorFlow itself (and the modules that need it: the tf.data pipeline, prediction) is imported in
+# the functions that use it: benchmarks/train.py runs this module's training step under Keras' JAX
+# or torch backend on machines without TensorFlow.
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +47,6 @@ SPLIT_COLUMNS = ["clip_id", "dataset", "speaker", "fold", "label", "valence", "a
 
 def experiment_clips(tabular_paths, labels: list[str]) -> tuple[pd.DataFrame, int]:
     """The mixture's clips inside its label set, and how many were left outside it."""
-    from avemotion.fusion.shards import read_tabular_shards
-
     clips = read_tabular_shards(tabular_paths)[SPLIT_COLUMNS]
     inside = clips["label"].isin(labels)
     return clips[inside].reset_index(drop=True), int((~inside).sum())
@@ -38,8 +54,6 @@ def experiment_clips(tabular_paths, labels: list[str]) -> tuple[pd.DataFrame, in
 
 def gpu_available() -> bool:
     """Whether Keras' backend sees a GPU (TensorFlow in the workflow; JAX or torch in benchmarks)."""
-    import keras
-
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -55,8 +69,6 @@ def gpu_available() -> bool:
 
 
 def configure_precision(training: dict) -> str:
-    import keras
-
     wanted = training["mixed_precision"]
     if wanted == "auto":
         wanted = "bf16" if gpu_available() else "float32"
@@ -82,9 +94,6 @@ def training_strategy():
 
 
 def losses_for(model, settings: dict):
-    from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
-    from avemotion.train.models import task_of
-
     training = settings["training"]
     losses, weights = {}, {}
     for name in model.output_names:
@@ -101,8 +110,6 @@ def losses_for(model, settings: dict):
 
 def for_model(dataset, model):
     """The model's own inputs, and every head its task's target ({emotion, valence, arousal} -> one per output)."""
-    from avemotion.train.models import model_input_names, task_of
-
     names, outputs = model_input_names(model), model.output_names
     return dataset.map(
         lambda inputs, targets: ({key: inputs[key] for key in names}, {name: targets[task_of(name)] for name in outputs})
@@ -120,8 +127,7 @@ def configure_threads(threads: int | None) -> None:
 
 def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[list[float], list[float]]:
     """Mean and variance of the training clips' face features, read as the model will read them."""
-    from avemotion.fusion.dataset import make_dataset
-    from avemotion.train.models import face_statistics
+    from avemotion.fusion.dataset import make_dataset  # TensorFlow
 
     dataset = make_dataset(
         tfrecord_paths,
@@ -137,9 +143,6 @@ def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[
 
 
 def build_model(settings: dict, face_stats=None):
-    from avemotion.presets import variant_settings
-    from avemotion.train.models import build_fusion_model, load_pretrained_backbone
-
     backbone = {**variant_settings(settings["model"]["variant"]), "drop_path_rate": settings["training"]["drop_path"]}
     model = build_fusion_model(
         settings["fusion"],
@@ -158,7 +161,7 @@ def build_model(settings: dict, face_stats=None):
 
 def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
     """Training and validation batches; ``inputs``: the model's input names (only those are decoded)."""
-    from avemotion.fusion.dataset import make_dataset
+    from avemotion.fusion.dataset import make_dataset  # TensorFlow
 
     training = settings["training"]
     common = dict(
@@ -209,9 +212,7 @@ def training_progress(outdir: Path) -> Path:
 
 def learning_rate_logger():
     """A callback that adds the optimizer's scheduled lr at each epoch's end to the epoch log
-    (history.csv), so a schedule can be checked after the fact. Keras is imported here, not at the
-    top: this module is imported where TensorFlow's start-up would only cost time."""
-    import keras
+    (history.csv), so a schedule can be checked after the fact."""
 
     class LogLearningRate(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -239,10 +240,6 @@ def phase_schedule(training: dict, start: int, end: int, steps_per_epoch: int) -
 
 
 def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: Path) -> None:
-    import keras
-
-    from avemotion.train.optimizer import build_adamw, set_backbone_trainable
-
     training = settings["training"]
     losses, loss_weights = losses_for(model, settings)
     train = for_model(train, model)
@@ -321,10 +318,7 @@ def run_experiment_fold(
     ``test_fold`` None with no ``held_out_dataset``: the final model (every speaker trains or
     validates; its predictions are the validation clips'). ``held_out_dataset``: leave-one-corpus-out.
     """
-    import keras
-
-    from avemotion.metrics import evaluate_predictions
-    from avemotion.train.predict import predict_clips
+    from avemotion.train.predict import predict_clips  # TensorFlow
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -347,8 +341,6 @@ def run_experiment_fold(
     write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / "settings.json")
 
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
-    from avemotion.train.models import model_input_names
-
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica
         model = build_model(settings, face_stats)
         train, validation = datasets_for(settings, tfrecord_paths, split, model_input_names(model))
@@ -385,8 +377,7 @@ def run_experiment_fold(
 
 def branch_metrics(predictions: pd.DataFrame, labels: list[str]) -> dict:
     """Each branch's own metrics (late and hybrid models; empty for early fusion)."""
-    from avemotion.metrics import evaluate_predictions
-    from avemotion.train.predict import BRANCHES, branch_predictions
+    from avemotion.train.predict import branch_predictions  # TensorFlow
 
     present = [branch for branch in BRANCHES if f"{branch}_predicted_index" in predictions]
     return {branch: evaluate_predictions(branch_predictions(predictions, branch), labels) for branch in present}

@@ -1,44 +1,15 @@
-"""Predictions of a trained fusion model for a split, as the predictions table evaluation reads."""
+"""Predictions of a trained fusion model for a split, as the predictions table evaluation reads
+(running the model: avemotion.model.outputs; combining its branches: avemotion.model.late_fusion)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from avemotion.train.ensemble import combine, fit_emotion_weights, fit_regression_weights
-from avemotion.train.models import BRANCHES, model_input_names
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool = False) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Clip ids and every model output (emotion outputs as probabilities) for the given clips
-    (``unlabelled``: also those without a label of the model, as new clips are)."""
-    from avemotion.fusion.dataset import make_dataset
-
-    names = model_input_names(model)
-    dataset = make_dataset(
-        tfrecord_paths,
-        num_frames=settings["num_frames"],
-        image_size=settings["image_size"],
-        label_names=settings["labels"],
-        batch_size=settings["training"]["batch_size"],
-        training=False,
-        clip_ids=clip_ids,
-        with_ids=True,
-        inputs=names,
-        unlabelled=unlabelled,
-    )
-    ids, collected = [], {}
-    for inputs, _, meta in dataset:
-        ids.extend(value.decode() for value in meta["clip_id"].numpy())
-        for name, value in model.predict_on_batch({key: inputs[key] for key in names}).items():
-            value = np.asarray(value, dtype=np.float64)
-            collected.setdefault(name, []).append(softmax(value) if name.endswith("emotion") else value)
-    return ids, {name: np.concatenate(parts) for name, parts in collected.items()}
+from avemotion.model.fusion import BRANCHES
+from avemotion.model.late_fusion import fused
+from avemotion.model.outputs import raw_outputs
+from avemotion.train.ensemble import fit_emotion_weights, fit_regression_weights
 
 
 def late_weights(outputs: dict[str, np.ndarray], truth: pd.DataFrame, labels: list[str]) -> dict:
@@ -49,13 +20,6 @@ def late_weights(outputs: dict[str, np.ndarray], truth: pd.DataFrame, labels: li
         "valence": fit_regression_weights({b: outputs[f"{b}_valence"] for b in BRANCHES}, truth["valence"].to_numpy()),
         "arousal": fit_regression_weights({b: outputs[f"{b}_arousal"] for b in BRANCHES}, truth["arousal"].to_numpy()),
     }
-
-
-def fused(outputs: dict[str, np.ndarray], weights: dict | None) -> dict[str, np.ndarray]:
-    """The final emotion probabilities and VA predictions (late fusion combines the branches)."""
-    if weights is None:
-        return {task: outputs[task] for task in ("emotion", "valence", "arousal")}
-    return {task: combine({b: outputs[f"{b}_{task}"] for b in BRANCHES}, weights[task]) for task in weights}
 
 
 def predictions_table(

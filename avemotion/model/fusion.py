@@ -8,14 +8,18 @@ in [-1, 1]). ``task_of(name)`` maps an output to its target, so every head train
 
 - early:  one VideoMAE over one multimodal token sequence -> emotion, valence, arousal: the patch
           tokens of the 2T-frame sequence (frames, then spectrogram tiles, built by the model's
-          first layer: avemotion.fusion.early.EarlyFusionSequence) followed by T face tokens,
+          first layer: avemotion.model.early_fusion.EarlyFusionSequence) followed by T face tokens,
           one per sampled frame (its standardised face features and which exist, projected to the
           backbone width, plus a learned per-step embedding). Without the face tokens early fusion
           would be the only mode blind to the face features.
 - late:   three branches, each with its own heads (video_*, audio_*, face_*); their predictions are
-          combined afterwards with weights fitted on the validation split (``late_fusion_weights``).
+          combined afterwards (avemotion.model.late_fusion.fused) with weights fitted on the validation
+          split (avemotion.train.predict.late_weights).
 - hybrid: the branches' embeddings concatenated into shared heads (emotion, valence, arousal) plus
           auxiliary per-branch emotion heads (video_emotion, audio_emotion, face_emotion) in the loss.
+
+In the model layer, not in training: a saved model loads only where its layer classes are
+registered, and prediction (avemotion.inference) loads models without the training code.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from avemotion.fusion.early import EarlyFusionSequence
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model.backbone import VideoMAEBackbone
+from avemotion.model.early_fusion import EarlyFusionSequence
 from avemotion.model.layers import PACKAGE, ClipStandardization
+from avemotion.model.weights import load_videomae
 
 FUSION_MODES = ("early", "late", "hybrid")
 TASKS = ("emotion", "valence", "arousal")
@@ -252,8 +257,6 @@ def backbone_of(model: keras.Model) -> VideoMAEBackbone:
 
 def load_pretrained_backbone(model: keras.Model, path) -> None:
     """Copy VideoMAE weights (any format load_videomae reads) into the model's backbone."""
-    from avemotion.model import load_videomae
-
     backbone = backbone_of(model)
     pretrained = load_videomae(path, num_frames=backbone.num_frames, image_size=backbone.image_size).backbone
     mine, theirs = backbone.architecture, pretrained.architecture

@@ -16,6 +16,9 @@ then does the same work for every mode, and the sequence, which is twice the siz
 never crosses from host to device. The bilinear resampling is linear in the Mel, so the tiles are
 two small matrix products, (S x bands) . mel . (steps x T*S), fast on any accelerator; the matrices
 are constants computed once with NumPy. Plain keras.ops: any Keras backend runs it.
+
+In the model layer: the layer is part of every saved early-fusion network, and the data layer's
+pipeline (avemotion.fusion.dataset) emits the same frames and mel whatever the fusion mode.
 """
 
 from __future__ import annotations

@@ -1,0 +1,40 @@
+"""A trained fusion model's outputs for clips of fused TFRecord shards: what training's evaluation
+and ``avemotion predict`` both run, so their predictions of the same clips agree. Imports
+TensorFlow (the input pipeline)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avemotion.fusion.dataset import make_dataset
+from avemotion.model.fusion import model_input_names
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool = False) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Clip ids and every model output (emotion outputs as probabilities) for the given clips
+    (``unlabelled``: also those without a label of the model, as new clips are)."""
+    names = model_input_names(model)
+    dataset = make_dataset(
+        tfrecord_paths,
+        num_frames=settings["num_frames"],
+        image_size=settings["image_size"],
+        label_names=settings["labels"],
+        batch_size=settings["training"]["batch_size"],
+        training=False,
+        clip_ids=clip_ids,
+        with_ids=True,
+        inputs=names,
+        unlabelled=unlabelled,
+    )
+    ids, collected = [], {}
+    for inputs, _, meta in dataset:
+        ids.extend(value.decode() for value in meta["clip_id"].numpy())
+        for name, value in model.predict_on_batch({key: inputs[key] for key in names}).items():
+            value = np.asarray(value, dtype=np.float64)
+            collected.setdefault(name, []).append(softmax(value) if name.endswith("emotion") else value)
+    return ids, {name: np.concatenate(parts) for name, parts in collected.items()}
