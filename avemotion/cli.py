@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from avemotion.datasets import index_dataset, write_index
+from avemotion.inference import format_table, predict_files, write_predictions
+from avemotion.model.checkpoints import detect_format
+
 
 def _index(args) -> int:
-    from avemotion.datasets import index_dataset, write_index
-
     settings = {"chunks": args.chunks}
     manifest, quarantine = index_dataset(args.dataset, args.root, settings)
     out = Path(args.out)
@@ -24,8 +27,7 @@ def _index(args) -> int:
 
 
 def _convert_weights(args) -> int:
-    from avemotion.model import convert_weights
-    from avemotion.model.checkpoints import detect_format
+    from avemotion.model.weights import convert_weights  # Keras: the other commands start without TensorFlow
 
     kind = detect_format(Path(args.source))
     model = convert_weights(args.source, args.destination, args.num_frames, args.image_size, args.num_heads)
@@ -39,11 +41,7 @@ def _convert_weights(args) -> int:
 
 
 def _predict(args) -> int:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bar
-    from avemotion.inference import format_table, predict_files, write_predictions
-
     table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet)
     if args.out:
         write_predictions(table, args.out)

@@ -28,7 +28,9 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from avemotion.io import read_json
+from avemotion.evaluate.summary import fold_labels
+from avemotion.fusion.shards import FEATURE_COLUMNS, read_tabular_shards
+from avemotion.io import read_json, write_csv, write_json
 from avemotion.metrics import classification_metrics, summarise_folds
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,6 @@ DEFAULT_L2 = 1.0
 
 
 def feature_columns() -> list[str]:
-    from avemotion.fusion.shards import FEATURE_COLUMNS
-
     return list(FEATURE_COLUMNS)
 
 
@@ -161,8 +161,6 @@ def experiment_baselines(
     tabular_paths, splits: Mapping[int, str | Path], labels: Sequence[str], l2: float = DEFAULT_L2
 ) -> dict:
     """Both baselines on every test fold ({fold: split.json path}), summarised over folds."""
-    from avemotion.fusion.shards import read_tabular_shards
-
     columns = feature_columns()
     clips = read_tabular_shards(tabular_paths)
     clips = clips[[c for c in ("clip_id", "label", *columns) if c in clips.columns]]
@@ -208,9 +206,6 @@ def baselines_table(baselines: dict) -> pd.DataFrame:
 def evaluate_baselines(tabular_paths, folders: Mapping[int, str | Path], json_path, csv_path, l2: float = DEFAULT_L2) -> dict:
     """The rule's work: baselines on the folds of an experiment ({fold: folder with split.json and
     settings.json}), written to baselines.json and baselines.csv."""
-    from avemotion.evaluate.summary import fold_labels
-    from avemotion.io import write_csv, write_json
-
     labels = fold_labels(folders[min(folders)])
     splits = {fold: Path(folder) / "split.json" for fold, folder in folders.items()}
     baselines = experiment_baselines(tabular_paths, splits, labels, l2)

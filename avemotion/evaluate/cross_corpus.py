@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.io import read_json
+from avemotion.evaluate import plots
+from avemotion.io import read_json, write_csv, write_json
 from avemotion.metrics import evaluate_predictions
 
 
@@ -155,9 +156,6 @@ def _std(metrics: dict, name: str) -> float:
 def write_cross_corpus(diagonal, cross, heldout, datasets, outputs) -> dict:
     """Both tables as wide CSVs and heatmaps, and their long forms in one JSON (``outputs`` keys:
     matrix, matrix_png, loco, loco_png, json)."""
-    from avemotion.evaluate import plots
-    from avemotion.io import write_csv, write_json
-
     long = cross_corpus_table(diagonal, cross, datasets)
     matrix = cross_corpus_matrix(long, datasets)
     write_csv(matrix, outputs["matrix"])

@@ -22,6 +22,9 @@ under results/report/ the page, its tables, the cross-corpus tables and heatmaps
 
 from __future__ import annotations
 
+from avemotion.config import enabled_datasets
+from avemotion.train.settings import cross_corpus_datasets, experiment_names, experiment_settings, heldout_datasets
+
 EXPERIMENT_DIR = "results/experiments/{experiment}"
 FOLD_DIR = "results/experiments/{experiment}/fold_{fold}"
 FINAL_DIR = "results/experiments/{experiment}/final"
@@ -60,42 +63,20 @@ PREVIEW_CLIPS = 3
 # ---- which folders apply (decided by training: avemotion.train.settings) -------------------------
 
 
-def _settings(config: dict, name: str) -> dict:
-    from avemotion.train.settings import experiment_settings
-
-    return experiment_settings(config, name)
-
-
-def _names(config: dict) -> list[str]:
-    from avemotion.train.settings import experiment_names
-
-    return experiment_names(config)
-
-
-def _enabled(config: dict) -> list[str]:
-    from avemotion.config import enabled_datasets
-
-    return enabled_datasets(config)
-
-
 def heldout_folders(config: dict, name: str) -> dict[str, str]:
     """{dataset: folder} of the experiment's leave-one-corpus-out folders (none unless a mixture)."""
-    from avemotion.train.settings import heldout_datasets
-
-    return {d: HELDOUT_DIR.format(experiment=name, dataset=d) for d in heldout_datasets(_settings(config, name))}
+    return {d: HELDOUT_DIR.format(experiment=name, dataset=d) for d in heldout_datasets(experiment_settings(config, name))}
 
 
 def cross_folders(config: dict, name: str) -> dict[str, str]:
     """{dataset: folder} of the final model's predictions on the other corpora (none unless a
     single-dataset experiment with a final model and another enabled dataset it can be tested on)."""
-    from avemotion.train.settings import cross_corpus_datasets
-
     return {d: CROSS_DIR.format(experiment=name, dataset=d) for d in cross_corpus_datasets(config, name)}
 
 
 def final_folder(config: dict, name: str) -> str | None:
     """The folder of the experiment's final model, None when it trains none (``final: false``)."""
-    return FINAL_DIR.format(experiment=name) if _settings(config, name)["final"] else None
+    return FINAL_DIR.format(experiment=name) if experiment_settings(config, name)["final"] else None
 
 
 def final_files(config: dict, name: str, filename: str) -> list[str]:
@@ -105,7 +86,7 @@ def final_files(config: dict, name: str, filename: str) -> list[str]:
 
 def fold_folders(config: dict, name: str) -> dict[int, str]:
     """{fold: folder} of the experiment's test folds."""
-    return {fold: FOLD_DIR.format(experiment=name, fold=fold) for fold in _settings(config, name)["folds"]}
+    return {fold: FOLD_DIR.format(experiment=name, fold=fold) for fold in experiment_settings(config, name)["folds"]}
 
 
 def fold_files(config: dict, name: str, filename: str) -> list[str]:
@@ -124,8 +105,8 @@ def cross_corpus_entries(config: dict) -> dict[str, list[dict]]:
     """What the cross-corpus tables read: ``diagonal`` (single-dataset experiments' summary.json),
     ``cross`` (their final models' cross_ folders) and ``heldout`` (mixtures' heldout_ folders)."""
     diagonal, cross, heldout = [], [], []
-    for name in _names(config):
-        datasets = _settings(config, name)["datasets"]
+    for name in experiment_names(config):
+        datasets = experiment_settings(config, name)["datasets"]
         if len(datasets) == 1:
             summary = EXPERIMENT_OUTPUTS["summary"].format(experiment=name)
             diagonal.append({"experiment": name, "dataset": datasets[0], "summary": summary})
@@ -153,7 +134,7 @@ def report_datasets(config: dict) -> list[dict]:
             "quarantine": f"results/{dataset}/quarantine.csv",
             "tabular": chunk_files(config, dataset, "results/{dataset}/shards/tabular/{chunk}.parquet"),
         }
-        for dataset in _enabled(config)
+        for dataset in enabled_datasets(config)
     ]
 
 
@@ -165,12 +146,12 @@ def report_experiments(config: dict) -> list[dict]:
             "baselines": BASELINE_OUTPUTS["json"].format(experiment=name),
             "plots": {key: EXPERIMENT_OUTPUTS[key].format(experiment=name) for key in ("confusion", "curves", "va")},
         }
-        for name in _names(config)
+        for name in experiment_names(config)
     ]
 
 
 def report_previews(config: dict) -> dict[str, str]:
-    return {dataset: PREVIEWS_DIR.format(dataset=dataset) for dataset in _enabled(config)}
+    return {dataset: PREVIEWS_DIR.format(dataset=dataset) for dataset in enabled_datasets(config)}
 
 
 # ---- stage targets -------------------------------------------------------------------------------
@@ -180,7 +161,7 @@ def evaluation_targets(config: dict) -> list[str]:
     """Each experiment's summary, plots and baselines."""
     return [
         pattern.format(experiment=name)
-        for name in _names(config)
+        for name in experiment_names(config)
         for outputs in (EXPERIMENT_OUTPUTS, BASELINE_OUTPUTS)
         for pattern in outputs.values()
     ]

@@ -24,7 +24,10 @@ import numpy as np
 import pandas as pd
 
 from avemotion.evaluate import plots
+from avemotion.face.facemesh import face_boxes
+from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import write_json
+from avemotion.media.frames import smooth_face_squares
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,6 @@ def crop_transforms(
     if crop == "face":
         if not {f"x_{i}" for i in range(LANDMARKS)} <= set(face.columns) or len(face) == 0:
             return unknown
-        from avemotion.face.facemesh import face_boxes
-        from avemotion.media.frames import smooth_face_squares
-
         squares = smooth_face_squares(face_boxes(face), margin)[np.minimum(source_frames, len(face) - 1)]
         # crop_square: an affine map scaling by size / side that puts the square's centre mid-crop
         return [(size / side, size / side, size / 2 - size / side * cx, size / 2 - size / side * cy) for cx, cy, side in squares]
@@ -207,8 +207,6 @@ def dataset_previews(tabular_paths, frames_tables, face_tables, outdir, margin: 
 
     ``outdir`` is the dataset's results folder; ``frames_tables``/``face_tables`` are its frames and
     face chunk tables (sampled source frames and crop; source frame size)."""
-    from avemotion.fusion.shards import read_tabular_shards
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     usable = read_tabular_shards(tabular_paths)

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from avemotion.evaluate.summary import format_mean_std
+from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, read_json, write_csv
+from avemotion.quarantine import read_quarantine
 
 VA_NOTE = (
     "Valence and arousal targets are derived from the emotion labels (per-class coordinates of the "
@@ -78,9 +80,6 @@ def dataset_statistics(name: str, manifest: pd.DataFrame, quarantine: pd.DataFra
 
 def read_dataset(entry: Mapping) -> dict:
     """Statistics of one dataset from {name, manifest, quarantine, tabular: [paths]}."""
-    from avemotion.fusion.shards import read_tabular_shards
-    from avemotion.quarantine import read_quarantine
-
     manifest = pd.read_parquet(entry["manifest"])
     quarantine = read_quarantine(entry["quarantine"])
     usable = read_tabular_shards(entry["tabular"]) if entry.get("tabular") else pd.DataFrame()

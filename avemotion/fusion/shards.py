@@ -36,7 +36,14 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from avemotion.fusion import features as F
-from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS
+from avemotion.fusion.schema import (
+    AUDIO_STEPS,
+    FACE_COLUMNS,
+    FACE_FEATURES,
+    MEL_BANDS,
+    MFCC_COEFFICIENTS,
+    feature_spec,
+)
 from avemotion.io import atomic_path
 from avemotion.media.spectrogram import mfcc
 from avemotion.preprocess.plan import STAGE_NAMES
@@ -300,8 +307,6 @@ def iterate_examples(path, num_frames: int):
     mfcc (MFCC_COEFFICIENTS, AUDIO_STEPS), face_sequence (T, len(FACE_COLUMNS)).
     """
     import tensorflow as tf
-
-    from avemotion.fusion.schema import feature_spec
 
     spec = feature_spec(num_frames)
     shapes = {"mel": (MEL_BANDS, AUDIO_STEPS), "mfcc": (MFCC_COEFFICIENTS, AUDIO_STEPS), "face_sequence": (num_frames, len(FACE_COLUMNS))}

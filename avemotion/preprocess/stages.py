@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.face.facemesh import FaceMeshBackend, face_boxes
+from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.media.audio import SAMPLE_RATE, NoAudioStream, extract_audio, read_wav, write_wav
 from avemotion.media.frames import decode_all, open_video, sample_clip_frames
+from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.preprocess.chunk import Stage
 from avemotion.quarantine import ClipDefect, SkipClip
 
@@ -47,8 +50,6 @@ class AudioStage(Stage):
         ]
 
     def process(self, clip):
-        from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
-
         wav, mel_png, mfcc_png, mel_npy = self.artifacts(clip)
         source = self.sources(clip)[0]
         missing = False
@@ -87,12 +88,8 @@ class FaceStage(Stage):
 
     def prepare(self, clips):
         if self.settings["backend"] == "facemesh":
-            from avemotion.face.facemesh import FaceMeshBackend
-
             self.backend = FaceMeshBackend(detection_threshold=self.settings["detection_threshold"])
             return
-        from avemotion.face.openface import run_feature_extraction
-
         # fps and frame size per readable video; the others are quarantined with their reason in process()
         self.video_info = {}
         for clip in clips:
@@ -140,8 +137,6 @@ class FaceStage(Stage):
         return pd.concat(parts, ignore_index=True), fps, shape
 
     def _openface(self, video):
-        from avemotion.face.openface import read_openface_csv
-
         if str(video) not in self.video_info:
             open_video(video)  # raises the ClipDefect that says why the video could not be read
         csv = self.openface_csvs.get(str(video))
@@ -168,8 +163,6 @@ class FramesStage(Stage):
         if crop == "face":
             if not self.face_csv(clip).exists():
                 raise SkipClip("no face features (quarantined by the face stage)")
-            from avemotion.face.facemesh import face_boxes
-
             boxes = face_boxes(pd.read_csv(self.face_csv(clip)))
             if np.isnan(boxes).all():  # kept without a face (prediction): nothing to crop to
                 boxes, crop = None, "full"
