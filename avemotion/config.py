@@ -163,8 +163,6 @@ def register_layout_check(check) -> None:
 def check_datasets(config: dict, generated_roots=()) -> None:
     """Every enabled dataset has a root that holds its corpus' layout, unless the workflow generates
     it (demo corpora); at least one dataset is enabled."""
-    if _layout_check is None:
-        raise RuntimeError("check_datasets needs the corpus layout check: import avemotion.datasets first")
     for name, settings in config.get("datasets", {}).items():
         if settings.get("enabled") and settings.get("root") is None:
             raise ConfigError(f"config: datasets.{name}.root: not set, but datasets.{name}.enabled is true; set the corpus root or enabled: false")
@@ -175,6 +173,8 @@ def check_datasets(config: dict, generated_roots=()) -> None:
     for name in enabled:
         root = Path(config["datasets"][name]["root"])
         if root not in generated:
+            if _layout_check is None:
+                raise RuntimeError("check_datasets needs the corpus layout check: import avemotion.datasets first")
             _layout_check(name, root)
 
 
