@@ -147,35 +147,14 @@ NO_CORPUS = (
 )
 
 
-# Whether a root holds its corpus is the dataset readers' knowledge (avemotion.datasets, the data
-# layer), which the core may not import: the readers' package registers its check here when it is
-# imported, as the workflow does before it checks the config. Without it check_datasets stops
-# rather than skip the check.
-_layout_check = None
-
-
-def register_layout_check(check) -> None:
-    """``check(dataset, root)`` raises when ``root`` does not hold ``dataset``'s corpus."""
-    global _layout_check
-    _layout_check = check
-
-
-def check_datasets(config: dict, generated_roots=()) -> None:
-    """Every enabled dataset has a root that holds its corpus' layout, unless the workflow generates
-    it (demo corpora); at least one dataset is enabled."""
+def check_dataset_keys(config: dict) -> None:
+    """At least one dataset is enabled, and each enabled one has a root (whether the root holds its
+    corpus is the readers' knowledge: avemotion.datasets.check_datasets)."""
     for name, settings in config.get("datasets", {}).items():
         if settings.get("enabled") and settings.get("root") is None:
             raise ConfigError(f"config: datasets.{name}.root: not set, but datasets.{name}.enabled is true; set the corpus root or enabled: false")
-    enabled = enabled_datasets(config)
-    if not enabled:
+    if not enabled_datasets(config):
         raise ConfigError(NO_CORPUS)
-    generated = {Path(p) for p in generated_roots}
-    for name in enabled:
-        root = Path(config["datasets"][name]["root"])
-        if root not in generated:
-            if _layout_check is None:
-                raise RuntimeError("check_datasets needs the corpus layout check: import avemotion.datasets first")
-            _layout_check(name, root)
 
 
 PREPROCESS_SECTIONS = ("frames", "audio", "face")

@@ -7,14 +7,13 @@ from snakemake.utils import validate
 
 from avemotion.config import (
     SCHEMA_PATH,
-    check_datasets,
     check_model,
     check_openface,
     enabled_datasets,
     prepare_config,
     preprocess_settings,
 )
-from avemotion.datasets import READERS, index_dependencies
+from avemotion.datasets import READERS, check_datasets, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import video_files
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest

@@ -1,16 +1,14 @@
 """Config validation: every error names the key and what is allowed; the mfaw alias; roots."""
 
 import copy
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from snakemake.utils import validate
 
-from avemotion.config import SCHEMA_PATH, ConfigError, check_datasets, check_model, config_errors, load_schema, prepare_config
-from avemotion.datasets import DatasetRootError
+from avemotion.config import SCHEMA_PATH, ConfigError, check_model, config_errors, load_schema, prepare_config
+from avemotion.datasets import DatasetRootError, check_datasets
 from avemotion.presets import VARIANTS
 from conftest import demo_settings
 
@@ -232,17 +230,6 @@ def test_a_root_holding_another_corpus_says_which(mafw_tree, crema_d_tree):
     with pytest.raises(DatasetRootError, match=r"dataset 'mafw': no data/clips/NNNNN\.mp4 under '.*'; it holds the layout of crema_d"):
         check_datasets(product_config(mafw=crema_d_tree))
     check_datasets(product_config(crema_d=crema_d_tree, mafw=mafw_tree))
-
-
-def test_the_layout_check_is_the_dataset_readers_and_never_skipped(tmp_path):
-    """avemotion.config may not import the readers; avemotion.datasets registers its check there."""
-    import avemotion.config
-    import avemotion.datasets
-
-    assert avemotion.config._layout_check is avemotion.datasets.check_layout
-    code = f"from avemotion.config import check_datasets; check_datasets({{'datasets': {{'mafw': {{'root': {str(tmp_path)!r}}}}}}})"
-    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert alone.returncode != 0 and "import avemotion.datasets first" in alone.stderr
 
 
 def test_mafw_without_its_split_files_is_an_error_before_any_job(tmp_path):

@@ -5,8 +5,8 @@ Each reader module provides ``LABELS`` (its classes in canonical order), ``index
 adding, removing or renaming a clip reruns the index while a re-encoded clip does not) and
 ``scan(root, settings)`` (records and quarantined files from names and metadata, no decoding) and
 ``layout_problem(root)`` (None when the root looks like that corpus, else what was expected: the
-config check runs it before any job, so a root that holds another corpus or nothing stops the run:
-this package registers :func:`check_layout` with avemotion.config, which may not import it).
+config check, :func:`check_datasets`, runs it before any job, so a root that holds another corpus or
+nothing stops the run).
 The classes themselves are plain data in avemotion.labels (``CORPUS_LABELS``).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import register_layout_check
+from avemotion.config import check_dataset_keys, enabled_datasets
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import build_manifest
 from avemotion.io import write_csv, write_parquet
@@ -59,7 +59,17 @@ def check_layout(dataset: str, root) -> Path:
     return root
 
 
-register_layout_check(check_layout)
+
+
+def check_datasets(config: dict, generated_roots=()) -> None:
+    """The config's datasets before any job: keys first, then every enabled dataset's root holds its
+    corpus' layout, unless the workflow generates it (demo corpora)."""
+    check_dataset_keys(config)
+    generated = {Path(p) for p in generated_roots}
+    for name in enabled_datasets(config):
+        root = Path(config["datasets"][name]["root"])
+        if root not in generated:
+            check_layout(name, root)
 
 
 def reader(dataset: str):
