@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from avemotion.fusion.shards import fuse_chunk
-from avemotion.io import atomic_path, read_json
-from avemotion.model.late_fusion import fused
+from avemotion.io import atomic_path
+from avemotion.model.bundle import MODEL_FILE, SETTINGS_FILE, TrainedModel
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.plan import STAGE_NAMES
 from avemotion.preprocess.stages import STAGES
@@ -71,21 +71,20 @@ def video_files(folder) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def load_model_settings(model_dir, dataset: str | None = None) -> tuple[dict, dict]:
-    """(settings.json of a trained model, the preprocessing settings of ``dataset``, one the model
+def load_model_settings(model_dir, dataset: str | None = None) -> tuple[TrainedModel, dict]:
+    """(the trained model in ``model_dir``, the preprocessing settings of ``dataset``, one the model
     was trained on; default its first)."""
     model_dir = Path(model_dir)
-    path = model_dir / "settings.json"
-    if not (model_dir / "model.keras").exists() or not path.exists():
-        raise FileNotFoundError(f"{model_dir}: not a trained model folder (model.keras and settings.json expected)")
-    settings = read_json(path)
-    preprocess = settings.get("preprocess")
+    if not (model_dir / MODEL_FILE).exists() or not (model_dir / SETTINGS_FILE).exists():
+        raise FileNotFoundError(f"{model_dir}: not a trained model folder ({MODEL_FILE} and {SETTINGS_FILE} expected)")
+    trained = TrainedModel.load(model_dir)
+    preprocess = trained.settings.get("preprocess")
     if not preprocess:
-        raise ValueError(f"{path} does not record the preprocessing settings (a model trained before they were saved): retrain it")
-    dataset = dataset or settings["datasets"][0]
+        raise ValueError(f"{model_dir / SETTINGS_FILE} does not record the preprocessing settings (a model trained before they were saved): retrain it")
+    dataset = dataset or trained.settings["datasets"][0]
     if dataset not in preprocess:
         raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
-    return settings, preprocess[dataset]
+    return trained, preprocess[dataset]
 
 
 def clip_records(paths) -> list[dict]:
@@ -190,15 +189,13 @@ def predict_files(model_dir, paths, dataset: str | None = None, workdir=None, pr
     Rows of clips that could not be predicted hold their ``error`` and no prediction. ``workdir``
     keeps the intermediate artifacts (default: a temporary folder, removed afterwards).
     """
-    import keras
-
     # TensorFlow, so not at the top: the workflow imports this module when it parses its rules. It
     # also registers the fusion model's layers, which load_model needs.
     from avemotion.model.outputs import raw_outputs
 
     model_dir = Path(model_dir)
-    settings, preprocess = load_model_settings(model_dir, dataset)
-    labels = list(settings["labels"])
+    trained, preprocess = load_model_settings(model_dir, dataset)
+    settings, labels = trained.settings, trained.labels
     clips = clip_records(paths)
     if not clips:
         raise ValueError("no clips to predict")
@@ -211,11 +208,8 @@ def predict_files(model_dir, paths, dataset: str | None = None, workdir=None, pr
             bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
             prepared = prepare_clips(readable, preprocess, workdir, bar)
         if readable and prepared["usable"]:
-            model = keras.models.load_model(model_dir / "model.keras", compile=False)
-            weights_path = model_dir / "late_weights.json"
-            weights = read_json(weights_path) if weights_path.exists() else None
-            ids, outputs = raw_outputs(model, settings, [str(prepared["tfrecord"])], None, unlabelled=True)
-            final = fused(outputs, weights)
+            ids, outputs = raw_outputs(trained.network(), settings, [str(prepared["tfrecord"])], None, unlabelled=True)
+            final = trained.fused(outputs)
     position = {clip_id: index for index, clip_id in enumerate(ids)}
     rows = []
     for clip in clips:

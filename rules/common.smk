@@ -16,6 +16,7 @@ from avemotion.config import (
 from avemotion.datasets import READERS, check_datasets, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import video_files
+from avemotion.model.bundle import RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
 from avemotion.train.plan import check_batch_sizes
 from avemotion.train.settings import (
@@ -168,12 +169,11 @@ def experiment_shards(kind):
     return inputs
 
 
-TRAIN_OUTPUTS = ("model.keras", "predictions.parquet", "metrics.json", "history.csv", "settings.json", "split.json")
 
 
 def train_outputs(run):
     """The files of one training run; ``run`` is fold_{fold}, final or heldout_{held_out}."""
-    return {name.split(".")[0]: f"results/experiments/{{experiment}}/{run}/{name}" for name in TRAIN_OUTPUTS}
+    return {name.split(".")[0]: f"results/experiments/{{experiment}}/{run}/{name}" for name in RUN_FILES}
 
 
 def training_threads(wildcards):

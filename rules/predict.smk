@@ -5,6 +5,7 @@ rule predict_clips:
     input:
         model="results/experiments/{experiment}/final/model.keras",
         settings="results/experiments/{experiment}/final/settings.json",
+        late_weights="results/experiments/{experiment}/final/late_weights.json",
         clips=new_clips,  # common.smk
     output:
         "results/predictions/{experiment}.csv",

@@ -60,6 +60,7 @@ rule predict_cross_corpus:
     input:
         model="results/experiments/{experiment}/final/model.keras",
         settings="results/experiments/{experiment}/final/settings.json",
+        late_weights="results/experiments/{experiment}/final/late_weights.json",
         tabular=lambda wildcards: per_chunk_of(wildcards.dataset, "results/{dataset}/shards/tabular/{chunk}.parquet"),
         tfrecord=lambda wildcards: per_chunk_of(wildcards.dataset, "results/{dataset}/shards/tfrecord/{chunk}.tfrecord"),
     output:

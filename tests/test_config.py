@@ -301,3 +301,17 @@ def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_t
     config["training"]["batch_size"] = smallest + 1
     with pytest.raises(ConfigError, match=rf"training\.batch_size: {smallest + 1} is larger than the {smallest} training clips of experiment 'enterface_hybrid', fold_\d"):
         check_batch_sizes(config, {"enterface": manifest})
+
+
+def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
+    """The training rules' settings parameter leaves out threads and gpus: changing how many a job
+    gets must not retrain every model (Snakemake reruns a job whose params changed)."""
+    from avemotion.train.settings import experiment_settings, model_settings
+
+    config = filled(config)
+    before = model_settings(config, "crema_d_early")
+    config["training"].update(threads=8, gpus=2)
+    assert model_settings(config, "crema_d_early") == before
+    assert experiment_settings(config, "crema_d_early")["training"]["threads"] == 8
+    config["training"]["epochs"] += 1
+    assert model_settings(config, "crema_d_early") != before

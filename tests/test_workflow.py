@@ -184,6 +184,15 @@ def test_a_run_killed_mid_chunk_finishes_only_what_was_incomplete(demo_run, tmp_
     assert planned_jobs(tmp_path, "--configfile", config)[0] == []
 
 
+def test_other_threads_or_gpus_retrain_nothing(demo_run, tmp_path):
+    config = yaml.safe_load(open(demo_config(demo_run)))
+    config["training"].update(threads=2, gpus=1)
+    changed = tmp_path / "threads.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = run_snakemake(demo_run, "train", "-n", "--cores", "2", "--configfile", str(changed))
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
 def test_invalid_config_fails_before_any_job_naming_key_and_allowed_values(tmp_path):
     config = write_config(tmp_path, {"datasets": {"crema_d": {"votes": "both"}}})
     result = run_snakemake(tmp_path, "-n", "--configfile", config, check=False)

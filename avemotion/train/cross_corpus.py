@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from avemotion.io import read_json, write_json, write_parquet
+from avemotion.io import write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
-from avemotion.model.late_fusion import fused
+from avemotion.model.bundle import TrainedModel
 from avemotion.model.outputs import raw_outputs
 from avemotion.train.experiment import branch_metrics, configure_threads, experiment_clips
 from avemotion.train.predict import predictions_table
@@ -39,17 +38,14 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
     """Predictions and metrics of ``model_dir``'s model on all clips of ``dataset`` in the shared labels."""
     model_dir, outdir = Path(model_dir), Path(outdir)
     configure_threads(threads)
-    settings = read_json(model_dir / "settings.json")
-    labels = list(settings["labels"])
+    trained = TrainedModel.load(model_dir)
+    settings, labels = trained.settings, trained.labels
     kept = common_labels(labels, dataset)
     clips, outside = experiment_clips(tabular_paths, kept)
     log.info("%s on %s: %d clips in the shared labels %s, %d outside", settings["name"], dataset, len(clips), kept, outside)
-    model = keras.models.load_model(model_dir / "model.keras", compile=False)
-    ids, outputs = raw_outputs(model, settings, tfrecord_paths, list(clips["clip_id"]))
+    ids, outputs = raw_outputs(trained.network(), settings, tfrecord_paths, list(clips["clip_id"]))
     outputs = restrict_to(outputs, labels, kept)
-    weights_path = model_dir / "late_weights.json"
-    weights = read_json(weights_path) if weights_path.exists() else None
-    predictions = predictions_table(ids, fused(outputs, weights), clips, kept, outputs)
+    predictions = predictions_table(ids, trained.fused(outputs), clips, kept, outputs)
     outdir.mkdir(parents=True, exist_ok=True)
     write_parquet(predictions, outdir / "predictions.parquet")
     metrics = {

@@ -1,7 +1,8 @@
 """Train one experiment on one fold (or on every speaker for the final model) and write its outputs.
 
 Outputs in ``outdir``: model.keras, history.csv, predictions.parquet (test clips; for the final model
-the validation clips), metrics.json, settings.json, split.json, late_weights.json (late fusion).
+the validation clips), metrics.json, settings.json, split.json, late_weights.json (null unless late
+fusion): avemotion.model.bundle.RUN_FILES.
 A killed job resumes from its last completed epoch (Keras BackupAndRestore per training phase under
 ``outdir/resume``; the epoch log, best weights so far and each finished phase's weights under
 ``outdir/progress``). Both folders stay until every output is written, so a job killed after its last
@@ -23,6 +24,7 @@ import pandas as pd
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
+from avemotion.model.bundle import MODEL_FILE, SETTINGS_FILE, write_late_weights
 from avemotion.model.fusion import (
     BRANCHES,
     build_fusion_model,
@@ -338,7 +340,7 @@ def run_experiment_fold(
         strategy.num_replicas_in_sync,
     )
     write_json(split, outdir / "split.json")
-    write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / "settings.json")
+    write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / SETTINGS_FILE)
 
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica
@@ -355,8 +357,7 @@ def run_experiment_fold(
 
     evaluated = "test" if split["test"] else "validation"
     predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips)
-    if late_weights is not None:
-        write_json(late_weights, outdir / "late_weights.json")
+    write_late_weights(late_weights, outdir)
     write_parquet(predictions, outdir / "predictions.parquet")
     metrics = {
         "experiment": settings["name"],
@@ -369,7 +370,7 @@ def run_experiment_fold(
         "branches": branch_metrics(predictions, settings["labels"]),
     }
     write_json(metrics, outdir / "metrics.json")
-    with atomic_path(outdir / "model.keras", suffix=".keras") as tmp:
+    with atomic_path(outdir / MODEL_FILE, suffix=".keras") as tmp:
         model.save(tmp)
     clear_progress(outdir)
     return metrics
