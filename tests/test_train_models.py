@@ -137,6 +137,25 @@ def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):
         load_pretrained_backbone(model, tmp_path / "wider.weights.h5")
 
 
+def test_a_pretrained_backbone_brings_its_own_config_into_the_fine_tuned_model(tmp_path):
+    """A checkpoint's LayerNorm eps and input mean/std (Hugging Face VideoMAE: eps 1e-12 and its
+    preprocessor's statistics) are part of what its weights compute: the fusion model keeps them."""
+    from avemotion.train.experiment import build_model
+
+    own = {**TINY, "layer_norm_eps": 1e-12, "image_mean": (0.5, 0.5, 0.5), "image_std": (0.25, 0.25, 0.25)}
+    source = build_classifier(own, 0, num_frames=4, image_size=32)
+    source.save_weights(tmp_path / "source.weights.h5")
+    settings = {
+        "fusion": "late", "labels": ["anger", "happiness"], "num_frames": 4, "image_size": 32,
+        "model": {"variant": "tiny", "pretrained": str(tmp_path / "source.weights.h5"), "frame_normalization": "imagenet"},
+        "training": {"drop_path": 0.0},
+    }  # fmt: skip
+    backbone = backbone_of(build_model(settings))
+    assert backbone.layer_norm_eps == 1e-12 and backbone.image_mean == (0.5, 0.5, 0.5) and backbone.image_std == (0.25, 0.25, 0.25)
+    frames = np.random.default_rng(0).uniform(0, 1, (2, 4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(backbone(frames).numpy(), source.backbone(frames).numpy(), atol=1e-5)
+
+
 def test_face_features_are_standardised_with_training_statistics_kept_in_the_saved_model(tmp_path):
     import keras
 

@@ -255,13 +255,19 @@ def backbone_of(model: keras.Model) -> VideoMAEBackbone:
     return model.get_layer("videomae")
 
 
+def pretrained_backbone(path, architecture: dict, num_frames: int, image_size: int) -> VideoMAEBackbone:
+    """The VideoMAE backbone at ``path`` (any format load_videomae reads); it must have the shape of
+    ``architecture`` (the configured variant's)."""
+    pretrained = load_videomae(path, num_frames=num_frames, image_size=image_size).backbone
+    theirs = pretrained.architecture
+    differing = [key for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "tubelet_size") if architecture[key] != theirs[key]]
+    if differing:
+        described = ", ".join(f"{key} {architecture[key]} vs {theirs[key]}" for key in differing)
+        raise ValueError(f"model.pretrained {path} does not fit model.variant ({described})")
+    return pretrained
+
+
 def load_pretrained_backbone(model: keras.Model, path) -> None:
     """Copy VideoMAE weights (any format load_videomae reads) into the model's backbone."""
     backbone = backbone_of(model)
-    pretrained = load_videomae(path, num_frames=backbone.num_frames, image_size=backbone.image_size).backbone
-    mine, theirs = backbone.architecture, pretrained.architecture
-    differing = [key for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "tubelet_size") if mine[key] != theirs[key]]
-    if differing:
-        described = ", ".join(f"{key} {mine[key]} vs {theirs[key]}" for key in differing)
-        raise ValueError(f"model.pretrained {path} does not fit model.variant ({described})")
-    backbone.set_weights(pretrained.get_weights())
+    backbone.set_weights(pretrained_backbone(path, backbone.architecture, backbone.num_frames, backbone.image_size).get_weights())

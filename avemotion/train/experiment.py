@@ -27,10 +27,11 @@ from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import MODEL_FILE, SETTINGS_FILE, write_late_weights
 from avemotion.model.fusion import (
     BRANCHES,
+    backbone_of,
     build_fusion_model,
     face_statistics,
-    load_pretrained_backbone,
     model_input_names,
+    pretrained_backbone,
     task_of,
 )
 from avemotion.presets import variant_settings
@@ -145,7 +146,13 @@ def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[
 
 
 def build_model(settings: dict, face_stats=None):
-    backbone = {**variant_settings(settings["model"]["variant"]), "drop_path_rate": settings["training"]["drop_path"]}
+    architecture = variant_settings(settings["model"]["variant"])
+    path = settings["model"].get("pretrained")
+    source = pretrained_backbone(path, architecture, settings["num_frames"], settings["image_size"]) if path else None
+    # Pretrained weights bring their own config (LayerNorm eps, the input mean and std they were
+    # trained with), as timm's pretrained configs do: the variant's defaults would change what
+    # the weights compute.
+    backbone = {**(source.architecture if source else architecture), "drop_path_rate": settings["training"]["drop_path"]}
     model = build_fusion_model(
         settings["fusion"],
         backbone,
@@ -156,8 +163,8 @@ def build_model(settings: dict, face_stats=None):
         # Absent (settings written by hand, as in tests): the schema default.
         frame_normalization=settings["model"].get("frame_normalization", "imagenet"),
     )
-    if settings["model"].get("pretrained"):
-        load_pretrained_backbone(model, settings["model"]["pretrained"])
+    if source:
+        backbone_of(model).set_weights(source.get_weights())
     return model
 
 
