@@ -168,7 +168,7 @@ def write_shard(path: Path, args) -> float:
 
 def training_stream(paths: list[str], args, inputs=None):
     """The training input pipeline over the synthetic shard, as a training job builds it."""
-    from avemotion.fusion.dataset import make_dataset
+    from avemotion.fusion.dataset import Training, make_dataset
 
     return make_dataset(
         paths,
@@ -176,7 +176,7 @@ def training_stream(paths: list[str], args, inputs=None):
         image_size=args.image_size,
         label_names=LABELS,
         batch_size=args.batch,
-        training=True,
+        training=Training(),
         inputs=inputs,
     )
 

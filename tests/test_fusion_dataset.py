@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
 
+from avemotion.fusion import augment as A  # noqa: E402
 from avemotion.fusion import dataset as D  # noqa: E402
+from avemotion.fusion import records as R  # noqa: E402
+from avemotion.fusion import render  # noqa: E402
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS  # noqa: E402
 from avemotion.media.spectrogram import to_image  # noqa: E402
-from avemotion.model.early_fusion import early_fusion_sequence, spectrogram_tiles  # noqa: E402
+from avemotion.model.early_fusion import EarlyFusionSequence  # noqa: E402
 
 T, S = 4, 32
 COLOURS = [(20, 200, 100), (60, 170, 30), (100, 140, 220), (140, 110, 160)]
@@ -94,7 +98,20 @@ def shard_path(root, dataset="crema_d", chunk=0):
 
 
 def options(**overrides) -> dict:
-    return {"num_frames": T, "image_size": S, "label_names": LABELS, "batch_size": 4, "training": False, **overrides}
+    return {"num_frames": T, "image_size": S, "label_names": LABELS, "batch_size": 4, **overrides}
+
+
+def parsed(clip: dict) -> dict:
+    """The clip's raw example (frames as JPEG bytes), as the pipeline parses it."""
+    return R.parse_record(tf.constant(serialize(clip)), T)
+
+
+def training_view(raw: dict, seed) -> dict:
+    """A raw example as a training batch of one shows it: the clip's augmentation drawn from
+    ``seed`` (D.prepare), its frames rendered (sample_frames), the batch axis dropped."""
+    clip = D.prepare(raw, T, S, tf.constant(seed, tf.int64))
+    frames = render.sample_frames(*[clip[name][None] for name in D.RENDER], S)[0]
+    return {**clip, "frames": frames}
 
 
 # ---- one example ------------------------------------------------------------------------------
@@ -102,9 +119,11 @@ def options(**overrides) -> dict:
 
 def test_parse_round_trip():
     clip = make_clip("1001_DFA_ANG_XX", "anger", speaker="1001", fold=2, valence=0.3, arousal=0.7)
-    example = {k: v.numpy() for k, v in D.parse_example(tf.constant(serialize(clip)), T, S).items()}
-    assert example["frames"].shape == (T, S, S, 3) and example["frames"].dtype == np.float32
-    np.testing.assert_allclose(example["frames"], clip["frames"] / 255.0, atol=4 / 255)
+    raw = parsed(clip)
+    frames = R.decode_frames(raw["frames"], T, S).numpy()
+    assert frames.shape == (T, S, S, 3) and frames.dtype == np.uint8
+    np.testing.assert_allclose(frames, clip["frames"], atol=4)
+    example = {k: v.numpy() for k, v in raw.items()}
     np.testing.assert_array_equal(example["mel"], clip["mel"])
     np.testing.assert_array_equal(example["mfcc"], clip["mfcc"])
     np.testing.assert_array_equal(example["face_sequence"], clip["face_sequence"])
@@ -118,9 +137,9 @@ def test_parse_round_trip():
 
 def test_parse_resizes_frames_stored_at_another_size():
     clip = make_clip("a", frames=constant_frames(size=48))
-    frames = D.parse_example(tf.constant(serialize(clip)), T, S)["frames"].numpy()
+    frames = R.decode_frames(parsed(clip)["frames"], T, S).numpy()
     assert frames.shape == (T, S, S, 3)
-    np.testing.assert_allclose(frames, constant_frames(size=S) / 255.0, atol=4 / 255)
+    np.testing.assert_allclose(frames, constant_frames(size=S), atol=4)
 
 
 def test_scale_mel_is_the_png_mapping():
@@ -138,7 +157,7 @@ def test_spec_augment_masks_whole_bands_and_steps():
     mel, mfcc = tf.constant(mel_ramp()), tf.constant(np.ones((MFCC_COEFFICIENTS, AUDIO_STEPS), np.float32))
     masked_any = False
     for seed in range(8):
-        out_mel, out_mfcc = (x.numpy() for x in D.spec_augment(mel, mfcc, tf.constant([seed, 1])))
+        out_mel, out_mfcc = (x.numpy() for x in A.spec_augment(mel, mfcc, tf.constant([seed, 1])))
         changed = out_mel != mel_ramp()
         assert np.all(out_mel[changed] == mel_ramp().min())
         hidden = changed.copy()
@@ -155,20 +174,20 @@ def test_spec_augment_masks_whole_bands_and_steps():
     assert masked_any
 
 
-def test_augment_crops_and_flips_all_frames_alike():
+def test_augmentation_crops_and_flips_all_frames_alike():
     face = np.zeros((T, FACE_FEATURES), np.float32)
     yaw, gaze0x, gaze1y = (FACE_COLUMNS.index(name) for name in ("pose_Ry", "gaze_0_x", "gaze_1_y"))
     face[:, yaw], face[:, gaze0x], face[:, gaze1y] = 0.4, 0.2, 0.3
-    clip = make_clip("p", frames=pattern_frames(), face=face)
-    parsed = D.parse_example(tf.constant(serialize(clip)), T, S)
+    raw = parsed(make_clip("p", frames=pattern_frames(), face=face))
+    original = R.decode_frames(raw["frames"], T, S).numpy() / 255.0
     flips = set()
     for seed in range(12):
-        example = D.augment(parsed, tf.constant([seed, 0]))
+        example = training_view(raw, [seed, 0])
         frames = example["frames"].numpy()
         assert frames.shape == (T, S, S, 3) and frames.min() >= 0 and frames.max() <= 1
         for i in range(1, T):
             np.testing.assert_array_equal(frames[i], frames[0])
-        assert not np.allclose(frames, parsed["frames"].numpy(), atol=0.02)
+        assert not np.allclose(frames, original, atol=0.02)
         flipped = frames[0, :, : S // 2].mean() > frames[0, :, S // 2 :].mean()  # bright side moved left
         flips.add(flipped)
         out = example["face_sequence"].numpy()
@@ -182,26 +201,12 @@ def test_augment_crops_and_flips_all_frames_alike():
 
 
 def test_crop_windows_follow_the_scale_and_ratio_ranges():
-    windows = np.array([D._video_params(tf.constant([i, 7], tf.int64), 224, 224)["window"].numpy() for i in range(200)])
+    windows = np.array([A.video_params(tf.constant([i, 7], tf.int64), 224, 224)["window"].numpy() for i in range(200)])
     top, left, height, width = windows.T
     assert windows.min() >= 0 and np.all(top + height <= 224) and np.all(left + width <= 224)
     area, aspect = height * width / 224**2, width / height
     assert 0.59 <= area.min() and area.max() <= 1 and 0.74 <= aspect.min() and aspect.max() <= 1.35
     assert area.mean() == pytest.approx(0.75, abs=0.04)  # uniform in [0.6, 1]: draws that do not fit are redrawn
-
-
-def test_pipeline_augmentation_is_augment_of_the_parsed_example():
-    """make_dataset draws per clip and applies per batch; it must agree with augment(parse_example(...))."""
-    serialized = tf.constant(serialize(make_clip("p", frames=pattern_frames())))
-    for seed in range(4):
-        seed_tensor = tf.constant([seed, 3], tf.int64)
-        expected = D.augment(D.parse_example(serialized, T, S), seed_tensor)
-        clip = D._prepare(D._parse_raw(serialized, T), T, S, seed_tensor)
-        batch = [clip[name][None] for name in ("frames", "_window", "_flip", "_scale", "_offset")]
-        frames = D.sample_frames(*batch, S)[0]
-        np.testing.assert_allclose(frames.numpy(), expected["frames"].numpy(), atol=1e-5)
-        np.testing.assert_array_equal(clip["mel"].numpy(), D.scale_mel(expected["mel"]).numpy())
-        np.testing.assert_array_equal(clip["face_sequence"].numpy(), expected["face_sequence"].numpy())
 
 
 def test_sample_frames_is_tf_image_resize_of_the_crop():
@@ -210,7 +215,7 @@ def test_sample_frames_is_tf_image_resize_of_the_crop():
     windows = np.array([[3, 5, 30, 20], [0, 0, 40, 48]], np.float32)
     flips = np.array([True, False])
     scales, offsets = np.array([1.2 / 255, 1 / 255], np.float32), np.array([-0.1, 0.0], np.float32)
-    got = D.compiled(D.sample_frames)(images, windows, flips, scales, offsets, S).numpy()
+    got = render.compiled(render.sample_frames)(images, windows, flips, scales, offsets, S).numpy()
     for b, (top, left, height, width) in enumerate(windows.astype(int)):
         crop = images[b, :, top : top + height, left : left + width]
         crop = crop[:, :, ::-1] if flips[b] else crop
@@ -221,7 +226,7 @@ def test_sample_frames_is_tf_image_resize_of_the_crop():
 # ---- the dataset ------------------------------------------------------------------------------
 
 
-def test_labels_outside_the_set_are_dropped_and_counted(tmp_path):
+def test_labels_outside_the_set_are_dropped(tmp_path):
     clips = [make_clip("a", "anger"), make_clip("b", "contempt", dataset="mafw"), make_clip("c", "happiness")]
     path = write_shard(tmp_path / "mixed.tfrecord", clips)
     label_names = ["happiness", "anger"]
@@ -230,8 +235,6 @@ def test_labels_outside_the_set_are_dropped_and_counted(tmp_path):
     assert [c.decode() for c in meta["clip_id"].numpy()] == ["a", "c"]
     assert targets["emotion"].numpy().tolist() == [1, 0]  # indices in label_names, not label_index
     assert targets["emotion"].dtype == tf.int32
-    assert D.count_outside([path], label_names) == {"mafw": {"contempt": 1}}
-    assert D.count_outside([path], label_names, clip_ids=["a", "c"]) == {}
 
 
 def test_clip_ids_select_a_split(tmp_path):
@@ -241,7 +244,7 @@ def test_clip_ids_select_a_split(tmp_path):
     seen = [c.decode() for _, _, meta in ds for c in meta["clip_id"].numpy()]
     assert seen == ["clip1", "clip4", "clip7"]
     # A training stream that nothing passes ends instead of repeating an empty pass forever.
-    empty = D.make_dataset([path], **options(clip_ids=[], training=True))
+    empty = D.make_dataset([path], **options(clip_ids=[], training=D.Training()))
     assert list(empty.take(1)) == []
 
 
@@ -263,7 +266,7 @@ def test_evaluation_batches_keep_every_clip_and_their_ids(tmp_path):
 
 def test_training_batches(tmp_path):
     path = write_shard(tmp_path / "t.tfrecord", [make_clip(f"c{i}", LABELS[i % 6], frames=pattern_frames()) for i in range(10)])
-    ds = D.make_dataset([path], **options(training=True, batch_size=3, seed=1))
+    ds = D.make_dataset([path], **options(training=D.Training(seed=1), batch_size=3))
     spec_inputs, spec_targets = ds.element_spec
     assert spec_inputs["frames"].shape.as_list() == [3, T, S, S, 3]  # drop_remainder: static batch
     assert spec_inputs["mel"].shape.as_list() == [3, MEL_BANDS, AUDIO_STEPS, 1]
@@ -286,9 +289,9 @@ def test_training_batches(tmp_path):
         assert 0 <= mel.min() and mel.max() <= 1
     assert changed >= 12
     # Reproducible from the seed, different for another seed.
-    again = next(iter(D.make_dataset([path], **options(training=True, batch_size=3, seed=1))))
+    again = next(iter(D.make_dataset([path], **options(training=D.Training(seed=1), batch_size=3))))
     np.testing.assert_array_equal(again[0]["frames"].numpy(), batches[0][0]["frames"].numpy())
-    other = next(iter(D.make_dataset([path], **options(training=True, batch_size=3, seed=2))))
+    other = next(iter(D.make_dataset([path], **options(training=D.Training(seed=2), batch_size=3))))
     assert not np.array_equal(other[0]["frames"].numpy(), batches[0][0]["frames"].numpy())
 
 
@@ -299,14 +302,15 @@ def test_class_balanced_sampling_evens_out_an_imbalanced_shard(tmp_path):
     small = constant_frames(size=8)
     clips = [make_clip(f"c{i:03d}", label, frames=small) for i, label in enumerate(labels)]
     path = write_shard(tmp_path / "imbalanced.tfrecord", clips)
-    settings = options(image_size=8, training=True, batch_size=16, shuffle_buffer=64)
+    settings = options(image_size=8, batch_size=16)
+    balanced = D.Training(shuffle_buffer=64, class_balanced=True)
     counts = collections.Counter()
-    for _, targets in D.make_dataset([path], class_balanced=True, **settings).take(25):  # 400 clips
+    for _, targets in D.make_dataset([path], training=balanced, **settings).take(25):  # 400 clips
         counts.update(targets["emotion"].numpy().tolist())
     share = counts[LABELS.index("happiness")] / sum(counts.values())
     assert 0.35 <= share <= 0.65, counts
     plain = collections.Counter()
-    for _, targets in D.make_dataset([path], **settings).take(25):
+    for _, targets in D.make_dataset([path], training=D.Training(shuffle_buffer=64), **settings).take(25):
         plain.update(targets["emotion"].numpy().tolist())
     assert plain[LABELS.index("happiness")] / sum(plain.values()) < 0.2
 
@@ -314,18 +318,18 @@ def test_class_balanced_sampling_evens_out_an_imbalanced_shard(tmp_path):
 def test_dataset_weights_mix_datasets_in_proportion(tmp_path):
     small = constant_frames(size=8)
     crema = write_shard(shard_path(tmp_path, "crema_d"), [make_clip(f"c{i}", "anger", frames=small) for i in range(12)])
-    mafw = write_shard(shard_path(tmp_path, "mafw", 3), [make_clip(f"m{i}", "sadness", dataset="mafw", frames=small) for i in range(40)])
-    assert D.dataset_of(mafw) == "mafw"
-    settings = options(image_size=8, training=True, batch_size=16, with_ids=True)
-    ds = D.make_dataset([crema, mafw], dataset_weights={"crema_d": 0.75, "mafw": 0.25}, **settings)
+    # The shards' records say which dataset they hold, wherever they lie; an empty shard holds none.
+    mafw = write_shard(tmp_path / "elsewhere" / "3.tfrecord", [make_clip(f"m{i}", "sadness", dataset="mafw", frames=small) for i in range(40)])
+    empty = write_shard(tmp_path / "empty.tfrecord", [])
+    assert R.shards_by_dataset([crema, mafw, empty]) == {"crema_d": [crema], "mafw": [mafw]}
+    settings = options(image_size=8, batch_size=16, with_ids=True)
+    ds = D.make_dataset([crema, mafw, empty], training=D.Training(dataset_weights={"crema_d": 0.75, "mafw": 0.25}), **settings)
     counts = collections.Counter()
     for _, _, meta in ds.take(25):
         counts.update(d.decode() for d in meta["dataset"].numpy())
     assert 0.67 <= counts["crema_d"] / sum(counts.values()) <= 0.83, counts
     with pytest.raises(ValueError, match="no weight for \\['mafw'\\]"):
-        D.make_dataset([crema, mafw], dataset_weights={"crema_d": 1.0}, **settings)
-    with pytest.raises(ValueError, match="training options"):
-        D.make_dataset([crema], **{**settings, "training": False}, dataset_weights={"crema_d": 1.0})
+        D.make_dataset([crema, mafw], training=D.Training(dataset_weights={"crema_d": 1.0}), **settings)
 
 
 def test_inputs_select_what_the_model_reads(tmp_path):
@@ -337,9 +341,16 @@ def test_inputs_select_what_the_model_reads(tmp_path):
         D.make_dataset([path], **options(inputs=("frames", "audio")))
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="not a shard path"):
-        D.dataset_of("results/crema_d/0.tfrecord")
+def test_training_options_come_only_with_a_training_stream(tmp_path):
+    """class_balanced, dataset_weights, seed, shuffle_buffer and augment exist only on Training, so an
+    evaluation pass cannot be given them; the old boolean and unlabelled training are refused."""
+    path = write_shard(tmp_path / "b.tfrecord", [make_clip("a")])
+    with pytest.raises(TypeError, match="training must be a Training"):
+        D.make_dataset([path], **options(training=True))
+    with pytest.raises(TypeError):
+        D.make_dataset([path], **options(class_balanced=True))
+    with pytest.raises(ValueError, match="unlabelled clips cannot be trained on"):
+        D.make_dataset([path], **options(training=D.Training(), unlabelled=True))
 
 
 # ---- early fusion -----------------------------------------------------------------------------
@@ -351,10 +362,23 @@ def time_coded_mel(batch=2, steps=AUDIO_STEPS) -> np.ndarray:
     return np.broadcast_to(values, (batch, MEL_BANDS, steps)).copy()
 
 
+def early_fusion(frames, mel) -> np.ndarray:
+    """The model's EarlyFusionSequence layer on a batch: frames (B, T, S, S, 3), mel (B, bands, steps[, 1])."""
+    mel = np.asarray(mel, np.float32)
+    mel = mel if mel.ndim == 4 else mel[..., None]
+    return keras.ops.convert_to_numpy(EarlyFusionSequence()([np.asarray(frames, np.float32), mel]))
+
+
+def spectrogram_tiles(mel, num_tiles: int, size: int) -> np.ndarray:
+    """The layer's T grey tiles of a batch of Mels (B, bands, steps): (B, T, S, S)."""
+    frames = np.zeros((len(mel), num_tiles, size, size, 3), np.float32)
+    return early_fusion(frames, mel)[:, num_tiles:, ..., 0]
+
+
 def test_early_fusion_layout():
     frames = np.random.default_rng(0).random((2, T, S, S, 3), dtype=np.float32)
     mel = time_coded_mel()
-    fused = early_fusion_sequence(frames, mel[..., None])
+    fused = early_fusion(frames, mel)
     assert fused.shape == (2, 2 * T, S, S, 3)
     np.testing.assert_array_equal(fused[:, :T], frames)
     window = AUDIO_STEPS // T
@@ -366,8 +390,6 @@ def test_early_fusion_layout():
             first, last = 1000 * b + i * window, 1000 * b + (i + 1) * window - 1
             assert first <= tile.min() <= first + 1 and last - 1 <= tile.max() <= last
             assert np.all(np.diff(tile[0, :, 0]) >= 0)  # time runs left to right
-    # Unbatched input gives the same sequence without the batch axis.
-    np.testing.assert_allclose(early_fusion_sequence(frames[1], mel[1]), fused[1], atol=1e-4)
 
 
 def test_spectrogram_tiles_put_low_bands_at_the_bottom():
@@ -395,4 +417,4 @@ def test_spectrogram_tiles_are_tf_image_resize_of_each_window():
 
 def test_early_fusion_needs_an_even_frame_count():
     with pytest.raises(ValueError, match="even number of frames"):
-        early_fusion_sequence(np.zeros((1, 3, S, S, 3), np.float32), np.zeros((1, MEL_BANDS, AUDIO_STEPS), np.float32))
+        early_fusion(np.zeros((1, 3, S, S, 3), np.float32), np.zeros((1, MEL_BANDS, AUDIO_STEPS), np.float32))

@@ -25,7 +25,6 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: boo
         image_size=settings["image_size"],
         label_names=settings["labels"],
         batch_size=settings["training"]["batch_size"],
-        training=False,
         clip_ids=clip_ids,
         with_ids=True,
         inputs=names,

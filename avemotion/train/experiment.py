@@ -138,7 +138,6 @@ def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[
         image_size=settings["image_size"],
         label_names=settings["labels"],
         batch_size=64,
-        training=False,
         clip_ids=clip_ids,
         inputs=("face_sequence",),
     )
@@ -170,7 +169,7 @@ def build_model(settings: dict, face_stats=None):
 
 def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
     """Training and validation batches; ``inputs``: the model's input names (only those are decoded)."""
-    from avemotion.fusion.dataset import make_dataset  # TensorFlow
+    from avemotion.fusion.dataset import Training, make_dataset  # TensorFlow
 
     training = settings["training"]
     common = dict(
@@ -180,17 +179,14 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
         label_names=settings["labels"],
         batch_size=training["batch_size"],
     )
-    train = make_dataset(
-        tfrecord_paths,
-        training=True,
-        clip_ids=split["train"],
+    stream = Training(
         seed=training["seed"],
         class_balanced=training["class_balanced"],
         dataset_weights=settings.get("dataset_weights"),
         augment=training.get("augment", True),
-        **common,
     )
-    validation = make_dataset(tfrecord_paths, training=False, clip_ids=split["validation"], **common)
+    train = make_dataset(tfrecord_paths, training=stream, clip_ids=split["train"], **common)
+    validation = make_dataset(tfrecord_paths, clip_ids=split["validation"], **common)
     return train, validation
 
 
