@@ -229,7 +229,8 @@ def train_clips_per_second(paths: list[str], args) -> tuple[float, str]:
     """Clips per second of the training step (train_on_batch) and the precision it ran in."""
     from avemotion.model.fusion import build_fusion_model, model_input_names
     from avemotion.presets import variant_settings
-    from avemotion.train.experiment import configure_precision, for_model, losses_for
+    from avemotion.train.devices import configure_precision
+    from avemotion.train.fitting import for_model, losses_for
     from avemotion.train.optimizer import build_adamw
 
     precision = configure_precision({"mixed_precision": args.precision})

@@ -49,8 +49,6 @@ ONLY_FROM = {"avemotion.inference": ("core", "data", "model")}
 LAZY_IMPORTS = {
     ("avemotion.cli", "avemotion.model.weights"): "Keras: the commands other than convert-weights start without TensorFlow",
     ("avemotion.inference", "avemotion.model.outputs"): "TensorFlow: the workflow imports inference when it parses its rules",
-    ("avemotion.train.experiment", "avemotion.fusion.dataset"): "TensorFlow: benchmarks/train.py trains under JAX or torch without it",
-    ("avemotion.train.experiment", "avemotion.train.predict"): "TensorFlow (the input pipeline), as the entry above",
 }
 
 

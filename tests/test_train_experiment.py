@@ -131,7 +131,7 @@ def test_leave_one_corpus_out_tests_the_unseen_corpus_and_its_model_transfers(tm
 
 
 def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path):
-    from avemotion.train.experiment import best_so_far, training_progress
+    from avemotion.train.fitting import best_so_far, training_progress
 
     progress = training_progress(tmp_path)
     pd.DataFrame({"epoch": [0, 1, 2], "val_loss": [0.9, 0.4, 0.6]}).to_csv(progress / "epochs.csv", index=False)
@@ -201,11 +201,11 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_
 
 KILLED_AT_PREDICTION_SCRIPT = """
 import json, os, signal, sys
-import avemotion.train.predict
+import avemotion.train.experiment
 from avemotion.train.experiment import run_experiment_fold
 def killed(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)  # kill -9 when training is over, before the outputs are written
-avemotion.train.predict.predict_clips = killed
+avemotion.train.experiment.predict_clips = killed
 settings, tabular, tfrecord, out = json.loads(sys.argv[1])
 run_experiment_fold(settings, tabular, tfrecord, 1, out)
 """
@@ -261,7 +261,9 @@ if replicas > 1:  # before TensorFlow initialises its devices
 logging.basicConfig(level=logging.INFO)
 import keras
 from avemotion.model.fusion import model_input_names
-from avemotion.train.experiment import build_model, datasets_for, for_model, losses_for, run_experiment_fold, training_strategy
+from avemotion.train.devices import training_strategy
+from avemotion.train.experiment import build_model, datasets_for, run_experiment_fold
+from avemotion.train.fitting import for_model, losses_for
 from avemotion.train.optimizer import build_adamw
 # Two optimizer steps on the same batches, from the same initial weights.
 keras.utils.set_random_seed(0)
@@ -305,7 +307,7 @@ def test_training_on_two_mirrored_devices_takes_the_steps_of_one_device(tmp_path
 def test_each_training_phase_warms_up_and_decays_over_its_own_steps():
     """The frozen-backbone warm start and the fine-tuning phase each get a fresh optimizer (step 0):
     each schedule must warm up at its start and reach the minimum lr at its own last step."""
-    from avemotion.train.experiment import phase_schedule, training_phases
+    from avemotion.train.fitting import phase_schedule, training_phases
     from avemotion.train.optimizer import WarmupCosine
 
     training = {"epochs": 10, "frozen_backbone_epochs": 3, "warmup_epochs": 1}

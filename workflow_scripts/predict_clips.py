@@ -6,7 +6,7 @@ import sys
 
 from avemotion.inference import predict_files, write_predictions
 from avemotion.logs import script_logging
-from avemotion.train.experiment import configure_threads
+from avemotion.train.devices import configure_threads
 
 with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):
     configure_threads(snakemake.threads)

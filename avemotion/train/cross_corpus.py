@@ -15,7 +15,8 @@ from avemotion.io import write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import TrainedModel
 from avemotion.model.outputs import raw_outputs
-from avemotion.train.experiment import branch_metrics, configure_threads, experiment_clips
+from avemotion.train.devices import configure_threads
+from avemotion.train.experiment import branch_metrics, experiment_clips
 from avemotion.train.predict import predictions_table
 from avemotion.train.settings import common_labels
 

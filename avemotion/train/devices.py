@@ -1,0 +1,61 @@
+"""Where and how a training job computes: its CPU threads, its numeric precision, its replicas.
+
+Keras' backend is whichever the process runs: TensorFlow in the workflow, JAX or torch in
+benchmarks/train.py, so TensorFlow is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+def gpu_available() -> bool:
+    """Whether Keras' backend sees a GPU (TensorFlow in the workflow; JAX or torch in benchmarks)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def configure_precision(training: dict) -> str:
+    """Set Keras' global dtype policy from ``training["mixed_precision"]`` (bf16, float32, or auto:
+    bf16 on a GPU); returns the one set."""
+    wanted = training["mixed_precision"]
+    if wanted == "auto":
+        wanted = "bf16" if gpu_available() else "float32"
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if wanted == "bf16" else "float32")
+    return wanted
+
+
+def configure_threads(threads: int | None) -> None:
+    """Use the job's CPU share (Snakemake's threads); must run before TensorFlow's first operation."""
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def training_strategy():
+    """tf.distribute.MirroredStrategy over this process' GPUs when it sees more than one (one node,
+    each batch split across them, gradients all-reduced), else over its logical CPU devices when
+    it configured several (tests), else the default strategy (one device).
+
+    ``batch_size`` stays the global batch: each of N replicas gets batch_size / N clips. The losses
+    divide by the replica count (avemotion.train.losses), so N replicas take the same step as one.
+    """
+    import tensorflow as tf
+
+    for kind in ("GPU", "CPU"):
+        devices = [device.name for device in tf.config.list_logical_devices(kind)]
+        if len(devices) > 1:
+            return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()

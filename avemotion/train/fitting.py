@@ -1,0 +1,170 @@
+"""Fitting a built fusion model: its losses and targets per output, its training phases, and
+resuming a killed job.
+
+A killed job resumes from its last completed epoch: Keras BackupAndRestore per training phase under
+``outdir/resume``; the epoch log, best weights so far and each finished phase's weights under
+``outdir/progress``. Both folders stay until every output of the job is written (clear_progress),
+so a job killed after its last epoch reruns no epoch: it goes straight to prediction.
+The best epoch is chosen on validation loss.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from avemotion.io import atomic_path
+from avemotion.model.fusion import model_input_names, task_of
+from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
+from avemotion.train.optimizer import build_adamw, set_backbone_trainable
+
+
+def losses_for(model, settings: dict):
+    """(loss, weight) per output, as two dicts: label-smoothed cross-entropy on emotion outputs (a
+    hybrid model's per-branch ones weighted aux_loss_weight), 1 - CCC on valence and arousal."""
+    training = settings["training"]
+    losses, weights = {}, {}
+    for name in model.output_names:
+        task = task_of(name)
+        if task == "emotion":
+            losses[name] = LabelSmoothedCrossEntropy(len(settings["labels"]), smoothing=training["label_smoothing"])
+            auxiliary = settings["fusion"] == "hybrid" and name != "emotion"
+            weights[name] = training["aux_loss_weight"] if auxiliary else 1.0
+        else:
+            losses[name] = CCCLoss()
+            weights[name] = training["va_loss_weight"]
+    return losses, weights
+
+
+def for_model(dataset, model):
+    """The model's own inputs, and every head its task's target ({emotion, valence, arousal} -> one per output)."""
+    names, outputs = model_input_names(model), model.output_names
+    return dataset.map(
+        lambda inputs, targets: ({key: inputs[key] for key in names}, {name: targets[task_of(name)] for name in outputs})
+    )
+
+
+def best_so_far(epochs_path: Path) -> float | None:
+    """The lowest validation loss a resumed job already saved weights for (None when there is none).
+
+    Without it ModelCheckpoint would start from infinity after a restart, and the first resumed
+    epoch would overwrite the best weights even when it is worse.
+    """
+    if not epochs_path.exists():
+        return None
+    losses = pd.read_csv(epochs_path).get("val_loss")
+    return float(losses.min()) if losses is not None and losses.notna().any() else None
+
+
+def training_progress(outdir: Path) -> Path:
+    """Where a running job keeps its epoch log and best weights: not among the rule's outputs, so
+    Snakemake does not delete them when it reruns a killed job. A fresh start (no Keras backup to
+    resume from) clears what an earlier, finished or abandoned, run left there."""
+    progress = outdir / "progress"
+    # A Keras backup (killed inside a phase) or a finished phase's weights (killed between phases).
+    resuming = any((outdir / "resume").glob("*/*")) or any(progress.glob("phase_*.weights.h5"))
+    if progress.exists() and not resuming:
+        shutil.rmtree(progress)
+    progress.mkdir(parents=True, exist_ok=True)
+    return progress
+
+
+def learning_rate_logger():
+    """A callback that adds the optimizer's scheduled lr at each epoch's end to the epoch log
+    (history.csv), so a schedule can be checked after the fact."""
+
+    class LogLearningRate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+    return LogLearningRate()
+
+
+def training_phases(training: dict) -> list[tuple[int, int, bool]]:
+    """(first epoch, end epoch, backbone trainable) of each phase: the frozen-backbone warm start
+    (heads and the other branches only), then fine-tuning of everything."""
+    frozen = min(training["frozen_backbone_epochs"], training["epochs"])
+    phases = [(0, frozen, False), (frozen, training["epochs"], True)]
+    return [phase for phase in phases if phase[1] > phase[0]]
+
+
+def phase_schedule(training: dict, start: int, end: int, steps_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, total steps) of one phase's WarmupCosine. Each phase gets a fresh optimizer,
+    whose step count starts at 0, so its schedule must span that phase alone: warm-up, then cosine
+    down to the minimum at the phase's last step (a schedule over all epochs would leave the
+    fine-tuning phase's lr cut off mid-cosine)."""
+    total_steps = (end - start) * steps_per_epoch
+    return min(round(training["warmup_epochs"] * steps_per_epoch), total_steps), total_steps
+
+
+def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: Path) -> None:
+    """Train ``model`` phase by phase (training_phases) on make_dataset's batches, resuming what a
+    killed job left under ``outdir``; leaves the model at its best validation epoch and writes
+    history.csv."""
+    training = settings["training"]
+    losses, loss_weights = losses_for(model, settings)
+    train = for_model(train, model)
+    validation = for_model(validation, model)
+    base_lr = training["learning_rate"] * training["batch_size"] / 256
+    progress = training_progress(outdir)
+    callbacks = [
+        learning_rate_logger(),  # before CSVLogger, which writes what it adds
+        keras.callbacks.ModelCheckpoint(
+            str(progress / "best.weights.h5"),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_so_far(progress / "epochs.csv"),
+        ),
+        keras.callbacks.CSVLogger(str(progress / "epochs.csv"), append=True),
+    ]
+    for index, (start, end, backbone_trainable) in enumerate(training_phases(training)):
+        set_backbone_trainable(model, backbone_trainable)
+        # Keras' backup resumes inside one fit() and is deleted when it ends, so a finished phase
+        # leaves its end state here: a job killed in a later phase skips the phases done before.
+        phase_done = progress / f"phase_{index}.weights.h5"
+        if phase_done.exists():
+            model.load_weights(phase_done)
+            continue
+        backup = keras.callbacks.BackupAndRestore(str(outdir / "resume" / f"phase_{index}"))
+        warmup_steps, total_steps = phase_schedule(training, start, end, steps_per_epoch)
+        optimizer = build_adamw(
+            model,
+            base_lr=base_lr,
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
+            weight_decay=training["weight_decay"],
+            layer_decay=training["layer_decay"],
+            head_lr_multiplier=training["head_lr_multiplier"],
+        )
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=training["xla"])
+        # Keras' BackupAndRestore resumes by setting the private model._initial_epoch (Keras 3 has no
+        # public way), and fit() prefers it to initial_epoch and never clears it: a phase resumed
+        # inside would make the next phase start at its epoch.
+        model._initial_epoch = None
+        model.fit(
+            train,
+            initial_epoch=start,
+            epochs=end,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            callbacks=[backup, *callbacks],
+            verbose=2,
+        )
+        with atomic_path(phase_done, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+    model.load_weights(progress / "best.weights.h5")
+    with atomic_path(outdir / "history.csv") as tmp:
+        shutil.copyfile(progress / "epochs.csv", tmp)
+    # The progress stays until the job's outputs are written (clear_progress): a job killed while it
+    # predicts or saves then finds every phase done on its rerun instead of training from epoch 1.
+
+
+def clear_progress(outdir: Path) -> None:
+    """Remove what resumes a killed job, once all of its outputs are written."""
+    shutil.rmtree(outdir / "progress", ignore_errors=True)
+    shutil.rmtree(outdir / "resume", ignore_errors=True)  # the phases' backups are gone already
