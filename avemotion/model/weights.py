@@ -16,15 +16,10 @@ import keras
 import numpy as np
 
 from avemotion.io import atomic_path
-from avemotion.model.checkpoints import (
-    ARCHITECTURE_ATTRIBUTE,
-    Checkpoint,
-    CheckpointError,
-    detect_format,
-    read_hf_folder,
-    read_innat_h5,
-    read_mcg_checkpoint,
-)
+from avemotion.model.checkpoints import ARCHITECTURE_ATTRIBUTE, Checkpoint, CheckpointError, detect_format
+from avemotion.model.hf_checkpoint import read_hf_folder
+from avemotion.model.innat_checkpoint import read_innat_h5
+from avemotion.model.torch_checkpoint import read_mcg_checkpoint
 from avemotion.model.classifier import VideoMAEClassifier, build_classifier
 
 log = logging.getLogger(__name__)
