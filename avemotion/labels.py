@@ -53,14 +53,6 @@ NRC_VAD_COORDINATES = {
 }
 
 
-def ordered_labels(labels) -> list[str]:
-    """The given labels in canonical order (the order that defines label_index)."""
-    unknown = set(labels) - set(CANONICAL_LABELS)
-    if unknown:
-        raise ValueError(f"unknown labels {sorted(unknown)}; known: {list(CANONICAL_LABELS)}")
-    return [name for name in CANONICAL_LABELS if name in set(labels)]
-
-
 def coordinates_from_config(coordinates: Mapping | None) -> dict[str, tuple[float, float]]:
     """Per-class (valence, arousal) in [-1, 1] from config's 0..1 coordinates (defaults: NRC-VAD)."""
     merged = {name: {"valence": v, "arousal": a} for name, (v, a) in NRC_VAD_COORDINATES.items()}

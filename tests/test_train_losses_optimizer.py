@@ -1,4 +1,4 @@
-"""Training building blocks: CCC, label-smoothed CE, the multi-task sum, WarmupCosine, layer-decay AdamW."""
+"""Training building blocks: CCC, label-smoothed CE, WarmupCosine, layer-decay AdamW."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from avemotion.model import VideoMAEBackbone, VideoMAEClassifier
 from avemotion.train.losses import (
     CCCLoss,
     LabelSmoothedCrossEntropy,
-    MultiTaskLoss,
     ccc,
     smoothed_cross_entropy,
 )
@@ -125,23 +124,6 @@ def test_sample_weights_give_a_weighted_mean():
     each = value(smoothed_cross_entropy([0, 2], logits))
     weighted = LabelSmoothedCrossEntropy(3)([0, 2], logits, sample_weight=[3.0, 1.0])
     assert value(weighted) == pytest.approx((3 * each[0] + each[1]) / 4, rel=1e-6)
-
-
-def test_multitask_loss_sums_the_parts():
-    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [0.0, 0.0, 0.0], [2.0, 1.0, 0.0]], np.float32)
-    labels = np.array([0, 2, -1, 1])
-    valence, valence_pred = np.array([1.0, 2.0, 7.0, 3.0]), np.array([1.0, 3.0, -7.0, 5.0])
-    arousal = np.array([0.1, 0.5, 0.2, 0.9])
-    combined = MultiTaskLoss(num_classes=3, smoothing=0.1, valence_weight=0.5, arousal_weight=2.0)
-    total, parts = combined(labels, logits, valence, valence_pred, arousal, arousal, sample_weight=[1, 1, 1, 2])
-    # The clip with label -1 is left out of the CCC too: valence is the hand example, 1 - 8/13.
-    assert value(parts["valence_loss"]) == pytest.approx(5 / 13, rel=1e-5)
-    assert value(parts["arousal_loss"]) == pytest.approx(0.0, abs=1e-6)
-    each = value(smoothed_cross_entropy(labels, logits))
-    assert value(parts["cross_entropy"]) == pytest.approx((each[0] + each[1] + 2 * each[3]) / 4, rel=1e-6)
-    expected = value(parts["cross_entropy"]) + 0.5 * 5 / 13 + 2.0 * value(parts["arousal_loss"])
-    assert value(total) == pytest.approx(expected, rel=1e-5)
-    assert combined.get_config()["valence_weight"] == 0.5
 
 
 def test_losses_serialise():

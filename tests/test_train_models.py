@@ -5,7 +5,7 @@ import pytest
 
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
-from avemotion.model.early_fusion import early_fusion_sequence
+from avemotion.model.early_fusion import EarlyFusionSequence
 from avemotion.model.fusion import backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
 from avemotion.presets import variant_settings
 
@@ -58,7 +58,8 @@ def test_early_fusion_encoder_attends_over_patch_and_face_tokens(tmp_path):
     assert not np.allclose(np.asarray(model(batch)["emotion"]), np.asarray(model(moved)["emotion"]))
     # The model builds the frames-then-tiles sequence from its frames and mel inputs.
     sequence = keras.Model(model.inputs, model.get_layer("early_sequence").output)(batch)
-    np.testing.assert_allclose(np.asarray(sequence), early_fusion_sequence(batch["frames"], batch["mel"]), atol=1e-6)
+    expected = EarlyFusionSequence()([batch["frames"], batch["mel"]])
+    np.testing.assert_allclose(np.asarray(sequence), np.asarray(expected), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(sequence)[:, :4], batch["frames"])
     model.save(tmp_path / "early.keras")
     reloaded = keras.models.load_model(tmp_path / "early.keras", compile=False)

@@ -46,10 +46,6 @@ class ClipSpec:
     wav_path: str | None = None  # CREMA-D's separate AudioWAV file
 
 
-def truth_path(dataset: str, demo_dir=DEMO_DIR) -> Path:
-    return Path(demo_dir) / f"{dataset}_truth.parquet"
-
-
 def _rng(seed: int, dataset: str, *numbers: int) -> np.random.Generator:
     return np.random.default_rng([seed, DATASET_NUMBERS[dataset], *numbers])
 
@@ -138,9 +134,9 @@ def enterface_specs(seed: int) -> list[ClipSpec]:
     return specs
 
 
-# 8 labelled clips per class, as in the demo eNTERFACE: with 42 (under 4 per class) a fold held 7-8
-# test clips of 11 classes and ~24 training clips, too few for any model (even the tabular logistic
-# regression stayed below UAR 0.7) and one clip moved a fold's UAR by 0.1.
+# 8 labelled clips per class, as in the demo eNTERFACE: with under 4 per class a fold holds 7-8 test
+# clips of 11 classes and about 24 training clips, too few for any model to learn from, and one clip
+# moves a fold's UAR by about 0.1.
 MAFW_LABELLED, MAFW_COMPOUND, MAFW_ACTORS = 88, 3, 8
 MAFW_DEFECTS = {7: NO_AUDIO, 15: EMPTY, 22: NO_FACE, 31: NOT_VIDEO}
 

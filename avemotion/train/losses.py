@@ -1,11 +1,13 @@
-"""Losses for emotion fine-tuning: label-smoothed cross-entropy, concordance (CCC) and their sum.
+"""Losses for emotion fine-tuning: label-smoothed cross-entropy and concordance (CCC); each model
+output gets one of them, weighted (avemotion.train.fitting.losses_for), and Keras sums them.
 
 All of them use ``keras.ops`` only and compute in float32 whatever the inputs are, so they are safe
 under ``mixed_bfloat16`` (a bf16 mean over a batch keeps 8 bits of mantissa; log-softmax in bf16
 rounds small probabilities to zero).
 
 Integer class labels below 0 mark clips outside the label set of a dataset mixture: they add nothing
-to any loss and do not count in its mean.
+to the cross-entropy and do not count in its mean (CCCLoss leaves out the clips its sample weights
+zero).
 """
 
 from __future__ import annotations
@@ -168,56 +170,4 @@ class LabelSmoothedCrossEntropy(keras.losses.Loss):
             "num_classes": self.num_classes,
             "smoothing": self.smoothing,
             "from_logits": self.from_logits,
-        }
-
-
-# ---------------------------------------------------------------- multi-task sum
-
-
-class MultiTaskLoss:
-    """total = CE_smoothed + valence_weight * (1 - CCC_valence) + arousal_weight * (1 - CCC_arousal).
-
-    Called with the labels, logits and the valence/arousal targets and predictions of one batch;
-    returns ``(total, parts)`` where ``parts`` holds each term (before weighting) for logging.
-    ``sample_weight`` (e.g. class-balanced weights) weights the cross-entropy only: CCC is a batch
-    statistic of the continuous targets, not of the class frequencies. Clips with a label < 0 are
-    left out of all three terms. Under tf.distribute each term is divided by the replica count,
-    like every Keras loss, so the replicas' sum is the batch value.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        smoothing: float = 0.1,
-        valence_weight: float = 1.0,
-        arousal_weight: float = 1.0,
-        from_logits: bool = True,
-    ):
-        self.classification = LabelSmoothedCrossEntropy(num_classes, smoothing, from_logits)
-        self.concordance = CCCLoss()
-        self.valence_weight = float(valence_weight)
-        self.arousal_weight = float(arousal_weight)
-
-    def __call__(self, labels, logits, valence_true, valence_pred, arousal_true, arousal_pred, sample_weight=None):
-        logits = ops.convert_to_tensor(logits)
-        known = ops.cast(ops.greater_equal(ops.reshape(_labels(labels, logits), (-1,)), 0), "float32")
-        parts = {
-            "cross_entropy": self.classification(labels, logits, sample_weight),
-            "valence_loss": self.concordance(valence_true, valence_pred, known),
-            "arousal_loss": self.concordance(arousal_true, arousal_pred, known),
-        }
-        total = (
-            parts["cross_entropy"]
-            + self.valence_weight * parts["valence_loss"]
-            + self.arousal_weight * parts["arousal_loss"]
-        )
-        return total, parts
-
-    def get_config(self) -> dict:
-        return {
-            "num_classes": self.classification.num_classes,
-            "smoothing": self.classification.smoothing,
-            "valence_weight": self.valence_weight,
-            "arousal_weight": self.arousal_weight,
-            "from_logits": self.classification.from_logits,
         }
