@@ -1,6 +1,6 @@
 """eNTERFACE'05: ``subject N/<emotion>/sentence K/sN_<code>_K.avi``.
 
-The corpus is irregular (DESIGN.md): folder names contain spaces; subject 11's files are named
+The corpus is irregular: folder names contain spaces; subject 11's files are named
 ``s12_*``; subject 3 mixes ``s3_*`` and ``s_3_*``; ``s16_su_3avi`` has no dot; subject 6 has no
 ``sentence K`` level; some sentence folders hold the other sentence's file. So the speaker comes from
 the ``subject N`` folder, the emotion and sentence from the file name, and the clip id is rebuilt as

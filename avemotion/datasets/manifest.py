@@ -2,9 +2,10 @@
 
 A dataset reader scans its corpus from file names and metadata only and returns a :class:`Scan`:
 one record per clip (``clip_id``, ``path``, ``speaker``, ``label``, ``fold`` plus its own columns)
-and the files it had to quarantine. :func:`build_manifest` turns that into the manifest of
-DESIGN.md: duplicate ids quarantined, ``label_index``, valence/arousal, the chunk of each clip,
-rows sorted by ``clip_id`` with a fixed column order, so the same inputs give identical bytes.
+and the files it had to quarantine. :func:`build_manifest` turns that into the manifest
+(results/{dataset}/manifest.parquet, whose columns README.md lists): duplicate ids quarantined,
+``label_index``, valence/arousal, the chunk of each clip, rows sorted by ``clip_id`` with a fixed
+column order, so the same inputs give identical bytes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Audio per clip: 16 kHz mono 16-bit PCM WAV, extracted with the ffmpeg that imageio-ffmpeg ships.
 
 ffmpeg is called directly: moviepy 2.2.1 returns constant data from ``to_soundarray(fps=16000)``
-for long spans and decimates without filtering in ``write_audiofile`` (DESIGN.md), and a subprocess
+for long spans and decimates without filtering in ``write_audiofile``, and a subprocess
 per clip costs ~30 ms, far less than decoding.
 """
 
