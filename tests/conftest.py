@@ -112,7 +112,7 @@ def demo_run(tmp_path_factory) -> Path:
     return workdir
 
 
-MAFW_CLIPS, MAFW_SINGLE_LABELLED = 10045, 9172  # DESIGN.md: MAFW's clips and its single-label ones
+MAFW_CLIPS, MAFW_SINGLE_LABELLED = 10045, 9172  # MAFW's published counts: clips, and single-labelled ones
 
 
 @pytest.fixture(scope="session")
