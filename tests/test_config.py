@@ -299,7 +299,7 @@ def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_t
     config["training"]["batch_size"] = smallest
     check_batch_sizes(config, {"enterface": manifest})
     config["training"]["batch_size"] = smallest + 1
-    with pytest.raises(ConfigError, match=rf"training\.batch_size: {smallest + 1} is larger than the {smallest} training clips of experiment 'enterface_hybrid', fold_\d"):
+    with pytest.raises(ConfigError, match=rf"training\.batch_size: {smallest + 1} is larger than the {smallest} training clips of experiment 'enterface_hybrid', fold_\d; allowed values: at most {smallest}"):
         check_batch_sizes(config, {"enterface": manifest})
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard
 
+from avemotion.config import ConfigError
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import RUN_FILES
 from avemotion.train.cross_corpus import predict_other_corpus
@@ -97,6 +98,16 @@ def test_fold_outputs_hold_only_test_speakers_and_metrics_match_predictions(tmp_
         assert weights is None
     # The colours, Mel levels and face features give the class away: a real model learns it.
     assert metrics["uar"] >= 0.9
+
+
+def test_a_batch_larger_than_the_training_split_stops_the_job_with_the_numbers(tmp_path):
+    """The config check sees the splits only once the corpora are indexed; a first run's job checks."""
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
+    settings = settings_for("late")
+    settings["training"] = {**settings["training"], "batch_size": 10_000}
+    with pytest.raises(ConfigError, match=r"training\.batch_size: 10000 is larger than the \d+ training clips of experiment 'test_late', fold 1"):
+        run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.keras").exists()
 
 
 def test_the_experiments_frame_normalization_reaches_its_model():

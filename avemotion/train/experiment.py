@@ -28,6 +28,7 @@ from avemotion.presets import variant_settings
 from avemotion.train.devices import configure_precision, configure_threads, training_strategy
 from avemotion.train.fitting import clear_progress, fit
 from avemotion.train.predict import branch_predictions, predict_clips
+from avemotion.train.plan import batch_size_error
 from avemotion.train.splits import speaker_splits
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,10 @@ def run_experiment_fold(
     run = f"held-out {held_out_dataset}" if held_out_dataset else f"fold {test_fold}"
     if not split["train"] or not split["validation"]:
         raise ValueError(f"experiment {settings['name']} {run}: no training or validation speakers left")
+    # The config check knows the splits only once the corpora are indexed: a first run checks here.
+    error = batch_size_error(training["batch_size"], len(split["train"]), settings["name"], run)
+    if error:
+        raise error
     strategy = training_strategy()
     log.info(
         "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s; %d replica(s)",

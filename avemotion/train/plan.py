@@ -35,14 +35,23 @@ def training_runs(config: dict, manifests: dict[str, pd.DataFrame]) -> list[dict
     return found
 
 
-def check_batch_sizes(config: dict, manifests: dict[str, pd.DataFrame]) -> None:
+def batch_size_error(batch_size: int, train_clips: int, experiment: str, run: str) -> ConfigError | None:
     """A batch larger than a run's training clips would train one short step per epoch with an lr
-    scaled for the full batch: stop before any job, with the numbers."""
+    scaled for the full batch: the error, with the numbers (None when the batch fits)."""
+    if train_clips >= batch_size:
+        return None
+    return ConfigError(
+        f"config: training.batch_size: {batch_size} is larger than the {train_clips} training clips of "
+        f"experiment {experiment!r}, {run}; allowed values: at most {train_clips} "
+        "(set it under experiments[].training for this experiment)"
+    )
+
+
+def check_batch_sizes(config: dict, manifests: dict[str, pd.DataFrame]) -> None:
+    """Before any job, once the corpora are indexed (results/*/manifest.parquet): every run's batch
+    fits its training clips. The training job checks its own split again (quarantined clips)."""
     for run in training_runs(config, manifests):
         batch_size = experiment_settings(config, run["experiment"])["training"]["batch_size"]
-        if run["train"] < batch_size:
-            raise ConfigError(
-                f"config: training.batch_size: {batch_size} is larger than the {run['train']} training clips of "
-                f"experiment {run['experiment']!r}, {run['run']} (indexed in results/*/manifest.parquet); "
-                f"allowed values: at most {run['train']} (set it under experiments[].training for this experiment)"
-            )
+        error = batch_size_error(batch_size, run["train"], run["experiment"], run["run"])
+        if error:
+            raise error
