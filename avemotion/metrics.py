@@ -35,14 +35,19 @@ import pandas as pd
 CONSTANT_TOLERANCE = 1e-12
 
 
+def _paired(truth, predicted, dtype, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as 1-D arrays of one length and at least one clip, or a ValueError saying which."""
+    truth, predicted = np.asarray(truth, dtype=dtype), np.asarray(predicted, dtype=dtype)
+    if truth.shape != predicted.shape or truth.ndim != 1:
+        raise ValueError(f"{what} must be 1-D arrays of the same length")
+    if truth.size == 0:
+        raise ValueError("no clips to evaluate")
+    return truth, predicted
+
+
 def confusion_matrix(true_idx, pred_idx, num_classes: int) -> np.ndarray:
     """Counts with rows = true class, columns = predicted class."""
-    true_idx = np.asarray(true_idx, dtype=int)
-    pred_idx = np.asarray(pred_idx, dtype=int)
-    if true_idx.shape != pred_idx.shape or true_idx.ndim != 1:
-        raise ValueError("true and predicted indices must be 1-D arrays of the same length")
-    if true_idx.size == 0:
-        raise ValueError("no clips to evaluate")
+    true_idx, pred_idx = _paired(true_idx, pred_idx, int, "true and predicted indices")
     for name, idx in (("true", true_idx), ("predicted", pred_idx)):
         if idx.min() < 0 or idx.max() >= num_classes:
             raise ValueError(f"{name} class index outside 0..{num_classes - 1}")
@@ -91,12 +96,7 @@ def classification_metrics(
 
 def regression_metrics(target, pred) -> dict:
     """CCC, Pearson correlation and RMSE of one continuous target."""
-    target = np.asarray(target, dtype=float)
-    pred = np.asarray(pred, dtype=float)
-    if target.shape != pred.shape or target.ndim != 1:
-        raise ValueError("target and prediction must be 1-D arrays of the same length")
-    if target.size == 0:
-        raise ValueError("no clips to evaluate")
+    target, pred = _paired(target, pred, float, "target and prediction")
     mean_t, dev_t = _deviations(target)
     mean_p, dev_p = _deviations(pred)
     var_t, var_p = (dev_t**2).mean(), (dev_p**2).mean()  # ddof=0
