@@ -16,7 +16,30 @@ from avemotion.config import (
 from avemotion.datasets import READERS, check_datasets, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import video_files
-from avemotion.model.bundle import RUN_FILES
+from avemotion.layout import (
+    BASELINE_OUTPUTS,
+    CROSS_CORPUS_OUTPUTS,
+    EXPERIMENT_OUTPUTS,
+    FINAL_RUN,
+    INDEX_QUARANTINE,
+    MANIFEST,
+    PREDICTIONS,
+    PREVIEWS_DIR,
+    QUARANTINE,
+    REPORT_OUTPUTS,
+    SHARDS,
+    STAGE_QUARANTINE,
+    STAGE_TABLE,
+    chunk_paths,
+    dataset_dir,
+    cross_run,
+    fold_run,
+    heldout_run,
+    manifest_path,
+    run_file,
+    stage_table,
+)
+from avemotion.model.bundle import MODEL_FILE, MODEL_FILES, RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
 from avemotion.train.plan import check_batch_sizes
 from avemotion.train.settings import (
@@ -41,7 +64,7 @@ check_model(config)
 for notice in check_experiments(config):
     print(notice, file=sys.stderr)
 # Once the corpora are indexed, their split sizes are known: a batch larger than a split stops here.
-check_batch_sizes(config, {name: read_manifest(f"results/{name}/manifest.parquet") for name in DATASETS if Path(f"results/{name}/manifest.parquet").exists()})
+check_batch_sizes(config, {name: read_manifest(manifest_path(name)) for name in DATASETS if Path(manifest_path(name)).exists()})
 
 
 wildcard_constraints:
@@ -98,9 +121,9 @@ def per_chunk(pattern, stages=STAGE_NAMES):
     ]
 
 
-def per_chunk_of(dataset, pattern):
-    """``pattern`` for every chunk of one dataset."""
-    return [pattern.format(dataset=dataset, chunk=chunk) for chunk in chunks_of(dataset)]
+def per_chunk_of(dataset, pattern, **wildcards):
+    """``pattern`` for every chunk of one dataset (other wildcards as keywords)."""
+    return chunk_paths(pattern, dataset, dataset_settings(dataset)["chunks"], **wildcards)
 
 
 def manifest_of(dataset):
@@ -112,7 +135,7 @@ def manifest_of(dataset):
     invocation, a fuse job's manifest digest is the old one, so that chunk is fused once more on
     the next run.
     """
-    path = f"results/{dataset}/manifest.parquet"
+    path = manifest_path(dataset)
     return path if Path(path).exists() else checkpoints.index_dataset.get(dataset=dataset).output.manifest
 
 
@@ -129,38 +152,35 @@ def chunk_inputs(wildcards):
     clips = clips_of_chunk(dataset, chunk)
     inputs = [str(DEMO_ROOTS[dataset])] if is_demo(dataset) else chunk_source_files(dataset_root(dataset), clips, stage)
     if stage == "frames" and preprocess_settings(config, dataset)["frames"]["crop"] == "face":
-        inputs.append(f"results/{dataset}/preprocess/face/{chunk}.parquet")
+        inputs.append(stage_table(dataset, "face", chunk))
     return inputs
 
 
 def quarantine_parts(wildcards):
     """Every stage's quarantine part of one dataset."""
-    chunks = chunks_of(wildcards.dataset)
-    return [f"results/{wildcards.dataset}/quarantine/index.csv"] + [
-        f"results/{wildcards.dataset}/quarantine/{stage}/{chunk}.csv" for stage in STAGE_NAMES for chunk in chunks
+    dataset = wildcards.dataset
+    return [INDEX_QUARANTINE.format(dataset=dataset)] + [
+        path for stage in STAGE_NAMES for path in per_chunk_of(dataset, STAGE_QUARANTINE, stage=stage)
     ]
 
 
 # What each stage adds to the targets of the stages before it. Stages whose rules have not been
 # written yet add nothing.
 STAGE_OUTPUTS = {
-    "index": lambda: per_dataset("results/{dataset}/manifest.parquet")
-    + per_dataset("results/{dataset}/quarantine/index.csv"),
+    "index": lambda: per_dataset(MANIFEST) + per_dataset(INDEX_QUARANTINE),
     # quarantine.csv gathers every stage's part, so it is complete once the last per-clip stage ran
-    "preprocess": lambda: per_chunk("results/{dataset}/preprocess/{stage}/{chunk}.parquet")
-    + per_dataset("results/{dataset}/quarantine.csv"),
-    "fuse": lambda: per_chunk("results/{dataset}/shards/tabular/{chunk}.parquet", stages=("fuse",))
-    + per_chunk("results/{dataset}/shards/tfrecord/{chunk}.tfrecord", stages=("fuse",)),
+    "preprocess": lambda: per_chunk(STAGE_TABLE) + per_dataset(QUARANTINE),
+    "fuse": lambda: per_chunk(SHARDS["tabular"], stages=("fuse",)) + per_chunk(SHARDS["tfrecord"], stages=("fuse",)),
     "train": lambda: training_targets(),
     "evaluate": lambda: evaluation_targets(config),
     "report": lambda: report_targets(config),
-    "predict": lambda: [f"results/predictions/{name}.csv" for name in prediction_experiments(config)],
+    "predict": lambda: [PREDICTIONS.format(experiment=name) for name in prediction_experiments(config)],
 }
 
 
 def experiment_shards(kind):
     """The fused shards (every chunk) of the experiment's datasets."""
-    pattern = {"tabular": "results/{dataset}/shards/tabular/{chunk}.parquet", "tfrecord": "results/{dataset}/shards/tfrecord/{chunk}.tfrecord"}[kind]
+    pattern = SHARDS[kind]
 
     def inputs(wildcards):
         settings = experiment_settings(config, wildcards.experiment)
@@ -173,7 +193,12 @@ def experiment_shards(kind):
 
 def train_outputs(run):
     """The files of one training run; ``run`` is fold_{fold}, final or heldout_{held_out}."""
-    return {name.split(".")[0]: f"results/experiments/{{experiment}}/{run}/{name}" for name in RUN_FILES}
+    return {name.split(".")[0]: run_file("{experiment}", run, name) for name in RUN_FILES}
+
+
+def final_model_files(experiment):
+    """The files of an experiment's final model that loading it needs (avemotion.model.bundle)."""
+    return {name.split(".")[0]: run_file(experiment, FINAL_RUN, name) for name in MODEL_FILES}
 
 
 def training_threads(wildcards):
@@ -190,11 +215,11 @@ def training_targets():
     targets = []
     for name in experiment_names(config):
         settings = experiment_settings(config, name)
-        targets += [f"results/experiments/{name}/fold_{fold}/metrics.json" for fold in settings["folds"]]
+        targets += [run_file(name, fold_run(fold), "metrics.json") for fold in settings["folds"]]
         if settings["final"]:
-            targets.append(f"results/experiments/{name}/final/model.keras")
-        targets += [f"results/experiments/{name}/heldout_{dataset}/metrics.json" for dataset in heldout_datasets(settings)]
-        targets += [f"results/experiments/{name}/cross_{dataset}/metrics.json" for dataset in cross_corpus_datasets(config, name)]
+            targets.append(run_file(name, FINAL_RUN, MODEL_FILE))
+        targets += [run_file(name, heldout_run(dataset), "metrics.json") for dataset in heldout_datasets(settings)]
+        targets += [run_file(name, cross_run(dataset), "metrics.json") for dataset in cross_corpus_datasets(config, name)]
     return targets
 
 

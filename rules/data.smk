@@ -22,8 +22,8 @@ checkpoint index_dataset:
     input:
         index_inputs,
     output:
-        manifest="results/{dataset}/manifest.parquet",
-        quarantine="results/{dataset}/quarantine/index.csv",
+        manifest=MANIFEST,
+        quarantine=INDEX_QUARANTINE,
     params:
         root=lambda wildcards: str(dataset_root(wildcards.dataset)),
         settings=lambda wildcards: index_settings(wildcards.dataset),
@@ -42,7 +42,7 @@ rule collect_quarantine:
     input:
         quarantine_parts,
     output:
-        "results/{dataset}/quarantine.csv",
+        QUARANTINE,
     log:
         "results/logs/collect_quarantine/{dataset}.log",
     conda:

@@ -2,16 +2,10 @@
 # and std over folds, per branch), plots and baselines on the same folds; cross-corpus and
 # leave-one-corpus-out tables; annotated previews per dataset; results/report/index.html.
 # Every job runs in the light report environment (no TensorFlow). The paths (and which heldout_ and
-# cross_ folders an experiment has) come from avemotion.evaluate.layout, shared with training.
+# cross_ folders an experiment has) come from avemotion.layout and avemotion.evaluate.targets.
 
-from avemotion.evaluate.layout import (
-    BASELINE_OUTPUTS,
-    CROSS_CORPUS_OUTPUTS,
-    EXPERIMENT_OUTPUTS,
+from avemotion.evaluate.targets import (
     PREVIEW_CLIPS,
-    PREVIEWS_DIR,
-    REPORT_OUTPUTS,
-    chunk_files,
     cross_corpus_entries,
     cross_corpus_inputs,
     evaluation_targets,
@@ -123,13 +117,13 @@ rule cross_corpus:
 # (rewritten whenever a clip's artifacts are) stand for those files as inputs.
 rule dataset_previews:
     input:
-        tabular=lambda wildcards: chunk_files(config, wildcards.dataset, "results/{dataset}/shards/tabular/{chunk}.parquet"),
-        frames=lambda wildcards: chunk_files(config, wildcards.dataset, "results/{dataset}/preprocess/frames/{chunk}.parquet"),
-        face=lambda wildcards: chunk_files(config, wildcards.dataset, "results/{dataset}/preprocess/face/{chunk}.parquet"),
+        tabular=lambda wildcards: per_chunk_of(wildcards.dataset, SHARDS["tabular"]),
+        frames=lambda wildcards: per_chunk_of(wildcards.dataset, STAGE_TABLE, stage="frames"),
+        face=lambda wildcards: per_chunk_of(wildcards.dataset, STAGE_TABLE, stage="face"),
     output:
         report(directory(PREVIEWS_DIR), patterns=["{clip}.png"], category="Previews", subcategory="{dataset}"),
     params:
-        outdir=lambda wildcards: f"results/{wildcards.dataset}",
+        outdir=lambda wildcards: dataset_dir(wildcards.dataset),
         margin=lambda wildcards: preprocess_settings(config, wildcards.dataset)["frames"]["face_margin"],
         clips=PREVIEW_CLIPS,
     log:
@@ -145,9 +139,9 @@ rule dataset_previews:
 # Inputs: everything the page reads, so it is rebuilt when any of it changes.
 rule build_report:
     input:
-        manifests=per_dataset("results/{dataset}/manifest.parquet"),
-        quarantine=per_dataset("results/{dataset}/quarantine.csv"),
-        tabular=per_chunk("results/{dataset}/shards/tabular/{chunk}.parquet", stages=("fuse",)),
+        manifests=per_dataset(MANIFEST),
+        quarantine=per_dataset(QUARANTINE),
+        tabular=per_chunk(SHARDS["tabular"], stages=("fuse",)),
         previews=lambda wildcards: report_previews(config).values(),
         evaluation=lambda wildcards: evaluation_targets(config),
         cross=CROSS_CORPUS_OUTPUTS.values(),

@@ -8,16 +8,13 @@ from avemotion.fusion.shards import chunk_rows_digest
 # rows changed (manifest_rows, a digest of them, is a param, and params changes rerun a job).
 rule fuse_chunk:
     input:
-        manifest=ancient("results/{dataset}/manifest.parquet"),
-        audio="results/{dataset}/preprocess/audio/{chunk}.parquet",
-        face="results/{dataset}/preprocess/face/{chunk}.parquet",
-        frames="results/{dataset}/preprocess/frames/{chunk}.parquet",
+        manifest=ancient(MANIFEST),
+        **{stage: STAGE_TABLE.replace("{stage}", stage) for stage in STAGE_NAMES},
     output:
-        tabular="results/{dataset}/shards/tabular/{chunk}.parquet",
-        tfrecord="results/{dataset}/shards/tfrecord/{chunk}.tfrecord",
+        **SHARDS,
     params:
         chunk=lambda wildcards: int(wildcards.chunk),
-        outdir=lambda wildcards: f"results/{wildcards.dataset}",
+        outdir=lambda wildcards: dataset_dir(wildcards.dataset),
         num_frames=lambda wildcards: preprocess_settings(config, wildcards.dataset)["frames"]["num_frames"],
         n_mfcc=lambda wildcards: preprocess_settings(config, wildcards.dataset)["audio"]["n_mfcc"],
         manifest_rows=lambda wildcards: chunk_rows_digest(read_manifest(manifest_of(wildcards.dataset)), wildcards.chunk),

@@ -3,12 +3,10 @@
 
 rule predict_clips:
     input:
-        model="results/experiments/{experiment}/final/model.keras",
-        settings="results/experiments/{experiment}/final/settings.json",
-        late_weights="results/experiments/{experiment}/final/late_weights.json",
+        **final_model_files("{experiment}"),
         clips=new_clips,  # common.smk
     output:
-        "results/predictions/{experiment}.csv",
+        PREDICTIONS,
     params:
         model_dir=lambda wildcards, input: os.path.dirname(input.model),
     threads: training_threads

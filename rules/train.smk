@@ -8,7 +8,7 @@ rule train_fold:
         tabular=experiment_shards("tabular"),
         tfrecord=experiment_shards("tfrecord"),
     output:
-        **train_outputs("fold_{fold}"),
+        **train_outputs(fold_run("{fold}")),
     params:
         settings=lambda wildcards: model_settings(config, wildcards.experiment),
         fold=lambda wildcards: int(wildcards.fold),
@@ -30,7 +30,7 @@ rule train_fold:
 
 use rule train_fold as train_final with:
     output:
-        **train_outputs("final"),
+        **train_outputs(FINAL_RUN),
     params:
         settings=lambda wildcards: model_settings(config, wildcards.experiment),
         fold=None,
@@ -44,7 +44,7 @@ use rule train_fold as train_final with:
 
 use rule train_fold as train_heldout with:
     output:
-        **train_outputs("heldout_{held_out}"),
+        **train_outputs(heldout_run("{held_out}")),
     params:
         settings=lambda wildcards: model_settings(config, wildcards.experiment),
         fold=None,
@@ -58,14 +58,12 @@ use rule train_fold as train_heldout with:
 
 rule predict_cross_corpus:
     input:
-        model="results/experiments/{experiment}/final/model.keras",
-        settings="results/experiments/{experiment}/final/settings.json",
-        late_weights="results/experiments/{experiment}/final/late_weights.json",
-        tabular=lambda wildcards: per_chunk_of(wildcards.dataset, "results/{dataset}/shards/tabular/{chunk}.parquet"),
-        tfrecord=lambda wildcards: per_chunk_of(wildcards.dataset, "results/{dataset}/shards/tfrecord/{chunk}.tfrecord"),
+        **final_model_files("{experiment}"),
+        tabular=lambda wildcards: per_chunk_of(wildcards.dataset, SHARDS["tabular"]),
+        tfrecord=lambda wildcards: per_chunk_of(wildcards.dataset, SHARDS["tfrecord"]),
     output:
-        predictions="results/experiments/{experiment}/cross_{dataset}/predictions.parquet",
-        metrics="results/experiments/{experiment}/cross_{dataset}/metrics.json",
+        predictions=run_file("{experiment}", cross_run("{dataset}"), "predictions.parquet"),
+        metrics=run_file("{experiment}", cross_run("{dataset}"), "metrics.json"),
     params:
         model_dir=lambda wildcards, input: os.path.dirname(input.model),
         outdir=lambda wildcards, output: os.path.dirname(output.metrics),

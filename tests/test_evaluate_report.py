@@ -19,7 +19,8 @@ from PIL import Image
 
 from conftest import demo_settings, run_snakemake, write_demo_config
 
-from avemotion.evaluate import layout
+from avemotion import layout
+from avemotion.evaluate import targets
 from avemotion.evaluate.baselines import LogisticRegression, experiment_baselines, fold_baselines, majority_class
 from avemotion.evaluate.cross_corpus import write_cross_corpus
 from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
@@ -289,24 +290,24 @@ def test_heldout_and_cross_folders_follow_the_config():
         {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [1, 2], "final": False},
     ]
     validate(config, schema=str(SCHEMA_PATH))  # fills the defaults as the Snakefile does
-    assert layout.cross_folders(config, "c") == {"enterface": "results/experiments/c/cross_enterface"}
-    assert layout.cross_folders(config, "c_nofinal") == {}
-    assert layout.cross_folders(config, "c_two") == {}  # eNTERFACE has no neutral: one label in common
-    assert layout.heldout_folders(config, "c") == {}
-    assert layout.heldout_folders(config, "mix") == {
+    assert targets.cross_folders(config, "c") == {"enterface": "results/experiments/c/cross_enterface"}
+    assert targets.cross_folders(config, "c_nofinal") == {}
+    assert targets.cross_folders(config, "c_two") == {}  # eNTERFACE has no neutral: one label in common
+    assert targets.heldout_folders(config, "c") == {}
+    assert targets.heldout_folders(config, "mix") == {
         "crema_d": "results/experiments/mix/heldout_crema_d",
         "enterface": "results/experiments/mix/heldout_enterface",
     }
-    assert layout.fold_folders(config, "mix") == {1: "results/experiments/mix/fold_1", 2: "results/experiments/mix/fold_2"}
-    entries = layout.cross_corpus_entries(config)
+    assert targets.fold_folders(config, "mix") == {1: "results/experiments/mix/fold_1", 2: "results/experiments/mix/fold_2"}
+    entries = targets.cross_corpus_entries(config)
     assert [e["experiment"] for e in entries["diagonal"]] == ["c", "c_nofinal", "c_two"]
     assert [(e["experiment"], e["test_dataset"]) for e in entries["cross"]] == [("c", "enterface")]
     assert entries["cross"][0]["predictions"] == "results/experiments/c/cross_enterface/predictions.parquet"
     assert [e["heldout_dataset"] for e in entries["heldout"]] == ["crema_d", "enterface"]
-    targets = layout.evaluation_targets(config)
-    assert "results/experiments/mix/summary.json" in targets and "results/experiments/c/baselines.json" in targets
-    assert "results/report/previews/enterface" in layout.report_targets(config)
-    assert "results/report/previews/mafw" not in layout.report_targets(config)
+    evaluation = targets.evaluation_targets(config)
+    assert "results/experiments/mix/summary.json" in evaluation and "results/experiments/c/baselines.json" in evaluation
+    assert "results/report/previews/enterface" in targets.report_targets(config)
+    assert "results/report/previews/mafw" not in targets.report_targets(config)
 
 
 # ---- previews --------------------------------------------------------------------------------------

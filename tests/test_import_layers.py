@@ -27,6 +27,7 @@ LAYER_OF = {
     "avemotion.recipes": "core",
     "avemotion.metrics": "core",
     "avemotion.presets": "core",
+    "avemotion.layout": "core",
     "avemotion.datasets": "data",
     "avemotion.media": "data",
     "avemotion.face": "data",

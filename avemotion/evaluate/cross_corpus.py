@@ -1,5 +1,5 @@
 """Cross-corpus tables, from the heldout_/cross_ folders beside an experiment's folds (their paths
-and when they apply: avemotion.evaluate.layout).
+and when they apply: avemotion.evaluate.targets).
 
 - cross-corpus matrix: one row per single-dataset experiment (its train dataset), one column per test
   dataset, UAR. The diagonal is the experiment's within-corpus UAR (mean over its test folds, from

@@ -1,12 +1,12 @@
 """Annotated previews of what the models are fed, for a few clips per dataset.
 
 Each preview (results/report/previews/{dataset}/{clip_id}.png) shows:
-- the T sampled frames (results/{dataset}/frames/{clip_id}.npy) with the face box and the 68 landmarks
-  of the face stage (results/{dataset}/openface/{clip_id}.csv) at each sampled source frame, mapped
+- the T sampled frames (avemotion.layout.ClipArtifacts.frames) with the face box and the 68 landmarks
+  of the face stage (ClipArtifacts.face_csv) at each sampled source frame, mapped
   into the frame crop exactly as the frames stage cut it (face crop: the smoothed face square of
   avemotion.media.frames; full frame: the letterbox);
 - the mean AU intensities (``AU*_r``) over the frames with a face;
-- the log-Mel and MFCC images (spectrograms/{clip_id}_mel.png, _mfcc.png).
+- the log-Mel and MFCC images (ClipArtifacts.mel_png, mfcc_png).
 A face backend that writes no landmarks or no AU intensities gets the frames without marks or a
 note instead of the bars.
 
@@ -27,6 +27,7 @@ from avemotion.evaluate import plots
 from avemotion.face.facemesh import face_boxes
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import write_json
+from avemotion.layout import ClipArtifacts
 from avemotion.media.frames import smooth_face_squares
 
 log = logging.getLogger(__name__)
@@ -166,11 +167,9 @@ def _read_image(path: Path):
 
 def render_preview(clip: dict, outdir, crop: str, source_frames, margin: float, width, height, path) -> None:
     """Draw one clip's preview from its preprocessing artifacts under ``outdir`` (results/{dataset})."""
-    outdir = Path(outdir)
-    clip_id = clip["clip_id"]
-    frames = np.load(outdir / "frames" / f"{clip_id}.npy")
-    face_csv = outdir / "openface" / f"{clip_id}.csv"
-    face = pd.read_csv(face_csv) if face_csv.is_file() else pd.DataFrame({"success": []})
+    files = ClipArtifacts(outdir, clip["clip_id"])
+    frames = np.load(files.frames)
+    face = pd.read_csv(files.face_csv) if files.face_csv.is_file() else pd.DataFrame({"success": []})
     if source_frames is None or len(source_frames) != len(frames):
         annotations = [(None, None)] * len(frames)
     else:
@@ -180,8 +179,8 @@ def render_preview(clip: dict, outdir, crop: str, source_frames, margin: float, 
         frames,
         annotations,
         au_intensities(face),
-        _read_image(outdir / "spectrograms" / f"{clip_id}_mel.png"),
-        _read_image(outdir / "spectrograms" / f"{clip_id}_mfcc.png"),
+        _read_image(files.mel_png),
+        _read_image(files.mfcc_png),
     )
     plots.save_png(figure, path)
 

@@ -27,7 +27,6 @@ import hashlib
 import io
 import logging
 import struct
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,6 +44,7 @@ from avemotion.fusion.schema import (
     feature_spec,
 )
 from avemotion.io import atomic_path
+from avemotion.layout import ClipArtifacts
 from avemotion.media.spectrogram import mfcc
 from avemotion.preprocess.plan import STAGE_NAMES
 
@@ -126,14 +126,14 @@ def select_clips(rows: pd.DataFrame, info: pd.DataFrame, labelled_only: bool = T
 
 def read_artifacts(outdir, clip_id: str, num_frames: int) -> dict:
     """A clip's sampled frames, log-Mel (dB) and face-feature table."""
-    outdir = Path(outdir)
-    frames = np.load(outdir / "frames" / f"{clip_id}.npy")
+    files = ClipArtifacts(outdir, clip_id)
+    frames = np.load(files.frames)
     if frames.shape[0] != num_frames:
         raise ValueError(f"{clip_id}: {frames.shape[0]} frames in its frames artifact, expected {num_frames}")
     return {
         "frames": frames,
-        "mel": np.load(outdir / "spectrograms" / f"{clip_id}_mel.npy"),
-        "face": pd.read_csv(outdir / "openface" / f"{clip_id}.csv", usecols=lambda column: column in FACE_CSV_COLUMNS),
+        "mel": np.load(files.mel_npy),
+        "face": pd.read_csv(files.face_csv, usecols=lambda column: column in FACE_CSV_COLUMNS),
     }
 
 

@@ -14,8 +14,10 @@ from avemotion.io import read_json, write_json
 from avemotion.model.late_fusion import fused
 
 MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE = "model.keras", "settings.json", "late_weights.json"
+# What loading a trained model reads (TrainedModel.load and network()).
+MODEL_FILES = (MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE)
 # What one training job writes: the model's own files, and the run's predictions and records.
-RUN_FILES = (MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE, "predictions.parquet", "metrics.json", "history.csv", "split.json")
+RUN_FILES = (*MODEL_FILES, "predictions.parquet", "metrics.json", "history.csv", "split.json")
 
 
 @dataclass(frozen=True)

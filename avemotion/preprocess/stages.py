@@ -1,8 +1,9 @@
 """The three preprocessing stages and where each writes its per-clip artifacts.
 
-audio:  results/{dataset}/audio/{clip}.wav and spectrograms/{clip}_mel.png, _mfcc.png, _mel.npy
-face:   results/{dataset}/openface/{clip}.csv (OpenFace 2 schema, from the configured backend)
-frames: results/{dataset}/frames/{clip}.npy, uint8 (T, S, S, 3); face crops use the face stage's boxes
+audio:  the clip's WAV, log-Mel and MFCC images and the log-Mel array
+face:   the face table in OpenFace 2's CSV schema, from the configured backend
+frames: the sampled frames, uint8 (T, S, S, 3); face crops use the face stage's boxes
+(file names: avemotion.layout.ClipArtifacts, inside the stage's ``outdir``)
 
 The workflow quarantines a clip without a face. Prediction on new clips (avemotion.inference) sets
 the face setting ``no_face: keep``: the clip keeps its all-failed face table and its frames are
@@ -21,6 +22,7 @@ import pandas as pd
 from avemotion.face.facemesh import FaceMeshBackend, face_boxes
 from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
+from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, NoAudioStream, extract_audio, read_wav, write_wav
 from avemotion.media.frames import decode_all, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
@@ -30,10 +32,6 @@ from avemotion.quarantine import ClipDefect, SkipClip
 SILENCE_RMS = 1e-4
 
 
-def artifact(outdir: Path, kind: str, clip_id: str, suffix: str) -> Path:
-    return Path(outdir) / kind / f"{clip_id}{suffix}"
-
-
 class AudioStage(Stage):
     name = "audio"
 
@@ -41,13 +39,8 @@ class AudioStage(Stage):
         return [self.root / (clip.get("audio_path") or clip["path"])]
 
     def artifacts(self, clip):
-        clip_id = clip["clip_id"]
-        return [
-            artifact(self.outdir, "audio", clip_id, ".wav"),
-            artifact(self.outdir, "spectrograms", clip_id, "_mel.png"),
-            artifact(self.outdir, "spectrograms", clip_id, "_mfcc.png"),
-            artifact(self.outdir, "spectrograms", clip_id, "_mel.npy"),
-        ]
+        files = ClipArtifacts(self.outdir, clip["clip_id"])
+        return [files.wav, files.mel_png, files.mfcc_png, files.mel_npy]
 
     def process(self, clip):
         wav, mel_png, mfcc_png, mel_npy = self.artifacts(clip)
@@ -84,7 +77,7 @@ class FaceStage(Stage):
     name = "face"
 
     def artifacts(self, clip):
-        return [artifact(self.outdir, "openface", clip["clip_id"], ".csv")]
+        return [ClipArtifacts(self.outdir, clip["clip_id"]).face_csv]
 
     def prepare(self, clips):
         if self.settings["backend"] == "facemesh":
@@ -150,13 +143,13 @@ class FramesStage(Stage):
     name = "frames"
 
     def face_csv(self, clip) -> Path:
-        return artifact(self.outdir, "openface", clip["clip_id"], ".csv")
+        return ClipArtifacts(self.outdir, clip["clip_id"]).face_csv
 
     def sources(self, clip):
         return [self.root / clip["path"]] + ([self.face_csv(clip)] if self.settings["crop"] == "face" else [])
 
     def artifacts(self, clip):
-        return [artifact(self.outdir, "frames", clip["clip_id"], ".npy")]
+        return [ClipArtifacts(self.outdir, clip["clip_id"]).frames]
 
     def process(self, clip):
         boxes, crop = None, self.settings["crop"]
