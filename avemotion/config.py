@@ -6,7 +6,8 @@ The workflow calls :func:`prepare_config`, then ``snakemake.utils.validate`` wit
 
 A core module: it imports no other layer. What it checks that other layers own comes to it as plain
 data (the VideoMAE variants, avemotion.presets) or is registered by its owner (the corpus layouts,
-by avemotion.datasets); the OpenFace binary lookup lives here and the face stage uses it.
+by avemotion.datasets); the OpenFace binary lookup and the check of its extra arguments live here
+and the face stage uses them.
 """
 
 from __future__ import annotations
@@ -187,19 +188,47 @@ def openface_executable(path) -> Path:
     return Path(found).absolute()
 
 
+OPENFACE_ARGS_KEY = "face.openface_args"
+# FeatureExtraction arguments avemotion sets on every call: which videos it reads (-f; -fdir, -device
+# would add other inputs; -root, -inroot prefix the -f paths) and where and under which name it writes
+# their CSVs (-out_dir; -of renames them): the runner reads <out_dir>/<video stem>.csv.
+RESERVED_OPENFACE_ARGS = ("-f", "-fdir", "-device", "-root", "-inroot", "-out_dir", "-of")
+
+
+def openface_arguments(args, key: str = OPENFACE_ARGS_KEY) -> list[str]:
+    """The user's extra FeatureExtraction arguments, checked: a list of strings, none of them one
+    avemotion sets itself (``key`` names the config key in the error)."""
+    allowed = "a list of strings added to every FeatureExtraction call, e.g. ['-mloc', 'model/main_clnf_general.txt']"
+    if not isinstance(args, (list, tuple)):
+        raise ConfigError(f"config: {key}: {args!r} is not a list; allowed: {allowed}")
+    for item in args:
+        if not isinstance(item, str):
+            raise ConfigError(f"config: {key}: item {item!r} of {list(args)!r} is not a string; allowed: {allowed} (quote numbers)")
+    reserved = [item for item in args if item in RESERVED_OPENFACE_ARGS]
+    if reserved:
+        raise ConfigError(
+            f"config: {key}: {reserved[0]!r} is set by avemotion, not here: it chooses the input videos and "
+            f"where their CSVs go ({', '.join(RESERVED_OPENFACE_ARGS)} are not allowed in {key})"
+        )
+    return list(args)
+
+
 def check_openface(config: dict) -> None:
-    """Where a dataset uses the OpenFace backend, its FeatureExtraction must exist and be executable."""
+    """Where a dataset uses the OpenFace backend, its FeatureExtraction must exist and be executable
+    and its extra arguments must be a list of strings that leaves avemotion's own alone."""
     for name in enabled_datasets(config):
         face = preprocess_settings(config, name)["face"]
         if face["backend"] != "openface":
             continue
-        key = f"datasets.{name}.face.openface_bin" if "openface_bin" in (config["datasets"][name].get("face") or {}) else "face.openface_bin"
+        own = config["datasets"][name].get("face") or {}
+        key = f"datasets.{name}.face.openface_bin" if "openface_bin" in own else "face.openface_bin"
         if not face["openface_bin"]:
             raise ConfigError(f"config: {key} must name OpenFace's FeatureExtraction when face.backend is 'openface'")
         try:
             openface_executable(face["openface_bin"])
         except ValueError as error:
             raise ConfigError(f"config: {key}: {error}") from error
+        openface_arguments(face.get("openface_args", []), f"datasets.{name}.face.openface_args" if "openface_args" in own else OPENFACE_ARGS_KEY)
 
 
 def check_model(config: dict) -> None:

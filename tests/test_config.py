@@ -33,6 +33,8 @@ def test_repository_config_is_valid(config):
         (lambda c: c["datasets"]["crema_d"].update(chunks=0), "datasets.crema_d.chunks: 0 is less than the minimum of 1"),
         (lambda c: c["model"].update(variant="giant"), "model.variant: 'giant' is not allowed; allowed values: 'tiny', 'small', 'base', 'large', 'huge'"),
         (lambda c: c["model"].update(frame_normalization="frame"), "model.frame_normalization: 'frame' is not allowed; allowed values: 'imagenet', 'clip'"),
+        (lambda c: c["face"].update(openface_args="-mloc model/main_clnf_general.txt"), "face.openface_args: '-mloc model/main_clnf_general.txt' is not of type array"),
+        (lambda c: c["datasets"]["mafw"].update(face={"openface_args": ["-sigma", 1.5]}), "datasets.mafw.face.openface_args.1: 1.5 is not of type string"),
     ],
 )
 def test_invalid_values_name_the_key_and_allowed_values(config, change, expected):
@@ -112,6 +114,57 @@ def test_openface_backend_needs_an_executable_before_any_job(config, tmp_path, w
         check_openface(config)
     script.chmod(0o755)
     check_openface(config)
+
+
+def openface_config(config, tmp_path, args, where) -> str:
+    """``config`` with the OpenFace backend, a FeatureExtraction that exists and ``args`` set globally
+    or for enterface only; the key the args are set under."""
+    binary = tmp_path / "FeatureExtraction"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    config["face"] = {"backend": "openface", "openface_bin": str(binary), "openface_args": [], "detection_threshold": 0.5}
+    if where == "global":
+        config["face"]["openface_args"] = args
+        return "face.openface_args"
+    config["datasets"]["enterface"]["face"] = {"openface_args": args}
+    return "datasets.enterface.face.openface_args"
+
+
+@pytest.mark.parametrize("where", ["global", "dataset"])
+def test_openface_args_are_set_globally_or_per_dataset(config, tmp_path, where):
+    from avemotion.config import check_openface, preprocess_settings
+
+    args = ["-mloc", "model/main_clnf_general.txt", "-au_static"]
+    openface_config(config, tmp_path, args, where)
+    assert config_errors(config) == []
+    check_openface(config)
+    assert preprocess_settings(config, "enterface")["face"]["openface_args"] == args
+    # a dataset's own list replaces the global one, as any other face setting does
+    assert preprocess_settings(config, "mafw")["face"]["openface_args"] == (args if where == "global" else [])
+
+
+@pytest.mark.parametrize("where", ["global", "dataset"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ("-mloc model/main_clnf_general.txt", "'-mloc model/main_clnf_general.txt' is not a list; allowed: a list of strings"),
+        (["-sigma", 1.5], "item 1.5 of ['-sigma', 1.5] is not a string; allowed: a list of strings"),
+        (["-mloc", "model/main_clnf_general.txt", "-out_dir", "/tmp/elsewhere"], "'-out_dir' is set by avemotion"),
+        (["-f", "/data/other.mp4"], "'-f' is set by avemotion"),
+        (["-of", "renamed"], "'-of' is set by avemotion"),
+    ],
+)
+def test_openface_args_that_are_not_strings_or_are_avemotions_own_stop_the_run(config, tmp_path, where, args, expected):
+    from avemotion.config import check_openface
+
+    key = openface_config(config, tmp_path, args, where)
+    with pytest.raises(ConfigError) as error:
+        check_openface(config)
+    assert str(error.value).startswith(f"config: {key}: {expected}")
+    if "set by avemotion" in expected:
+        assert "-f, -fdir, -device, -root, -inroot, -out_dir, -of are not allowed" in str(error.value)
+    else:
+        assert "e.g. ['-mloc', 'model/main_clnf_general.txt']" in str(error.value)
 
 
 def test_schema_variants_are_the_registry():
