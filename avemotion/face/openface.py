@@ -4,7 +4,16 @@ One call handles every video of a chunk (repeated ``-f``), so OpenFace loads its
 OpenFace names each CSV after the video's stem and overwrites what is there, so videos that share a
 stem go to separate calls. Each call writes into a fresh staging folder inside ``out_dir``; the CSVs
 are then renamed into place, so an interrupted or failed call never leaves a partial CSV at a path a
-later run would trust.
+later run would trust, and a failed call leaves no folder of its own behind either.
+
+The user's extra arguments (config ``face.openface_args``, e.g. ``-mloc model/main_clnf_general.txt``
+where the default CE-CLM model's CEN patch experts are not installed) go after avemotion's own;
+the arguments that choose the inputs and where and under which name the CSVs go are avemotion's
+(config.RESERVED_OPENFACE_ARGS).
+
+The CSV field separator differs between builds: Windows builds and at least one Linux build (2.0.6,
+whose RecorderCSV.cpp hard-codes it) write ``", "``, others ``","``; :func:`read_openface_csv` reads
+both.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import openface_executable
+from avemotion.config import openface_arguments, openface_executable
 from avemotion.face.columns import ALL_COLUMNS, ordered_columns
 
 # The outputs this project asks for: AUs, head pose, gaze and 2D landmarks (columns.REQUESTED_COLUMNS).
@@ -27,15 +36,15 @@ STDERR_TAIL_CHARS = 2000
 
 
 class OpenFaceError(RuntimeError):
-    """FeatureExtraction failed (non-zero exit or timeout)."""
+    """FeatureExtraction failed (could not start, non-zero exit or timeout)."""
 
 
-def feature_extraction_command(binary, videos: list, out_dir) -> list[str]:
-    """The FeatureExtraction argv for one call over ``videos``."""
+def feature_extraction_command(binary, videos: list, out_dir, extra_args=()) -> list[str]:
+    """The FeatureExtraction argv for one call over ``videos``; ``extra_args`` (the user's) go last."""
     command = [str(binary)]
     for video in videos:
         command += ["-f", str(video)]
-    return command + ["-out_dir", str(out_dir), *OUTPUT_FLAGS]
+    return command + ["-out_dir", str(out_dir), *OUTPUT_FLAGS, *extra_args]
 
 
 def _batches_with_unique_stems(videos: list) -> list[list]:
@@ -58,16 +67,30 @@ def _tail(text: str | bytes | None) -> str:
     return (text or "").strip()[-STDERR_TAIL_CHARS:]
 
 
-def _run_batch(binary: Path, videos: list, destination: Path, timeout: float | None) -> dict:
-    destination.mkdir(parents=True, exist_ok=True)
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, deepest first."""
+    created = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        created.append(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _run_batch(binary: Path, videos: list, destination: Path, timeout: float | None, extra_args: list[str]) -> dict:
+    created = _make_folder(destination)
     staging = Path(tempfile.mkdtemp(prefix=".openface-", dir=destination))
+    succeeded = False
     try:
         # Absolute paths: OpenFace's own working-directory handling of relative ones is not to be relied on.
-        command = feature_extraction_command(binary, [Path(v).absolute() for v in videos], staging.absolute())
+        command = feature_extraction_command(binary, [Path(v).absolute() for v in videos], staging.absolute(), extra_args)
         try:
             result = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout)
         except subprocess.TimeoutExpired as error:
             raise OpenFaceError(f"FeatureExtraction timed out after {timeout} s on {len(videos)} videos; stderr tail:\n{_tail(error.stderr)}") from error
+        except OSError as error:  # e.g. built for another platform, or a script without an interpreter line
+            raise OpenFaceError(f"FeatureExtraction '{binary}' could not be started: {error}") from error
         if result.returncode != 0:
             # OpenFace prints many of its errors on stdout; fall back to it when stderr is empty.
             raise OpenFaceError(
@@ -83,30 +106,44 @@ def _run_batch(binary: Path, videos: list, destination: Path, timeout: float | N
             else:
                 target.unlink(missing_ok=True)  # a CSV from an earlier run does not describe this one
                 csvs[video] = None
+        succeeded = True
         return csvs
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not succeeded:  # the folders this call made for its CSVs, unless something else is in them now
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
-def run_feature_extraction(binary, videos: list, out_dir, timeout: float | None = None) -> dict:
+def run_feature_extraction(binary, videos: list, out_dir, timeout: float | None = None, openface_args=()) -> dict:
     """Run FeatureExtraction over ``videos``: ``{video: CSV path, or None where OpenFace wrote none}``.
 
     The CSVs land in ``out_dir`` as ``<stem>.csv``; a video whose stem repeats an earlier one's is run
     in a further call whose CSV lands in ``out_dir/same_stem_<k>/``. ``timeout`` applies per call.
+    ``openface_args`` (config ``face.openface_args``) are added to every call.
     """
-    binary = openface_executable(binary)
+    extra_args = openface_arguments(openface_args)
+    # FeatureExtraction looks for its model/, AU_predictors/ and classifiers/ folders in the working
+    # directory, then in the folder of its argv[0], then in one fixed at build time
+    # (LandmarkDetectorParameters.cpp, FaceAnalyserParameters.cpp). It does not resolve argv[0]: run
+    # through a symlink (/usr/local/bin/FeatureExtraction -> /opt/OpenFace/build/bin/FeatureExtraction)
+    # it would look beside the link and find no models. So the real file runs.
+    binary = Path(os.path.realpath(openface_executable(binary)))
     out_dir = Path(out_dir)
     csvs = {}
     for k, batch in enumerate(_batches_with_unique_stems(list(dict.fromkeys(videos)))):
-        csvs.update(_run_batch(binary, batch, out_dir if k == 0 else out_dir / f"same_stem_{k}", timeout))
+        csvs.update(_run_batch(binary, batch, out_dir if k == 0 else out_dir / f"same_stem_{k}", timeout, extra_args))
     return csvs
 
 
 def read_openface_csv(path) -> pd.DataFrame:
-    """A FeatureExtraction CSV of either dialect, OpenFace's known columns in OpenFace's order.
+    """A FeatureExtraction CSV of either separator, OpenFace's known columns in OpenFace's order.
 
-    Windows builds separate fields with ", " and Linux builds with ",": initial spaces are skipped
-    and names stripped, so both read alike.
+    Builds differ: Windows builds and at least one Linux build (2.0.6) separate fields with ", ",
+    others with ",". Initial spaces are skipped and names stripped, so both read alike.
     """
     frame = pd.read_csv(path, skipinitialspace=True)
     frame.columns = frame.columns.str.strip()
