@@ -96,7 +96,9 @@ class FaceStage(Stage):
         # in subjects 11 and 12), which OpenFace would write to the same CSV name.
         self.outdir.mkdir(parents=True, exist_ok=True)
         self.openface_dir = Path(tempfile.mkdtemp(prefix="openface-", dir=self.outdir))
-        self.openface_csvs = run_feature_extraction(self.settings["openface_bin"], readable, self.openface_dir)
+        self.openface_csvs = run_feature_extraction(
+            self.settings["openface_bin"], readable, self.openface_dir, openface_args=self.settings.get("openface_args", [])
+        )
 
     def finish(self):
         if getattr(self, "openface_dir", None):
