@@ -1,13 +1,18 @@
 """The chunk runner: per-clip quarantine, receipts that let a killed chunk redo only its
-unfinished clips, and the audio stage on real media."""
+unfinished clips (and keep those of clips whose files only got new times), the cached content
+digests of source files, and the audio stage on real media."""
+
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from avemotion.demo.encode import write_video
+from avemotion.io import read_json
 from avemotion.media.audio import NoAudioStream, extract_audio, read_wav, write_wav
-from avemotion.preprocess.chunk import Stage, run_chunk
+from avemotion.preprocess import sources
+from avemotion.preprocess.chunk import Stage, fingerprint, run_chunk
 from avemotion.preprocess.plan import chunk_clips, chunk_source_files
 from avemotion.preprocess.stages import AudioStage
 from avemotion.quarantine import ClipDefect
@@ -69,6 +74,62 @@ def test_a_rerun_redoes_only_unfinished_changed_or_unforeseen_clips(tmp_path, co
     CountingStage.calls = []
     run(tmp_path, corpus, settings={"x": 2})  # new settings: every clip again
     assert CountingStage.calls == ["a", "bad", "bug", "c"]
+
+
+def later(path, seconds=60):
+    """Give ``path`` a newer mtime, its content unchanged (a copy that did not keep times)."""
+    stamp = path.stat().st_mtime + seconds
+    os.utime(path, (stamp, stamp))
+
+
+def test_a_touched_source_keeps_its_fingerprint_and_new_content_changes_it(tmp_path, corpus):
+    stage = CountingStage(tmp_path, tmp_path / "out", {"x": 1})
+    before = fingerprint(stage, corpus[0])
+    later(tmp_path / "a.mp4")
+    assert fingerprint(stage, corpus[0]) == before
+    (tmp_path / "a.mp4").write_text("b")  # same size, new bytes
+    assert fingerprint(stage, corpus[0]) != before
+
+
+def test_a_copied_corpus_with_new_times_reuses_every_receipt(tmp_path, corpus):
+    run(tmp_path, corpus)
+    for clip in corpus:
+        later(tmp_path / clip["path"])
+    CountingStage.calls = []
+    run(tmp_path, corpus)
+    assert CountingStage.calls == ["bug"]  # only the unforeseen failure, as without the new times
+
+
+def test_source_digests_read_a_file_once_per_size_mtime_and_inode(tmp_path, monkeypatch):
+    reads, read = [], sources.file_digest
+
+    def counted(path):
+        reads.append(path)
+        return read(path)
+
+    monkeypatch.setattr(sources, "file_digest", counted)
+    clip, cache = tmp_path / "clip.mp4", tmp_path / "results" / "source_digests.json"
+    clip.write_bytes(b"x" * 3_000_000)  # more than one read block
+    first = sources.sources_digest([clip], cache)
+    assert sources.sources_digest([clip], cache) == first and len(reads) == 1
+    later(clip)
+    assert sources.sources_digest([clip], cache) == first and len(reads) == 2  # read again, same digest
+    sources._caches.clear()  # a new process: the digests come from the cache file
+    assert sources.sources_digest([clip], cache) == first and len(reads) == 2
+    clip.write_bytes(b"y" * 3_000_000)
+    assert sources.sources_digest([clip], cache) != first and len(reads) == 3
+    assert sources.file_digests([clip, tmp_path / "gone.mp4"], cache)[1] is None
+
+
+def test_source_digest_cache_keeps_the_digests_of_parallel_writers(tmp_path):
+    cache = tmp_path / "source_digests.json"
+    for name in ("a", "b"):
+        (tmp_path / name).write_text(name)
+    sources.file_digests([tmp_path / "a"], cache)
+    sources._caches.clear()  # b's job started before a's wrote the cache
+    sources._caches[str(cache)] = {}
+    sources.file_digests([tmp_path / "b"], cache)
+    assert sorted(read_json(cache)) == [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
 def test_chunk_plan_from_the_manifest():

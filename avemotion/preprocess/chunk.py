@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from avemotion.io import atomic_path, write_csv, write_parquet
+from avemotion.preprocess.sources import file_digests
 from avemotion.quarantine import ClipDefect, SkipClip, quarantine_frame
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,16 @@ class Stage(abc.ABC):
         """Write the clip's artifacts; return what the chunk table records about it."""
 
 
+def digest_cache(stage: Stage) -> Path:
+    """The stage's cache of source digests: one per dataset, shared with the workflow's chunk params."""
+    return stage.outdir / "preprocess" / "source_digests.json"
+
+
 def fingerprint(stage: Stage, clip: dict) -> str:
-    sources = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else (str(p), None, None) for p in stage.sources(clip)]
+    """The clip's settings and its sources' paths and contents (not their mtimes: a copied corpus
+    with new times reuses its receipts)."""
+    paths = [str(path) for path in stage.sources(clip)]
+    sources = list(zip(paths, file_digests(paths, digest_cache(stage))))
     payload = json.dumps([stage.name, stage.settings, clip, sources], sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()
 
@@ -103,6 +112,8 @@ def run_chunk(stage: Stage, clips: list[dict], table_path, quarantine_path, prog
     """
     started = time.perf_counter()
     rows, quarantined, pending = [], [], []
+    # Digest every source first: one write of the digest cache for the chunk, not one per clip.
+    file_digests([path for clip in clips for path in stage.sources(clip)], digest_cache(stage))
     for clip in clips:
         print_ = fingerprint(stage, clip)
         saved = _reusable(stage, clip, print_)
