@@ -15,6 +15,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from avemotion.io import atomic_path
+from avemotion.media.probe import explain, sniffed_reason
 from avemotion.quarantine import ClipDefect
 
 SAMPLE_RATE = 16000
@@ -24,23 +25,26 @@ class NoAudioStream(ClipDefect):
     """The media file has no audio stream at all."""
 
 
-def extract_audio(source, target, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write the first audio stream of ``source`` (video or audio file) to ``target`` as mono PCM WAV.
+def extract_audio(source, target, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> None:
+    """Write the first audio stream of ``source`` (a ``wanted`` "video" or "audio" file) to ``target``
+    as mono PCM WAV.
 
-    Raises :class:`ClipDefect` when the file is empty, unreadable, or has no audio stream.
+    Raises :class:`NoAudioStream` for a media file without audio, and :class:`ClipDefect` with one
+    readable line (avemotion.media.probe) for a file that is empty, a still image, text or unreadable.
     """
     source = Path(source)
-    if source.stat().st_size == 0:
-        raise ClipDefect(f"zero-length file: {source.name}")
+    reason = sniffed_reason(source, wanted)  # the first bytes: no ffmpeg run for a file that is no media
+    if reason:
+        raise ClipDefect(reason)
     with atomic_path(target) as tmp:
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(source)]
         command += ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True, errors="replace")
         if result.returncode != 0:
-            message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "ffmpeg failed"
             if "matches no streams" in result.stderr:
                 raise NoAudioStream("no audio stream")
-            raise ClipDefect(f"unreadable audio: {message}")
+            message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "ffmpeg failed"
+            raise ClipDefect(explain(source, message, wanted, reading="audio"))
 
 
 def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -10,29 +10,73 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avemotion.media.probe import cut_short, decoder_tail, explain, sniff, truncation
 from avemotion.quarantine import ClipDefect
 
 
 def open_video(path):
-    """A decord VideoReader, or :class:`ClipDefect` for a file that is empty, unreadable or frameless."""
+    """A decord VideoReader, or :class:`ClipDefect` with one line that names the file and what is
+    wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe)."""
     from decord import VideoReader, cpu  # decord is imported here so that modules importing this one stay light
 
     path = Path(path)
-    if path.stat().st_size == 0:
-        raise ClipDefect(f"zero-length file: {path.name}")
+    if sniff(path).kind != "media":  # the first bytes already tell: no decoder needs to try
+        raise ClipDefect(explain(path))
     try:
         reader = VideoReader(str(path), ctx=cpu(0), num_threads=1)
     except Exception as error:  # decord raises a bare RuntimeError/DECORDError for anything it cannot open
-        raise ClipDefect(f"unreadable video: {str(error).splitlines()[0][:200]}") from error
+        raise ClipDefect(explain(path, error)) from error
     if len(reader) == 0:
-        raise ClipDefect("video has no frames")
+        raise ClipDefect(f"unreadable video: {path.name} has a video stream without frames")
     return reader
+
+
+def length_defects(path, frames: int, num_frames: int) -> dict[str, str]:
+    """Why a readable clip of ``frames`` frames may be left out, by the config key that decides:
+    ``short_clips`` when it has fewer frames than ``num_frames`` (sampling repeats frames),
+    ``truncated_clips`` when its container says the file is cut short (avemotion.media.probe)."""
+    path = Path(path)
+    defects = {}
+    if frames < num_frames:
+        noun = "frame" if frames == 1 else "frames"
+        defects["short_clips"] = f"short clip: {path.name} has {frames} {noun}, fewer than frames.num_frames ({num_frames})"
+    truncated = truncation(path, frames)
+    if truncated:
+        defects["truncated_clips"] = truncated
+    return defects
+
+
+def decode_frames(path, reader, pick, end: int) -> tuple[np.ndarray, list[int], int]:
+    """(frames (N, H, W, 3) uint8, their indices, ``end``) for the indices ``pick(end)`` chooses
+    among the first ``end`` frames of ``reader``.
+
+    A cut file's last frames lie in the packet the file ends inside, and decoding near them fails (a
+    few frames earlier or later from one run to the next: the decoder reads ahead). For such a file
+    (avemotion.media.probe.cut_short) ``end`` moves back by 1, 2, 4... frames until what ``pick``
+    chooses decodes, so a truncated clip that is kept keeps the frames it holds. Any other failure
+    is a :class:`ClipDefect` that names the file, not decord's source files.
+    """
+    back = 0
+    while True:
+        indices = list(pick(end - back))
+        if not indices:
+            return np.zeros((0, 0, 0, 3), np.uint8), indices, end - back
+        try:
+            return reader.get_batch(indices).asnumpy(), indices, end - back
+        except Exception as error:
+            if 2 * back + 1 >= end or cut_short(path) is None:
+                reason = explain(path, error)
+                if reason.startswith("unreadable video"):
+                    reason = f"unreadable video: {Path(path).name}: frames {indices[0]}-{indices[-1]} could not be decoded ({decoder_tail(error)})"
+                raise ClipDefect(reason) from error
+            back = 2 * back or 1
 
 
 def segment_middles(total_frames: int, num_segments: int) -> np.ndarray:
     """Index of the middle frame of each of ``num_segments`` equal segments of ``total_frames``.
 
-    Clips shorter than ``num_segments`` frames repeat frames rather than fail.
+    Clips shorter than ``num_segments`` frames repeat frames rather than fail (the frames stage
+    flags them ``short``; ``frames.short_clips: quarantine`` leaves them out instead).
     """
     if total_frames < 1:
         raise ValueError("a clip needs at least one frame")
@@ -80,16 +124,16 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, size: int)
 
 
 def sample_clip_frames(
-    path, num_frames: int, size: int, crop: str, face_boxes: np.ndarray | None = None, margin: float = 0.25
+    path, num_frames: int, size: int, crop: str, face_boxes: np.ndarray | None = None, margin: float = 0.25, reader=None
 ) -> tuple[np.ndarray, dict]:
     """(uint8 frames (T, S, S, 3) RGB, info with the source frame indices, frame count and fps).
 
-    ``face_boxes`` holds one box per source frame (from the face features) when ``crop`` is "face".
+    ``face_boxes`` holds one box per source frame (from the face features) when ``crop`` is "face";
+    ``reader``, when given, is the clip's open :func:`open_video` reader.
     """
-    reader = open_video(path)
-    total = len(reader)
-    indices = segment_middles(total, num_frames)
-    frames = reader.get_batch(indices.tolist()).asnumpy()
+    reader = reader if reader is not None else open_video(path)
+    frames, indices, total = decode_frames(path, reader, lambda end: segment_middles(end, num_frames).tolist(), len(reader))
+    indices = np.array(indices)
     if crop == "face":
         if face_boxes is None or len(face_boxes) == 0:
             raise ClipDefect("no face track for a face crop")
@@ -111,5 +155,10 @@ def decode_all(path, batch: int = 256):
     """
     reader = open_video(path)
     fps = float(reader.get_avg_fps()) or 25.0
+    end = len(reader)  # moves back where a cut file's last frames do not decode (decode_frames)
     for start in range(0, len(reader), batch):
-        yield reader.get_batch(list(range(start, min(start + batch, len(reader))))).asnumpy(), start, fps
+        if start >= end:
+            return
+        frames, _, end = decode_frames(path, reader, lambda end: range(start, min(start + batch, end)), end)
+        if len(frames):
+            yield frames, start, fps

@@ -1,0 +1,367 @@
+"""What a media file is, found before a decoder reads it, and one readable line when it is no clip.
+
+Decoders report a bad file in their own terms ("video_reader.cc:270: Failed to measure
+duration/frame-count due to broken metadata", "Invalid data found when processing input"). A
+clip's quarantine reason (results/{dataset}/quarantine.csv) and ``avemotion predict``'s error
+column need one line that says what is wrong and names the file, in the form the report groups
+on (avemotion.evaluate.report: the text before the first ": "), e.g.
+
+    still image: single_face.jpg is a JPEG image (572x562), not a video
+    no video stream: song.m4a is an audio file (aac, 2.0 s)
+    not a media file: clip.mp4 holds text: 'This file was saved with a video extension...'
+    truncated: clip.mp4 ends at 17% of its stated duration (19.7 s): frame 83 of 472 could not be read
+
+Three checks, cheapest first:
+
+- :func:`sniff`: the file's size and first bytes (microseconds): empty, a still image, an
+  audio-only format, text, an archive, or a possible video.
+- :func:`cut_short`: whether the container's own structure says the file is cut short (MP4/MOV
+  top-level boxes, AVI/WAV RIFF size, FLV's last tag): a few small reads. Decoders that index
+  the packets they find (decord) read a cut FLV or AVI without complaint, as a shorter clip.
+- :func:`describe` (through :func:`explain`): what ffmpeg (the binary that imageio-ffmpeg ships)
+  says about the file's streams and how many video packets it can read: a subprocess of about
+  25 ms, run only for a file a decoder has refused. A cut FLV that decodes asks OpenCV for the
+  frame count its metadata states (:func:`stated_frames`, a few ms).
+
+A good clip costs the first two: about 0.05 ms (tests/test_bad_clips.py measures it against the
+frames stage's decoding, 80-1000 ms on the real test videos).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+from PIL import Image
+
+HEAD_BYTES = 512
+
+# First bytes -> (kind, label). Formats that may hold video (MP4/MOV, AVI, FLV, MKV/WebM, Ogg, ASF,
+# MPEG) are not here: they are "media" and the decoders decide.
+IMAGE_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF"}
+AUDIO_BRANDS = {b"M4A ": "M4A", b"M4B ": "M4B", b"M4P ": "M4P"}
+ARCHIVES = {b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "a gzip archive", b"Rar!\x1a\x07": "a RAR archive", b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive", b"%PDF": "a PDF document"}
+MP4_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"skip", b"wide")  # what an MP4/MOV file starts with
+# libav error codes that decord prints as numbers ("av_read_frame failed with 1094995529")
+AVERRORS = {1094995529: "invalid data", 541478725: "end of file", 1414092869: "decoder not found", 5: "input/output error"}
+
+
+@dataclass(frozen=True)
+class Sniff:
+    """What a file's first bytes say: ``kind`` is empty, image, audio, text, archive or media
+    (possibly a video: the decoders decide); ``label`` names the format or the text's start."""
+
+    kind: str
+    label: str = ""
+
+
+def sniff(path) -> Sniff:
+    """What ``path``'s first :data:`HEAD_BYTES` bytes say it is (its size too, for a BMP)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    if not head:
+        return Sniff("empty")
+    brand = head[8:12] if head[4:8] == b"ftyp" else b""
+    if head.startswith(b"\xff\xd8\xff"):
+        return Sniff("image", "JPEG")
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return Sniff("image", "PNG")
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return Sniff("image", "TIFF")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return Sniff("image", "WebP")
+    if head[:2] == b"BM" and len(head) >= 6 and struct.unpack("<I", head[2:6])[0] == path.stat().st_size:
+        return Sniff("image", "BMP")
+    if brand in IMAGE_BRANDS:
+        return Sniff("image", IMAGE_BRANDS[brand])
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return Sniff("audio", "WAV")
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return Sniff("audio", "AIFF")
+    if head[:4] == b"fLaC":
+        return Sniff("audio", "FLAC")
+    if head[:2] in (b"\xff\xf1", b"\xff\xf9"):  # ADTS: sync word, layer 0
+        return Sniff("audio", "AAC")
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+        return Sniff("audio", "MP3")  # an ID3 tag, or an MPEG audio frame's sync word and layer
+    if head[:5] == b"#!AMR" or head[:4] == b"caff":
+        return Sniff("audio", "AMR" if head[:5] == b"#!AMR" else "CAF")
+    if brand in AUDIO_BRANDS:
+        return Sniff("audio", AUDIO_BRANDS[brand])
+    for signature, label in ARCHIVES.items():
+        if head.startswith(signature):
+            return Sniff("archive", label)
+    text = _text(head)
+    if text is not None:
+        return Sniff("text", text)
+    return Sniff("media")
+
+
+def _text(head: bytes) -> str | None:
+    """The start of ``head`` when it reads as text (UTF-8, no control characters), else None."""
+    if b"\x00" in head:
+        return None
+    for cut in range(4):  # the read may end inside a multi-byte character
+        try:
+            text = head[: len(head) - cut].decode("utf-8-sig")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return None
+    if any(not (ch.isprintable() or ch in "\t\n\r\f\v") for ch in text):
+        return None
+    return text.strip()
+
+
+def _excerpt(text: str, limit: int = 48) -> str:
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return repr(line if len(line) <= limit else line[: limit - 3] + "...")
+
+
+def sniffed_reason(path, wanted: str = "video") -> str | None:
+    """The reason ``path`` cannot be a clip's ``wanted`` medium ("video" or "audio"), from its first
+    bytes alone; None when it may be one. An audio file asked for its video gets its reason from
+    :func:`explain` (which adds its codec and length)."""
+    path = Path(path)
+    found = sniff(path)
+    name = path.name
+    if found.kind == "empty":
+        return f"zero-length file: {name}"
+    if found.kind == "image":
+        return f"still image: {name} is a {found.label} image{_image_size(path)}, not {'a video' if wanted == 'video' else 'an audio file'}"
+    if found.kind == "archive":
+        return f"not a media file: {name} is {found.label}"
+    if found.kind == "text":
+        if found.label.lower().startswith(("<!doctype html", "<html")):
+            return f"not a media file: {name} is an HTML page (what a failed download often saves)"
+        if found.label.startswith("version https://git-lfs"):
+            return f"not a media file: {name} is a Git LFS pointer, not the file itself (`git lfs pull` fetches it)"
+        return f"not a media file: {name} holds text: {_excerpt(found.label)}"
+    return None
+
+
+def _image_size(path: Path) -> str:
+    try:
+        with Image.open(path) as image:  # Pillow reads the header only
+            return f" ({image.width}x{image.height})"
+    except Exception:  # an image Pillow cannot read still is an image: say so without its size
+        return ""
+
+
+# ---- the container's own length ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A file its container says is cut short: ``size`` bytes are there, ``stated`` were announced
+    (None where the container announces no length, as FLV, whose last tag is cut instead)."""
+
+    size: int
+    stated: int | None = None
+
+
+def cut_short(path) -> Cut | None:
+    """The :class:`Cut` when the container's structure says ``path`` ends early: an MP4/MOV
+    top-level box (mdat, moov) runs past the end of the file, an AVI's or WAV's RIFF size is larger
+    than the file, or an FLV ends inside a tag. None for a whole file, and where the format states
+    no length of its own (MPEG-TS, MKV of unknown size) or the structure is not recognised."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+        if head[4:8] == b"ftyp":
+            end = _boxes_end(handle, size)
+            return Cut(size, end) if end > size else None
+        if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WAVE"):
+            stated = struct.unpack("<I", head[4:8])[0]  # 0/FFFFFFFF: a writer that never came back to set it
+            return Cut(size, stated + 8) if stated not in (0, 0xFFFFFFFF) and stated + 8 > size else None
+        if head[:3] == b"FLV" and size > 13 and not _flv_last_tag_whole(handle, size):
+            return Cut(size)
+    return None
+
+
+def _boxes_end(handle, size: int) -> int:
+    """Where the MP4/MOV top-level boxes say the file ends (``size`` when a box runs to the end)."""
+    offset = 0
+    while offset < size:
+        handle.seek(offset)
+        header = handle.read(16)
+        if len(header) < 8:
+            return offset + 8  # a box header cut in two
+        length, kind = struct.unpack(">I4s", header[:8])
+        if length == 1:
+            if len(header) < 16:
+                return offset + 16
+            length = struct.unpack(">Q", header[8:16])[0]
+        elif length == 0:  # "to the end of the file"
+            return size
+        if length < 8 or not kind.isascii() or not kind.decode("ascii").isprintable():
+            return size  # not a box: a structure we do not know, so no claim about its length
+        offset += length
+    return offset
+
+
+def _flv_last_tag_whole(handle, size: int) -> bool:
+    """An FLV ends with the size of its last tag (PreviousTagSize); a whole tag stands there."""
+    handle.seek(size - 4)
+    previous = struct.unpack(">I", handle.read(4))[0]
+    if previous == 0:
+        return size == 13  # the header alone
+    if previous < 11 or previous + 4 > size - 9:
+        return False
+    handle.seek(size - 4 - previous)
+    tag = handle.read(11)
+    return tag[0] & 0x1F in (8, 9, 18) and int.from_bytes(tag[1:4], "big") + 11 == previous
+
+
+def stated_frames(path) -> int:
+    """The frame count the container states (its index, or its duration times its frame rate), as
+    OpenCV's FFmpeg backend reads it without decoding; 0 when it states none."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    return int(round(count)) if 0 < count < 1e9 else 0
+
+
+# ---- what ffmpeg says ----------------------------------------------------------------------------
+
+
+@dataclass
+class MediaInfo:
+    """What ffmpeg reports for a file: its demuxer, length, streams, and the video packets it read."""
+
+    format: str = ""
+    duration: float | None = None
+    video: list[str] = field(default_factory=list)  # one description per video stream
+    audio: list[str] = field(default_factory=list)
+    fps: float | None = None
+    packets: int | None = None  # video packets read to the end of the file (no decoding)
+    cut: bool = False  # ffmpeg met a packet the file ends inside
+    error: str = ""  # ffmpeg's last error line when it could not open the file
+    no_index: bool = False  # it could not, for want of an MP4 index (moov atom)
+
+    @property
+    def stated_frames(self) -> int:
+        return int(round(self.duration * self.fps)) if self.duration and self.fps else 0
+
+
+def describe(path) -> MediaInfo:
+    """Run ``ffmpeg -i path`` copying the first video stream's packets to nowhere, and read its report."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    command += ["-map", "0:v:0?", "-c", "copy", "-f", "null", "-"]
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    return parse_ffmpeg_report(result.stderr)
+
+
+def parse_ffmpeg_report(report: str) -> MediaInfo:
+    info = MediaInfo()
+    opened = re.search(r"^Input #0, (.+?), from ", report, re.M)
+    if not opened:
+        lines = [line.strip() for line in report.splitlines() if line.strip()]
+        info.error = lines[-1] if lines else "ffmpeg could not open it"
+        info.no_index = "moov atom not found" in report
+        return info
+    info.format = opened.group(1)
+    input_part = report[opened.start() :].split("\nStream mapping:", 1)[0].split("\nOutput #0", 1)[0]
+    if duration := re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", input_part):
+        hours, minutes, seconds = duration.groups()
+        info.duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    for kind, description in re.findall(r"^\s*Stream #0:\d+\S*: (Video|Audio): (.+)$", input_part, re.M):
+        (info.video if kind == "Video" else info.audio).append(description)
+    if info.video and (fps := re.search(r"([\d.]+) fps", info.video[0])):
+        info.fps = float(fps.group(1))
+    if info.video and (frames := re.findall(r"frame=\s*(\d+)", report)):
+        info.packets = int(frames[-1])
+    info.cut = bool(re.search(r"partial file|corrupt input packet|Packet corrupt|truncat", report, re.I))
+    return info
+
+
+def codec(description: str) -> str:
+    """The codec name a stream description starts with ("aac (LC) (mp4a / ...), 44100 Hz" -> "aac")."""
+    return description.split(",", 1)[0].split(" ", 1)[0]
+
+
+# ---- one line per unusable file ------------------------------------------------------------------
+
+
+def decoder_tail(error) -> str:
+    """A decoder's message without its source location and time stamp, cut to one short line."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", text)  # "[17:57:01] /github/.../video_reader.cc:486: "
+    text = re.sub(r"^\[[^\]]*\] ", "", text)  # decord's "[path] " before its message
+    text = re.sub(r"failed with (-?\d+)", lambda m: f"failed ({AVERRORS.get(abs(int(m.group(1))), m.group(1))})", text)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def explain(path, error=None, wanted: str = "video", reading: str = "video") -> str:
+    """One line saying why ``path`` cannot be used as a clip's ``wanted`` medium ("video" or
+    "audio"), for a file a decoder has refused with ``error`` while ``reading`` its video or audio
+    (the decoder's message ends the line only when nothing better is known)."""
+    path = Path(path)
+    name = path.name
+    found = sniffed_reason(path, wanted)
+    if found:
+        return found
+    info = describe(path)
+    if not info.format:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        if info.no_index and head[4:8] in MP4_BOXES:
+            return f"truncated: {name} has no MP4 index (moov atom): the file was cut short or its recording never finished"
+        if "Invalid data" in info.error:
+            return f"not a media file: {name}: no decoder recognises its format (it starts with bytes {head[:4].hex(' ')})"
+        return f"unreadable {reading}: {name}: {decoder_tail(info.error)}"
+    if wanted == "video":
+        if not info.video:
+            if info.audio:
+                length = f", {info.duration:.1f} s" if info.duration else ""
+                return f"no video stream: {name} is an audio file ({codec(info.audio[0])}{length})"
+            return f"no video stream: {name} holds no video or audio stream ({info.format})"
+        if info.format.endswith("_pipe") or info.format == "image2":
+            return f"still image: {name} is a {codec(info.video[0]).upper()} image, not a video"
+        cut = cut_short(path)
+        if info.packets is not None and (info.cut or cut):
+            if info.packets < info.stated_frames:  # an MP4's index or an FLV's metadata states its length
+                return truncated_reason(name, info.packets, info.stated_frames, info.duration)
+            return cut_reason(name, cut or Cut(path.stat().st_size), info.packets)
+    detail = decoder_tail(error) if error is not None else (info.error or "the decoder refused it")
+    return f"unreadable {reading}: {name}: {detail}"
+
+
+def truncated_reason(name: str, read: int, stated: int, duration: float | None = None) -> str:
+    length = f" ({duration:.1f} s)" if duration else ""
+    return (
+        f"truncated: {name} ends at {100 * read / stated:.0f}% of its stated duration{length}: "
+        f"frame {read + 1} of {stated} could not be read"
+    )
+
+
+def cut_reason(name: str, cut: Cut, read: int) -> str:
+    """A cut file's reason from its sizes (an AVI header's frame count is not to be trusted: one
+    written by a stream copy counts time-base ticks, not frames)."""
+    if cut.stated:
+        return f"truncated: {name} ends at {100 * cut.size / cut.stated:.0f}% of its stated size ({cut.size} of {cut.stated} bytes), after frame {read}"
+    return f"truncated: {name} ends inside its last tag, after frame {read}"
+
+
+def truncation(path, frames_read: int) -> str | None:
+    """For a video a decoder read ``frames_read`` frames of: why it is truncated when its container
+    says it ends early, else None. A few small reads, and an OpenCV open when it is an FLV cut short."""
+    path = Path(path)
+    cut = cut_short(path)
+    if cut is None:
+        return None
+    if cut.stated is None:  # FLV: its metadata's duration and frame rate state its frame count
+        stated = stated_frames(path)
+        if stated > frames_read:
+            return truncated_reason(path.name, frames_read, stated)
+    return cut_reason(path.name, cut, frames_read)
