@@ -159,12 +159,23 @@ def check_dataset_keys(config: dict) -> None:
 
 
 PREPROCESS_SECTIONS = ("frames", "audio", "face")
+# Keys added after results existed, left out of a dataset's settings while they hold these values
+# (their schema defaults; the stages read an absent key as this value). The settings are params of
+# the preprocessing and training jobs, and Snakemake reruns a job whose params change: a new key
+# that changes nothing the jobs compute must not rerun every frames chunk and training.
+QUIET_DEFAULTS = {"frames": {"short_clips": "keep", "truncated_clips": "keep"}}
 
 
 def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
-    """A dataset's effective frames/audio/face settings: the global ones with its own overrides."""
+    """A dataset's effective frames/audio/face settings: the global ones with its own overrides
+    (without the :data:`QUIET_DEFAULTS` keys that hold their default)."""
     own = config["datasets"][dataset]
-    return {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
+    settings = {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
+    for section, defaults in QUIET_DEFAULTS.items():
+        for key, value in defaults.items():
+            if settings[section].get(key, value) == value:
+                settings[section].pop(key, None)
+    return settings
 
 
 OPENFACE_KEY = "face.openface_bin"

@@ -35,6 +35,8 @@ def test_repository_config_is_valid(config):
         (lambda c: c["model"].update(frame_normalization="frame"), "model.frame_normalization: 'frame' is not allowed; allowed values: 'imagenet', 'clip'"),
         (lambda c: c["face"].update(openface_args="-mloc model/main_clnf_general.txt"), "face.openface_args: '-mloc model/main_clnf_general.txt' is not of type array"),
         (lambda c: c["datasets"]["mafw"].update(face={"openface_args": ["-sigma", 1.5]}), "datasets.mafw.face.openface_args.1: 1.5 is not of type string"),
+        (lambda c: c["frames"].update(short_clips="drop"), "frames.short_clips: 'drop' is not allowed; allowed values: 'keep', 'quarantine'"),
+        (lambda c: c["datasets"]["crema_d"].update(frames={"truncated_clips": True}), "datasets.crema_d.frames.truncated_clips: True is not allowed; allowed values: 'keep', 'quarantine'"),
     ],
 )
 def test_invalid_values_name_the_key_and_allowed_values(config, change, expected):
@@ -368,3 +370,24 @@ def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     assert experiment_settings(config, "crema_d_early")["training"]["threads"] == 8
     config["training"]["epochs"] += 1
     assert model_settings(config, "crema_d_early") != before
+
+
+def test_short_and_truncated_clip_policies_are_set_globally_or_per_dataset_and_keep_rerun_nothing(config):
+    """frames.short_clips and frames.truncated_clips reach the frames stage globally or per dataset;
+    at their default (keep) they stay out of the settings, which are job params: results made before
+    the keys existed are not redone (Snakemake reruns a job whose params changed)."""
+    from avemotion.config import preprocess_settings
+    from avemotion.train.settings import model_settings
+
+    config = filled(config)
+    assert config["frames"]["short_clips"] == config["frames"]["truncated_clips"] == "keep"
+    before = preprocess_settings(config, "crema_d")["frames"]
+    assert before == {key: config["frames"][key] for key in ("num_frames", "input_size", "crop", "face_margin")}
+    trained = model_settings(config, "crema_d_early")
+    config["datasets"]["mafw"]["frames"] = {"short_clips": "quarantine"}
+    assert preprocess_settings(config, "mafw")["frames"]["short_clips"] == "quarantine"
+    assert preprocess_settings(config, "crema_d")["frames"] == before and model_settings(config, "crema_d_early") == trained
+    config["frames"]["truncated_clips"] = "quarantine"
+    assert preprocess_settings(config, "crema_d")["frames"] == {**before, "truncated_clips": "quarantine"}
+    config["datasets"]["crema_d"]["frames"] = {"truncated_clips": "keep"}  # a dataset's own default wins too
+    assert preprocess_settings(config, "crema_d")["frames"] == before

@@ -2,7 +2,10 @@
 
 audio:  the clip's WAV, log-Mel and MFCC images and the log-Mel array
 face:   the face table in OpenFace 2's CSV schema, from the configured backend
-frames: the sampled frames, uint8 (T, S, S, 3); face crops use the face stage's boxes
+frames: the sampled frames, uint8 (T, S, S, 3); face crops use the face stage's boxes. Its chunk
+        table flags a clip ``short`` (fewer frames than frames.num_frames: frames repeat) or
+        ``truncated`` (the file ends before its container's stated end); frames.short_clips and
+        frames.truncated_clips (keep | quarantine) decide whether such a clip is kept
 (file names: avemotion.layout.ClipArtifacts, inside the stage's ``outdir``)
 
 The workflow quarantines a clip without a face. Prediction on new clips (avemotion.inference) sets
@@ -24,7 +27,7 @@ from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, NoAudioStream, extract_audio, read_wav, write_wav
-from avemotion.media.frames import decode_all, open_video, sample_clip_frames
+from avemotion.media.frames import decode_all, length_defects, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.preprocess.chunk import Stage
 from avemotion.quarantine import ClipDefect, SkipClip
@@ -47,7 +50,7 @@ class AudioStage(Stage):
         source = self.sources(clip)[0]
         missing = False
         try:
-            extract_audio(source, wav, SAMPLE_RATE)
+            extract_audio(source, wav, SAMPLE_RATE, wanted="audio" if clip.get("audio_path") else "video")
         except NoAudioStream:
             if self.settings["missing"] != "silent":
                 raise
@@ -161,18 +164,25 @@ class FramesStage(Stage):
             boxes = face_boxes(pd.read_csv(self.face_csv(clip)))
             if np.isnan(boxes).all():  # kept without a face (prediction): nothing to crop to
                 boxes, crop = None, "full"
+        video = self.root / clip["path"]
+        reader = open_video(video)
+        defects = length_defects(video, len(reader), self.settings["num_frames"])
+        for key, reason in defects.items():  # absent key: keep (config.QUIET_DEFAULTS; a trained model's older settings)
+            if self.settings.get(key, "keep") == "quarantine":
+                raise ClipDefect(reason)
         frames, info = sample_clip_frames(
-            self.root / clip["path"],
+            video,
             self.settings["num_frames"],
             self.settings["input_size"],
             crop,
             face_boxes=boxes,
             margin=self.settings["face_margin"],
+            reader=reader,
         )
         with atomic_path(self.artifacts(clip)[0]) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, frames)
-        return {**info, "crop": crop}
+        return {**info, "crop": crop, "short": "short_clips" in defects, "truncated": "truncated_clips" in defects}
 
 
 STAGES = {stage.name: stage for stage in (AudioStage, FaceStage, FramesStage)}
