@@ -41,6 +41,14 @@ def chunk_paths(pattern: str, dataset: str, chunks: int, **wildcards) -> list[st
     return [pattern.format(dataset=dataset, chunk=chunk, **wildcards) for chunk in range(chunks)]
 
 
+SOURCE_DIGESTS = "results/{dataset}/preprocess/source_digests.json"
+
+
+def source_digests(dataset_folder) -> Path:
+    """The cache of a dataset's source-file digests (avemotion.preprocess.sources), in its folder."""
+    return Path(dataset_folder) / "preprocess" / "source_digests.json"
+
+
 def dataset_dir(dataset: str) -> str:
     return DATASET_DIR.format(dataset=dataset)
 

@@ -28,6 +28,7 @@ from avemotion.layout import (
     QUARANTINE,
     REPORT_OUTPUTS,
     SHARDS,
+    SOURCE_DIGESTS,
     STAGE_QUARANTINE,
     STAGE_TABLE,
     chunk_paths,
@@ -41,6 +42,7 @@ from avemotion.layout import (
 )
 from avemotion.model.bundle import MODEL_FILE, MODEL_FILES, RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
+from avemotion.preprocess.sources import sources_digest
 from avemotion.train.plan import check_batch_sizes
 from avemotion.train.settings import (
     check_experiments,
@@ -145,15 +147,32 @@ def clips_of_chunk(dataset, chunk):
     return chunk_clips(read_manifest(manifest), int(chunk))
 
 
+def chunk_clip_files(wildcards):
+    """The files of a chunk's clips in a real corpus (none for a demo corpus, which is generated)."""
+    if is_demo(wildcards.dataset):
+        return []
+    clips = clips_of_chunk(wildcards.dataset, wildcards.chunk)
+    return chunk_source_files(dataset_root(wildcards.dataset), clips, wildcards.stage)
+
+
 def chunk_inputs(wildcards):
     """A chunk job depends on its own clips' files only (not on the whole manifest), so a new clip
-    reruns just its chunk; frames cut around faces also depend on the face stage's chunk."""
+    reruns just its chunk; frames cut around faces also depend on the face stage's chunk.
+
+    A corpus copied without its times gives every clip a new mtime and the same bytes, so a real
+    corpus' clip files are ancient() inputs and the digest of their content is a param of the job
+    (chunk_sources_digest): a clip reruns its chunk jobs, and the fusion and trainings after them,
+    when its content changes, and only then."""
     dataset, stage, chunk = wildcards.dataset, wildcards.stage, wildcards.chunk
-    clips = clips_of_chunk(dataset, chunk)
-    inputs = [str(DEMO_ROOTS[dataset])] if is_demo(dataset) else chunk_source_files(dataset_root(dataset), clips, stage)
+    inputs = [str(DEMO_ROOTS[dataset])] if is_demo(dataset) else [ancient(path) for path in chunk_clip_files(wildcards)]
     if stage == "frames" and preprocess_settings(config, dataset)["frames"]["crop"] == "face":
         inputs.append(stage_table(dataset, "face", chunk))
     return inputs
+
+
+def chunk_sources_digest(wildcards):
+    """The content digest of the chunk's clip files (cached per file, avemotion.preprocess.sources)."""
+    return sources_digest(chunk_clip_files(wildcards), SOURCE_DIGESTS.format(dataset=wildcards.dataset))
 
 
 def quarantine_parts(wildcards):

@@ -206,7 +206,7 @@ def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_
     assert table.loc["a", "status"] == "ok" and table.loc["a", "face_ratio"] == pytest.approx(2 / 3)
     assert list(read_openface_csv(out / "openface" / "a.csv").columns) == REQUESTED_COLUMNS
     reasons = pd.read_csv(out / "q.csv").set_index("clip_id")["reason"]
-    assert "zero-length" in reasons["empty"] and "unreadable video" in reasons["text"]
+    assert reasons["empty"] == "zero-length file: empty.mp4" and reasons["text"] == "not a media file: text.mp4 holds text: 'not a video'"
     assert not list(out.glob("openface-*"))  # OpenFace's scratch folder is removed
 
 
@@ -423,3 +423,28 @@ def test_arguments_that_would_break_reading_stop_before_openface_runs(openface, 
         run_feature_extraction(openface, videos(tmp_path, "a.mp4"), tmp_path / "out", openface_args=args)
     assert str(error.value).startswith("config: face.openface_args: ") and expected in str(error.value)
     assert not (tmp_path / "argv.jsonl").exists() and not (tmp_path / "out").exists()
+
+
+def test_face_stage_passes_the_configured_arguments_and_cleans_up_when_openface_fails(tmp_path, elsewhere):
+    import numpy as np
+
+    from avemotion.demo.encode import write_video
+    from avemotion.preprocess.chunk import run_chunk
+    from avemotion.preprocess.stages import FaceStage
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_video(corpus / "a.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
+    clips = [{"clip_id": "a", "path": "a.mp4", "audio_path": ""}]
+    binary = install_openface(tmp_path, tmp_path / "OpenFace", cen_patches=False)
+    settings = {"backend": "openface", "openface_bin": str(binary), "openface_args": [], "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    with pytest.raises(OpenFaceError, match="Could not find CEN patch experts"):
+        run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")
+    assert not list(out.glob("openface-*"))  # the chunk's scratch folder goes with the failed call
+
+    settings["openface_args"] = CLNF_ARGS
+    table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    assert calls(tmp_path)[-1][-2:] == CLNF_ARGS
+    assert table.loc["a", "status"] == "ok" and table.loc["a", "face_ratio"] == 0.5  # the real rows: face, then none
+    assert not list(out.glob("openface-*"))

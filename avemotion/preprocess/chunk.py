@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from avemotion.io import atomic_path, write_csv, write_parquet
+from avemotion.layout import ClipArtifacts, source_digests
 from avemotion.preprocess.sources import file_digests
 from avemotion.quarantine import ClipDefect, SkipClip, quarantine_frame
 
@@ -54,7 +55,7 @@ class Stage(abc.ABC):
 
 def digest_cache(stage: Stage) -> Path:
     """The stage's cache of source digests: one per dataset, shared with the workflow's chunk params."""
-    return stage.outdir / "preprocess" / "source_digests.json"
+    return source_digests(stage.outdir)
 
 
 def fingerprint(stage: Stage, clip: dict) -> str:
@@ -67,7 +68,7 @@ def fingerprint(stage: Stage, clip: dict) -> str:
 
 
 def _receipt_path(stage: Stage, clip_id: str) -> Path:
-    return stage.outdir / "preprocess" / stage.name / "receipts" / f"{clip_id}.json"
+    return ClipArtifacts(stage.outdir, clip_id).receipt(stage.name)
 
 
 def _reusable(stage: Stage, clip: dict, print_: str) -> dict | None:
@@ -82,7 +83,7 @@ def _reusable(stage: Stage, clip: dict, print_: str) -> dict | None:
     return saved
 
 
-def _process_one(stage: Stage, clip: dict) -> tuple[dict, list[dict], bool]:
+def process_clip(stage: Stage, clip: dict) -> tuple[dict, list[dict], bool]:
     """(chunk-table row, quarantine entries, whether the result is final) of one clip.
 
     A failure nobody foresaw is not final: the next run tries the clip again, perhaps with fixed code.
@@ -122,11 +123,11 @@ def run_chunk(stage: Stage, clips: list[dict], table_path, quarantine_path, prog
             quarantined += saved["quarantine"]
         else:
             pending.append((clip, print_))
-    if pending:
-        stage.prepare([clip for clip, _ in pending])
-    try:
+    try:  # finish() also after a prepare() that failed: it removes what prepare() made (FaceStage's openface-* folder)
+        if pending:
+            stage.prepare([clip for clip, _ in pending])
         for clip, print_ in pending:
-            row, entries, final = _process_one(stage, clip)
+            row, entries, final = process_clip(stage, clip)
             rows.append(row)
             quarantined += entries
             if progress:
