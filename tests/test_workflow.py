@@ -53,7 +53,7 @@ ARTIFACTS = ("audio/{}.wav", "spectrograms/{}_mel.png", "spectrograms/{}_mfcc.pn
 DEFECT_REASONS = {
     "no_audio": ("audio", "no audio stream"),
     "empty": ("face", "zero-length file"),
-    "not_video": ("face", "unreadable video"),
+    "not_video": ("face", "not a media file"),
     "no_face": ("face", "no face in any frame"),
 }
 
