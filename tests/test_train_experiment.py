@@ -144,23 +144,58 @@ def test_leave_one_corpus_out_tests_the_unseen_corpus_and_its_model_transfers(tm
 def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path):
     from avemotion.train.fitting import best_so_far, training_progress
 
-    progress = training_progress(tmp_path)
+    settings = settings_for("hybrid", epochs=4)
+    progress = training_progress(tmp_path, settings)
     pd.DataFrame({"epoch": [0, 1, 2], "val_loss": [0.9, 0.4, 0.6]}).to_csv(progress / "epochs.csv", index=False)
     (progress / "best.weights.h5").write_bytes(b"weights of epoch 1")
     # A Keras backup exists (the job was killed): the epoch log and best weights stay, and the
     # checkpoint starts from the best loss so far instead of infinity.
     (tmp_path / "resume" / "phase_0").mkdir(parents=True)
     (tmp_path / "resume" / "phase_0" / "training_metadata.json").write_text("{}")
-    assert training_progress(tmp_path) == progress and (progress / "best.weights.h5").exists()
+    assert training_progress(tmp_path, settings) == progress and (progress / "best.weights.h5").exists()
     assert best_so_far(progress / "epochs.csv") == 0.4
     # Killed between two phases: no backup yet, but the first phase's weights are kept.
     shutil.rmtree(tmp_path / "resume" / "phase_0")
     (progress / "phase_0.weights.h5").write_bytes(b"end of the frozen-backbone phase")
-    assert training_progress(tmp_path) == progress and (progress / "best.weights.h5").exists()
-    # Neither (the earlier run finished, or never saved an epoch): a rerun starts from nothing.
-    (progress / "phase_0.weights.h5").unlink()
-    training_progress(tmp_path)
-    assert list(progress.iterdir()) == [] and best_so_far(progress / "epochs.csv") is None
+    assert training_progress(tmp_path, settings) == progress and (progress / "best.weights.h5").exists()
+    # Rerun with other settings (the config changed after the kill): those epochs belong to another
+    # model, so the job starts from nothing.
+    changed = {**settings, "training": {**settings["training"], "learning_rate": 0.5}}
+    (tmp_path / "resume" / "phase_1").mkdir(parents=True)
+    (tmp_path / "resume" / "phase_1" / "training_metadata.json").write_text("{}")
+    training_progress(tmp_path, changed)
+    assert [path.name for path in progress.iterdir()] == ["settings.json"] and not (tmp_path / "resume").exists()
+    # Neither backup nor phase weights (the earlier run finished, or never saved an epoch): a rerun
+    # starts from nothing.
+    (progress / "best.weights.h5").write_bytes(b"weights of an abandoned run")
+    training_progress(tmp_path, changed)
+    assert [path.name for path in progress.iterdir()] == ["settings.json"] and best_so_far(progress / "epochs.csv") is None
+
+
+def test_the_best_weights_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A kill while the best weights are written leaves the previous best file intact."""
+    import keras
+
+    from avemotion.train.fitting import BestWeights
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "best.weights.h5"
+    best = BestWeights(path, best=None)
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_loss": 0.5})
+    saved = path.read_bytes()
+    best.on_epoch_end(1, {"val_loss": 0.7})  # worse: kept
+    assert path.read_bytes() == saved and best.best == 0.5
+
+    def killed_while_writing(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    model.layers[0].kernel.assign(np.ones((2, 1), np.float32))
+    monkeypatch.setattr(type(model), "save_weights", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        best.on_epoch_end(2, {"val_loss": 0.1})
+    assert path.read_bytes() == saved and [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]
 
 
 RESUME_SCRIPT = """

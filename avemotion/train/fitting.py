@@ -4,8 +4,10 @@ resuming a killed job.
 A killed job resumes from its last completed epoch: Keras BackupAndRestore per training phase under
 ``outdir/resume``; the epoch log, best weights so far and each finished phase's weights under
 ``outdir/progress``. Both folders stay until every output of the job is written (clear_progress),
-so a job killed after its last epoch reruns no epoch: it goes straight to prediction.
-The best epoch is chosen on validation loss.
+so a job killed after its last epoch reruns no epoch: it goes straight to prediction. The progress
+records the settings it was made with: a job rerun with other settings starts from epoch 1.
+The best epoch is chosen on validation loss; its weights are replaced atomically, so a kill while
+they are written leaves the previous best.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from avemotion.io import atomic_path
+from avemotion.io import atomic_path, plain, read_json, write_json
 from avemotion.model.fusion import model_input_names, task_of
 from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
 from avemotion.train.optimizer import build_adamw, set_backbone_trainable
@@ -50,7 +52,7 @@ def for_model(dataset, model):
 def best_so_far(epochs_path: Path) -> float | None:
     """The lowest validation loss a resumed job already saved weights for (None when there is none).
 
-    Without it ModelCheckpoint would start from infinity after a restart, and the first resumed
+    Without it the best-weights callback would start from infinity after a restart, and the first resumed
     epoch would overwrite the best weights even when it is worse.
     """
     if not epochs_path.exists():
@@ -59,17 +61,43 @@ def best_so_far(epochs_path: Path) -> float | None:
     return float(losses.min()) if losses is not None and losses.notna().any() else None
 
 
-def training_progress(outdir: Path) -> Path:
+PROGRESS_SETTINGS = "settings.json"
+
+
+def training_progress(outdir: Path, settings: dict) -> Path:
     """Where a running job keeps its epoch log and best weights: not among the rule's outputs, so
     Snakemake does not delete them when it reruns a killed job. A fresh start (no Keras backup to
-    resume from) clears what an earlier, finished or abandoned, run left there."""
+    resume from) clears what an earlier, finished or abandoned, run left there, and so does a rerun
+    with other ``settings`` than the killed job's (its epochs belong to another model)."""
     progress = outdir / "progress"
     # A Keras backup (killed inside a phase) or a finished phase's weights (killed between phases).
     resuming = any((outdir / "resume").glob("*/*")) or any(progress.glob("phase_*.weights.h5"))
-    if progress.exists() and not resuming:
-        shutil.rmtree(progress)
+    recorded = progress / PROGRESS_SETTINGS
+    same = recorded.exists() and read_json(recorded) == plain(settings)
+    if not (resuming and same):
+        shutil.rmtree(progress, ignore_errors=True)
+        shutil.rmtree(outdir / "resume", ignore_errors=True)
     progress.mkdir(parents=True, exist_ok=True)
+    write_json(settings, recorded)
     return progress
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss in ``path``, written to a
+    temporary file and renamed (Keras' ModelCheckpoint writes in place: a kill while it writes
+    leaves a broken file that the resumed job would load). ``best`` is the loss to beat."""
+
+    def __init__(self, path: Path, best: float | None):
+        super().__init__()
+        self.path, self.best = Path(path), float("inf") if best is None else best
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if loss is None or not loss < self.best:
+            return
+        with atomic_path(self.path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        self.best = float(loss)
 
 
 def learning_rate_logger():
@@ -110,27 +138,25 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     train = for_model(train, model)
     validation = for_model(validation, model)
     base_lr = training["learning_rate"] * training["batch_size"] / 256
-    progress = training_progress(outdir)
+    progress = training_progress(outdir, settings)
     callbacks = [
         learning_rate_logger(),  # before CSVLogger, which writes what it adds
-        keras.callbacks.ModelCheckpoint(
-            str(progress / "best.weights.h5"),
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best_so_far(progress / "epochs.csv"),
-        ),
+        BestWeights(progress / "best.weights.h5", best_so_far(progress / "epochs.csv")),
         keras.callbacks.CSVLogger(str(progress / "epochs.csv"), append=True),
     ]
     for index, (start, end, backbone_trainable) in enumerate(training_phases(training)):
         set_backbone_trainable(model, backbone_trainable)
-        # Keras' backup resumes inside one fit() and is deleted when it ends, so a finished phase
-        # leaves its end state here: a job killed in a later phase skips the phases done before.
+        # Keras' backup resumes inside one fit(), so a finished phase leaves its end state here: a
+        # job killed in a later phase skips the phases done before.
         phase_done = progress / f"phase_{index}.weights.h5"
         if phase_done.exists():
             model.load_weights(phase_done)
             continue
-        backup = keras.callbacks.BackupAndRestore(str(outdir / "resume" / f"phase_{index}"))
+        # The backup stays until the phase's end state is saved (a kill between the two would
+        # otherwise find neither and start over), and is written twice (a kill while it is written
+        # leaves the previous one to resume from).
+        backup_dir = outdir / "resume" / f"phase_{index}"
+        backup = keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
         warmup_steps, total_steps = phase_schedule(training, start, end, steps_per_epoch)
         optimizer = build_adamw(
             model,
@@ -157,6 +183,7 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
         )
         with atomic_path(phase_done, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
+        shutil.rmtree(backup_dir, ignore_errors=True)
     model.load_weights(progress / "best.weights.h5")
     with atomic_path(outdir / "history.csv") as tmp:
         shutil.copyfile(progress / "epochs.csv", tmp)
