@@ -164,6 +164,9 @@ def chunk_inputs(wildcards):
     (chunk_sources_digest): a clip reruns its chunk jobs, and the fusion and trainings after them,
     when its content changes, and only then."""
     dataset, stage, chunk = wildcards.dataset, wildcards.stage, wildcards.chunk
+    # Through the index checkpoint for every corpus, the demo's too: the job's params read the
+    # chunk's clips, and Snakemake wants a checkpoint that params depend on among the inputs.
+    clips_of_chunk(dataset, chunk)
     inputs = [str(DEMO_ROOTS[dataset])] if is_demo(dataset) else [ancient(path) for path in chunk_clip_files(wildcards)]
     if stage == "frames" and preprocess_settings(config, dataset)["frames"]["crop"] == "face":
         inputs.append(stage_table(dataset, "face", chunk))
