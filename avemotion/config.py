@@ -163,7 +163,10 @@ PREPROCESS_SECTIONS = ("frames", "audio", "face")
 # (their schema defaults; the stages read an absent key as this value). The settings are params of
 # the preprocessing and training jobs, and Snakemake reruns a job whose params change: a new key
 # that changes nothing the jobs compute must not rerun every frames chunk and training.
-QUIET_DEFAULTS = {"frames": {"short_clips": "keep", "truncated_clips": "keep"}}
+QUIET_DEFAULTS = {
+    "frames": {"short_clips": "keep", "truncated_clips": "keep"},
+    "audio": {"min_coverage": 0.9, "max_overrun_s": 0.5, "misaligned": "keep"},
+}
 
 
 def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:

@@ -37,6 +37,9 @@ def test_repository_config_is_valid(config):
         (lambda c: c["datasets"]["mafw"].update(face={"openface_args": ["-sigma", 1.5]}), "datasets.mafw.face.openface_args.1: 1.5 is not of type string"),
         (lambda c: c["frames"].update(short_clips="drop"), "frames.short_clips: 'drop' is not allowed; allowed values: 'keep', 'quarantine'"),
         (lambda c: c["datasets"]["crema_d"].update(frames={"truncated_clips": True}), "datasets.crema_d.frames.truncated_clips: True is not allowed; allowed values: 'keep', 'quarantine'"),
+        (lambda c: c["audio"].update(misaligned="drop"), "audio.misaligned: 'drop' is not allowed; allowed values: 'keep', 'quarantine'"),
+        (lambda c: c["datasets"]["mafw"].update(audio={"min_coverage": 1.5}), "datasets.mafw.audio.min_coverage: 1.5 is greater than the maximum of 1"),
+        (lambda c: c["audio"].update(max_overrun_s=-1), "audio.max_overrun_s: -1 is less than the minimum of 0"),
     ],
 )
 def test_invalid_values_name_the_key_and_allowed_values(config, change, expected):
@@ -391,3 +394,22 @@ def test_short_and_truncated_clip_policies_are_set_globally_or_per_dataset_and_k
     assert preprocess_settings(config, "crema_d")["frames"] == {**before, "truncated_clips": "quarantine"}
     config["datasets"]["crema_d"]["frames"] = {"truncated_clips": "keep"}  # a dataset's own default wins too
     assert preprocess_settings(config, "crema_d")["frames"] == before
+
+
+def test_audio_alignment_keys_at_their_defaults_rerun_nothing(config):
+    """audio.min_coverage, audio.max_overrun_s and audio.misaligned reach the audio stage globally or
+    per dataset; at their defaults they stay out of the settings (job params and receipt
+    fingerprints), so audio chunks and trainings made before the keys existed are not redone."""
+    from avemotion.config import QUIET_DEFAULTS, preprocess_settings
+    from avemotion.train.settings import model_settings
+
+    config = filled(config)
+    assert {key: config["audio"][key] for key in QUIET_DEFAULTS["audio"]} == QUIET_DEFAULTS["audio"]
+    before = preprocess_settings(config, "crema_d")["audio"]
+    assert before == {key: config["audio"][key] for key in ("window_ms", "hop_ms", "n_mels", "n_mfcc", "missing")}
+    trained = model_settings(config, "crema_d_early")
+    config["datasets"]["mafw"]["audio"] = {"misaligned": "quarantine", "min_coverage": 0.5}
+    assert preprocess_settings(config, "mafw")["audio"] == {**before, "misaligned": "quarantine", "min_coverage": 0.5}
+    assert preprocess_settings(config, "crema_d")["audio"] == before and model_settings(config, "crema_d_early") == trained
+    config["audio"]["max_overrun_s"] = 1.0
+    assert preprocess_settings(config, "crema_d")["audio"] == {**before, "max_overrun_s": 1.0}

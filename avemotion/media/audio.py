@@ -1,14 +1,27 @@
-"""Audio per clip: 16 kHz mono 16-bit PCM WAV, extracted with the ffmpeg that imageio-ffmpeg ships.
+"""Audio per clip: 16 kHz mono 16-bit PCM WAV, extracted with the ffmpeg that imageio-ffmpeg ships,
+on the video's time axis.
 
 ffmpeg is called directly: moviepy 2.2.1 returns constant data from ``to_soundarray(fps=16000)``
 for long spans and decimates without filtering in ``write_audiofile``, and a subprocess
 per clip costs ~30 ms, far less than decoding.
+
+Audio and frames share one time axis: a container's streams need not start together nor last
+equally long (an audio stream that starts late, a muxer's offset, a recording cut before its
+video ends). :func:`video_span` reads when the video stream starts and ends (its packets'
+presentation times, as ffmpeg's demuxer states them: the span the frames stage samples);
+:func:`decode_audio` decodes the audio with the time of its first decoded sample (after the
+codec's priming samples, as ffmpeg's ``ashowinfo`` reports it); :class:`Alignment` places one on
+the other and :meth:`Alignment.fit` pads with silence or trims the audio to exactly the video's span.
+A separate audio file (CREMA-D's AudioWAV) has its own clock, starting at the video's start.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import subprocess
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -19,15 +32,162 @@ from avemotion.media.probe import explain, sniffed_reason
 from avemotion.quarantine import ClipDefect
 
 SAMPLE_RATE = 16000
+NO_PTS = -(2**63)  # AV_NOPTS_VALUE, as ffmpeg's framecrc prints a missing time stamp
 
 
 class NoAudioStream(ClipDefect):
     """The media file has no audio stream at all."""
 
 
-def extract_audio(source, target, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> None:
-    """Write the first audio stream of ``source`` (a ``wanted`` "video" or "audio" file) to ``target``
-    as mono PCM WAV.
+@dataclass(frozen=True)
+class Span:
+    """A stretch of time in seconds, on one file's clock."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A file's first audio stream, mono int16 at ``rate``; ``start``: its first sample's time on the
+    file's clock (0 where ffmpeg reports none)."""
+
+    samples: np.ndarray
+    rate: int
+    start: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.rate
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Where the real audio lies against the video's span, both on the video's clock."""
+
+    video: Span
+    audio: Span
+
+    @classmethod
+    def of(cls, decoded: DecodedAudio, video: Span, separate: bool = False) -> "Alignment":
+        """``decoded`` from the video's own file, or (``separate``) from a file whose clock starts
+        where the video starts."""
+        start = video.start + decoded.start if separate else decoded.start
+        return cls(video, Span(start, start + decoded.duration))
+
+    @property
+    def overlap(self) -> float:
+        return max(0.0, min(self.audio.end, self.video.end) - max(self.audio.start, self.video.start))
+
+    @property
+    def offset_s(self) -> float:
+        """Audio start minus video start (positive: the audio starts later)."""
+        return self.audio.start - self.video.start
+
+    @property
+    def coverage(self) -> float:
+        """The fraction of the video's span that real audio covers."""
+        return min(1.0, self.overlap / self.video.duration) if self.video.duration > 0 else 0.0
+
+    @property
+    def padded_s(self) -> float:
+        """Silence added (before and after the audio) to fill the video's span."""
+        return max(0.0, self.video.duration - self.overlap)
+
+    @property
+    def trimmed_s(self) -> float:
+        """Audio cut off because it lies before the video's start or after its end."""
+        return max(0.0, self.audio.duration - self.overlap)
+
+    def problem(self, min_coverage: float, max_overrun_s: float) -> str | None:
+        """Why the audio does not match the video (None when it does): it covers less than
+        ``min_coverage`` of the video's span, or more than ``max_overrun_s`` seconds of it lie outside."""
+        where = f"audio {self.audio.start:.2f}-{self.audio.end:.2f} s, video {self.video.start:.2f}-{self.video.end:.2f} s"
+        if self.coverage < min_coverage:
+            return (
+                f"real audio covers {100 * self.coverage:.0f}% of the video's {self.video.duration:.2f} s ({where}), "
+                f"less than audio.min_coverage ({min_coverage:g})"
+            )
+        if self.trimmed_s > max_overrun_s:
+            return (
+                f"{self.trimmed_s:.2f} s of audio lie outside the video's {self.video.duration:.2f} s ({where}), "
+                f"more than audio.max_overrun_s ({max_overrun_s:g} s)"
+            )
+        return None
+
+    def fit(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        """``samples`` (starting at ``self.audio.start``) cut or padded with silence to the video's span."""
+        out = np.zeros(int(round(self.video.duration * rate)), samples.dtype)
+        shift = int(round(self.offset_s * rate))  # where the audio's first sample lands in ``out``
+        source, target = max(0, -shift), max(0, shift)
+        count = max(0, min(len(samples) - source, len(out) - target))
+        out[target : target + count] = samples[source : source + count]
+        return out
+
+    def record(self) -> dict:
+        """The chunk table's columns for this alignment."""
+        return {
+            "audio_offset_s": round(self.offset_s, 4),
+            "audio_coverage": round(self.coverage, 4),
+            "audio_padded_s": round(self.padded_s, 4),
+            "audio_trimmed_s": round(self.trimmed_s, 4),
+        }
+
+
+UNALIGNED = {"audio_offset_s": math.nan, "audio_coverage": math.nan, "audio_padded_s": 0.0, "audio_trimmed_s": 0.0}
+"""The columns of a clip whose video span is unknown (no readable video stream): its audio as decoded."""
+
+
+def video_span(path) -> Span | None:
+    """The first video stream's span on the file's clock: from its earliest frame's presentation time
+    to the latest frame's end, from the packets ffmpeg's demuxer reads (no decoding, ~25 ms);
+    None when the file has no readable video stream or its frames state no length."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-i", str(path)]
+    command += ["-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    timebase = re.search(r"^#tb 0: (\d+)/(\d+)", result.stdout, re.M)
+    if not timebase:
+        return None
+    starts, ends = [], []
+    for line in result.stdout.splitlines():
+        if line.startswith("#"):
+            continue
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) < 4 or fields[0] != "0":
+            continue
+        dts, pts, length = int(fields[1]), int(fields[2]), int(fields[3])
+        pts = dts if pts == NO_PTS else pts
+        if pts != NO_PTS:
+            starts.append(pts)
+            ends.append(pts + length)
+    if not starts:
+        return None
+    if ends == starts:  # no packet states its duration: a frame lasts the usual gap between frames
+        gaps = np.diff(np.unique(starts))
+        if not len(gaps):
+            return None
+        ends = [start + int(np.median(gaps)) for start in starts]
+    unit = int(timebase.group(1)) / int(timebase.group(2))
+    span = Span(min(starts) * unit, max(ends) * unit)
+    return span if span.duration > 0 else None
+
+
+def _ffmpeg_errors(report: str) -> list[str]:
+    """The error lines of an ffmpeg report written with ``-v level+...``, without their tags."""
+    lines = []
+    for line in report.splitlines():
+        if "[error]" in line or "[fatal]" in line:
+            lines.append(re.sub(r"^(\[[^\]]*\] )*", "", line).strip() or line.strip())
+    return lines
+
+
+def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> DecodedAudio:
+    """The first audio stream of ``source`` (a ``wanted`` "video" or "audio" file), mono int16 at
+    ``sample_rate``, with the time of its first decoded sample on the file's clock.
 
     Raises :class:`NoAudioStream` for a media file without audio, and :class:`ClipDefect` with one
     readable line (avemotion.media.probe) for a file that is empty, a still image, text or unreadable.
@@ -36,26 +196,41 @@ def extract_audio(source, target, sample_rate: int = SAMPLE_RATE, wanted: str = 
     reason = sniffed_reason(source, wanted)  # the first bytes: no ffmpeg run for a file that is no media
     if reason:
         raise ClipDefect(reason)
-    with atomic_path(target) as tmp:
-        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(source)]
-        command += ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
-        result = subprocess.run(command, capture_output=True, text=True, errors="replace")
-        if result.returncode != 0:
-            if "matches no streams" in result.stderr:
-                raise NoAudioStream("no audio stream")
-            message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "ffmpeg failed"
-            raise ClipDefect(explain(source, message, wanted, reading="audio"))
+    # ashowinfo (before the resampler ffmpeg adds) reports each decoded frame's time; -copyts keeps the
+    # file's own clock, the one video_span reads.
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "level+info", "-copyts", "-i", str(source)]
+    command += ["-map", "0:a:0", "-vn", "-af", "ashowinfo", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
+    result = subprocess.run(command, capture_output=True)
+    report = result.stderr.decode(errors="replace")
+    if result.returncode != 0:
+        if "matches no streams" in report:
+            raise NoAudioStream("no audio stream")
+        errors = _ffmpeg_errors(report)
+        raise ClipDefect(explain(source, errors[-1] if errors else "ffmpeg failed", wanted, reading="audio"))
+    first = re.search(r"\bpts_time:(-?[\d.]+)", report)
+    samples = np.frombuffer(result.stdout[: len(result.stdout) // 2 * 2], "<i2")
+    return DecodedAudio(samples, sample_rate, float(first.group(1)) if first else 0.0)
 
 
-def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Float audio in [-1, 1] as 16-bit mono PCM WAV, written atomically."""
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+def extract_audio(source, target, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> None:
+    """Write the first audio stream of ``source`` to ``target`` as mono PCM WAV, as decoded (not
+    aligned to any video: the audio stage aligns it with :class:`Alignment`). Raises as :func:`decode_audio`."""
+    write_pcm(target, decode_audio(source, sample_rate, wanted).samples, sample_rate)
+
+
+def write_pcm(path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """16-bit mono samples as PCM WAV, written atomically."""
     with atomic_path(path) as tmp:
         with wave.open(str(tmp), "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(sample_rate)
-            out.writeframes(pcm.tobytes())
+            out.writeframes(np.ascontiguousarray(pcm, "<i2").tobytes())
+
+
+def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Float audio in [-1, 1] as 16-bit mono PCM WAV, written atomically."""
+    write_pcm(path, (np.clip(audio, -1, 1) * 32767).astype("<i2"), sample_rate)
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:

@@ -1,6 +1,9 @@
 """The three preprocessing stages and where each writes its per-clip artifacts.
 
-audio:  the clip's WAV, log-Mel and MFCC images and the log-Mel array
+audio:  the clip's WAV on the video's time axis (padded or trimmed to the video stream's span), its
+        log-Mel and MFCC images and the log-Mel array. Its chunk table records the audio's offset
+        and coverage and flags ``audio_misaligned`` clips; audio.misaligned (keep | quarantine)
+        decides whether such a clip is kept
 face:   the face table in OpenFace 2's CSV schema, from the configured backend
 frames: the sampled frames, uint8 (T, S, S, 3); face crops use the face stage's boxes. Its chunk
         table flags a clip ``short`` (fewer frames than frames.num_frames: frames repeat) or
@@ -15,6 +18,7 @@ the whole picture (crop "full"), so it is still predicted, with a warning.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.config import QUIET_DEFAULTS
 from avemotion.face.facemesh import FaceMeshBackend, face_boxes
 from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
-from avemotion.media.audio import SAMPLE_RATE, NoAudioStream, extract_audio, read_wav, write_wav
+from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
 from avemotion.media.frames import decode_all, length_defects, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.preprocess.chunk import Stage
@@ -36,10 +41,21 @@ SILENCE_RMS = 1e-4
 
 
 class AudioStage(Stage):
+    """The clip's audio on the video's time axis (avemotion.media.audio.Alignment): it covers exactly
+    the video stream's span, padded with silence or trimmed where the audio starts later or earlier
+    or is shorter or longer. A separate file (CREMA-D's AudioWAV) starts at the video's start. The
+    chunk table records the offset, the coverage and what was padded and trimmed, and flags
+    ``audio_misaligned`` a clip whose real audio covers less than audio.min_coverage of the video or
+    has more than audio.max_overrun_s seconds outside it; audio.misaligned: quarantine leaves such a
+    clip out. A settings dict without these keys (config.QUIET_DEFAULTS; a trained model's older
+    settings) reads them as their defaults."""
+
     name = "audio"
 
     def sources(self, clip):
-        return [self.root / (clip.get("audio_path") or clip["path"])]
+        audio = self.root / (clip.get("audio_path") or clip["path"])
+        # a separate audio file is aligned to its video's span, so the video is a source too
+        return [audio, self.root / clip["path"]] if clip.get("audio_path") else [audio]
 
     def artifacts(self, clip):
         files = ClipArtifacts(self.outdir, clip["clip_id"])
@@ -47,17 +63,32 @@ class AudioStage(Stage):
 
     def process(self, clip):
         wav, mel_png, mfcc_png, mel_npy = self.artifacts(clip)
-        source = self.sources(clip)[0]
-        missing = False
+        source, video = self.root / (clip.get("audio_path") or clip["path"]), self.root / clip["path"]
+        separate = bool(clip.get("audio_path"))
+        missing, misaligned, record = False, False, dict(UNALIGNED)
         try:
-            extract_audio(source, wav, SAMPLE_RATE, wanted="audio" if clip.get("audio_path") else "video")
+            decoded = decode_audio(source, SAMPLE_RATE, wanted="audio" if separate else "video")
         except NoAudioStream:
             if self.settings["missing"] != "silent":
                 raise
             # Keep the clip with silent audio as long as its video, flagged in the chunk table.
-            reader = open_video(self.root / clip["path"])
-            write_wav(wav, np.zeros(int(len(reader) / (reader.get_avg_fps() or 25.0) * SAMPLE_RATE)))
-            missing = True
+            span = video_span(video)
+            if span is None:
+                reader = open_video(video)  # raises the ClipDefect that says why the video is unreadable
+                span = Span(0.0, len(reader) / (reader.get_avg_fps() or 25.0))
+            pcm, missing = np.zeros(int(round(span.duration * SAMPLE_RATE)), np.int16), True
+            record = {"audio_offset_s": math.nan, "audio_coverage": 0.0, "audio_padded_s": round(span.duration, 4), "audio_trimmed_s": 0.0}
+        else:
+            pcm, span = decoded.samples, video_span(video)
+            if span is not None:  # else no readable video stream: the audio as decoded (face and frames stages say why)
+                alignment = Alignment.of(decoded, span, separate=separate)
+                pcm, record = alignment.fit(decoded.samples, SAMPLE_RATE), alignment.record()
+                problem = alignment.problem(self._setting("min_coverage"), self._setting("max_overrun_s"))
+                misaligned = problem is not None
+                if misaligned and self._setting("misaligned") == "quarantine":
+                    names = f"{source.name} against {video.name}" if separate else source.name
+                    raise ClipDefect(f"misaligned audio: {names}: {problem}")
+        write_pcm(wav, pcm, SAMPLE_RATE)
         audio, rate = read_wav(wav)
         spectrogram = SpectrogramSettings(
             sample_rate=rate,
@@ -69,11 +100,16 @@ class AudioStage(Stage):
         write_spectrograms(audio, spectrogram, mel_png, mfcc_png, mel_npy)
         rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
         return {
-            "audio_source": "AudioWAV" if clip.get("audio_path") else "video",
+            "audio_source": "AudioWAV" if separate else "video",
             "duration_s": len(audio) / rate,
             "audio_missing": missing,
             "silent": rms < SILENCE_RMS,
+            **record,
+            "audio_misaligned": misaligned,
         }
+
+    def _setting(self, key):
+        return self.settings.get(key, QUIET_DEFAULTS["audio"][key])
 
 
 class FaceStage(Stage):

@@ -1,0 +1,162 @@
+"""The audio stage puts a clip's audio on the video's time axis: the WAV covers exactly the video
+stream's span (silence where the audio starts late or ends early, cut where it runs over), the chunk
+table records the offset, coverage, padding and trimming, and flags (and, when configured,
+quarantines) a clip whose audio does not match its video. CREMA-D's separate AudioWAV starts at its
+video's start and, 1.4-2.4% longer than the FLV's video, is trimmed to it without a flag."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pandas as pd
+import pytest
+
+from avemotion.layout import ClipArtifacts
+from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, read_wav, video_span
+from avemotion.preprocess.chunk import run_chunk
+from avemotion.preprocess.stages import AudioStage
+
+SETTINGS = {"window_ms": 25, "hop_ms": 10, "n_mels": 32, "n_mfcc": 13, "missing": "quarantine"}
+FPS = 25
+FRAME = 1 / FPS
+
+
+def ffmpeg(*args) -> None:
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def make_clip(path: Path, video_s: float, audio_s: float, audio_start: float = 0.0, **codecs) -> Path:
+    """A test-pattern video of ``video_s`` seconds with a 440 Hz tone of ``audio_s`` seconds whose
+    stream starts ``audio_start`` seconds after the video's (-itsoffset: the container's clock)."""
+    video = ["-f", "lavfi", "-i", f"testsrc=size=64x48:rate={codecs.get('fps', FPS)}:duration={video_s}"]
+    audio = ["-itsoffset", audio_start, "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={codecs.get('rate', 16000)}:duration={audio_s}"]
+    encode = ["-c:v", codecs.get("video", "libx264"), "-pix_fmt", "yuv420p", "-c:a", codecs.get("audio", "pcm_s16le")]
+    ffmpeg(*video, *audio, "-map", "0:v", "-map", "1:a", *encode, path)
+    return path
+
+
+def run_audio(root: Path, out: Path, clips: list[dict], **settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(chunk table, quarantine part) of the audio stage over ``clips`` under ``root``, written to ``out``."""
+    stage = AudioStage(root, out, {**SETTINGS, **settings})
+    table = run_chunk(stage, clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    return table, pd.read_csv(out / "q.csv")
+
+
+def clip(name: str, path: str, audio_path: str = "") -> dict:
+    return {"clip_id": name, "path": path, "audio_path": audio_path}
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("alignment")
+    make_clip(root / "late.mov", 2, 1.5, audio_start=0.5)
+    make_clip(root / "short.mov", 2, 0.8)
+    # CREMA-D: an FLV (FLV1 video, MP3 audio) and its AudioWAV, 2% longer than the video
+    (root / "VideoFlash").mkdir()
+    (root / "AudioWAV").mkdir()
+    make_clip(root / "VideoFlash" / "1001_DFA_ANG_XX.flv", 2, 2.04, fps=29.97, video="flv1", audio="libmp3lame", rate=44100)
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=2.04", "-c:a", "pcm_s16le", root / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    return root
+
+
+def test_audio_that_starts_late_is_padded_with_silence_to_the_videos_span(media):
+    table, quarantine = run_audio(media, media / "late", [clip("late", "late.mov")])
+    row = table.loc["late"]
+    assert row["status"] == "ok" and quarantine.empty
+    audio, rate = read_wav(ClipArtifacts(media / "late", "late").wav)
+    assert rate == SAMPLE_RATE
+    assert abs(len(audio) / rate - 2.0) < FRAME  # as long as the video, within a frame
+    onset = np.argmax(np.abs(audio) > 0.05) / rate
+    assert abs(onset - 0.5) < 0.01 and np.abs(audio[: int(0.49 * rate)]).max() < 1e-3  # silence first
+    assert row["audio_offset_s"] == pytest.approx(0.5, abs=0.01)
+    assert row["audio_coverage"] == pytest.approx(0.75, abs=0.01)
+    assert row["audio_padded_s"] == pytest.approx(0.5, abs=0.01) and row["audio_trimmed_s"] == pytest.approx(0, abs=0.01)
+    assert row["duration_s"] == pytest.approx(2.0, abs=FRAME)
+    assert row["audio_misaligned"]  # 75% < audio.min_coverage 0.9: flagged, and kept (audio.misaligned: keep)
+
+
+def test_audio_shorter_than_half_its_video_is_flagged_and_quarantined_when_configured(media):
+    table, quarantine = run_audio(media, media / "keep", [clip("short", "short.mov")])
+    assert table.loc["short", "status"] == "ok" and bool(table.loc["short", "audio_misaligned"]) and quarantine.empty
+    assert table.loc["short", "audio_coverage"] == pytest.approx(0.4, abs=0.01)
+    table, quarantine = run_audio(media, media / "quarantine", [clip("short", "short.mov")], misaligned="quarantine")
+    assert table.loc["short", "status"] == "quarantined"
+    assert quarantine["reason"].tolist() == [
+        "misaligned audio: short.mov: real audio covers 40% of the video's 2.00 s (audio 0.00-0.80 s, "
+        "video 0.00-2.00 s), less than audio.min_coverage (0.9)"
+    ]
+    # a looser threshold keeps it unflagged
+    table, _ = run_audio(media, media / "loose", [clip("short", "short.mov")], min_coverage=0.3, misaligned="quarantine")
+    assert table.loc["short", "status"] == "ok" and not table.loc["short", "audio_misaligned"]
+
+
+def test_audio_that_runs_far_past_its_video_is_flagged(media):
+    root = media / "overrun"
+    root.mkdir()
+    make_clip(root / "long.mov", 1, 2.5)
+    table, quarantine = run_audio(root, root / "out", [clip("long", "long.mov")], misaligned="quarantine")
+    assert table.loc["long", "status"] == "quarantined"
+    assert quarantine["reason"][0].startswith("misaligned audio: long.mov: 1.50 s of audio lie outside the video's 1.00 s")
+    assert quarantine["reason"][0].endswith("more than audio.max_overrun_s (0.5 s)")
+
+
+def test_a_crema_d_wav_two_percent_longer_than_its_video_is_trimmed_to_it_without_a_flag(media):
+    wav = media / "AudioWAV" / "1001_DFA_ANG_XX.wav"
+    flv = media / "VideoFlash" / "1001_DFA_ANG_XX.flv"
+    pair = clip("1001_DFA_ANG_XX", "VideoFlash/1001_DFA_ANG_XX.flv", "AudioWAV/1001_DFA_ANG_XX.wav")
+    stage = AudioStage(media, media / "crema", SETTINGS)
+    assert stage.sources(pair) == [wav, flv]  # the video's span decides the WAV's length: a changed FLV redoes it
+    table = run_chunk(stage, [pair], media / "crema.parquet", media / "crema.csv").set_index("clip_id")
+    row = table.loc[pair["clip_id"]]
+    span = video_span(flv)
+    assert row["status"] == "ok" and row["audio_source"] == "AudioWAV" and not row["audio_misaligned"]
+    assert span.duration == pytest.approx(2.0, abs=0.05)
+    assert row["audio_offset_s"] == 0 and row["audio_coverage"] == 1 and row["audio_padded_s"] == 0
+    assert row["audio_trimmed_s"] == pytest.approx(2.04 - span.duration, abs=0.002)
+    written, _ = read_wav(ClipArtifacts(media / "crema", pair["clip_id"]).wav)
+    original, _ = read_wav(wav)
+    assert len(written) == round(span.duration * SAMPLE_RATE)  # trimmed to the video's span
+    np.testing.assert_array_equal(written, original[: len(written)])  # its own start kept: sample for sample
+
+
+def test_the_real_video_has_its_audio_over_the_whole_video(real_media, tmp_path):
+    video = real_media / "WolfgangLanger_Pexels.mp4"
+    table, quarantine = run_audio(real_media, tmp_path, [clip("wolfgang", video.name)], misaligned="quarantine")
+    row = table.loc["wolfgang"]
+    assert row["status"] == "ok" and quarantine.empty and not row["audio_misaligned"]
+    assert row["audio_coverage"] > 0.99 and abs(row["audio_offset_s"]) < 0.01 and row["audio_padded_s"] < 0.01
+    assert row["duration_s"] == pytest.approx(video_span(video).duration, abs=1 / SAMPLE_RATE)  # 472 frames at 23.976 fps
+    assert video_span(video).duration == pytest.approx(472 / (24000 / 1001), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "audio, offset, coverage, padded, trimmed",
+    [
+        (Span(0.5, 2.0), 0.5, 0.75, 0.5, 0.0),  # starts late
+        (Span(-0.25, 1.0), -0.25, 0.5, 1.0, 0.25),  # starts early and ends early
+        (Span(0.0, 2.04), 0.0, 1.0, 0.0, 0.04),  # runs over
+        (Span(3.0, 4.0), 3.0, 0.0, 2.0, 1.0),  # no overlap at all
+    ],
+)
+def test_alignment_numbers_and_fit(audio, offset, coverage, padded, trimmed):
+    rate = 100
+    alignment = Alignment(Span(0.0, 2.0), audio)
+    assert (alignment.offset_s, alignment.coverage, alignment.padded_s, alignment.trimmed_s) == pytest.approx((offset, coverage, padded, trimmed))
+    samples = np.arange(1, int(round(audio.duration * rate)) + 1, dtype=np.int16)
+    fitted = alignment.fit(samples, rate)
+    assert len(fitted) == 200
+    times = np.arange(200) / rate
+    inside = (times >= audio.start - 1e-9) & (times < audio.end - 1e-9)
+    assert (fitted[~inside] == 0).all() and (fitted[inside] != 0).all()
+    if inside.any():
+        assert fitted[inside][0] == 1 + int(round(max(0.0, -audio.start) * rate))
+
+
+def test_a_separate_file_starts_at_the_videos_start():
+    decoded = DecodedAudio(np.zeros(16000, np.int16), 16000, start=0.0)
+    alignment = Alignment.of(decoded, Span(0.025, 1.025), separate=True)
+    assert alignment.audio == Span(0.025, 1.025) and alignment.offset_s == 0
+    assert Alignment.of(decoded, Span(0.025, 1.025)).offset_s == pytest.approx(-0.025)  # the video's own audio keeps its clock
