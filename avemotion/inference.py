@@ -1,21 +1,20 @@
 """Predictions for new clips (``avemotion predict``, rule predict_clips).
 
-A new clip goes through exactly what the model's training clips went through, with the settings
-saved beside the model (settings.json: preprocessing per dataset, frames, fusion, labels): the
-three preprocessing stages (avemotion.preprocess.stages), the fuse stage's encoding into a TFRecord
-shard (avemotion.fusion.shards) and the evaluation input pipeline (avemotion.fusion.dataset), all in
-a scratch folder. Sharing that code, not re-implementing it, is what keeps predictions equal to the
-evaluation predictions of the same clips (a test checks it).
+A new clip goes through its model's own preprocessor (TrainedModel.preprocessor: the workflow's
+preprocessing stages with the settings saved beside the model, and the fuse stage's encoding) and
+the evaluation input pipeline (avemotion.model.outputs), so its prediction equals the evaluation
+prediction of the same clip (a test checks it). The stages' artifacts go to a temporary folder,
+or to ``workdir`` to keep them.
 
-Differences from the workflow, on purpose: a clip without audio is predicted with silent audio
-(``audio.missing: silent``) and a clip without a face with its whole picture and zero face
-features (``face.no_face: keep``), each with a warning; a clip that cannot be read gets a row with
-its error and the others are still predicted.
+Differences from the workflow, on purpose: a clip without audio is predicted with silent audio and
+a clip without a face with its whole picture and zero face features, each with a warning; a clip
+that cannot be read gets a row with its error and the others are still predicted.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -24,18 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.fusion.shards import fuse_chunk
 from avemotion.io import atomic_path
-from avemotion.model.bundle import MODEL_FILE, SETTINGS_FILE, TrainedModel
-from avemotion.preprocess.chunk import run_chunk
+from avemotion.model.bundle import TrainedModel
+from avemotion.model.preprocessor import warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES
-from avemotion.preprocess.stages import STAGES
-from avemotion.quarantine import merge_quarantine
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-DATASET = "new"  # the dataset name of new clips in the scratch shard
-LOW_FACE_RATIO = 0.5  # below this fraction of frames with a face, a warning says so
 RESULT_COLUMNS = ["clip", "predicted_label", "valence", "arousal", "face_ratio", "warnings", "error"]
+# Clips prepared and predicted at a time: what a crash can lose, and the work between two writes.
+GROUP_SIZE = 32
 
 
 class Progress:
@@ -71,20 +67,14 @@ def video_files(folder) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def load_model_settings(model_dir, dataset: str | None = None) -> tuple[TrainedModel, dict]:
-    """(the trained model in ``model_dir``, the preprocessing settings of ``dataset``, one the model
-    was trained on; default its first)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / MODEL_FILE).exists() or not (model_dir / SETTINGS_FILE).exists():
-        raise FileNotFoundError(f"{model_dir}: not a trained model folder ({MODEL_FILE} and {SETTINGS_FILE} expected)")
-    trained = TrainedModel.load(model_dir)
-    preprocess = trained.settings.get("preprocess")
-    if not preprocess:
-        raise ValueError(f"{model_dir / SETTINGS_FILE} does not record the preprocessing settings (a model trained before they were saved): retrain it")
-    dataset = dataset or trained.settings["datasets"][0]
-    if dataset not in preprocess:
-        raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
-    return trained, preprocess[dataset]
+def expand_clips(paths) -> list[str]:
+    """The clips to predict: each file as given, and every video under a folder given instead
+    (sorted); a folder without videos stays in the list and gets an error row."""
+    clips = []
+    for path in paths:
+        videos = video_files(path) if Path(path).is_dir() else []
+        clips += [str(video) for video in videos] or [str(path)]
+    return clips
 
 
 def clip_records(paths) -> list[dict]:
@@ -101,149 +91,97 @@ def clip_records(paths) -> list[dict]:
     return records
 
 
-def stage_settings(preprocess: dict) -> dict[str, dict]:
-    """The model's preprocessing settings, made to keep clips without audio or face."""
-    return {
-        "audio": {**preprocess["audio"], "missing": "silent"},
-        "face": {**preprocess["face"], "no_face": "keep"},
-        "frames": dict(preprocess["frames"]),
-    }
+def _missing(path: Path) -> str:
+    if path.is_dir():
+        return f"a folder without video files ({', '.join(VIDEO_SUFFIXES)})"
+    return "no such file"
 
 
-def prepare_clips(clips: list[dict], preprocess: dict, workdir: Path, progress: Progress | None = None) -> dict:
-    """Run the three preprocessing stages and the fuse stage on ``clips`` in ``workdir``.
-
-    Returns {"tfrecord": path, "usable": clips in it, "tables": {stage: DataFrame}, "quarantine": DataFrame}.
-    """
-    settings = stage_settings(preprocess)
-    tables, quarantine_parts = {}, []
-    jobs = [{key: clip[key] for key in ("clip_id", "path", "audio_path")} for clip in clips]
-    for stage_name in ("audio", "face", "frames"):  # frames crop to the face stage's boxes
-        stage = STAGES[stage_name](Path("/"), workdir, settings[stage_name])
-        tables[stage_name] = workdir / "preprocess" / f"{stage_name}.parquet"
-        quarantine_parts.append(workdir / "quarantine" / f"{stage_name}.csv")
-        run_chunk(stage, jobs, tables[stage_name], quarantine_parts[-1], progress.advance if progress else None)
-    manifest = pd.DataFrame(
-        {
-            "clip_id": [clip["clip_id"] for clip in clips],
-            "dataset": DATASET,
-            "path": [clip["path"] for clip in clips],
-            "speaker": "",
-            "label": "",
-            "label_index": -1,
-            "valence": np.nan,
-            "arousal": np.nan,
-            "fold": 0,
-            "chunk": 0,
-        }
-    )
-    manifest.to_parquet(workdir / "manifest.parquet", index=False)
-    tfrecord = workdir / "shards" / "tfrecord" / "0.tfrecord"
-    shard = fuse_chunk(
-        workdir / "manifest.parquet",
-        0,
-        tables,
-        workdir,
-        preprocess["frames"]["num_frames"],
-        preprocess["audio"]["n_mfcc"],
-        workdir / "shards" / "tabular" / "0.parquet",
-        tfrecord,
-        labelled_only=False,
-    )
-    return {
-        "tfrecord": tfrecord,
-        "usable": shard.num_rows,
-        "tables": {name: pd.read_parquet(path).set_index("clip_id") for name, path in tables.items()},
-        "quarantine": merge_quarantine(quarantine_parts),
-    }
-
-
-def warnings_of(clip_id: str, tables: dict[str, pd.DataFrame]) -> list[str]:
-    """What a user should know about a predicted clip: no audio, silence, no or little face."""
-    warnings = []
-    audio, face = tables["audio"].loc[clip_id], tables["face"].loc[clip_id]
-    if bool(audio.get("audio_missing", False)):
-        warnings.append("no audio stream: predicted with silent audio")
-    elif bool(audio.get("silent", False)):
-        warnings.append("audio is silent")
-    ratio = float(face["face_ratio"])
-    if ratio == 0:
-        warnings.append("no face found: frames show the whole picture and face features are zeros")
-    elif ratio < LOW_FACE_RATIO:
-        warnings.append(f"a face in only {ratio:.0%} of the frames")
-    return warnings
-
-
-def error_of(clip_id: str, quarantine: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> str:
-    """Why a clip was not predicted (the stages' quarantine reasons)."""
-    reasons = quarantine.loc[quarantine["clip_id"] == clip_id, ["stage", "reason"]]
-    if len(reasons):
-        return "; ".join(f"{stage}: {reason}" for stage, reason in reasons.itertuples(index=False))
-    statuses = {name: table.loc[clip_id, "status"] for name, table in tables.items() if clip_id in table.index}
-    return "not processed: " + ", ".join(f"{name} {status}" for name, status in statuses.items())
-
-
-def predict_files(model_dir, paths, dataset: str | None = None, workdir=None, progress: bool = True) -> pd.DataFrame:
-    """One row per clip path, in the given order: RESULT_COLUMNS plus ``prob_<label>`` per class.
+def predict_files(
+    model_dir, paths, dataset: str | None = None, workdir=None, progress: bool = True, on_rows=None, group_size: int = GROUP_SIZE
+) -> pd.DataFrame:
+    """One row per clip (a folder stands for the videos under it), in the given order:
+    RESULT_COLUMNS plus ``prob_<label>`` per class.
 
     Rows of clips that could not be predicted hold their ``error`` and no prediction. ``workdir``
-    keeps the intermediate artifacts (default: a temporary folder, removed afterwards).
+    keeps the intermediate artifacts (default: a temporary folder, removed afterwards). Clips are
+    prepared and predicted ``group_size`` at a time; ``on_rows``, when given, gets the table of
+    the clips done so far after each group (a crash later keeps those).
     """
     # TensorFlow, so not at the top: the workflow imports this module when it parses its rules. It
     # also registers the fusion model's layers, which load_model needs.
     from avemotion.model.outputs import raw_outputs
 
-    model_dir = Path(model_dir)
-    trained, preprocess = load_model_settings(model_dir, dataset)
-    settings, labels = trained.settings, trained.labels
-    clips = clip_records(paths)
+    trained = TrainedModel.load(model_dir)
+    preprocessor = trained.preprocessor(dataset)
+    labels = trained.labels
+    clips = clip_records(expand_clips(paths))
     if not clips:
         raise ValueError("no clips to predict")
-    missing = {clip["clip_id"] for clip in clips if not Path(clip["path"]).is_file()}
-    readable = [clip for clip in clips if clip["clip_id"] not in missing]
-    with tempfile.TemporaryDirectory(prefix="avemotion-predict-") as scratch:
-        workdir = Path(workdir) if workdir else Path(scratch)
-        ids, final = [], {}
-        if readable:
-            bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
-            prepared = prepare_clips(readable, preprocess, workdir, bar)
-        if readable and prepared["usable"]:
-            ids, outputs = raw_outputs(trained.network(), settings, [str(prepared["tfrecord"])], None, unlabelled=True)
-            final = trained.fused(outputs)
-    position = {clip_id: index for index, clip_id in enumerate(ids)}
+    network = trained.network()  # a damaged model file stops here, before any clip is prepared
+    readable = {clip["clip_id"] for clip in clips if Path(clip["path"]).is_file()}
+    bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
     rows = []
-    for clip in clips:
-        row = {"clip": clip["given"]}
-        index = position.get(clip["clip_id"])
-        if clip["clip_id"] in missing:
-            row["error"] = "no such file"
-        elif index is None:
-            row["error"] = error_of(clip["clip_id"], prepared["quarantine"], prepared["tables"])
-        else:
-            probabilities = final["emotion"][index]
-            row.update(
-                predicted_label=labels[int(np.argmax(probabilities))],
-                valence=float(final["valence"][index]),
-                arousal=float(final["arousal"][index]),
-                face_ratio=float(prepared["tables"]["face"].loc[clip["clip_id"], "face_ratio"]),
-                warnings="; ".join(warnings_of(clip["clip_id"], prepared["tables"])),
-                error="",
-            )
-            row.update({f"prob_{label}": float(p) for label, p in zip(labels, probabilities)})
-        rows.append(row)
+    with tempfile.TemporaryDirectory(prefix="avemotion-predict-") as scratch:
+        for start in range(0, len(clips), group_size):
+            group = clips[start : start + group_size]
+            folder = Path(workdir or scratch) / f"group_{start // group_size}"
+            prepared = {clip.clip_id: clip for clip in preprocessor.prepare([c for c in group if c["clip_id"] in readable], folder, bar.advance if bar else None)}
+            examples = preprocessor.write_examples(list(prepared.values()), folder)
+            ids, final = [], {}
+            if examples:
+                ids, outputs = raw_outputs(network, trained.settings, [str(examples)], None, unlabelled=True)
+                final = trained.fused(outputs)
+            position = {clip_id: index for index, clip_id in enumerate(ids)}
+            rows += [_row(clip, prepared.get(clip["clip_id"]), position.get(clip["clip_id"]), final, labels) for clip in group]
+            if on_rows:
+                on_rows(_table(rows, labels))
+    return _table(rows, labels)
+
+
+def _row(clip: dict, done, index: int | None, final: dict, labels: list[str]) -> dict:
+    """A clip's result row: its prediction (the ``index``-th output), or why there is none."""
+    row = {"clip": clip["given"], "warnings": "", "error": ""}
+    if done is None:
+        return {**row, "error": _missing(Path(clip["path"]))}
+    if index is None:
+        return {**row, "error": done.error or "not predicted"}
+    probabilities = final["emotion"][index]
+    row.update(
+        predicted_label=labels[int(np.argmax(probabilities))],
+        valence=float(final["valence"][index]),
+        arousal=float(final["arousal"][index]),
+        face_ratio=done.face_ratio,
+        warnings="; ".join(warnings_of(done)),
+    )
+    return {**row, **{f"prob_{label}": float(p) for label, p in zip(labels, probabilities)}}
+
+
+def _table(rows: list[dict], labels: list[str]) -> pd.DataFrame:
     columns = RESULT_COLUMNS[:2] + [f"prob_{label}" for label in labels] + RESULT_COLUMNS[2:]
-    table = pd.DataFrame.from_records(rows, columns=columns)
-    table["warnings"] = table["warnings"].fillna("")
-    table["error"] = table["error"].fillna("")
-    return table
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def check_output(out) -> Path:
+    """``out`` if predictions can be written there (a .csv or .json file in a writable folder);
+    otherwise a ValueError that says why, before any clip is predicted."""
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"{out}: the output file must end with .csv or .json")
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; give a file name ending with .csv or .json")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"{out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"{out}: not writable (no permission to write in {folder})")
+    return out
 
 
 def write_predictions(table: pd.DataFrame, out) -> None:
     """CSV or JSON (a list of records) by the file's extension."""
-    out = Path(out)
+    out = check_output(out)
     suffix = out.suffix.lower()
-    if suffix not in (".csv", ".json"):
-        raise ValueError(f"{out}: the output file must end with .csv or .json")
     with atomic_path(out) as tmp:
         if suffix == ".csv":
             table.to_csv(tmp, index=False)

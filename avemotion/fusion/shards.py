@@ -27,6 +27,7 @@ import hashlib
 import io
 import logging
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -75,17 +76,41 @@ def fuse_chunk(
     tabular_rows, sequences = [], []
     with atomic_path(tfrecord) as tmp, open(tmp, "wb") as handle:
         for clip in clips.to_dict("records"):
-            artifacts = read_artifacts(outdir, clip["clip_id"], num_frames)
-            total = clip["total_frames"] if pd.notna(clip["total_frames"]) else len(artifacts["face"])
-            sequence = F.face_sequence(artifacts["face"], total, num_frames)
-            handle.write(tfrecord_record(encode_example(example_features(clip, artifacts, sequence, n_mfcc))))
-            tabular_rows.append(tabular_features(artifacts, n_mfcc))
-            sequences.append(sequence)
+            encoded = encode_clip(clip, outdir, num_frames, n_mfcc)
+            handle.write(tfrecord_record(encoded.example))
+            tabular_rows.append(encoded.features)
+            sequences.append(encoded.sequence)
     table = tabular_table(clips, rows, tabular_rows, sequences)
     with atomic_path(tabular) as tmp:
         pq.write_table(table, tmp)
     log.info("chunk %s: %d clips in the shards", chunk, len(clips))
     return table
+
+
+@dataclass(frozen=True)
+class EncodedClip:
+    """One clip as the shards hold it: its serialised tf.train.Example, its tabular feature columns
+    and its face sequence (T, FACE_FEATURES), NaN where the backend has no estimate."""
+
+    example: bytes
+    features: dict
+    sequence: np.ndarray
+
+
+def encode_clip(clip: dict, outdir, num_frames: int, n_mfcc: int) -> EncodedClip:
+    """A clip's preprocessing artifacts under ``outdir`` as the model reads them: what the fuse stage
+    writes into the shards and what ``avemotion predict`` feeds the model (through the same input
+    pipeline), so both see the same numbers.
+
+    ``clip`` holds the manifest fields the examples carry (clip_id, dataset, speaker, label,
+    label_index, fold, valence, arousal; UNLABELLED for a clip without a manifest row) and the
+    stages' ``audio_missing``, ``face_ratio`` and ``total_frames`` (NaN: the face table's length).
+    """
+    artifacts = read_artifacts(outdir, clip["clip_id"], num_frames)
+    total = clip["total_frames"] if pd.notna(clip["total_frames"]) else len(artifacts["face"])
+    sequence = F.face_sequence(artifacts["face"], total, num_frames)
+    example = encode_example(example_features(clip, artifacts, sequence, n_mfcc))
+    return EncodedClip(example, tabular_features(artifacts, n_mfcc), sequence)
 
 
 def chunk_rows_digest(manifest: pd.DataFrame, chunk) -> str:
@@ -162,6 +187,11 @@ def tabular_table(clips: pd.DataFrame, rows: pd.DataFrame, features: list[dict],
     steps = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), FACE_FEATURES)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int32)
     return table.append_column(pa.field("face_sequence", FACE_SEQUENCE_TYPE), pa.ListArray.from_arrays(offsets, steps))
+
+
+# The manifest fields of a clip that no corpus lists (a new clip to predict): no label (-1), no
+# speaker, no fold, no valence or arousal.
+UNLABELLED = {"dataset": "", "speaker": "", "label": "", "label_index": -1, "fold": 0, "valence": np.nan, "arousal": np.nan}
 
 
 def example_features(clip: dict, artifacts: dict, sequence: np.ndarray, n_mfcc: int) -> dict:

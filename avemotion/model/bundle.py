@@ -1,8 +1,9 @@
 """A trained model as one thing: its Keras network (model.keras), the settings it was trained with
-(settings.json: labels, fusion mode, each corpus' preprocessing) and its late-fusion branch weights
-(late_weights.json: null unless the fusion mode is late). Training writes all three into a run
-folder and the training rules declare them (:data:`RUN_FILES`), so a rerun replaces every one;
-cross-corpus evaluation and ``avemotion predict`` load them together here.
+(settings.json: labels, fusion mode, each corpus' preprocessing), its late-fusion branch weights
+(late_weights.json: null unless the fusion mode is late) and the preprocessor those settings make
+(avemotion.model.preprocessor). Training writes the three files into a run folder and the training
+rules declare them (:data:`RUN_FILES`), so a rerun replaces every one; cross-corpus evaluation and
+``avemotion predict`` load them together here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from avemotion.io import read_json, write_json
 from avemotion.model.late_fusion import fused
+from avemotion.model.preprocessor import ClipPreprocessor
 
 MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE = "model.keras", "settings.json", "late_weights.json"
 # What loading a trained model reads (TrainedModel.load and network()).
@@ -32,6 +34,8 @@ class TrainedModel:
         it needs TensorFlow). A folder written before late_weights.json was always written has none
         for non-late models, which is what null means."""
         directory = Path(directory)
+        if not (directory / SETTINGS_FILE).exists():
+            raise FileNotFoundError(f"{directory}: not a trained model folder ({MODEL_FILE} and {SETTINGS_FILE} expected)")
         weights = directory / LATE_WEIGHTS_FILE
         return cls(directory, read_json(directory / SETTINGS_FILE), read_json(weights) if weights.exists() else None)
 
@@ -39,10 +43,28 @@ class TrainedModel:
     def labels(self) -> list[str]:
         return list(self.settings["labels"])
 
+    def preprocessor(self, dataset: str | None = None) -> ClipPreprocessor:
+        """Clip files to this model's inputs with the preprocessing of ``dataset``, one of the
+        corpora it was trained on (default: its first)."""
+        preprocess = self.settings.get("preprocess")
+        if not preprocess:
+            raise ValueError(f"{self.directory / SETTINGS_FILE} does not record the preprocessing settings (a model trained before they were saved): retrain it")
+        dataset = dataset or self.settings["datasets"][0]
+        if dataset not in preprocess:
+            raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
+        return ClipPreprocessor(preprocess[dataset])
+
     def network(self):
         import keras  # here, not at the top: the workflow imports this module while it plans jobs
 
-        return keras.models.load_model(self.directory / MODEL_FILE, compile=False)
+        path = self.directory / MODEL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{self.directory}: not a trained model folder ({MODEL_FILE} and {SETTINGS_FILE} expected)")
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as error:  # Keras says "File not found" for a truncated zip that exists
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"{path}: damaged model file, Keras cannot read it ({reason}); retrain or copy it again") from error
 
     def fused(self, outputs: dict) -> dict:
         """The final emotion probabilities and VA predictions from the network's outputs."""

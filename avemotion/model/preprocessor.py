@@ -1,0 +1,127 @@
+"""A trained model's preprocessor: clip files to the examples the model reads, as the model's
+training clips were made (in the keras-hub manner: backbone, task model, preprocessor).
+
+The preprocessing settings travel with the model (settings.json, ``preprocess`` per corpus it was
+trained on); the preprocessor runs the workflow's own three stages (avemotion.preprocess.stages)
+on each clip and encodes its artifacts with the fuse stage's encoder (avemotion.fusion.shards.
+encode_clip), and the model's outputs come from the evaluation input pipeline
+(avemotion.model.outputs). Sharing that code, not re-implementing it, keeps a clip's prediction
+equal to its evaluation prediction (a test checks it to 1e-5).
+
+Unlike the workflow, which can quarantine such clips, the preprocessor keeps a clip without an audio
+stream (silent audio), one without a face (the whole picture, zero face features), and a short or
+truncated one: a user who asks for a prediction gets one, with a warning (:func:`warnings_of`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avemotion.fusion.shards import UNLABELLED, encode_clip, tfrecord_record
+from avemotion.io import atomic_path
+from avemotion.preprocess.chunk import process_clip
+from avemotion.preprocess.plan import STAGE_NAMES
+from avemotion.preprocess.stages import STAGES
+
+LOW_FACE_RATIO = 0.5  # below this fraction of frames with a face, a warning says so
+EXAMPLES_FILE = "examples.tfrecord"
+
+
+@dataclass
+class PreparedClip:
+    """One clip after preprocessing: each stage's record (``info``) and, when every stage succeeded,
+    its encoded example; otherwise ``error`` says which stage failed and why."""
+
+    clip_id: str
+    path: str
+    info: dict = field(default_factory=dict)
+    error: str = ""
+    example: bytes | None = None
+
+    @property
+    def face_ratio(self) -> float:
+        return float(self.info.get("face", {}).get("face_ratio", float("nan")))
+
+
+def warnings_of(clip: PreparedClip) -> list[str]:
+    """What a user should know about a prepared clip: no audio, silence, no or little face."""
+    warnings = []
+    audio = clip.info.get("audio", {})
+    if audio.get("audio_missing"):
+        warnings.append("no audio stream: predicted with silent audio")
+    elif audio.get("silent"):
+        warnings.append("audio is silent")
+    frames = clip.info.get("frames", {})
+    if frames.get("short"):
+        warnings.append(f"only {frames['total_frames']} frames: sampled frames repeat")
+    if frames.get("truncated"):
+        warnings.append("the file is truncated: predicted from the part it holds")
+    if clip.face_ratio == 0:
+        warnings.append("no face found: frames show the whole picture and face features are zeros")
+    elif clip.face_ratio < LOW_FACE_RATIO:
+        warnings.append(f"a face in only {clip.face_ratio:.0%} of the frames")
+    return warnings
+
+
+class ClipPreprocessor:
+    """Clip files to model examples with one corpus' preprocessing settings (as settings.json saves
+    them: ``audio``, ``face`` and ``frames`` stage settings)."""
+
+    def __init__(self, preprocess: dict):
+        self.stage_settings = {
+            "audio": {**preprocess["audio"], "missing": "silent"},
+            "face": {**preprocess["face"], "no_face": "keep"},
+            "frames": {**preprocess["frames"], "short_clips": "keep", "truncated_clips": "keep"},
+        }
+        self.num_frames = preprocess["frames"]["num_frames"]
+        self.n_mfcc = preprocess["audio"]["n_mfcc"]
+
+    def prepare(self, clips: list[dict], folder, progress=None) -> list[PreparedClip]:
+        """Preprocess ``clips`` ({clip_id, path}: unique ids, absolute paths) into ``folder`` and
+        encode each clip that every stage accepted. ``progress`` is called after each clip and stage."""
+        folder = Path(folder)
+        prepared = {clip["clip_id"]: PreparedClip(clip["clip_id"], clip["path"]) for clip in clips}
+        jobs = [{"clip_id": clip["clip_id"], "path": clip["path"], "audio_path": ""} for clip in clips]
+        for name in STAGE_NAMES:  # in order: the frames stage crops to the face stage's boxes
+            stage = STAGES[name](Path("."), folder, self.stage_settings[name])
+            pending = [job for job in jobs if not prepared[job["clip_id"]].error]
+            if progress:  # a clip that an earlier stage rejected is done with this stage too
+                for _ in range(len(jobs) - len(pending)):
+                    progress()
+            stage.prepare(pending)
+            try:
+                for job in pending:
+                    row, entries, _ = process_clip(stage, job)
+                    clip = prepared[job["clip_id"]]
+                    if row["status"] == "ok":
+                        clip.info[name] = row
+                    else:
+                        clip.error = "; ".join(f"{name}: {entry['reason']}" for entry in entries) or f"{name}: {row.get('reason', row['status'])}"
+                    if progress:
+                        progress()
+            finally:
+                stage.finish()
+        for clip in prepared.values():
+            if not clip.error:
+                record = {
+                    **UNLABELLED,
+                    "clip_id": clip.clip_id,
+                    "audio_missing": bool(clip.info["audio"].get("audio_missing", False)),
+                    "face_ratio": clip.face_ratio,
+                    "total_frames": clip.info["frames"].get("total_frames", float("nan")),
+                }
+                clip.example = encode_clip(record, folder, self.num_frames, self.n_mfcc).example
+        return list(prepared.values())
+
+    def write_examples(self, clips: list[PreparedClip], folder) -> Path | None:
+        """The encoded clips as one TFRecord file in ``folder`` (what the input pipeline reads);
+        None when no clip could be encoded."""
+        examples = [clip.example for clip in clips if clip.example is not None]
+        if not examples:
+            return None
+        path = Path(folder) / EXAMPLES_FILE
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            for example in examples:
+                handle.write(tfrecord_record(example))
+        return path
