@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from avemotion.datasets import index_dataset, write_index
-from avemotion.inference import format_table, predict_files, write_predictions
+from avemotion.inference import check_output, format_table, predict_files, write_predictions
 from avemotion.model.checkpoints import detect_format
 
 
@@ -42,9 +42,11 @@ def _convert_weights(args) -> int:
 
 def _predict(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bar
-    table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet)
     if args.out:
-        write_predictions(table, args.out)
+        check_output(args.out)  # before any work: a bad path must not cost the predictions
+    write = (lambda rows: write_predictions(rows, args.out)) if args.out else None
+    table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet, on_rows=write)
+    if args.out:
         print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
     else:
         print(format_table(table))
@@ -82,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the model. Exit status 1 when any clip could not be predicted (its row holds the error).",
     )
     predict.add_argument("--model", required=True, help="a trained model folder, e.g. results/experiments/<name>/final")
-    predict.add_argument("clips", nargs="+", metavar="CLIP", help="video files")
-    predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json instead of printing a table")
+    predict.add_argument("clips", nargs="+", metavar="CLIP", help="video files, or folders: every video under them")
+    predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json instead of printing a table (rewritten as clips are done)")
     predict.add_argument("--dataset", help="whose preprocessing settings to use, for a model trained on a mixture (default: its first)")
     predict.add_argument("--workdir", help="keep the intermediate artifacts (frames, spectrograms, face features) here")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -16,7 +17,8 @@ from avemotion.cli import main
 from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, ConfigError
-from avemotion.inference import Progress, clip_records, format_table, video_files, write_predictions
+from avemotion.inference import Progress, check_output, clip_records, format_table, predict_files, video_files, write_predictions
+from avemotion.model.preprocessor import ClipPreprocessor
 from avemotion.train.settings import prediction_experiments
 from conftest import REPO, demo_config, demo_settings, run_snakemake
 
@@ -71,6 +73,75 @@ def test_unreadable_clips_get_error_rows_and_clips_without_face_or_audio_are_pre
     # Nothing predictable at all: error rows, no model run.
     assert main(["predict", "--model", str(demo_run / MODEL), empty, "--quiet"]) == 1
     assert "ERROR: audio: zero-length file" in capsys.readouterr().out
+
+
+def good_clips(demo_run, count: int) -> list[str]:
+    """The first ``count`` eNTERFACE demo clips that the workflow did not quarantine."""
+    manifest = pd.read_parquet(demo_run / "results" / "enterface" / "manifest.parquet")
+    defective = set(defect_clips(demo_run, "enterface").values())
+    paths = [str(demo_run / "resources" / "demo" / "enterface" / path) for path in manifest["path"]]
+    return [path for path in paths if path not in defective][:count]
+
+
+def test_a_bad_output_path_stops_predict_before_any_clip_is_prepared(demo_run, tmp_path, capsys, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("a clip was prepared although the output path is bad")
+
+    monkeypatch.setattr(ClipPreprocessor, "prepare", never)
+    clip = good_clips(demo_run, 1)[0]
+    (tmp_path / "taken.csv").mkdir()
+    for out, message in (
+        (tmp_path / "p.xlsx", r"p\.xlsx: the output file must end with \.csv or \.json"),
+        (tmp_path / "absent" / "p.csv", r"p\.csv: the folder .*absent does not exist"),
+        (tmp_path / "taken.csv", r"taken\.csv: is a folder"),
+    ):
+        assert main(["predict", "--model", str(demo_run / MODEL), clip, "--out", str(out), "--quiet"]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert check_output(tmp_path / "p.JSON") == tmp_path / "p.JSON"
+
+
+def test_rows_are_written_as_clips_are_done_so_a_crash_keeps_them(demo_run, tmp_path, monkeypatch):
+    clips = good_clips(demo_run, 2)
+    out = tmp_path / "p.csv"
+    prepare = ClipPreprocessor.prepare
+    calls = []
+
+    def crash_on_the_second_group(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("killed while preparing the second group")
+        return prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClipPreprocessor, "prepare", crash_on_the_second_group)
+    with pytest.raises(MemoryError):
+        predict_files(demo_run / MODEL, clips, progress=False, group_size=1, on_rows=lambda rows: write_predictions(rows, out))
+    kept = pd.read_csv(out, keep_default_na=False)
+    assert kept["clip"].tolist() == clips[:1] and kept["error"].tolist() == [""] and kept["predicted_label"].iloc[0]
+
+
+def test_a_folder_given_as_a_clip_means_every_video_under_it(demo_run, tmp_path, capsys):
+    folder, empty = tmp_path / "new", tmp_path / "empty"
+    (folder / "inner").mkdir(parents=True)
+    empty.mkdir()
+    first, second = good_clips(demo_run, 2)
+    shutil.copy(first, folder / "a.avi")
+    shutil.copy(second, folder / "inner" / "b.avi")
+    (folder / "notes.txt").write_text("not a clip")
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(demo_run / MODEL), str(folder), str(empty), "--out", str(out), "--quiet"]) == 1
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table["clip"].tolist() == [str(folder / "a.avi"), str(folder / "inner" / "b.avi"), str(empty)]
+    assert table["error"].tolist()[:2] == ["", ""] and table["error"].iloc[2].startswith("a folder without video files")
+
+
+def test_a_damaged_model_file_says_so(demo_run, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(demo_run / MODEL, model)
+    data = (model / "model.keras").read_bytes()
+    (model / "model.keras").write_bytes(data[: len(data) // 2])  # a copy cut short
+    assert main(["predict", "--model", str(model), good_clips(demo_run, 1)[0], "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "model.keras: damaged model file, Keras cannot read it" in error and len(error.strip().splitlines()) == 1
 
 
 def test_the_predict_rule_writes_one_table_per_final_model_for_the_clips_of_input_dir(demo_run, tmp_path):
