@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 
 from avemotion.demo.encode import write_video
-from avemotion.media.frames import crop_square, letterbox, sample_clip_frames, segment_middles, smooth_face_squares
+from avemotion.media.frames import (
+    BATCH_BYTES,
+    batch_length,
+    crop_square,
+    decode_all,
+    letterbox,
+    open_video,
+    reduced_size,
+    sample_clip_frames,
+    segment_middles,
+    smooth_face_squares,
+)
 from avemotion.quarantine import ClipDefect
 
 
@@ -64,3 +75,56 @@ def test_unreadable_and_empty_videos_are_clip_defects(tmp_path):
         sample_clip_frames(tmp_path / "empty.mp4", 8, 32, "full")
     with pytest.raises(ClipDefect, match=r"^not a media file: text\.mp4 holds text: .not a video.$"):
         sample_clip_frames(tmp_path / "text.mp4", 8, 32, "full")
+
+
+def test_batch_length_follows_the_byte_budget():
+    assert BATCH_BYTES == 256 * 2**20
+    assert batch_length(2160, 3840) == 10  # a 4K RGB frame is 24.9 MB
+    assert batch_length(1080, 1920) == 43
+    assert batch_length(360, 640) == 388
+    assert batch_length(360, 640, budget=5 * 360 * 640 * 3) == 5
+    assert batch_length(2160, 3840, budget=1000) == 1  # never fewer than one frame
+
+
+def test_reduced_size_keeps_the_aspect_and_never_enlarges():
+    assert reduced_size(2160, 3840, 1280) == (720, 1280)
+    assert reduced_size(1080, 1920, 1000) == (562, 1000)  # even sizes for the scaler
+    assert reduced_size(1920, 1080, 1280) == (1280, 720)  # portrait: the long side is the height
+    assert reduced_size(360, 640, 1280) == (360, 640)
+    assert reduced_size(2160, 3840, None) == (2160, 3840)
+
+
+def test_decode_all_yields_the_same_frames_in_order_whatever_the_budget(real_media):
+    video = real_media / "single_face.mp4"
+    reader = open_video(video)
+    expected = reader.get_batch(list(range(len(reader)))).asnumpy()
+    frame_bytes = expected[0].nbytes
+    for frames_per_batch in (1, 7, 1000):
+        batches = list(decode_all(video, budget=frames_per_batch * frame_bytes))
+        sizes = [len(frames) for frames, _, _ in batches]
+        assert all(size == frames_per_batch for size in sizes[:-1]) and 0 < sizes[-1] <= frames_per_batch
+        assert [start for _, start, _ in batches] == np.cumsum([0] + sizes[:-1]).tolist()
+        assert {fps for _, _, fps in batches} == {30.0}
+        np.testing.assert_array_equal(np.concatenate([frames for frames, _, _ in batches]), expected)
+
+
+def test_decode_all_scales_frames_down_while_decoding(real_media):
+    batches = list(decode_all(real_media / "single_face.mp4", size=(180, 320)))
+    assert [frames.shape[1:] for frames, _, _ in batches] == [(180, 320, 3)]
+    assert sum(len(frames) for frames, _, _ in batches) == 72
+
+
+def test_sample_clip_frames_decodes_within_the_budget(tmp_path, monkeypatch):
+    """The frames stage crops each batch as it is decoded: it never asks decord for more than the budget."""
+    frames = np.stack([np.full((64, 96, 3), 3 * i, np.uint8) for i in range(40)])
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, 25, "mp4", None, 16000)
+    expected, expected_info = sample_clip_frames(video, 8, 32, "full")
+    requested = []
+    reader = open_video(video)
+    get_batch = reader.get_batch
+    monkeypatch.setattr(reader, "get_batch", lambda indices: requested.append(list(indices)) or get_batch(indices), raising=False)
+    out, info = sample_clip_frames(video, 8, 32, "full", reader=reader, budget=3 * 64 * 96 * 3)
+    assert max(len(r) for r in requested) <= 3 and sum(requested, []) == expected_info["source_frames"]
+    np.testing.assert_array_equal(out, expected)
+    assert info == expected_info

@@ -6,6 +6,10 @@ It fills the columns it can estimate (see :data:`COLUMNS`) and leaves the others
 does, it follows one face: it detects on the first frame and whenever tracking is lost, and
 otherwise crops each frame around the face found in the frame before. A frame without a face gets a
 row with success 0, confidence 0 and zeros in the estimated columns.
+
+:meth:`FaceMeshBackend.analyse_video` reads a video file in batches of bounded size and follows the
+face across them. It has decord scale large frames down while decoding (long side at most
+:data:`DECODE_LONG_SIDE`) and maps the landmarks back, so the table stays in the video's pixels.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from avemotion.face.models import (
     roi_from_detection,
     roi_from_points,
 )
+from avemotion.media.frames import BATCH_BYTES, decode_all, decode_frames, open_video, reduced_size
 
 GAZE_ANGLES = ["gaze_angle_x", "gaze_angle_y"]
 AU_COLUMNS = [f"AU{au}_{kind}" for au in geometry.AU_FORMULAS for kind in ("r", "c")]
@@ -36,6 +41,13 @@ INTEGER_COLUMNS = ["frame", "face_id", "success"] + [c for c in AU_COLUMNS if c.
 # tracked frames): heads turn slowly next to the mesh's frame-to-frame jitter. Expressions change
 # faster (a blink lasts about 150 ms), so AUs and gaze use the unsmoothed landmarks.
 POSE_SMOOTHING_SECONDS = 0.05
+# The models see small crops: the detector the whole frame letterboxed into 128 px, the mesh the face
+# box grown by half in 192 px, the iris model an eye region in 64 px. The short-range detector finds
+# faces of about a tenth of the frame's long side and more, so at a long side of 1280 a face it finds
+# is 128 px or larger and the mesh's crop still samples a decoded pixel or more per input pixel:
+# decoding 4K at 1280x720 keeps the landmarks (within a fraction of a source pixel in
+# tests/test_face_facemesh.py) and holds a ninth of the pixels.
+DECODE_LONG_SIDE = 1280
 
 
 class FaceMeshBackend:
@@ -50,12 +62,16 @@ class FaceMeshBackend:
     def track(self, frames: np.ndarray):
         """Per frame: face presence (0 where none was found), the mesh (468, 3), and per eye the
         iris model's contour (71, 3) and iris (5, 3), all in pixels (zeros where no face)."""
+        return self._track(frames, None)[:4]
+
+    def _track(self, frames: np.ndarray, roi):
+        """:meth:`track` from the face crop ``roi`` of the frame before (None: detect anew), and the
+        crop for the frame after the last."""
         count = len(frames)
         presence = np.zeros(count)
         mesh = np.zeros((count, NUM_MESH_POINTS, 3))
         contours = np.zeros((count, 2, 71, 3))
         irises = np.zeros((count, 2, 5, 3))
-        roi = None
         for i, frame in enumerate(frames):
             score, points = 0.0, None
             if roi is not None:
@@ -72,7 +88,7 @@ class FaceMeshBackend:
                 contours[i, eye], irises[i, eye] = self.iris(frame, points, corners, flip)
             # the next frame's crop: this face's bounding box, grown, turned level with the eyes
             roi = roi_from_points(points, points[LEFT_EYE_CORNERS[0]], points[RIGHT_EYE_CORNERS[1]], MESH_ROI_SCALE)
-        return presence, mesh, contours, irises
+        return presence, mesh, contours, irises, roi
 
     def analyse(self, frames: np.ndarray, timestamps: np.ndarray) -> pd.DataFrame:
         """One row per frame of (T, H, W, 3) uint8 RGB ``frames``, columns in OpenFace's order."""
@@ -85,6 +101,42 @@ class FaceMeshBackend:
         height, width = frames.shape[1:3]
         presence, mesh, contours, irises = self.track(frames)
         return feature_table(presence, mesh, contours, irises, timestamps, width, height, self.tracking_threshold)
+
+    def analyse_video(self, path, long_side: int | None = DECODE_LONG_SIDE, budget: int = BATCH_BYTES):
+        """(table, fps, (height, width)) for every frame of the video at ``path``: what
+        :meth:`analyse` gives on all its frames, in the video's pixel coordinates, with the height
+        and width of its frames.
+
+        Frames are decoded ``budget`` bytes at a time and the face is followed across batches (its
+        crop carries over; pose is smoothed over the whole clip), so the table does not depend on
+        ``budget``. Frames larger than ``long_side`` are decoded scaled down (None: never); the
+        landmarks are mapped back to source pixels. Per frame only the tracking results are kept
+        (float32, about 7 KB), not the frames.
+        """
+        reader = open_video(path)
+        first, _, _ = decode_frames(path, reader, lambda end: range(min(1, end)), len(reader))
+        source = first.shape[1:3] if len(first) else (0, 0)
+        del first, reader
+        decoded = reduced_size(*source, long_side)
+        # source pixel = (decoded pixel + 0.5) * scale - 0.5 (pixel centres on integers); z as x and y
+        scale = np.array([source[1] / decoded[1], source[0] / decoded[0]]) if source[0] else np.ones(2)
+        scale_xyz = np.array([*scale, scale.mean()])
+        shift = np.array([*(0.5 * scale - 0.5), 0.0])
+        results, roi, fps = [], None, 25.0
+        for frames, _, fps in decode_all(path, budget, None if decoded == tuple(source) else decoded):
+            *tracked, roi = self._track(frames, roi)
+            presence, points = tracked[0], tracked[1:]
+            results.append([presence] + [(p * scale_xyz + shift).astype(np.float32) for p in points])
+            del frames
+        if results:
+            presence, mesh, contours, irises = (np.concatenate(parts) for parts in zip(*results))
+        else:
+            presence, mesh, contours, irises = (np.zeros(shape) for shape in ((0,), (0, NUM_MESH_POINTS, 3), (0, 2, 71, 3), (0, 2, 5, 3)))
+        del results
+        mesh, contours, irises = (a.astype(np.float64) for a in (mesh, contours, irises))
+        timestamps = np.arange(len(presence)) / fps
+        table = feature_table(presence, mesh, contours, irises, timestamps, source[1], source[0], self.tracking_threshold)
+        return table, fps, tuple(int(n) for n in source)
 
 
 def feature_table(presence, mesh, contours, irises, timestamps, width: int, height: int, threshold: float) -> pd.DataFrame:

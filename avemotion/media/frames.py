@@ -1,6 +1,11 @@
 """Sampled video frames per clip: T frames, each the middle frame of one of T equal segments
 (segment-based sampling as in TSN/VideoMAE fine-tuning), decoded with decord reading only those
 frames, then cropped around the face or letterboxed, and resized to S x S.
+
+Memory: frames are decoded in batches of at most :data:`BATCH_BYTES` of RGB (a 4K frame is 24.9 MB,
+so about ten of them; hundreds at 640x360), so a job's memory does not grow with the clip's
+resolution or length. :func:`decode_all` can also have decord scale frames down while decoding
+(``size``; :func:`reduced_size` picks it), for readers that do not need every source pixel.
 """
 
 from __future__ import annotations
@@ -14,16 +19,37 @@ from avemotion.media.probe import cut_short, decoder_tail, explain, sniff, trunc
 from avemotion.quarantine import ClipDefect
 
 
-def open_video(path):
+# Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
+# its batch and, while the next is decoded, the one before).
+BATCH_BYTES = 256 * 2**20
+
+
+def batch_length(height: int, width: int, budget: int = BATCH_BYTES) -> int:
+    """How many (height, width, 3) uint8 frames fit in ``budget`` bytes; at least one."""
+    return max(1, int(budget) // max(1, height * width * 3))
+
+
+def reduced_size(height: int, width: int, long_side: int | None) -> tuple[int, int]:
+    """(height, width) scaled down so the long side is at most ``long_side``, aspect kept, even
+    sizes (as video scalers want); the size itself when it is already small enough or ``long_side`` is None."""
+    if long_side is None or max(height, width) <= long_side:
+        return height, width
+    scale = long_side / max(height, width)
+    return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
+
+
+def open_video(path, size: tuple[int, int] | None = None):
     """A decord VideoReader, or :class:`ClipDefect` with one line that names the file and what is
-    wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe)."""
+    wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).
+    ``size`` (height, width) has decord scale the frames while decoding."""
     from decord import VideoReader, cpu  # decord is imported here so that modules importing this one stay light
 
     path = Path(path)
     if sniff(path).kind != "media":  # the first bytes already tell: no decoder needs to try
         raise ClipDefect(explain(path))
+    height, width = size if size is not None else (-1, -1)
     try:
-        reader = VideoReader(str(path), ctx=cpu(0), num_threads=1)
+        reader = VideoReader(str(path), ctx=cpu(0), width=int(width), height=int(height), num_threads=1)
     except Exception as error:  # decord raises a bare RuntimeError/DECORDError for anything it cannot open
         raise ClipDefect(explain(path, error)) from error
     if len(reader) == 0:
@@ -46,9 +72,13 @@ def length_defects(path, frames: int, num_frames: int) -> dict[str, str]:
     return defects
 
 
-def decode_frames(path, reader, pick, end: int) -> tuple[np.ndarray, list[int], int]:
+def decode_frames(path, reader, pick, end: int, each=None, budget: int = BATCH_BYTES) -> tuple[np.ndarray, list[int], int]:
     """(frames (N, H, W, 3) uint8, their indices, ``end``) for the indices ``pick(end)`` chooses
     among the first ``end`` frames of ``reader``.
+
+    Frames are decoded ``budget`` bytes at a time; ``each(frames, indices)``, when given, turns each
+    such batch into what is kept of it (e.g. small crops), so the full-size frames of only one batch
+    are held at once, and the result is the concatenation of what it returns.
 
     A cut file's last frames lie in the packet the file ends inside, and decoding near them fails (a
     few frames earlier or later from one run to the next: the decoder reads ahead). For such a file
@@ -62,7 +92,7 @@ def decode_frames(path, reader, pick, end: int) -> tuple[np.ndarray, list[int], 
         if not indices:
             return np.zeros((0, 0, 0, 3), np.uint8), indices, end - back
         try:
-            return reader.get_batch(indices).asnumpy(), indices, end - back
+            return _decode_batches(reader, indices, each, budget), indices, end - back
         except Exception as error:
             if 2 * back + 1 >= end or cut_short(path) is None:
                 reason = explain(path, error)
@@ -70,6 +100,36 @@ def decode_frames(path, reader, pick, end: int) -> tuple[np.ndarray, list[int], 
                     reason = f"unreadable video: {Path(path).name}: frames {indices[0]}-{indices[-1]} could not be decoded ({decoder_tail(error)})"
                 raise ClipDefect(reason) from error
             back = 2 * back or 1
+
+
+def _decode_batches(reader, indices: list[int], each, budget: int) -> np.ndarray:
+    """The frames at ``indices`` in one array, or, with ``each``, ``budget`` bytes at a time, each
+    batch through ``each`` and what it returns concatenated.
+
+    Arrays are filled one frame at a time: decord's get_batch of N frames holds them twice (its own
+    array and the copy to NumPy); frame by frame it reads as fast (a forward read does not seek).
+    """
+    if each is None:
+        return _read(reader, indices)
+    parts, first, step = [], 0, 1  # the first frame alone: its size sets the batch length
+    while first < len(indices):
+        chunk = indices[first : first + step]
+        frames = _read(reader, chunk)
+        step = batch_length(*frames.shape[1:3], budget)
+        parts.append(each(frames, chunk))
+        del frames
+        first += len(chunk)
+    return np.concatenate(parts)
+
+
+def _read(reader, indices: list[int]) -> np.ndarray:
+    frames = None
+    for k, index in enumerate(indices):
+        frame = reader.get_batch([index]).asnumpy()[0]
+        if frames is None:
+            frames = np.empty((len(indices),) + frame.shape, np.uint8)
+        frames[k] = frame
+    return frames
 
 
 def segment_middles(total_frames: int, num_segments: int) -> np.ndarray:
@@ -124,41 +184,57 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, size: int)
 
 
 def sample_clip_frames(
-    path, num_frames: int, size: int, crop: str, face_boxes: np.ndarray | None = None, margin: float = 0.25, reader=None
+    path,
+    num_frames: int,
+    size: int,
+    crop: str,
+    face_boxes: np.ndarray | None = None,
+    margin: float = 0.25,
+    reader=None,
+    budget: int = BATCH_BYTES,
 ) -> tuple[np.ndarray, dict]:
     """(uint8 frames (T, S, S, 3) RGB, info with the source frame indices, frame count and fps).
 
     ``face_boxes`` holds one box per source frame (from the face features) when ``crop`` is "face";
-    ``reader``, when given, is the clip's open :func:`open_video` reader.
+    ``reader``, when given, is the clip's open :func:`open_video` reader. Frames are cropped as they
+    are decoded, ``budget`` bytes at a time, so only one batch is held at full resolution.
     """
-    reader = reader if reader is not None else open_video(path)
-    frames, indices, total = decode_frames(path, reader, lambda end: segment_middles(end, num_frames).tolist(), len(reader))
-    indices = np.array(indices)
     if crop == "face":
         if face_boxes is None or len(face_boxes) == 0:
             raise ClipDefect("no face track for a face crop")
+        squares = smooth_face_squares(face_boxes, margin)
         # Face tracks can be a frame or two shorter or longer than decord's count (container edge frames).
-        squares = smooth_face_squares(face_boxes, margin)[np.minimum(indices, len(face_boxes) - 1)]
-        out = np.stack([crop_square(f, *square, size) for f, square in zip(frames, squares)])
+        each = lambda frames, chunk: np.stack(
+            [crop_square(f, *squares[min(i, len(squares) - 1)], size) for f, i in zip(frames, chunk)]
+        )
     elif crop == "full":
-        out = np.stack([letterbox(f, size) for f in frames])
+        each = lambda frames, chunk: np.stack([letterbox(f, size) for f in frames])
     else:
         raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
-    return out, {"source_frames": indices.tolist(), "total_frames": total, "fps": float(reader.get_avg_fps())}
+    reader = reader if reader is not None else open_video(path)
+    pick = lambda end: segment_middles(end, num_frames).tolist()
+    out, indices, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
+    return out, {"source_frames": list(indices), "total_frames": total, "fps": float(reader.get_avg_fps())}
 
 
-def decode_all(path, batch: int = 256):
-    """Every frame of a clip in (T, H, W, 3) uint8 RGB batches, with the clip's fps (for face analysis).
+def decode_all(path, budget: int = BATCH_BYTES, size: tuple[int, int] | None = None):
+    """Every frame of a clip in (T, H, W, 3) uint8 RGB batches of at most ``budget`` bytes (at least
+    one frame), with each batch's first frame index and the clip's fps (for face analysis).
 
-    Batches bound memory on long clips; a batch of 256 frames holds a typical clip whole, so face
-    tracking and pose smoothing run over the clip without restarting.
+    ``size`` (height, width) has decord scale the frames down while decoding (see
+    :func:`reduced_size`); None keeps the source size. The frames and their order do not depend on
+    ``budget``: only how many come at once.
     """
-    reader = open_video(path)
+    reader = open_video(path, size)
     fps = float(reader.get_avg_fps()) or 25.0
     end = len(reader)  # moves back where a cut file's last frames do not decode (decode_frames)
+    first, _, end = decode_frames(path, reader, lambda end: range(min(1, end)), end)
+    batch = batch_length(*first.shape[1:3], budget) if len(first) else 1
+    del first
     for start in range(0, len(reader), batch):
         if start >= end:
             return
-        frames, _, end = decode_frames(path, reader, lambda end: range(start, min(start + batch, end)), end)
+        frames, _, end = decode_frames(path, reader, lambda end: range(start, min(start + batch, end)), end, budget=budget)
         if len(frames):
             yield frames, start, fps
+        del frames  # the caller's batch is the only one held while the next decodes
