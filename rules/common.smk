@@ -200,17 +200,27 @@ STAGE_OUTPUTS = {
 }
 
 
+def indexed_shards(dataset, kind):
+    """The dataset's fused shards of one kind (every chunk), for the jobs that read them.
+
+    Through the index checkpoint although the paths do not need the manifest: a job whose inputs
+    go through the checkpoint is judged again once the index has rerun. When an index reruns and
+    changes no chunk (a corpus copied with new folder times), Snakemake first plans everything
+    after it and then drops what the new manifest does not change, but only among the jobs that
+    depend on the checkpoint: without this, training jobs would rerun on shards that did not change.
+    """
+    checkpoints.index_dataset.get(dataset=dataset)
+    return per_chunk_of(dataset, SHARDS[kind])
+
+
 def experiment_shards(kind):
     """The fused shards (every chunk) of the experiment's datasets."""
-    pattern = SHARDS[kind]
 
     def inputs(wildcards):
         settings = experiment_settings(config, wildcards.experiment)
-        return [path for dataset in settings["datasets"] for path in per_chunk_of(dataset, pattern)]
+        return [path for dataset in settings["datasets"] for path in indexed_shards(dataset, kind)]
 
     return inputs
-
-
 
 
 def train_outputs(run):

@@ -59,8 +59,8 @@ use rule train_fold as train_heldout with:
 rule predict_cross_corpus:
     input:
         **final_model_files("{experiment}"),
-        tabular=lambda wildcards: per_chunk_of(wildcards.dataset, SHARDS["tabular"]),
-        tfrecord=lambda wildcards: per_chunk_of(wildcards.dataset, SHARDS["tfrecord"]),
+        tabular=lambda wildcards: indexed_shards(wildcards.dataset, "tabular"),
+        tfrecord=lambda wildcards: indexed_shards(wildcards.dataset, "tfrecord"),
     output:
         predictions=run_file("{experiment}", cross_run("{dataset}"), "predictions.parquet"),
         metrics=run_file("{experiment}", cross_run("{dataset}"), "metrics.json"),
