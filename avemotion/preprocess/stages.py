@@ -32,7 +32,7 @@ from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
-from avemotion.media.frames import decode_all, length_defects, open_video, sample_clip_frames
+from avemotion.media.frames import length_defects, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.preprocess.chunk import Stage
 from avemotion.quarantine import ClipDefect, SkipClip
@@ -162,13 +162,9 @@ class FaceStage(Stage):
         }
 
     def _facemesh(self, video):
-        parts, fps, shape = [], 25.0, (0, 0)
-        for frames, start, fps in decode_all(video):
-            shape = frames.shape[1:3]
-            part = self.backend.analyse(frames, (start + np.arange(len(frames))) / fps)
-            part["frame"] = start + np.arange(1, len(frames) + 1)
-            parts.append(part)
-        return pd.concat(parts, ignore_index=True), fps, shape
+        # Bounded batches, the face followed across them, large frames decoded scaled down; the
+        # table, fps and (height, width) are the video's own.
+        return self.backend.analyse_video(video)
 
     def _openface(self, video):
         if str(video) not in self.video_info:
