@@ -24,7 +24,7 @@ from avemotion.evaluate import targets
 from avemotion.evaluate.baselines import LogisticRegression, experiment_baselines, fold_baselines, majority_class
 from avemotion.evaluate.cross_corpus import write_cross_corpus
 from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
-from avemotion.evaluate.report import VA_NOTE, build_report, quarantine_summary
+from avemotion.evaluate.report import VA_NOTE, build_report, datasets_section, dataset_statistics, quarantine_summary
 from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -580,3 +580,15 @@ def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):
     assert "Nothing to be done" in run_snakemake(tmp_path, "report", "-n", *options).stdout
     run_snakemake(tmp_path, "report", "--report", "snakemake_report.html", *options)
     assert (tmp_path / "snakemake_report.html").stat().st_size > 0
+
+
+def test_the_datasets_table_counts_usable_clips_kept_with_a_flag():
+    manifest = pd.DataFrame({"clip_id": ["a", "b", "c"], "label": ["anger"] * 3, "label_index": [0] * 3, "speaker": ["s1", "s1", "s2"]})
+    usable = manifest.assign(audio_misaligned=[True, False, True], short=[False, False, True], truncated=[False] * 3)
+    quarantine = pd.DataFrame({"clip_id": [], "path": [], "stage": [], "reason": []})
+    statistics = dataset_statistics("mafw", manifest, quarantine, usable)
+    assert (statistics["usable_audio_misaligned"], statistics["usable_short"], statistics["usable_truncated"]) == (2, 1, 0)
+    # Shards from before the flags existed count none.
+    assert dataset_statistics("mafw", manifest, quarantine, manifest)["usable_short"] == 0
+    html = datasets_section([statistics])
+    assert "usable with misaligned audio" in html and "usable, fewer frames than num_frames" in html

@@ -92,6 +92,7 @@ def chunk(tmp_path):
             table["face_ratio"] = np.where(ok, 0.7, np.nan)
         else:
             table["total_frames"] = [sizes.get(c, (0, 0, 10))[2] if s else np.nan for c, s in zip(table["clip_id"], ok)]
+            table["short"] = pd.Series([True, False, False, None, None]).where(ok)  # no truncated column: an older table
         tables[stage] = tmp_path / f"{stage}.parquet"
         table.to_parquet(tables[stage], index=False)
     return {"manifest": tmp_path / "manifest.parquet", "tables": tables, "outdir": outdir, "rows": manifest.set_index("clip_id")}
@@ -110,6 +111,7 @@ def test_tabular_shard_holds_the_usable_labelled_clips_with_their_features(chunk
     rows = chunk["rows"].loc[["a", "b"]]
     pd.testing.assert_frame_equal(table[rows.columns], rows)
     assert list(table["audio_missing"]) == [False, True] and list(table["duration_s"]) == [1.5, 1.5]
+    assert list(table["short"]) == [True, False] and list(table["truncated"]) == list(table["audio_misaligned"]) == [False, False]
 
     face = face_table(20, failed=range(10, 16))
     ok = face[face["success"] == 1]

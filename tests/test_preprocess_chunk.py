@@ -138,7 +138,7 @@ def test_chunk_plan_from_the_manifest():
     )
     clips = chunk_clips(manifest, 1)
     assert clips == [{"clip_id": "x", "path": "V/x.flv", "audio_path": "A/x.wav"}, {"clip_id": "z", "path": "V/z.flv", "audio_path": ""}]
-    assert chunk_source_files("/c", clips, "audio") == ["/c/A/x.wav", "/c/V/z.flv"]
+    assert chunk_source_files("/c", clips, "audio") == ["/c/A/x.wav", "/c/V/x.flv", "/c/V/z.flv"]  # the WAV is aligned to its video
     assert chunk_source_files("/c", clips, "face") == ["/c/V/x.flv", "/c/V/z.flv"]
 
 

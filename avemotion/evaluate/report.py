@@ -55,6 +55,14 @@ def quarantine_summary(quarantine: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+# Flags of usable clips that the datasets table counts, with their column headers.
+REPORTED_FLAGS = {
+    "audio_misaligned": "usable with misaligned audio",
+    "short": "usable, fewer frames than num_frames",
+    "truncated": "usable, truncated file",
+}
+
+
 def dataset_statistics(name: str, manifest: pd.DataFrame, quarantine: pd.DataFrame, usable: pd.DataFrame) -> dict:
     """Counts of one dataset: indexed (manifest), quarantined (unique clip ids), usable (tabular shards)."""
     labelled = manifest[manifest["label"].fillna("") != ""]
@@ -73,6 +81,7 @@ def dataset_statistics(name: str, manifest: pd.DataFrame, quarantine: pd.DataFra
         "quarantined_indexed": len(quarantined & set(manifest["clip_id"])),
         "usable": int(len(usable)),
         "usable_speakers": int(usable["speaker"].nunique()) if len(usable) else 0,
+        **{f"usable_{flag}": int(usable[flag].sum()) if flag in usable else 0 for flag in REPORTED_FLAGS},
         "classes": {label: {"indexed": int(indexed.get(label, 0)), "usable": int(ready.get(label, 0))} for label in labels},
         "quarantine": quarantine_summary(quarantine).to_dict("records"),
     }
@@ -133,6 +142,7 @@ def image_html(path, page_dir, alt: str, width: str = "") -> str:
 def datasets_section(statistics: Sequence[dict]) -> str:
     parts = ["<h2>Datasets</h2>"]
     keys = ("found", "quarantined_at_index", "indexed", "speakers", "unlabelled", "quarantined_indexed", "quarantined", "usable", "usable_speakers")
+    keys += tuple(f"usable_{flag}" for flag in REPORTED_FLAGS)
     rows = [[esc(s["dataset"])] + [fmt(s[key]) for key in keys] for s in statistics]
     header = [
         "dataset",
@@ -145,13 +155,15 @@ def datasets_section(statistics: Sequence[dict]) -> str:
         "quarantined in all (unique clips)",
         "usable clips",
         "usable speakers",
+        *REPORTED_FLAGS.values(),
     ]
     parts.append(table_html(header, rows))
     parts.append(
         "<p>Indexed: rows of the dataset's manifest; clips the index quarantined (unparsable names, known "
         "defects) are not in it. Quarantined: unique clip ids of quarantine.csv (a clip quarantined by several "
         "stages counts once). Usable: labelled clips that passed every stage (rows of the tabular shards), "
-        "what training and the baselines draw from.</p>"
+        "what training and the baselines draw from. The last columns count usable clips kept with a flag "
+        "(configurable quarantines: audio.misaligned, frames.short_clips, frames.truncated_clips).</p>"
     )
     labels = list(dict.fromkeys(label for s in statistics for label in s["classes"]))
     if labels:

@@ -6,7 +6,8 @@ The others are counted in the log; quarantined clips are already listed in quara
 
 results/{dataset}/shards/tabular/{chunk}.parquet, one row per clip:
   the chunk's manifest columns (those of its dataset's manifest), then the same feature columns for
-  every dataset: ``duration_s``, ``audio_missing``, ``silent`` (from the audio chunk table),
+  every dataset: ``duration_s``, ``audio_missing``, ``silent``, ``audio_misaligned`` (from the audio
+  chunk table), ``short``, ``truncated`` (from the frames chunk table),
   ``face_success_ratio`` and ``face_{column}_{mean,std,min,max}`` for each schema.FACE_COLUMNS entry,
   ``mfcc_{i}_{mean,std}`` (i < schema.MFCC_COEFFICIENTS), ``mel_band_{g}_{mean,std}``,
   ``energy_{mean,std,max}`` (see avemotion.fusion.features), then ``face_sequence``:
@@ -53,8 +54,14 @@ log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 95
 # What the fuse stage takes from each preprocessing chunk table (missing columns read as NaN).
-STAGE_INFO = {"audio": ["duration_s", "audio_missing", "silent"], "face": ["face_ratio"], "frames": ["total_frames"]}
-INFO_COLUMNS = [("duration_s", pa.float32()), ("audio_missing", pa.bool_()), ("silent", pa.bool_())]
+STAGE_INFO = {
+    "audio": ["duration_s", "audio_missing", "silent", "audio_misaligned"],
+    "face": ["face_ratio"],
+    "frames": ["total_frames", "short", "truncated"],
+}
+# Flags a usable clip may carry (kept by the default settings; results made before a flag existed read False).
+CLIP_FLAGS = ["audio_missing", "silent", "audio_misaligned", "short", "truncated"]
+INFO_COLUMNS = [("duration_s", pa.float32())] + [(flag, pa.bool_()) for flag in CLIP_FLAGS]
 FEATURE_COLUMNS = (
     ["face_success_ratio"] + F.FACE_SUMMARY_COLUMNS + F.MFCC_COLUMNS + F.MEL_COLUMNS + F.ENERGY_COLUMNS
 )
@@ -144,8 +151,7 @@ def select_clips(rows: pd.DataFrame, info: pd.DataFrame, labelled_only: bool = T
         int((usable & ~labelled).sum()),
     )
     clips = rows[usable & labelled].merge(info, on="clip_id", how="left", validate="one_to_one")
-    flags = ["audio_missing", "silent"]
-    clips[flags] = clips[flags].astype("boolean").fillna(False).astype(bool)
+    clips[CLIP_FLAGS] = clips[CLIP_FLAGS].astype("boolean").fillna(False).astype(bool)
     return clips
 
 

@@ -33,8 +33,9 @@ def chunk_clips(manifest: pd.DataFrame, chunk: int) -> list[dict]:
 
 
 def chunk_source_files(root, clips: list[dict], stage: str) -> list[str]:
-    """Corpus files a chunk job reads: its clips' videos (audio stage: the separate WAV if any)."""
+    """Corpus files a chunk job reads: its clips' videos, and for the audio stage the separate WAV
+    too where a clip has one (its audio is put on the video's time axis)."""
     root = Path(root)
     if stage == "audio":
-        return [str(root / (clip["audio_path"] or clip["path"])) for clip in clips]
+        return [str(root / path) for clip in clips for path in ([clip["audio_path"], clip["path"]] if clip["audio_path"] else [clip["path"]])]
     return [str(root / clip["path"]) for clip in clips]
