@@ -82,27 +82,41 @@ def decode_frames(path, reader, pick, end: int, each=None, budget: int = BATCH_B
 
     A cut file's last frames lie in the packet the file ends inside, and decoding near them fails (a
     few frames earlier or later from one run to the next: the decoder reads ahead). For such a file
-    (avemotion.media.probe.cut_short) ``end`` moves back by 1, 2, 4... frames until what ``pick``
-    chooses decodes, so a truncated clip that is kept keeps the frames it holds. Any other failure
-    is a :class:`ClipDefect` that names the file, not decord's source files.
+    (avemotion.media.probe.cut_short) the frames are read a batch per call (decord's threaded
+    decoder reads packets ahead of the frame asked for, so read frame by frame the cut packet's
+    error surfaces at whatever frame is being read, a hundred frames early) and ``end`` moves back by
+    1, 2, 4... frames until what ``pick`` chooses decodes, so a truncated clip that is kept keeps the
+    frames it holds. Any other failure is a :class:`ClipDefect` that names the file, not decord's
+    source files.
     """
-    back = 0
+    back, whole = 0, False
     while True:
         indices = list(pick(end - back))
         if not indices:
             return np.zeros((0, 0, 0, 3), np.uint8), indices, end - back
         try:
-            return _decode_batches(reader, indices, each, budget), indices, end - back
-        except Exception as error:
+            return _decode_batches(reader, indices, each, budget, whole), indices, end - back
+        except FrameFailed as failed:
+            error = failed.__cause__
             if 2 * back + 1 >= end or cut_short(path) is None:
                 reason = explain(path, error)
                 if reason.startswith("unreadable video"):
                     reason = f"unreadable video: {Path(path).name}: frames {indices[0]}-{indices[-1]} could not be decoded ({decoder_tail(error)})"
                 raise ClipDefect(reason) from error
-            back = 2 * back or 1
+            if whole:
+                back = 2 * back or 1
+            whole = True
 
 
-def _decode_batches(reader, indices: list[int], each, budget: int) -> np.ndarray:
+class FrameFailed(Exception):
+    """Decoding failed at or before frame ``index`` (the decoder's own error is the cause)."""
+
+    def __init__(self, index: int):
+        super().__init__(f"frame {index} could not be decoded")
+        self.index = index
+
+
+def _decode_batches(reader, indices: list[int], each, budget: int, whole: bool = False) -> np.ndarray:
     """The frames at ``indices`` in one array, or, with ``each``, ``budget`` bytes at a time, each
     batch through ``each`` and what it returns concatenated.
 
@@ -110,11 +124,11 @@ def _decode_batches(reader, indices: list[int], each, budget: int) -> np.ndarray
     array and the copy to NumPy); frame by frame it reads as fast (a forward read does not seek).
     """
     if each is None:
-        return _read(reader, indices)
+        return _read(reader, indices, whole)
     parts, first, step = [], 0, 1  # the first frame alone: its size sets the batch length
     while first < len(indices):
         chunk = indices[first : first + step]
-        frames = _read(reader, chunk)
+        frames = _read(reader, chunk, whole)
         step = batch_length(*frames.shape[1:3], budget)
         parts.append(each(frames, chunk))
         del frames
@@ -122,10 +136,19 @@ def _decode_batches(reader, indices: list[int], each, budget: int) -> np.ndarray
     return np.concatenate(parts)
 
 
-def _read(reader, indices: list[int]) -> np.ndarray:
+def _read(reader, indices: list[int], whole: bool = False) -> np.ndarray:
+    """The frames at ``indices``, one at a time, or with ``whole`` in one call (which holds them twice)."""
+    if whole:
+        try:
+            return reader.get_batch(indices).asnumpy()
+        except Exception as error:
+            raise FrameFailed(indices[-1]) from error
     frames = None
     for k, index in enumerate(indices):
-        frame = reader.get_batch([index]).asnumpy()[0]
+        try:
+            frame = reader.get_batch([index]).asnumpy()[0]
+        except Exception as error:
+            raise FrameFailed(index) from error
         if frames is None:
             frames = np.empty((len(indices),) + frame.shape, np.uint8)
         frames[k] = frame
