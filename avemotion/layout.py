@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-RESULTS = "results"
-
 # ---- per dataset --------------------------------------------------------------------------------
 
 DATASET_DIR = "results/{dataset}"
@@ -41,12 +39,13 @@ def chunk_paths(pattern: str, dataset: str, chunks: int, **wildcards) -> list[st
     return [pattern.format(dataset=dataset, chunk=chunk, **wildcards) for chunk in range(chunks)]
 
 
-SOURCE_DIGESTS = "results/{dataset}/preprocess/source_digests.json"
+_DIGESTS = "preprocess/source_digests.json"  # inside a dataset's folder
+SOURCE_DIGESTS = f"{DATASET_DIR}/{_DIGESTS}"
 
 
 def source_digests(dataset_folder) -> Path:
     """The cache of a dataset's source-file digests (avemotion.preprocess.sources), in its folder."""
-    return Path(dataset_folder) / "preprocess" / "source_digests.json"
+    return Path(dataset_folder) / _DIGESTS
 
 
 def dataset_dir(dataset: str) -> str:
@@ -111,7 +110,6 @@ class ClipArtifacts:
 
 # ---- per experiment -----------------------------------------------------------------------------
 
-EXPERIMENT_DIR = "results/experiments/{experiment}"
 RUN_DIR = "results/experiments/{experiment}/{run}"
 FINAL_RUN = "final"
 PREDICTIONS = "results/predictions/{experiment}.csv"
