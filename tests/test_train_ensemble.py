@@ -1,9 +1,25 @@
-"""Late-fusion weights: fitted on validation predictions, they pick the informative branches."""
+"""Late-fusion weights: fitted on validation predictions, they pick the informative branches and
+give nothing to a branch that carries no evidence (constant, or noise independent of the labels)."""
 
 import numpy as np
 
+from avemotion.metrics import classification_metrics
 from avemotion.model.late_fusion import combine
 from avemotion.train.ensemble import fit_emotion_weights, fit_regression_weights, simplex_grid
+
+
+def softmax(logits):
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def confident_branch(rng, labels, classes, scale=4.0):
+    """Probabilities of a branch that knows the labels partly, overconfident as trained networks are."""
+    return softmax(scale * (np.eye(classes)[labels] + rng.normal(0, 1, (len(labels), classes))))
+
+
+def uar(probabilities, labels, classes):
+    return classification_metrics(labels, probabilities.argmax(axis=1), classes)["uar"]
 
 
 def test_grid_covers_the_simplex_evenly_first():
@@ -30,3 +46,68 @@ def test_regression_weights_follow_the_branch_that_tracks_the_target():
     target = rng.uniform(-1, 1, 80)
     weights = fit_regression_weights({"video": target + rng.normal(0, 0.05, 80), "audio": rng.normal(0, 0.5, 80)}, target)
     assert weights["video"] >= 0.9
+
+
+def test_a_constant_branch_gets_no_weight():
+    rng = np.random.default_rng(2)
+    classes, clips = 5, 400
+    labels = rng.choice(classes, clips, p=[0.3, 0.25, 0.2, 0.15, 0.1])
+    prior = np.bincount(labels, minlength=classes) / clips
+    # Uniform probabilities leave every argmax as it was, so accuracy alone cannot tell them from evidence.
+    branches = {
+        "audio": confident_branch(rng, labels, classes),
+        "video": np.full((clips, classes), 1 / classes),
+        "face": np.tile(prior, (clips, 1)),
+    }
+    weights = fit_emotion_weights(branches, labels)
+    assert weights == {"audio": 1.0, "face": 0.0, "video": 0.0}
+
+    target = rng.uniform(-1, 1, clips)
+    # Overdispersed, as a head can be: diluting it with a constant would raise its CCC without adding evidence.
+    tracking = 1.6 * target + rng.normal(0, 0.4, clips)
+    for constant in (np.full(clips, target.mean()), np.zeros(clips)):
+        weights = fit_regression_weights({"audio": tracking, "video": constant}, target)
+        assert weights == {"audio": 1.0, "video": 0.0}
+
+
+def test_a_noise_branch_gets_no_weight_and_costs_no_accuracy():
+    rng = np.random.default_rng(3)
+    classes, clips = 6, 400
+    labels = rng.choice(classes, clips)
+    informative = confident_branch(rng, labels, classes)
+    branches = {"audio": informative, "video": rng.dirichlet(np.ones(classes) * 0.3, clips), "face": rng.dirichlet(np.ones(classes) * 3, clips)}
+    weights = fit_emotion_weights(branches, labels)
+    assert weights["video"] <= 0.1 and weights["face"] <= 0.1
+    assert uar(combine(branches, weights), labels, classes) >= uar(informative, labels, classes) - 0.02
+
+    target = rng.uniform(-1, 1, clips)
+    # Spread like the target, as a head trained on CCC is: noise adds nothing it lacks.
+    tracking = 0.8 * target + rng.normal(0, 0.6 * target.std(), clips)
+    weights = fit_regression_weights({"audio": tracking, "video": rng.normal(0, target.std(), clips)}, target)
+    assert weights["video"] <= 0.1
+
+
+def test_two_independent_informative_branches_are_combined():
+    rng = np.random.default_rng(4)
+    classes, clips = 6, 400
+    labels = rng.choice(classes, clips)
+    branches = {"audio": confident_branch(rng, labels, classes), "video": confident_branch(rng, labels, classes)}
+    weights = fit_emotion_weights(branches, labels)
+    assert min(weights.values()) >= 0.3
+    assert uar(combine(branches, weights), labels, classes) > max(uar(p, labels, classes) for p in branches.values())
+
+    target = rng.uniform(-1, 1, clips)
+    weights = fit_regression_weights({"audio": target + rng.normal(0, 0.5, clips), "video": target + rng.normal(0, 0.5, clips)}, target)
+    assert min(weights.values()) >= 0.3
+
+
+def test_weights_are_deterministic_and_ignore_the_order_branches_come_in():
+    rng = np.random.default_rng(5)
+    classes, clips = 4, 200
+    labels = rng.choice(classes, clips)
+    branches = {name: confident_branch(rng, labels, classes, scale) for name, scale in (("video", 1.0), ("audio", 4.0), ("face", 2.0))}
+    first = fit_emotion_weights(branches, labels)
+    assert fit_emotion_weights(dict(reversed(branches.items())), labels) == first == fit_emotion_weights(branches, labels)
+    target = rng.uniform(-1, 1, clips)
+    values = {name: target + rng.normal(0, noise, clips) for name, noise in (("video", 0.3), ("audio", 0.6), ("face", 0.9))}
+    assert fit_regression_weights(dict(reversed(values.items())), target) == fit_regression_weights(values, target)
