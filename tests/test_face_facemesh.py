@@ -17,9 +17,9 @@ from avemotion.demo.expressions import make_speaker
 from avemotion.demo.face import FacePainter, empty_scene
 from avemotion.face.columns import ALL_COLUMNS, AUS_C, AUS_R, ordered_columns
 from avemotion.face.facemesh import FaceMeshBackend, face_boxes
-from avemotion.face.geometry import view_relative_angles
+from avemotion.face.geometry import AU_MODELS, view_relative_angles
 
-ESTIMATED_AUS = ["01", "02", "04", "05", "12", "15", "25", "26", "45"]
+ESTIMATED_AUS = ["01", "02", "04", "05", "06", "09", "10", "12", "17", "25", "26", "45"]
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +66,14 @@ def test_columns_are_openface_columns_in_openface_order_and_only_the_estimated_o
     expected |= {f"{axis}_{i}" for axis in "xy" for i in range(68)}
     expected |= {f"AU{au}_{kind}" for au in ESTIMATED_AUS for kind in "rc"}
     assert set(table.columns) == expected
-    for absent in ("gaze_0_x", "gaze_1_z", "eye_lmk_x_0", "X_0", "p_scale", "AU06_r", "AU07_c", "AU28_c"):
+    for absent in ("gaze_0_x", "gaze_1_z", "eye_lmk_x_0", "X_0", "p_scale", "AU15_r", "AU07_c", "AU28_c"):
         assert absent not in table.columns  # not estimated, so left out rather than zero-filled
     intensities = table[[c for c in AUS_R if c in table.columns]]
     presence = table[[c for c in AUS_C if c in table.columns]]
     assert intensities.to_numpy().min() >= 0 and intensities.to_numpy().max() <= 5
     assert set(np.unique(presence.to_numpy())) <= {0, 1}
-    assert (presence.to_numpy() == (intensities.to_numpy() >= 1)).all()
+    thresholds = np.array([AU_MODELS[c[2:4]][2] for c in intensities.columns])
+    assert (presence.to_numpy() == (intensities.to_numpy() >= thresholds)).all()
 
 
 def test_frames_timestamps_and_identity_follow_openface(backend):
@@ -93,10 +94,11 @@ def test_action_units_follow_the_drawn_expression(pooled):
     table, truth, _ = pooled
     found = table["success"] == 1
     t, g = table[found], truth[found]
-    assert spearman(t["AU12_r"] - t["AU15_r"], g["smile"]) >= 0.7
+    assert spearman(t["AU12_r"], g["smile"]) >= 0.7
     assert spearman(t["AU01_r"] + t["AU02_r"] - t["AU04_r"], g["brow_raise"]) >= 0.7
     assert spearman(t["AU25_r"] + t["AU26_r"], g["mouth_open"]) >= 0.7
-    assert spearman(t["AU26_r"], g["mouth_open"]) >= 0.7
+    # the demo draws an open mouth as parted lips; its chin barely drops, so AU26 (jaw drop) need not follow
+    assert spearman(t["AU25_r"], g["mouth_open"]) >= 0.7
     assert spearman(t["AU05_r"] - t["AU45_r"], g["eye_open"]) >= 0.6
 
 

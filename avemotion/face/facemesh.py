@@ -34,7 +34,7 @@ from avemotion.face.models import (
 from avemotion.media.frames import BATCH_BYTES, decode_all, decode_frames, open_video, reduced_size
 
 GAZE_ANGLES = ["gaze_angle_x", "gaze_angle_y"]
-AU_COLUMNS = [f"AU{au}_{kind}" for au in geometry.AU_FORMULAS for kind in ("r", "c")]
+AU_COLUMNS = [f"AU{au}_{kind}" for au in geometry.AU_MODELS for kind in ("r", "c")]
 COLUMNS = ordered_columns(META + GAZE_ANGLES + POSE + LANDMARKS_2D + AU_COLUMNS)
 INTEGER_COLUMNS = ["frame", "face_id", "success"] + [c for c in AU_COLUMNS if c.endswith("_c")]
 # Head pose is solved from landmarks smoothed over time (Gaussian, this sigma in seconds, within runs of
@@ -107,13 +107,20 @@ class FaceMeshBackend:
     def analyse_video(self, path, long_side: int | None = DECODE_LONG_SIDE, budget: int = BATCH_BYTES):
         """(table, fps, (height, width)) for every frame of the video at ``path``: what
         :meth:`analyse` gives on all its frames, in the video's pixel coordinates, with the height
-        and width of its frames.
+        and width of its frames (the decoding as in :meth:`track_video`)."""
+        tracked, fps, source = self.track_video(path, long_side, budget)
+        timestamps = np.arange(len(tracked[0])) / fps
+        table = feature_table(*tracked, timestamps, source[1], source[0], self.tracking_threshold)
+        return table, fps, source
+
+    def track_video(self, path, long_side: int | None = DECODE_LONG_SIDE, budget: int = BATCH_BYTES):
+        """((presence, mesh, contours, irises), fps, (height, width)): :meth:`track` on every frame
+        of the video at ``path``, in the video's pixel coordinates.
 
         Frames are decoded ``budget`` bytes at a time and the face is followed across batches (its
-        crop carries over; pose is smoothed over the whole clip), so the table does not depend on
-        ``budget``. Frames larger than ``long_side`` are decoded scaled down (None: never); the
-        landmarks are mapped back to source pixels. Per frame only the tracking results are kept
-        (float32, about 7 KB), not the frames.
+        crop carries over), so the result does not depend on ``budget``. Frames larger than
+        ``long_side`` are decoded scaled down (None: never); the landmarks are mapped back to source
+        pixels. Per frame only the tracking results are kept (float32, about 7 KB), not the frames.
         """
         reader = open_video(path)
         first, _, _ = decode_frames(path, reader, lambda end: range(min(1, end)), len(reader))
@@ -136,9 +143,7 @@ class FaceMeshBackend:
             presence, mesh, contours, irises = (np.zeros(shape) for shape in ((0,), (0, NUM_MESH_POINTS, 3), (0, 2, 71, 3), (0, 2, 5, 3)))
         del results
         mesh, contours, irises = (a.astype(np.float64) for a in (mesh, contours, irises))
-        timestamps = np.arange(len(presence)) / fps
-        table = feature_table(presence, mesh, contours, irises, timestamps, source[1], source[0], self.tracking_threshold)
-        return table, fps, tuple(int(n) for n in source)
+        return (presence, mesh, contours, irises), fps, tuple(int(n) for n in source)
 
 
 def feature_table(presence, mesh, contours, irises, timestamps, width: int, height: int, threshold: float) -> pd.DataFrame:

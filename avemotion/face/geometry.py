@@ -130,109 +130,95 @@ def view_relative_angles(angles: np.ndarray, translation: np.ndarray) -> np.ndar
     return euler_angles(np.transpose(view, (0, 2, 1)) @ rotation_matrices(np.asarray(angles, float)))
 
 
-# --- face-aligned measurements -------------------------------------------------------------------
+# --- face measurements and action units ---------------------------------------------------------
 
-
-def face_frame(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Coordinates of every mesh point in a frame fixed to the face, in units of the distance
-    between the eye centres (inter-ocular distance, IOD).
-
-    Origin midway between the eyes, x along the line through the eye centres (towards the image's
-    right), y perpendicular to it, down the face, so head roll does not change a measure. The IOD is
-    taken in 3D (the mesh's z has the scale of its x), so turning the head does not shrink it.
-    ``mesh`` is (N, 468, 3); returns x, y of shape (N, 468), the IOD in pixels (N,) and the unit
-    vector of the eye line in the image (N, 2).
-    """
-    right_eye = (mesh[:, 33] + mesh[:, 133]) / 2
-    left_eye = (mesh[:, 362] + mesh[:, 263]) / 2
-    iod = np.maximum(np.linalg.norm(left_eye - right_eye, axis=1), 1e-6)
-    axis = (left_eye - right_eye)[:, :2]
-    axis /= np.maximum(np.linalg.norm(axis, axis=1, keepdims=True), 1e-9)
-    rel = mesh[..., :2] - ((right_eye + left_eye) / 2)[:, None, :2]
-    x = np.einsum("nkd,nd->nk", rel, axis) / iod[:, None]
-    y = (rel[..., 1] * axis[:, None, 0] - rel[..., 0] * axis[:, None, 1]) / iod[:, None]
-    return x, y, iod, axis
-
-
-# Mesh points of the brows: inner and outer halves of the upper and lower brow contours, both sides.
-INNER_BROW = [107, 66, 55, 65, 336, 296, 285, 295]
-OUTER_BROW = [70, 63, 46, 53, 300, 293, 276, 283]
-# Iris-model eye contour: points 0-8 run along the lower lid from one corner to the other, 9-15 along
-# the upper lid; 3-5 and 10-12 are the middle thirds of the lower and upper lid.
+# The AU estimates are linear in a few distances between mesh points, each chosen for the muscle the
+# AU names (FACS), and are calibrated against OpenFace 2.0.6 in static mode (-au_static) on real faces
+# (tests/data/openface_reference/, fitted and checked by benchmarks/face_agreement.py). Distances are
+# taken in 3D between mesh points and divided by the 3D distance between the eye centres (IOD), so
+# head rotation and face size leave them unchanged; the lid opening comes from the iris model's eye
+# contour, which follows blinks far better than the face mesh's lids.
+MEASURE_PAIRS = {
+    "brow_inner": [(107, 133), (66, 133), (336, 362), (296, 362)],  # inner brow ends to inner eye corners
+    "brow_outer": [(70, 33), (46, 33), (300, 263), (276, 263)],  # outer brows to outer eye corners
+    "brow_gap": [(107, 336), (55, 285)],  # between the two inner brow ends
+    "cheek_raise": [(117, 33), (346, 263), (118, 133), (347, 362)],  # cheeks to eye corners
+    "nose_length": [(2, 168)],  # nose base to the bridge between the eyes
+    "upper_lip": [(2, 0)],  # nose base to the top of the upper lip
+    "mouth_width": [(61, 291)],
+    "lower_lip": [(17, 2)],  # bottom of the lower lip to the nose base
+    "lip_gap": [(13, 14)],  # between the lips' inner edges, mid-mouth
+    "jaw": [(2, 152)],  # nose base to chin
+}
+# Iris-model eye contour: points 0 and 8 are the corners, 3-5 and 10-12 the middle thirds of the
+# lower and upper lid.
 LOWER_LID_MIDDLE, UPPER_LID_MIDDLE = [3, 4, 5], [10, 11, 12]
 
 
 def measurements(mesh: np.ndarray, eye_contours: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-frame distances the AU formulas use, in IOD (see :func:`face_frame`).
+    """Per-frame measures the AU estimates use: :data:`MEASURE_PAIRS` distances in IOD and
+    ``eye_opening``, the lids' distance over the corners' distance, both eyes averaged.
 
     ``mesh`` (N, 468, 3), ``eye_contours`` (N, 2, 71, 3) from the iris model, all in pixels.
     """
-    x, y, _, axis = face_frame(mesh)
+    mesh = np.asarray(mesh, dtype=np.float64)
+    right_eye = (mesh[:, 33] + mesh[:, 133]) / 2
+    left_eye = (mesh[:, 362] + mesh[:, 263]) / 2
+    iod = np.maximum(np.linalg.norm(left_eye - right_eye, axis=1), 1e-6)
+    out = {}
+    for name, pairs in MEASURE_PAIRS.items():
+        first, second = (np.array(side) for side in zip(*pairs))
+        out[name] = np.linalg.norm(mesh[:, first] - mesh[:, second], axis=-1).mean(1) / iod
     corners = eye_contours[:, :, [0, 8], :2]
-    eye_width = np.linalg.norm(corners[:, :, 1] - corners[:, :, 0], axis=-1)
-    down = np.stack([-axis[:, 1], axis[:, 0]], axis=1)  # lid distances are taken across the face
+    width = np.maximum(np.linalg.norm(corners[:, :, 1] - corners[:, :, 0], axis=-1), 1e-6)
     lids = eye_contours[:, :, LOWER_LID_MIDDLE, :2].mean(2) - eye_contours[:, :, UPPER_LID_MIDDLE, :2].mean(2)
-    opening = np.einsum("ned,nd->ne", lids, down) / np.maximum(eye_width, 1e-6)
-    return {
-        "brow_inner": -y[:, INNER_BROW].mean(1),  # brow height above the eye line
-        "brow_outer": -y[:, OUTER_BROW].mean(1),
-        "brow_gap": x[:, [336, 285]].mean(1) - x[:, [107, 55]].mean(1),  # between the inner brow ends
-        # mouth corners above the middle of the upper lip's inner edge, plus a share of the mouth's widening
-        "lip_corners": y[:, 13] - y[:, [61, 291]].mean(1) + LIP_WIDTH_SHARE * (x[:, 291] - x[:, 61] - NEUTRAL["mouth_width"]),
-        "lip_gap": y[:, 14] - y[:, 13],  # between the inner edges of the lips, mid-mouth
-        "eye_opening": opening.mean(1),  # lid distance over corner distance, both eyes averaged
-    }
+    out["eye_opening"] = (np.linalg.norm(lids, axis=-1) / width).mean(1)
+    return out
 
 
-# --- action units --------------------------------------------------------------------------------
-
-# Neutral face values of the measures (IOD units; lid opening as a fraction of the eye's width):
-# what the mesh gives for neutral demo faces, close to MediaPipe's canonical face (in brackets),
-# whose lips are slightly parted and whose upper lip rises above the mouth corners.
-NEUTRAL = {
-    "brow_inner": 0.34,  # (0.33)
-    "brow_outer": 0.28,  # (0.27)
-    "brow_gap": 0.43,  # (0.42)
-    "mouth_width": 0.85,  # (0.78)
-    "lip_corners": 0.02,  # (-0.08)
-    "eye_opening": 0.34,
+# Per AU, the measures it is linear in and the sign each weight must have (the direction the muscle
+# moves the measure). A fit may shrink a weight to zero but not turn it round: a reversed sign would
+# copy what these few reference faces happen to do together, not the muscle.
+AU_MEASURES = {
+    "01": {"brow_inner": +1},  # inner brow raiser
+    "02": {"brow_outer": +1},  # outer brow raiser
+    "04": {"brow_gap": -1, "brow_inner": -1},  # brow lowerer: brows drawn together and down
+    "05": {"eye_opening": +1},  # upper lid raiser
+    "06": {"cheek_raise": -1},  # cheek raiser: cheeks move up towards the eyes
+    "09": {"nose_length": -1},  # nose wrinkler: the nose shortens
+    "10": {"upper_lip": -1},  # upper lip raiser
+    "12": {"mouth_width": +1},  # lip corner puller: the corners move up and out
+    "17": {"lower_lip": -1},  # chin raiser: pushes the lower lip up
+    "25": {"lip_gap": +1},  # lips part
+    "26": {"jaw": +1},  # jaw drop
+    "45": {"eye_opening": -1},  # blink
 }
-# Smiles also widen the mouth. Opening the mouth widens it a little too but lowers the corners; at
-# this share of the widening the two cancel, so lip_corners follows smiles, not speech.
-LIP_WIDTH_SHARE = 0.3
-
-# intensity = clip(signed change from the neutral value / unit, 0, 5): the units are sized so that the
-# demo actors' strongest expressions reach intensities of about 3 to 4.
-AU_FORMULAS = {
-    # AU01 inner brow raiser: inner brow height above its neutral height
-    "01": lambda m: (m["brow_inner"] - NEUTRAL["brow_inner"]) / 0.025,
-    # AU02 outer brow raiser: outer brow height above its neutral height
-    "02": lambda m: (m["brow_outer"] - NEUTRAL["brow_outer"]) / 0.02,
-    # AU04 brow lowerer: inner brows lowered below neutral plus drawn together
-    "04": lambda m: ((NEUTRAL["brow_inner"] - m["brow_inner"]) + (NEUTRAL["brow_gap"] - m["brow_gap"])) / 0.025,
-    # AU05 upper lid raiser: lids opened wider than neutral, beyond a 0.02 margin for lid noise
-    "05": lambda m: (m["eye_opening"] - NEUTRAL["eye_opening"] - 0.02) / 0.03,
-    # AU12 lip corner puller: mouth corners raised (and mouth widened) beyond neutral
-    "12": lambda m: (m["lip_corners"] - NEUTRAL["lip_corners"]) / 0.03,
-    # AU15 lip corner depressor: mouth corners lowered below neutral
-    "15": lambda m: (NEUTRAL["lip_corners"] - m["lip_corners"]) / 0.03,
-    # AU25 lips part: inner lip gap beyond 0.02 (closed lips)
-    "25": lambda m: (m["lip_gap"] - 0.02) / 0.03,
-    # AU26 jaw drop: inner lip gap beyond 0.08, a mouth open wider than parted lips
-    "26": lambda m: (m["lip_gap"] - 0.08) / 0.03,
-    # AU45 blink: lid opening below 0.26 of the eye width (neutral 0.34, a shut eye 0.2 or less)
-    "45": lambda m: (0.26 - m["eye_opening"]) / 0.02,
+# AU_MODELS, fitted by `benchmarks/face_agreement.py --fit`: per AU the weights of its measures (in
+# AU_MEASURES order), the bias, and the intensity from which OpenFace's AU*_c most often reads 1.
+AU_MODELS: dict[str, tuple[tuple[float, ...], float, float]] = {
+    "01": ((3.4216,), -1.1392, 0.05),
+    "02": ((21.589,), -5.1009, 0.05),
+    "04": ((0, -1.2974,), 0.9339, 0.35),
+    "05": ((9.6118,), -2.5182, 0.75),
+    "06": ((-19.999,), 8.9909, 1.00),
+    "09": ((-12.574,), 10.421, 0.55),
+    "10": ((-28.159,), 7.2014, 1.10),
+    "12": ((11.366,), -9.1589, 0.85),
+    "17": ((-2.8428,), 2.041, 0.80),
+    "25": ((9.5131,), -0.045541, 0.80),
+    "26": ((2.9641,), -2.6559, 0.30),
+    "45": ((-19.715,), 6.5426, 0.60),
 }
-PRESENCE_THRESHOLD = 1.0  # an AU counts as present (AU*_c = 1) from intensity 1, a trace on the 0-5 scale
 
 
 def action_units(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """AU*_r intensities (0..5) and AU*_c presence (0/1) for every AU in :data:`AU_FORMULAS`."""
+    """AU*_r intensities (0..5) and AU*_c presence (0/1) for every AU in :data:`AU_MODELS`."""
     out = {}
-    for au, formula in AU_FORMULAS.items():
-        intensity = np.clip(formula(measures), 0.0, 5.0)
+    for au, (weights, bias, threshold) in AU_MODELS.items():
+        linear = bias + sum(w * measures[name] for w, name in zip(weights, AU_MEASURES[au]))
+        intensity = np.clip(linear, 0.0, 5.0)
         out[f"AU{au}_r"] = intensity
-        out[f"AU{au}_c"] = (intensity >= PRESENCE_THRESHOLD).astype(np.int64)
+        out[f"AU{au}_c"] = (intensity >= threshold).astype(np.int64)
     return out
 
 
@@ -240,6 +226,11 @@ def action_units(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 EYEBALL_RADIUS = 12.0  # mm, adult average
 EYE_HALF_WIDTH = 15.0  # mm, half the corner-to-corner width of an open eye
+# The iris centre of an eye looking straight ahead sits above the line between the eye's corners, so
+# the raw across-offset reads a camera-facing gaze as looking up. This shift of the vertical sine
+# puts ours where OpenFace 2.0.6 reads it: the median over the six reference people of the mean
+# difference (benchmarks/face_agreement.py prints gaze_angle_y_person_median_diff).
+IRIS_RISE = 0.36
 
 
 def gaze_angles(eye_contours: np.ndarray, irises: np.ndarray, rotations: np.ndarray) -> np.ndarray:
@@ -262,7 +253,7 @@ def gaze_angles(eye_contours: np.ndarray, irises: np.ndarray, rotations: np.ndar
     offset = irises[:, :, 0, :2] - (start + end) / 2
     scale = EYE_HALF_WIDTH / EYEBALL_RADIUS / half
     sin_x = np.clip(np.einsum("ned,ned->ne", offset, along) * scale, -1, 1)
-    sin_y = np.clip(np.einsum("ned,ned->ne", offset, across) * scale, -1, 1)
+    sin_y = np.clip(np.einsum("ned,ned->ne", offset, across) * scale + IRIS_RISE, -1, 1)
     cos_x, cos_y = np.sqrt(1 - sin_x**2), np.sqrt(1 - sin_y**2)
     direction = np.stack([sin_x * cos_y, sin_y, -cos_x * cos_y], axis=-1).mean(1)  # head frame, both eyes
     gaze = np.einsum("nij,nj->ni", rotations, direction)

