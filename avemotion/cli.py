@@ -11,6 +11,7 @@ from pathlib import Path
 from avemotion.datasets import index_dataset, write_index
 from avemotion.inference import check_output, format_table, predict_files, write_predictions
 from avemotion.model.checkpoints import detect_format
+from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
 
 
 def _index(args) -> int:
@@ -27,6 +28,8 @@ def _index(args) -> int:
 
 
 def _convert_weights(args) -> int:
+    if is_whisper_checkpoint(Path(args.source)):  # before detect_format, which refuses Whisper's files
+        return _convert_whisper(args)
     from avemotion.model.weights import convert_weights  # Keras: the other commands start without TensorFlow
 
     kind = detect_format(Path(args.source))
@@ -37,6 +40,16 @@ def _convert_weights(args) -> int:
           f"{backbone.num_heads} heads, {model.count_params():,} parameters, {head}")
     print(f"wrote {args.destination} (built for {backbone.num_frames} frames of {backbone.image_size} px; "
           "any other count or size loads too)")
+    return 0
+
+
+def _convert_whisper(args) -> int:
+    from avemotion.model.whisper_weights import convert_whisper_weights  # Keras, as above
+
+    backbone = convert_whisper_weights(args.source, args.destination)
+    print(f"read {args.source} (Whisper encoder): {backbone.encoder_layers} layers, width {backbone.d_model}, "
+          f"{backbone.encoder_attention_heads} heads, {backbone.num_mel_bins} Mel bins, {backbone.count_params():,} parameters")
+    print(f"wrote {args.destination} (any number of frames up to {2 * backbone.max_source_positions} loads)")
     return 0
 
 
@@ -67,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.set_defaults(run=_index)
     convert = commands.add_parser(
         "convert-weights",
-        help="read VideoMAE weights of any supported format once and write avemotion's .weights.h5",
+        help="read VideoMAE or Whisper weights of any supported format once and write avemotion's .weights.h5",
         description="SRC: a Hugging Face VideoMAE folder, an MCG-NJU .pth, an innat/VideoMAE .h5, or a "
-        ".weights.h5/.keras of ours. DST must end with .weights.h5; training jobs load it fast, without torch.",
+        ".weights.h5/.keras of ours; or a Hugging Face Whisper folder (openai/whisper-*: the encoder is kept; "
+        "--num-frames/--image-size/--num-heads do not apply). DST must end with .weights.h5; training jobs "
+        "load it fast, without torch.",
     )
     convert.add_argument("source", metavar="SRC")
     convert.add_argument("destination", metavar="DST")

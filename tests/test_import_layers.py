@@ -49,6 +49,7 @@ ONLY_FROM = {"avemotion.inference": ("core", "data", "model")}
 # (TensorFlow, Keras) that light importers of the module must not pay is a reason.
 LAZY_IMPORTS = {
     ("avemotion.cli", "avemotion.model.weights"): "Keras: the commands other than convert-weights start without TensorFlow",
+    ("avemotion.cli", "avemotion.model.whisper_weights"): "Keras: the commands other than convert-weights start without TensorFlow",
     ("avemotion.inference", "avemotion.model.outputs"): "TensorFlow: the workflow imports inference when it parses its rules",
 }
 

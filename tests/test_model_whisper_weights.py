@@ -152,3 +152,15 @@ def test_sharded_safetensors(saved, tmp_path):
     index = {"metadata": {}, "weight_map": {key: shard for shard, keys in shards.items() for key in keys}}
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
     assert max(max_differences(load_whisper(sharded), encoder, features(16, 40))) <= TOLERANCE
+
+
+def test_convert_weights_command_takes_a_whisper_folder(saved, tmp_path, capsys):
+    from avemotion.cli import main
+
+    folder, encoder = saved["WhisperForConditionalGeneration"]
+    destination = tmp_path / "out" / "whisper.weights.h5"
+    assert main(["convert-weights", str(folder), str(destination)]) == 0
+    output = capsys.readouterr().out
+    layers, width = SHAPES["2_layers_4_heads"]["encoder_layers"], SHAPES["2_layers_4_heads"]["d_model"]
+    assert f"(Whisper encoder): {layers} layers, width {width}" in output and f"wrote {destination}" in output
+    assert max(max_differences(load_whisper(destination), encoder, features(16, 40))) <= TOLERANCE

@@ -17,6 +17,12 @@ _EXPORTS = {
     "build_classifier": "avemotion.model.classifier",
     "convert_weights": "avemotion.model.weights",
     "load_videomae": "avemotion.model.weights",
+    "WHISPER_PRESETS": "avemotion.model.whisper",
+    "WhisperBackbone": "avemotion.model.whisper",
+    "WeightedLayerPooling": "avemotion.model.speech_head",
+    "log_mel_spectrogram": "avemotion.model.whisper_features",
+    "load_whisper": "avemotion.model.whisper_weights",
+    "convert_whisper_weights": "avemotion.model.whisper_weights",
 }
 
 __all__ = sorted(_EXPORTS)
