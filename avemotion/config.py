@@ -164,7 +164,7 @@ PREPROCESS_SECTIONS = ("frames", "audio", "face")
 # the preprocessing and training jobs, and Snakemake reruns a job whose params change: a new key
 # that changes nothing the jobs compute must not rerun every frames chunk and training.
 QUIET_DEFAULTS = {
-    "frames": {"short_clips": "keep", "truncated_clips": "keep"},
+    "frames": {"short_clips": "keep", "truncated_clips": "keep", "sampling": "segments", "sampling_rate": 4},
     "audio": {"min_coverage": 0.9, "max_overrun_s": 0.5, "misaligned": "keep"},
 }
 
@@ -174,6 +174,8 @@ def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
     (without the :data:`QUIET_DEFAULTS` keys that hold their default)."""
     own = config["datasets"][dataset]
     settings = {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
+    if settings["frames"].get("sampling", QUIET_DEFAULTS["frames"]["sampling"]) == "segments":
+        settings["frames"].pop("sampling_rate", None)  # only dense sampling reads it
     for section, defaults in QUIET_DEFAULTS.items():
         for key, value in defaults.items():
             if settings[section].get(key, value) == value:

@@ -36,6 +36,7 @@ def test_repository_config_is_valid(config):
         (lambda c: c["face"].update(openface_args="-mloc model/main_clnf_general.txt"), "face.openface_args: '-mloc model/main_clnf_general.txt' is not of type array"),
         (lambda c: c["datasets"]["mafw"].update(face={"openface_args": ["-sigma", 1.5]}), "datasets.mafw.face.openface_args.1: 1.5 is not of type string"),
         (lambda c: c["frames"].update(short_clips="drop"), "frames.short_clips: 'drop' is not allowed; allowed values: 'keep', 'quarantine'"),
+        (lambda c: c["frames"].update(sampling="uniform"), "frames.sampling: 'uniform' is not allowed; allowed values: 'segments', 'dense'"),
         (lambda c: c["datasets"]["crema_d"].update(frames={"truncated_clips": True}), "datasets.crema_d.frames.truncated_clips: True is not allowed; allowed values: 'keep', 'quarantine'"),
         (lambda c: c["audio"].update(misaligned="drop"), "audio.misaligned: 'drop' is not allowed; allowed values: 'keep', 'quarantine'"),
         (lambda c: c["datasets"]["mafw"].update(audio={"min_coverage": 1.5}), "datasets.mafw.audio.min_coverage: 1.5 is greater than the maximum of 1"),
@@ -413,3 +414,18 @@ def test_audio_alignment_keys_at_their_defaults_rerun_nothing(config):
     assert preprocess_settings(config, "crema_d")["audio"] == before and model_settings(config, "crema_d_early") == trained
     config["audio"]["max_overrun_s"] = 1.0
     assert preprocess_settings(config, "crema_d")["audio"] == {**before, "max_overrun_s": 1.0}
+
+
+def test_dense_sampling_reaches_the_frames_stage_and_segments_rerun_nothing(config):
+    """frames.sampling: dense (with frames.sampling_rate) changes a dataset's frames settings; at its
+    default (segments) neither key is in them, whatever the rate, so older results are not redone."""
+    from avemotion.config import preprocess_settings
+
+    config = filled(config)
+    before = preprocess_settings(config, "crema_d")["frames"]
+    assert "sampling" not in before and "sampling_rate" not in before
+    config["frames"]["sampling_rate"] = 2  # read only by dense sampling
+    assert preprocess_settings(config, "crema_d")["frames"] == before
+    config["datasets"]["mafw"]["frames"] = {"sampling": "dense"}
+    assert preprocess_settings(config, "mafw")["frames"] == {**before, "sampling": "dense", "sampling_rate": 2}
+    assert preprocess_settings(config, "crema_d")["frames"] == before

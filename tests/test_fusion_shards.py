@@ -173,6 +173,26 @@ def test_tfrecord_shard_round_trip(chunk, tmp_path):
     np.testing.assert_array_equal(examples["a"]["face_sequence"][:, present], sequence[:, present])
 
 
+def test_a_densely_sampled_clip_gets_the_face_sequence_and_mel_of_its_window(chunk, tmp_path):
+    """Clip a's 20 video frames, sampled densely over frames 4-11 (window 4..12): the face sequence
+    averages the frames of each quarter of the window and the Mel is cut to the window's span
+    (300 Mel frames over 20 video frames: columns 60..180); the tabular summaries keep the whole clip."""
+    table = pd.read_parquet(chunk["tables"]["frames"])
+    table["window_start"] = np.where(table["clip_id"] == "a", 4, np.nan)
+    table["window_end"] = np.where(table["clip_id"] == "a", 12, np.nan)
+    table.to_parquet(chunk["tables"]["frames"], index=False)
+    tabular, tfrecord = fuse(chunk, tmp_path)
+    examples = {e["clip_id"]: e for e in iterate_examples(tfrecord, T)}
+    au12 = examples["a"]["face_sequence"][:, FACE_COLUMNS.index("AU12_r")]
+    np.testing.assert_allclose(au12, [0.45, 0.65, 0.85, 0.9], rtol=1e-6)  # frames 4-5, 6-7, 8-9, 10-11 minus failed 10-15
+    mel = examples["a"]["mel"]
+    np.testing.assert_allclose(mel[0, [0, -1]], [-60 + 0.1 * 60, -60 + 0.1 * 179], atol=1e-4)
+    b = examples["b"]["mel"]  # no window: the whole clip as before
+    assert b[-1, -1] == np.float32(-60 + 0.25 * 63 + 4.9)
+    shard = read_tabular_shards([tabular]).set_index("clip_id")
+    assert shard.loc["a", "energy_max"] == pytest.approx(F.energy_summaries(linear_mel(128, 300))["energy_max"], rel=1e-5)
+
+
 def test_an_empty_chunk_writes_valid_empty_shards_with_the_same_columns(chunk, tmp_path):
     full, _ = fuse(chunk, tmp_path)
     # a chunk without clips: its preprocessing tables are the chunk runner's empty tables

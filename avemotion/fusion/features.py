@@ -75,9 +75,11 @@ def face_summaries(table: pd.DataFrame) -> dict[str, float]:
     return summary | dict(zip(FACE_SUMMARY_COLUMNS, stats.ravel().tolist()))
 
 
-def face_sequence(table: pd.DataFrame, total_frames: int, steps: int) -> np.ndarray:
+def face_sequence(table: pd.DataFrame, total_frames: int, steps: int, window: tuple[int, int] | None = None) -> np.ndarray:
     """FACE_COLUMNS over ``steps`` equal segments of the clip's ``total_frames`` video frames (the
     segments whose middle frames the frames stage sampled), float32 (steps, len(FACE_COLUMNS)).
+    With ``window`` (start, end) source frames (dense sampling), the segments divide that span
+    instead and frames outside it are left out.
 
     A segment is the mean of its successful frames; a segment without one takes the successful frame
     nearest its middle frame. A CSV row's frame is its ``frame`` column (1-based, as OpenFace writes
@@ -89,7 +91,15 @@ def face_sequence(table: pd.DataFrame, total_frames: int, steps: int) -> np.ndar
         return np.full((steps, len(FACE_COLUMNS)), np.nan, np.float32)
     index = table["frame"].to_numpy(dtype=np.int64) - 1 if "frame" in table else np.arange(len(table))
     index, values = index[ok], face_values(table)[ok]
+    first = 0
+    if window is not None:
+        first, end = int(window[0]), int(window[1])
+        inside = (index >= first) & (index < end)
+        if inside.any():  # else: the nearest frames stand in, below
+            index, values = index[inside], values[inside]
+        total_frames = end - first
     total = max(int(total_frames), 1)
+    index = index - first
     segment = np.clip(index * steps // total, 0, steps - 1)
     sums = np.zeros((steps, len(FACE_COLUMNS)))
     np.add.at(sums, segment, values)
@@ -99,6 +109,19 @@ def face_sequence(table: pd.DataFrame, total_frames: int, steps: int) -> np.ndar
         middle = segment_middles(total, steps)[step]
         out[step] = values[np.argmin(np.abs(index - middle))]
     return out.astype(np.float32)
+
+
+def time_window(values: np.ndarray, total_frames: int, window: tuple[int, int] | None) -> np.ndarray:
+    """The columns (time steps) of ``values`` (features x time, spanning the clip's ``total_frames``
+    video frames, as the audio stage aligns them) that fall in the ``window`` of source frames; all
+    of them without a window. At least one column is kept."""
+    if window is None:
+        return values
+    columns = values.shape[1]
+    start = int(np.floor(window[0] / max(total_frames, 1) * columns))
+    end = int(np.ceil(window[1] / max(total_frames, 1) * columns))
+    start = min(max(start, 0), columns - 1)
+    return values[:, start : max(end, start + 1)]
 
 
 def mfcc_summaries(coefficients: np.ndarray) -> dict[str, float]:

@@ -57,7 +57,7 @@ JPEG_QUALITY = 95
 STAGE_INFO = {
     "audio": ["duration_s", "audio_missing", "silent", "audio_misaligned"],
     "face": ["face_ratio"],
-    "frames": ["total_frames", "short", "truncated"],
+    "frames": ["total_frames", "short", "truncated", "window_start", "window_end"],
 }
 # Flags a usable clip may carry (kept by the default settings; results made before a flag existed read False).
 CLIP_FLAGS = ["audio_missing", "silent", "audio_misaligned", "short", "truncated"]
@@ -115,9 +115,22 @@ def encode_clip(clip: dict, outdir, num_frames: int, n_mfcc: int) -> EncodedClip
     """
     artifacts = read_artifacts(outdir, clip["clip_id"], num_frames)
     total = clip["total_frames"] if pd.notna(clip["total_frames"]) else len(artifacts["face"])
-    sequence = F.face_sequence(artifacts["face"], total, num_frames)
-    example = encode_example(example_features(clip, artifacts, sequence, n_mfcc))
+    window = sampled_window(clip)
+    sequence = F.face_sequence(artifacts["face"], total, num_frames, window)
+    # the model's log-Mel covers what its frames cover (dense sampling: their window); the tabular
+    # summaries describe the whole clip
+    seen = {**artifacts, "mel": F.time_window(artifacts["mel"], total, window)}
+    example = encode_example(example_features(clip, seen, sequence, n_mfcc))
     return EncodedClip(example, tabular_features(artifacts, n_mfcc), sequence)
+
+
+def sampled_window(clip: dict) -> tuple[int, int] | None:
+    """The source frames (start, end) a densely sampled clip's frames span; None for segment
+    sampling (the whole clip), whose frames chunk tables have no window columns."""
+    start, end = clip.get("window_start"), clip.get("window_end")
+    if start is None or end is None or pd.isna(start) or pd.isna(end):
+        return None
+    return int(start), int(end)
 
 
 def chunk_rows_digest(manifest: pd.DataFrame, chunk) -> str:

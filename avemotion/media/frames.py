@@ -167,6 +167,34 @@ def segment_middles(total_frames: int, num_segments: int) -> np.ndarray:
     return np.minimum(np.floor(edges + total_frames / num_segments / 2).astype(int), total_frames - 1)
 
 
+def dense_window(total_frames: int, num_frames: int, rate: int) -> np.ndarray:
+    """``num_frames`` frames ``rate`` apart from the middle of the clip (dense sampling, as VideoMAE,
+    MAE-DFER and HiCMAE fine-tune): consecutive motion at a fixed frame rate, not one frame per
+    segment of the whole clip.
+
+    A clip shorter than the window is spread over with the largest stride that fits (at least 1),
+    so a short clip gives its frames in order rather than repeating its last one; a clip with
+    fewer frames than ``num_frames`` repeats frames as :func:`segment_middles` does.
+    """
+    if total_frames < 1:
+        raise ValueError("a clip needs at least one frame")
+    if rate < 1:
+        raise ValueError(f"the sampling rate must be at least 1, got {rate}")
+    stride = max(min(float(rate), total_frames / num_frames), 1.0) if total_frames >= num_frames else total_frames / num_frames
+    start = (total_frames - stride * num_frames) / 2
+    return np.clip(np.floor(start + stride * (np.arange(num_frames) + 0.5)).astype(int), 0, total_frames - 1)
+
+
+def sample_indices(total_frames: int, num_frames: int, sampling: str = "segments", rate: int = 4) -> np.ndarray:
+    """The source frames a clip's ``num_frames`` come from: ``segments`` (the middle frame of each
+    of equal segments of the whole clip) or ``dense`` (:func:`dense_window`)."""
+    if sampling == "segments":
+        return segment_middles(total_frames, num_frames)
+    if sampling == "dense":
+        return dense_window(total_frames, num_frames, rate)
+    raise ValueError(f"frames.sampling must be 'segments' or 'dense', got {sampling!r}")
+
+
 def letterbox(frame: np.ndarray, size: int) -> np.ndarray:
     """The whole frame scaled to fit ``size`` x ``size``, aspect ratio kept, centred on black padding."""
     height, width = frame.shape[:2]
@@ -215,8 +243,14 @@ def sample_clip_frames(
     margin: float = 0.25,
     reader=None,
     budget: int = BATCH_BYTES,
+    sampling: str = "segments",
+    rate: int = 4,
 ) -> tuple[np.ndarray, dict]:
     """(uint8 frames (T, S, S, 3) RGB, info with the source frame indices, frame count and fps).
+
+    Frames are picked by ``sampling`` (see :func:`sample_indices`). Dense sampling also records the
+    span of source frames the window covers (``window_start``, ``window_end``, end exclusive): the
+    fuse stage aligns the face sequence and the log-Mel with it.
 
     ``face_boxes`` holds one box per source frame (from the face features) when ``crop`` is "face";
     ``reader``, when given, is the clip's open :func:`open_video` reader. Frames are cropped as they
@@ -235,9 +269,14 @@ def sample_clip_frames(
     else:
         raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
     reader = reader if reader is not None else open_video(path)
-    pick = lambda end: segment_middles(end, num_frames).tolist()
+    pick = lambda end: sample_indices(end, num_frames, sampling, rate).tolist()
     out, indices, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
-    return out, {"source_frames": list(indices), "total_frames": total, "fps": float(reader.get_avg_fps())}
+    info = {"source_frames": list(indices), "total_frames": total, "fps": float(reader.get_avg_fps())}
+    if sampling == "dense":
+        step = (indices[-1] - indices[0]) / max(len(indices) - 1, 1)
+        info["window_start"] = int(max(indices[0] - step / 2, 0))
+        info["window_end"] = int(min(indices[-1] + step / 2, total - 1)) + 1
+    return out, info
 
 
 def decode_all(path, budget: int = BATCH_BYTES, size: tuple[int, int] | None = None):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avemotion.fusion.shards import UNLABELLED, encode_clip, tfrecord_record
+from avemotion.fusion.shards import STAGE_INFO, UNLABELLED, encode_clip, tfrecord_record
 from avemotion.io import atomic_path
 from avemotion.preprocess.chunk import process_clip
 from avemotion.preprocess.plan import STAGE_NAMES
@@ -109,7 +109,8 @@ class ClipPreprocessor:
                     "clip_id": clip.clip_id,
                     "audio_missing": bool(clip.info["audio"].get("audio_missing", False)),
                     "face_ratio": clip.face_ratio,
-                    "total_frames": clip.info["frames"].get("total_frames", float("nan")),
+                    # what the fuse stage takes from a frames chunk table (total_frames, a dense window)
+                    **{key: clip.info["frames"].get(key, float("nan")) for key in STAGE_INFO["frames"]},
                 }
                 clip.example = encode_clip(record, folder, self.num_frames, self.n_mfcc).example
         return list(prepared.values())

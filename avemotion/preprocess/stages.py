@@ -210,6 +210,8 @@ class FramesStage(Stage):
             face_boxes=boxes,
             margin=self.settings["face_margin"],
             reader=reader,
+            sampling=self.settings.get("sampling", QUIET_DEFAULTS["frames"]["sampling"]),
+            rate=self.settings.get("sampling_rate", QUIET_DEFAULTS["frames"]["sampling_rate"]),
         )
         with atomic_path(self.artifacts(clip)[0]) as tmp:
             with open(tmp, "wb") as handle:
