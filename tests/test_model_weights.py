@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import videomae_reference as reference  # noqa: E402
+from transformers import VideoMAEConfig, VideoMAEForVideoClassification  # noqa: E402
 
 from avemotion.model import CheckpointError, convert_weights, detect_format, load_videomae  # noqa: E402
 from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -137,10 +138,25 @@ def test_hugging_face_weights_at_another_frame_count(tmp_path):
     assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
 
 
+def test_a_224_px_checkpoint_fine_tunes_at_160_px_as_transformers_computes(tmp_path):
+    """The published recipes fine-tune at 160 px from 224 px checkpoints: no weight depends on the
+    image size (the position table is the sinusoid formula), so the model at 160 px equals
+    transformers built for 160 px with the same weights."""
+    config = dict(SHAPES["4x32_p16"], image_size=224, num_frames=2)
+    hf = reference.random_reference(seed=4, **config)
+    model = load_videomae(HF_WRITERS["safetensors_new_keys"](hf, tmp_path / "hf"), image_size=160)
+    assert model.backbone.image_size == 160
+    clips = clips_for(dict(config, image_size=160))
+    at_160 = VideoMAEForVideoClassification(VideoMAEConfig(**{**hf.config.to_dict(), "image_size": 160})).eval()
+    at_160.load_state_dict(hf.state_dict())
+    expected = reference.reference_outputs(at_160, clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
+
+
 def test_pretraining_checkpoint_gives_features_without_a_head(tmp_path):
     """An encoder-only checkpoint (no fc_norm, no head): features = identity-initialised fc_norm of the mean token."""
     import torch
-    from transformers import VideoMAEConfig, VideoMAEModel
+    from transformers import VideoMAEModel
 
     config = SHAPES["4x32_p16"]
     torch.manual_seed(5)
