@@ -94,7 +94,7 @@ def _jitter(images, params: dict, unit: float):
     return contrast / unit, mean * (1.0 - contrast) + params["brightness"]
 
 
-def _mirror_face(face, flip) -> tf.Tensor:
+def mirror_face(face, flip) -> tf.Tensor:
     """Face features (..., FACE_FEATURES) of the mirrored video when ``flip``."""
     mirrored = tf.gather(face, MIRROR_ORDER, axis=-1) * tf.constant(MIRROR_SIGN, face.dtype)
     return tf.where(flip, mirrored, face)
@@ -136,7 +136,7 @@ def augment_clip(example: dict, frames, seed) -> dict:
     video_seed, audio_seed = _split(seed, 2)
     params = video_params(video_seed, frames.shape[1], frames.shape[2])
     scale, offset = _jitter(frames, params, 255.0)
-    example["face_sequence"] = _mirror_face(example["face_sequence"], params["flip"])
+    example["face_sequence"] = mirror_face(example["face_sequence"], params["flip"])
     example["mel"], example["mfcc"] = spec_augment(example["mel"], example["mfcc"], audio_seed)
     example.update(_window=params["window"], _flip=params["flip"], _scale=scale, _offset=offset)
     return example
