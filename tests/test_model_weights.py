@@ -128,6 +128,22 @@ def test_own_weights_and_keras_archive_round_trip_with_recomputed_positions(hf_r
         assert reloaded.label_names == model.label_names
 
 
+def test_fused_attention_computes_what_transformers_computes(hf_reference, shape, tmp_path, monkeypatch):
+    """keras.ops.dot_product_attention (what GPUs run, see layers.ATTENTION) equals transformers in
+    float32 as the einsum attention CPUs run does; on this CPU "auto" picks the einsums."""
+    from avemotion.model import layers
+
+    assert not layers.fused_attention()
+    monkeypatch.setattr(layers, "ATTENTION", "fused")
+    model = load_videomae(HF_WRITERS["safetensors_new_keys"](hf_reference, tmp_path / "hf"))
+    clips = clips_for(SHAPES[shape])
+    expected = reference.reference_outputs(hf_reference, clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
+    monkeypatch.setattr(layers, "ATTENTION", "flash")
+    with pytest.raises(ValueError, match="'auto', 'fused' or 'einsum'"):
+        layers.fused_attention()
+
+
 def test_hugging_face_weights_at_another_frame_count(tmp_path):
     """No weight depends on the frame count: 16 frames of a 4-frame checkpoint match transformers at 16."""
     config = SHAPES["4x32_p16"]

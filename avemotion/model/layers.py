@@ -169,6 +169,22 @@ class DropPath(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
+# How attention is computed: "fused" is keras.ops.dot_product_attention, with which the backend runs a
+# fused kernel where it has one (cuDNN / flash attention on GPUs: the attention matrix never reaches
+# memory); "einsum" is softmax(QK^T / sqrt(d)) V written out, which under XLA on CPUs ran 1.7x faster
+# than the fused op (benchmarks/model.py). "auto": fused where the model runs on an accelerator.
+ATTENTION = "auto"
+
+
+def fused_attention() -> bool:
+    """Whether VideoMAE's attention uses keras.ops.dot_product_attention (see :data:`ATTENTION`)."""
+    if ATTENTION not in ("auto", "fused", "einsum"):
+        raise ValueError(f"ATTENTION must be 'auto', 'fused' or 'einsum', got {ATTENTION!r}")
+    if ATTENTION == "auto":
+        return not keras.distribution.list_devices()[0].lower().startswith("cpu")
+    return ATTENTION == "fused"
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VideoMAEAttention(keras.layers.Layer):
     """Multi-head self-attention with a bias-free qkv projection and separate q/v biases."""
@@ -198,11 +214,13 @@ class VideoMAEAttention(keras.layers.Layer):
             qkv = qkv + ops.concatenate([q_bias, ops.zeros_like(q_bias), self.v_bias])
         qkv = ops.reshape(qkv, (-1, inputs.shape[1], 3, self.num_heads, head_size))
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        # Plain einsums: under XLA on CPU they ran 1.7x faster than keras.ops.dot_product_attention.
-        # Softmax in float32, as torch autocast does, so bf16 logits do not saturate.
-        scores = ops.einsum("bqhd,bkhd->bhqk", query * ops.cast(head_size**-0.5, query.dtype), key)
-        weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), value.dtype)
-        attended = ops.einsum("bhqk,bkhd->bqhd", weights, value)
+        if fused_attention():
+            attended = ops.dot_product_attention(query, key, value, scale=head_size**-0.5)
+        else:
+            # Softmax in float32, as torch autocast does, so bf16 logits do not saturate.
+            scores = ops.einsum("bqhd,bkhd->bhqk", query * ops.cast(head_size**-0.5, query.dtype), key)
+            weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), value.dtype)
+            attended = ops.einsum("bhqk,bkhd->bqhd", weights, value)
         attended = ops.reshape(attended, (-1, inputs.shape[1], self.hidden_size))
         return self.proj(attended)
 
