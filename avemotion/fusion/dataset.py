@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from avemotion.fusion.augment import augment_clip, clip_seed
 from avemotion.fusion.balance import class_balanced, mixed, mixing_weights
+from avemotion.fusion.mixing import Mixing, mix_batches
 from avemotion.fusion.records import AUTOTUNE, all_paths, decode_frames, lookup, membership, read_stream, shards_by_dataset
 from avemotion.fusion.render import compiled, identity, sample_frames
 
@@ -67,6 +68,8 @@ class Training:
     ``shuffle_buffer``: how many clips (as JPEG bytes) the shuffle mixes.
     ``augment``: draw each clip's augmentation (avemotion.fusion.augment); False trains on the clips
     as they are.
+    ``mixing``: Mixup/CutMix of the rendered batches (avemotion.fusion.mixing); the emotion target
+    is then a soft distribution (batch, K) float32 instead of int32 labels.
     """
 
     seed: int = 0
@@ -74,6 +77,7 @@ class Training:
     dataset_weights: Mapping[str, float] | None = None
     shuffle_buffer: int = 256
     augment: bool = True
+    mixing: Mixing | None = None
 
 
 def scale_mel(mel_db) -> tf.Tensor:
@@ -188,4 +192,7 @@ def make_dataset(
             return model_inputs, targets, {name: batch[name] for name in META}
         return model_inputs, targets
 
-    return batches.map(to_model, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    ready = batches.map(to_model, num_parallel_calls=AUTOTUNE)
+    if training is not None and training.mixing is not None and training.mixing.active:
+        ready = mix_batches(ready, training.mixing, training.seed, len(label_names), image_size)  # float frames: after rendering
+    return ready.prefetch(AUTOTUNE)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.fusion.dataset import Training, make_dataset
+from avemotion.fusion.mixing import Mixing
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
@@ -29,6 +30,7 @@ from avemotion.train.devices import configure_precision, configure_threads, trai
 from avemotion.train.fitting import clear_progress, fit
 from avemotion.train.predict import branch_predictions, predict_clips
 from avemotion.train.plan import batch_size_error
+from avemotion.train.settings import QUIET_TRAINING
 from avemotion.train.splits import speaker_splits
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,19 @@ def build_model(settings: dict, face_stats=None):
     return model
 
 
+def mixing_of(training: dict) -> Mixing:
+    """The training batches' Mixup/CutMix (absent keys: their defaults, QUIET_TRAINING); the loss's
+    label smoothing is applied by the mixing instead (the loss takes the soft targets as they are)."""
+    value = {key: training.get(key, default) for key, default in QUIET_TRAINING.items()}
+    return Mixing(
+        mixup=value["mixup"],
+        cutmix=value["cutmix"],
+        switch_prob=value["mixup_switch_prob"],
+        prob=value["mixup_prob"],
+        label_smoothing=training["label_smoothing"],
+    )
+
+
 def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
     """Training and validation batches; ``inputs``: the model's input names (only those are decoded)."""
     training = settings["training"]
@@ -97,6 +112,7 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
         class_balanced=training["class_balanced"],
         dataset_weights=settings.get("dataset_weights"),
         augment=training.get("augment", True),
+        mixing=mixing_of(training),
     )
     train = make_dataset(tfrecord_paths, training=stream, clip_ids=split["train"], **common)
     validation = make_dataset(tfrecord_paths, clip_ids=split["validation"], **common)

@@ -7,7 +7,8 @@ rounds small probabilities to zero).
 
 Integer class labels below 0 mark clips outside the label set of a dataset mixture: they add nothing
 to the cross-entropy and do not count in its mean (CCCLoss leaves out the clips its sample weights
-zero).
+zero). The cross-entropy also takes soft targets (batch, K), the distributions that Mixup/CutMix
+make (avemotion.fusion.mixing), smoothed there already.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def _labels(y_true, y_pred):
     if len(labels.shape) == len(y_pred.shape):
         labels = ops.squeeze(labels, axis=-1)
     return ops.cast(labels, "int32")
+
+
+def _soft(y_true, y_pred) -> bool:
+    """Whether ``y_true`` holds soft targets (batch, K) rather than integer labels ((batch,) or
+    (batch, 1)): K > 1 classes always, so a last axis of K is a distribution."""
+    shape = ops.convert_to_tensor(y_true).shape
+    return len(shape) == len(y_pred.shape) and shape[-1] == y_pred.shape[-1] and shape[-1] != 1
 
 
 def _per_replica(loss):
@@ -108,21 +116,32 @@ def smoothed_cross_entropy(y_true, y_pred, smoothing=0.1, from_logits=True):
     """Per-clip cross-entropy against the smoothed target (1 - s) * one_hot(label) + s / K.
 
     This is timm's / VideoMAE's label smoothing (equivalently (1 - s) * NLL + s * mean_k(-log p_k)).
-    ``y_true``: integer labels, (batch,) or (batch, 1); a label < 0 gives loss 0 (ignored clip).
+    ``y_true``: integer labels, (batch,) or (batch, 1); a label < 0 gives loss 0 (ignored clip). Or
+    soft targets (batch, K), used as they are (timm's SoftTargetCrossEntropy: Mixup smoothed them
+    before mixing, smoothing again would count it twice); an all-zero row gives loss 0.
     ``y_pred``: (batch, K) logits, or probabilities when ``from_logits`` is false.
     """
     y_pred = _float32(y_pred)
-    labels = _labels(y_true, y_pred)
-    num_classes = y_pred.shape[-1]
     if from_logits:
         log_probs = ops.log_softmax(y_pred, axis=-1)
     else:
         log_probs = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
-    valid = ops.greater_equal(labels, 0)
-    one_hot = ops.one_hot(ops.where(valid, labels, 0), num_classes, dtype="float32")
-    targets = one_hot * (1.0 - smoothing) + smoothing / num_classes
+    targets, valid = _targets(y_true, y_pred, smoothing)
     losses = -ops.sum(targets * log_probs, axis=-1)
     return ops.where(valid, losses, 0.0)
+
+
+def _targets(y_true, y_pred, smoothing):
+    """(target distributions (batch, K), which clips count (batch,) bool) of integer labels
+    (smoothed) or of soft targets (as they are)."""
+    if _soft(y_true, y_pred):
+        targets = _float32(y_true)
+        return targets, ops.greater(ops.sum(targets, axis=-1), 0.0)
+    labels = _labels(y_true, y_pred)
+    num_classes = y_pred.shape[-1]
+    valid = ops.greater_equal(labels, 0)
+    one_hot = ops.one_hot(ops.where(valid, labels, 0), num_classes, dtype="float32")
+    return one_hot * (1.0 - smoothing) + smoothing / num_classes, valid
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -133,7 +152,8 @@ class LabelSmoothedCrossEntropy(keras.losses.Loss):
     CategoricalCrossentropy has), hence this class. Clips with a label < 0 get weight 0. The default
     reduction is the weighted mean over the remaining clips, sum(w * loss) / sum(w), as PyTorch's
     cross-entropy does with class weights and ignore_index: ignored clips do not dilute the mean and
-    class-balanced weights do not change the loss scale from batch to batch.
+    class-balanced weights do not change the loss scale from batch to batch. Soft targets (batch, K)
+    are taken as they are, unsmoothed (smoothed_cross_entropy).
     """
 
     def __init__(
@@ -160,7 +180,7 @@ class LabelSmoothedCrossEntropy(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Fold "label >= 0" into the sample weights so every reduction skips ignored clips.
         y_pred = ops.convert_to_tensor(y_pred)
-        valid = ops.cast(ops.greater_equal(ops.reshape(_labels(y_true, y_pred), (-1,)), 0), "float32")
+        valid = ops.cast(ops.reshape(_targets(y_true, y_pred, self.smoothing)[1], (-1,)), "float32")
         weights = valid if sample_weight is None else valid * ops.reshape(_float32(sample_weight), (-1,))
         return super().__call__(y_true, y_pred, weights)
 

@@ -125,13 +125,21 @@ def experiment_settings(config: dict, name: str) -> dict:
 
 # Where a training job runs, not what it computes: changing them must not retrain a model.
 JOB_RESOURCES = ("threads", "gpus")
+# Training keys added after results existed, left out of model_settings at these values (their
+# schema defaults; the job reads an absent key as this value), as config.QUIET_DEFAULTS: a key
+# that changes nothing the job computes must not retrain every model.
+QUIET_TRAINING = {"mixup": 0, "cutmix": 0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5}
 
 
 def model_settings(config: dict, name: str) -> dict:
     """The experiment's settings without the job's resources: the training rules' parameter, so
     Snakemake reruns a model when what it learns changes, not when the threads it gets do."""
     settings = experiment_settings(config, name)
-    training = {key: value for key, value in settings["training"].items() if key not in JOB_RESOURCES}
+    training = {
+        key: value
+        for key, value in settings["training"].items()
+        if key not in JOB_RESOURCES and not (key in QUIET_TRAINING and value == QUIET_TRAINING[key])
+    }
     return {**settings, "training": training}
 
 

@@ -1,0 +1,226 @@
+"""Mixup / CutMix of training batches (avemotion.fusion.mixing): inputs and targets mixed with one
+weight and one partner, CutMix's box and time span, soft targets in the loss, and a short training run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from test_fusion_dataset import LABELS, S, T, constant_frames, make_clip, options, write_shard  # noqa: E402
+from test_train_experiment import learnable_shards, settings_for  # noqa: E402
+
+from avemotion.config import ConfigError, prepare_config  # noqa: E402
+from avemotion.fusion import dataset as D  # noqa: E402
+from avemotion.fusion import mixing as M  # noqa: E402
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS  # noqa: E402
+from avemotion.train.experiment import datasets_for, run_experiment_fold  # noqa: E402
+from avemotion.train.losses import LabelSmoothedCrossEntropy  # noqa: E402
+from avemotion.train.settings import model_settings  # noqa: E402
+from conftest import demo_settings  # noqa: E402
+
+SEED, BATCH, SMOOTHING = 7, 4, 0.1
+
+
+def distinct_shard(tmp_path, count=8) -> str:
+    """Clips that differ in every input and target: a clip's own colour, Mel level, face features,
+    valence and arousal, so each mixed value tells whose it is."""
+    clips = []
+    band, step = np.arange(MEL_BANDS)[:, None], np.arange(AUDIO_STEPS)[None, :]
+    for i in range(count):
+        colour = (20 + 25 * i, 200 - 20 * i, 60 + 15 * i)
+        face = np.full((T, FACE_FEATURES), i / 10, np.float32) + np.arange(T, dtype=np.float32)[:, None] / 100
+        # Within 80 dB (scale_mel clips nothing) and unlike every other clip's at every step.
+        mel = -60 + 0.2 * band + 0.05 * step + 5 * np.sin(0.1 * (i + 1) * step + 0.3 * band)
+        clips.append(
+            make_clip(
+                f"c{i}", LABELS[i % len(LABELS)], frames=constant_frames([colour] * T), mel=mel.astype(np.float32),
+                face=face, valence=-0.8 + 0.2 * i, arousal=0.7 - 0.15 * i,
+            )
+        )  # fmt: skip
+    return write_shard(tmp_path / "t.tfrecord", clips)
+
+
+def batches(path, mixing=None, seed=SEED, count=6, **training):
+    stream = D.Training(seed=seed, mixing=mixing, **training)
+    return [(
+        {k: v.numpy() for k, v in inputs.items()}, {k: v.numpy() for k, v in targets.items()}
+    ) for inputs, targets in D.make_dataset([path], **options(training=stream, batch_size=BATCH)).take(count)]  # fmt: skip
+
+
+def smooth(labels) -> np.ndarray:
+    return np.eye(len(LABELS))[labels] * (1 - SMOOTHING) + SMOOTHING / len(LABELS)
+
+
+def drawn(index, mixing):
+    return {k: v.numpy() for k, v in M.draw(M.batch_seed(SEED, index), mixing, BATCH, S).items()}
+
+
+def test_mixup_mixes_every_input_and_target_with_one_weight_and_partner(tmp_path):
+    path = distinct_shard(tmp_path)
+    mixing = M.Mixing(mixup=0.8, label_smoothing=SMOOTHING)
+    plain, mixed = batches(path), batches(path, mixing)
+    weights = []
+    for index, ((inputs, targets), (got_inputs, got_targets)) in enumerate(zip(plain, mixed)):
+        draw = drawn(index, mixing)
+        lam, partner = draw["lam"], draw["permutation"]
+        assert not draw["cutmix"] and sorted(partner) == list(range(BATCH))
+        for name, value in inputs.items():
+            np.testing.assert_allclose(got_inputs[name], lam * value + (1 - lam) * value[partner], atol=1e-6, err_msg=name)
+        for name in ("valence", "arousal"):
+            np.testing.assert_allclose(got_targets[name], lam * targets[name] + (1 - lam) * targets[name][partner], atol=1e-6)
+        soft = smooth(targets["emotion"])
+        np.testing.assert_allclose(got_targets["emotion"], lam * soft + (1 - lam) * soft[partner], atol=1e-6)
+        np.testing.assert_allclose(got_targets["emotion"].sum(axis=1), 1, atol=1e-6)
+        # The same weight, read back from the data: each valence says how much of the partner it holds.
+        moved = targets["valence"][partner] != targets["valence"]  # another clip (the stream repeats: maybe the same)
+        own, theirs = targets["valence"][moved], targets["valence"][partner][moved]
+        np.testing.assert_allclose((got_targets["valence"][moved] - theirs) / (own - theirs), lam, atol=1e-4)
+        weights.append(lam)
+    assert len(set(np.round(weights, 4))) == len(weights) and min(weights) < 0.9  # drawn per batch, and they mix
+
+
+def test_cutmix_cuts_one_box_in_all_frames_and_the_matching_time_span(tmp_path):
+    path = distinct_shard(tmp_path)
+    mixing = M.Mixing(cutmix=1.0, label_smoothing=SMOOTHING)
+    # Unaugmented: every pixel of a clip then differs from every other clip's, so each tells whose it is.
+    plain, mixed = batches(path, count=8, augment=False), batches(path, mixing, count=8, augment=False)
+    cut = 0
+    for index, ((inputs, targets), (got_inputs, got_targets)) in enumerate(zip(plain, mixed)):
+        draw = drawn(index, mixing)
+        lam, partner = draw["lam"], draw["permutation"]
+        assert draw["cutmix"]
+        for clip in np.flatnonzero(targets["valence"][partner] != targets["valence"]):  # another clip
+            other = partner[clip]
+            frames = got_inputs["frames"][clip]
+            # Every pixel is its own clip's or its partner's; the partner's form one box, the same in all T frames.
+            from_partner = np.all(np.isclose(frames, inputs["frames"][other]), axis=-1)
+            own = np.all(np.isclose(frames, inputs["frames"][clip]), axis=-1)
+            assert np.all(from_partner | own) and not np.any(from_partner & own)
+            assert all(np.array_equal(from_partner[t], from_partner[0]) for t in range(T))
+            rows, columns = np.flatnonzero(from_partner[0].any(axis=1)), np.flatnonzero(from_partner[0].any(axis=0))
+            if len(rows):
+                box = from_partner[0][rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+                assert box.all() and box.size == from_partner[0].sum()
+            # lambda is 1 - the box's share of the frame (timm's correct_lam).
+            assert lam == pytest.approx(1 - from_partner[0].mean(), abs=1e-6)
+            # The Mel: one span of whole time steps from the partner, as wide as the box's share.
+            mel = got_inputs["mel"][clip, ..., 0]
+            steps = np.all(np.isclose(mel, inputs["mel"][other, ..., 0]), axis=0)
+            assert np.all(np.isclose(mel[:, ~steps], inputs["mel"][clip, :, ~steps, 0].T))
+            span = np.flatnonzero(steps)
+            assert len(span) == round((1 - lam) * AUDIO_STEPS)
+            if len(span):
+                assert span[-1] - span[0] + 1 == len(span)
+            # The face sequence: the frames whose centres fall in the Mel's span are the partner's.
+            centres = (np.arange(T) + 0.5) / T * AUDIO_STEPS
+            in_span = (centres >= (span[0] if len(span) else 0)) & (centres < (span[-1] + 1 if len(span) else 0))
+            expected = np.where(in_span[:, None], inputs["face_sequence"][other], inputs["face_sequence"][clip])
+            np.testing.assert_allclose(got_inputs["face_sequence"][clip], expected)
+            cut += 0 < len(span) < AUDIO_STEPS
+        np.testing.assert_allclose(got_inputs["face_present"], lam * inputs["face_present"] + (1 - lam) * inputs["face_present"][partner], atol=1e-6)
+        for name in ("valence", "arousal"):
+            np.testing.assert_allclose(got_targets[name], lam * targets[name] + (1 - lam) * targets[name][partner], atol=1e-6)
+        soft = smooth(targets["emotion"])
+        np.testing.assert_allclose(got_targets["emotion"], lam * soft + (1 - lam) * soft[partner], atol=1e-6)
+    assert cut >= 4
+
+
+def test_cutmix_box_follows_timm():
+    """Side int(S * sqrt(1 - lam)), clipped at the border; under Mixup no box and the drawn weight."""
+    both = M.Mixing(mixup=0.8, cutmix=1.0)
+    kinds = []
+    for index in range(40):
+        draw = drawn(index, both)
+        top, bottom, left, right = draw["box"]
+        kinds.append(bool(draw["cutmix"]))
+        if draw["cutmix"]:
+            assert 0 <= top <= bottom <= S and 0 <= left <= right <= S
+            assert draw["lam"] == pytest.approx(1 - (bottom - top) * (right - left) / S**2)
+        else:
+            assert (bottom - top) * (right - left) == 0 and draw["span"][0] == draw["span"][1]
+    assert 10 < sum(kinds) < 30  # switch_prob 0.5
+    never = M.Mixing(mixup=0.8, prob=0.0)
+    assert all(drawn(index, never)["lam"] == 1 for index in range(5))
+
+
+def test_mixing_is_reproducible_from_the_seed(tmp_path):
+    path = distinct_shard(tmp_path)
+    mixing = M.Mixing(mixup=0.8, cutmix=1.0)
+    first, again, other = batches(path, mixing, count=3), batches(path, mixing, count=3), batches(path, mixing, seed=SEED + 1, count=3)
+    for (inputs, targets), (inputs2, targets2) in zip(first, again):
+        for name in inputs:
+            np.testing.assert_array_equal(inputs[name], inputs2[name])
+        np.testing.assert_array_equal(targets["emotion"], targets2["emotion"])
+    assert not all(np.array_equal(a[1]["emotion"], b[1]["emotion"]) for a, b in zip(first, other))
+
+
+def test_only_the_training_stream_is_mixed(tmp_path):
+    path = distinct_shard(tmp_path)
+    settings = settings_for("late")
+    settings["training"].update(mixup=0.8, cutmix=1.0)
+    ids = [f"c{i}" for i in range(8)]
+    train, validation = datasets_for(settings, [path], {"train": ids, "validation": ids})
+    assert train.element_spec[1]["emotion"].shape.as_list() == [6, len(settings["labels"])]
+    assert validation.element_spec[1]["emotion"].dtype == tf.int32
+    unmixed = D.make_dataset([path], num_frames=4, image_size=32, label_names=settings["labels"], batch_size=6, clip_ids=ids)
+    for (inputs, targets), (inputs2, targets2) in zip(validation, unmixed):
+        np.testing.assert_array_equal(targets["emotion"].numpy(), targets2["emotion"].numpy())
+        np.testing.assert_array_equal(inputs["mel"].numpy(), inputs2["mel"].numpy())
+    # Off (the default): the training stream keeps its integer labels.
+    settings["training"].update(mixup=0, cutmix=0)
+    assert datasets_for(settings, [path], {"train": ids, "validation": ids})[0].element_spec[1]["emotion"].dtype == tf.int32
+
+
+def test_the_loss_takes_soft_targets_as_they_are():
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], np.float32)
+    soft = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], np.float32)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    loss = LabelSmoothedCrossEntropy(3, smoothing=SMOOTHING)
+    assert float(loss(soft, logits)) == pytest.approx(np.mean(-(soft * log_p).sum(axis=1)), rel=1e-5)
+    # Smoothed once: an unmixed batch's soft target gives the integer labels' smoothed loss.
+    labels = np.array([0, 2])
+    smoothed = np.eye(3)[labels] * (1 - SMOOTHING) + SMOOTHING / 3
+    assert float(loss(smoothed, logits)) == pytest.approx(float(loss(labels, logits)), rel=1e-6)
+    assert float(loss(labels[:, None], logits)) == pytest.approx(float(loss(labels, logits)), rel=1e-6)
+    # Argmax of a mixed target is what accuracy metrics read.
+    accuracy = tf.keras.metrics.CategoricalAccuracy()
+    accuracy.update_state(soft, logits)
+    assert float(accuracy.result()) == pytest.approx(1.0)
+
+
+def test_config_keys_are_checked_and_rerun_nothing_while_off():
+    config = demo_settings()
+    config["training"]["mixup"] = -1
+    with pytest.raises(ConfigError, match=r"training\.mixup: -1 is less than the minimum of 0"):
+        prepare_config(config)
+    config["training"].update(mixup=0.8, mixup_switch_prob=1.5)
+    with pytest.raises(ConfigError, match=r"training\.mixup_switch_prob: 1.5 is greater than the maximum of 1"):
+        prepare_config(config)
+    from snakemake.utils import validate
+
+    from avemotion.config import SCHEMA_PATH
+
+    config = demo_settings()
+    validate(config, schema=str(SCHEMA_PATH))
+    name = config["experiments"][0]["name"]
+    assert config["training"]["mixup"] == 0
+    assert not {"mixup", "cutmix", "mixup_prob", "mixup_switch_prob"} & set(model_settings(config, name)["training"])
+    config["training"].update(mixup=0.8, cutmix=1.0)
+    assert {"mixup": 0.8, "cutmix": 1.0}.items() <= model_settings(config, name)["training"].items()
+
+
+def test_a_short_training_run_with_mixup_and_cutmix_completes(tmp_path):
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
+    settings = settings_for("hybrid", epochs=1)
+    settings["training"].update(mixup=0.8, cutmix=1.0, mixup_switch_prob=0.5, mixup_prob=1.0)
+    out = tmp_path / "fold_1"
+    metrics = run_experiment_fold(settings, tabular, tfrecord, 1, out)
+    assert (out / "model.keras").exists() and np.isfinite(metrics["uar"])
+
+
+def test_inputs_that_cannot_be_mixed_are_refused_by_name():
+    draw = M.draw(M.batch_seed(SEED, 0), M.Mixing(mixup=0.8), 2, S)
+    with pytest.raises(ValueError, match=r"cannot mix the input 'audio' \(string\)"):
+        M.mix_inputs({"audio": tf.constant([b"a", b"b"])}, draw, S)
