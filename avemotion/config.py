@@ -250,6 +250,7 @@ def check_openface(config: dict) -> None:
 def check_model(config: dict) -> None:
     """The pretrained weights must exist, and every dataset's frames must split into VideoMAE tubelets."""
     model = config["model"]
+    check_audio_encoder(config)
     if model["pretrained"] and not Path(model["pretrained"]).exists():
         raise ConfigError(f"config: model.pretrained: {model['pretrained']!r} does not exist (a file or folder of VideoMAE weights, or null)")
     variant = variant_settings(model["variant"])
@@ -263,3 +264,42 @@ def check_model(config: dict) -> None:
                     f"config: {key}: {frames[setting]} is not allowed with model.variant {model['variant']!r}; "
                     f"allowed values: multiples of {variant[unit]} (the VideoMAE {unit.replace('_', ' ')})"
                 )
+
+
+# ---- the audio branch (model.audio_*) ---------------------------------------------------------
+# Read only by a Whisper audio branch (avemotion.model.speech_branch). At cnn they are left out of an
+# experiment's settings, the training jobs' params, so that keys which change nothing a CNN model
+# computes retrain none (as QUIET_DEFAULTS do for the preprocessing settings).
+AUDIO_MODEL_KEYS = ("audio_encoder", "audio_weights", "audio_preset", "audio_trainable", "audio_max_seconds")
+WHISPER_WEIGHTS = "a Hugging Face Whisper folder or .safetensors, or a .weights.h5 from `avemotion convert-weights`; or null"
+
+
+def audio_model_settings(model: dict) -> dict:
+    """An experiment's model settings without the audio keys when its audio branch is the CNN."""
+    if model.get("audio_encoder", "cnn") == "cnn":
+        return {key: value for key, value in model.items() if key not in AUDIO_MODEL_KEYS}
+    return dict(model)
+
+
+def check_audio_encoder(config: dict) -> None:
+    """Where an experiment uses Whisper (its own model keys over the model section), its audio_weights must exist,
+    and its training batches must not be mixed: Mixup/CutMix mix the batches in the input pipeline,
+    before the model layer makes the Whisper features from the clips' audio (not supported yet)."""
+    training = config.get("training") or {}
+    runs = []
+    for experiment in config.get("experiments", []):
+        own, name = experiment.get("model") or {}, experiment.get("name")
+        where = f"experiments.{name}.model" if "audio_weights" in own else "model"
+        runs.append((f"experiment {name!r}", where, {**config["model"], **own}, {**training, **(experiment.get("training") or {})}))
+    for who, where, model, settings in runs:
+        if model.get("audio_encoder") != "whisper":
+            continue
+        path = model.get("audio_weights")
+        if path and not Path(path).exists():
+            raise ConfigError(f"config: {where}.audio_weights: {path!r} does not exist ({WHISPER_WEIGHTS})")
+        mixed = [key for key in ("mixup", "cutmix") if (settings.get(key) or 0) > 0]
+        if mixed:
+            raise ConfigError(
+                f"config: training.{mixed[0]}: {settings[mixed[0]]} is not allowed with model.audio_encoder 'whisper' ({who}); "
+                "allowed values: 0 (Mixup and CutMix do not mix the Whisper branch's audio yet)"
+            )

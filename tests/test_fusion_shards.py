@@ -13,6 +13,8 @@ import pytest
 from avemotion.fusion import features as F
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS
 from avemotion.fusion.shards import crc32c, encode_example, fuse_chunk, iterate_examples, read_tabular_shards
+from avemotion.layout import ClipArtifacts
+from avemotion.media.audio import write_wav
 from avemotion.media.spectrogram import mfcc
 from avemotion.quarantine import read_quarantine
 from conftest import demo_config, demo_settings, run_snakemake
@@ -51,6 +53,11 @@ CLIPS = {
 }
 
 
+def speech(clip_id: str) -> np.ndarray:
+    """1.5 s of a tone whose pitch tells the clip."""
+    return 0.3 * np.sin(2 * np.pi * (100 + ord(clip_id)) * np.arange(24000) / 16000)
+
+
 @pytest.fixture
 def chunk(tmp_path):
     """Artifacts and chunk tables of the clips above, in tmp_path/results/demo."""
@@ -79,6 +86,7 @@ def chunk(tmp_path):
             np.save(outdir / kind / name, array)
         (outdir / "openface").mkdir(exist_ok=True)
         face_table(frames, failed=range(10, 16) if clip_id == "a" else (0,)).to_csv(outdir / "openface" / f"{clip_id}.csv", index=False)
+        write_wav(ClipArtifacts(outdir, clip_id).wav, speech(clip_id))  # the audio stage's 16 kHz WAV
     tables = {}
     for i, stage in enumerate(("audio", "face", "frames")):
         rows = [{"clip_id": c, "status": v[2][i], "seconds": 0.1} for c, v in CLIPS.items() if v[1] == 0]

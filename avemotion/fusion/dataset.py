@@ -50,6 +50,9 @@ from avemotion.fusion.render import compiled, identity, sample_frames
 TOP_DB = 80.0
 
 INPUTS = ("frames", "mel", "face_sequence", "face_present")
+# Emitted only when asked for: the clip's 16 kHz PCM bytes (B,) string, which the model layer turns
+# into a speech encoder's features (avemotion.model.speech_input).
+AUDIO = "audio"
 META = ("clip_id", "dataset", "speaker", "label", "fold")
 RENDER = ("frames", "_window", "_flip", "_scale", "_offset")  # sample_frames' arguments, per batch
 
@@ -147,8 +150,8 @@ def make_dataset(
     emotion target -1 (new clips to predict have no label).
     """
     inputs = tuple(INPUTS if inputs is None else inputs)
-    if not set(inputs) <= set(INPUTS) or not inputs:
-        raise ValueError(f"inputs must be some of {', '.join(INPUTS)}, got {list(inputs)}")
+    if not set(inputs) <= {*INPUTS, AUDIO} or not inputs:
+        raise ValueError(f"inputs must be some of {', '.join((*INPUTS, AUDIO))}, got {list(inputs)}")
     if training is not None and not isinstance(training, Training):
         raise TypeError(f"training must be a Training (the training stream's options) or None (evaluation), got {training!r}")
     if training is not None and unlabelled:
@@ -177,13 +180,15 @@ def make_dataset(
 
         clips = raw.enumerate().map(prepare_training, num_parallel_calls=AUTOTUNE)
     wanted = ("emotion", "valence", "arousal", "frames", "mel", "face_sequence", "face_present", "_window", "_flip")
-    wanted += ("_scale", "_offset") + (META if with_ids else ())
+    wanted += ("_scale", "_offset") + (META if with_ids else ()) + ((AUDIO,) if AUDIO in inputs else ())
     clips = clips.map(lambda example: {name: example[name] for name in wanted})
     batches = clips.batch(batch_size, drop_remainder=training is not None, num_parallel_calls=AUTOTUNE)
     render = compiled(sample_frames, shared=False)
 
     def to_model(batch):
         model_inputs = {"mel": batch["mel"][..., None], "face_sequence": batch["face_sequence"], "face_present": batch["face_present"]}
+        if AUDIO in inputs:
+            model_inputs[AUDIO] = batch[AUDIO]
         if "frames" in inputs:
             model_inputs["frames"] = render(*[batch[name] for name in RENDER], image_size)
         model_inputs = {name: model_inputs[name] for name in inputs}

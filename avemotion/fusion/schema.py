@@ -19,6 +19,9 @@ face_sequence      float[]   FACE_COLUMNS resampled to T steps, (T, len(FACE_COL
 face_present       float[]   1 for each FACE_COLUMNS entry the face backend estimates, else 0
 face_ratio         float     fraction of video frames with a tracked face
 audio_missing      int64     1 when the clip had no audio track and was kept with silence
+audio              bytes     the audio stage's 16 kHz mono WAV samples, int16 little-endian, at
+                             most MAX_SPEECH_SECONDS (the Whisper branch's input; shards fused
+                             before it existed parse it as empty)
 =================  ========  =================================================================
 
 Shapes are fixed for the whole workflow (not per dataset) so that corpora mix in one model.
@@ -38,6 +41,11 @@ AUDIO_STEPS = 256
 # backend does not estimate (the built-in facemesh backend has 9 AUs) are zeros, flagged in face_present.
 FACE_COLUMNS = AUS_R + AUS_C + POSE + GAZE
 
+# The speech encoder's audio (Whisper: 16 kHz mono), kept up to Whisper's whole 30 s window, so the
+# model's own maximum length (model.audio_max_seconds) is chosen at training time, not when fusing.
+SPEECH_SAMPLE_RATE = 16000
+MAX_SPEECH_SECONDS = 30
+
 STRING_FEATURES = ("clip_id", "dataset", "speaker", "label")
 INT_FEATURES = ("label_index", "fold", "audio_missing")
 FLOAT_FEATURES = ("valence", "arousal", "face_ratio")
@@ -56,4 +64,6 @@ def feature_spec(num_frames: int) -> dict:
     spec["mfcc"] = tf.io.FixedLenFeature([MFCC_COEFFICIENTS * AUDIO_STEPS], tf.float32)
     spec["face_sequence"] = tf.io.FixedLenFeature([num_frames * FACE_FEATURES], tf.float32)
     spec["face_present"] = tf.io.FixedLenFeature([FACE_FEATURES], tf.float32)
+    # A default, so shards fused before the audio was stored still parse (only a Whisper model reads it).
+    spec["audio"] = tf.io.FixedLenFeature([], tf.string, default_value="")
     return spec

@@ -28,6 +28,7 @@ import hashlib
 import io
 import logging
 import struct
+import wave
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +42,10 @@ from avemotion.fusion.schema import (
     AUDIO_STEPS,
     FACE_COLUMNS,
     FACE_FEATURES,
+    MAX_SPEECH_SECONDS,
     MEL_BANDS,
     MFCC_COEFFICIENTS,
+    SPEECH_SAMPLE_RATE,
     feature_spec,
 )
 from avemotion.io import atomic_path
@@ -178,7 +181,20 @@ def read_artifacts(outdir, clip_id: str, num_frames: int) -> dict:
         "frames": frames,
         "mel": np.load(files.mel_npy),
         "face": pd.read_csv(files.face_csv, usecols=lambda column: column in FACE_CSV_COLUMNS),
+        "audio": speech_pcm(files.wav),
     }
+
+
+def speech_pcm(path) -> bytes:
+    """The audio stage's WAV as stored for the speech encoder: its int16 samples as they are (so the
+    shard holds exactly what the stage wrote), at most MAX_SPEECH_SECONDS. Whether every clip stores
+    it or only those of Whisper experiments: every one, since a clip's audio is a fraction of its
+    frames' bytes and a fuse job then depends on no model setting."""
+    with wave.open(str(path)) as handle:
+        rate, channels, width = handle.getframerate(), handle.getnchannels(), handle.getsampwidth()
+        if (rate, channels, width) != (SPEECH_SAMPLE_RATE, 1, 2):
+            raise ValueError(f"{path}: {rate} Hz, {channels} channel(s), {8 * width}-bit; the audio stage writes 16 kHz mono 16-bit")
+        return handle.readframes(min(handle.getnframes(), MAX_SPEECH_SECONDS * SPEECH_SAMPLE_RATE))
 
 
 def tabular_features(artifacts: dict, n_mfcc: int) -> dict:
@@ -229,6 +245,7 @@ def example_features(clip: dict, artifacts: dict, sequence: np.ndarray, n_mfcc: 
         "mfcc": ("float", F.resize_2d(mfcc(mel, n_mfcc), (MFCC_COEFFICIENTS, AUDIO_STEPS)).ravel()),
         "face_sequence": ("float", np.nan_to_num(sequence, nan=0.0).ravel()),
         "face_present": ("float", F.face_present(artifacts["face"])),
+        "audio": ("bytes", [artifacts["audio"]]),
     }
 
 
@@ -353,7 +370,7 @@ def iterate_examples(path, num_frames: int):
     """The examples of a TFRecord shard as dicts of NumPy values (imports TensorFlow).
 
     Strings are str, frames uint8 (T, S, S, 3) decoded from JPEG, mel (MEL_BANDS, AUDIO_STEPS),
-    mfcc (MFCC_COEFFICIENTS, AUDIO_STEPS), face_sequence (T, len(FACE_COLUMNS)).
+    mfcc (MFCC_COEFFICIENTS, AUDIO_STEPS), face_sequence (T, len(FACE_COLUMNS)), audio int16 samples.
     """
     import tensorflow as tf
 
@@ -361,7 +378,9 @@ def iterate_examples(path, num_frames: int):
     shapes = {"mel": (MEL_BANDS, AUDIO_STEPS), "mfcc": (MFCC_COEFFICIENTS, AUDIO_STEPS), "face_sequence": (num_frames, len(FACE_COLUMNS))}
     for record in tf.data.TFRecordDataset(str(path)):
         parsed = {name: value.numpy() for name, value in tf.io.parse_single_example(record, spec).items()}
+        audio = np.frombuffer(parsed.pop("audio"), "<i2")  # samples, not text
         example = {name: value.decode() if isinstance(value, bytes) else value for name, value in parsed.items()}
         example["frames"] = np.stack([tf.io.decode_jpeg(frame, channels=3).numpy() for frame in parsed["frames"]])
         example.update({name: parsed[name].reshape(shape) for name, shape in shapes.items()})
+        example["audio"] = audio
         yield example

@@ -2,6 +2,10 @@
 
 Inputs (from avemotion.fusion.dataset), the same for every mode: ``frames`` (T, S, S, 3) RGB in
 [0, 1], ``mel`` (bands, steps, 1) scaled to [0, 1], ``face_sequence`` (T, F), ``face_present`` (F,).
+With a Whisper audio branch (avemotion.model.speech_branch) ``speech_features`` and ``speech_frames``
+(avemotion.model.speech_input) take the place of ``mel``: the Whisper embedding is the audio branch
+of late and hybrid fusion, and in early fusion one more token after the face tokens (the sequence
+then holds the T frames without spectrogram tiles).
 
 Outputs are named ``{branch_}{task}``: task ``emotion`` (logits), ``valence`` and ``arousal`` (tanh,
 in [-1, 1]). ``task_of(name)`` maps an output to its target, so every head trains on the same targets.
@@ -32,6 +36,7 @@ from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model.backbone import VideoMAEBackbone
 from avemotion.model.early_fusion import EarlyFusionSequence
 from avemotion.model.layers import PACKAGE, ClipStandardization
+from avemotion.model.speech_branch import speech_embedding, speech_model_inputs
 from avemotion.model.weights import load_videomae
 
 FUSION_MODES = ("early", "late", "hybrid")
@@ -192,6 +197,8 @@ def build_fusion_model(
     dropout: float = 0.1,
     face_stats: tuple | None = None,
     frame_normalization: str = "imagenet",
+    speech_encoder=None,
+    audio_max_seconds: float = 10.0,
 ) -> keras.Model:
     """The network for one fusion mode; ``backbone_settings`` are VideoMAEBackbone arguments (a variant's).
 
@@ -200,10 +207,15 @@ def build_fusion_model(
     imagenet feeds the frames to the backbone as they are (it standardises with the fixed ImageNet
     statistics VideoMAE was pretrained with); clip first standardises each clip by its own channel
     mean and std (ClipStandardization), before early fusion adds the spectrogram tiles.
+    ``speech_encoder``: a WhisperBackbone (speech_branch.speech_encoder) for the audio branch instead
+    of the CNN, reading ``audio_max_seconds`` of each clip.
     """
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion {fusion!r} is not allowed; allowed values: {', '.join(FUSION_MODES)}")
     inputs = model_inputs(num_frames, image_size)
+    if speech_encoder is not None:
+        del inputs["mel"]
+        inputs.update(speech_model_inputs(speech_encoder, audio_max_seconds))
     if frame_normalization not in FRAME_NORMALIZATIONS:
         raise ValueError(
             f"frame_normalization {frame_normalization!r} is not allowed; allowed values: {', '.join(FRAME_NORMALIZATIONS)}"
@@ -214,21 +226,27 @@ def build_fusion_model(
         # in float32 even under mixed precision, like that standardisation (bf16 statistics are coarse).
         mean, std = backbone_settings["image_mean"], backbone_settings["image_std"]
         frames = ClipStandardization(mean, std, dtype="float32", name="clip_standardize")(frames)
-    video_frames = 2 * num_frames if fusion == "early" else num_frames
-    extra_tokens = num_frames if fusion == "early" else 0  # early fusion's face tokens
+    tiles = fusion == "early" and speech_encoder is None  # the Mel as T more frames
+    video_frames = 2 * num_frames if tiles else num_frames
+    # early fusion's face tokens, and its Whisper token
+    extra_tokens = num_frames + (speech_encoder is not None) if fusion == "early" else 0
     backbone = VideoMAEBackbone(
         **{**backbone_settings, "num_frames": video_frames, "image_size": image_size, "extra_tokens": extra_tokens},
         name="videomae",
     )
     if fusion == "early":
         tokens = face_tokens(inputs["face_sequence"], inputs["face_present"], backbone.hidden_size, face_stats)
-        sequence = EarlyFusionSequence(name="early_sequence")([frames, inputs["mel"]])
+        if tiles:
+            sequence = EarlyFusionSequence(name="early_sequence")([frames, inputs["mel"]])
+        else:
+            audio = speech_token(inputs, speech_encoder, backbone.hidden_size, dropout)
+            sequence, tokens = frames, layers.Concatenate(axis=1, name="early_tokens")([tokens, audio])
         video = layers.Dropout(dropout, name="video_dropout")(backbone([sequence, tokens]))
         return keras.Model(inputs, heads(video, num_classes), name="early_fusion")
 
     embeddings = {
         "video": layers.Dropout(dropout, name="video_dropout")(backbone(frames)),
-        "audio": audio_encoder(inputs["mel"]),
+        "audio": audio_encoder(inputs["mel"]) if speech_encoder is None else speech_embedding(inputs, speech_encoder, dropout),
         "face": face_encoder(inputs["face_sequence"], inputs["face_present"], face_stats),
     }
     outputs = {}
@@ -246,8 +264,17 @@ def build_fusion_model(
     return keras.Model(inputs, outputs, name="hybrid_fusion")
 
 
+def speech_token(inputs: dict, encoder, width: int, dropout: float):
+    """(B, 1, width): the Whisper embedding as one early-fusion token, with a learned embedding that
+    marks it as the audio token (as StepEmbedding marks the face tokens)."""
+    embedding = speech_embedding(inputs, encoder, dropout)
+    token = layers.Reshape((1, width), name="audio_token_shape")(layers.Dense(width, name="audio_token")(embedding))
+    return StepEmbedding(name="audio_token_type")(token)
+
+
 def model_input_names(model: keras.Model) -> list[str]:
-    """The inputs a fusion model reads (every mode reads all four; the pipeline emits only these)."""
+    """The inputs a fusion model reads (every mode reads all four, with a Whisper branch the two speech
+    inputs instead of the Mel; the pipeline emits only these, speech_input.pipeline_inputs says how)."""
     return [tensor.name for tensor in model.inputs]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from avemotion.fusion.dataset import make_dataset
 from avemotion.model.fusion import model_input_names
+from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -27,9 +28,10 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: boo
         batch_size=settings["training"]["batch_size"],
         clip_ids=clip_ids,
         with_ids=True,
-        inputs=names,
+        inputs=pipeline_inputs(names),
         unlabelled=unlabelled,
     )
+    dataset = with_speech_features(dataset, model)  # a Whisper branch's features, from the clips' audio
     ids, collected = [], {}
     for inputs, _, meta in dataset:
         ids.extend(value.decode() for value in meta["clip_id"].numpy())

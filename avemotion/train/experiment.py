@@ -25,6 +25,8 @@ from avemotion.io import atomic_path, write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import MODEL_FILE, SETTINGS_FILE, write_late_weights
 from avemotion.model.fusion import BRANCHES, backbone_of, build_fusion_model, face_statistics, model_input_names, pretrained_backbone
+from avemotion.model.speech_branch import audio_settings, speech_encoder
+from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 from avemotion.presets import variant_settings
 from avemotion.train.devices import configure_precision, configure_threads, training_strategy
 from avemotion.train.fitting import clear_progress, fit
@@ -78,6 +80,7 @@ def build_model(settings: dict, face_stats=None):
         face_stats=face_stats,
         # Absent (settings written by hand, as in tests): the schema default.
         frame_normalization=settings["model"].get("frame_normalization", "imagenet"),
+        **whisper_branch(settings["model"]),
     )
     if source:
         backbone_of(model).set_weights(source.get_weights())
@@ -95,6 +98,14 @@ def mixing_of(training: dict) -> Mixing:
         prob=value["mixup_prob"],
         label_smoothing=training["label_smoothing"],
     )
+
+
+def whisper_branch(model_settings: dict) -> dict:
+    """build_fusion_model's speech-encoder arguments: none for the CNN audio branch (model.audio_encoder)."""
+    audio = audio_settings(model_settings)
+    if audio["audio_encoder"] == "cnn":
+        return {}
+    return {"speech_encoder": speech_encoder(model_settings), "audio_max_seconds": audio["audio_max_seconds"]}
 
 
 def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
@@ -160,7 +171,8 @@ def run_experiment_fold(
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica
         model = build_model(settings, face_stats)
-        train, validation = datasets_for(settings, tfrecord_paths, split, model_input_names(model))
+        streams = datasets_for(settings, tfrecord_paths, split, pipeline_inputs(model_input_names(model)))
+        train, validation = (with_speech_features(stream, model) for stream in streams)
         steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
         fit(model, settings, train, validation, steps_per_epoch, outdir)
     if strategy.num_replicas_in_sync > 1:

@@ -24,8 +24,10 @@ from keras import ops
 
 from avemotion.model.backbone import VideoMAEBackbone
 from avemotion.model.layers import PACKAGE
+from avemotion.model.whisper import WhisperBackbone
 
 BLOCK_NAME = re.compile(r"block_(\d+)")
+WHISPER_BLOCK_NAME = re.compile(r"layers_(\d+)")  # WhisperEncoderLayer i; its final layer_norm is after them
 AFTER_BLOCKS = ("mean_pool", "fc_norm")  # layer id L + 1 even in a backbone without blocks
 # Besides every 1-D variable: names that never take weight decay whatever their rank.
 NO_DECAY_NAMES = ("bias", "q_bias", "v_bias", "gamma", "beta")
@@ -129,10 +131,25 @@ def layer_scales(
     backbone = backbone or find_backbone(model)
     top = backbone.num_layers + 1
     inside = {variable.path for variable in backbone.weights}
-    return {
+    scales = {
         path: float(layer_decay ** (top - layer_id)) if path in inside else float(head_lr_multiplier)
         for path, layer_id in layer_ids(model, backbone).items()
     }
+    return {**scales, **speech_layer_scales(model, layer_decay)}
+
+
+def speech_layer_scales(model: keras.Model, layer_decay: float) -> dict[str, float]:
+    """variable.path -> lr multiplier inside a fine-tuned Whisper encoder (the audio branch): the same
+    decay as VideoMAE's, layer id 0 for the convolutions and positions, i + 1 for layers_i and L + 1
+    (the top lr) for the final layer norm. A frozen encoder's variables are not trained at all."""
+    scales = {}
+    for encoder in (layer for layer in model.layers if isinstance(layer, WhisperBackbone)):
+        top = encoder.encoder_layers + 1
+        for layer in encoder.layers:
+            match = WHISPER_BLOCK_NAME.fullmatch(layer.name)
+            layer_id = int(match.group(1)) + 1 if match else top if layer.name == "layer_norm" else 0
+            scales.update({variable.path: float(layer_decay ** (top - layer_id)) for variable in layer.weights})
+    return scales
 
 
 def no_weight_decay_paths(model: keras.Model) -> list[str]:

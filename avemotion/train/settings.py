@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avemotion.config import ConfigError, enabled_datasets, preprocess_settings
+from avemotion.config import ConfigError, audio_model_settings, enabled_datasets, preprocess_settings
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
 
 # Every corpus protocol here has five speaker-independent folds (see avemotion/datasets/).
@@ -106,7 +106,7 @@ def experiment_settings(config: dict, name: str) -> dict:
     labels = _checked_labels(experiment)
     if len(labels) < 2:
         raise ConfigError(f"config: experiments.{name}.labels: {labels} leaves fewer than two classes to learn")
-    model = {**config["model"], **(experiment.get("model") or {})}
+    model = audio_model_settings({**config["model"], **(experiment.get("model") or {})})  # audio_* only for Whisper
     return {
         "name": name,
         "datasets": list(experiment["datasets"]),
@@ -161,6 +161,8 @@ def check_experiments(config: dict) -> list[str]:
                 f"avemotion: experiment {name!r} trains VideoMAE {model['variant']} from random weights "
                 "(model.pretrained is null; the published recipes fine-tune pretrained weights)"
             )
+        if model.get("audio_encoder") == "whisper" and not model.get("audio_weights"):
+            notices.append(f"avemotion: experiment {name!r} uses a Whisper {model['audio_preset']} encoder with random weights (model.audio_weights is null)")
     prediction_experiments(config)
     return notices
 

@@ -1,0 +1,290 @@
+"""The Whisper encoder as the fusion model's audio branch (model.audio_encoder: whisper): its config
+keys, the audio the shards store and the features the pipeline makes of it, frozen and fine-tuned
+encoders, and a small experiment that trains, saves and predicts end to end."""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from snakemake.utils import validate
+
+from conftest import demo_settings
+from test_fusion_dataset import constant_frames, make_clip, mel_ramp, serialize
+from test_fusion_shards import T, chunk, fuse, speech  # noqa: F401 (chunk is a fixture)
+from test_train_experiment import COLOUR, LABELS, VA, settings_for
+
+from avemotion.config import SCHEMA_PATH, ConfigError, check_model, config_errors, prepare_config
+from avemotion.fusion.dataset import make_dataset
+from avemotion.fusion.shards import iterate_examples
+from avemotion.model.bundle import MODEL_FILE
+from avemotion.model.fusion import build_fusion_model
+from avemotion.model.outputs import raw_outputs
+from avemotion.model.speech_branch import speech_encoder, speech_encoder_of
+from avemotion.model.speech_input import SPEECH_FEATURES, SPEECH_FRAMES, pipeline_inputs, whisper_features, with_speech_features
+from avemotion.model.whisper import WhisperBackbone
+from avemotion.model.whisper_features import log_mel_spectrogram
+from avemotion.model.whisper_weights import save_whisper_weights
+from avemotion.presets import variant_settings
+from avemotion.train.experiment import build_model, run_experiment_fold
+from avemotion.train.optimizer import build_adamw
+from avemotion.train.settings import check_experiments, model_settings
+
+SMALL = {"d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 64}
+RATE = 16000
+PITCH = {"anger": 300.0, "happiness": 600.0, "sadness": 150.0}
+
+
+# ---- config -----------------------------------------------------------------------------------
+
+
+def whisper_config(**model) -> dict:
+    config = demo_settings({"model": {"audio_encoder": "whisper", **model}})
+    prepare_config(config)
+    validate(config, schema=str(SCHEMA_PATH))
+    return config
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"audio_encoder": "wav2vec"}, "model.audio_encoder: 'wav2vec' is not allowed; allowed values: 'cnn', 'whisper'"),
+        ({"audio_trainable": "partly"}, "model.audio_trainable: 'partly' is not allowed; allowed values: 'frozen', 'finetune'"),
+        ({"audio_preset": "huge"}, "model.audio_preset: 'huge' is not allowed; allowed values: 'tiny', 'base', 'small', 'medium', 'large-v2', 'large-v3'"),
+        ({"audio_max_seconds": 40}, "model.audio_max_seconds: 40 is greater than the maximum of 30"),
+        ({"audio_wieghts": None}, "model.audio_wieghts: unknown key; allowed keys here:"),
+    ],
+)
+def test_invalid_audio_keys_name_the_key_value_and_what_is_allowed(change, expected):
+    config = demo_settings({"model": change})
+    assert any(expected in error for error in config_errors(config)), config_errors(config)
+
+
+def test_an_experiments_own_audio_keys_are_checked_too():
+    config = demo_settings()
+    config["experiments"][0]["model"] = {"audio_encoder": "whisper", "audio_trainable": "all"}
+    errors = config_errors(config)
+    assert any("audio_trainable: 'all' is not allowed; allowed values: 'frozen', 'finetune'" in error for error in errors), errors
+
+
+def test_missing_whisper_weights_stop_the_run_naming_the_key(tmp_path):
+    config = whisper_config(audio_weights=str(tmp_path / "whisper-tiny"))
+    with pytest.raises(ConfigError, match=r"model\.audio_weights: '.*whisper-tiny' does not exist \(a Hugging Face Whisper folder"):
+        check_model(config)
+    config = whisper_config()
+    name = config["experiments"][0]["name"]
+    config["experiments"][0]["model"] = {"audio_weights": str(tmp_path / "nowhere.weights.h5")}
+    with pytest.raises(ConfigError, match=rf"experiments\.{name}\.model\.audio_weights: .*does not exist"):
+        check_model(config)
+
+
+def test_mixed_batches_are_refused_with_whisper_and_random_weights_are_announced():
+    config = whisper_config()
+    name = config["experiments"][0]["name"]
+    assert any(f"experiment {name!r} uses a Whisper tiny encoder with random weights" in notice for notice in check_experiments(config))
+    config["experiments"][0]["training"] = {"cutmix": 1.0}
+    with pytest.raises(ConfigError, match=rf"training\.cutmix: 1\.0 is not allowed with model\.audio_encoder 'whisper' \(experiment '{name}'\); allowed values: 0"):
+        check_model(config)
+
+
+def test_audio_keys_reach_whisper_training_jobs_and_leave_cnn_jobs_as_they_were():
+    cnn = demo_settings()
+    validate(cnn, schema=str(SCHEMA_PATH))
+    name = cnn["experiments"][0]["name"]
+    # At cnn (the default, the demo's) the training params hold no audio key: nothing retrains.
+    assert not [key for key in model_settings(cnn, name)["model"] if key.startswith("audio_")]
+    whisper = whisper_config(audio_trainable="finetune", audio_max_seconds=4)
+    model = model_settings(whisper, name)["model"]
+    assert model["audio_encoder"] == "whisper" and model["audio_trainable"] == "finetune" and model["audio_max_seconds"] == 4
+    assert model_settings(whisper_config(audio_max_seconds=5), name) != model_settings(whisper, name)
+
+
+# ---- data: the stored audio and its features ---------------------------------------------------
+
+
+def test_the_shards_store_the_audio_stages_samples_as_they_are(chunk, tmp_path):  # noqa: F811
+    _, tfrecord = fuse(chunk, tmp_path)
+    for example in iterate_examples(tfrecord, T):
+        expected = (np.clip(speech(example["clip_id"]), -1, 1) * 32767).astype("<i2")
+        np.testing.assert_array_equal(example["audio"], expected)
+
+
+@pytest.mark.parametrize("seconds, max_frames", [(0.73, 100), (2.5, 100), (3.0, 300), (31.0, 3000), (29.99, 2999)])
+def test_features_equal_whisper_features_of_the_clip_cut_to_the_models_length(seconds, max_frames):
+    audio = np.random.default_rng(int(seconds * 100)).normal(0, 0.1, int(seconds * RATE)).astype(np.float32)
+    features, frames = whisper_features(audio, max_frames)
+    expected = log_mel_spectrogram(audio[: max_frames * 160], pad=True)[:max_frames]
+    assert features.shape == (max_frames, 80)
+    np.testing.assert_allclose(features, expected, atol=1e-6)
+    assert frames == min(int(seconds * RATE) // 160, max_frames)
+
+
+def tone(label: str, seconds: float, rng) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * PITCH[label] * t) + rng.normal(0, 0.01, t.size)).astype(np.float32)
+
+
+def pcm(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def with_audio(serialized: bytes, audio: np.ndarray) -> bytes:
+    """An example of test_fusion_dataset.serialize with the shards' audio feature added."""
+    example = tf.train.Example.FromString(serialized)
+    example.features.feature["audio"].bytes_list.value.append(pcm(audio))
+    return example.SerializeToString()
+
+
+def write_records(path, records) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    return str(path)
+
+
+def small_model(fusion="late", trainable="frozen", seconds=1.0):
+    encoder = WhisperBackbone(**SMALL, name="whisper")
+    encoder.trainable = trainable == "finetune"
+    return build_fusion_model(fusion, variant_settings("tiny"), 3, 4, 32, speech_encoder=encoder, audio_max_seconds=seconds)
+
+
+def test_the_pipeline_feeds_the_model_whisper_features_of_the_shards_audio(tmp_path):
+    rng = np.random.default_rng(1)
+    clips = [make_clip(f"c{i}", "anger", frames=constant_frames([(200, 20, 20)] * 4, 32), face=np.zeros((4, 49), np.float32)) for i in range(3)]
+    audio = [tone("anger", seconds, rng) for seconds in (0.5, 1.0, 1.7)]
+    shard = write_records(tmp_path / "0.tfrecord", [with_audio(serialize(clip), a) for clip, a in zip(clips, audio)])
+    model = small_model()
+    names = [tensor.name for tensor in model.inputs]
+    assert pipeline_inputs(names) == [name for name in names if name not in (SPEECH_FEATURES, SPEECH_FRAMES)] + ["audio"]
+    dataset = make_dataset(shard, num_frames=4, image_size=32, label_names=LABELS, batch_size=3, inputs=pipeline_inputs(names))
+    inputs, _ = next(iter(with_speech_features(dataset, model)))
+    stored = [np.frombuffer(pcm(a), "<i2").astype(np.float32) / 32768 for a in audio]  # what the shard holds
+    expected = np.stack([log_mel_spectrogram(s[:16000], pad=True)[:100] for s in stored])
+    assert np.abs(inputs[SPEECH_FEATURES].numpy() - expected).max() <= 1e-4
+    assert inputs[SPEECH_FRAMES].numpy().tolist() == [50, 100, 100]  # 0.5 s, then cut at 1 s
+    assert "mel" not in inputs and model.predict_on_batch({name: inputs[name] for name in names})["audio_emotion"].shape == (3, 3)
+
+
+def test_shards_fused_before_the_audio_was_stored_say_how_to_fuse_them_again(tmp_path):
+    clip = make_clip("old", "anger", frames=constant_frames([(200, 20, 20)] * 4, 32), face=np.zeros((4, 49), np.float32))
+    shard = write_records(tmp_path / "0.tfrecord", [serialize(clip)])
+    model = small_model()
+    dataset = make_dataset(shard, num_frames=4, image_size=32, label_names=LABELS, batch_size=1, inputs=pipeline_inputs([t.name for t in model.inputs]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="fused before the shards stored audio.*--forcerun fuse_chunk"):
+        next(iter(with_speech_features(dataset, model)))
+
+
+# ---- model: frozen and fine-tuned encoders ------------------------------------------------------
+
+
+def speech_batch() -> dict:
+    return {
+        "frames": np.random.default_rng(0).random((2, 4, 32, 32, 3)).astype(np.float32),
+        "face_sequence": np.zeros((2, 4, 49), np.float32),
+        "face_present": np.ones((2, 49), np.float32),
+        SPEECH_FEATURES: np.random.default_rng(1).normal(size=(2, 100, 80)).astype(np.float32),
+        SPEECH_FRAMES: np.array([100, 37], np.int32),
+    }
+
+
+def test_a_frozen_encoder_keeps_its_weights_and_a_fine_tuned_one_learns():
+    batch, fusion, changed = speech_batch(), "late", {}
+    for trainable in ("frozen", "finetune"):
+        model = small_model(fusion, trainable)
+        encoder = speech_encoder_of(model)
+        # The position table is a constant (not trainable) either way, as in transformers.
+        tracked = [variable for variable in encoder.weights if "embed_positions" not in variable.path]
+        before = [variable.numpy() for variable in tracked]
+        pooling = model.get_layer("audio_layer_pooling").get_weights()[0].copy()
+        targets = {name: np.zeros((2,), np.int32 if name.endswith("emotion") else np.float32) for name in model.output_names}
+        optimizer = build_adamw(model, base_lr=1e-2, warmup_steps=0, total_steps=10, layer_decay=0.5)
+        losses = {name: "sparse_categorical_crossentropy" if name.endswith("emotion") else "mse" for name in model.output_names}
+        model.compile(optimizer=optimizer, loss=losses, run_eagerly=True)  # one step: tracing would cost more than it saves
+        model.train_on_batch(batch, targets)
+        changed[trainable] = [not np.array_equal(a, b.numpy()) for a, b in zip(before, tracked)]
+        # The layer pooling learns either way (its gradient reaches it through every mode's heads).
+        assert not np.array_equal(pooling, model.get_layer("audio_layer_pooling").get_weights()[0])
+        if trainable == "finetune":  # layer-wise lr decay over the encoder's layers, the top at the full lr
+            top = optimizer.lr_scale_of(encoder.get_layer("layer_norm").weights[0])
+            assert optimizer.lr_scale_of(encoder.get_layer("conv1").weights[0]) == pytest.approx(0.5**3 * top)
+    assert not any(changed["frozen"]) and all(changed["finetune"])
+
+
+@pytest.mark.parametrize("fusion", ["early", "hybrid"])
+def test_early_and_hybrid_models_read_the_speech_inputs_and_reload(fusion, tmp_path):
+    model = small_model(fusion)
+    names = [tensor.name for tensor in model.inputs]
+    assert "mel" not in names and {SPEECH_FEATURES, SPEECH_FRAMES} <= set(names)
+    if fusion == "early":  # the T frames without spectrogram tiles, then T face tokens and the audio token
+        assert "early_sequence" not in {layer.name for layer in model.layers}
+        assert model.get_layer("early_tokens").output.shape[1] == 4 + 1
+    batch = speech_batch()
+    expected = model.predict_on_batch(batch)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras").predict_on_batch(batch)
+    for name, value in expected.items():
+        np.testing.assert_allclose(reloaded[name], value, atol=1e-5)
+
+
+def test_without_weights_the_preset_is_built_frozen_unless_fine_tuned():
+    encoder = speech_encoder({"audio_encoder": "whisper", "audio_preset": "tiny"})
+    assert encoder.architecture["d_model"] == 384 and encoder.encoder_layers == 4 and not encoder.trainable
+    assert speech_encoder({"audio_encoder": "whisper", "audio_preset": "tiny", "audio_trainable": "finetune"}).trainable
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+
+def speech_shards(root, speakers=6, clips_per_class=1):
+    """test_train_experiment's learnable clips (colour, Mel level, face features) with a tone per
+    class, of varied lengths around the model's 1 s."""
+    rng = np.random.default_rng(0)
+    clips, records = [], []
+    for speaker in range(speakers):
+        for label in LABELS:
+            for take in range(clips_per_class):
+                index = LABELS.index(label)
+                frames = np.clip(constant_frames([COLOUR[label]] * 4, 32).astype(int) + rng.integers(-20, 20, (4, 32, 32, 3)), 0, 255)
+                clip = make_clip(
+                    f"crema_d_{speaker}_{label}_{take}", label, frames=frames.astype(np.uint8), mel=mel_ramp() + 20 * index,
+                    face=np.full((4, 49), index, np.float32), speaker=str(1000 + speaker), fold=1 + speaker % 3,
+                    label_index=index, valence=VA[label][0], arousal=VA[label][1],
+                )  # fmt: skip
+                clips.append(clip)
+                records.append(with_audio(serialize(clip), tone(label, rng.uniform(0.6, 1.4), rng)))
+    tfrecord = write_records(root / "crema_d" / "shards" / "tfrecord" / "0.tfrecord", records)
+    tabular = root / "crema_d" / "shards" / "tabular" / "0.parquet"
+    tabular.parent.mkdir(parents=True)
+    pd.DataFrame([{key: clip[key] for key in ("clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal")} for clip in clips]).to_parquet(tabular)
+    return [str(tabular)], [tfrecord]
+
+
+def test_a_whisper_experiment_trains_saves_and_predicts_as_it_evaluated(tmp_path):
+    tabular, tfrecord = speech_shards(tmp_path / "results")
+    weights = tmp_path / "whisper-small-random.weights.h5"
+    save_whisper_weights(WhisperBackbone(**SMALL), weights)  # a converted checkpoint's format
+    settings = copy.deepcopy(settings_for("hybrid", epochs=1))
+    settings["model"].update(audio_encoder="whisper", audio_weights=str(weights), audio_trainable="finetune", audio_max_seconds=1.0)
+    out = tmp_path / "fold_1"
+    metrics = run_experiment_fold(settings, tabular, tfrecord, 1, out)
+    assert set(metrics["branches"]) == {"video", "audio", "face"}
+    predictions = pd.read_parquet(out / "predictions.parquet")
+
+    # The saved bundle loads (registered layers), holds the checkpoint's encoder, and predicts the
+    # test clips as training evaluated them.
+    model = keras.saving.load_model(out / MODEL_FILE)
+    encoder = speech_encoder_of(model)
+    assert encoder.architecture["d_model"] == SMALL["d_model"] and encoder.trainable
+    ids, outputs = raw_outputs(model, settings, tfrecord, predictions["clip_id"].tolist())
+    probabilities = pd.DataFrame(outputs["emotion"], index=ids, columns=[f"prob_{name}" for name in LABELS])
+    expected = predictions.set_index("clip_id")[probabilities.columns]
+    np.testing.assert_allclose(probabilities.loc[expected.index].to_numpy(), expected.to_numpy(), atol=1e-5)
+
+    # The same settings build the same network again (the multi-replica path rebuilds it).
+    assert [tensor.name for tensor in build_model(settings).inputs] == [tensor.name for tensor in model.inputs]
+
