@@ -169,6 +169,10 @@ QUIET_DEFAULTS = {
 }
 
 
+# training.test_views of a model whose settings have none (trained before the key existed): one view.
+DEFAULT_TEST_VIEWS = 1
+
+
 def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
     """A dataset's effective frames/audio/face settings: the global ones with its own overrides
     (without the :data:`QUIET_DEFAULTS` keys that hold their default)."""

@@ -429,3 +429,17 @@ def test_dense_sampling_reaches_the_frames_stage_and_segments_rerun_nothing(conf
     config["datasets"]["mafw"]["frames"] = {"sampling": "dense"}
     assert preprocess_settings(config, "mafw")["frames"] == {**before, "sampling": "dense", "sampling_rate": 2}
     assert preprocess_settings(config, "crema_d")["frames"] == before
+
+
+def test_test_views_reach_the_model_settings_and_one_view_retrains_nothing(config):
+    """training.test_views is a setting of the trained model (evaluation and predict read it from
+    there); at its default (1) it stays out of the training jobs' params."""
+    from avemotion.train.settings import model_settings
+
+    config = filled(config)
+    before = model_settings(config, "crema_d_early")
+    assert "test_views" not in before["training"]
+    config["training"]["test_views"] = 2
+    assert model_settings(config, "crema_d_early")["training"] == {**before["training"], "test_views": 2}
+    config["training"]["test_views"] = 5
+    assert any("training.test_views: 5 is greater than the maximum of 4" in error for error in config_errors(config))

@@ -3,14 +3,18 @@ and prediction both do."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_fusion_dataset import LABELS, make_clip, pattern_frames, shard_path, write_shard
 
 from avemotion.fusion.augment import MIRROR_ORDER, MIRROR_SIGN
+from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.render import sample_frames
 from avemotion.fusion.schema import FACE_COLUMNS
 from avemotion.fusion.views import CENTRE_CROP, VIEWS, View, apply_view, evaluation_views
+from avemotion.model.outputs import raw_outputs, view_outputs
 
 SIZE = 32
 
@@ -52,3 +56,36 @@ def test_spatial_views_take_the_first_views_and_refuse_others():
     assert evaluation_views(1) == (View(),) and evaluation_views(4) == VIEWS
     with pytest.raises(ValueError, match="1 to 4"):
         evaluation_views(5)
+
+
+def test_evaluation_averages_the_outputs_of_its_test_views(tmp_path):
+    """raw_outputs (evaluation and avemotion predict) with test_views 2: the mean of the outputs of
+    the clips as they are and mirrored; a mirrored view really differs (left-right frames, yaw)."""
+    rng = np.random.default_rng(1)
+    clips = [make_clip(f"c{i}", LABELS[i], frames=pattern_frames(), face=rng.normal(size=(4, len(FACE_COLUMNS))).astype(np.float32)) for i in range(5)]
+    path = write_shard(shard_path(tmp_path), clips)
+    inputs = {
+        "frames": keras.Input((4, 32, 32, 3), name="frames"),
+        "mel": keras.Input((128, 256, 1), name="mel"),
+        "face_sequence": keras.Input((4, len(FACE_COLUMNS)), name="face_sequence"),
+        "face_present": keras.Input((len(FACE_COLUMNS),), name="face_present"),
+    }
+    left = keras.ops.mean(inputs["frames"][:, :, :, :16], axis=(1, 2, 3, 4))
+    right = keras.ops.mean(inputs["frames"][:, :, :, 16:], axis=(1, 2, 3, 4))
+    logits = keras.ops.stack([left * 4, right * 4] + [keras.ops.zeros_like(left)] * 4, axis=1)
+    yaw = keras.ops.mean(inputs["face_sequence"][..., FACE_COLUMNS.index("pose_Ry")], axis=1)
+    model = keras.Model(inputs, {"emotion": logits, "valence": yaw, "arousal": keras.ops.mean(inputs["mel"], axis=(1, 2, 3))})
+    settings = {"num_frames": 4, "image_size": 32, "labels": LABELS, "training": {"batch_size": 2, "test_views": 2}}
+
+    ids, averaged = raw_outputs(model, settings, [path], None)
+    outputs = [view_outputs(model, settings, [path], None, False, view)[1] for view in evaluation_views(2)]
+    assert ids == [f"c{i}" for i in range(5)]
+    for name in ("emotion", "valence", "arousal"):
+        np.testing.assert_allclose(averaged[name], (outputs[0][name] + outputs[1][name]) / 2, rtol=1e-6)
+    assert np.abs(outputs[0]["emotion"] - outputs[1]["emotion"]).max() > 0.05  # the mirror swaps dark and bright
+    np.testing.assert_allclose(outputs[1]["valence"], -outputs[0]["valence"], rtol=1e-5)  # yaw changes sign
+    np.testing.assert_allclose(outputs[1]["arousal"], outputs[0]["arousal"])  # the audio is the same
+    single = raw_outputs(model, {**settings, "training": {"batch_size": 2}}, [path], None)[1]  # older models: one view
+    np.testing.assert_allclose(single["emotion"], outputs[0]["emotion"])
+    with pytest.raises(ValueError, match="for evaluation"):
+        make_dataset([path], num_frames=4, image_size=32, label_names=LABELS, batch_size=2, training=Training(), view=View(flip=True))

@@ -44,6 +44,7 @@ from avemotion.fusion.balance import class_balanced, mixed, mixing_weights
 from avemotion.fusion.mixing import Mixing, mix_batches
 from avemotion.fusion.records import AUTOTUNE, all_paths, decode_frames, lookup, membership, read_stream, shards_by_dataset
 from avemotion.fusion.render import compiled, identity, sample_frames
+from avemotion.fusion.views import View, apply_view
 
 # scale_mel maps the clip's loudest value to 1 and everything TOP_DB or more below it to 0: the same
 # mapping as the spectrogram PNGs (avemotion.media.spectrogram.to_image, top_db=80; a test checks it).
@@ -94,12 +95,15 @@ def scale_mel(mel_db) -> tf.Tensor:
     return tf.clip_by_value((mel_db - (loudest - TOP_DB)) / TOP_DB, 0.0, 1.0)
 
 
-def prepare(raw: dict, num_frames: int, image_size: int, seed=None) -> dict:
+def prepare(raw: dict, num_frames: int, image_size: int, seed=None, view: View | None = None) -> dict:
     """One raw example ready for batching: uint8 ``frames``, the Mel scaled (scale_mel), and the
     parameters with which sample_frames renders the frames (RENDER): from ``seed`` (training) the
-    clip's augmentation (augment_clip), without it the identity."""
+    clip's augmentation (augment_clip), without it ``view`` (avemotion.fusion.views) or the identity."""
     frames = decode_frames(raw["frames"], num_frames, image_size)
-    example = {**raw, **identity(image_size)} if seed is None else augment_clip(raw, frames, seed)
+    if seed is not None:
+        example = augment_clip(raw, frames, seed)
+    else:
+        example = apply_view(raw, view, image_size) if view is not None else {**raw, **identity(image_size)}
     example["frames"] = frames
     example["mel"] = scale_mel(example["mel"])
     return example
@@ -133,6 +137,7 @@ def make_dataset(
     inputs: Sequence[str] | None = None,
     with_ids: bool = False,
     unlabelled: bool = False,
+    view: View | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` (or ``(inputs, targets, meta)`` with ``with_ids``) from
     TFRecord shards; the module docstring describes the elements.
@@ -148,6 +153,8 @@ def make_dataset(
 
     ``unlabelled`` (not training): keep clips whose label is not in ``label_names`` too, with
     emotion target -1 (new clips to predict have no label).
+
+    ``view`` (not training): render every clip in this test view (avemotion.fusion.views).
     """
     inputs = tuple(INPUTS if inputs is None else inputs)
     if not set(inputs) <= {*INPUTS, AUDIO} or not inputs:
@@ -167,9 +174,11 @@ def make_dataset(
         unlabelled=unlabelled,
     )
 
+    if training is not None and view is not None:
+        raise ValueError("a test view is for evaluation (training=None): training draws its own crops and flips")
     if training is None:
         raw = read_stream(all_paths(paths), seed=0, **stream)
-        clips = raw.map(lambda example: prepare(example, num_frames, image_size), num_parallel_calls=AUTOTUNE)
+        clips = raw.map(lambda example: prepare(example, num_frames, image_size, view=view), num_parallel_calls=AUTOTUNE)
     else:
         raw = _training_stream(paths, training, len(label_names), stream)
         raw = raw.shuffle(training.shuffle_buffer, seed=training.seed, reshuffle_each_iteration=True)

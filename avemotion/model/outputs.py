@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from avemotion.config import DEFAULT_TEST_VIEWS
 from avemotion.fusion.dataset import make_dataset
+from avemotion.fusion.views import View, evaluation_views
 from avemotion.model.fusion import model_input_names
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 
@@ -18,7 +20,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool = False) -> tuple[list[str], dict[str, np.ndarray]]:
     """Clip ids and every model output (emotion outputs as probabilities) for the given clips
-    (``unlabelled``: also those without a label of the model, as new clips are)."""
+    (``unlabelled``: also those without a label of the model, as new clips are), averaged over the
+    model's test views (``training.test_views``, avemotion.fusion.views; 1: the clips as they are)."""
+    ids, total = None, {}
+    views = evaluation_views(settings["training"].get("test_views", DEFAULT_TEST_VIEWS))
+    for view in views:
+        view_ids, outputs = view_outputs(model, settings, tfrecord_paths, clip_ids, unlabelled, view)
+        if ids is not None and view_ids != ids:
+            raise RuntimeError("the evaluation stream gave the clips in another order for another view")
+        ids = view_ids
+        for name, value in outputs.items():
+            total[name] = total.get(name, 0.0) + value
+    return ids, {name: value / len(views) for name, value in total.items()}
+
+
+def view_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool, view: View) -> tuple[list[str], dict[str, np.ndarray]]:
+    """raw_outputs of one test view."""
     names = model_input_names(model)
     dataset = make_dataset(
         tfrecord_paths,
@@ -30,6 +47,7 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: boo
         with_ids=True,
         inputs=pipeline_inputs(names),
         unlabelled=unlabelled,
+        view=view,
     )
     dataset = with_speech_features(dataset, model)  # a Whisper branch's features, from the clips' audio
     ids, collected = [], {}

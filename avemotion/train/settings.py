@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avemotion.config import ConfigError, audio_model_settings, enabled_datasets, preprocess_settings
+from avemotion.config import DEFAULT_TEST_VIEWS, ConfigError, audio_model_settings, enabled_datasets, preprocess_settings
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
 
 # Every corpus protocol here has five speaker-independent folds (see avemotion/datasets/).
@@ -128,7 +128,7 @@ JOB_RESOURCES = ("threads", "gpus")
 # Training keys added after results existed, left out of model_settings at these values (their
 # schema defaults; the job reads an absent key as this value), as config.QUIET_DEFAULTS: a key
 # that changes nothing the job computes must not retrain every model.
-QUIET_TRAINING = {"mixup": 0, "cutmix": 0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5}
+QUIET_TRAINING = {"mixup": 0, "cutmix": 0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5, "test_views": DEFAULT_TEST_VIEWS}
 
 
 def model_settings(config: dict, name: str) -> dict:
