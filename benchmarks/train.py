@@ -13,7 +13,8 @@
    trimming: see avemotion.fusion.dataset's docstring), as a training process should be;
    --glibc-default measures with glibc's defaults instead (every batch in fresh pages).
    cpu_ms_per_clip (process CPU time per clip, all threads) is steadier than the rate when other
-   work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip.
+   work shares the cores: on an idle machine, rate ~ cores * 1000 / cpu_ms_per_clip, and
+   input_clips_per_s_per_core = 1000 / cpu_ms_per_clip is what each core of a training job feeds.
    Frame content (--content): ``smooth`` (default) is random colour fields upsampled from 14 x 14
    plus noise of 6 levels, about 25 KB per frame like face crops; ``noise`` is uniform random
    pixels, about 60 KB per frame and twice as slow to decode: a worst case.
@@ -291,6 +292,8 @@ def main() -> None:
             rate, cpu_ms = input_clips_per_second([str(shard)], args)
             report("input_clips_per_s", rate)
             report("cpu_ms_per_clip", cpu_ms)
+            # what one core feeds: how many cores a GPU job needs to keep a step of N clips/s fed
+            report("input_clips_per_s_per_core", 1000.0 / cpu_ms)
             if args.train_batches:
                 rate, precision = train_clips_per_second([str(shard)], args)
                 report("train_variant", f"{args.variant} ({args.train_fusion} fusion, {precision})")
