@@ -123,8 +123,9 @@ def experiment_settings(config: dict, name: str) -> dict:
     }
 
 
-# Where a training job runs, not what it computes: changing them must not retrain a model.
-JOB_RESOURCES = ("threads", "gpus")
+# Where and on which Keras backend a training job runs, not what it computes: changing them must not
+# retrain a model.
+JOB_RESOURCES = ("threads", "gpus", "backend")
 # Training keys added after results existed, left out of model_settings at these values (their
 # schema defaults; the job reads an absent key as this value), as config.QUIET_DEFAULTS: a key
 # that changes nothing the job computes must not retrain every model.
