@@ -286,24 +286,14 @@ def audio_model_settings(model: dict) -> dict:
 
 
 def check_audio_encoder(config: dict) -> None:
-    """Where an experiment uses Whisper (its own model keys over the model section), its audio_weights must exist,
-    and its training batches must not be mixed: Mixup/CutMix mix the batches in the input pipeline,
-    before the model layer makes the Whisper features from the clips' audio (not supported yet)."""
-    training = config.get("training") or {}
-    runs = []
+    """Where an experiment uses Whisper (its own model keys over the model section), its audio_weights
+    must exist. (Mixup/CutMix mix its waveform with the other inputs: avemotion.fusion.mixing.)"""
     for experiment in config.get("experiments", []):
         own, name = experiment.get("model") or {}, experiment.get("name")
         where = f"experiments.{name}.model" if "audio_weights" in own else "model"
-        runs.append((f"experiment {name!r}", where, {**config["model"], **own}, {**training, **(experiment.get("training") or {})}))
-    for who, where, model, settings in runs:
+        model = {**config["model"], **own}
         if model.get("audio_encoder") != "whisper":
             continue
         path = model.get("audio_weights")
         if path and not Path(path).exists():
             raise ConfigError(f"config: {where}.audio_weights: {path!r} does not exist ({WHISPER_WEIGHTS})")
-        mixed = [key for key in ("mixup", "cutmix") if (settings.get(key) or 0) > 0]
-        if mixed:
-            raise ConfigError(
-                f"config: training.{mixed[0]}: {settings[mixed[0]]} is not allowed with model.audio_encoder 'whisper' ({who}); "
-                "allowed values: 0 (Mixup and CutMix do not mix the Whisper branch's audio yet)"
-            )

@@ -222,5 +222,115 @@ def test_a_short_training_run_with_mixup_and_cutmix_completes(tmp_path):
 
 def test_inputs_that_cannot_be_mixed_are_refused_by_name():
     draw = M.draw(M.batch_seed(SEED, 0), M.Mixing(mixup=0.8), 2, S)
-    with pytest.raises(ValueError, match=r"cannot mix the input 'audio' \(string\)"):
-        M.mix_inputs({"audio": tf.constant([b"a", b"b"])}, draw, S)
+    with pytest.raises(ValueError, match=r"cannot mix the input 'clip_id' \(string\)"):
+        M.mix_inputs({"clip_id": tf.constant([b"a", b"b"])}, draw, S)
+
+
+# ---- the speech encoder's waveform (make_dataset's "audio": int16 PCM bytes) --------------------
+
+
+def waveform(i: int, seconds: float) -> np.ndarray:
+    """Clip i's int16 samples: its own level and a tone, so every sample tells whose it is."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    return np.rint((0.05 + 0.08 * i) * 32767 * (0.6 + 0.4 * np.sin(2 * np.pi * (110 + 37 * i) * t))).astype("<i2")
+
+
+def speech_shard(tmp_path, count=8) -> tuple[str, dict]:
+    """distinct_shard's clips with audio of different lengths (0.5 to 1.2 s)."""
+    import tensorflow as tf  # noqa: F811 (the module's, imported under importorskip)
+
+    path = distinct_shard(tmp_path, count)
+    audio, records = {}, []
+    for record in tf.data.TFRecordDataset(path):
+        example = tf.train.Example.FromString(record.numpy())
+        clip = example.features.feature["clip_id"].bytes_list.value[0]
+        i = int(clip.decode()[1:])
+        audio[clip] = waveform(i, 0.5 + 0.1 * i)
+        example.features.feature["audio"].bytes_list.value.append(audio[clip].tobytes())
+        records.append(example.SerializeToString())
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    return path, audio
+
+
+def speech_batches(path, mixing=None, count=6, **training):
+    stream = D.Training(seed=SEED, mixing=mixing, **training)
+    dataset = D.make_dataset([path], **options(training=stream, batch_size=BATCH, inputs=(*D.INPUTS, D.AUDIO)))
+    return [(
+        {k: v.numpy() for k, v in inputs.items()}, {k: v.numpy() for k, v in targets.items()}
+    ) for inputs, targets in dataset.take(count)]  # fmt: skip
+
+
+def half_up(x: float) -> int:
+    """x to the nearest sample, halves up."""
+    return int(np.floor(x + 0.5))
+
+
+def samples(batch_audio) -> list[np.ndarray]:
+    return [np.frombuffer(clip, "<i2").astype(np.float64) for clip in batch_audio]
+
+
+def test_mixup_mixes_the_waveform_with_the_labels_and_mels_weight(tmp_path):
+    path, _ = speech_shard(tmp_path)
+    mixing = M.Mixing(mixup=0.8, label_smoothing=SMOOTHING)
+    plain, mixed = speech_batches(path), speech_batches(path, mixing)
+    for index, ((inputs, targets), (got_inputs, got_targets)) in enumerate(zip(plain, mixed)):
+        draw = drawn(index, mixing)
+        lam, partner = draw["lam"], draw["permutation"]
+        np.testing.assert_allclose(got_inputs["mel"], lam * inputs["mel"] + (1 - lam) * inputs["mel"][partner], atol=1e-6)
+        np.testing.assert_allclose(got_targets["valence"], lam * targets["valence"] + (1 - lam) * targets["valence"][partner], atol=1e-6)
+        own, got = samples(inputs["audio"]), samples(got_inputs["audio"])
+        for clip, other in enumerate(partner):
+            length = max(own[clip].size, own[other].size)  # the longer clip's length, the shorter zero-padded
+            assert got[clip].size == length
+            a, b = (np.pad(x, (0, length - x.size)) for x in (own[clip], own[other]))
+            weight = float(lam)  # in float64, as the mixing computes (the float32 1 - lam rounds another way)
+            expected = np.clip(np.rint(weight * a + (1 - weight) * b), -32768, 32767)
+            np.testing.assert_array_equal(got[clip], expected)
+            # The weight read back from the samples alone is the labels' (to int16 rounding).
+            moved = np.abs(a - b) > 2000
+            if moved.any():
+                assert np.median((got[clip][moved] - b[moved]) / (a[moved] - b[moved])) == pytest.approx(lam, abs=1e-3)
+
+
+def test_mixup_of_loud_waveforms_clips_instead_of_wrapping():
+    loud, quiet = np.full(10, 32767, "<i2"), np.full(6, -32768, "<i2")
+    mixed = M.mix_waveforms(loud, loud, 0.3, False, [0, 0])
+    assert mixed.dtype == np.dtype("<i2") and mixed.tolist() == [32767] * 10
+    mixed = M.mix_waveforms(quiet, loud, 0.5, False, [0, 0])
+    assert mixed.tolist() == [0] * 6 + [16384] * 4  # -32768 / 2 + 32767 / 2 rounds to 0; the padding to 32767 / 2
+    # Unmixed (lambda 1) and clips without stored audio keep what they have.
+    assert M.mix_waveforms(quiet, loud, 1.0, False, [0, 0]) is quiet
+    assert M.mix_waveforms(np.zeros(0, "<i2"), loud, 0.5, False, [0, 0]).size == 0
+
+
+def test_cutmix_replaces_the_mels_share_of_each_waveform_with_the_partners_same_moment(tmp_path):
+    path, _ = speech_shard(tmp_path)
+    mixing = M.Mixing(cutmix=1.0, label_smoothing=SMOOTHING)
+    plain, mixed = speech_batches(path, count=8, augment=False), speech_batches(path, mixing, count=8, augment=False)
+    cut = 0
+    for index, ((inputs, targets), (got_inputs, _)) in enumerate(zip(plain, mixed)):
+        draw = drawn(index, mixing)
+        lam, partner = draw["lam"], draw["permutation"]
+        own, got = samples(inputs["audio"]), samples(got_inputs["audio"])
+        for clip, other in enumerate(partner):
+            mel = got_inputs["mel"][clip, ..., 0]
+            steps = np.flatnonzero(np.all(np.isclose(mel, inputs["mel"][other, ..., 0]), axis=0))
+            a, b = own[clip], own[other]
+            assert got[clip].size == a.size  # the clip keeps its own length
+            if targets["valence"][other] == targets["valence"][clip] or not len(steps):  # the same clip (the stream repeats), or no cut
+                np.testing.assert_array_equal(got[clip], a)
+                continue
+            # The Mel's span of whole steps, in the clip's own samples, is the partner's; the rest its own.
+            start, end = half_up(steps[0] / AUDIO_STEPS * a.size), half_up((steps[-1] + 1) / AUDIO_STEPS * a.size)
+            assert (end - start) / a.size == pytest.approx(len(steps) / AUDIO_STEPS, abs=1 / a.size)
+            assert len(steps) == round((1 - lam) * AUDIO_STEPS)
+            np.testing.assert_array_equal(np.delete(got[clip], np.arange(start, end)), np.delete(a, np.arange(start, end)))
+            # From the partner's clip at the same relative moment (moved back where the partner is shorter).
+            source = min(half_up(steps[0] / AUDIO_STEPS * b.size), max(b.size - (end - start), 0))
+            piece = b[source : source + end - start]
+            np.testing.assert_array_equal(got[clip][start : start + piece.size], piece)
+            assert not np.any(got[clip][start + piece.size : end])  # silence only past a shorter partner's end
+            cut += 1
+    assert cut >= 8

@@ -22,7 +22,7 @@ from avemotion.config import SCHEMA_PATH, ConfigError, check_model, config_error
 from avemotion.fusion.dataset import make_dataset
 from avemotion.fusion.shards import iterate_examples
 from avemotion.model.bundle import MODEL_FILE
-from avemotion.model.fusion import build_fusion_model
+from avemotion.model.fusion import build_fusion_model, model_input_names
 from avemotion.model.outputs import raw_outputs
 from avemotion.model.speech_branch import speech_encoder, speech_encoder_of
 from avemotion.model.speech_input import SPEECH_FEATURES, SPEECH_FRAMES, pipeline_inputs, whisper_features, with_speech_features
@@ -30,7 +30,7 @@ from avemotion.model.whisper import WhisperBackbone
 from avemotion.model.whisper_features import log_mel_spectrogram
 from avemotion.model.whisper_weights import save_whisper_weights
 from avemotion.presets import variant_settings
-from avemotion.train.experiment import build_model, run_experiment_fold
+from avemotion.train.experiment import build_model, datasets_for, run_experiment_fold
 from avemotion.train.optimizer import build_adamw
 from avemotion.train.settings import check_experiments, model_settings
 
@@ -82,13 +82,14 @@ def test_missing_whisper_weights_stop_the_run_naming_the_key(tmp_path):
         check_model(config)
 
 
-def test_mixed_batches_are_refused_with_whisper_and_random_weights_are_announced():
+def test_mixed_batches_are_allowed_with_whisper_and_random_weights_are_announced():
     config = whisper_config()
     name = config["experiments"][0]["name"]
     assert any(f"experiment {name!r} uses a Whisper tiny encoder with random weights" in notice for notice in check_experiments(config))
     config["experiments"][0]["training"] = {"cutmix": 1.0}
-    with pytest.raises(ConfigError, match=rf"training\.cutmix: 1\.0 is not allowed with model\.audio_encoder 'whisper' \(experiment '{name}'\); allowed values: 0"):
-        check_model(config)
+    config["training"]["mixup"] = 0.8
+    check_model(config)  # Mixup/CutMix mix the waveform too (avemotion.fusion.mixing)
+    assert {"mixup": 0.8, "cutmix": 1.0}.items() <= model_settings(config, name)["training"].items()
 
 
 def test_audio_keys_reach_whisper_training_jobs_and_leave_cnn_jobs_as_they_were():
@@ -287,4 +288,27 @@ def test_a_whisper_experiment_trains_saves_and_predicts_as_it_evaluated(tmp_path
 
     # The same settings build the same network again (the multi-replica path rebuilds it).
     assert [tensor.name for tensor in build_model(settings).inputs] == [tensor.name for tensor in model.inputs]
+
+
+def test_a_whisper_experiment_trains_on_mixed_batches_of_mixed_waveforms(tmp_path):
+    tabular, tfrecord = speech_shards(tmp_path / "results")
+    settings = copy.deepcopy(settings_for("late", epochs=1))
+    weights = tmp_path / "whisper-small-random.weights.h5"
+    save_whisper_weights(WhisperBackbone(**SMALL), weights)
+    settings["model"].update(audio_encoder="whisper", audio_weights=str(weights), audio_max_seconds=1.0)
+    settings["training"].update(mixup=0.8, cutmix=1.0, mixup_switch_prob=0.5, mixup_prob=1.0)
+    model = build_model(settings)
+    # The training stream's Whisper features are those of the mixed waveforms: Mixup's clip is as
+    # long as the longer of the two (the valid frames the pooling reads), CutMix keeps the clip's.
+    ids = pd.read_parquet(tabular[0])["clip_id"].tolist()
+    train, _ = datasets_for(settings, tfrecord, {"train": ids, "validation": ids}, pipeline_inputs(model_input_names(model)))
+    stored = {example["clip_id"]: example["audio"].size for example in iterate_examples(tfrecord[0], 4)}
+    lengths = [min(size // 160, 100) for size in stored.values()]
+    for inputs, targets in with_speech_features(train, model).take(4):
+        frames = inputs[SPEECH_FRAMES].numpy()
+        assert targets["emotion"].shape == (6, len(LABELS)) and set(frames) <= set(lengths) | {100}
+        assert np.isfinite(inputs[SPEECH_FEATURES].numpy()).all()
+    out = tmp_path / "fold_1"
+    metrics = run_experiment_fold(settings, tabular, tfrecord, 1, out)
+    assert (out / MODEL_FILE).exists() and np.isfinite(metrics["uar"])
 

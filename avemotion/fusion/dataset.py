@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from avemotion.fusion.augment import augment_clip, clip_seed
 from avemotion.fusion.balance import class_balanced, mixed, mixing_weights
-from avemotion.fusion.mixing import Mixing, mix_batches
+from avemotion.fusion.mixing import AUDIO, Mixing, mix_batches
 from avemotion.fusion.records import AUTOTUNE, all_paths, decode_frames, lookup, membership, read_stream, shards_by_dataset
 from avemotion.fusion.render import compiled, identity, sample_frames
 from avemotion.fusion.views import View, apply_view
@@ -51,9 +51,9 @@ from avemotion.fusion.views import View, apply_view
 TOP_DB = 80.0
 
 INPUTS = ("frames", "mel", "face_sequence", "face_present")
-# Emitted only when asked for: the clip's 16 kHz PCM bytes (B,) string, which the model layer turns
-# into a speech encoder's features (avemotion.model.speech_input).
-AUDIO = "audio"
+# AUDIO ("audio", from avemotion.fusion.mixing, which mixes it too) is emitted only when asked for:
+# the clip's 16 kHz PCM bytes (B,) string, which the model layer turns into a speech encoder's
+# features (avemotion.model.speech_input).
 META = ("clip_id", "dataset", "speaker", "label", "fold")
 RENDER = ("frames", "_window", "_flip", "_scale", "_offset")  # sample_frames' arguments, per batch
 

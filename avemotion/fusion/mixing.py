@@ -16,6 +16,18 @@ batch (a slice, not a per-clip gather).
   clip's time are the partner's too (the partner's voice and face then come from the same moment).
   Inputs without a time axis here (face_present, any other) are mixed linearly with the corrected
   lambda.
+- The speech encoder's waveform (``audio``: each clip's 16 kHz int16 PCM bytes, of its own length;
+  the model layer makes the Whisper features of it after mixing, avemotion.model.speech_input) is
+  mixed in float and rounded back to int16 (clipped, never wrapped). Mixup: lambda * own + (1 -
+  lambda) * partner's, the shorter zero-padded, so the mixed clip is as long as the longer of the two
+  (its valid length, which the Whisper pooling reads). CutMix: the same share of the clip's time as
+  the Mel's span (the Mel's whole steps, or the drawn span without a Mel), in samples of the clip's own
+  length, is the partner's, read from the same relative moment of the partner's clip (moved back to
+  fit where the partner is shorter; silence only where the partner is shorter than the span); the clip
+  keeps its length. The PCM is the whole clip (up to 30 s) also where dense frame sampling shows a
+  window of it, so there the span is a share of the whole clip's audio. A clip without stored audio
+  stays without (the speech input then says how to fuse its shards again); an unmixed batch (lambda
+  1) keeps its audio as it is.
 - When both are on, CutMix is chosen with probability ``switch_prob``; a batch is mixed at all with
   probability ``prob`` (else lambda = 1).
 - Targets: the emotion becomes the soft distribution lambda * smooth(own) + (1 - lambda) *
@@ -31,10 +43,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 # Inputs cut along time by CutMix: the axis of the batch tensor that is time.
 TIME_AXES = {"mel": 2, "mfcc": 2, "face_sequence": 1}
+# make_dataset's waveform input (avemotion.fusion.dataset.AUDIO): (B,) int16 little-endian PCM bytes.
+AUDIO = "audio"
+PCM_RANGE = (-32768, 32767)
 _MIX_SALT = 0x5EED_B1  # the mixing's own random stream (augmentation and balancing have theirs)
 
 
@@ -132,17 +148,59 @@ def _cut(name: str, value, partner, draw_: dict, inputs: dict, image_size: int):
     return tf.where(_span_mask(span, length, axis, len(value.shape)), partner, value)
 
 
+def pcm_span(span, length: int) -> tuple[int, int]:
+    """[start, end) in samples of a clip ``length`` samples long of ``span`` (fractions of its time)."""
+    start = int(np.floor(float(span[0]) * length + 0.5))
+    return start, max(start, min(int(np.floor(float(span[1]) * length + 0.5)), length))
+
+
+def mix_waveforms(own: np.ndarray, partner: np.ndarray, lam: float, cutmix: bool, span) -> np.ndarray:
+    """One clip's int16 samples mixed with its partner's (module docstring): Mixup in float over the
+    longer of the two (the shorter zero-padded), rounded and clipped to int16; CutMix the ``span``
+    (fractions of the clip's time) of ``own`` replaced by the partner's samples from the same relative
+    moment. ``own`` as it is when it is empty or lambda is 1."""
+    if not own.size or lam >= 1.0:
+        return own
+    if cutmix:
+        start, end = pcm_span(span, own.size)
+        width = end - start
+        source = min(pcm_span(span, partner.size)[0], max(partner.size - width, 0))
+        piece = partner[source : source + width]
+        mixed = own.copy()
+        mixed[start:end] = np.pad(piece, (0, width - piece.size))
+        return mixed
+    length = max(own.size, partner.size)
+    total = lam * np.pad(own.astype(np.float64), (0, length - own.size))
+    total += (1.0 - lam) * np.pad(partner.astype(np.float64), (0, length - partner.size))
+    return np.clip(np.rint(total), *PCM_RANGE).astype("<i2")
+
+
+def mix_pcm(pcm, permutation, lam, cutmix, span) -> np.ndarray:
+    """A batch of PCM byte strings (B,) mixed with their partners' (mix_waveforms), as bytes (B,)."""
+    clips = [np.frombuffer(clip, "<i2") for clip in pcm]
+    mixed = [mix_waveforms(clips[i], clips[j], float(lam), bool(cutmix), span).astype("<i2").tobytes() for i, j in enumerate(permutation)]
+    return np.array(mixed, dtype=object)
+
+
+def _mix_audio(value, draw_: dict, inputs: dict) -> tf.Tensor:
+    """The waveform input mixed (mix_pcm): CutMix's span is the Mel's whole steps when a Mel is mixed too."""
+    span = _mel_span(draw_, inputs["mel"].shape[2]) if "mel" in inputs else draw_["span"]
+    mixed = tf.numpy_function(mix_pcm, [value, draw_["permutation"], draw_["lam"], draw_["cutmix"], span], tf.string, stateful=False)
+    return tf.ensure_shape(mixed, value.shape)
+
+
 def mix_inputs(inputs: dict, draw_: dict, image_size: int) -> dict:
     """The batch's inputs mixed with their partners' (module docstring)."""
     lam, mixed = draw_["lam"], {}
     for name, value in inputs.items():
+        if name == AUDIO and value.dtype == tf.string:
+            mixed[name] = _mix_audio(value, draw_, inputs)
+            continue
         if not value.dtype.is_floating:
-            # The speech encoder's PCM bytes (make_dataset's "audio") become features only in the
-            # model layer: mixing them would need to happen there, after avemotion.model.speech_input.
             raise ValueError(
                 f"training.mixup/cutmix cannot mix the input {name!r} ({value.dtype.name}): only float inputs "
-                f"({', '.join(['frames', *TIME_AXES, 'face_present'])}) are mixed; set training.mixup and "
-                "training.cutmix to 0 for this model"
+                f"({', '.join(['frames', *TIME_AXES, 'face_present'])}) and the PCM bytes ({AUDIO!r}) are mixed; "
+                "set training.mixup and training.cutmix to 0 for this model"
             )
         partner = tf.gather(value, draw_["permutation"])
         # tf.cond, not tf.where: only one of the two is computed over the (large) frames.
