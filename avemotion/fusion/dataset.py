@@ -181,7 +181,11 @@ def make_dataset(
         clips = raw.map(lambda example: prepare(example, num_frames, image_size, view=view), num_parallel_calls=AUTOTUNE)
     else:
         raw = _training_stream(paths, training, len(label_names), stream)
-        raw = raw.shuffle(training.shuffle_buffer, seed=training.seed, reshuffle_each_iteration=True)
+        # The stream repeats before this shuffle, so one reading never ends and needs no reshuffle;
+        # without it every reading starts alike. Keras reads one batch to build its step and then
+        # restarts the stream (JAX always, TensorFlow with several replicas): reshuffled, the same
+        # seed would train on another order on each backend.
+        raw = raw.shuffle(training.shuffle_buffer, seed=training.seed, reshuffle_each_iteration=False)
 
         def prepare_training(position, example):
             seed = clip_seed(training.seed, position) if training.augment else None
