@@ -28,7 +28,9 @@
    use --precision bf16 --xla.
    The model code is plain Keras 3, so the step also runs under KERAS_BACKEND=jax or torch (a GPU
    machine without TensorFlow): then the input benchmark is skipped (tf.data needs TensorFlow) and
-   the steps train on random batches of the model's input shapes, which costs the step the same.
+   the steps train on random batches of the model's input shapes, which costs the step the same;
+   TensorFlow stays out of such a process (import_without_tensorflow), as on a GPU machine without
+   it. benchmarks/gpu.py times the same model (training_model) against a PyTorch reference.
    Measured on one H100 80GB (Keras 3.15.1 on JAX 0.11.2, bf16, --xla, batch 8, hybrid, 16 x 224):
    base 79.6 clips/s, large 40.0 clips/s, after 150-180 s of compilation:
        KERAS_BACKEND=jax python benchmarks/train.py --variant large --precision bf16 --xla --train-batches 12
@@ -48,6 +50,7 @@ import os
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 # NumPy and TensorFlow are imported inside the functions: their threads must start after
@@ -197,6 +200,51 @@ def input_clips_per_second(paths: list[str], args) -> tuple[float, float]:
 # ---------------------------------------------------------------- 2. training steps
 
 
+class _Absent:
+    """What a TensorFlow attribute is while avemotion's modules import without TensorFlow."""
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Absent(f"{self._path}.{name}")
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(f"{self._path}: this benchmark runs without TensorFlow")
+
+
+class _NoTensorFlow:
+    """A meta-path finder that finds no TensorFlow: ``import tensorflow`` fails as where it is not installed."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r} (this benchmark runs without TensorFlow)", name=name)
+        return None
+
+
+def import_without_tensorflow(*modules: str) -> None:
+    """Import ``modules`` with a stand-in for TensorFlow, then take it out of sys.modules again (Keras
+    asks there whether TensorFlow runs) and make ``import tensorflow`` fail from here on, as on a
+    machine without it (the GPU machines have none). avemotion.model.fusion imports
+    avemotion.model.speech_input and avemotion.fusion.dataset, whose modules import TensorFlow for
+    their input-pipeline functions but only name it at module level; the training step never
+    touches it (any use of the stand-in raises)."""
+    import importlib
+
+    sys.meta_path.insert(0, _NoTensorFlow())
+    stand_in = types.ModuleType("tensorflow", "a stand-in: this benchmark runs without TensorFlow")
+    stand_in.__getattr__ = lambda name: _Absent(f"tensorflow.{name}")
+    sys.modules["tensorflow"] = stand_in
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    finally:
+        del sys.modules["tensorflow"]
+
+
 def tensorflow_backend() -> bool:
     return os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
 
@@ -226,25 +274,38 @@ def random_batches(model, batch_size: int, distinct: int = 2):
     return itertools.cycle([batch() for _ in range(distinct)])
 
 
-def train_clips_per_second(paths: list[str], args) -> tuple[float, str]:
-    """Clips per second of the training step (train_on_batch) and the precision it ran in."""
-    from avemotion.model.fusion import build_fusion_model, model_input_names
+def training_model(variant: str, fusion: str, frames: int, image_size: int, precision: str, xla: bool, steps: int):
+    """The ``variant`` model in ``fusion`` mode for clips of ``frames`` x ``image_size`` px, compiled
+    as a training job compiles it (the experiment's losses, AdamW with layer decay over ``steps``
+    steps, Keras' global dtype policy from ``precision``, XLA when ``xla``); returns (model, the
+    precision set). benchmarks/gpu.py times the same model."""
+    from avemotion.model.fusion import build_fusion_model
     from avemotion.presets import variant_settings
     from avemotion.train.devices import configure_precision
-    from avemotion.train.fitting import for_model, losses_for
+    from avemotion.train.fitting import losses_for
     from avemotion.train.optimizer import build_adamw
 
-    precision = configure_precision({"mixed_precision": args.precision})
-    model = build_fusion_model(args.train_fusion, variant_settings(args.variant), len(LABELS), args.frames, args.image_size)
+    precision = configure_precision({"mixed_precision": precision})
+    model = build_fusion_model(fusion, variant_settings(variant), len(LABELS), frames, image_size)
     settings = {
-        "fusion": args.train_fusion,
+        "fusion": fusion,
         "labels": LABELS,
         "training": {"label_smoothing": 0.1, "aux_loss_weight": 0.3, "va_loss_weight": 1.0},
     }
     losses, loss_weights = losses_for(model, settings)
-    steps = args.train_warmup + args.train_batches
     optimizer = build_adamw(model, base_lr=1e-4, warmup_steps=1, total_steps=steps + 1, weight_decay=0.05, layer_decay=0.75)
-    model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=args.xla)
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=loss_weights, jit_compile=xla)
+    return model, precision
+
+
+def train_clips_per_second(paths: list[str], args) -> tuple[float, str]:
+    """Clips per second of the training step (train_on_batch) and the precision it ran in."""
+    from avemotion.model.fusion import model_input_names
+    from avemotion.train.fitting import for_model
+
+    model, precision = training_model(
+        args.variant, args.train_fusion, args.frames, args.image_size, args.precision, args.xla, args.train_warmup + args.train_batches
+    )
     if paths:
         batches = iter(for_model(training_stream(paths, args, model_input_names(model)), model))
     else:
@@ -267,6 +328,8 @@ def main() -> None:
     malloc = "glibc default" if args.glibc_default else ("reuse freed memory" if reuse_freed_memory() else "glibc default (no glibc)")
     with contextlib.redirect_stdout(sys.stderr):
         if not tensorflow_backend():
+            # as on a GPU machine without TensorFlow: avemotion.model.fusion's imports name it
+            import_without_tensorflow("avemotion.model.fusion", "avemotion.train.fitting", "avemotion.train.devices", "avemotion.train.optimizer")
             import keras
 
             report("keras_backend", f"{keras.backend.backend()} (no tf.data: input benchmark skipped, random training batches)")
