@@ -53,7 +53,8 @@ def view_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bo
     ids, collected = [], {}
     for inputs, _, meta in dataset:
         ids.extend(value.decode() for value in meta["clip_id"].numpy())
-        for name, value in model.predict_on_batch({key: inputs[key] for key in names}).items():
+        # As NumPy: on the JAX backend a compiled predict step takes arrays, not TensorFlow tensors.
+        for name, value in model.predict_on_batch({key: inputs[key].numpy() for key in names}).items():
             value = np.asarray(value, dtype=np.float64)
             collected.setdefault(name, []).append(softmax(value) if name.endswith("emotion") else value)
     return ids, {name: np.concatenate(parts) for name, parts in collected.items()}
