@@ -164,7 +164,7 @@ PREPROCESS_SECTIONS = ("frames", "audio", "face")
 # the preprocessing and training jobs, and Snakemake reruns a job whose params change: a new key
 # that changes nothing the jobs compute must not rerun every frames chunk and training.
 QUIET_DEFAULTS = {
-    "frames": {"short_clips": "keep", "truncated_clips": "keep", "sampling": "segments", "sampling_rate": 4},
+    "frames": {"short_clips": "keep", "truncated_clips": "keep", "sampling": "segments", "sampling_rate": 4, "windows": 1},
     "audio": {"min_coverage": 0.9, "max_overrun_s": 0.5, "misaligned": "keep"},
 }
 

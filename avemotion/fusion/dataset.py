@@ -42,7 +42,17 @@ import tensorflow as tf
 from avemotion.fusion.augment import augment_clip, clip_seed
 from avemotion.fusion.balance import class_balanced, mixed, mixing_weights
 from avemotion.fusion.mixing import AUDIO, Mixing, mix_batches
-from avemotion.fusion.records import AUTOTUNE, all_paths, decode_frames, lookup, membership, read_stream, shards_by_dataset
+from avemotion.fusion.records import (
+    AUTOTUNE,
+    all_paths,
+    decode_frames,
+    lookup,
+    membership,
+    read_stream,
+    select_window,
+    shard_windows,
+    shards_by_dataset,
+)
 from avemotion.fusion.render import compiled, identity, sample_frames
 from avemotion.fusion.views import View, apply_view
 
@@ -56,6 +66,7 @@ INPUTS = ("frames", "mel", "face_sequence", "face_present")
 # features (avemotion.model.speech_input).
 META = ("clip_id", "dataset", "speaker", "label", "fold")
 RENDER = ("frames", "_window", "_flip", "_scale", "_offset")  # sample_frames' arguments, per batch
+_WINDOW_SALT = 0x5EED_C0  # the training stream's choice of temporal window (augmentation, balancing and mixing have theirs)
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,19 @@ def _training_stream(paths, training: Training, num_classes: int, stream: dict) 
     return mixed(streams, probabilities, seed)
 
 
+def middle_window(windows: int) -> int:
+    """The temporal window an evaluation stream takes unless told which: the middle one (the first of
+    the two middle ones of an even number)."""
+    return (int(windows) - 1) // 2
+
+
+def random_window(seed: int, position, windows: int) -> tf.Tensor:
+    """The temporal window (int32, 0 to ``windows`` - 1) of the clip at ``position`` of a training
+    stream: drawn anew for every clip the stream yields, so each epoch sees its own windows."""
+    base = tf.random.experimental.stateless_fold_in(tf.constant([seed, _WINDOW_SALT], tf.int64), tf.cast(position, tf.int64))
+    return tf.random.stateless_uniform([], base, minval=0, maxval=windows, dtype=tf.int32)
+
+
 def make_dataset(
     paths,
     *,
@@ -138,6 +162,7 @@ def make_dataset(
     with_ids: bool = False,
     unlabelled: bool = False,
     view: View | None = None,
+    window: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` (or ``(inputs, targets, meta)`` with ``with_ids``) from
     TFRecord shards; the module docstring describes the elements.
@@ -155,6 +180,12 @@ def make_dataset(
     emotion target -1 (new clips to predict have no label).
 
     ``view`` (not training): render every clip in this test view (avemotion.fusion.views).
+
+    Temporal windows: where the shards hold V > 1 windows of each clip (avemotion.fusion.schema;
+    records.shard_windows reads V from them), a training stream takes one window of each clip it
+    yields, drawn uniformly (random_window: temporal jitter, anew each epoch), before the shuffle
+    buffer (which then holds one window's JPEGs); an evaluation stream takes ``window`` (0 to V - 1;
+    None: middle_window) of every clip. avemotion.model.outputs.raw_outputs averages the V windows.
     """
     inputs = tuple(INPUTS if inputs is None else inputs)
     if not set(inputs) <= {*INPUTS, AUDIO} or not inputs:
@@ -166,21 +197,33 @@ def make_dataset(
     label_names = [str(name) for name in label_names]
     if not label_names or len(set(label_names)) != len(label_names):
         raise ValueError(f"label_names must be distinct and not empty, got {label_names}")
+    windows = shard_windows(paths, num_frames)
     stream = dict(
         num_frames=num_frames,
         labels=lookup(label_names, -1),
         keep=membership(clip_ids),
         training=training is not None,
         unlabelled=unlabelled,
+        windows=windows,
     )
 
-    if training is not None and view is not None:
-        raise ValueError("a test view is for evaluation (training=None): training draws its own crops and flips")
+    if training is not None and (view is not None or window is not None):
+        raise ValueError("a test view or window is for evaluation (training=None): training draws its own crops, flips and windows")
+    if window is not None and not 0 <= int(window) < windows:
+        raise ValueError(f"window {window} is outside the shards' {windows} temporal window(s) per clip")
     if training is None:
         raw = read_stream(all_paths(paths), seed=0, **stream)
+        if windows > 1:
+            chosen = middle_window(windows) if window is None else int(window)
+            raw = raw.map(lambda example: select_window(example, chosen, num_frames), num_parallel_calls=AUTOTUNE)
         clips = raw.map(lambda example: prepare(example, num_frames, image_size, view=view), num_parallel_calls=AUTOTUNE)
     else:
         raw = _training_stream(paths, training, len(label_names), stream)
+        if windows > 1:
+            raw = raw.enumerate().map(
+                lambda position, example: select_window(example, random_window(training.seed, position, windows), num_frames),
+                num_parallel_calls=AUTOTUNE,
+            )
         # The stream repeats before this shuffle, so one reading never ends and needs no reshuffle;
         # without it every reading starts alike. Keras reads one batch to build its step and then
         # restarts the stream (JAX always, TensorFlow with several replicas): reshuffled, the same

@@ -3,8 +3,9 @@
 A raw example is the record parsed without decoding its frames (they stay JPEG bytes, which is what
 the shuffle buffer holds); decode_frames turns them into uint8 frames once a clip is kept.
 read_stream interleaves shards and drops, before any JPEG is decoded, the clips outside the split
-and the label set. shards_by_dataset tells which dataset each shard holds from the shard's own
-records (the ``dataset`` feature), not from its path.
+and the label set; select_window takes one temporal window of a clip whose shard holds several
+(shard_windows says how many). shards_by_dataset tells which dataset each shard holds from the
+shard's own records (the ``dataset`` feature), not from its path.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Mapping, Sequence
 
 import tensorflow as tf
 
-from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS, feature_spec
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS, MFCC_COEFFICIENTS, feature_spec, record_windows
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -24,16 +25,46 @@ AUTOTUNE = tf.data.AUTOTUNE
 DCT_METHOD = "INTEGER_FAST"
 
 
-def parse_record(serialized, num_frames: int) -> dict:
+# The features that hold one array per temporal window (avemotion.fusion.schema), and their shape in one.
+WINDOWED = ("frames", "mel", "mfcc", "face_sequence")
+
+
+def window_shapes(num_frames: int) -> dict[str, list[int]]:
+    return {"frames": [num_frames], "mel": [MEL_BANDS, AUDIO_STEPS], "mfcc": [MFCC_COEFFICIENTS, AUDIO_STEPS], "face_sequence": [num_frames, FACE_FEATURES]}
+
+
+def parse_record(serialized, num_frames: int, windows: int = 1) -> dict:
     """One serialised example (a scalar string tensor) to a dict of tensors, the frames still JPEG
     bytes (T,), the arrays in their schema shapes: ``mel`` (MEL_BANDS, AUDIO_STEPS) in dB, ``mfcc``
     (MFCC_COEFFICIENTS, AUDIO_STEPS), ``face_sequence`` (T, FACE_FEATURES); the scalars as the
-    schema lists them."""
-    example = tf.io.parse_single_example(serialized, feature_spec(num_frames))
-    example["mel"] = tf.reshape(example["mel"], [MEL_BANDS, AUDIO_STEPS])
-    example["mfcc"] = tf.reshape(example["mfcc"], [MFCC_COEFFICIENTS, AUDIO_STEPS])
-    example["face_sequence"] = tf.reshape(example["face_sequence"], [num_frames, FACE_FEATURES])
+    schema lists them. A shard of ``windows`` V > 1 temporal windows gives each of the WINDOWED
+    features a leading axis of V (select_window takes one)."""
+    example = tf.io.parse_single_example(serialized, feature_spec(num_frames, windows))
+    lead = [windows] if windows > 1 else []
+    for name, shape in window_shapes(num_frames).items():
+        example[name] = tf.reshape(example[name], lead + shape)
     return example
+
+
+def select_window(example: dict, window, num_frames: int) -> dict:
+    """A raw example of V windows (parse_record) as one of window ``window`` (an int or a scalar
+    tensor): its frames, Mel, MFCC and face sequence; the other features are the clip's."""
+    example = dict(example)
+    for name, shape in window_shapes(num_frames).items():
+        example[name] = tf.ensure_shape(tf.gather(example[name], window), shape)
+    return example
+
+
+def shard_windows(paths, num_frames: int) -> int:
+    """The temporal windows V the shards hold per clip (the same in every one; 1 when they hold no clip)."""
+    found = {}
+    for path in all_paths(paths):
+        for record in tf.data.TFRecordDataset(path).take(1):
+            found.setdefault(record_windows(record.numpy(), num_frames, path), path)
+    if len(found) > 1:
+        held = ", ".join(f"{path} {windows}" for windows, path in sorted(found.items()))
+        raise ValueError(f"the shards hold different numbers of temporal windows per clip ({held}); fuse them with the same frames.windows")
+    return next(iter(found), 1)
 
 
 def decode_frames(jpegs, num_frames: int, image_size: int) -> tf.Tensor:
@@ -109,11 +140,12 @@ def membership(clip_ids: Sequence[str] | None):
 
 
 def read_stream(
-    files: list[str], *, num_frames: int, labels, keep, training: bool, seed: int, unlabelled: bool = False
+    files: list[str], *, num_frames: int, labels, keep, training: bool, seed: int, unlabelled: bool = False, windows: int = 1
 ) -> tf.data.Dataset:
-    """Raw examples of some shards with their ``emotion`` (the label's position in ``labels``, a
-    lookup table; -1 outside it), filtered to the split (``keep``, from membership) and the label
-    set (unless ``unlabelled``); the files shuffled and the stream repeated when training."""
+    """Raw examples of some shards (of ``windows`` temporal windows, parse_record) with their
+    ``emotion`` (the label's position in ``labels``, a lookup table; -1 outside it), filtered to the
+    split (``keep``, from membership) and the label set (unless ``unlabelled``); the files shuffled
+    and the stream repeated when training."""
     if not files:
         raise ValueError("no TFRecord shards given")
     cycle = min(len(files), 16)
@@ -124,7 +156,7 @@ def read_stream(
     records = names.interleave(
         lambda path: tf.data.TFRecordDataset(path, buffer_size=1 << 22), cycle_length=cycle, block_length=1, **parallel
     )
-    raw = records.map(lambda record: parse_record(record, num_frames), num_parallel_calls=AUTOTUNE)
+    raw = records.map(lambda record: parse_record(record, num_frames, windows), num_parallel_calls=AUTOTUNE)
 
     def with_emotion(example):
         example["emotion"] = tf.cast(labels.lookup(example["label"]), tf.int32)

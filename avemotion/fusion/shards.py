@@ -47,6 +47,7 @@ from avemotion.fusion.schema import (
     MFCC_COEFFICIENTS,
     SPEECH_SAMPLE_RATE,
     feature_spec,
+    record_windows,
 )
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
@@ -60,7 +61,7 @@ JPEG_QUALITY = 95
 STAGE_INFO = {
     "audio": ["duration_s", "audio_missing", "silent", "audio_misaligned"],
     "face": ["face_ratio"],
-    "frames": ["total_frames", "short", "truncated", "window_start", "window_end"],
+    "frames": ["total_frames", "short", "truncated", "window_start", "window_end", "windows", "window_starts", "window_ends"],
 }
 # Flags a usable clip may carry (kept by the default settings; results made before a flag existed read False).
 CLIP_FLAGS = ["audio_missing", "silent", "audio_misaligned", "short", "truncated"]
@@ -116,15 +117,23 @@ def encode_clip(clip: dict, outdir, num_frames: int, n_mfcc: int) -> EncodedClip
     label_index, fold, valence, arousal; UNLABELLED for a clip without a manifest row) and the
     stages' ``audio_missing``, ``face_ratio`` and ``total_frames`` (NaN: the face table's length).
     """
-    artifacts = read_artifacts(outdir, clip["clip_id"], num_frames)
+    windows = clip_windows(clip)
+    artifacts = read_artifacts(outdir, clip["clip_id"], num_frames * windows)
     total = clip["total_frames"] if pd.notna(clip["total_frames"]) else len(artifacts["face"])
-    window = sampled_window(clip)
-    sequence = F.face_sequence(artifacts["face"], total, num_frames, window)
+    spans = sampled_windows(clip, windows)
+    sequences = [F.face_sequence(artifacts["face"], total, num_frames, span) for span in spans]
     # the model's log-Mel covers what its frames cover (dense sampling: their window); the tabular
     # summaries describe the whole clip
-    seen = {**artifacts, "mel": F.time_window(artifacts["mel"], total, window)}
-    example = encode_example(example_features(clip, seen, sequence, n_mfcc))
-    return EncodedClip(example, tabular_features(artifacts, n_mfcc), sequence)
+    mels = [F.time_window(artifacts["mel"], total, span) for span in spans]
+    example = encode_example(example_features(clip, artifacts, sequences, n_mfcc, mels))
+    # the tabular shard's face sequence: the window evaluation takes by default (the middle one)
+    return EncodedClip(example, tabular_features(artifacts, n_mfcc), sequences[(windows - 1) // 2])
+
+
+def clip_windows(clip: dict) -> int:
+    """The temporal windows V the frames stage sampled of a clip (its ``windows``; 1 when absent)."""
+    windows = clip.get("windows")
+    return 1 if windows is None or pd.isna(windows) else int(windows)
 
 
 def sampled_window(clip: dict) -> tuple[int, int] | None:
@@ -134,6 +143,19 @@ def sampled_window(clip: dict) -> tuple[int, int] | None:
     if start is None or end is None or pd.isna(start) or pd.isna(end):
         return None
     return int(start), int(end)
+
+
+def sampled_windows(clip: dict, windows: int) -> list[tuple[int, int] | None]:
+    """Each temporal window's span of source frames (sampled_window; V > 1 windows: the lists
+    ``window_starts`` and ``window_ends``, None each under segment sampling)."""
+    if windows == 1:
+        return [sampled_window(clip)]
+    starts, ends = clip.get("window_starts"), clip.get("window_ends")
+    if starts is None or ends is None or np.ndim(starts) == 0:  # segment sampling: NaN or absent
+        return [None] * windows
+    if len(starts) != windows or len(ends) != windows:
+        raise ValueError(f"{clip['clip_id']}: {len(starts)} window spans in its frames table for {windows} windows")
+    return [(int(start), int(end)) for start, end in zip(starts, ends)]
 
 
 def chunk_rows_digest(manifest: pd.DataFrame, chunk) -> str:
@@ -229,10 +251,11 @@ def tabular_table(clips: pd.DataFrame, rows: pd.DataFrame, features: list[dict],
 UNLABELLED = {"dataset": "", "speaker": "", "label": "", "label_index": -1, "fold": 0, "valence": np.nan, "arousal": np.nan}
 
 
-def example_features(clip: dict, artifacts: dict, sequence: np.ndarray, n_mfcc: int) -> dict:
-    """The schema's features of one clip as {name: (kind, values)}, kind bytes | int | float."""
-    mel = artifacts["mel"]
-    return {
+def example_features(clip: dict, artifacts: dict, sequences: list[np.ndarray], n_mfcc: int, mels: list[np.ndarray]) -> dict:
+    """The schema's features of one clip as {name: (kind, values)}, kind bytes | int | float: its
+    frames (every window's), and each window's Mel (dB, ``mels``) and face sequence (``sequences``)."""
+    windows = len(sequences)
+    features = {
         **{name: ("bytes", [str(clip[name]).encode()]) for name in ("clip_id", "dataset", "speaker", "label")},
         "label_index": ("int", [clip["label_index"]]),
         "fold": ("int", [clip["fold"]]),
@@ -241,12 +264,15 @@ def example_features(clip: dict, artifacts: dict, sequence: np.ndarray, n_mfcc: 
         "arousal": ("float", [clip["arousal"]]),
         "face_ratio": ("float", [clip["face_ratio"]]),
         "frames": ("bytes", [encode_jpeg(frame) for frame in artifacts["frames"]]),
-        "mel": ("float", F.resize_2d(mel, (MEL_BANDS, AUDIO_STEPS)).ravel()),
-        "mfcc": ("float", F.resize_2d(mfcc(mel, n_mfcc), (MFCC_COEFFICIENTS, AUDIO_STEPS)).ravel()),
-        "face_sequence": ("float", np.nan_to_num(sequence, nan=0.0).ravel()),
+        "mel": ("float", np.concatenate([F.resize_2d(mel, (MEL_BANDS, AUDIO_STEPS)).ravel() for mel in mels])),
+        "mfcc": ("float", np.concatenate([F.resize_2d(mfcc(mel, n_mfcc), (MFCC_COEFFICIENTS, AUDIO_STEPS)).ravel() for mel in mels])),
+        "face_sequence": ("float", np.concatenate([np.nan_to_num(sequence, nan=0.0).ravel() for sequence in sequences])),
         "face_present": ("float", F.face_present(artifacts["face"])),
         "audio": ("bytes", [artifacts["audio"]]),
     }
+    if windows > 1:  # one window: the examples as before the feature existed
+        features["windows"] = ("int", [windows])
+    return features
 
 
 def encode_jpeg(frame: np.ndarray) -> bytes:
@@ -370,17 +396,22 @@ def iterate_examples(path, num_frames: int):
     """The examples of a TFRecord shard as dicts of NumPy values (imports TensorFlow).
 
     Strings are str, frames uint8 (T, S, S, 3) decoded from JPEG, mel (MEL_BANDS, AUDIO_STEPS),
-    mfcc (MFCC_COEFFICIENTS, AUDIO_STEPS), face_sequence (T, len(FACE_COLUMNS)), audio int16 samples.
+    mfcc (MFCC_COEFFICIENTS, AUDIO_STEPS), face_sequence (T, len(FACE_COLUMNS)), audio int16 samples;
+    a shard of V > 1 temporal windows gives frames, mel, mfcc and face_sequence a leading axis of V.
     """
     import tensorflow as tf
 
-    spec = feature_spec(num_frames)
-    shapes = {"mel": (MEL_BANDS, AUDIO_STEPS), "mfcc": (MFCC_COEFFICIENTS, AUDIO_STEPS), "face_sequence": (num_frames, len(FACE_COLUMNS))}
+    windows = None
     for record in tf.data.TFRecordDataset(str(path)):
+        if windows is None:
+            windows = record_windows(record.numpy(), num_frames, path)
+            spec, lead = feature_spec(num_frames, windows), (windows,) if windows > 1 else ()
+            shapes = {"mel": (MEL_BANDS, AUDIO_STEPS), "mfcc": (MFCC_COEFFICIENTS, AUDIO_STEPS), "face_sequence": (num_frames, len(FACE_COLUMNS))}
         parsed = {name: value.numpy() for name, value in tf.io.parse_single_example(record, spec).items()}
         audio = np.frombuffer(parsed.pop("audio"), "<i2")  # samples, not text
         example = {name: value.decode() if isinstance(value, bytes) else value for name, value in parsed.items()}
-        example["frames"] = np.stack([tf.io.decode_jpeg(frame, channels=3).numpy() for frame in parsed["frames"]])
-        example.update({name: parsed[name].reshape(shape) for name, shape in shapes.items()})
+        frames = np.stack([tf.io.decode_jpeg(frame, channels=3).numpy() for frame in parsed["frames"]])
+        example["frames"] = frames.reshape(lead + (num_frames,) + frames.shape[1:])
+        example.update({name: parsed[name].reshape(lead + shape) for name, shape in shapes.items()})
         example["audio"] = audio
         yield example

@@ -1,7 +1,8 @@
 """Multi-view testing: each evaluated clip is seen in several spatial views and the model's outputs
 are averaged over them (avemotion.model.outputs.raw_outputs), for evaluation and ``avemotion
 predict`` alike. HiCMAE and MAE-DFER test this way (views averaged; the published recipes add
-temporal views, which need more frames per clip than the shards hold).
+temporal views: raw_outputs averages each spatial view over the temporal windows the shards hold of
+a clip, avemotion.fusion.schema).
 
 Views of a clip's stored square frames, in order (``spatial_views`` takes the first ones): the
 frames as they are; mirrored (the face features mirrored with them, as training's flips do); the

@@ -185,6 +185,49 @@ def dense_window(total_frames: int, num_frames: int, rate: int) -> np.ndarray:
     return np.clip(np.floor(start + stride * (np.arange(num_frames) + 0.5)).astype(int), 0, total_frames - 1)
 
 
+def window_indices(total_frames: int, num_frames: int, sampling: str = "segments", rate: int = 4, windows: int = 1) -> np.ndarray:
+    """The source frames of ``windows`` temporal windows of a clip, (windows, num_frames): one
+    window is :func:`sample_indices`' frames; V > 1 windows spread over the clip (temporal test views).
+
+    ``segments``: window v takes the frame at (v + 1/2) / V of each of the equal segments (V = 1:
+    the middle frames). ``dense``: V windows of :func:`dense_window`'s stride, the first at the
+    clip's start and the last at its end, the others evenly between (as VideoMAE's test-time temporal
+    clips); a clip no longer than one window gives the same window V times.
+    """
+    if windows < 1:
+        raise ValueError(f"the temporal windows must be at least 1, got {windows}")
+    if windows == 1:
+        return sample_indices(total_frames, num_frames, sampling, rate)[None]
+    if total_frames < 1:
+        raise ValueError("a clip needs at least one frame")
+    if sampling == "segments":
+        edges = np.arange(num_frames) * total_frames / num_frames
+        offsets = (np.arange(windows) + 0.5) / windows * total_frames / num_frames
+        return np.minimum(np.floor(edges[None, :] + offsets[:, None]).astype(int), total_frames - 1)
+    if sampling != "dense":
+        raise ValueError(f"frames.sampling must be 'segments' or 'dense', got {sampling!r}")
+    if rate < 1:
+        raise ValueError(f"the sampling rate must be at least 1, got {rate}")
+    middle = dense_window(total_frames, num_frames, rate)
+    stride = max(min(float(rate), total_frames / num_frames), 1.0) if total_frames >= num_frames else total_frames / num_frames
+    free = total_frames - stride * num_frames
+    if free <= 0:
+        return np.stack([middle] * windows)
+    starts = free * np.arange(windows) / (windows - 1)
+    picks = np.floor(starts[:, None] + stride * (np.arange(num_frames)[None, :] + 0.5)).astype(int)
+    return np.clip(picks, 0, total_frames - 1)
+
+
+def window_spans(indices: np.ndarray, total_frames: int) -> list[tuple[int, int]]:
+    """(start, end) source frames, end exclusive, that each window of densely sampled ``indices``
+    (windows, T) covers: half a stride either side of its first and last frames."""
+    spans = []
+    for window in np.atleast_2d(indices):
+        step = (window[-1] - window[0]) / max(len(window) - 1, 1)
+        spans.append((int(max(window[0] - step / 2, 0)), int(min(window[-1] + step / 2, total_frames - 1)) + 1))
+    return spans
+
+
 def sample_indices(total_frames: int, num_frames: int, sampling: str = "segments", rate: int = 4) -> np.ndarray:
     """The source frames a clip's ``num_frames`` come from: ``segments`` (the middle frame of each
     of equal segments of the whole clip) or ``dense`` (:func:`dense_window`)."""
@@ -245,12 +288,17 @@ def sample_clip_frames(
     budget: int = BATCH_BYTES,
     sampling: str = "segments",
     rate: int = 4,
+    windows: int = 1,
 ) -> tuple[np.ndarray, dict]:
     """(uint8 frames (T, S, S, 3) RGB, info with the source frame indices, frame count and fps).
 
     Frames are picked by ``sampling`` (see :func:`sample_indices`). Dense sampling also records the
     span of source frames the window covers (``window_start``, ``window_end``, end exclusive): the
     fuse stage aligns the face sequence and the log-Mel with it.
+
+    ``windows`` V > 1 (temporal test views, :func:`window_indices`): the frames of V windows, window
+    by window (V x T), with ``windows`` in the info, and under dense sampling each window's span
+    (``window_starts``, ``window_ends``, lists) instead of the one window's.
 
     ``face_boxes`` holds one box per source frame (from the face features) when ``crop`` is "face";
     ``reader``, when given, is the clip's open :func:`open_video` reader. Frames are cropped as they
@@ -269,13 +317,26 @@ def sample_clip_frames(
     else:
         raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
     reader = reader if reader is not None else open_video(path)
-    pick = lambda end: sample_indices(end, num_frames, sampling, rate).tolist()
-    out, indices, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
+    if windows == 1:
+        pick = lambda end: sample_indices(end, num_frames, sampling, rate).tolist()
+        out, indices, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
+    else:
+        # Each source frame decoded once, in order (windows overlap where the clip is short), then
+        # laid out window by window.
+        picked = {}
+        pick = lambda end: sorted(set(picked.setdefault(end, window_indices(end, num_frames, sampling, rate, windows).ravel().tolist())))
+        unique, read, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
+        indices = picked[total]
+        out = unique[[read.index(index) for index in indices]] if read else unique
     info = {"source_frames": list(indices), "total_frames": total, "fps": float(reader.get_avg_fps())}
-    if sampling == "dense":
-        step = (indices[-1] - indices[0]) / max(len(indices) - 1, 1)
-        info["window_start"] = int(max(indices[0] - step / 2, 0))
-        info["window_end"] = int(min(indices[-1] + step / 2, total - 1)) + 1
+    if sampling == "dense" and indices:
+        spans = window_spans(np.reshape(indices, (windows, num_frames)), total)
+        if windows == 1:
+            info["window_start"], info["window_end"] = spans[0]
+        else:
+            info["window_starts"], info["window_ends"] = [span[0] for span in spans], [span[1] for span in spans]
+    if windows > 1:
+        info["windows"] = windows
     return out, info
 
 

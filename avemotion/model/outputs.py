@@ -8,6 +8,7 @@ import numpy as np
 
 from avemotion.config import DEFAULT_TEST_VIEWS
 from avemotion.fusion.dataset import make_dataset
+from avemotion.fusion.records import shard_windows
 from avemotion.fusion.views import View, evaluation_views
 from avemotion.model.fusion import model_input_names
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
@@ -21,21 +22,27 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool = False) -> tuple[list[str], dict[str, np.ndarray]]:
     """Clip ids and every model output (emotion outputs as probabilities) for the given clips
     (``unlabelled``: also those without a label of the model, as new clips are), averaged over the
-    model's test views (``training.test_views``, avemotion.fusion.views; 1: the clips as they are)."""
+    model's test views: each of the temporal windows the shards hold of a clip (1 unless fused with
+    several, avemotion.fusion.schema) in each of the spatial views (``training.test_views``,
+    avemotion.fusion.views; 1: the clips as they are)."""
     ids, total = None, {}
     views = evaluation_views(settings["training"].get("test_views", DEFAULT_TEST_VIEWS))
-    for view in views:
-        view_ids, outputs = view_outputs(model, settings, tfrecord_paths, clip_ids, unlabelled, view)
-        if ids is not None and view_ids != ids:
-            raise RuntimeError("the evaluation stream gave the clips in another order for another view")
-        ids = view_ids
-        for name, value in outputs.items():
-            total[name] = total.get(name, 0.0) + value
-    return ids, {name: value / len(views) for name, value in total.items()}
+    windows = shard_windows(tfrecord_paths, settings["num_frames"])
+    for window in range(windows):
+        for view in views:
+            view_ids, outputs = view_outputs(model, settings, tfrecord_paths, clip_ids, unlabelled, view, window if windows > 1 else None)
+            if ids is not None and view_ids != ids:
+                raise RuntimeError("the evaluation stream gave the clips in another order for another view")
+            ids = view_ids
+            for name, value in outputs.items():
+                total[name] = total.get(name, 0.0) + value
+    return ids, {name: value / (windows * len(views)) for name, value in total.items()}
 
 
-def view_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool, view: View) -> tuple[list[str], dict[str, np.ndarray]]:
-    """raw_outputs of one test view."""
+def view_outputs(
+    model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bool, view: View, window: int | None = None
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """raw_outputs of one test view (of temporal ``window``, when the shards hold several)."""
     names = model_input_names(model)
     dataset = make_dataset(
         tfrecord_paths,
@@ -48,6 +55,7 @@ def view_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: bo
         inputs=pipeline_inputs(names),
         unlabelled=unlabelled,
         view=view,
+        window=window,
     )
     dataset = with_speech_features(dataset, model)  # a Whisper branch's features, from the clips' audio
     ids, collected = [], {}

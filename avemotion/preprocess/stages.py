@@ -212,6 +212,7 @@ class FramesStage(Stage):
             reader=reader,
             sampling=self.settings.get("sampling", QUIET_DEFAULTS["frames"]["sampling"]),
             rate=self.settings.get("sampling_rate", QUIET_DEFAULTS["frames"]["sampling_rate"]),
+            windows=self.settings.get("windows", QUIET_DEFAULTS["frames"]["windows"]),
         )
         with atomic_path(self.artifacts(clip)[0]) as tmp:
             with open(tmp, "wb") as handle:
