@@ -62,7 +62,7 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     corpus = real_mafw_corpus(real_media, tmp_path / "mafw")
     config = write_demo_config(tmp_path / "real.yaml", {
         "datasets": {"crema_d": {"enabled": False}, "enterface": {"enabled": False}, "mafw": {"root": str(corpus), "chunks": 1}},
-        "training": {"epochs": 1, "batch_size": 2, "threads": 1},
+        "training": {"epochs": 1, "batch_size": 2, "threads": 1, "backend": "jax"},
         "experiments": [{"name": "real_hybrid", "datasets": ["mafw"], "fusion": "hybrid", "folds": [1], "final": False}],
     })
     run_snakemake(tmp_path, "train", "--cores", "2", "--configfile", config)
@@ -77,6 +77,12 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     predictions = pd.read_parquet(tmp_path / "results/experiments/real_hybrid/fold_1/predictions.parquet")
     assert sorted(predictions["clip_id"]) == ["00005"] and 0 <= metrics["uar"] <= 1
     assert yaml.safe_load((tmp_path / "results/experiments/real_hybrid/fold_1/settings.json").read_text())["datasets"] == ["mafw"]
+    assert "replica(s) on jax" in (tmp_path / "results/logs/train/real_hybrid/fold_1.log").read_text()
+    # The backend is where a model is trained, not what it is: switching it retrains nothing.
+    settings = yaml.safe_load(open(config))
+    settings["training"]["backend"] = "tensorflow"
+    (tmp_path / "tensorflow.yaml").write_text(yaml.safe_dump(settings))
+    assert not EXPENSIVE & set(scheduled_jobs(tmp_path, "train", str(tmp_path / "tensorflow.yaml")))
 
     # Copying a corpus without keeping times: every clip gets a new mtime and the same content.
     later = time.time()  # newer than every output; not in the future, which Snakemake calls clock skew

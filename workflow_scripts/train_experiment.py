@@ -1,11 +1,17 @@
 """Train one experiment on one test fold, on every speaker (final model) or on all but one corpus of a
-mixture (rules train_fold, train_final, train_heldout)."""
+mixture (rules train_fold, train_final, train_heldout), on the experiment's Keras backend."""
 
 import contextlib
 import sys
 
-from avemotion.logs import script_logging
-from avemotion.train.experiment import run_experiment_fold
+from avemotion.train.backend import use_backend
+from avemotion.train.settings import experiment_settings
+
+# Keras reads its backend when first imported: choose it before the imports below import Keras.
+use_backend(experiment_settings(snakemake.config, snakemake.wildcards.experiment)["training"]["backend"])
+
+from avemotion.logs import script_logging  # noqa: E402
+from avemotion.train.experiment import run_experiment_fold  # noqa: E402
 
 with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines into the log
     run_experiment_fold(

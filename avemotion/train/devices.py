@@ -1,12 +1,18 @@
 """Where and how a training job computes: its CPU threads, its numeric precision, its replicas.
 
-Keras' backend is whichever the process runs: TensorFlow in the workflow, JAX or torch in
-benchmarks/train.py, so TensorFlow is imported only by the functions that need it.
+Keras' backend is whichever the process runs: the job's training.backend (avemotion.train.backend,
+TensorFlow or JAX) in the workflow, also torch in benchmarks/train.py; so each backend's package is
+imported only by the functions that need it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import keras
+
+log = logging.getLogger(__name__)
 
 
 def gpu_available() -> bool:
@@ -36,9 +42,16 @@ def configure_precision(training: dict) -> str:
 
 
 def configure_threads(threads: int | None) -> None:
-    """Use the job's CPU share (Snakemake's threads); must run before TensorFlow's first operation."""
+    """Use the job's CPU share (Snakemake's threads) for TensorFlow, which runs the input pipeline
+    on every backend; on JAX also keep TensorFlow off the GPUs (it would reserve their memory for
+    nothing, JAX computes there). Must run before TensorFlow's first operation.
+
+    Snakemake's threads do not bound JAX's own CPU thread pool, which matters only to a JAX job
+    that computes on a CPU (tests)."""
     import tensorflow as tf
 
+    if keras.backend.backend() != "tensorflow":
+        tf.config.set_visible_devices([], "GPU")
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -47,11 +60,15 @@ def configure_threads(threads: int | None) -> None:
 def training_strategy():
     """tf.distribute.MirroredStrategy over this process' GPUs when it sees more than one (one node,
     each batch split across them, gradients all-reduced), else over its logical CPU devices when
-    it configured several (tests), else the default strategy (one device).
+    it configured several (tests), else the default strategy (one device). On JAX: one device.
 
     ``batch_size`` stays the global batch: each of N replicas gets batch_size / N clips. The losses
     divide by the replica count (avemotion.train.losses), so N replicas take the same step as one.
     """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return OneJaxDevice(jax.devices())
     import tensorflow as tf
 
     for kind in ("GPU", "CPU"):
@@ -59,3 +76,22 @@ def training_strategy():
         if len(devices) > 1:
             return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+class OneJaxDevice:
+    """What training_strategy gives on JAX, used as a tf.distribute strategy is: ``scope()`` and
+    ``num_replicas_in_sync``. JAX places everything on its first device (a GPU where there is one).
+
+    One device only: Keras' DataParallel over two forced CPU devices trained one epoch with the
+    single device's losses, then hung in its second epoch's all-reduce (XLA's CPU collectives, 2
+    cores), and no machine with several GPUs was at hand to show it works there. A job given
+    several GPUs on JAX says that it uses one."""
+
+    num_replicas_in_sync = 1
+
+    def __init__(self, devices):
+        if len(devices) > 1:
+            log.warning("training.backend jax trains on one device: %s of %d (use tensorflow for several GPUs)", devices[0], len(devices))
+
+    def scope(self):
+        return contextlib.nullcontext()

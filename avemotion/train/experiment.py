@@ -161,9 +161,9 @@ def run_experiment_fold(
         raise error
     strategy = training_strategy()
     log.info(
-        "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s; %d replica(s)",
+        "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s; %d replica(s) on %s",
         settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
-        strategy.num_replicas_in_sync,
+        strategy.num_replicas_in_sync, keras.backend.backend(),
     )
     write_json(split, outdir / "split.json")
     write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / SETTINGS_FILE)

@@ -1,0 +1,32 @@
+"""Which Keras backend a training job computes on (``training.backend``: tensorflow or jax).
+
+Keras reads ``KERAS_BACKEND`` once, when it is first imported, so a job chooses before anything
+imports Keras (workflow_scripts/train_experiment.py). This module imports neither Keras nor
+TensorFlow. Whatever the backend, the batches come from tf.data on the CPU
+(avemotion.fusion.dataset) and the model file a job writes loads under either backend.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+BACKENDS = ("tensorflow", "jax")
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+def use_backend(name: str) -> None:
+    """Make ``name`` Keras' backend in this process; a process whose Keras already runs on another
+    backend cannot switch, and says so."""
+    if name not in BACKENDS:
+        raise BackendError(f"training.backend: {name!r} is not allowed; allowed values: {', '.join(BACKENDS)}")
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        current = keras.backend.backend()
+        if current != name:
+            raise BackendError(f"training.backend: {name!r} asked for, but Keras was imported on {current!r} first")
+        return
+    os.environ["KERAS_BACKEND"] = name
