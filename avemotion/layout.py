@@ -111,6 +111,10 @@ class ClipArtifacts:
 # ---- per experiment -----------------------------------------------------------------------------
 
 RUN_DIR = "results/experiments/{experiment}/{run}"
+# XLA's compiled training steps, kept between the jobs of a working directory (training.backend
+# jax): the folds and the final model of an experiment share shapes, so only the first compiles.
+# Not a job's output: any job may add to it, none depends on it.
+COMPILATION_CACHE = "results/cache/jax"
 FINAL_RUN = "final"
 PREDICTIONS = "results/predictions/{experiment}.csv"
 

@@ -24,14 +24,15 @@ from avemotion.train.predict import predict_clips
 from avemotion.train.settings import experiment_settings, model_settings
 
 RUNNER = Path(__file__).parent / "train_fold_on_backend.py"
-# Measured: the same fold (9 steps over 3 epochs, two phases) on JAX and on TensorFlow from the same
-# initial weights and batches differs by at most 2.2e-4 in any epoch's training loss and 1e-3 in its
-# validation loss. One forward pass agrees to 1e-6 (float32 sums in another order); AdamW divides
-# each gradient by its running RMS, so those rounding differences become weight updates of relative
-# size ~1e-5, which nine steps grow to ~1e-4 in the losses. The tolerance is 5x the largest seen.
-# A real difference is far larger: training on another order of the same batches moved the first
-# epoch's loss by 0.2, dropout masks drawn by each backend's RNG by 0.1.
-LOSS_TOLERANCE = 5e-3
+# Measured: the same fold (9 steps over 3 epochs, two phases) on JAX (its step XLA-compiled) and on
+# TensorFlow (not compiled) from the same initial weights and batches differs by at most 2.6e-3 in
+# any epoch's training loss and 2.1e-3 in its validation loss. One forward pass agrees to 1e-6
+# (float32 sums in another order, XLA's fusions); AdamW divides each gradient by its running RMS, so
+# rounding differences become weight updates of relative size ~1e-5, which nine steps grow to ~1e-3
+# in the losses. The tolerance is 4x the largest seen. A real difference is 10-20x larger: training
+# on another order of the same batches moved the first epoch's loss by 0.2, dropout masks drawn by
+# each backend's RNG by 0.1.
+LOSS_TOLERANCE = 1e-2
 
 
 def test_a_backend_is_chosen_before_keras_and_cannot_be_switched_after():

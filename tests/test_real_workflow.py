@@ -18,6 +18,7 @@ import yaml
 
 from avemotion.datasets.mafw import CLIP_DIR, SPLIT_DIR
 from avemotion.fusion.shards import read_tabular_shards
+from avemotion.layout import COMPILATION_CACHE
 from conftest import run_snakemake, write_demo_config
 
 # MAFW names clips NNNNN.mp4; the .mov recordings keep their QuickTime container under that name
@@ -78,6 +79,7 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     assert sorted(predictions["clip_id"]) == ["00005"] and 0 <= metrics["uar"] <= 1
     assert yaml.safe_load((tmp_path / "results/experiments/real_hybrid/fold_1/settings.json").read_text())["datasets"] == ["mafw"]
     assert "replica(s) on jax" in (tmp_path / "results/logs/train/real_hybrid/fold_1.log").read_text()
+    assert any((tmp_path / COMPILATION_CACHE).iterdir())  # the compiled steps, for the next job of these shapes
     # The backend is where a model is trained, not what it is: switching it retrains nothing.
     settings = yaml.safe_load(open(config))
     settings["training"]["backend"] = "tensorflow"

@@ -4,11 +4,13 @@ mixture (rules train_fold, train_final, train_heldout), on the experiment's Kera
 import contextlib
 import sys
 
+from avemotion.layout import COMPILATION_CACHE
 from avemotion.train.backend import use_backend
 from avemotion.train.settings import experiment_settings
 
 # Keras reads its backend when first imported: choose it before the imports below import Keras.
-use_backend(experiment_settings(snakemake.config, snakemake.wildcards.experiment)["training"]["backend"])
+backend = experiment_settings(snakemake.config, snakemake.wildcards.experiment)["training"]["backend"]
+use_backend(backend, compilation_cache=COMPILATION_CACHE)
 
 from avemotion.logs import script_logging  # noqa: E402
 from avemotion.train.experiment import run_experiment_fold  # noqa: E402

@@ -18,9 +18,11 @@ class BackendError(RuntimeError):
     pass
 
 
-def use_backend(name: str) -> None:
+def use_backend(name: str, compilation_cache: str | os.PathLike | None = None) -> None:
     """Make ``name`` Keras' backend in this process; a process whose Keras already runs on another
-    backend cannot switch, and says so."""
+    backend cannot switch, and says so. On JAX, ``compilation_cache`` is the folder where XLA keeps
+    the compiled steps for later jobs (JAX's persistent compilation cache; it reads the variable
+    when it starts)."""
     if name not in BACKENDS:
         raise BackendError(f"training.backend: {name!r} is not allowed; allowed values: {', '.join(BACKENDS)}")
     keras = sys.modules.get("keras")
@@ -30,3 +32,5 @@ def use_backend(name: str) -> None:
             raise BackendError(f"training.backend: {name!r} asked for, but Keras was imported on {current!r} first")
         return
     os.environ["KERAS_BACKEND"] = name
+    if name == "jax" and compilation_cache is not None:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(compilation_cache)
