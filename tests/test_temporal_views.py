@@ -74,6 +74,10 @@ def test_the_shards_say_how_many_windows_they_hold_and_refuse_a_mismatch(tmp_pat
     assert example["frames"].shape == (2, T, S, S, 3) and example["mel"].shape[0] == 2 and example["face_sequence"].shape == (2, T, FACE_FEATURES)
     one = write_windows(tmp_path / "one.tfrecord", [make_clip("d0", "anger")], 1)
     assert R.shard_windows([one], T) == 1  # a shard of one window reads as before
+    # The first record is read from the file's framing, as tf.data reads it; an empty shard says nothing.
+    assert R.first_record(path) == next(iter(tf.data.TFRecordDataset(path))).numpy()
+    (tmp_path / "empty.tfrecord").write_bytes(b"")
+    assert R.first_record(tmp_path / "empty.tfrecord") is None and R.shard_windows([str(tmp_path / "empty.tfrecord"), path], T) == 2
     with pytest.raises(ValueError, match=r"different numbers of temporal windows per clip \(.*one.tfrecord 1, .*two.tfrecord 2\)"):
         R.shard_windows([one, path], T)
     with pytest.raises(ValueError, match=rf"holds {2 * T} frames in 2 temporal window\(s\), not {T // 2} per window"):
