@@ -246,3 +246,29 @@ def test_set_backbone_trainable_freezes_only_the_backbone():
     assert {variable.path for variable in model.trainable_variables} == {"head/kernel", "head/bias"}
     set_backbone_trainable(model, True)
     assert len(model.trainable_variables) == len(model.weights)
+
+
+def test_accumulated_batches_make_one_update_at_the_lr_of_the_larger_batch():
+    """training.accumulation_steps 2 on batches of 6: the weights change once per two batches (Keras
+    averages their gradients), at the peak lr of batch_size 12, on a schedule that counts batches."""
+    from test_train_experiment import settings_for
+
+    from avemotion.train.experiment import build_model
+    from avemotion.train.fitting import phase_optimizer
+
+    settings = settings_for("late")
+    accumulated = {**settings["training"], "batch_size": 6, "accumulation_steps": 2, "warmup_epochs": 1}
+    large = {**settings["training"], "batch_size": 12, "warmup_epochs": 1}
+    model = build_model(settings)
+    optimizer = phase_optimizer(model, accumulated, 0, 3, steps_per_epoch=4)
+    schedule, reference = optimizer._learning_rate, phase_optimizer(model, large, 0, 3, steps_per_epoch=4)._learning_rate
+    assert optimizer.gradient_accumulation_steps == 2
+    assert float(schedule(4)) == pytest.approx(float(reference(4))) == pytest.approx(0.05 * 12 / 256)  # the peak, after 1 epoch of 4 batches
+    variables = model.trainable_variables
+    start = [np.array(v) for v in variables]
+    rng = np.random.default_rng(0)
+    optimizer.apply([rng.normal(size=v.shape).astype("float32") for v in variables], variables)
+    assert all(np.array_equal(before, np.asarray(v)) for before, v in zip(start, variables))
+    optimizer.apply([rng.normal(size=v.shape).astype("float32") for v in variables], variables)
+    assert not np.allclose(start[0], np.asarray(variables[0]))
+    assert phase_optimizer(model, settings["training"], 0, 3, 4).gradient_accumulation_steps is None  # absent: every batch

@@ -22,6 +22,7 @@ from avemotion.io import atomic_path, plain, read_json, write_json
 from avemotion.model.fusion import model_input_names, task_of
 from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
 from avemotion.train.optimizer import build_adamw, set_backbone_trainable
+from avemotion.train.settings import QUIET_TRAINING
 
 
 def losses_for(model, settings: dict):
@@ -129,6 +130,30 @@ def phase_schedule(training: dict, start: int, end: int, steps_per_epoch: int) -
     return min(round(training["warmup_epochs"] * steps_per_epoch), total_steps), total_steps
 
 
+def accumulation_steps(training: dict) -> int:
+    """How many batches' gradients make one optimizer update (training.accumulation_steps; absent: 1)."""
+    return training.get("accumulation_steps", QUIET_TRAINING["accumulation_steps"])
+
+
+def phase_optimizer(model, training: dict, start: int, end: int, steps_per_epoch: int):
+    """A phase's fresh AdamW (phase_schedule). Its lr is scaled by the batch an update sees, as
+    VideoMAE scales it by batch x update frequency / 256: with ``accumulation_steps`` N, Keras
+    averages N batches' gradients into one update (so the lr of batch x N), and the schedule
+    still counts batches."""
+    warmup_steps, total_steps = phase_schedule(training, start, end, steps_per_epoch)
+    accumulated = accumulation_steps(training)
+    return build_adamw(
+        model,
+        base_lr=training["learning_rate"] * training["batch_size"] * accumulated / 256,
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+        weight_decay=training["weight_decay"],
+        layer_decay=training["layer_decay"],
+        head_lr_multiplier=training["head_lr_multiplier"],
+        gradient_accumulation_steps=accumulated if accumulated > 1 else None,
+    )
+
+
 def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: Path) -> None:
     """Train ``model`` phase by phase (training_phases) on make_dataset's batches, resuming what a
     killed job left under ``outdir``; leaves the model at its best validation epoch and writes
@@ -137,7 +162,6 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
     losses, loss_weights = losses_for(model, settings)
     train = for_model(train, model)
     validation = for_model(validation, model)
-    base_lr = training["learning_rate"] * training["batch_size"] / 256
     progress = training_progress(outdir, settings)
     callbacks = [
         learning_rate_logger(),  # before CSVLogger, which writes what it adds
@@ -157,16 +181,7 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
         # leaves the previous one to resume from).
         backup_dir = outdir / "resume" / f"phase_{index}"
         backup = keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
-        warmup_steps, total_steps = phase_schedule(training, start, end, steps_per_epoch)
-        optimizer = build_adamw(
-            model,
-            base_lr=base_lr,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-            weight_decay=training["weight_decay"],
-            layer_decay=training["layer_decay"],
-            head_lr_multiplier=training["head_lr_multiplier"],
-        )
+        optimizer = phase_optimizer(model, training, start, end, steps_per_epoch)
         # Keras on JAX without jit runs the step op by op (2.5x slower to its first epoch here, and
         # nothing for the compilation cache to keep): JAX always compiles.
         jit = training["xla"] or keras.backend.backend() == "jax"

@@ -129,7 +129,14 @@ JOB_RESOURCES = ("threads", "gpus", "backend")
 # Training keys added after results existed, left out of model_settings at these values (their
 # schema defaults; the job reads an absent key as this value), as config.QUIET_DEFAULTS: a key
 # that changes nothing the job computes must not retrain every model.
-QUIET_TRAINING = {"mixup": 0, "cutmix": 0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5, "test_views": DEFAULT_TEST_VIEWS}
+QUIET_TRAINING = {
+    "mixup": 0,
+    "cutmix": 0,
+    "mixup_prob": 1.0,
+    "mixup_switch_prob": 0.5,
+    "test_views": DEFAULT_TEST_VIEWS,
+    "accumulation_steps": 1,
+}
 
 
 def model_settings(config: dict, name: str) -> dict:
