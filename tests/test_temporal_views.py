@@ -291,3 +291,37 @@ def test_frames_windows_is_checked_and_reruns_nothing_at_one():
     assert preprocess_settings(config, "crema_d")["frames"] == {**before, "windows": 2}
     config["frames"]["windows"] = 0
     assert any("frames.windows: 0 is less than the minimum of 1" in error for error in config_errors(config))
+
+
+@pytest.mark.slow
+def test_the_workflow_and_predict_with_two_windows_and_two_views_agree(tmp_path):
+    """The demo workflow with frames.windows 2 (dense, 1 frame apart: the clip's first and last
+    frames) and training.test_views 2: `avemotion predict` on the evaluated clips gives the
+    evaluation's predictions (the frames stage, the fuse stage and predict's own preprocessing of
+    the same videos all hold two windows)."""
+    import json
+
+    from avemotion.cli import main
+    from conftest import run_snakemake, write_demo_config
+
+    overrides = {
+        "frames": {"windows": 2, "sampling": "dense", "sampling_rate": 1},
+        "training": {"epochs": 1, "threads": 1, "test_views": 2},
+        "experiments": [{"name": "pair_late", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [2], "final": False}],
+    }
+    config = write_demo_config(tmp_path / "windows.yaml", overrides)
+    run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
+    model = tmp_path / "results" / "experiments" / "pair_late" / "fold_2"
+    shard = sorted((tmp_path / "results" / "enterface" / "shards" / "tfrecord").glob("*.tfrecord"))[0]
+    assert R.shard_windows([str(shard)], json.loads((model / "settings.json").read_text())["num_frames"]) == 2
+    evaluated = pd.read_parquet(model / "predictions.parquet")
+    evaluated = evaluated[evaluated["dataset"] == "enterface"].set_index("clip_id")
+    manifest = pd.read_parquet(tmp_path / "results" / "enterface" / "manifest.parquet").set_index("clip_id")
+    clips = [str(tmp_path / "resources" / "demo" / "enterface" / manifest.loc[clip, "path"]) for clip in evaluated.index]
+    out = tmp_path / "predictions.json"
+    assert main(["predict", "--model", str(model), *clips, "--out", str(out), "--quiet"]) == 0
+    predicted = pd.DataFrame(json.loads(out.read_text()))
+    labels = json.loads((model / "settings.json").read_text())["labels"]
+    probabilities = [f"prob_{label}" for label in labels]
+    np.testing.assert_allclose(predicted[probabilities].to_numpy(), evaluated[probabilities].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(predicted["valence"], evaluated["valence_pred"], atol=1e-5)
