@@ -1,7 +1,7 @@
 """Whisper audio-branch throughput on this machine's CPU: clips per second through the fusion model's
 audio branch (avemotion.model.speech_branch: the encoder, layer-weighted masked pooling, the dense
 embedding and an emotion head), forward and as a training step, per Whisper size; and the rate at
-which the input pipeline makes the branch's features (avemotion.model.speech_input.whisper_features).
+which the input pipeline makes the branch's features (avemotion.model.speech_features.whisper_features).
 
 Random weights (speed does not depend on them) and random clips of --seconds (default 4 s: CREMA-D's
 longest clips), padded to --max-seconds (default: the same) as model.audio_max_seconds pads them.
@@ -100,7 +100,7 @@ def main() -> None:
         tf.config.set_visible_devices([], "GPU")  # the CPU figures, whatever the machine has
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        from avemotion.model.speech_input import feature_frames, whisper_features
+        from avemotion.model.speech_features import feature_frames, whisper_features
 
         rng = np.random.default_rng(0)
         audio = rng.normal(0, 0.1, (args.batch, int(args.seconds * 16000))).astype(np.float32)

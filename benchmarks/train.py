@@ -50,7 +50,6 @@ import os
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 # NumPy and TensorFlow are imported inside the functions: their threads must start after
@@ -200,21 +199,6 @@ def input_clips_per_second(paths: list[str], args) -> tuple[float, float]:
 # ---------------------------------------------------------------- 2. training steps
 
 
-class _Absent:
-    """What a TensorFlow attribute is while avemotion's modules import without TensorFlow."""
-
-    def __init__(self, path: str):
-        self._path = path
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _Absent(f"{self._path}.{name}")
-
-    def __call__(self, *args, **kwargs):
-        raise RuntimeError(f"{self._path}: this benchmark runs without TensorFlow")
-
-
 class _NoTensorFlow:
     """A meta-path finder that finds no TensorFlow: ``import tensorflow`` fails as where it is not installed."""
 
@@ -226,23 +210,14 @@ class _NoTensorFlow:
 
 
 def import_without_tensorflow(*modules: str) -> None:
-    """Import ``modules`` with a stand-in for TensorFlow, then take it out of sys.modules again (Keras
-    asks there whether TensorFlow runs) and make ``import tensorflow`` fail from here on, as on a
-    machine without it (the GPU machines have none). avemotion.model.fusion imports
-    avemotion.model.speech_input and avemotion.fusion.dataset, whose modules import TensorFlow for
-    their input-pipeline functions but only name it at module level; the training step never
-    touches it (any use of the stand-in raises)."""
+    """Import ``modules`` with ``import tensorflow`` failing from here on, as on a machine without it
+    (the GPU machines have none): the model layer, its losses and optimizer need no TensorFlow (only
+    the input pipeline does), and a TensorFlow import among them fails here as it would there."""
     import importlib
 
     sys.meta_path.insert(0, _NoTensorFlow())
-    stand_in = types.ModuleType("tensorflow", "a stand-in: this benchmark runs without TensorFlow")
-    stand_in.__getattr__ = lambda name: _Absent(f"tensorflow.{name}")
-    sys.modules["tensorflow"] = stand_in
-    try:
-        for module in modules:
-            importlib.import_module(module)
-    finally:
-        del sys.modules["tensorflow"]
+    for module in modules:
+        importlib.import_module(module)
 
 
 def tensorflow_backend() -> bool:
@@ -328,7 +303,7 @@ def main() -> None:
     malloc = "glibc default" if args.glibc_default else ("reuse freed memory" if reuse_freed_memory() else "glibc default (no glibc)")
     with contextlib.redirect_stdout(sys.stderr):
         if not tensorflow_backend():
-            # as on a GPU machine without TensorFlow: avemotion.model.fusion's imports name it
+            # as on a GPU machine without TensorFlow
             import_without_tensorflow("avemotion.model.fusion", "avemotion.train.fitting", "avemotion.train.devices", "avemotion.train.optimizer")
             import keras
 

@@ -98,3 +98,39 @@ def test_a_fold_trained_on_jax_has_the_losses_of_tensorflow_and_its_model_loads_
     numeric = written.select_dtypes("number").columns
     assert list(here["clip_id"]) == list(written["clip_id"]) and len(numeric) > 5
     np.testing.assert_allclose(here[numeric].to_numpy(float), written[numeric].to_numpy(float), atol=1e-5)
+
+
+def test_the_models_build_and_train_where_there_is_no_tensorflow():
+    """The GPU machines have JAX but no TensorFlow: the model layer (a hybrid model with a Whisper
+    branch), its losses and its optimizer import and take a training step without it."""
+    script = """
+import sys
+
+class NoTensorFlow:  # as on a machine without it: every import of TensorFlow fails
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError("No module named 'tensorflow'", name=name)
+
+sys.meta_path.insert(0, NoTensorFlow())
+import numpy as np
+from avemotion.model.fusion import build_fusion_model, task_of
+from avemotion.model.speech_branch import ENCODER_NAME
+from avemotion.model.whisper import WhisperBackbone
+from avemotion.presets import variant_settings
+from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
+from avemotion.train.optimizer import build_adamw
+
+speech = WhisperBackbone(num_mel_bins=80, d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, max_source_positions=1500, name=ENCODER_NAME)
+model = build_fusion_model("hybrid", variant_settings("tiny"), 3, 4, 32, speech_encoder=speech, audio_max_seconds=1)
+losses = {name: LabelSmoothedCrossEntropy(3) if task_of(name) == "emotion" else CCCLoss() for name in model.output_names}
+model.compile(optimizer=build_adamw(model, base_lr=1e-3, warmup_steps=0, total_steps=2), loss=losses, jit_compile=True)
+rng = np.random.default_rng(0)
+inputs = {t.name: rng.random((2, *t.shape[1:])).astype(t.dtype) for t in model.inputs}
+targets = {name: np.array([0, 1]) if task_of(name) == "emotion" else np.array([0.5, -0.5], "float32") for name in model.output_names}
+loss = model.train_on_batch(inputs, targets)
+assert np.all(np.isfinite(loss)), loss
+print("trained without", "tensorflow" if "tensorflow" not in sys.modules else "?")
+"""
+    run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True)
+    assert run.returncode == 0 and "trained without tensorflow" in run.stdout, run.stderr[-3000:]

@@ -25,7 +25,8 @@ from avemotion.model.bundle import MODEL_FILE
 from avemotion.model.fusion import build_fusion_model, model_input_names
 from avemotion.model.outputs import raw_outputs
 from avemotion.model.speech_branch import speech_encoder, speech_encoder_of
-from avemotion.model.speech_input import SPEECH_FEATURES, SPEECH_FRAMES, pipeline_inputs, whisper_features, with_speech_features
+from avemotion.model.speech_features import SPEECH_FEATURES, SPEECH_FRAMES, whisper_features
+from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 from avemotion.model.whisper import WhisperBackbone
 from avemotion.model.whisper_features import log_mel_spectrogram
 from avemotion.model.whisper_weights import save_whisper_weights

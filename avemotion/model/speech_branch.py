@@ -19,7 +19,7 @@ from keras import layers, ops
 
 from avemotion.model.layers import PACKAGE
 from avemotion.model.speech_head import WeightedLayerPooling
-from avemotion.model.speech_input import SPEECH_FEATURES, SPEECH_FRAMES, feature_frames
+from avemotion.model.speech_features import SPEECH_FEATURES, SPEECH_FRAMES, feature_frames
 from avemotion.model.whisper import WhisperBackbone, encoder_frames, whisper_settings
 from avemotion.model.whisper_weights import load_whisper
 

@@ -106,7 +106,8 @@ class WhisperPositionEmbedding(keras.layers.Layer):
         # The model is built for any length, so a too long input is caught here (when its length is known).
         self._check_length(inputs.shape[1])
         length = ops.shape(inputs)[1]
-        table = ops.slice(self.embeddings, (0, 0), (length, ops.shape(self.embeddings)[1]))
+        embeddings = ops.convert_to_tensor(self.embeddings)  # JAX's slice takes arrays, not Keras variables
+        table = ops.slice(embeddings, (0, 0), (length, ops.shape(embeddings)[1]))
         return inputs + ops.cast(table, inputs.dtype)[None]
 
     def compute_output_shape(self, input_shape):
