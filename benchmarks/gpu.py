@@ -234,9 +234,9 @@ def jax_part(args, variant: str) -> None:
 
 def torch_part(args, variant: str) -> None:
     import torch
-    from transformers import AutoModelForVideoClassification, VideoMAEConfig
+    from transformers import AutoModelForVideoClassification
 
-    from avemotion.presets import variant_settings
+    from benchmarks.model import reference_config
 
     cuda = torch.cuda.is_available()
     if args.expect_gpu and not cuda:
@@ -247,20 +247,7 @@ def torch_part(args, variant: str) -> None:
 
     report(f"torch_{variant}_device", f"{name} (torch {torch.__version__}, transformers {transformers.__version__})")
     signal_and_wait(args, "imported")
-    settings = variant_settings(variant)
-    config = VideoMAEConfig(
-        image_size=args.image_size,
-        patch_size=settings["patch_size"],
-        num_frames=args.frames,
-        tubelet_size=settings["tubelet_size"],
-        hidden_size=settings["hidden_size"],
-        num_hidden_layers=settings["num_layers"],
-        num_attention_heads=settings["num_heads"],
-        intermediate_size=settings["intermediate_size"],
-        qkv_bias=settings["qkv_bias"],
-        use_mean_pooling=True,
-        num_labels=6,
-    )
+    config = reference_config(variant, args.frames, args.image_size, num_labels=6)
     torch.manual_seed(0)
     model = AutoModelForVideoClassification.from_config(config, attn_implementation="sdpa").to(device)  # float32 master weights
     model.train()

@@ -149,29 +149,36 @@ def our_model(args):
     return VideoMAEClassifier(backbone, num_classes=NUM_CLASSES)
 
 
-def reference_model(args):
-    """transformers' VideoMAEForVideoClassification with the variant's architecture (mean pooling, q/v biases)."""
-    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+def reference_config(variant: str, frames: int, image_size: int, num_labels: int = NUM_CLASSES, **options):
+    """transformers' VideoMAEConfig of the variant's architecture (mean pooling, q/v biases);
+    ``options`` go to VideoMAEConfig too."""
+    from transformers import VideoMAEConfig
 
     from avemotion.model import variant_settings
 
-    settings = variant_settings(args.variant)
-    config = VideoMAEConfig(
+    settings = variant_settings(variant)
+    return VideoMAEConfig(
         hidden_size=settings["hidden_size"],
         num_hidden_layers=settings["num_layers"],
         num_attention_heads=settings["num_heads"],
         intermediate_size=settings["intermediate_size"],
         patch_size=settings["patch_size"],
         tubelet_size=settings["tubelet_size"],
-        num_frames=args.frames,
-        image_size=args.image_size,
+        num_frames=frames,
+        image_size=image_size,
         qv_bias=settings["qkv_bias"],
         layer_norm_eps=settings["layer_norm_eps"],
         use_mean_pooling=True,
-        num_labels=NUM_CLASSES,
-        attn_implementation="sdpa",
+        num_labels=num_labels,
+        **options,
     )
-    return VideoMAEForVideoClassification(config)
+
+
+def reference_model(args):
+    """transformers' VideoMAEForVideoClassification of reference_config, with SDPA attention."""
+    from transformers import VideoMAEForVideoClassification
+
+    return VideoMAEForVideoClassification(reference_config(args.variant, args.frames, args.image_size, attn_implementation="sdpa"))
 
 
 # ---------------------------------------------------------------- forward
