@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 import numpy as np
+import pandas as pd
 import pytest
 
 tf = pytest.importorskip("tensorflow")
@@ -91,6 +92,15 @@ def write_shard(path, clips) -> str:
         for clip in clips:
             writer.write(serialize(clip))
     return str(path)
+
+
+def write_tabular(root, clips, dataset="crema_d") -> tuple[str, pd.DataFrame]:
+    """The tabular shard of ``clips`` (the split columns training reads) under ``root``; its path and table."""
+    table = pd.DataFrame([{key: clip[key] for key in ("clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal")} for clip in clips])
+    path = root / dataset / "shards" / "tabular" / "0.parquet"
+    path.parent.mkdir(parents=True)
+    table.to_parquet(path)
+    return str(path), table
 
 
 def shard_path(root, dataset="crema_d", chunk=0):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from test_fusion_dataset import LABELS, S, T, constant_frames, make_clip, mel_ramp, options, serialize
+from test_fusion_dataset import LABELS, S, T, constant_frames, make_clip, mel_ramp, options, serialize, write_tabular
 from test_fusion_shards import chunk  # noqa: F401 (a fixture)
 from test_train_experiment import COLOUR, VA, settings_for
 from test_train_experiment import LABELS as TRAIN_LABELS
@@ -174,10 +174,7 @@ def windowed_shards(root, windows=2, speakers=6):
                 )
             )  # fmt: skip
     tfrecord = write_windows(root / "crema_d" / "shards" / "tfrecord" / "0.tfrecord", clips, windows)
-    tabular = root / "crema_d" / "shards" / "tabular" / "0.parquet"
-    tabular.parent.mkdir(parents=True)
-    pd.DataFrame([{key: clip[key] for key in ("clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal")} for clip in clips]).to_parquet(tabular)
-    return [str(tabular)], [tfrecord]
+    return [write_tabular(root, clips)[0]], [tfrecord]
 
 
 def test_prediction_equals_evaluation_with_two_windows_and_two_spatial_views(tmp_path):

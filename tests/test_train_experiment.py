@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard
+from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard, write_tabular
 
 from avemotion.config import ConfigError
 from avemotion.metrics import evaluate_predictions
@@ -46,11 +46,8 @@ def learnable_shards(root: Path, speakers=6, clips_per_class=2, dataset="crema_d
                     )
                 )  # fmt: skip
     tfrecord = write_shard(root / dataset / "shards" / "tfrecord" / "0.tfrecord", clips)
-    table = pd.DataFrame([{key: clip[key] for key in ("clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal")} for clip in clips])
-    tabular = root / dataset / "shards" / "tabular" / "0.parquet"
-    tabular.parent.mkdir(parents=True)
-    table.to_parquet(tabular)
-    return [str(tabular)], [tfrecord], table
+    tabular, table = write_tabular(root, clips, dataset)
+    return [tabular], [tfrecord], table
 
 
 def settings_for(fusion: str, epochs: int = 3) -> dict:

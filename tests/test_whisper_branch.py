@@ -14,7 +14,7 @@ import tensorflow as tf
 from snakemake.utils import validate
 
 from conftest import demo_settings
-from test_fusion_dataset import constant_frames, make_clip, mel_ramp, serialize
+from test_fusion_dataset import constant_frames, make_clip, mel_ramp, serialize, write_tabular
 from test_fusion_shards import T, chunk, fuse, speech  # noqa: F401 (chunk is a fixture)
 from test_train_experiment import COLOUR, LABELS, VA, settings_for
 
@@ -260,10 +260,7 @@ def speech_shards(root, speakers=6, clips_per_class=1):
                 clips.append(clip)
                 records.append(with_audio(serialize(clip), tone(label, rng.uniform(0.6, 1.4), rng)))
     tfrecord = write_records(root / "crema_d" / "shards" / "tfrecord" / "0.tfrecord", records)
-    tabular = root / "crema_d" / "shards" / "tabular" / "0.parquet"
-    tabular.parent.mkdir(parents=True)
-    pd.DataFrame([{key: clip[key] for key in ("clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal")} for clip in clips]).to_parquet(tabular)
-    return [str(tabular)], [tfrecord]
+    return [write_tabular(root, clips)[0]], [tfrecord]
 
 
 def test_a_whisper_experiment_trains_saves_and_predicts_as_it_evaluated(tmp_path):
