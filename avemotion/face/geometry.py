@@ -43,9 +43,9 @@ MESH_TO_68 = np.array([
 # (mediapipe/modules/face_geometry/data/canonical_face_model.obj, metric, Apache-2.0), converted from
 # centimetres with y up and z towards the viewer into the camera frame above (x 10, y -10, z -10).
 # Only points that stay put when the expression changes are used: eye corners, temples, the sides of
-# the face and the cheekbones; brows, lips and jaw move with expressions and would read as rotation.
-# Each row: (mesh index on the subject's right, its mirror image on the left, |x|, y, z); the point
-# on the subject's right (the image's left) sits at x = -|x|.
+# the face, the cheekbones and the nose; brows, lips and jaw move with expressions and would read as
+# rotation. Each row: (mesh index on the subject's right, its mirror image on the left, |x|, y, z);
+# the point on the subject's right (the image's left) sits at x = -|x|.
 POSE_POINT_PAIRS = [
     (33, 263, 44.5, -26.6, -31.7),  # outer eye corners
     (133, 362, 18.6, -25.9, -37.6),  # inner eye corners
@@ -63,11 +63,16 @@ POSE_POINT_PAIRS = [
     (36, 266, 28.4, 7.2, -44.3),
     (205, 425, 38.3, 15.4, -41.4),
 ]
+# The nose's midline, bridge to tip: the points furthest in front of the eyes, so a nod moves them
+# most against the rest (with them, pitch r against OpenFace on the reference faces 0.49 -> 0.54).
+POSE_MIDLINE = [(168, -32.7, -52.4), (6, -24.7, -57.9), (197, -17.3, -63.2), (195, -10.6, -67.7), (5, -3.7, -72.4), (4, 4.6, -75.9), (1, 11.3, -74.8)]
 # The head position (pose_T*) is reported at the centroid of the canonical model's 68 iBUG points,
 # as OpenFace reports the centre of its 68-point shape model.
 POSE_ORIGIN = np.array([0.0, 11.7, -35.3])
-POSE_INDICES = np.array([p[0] for p in POSE_POINT_PAIRS] + [p[1] for p in POSE_POINT_PAIRS])
-POSE_MODEL = np.array([(-x, y, z) for *_, x, y, z in POSE_POINT_PAIRS] + [(x, y, z) for *_, x, y, z in POSE_POINT_PAIRS]) - POSE_ORIGIN
+POSE_INDICES = np.array([p[0] for p in POSE_POINT_PAIRS] + [p[1] for p in POSE_POINT_PAIRS] + [p[0] for p in POSE_MIDLINE])
+POSE_MODEL = np.array(
+    [(-x, y, z) for *_, x, y, z in POSE_POINT_PAIRS] + [(x, y, z) for *_, x, y, z in POSE_POINT_PAIRS] + [(0.0, y, z) for _, y, z in POSE_MIDLINE]
+) - POSE_ORIGIN
 _RIGHT_EYE_ROWS = [int(np.flatnonzero(POSE_INDICES == i)[0]) for i in (33, 133)]
 _LEFT_EYE_ROWS = [int(np.flatnonzero(POSE_INDICES == i)[0]) for i in (362, 263)]
 MODEL_EYE_DISTANCE = 63.0  # mm between the eye centres of the canonical model
@@ -230,7 +235,7 @@ EYE_HALF_WIDTH = 15.0  # mm, half the corner-to-corner width of an open eye
 # the raw across-offset reads a camera-facing gaze as looking up. This shift of the vertical sine
 # puts ours where OpenFace 2.0.6 reads it: the median over the six reference people of the mean
 # difference (benchmarks/face_agreement.py prints gaze_angle_y_person_median_diff).
-IRIS_RISE = 0.36
+IRIS_RISE = 0.345
 
 
 def gaze_angles(eye_contours: np.ndarray, irises: np.ndarray, rotations: np.ndarray) -> np.ndarray:
