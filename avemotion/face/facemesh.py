@@ -107,7 +107,7 @@ class FaceMeshBackend:
         iris model's contour (71, 3) and iris (5, 3), all in pixels (zeros where no face)."""
         return self._track(frames, Tracking())[:4]
 
-    def _track(self, frames: np.ndarray, state: "Tracking"):
+    def _track(self, frames: np.ndarray, state: Tracking):
         """:meth:`track` carrying on from ``state`` (the frames before), and the state after the last frame.
 
         The iris model runs on one eye per frame, the two eyes in turn (both on a face's first
