@@ -105,5 +105,6 @@ def main() -> None:
         print(f"real_video_frames: {real_frames}")
         print(f"real_video_fps_per_core: {real_frames / total_seconds:.1f}  (decoding included; target {REAL_TARGET_FPS:.0f})")
 
+
 if __name__ == "__main__":
     main()

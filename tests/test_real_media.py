@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avemotion.face.facemesh import FaceMeshBackend
+from avemotion.face.facemesh import EYES, FaceMeshBackend
 from avemotion.face.openface import read_openface_csv
-from avemotion.media.frames import decode_all
+from avemotion.media.frames import decode_all, open_video
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import FaceStage
 
@@ -62,9 +62,6 @@ def test_the_iris_model_takes_the_eyes_in_turn_and_a_carried_eye_stays_where_the
     """One iris call per tracked frame (both eyes on a face's first frame), the other eye carried
     over from the frame before with the mesh's eye corners; on a real talking face the carried iris
     centre lies within a few percent of an eye's width of where the model finds it on that frame."""
-    from avemotion.face.facemesh import EYES
-    from avemotion.media.frames import open_video
-
     backend = FaceMeshBackend()
     reader = open_video(real_media / "WolfgangLanger_Pexels.mp4")
     frames = reader.get_batch(list(range(120))).asnumpy()
