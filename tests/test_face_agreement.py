@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avemotion.face import calibration
+from avemotion.face import calibration, geometry
 from avemotion.face.geometry import AU_MEASURES, AU_MODELS
 from avemotion.face.reference_set import load_reference_frames
 
@@ -49,6 +49,7 @@ def test_the_estimates_agree_with_openface_static_mode_as_measured(static):
     assert (shipped["constant_clips"] == 0).all() and (held["constant_clips"] == 0).all()
     assert held.loc["AU12_r", "r"] >= 0.88 and held.loc["AU45_r", "r"] >= 0.85 and held.loc["AU25_r", "r"] >= 0.72
     assert held.loc["AU25_r", "presence_agreement"] >= 0.9 and held.loc["AU10_r", "presence_agreement"] >= 0.85
+    assert held.loc["AU06_r", "r"] >= 0.5 and held.loc["AU26_r", "r"] >= 0.53  # heights in the face's frame; 0.32 / 0.50 as 3D distances
     values = static.ours[[c for c in aus if c.endswith("_r")]].to_numpy()
     assert values.min() >= 0 and values.max() <= 5 and values.max() >= 3  # OpenFace's 0-5 scale, used
     angles = calibration.agreement(static.ours[["pose_Ry", "pose_Rz", "gaze_angle_x"]], static.reference, static.clips)
@@ -76,3 +77,24 @@ def test_a_fit_does_not_turn_a_muscle_round():
     assert weights[0] == pytest.approx(0.0, abs=1e-6)
     intensity, presence = calibration.predict((weights, bias, 5.0), "25", measures)
     assert np.ptp(intensity) < 1e-6 and not presence.any()
+
+
+def test_heights_are_measured_in_the_faces_own_frame_whatever_the_head_does():
+    """A nod, a turn, a tilt, a move or a closer camera leaves the cheek, lip and jaw heights as they
+    are, and a cheek raised on the face's own vertical reads as raised on a tilted head too."""
+    rng = np.random.default_rng(3)
+    face = rng.normal(0.0, 30.0, (468, 3))
+    face[geometry.POSE_INDICES] = geometry.POSE_MODEL
+    raised = face.copy()
+    raised[[118, 347], 1] -= 4.0  # the inner cheeks 4 mm up the face (117 and 346 also anchor the pose)
+    contours = np.zeros((1, 2, 71, 3))
+    contours[..., 8, 0] = 1.0
+    turn = geometry.rotation_matrices(np.array([0.35, -0.5, 0.3]))
+    for shape in (face, raised):
+        upright = geometry.measurements(shape[None], contours)
+        moved = geometry.measurements((2.5 * shape @ turn.T + [300.0, 200.0, 40.0])[None], contours)
+        for name in geometry.HEIGHTS:
+            assert moved[name] == pytest.approx(upright[name], abs=1e-9), name
+    eyes = np.linalg.norm(face[[362, 263]].mean(0) - face[[33, 133]].mean(0))
+    still, lifted = (geometry.measurements((shape @ turn.T)[None], contours)["cheek_raise"] for shape in (face, raised))
+    assert still - lifted == pytest.approx(2.0 / eyes, rel=1e-6)  # the mean of four cheek points rose 2 mm

@@ -142,27 +142,52 @@ def view_relative_angles(angles: np.ndarray, translation: np.ndarray) -> np.ndar
 # (tests/data/openface_reference/, fitted and checked by benchmarks/face_agreement.py). Distances are
 # taken in 3D between mesh points and divided by the 3D distance between the eye centres (IOD), so
 # head rotation and face size leave them unchanged; the lid opening comes from the iris model's eye
-# contour, which follows blinks far better than the face mesh's lids.
+# contour, which follows blinks far better than the face mesh's lids. Where a muscle moves the skin
+# up or down the face (the cheeks, the lower lip, the jaw), the measure is that height in the face's
+# own frame (:func:`head_frame`) instead: a 3D distance mixes in the sideways motion of a smile.
 MEASURE_PAIRS = {
     "brow_inner": [(107, 133), (66, 133), (336, 362), (296, 362)],  # inner brow ends to inner eye corners
     "brow_outer": [(70, 33), (46, 33), (300, 263), (276, 263)],  # outer brows to outer eye corners
     "brow_gap": [(107, 336), (55, 285)],  # between the two inner brow ends
-    "cheek_raise": [(117, 33), (346, 263), (118, 133), (347, 362)],  # cheeks to eye corners
     "nose_length": [(2, 168)],  # nose base to the bridge between the eyes
     "upper_lip": [(2, 0)],  # nose base to the top of the upper lip
     "mouth_width": [(61, 291)],
     "lower_lip": [(17, 2)],  # bottom of the lower lip to the nose base
-    "lip_gap": [(13, 14)],  # between the lips' inner edges, mid-mouth
-    "jaw": [(2, 152)],  # nose base to chin
 }
+# Heights in the face's frame, in IOD: (upper points, lower points), the lower points' mean height
+# below the upper points' mean.
+HEIGHTS = {
+    "cheek_raise": ([33, 133, 362, 263], [117, 346, 118, 347]),  # cheeks below the eye corners
+    "lip_gap": ([13], [14]),  # between the lips' inner edges, mid-mouth
+    "jaw": ([2], [152]),  # chin below the nose base
+}
+_HEIGHT_POINTS = sorted({i for pair in HEIGHTS.values() for side in pair for i in side} | {33, 133, 362, 263})
 # Iris-model eye contour: points 0 and 8 are the corners, 3-5 and 10-12 the middle thirds of the
 # lower and upper lid.
 LOWER_LID_MIDDLE, UPPER_LID_MIDDLE = [3, 4, 5], [10, 11, 12]
 
 
+def head_frame(mesh: np.ndarray, points=slice(None)) -> np.ndarray:
+    """(N, 468, 3) meshes moved, turned and scaled onto the canonical face (:data:`POSE_MODEL`, mm,
+    camera frame of a face looking straight into the camera) by the similarity that best fits their
+    expression-free points :data:`POSE_INDICES` (Umeyama's least squares), so that y runs down the
+    face whatever the head's rotation. Only the mesh ``points`` are returned (all by default)."""
+    mesh = np.asarray(mesh, dtype=np.float64)
+    anchors = mesh[:, POSE_INDICES]
+    centre = anchors.mean(1, keepdims=True)
+    model_centre = POSE_MODEL.mean(0)
+    covariance = np.einsum("nki,kj->nij", anchors - centre, POSE_MODEL - model_centre)
+    u, s, vt = np.linalg.svd(covariance)
+    reflect = np.sign(np.linalg.det(u @ vt))  # a proper rotation even where the best fit would mirror
+    u[:, :, 2] *= reflect[:, None]
+    s[:, 2] *= reflect
+    scale = s.sum(1) / np.maximum(((anchors - centre) ** 2).sum((1, 2)), 1e-12)
+    return scale[:, None, None] * np.einsum("nki,nij->nkj", mesh[:, points] - centre, u @ vt) + model_centre
+
+
 def measurements(mesh: np.ndarray, eye_contours: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-frame measures the AU estimates use: :data:`MEASURE_PAIRS` distances in IOD and
-    ``eye_opening``, the lids' distance over the corners' distance, both eyes averaged.
+    """Per-frame measures the AU estimates use: :data:`MEASURE_PAIRS` distances and :data:`HEIGHTS`
+    in IOD, and ``eye_opening``, the lids' distance over the corners' distance, both eyes averaged.
 
     ``mesh`` (N, 468, 3), ``eye_contours`` (N, 2, 71, 3) from the iris model, all in pixels.
     """
@@ -174,6 +199,11 @@ def measurements(mesh: np.ndarray, eye_contours: np.ndarray) -> dict[str, np.nda
     for name, pairs in MEASURE_PAIRS.items():
         first, second = (np.array(side) for side in zip(*pairs))
         out[name] = np.linalg.norm(mesh[:, first] - mesh[:, second], axis=-1).mean(1) / iod
+    face = dict(zip(_HEIGHT_POINTS, np.moveaxis(head_frame(mesh, _HEIGHT_POINTS), 1, 0)))
+    face_iod = np.linalg.norm((face[362] + face[263] - face[33] - face[133]) / 2, axis=1)
+    for name, (upper, lower) in HEIGHTS.items():
+        height = np.mean([face[i][:, 1] for i in lower], axis=0) - np.mean([face[i][:, 1] for i in upper], axis=0)
+        out[name] = height / np.maximum(face_iod, 1e-6)
     corners = eye_contours[:, :, [0, 8], :2]
     width = np.maximum(np.linalg.norm(corners[:, :, 1] - corners[:, :, 0], axis=-1), 1e-6)
     lids = eye_contours[:, :, LOWER_LID_MIDDLE, :2].mean(2) - eye_contours[:, :, UPPER_LID_MIDDLE, :2].mean(2)
@@ -189,7 +219,7 @@ AU_MEASURES = {
     "02": {"brow_outer": +1},  # outer brow raiser
     "04": {"brow_gap": -1, "brow_inner": -1},  # brow lowerer: brows drawn together and down
     "05": {"eye_opening": +1},  # upper lid raiser
-    "06": {"cheek_raise": -1},  # cheek raiser: cheeks move up towards the eyes
+    "06": {"cheek_raise": -1},  # cheek raiser: the cheeks rise towards the eyes
     "09": {"nose_length": -1},  # nose wrinkler: the nose shortens
     "10": {"upper_lip": -1},  # upper lip raiser
     "12": {"mouth_width": +1},  # lip corner puller: the corners move up and out
@@ -204,15 +234,15 @@ AU_MODELS: dict[str, tuple[tuple[float, ...], float, float]] = {
     "01": ((3.4216,), -1.1392, 0.05),
     "02": ((21.589,), -5.1009, 0.05),
     "04": ((0, -1.2974,), 0.9339, 0.35),
-    "05": ((9.6118,), -2.5182, 0.75),
-    "06": ((-19.999,), 8.9909, 1.00),
+    "05": ((9.5658,), -2.4996, 0.75),
+    "06": ((-22.003,), 6.6488, 1.00),
     "09": ((-12.574,), 10.421, 0.55),
     "10": ((-28.159,), 7.2014, 1.10),
     "12": ((11.366,), -9.1589, 0.85),
     "17": ((-2.8428,), 2.041, 0.80),
-    "25": ((9.5131,), -0.045541, 0.80),
-    "26": ((2.9641,), -2.6559, 0.30),
-    "45": ((-19.715,), 6.5426, 0.60),
+    "25": ((10.815,), -0.14878, 0.70),
+    "26": ((3.2321,), -2.7314, 0.25),
+    "45": ((-19.468,), 6.4977, 0.60),
 }
 
 
