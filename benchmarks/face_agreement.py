@@ -15,10 +15,10 @@ Prints `name: value` lines: per AU ``<set>_AU<nn>_r`` (Pearson r of the intensit
 (clips where ours is constant but OpenFace varies), and ``pose_R*_r``, ``gaze_angle_*_r``,
 ``gaze_angle_*_mean_diff`` against static mode (OpenFace's -au_static; pose and gaze do not
 depend on the mode), then the held-out AU r against video mode. Last, how far OpenFace agrees with
-itself: ``openface_video_vs_static_AU<nn>_r`` / ``_presence`` (its two modes on the same frames) and
-``openface_own_presence_AU<nn>`` (its own intensities cut at a held-out threshold against its own
-AU*_c: what cutting an intensity gives where the intensity is OpenFace's own). Goals (issue 19): r >= 0.8 per AU,
-presence >= 0.85, pose r >= 0.85 per angle, gaze r >= 0.6.
+itself: ``openface_video_vs_static_AU<nn>_r`` / ``_presence`` (its two modes on the same frames)
+and ``openface_own_presence_AU<nn>`` (its own intensities cut at a held-out threshold against its
+own AU*_c: what cutting an intensity gives where the intensity is OpenFace's own).
+Goals (issue 19): r >= 0.8 per AU, presence >= 0.85, pose r >= 0.85 per angle, gaze r >= 0.6.
 
     .venv/bin/python benchmarks/face_agreement.py          # the figures
     .venv/bin/python benchmarks/face_agreement.py --fit    # refit AU_MODELS and print them as code
@@ -87,7 +87,7 @@ def main() -> None:
     for column, row in modes.iterrows():
         print(f"openface_video_vs_static_{column[:-2]}_r: {row['r']:.3f}")
         print(f"openface_video_vs_static_{column[:-2]}_presence: {row['presence_agreement']:.3f}")
-    for au, share in calibration.presence_ceiling(static.reference, static.persons).items():
+    for au, share in calibration.presence_from_own_intensity(static.reference, static.persons).items():
         print(f"openface_own_presence_AU{au}: {share:.3f}")
 
 

@@ -107,9 +107,9 @@ def test_the_presence_yardstick_cuts_openfaces_own_intensities_at_a_threshold_fi
     groups = np.repeat(["a", "b", "c"], 200)
     columns = {f"AU{au}_r": intensity for au in AU_MEASURES}
     consistent = pd.DataFrame({**columns, **{f"AU{au}_c": (intensity >= 2.0).astype(int) for au in AU_MEASURES}})
-    assert set(calibration.presence_ceiling(consistent, groups).values()) == {1.0}
+    assert set(calibration.presence_from_own_intensity(consistent, groups).values()) == {1.0}
     unrelated = pd.DataFrame({**columns, **{f"AU{au}_c": rng.integers(0, 2, 600) for au in AU_MEASURES}})
-    assert max(calibration.presence_ceiling(unrelated, groups).values()) < 0.6
+    assert max(calibration.presence_from_own_intensity(unrelated, groups).values()) < 0.6
 
 
 def test_openfaces_two_modes_are_compared_on_the_same_frames():

@@ -81,7 +81,7 @@ def held_out_predictions(measures: dict[str, np.ndarray], reference: pd.DataFram
     return out
 
 
-def presence_ceiling(reference: pd.DataFrame, groups) -> dict[str, float]:
+def presence_from_own_intensity(reference: pd.DataFrame, groups) -> dict[str, float]:
     """Per AU, the share of frames where OpenFace's own ``AU*_r``, cut at the threshold fitted
     without the frame's group (as :func:`held_out_predictions` cuts ours), agrees with its ``AU*_c``:
     OpenFace computes the two with separate models, so this is what cutting an intensity gives even

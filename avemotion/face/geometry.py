@@ -161,6 +161,7 @@ HEIGHTS = {
     "lip_gap": ([13], [14]),  # between the lips' inner edges, mid-mouth
     "jaw": ([2], [152]),  # chin below the nose base
 }
+# the points that heights read, and the eye corners for the face's IOD
 _HEIGHT_POINTS = sorted({i for pair in HEIGHTS.values() for side in pair for i in side} | {33, 133, 362, 263})
 # Iris-model eye contour: points 0 and 8 are the corners, 3-5 and 10-12 the middle thirds of the
 # lower and upper lid.

@@ -146,12 +146,14 @@ def _read(reader, indices: list[int], whole: bool = False) -> np.ndarray:
     frames = None
     for k, index in enumerate(indices):
         try:
-            # the frame right after the last one read: decord's get_batch would call the same
-            # next-frame routine, but through a batch buffer and one more copy (0.1-0.3 ms a frame)
-            frame = (reader.next() if k and index == indices[k - 1] + 1 else reader.get_batch([index])).asnumpy()
+            if k and index == indices[k - 1] + 1:
+                # the frame after the last one read: decord's get_batch would call the same
+                # next-frame routine, but through a batch buffer and one more copy (0.1-0.3 ms a frame)
+                frame = reader.next().asnumpy()
+            else:
+                frame = reader.get_batch([index]).asnumpy()[0]
         except Exception as error:  # StopIteration included: the file ends before its frame count
             raise FrameFailed(index) from error
-        frame = frame[0] if frame.ndim == 4 else frame
         if frames is None:
             frames = np.empty((len(indices),) + frame.shape, np.uint8)
         frames[k] = frame
