@@ -117,8 +117,8 @@ def test_reduced_size_keeps_the_aspect_and_never_enlarges():
     assert reduced_size(2160, 3840, None) == (2160, 3840)
 
 
-@pytest.mark.parametrize("name", ["single_face.mp4", "face_noface.mov"])  # H.264 and HEVC
-def test_decode_all_yields_the_same_frames_in_order_whatever_the_budget(real_media, name):
+@pytest.mark.parametrize("name, fps", [("single_face.mp4", 30.0), ("face_noface.mov", 26.398)])  # H.264 and HEVC
+def test_decode_all_yields_the_same_frames_in_order_whatever_the_budget(real_media, name, fps):
     """Within a batch frames come from decord's next(); they must be the frames its get_batch gives."""
     video = real_media / name
     reader = open_video(video)
@@ -129,7 +129,7 @@ def test_decode_all_yields_the_same_frames_in_order_whatever_the_budget(real_med
         sizes = [len(frames) for frames, _, _ in batches]
         assert all(size == frames_per_batch for size in sizes[:-1]) and 0 < sizes[-1] <= frames_per_batch
         assert [start for _, start, _ in batches] == np.cumsum([0] + sizes[:-1]).tolist()
-        assert len({fps for _, _, fps in batches}) == 1
+        assert {round(rate, 3) for _, _, rate in batches} == {fps}
         np.testing.assert_array_equal(np.concatenate([frames for frames, _, _ in batches]), expected)
 
 
