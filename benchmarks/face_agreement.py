@@ -7,6 +7,8 @@ Figures:
 
 - ``heldout_*``: AU models refitted with each person left out and applied to that person's frames,
   pooled over all frames: what to expect on a face the calibration has not seen.
+- ``heldout_within_<A|B>_*``: the held-out r over one filmed person's frames only (A the woman,
+  B the man): how well expressions are followed within a face, its offset from other faces aside.
 - ``shipped_*``: the AU models in avemotion.face.geometry.AU_MODELS (fitted on every reference
   frame) on all frames. Pose and gaze are not fitted, so they have one figure each.
 
@@ -73,6 +75,11 @@ def main() -> None:
     print(f"people: {len(np.unique(static.persons))}")
     held = calibration.held_out_predictions(static.measures, static.reference, static.persons)
     print_agreement("heldout_", calibration.agreement(held, static.reference, static.clips))
+    for person in ("A", "B"):  # the two people filmed (A: the woman, 471 frames; B: the man, 3 recordings)
+        mine = static.persons == person
+        within = calibration.agreement(held[mine].reset_index(drop=True), static.reference[mine].reset_index(drop=True), static.clips[mine])
+        for column, row in within.iterrows():
+            print(f"heldout_within_{person}_{column[:-2]}_r: {row['r']:.3f}")
     aus = [c for c in static.ours.columns if c.startswith("AU")]
     print_agreement("shipped_", calibration.agreement(static.ours[aus], static.reference, static.clips))
     print_agreement("", calibration.agreement(static.ours[POSE_GAZE], static.reference, static.clips))

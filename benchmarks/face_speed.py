@@ -28,7 +28,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from avemotion.demo.corpora import crema_d_specs, render_clip  # noqa: E402
-from avemotion.face import geometry  # noqa: E402
+from avemotion.face import folds, geometry  # noqa: E402
 from avemotion.face.facemesh import FaceMeshBackend, feature_table  # noqa: E402
 from avemotion.face.models import LEFT_EYE_CORNERS, roi_from_detection  # noqa: E402
 from avemotion.media.frames import open_video  # noqa: E402
@@ -70,9 +70,9 @@ def main() -> None:
         detection = backend.detector(frame)
         roi = roi_from_detection(detection)
         _, mesh = backend.mesh(frame, roi)
-        presence, meshes, contours, irises = backend.track(frames)
+        presence, meshes, contours, irises, skin = backend.track(frames)
         times = truth["time"].to_numpy()
-        table_ms = per_call_ms(lambda: feature_table(presence, meshes, contours, irises, times, 320, 240, 0.5), 20) / len(frames)
+        table_ms = per_call_ms(lambda: feature_table(presence, meshes, contours, irises, skin, times, 320, 240, 0.5), 20) / len(frames)
         csv_ms = per_call_ms(lambda: table.to_csv(Path(scratch) / "component.csv", index=False), 20) / len(table)
         print(f"cores: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'unpinned'}")
         print(f"frames: {frames_done}")
@@ -80,6 +80,7 @@ def main() -> None:
         print(f"mesh_ms_per_call: {per_call_ms(lambda: backend.mesh(frame, roi)):.2f}")
         iris_ms = per_call_ms(lambda: backend.iris(frame, mesh, LEFT_EYE_CORNERS, False))
         print(f"iris_ms_per_call: {iris_ms:.2f}  (one call per frame: the eyes take turns)")
+        print(f"folds_ms_per_frame: {per_call_ms(lambda: folds.fold_measures(frame, mesh)):.3f}  (the brows' skin folds)")
         print(f"pose_ms_per_frame: {per_call_ms(lambda: geometry.head_pose(mesh[geometry.POSE_INDICES], 320, 240)):.3f}")
         print(f"table_ms_per_frame: {table_ms:.3f}  (pose, gaze, AUs, DataFrame)")
         print(f"csv_ms_per_frame: {csv_ms:.3f}")

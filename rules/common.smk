@@ -41,7 +41,7 @@ from avemotion.layout import (
     stage_table,
 )
 from avemotion.model.bundle import MODEL_FILE, MODEL_FILES, RUN_FILES
-from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, read_manifest
+from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings, read_manifest
 from avemotion.preprocess.sources import sources_digest
 from avemotion.train.plan import check_batch_sizes
 from avemotion.train.settings import (

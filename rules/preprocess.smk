@@ -13,7 +13,7 @@ rule preprocess_chunk:
         stage=lambda wildcards: wildcards.stage,
         root=lambda wildcards: str(dataset_root(wildcards.dataset)),
         outdir=lambda wildcards: dataset_dir(wildcards.dataset),
-        settings=lambda wildcards: preprocess_settings(config, wildcards.dataset)[wildcards.stage],
+        settings=lambda wildcards: job_settings(config, wildcards.dataset, wildcards.stage),
         clips=lambda wildcards: clips_of_chunk(wildcards.dataset, wildcards.chunk),
         sources=chunk_sources_digest,
     # Face chunks are the long jobs and frames wait for them: start them first, so the short audio

@@ -47,10 +47,16 @@ def test_the_estimates_agree_with_openface_static_mode_as_measured(static):
     held = calibration.agreement(
         calibration.held_out_predictions(static.measures, static.reference, static.persons), static.reference, static.clips
     )
-    assert (shipped["constant_clips"] == 0).all() and (held["constant_clips"] == 0).all()
+    # one exception: AU04 reads 0 on the surprise photo (a smooth brow), where OpenFace's reads 0.74-0.94
+    # from frame to frame of the same still image
+    for table in (shipped, held):
+        assert (table["constant_clips"].drop("AU04_r") == 0).all() and table.loc["AU04_r", "constant_clips"] <= 1
     assert held.loc["AU12_r", "r"] >= 0.88 and held.loc["AU45_r", "r"] >= 0.85 and held.loc["AU25_r", "r"] >= 0.72
     assert held.loc["AU25_r", "presence_agreement"] >= 0.9 and held.loc["AU10_r", "presence_agreement"] >= 0.85
     assert held.loc["AU06_r", "r"] >= 0.5 and held.loc["AU26_r", "r"] >= 0.53  # heights in the face's frame; 0.32 / 0.50 as 3D distances
+    # skin folds read from the image (avemotion.face.folds); from the landmarks alone AU01 -0.42, AU04 -0.26, AU17 0.57 / 76 %
+    assert held.loc["AU01_r", "r"] >= 0.45 and held.loc["AU04_r", "r"] >= 0.62 and held.loc["AU04_r", "presence_agreement"] >= 0.9
+    assert held.loc["AU17_r", "r"] >= 0.72 and held.loc["AU17_r", "presence_agreement"] >= 0.87
     values = static.ours[[c for c in aus if c.endswith("_r")]].to_numpy()
     assert values.min() >= 0 and values.max() <= 5 and values.max() >= 3  # OpenFace's 0-5 scale, used
     angles = calibration.agreement(static.ours[["pose_Ry", "pose_Rz", "gaze_angle_x"]], static.reference, static.clips)

@@ -13,9 +13,11 @@ from avemotion.io import read_json
 from avemotion.media.audio import NoAudioStream, extract_audio, read_wav, write_wav
 from avemotion.preprocess import sources
 from avemotion.preprocess.chunk import Stage, fingerprint, run_chunk
-from avemotion.preprocess.plan import chunk_clips, chunk_source_files
+from avemotion.face import facemesh, geometry
+from avemotion.preprocess.plan import chunk_clips, chunk_source_files, job_settings
 from avemotion.preprocess.stages import AudioStage
 from avemotion.quarantine import ClipDefect
+from conftest import demo_settings
 
 
 class CountingStage(Stage):
@@ -177,3 +179,20 @@ def test_audio_stage_quarantines_or_keeps_audio_less_clips(media, missing, statu
         assert abs(table.loc["mute", "duration_s"] - 2.0) < 0.1
     else:
         assert pd.read_csv(media / "q.csv")["reason"].tolist() == ["no audio stream"]
+
+
+def test_face_jobs_of_the_built_in_backend_carry_its_features_version(monkeypatch):
+    """A release whose face features differ (here: a refitted AU model) changes the face jobs'
+    params, so Snakemake recomputes the face tables; audio and frames jobs, and OpenFace's face jobs,
+    keep their params."""
+    config = demo_settings()
+    before = {stage: job_settings(config, "crema_d", stage) for stage in ("audio", "face", "frames")}
+    assert before["face"]["facemesh_features"] == facemesh.features_version()
+    assert "facemesh_features" not in before["audio"] and "facemesh_features" not in before["frames"]
+    weights, bias, threshold = geometry.AU_MODELS["12"]
+    monkeypatch.setitem(geometry.AU_MODELS, "12", (weights, bias + 0.1, threshold))
+    after = {stage: job_settings(config, "crema_d", stage) for stage in ("audio", "face", "frames")}
+    assert after["face"] != before["face"]
+    assert after["audio"] == before["audio"] and after["frames"] == before["frames"]
+    config["face"] = {**config["face"], "backend": "openface", "openface_bin": "FeatureExtraction"}
+    assert "facemesh_features" not in job_settings(config, "crema_d", "face")

@@ -67,7 +67,7 @@ def test_the_iris_model_takes_the_eyes_in_turn_and_a_carried_eye_stays_where_the
     frames = reader.get_batch(list(range(120))).asnumpy()
     model, calls = backend.iris, []
     backend.iris = lambda *args: calls.append(args[2]) or model(*args)
-    presence, mesh, contours, irises = backend.track(frames)
+    presence, mesh, contours, irises, _ = backend.track(frames)
     assert (presence >= backend.tracking_threshold).all()
     assert len(calls) == len(frames) + 1 and calls[0] != calls[1]
     errors = []

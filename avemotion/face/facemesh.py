@@ -14,13 +14,14 @@ face across them. It has decord scale large frames down while decoding (long sid
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-from avemotion.face import geometry
+from avemotion.face import folds, geometry
 from avemotion.face.columns import LANDMARKS_2D, META, POSE, ordered_columns
 from avemotion.face.models import (
     LEFT_EYE_CORNERS,
@@ -58,6 +59,19 @@ DECODE_LONG_SIDE = 1280
 # 8 MB batches track 5-8 % more frames per second than the 256 MB batches of the frames stage
 # (avemotion.media.frames.BATCH_BYTES), whose frames are read from memory.
 TRACKING_BATCH_BYTES = 8 * 2**20
+
+# What the backend's columns hold, as a version the face jobs carry in their params
+# (avemotion.preprocess.plan.job_settings), so a new version recomputes existing face tables on the
+# next run instead of leaving them beside tables of the new kind. Raise the revision when the code
+# changes what a column holds; the AU calibration (measures, models, fold boxes) is hashed in, so a
+# refit needs nothing more.
+FEATURES_REVISION = 1
+
+
+def features_version() -> str:
+    calibration = (geometry.AU_MEASURES, geometry.AU_MODELS, geometry.MEASURE_PAIRS, geometry.HEIGHTS,
+                   folds.FOREHEAD, folds.GLABELLA, folds.CHIN, folds.UPPER)
+    return f"{FEATURES_REVISION}-{hashlib.sha256(repr(calibration).encode()).hexdigest()[:12]}"
 
 
 EYES = ((LEFT_EYE_CORNERS, False), (RIGHT_EYE_CORNERS, True))  # mesh corners, mirrored into the iris model
@@ -103,9 +117,10 @@ class FaceMeshBackend:
         self.tracking_threshold = tracking_threshold
 
     def track(self, frames: np.ndarray):
-        """Per frame: face presence (0 where none was found), the mesh (468, 3), and per eye the
-        iris model's contour (71, 3) and iris (5, 3), all in pixels (zeros where no face)."""
-        return self._track(frames, Tracking())[:4]
+        """Per frame: face presence (0 where none was found), the mesh (468, 3), per eye the iris
+        model's contour (71, 3) and iris (5, 3), all in pixels, and the skin folds (3,)
+        (:func:`avemotion.face.folds.fold_measures`); zeros where no face."""
+        return self._track(frames, Tracking())[:5]
 
     def _track(self, frames: np.ndarray, state: Tracking):
         """:meth:`track` carrying on from ``state`` (the frames before), and the state after the last frame.
@@ -121,6 +136,7 @@ class FaceMeshBackend:
         mesh = np.zeros((count, NUM_MESH_POINTS, 3))
         contours = np.zeros((count, 2, 71, 3))
         irises = np.zeros((count, 2, 5, 3))
+        skin = np.zeros((count, len(folds.FOLD_NAMES)))
         roi, before = state.roi, state.before
         for i, frame in enumerate(frames):
             score, points = 0.0, None
@@ -140,11 +156,12 @@ class FaceMeshBackend:
                 else:
                     move = eye_motion(before[0], points, corners)
                     contours[i, eye], irises[i, eye] = move(before[1][eye]), move(before[2][eye])
+            skin[i] = folds.fold_measures(frame, points)
             before = (points, contours[i], irises[i])
             # the next frame's crop: this face's bounding box, grown, turned level with the eyes
             roi = roi_from_points(points, points[LEFT_EYE_CORNERS[0]], points[RIGHT_EYE_CORNERS[1]], MESH_ROI_SCALE)
         after = Tracking(roi, None if before is None else tuple(np.copy(part) for part in before), state.frame + count)
-        return presence, mesh, contours, irises, after
+        return presence, mesh, contours, irises, skin, after
 
     def analyse(self, frames: np.ndarray, timestamps: np.ndarray) -> pd.DataFrame:
         """One row per frame of (T, H, W, 3) uint8 RGB ``frames``, columns in OpenFace's order."""
@@ -155,8 +172,7 @@ class FaceMeshBackend:
         if len(timestamps) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(timestamps)} timestamps")
         height, width = frames.shape[1:3]
-        presence, mesh, contours, irises = self.track(frames)
-        return feature_table(presence, mesh, contours, irises, timestamps, width, height, self.tracking_threshold)
+        return feature_table(*self.track(frames), timestamps, width, height, self.tracking_threshold)
 
     def analyse_video(self, path, long_side: int | None = DECODE_LONG_SIDE, budget: int = TRACKING_BATCH_BYTES):
         """(table, fps, (height, width)) for every frame of the video at ``path``: what
@@ -168,13 +184,14 @@ class FaceMeshBackend:
         return table, fps, source
 
     def track_video(self, path, long_side: int | None = DECODE_LONG_SIDE, budget: int = TRACKING_BATCH_BYTES):
-        """((presence, mesh, contours, irises), fps, (height, width)): :meth:`track` on every frame
+        """((presence, mesh, contours, irises, skin folds), fps, (height, width)): :meth:`track` on every frame
         of the video at ``path``, in the video's pixel coordinates.
 
         Frames are decoded ``budget`` bytes at a time and the face is followed across batches (its
         crop carries over), so the result does not depend on ``budget``. Frames larger than
         ``long_side`` are decoded scaled down (None: never); the landmarks are mapped back to source
-        pixels. Per frame only the tracking results are kept (float32, about 7 KB), not the frames.
+        pixels (the folds are measured on the decoded frame, at the face's own scale, so they need no
+        mapping). Per frame only the tracking results are kept (float32, about 7 KB), not the frames.
         """
         reader = open_video(path)
         first, _, _ = decode_frames(path, reader, lambda end: range(min(1, end)), len(reader))
@@ -188,19 +205,21 @@ class FaceMeshBackend:
         results, state, fps = [], Tracking(), 25.0
         for frames, _, fps in decode_all(path, budget, None if decoded == tuple(source) else decoded):
             *tracked, state = self._track(frames, state)
-            presence, points = tracked[0], tracked[1:]
-            results.append([presence] + [(p * scale_xyz + shift).astype(np.float32) for p in points])
+            presence, points, skin = tracked[0], tracked[1:4], tracked[4]
+            results.append([presence] + [(p * scale_xyz + shift).astype(np.float32) for p in points] + [skin])
             del frames
         if results:
-            presence, mesh, contours, irises = (np.concatenate(parts) for parts in zip(*results))
+            presence, mesh, contours, irises, skin = (np.concatenate(parts) for parts in zip(*results))
         else:
-            presence, mesh, contours, irises = (np.zeros(shape) for shape in ((0,), (0, NUM_MESH_POINTS, 3), (0, 2, 71, 3), (0, 2, 5, 3)))
+            presence, mesh, contours, irises, skin = (
+                np.zeros(shape) for shape in ((0,), (0, NUM_MESH_POINTS, 3), (0, 2, 71, 3), (0, 2, 5, 3), (0, len(folds.FOLD_NAMES)))
+            )
         del results
         mesh, contours, irises = (a.astype(np.float64) for a in (mesh, contours, irises))
-        return (presence, mesh, contours, irises), fps, tuple(int(n) for n in source)
+        return (presence, mesh, contours, irises, skin), fps, tuple(int(n) for n in source)
 
 
-def feature_table(presence, mesh, contours, irises, timestamps, width: int, height: int, threshold: float) -> pd.DataFrame:
+def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int, height: int, threshold: float) -> pd.DataFrame:
     """The OpenFace-schema table from tracking results (see :meth:`FaceMeshBackend.track`)."""
     count = len(presence)
     found = presence >= threshold
@@ -220,7 +239,7 @@ def feature_table(presence, mesh, contours, irises, timestamps, width: int, heig
             **dict(zip(POSE, np.concatenate([translation, geometry.euler_angles(rotation)], axis=1).T)),
             **dict(zip(GAZE_ANGLES, geometry.gaze_angles(contours[rows], irises[rows], rotation).T)),
             **dict(zip(LANDMARKS_2D, np.concatenate([landmarks[..., 0], landmarks[..., 1]], axis=1).T)),
-            **geometry.action_units(geometry.measurements(mesh[rows], contours[rows])),
+            **geometry.action_units({**geometry.measurements(mesh[rows], contours[rows]), **folds.as_measures(skin[rows])}),
         }
         for name, column in estimates.items():
             values[name][rows] = column

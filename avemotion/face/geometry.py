@@ -148,7 +148,6 @@ def view_relative_angles(angles: np.ndarray, translation: np.ndarray) -> np.ndar
 MEASURE_PAIRS = {
     "brow_inner": [(107, 133), (66, 133), (336, 362), (296, 362)],  # inner brow ends to inner eye corners
     "brow_outer": [(70, 33), (46, 33), (300, 263), (276, 263)],  # outer brows to outer eye corners
-    "brow_gap": [(107, 336), (55, 285)],  # between the two inner brow ends
     "nose_length": [(2, 168)],  # nose base to the bridge between the eyes
     "upper_lip": [(2, 0)],  # nose base to the top of the upper lip
     "mouth_width": [(61, 291)],
@@ -214,17 +213,20 @@ def measurements(mesh: np.ndarray, eye_contours: np.ndarray) -> dict[str, np.nda
 
 # Per AU, the measures it is linear in and the sign each weight must have (the direction the muscle
 # moves the measure). A fit may shrink a weight to zero but not turn it round: a reversed sign would
-# copy what these few reference faces happen to do together, not the muscle.
+# copy what these few reference faces happen to do together, not the muscle. The ``*_folds`` are
+# read from the image (avemotion.face.folds), the others from the landmarks.
 AU_MEASURES = {
-    "01": {"brow_inner": +1},  # inner brow raiser
-    "02": {"brow_outer": +1},  # outer brow raiser
-    "04": {"brow_gap": -1, "brow_inner": -1},  # brow lowerer: brows drawn together and down
+    "01": {"brow_inner": +1, "forehead_folds": +1},  # inner brow raiser: the brows rise, the forehead folds
+    "02": {"brow_outer": +1},  # outer brow raiser (forehead folds do not help it held out)
+    # brow lowerer: the vertical furrows between the brows. The brows' gap and height differ between
+    # people more than a frown moves them: with them in the model, held-out r falls below zero.
+    "04": {"glabella_folds": +1},
     "05": {"eye_opening": +1},  # upper lid raiser
     "06": {"cheek_raise": -1},  # cheek raiser: the cheeks rise towards the eyes
     "09": {"nose_length": -1},  # nose wrinkler: the nose shortens
     "10": {"upper_lip": -1},  # upper lip raiser
     "12": {"mouth_width": +1},  # lip corner puller: the corners move up and out
-    "17": {"lower_lip": -1},  # chin raiser: pushes the lower lip up
+    "17": {"lower_lip": -1, "chin_folds": +1},  # chin raiser: pushes the lower lip up, wrinkles the chin
     "25": {"lip_gap": +1},  # lips part
     "26": {"jaw": +1},  # jaw drop
     "45": {"eye_opening": -1},  # blink
@@ -232,15 +234,15 @@ AU_MEASURES = {
 # AU_MODELS, fitted by `benchmarks/face_agreement.py --fit`: per AU the weights of its measures (in
 # AU_MEASURES order), the bias, and the intensity from which OpenFace's AU*_c most often reads 1.
 AU_MODELS: dict[str, tuple[tuple[float, ...], float, float]] = {
-    "01": ((3.4216,), -1.1392, 0.05),
+    "01": ((6.0996, 8.749,), -2.89, 0.35),
     "02": ((21.589,), -5.1009, 0.05),
-    "04": ((0, -1.2974,), 0.9339, 0.35),
+    "04": ((11.421,), -1.4285, 0.45),
     "05": ((9.5658,), -2.4996, 0.75),
     "06": ((-22.003,), 6.6488, 1.00),
     "09": ((-12.574,), 10.421, 0.55),
     "10": ((-28.159,), 7.2014, 1.10),
     "12": ((11.366,), -9.1589, 0.85),
-    "17": ((-2.8428,), 2.041, 0.80),
+    "17": ((-1.8163, 2.2318,), 1.1342, 0.55),
     "25": ((10.815,), -0.14878, 0.70),
     "26": ((3.2321,), -2.7314, 0.25),
     "45": ((-19.468,), 6.4977, 0.60),

@@ -17,7 +17,7 @@ import imageio_ffmpeg
 import numpy as np
 import pandas as pd
 
-from avemotion.face import geometry
+from avemotion.face import folds, geometry
 from avemotion.face.facemesh import FaceMeshBackend, feature_table
 from avemotion.face.openface import read_openface_csv
 
@@ -49,7 +49,7 @@ class ReferenceFrames:
 
     ours: pd.DataFrame  # the backend's OpenFace-schema rows
     reference: pd.DataFrame  # OpenFace's rows for the same frames
-    measures: dict[str, np.ndarray]  # geometry.measurements of those frames
+    measures: dict[str, np.ndarray]  # geometry.measurements and folds.as_measures of those frames
     clips: np.ndarray
     persons: np.ndarray
 
@@ -97,14 +97,15 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         path = media_dir / source
         if path.suffix == ".jpg":
             path = still_video(path, scratch / f"{clip}.mp4")
-        (presence, mesh, contours, irises), fps, (height, width) = backend.track_video(path)
-        table = feature_table(presence, mesh, contours, irises, np.arange(len(presence)) / fps, width, height,
+        (presence, mesh, contours, irises, skin), fps, (height, width) = backend.track_video(path)
+        table = feature_table(presence, mesh, contours, irises, skin, np.arange(len(presence)) / fps, width, height,
                               backend.tracking_threshold)
         reference = read_openface_csv(reference_dir / f"{mode}_mode" / f"{clip}.csv.gz")
         if len(reference) != len(table):
             raise ValueError(f"{clip}: {len(table)} frames decoded but OpenFace has {len(reference)} rows")
         both = (table["success"].to_numpy() == 1) & (reference["success"].to_numpy() == 1)
-        parts.append((table[both], reference[both], geometry.measurements(mesh[both], contours[both]), clip, person))
+        measures = {**geometry.measurements(mesh[both], contours[both]), **folds.as_measures(skin[both])}
+        parts.append((table[both], reference[both], measures, clip, person))
     measures = {name: np.concatenate([p[2][name] for p in parts]) for name in parts[0][2]}
     return ReferenceFrames(
         ours=pd.concat([p[0] for p in parts], ignore_index=True),

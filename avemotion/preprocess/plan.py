@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from avemotion.config import preprocess_settings
+from avemotion.face.facemesh import features_version
+
 STAGE_NAMES = ("audio", "face", "frames")
 _manifests: dict[tuple[str, int], pd.DataFrame] = {}
 
@@ -39,3 +42,13 @@ def chunk_source_files(root, clips: list[dict], stage: str) -> list[str]:
     if stage == "audio":
         return [str(root / path) for clip in clips for path in ([clip["audio_path"], clip["path"]] if clip["audio_path"] else [clip["path"]])]
     return [str(root / clip["path"]) for clip in clips]
+
+
+def job_settings(config: dict, dataset: str, stage: str) -> dict:
+    """A chunk job's settings param: the dataset's effective settings of ``stage``, and for face jobs
+    of the built-in backend its features version (``facemesh_features``), so that a release whose
+    face features differ recomputes the face tables (Snakemake reruns a job whose params changed)."""
+    settings = preprocess_settings(config, dataset)[stage]
+    if stage == "face" and settings["backend"] == "facemesh":
+        settings = {**settings, "facemesh_features": features_version()}
+    return settings
