@@ -60,20 +60,23 @@ def warp(frame: np.ndarray, to_face: np.ndarray, region) -> np.ndarray:
     return cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def _across(patch: np.ndarray, region, box, dx: int, dy: int) -> float:
-    """Mean |gradient| (Sobel ``dx``, ``dy`` after a 1 mm Gaussian, so that skin pores and noise
-    count less than folds) over ``box`` of a ``region`` patch."""
-    gradient = cv2.Sobel(cv2.GaussianBlur(patch, (0, 0), 1.0), cv2.CV_32F, dx, dy, ksize=3)
-    return float(np.abs(gradient[box[1] - region[1]:box[3] - region[1], box[0] - region[0]:box[2] - region[0]]).mean())
+def _across(smooth: np.ndarray, region, box, dx: int, dy: int) -> float:
+    """Mean |gradient| (Sobel ``dx``, ``dy``) over ``box`` of a smoothed ``region`` patch; the Sobel
+    runs on the box and the one pixel around it that its 3x3 kernel reads."""
+    x0, y0, x1, y1 = box[0] - region[0], box[1] - region[1], box[2] - region[0], box[3] - region[1]
+    gradient = cv2.Sobel(smooth[y0 - 1:y1 + 1, x0 - 1:x1 + 1], cv2.CV_32F, dx, dy, ksize=3)
+    return float(np.abs(gradient[1:-1, 1:-1]).mean())
 
 
 def fold_measures(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     """:data:`FOLD_NAMES` of one RGB frame (H, W, 3) with its (468, 2+) mesh in pixels: the mean
-    gradient across each kind of fold over its box, over the upper face's mean brightness, so that
-    lighting that scales the image leaves them unchanged."""
+    gradient across each kind of fold over its box, after a 1 mm Gaussian (so that skin pores and
+    noise count less than folds), over the upper face's mean brightness, so that lighting that
+    scales the image leaves them unchanged."""
     to_face = similarity(np.asarray(mesh, dtype=np.float64)[geometry.POSE_INDICES, :2], geometry.POSE_MODEL[:, :2])
     upper, lower = warp(frame, to_face, UPPER), warp(frame, to_face, LOWER)
     brightness = max(float(upper.mean()), 1.0)
+    upper, lower = cv2.GaussianBlur(upper, (0, 0), 1.0), cv2.GaussianBlur(lower, (0, 0), 1.0)
     return np.array([
         _across(upper, UPPER, FOREHEAD, 0, 1), _across(upper, UPPER, GLABELLA, 1, 0), _across(lower, LOWER, CHIN, 1, 0),
     ]) / brightness
