@@ -57,6 +57,8 @@ def test_the_estimates_agree_with_openface_static_mode_as_measured(static):
     # skin folds read from the image (avemotion.face.folds); from the landmarks alone AU01 -0.42, AU04 -0.26, AU17 0.57 / 76 %
     assert held.loc["AU01_r", "r"] >= 0.45 and held.loc["AU04_r", "r"] >= 0.62 and held.loc["AU04_r", "presence_agreement"] >= 0.9
     assert held.loc["AU17_r", "r"] >= 0.72 and held.loc["AU17_r", "presence_agreement"] >= 0.87
+    # the lids' gap in iris diameters; in eye widths AU45 presence 74 %, AU05 r 0.05
+    assert held.loc["AU45_r", "presence_agreement"] >= 0.85 and held.loc["AU05_r", "r"] >= 0.42
     values = static.ours[[c for c in aus if c.endswith("_r")]].to_numpy()
     assert values.min() >= 0 and values.max() <= 5 and values.max() >= 3  # OpenFace's 0-5 scale, used
     angles = calibration.agreement(static.ours[["pose_Ry", "pose_Rz", "gaze_angle_x"]], static.reference, static.clips)
@@ -94,16 +96,15 @@ def test_heights_are_measured_in_the_faces_own_frame_whatever_the_head_does():
     face[geometry.POSE_INDICES] = geometry.POSE_MODEL
     raised = face.copy()
     raised[[118, 347], 1] -= 4.0  # the inner cheeks 4 mm up the face (117 and 346 also anchor the pose)
-    contours = np.zeros((1, 2, 71, 3))
-    contours[..., 8, 0] = 1.0
+    contours, irises = np.zeros((1, 2, 71, 3)), np.zeros((1, 2, 5, 3))
     turn = geometry.rotation_matrices(np.array([0.35, -0.5, 0.3]))
     for shape in (face, raised):
-        upright = geometry.measurements(shape[None], contours)
-        moved = geometry.measurements((2.5 * shape @ turn.T + [300.0, 200.0, 40.0])[None], contours)
+        upright = geometry.measurements(shape[None], contours, irises)
+        moved = geometry.measurements((2.5 * shape @ turn.T + [300.0, 200.0, 40.0])[None], contours, irises)
         for name in geometry.HEIGHTS:
             assert moved[name] == pytest.approx(upright[name], abs=1e-9), name
     eyes = np.linalg.norm(face[[362, 263]].mean(0) - face[[33, 133]].mean(0))
-    still, lifted = (geometry.measurements((shape @ turn.T)[None], contours)["cheek_raise"] for shape in (face, raised))
+    still, lifted = (geometry.measurements((shape @ turn.T)[None], contours, irises)["cheek_raise"] for shape in (face, raised))
     assert still - lifted == pytest.approx(2.0 / eyes, rel=1e-6)  # the mean of four cheek points rose 2 mm
 
 

@@ -239,7 +239,7 @@ def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int
             **dict(zip(POSE, np.concatenate([translation, geometry.euler_angles(rotation)], axis=1).T)),
             **dict(zip(GAZE_ANGLES, geometry.gaze_angles(contours[rows], irises[rows], rotation).T)),
             **dict(zip(LANDMARKS_2D, np.concatenate([landmarks[..., 0], landmarks[..., 1]], axis=1).T)),
-            **geometry.action_units({**geometry.measurements(mesh[rows], contours[rows]), **folds.as_measures(skin[rows])}),
+            **geometry.action_units({**geometry.measurements(mesh[rows], contours[rows], irises[rows]), **folds.as_measures(skin[rows])}),
         }
         for name, column in estimates.items():
             values[name][rows] = column

@@ -104,7 +104,7 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         if len(reference) != len(table):
             raise ValueError(f"{clip}: {len(table)} frames decoded but OpenFace has {len(reference)} rows")
         both = (table["success"].to_numpy() == 1) & (reference["success"].to_numpy() == 1)
-        measures = {**geometry.measurements(mesh[both], contours[both]), **folds.as_measures(skin[both])}
+        measures = {**geometry.measurements(mesh[both], contours[both], irises[both]), **folds.as_measures(skin[both])}
         parts.append((table[both], reference[both], measures, clip, person))
     measures = {name: np.concatenate([p[2][name] for p in parts]) for name in parts[0][2]}
     return ReferenceFrames(
