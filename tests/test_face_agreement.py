@@ -127,3 +127,24 @@ def test_openfaces_two_modes_are_compared_on_the_same_frames():
     assert (static_rows["frame"].to_numpy() == video_rows["frame"].to_numpy()).all()
     np.testing.assert_allclose(static_rows["AU12_r"], video_rows["AU12_r"], atol=1e-6)
     assert np.corrcoef(static_rows["AU02_r"], video_rows["AU02_r"])[0, 1] < 0.7
+
+
+def test_the_eyes_opening_is_the_lids_gap_in_iris_diameters_whatever_the_eyes_width_or_a_turn():
+    """An iris is about 11.7 mm across in every adult, so the lids' gap over its diameter reads the
+    same opening on a wide eye and a narrow one, and a head turned sideways (which shortens the
+    iris's width in the image, not its height) leaves it as it is."""
+    mesh = np.zeros((1, 468, 3))
+    mesh[0, geometry.POSE_INDICES] = geometry.POSE_MODEL
+
+    def opening(eye_width: float, squash: float = 1.0) -> float:
+        contours, irises = np.zeros((1, 2, 71, 3)), np.zeros((1, 2, 5, 3))
+        contours[..., 8, 0] = eye_width
+        contours[..., geometry.UPPER_LID_MIDDLE, 1] = -3.0
+        contours[..., geometry.LOWER_LID_MIDDLE, 1] = 3.0  # lids 6 px apart
+        irises[..., 1:, :2] = [(6.0, 0.0), (0.0, -6.0), (-6.0, 0.0), (0.0, 6.0)]  # 12 px across
+        contours[..., 0] *= squash
+        irises[..., 0] *= squash
+        return float(geometry.measurements(mesh, contours, irises)["eye_opening"][0])
+
+    assert opening(30.0) == pytest.approx(0.5)
+    assert opening(20.0) == pytest.approx(0.5) and opening(30.0, squash=0.6) == pytest.approx(0.5)
