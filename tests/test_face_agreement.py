@@ -148,3 +148,15 @@ def test_the_eyes_opening_is_the_lids_gap_in_iris_diameters_whatever_the_eyes_wi
 
     assert opening(30.0) == pytest.approx(0.5)
     assert opening(20.0) == pytest.approx(0.5) and opening(30.0, squash=0.6) == pytest.approx(0.5)
+
+
+def test_small_faces_keep_the_agreement(real_media, tmp_path):
+    """The same reference frames decoded at half their width and height (faces half as wide, as in
+    smaller recordings): the skin folds and the lids in iris diameters are scale-free, so the shipped
+    models agree with OpenFace (which saw the whole frames) about as well as at full size."""
+    small = load_reference_frames(REFERENCE, real_media, tmp_path, "static", scale=0.5)
+    aus = [c for c in small.ours.columns if c.startswith("AU")]
+    table = calibration.agreement(small.ours[aus], small.reference, small.clips)
+    assert table.loc["AU12_r", "r"] >= 0.88 and table.loc["AU45_r", "r"] >= 0.85 and table.loc["AU17_r", "r"] >= 0.75
+    assert table.loc["AU04_r", "r"] >= 0.6 and table.loc["AU04_r", "presence_agreement"] >= 0.9
+    assert table.loc["AU45_r", "presence_agreement"] >= 0.85 and table.loc["AU01_r", "r"] >= 0.45
