@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from avemotion.demo.encode import write_video
+from avemotion.face import facemesh, geometry
 from avemotion.io import read_json
 from avemotion.media.audio import NoAudioStream, extract_audio, read_wav, write_wav
 from avemotion.preprocess import sources
 from avemotion.preprocess.chunk import Stage, fingerprint, run_chunk
-from avemotion.face import facemesh, geometry
 from avemotion.preprocess.plan import chunk_clips, chunk_source_files, job_settings
 from avemotion.preprocess.stages import AudioStage
 from avemotion.quarantine import ClipDefect

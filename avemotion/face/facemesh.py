@@ -63,15 +63,20 @@ TRACKING_BATCH_BYTES = 8 * 2**20
 # What the backend's columns hold, as a version the face jobs carry in their params
 # (avemotion.preprocess.plan.job_settings), so a new version recomputes existing face tables on the
 # next run instead of leaving them beside tables of the new kind. Raise the revision when the code
-# changes what a column holds; the AU calibration (measures, models, fold boxes) is hashed in, so a
-# refit needs nothing more.
+# changes what a column holds; the constants below are hashed in (the AU calibration and measures,
+# the fold boxes, the pose model, the gaze constants, the smoothing), so a refit or a retuned
+# constant needs nothing more.
 FEATURES_REVISION = 1
 
 
 def features_version() -> str:
-    calibration = (geometry.AU_MEASURES, geometry.AU_MODELS, geometry.MEASURE_PAIRS, geometry.HEIGHTS,
-                   folds.FOREHEAD, folds.GLABELLA, folds.CHIN, folds.UPPER)
-    return f"{FEATURES_REVISION}-{hashlib.sha256(repr(calibration).encode()).hexdigest()[:12]}"
+    constants = (
+        geometry.AU_MEASURES, geometry.AU_MODELS, geometry.MEASURE_PAIRS, geometry.HEIGHTS,
+        geometry.LOWER_LID_MIDDLE, geometry.UPPER_LID_MIDDLE, geometry.POSE_INDICES.tolist(), geometry.POSE_MODEL.tolist(),
+        geometry.IRIS_RISE, geometry.EYEBALL_RADIUS, geometry.EYE_HALF_WIDTH, POSE_SMOOTHING_SECONDS,
+        folds.FOREHEAD, folds.GLABELLA, folds.CHIN, folds.UPPER, folds.BLUR_MM,
+    )
+    return f"{FEATURES_REVISION}-{hashlib.sha256(repr(constants).encode()).hexdigest()[:12]}"
 
 
 EYES = ((LEFT_EYE_CORNERS, False), (RIGHT_EYE_CORNERS, True))  # mesh corners, mirrored into the iris model

@@ -31,7 +31,9 @@ CHIN = (-15, 55, 15, 72)
 # boxes, and the brightness the folds are divided by: not the mouth, whose teeth would change it
 # with a smile), and the chin box with a margin for the smoothing.
 UPPER = (-60, -100, 60, 0)
-LOWER = (CHIN[0] - 4, CHIN[1] - 4, CHIN[2] + 4, CHIN[3] + 4)
+LOWER = (CHIN[0] - 5, CHIN[1] - 5, CHIN[2] + 5, CHIN[3] + 5)  # the Gaussian reads 4 px, the Sobel 1 more
+# The smoothing before the gradients (sigma, mm): skin pores and noise count less than folds.
+BLUR_MM = 1.0
 # Measured as the gradient across the folds: the forehead's run sideways (d/dy), the glabella's up
 # and down (d/dx); the chin boss dimples into bumps, read as d/dx, since the lower lip's edge and
 # the chin's shadow are sideways edges that move with the mouth and would read as folds.
@@ -70,13 +72,12 @@ def _across(smooth: np.ndarray, region, box, dx: int, dy: int) -> float:
 
 def fold_measures(frame: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     """:data:`FOLD_NAMES` of one RGB frame (H, W, 3) with its (468, 2+) mesh in pixels: the mean
-    gradient across each kind of fold over its box, after a 1 mm Gaussian (so that skin pores and
-    noise count less than folds), over the upper face's mean brightness, so that lighting that
-    scales the image leaves them unchanged."""
+    gradient across each kind of fold over its box, after a :data:`BLUR_MM` Gaussian, over the upper
+    face's mean brightness, so that lighting that scales the image leaves them unchanged."""
     to_face = similarity(np.asarray(mesh, dtype=np.float64)[geometry.POSE_INDICES, :2], geometry.POSE_MODEL[:, :2])
     upper, lower = warp(frame, to_face, UPPER), warp(frame, to_face, LOWER)
     brightness = max(float(upper.mean()), 1.0)
-    upper, lower = cv2.GaussianBlur(upper, (0, 0), 1.0), cv2.GaussianBlur(lower, (0, 0), 1.0)
+    upper, lower = (cv2.GaussianBlur(patch, (0, 0), BLUR_MM) for patch in (upper, lower))
     return np.array([
         _across(upper, UPPER, FOREHEAD, 0, 1), _across(upper, UPPER, GLABELLA, 1, 0), _across(lower, LOWER, CHIN, 1, 0),
     ]) / brightness

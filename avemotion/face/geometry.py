@@ -137,12 +137,14 @@ def view_relative_angles(angles: np.ndarray, translation: np.ndarray) -> np.ndar
 
 # --- face measurements and action units ---------------------------------------------------------
 
-# The AU estimates are linear in a few distances between mesh points, each chosen for the muscle the
-# AU names (FACS), and are calibrated against OpenFace 2.0.6 in static mode (-au_static) on real faces
-# (tests/data/openface_reference/, fitted and checked by benchmarks/face_agreement.py). Distances are
+# The AU estimates are linear in one or two measures, each chosen for the muscle the AU names (FACS),
+# and are calibrated against OpenFace 2.0.6 in static mode (-au_static) on real faces
+# (tests/data/openface_reference/, fitted and checked by benchmarks/face_agreement.py): distances
+# between mesh points here, or skin folds read from the image (avemotion.face.folds). Distances are
 # taken in 3D between mesh points and divided by the 3D distance between the eye centres (IOD), so
 # head rotation and face size leave them unchanged; the lid opening comes from the iris model's eye
-# contour, which follows blinks far better than the face mesh's lids. Where a muscle moves the skin
+# contour, which follows blinks far better than the face mesh's lids, measured in iris diameters
+# (:func:`measurements`). Where a muscle moves the skin
 # up or down the face (the cheeks, the lower lip, the jaw), the measure is that height in the face's
 # own frame (:func:`head_frame`) instead: a 3D distance mixes in the sideways motion of a smile.
 MEASURE_PAIRS = {
@@ -162,7 +164,8 @@ HEIGHTS = {
 }
 # the points that heights read, and the eye corners for the face's IOD
 _HEIGHT_POINTS = sorted({i for pair in HEIGHTS.values() for side in pair for i in side} | {33, 133, 362, 263})
-# Iris-model eye contour: points 3-5 and 10-12 are the middle thirds of the lower and upper lid.
+# Iris-model eye contour: points 0 and 8 are the corners, 3-5 and 10-12 the middle thirds of the
+# lower and upper lid.
 # Iris: the centre, then four points round its edge (1 and 3, 2 and 4 opposite).
 LOWER_LID_MIDDLE, UPPER_LID_MIDDLE = [3, 4, 5], [10, 11, 12]
 

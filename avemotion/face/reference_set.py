@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.face import folds, geometry
-from avemotion.face.facemesh import FaceMeshBackend, feature_table
+from avemotion.face.facemesh import DECODE_LONG_SIDE, FaceMeshBackend, feature_table
 from avemotion.face.openface import read_openface_csv
 from avemotion.media.frames import open_video
 
@@ -100,7 +100,7 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         path = media_dir / source
         if path.suffix == ".jpg":
             path = still_video(path, scratch / f"{clip}.mp4")
-        long_side = None if scale == 1 else round(max(open_video(path)[0].shape[:2]) * scale)
+        long_side = DECODE_LONG_SIDE if scale == 1 else round(max(open_video(path)[0].shape[:2]) * scale)
         (presence, mesh, contours, irises, skin), fps, (height, width) = backend.track_video(path, long_side)
         table = feature_table(presence, mesh, contours, irises, skin, np.arange(len(presence)) / fps, width, height,
                               backend.tracking_threshold)
