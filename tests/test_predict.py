@@ -17,8 +17,9 @@ from avemotion.cli import main
 from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, ConfigError
+from avemotion.face.facemesh import features_version
 from avemotion.inference import Progress, check_output, clip_records, format_table, predict_files, video_files, write_predictions
-from avemotion.model.preprocessor import ClipPreprocessor
+from avemotion.model.preprocessor import ClipPreprocessor, face_features_notes
 from avemotion.train.settings import prediction_experiments
 from conftest import REPO, demo_config, demo_settings, run_snakemake
 
@@ -216,3 +217,27 @@ def test_progress_is_shown_for_more_than_a_few_clips_only():
     assert few.getvalue() == ""
     lines = many.getvalue().splitlines()  # not a terminal: a line per tenth
     assert len(lines) == 10 and lines[-1].endswith("20/20")
+
+
+def test_a_model_that_learned_other_face_features_predicts_with_a_warning_on_every_row(demo_run, tmp_path):
+    """When this release's built-in face features differ from those a model learned (settings.json
+    keeps the face jobs' facemesh_features), the model still predicts and each row says so; the model
+    this release trained has no such warning."""
+    clip = good_clips(demo_run, 1)[0]
+    model = tmp_path / "model"
+    shutil.copytree(demo_run / MODEL, model)
+    settings = json.loads((model / "settings.json").read_text())
+    for preprocess in settings["preprocess"].values():
+        assert preprocess["face"]["facemesh_features"] == features_version()
+        preprocess["face"]["facemesh_features"] = "0-000000000000"
+    (model / "settings.json").write_text(json.dumps(settings))
+    fresh, stale = (predict_files(folder, [clip], progress=False) for folder in (demo_run / MODEL, model))
+    assert "another version" not in fresh["warnings"].iloc[0]
+    assert "face features of another version (0-000000000000" in stale["warnings"].iloc[0]
+    assert stale["predicted_label"].iloc[0] == fresh["predicted_label"].iloc[0] and stale["error"].iloc[0] == ""
+
+
+def test_only_the_built_in_backends_features_carry_a_version():
+    assert face_features_notes({"backend": "facemesh", "facemesh_features": features_version()}) == []
+    assert face_features_notes({"backend": "openface", "openface_bin": "FeatureExtraction"}) == []
+    assert "before versions were recorded" in face_features_notes({"backend": "facemesh"})[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avemotion.face.facemesh import features_version
 from avemotion.fusion.shards import STAGE_INFO, UNLABELLED, encode_clip, tfrecord_record
 from avemotion.io import atomic_path
 from avemotion.preprocess.chunk import process_clip
@@ -38,6 +39,7 @@ class PreparedClip:
     info: dict = field(default_factory=dict)
     error: str = ""
     example: bytes | None = None
+    notes: list[str] = field(default_factory=list)  # about the model, not the clip (ClipPreprocessor.notes)
 
     @property
     def face_ratio(self) -> float:
@@ -45,8 +47,9 @@ class PreparedClip:
 
 
 def warnings_of(clip: PreparedClip) -> list[str]:
-    """What a user should know about a prepared clip: no audio, silence, no or little face."""
-    warnings = []
+    """What a user should know about a prepared clip: no audio, silence, no or little face, and the
+    preprocessor's notes about the model."""
+    warnings = list(clip.notes)
     audio = clip.info.get("audio", {})
     if audio.get("audio_missing"):
         warnings.append("no audio stream: predicted with silent audio")
@@ -64,6 +67,16 @@ def warnings_of(clip: PreparedClip) -> list[str]:
     return warnings
 
 
+def face_features_notes(face: dict) -> list[str]:
+    """A note when the built-in face backend now computes other features than the model was trained
+    on (its ``facemesh_features`` version, saved with the model's settings; absent in models trained
+    before it was saved): the model still predicts, from features it did not learn."""
+    if face.get("backend") != "facemesh" or face.get("facemesh_features") == features_version():
+        return []
+    trained = face.get("facemesh_features") or "one from before versions were recorded"
+    return [f"the model learned face features of another version ({trained}; this release computes {features_version()}): retrain it"]
+
+
 class ClipPreprocessor:
     """Clip files to model examples with one corpus' preprocessing settings (as settings.json saves
     them: ``audio``, ``face`` and ``frames`` stage settings)."""
@@ -76,12 +89,13 @@ class ClipPreprocessor:
         }
         self.num_frames = preprocess["frames"]["num_frames"]
         self.n_mfcc = preprocess["audio"]["n_mfcc"]
+        self.notes = face_features_notes(preprocess["face"])
 
     def prepare(self, clips: list[dict], folder, progress=None) -> list[PreparedClip]:
         """Preprocess ``clips`` ({clip_id, path}: unique ids, absolute paths) into ``folder`` and
         encode each clip that every stage accepted. ``progress`` is called after each clip and stage."""
         folder = Path(folder)
-        prepared = {clip["clip_id"]: PreparedClip(clip["clip_id"], clip["path"]) for clip in clips}
+        prepared = {clip["clip_id"]: PreparedClip(clip["clip_id"], clip["path"], notes=list(self.notes)) for clip in clips}
         jobs = [{"clip_id": clip["clip_id"], "path": clip["path"], "audio_path": ""} for clip in clips]
         for name in STAGE_NAMES:  # in order: the frames stage crops to the face stage's boxes
             stage = STAGES[name](Path("."), folder, self.stage_settings[name])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from avemotion.config import DEFAULT_TEST_VIEWS, ConfigError, audio_model_settings, enabled_datasets, preprocess_settings
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
+from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 
 # Every corpus protocol here has five speaker-independent folds (see avemotion/datasets/).
 NUM_FOLDS = 5
@@ -118,8 +119,9 @@ def experiment_settings(config: dict, name: str) -> dict:
         "model": model,
         **_shared_frames(config, experiment),
         "training": {**config["training"], **(experiment.get("training") or {})},
-        # Saved beside the model, so `avemotion predict` prepares new clips as these were prepared.
-        "preprocess": {dataset: preprocess_settings(config, dataset) for dataset in experiment["datasets"]},
+        # Saved beside the model, so `avemotion predict` prepares new clips as these were prepared (and
+        # can tell when this release's face features differ: the face jobs' facemesh_features).
+        "preprocess": {dataset: {stage: job_settings(config, dataset, stage) for stage in STAGE_NAMES} for dataset in experiment["datasets"]},
     }
 
 
