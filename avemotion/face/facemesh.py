@@ -224,6 +224,12 @@ class FaceMeshBackend:
         return (presence, mesh, contours, irises, skin), fps, tuple(int(n) for n in source)
 
 
+def frame_measures(mesh, contours, irises, skin) -> dict[str, np.ndarray]:
+    """Every measure the AU models read (geometry.AU_MEASURES), per tracked frame: the landmarks'
+    (geometry.measurements) and the skin folds' (folds.as_measures)."""
+    return {**geometry.measurements(mesh, contours, irises), **folds.as_measures(skin)}
+
+
 def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int, height: int, threshold: float) -> pd.DataFrame:
     """The OpenFace-schema table from tracking results (see :meth:`FaceMeshBackend.track`)."""
     count = len(presence)
@@ -244,7 +250,7 @@ def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int
             **dict(zip(POSE, np.concatenate([translation, geometry.euler_angles(rotation)], axis=1).T)),
             **dict(zip(GAZE_ANGLES, geometry.gaze_angles(contours[rows], irises[rows], rotation).T)),
             **dict(zip(LANDMARKS_2D, np.concatenate([landmarks[..., 0], landmarks[..., 1]], axis=1).T)),
-            **geometry.action_units({**geometry.measurements(mesh[rows], contours[rows], irises[rows]), **folds.as_measures(skin[rows])}),
+            **geometry.action_units(frame_measures(mesh[rows], contours[rows], irises[rows], skin[rows])),
         }
         for name, column in estimates.items():
             values[name][rows] = column

@@ -17,8 +17,7 @@ import imageio_ffmpeg
 import numpy as np
 import pandas as pd
 
-from avemotion.face import folds, geometry
-from avemotion.face.facemesh import DECODE_LONG_SIDE, FaceMeshBackend, feature_table
+from avemotion.face.facemesh import DECODE_LONG_SIDE, FaceMeshBackend, feature_table, frame_measures
 from avemotion.face.openface import read_openface_csv
 from avemotion.media.frames import open_video
 
@@ -50,7 +49,7 @@ class ReferenceFrames:
 
     ours: pd.DataFrame  # the backend's OpenFace-schema rows
     reference: pd.DataFrame  # OpenFace's rows for the same frames
-    measures: dict[str, np.ndarray]  # geometry.measurements and folds.as_measures of those frames
+    measures: dict[str, np.ndarray]  # facemesh.frame_measures of those frames
     clips: np.ndarray
     persons: np.ndarray
 
@@ -108,8 +107,7 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         if len(reference) != len(table):
             raise ValueError(f"{clip}: {len(table)} frames decoded but OpenFace has {len(reference)} rows")
         both = (table["success"].to_numpy() == 1) & (reference["success"].to_numpy() == 1)
-        measures = {**geometry.measurements(mesh[both], contours[both], irises[both]), **folds.as_measures(skin[both])}
-        parts.append((table[both], reference[both], measures, clip, person))
+        parts.append((table[both], reference[both], frame_measures(mesh[both], contours[both], irises[both], skin[both]), clip, person))
     measures = {name: np.concatenate([p[2][name] for p in parts]) for name in parts[0][2]}
     return ReferenceFrames(
         ours=pd.concat([p[0] for p in parts], ignore_index=True),
