@@ -12,7 +12,7 @@ import pytest
 
 from avemotion.face import calibration, geometry
 from avemotion.face.geometry import AU_MEASURES, AU_MODELS
-from avemotion.face.reference_set import BOTH_MODES, load_reference_frames, openface_in_both_modes
+from avemotion.face.reference_set import LOST_FIT_RADIANS, BOTH_MODES, load_reference_frames, openface_in_both_modes, openface_lost_fits
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "openface_reference"
 
@@ -67,6 +67,33 @@ def test_the_estimates_agree_with_openface_static_mode_as_measured(static):
     assert pitch >= 0.52  # the nose's midline in the pose model; 0.49 without it
     bias = (static.ours["gaze_angle_y"] - static.reference["gaze_angle_y"]).groupby(static.persons).mean().median()
     assert abs(bias) < 0.05  # radians
+
+
+def test_openface_lost_its_fit_behind_the_womans_hand_and_only_there(static):
+    """Frames 100-108 of WolfgangLanger, after OpenFace lost the face on frame 99: its pitch reads
+    40 degrees up while the frames around show the head where it was. Without them pitch and the
+    vertical gaze agree much better: those nine frames weigh more than the other 656."""
+    lost = set(zip(static.clips[static.lost], static.reference["frame"].to_numpy()[static.lost]))
+    assert lost == {("WolfgangLanger_Pexels", frame) for frame in range(100, 109)}
+    sound = ~static.lost
+    everywhere = calibration.agreement(static.ours[["pose_Rx", "gaze_angle_y"]], static.reference, static.clips)["r"]
+    kept = calibration.agreement(static.ours[["pose_Rx", "gaze_angle_y"]][sound], static.reference[sound], static.clips[sound])["r"]
+    assert kept["pose_Rx"] >= 0.67 and kept["gaze_angle_y"] >= 0.6
+    assert (kept - everywhere >= 0.1).all()
+
+
+def test_a_head_that_turns_is_not_a_lost_fit_and_one_that_jumps_away_and_back_is():
+    frames = np.arange(100)
+    rotation = np.zeros((100, 3))
+    rotation[:, 1] = np.clip((frames - 40) / 25, 0, 1) * 0.8  # a turn of 0.8 rad over one second
+    rotation[:, 2] = 0.15 * np.sin(frames / 25 * 4 * np.pi)  # rolling 9 degrees to and fro, twice a second
+    rotation[70:79, 0] = -0.7  # nine frames of a pitch that jumps away and back
+    table = pd.DataFrame(rotation, columns=["pose_Rx", "pose_Ry", "pose_Rz"]).assign(success=1)
+    table.loc[20:24, "success"] = 0  # frames without a face are never lost fits
+    table.loc[20:24, ["pose_Rx", "pose_Ry", "pose_Rz"]] = -1.5
+    assert np.flatnonzero(openface_lost_fits(table, 25.0)).tolist() == list(range(70, 79))
+    assert not openface_lost_fits(table.assign(pose_Rx=rotation[:, 0] * 0.3 / 0.7), 25.0).any()  # 0.3 rad is no jump
+    assert LOST_FIT_RADIANS == 0.3
 
 
 def test_a_fit_recovers_a_clipped_linear_model_and_its_presence_threshold():

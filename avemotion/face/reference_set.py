@@ -16,6 +16,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pandas as pd
+from scipy.ndimage import median_filter
 
 from avemotion.face.facemesh import DECODE_LONG_SIDE, FaceMeshBackend, feature_table, frame_measures
 from avemotion.face.openface import read_openface_csv
@@ -41,6 +42,13 @@ VIDEO_CLIPS = {  # video mode: the videos only; here single_face is the video, n
 MODES = {"static": STATIC_CLIPS, "video": VIDEO_CLIPS}
 # the recordings OpenFace read in both modes from the same file
 BOTH_MODES = [clip for clip, (_, source) in VIDEO_CLIPS.items() if STATIC_CLIPS[clip][1] == source]
+# OpenFace now and then loses its fit yet goes on reporting the face with high confidence: behind the
+# woman's hand (WolfgangLanger frames 100-108, after it lost the face on frame 99) its 68 points fold
+# the mouth up under the nose and its pitch reads 40 degrees up, while the frames before and after
+# show the head where it was. A head does not turn that far away and back within a second, so a
+# frame whose rotation (any angle) departs from the median of OpenFace's own rotation over the
+# second around it by more than this (radians) is a lost fit. 0.2 to 0.4 find the same frames here.
+LOST_FIT_RADIANS = 0.3
 
 
 @dataclass
@@ -52,6 +60,7 @@ class ReferenceFrames:
     measures: dict[str, np.ndarray]  # facemesh.frame_measures of those frames
     clips: np.ndarray
     persons: np.ndarray
+    lost: np.ndarray  # frames where OpenFace's fit is lost (openface_lost_fits): its values are not the face's
 
 
 def still_video(photo: Path, out: Path) -> Path:
@@ -66,6 +75,20 @@ def still_video(photo: Path, out: Path) -> Path:
         subprocess.run(command, check=True)
         partial.replace(out)
     return out
+
+
+def openface_lost_fits(reference: pd.DataFrame, fps: float) -> np.ndarray:
+    """Per row of an OpenFace table, whether OpenFace had lost its fit there (:data:`LOST_FIT_RADIANS`):
+    its head rotation departs that far from its own median over the second around it (over the rows
+    where it found a face, in order)."""
+    found = reference["success"].to_numpy() == 1
+    lost = np.zeros(len(reference), dtype=bool)
+    if found.any():
+        rotation = reference.loc[found, ["pose_Rx", "pose_Ry", "pose_Rz"]].to_numpy(float)
+        window = 2 * int(round(fps / 2)) + 1
+        departure = np.abs(rotation - median_filter(rotation, size=(window, 1), mode="nearest")).max(axis=1)
+        lost[found] = departure > LOST_FIT_RADIANS
+    return lost
 
 
 def openface_in_both_modes(reference_dir) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -107,7 +130,8 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         if len(reference) != len(table):
             raise ValueError(f"{clip}: {len(table)} frames decoded but OpenFace has {len(reference)} rows")
         both = (table["success"].to_numpy() == 1) & (reference["success"].to_numpy() == 1)
-        parts.append((table[both], reference[both], frame_measures(mesh[both], contours[both], irises[both], skin[both]), clip, person))
+        measures = frame_measures(mesh[both], contours[both], irises[both], skin[both])
+        parts.append((table[both], reference[both], measures, clip, person, openface_lost_fits(reference, fps)[both]))
     measures = {name: np.concatenate([p[2][name] for p in parts]) for name in parts[0][2]}
     return ReferenceFrames(
         ours=pd.concat([p[0] for p in parts], ignore_index=True),
@@ -115,4 +139,5 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         measures=measures,
         clips=np.concatenate([[p[3]] * len(p[0]) for p in parts]),
         persons=np.concatenate([[p[4]] * len(p[0]) for p in parts]),
+        lost=np.concatenate([p[5] for p in parts]),
     )
