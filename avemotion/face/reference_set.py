@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import median_filter
 
+from avemotion.face.columns import ROTATION
 from avemotion.face.facemesh import DECODE_LONG_SIDE, FaceMeshBackend, feature_table, frame_measures
 from avemotion.face.openface import read_openface_csv
 from avemotion.media.frames import open_video
@@ -84,7 +85,7 @@ def openface_lost_fits(reference: pd.DataFrame, fps: float) -> np.ndarray:
     found = reference["success"].to_numpy() == 1
     lost = np.zeros(len(reference), dtype=bool)
     if found.any():
-        rotation = reference.loc[found, ["pose_Rx", "pose_Ry", "pose_Rz"]].to_numpy(float)
+        rotation = reference.loc[found, ROTATION].to_numpy(float)
         window = 2 * int(round(fps / 2)) + 1
         departure = np.abs(rotation - median_filter(rotation, size=(window, 1), mode="nearest")).max(axis=1)
         lost[found] = departure > LOST_FIT_RADIANS
