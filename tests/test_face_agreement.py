@@ -54,8 +54,9 @@ def test_the_estimates_agree_with_openface_static_mode_as_measured(static):
     assert held.loc["AU12_r", "r"] >= 0.88 and held.loc["AU45_r", "r"] >= 0.85 and held.loc["AU25_r", "r"] >= 0.72
     assert held.loc["AU25_r", "presence_agreement"] >= 0.9 and held.loc["AU10_r", "presence_agreement"] >= 0.85
     assert held.loc["AU06_r", "r"] >= 0.5 and held.loc["AU26_r", "r"] >= 0.53  # heights in the face's frame; 0.32 / 0.50 as 3D distances
-    # skin folds read from the image (avemotion.face.folds); from the landmarks alone AU01 -0.42, AU04 -0.26, AU17 0.57 / 76 %
-    assert held.loc["AU01_r", "r"] >= 0.45 and held.loc["AU04_r", "r"] >= 0.62 and held.loc["AU04_r", "presence_agreement"] >= 0.9
+    # skin folds read from the image (avemotion.face.folds); from the landmarks alone AU01 -0.42, AU04 -0.26, AU17 0.57 / 76 %.
+    # AU01 with the brows' outer part, 0.50 with their inner ends
+    assert held.loc["AU01_r", "r"] >= 0.68 and held.loc["AU04_r", "r"] >= 0.62 and held.loc["AU04_r", "presence_agreement"] >= 0.9
     assert held.loc["AU17_r", "r"] >= 0.72 and held.loc["AU17_r", "presence_agreement"] >= 0.87
     # the lids' gap in iris diameters; in eye widths AU45 presence 74 %, AU05 r 0.05
     assert held.loc["AU45_r", "presence_agreement"] >= 0.85 and held.loc["AU05_r", "r"] >= 0.42
@@ -186,4 +187,4 @@ def test_small_faces_keep_the_agreement(real_media, tmp_path):
     table = calibration.agreement(small.ours[aus], small.reference, small.clips)
     assert table.loc["AU12_r", "r"] >= 0.88 and table.loc["AU45_r", "r"] >= 0.85 and table.loc["AU17_r", "r"] >= 0.75
     assert table.loc["AU04_r", "r"] >= 0.6 and table.loc["AU04_r", "presence_agreement"] >= 0.9
-    assert table.loc["AU45_r", "presence_agreement"] >= 0.85 and table.loc["AU01_r", "r"] >= 0.45
+    assert table.loc["AU45_r", "presence_agreement"] >= 0.85 and table.loc["AU01_r", "r"] >= 0.68

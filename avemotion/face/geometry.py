@@ -224,7 +224,11 @@ def measurements(mesh: np.ndarray, eye_contours: np.ndarray, irises: np.ndarray)
 # copy what these few reference faces happen to do together, not the muscle. The ``*_folds`` are
 # read from the image (avemotion.face.folds), the others from the landmarks.
 AU_MEASURES = {
-    "01": {"brow_inner": +1, "forehead_folds": +1},  # inner brow raiser: the brows rise, the forehead folds
+    # inner brow raiser: the brows rise, the forehead folds. The brows' height is read at their outer
+    # part: the inner ends are what the brow lowerer (AU04) pulls down and together, and given both, the
+    # fit puts weight 0 on the inner ends with any one person left out (held-out r 0.50 from the inner
+    # ends, 0.72 from the outer part)
+    "01": {"brow_outer": +1, "forehead_folds": +1},
     "02": {"brow_outer": +1},  # outer brow raiser (forehead folds do not help it held out)
     # brow lowerer: the vertical furrows between the brows. The brows' gap and height differ between
     # people more than a frown moves them: with them in the model, held-out r falls below zero.
@@ -242,7 +246,7 @@ AU_MEASURES = {
 # AU_MODELS, fitted by `benchmarks/face_agreement.py --fit`: per AU the weights of its measures (in
 # AU_MEASURES order), the bias, and the intensity from which OpenFace's AU*_c most often reads 1.
 AU_MODELS: dict[str, tuple[tuple[float, ...], float, float]] = {
-    "01": ((6.0996, 8.749,), -2.89, 0.35),
+    "01": ((20.702, 10.572,), -5.7428, 0.55),
     "02": ((21.589,), -5.1009, 0.05),
     "04": ((11.421,), -1.4285, 0.45),
     "05": ((5.9391,), -3.9698, 0.95),
