@@ -70,6 +70,26 @@ def test_the_estimates_agree_with_openface_static_mode_as_measured(static):
     assert abs(bias) < 0.05  # radians
 
 
+def test_au01_reads_the_brows_outer_part_because_a_fit_given_the_inner_ends_drops_them(static, monkeypatch):
+    """Why AU01 (inner brow raiser) reads the brows' outer part: offered the inner ends' height too,
+    the fit gives it weight 0 with any one person left out (the brow lowerer pulls the inner ends
+    down), and held out the outer part agrees far better than the inner ends."""
+    monkeypatch.setitem(calibration.AU_MEASURES, "01", {"brow_inner": +1, "brow_outer": +1, "forehead_folds": +1})
+    intensity, presence = static.reference["AU01_r"].to_numpy(), static.reference["AU01_c"].to_numpy()
+    for person in np.unique(static.persons):
+        train = static.persons != person
+        (inner, outer, folds), _, _ = calibration.fit_au_model(
+            "01", {k: v[train] for k, v in static.measures.items()}, intensity[train], presence[train]
+        )
+        assert abs(inner) < 1e-6 and outer > 10 and folds > 5, person
+    r = {}
+    for part in ("brow_inner", "brow_outer"):
+        monkeypatch.setitem(calibration.AU_MEASURES, "01", {part: +1, "forehead_folds": +1})
+        held = calibration.held_out_predictions(static.measures, static.reference, static.persons)
+        r[part] = np.corrcoef(held["AU01_r"], intensity)[0, 1]
+    assert r["brow_outer"] >= 0.68 and r["brow_inner"] <= 0.55, r
+
+
 def test_openface_lost_its_fit_behind_the_womans_hand_and_only_there(static):
     """Frames 100-108 of WolfgangLanger, after OpenFace lost the face on frame 99: its pitch reads
     40 degrees up while the frames around show the head where it was. Without them pitch and the
