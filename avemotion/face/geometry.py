@@ -148,7 +148,9 @@ def view_relative_angles(angles: np.ndarray, translation: np.ndarray) -> np.ndar
 # up or down the face (the cheeks, the lower lip, the jaw), the measure is that height in the face's
 # own frame (:func:`head_frame`) instead: a 3D distance mixes in the sideways motion of a smile.
 MEASURE_PAIRS = {
-    "brow_inner": [(107, 133), (66, 133), (336, 362), (296, 362)],  # inner brow ends to inner eye corners
+    # inner brow ends to inner eye corners: no AU model reads it (AU01 reads brow_outer); kept so that
+    # the reason stays checked (tests/test_face_agreement.py)
+    "brow_inner": [(107, 133), (66, 133), (336, 362), (296, 362)],
     "brow_outer": [(70, 33), (46, 33), (300, 263), (276, 263)],  # outer brows to outer eye corners
     "nose_length": [(2, 168)],  # nose base to the bridge between the eyes
     "upper_lip": [(2, 0)],  # nose base to the top of the upper lip
@@ -225,9 +227,8 @@ def measurements(mesh: np.ndarray, eye_contours: np.ndarray, irises: np.ndarray)
 # read from the image (avemotion.face.folds), the others from the landmarks.
 AU_MEASURES = {
     # inner brow raiser: the brows rise, the forehead folds. The brows' height is read at their outer
-    # part: the inner ends are what the brow lowerer (AU04) pulls down and together, and given both, the
-    # fit puts weight 0 on the inner ends with any one person left out (held-out r 0.50 from the inner
-    # ends, 0.72 from the outer part)
+    # part: the inner ends are also what the brow lowerer (AU04) pulls down and together, and given
+    # both, the fit puts weight 0 on the inner ends with any one person left out
     "01": {"brow_outer": +1, "forehead_folds": +1},
     "02": {"brow_outer": +1},  # outer brow raiser (forehead folds do not help it held out)
     # brow lowerer: the vertical furrows between the brows. The brows' gap and height differ between
