@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from avemotion.face import calibration, geometry
+from avemotion.face.columns import ROTATION
 from avemotion.face.geometry import AU_MEASURES, AU_MODELS
 from avemotion.face.reference_set import BOTH_MODES, LOST_FIT_RADIANS, load_reference_frames, openface_in_both_modes, openface_lost_fits
 
@@ -109,9 +110,9 @@ def test_a_head_that_turns_is_not_a_lost_fit_and_one_that_jumps_away_and_back_is
     rotation[:, 1] = np.clip((frames - 40) / 25, 0, 1) * 0.8  # a turn of 0.8 rad over one second
     rotation[:, 2] = 0.15 * np.sin(frames / 25 * 4 * np.pi)  # rolling 9 degrees to and fro, twice a second
     rotation[70:79, 0] = -0.7  # nine frames of a pitch that jumps away and back
-    table = pd.DataFrame(rotation, columns=["pose_Rx", "pose_Ry", "pose_Rz"]).assign(success=1)
+    table = pd.DataFrame(rotation, columns=ROTATION).assign(success=1)
     table.loc[20:24, "success"] = 0  # frames without a face are never lost fits
-    table.loc[20:24, ["pose_Rx", "pose_Ry", "pose_Rz"]] = -1.5
+    table.loc[20:24, ROTATION] = -1.5
     assert np.flatnonzero(openface_lost_fits(table, 25.0)).tolist() == list(range(70, 79))
     assert not openface_lost_fits(table.assign(pose_Rx=rotation[:, 0] * 0.3 / 0.7), 25.0).any()  # 0.3 rad is no jump
     assert LOST_FIT_RADIANS == 0.3
