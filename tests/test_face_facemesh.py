@@ -197,3 +197,50 @@ def test_decoding_scaled_down_keeps_the_face_table_in_source_pixels(backend, rea
     assert (small[presence].to_numpy() == full[presence].to_numpy()).mean() >= 0.98
     angles = [c for c in full.columns if c.startswith(("pose_R", "gaze_angle"))]
     assert np.abs(small[angles].to_numpy() - full[angles].to_numpy()).max() < 0.15  # radians
+
+
+def test_the_models_get_the_image_scaled_exactly_as_float32_arithmetic_gives_it(backend, real_media):
+    """The uint8 crop goes into the interpreter's input buffer in one pass; what the model sees is
+    bit for bit image.astype(float32) * scale + shift (the detector's [-1, 1], the mesh's [0, 1])."""
+    from avemotion.media.frames import open_video
+
+    frame = open_video(real_media / "single_face.mp4")[10].asnumpy()
+    for model, scale, shift in ((backend.detector.model, 2 / 255, -1.0), (backend.mesh.model, 1 / 255, 0.0)):
+        image = frame[: model.side, : model.side]
+        model(image, scale, shift)
+        fed = model.interpreter.get_tensor(model._input)[0]
+        np.testing.assert_array_equal(fed, image.astype(np.float32) * scale + shift)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (-300, 0), (0, 250), (500, -300), (5000, 0), (0, -5000)])
+def test_a_crop_is_the_warp_of_the_frame_wherever_the_region_lies(shift):
+    """Crops read the frame region ahead into the cache (models._prefetch); a region partly or wholly
+    outside the frame still gives exactly cv2's warp, zeros outside."""
+    import cv2
+
+    from avemotion.face.models import Roi, crop, roi_transform
+
+    frame = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    roi = Roi(320 + shift[0], 180 + shift[1], 300.0, 0.2)
+    linear, offset = roi_transform(roi, 192)
+    matrix = np.hstack([linear, (offset + linear @ np.array([0.5, 0.5]))[:, None]])
+    expected = cv2.warpAffine(frame, matrix, (192, 192), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+    np.testing.assert_array_equal(crop(frame, roi, 192), expected)
+
+
+def test_head_pose_solved_from_the_frame_before_is_the_pose_solved_afresh(backend, real_media):
+    """feature_table starts each frame's pose solve from the frame before's: on a real talking head
+    it lands where a solve from the generic frontal guess does."""
+    from avemotion.face import geometry
+
+    (presence, mesh, *_), _, (height, width) = backend.track_video(real_media / "WolfgangLanger_Pexels.mp4")
+    points = mesh[:120, geometry.POSE_INDICES]
+    assert (presence[:120] > 0.5).all()
+    afresh = [geometry.head_pose(p, width, height) for p in points]
+    followed = [afresh[0]]
+    for p in points[1:]:
+        followed.append(geometry.head_pose(p, width, height, followed[-1]))
+    angles = [geometry.euler_angles(np.array([r for _, r in poses])) for poses in (afresh, followed)]
+    assert np.ptp(angles[0], axis=0).max() > 0.05  # the head moves
+    np.testing.assert_allclose(angles[1], angles[0], atol=1e-4)
+    np.testing.assert_allclose(np.array([t for t, _ in followed]), np.array([t for t, _ in afresh]), atol=0.01)

