@@ -325,3 +325,18 @@ def test_a_shard_is_rebuilt_only_when_its_chunk_changes(demo_run, tmp_path):
     table = pd.read_parquet(table_path)
     rewrite(table_path, table.assign(seconds=table["seconds"] + 1))
     assert fuse_jobs(work) == sorted([("crema_d", int(manifest.loc[0, "chunk"])), ("enterface", 2)])
+
+
+def test_the_face_sequence_divides_time_where_the_frames_are_unevenly_spaced():
+    """Frames 0-5 lie in the first half of a variable-rate clip's time and frames 6-7 in the second
+    (frame_slots): two segments are the two halves of time, not of frame counts; without slots the
+    frames are evenly spaced and the halves are frames 0-3 and 4-7."""
+    table = pd.DataFrame({"frame": np.arange(1, 9), "success": 1, "AU12_r": [1.0] * 6 + [3.0] * 2})
+    column = FACE_COLUMNS.index("AU12_r")
+    slots = np.array([0, 1, 1, 2, 2, 3, 4, 6])
+    by_time = F.face_sequence(table, 8, 2, slots=slots)[:, column]
+    by_count = F.face_sequence(table, 8, 2)[:, column]
+    np.testing.assert_allclose(by_time, [1.0, 3.0])
+    np.testing.assert_allclose(by_count, [1.0, 2.0])
+    # a dense window over slots 3-6 of the time axis takes the frames that lie there (5-7)
+    np.testing.assert_allclose(F.face_sequence(table, 8, 1, window=(3, 7), slots=slots)[:, column], [(1.0 + 3.0 + 3.0) / 3])

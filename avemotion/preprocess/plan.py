@@ -10,6 +10,7 @@ import pandas as pd
 
 from avemotion.config import preprocess_settings
 from avemotion.face.facemesh import features_version
+from avemotion.media.frames import SAMPLING_REVISION
 
 STAGE_NAMES = ("audio", "face", "frames")
 _manifests: dict[tuple[str, int], pd.DataFrame] = {}
@@ -45,10 +46,13 @@ def chunk_source_files(root, clips: list[dict], stage: str) -> list[str]:
 
 
 def job_settings(config: dict, dataset: str, stage: str) -> dict:
-    """A chunk job's settings param: the dataset's effective settings of ``stage``, and for face jobs
-    of the built-in backend its features version (``facemesh_features``), so that a release whose
-    face features differ recomputes the face tables (Snakemake reruns a job whose params changed)."""
+    """A chunk job's settings param: the dataset's effective settings of ``stage``, for face jobs
+    of the built-in backend its features version (``facemesh_features``) and for frames jobs the
+    sampling revision (``sampling_revision``), so that a release whose face features or frame
+    sampling differ recomputes them (Snakemake reruns a job whose params changed)."""
     settings = preprocess_settings(config, dataset)[stage]
     if stage == "face" and settings["backend"] == "facemesh":
         settings = {**settings, "facemesh_features": features_version()}
+    if stage == "frames":
+        settings = {**settings, "sampling_revision": SAMPLING_REVISION}
     return settings
