@@ -220,6 +220,8 @@ def test_frame_slots_place_frames_by_time_and_shown_at_finds_the_frame_of_a_slot
 
     assert frame_slots(Reader(np.arange(10) / 30, 10 / 30)) is None  # constant rate
     assert frame_slots(Reader(np.round(np.arange(10) / 30, 3))) is None  # FLV's millisecond times, no end stated
+    assert frame_slots(Reader(np.full(10, -3.0744575e17))) is None  # decord on H.264 in AVI: no times at all
+    assert frame_slots(Reader([0.0, 0.1, 0.2, -3.0744575e17, 0.4, 0.5])) is None  # a frame without a time
     # five frames in the first half second, then two in the next: 7 slots of 1/7 s over [0, 1)
     slots = frame_slots(Reader([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75], 1.0))
     np.testing.assert_array_equal(slots, [0, 1, 1, 2, 3, 4, 5])

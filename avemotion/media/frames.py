@@ -251,8 +251,10 @@ def frame_slots(reader) -> np.ndarray | None:
     starts = times[:, 0]
     steps = np.diff(starts)
     end = times[-1, 1] if times[-1, 1] > starts[-1] else starts[-1] + float(np.median(steps))
-    if not np.all(steps >= 0) or end <= starts[0]:
-        return None  # times that do not run forward say nothing about spacing: frames count as evenly spaced
+    if not np.all(steps > 0) or not np.isfinite(end) or end <= starts[0]:
+        # times that do not run forward say nothing about spacing (decord gives every frame of
+        # H.264 in AVI the same missing-time value): frames count as evenly spaced
+        return None
     slots = np.clip(np.round(count * (starts - starts[0]) / (end - starts[0])), 0, count - 1).astype(np.int64)
     return None if np.array_equal(slots, np.arange(count)) else slots
 
