@@ -163,7 +163,6 @@ class FaceMeshBackend:
             presence[i], mesh[i] = score, points
             # the next frame's crop: this face's bounding box, grown, turned level with the eyes
             roi = roi_from_points(points, points[LEFT_EYE_CORNERS[0]], points[RIGHT_EYE_CORNERS[1]], MESH_ROI_SCALE)
-        tracked = np.flatnonzero(presence >= self.tracking_threshold)
         before = state.before
         for i, frame in enumerate(frames):
             if presence[i] < self.tracking_threshold:
@@ -177,7 +176,7 @@ class FaceMeshBackend:
                     move = eye_motion(before[0], points, corners)
                     contours[i, eye], irises[i, eye] = move(before[1][eye]), move(before[2][eye])
             before = (points, contours[i], irises[i])
-        for i in tracked:
+        for i in np.flatnonzero(presence >= self.tracking_threshold):
             skin[i] = folds.fold_measures(frames[i], mesh[i])
         after = Tracking(roi, None if before is None else tuple(np.copy(part) for part in before), state.frame + count)
         return presence, mesh, contours, irises, skin, after

@@ -369,18 +369,20 @@ def sample_clip_frames(
     else:
         raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
     reader = reader if reader is not None else open_video(path)
-    # frames are picked as slots on the clip's time axis, then decoded as the source frames shown there
+    # frames are picked as slots on the clip's time axis, then decoded as the source frames shown
+    # there (among the first ``end``: a cut file's last frames may not decode)
     slots = frame_slots(reader)
     nominal = {}
-    picks = lambda end: nominal.setdefault(end, window_indices(end, num_frames, sampling, rate, windows).ravel())
+    shown = lambda end: np.minimum(
+        shown_at(nominal.setdefault(end, window_indices(end, num_frames, sampling, rate, windows).ravel()), slots), max(end - 1, 0)
+    ).tolist()
     if windows == 1:
-        pick = lambda end: np.minimum(shown_at(picks(end), slots), max(end - 1, 0)).tolist()
-        out, indices, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
+        out, indices, total = decode_frames(path, reader, shown, len(reader), each=each, budget=budget)
     else:
         # Each source frame decoded once, in order (windows overlap where the clip is short), then
         # laid out window by window.
         picked = {}
-        pick = lambda end: sorted(set(picked.setdefault(end, np.minimum(shown_at(picks(end), slots), max(end - 1, 0)).tolist())))
+        pick = lambda end: sorted(set(picked.setdefault(end, shown(end))))
         unique, read, total = decode_frames(path, reader, pick, len(reader), each=each, budget=budget)
         indices = picked[total]
         out = unique[[read.index(index) for index in indices]] if read else unique
