@@ -85,14 +85,16 @@ def videos(folder: Path, *names: str) -> list[Path]:
 
 
 def test_command_repeats_f_per_video_then_out_dir_and_outputs():
-    assert feature_extraction_command("/opt/FeatureExtraction", ["a.mp4", Path("b c.flv")], "out") == [
-        "/opt/FeatureExtraction", "-f", "a.mp4", "-f", "b c.flv", "-out_dir", "out", "-aus", "-pose", "-gaze", "-2Dfp",
+    # videos go absolute: OpenCV would read a relative "talk:1.mp4" as protocol "talk"
+    assert feature_extraction_command("/opt/FeatureExtraction", ["/data/a.mp4", Path("/data/b c.flv"), "talk:1.mp4"], "out") == [
+        "/opt/FeatureExtraction", "-f", "/data/a.mp4", "-f", "/data/b c.flv", "-f", str(Path.cwd() / "talk:1.mp4"),
+        "-out_dir", "out", "-aus", "-pose", "-gaze", "-2Dfp",
     ]  # fmt: skip
 
 
 def test_the_users_arguments_come_after_avemotions():
-    assert feature_extraction_command("/opt/FeatureExtraction", ["a.mp4"], "out", ["-mloc", "model/main_clnf_general.txt"]) == [
-        "/opt/FeatureExtraction", "-f", "a.mp4", "-out_dir", "out", "-aus", "-pose", "-gaze", "-2Dfp", "-mloc", "model/main_clnf_general.txt",
+    assert feature_extraction_command("/opt/FeatureExtraction", ["/data/a.mp4"], "out", ["-mloc", "model/main_clnf_general.txt"]) == [
+        "/opt/FeatureExtraction", "-f", "/data/a.mp4", "-out_dir", "out", "-aus", "-pose", "-gaze", "-2Dfp", "-mloc", "model/main_clnf_general.txt",
     ]  # fmt: skip
 
 

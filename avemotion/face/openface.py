@@ -28,6 +28,7 @@ import pandas as pd
 
 from avemotion.config import openface_arguments, openface_executable
 from avemotion.face.columns import ALL_COLUMNS, ordered_columns
+from avemotion.media.probe import ffmpeg_input
 
 # The outputs this project asks for: AUs, head pose, gaze and 2D landmarks (columns.REQUESTED_COLUMNS).
 OUTPUT_FLAGS = ["-aus", "-pose", "-gaze", "-2Dfp"]
@@ -43,7 +44,7 @@ def feature_extraction_command(binary, videos: list, out_dir, extra_args=()) -> 
     """The FeatureExtraction argv for one call over ``videos``; ``extra_args`` (the user's) go last."""
     command = [str(binary)]
     for video in videos:
-        command += ["-f", str(video)]
+        command += ["-f", ffmpeg_input(video)]  # OpenCV reads it: a relative name with a colon would be a protocol
     return command + ["-out_dir", str(out_dir), *OUTPUT_FLAGS, *extra_args]
 
 

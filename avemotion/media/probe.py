@@ -48,8 +48,17 @@ IMAGE_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVI
 AUDIO_BRANDS = {b"M4A ": "M4A", b"M4B ": "M4B", b"M4P ": "M4P"}
 ARCHIVES = {b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "a gzip archive", b"Rar!\x1a\x07": "a RAR archive", b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive", b"%PDF": "a PDF document"}
 MP4_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"skip", b"wide")  # what an MP4/MOV file starts with
-# libav error codes that decord prints as numbers ("av_read_frame failed with 1094995529")
-AVERRORS = {1094995529: "invalid data", 541478725: "end of file", 1414092869: "decoder not found", 5: "input/output error"}
+# libav error codes that decord prints as numbers ("av_read_frame failed with 1094995529"): FFERRTAG's
+# four letters ("INDA", "EOF ", "EXIT", 0xF8 "DEC"), read as a little-endian number, negated by libav
+DECODER_NOT_FOUND = 1128613112
+AVERRORS = {1094995529: "invalid data", 541478725: "end of file", 1414092869: "immediate exit requested", DECODER_NOT_FOUND: "decoder not found", 5: "input/output error"}
+
+
+def ffmpeg_input(path) -> str:
+    """``path`` as FFmpeg-based readers (ffmpeg, decord, OpenCV) should get it: absolute, since they
+    read a relative name with a colon ("Interview: John.mp4", "talk:1.mkv") as a protocol and fail
+    with "Protocol not found"."""
+    return str(Path(path).absolute())
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,7 @@ def _flv_last_tag_whole(handle, size: int) -> bool:
 def stated_frames(path) -> int:
     """The frame count the container states (its index, or its duration times its frame rate), as
     OpenCV's FFmpeg backend reads it without decoding; 0 when it states none."""
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    capture = cv2.VideoCapture(ffmpeg_input(path), cv2.CAP_FFMPEG)
     try:
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
     finally:
@@ -257,7 +266,7 @@ class MediaInfo:
 
 def describe(path) -> MediaInfo:
     """Run ``ffmpeg -i path`` copying the first video stream's packets to nowhere, and read its report."""
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0?", "-c", "copy", "-f", "null", "-"]
     result = subprocess.run(command, capture_output=True, text=True, errors="replace")
     return parse_ffmpeg_report(result.stderr)
