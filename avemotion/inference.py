@@ -28,7 +28,7 @@ from avemotion.model.bundle import TrainedModel
 from avemotion.model.preprocessor import warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".vob", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv")
 RESULT_COLUMNS = ["clip", "predicted_label", "valence", "arousal", "face_ratio", "warnings", "error"]
 # Clips prepared and predicted at a time: what a crash can lose, and the work between two writes.
 GROUP_SIZE = 32

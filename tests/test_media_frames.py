@@ -1,5 +1,7 @@
 """Frame sampling: segment middles, letterbox and face crops, decoding only what is needed."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -227,3 +229,30 @@ def test_frame_slots_place_frames_by_time_and_shown_at_finds_the_frame_of_a_slot
     np.testing.assert_array_equal(slots, [0, 1, 1, 2, 3, 4, 5])
     np.testing.assert_array_equal(shown_at([0, 1, 2, 3, 4, 5, 6], slots), [0, 2, 3, 4, 5, 6, 6])
     np.testing.assert_array_equal(shown_at([0, 3, 6], None), [0, 3, 6])
+
+
+def test_a_clip_whose_name_has_a_colon_is_read_from_a_relative_path(real_media, tmp_path, monkeypatch):
+    """FFmpeg-based readers take "talk:1.mp4" for protocol "talk" ("Protocol not found"): every
+    reader gets the absolute path."""
+    from avemotion.media.audio import decode_audio, video_span
+    from avemotion.media.probe import describe, stated_frames
+
+    (tmp_path / "talk:1.mp4").write_bytes((real_media / "WolfgangLanger_Pexels.mp4").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    name = Path("talk:1.mp4")
+    assert len(open_video(name)) == 472 and stated_frames(name) == 472 and describe(name).video
+    assert video_span(name) is not None and len(decode_audio(name, 16000).samples) > 16000 * 19
+
+
+def test_frame_times_are_when_frames_are_shown_on_a_variable_frame_rate(real_media):
+    """The face table's timestamp column: a phone recording's presentation times (face_noface.mov:
+    30 fps, then 24 fps from frame 72), a constant rate's index over fps as OpenFace writes it."""
+    from avemotion.media.frames import frame_times
+
+    phone = real_media / "face_noface.mov"
+    reader = open_video(phone)
+    starts = np.asarray(reader.get_frame_timestamp(range(len(reader))))[:, 0]
+    times = frame_times(phone, len(reader), reader.get_avg_fps())
+    np.testing.assert_allclose(times, starts - starts[0])
+    assert np.diff(times)[:70].max() < 0.034 and np.diff(times)[80:].min() > 0.041
+    assert np.array_equal(frame_times(real_media / "single_face.mp4", 72, 30.0), np.arange(72) / 30.0)

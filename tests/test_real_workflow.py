@@ -10,9 +10,11 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections import Counter
 
+import imageio_ffmpeg
 import pandas as pd
 import yaml
 
@@ -22,16 +24,30 @@ from avemotion.layout import COMPILATION_CACHE
 from conftest import run_snakemake, write_demo_config
 
 # MAFW names clips NNNNN.mp4; the .mov recordings keep their QuickTime container under that name
-# (decoders go by the content). Two copies of each video with faces give ten labelled clips.
+# (decoders go by the content). Two copies of each video with faces give eight labelled clips; of
+# the second copies, single_face is re-encoded as AV1 (00005) and WolfgangLanger cut by stream copy
+# 5.3 s in, 2.3 s after a keyframe, for 4 s (00006: an edit list hides the 2.3 s before the cut),
+# two kinds of real files decord alone misreads (avemotion.media.transcode).
 VIDEOS = ["single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov", "noface_face.mov"]
 LABELS = ["anger", "happiness"]
+SECOND_COPIES = {
+    5: ["-c:v", "libsvtav1", "-preset", "12", "-crf", "40", "-svtav1-params", "lp=1", "-c:a", "copy"],
+    6: ["-ss", "5.3", "-t", "4", "-c", "copy"],
+}
 
 
 def real_mafw_corpus(real_media, root):
     (root / CLIP_DIR).mkdir(parents=True)
     listed = []
     for number, video in enumerate(VIDEOS * 2 + ["no_face.mp4"], start=1):
-        shutil.copy(real_media / video, root / CLIP_DIR / f"{number:05d}.mp4")
+        target = root / CLIP_DIR / f"{number:05d}.mp4"
+        if number in SECOND_COPIES:
+            options = SECOND_COPIES[number]
+            seek = options[:2] if options[0] == "-ss" else []  # before -i: the cut starts between keyframes
+            command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", *seek, "-i", str(real_media / video)]
+            subprocess.run([*command, *options[len(seek):], str(target)], check=True)
+        else:
+            shutil.copy(real_media / video, target)
         listed.append((number, f"{number:05d}.mp4 {LABELS[number % 2]}"))
     for k in range(1, 6):
         for part, chosen in (("test", lambda n: n % 5 == k - 1), ("train", lambda n: n % 5 != k - 1)):
@@ -74,6 +90,12 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     assert sorted(shards["clip_id"]) == [f"{n:05d}" for n in range(1, 9)]
     faces = pd.read_parquet(results / "preprocess" / "face" / "0.parquet").set_index("clip_id")
     assert faces.loc["00001", "face_ratio"] == 1.0 and 0.3 < faces.loc["00003", "face_ratio"] < 0.6
+    # the AV1 clip is read (it is predicted below); the cut shows its 4 s (97 frames), not the
+    # keyframe's 2.3 s before it, and its audio lies under them
+    assert faces.loc["00005", "face_frames"] == 72 and faces.loc["00005", "face_ratio"] == 1.0
+    assert faces.loc["00006", "face_frames"] == 97
+    audio = pd.read_parquet(results / "preprocess" / "audio" / "0.parquet").set_index("clip_id")
+    assert not audio.loc["00006", "audio_misaligned"] and abs(audio.loc["00006", "duration_s"] - 4.05) < 0.01
     # the phone recordings' frames are unevenly spaced in time: their frames tables place them on it
     frames = pd.read_parquet(results / "preprocess" / "frames" / "0.parquet").set_index("clip_id")
     uneven = {clip_id for clip_id, slots in frames["frame_slots"].items() if slots is not None}

@@ -35,7 +35,7 @@ from avemotion.face.models import (
     roi_from_detection,
     roi_from_points,
 )
-from avemotion.media.frames import decode_all, decode_frames, open_video, reduced_size
+from avemotion.media.frames import decode_all, decode_frames, frame_times, open_video, reduced_size
 
 GAZE_ANGLES = ["gaze_angle_x", "gaze_angle_y"]
 AU_COLUMNS = [f"AU{au}_{kind}" for au in geometry.AU_MODELS for kind in ("r", "c")]
@@ -197,7 +197,7 @@ class FaceMeshBackend:
         :meth:`analyse` gives on all its frames, in the video's pixel coordinates, with the height
         and width of its frames (the decoding as in :meth:`track_video`)."""
         tracked, fps, source = self.track_video(path, long_side, budget)
-        timestamps = np.arange(len(tracked[0])) / fps
+        timestamps = frame_times(path, len(tracked[0]), fps)  # a phone's variable frame rate: when each frame is shown
         table = feature_table(*tracked, timestamps, source[1], source[0], self.tracking_threshold)
         return table, fps, source
 

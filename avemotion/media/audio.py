@@ -28,11 +28,12 @@ import imageio_ffmpeg
 import numpy as np
 
 from avemotion.io import atomic_path
-from avemotion.media.probe import explain, sniffed_reason
+from avemotion.media.probe import explain, ffmpeg_input, sniffed_reason
 from avemotion.quarantine import ClipDefect
 
 SAMPLE_RATE = 16000
 NO_PTS = -(2**63)  # AV_NOPTS_VALUE, as ffmpeg's framecrc prints a missing time stamp
+PACKET_DISCARD = 0x4  # AV_PKT_FLAG_DISCARD in framecrc's "F=0x.." field: a packet decoded but not shown
 
 
 class NoAudioStream(ClipDefect):
@@ -143,10 +144,12 @@ UNALIGNED = {"audio_offset_s": math.nan, "audio_coverage": math.nan, "audio_padd
 
 
 def video_span(path) -> Span | None:
-    """The first video stream's span on the file's clock: from its earliest frame's presentation time
-    to the latest frame's end, from the packets ffmpeg's demuxer reads (no decoding, ~25 ms);
-    None when the file has no readable video stream or its frames state no length."""
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-i", str(path)]
+    """The first video stream's span on the file's clock: from its earliest shown frame's
+    presentation time to the latest one's end, from the packets ffmpeg's demuxer reads (no decoding,
+    ~25 ms); None when the file has no readable video stream or its frames state no length.
+    Packets an MP4 edit list hides (flagged discard: a cut made by stream copy starts with the
+    frames from the keyframe before the cut) are not shown, so they are not in the span."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
     result = subprocess.run(command, capture_output=True, text=True, errors="replace")
     timebase = re.search(r"^#tb 0: (\d+)/(\d+)", result.stdout, re.M)
@@ -158,6 +161,9 @@ def video_span(path) -> Span | None:
             continue
         fields = [field.strip() for field in line.split(",")]
         if len(fields) < 4 or fields[0] != "0":
+            continue
+        flags = next((int(field[2:], 16) for field in fields[6:] if field.startswith("F=")), 0)
+        if flags & PACKET_DISCARD:
             continue
         dts, pts, length = int(fields[1]), int(fields[2]), int(fields[3])
         pts = dts if pts == NO_PTS else pts
@@ -198,7 +204,7 @@ def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") 
         raise ClipDefect(reason)
     # ashowinfo (before the resampler ffmpeg adds) reports each decoded frame's time; -copyts keeps the
     # file's own clock, the one video_span reads.
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "level+info", "-copyts", "-i", str(source)]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "level+info", "-copyts", "-i", ffmpeg_input(source)]
     command += ["-map", "0:a:0", "-vn", "-af", "ashowinfo", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
     result = subprocess.run(command, capture_output=True)
     report = result.stderr.decode(errors="replace")

@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avemotion.media.probe import cut_short, decoder_tail, explain, sniff, truncation
+from avemotion.media.probe import cut_short, decoder_tail, explain, ffmpeg_input, sniff, truncation
+from avemotion.media.transcode import decodable_copy, decoder_missing, length_unknown, misread
 from avemotion.quarantine import ClipDefect
 
 
@@ -28,6 +29,12 @@ from avemotion.quarantine import ClipDefect
 # picks, so that the next run samples existing clips anew instead of keeping frames of the old kind.
 # 2: frames are picked on the clip's time axis (frame_slots).
 SAMPLING_REVISION = 2
+
+# How a clip's video is read, as a revision every preprocessing job carries in its params (the audio
+# stage reads the video's span): raise it when code changes which frames or span a file gives, so the
+# next run reads existing clips anew. 2: files decord misreads are read through ffmpeg's copy
+# (avemotion.media.transcode), and face tables hold when frames of a variable frame rate are shown.
+READING_REVISION = 2
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
 # its batch and, while the next is decoded, the one before).
@@ -51,17 +58,36 @@ def reduced_size(height: int, width: int, long_side: int | None) -> tuple[int, i
 def open_video(path, size: tuple[int, int] | None = None):
     """A decord VideoReader, or :class:`ClipDefect` with one line that names the file and what is
     wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).
-    ``size`` (height, width) has decord scale the frames while decoding."""
+    ``size`` (height, width) has decord scale the frames while decoding. Files decord refuses or
+    would misread (AV1, WebM without a stated length as browsers record it, frames an MP4 edit list
+    hides, MPEG program and transport streams, WMV, DivX/Xvid AVI) are read from a lossless copy that
+    shows what ffmpeg shows (avemotion.media.transcode)."""
     from decord import VideoReader, cpu  # decord is imported here so that modules importing this one stay light
 
     path = Path(path)
     if sniff(path).kind != "media":  # the first bytes already tell: no decoder needs to try
         raise ClipDefect(explain(path))
     height, width = size if size is not None else (-1, -1)
+    read = lambda source: VideoReader(source, ctx=cpu(0), width=int(width), height=int(height), num_threads=1)
+    refused = None
     try:
-        reader = VideoReader(str(path), ctx=cpu(0), width=int(width), height=int(height), num_threads=1)
+        reader = read(ffmpeg_input(path))
     except Exception as error:  # decord raises a bare RuntimeError/DECORDError for anything it cannot open
-        raise ClipDefect(explain(path, error)) from error
+        # a file cut short says so (explain); one that states no length may still be whole
+        if not (decoder_missing(error) or (length_unknown(error) and cut_short(path) is None)):
+            raise ClipDefect(explain(path, error)) from error
+        reader, refused = None, error
+    if reader is None or misread(path, reader):
+        try:
+            copy = decodable_copy(path)
+        except ClipDefect as failed:
+            if refused is not None and not decoder_missing(refused):  # ffmpeg cannot read it either: say why
+                raise ClipDefect(explain(path, refused)) from failed
+            raise
+        try:
+            reader = read(str(copy))
+        except Exception as copy_error:
+            raise ClipDefect(f"unreadable video: {path.name}: its lossless copy could not be read ({decoder_tail(copy_error)})") from copy_error
     if len(reader) == 0:
         raise ClipDefect(f"unreadable video: {path.name} has a video stream without frames")
     return reader
@@ -257,6 +283,20 @@ def frame_slots(reader) -> np.ndarray | None:
         return None
     slots = np.clip(np.round(count * (starts - starts[0]) / (end - starts[0])), 0, count - 1).astype(np.int64)
     return None if np.array_equal(slots, np.arange(count)) else slots
+
+
+def frame_times(path, count: int, fps: float) -> np.ndarray:
+    """When each of the first ``count`` frames of the video at ``path`` is shown, in seconds from
+    the first frame: on a variable frame rate (:func:`frame_slots` finds one) its presentation time;
+    else its index over ``fps``, as OpenFace writes it (the millisecond-rounded times of an FLV
+    would only blur that). Frames past the reader's count, if any, follow at ``fps``."""
+    steady = np.arange(count) / fps
+    reader = open_video(path)
+    if frame_slots(reader) is None:
+        return steady
+    starts = np.asarray(reader.get_frame_timestamp(range(len(reader))), dtype=np.float64)[:count, 0]
+    times = starts - starts[0]
+    return np.concatenate([times, times[-1] + steady[1 : count - len(times) + 1]]) if len(times) < count else times
 
 
 def shown_at(picks, slots: np.ndarray | None) -> np.ndarray:

