@@ -206,3 +206,12 @@ def test_frames_jobs_carry_the_sampling_revision():
     config = demo_settings()
     assert job_settings(config, "crema_d", "frames")["sampling_revision"] == SAMPLING_REVISION
     assert all("sampling_revision" not in job_settings(config, "crema_d", stage) for stage in ("audio", "face"))
+
+
+def test_every_preprocessing_job_carries_the_reading_revision():
+    """How videos are read (which frames, which span) changed, e.g. frames an MP4 edit list hides:
+    every stage's jobs carry the revision, so existing clips are read anew once."""
+    from avemotion.media.frames import READING_REVISION
+
+    config = demo_settings()
+    assert all(job_settings(config, "crema_d", stage)["reading_revision"] == READING_REVISION for stage in ("audio", "face", "frames"))
