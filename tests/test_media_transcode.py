@@ -178,11 +178,39 @@ def test_the_frames_stage_picks_the_frames_ffmpeg_shows_whatever_the_container(r
 
     path = tmp_path / name
     ffmpeg("-t", 8, "-i", real_media / "WolfgangLanger_Pexels.mp4", *{**MISREAD, **READ_RIGHT}[name], path)
-    assert transcode.misread(path, VideoReader(str(path))) == (name in MISREAD)
+    reader = VideoReader(str(path))
+    assert transcode.misread(path, reader) == (name in MISREAD)
+    assert transcode.misread(path, reader, in_order=True) == (name in ("mpeg2.mpg", "camcorder.ts"))  # misread in order too
     shown = ffmpeg_frames(path, 360, 640)
     frames, info = sample_clip_frames(path, 16, 640, "full", reader=open_video(path))  # letterboxed at full width: the frame itself
     picks = info["source_frames"]
     assert len(set(picks)) == 16 and np.array_equal(frames[:, 140:500], shown[picks])
+
+
+@pytest.mark.parametrize("name", ["divx_b_frames.avi", "wmv2.wmv"])
+def test_the_face_stage_reads_files_misread_only_out_of_order_as_they_are(real_media, tmp_path, monkeypatch, name):
+    """DivX with B-frames in AVI (what eNTERFACE-era recordings are) and WMV pick wrong frames only
+    out of order: the face stage, reading every frame in order, reads them without a copy (which
+    would more than double its time) and gets the frames ffmpeg shows (WMV2: within one level,
+    FFmpeg 4.1's and 9's inverse transforms round differently)."""
+    import avemotion.media.frames as frames_module
+    from avemotion.face.facemesh import FaceMeshBackend
+    from avemotion.media.frames import decode_all
+
+    path = tmp_path / name
+    ffmpeg("-ss", 2, "-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *MISREAD[name], path)
+    transcode.release()
+
+    def no_copy(path):
+        raise AssertionError(f"{path} was copied")
+
+    monkeypatch.setattr(frames_module, "decodable_copy", no_copy)
+    read = np.concatenate([frames for frames, _, _ in decode_all(path, budget=6 * 360 * 640 * 3)])  # batches as the face stage's
+    shown = ffmpeg_frames(path, 360, 640)
+    assert read.shape == shown.shape == (72, 360, 640, 3)
+    assert np.abs(read.astype(np.int16) - shown).max() <= (0 if name.endswith(".avi") else 1)
+    table, _, _ = FaceMeshBackend().analyse_video(path)
+    assert len(table) == 72 and table["success"].all()
 
 
 def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):

@@ -211,7 +211,7 @@ class FaceMeshBackend:
         pixels (the folds are measured on the decoded frame, at the face's own scale, so they need no
         mapping). Per frame only the tracking results are kept (float32, about 7 KB), not the frames.
         """
-        reader = open_video(path)
+        reader = open_video(path, in_order=True)
         first, _, _ = decode_frames(path, reader, lambda end: range(min(1, end)), len(reader))
         source = first.shape[1:3] if len(first) else (0, 0)
         del first, reader

@@ -55,13 +55,14 @@ def reduced_size(height: int, width: int, long_side: int | None) -> tuple[int, i
     return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
 
 
-def open_video(path, size: tuple[int, int] | None = None):
+def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False):
     """A decord VideoReader, or :class:`ClipDefect` with one line that names the file and what is
     wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).
     ``size`` (height, width) has decord scale the frames while decoding. Files decord refuses or
     would misread (AV1, WebM without a stated length as browsers record it, frames an MP4 edit list
     hides, MPEG program and transport streams, WMV, DivX/Xvid AVI) are read from a lossless copy that
-    shows what ffmpeg shows (avemotion.media.transcode)."""
+    shows what ffmpeg shows (avemotion.media.transcode). ``in_order``: the caller reads frames only
+    in order (or none), so files misread only out of order (WMV, DivX/Xvid AVI) are read as they are."""
     from decord import VideoReader, cpu  # decord is imported here so that modules importing this one stay light
 
     path = Path(path)
@@ -77,7 +78,8 @@ def open_video(path, size: tuple[int, int] | None = None):
         if not (decoder_missing(error) or (length_unknown(error) and cut_short(path) is None)):
             raise ClipDefect(explain(path, error)) from error
         reader, refused = None, error
-    if reader is None or misread(path, reader):
+    # a cut file is read again from an earlier frame where its end fails to decode (decode_frames): not in order
+    if reader is None or misread(path, reader, in_order and cut_short(path) is None):
         try:
             copy = decodable_copy(path)
         except ClipDefect as failed:
@@ -291,7 +293,7 @@ def frame_times(path, count: int, fps: float) -> np.ndarray:
     else its index over ``fps``, as OpenFace writes it (the millisecond-rounded times of an FLV
     would only blur that). Frames past the reader's count, if any, follow at ``fps``."""
     steady = np.arange(count) / fps
-    reader = open_video(path)
+    reader = open_video(path, in_order=True)  # times only, as the face stage read the frames
     if frame_slots(reader) is None:
         return steady
     starts = np.asarray(reader.get_frame_timestamp(range(len(reader))), dtype=np.float64)[:count, 0]
@@ -450,7 +452,7 @@ def decode_all(path, budget: int = BATCH_BYTES, size: tuple[int, int] | None = N
     :func:`reduced_size`); None keeps the source size. The frames and their order do not depend on
     ``budget``: only how many come at once.
     """
-    reader = open_video(path, size)
+    reader = open_video(path, size, in_order=True)
     fps = float(reader.get_avg_fps()) or 25.0
     end = len(reader)  # moves back where a cut file's last frames do not decode (decode_frames)
     first, _, end = decode_frames(path, reader, lambda end: range(min(1, end)), end)

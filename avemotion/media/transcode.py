@@ -24,15 +24,9 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   15 of 16 picks were other frames, mean pixel differences 4.6-25). H.264 in AVI, which has no times either,
   reads right both ways.
 
-The ffmpeg that imageio-ffmpeg ships reads them all right: :func:`decodable_copy` has it rewrite the
-clip's first video stream as lossless H.264 in MP4 (the frames it shows, every pixel as it decodes
-them, in the source's bit depth, each frame's presentation time kept, so variable frame rates
-survive) into a temporary folder, and decord reads that copy.
-
-Cost, measured on 10 s of 1080p 10-bit AV1 (240 frames, one core): 3.7 s to copy, 128 MB of
-temporary disk (4K: about four times that), then ~17 ms a frame to decode the copy. Only the latest
-copy is kept (the face stage opens a clip more than once), so a job's temporary folder (``TMPDIR``) holds
-one clip at a time.
+The last two read right in order (every frame equal to ffmpeg's, in batches as the face stage reads),
+so a caller that reads every frame in order (``in_order``) reads them as they are: copying would
+about double the face stage's time on them (benchmarks/in_order_reading.py).
 """
 
 from __future__ import annotations
@@ -67,17 +61,23 @@ def length_unknown(error) -> bool:
     return "Failed to measure duration/frame-count" in str(error)
 
 
-def misread(path, reader) -> bool:
+def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
-    docstring): frames an edit list hides, an MPEG program or transport stream, ASF, or non-H.264
-    video without frame times. The first two cost a look at the reader and the file's first bytes; the
-    last, for a file without times, an ``ffmpeg -i`` (~25 ms) for its codec."""
+    docstring): frames an edit list hides, an MPEG program or transport stream, and, unless the
+    caller reads every frame in order (``in_order``), ASF or non-H.264 video without frame times.
+    The first three cost a look at the reader and the file's first bytes; the last, for a file
+    without times, an ``ffmpeg -i`` (~25 ms) for its codec."""
     if len(reader) == 0:
         return False
     start = float(reader.get_frame_timestamp(0)[0])
     if NO_TIME_S < start < -1e-3:  # the edit list's hidden frames come before zero
         return True
-    if container_misread(path):
+    kind = container_misread(path)
+    if kind == "MPEG stream":  # misread in order too: an MPEG-2 .mpg starts 12 frames late
+        return True
+    if in_order:  # what is left only picks other frames out of order
+        return False
+    if kind == "ASF":
         return True
     if start <= NO_TIME_S:
         return video_codec(path) not in ("h264", None)
@@ -99,15 +99,16 @@ def _version(path) -> tuple:
     return (str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
 
 
-def container_misread(path) -> bool:
-    """Whether ``path``'s first bytes say it is in a container decord misreads: an MPEG program
-    stream (a pack header first), an MPEG transport stream (sync bytes every 188 bytes, or every
-    192 after a 4-byte time code as in Blu-ray and AVCHD's .m2ts) or ASF."""
+def container_misread(path) -> str | None:
+    """The container decord misreads that ``path``'s first bytes say it is in: "MPEG stream" (a
+    program stream's pack header first, or a transport stream's sync bytes every 188 bytes, or
+    every 192 after a 4-byte time code as in Blu-ray and AVCHD's .m2ts) or "ASF"; None for others."""
     with open(path, "rb") as handle:
         head = handle.read(400)
-    if head.startswith((b"\x00\x00\x01\xba", ASF_HEADER)):
-        return True
-    return any(len(head) > offset + 2 * size and all(head[offset + k * size] == 0x47 for k in range(3)) for offset, size in ((0, 188), (4, 192)))
+    if head.startswith(ASF_HEADER):
+        return "ASF"
+    transport = any(len(head) > offset + 2 * size and all(head[offset + k * size] == 0x47 for k in range(3)) for offset, size in ((0, 188), (4, 192)))
+    return "MPEG stream" if transport or head.startswith(b"\x00\x00\x01\xba") else None
 
 
 def decodable_copy(path) -> Path:

@@ -74,7 +74,7 @@ class AudioStage(Stage):
             # Keep the clip with silent audio as long as its video, flagged in the chunk table.
             span = video_span(video)
             if span is None:
-                reader = open_video(video)  # raises the ClipDefect that says why the video is unreadable
+                reader = open_video(video, in_order=True)  # raises the ClipDefect that says why the video is unreadable
                 span = Span(0.0, len(reader) / (reader.get_avg_fps() or 25.0))
             pcm, missing = np.zeros(int(round(span.duration * SAMPLE_RATE)), np.int16), True
             record = {"audio_offset_s": math.nan, "audio_coverage": 0.0, "audio_padded_s": round(span.duration, 4), "audio_trimmed_s": 0.0}
@@ -126,7 +126,7 @@ class FaceStage(Stage):
         self.video_info = {}
         for clip in clips:
             try:
-                reader = open_video(self.root / clip["path"])
+                reader = open_video(self.root / clip["path"], in_order=True)  # its first frame only
             except ClipDefect:
                 continue
             self.video_info[str(self.root / clip["path"])] = (float(reader.get_avg_fps()), reader[0].shape[:2])

