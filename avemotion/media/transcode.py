@@ -136,6 +136,12 @@ def decodable_copy(path) -> Path:
     return copy
 
 
+def kept_copy(path) -> Path | None:
+    """The copy :func:`decodable_copy` made of ``path`` (this version of it), while it is kept."""
+    kept = _kept.get(_version(path))
+    return kept[1] if kept else None
+
+
 def release() -> None:
     """Remove the kept copy."""
     for folder, _ in _kept.values():

@@ -34,6 +34,7 @@ from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
 from avemotion.media.frames import length_defects, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
+from avemotion.media.transcode import kept_copy
 from avemotion.preprocess.chunk import Stage
 from avemotion.quarantine import ClipDefect, SkipClip
 
@@ -122,22 +123,37 @@ class FaceStage(Stage):
         if self.settings["backend"] == "facemesh":
             self.backend = FaceMeshBackend(detection_threshold=self.settings["detection_threshold"])
             return
-        # fps and frame size per readable video; the others are quarantined with their reason in process()
-        self.video_info = {}
-        for clip in clips:
-            try:
-                reader = open_video(self.root / clip["path"], in_order=True)  # its first frame only
-            except ClipDefect:
-                continue
-            self.video_info[str(self.root / clip["path"])] = (float(reader.get_avg_fps()), reader[0].shape[:2])
-        readable = list(self.video_info)
         # A folder per chunk job: eNTERFACE has equal file names in different subjects (s12_an_1.avi
         # in subjects 11 and 12), which OpenFace would write to the same CSV name.
         self.outdir.mkdir(parents=True, exist_ok=True)
         self.openface_dir = Path(tempfile.mkdtemp(prefix="openface-", dir=self.outdir))
-        self.openface_csvs = run_feature_extraction(
-            self.settings["openface_bin"], readable, self.openface_dir, openface_args=self.settings.get("openface_args", [])
+        # fps and frame size per readable video, and what OpenFace reads of it: the video, or the
+        # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
+        # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
+        # browser's WebM; an edit list; an MPEG stream), so OpenFace's rows are the frames
+        # sampled. Unreadable videos are quarantined with their reason in process().
+        self.video_info, inputs = {}, {}
+        for n, clip in enumerate(clips):
+            video = self.root / clip["path"]
+            try:
+                reader = open_video(video, in_order=True)  # its first frame only
+            except ClipDefect:
+                continue
+            self.video_info[str(video)] = (float(reader.get_avg_fps()), reader[0].shape[:2])
+            copy = kept_copy(video)
+            inputs[str(video)] = str(video) if copy is None else self._held_copy(copy, n, video)
+        csvs = run_feature_extraction(
+            self.settings["openface_bin"], list(inputs.values()), self.openface_dir, openface_args=self.settings.get("openface_args", [])
         )
+        self.openface_csvs = {video: csvs.get(source) for video, source in inputs.items()}
+
+    def _held_copy(self, copy: Path, n: int, video: Path) -> str:
+        """``copy`` kept in the chunk's OpenFace folder (the transcode module holds one copy at a
+        time) under the video's own stem, which names OpenFace's CSV."""
+        held = self.openface_dir / "copies" / str(n) / f"{video.stem}.mp4"
+        held.parent.mkdir(parents=True)
+        shutil.copyfile(copy, held)
+        return str(held)
 
     def finish(self):
         if getattr(self, "openface_dir", None):
