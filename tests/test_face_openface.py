@@ -212,6 +212,38 @@ def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_
     assert not list(out.glob("openface-*"))  # OpenFace's scratch folder is removed
 
 
+def test_a_clip_whose_first_frame_fails_to_decode_is_quarantined_and_the_chunk_goes_on(openface, tmp_path, monkeypatch):
+    """The OpenFace stage decodes each clip's first frame for its size before the chunk's call: a
+    failure there is the clip's quarantine reason, not the chunk's crash."""
+    import numpy as np
+
+    import avemotion.preprocess.stages as stages
+    from avemotion.demo.encode import write_video
+    from avemotion.preprocess.chunk import run_chunk
+    from avemotion.quarantine import ClipDefect
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a", "b"):
+        write_video(corpus / f"{name}.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
+    decode_frames = stages.decode_frames
+
+    def failing_on_b(path, *args, **kwargs):
+        if Path(path).name == "b.mp4":
+            raise ClipDefect("unreadable video: b.mp4: frame 0 did not decode")
+        return decode_frames(path, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "decode_frames", failing_on_b)
+    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("a", "b")]
+    settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    table = run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    (call,) = calls(tmp_path)
+    assert [call[i + 1] for i, arg in enumerate(call) if arg == "-f"] == [str(corpus / "a.mp4")]
+    assert table.loc["a", "status"] == "ok" and table.loc["a", "width"] == 32
+    assert pd.read_csv(out / "q.csv").set_index("clip_id")["reason"]["b"] == "unreadable video: b.mp4: frame 0 did not decode"
+
+
 def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openface, tmp_path):
     """An AV1 clip (decord has no AV1 decoder, and OpenFace's own FFmpeg may have none either):
     OpenFace gets the lossless H.264 copy the other stages read, held in the chunk's scratch folder

@@ -213,6 +213,43 @@ def test_the_face_stage_reads_files_misread_only_out_of_order_as_they_are(real_m
     assert len(table) == 72 and table["success"].all()
 
 
+IN_ORDER = {  # ASF and AVI without frame times: (codec options, read right in order by decord)
+    "wmv1.wmv": (["-c:v", "wmv1", "-q:v", "3"], True),
+    "msmpeg4v2.wmv": (["-c:v", "msmpeg4v2", "-q:v", "3"], True),
+    "msmpeg4v3.wmv": (["-c:v", "msmpeg4", "-q:v", "3"], True),
+    "mpeg2_b_frames.avi": (["-c:v", "mpeg2video", "-bf", "2"], True),
+    "xvid_b_frames.avi": (["-c:v", "mpeg4", "-vtag", "XVID", "-bf", "2"], True),
+    "h264.wmv": (["-c:v", "libx264"], False),  # decord fails to decode it
+    "mpeg4_b_frames.wmv": (["-c:v", "mpeg4", "-bf", "2"], False),  # other frames
+}
+
+
+@pytest.mark.parametrize("name", IN_ORDER)
+def test_only_codecs_decord_reads_right_in_order_skip_the_copy_when_read_in_order(real_media, tmp_path, name):
+    """READ_RIGHT_IN_ORDER is what decord was seen to read right in order, codec by codec: the
+    others are copied even for the face stage."""
+    from decord import VideoReader
+
+    options, right = IN_ORDER[name]
+    path = tmp_path / name
+    ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", *options, path)
+    reader = VideoReader(str(path), num_threads=1)
+    assert transcode.misread(path, reader) and transcode.misread(path, reader, in_order=True) == (not right)
+    if right:
+        read = np.concatenate([reader.get_batch(list(range(s, min(s + 6, len(reader))))).asnumpy() for s in range(0, len(reader), 6)])
+        assert np.abs(read.astype(np.int16) - ffmpeg_frames(path, 360, 640)).max() <= 2  # the IDCTs' rounding
+
+
+def test_a_cut_avi_is_copied_even_when_read_in_order(real_media, tmp_path):
+    """A cut file's end is read again from earlier frames where it fails to decode: not in order."""
+    path = tmp_path / "cut.avi"
+    ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", *MISREAD["divx_b_frames.avi"][:8], path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    transcode.release()
+    assert len(open_video(path, in_order=True)) > 0 and transcode.kept_copy(path) is not None
+
+
 def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):
     """A WebM written as it is recorded (MediaRecorder's webcam files; here ffmpeg writing to a pipe)
     states no duration: decord refuses it, ffmpeg reads it."""

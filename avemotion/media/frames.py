@@ -33,7 +33,8 @@ SAMPLING_REVISION = 2
 # How a clip's video is read, as a revision every preprocessing job carries in its params (the audio
 # stage reads the video's span): raise it when code changes which frames or span a file gives, so the
 # next run reads existing clips anew. 2: files decord misreads are read through ffmpeg's copy
-# (avemotion.media.transcode), and face tables hold when frames of a variable frame rate are shown.
+# (avemotion.media.transcode), OpenFace included, and face tables hold when frames of a variable
+# frame rate are shown.
 READING_REVISION = 2
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
@@ -62,7 +63,8 @@ def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False
     would misread (AV1, WebM without a stated length as browsers record it, frames an MP4 edit list
     hides, MPEG program and transport streams, WMV, DivX/Xvid AVI) are read from a lossless copy that
     shows what ffmpeg shows (avemotion.media.transcode). ``in_order``: the caller reads frames only
-    in order (or none), so files misread only out of order (WMV, DivX/Xvid AVI) are read as they are."""
+    in order (or none), so files misread only out of order (transcode.READ_RIGHT_IN_ORDER: WMV,
+    DivX/Xvid AVI) are read as they are, unless cut short."""
     from decord import VideoReader, cpu  # decord is imported here so that modules importing this one stay light
 
     path = Path(path)

@@ -24,9 +24,21 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   15 of 16 picks were other frames, mean pixel differences 4.6-25). H.264 in AVI, which has no times either,
   reads right both ways.
 
-The last two read right in order (every frame equal to ffmpeg's, in batches as the face stage reads),
-so a caller that reads every frame in order (``in_order``) reads them as they are: copying would
-about double the face stage's time on them (benchmarks/in_order_reading.py).
+Of the last two, the codecs in :data:`READ_RIGHT_IN_ORDER` read right in order (every frame equal to
+ffmpeg's, within rounding, in batches as the face stage reads), so a caller that reads every frame
+in order (``in_order``) reads them as they are: copying would about double the face stage's time on
+them (benchmarks/in_order_reading.py). Others do not: H.264 in ASF fails to decode, MPEG-4 Part 2
+with B-frames in ASF gives other frames.
+
+The ffmpeg that imageio-ffmpeg ships reads them all right: :func:`decodable_copy` has it rewrite the
+clip's first video stream as lossless H.264 in MP4 (the frames it shows, every pixel as it decodes
+them, in the source's bit depth, each frame's presentation time kept, so variable frame rates
+survive) into a temporary folder, and decord reads that copy.
+
+Cost, measured on 10 s of 1080p 10-bit AV1 (240 frames, one core): 3.7 s to copy, 128 MB of
+temporary disk (4K: about four times that), then ~17 ms a frame to decode the copy. Only the latest
+copy is kept (the face stage opens a clip more than once), so a job's temporary folder (``TMPDIR``) holds
+one clip at a time (the OpenFace stage holds its chunk's copies in its scratch folder).
 """
 
 from __future__ import annotations
@@ -43,6 +55,12 @@ from avemotion.quarantine import ClipDefect
 # decord's time of a frame that has none: AV_NOPTS_VALUE read as seconds, about -3.8e17
 NO_TIME_S = -3600.0
 ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the ASF header object's GUID
+# ffmpeg's codec names, per container, of video decord reads right in order (each checked in
+# tests/test_media_transcode.py): only frames picked out of order are other frames
+READ_RIGHT_IN_ORDER = {
+    "ASF": {"wmv1", "wmv2", "msmpeg4v2", "msmpeg4v3"},
+    "no frame times": {"mpeg4", "mpeg2video"},  # AVI: DivX, Xvid, MPEG-2 with B-frames
+}
 
 # the latest copy: {(source path, size, mtime): (its temporary folder, the copy)}
 _kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
@@ -63,10 +81,10 @@ def length_unknown(error) -> bool:
 
 def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
-    docstring): frames an edit list hides, an MPEG program or transport stream, and, unless the
-    caller reads every frame in order (``in_order``), ASF or non-H.264 video without frame times.
-    The first three cost a look at the reader and the file's first bytes; the last, for a file
-    without times, an ``ffmpeg -i`` (~25 ms) for its codec."""
+    docstring): frames an edit list hides, an MPEG program or transport stream, ASF, or non-H.264
+    video without frame times; of the last two, when the caller reads every frame in order
+    (``in_order``), only codecs not in :data:`READ_RIGHT_IN_ORDER`. The first two cost a look at
+    the reader and the file's first bytes; the last two an ``ffmpeg -i`` (~25 ms) for the codec."""
     if len(reader) == 0:
         return False
     start = float(reader.get_frame_timestamp(0)[0])
@@ -75,13 +93,11 @@ def misread(path, reader, in_order: bool = False) -> bool:
     kind = container_misread(path)
     if kind == "MPEG stream":  # misread in order too: an MPEG-2 .mpg starts 12 frames late
         return True
-    if in_order:  # what is left only picks other frames out of order
+    if kind is None and start <= NO_TIME_S:
+        kind = "no frame times" if video_codec(path) not in ("h264", None) else None
+    if kind is None:
         return False
-    if kind == "ASF":
-        return True
-    if start <= NO_TIME_S:
-        return video_codec(path) not in ("h264", None)
-    return False
+    return not (in_order and video_codec(path) in READ_RIGHT_IN_ORDER[kind])
 
 
 def video_codec(path) -> str | None:

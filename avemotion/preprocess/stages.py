@@ -32,7 +32,7 @@ from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
-from avemotion.media.frames import length_defects, open_video, sample_clip_frames
+from avemotion.media.frames import decode_frames, length_defects, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.media.transcode import kept_copy
 from avemotion.preprocess.chunk import Stage
@@ -132,14 +132,16 @@ class FaceStage(Stage):
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
         # browser's WebM; an edit list; an MPEG stream), so OpenFace's rows are the frames
         # sampled. Unreadable videos are quarantined with their reason in process().
-        self.video_info, inputs = {}, {}
+        self.video_info, self.unreadable, inputs = {}, {}, {}
         for n, clip in enumerate(clips):
             video = self.root / clip["path"]
             try:
                 reader = open_video(video, in_order=True)  # its first frame only
-            except ClipDefect:
+                first, _, _ = decode_frames(video, reader, lambda end: range(min(1, end)), len(reader))
+            except ClipDefect as defect:
+                self.unreadable[str(video)] = defect
                 continue
-            self.video_info[str(video)] = (float(reader.get_avg_fps()), reader[0].shape[:2])
+            self.video_info[str(video)] = (float(reader.get_avg_fps()), first.shape[1:3])
             copy = kept_copy(video)
             inputs[str(video)] = str(video) if copy is None else self._held_copy(copy, n, video)
         csvs = run_feature_extraction(
@@ -183,8 +185,8 @@ class FaceStage(Stage):
         return self.backend.analyse_video(video)
 
     def _openface(self, video):
-        if str(video) not in self.video_info:
-            open_video(video)  # raises the ClipDefect that says why the video could not be read
+        if str(video) in self.unreadable:
+            raise self.unreadable[str(video)]  # why the video could not be read
         csv = self.openface_csvs.get(str(video))
         if csv is None:
             raise ClipDefect("OpenFace wrote no features for this clip")
