@@ -226,14 +226,14 @@ def test_a_clip_whose_first_frame_fails_to_decode_is_quarantined_and_the_chunk_g
     corpus.mkdir()
     for name in ("a", "b"):
         write_video(corpus / f"{name}.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
-    decode_frames = stages.decode_frames
+    first_frame = stages.first_frame
 
-    def failing_on_b(path, *args, **kwargs):
+    def failing_on_b(path, reader):
         if Path(path).name == "b.mp4":
             raise ClipDefect("unreadable video: b.mp4: frame 0 did not decode")
-        return decode_frames(path, *args, **kwargs)
+        return first_frame(path, reader)
 
-    monkeypatch.setattr(stages, "decode_frames", failing_on_b)
+    monkeypatch.setattr(stages, "first_frame", failing_on_b)
     clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("a", "b")]
     settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
     out = tmp_path / "results"

@@ -35,7 +35,7 @@ from avemotion.face.models import (
     roi_from_detection,
     roi_from_points,
 )
-from avemotion.media.frames import decode_all, decode_frames, frame_times, open_video, reduced_size
+from avemotion.media.frames import decode_all, first_frame, frame_times, open_video, reduced_size
 
 GAZE_ANGLES = ["gaze_angle_x", "gaze_angle_y"]
 AU_COLUMNS = [f"AU{au}_{kind}" for au in geometry.AU_MODELS for kind in ("r", "c")]
@@ -212,7 +212,7 @@ class FaceMeshBackend:
         mapping). Per frame only the tracking results are kept (float32, about 7 KB), not the frames.
         """
         reader = open_video(path, in_order=True)
-        first, _, _ = decode_frames(path, reader, lambda end: range(min(1, end)), len(reader))
+        first, _ = first_frame(path, reader)
         source = first.shape[1:3] if len(first) else (0, 0)
         del first, reader
         decoded = reduced_size(*source, long_side)

@@ -446,6 +446,13 @@ def sample_clip_frames(
     return out, info
 
 
+def first_frame(path, reader) -> tuple[np.ndarray, int]:
+    """(the first frame of ``reader`` as a (1, H, W, 3) batch, empty when none decodes, and the
+    frame count that decodes as :func:`decode_frames` finds it): what a frame size is read from."""
+    first, _, end = decode_frames(path, reader, lambda end: range(min(1, end)), len(reader))
+    return first, end
+
+
 def decode_all(path, budget: int = BATCH_BYTES, size: tuple[int, int] | None = None):
     """Every frame of a clip in (T, H, W, 3) uint8 RGB batches of at most ``budget`` bytes (at least
     one frame), with each batch's first frame index and the clip's fps (for face analysis).
@@ -456,8 +463,7 @@ def decode_all(path, budget: int = BATCH_BYTES, size: tuple[int, int] | None = N
     """
     reader = open_video(path, size, in_order=True)
     fps = float(reader.get_avg_fps()) or 25.0
-    end = len(reader)  # moves back where a cut file's last frames do not decode (decode_frames)
-    first, _, end = decode_frames(path, reader, lambda end: range(min(1, end)), end)
+    first, end = first_frame(path, reader)  # end moves back where a cut file's last frames do not decode
     batch = batch_length(*first.shape[1:3], budget) if len(first) else 1
     del first
     for start in range(0, len(reader), batch):

@@ -32,7 +32,7 @@ from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
-from avemotion.media.frames import decode_frames, length_defects, open_video, sample_clip_frames
+from avemotion.media.frames import first_frame, length_defects, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.media.transcode import kept_copy
 from avemotion.preprocess.chunk import Stage
@@ -137,7 +137,7 @@ class FaceStage(Stage):
             video = self.root / clip["path"]
             try:
                 reader = open_video(video, in_order=True)  # its first frame only
-                first, _, _ = decode_frames(video, reader, lambda end: range(min(1, end)), len(reader))
+                first, _ = first_frame(video, reader)
             except ClipDefect as defect:
                 self.unreadable[str(video)] = defect
                 continue
