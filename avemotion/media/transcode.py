@@ -33,7 +33,10 @@ with B-frames in ASF gives other frames.
 The ffmpeg that imageio-ffmpeg ships reads them all right: :func:`decodable_copy` has it rewrite the
 clip's first video stream as lossless H.264 in MP4 (the frames it shows, every pixel as it decodes
 them, in the source's bit depth, each frame's presentation time kept, so variable frame rates
-survive) into a temporary folder, and decord reads that copy.
+survive) into a temporary folder, and decord reads that copy. A video an odd number of pixels wide
+or high (VP8, VP9 and AV1 allow it: browsers and screen recorders write such sizes) is copied in
+4:4:4, since x264 halves chroma only on even sizes; its RGB then differs from ffmpeg's own by
+rounding (at most 2 levels).
 
 Cost, measured on 10 s of 1080p 10-bit AV1 (240 frames, one core): 3.7 s to copy, 128 MB of
 temporary disk (4K: about four times that), then ~17 ms a frame to decode the copy. Only the latest
@@ -43,6 +46,7 @@ one clip at a time (the OpenFace stage holds its chunk's copies in its scratch f
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -64,7 +68,7 @@ READ_RIGHT_IN_ORDER = {
 
 # the latest copy: {(source path, size, mtime): (its temporary folder, the copy)}
 _kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
-_codecs: dict[tuple, str | None] = {}  # the video codecs asked for (video_codec), by the same key
+_videos: dict[tuple, str | None] = {}  # ffmpeg's description of the first video stream, by the same key
 
 
 def decoder_missing(error) -> bool:
@@ -101,13 +105,26 @@ def misread(path, reader, in_order: bool = False) -> bool:
 
 
 def video_codec(path) -> str | None:
-    """The codec of ``path``'s first video stream as ffmpeg names it (None: no video stream),
-    remembered per file version: the face stage opens a clip more than once."""
+    """The codec of ``path``'s first video stream as ffmpeg names it (None: no video stream)."""
+    description = _video_description(path)
+    return codec(description) if description else None
+
+
+def odd_sized(path) -> bool:
+    """Whether ``path``'s first video stream is an odd number of pixels wide or high (ffmpeg's
+    description: "av1 (libdav1d) (Main), yuv420p(tv, progressive), 641x361, ...")."""
+    size = re.search(r", (\d+)x(\d+)", _video_description(path) or "")
+    return size is not None and (int(size.group(1)) % 2 == 1 or int(size.group(2)) % 2 == 1)
+
+
+def _video_description(path) -> str | None:
+    """ffmpeg's description of ``path``'s first video stream (one ``ffmpeg -i``, ~25 ms), remembered
+    per file version: the face stage opens a clip more than once."""
     key = _version(path)
-    if key not in _codecs:
+    if key not in _videos:
         video = describe(path).video
-        _codecs[key] = codec(video[0]) if video else None
-    return _codecs[key]
+        _videos[key] = video[0] if video else None
+    return _videos[key]
 
 
 def _version(path) -> tuple:
@@ -140,6 +157,8 @@ def decodable_copy(path) -> Path:
     copy = Path(folder.name) / "copy.mp4"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+    if odd_sized(path):  # x264 halves chroma only on even sizes: keep it whole, at the source's depth
+        command += ["-vf", "format=pix_fmts=yuv444p|yuv444p10le"]
     command += ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-threads", "1", str(copy)]
     result = subprocess.run(command, capture_output=True, text=True, errors="replace")
     if result.returncode != 0 or not copy.exists() or copy.stat().st_size == 0:
