@@ -181,12 +181,17 @@ MISREAD = {  # decord alone: picked frames that are other frames, or no frames a
     "mpeg2.mpg": ["-c:v", "mpeg2video", "-q:v", "3", "-c:a", "mp2"],
     "camcorder.ts": ["-c:v", "libx264", "-c:a", "aac", "-f", "mpegts"],
     "wmv2.wmv": ["-c:v", "wmv2", "-q:v", "3", "-c:a", "wmav2"],
+    # open GOPs: x265's default, x264's --open-gop; a frame picked after a seek to a later keyframe
+    # is another frame (the keyframe's leading frames, which refer to the group before, are dropped)
+    "x265_open_gop.mp4": ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=0:keyint=30", "-tag:v", "hvc1", "-c:a", "aac"],
+    "x264_open_gop.mkv": ["-c:v", "libx264", "-x264-params", "keyint=30:open-gop=1", "-c:a", "aac"],
 }
 READ_RIGHT = {  # what the corpora are: read as they are, at no copying cost
     "h264.mp4": ["-c:v", "libx264", "-c:a", "aac"],
     "h264_b_frames.avi": ["-c:v", "libx264", "-c:a", "pcm_s16le"],
     "flv1.flv": ["-c:v", "flv1", "-q:v", "3", "-c:a", "libmp3lame", "-ar", "22050"],
     "xvid_no_b_frames.avi": ["-c:v", "mpeg4", "-q:v", "3", "-c:a", "libmp3lame"],
+    "x265_closed_gop.mp4": ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=0:keyint=30:open-gop=0", "-tag:v", "hvc1", "-c:a", "aac"],
 }
 
 
@@ -204,6 +209,21 @@ def test_the_frames_stage_picks_the_frames_ffmpeg_shows_whatever_the_container(r
     frames, info = sample_clip_frames(path, 16, 640, "full", reader=open_video(path))  # letterboxed at full width: the frame itself
     picks = info["source_frames"]
     assert len(set(picks)) == 16 and np.array_equal(frames[:, 140:500], shown[picks])
+
+
+def test_open_gops_are_told_by_their_packets_and_read_right_in_order(real_media, tmp_path):
+    """An open GOP's keyframe is followed, in decode order, by frames shown before it; a closed
+    one's is not. decord reads an open-GOP clip right in order, so the face stage takes it as it is."""
+    from decord import VideoReader
+
+    for name, opened in (("x265_open_gop.mp4", True), ("x264_open_gop.mkv", True), ("x265_closed_gop.mp4", False)):
+        path = tmp_path / name
+        ffmpeg("-t", 4, "-i", real_media / "WolfgangLanger_Pexels.mp4", *{**MISREAD, **READ_RIGHT}[name], path)
+        assert transcode.leading_pictures(path) == opened
+        reader = VideoReader(str(path), num_threads=1)
+        read = np.concatenate([reader.get_batch(list(range(s, min(s + 6, len(reader))))).asnumpy() for s in range(0, len(reader), 6)])
+        assert np.array_equal(read, ffmpeg_frames(path, 360, 640))
+    assert not transcode.leading_pictures(real_media / "face_noface.mov")  # a phone's HEVC: closed
 
 
 @pytest.mark.parametrize("name", ["divx_b_frames.avi", "wmv2.wmv"])

@@ -28,12 +28,10 @@ import imageio_ffmpeg
 import numpy as np
 
 from avemotion.io import atomic_path
-from avemotion.media.probe import explain, ffmpeg_input, sniffed_reason
+from avemotion.media.probe import NO_PTS, PACKET_DISCARD, explain, ffmpeg_input, sniffed_reason, video_packets
 from avemotion.quarantine import ClipDefect
 
 SAMPLE_RATE = 16000
-NO_PTS = -(2**63)  # AV_NOPTS_VALUE, as ffmpeg's framecrc prints a missing time stamp
-PACKET_DISCARD = 0x4  # AV_PKT_FLAG_DISCARD in framecrc's "F=0x.." field: a packet decoded but not shown
 
 
 class NoAudioStream(ClipDefect):
@@ -149,27 +147,12 @@ def video_span(path) -> Span | None:
     ~25 ms); None when the file has no readable video stream or its frames state no length.
     Packets an MP4 edit list hides (flagged discard: a cut made by stream copy starts with the
     frames from the keyframe before the cut) are not shown, so they are not in the span."""
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-i", ffmpeg_input(path)]
-    command += ["-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
-    result = subprocess.run(command, capture_output=True, text=True, errors="replace")
-    timebase = re.search(r"^#tb 0: (\d+)/(\d+)", result.stdout, re.M)
-    if not timebase:
+    packets = video_packets(path)
+    if packets is None:
         return None
-    starts, ends = [], []
-    for line in result.stdout.splitlines():
-        if line.startswith("#"):
-            continue
-        fields = [field.strip() for field in line.split(",")]
-        if len(fields) < 4 or fields[0] != "0":
-            continue
-        flags = next((int(field[2:], 16) for field in fields[6:] if field.startswith("F=")), 0)
-        if flags & PACKET_DISCARD:
-            continue
-        dts, pts, length = int(fields[1]), int(fields[2]), int(fields[3])
-        pts = dts if pts == NO_PTS else pts
-        if pts != NO_PTS:
-            starts.append(pts)
-            ends.append(pts + length)
+    shown = (packets.flags & PACKET_DISCARD == 0) & ((packets.pts != NO_PTS) | (packets.dts != NO_PTS))
+    starts = np.where(packets.pts != NO_PTS, packets.pts, packets.dts)[shown].tolist()
+    ends = (np.array(starts, dtype=np.int64) + packets.duration[shown]).tolist()
     if not starts:
         return None
     if ends == starts:  # no packet states its duration: a frame lasts the usual gap between frames
@@ -177,8 +160,7 @@ def video_span(path) -> Span | None:
         if not len(gaps):
             return None
         ends = [start + int(np.median(gaps)) for start in starts]
-    unit = int(timebase.group(1)) / int(timebase.group(2))
-    span = Span(min(starts) * unit, max(ends) * unit)
+    span = Span(min(starts) * packets.unit, max(ends) * packets.unit)
     return span if span.duration > 0 else None
 
 

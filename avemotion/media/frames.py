@@ -27,8 +27,9 @@ from avemotion.quarantine import ClipDefect
 # Which frames the frames stage picks for a clip and its settings, as a revision the frames jobs
 # carry in their params (avemotion.preprocess.plan.job_settings): raise it when code changes the
 # picks, so that the next run samples existing clips anew instead of keeping frames of the old kind.
-# 2: frames are picked on the clip's time axis (frame_slots).
-SAMPLING_REVISION = 2
+# 2: frames are picked on the clip's time axis (frame_slots). 3: clips with open GOPs, which decord
+# misreads out of order, are picked from ffmpeg's copy (avemotion.media.transcode.leading_pictures).
+SAMPLING_REVISION = 3
 
 # How a clip's video is read, as a revision every preprocessing job carries in its params (the audio
 # stage reads the video's span): raise it when code changes which frames or span a file gives, so the
@@ -61,10 +62,10 @@ def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False
     wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).
     ``size`` (height, width) has decord scale the frames while decoding. Files decord refuses or
     would misread (AV1, WebM without a stated length as browsers record it, frames an MP4 edit list
-    hides, MPEG program and transport streams, WMV, DivX/Xvid AVI) are read from a lossless copy that
-    shows what ffmpeg shows (avemotion.media.transcode). ``in_order``: the caller reads frames only
-    in order (or none), so files misread only out of order (transcode.READ_RIGHT_IN_ORDER: WMV,
-    DivX/Xvid AVI) are read as they are, unless cut short."""
+    hides, MPEG program and transport streams, WMV, DivX/Xvid AVI, open GOPs) are read from a lossless
+    copy that shows what ffmpeg shows (avemotion.media.transcode). ``in_order``: the caller reads
+    frames only in order (or none), so files misread only out of order (open GOPs, and
+    transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid AVI) are read as they are, unless cut short."""
     from decord import VideoReader, cpu  # decord is imported here so that modules importing this one stay light
 
     path = Path(path)

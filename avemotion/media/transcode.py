@@ -23,8 +23,14 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   Xvid) reads right in order, but frames picked out of order are other frames (decord issue 252;
   15 of 16 picks were other frames, mean pixel differences 4.6-25). H.264 in AVI, which has no times either,
   reads right both ways.
+- open GOPs (x265's default, x264's ``--open-gop``, Blu-ray video): a keyframe whose leading frames
+  (shown before it, decoded after it) refer to the group before. After a seek to such a keyframe
+  the decoder drops them and decord's count slips: from the second group on, frames picked out of
+  order are other frames (8 s clips with a keyframe a second: 9 to 13 of 28 picks, mean pixel
+  differences 4-11 in MP4 and 15-28 in MKV). In order they read right. Told from the packets' order
+  (:func:`leading_pictures`: ~16 ms, only for callers that pick out of order).
 
-Of the last two, the codecs in :data:`READ_RIGHT_IN_ORDER` read right in order (every frame equal to
+Of ASF and AVI without frame times, the codecs in :data:`READ_RIGHT_IN_ORDER` read right in order (every frame equal to
 ffmpeg's, within rounding, in batches as the face stage reads), so a caller that reads every frame
 in order (``in_order``) reads them as they are: copying would about double the face stage's time on
 them (benchmarks/in_order_reading.py). Others do not: H.264 in ASF fails to decode, MPEG-4 Part 2
@@ -52,8 +58,9 @@ import tempfile
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 
-from avemotion.media.probe import DECODER_NOT_FOUND, codec, decoder_tail, describe, ffmpeg_input
+from avemotion.media.probe import DECODER_NOT_FOUND, NO_PTS, PACKET_DISCARD, PACKET_KEY, codec, decoder_tail, describe, ffmpeg_input, video_packets
 from avemotion.quarantine import ClipDefect
 
 # decord's time of a frame that has none: AV_NOPTS_VALUE read as seconds, about -3.8e17
@@ -69,6 +76,7 @@ READ_RIGHT_IN_ORDER = {
 # the latest copy: {(source path, size, mtime): (its temporary folder, the copy)}
 _kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
 _videos: dict[tuple, str | None] = {}  # ffmpeg's description of the first video stream, by the same key
+_leading: dict[tuple, bool] = {}  # whether the video has open GOPs (leading_pictures), by the same key
 
 
 def decoder_missing(error) -> bool:
@@ -85,10 +93,12 @@ def length_unknown(error) -> bool:
 
 def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
-    docstring): frames an edit list hides, an MPEG program or transport stream, ASF, or non-H.264
-    video without frame times; of the last two, when the caller reads every frame in order
-    (``in_order``), only codecs not in :data:`READ_RIGHT_IN_ORDER`. The first two cost a look at
-    the reader and the file's first bytes; the last two an ``ffmpeg -i`` (~25 ms) for the codec."""
+    docstring): frames an edit list hides, an MPEG program or transport stream, open GOPs (only
+    when not ``in_order``), ASF, or non-H.264 video without frame times; of the last two, when the
+    caller reads every frame in order (``in_order``), only codecs not in :data:`READ_RIGHT_IN_ORDER`.
+    The first two cost a look at the reader and the file's first bytes; open GOPs, where the video
+    has more than one keyframe, a look at its packets (~16 ms); the last two an ``ffmpeg -i``
+    (~25 ms) for the codec."""
     if len(reader) == 0:
         return False
     start = float(reader.get_frame_timestamp(0)[0])
@@ -97,11 +107,37 @@ def misread(path, reader, in_order: bool = False) -> bool:
     kind = container_misread(path)
     if kind == "MPEG stream":  # misread in order too: an MPEG-2 .mpg starts 12 frames late
         return True
+    # a seek goes to a keyframe after the first only where there is one
+    if not in_order and len(reader.get_key_indices()) > 1 and leading_pictures(path):
+        return True
     if kind is None and start <= NO_TIME_S:
         kind = "no frame times" if video_codec(path) not in ("h264", None) else None
     if kind is None:
         return False
     return not (in_order and video_codec(path) in READ_RIGHT_IN_ORDER[kind])
+
+
+def leading_pictures(path) -> bool:
+    """Whether a keyframe of ``path``'s video, after the first, is followed in decode order by
+    frames shown before it: open GOPs (x265's default; x264 --open-gop, Blu-ray), whose leading
+    frames refer to the group before. Remembered per file version."""
+    key = _version(path)
+    if key not in _leading:
+        packets = video_packets(path)
+        _leading[key] = packets is not None and _shown_before_keyframe(packets)
+    return _leading[key]
+
+
+def _shown_before_keyframe(packets) -> bool:
+    shown = (packets.flags & PACKET_DISCARD == 0) & (packets.pts != NO_PTS)
+    pts, key = packets.pts[shown], (packets.flags[shown] & PACKET_KEY) != 0
+    keys = np.flatnonzero(key)
+    if len(keys) < 2:
+        return False
+    # per packet, the latest keyframe at or before it in decode order (from the second keyframe on)
+    latest = np.maximum.accumulate(np.where(key, np.arange(len(pts)), -1))
+    after = latest >= keys[1]
+    return bool(np.any(pts[after] < pts[latest[after]]))
 
 
 def video_codec(path) -> str | None:
