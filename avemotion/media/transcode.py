@@ -47,7 +47,7 @@ rounding (at most 2 levels).
 Cost, measured on 10 s of 1080p 10-bit AV1 (240 frames, one core): 3.7 s to copy, 128 MB of
 temporary disk (4K: about four times that), then ~17 ms a frame to decode the copy. Only the latest
 copy is kept (the face stage opens a clip more than once), so a job's temporary folder (``TMPDIR``) holds
-one clip at a time (the OpenFace stage holds its chunk's copies in its scratch folder).
+one clip at a time (the OpenFace stage holds up to 1 GiB of copies in its scratch folder).
 """
 
 from __future__ import annotations

@@ -113,6 +113,12 @@ class AudioStage(Stage):
         return self.settings.get(key, QUIET_DEFAULTS["audio"][key])
 
 
+# Disk the OpenFace stage's held copies (clips read through ffmpeg's lossless copy) take at most,
+# beyond the last one added: at this size OpenFace runs over the clips gathered so far (10 s of 1080p
+# copied: ~128 MB).
+HELD_COPIES_BYTES = 2**30
+
+
 class FaceStage(Stage):
     name = "face"
 
@@ -132,7 +138,8 @@ class FaceStage(Stage):
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
         # browser's WebM; an edit list; an MPEG stream), so OpenFace's rows are the frames
         # sampled. Unreadable videos are quarantined with their reason in process().
-        self.video_info, self.unreadable, inputs = {}, {}, {}
+        self.video_info, self.unreadable, self.openface_csvs = {}, {}, {}
+        inputs, held = {}, 0
         for n, clip in enumerate(clips):
             video = self.root / clip["path"]
             try:
@@ -144,14 +151,26 @@ class FaceStage(Stage):
             self.video_info[str(video)] = (float(reader.get_avg_fps()), first.shape[1:3])
             copy = kept_copy(video)
             inputs[str(video)] = str(video) if copy is None else self._held_copy(copy, n, video)
-        csvs = run_feature_extraction(
-            self.settings["openface_bin"], list(inputs.values()), self.openface_dir, openface_args=self.settings.get("openface_args", [])
-        )
-        self.openface_csvs = {video: csvs.get(source) for video, source in inputs.items()}
+            held += 0 if copy is None else copy.stat().st_size
+            if held >= HELD_COPIES_BYTES:  # OpenFace reads them now: a chunk of AV1 1080p would hold gigabytes
+                self._extract(inputs)
+                inputs, held = {}, 0
+        self._extract(inputs)
+
+    def _extract(self, inputs: dict) -> None:
+        """Run OpenFace over ``inputs`` ({video: the file OpenFace reads}) into a folder of this
+        call's own (a clip's stem may repeat one of an earlier call), then drop the held copies."""
+        if not inputs:
+            return
+        out = self.openface_dir / f"call_{len(list(self.openface_dir.glob('call_*')))}"
+        out.mkdir()
+        csvs = run_feature_extraction(self.settings["openface_bin"], list(inputs.values()), out, openface_args=self.settings.get("openface_args", []))
+        self.openface_csvs.update({video: csvs.get(source) for video, source in inputs.items()})
+        shutil.rmtree(self.openface_dir / "copies", ignore_errors=True)
 
     def _held_copy(self, copy: Path, n: int, video: Path) -> str:
         """``copy`` kept in the chunk's OpenFace folder (the transcode module holds one copy at a
-        time) under the video's own stem, which names OpenFace's CSV."""
+        time) under the video's own stem, which names OpenFace's CSV, until OpenFace has read it."""
         held = self.openface_dir / "copies" / str(n) / f"{video.stem}.mp4"
         held.parent.mkdir(parents=True)
         shutil.copyfile(copy, held)
