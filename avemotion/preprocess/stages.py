@@ -32,7 +32,7 @@ from avemotion.face.openface import read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
-from avemotion.media.frames import first_frame, length_defects, open_video, sample_clip_frames
+from avemotion.media.frames import first_frame, length_defects, open_for_picking, open_video, sample_clip_frames
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.media.transcode import kept_copy
 from avemotion.preprocess.chunk import Stage
@@ -234,7 +234,7 @@ class FramesStage(Stage):
             if np.isnan(boxes).all():  # kept without a face (prediction): nothing to crop to
                 boxes, crop = None, "full"
         video = self.root / clip["path"]
-        reader = open_video(video)
+        reader, forward = open_for_picking(video)
         defects = length_defects(video, len(reader), self.settings["num_frames"])
         for key, reason in defects.items():  # absent key: keep (config.QUIET_DEFAULTS; a trained model's older settings)
             if self.settings.get(key, "keep") == "quarantine":
@@ -247,6 +247,7 @@ class FramesStage(Stage):
             face_boxes=boxes,
             margin=self.settings["face_margin"],
             reader=reader,
+            forward=forward,
             sampling=self.settings.get("sampling", QUIET_DEFAULTS["frames"]["sampling"]),
             rate=self.settings.get("sampling_rate", QUIET_DEFAULTS["frames"]["sampling_rate"]),
             windows=self.settings.get("windows", QUIET_DEFAULTS["frames"]["windows"]),
