@@ -24,7 +24,7 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   15 of 16 picks were other frames, mean pixel differences 4.6-25). H.264 in AVI, which has no times either,
   reads right both ways.
 - open GOPs (x265's default, x264's ``--open-gop``, Blu-ray video, MPEG-2 from DVDs remuxed into
-  MKV): a keyframe whose leading frames
+  MKV, ffmpeg's MPEG-4 Part 2 with B-frames in MP4/MOV/MKV): a keyframe whose leading frames
   (shown before it, decoded after it) refer to the group before. After a seek to such a keyframe
   the decoder drops them and decord's count slips: from the second group on, frames picked out of
   order are other frames (8 s clips with a keyframe a second: 9 to 13 of 28 picks, mean pixel
