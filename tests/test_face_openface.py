@@ -310,7 +310,9 @@ def test_openface_runs_before_the_held_copies_pass_their_bound(openface, tmp_pat
     settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
     out = tmp_path / "results"
     transcode.release()
-    table = run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")
+    stage = stages.FaceStage(corpus, out, settings)
+    table = run_chunk(stage, clips, out / "t.parquet", out / "q.csv")
+    assert len(set(stage.openface_csvs.values())) == 3  # the two c.csv apart
     assert held_at_calls == [1, 1]  # the copy of the call's own clip only: the first call's went with it
     given = [[Path(call[i + 1]).name for i, arg in enumerate(call) if arg == "-f"] for call in calls(tmp_path)]
     assert given == [["c.mp4"], ["a.h264.mp4", "c.mp4"]]  # the clip without a copy waits for the next call

@@ -9,6 +9,7 @@ import pytest
 from avemotion.demo.encode import write_video
 from avemotion.media.frames import (
     BATCH_BYTES,
+    Picking,
     batch_length,
     crop_square,
     decode_all,
@@ -152,7 +153,7 @@ def test_sample_clip_frames_decodes_within_the_budget(tmp_path, monkeypatch):
     reader = open_video(video)
     get_batch = reader.get_batch
     monkeypatch.setattr(reader, "get_batch", lambda indices: requested.append(list(indices)) or get_batch(indices), raising=False)
-    out, info = sample_clip_frames(video, 8, 32, "full", reader=reader, budget=3 * 64 * 96 * 3)
+    out, info = sample_clip_frames(video, 8, 32, "full", opened=Picking(reader, forward=False), budget=3 * 64 * 96 * 3)
     assert max(len(r) for r in requested) <= 3 and sum(requested, []) == expected_info["source_frames"]
     np.testing.assert_array_equal(out, expected)
     assert info == expected_info

@@ -16,7 +16,7 @@ import pytest
 
 from avemotion.media import transcode
 from avemotion.media.audio import video_span
-from avemotion.media.frames import frame_slots, open_video
+from avemotion.media.frames import Picking, frame_slots, open_video
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
 from avemotion.quarantine import ClipDefect
@@ -186,6 +186,9 @@ MISREAD = {  # decord alone: picked frames that are other frames, or no frames a
     "x265_open_gop.mp4": ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=0:keyint=30", "-tag:v", "hvc1", "-c:a", "aac"],
     "x264_open_gop.mkv": ["-c:v", "libx264", "-x264-params", "keyint=30:open-gop=1", "-c:a", "aac"],
     "mpeg2_open_gop.mkv": ["-c:v", "mpeg2video", "-bf", "2", "-g", "15", "-q:v", "3", "-c:a", "mp2"],  # a DVD remuxed
+    "mpeg4_b_frames.mp4": ["-c:v", "mpeg4", "-bf", "2", "-g", "15", "-q:v", "3", "-c:a", "aac"],
+    # H.264 in AVI has no frame times to tell an open GOP by: with more than one keyframe it is read as one
+    "h264_open_gop.avi": ["-c:v", "libx264", "-x264-params", "keyint=30:open-gop=1", "-c:a", "pcm_s16le"],
 }
 READ_RIGHT = {  # what the corpora are: read as they are, at no copying cost
     "h264.mp4": ["-c:v", "libx264", "-c:a", "aac"],
@@ -207,12 +210,12 @@ def test_the_frames_stage_picks_the_frames_ffmpeg_shows_whatever_the_container(r
     assert transcode.misread(path, reader) == (name in MISREAD)
     assert transcode.misread(path, reader, in_order=True) == (name in ("mpeg2.mpg", "camcorder.ts"))  # misread in order too
     shown = ffmpeg_frames(path, 360, 640)
-    frames, info = sample_clip_frames(path, 16, 640, "full", reader=open_video(path))  # letterboxed at full width: the frame itself
+    frames, info = sample_clip_frames(path, 16, 640, "full", opened=Picking(open_video(path), forward=False))  # letterboxed at full width: the frame itself
     picks = info["source_frames"]
     assert len(set(picks)) == 16 and np.array_equal(frames[:, 140:500], shown[picks])
 
 
-@pytest.mark.parametrize("name", ["divx_b_frames.avi", "wmv2.wmv", "x265_open_gop.mp4", "x264_open_gop.mkv", "mpeg2_open_gop.mkv"])
+@pytest.mark.parametrize("name", ["divx_b_frames.avi", "wmv2.wmv", "x265_open_gop.mp4", "x264_open_gop.mkv", "mpeg2_open_gop.mkv", "mpeg4_b_frames.mp4", "h264_open_gop.avi"])
 def test_the_frames_stage_reads_files_misread_only_out_of_order_forward_without_a_copy(real_media, tmp_path, monkeypatch, name):
     """Read forward (skipping ahead to each pick, never seeking), these give ffmpeg's frames at a
     fraction of the copy's cost (benchmarks/in_order_reading.py), repeats of a short clip and
@@ -230,9 +233,10 @@ def test_the_frames_stage_reads_files_misread_only_out_of_order_forward_without_
         raise AssertionError(f"{path} was copied")
 
     monkeypatch.setattr(frames_module, "decodable_copy", no_copy)
-    tolerance = 1 if name == "wmv2.wmv" else 0  # FFmpeg 4.1's and 9's inverse transforms round differently
+    tolerance = 1 if name in ("wmv2.wmv", "mpeg4_b_frames.mp4") else 0  # FFmpeg 4.1's and 9's inverse transforms round differently
     for clip, views in ((path, {}), (short, {}), (path, {"sampling": "dense", "rate": 2, "windows": 3})):
-        assert open_for_picking(clip)[1] or (clip == short and "open_gop" in name)  # forward (one GOP: no seek goes wrong)
+        one_gop = clip == short and name not in ("divx_b_frames.avi", "wmv2.wmv")  # no seek goes wrong
+        assert open_for_picking(clip).forward != one_gop
         shown = ffmpeg_frames(clip, 360, 640)
         frames, info = sample_clip_frames(clip, 16, 640, "full", **views)
         picks = info["source_frames"]
@@ -240,8 +244,11 @@ def test_the_frames_stage_reads_files_misread_only_out_of_order_forward_without_
     assert len(set(sample_clip_frames(short, 16, 64, "full")[1]["source_frames"])) == 10  # repeats in a 10-frame clip
     clips = [{"clip_id": "c", "path": name, "audio_path": ""}]
     out = tmp_path / "results"
-    settings = {"num_frames": 16, "input_size": 32, "crop": "full", "face_margin": 0.25}
-    assert run_chunk(FramesStage(tmp_path, out, settings), clips, out / "s.parquet", out / "q.csv").loc[0, "status"] == "ok"
+    settings = {"num_frames": 16, "input_size": 640, "crop": "full", "face_margin": 0.25}
+    table = run_chunk(FramesStage(tmp_path, out, settings), clips, out / "s.parquet", out / "q.csv")
+    picks = pd.read_parquet(out / "s.parquet").loc[0, "source_frames"].tolist()
+    written = np.load(out / "frames" / "c.npy")[:, 140:500].astype(np.int16)
+    assert table.loc[0, "status"] == "ok" and np.abs(written - ffmpeg_frames(path, 360, 640)[picks]).max() <= tolerance
 
 
 def test_open_gops_are_told_by_their_packets_and_read_right_in_order(real_media, tmp_path):
@@ -259,7 +266,7 @@ def test_open_gops_are_told_by_their_packets_and_read_right_in_order(real_media,
     assert not transcode.leading_pictures(real_media / "face_noface.mov")  # a phone's HEVC: closed
 
 
-@pytest.mark.parametrize("name", ["divx_b_frames.avi", "wmv2.wmv"])
+@pytest.mark.parametrize("name", ["divx_b_frames.avi", "wmv2.wmv", "x265_open_gop.mp4"])
 def test_the_face_stage_reads_files_misread_only_out_of_order_as_they_are(real_media, tmp_path, monkeypatch, name):
     """DivX with B-frames in AVI (what eNTERFACE-era recordings are) and WMV pick wrong frames only
     out of order: the face stage, reading every frame in order, reads them without a copy (which
@@ -339,6 +346,6 @@ def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):
         VideoReader(str(path))
     assert transcode.length_unknown(refused.value)
     shown = ffmpeg_frames(path, 360, 640)
-    frames, info = sample_clip_frames(path, 16, 640, "full", reader=open_video(path))
+    frames, info = sample_clip_frames(path, 16, 640, "full", opened=Picking(open_video(path), forward=False))
     assert len(shown) == 96 and np.array_equal(frames[:, 140:500], shown[info["source_frames"]])
     assert video_span(path).duration == pytest.approx(4.0, abs=0.05)

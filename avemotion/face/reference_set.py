@@ -123,7 +123,7 @@ def load_reference_frames(reference_dir, media_dir, scratch, mode: str = "static
         path = media_dir / source
         if path.suffix == ".jpg":
             path = still_video(path, scratch / f"{clip}.mp4")
-        long_side = DECODE_LONG_SIDE if scale == 1 else round(max(open_video(path)[0].shape[:2]) * scale)
+        long_side = DECODE_LONG_SIDE if scale == 1 else round(max(open_video(path, in_order=True)[0].shape[:2]) * scale)
         (presence, mesh, contours, irises, skin), fps, (height, width) = backend.track_video(path, long_side)
         table = feature_table(presence, mesh, contours, irises, skin, frame_times(path, len(presence), fps), width, height,
                               backend.tracking_threshold)

@@ -28,7 +28,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from avemotion.io import atomic_path
-from avemotion.media.probe import NO_PTS, PACKET_DISCARD, explain, ffmpeg_input, sniffed_reason, video_packets
+from avemotion.media.probe import explain, ffmpeg_input, sniffed_reason, video_packets
 from avemotion.quarantine import ClipDefect
 
 SAMPLE_RATE = 16000
@@ -150,9 +150,8 @@ def video_span(path) -> Span | None:
     packets = video_packets(path)
     if packets is None:
         return None
-    shown = (packets.flags & PACKET_DISCARD == 0) & ((packets.pts != NO_PTS) | (packets.dts != NO_PTS))
-    starts = np.where(packets.pts != NO_PTS, packets.pts, packets.dts)[shown].tolist()
-    ends = (np.array(starts, dtype=np.int64) + packets.duration[shown]).tolist()
+    starts = packets.times[packets.shown].tolist()
+    ends = (packets.times + packets.duration)[packets.shown].tolist()
     if not starts:
         return None
     if ends == starts:  # no packet states its duration: a frame lasts the usual gap between frames

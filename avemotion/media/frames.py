@@ -15,6 +15,7 @@ resolution or length. :func:`decode_all` can also have decord scale frames down 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -28,15 +29,15 @@ from avemotion.quarantine import ClipDefect
 # carry in their params (avemotion.preprocess.plan.job_settings): raise it when code changes the
 # picks, so that the next run samples existing clips anew instead of keeping frames of the old kind.
 # 2: frames are picked on the clip's time axis (frame_slots). 3: clips with open GOPs, which decord
-# misreads out of order, are picked from ffmpeg's copy (avemotion.media.transcode.leading_pictures).
+# misreads out of order, are read forward to the picks (open_for_picking).
 SAMPLING_REVISION = 3
 
 # How a clip's video is read, as a revision every preprocessing job carries in its params (the audio
 # stage reads the video's span): raise it when code changes which frames or span a file gives, so the
 # next run reads existing clips anew. 2: files decord misreads are read through ffmpeg's copy
 # (avemotion.media.transcode), OpenFace included, and face tables hold when frames of a variable
-# frame rate are shown.
-READING_REVISION = 2
+# frame rate are shown. 3: clips copied at an odd size (AV1, browsers' WebM) are read, not quarantined.
+READING_REVISION = 3
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
 # its batch and, while the next is decoded, the one before).
@@ -69,15 +70,22 @@ def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False
     return _open(path, size, in_order)[0]
 
 
-def open_for_picking(path, size: tuple[int, int] | None = None):
-    """(reader, forward) for frames picked anywhere in a clip (the frames stage). A file decord
+class Picking(NamedTuple):
+    """A clip opened for frames picked anywhere in it (:func:`open_for_picking`): its reader, and
+    whether the reader must be read forward only (never seeking)."""
+
+    reader: object
+    forward: bool
+
+
+def open_for_picking(path, size: tuple[int, int] | None = None) -> Picking:
+    """The clip opened for frames picked anywhere in it (the frames stage). A file decord
     misreads only out of order (open GOPs, and transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid AVI)
     is read as it is, ``forward`` only: skipping ahead to each pick, never seeking (a keyframe
-    search is where decord goes wrong). That costs a fraction of copying it: 16 picks of 3 s at
-    720x576 in 0.07-0.10 s instead of 0.32-0.36 s through the copy (DivX AVI, WMV2, HEVC with open
-    GOPs; benchmarks/in_order_reading.py)."""
+    search is where decord goes wrong), at a fraction of the cost of copying it
+    (benchmarks/in_order_reading.py)."""
     reader, copied = _open(path, size, in_order=True)
-    return reader, not copied and misread(path, reader)
+    return Picking(reader, not copied and misread(path, reader))
 
 
 def _open(path, size, in_order: bool):
@@ -204,8 +212,11 @@ class _Forward:
     wrong), the last one kept for a repeat."""
 
     def __init__(self, reader):
-        reader.seek(0)
         self.reader, self.next, self.last = reader, 0, None
+        try:
+            reader.seek(0)
+        except Exception as error:
+            raise FrameFailed(0) from error
 
     def read(self, indices: list[int]) -> np.ndarray:
         frames = None
@@ -427,12 +438,11 @@ def sample_clip_frames(
     crop: str,
     face_boxes: np.ndarray | None = None,
     margin: float = 0.25,
-    reader=None,
+    opened: Picking | None = None,
     budget: int = BATCH_BYTES,
     sampling: str = "segments",
     rate: int = 4,
     windows: int = 1,
-    forward: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """(uint8 frames (T, S, S, 3) RGB, info with the source frame indices, frame count and fps).
 
@@ -447,9 +457,8 @@ def sample_clip_frames(
     (``window_starts``, ``window_ends``, lists) instead of the one window's.
 
     ``face_boxes`` holds one box per source frame (from the face features) when ``crop`` is "face";
-    ``reader``, when given, is the clip's open :func:`open_for_picking` reader and ``forward`` what
-    that said. Frames are cropped as they are decoded, ``budget`` bytes at a time, so only one batch
-    is held at full resolution.
+    ``opened``, when given, is the clip as :func:`open_for_picking` opened it. Frames are cropped as
+    they are decoded, ``budget`` bytes at a time, so only one batch is held at full resolution.
     """
     if crop == "face":
         if face_boxes is None or len(face_boxes) == 0:
@@ -463,8 +472,7 @@ def sample_clip_frames(
         each = lambda frames, chunk: np.stack([letterbox(f, size) for f in frames])
     else:
         raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
-    if reader is None:
-        reader, forward = open_for_picking(path)
+    reader, forward = opened if opened is not None else open_for_picking(path)
     # frames are picked as slots on the clip's time axis, then decoded as the source frames shown
     # there (among the first ``end``: a cut file's last frames may not decode)
     slots = frame_slots(reader)

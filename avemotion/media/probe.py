@@ -289,6 +289,16 @@ class Packets:
     duration: np.ndarray
     flags: np.ndarray
 
+    @property
+    def times(self) -> np.ndarray:
+        """Each packet's presentation time, its decode time where it states none (AVI)."""
+        return np.where(self.pts != NO_PTS, self.pts, self.dts)
+
+    @property
+    def shown(self) -> np.ndarray:
+        """Which packets are shown: timed, and not hidden by an edit list (flagged discard)."""
+        return (self.flags & PACKET_DISCARD == 0) & (self.times != NO_PTS)
+
 
 def video_packets(path) -> Packets | None:
     """The first video stream's packets as ffmpeg's demuxer reads them (stream copy to framecrc,

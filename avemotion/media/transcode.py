@@ -18,26 +18,26 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   hides 3 frames this way.
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
-- ASF (.wmv): frames picked out of order are other frames (7 of 16 picks on an 8 s WMV2 clip).
-- video in AVI whose frames have no times, other than H.264: MPEG-4 Part 2 with B-frames (DivX,
-  Xvid) reads right in order, but frames picked out of order are other frames (decord issue 252;
-  15 of 16 picks were other frames, mean pixel differences 4.6-25). H.264 in AVI, which has no times either,
-  reads right both ways.
-- open GOPs (x265's default, x264's ``--open-gop``, Blu-ray video, MPEG-2 from DVDs remuxed into
-  MKV, ffmpeg's MPEG-4 Part 2 with B-frames in MP4/MOV/MKV): a keyframe whose leading frames
-  (shown before it, decoded after it) refer to the group before. After a seek to such a keyframe
-  the decoder drops them and decord's count slips: from the second group on, frames picked out of
-  order are other frames (8 s clips with a keyframe a second: 9 to 13 of 28 picks, mean pixel
-  differences 4-11 in MP4 and 15-28 in MKV). In order they read right. Told from the packets' order
-  (:func:`leading_pictures`: ~16 ms, only for callers that pick out of order).
+- ASF (.wmv): frames picked out of order are other frames.
+- video in AVI, whose frames have no times: MPEG-4 Part 2 with B-frames (DivX, Xvid) reads right in
+  order, but frames picked out of order are other frames (decord issue 252). H.264 there reads
+  right unless its GOPs are open, which without frame times cannot be told.
+- open GOPs (x265's default, x264's ``--open-gop``, Blu-ray video remuxed into MKV, MPEG-2 from DVDs
+  remuxed into MKV, ffmpeg's MPEG-4 Part 2 with B-frames in MP4/MOV/MKV): a keyframe whose leading
+  frames (shown before it, decoded after it) refer to the group before. After a seek to such a
+  keyframe the decoder drops them and decord's count slips: from the second group on, frames picked
+  out of order are other frames; in order they read right. Told from the packets' order
+  (:func:`leading_pictures`), only for callers that pick out of order.
 
-Of ASF and AVI without frame times, the codecs in :data:`READ_RIGHT_IN_ORDER` read right in order
+How many picks were other frames, and what copying costs, per kind: benchmarks/in_order_reading.py
+(README: "Real files that decord misreads").
+
+Of ASF and AVI, the codecs in :data:`READ_RIGHT_IN_ORDER` (and H.264 in AVI) read right in order
 (every frame equal to ffmpeg's, within rounding, in batches as the face stage reads), so a caller
 that reads every frame in order (``in_order``) reads them as they are, and so do open GOPs; the
-frames stage reads them forward, never seeking (avemotion.media.frames.open_for_picking). Copying
-would about double the face stage's time on them and take the frames stage's from 0.07-0.10 s to
-0.32-0.36 s for 3 s at 720x576 (benchmarks/in_order_reading.py). Other codecs there do not read
-right in order: H.264 in ASF fails to decode, MPEG-4 Part 2 with B-frames in ASF gives other frames.
+frames stage reads them forward, never seeking (avemotion.media.frames.open_for_picking), at a
+fraction of the copy's cost. Other codecs there do not read right in order: H.264 in ASF fails to
+decode, MPEG-4 Part 2 with B-frames in ASF gives other frames.
 
 The ffmpeg that imageio-ffmpeg ships reads them all right: :func:`decodable_copy` has it rewrite the
 clip's first video stream as lossless H.264 in MP4 (the frames it shows, every pixel as it decodes
@@ -50,7 +50,8 @@ rounding (at most 2 levels).
 Cost, measured on 10 s of 1080p 10-bit AV1 (240 frames, one core): 3.7 s to copy, 128 MB of
 temporary disk (4K: about four times that), then ~17 ms a frame to decode the copy. Only the latest
 copy is kept (the face stage opens a clip more than once), so a job's temporary folder (``TMPDIR``) holds
-one clip at a time (the OpenFace stage holds up to 1 GiB of copies in its scratch folder).
+one clip at a time (the OpenFace stage holds a bounded amount in its scratch folder:
+avemotion.preprocess.stages.HELD_COPIES_BYTES).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from avemotion.media.probe import DECODER_NOT_FOUND, NO_PTS, PACKET_DISCARD, PACKET_KEY, codec, decoder_tail, describe, ffmpeg_input, video_packets
+from avemotion.media.probe import DECODER_NOT_FOUND, PACKET_KEY, codec, decoder_tail, describe, ffmpeg_input, video_packets
 from avemotion.quarantine import ClipDefect
 
 # decord's time of a frame that has none: AV_NOPTS_VALUE read as seconds, about -3.8e17
@@ -96,12 +97,14 @@ def length_unknown(error) -> bool:
 
 def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
-    docstring): frames an edit list hides, an MPEG program or transport stream, open GOPs (only
-    when not ``in_order``), ASF, or non-H.264 video without frame times; of the last two, when the
-    caller reads every frame in order (``in_order``), only codecs not in :data:`READ_RIGHT_IN_ORDER`.
-    The first two cost a look at the reader and the file's first bytes; open GOPs, where the video
-    has more than one keyframe, a look at its packets (~16 ms); the last two an ``ffmpeg -i``
-    (~25 ms) for the codec."""
+    docstring): frames an edit list hides, an MPEG program or transport stream, ASF, video without
+    frame times (AVI) other than H.264, or open GOPs. Files misread only out of order are not
+    misread ``in_order`` (when the caller reads every frame in order): open GOPs, and in ASF and AVI
+    the codecs in :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so only a
+    video with more than one can be misread; H.264 without frame times cannot be told open or
+    closed, and is taken as open. The first two cost a look at the reader and the file's first
+    bytes, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec, open GOPs a look at the packets
+    (~10-16 ms)."""
     if len(reader) == 0:
         return False
     start = float(reader.get_frame_timestamp(0)[0])
@@ -110,20 +113,20 @@ def misread(path, reader, in_order: bool = False) -> bool:
     kind = container_misread(path)
     if kind == "MPEG stream":  # misread in order too: an MPEG-2 .mpg starts 12 frames late
         return True
-    # a seek goes to a keyframe after the first only where there is one
-    if not in_order and len(reader.get_key_indices()) > 1 and leading_pictures(path):
-        return True
     if kind is None and start <= NO_TIME_S:
-        kind = "no frame times" if video_codec(path) not in ("h264", None) else None
-    if kind is None:
-        return False
-    return not (in_order and video_codec(path) in READ_RIGHT_IN_ORDER[kind])
+        kind = "no frame times" if video_codec(path) is not None else None
+    seeks_past_a_keyframe = not in_order and len(reader.get_key_indices()) > 1
+    if kind == "no frame times" and video_codec(path) == "h264":
+        return seeks_past_a_keyframe  # right in order, and out of order where its GOPs are closed
+    if kind is not None:
+        return not (in_order and video_codec(path) in READ_RIGHT_IN_ORDER[kind])
+    return seeks_past_a_keyframe and leading_pictures(path)
 
 
 def leading_pictures(path) -> bool:
     """Whether a keyframe of ``path``'s video, after the first, is followed in decode order by
-    frames shown before it: open GOPs (x265's default; x264 --open-gop, Blu-ray), whose leading
-    frames refer to the group before. Remembered per file version."""
+    frames shown before it: open GOPs, whose leading frames refer to the group before. Remembered
+    per file version."""
     key = _version(path)
     if key not in _leading:
         packets = video_packets(path)
@@ -132,15 +135,14 @@ def leading_pictures(path) -> bool:
 
 
 def _shown_before_keyframe(packets) -> bool:
-    shown = (packets.flags & PACKET_DISCARD == 0) & (packets.pts != NO_PTS)
-    pts, key = packets.pts[shown], (packets.flags[shown] & PACKET_KEY) != 0
+    times, key = packets.times[packets.shown], (packets.flags[packets.shown] & PACKET_KEY) != 0
     keys = np.flatnonzero(key)
     if len(keys) < 2:
         return False
     # per packet, the latest keyframe at or before it in decode order (from the second keyframe on)
-    latest = np.maximum.accumulate(np.where(key, np.arange(len(pts)), -1))
+    latest = np.maximum.accumulate(np.where(key, np.arange(len(times)), -1))
     after = latest >= keys[1]
-    return bool(np.any(pts[after] < pts[latest[after]]))
+    return bool(np.any(times[after] < times[latest[after]]))
 
 
 def video_codec(path) -> str | None:

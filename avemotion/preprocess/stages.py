@@ -234,8 +234,8 @@ class FramesStage(Stage):
             if np.isnan(boxes).all():  # kept without a face (prediction): nothing to crop to
                 boxes, crop = None, "full"
         video = self.root / clip["path"]
-        reader, forward = open_for_picking(video)
-        defects = length_defects(video, len(reader), self.settings["num_frames"])
+        opened = open_for_picking(video)
+        defects = length_defects(video, len(opened.reader), self.settings["num_frames"])
         for key, reason in defects.items():  # absent key: keep (config.QUIET_DEFAULTS; a trained model's older settings)
             if self.settings.get(key, "keep") == "quarantine":
                 raise ClipDefect(reason)
@@ -246,8 +246,7 @@ class FramesStage(Stage):
             crop,
             face_boxes=boxes,
             margin=self.settings["face_margin"],
-            reader=reader,
-            forward=forward,
+            opened=opened,
             sampling=self.settings.get("sampling", QUIET_DEFAULTS["frames"]["sampling"]),
             rate=self.settings.get("sampling_rate", QUIET_DEFAULTS["frames"]["sampling_rate"]),
             windows=self.settings.get("windows", QUIET_DEFAULTS["frames"]["windows"]),
