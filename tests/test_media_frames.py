@@ -257,3 +257,22 @@ def test_frame_times_are_when_frames_are_shown_on_a_variable_frame_rate(real_med
     np.testing.assert_allclose(times, starts - starts[0])
     assert np.diff(times)[:70].max() < 0.034 and np.diff(times)[80:].min() > 0.041
     assert np.array_equal(frame_times(real_media / "single_face.mp4", 72, 30.0), np.arange(72) / 30.0)
+
+
+def test_a_forward_reader_that_cannot_go_back_to_its_start_names_the_file(real_media):
+    """Forward reading starts from the first frame: a reader whose seek there fails gives the clip's
+    one-line reason, not decord's error."""
+    from avemotion.media.frames import decode_frames
+
+    path = real_media / "single_face.mp4"
+
+    class Unseekable:
+        def __len__(self):
+            return 72
+
+        def seek(self, index):
+            raise RuntimeError("[12:00:00] src/video/video_reader.cc:400: seek failed")
+
+    with pytest.raises(ClipDefect) as defect:
+        decode_frames(path, Unseekable(), lambda end: range(0, end, 10), 72, forward=True)
+    assert "single_face.mp4" in str(defect.value) and "video_reader.cc" not in str(defect.value)

@@ -187,12 +187,13 @@ MISREAD = {  # decord alone: picked frames that are other frames, or no frames a
     "x264_open_gop.mkv": ["-c:v", "libx264", "-x264-params", "keyint=30:open-gop=1", "-c:a", "aac"],
     "mpeg2_open_gop.mkv": ["-c:v", "mpeg2video", "-bf", "2", "-g", "15", "-q:v", "3", "-c:a", "mp2"],  # a DVD remuxed
     "mpeg4_b_frames.mp4": ["-c:v", "mpeg4", "-bf", "2", "-g", "15", "-q:v", "3", "-c:a", "aac"],
-    # H.264 in AVI has no frame times to tell an open GOP by: with more than one keyframe it is read as one
-    "h264_open_gop.avi": ["-c:v", "libx264", "-x264-params", "keyint=30:open-gop=1", "-c:a", "pcm_s16le"],
+    # H.264 in AVI (no frame times): a seek lands at the file's start; in one GOP, a pick near the end
+    # with B-frames gives the next frame
+    "h264_b_frames.avi": ["-c:v", "libx264", "-c:a", "pcm_s16le"],
+    "h264_closed_gop.avi": ["-c:v", "libx264", "-x264-params", "keyint=30", "-c:a", "pcm_s16le"],
 }
 READ_RIGHT = {  # what the corpora are: read as they are, at no copying cost
     "h264.mp4": ["-c:v", "libx264", "-c:a", "aac"],
-    "h264_b_frames.avi": ["-c:v", "libx264", "-c:a", "pcm_s16le"],
     "flv1.flv": ["-c:v", "flv1", "-q:v", "3", "-c:a", "libmp3lame", "-ar", "22050"],
     "xvid_no_b_frames.avi": ["-c:v", "mpeg4", "-q:v", "3", "-c:a", "libmp3lame"],
     "x265_closed_gop.mp4": ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=0:keyint=30:open-gop=0", "-tag:v", "hvc1", "-c:a", "aac"],
@@ -215,7 +216,10 @@ def test_the_frames_stage_picks_the_frames_ffmpeg_shows_whatever_the_container(r
     assert len(set(picks)) == 16 and np.array_equal(frames[:, 140:500], shown[picks])
 
 
-@pytest.mark.parametrize("name", ["divx_b_frames.avi", "wmv2.wmv", "x265_open_gop.mp4", "x264_open_gop.mkv", "mpeg2_open_gop.mkv", "mpeg4_b_frames.mp4", "h264_open_gop.avi"])
+FORWARD = ["divx_b_frames.avi", "h264_b_frames.avi", "h264_closed_gop.avi", "wmv2.wmv", "x265_open_gop.mp4", "x264_open_gop.mkv", "mpeg2_open_gop.mkv", "mpeg4_b_frames.mp4"]
+
+
+@pytest.mark.parametrize("name", FORWARD)
 def test_the_frames_stage_reads_files_misread_only_out_of_order_forward_without_a_copy(real_media, tmp_path, monkeypatch, name):
     """Read forward (skipping ahead to each pick, never seeking), these give ffmpeg's frames at a
     fraction of the copy's cost (benchmarks/in_order_reading.py), repeats of a short clip and
@@ -235,7 +239,7 @@ def test_the_frames_stage_reads_files_misread_only_out_of_order_forward_without_
     monkeypatch.setattr(frames_module, "decodable_copy", no_copy)
     tolerance = 1 if name in ("wmv2.wmv", "mpeg4_b_frames.mp4") else 0  # FFmpeg 4.1's and 9's inverse transforms round differently
     for clip, views in ((path, {}), (short, {}), (path, {"sampling": "dense", "rate": 2, "windows": 3})):
-        one_gop = clip == short and name not in ("divx_b_frames.avi", "wmv2.wmv")  # no seek goes wrong
+        one_gop = clip == short and not name.endswith((".avi", ".wmv"))  # open GOPs: no seek goes wrong in one
         assert open_for_picking(clip).forward != one_gop
         shown = ffmpeg_frames(clip, 360, 640)
         frames, info = sample_clip_frames(clip, 16, 640, "full", **views)
@@ -298,6 +302,7 @@ IN_ORDER = {  # ASF and AVI without frame times: (codec options, read right in o
     "msmpeg4v3.wmv": (["-c:v", "msmpeg4", "-q:v", "3"], True),
     "mpeg2_b_frames.avi": (["-c:v", "mpeg2video", "-bf", "2"], True),
     "xvid_b_frames.avi": (["-c:v", "mpeg4", "-vtag", "XVID", "-bf", "2"], True),
+    "h264_b_frames.avi": (["-c:v", "libx264"], True),
     "h264.wmv": (["-c:v", "libx264"], False),  # decord fails to decode it
     "mpeg4_b_frames.wmv": (["-c:v", "mpeg4", "-bf", "2"], False),  # other frames
 }
@@ -317,6 +322,22 @@ def test_only_codecs_decord_reads_right_in_order_skip_the_copy_when_read_in_orde
     if right:
         read = np.concatenate([reader.get_batch(list(range(s, min(s + 6, len(reader))))).asnumpy() for s in range(0, len(reader), 6)])
         assert np.abs(read.astype(np.int16) - ffmpeg_frames(path, 360, 640)).max() <= 2  # the IDCTs' rounding
+
+
+def test_asf_and_avi_are_told_without_listing_their_packets(real_media, tmp_path, monkeypatch):
+    """The packet listing (open GOPs, ~10-16 ms) is for files with presentation times: ASF and AVI
+    are decided by their codec alone."""
+    from decord import VideoReader
+
+    def no_listing(path):
+        raise AssertionError(f"{path}'s packets were listed")
+
+    monkeypatch.setattr(transcode, "video_packets", no_listing)
+    for name in ("divx_b_frames.avi", "h264_closed_gop.avi", "wmv2.wmv"):
+        path = tmp_path / name
+        ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", *MISREAD[name][: MISREAD[name].index("-c:a")], path)
+        reader = VideoReader(str(path))
+        assert transcode.misread(path, reader) and not transcode.misread(path, reader, in_order=True)
 
 
 def test_a_cut_avi_is_copied_even_when_read_in_order(real_media, tmp_path):

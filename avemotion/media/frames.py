@@ -36,7 +36,8 @@ SAMPLING_REVISION = 3
 # stage reads the video's span): raise it when code changes which frames or span a file gives, so the
 # next run reads existing clips anew. 2: files decord misreads are read through ffmpeg's copy
 # (avemotion.media.transcode), OpenFace included, and face tables hold when frames of a variable
-# frame rate are shown. 3: clips copied at an odd size (AV1, browsers' WebM) are read, not quarantined.
+# frame rate are shown. 3: clips copied at an odd size (AV1, browsers' WebM) are read, not quarantined;
+# H.264 in AVI, which decord misreads out of order, is copied or read forward like DivX.
 READING_REVISION = 3
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
@@ -63,10 +64,10 @@ def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False
     wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).
     ``size`` (height, width) has decord scale the frames while decoding. Files decord refuses or
     would misread (AV1, WebM without a stated length as browsers record it, frames an MP4 edit list
-    hides, MPEG program and transport streams, WMV, DivX/Xvid AVI, open GOPs) are read from a lossless
+    hides, MPEG program and transport streams, WMV, AVI without frame times, open GOPs) are read from a lossless
     copy that shows what ffmpeg shows (avemotion.media.transcode). ``in_order``: the caller reads
     frames only in order (or none), so files misread only out of order (open GOPs, and
-    transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid AVI) are read as they are, unless cut short."""
+    transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid/H.264 AVI) are read as they are, unless cut short."""
     return _open(path, size, in_order)[0]
 
 
@@ -80,7 +81,7 @@ class Picking(NamedTuple):
 
 def open_for_picking(path, size: tuple[int, int] | None = None) -> Picking:
     """The clip opened for frames picked anywhere in it (the frames stage). A file decord
-    misreads only out of order (open GOPs, and transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid AVI)
+    misreads only out of order (open GOPs, and transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid/H.264 AVI)
     is read as it is, ``forward`` only: skipping ahead to each pick, never seeking (a keyframe
     search is where decord goes wrong), at a fraction of the cost of copying it
     (benchmarks/in_order_reading.py)."""

@@ -19,9 +19,10 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
 - ASF (.wmv): frames picked out of order are other frames.
-- video in AVI, whose frames have no times: MPEG-4 Part 2 with B-frames (DivX, Xvid) reads right in
-  order, but frames picked out of order are other frames (decord issue 252). H.264 there reads
-  right unless its GOPs are open, which without frame times cannot be told.
+- video in AVI whose frames decord gives no times (MPEG-4 Part 2 as DivX and Xvid, MPEG-2 and H.264;
+  intra-only codecs such as MJPEG have times): it reads right in order, but frames picked out of
+  order are other frames (decord issue 252): its seek there lands at the file's start, and even in
+  one GOP, H.264 with B-frames gives the next frame for one picked near the end.
 - open GOPs (x265's default, x264's ``--open-gop``, Blu-ray video remuxed into MKV, MPEG-2 from DVDs
   remuxed into MKV, ffmpeg's MPEG-4 Part 2 with B-frames in MP4/MOV/MKV): a keyframe whose leading
   frames (shown before it, decoded after it) refer to the group before. After a seek to such a
@@ -32,7 +33,7 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
 How many picks were other frames, and what copying costs, per kind: benchmarks/in_order_reading.py
 (README: "Real files that decord misreads").
 
-Of ASF and AVI, the codecs in :data:`READ_RIGHT_IN_ORDER` (and H.264 in AVI) read right in order
+Of ASF and AVI, the codecs in :data:`READ_RIGHT_IN_ORDER` read right in order
 (every frame equal to ffmpeg's, within rounding, in batches as the face stage reads), so a caller
 that reads every frame in order (``in_order``) reads them as they are, and so do open GOPs; the
 frames stage reads them forward, never seeking (avemotion.media.frames.open_for_picking), at a
@@ -74,7 +75,7 @@ ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the ASF header
 # tests/test_media_transcode.py): only frames picked out of order are other frames
 READ_RIGHT_IN_ORDER = {
     "ASF": {"wmv1", "wmv2", "msmpeg4v2", "msmpeg4v3"},
-    "no frame times": {"mpeg4", "mpeg2video"},  # AVI: DivX, Xvid, MPEG-2 with B-frames
+    "no frame times": {"mpeg4", "mpeg2video", "h264"},  # AVI: DivX, Xvid, MPEG-2 with B-frames, H.264
 }
 
 # the latest copy: {(source path, size, mtime): (its temporary folder, the copy)}
@@ -98,13 +99,13 @@ def length_unknown(error) -> bool:
 def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
     docstring): frames an edit list hides, an MPEG program or transport stream, ASF, video without
-    frame times (AVI) other than H.264, or open GOPs. Files misread only out of order are not
-    misread ``in_order`` (when the caller reads every frame in order): open GOPs, and in ASF and AVI
-    the codecs in :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so only a
-    video with more than one can be misread; H.264 without frame times cannot be told open or
-    closed, and is taken as open. The first two cost a look at the reader and the file's first
-    bytes, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec, open GOPs a look at the packets
-    (~10-16 ms)."""
+    frame times (AVI), or open GOPs. Files misread only out of order are not misread ``in_order``
+    (when the caller reads every frame in order): open GOPs, and in ASF and AVI the codecs in
+    :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so only a video with
+    more than one can be misread. The first two cost a look at the reader and the file's first
+    bytes, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec where it matters, open GOPs a look at
+    the packets (~10-16 ms).
+    """
     if len(reader) == 0:
         return False
     start = float(reader.get_frame_timestamp(0)[0])
@@ -115,18 +116,17 @@ def misread(path, reader, in_order: bool = False) -> bool:
         return True
     if kind is None and start <= NO_TIME_S:
         kind = "no frame times" if video_codec(path) is not None else None
-    seeks_past_a_keyframe = not in_order and len(reader.get_key_indices()) > 1
-    if kind == "no frame times" and video_codec(path) == "h264":
-        return seeks_past_a_keyframe  # right in order, and out of order where its GOPs are closed
     if kind is not None:
         return not (in_order and video_codec(path) in READ_RIGHT_IN_ORDER[kind])
-    return seeks_past_a_keyframe and leading_pictures(path)
+    return not in_order and len(reader.get_key_indices()) > 1 and leading_pictures(path)
 
 
 def leading_pictures(path) -> bool:
     """Whether a keyframe of ``path``'s video, after the first, is followed in decode order by
     frames shown before it: open GOPs, whose leading frames refer to the group before. Remembered
-    per file version."""
+    per file version. Meant for files whose packets all state presentation times (:func:`misread`
+    asks it only after MPEG streams, ASF and AVI): where some fall back to decode times the order
+    says nothing."""
     key = _version(path)
     if key not in _leading:
         packets = video_packets(path)
