@@ -201,11 +201,12 @@ def test_decoding_scaled_down_keeps_the_face_table_in_source_pixels(backend, rea
 
 def test_the_models_get_the_image_scaled_exactly_as_float32_arithmetic_gives_it(backend, real_media):
     """The uint8 crop goes into the interpreter's input buffer in one pass; what the model sees is
-    bit for bit image.astype(float32) * scale + shift (the detector's [-1, 1], the mesh's [0, 1])."""
+    bit for bit image.astype(float32) * scale + shift (the detectors' [-1, 1], the mesh's [0, 1])."""
     from avemotion.media.frames import open_video
 
     frame = open_video(real_media / "single_face.mp4")[10].asnumpy()
-    for model, scale, shift in ((backend.detector.model, 2 / 255, -1.0), (backend.mesh.model, 1 / 255, 0.0)):
+    detectors = [(model, 2 / 255, -1.0) for model, _ in backend.detector.models]  # short and full range
+    for model, scale, shift in detectors + [(backend.mesh.model, 1 / 255, 0.0)]:
         image = frame[: model.side, : model.side]
         model(image, scale, shift)
         fed = model.interpreter.get_tensor(model._input)[0]

@@ -5,6 +5,9 @@ a real OpenFace 2.0 CSV written without face_id and gaze_angle columns."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +17,9 @@ from avemotion.face.openface import read_openface_csv
 from avemotion.media.frames import decode_all, open_video
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import FaceStage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import face_sizes  # noqa: E402  (benchmarks/face_sizes.py: a face set small into a real room)
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +84,61 @@ def test_the_iris_model_takes_the_eyes_in_turn_and_a_carried_eye_stays_where_the
         width = np.linalg.norm(contour[8, :2] - contour[0, :2])
         errors.append(np.linalg.norm(iris[0, :2] - irises[t, carried, 0, :2]) / width)
     assert np.median(errors) < 0.04 and np.percentile(errors, 95) < 0.12, (np.median(errors), np.percentile(errors, 95))
+
+
+@pytest.fixture(scope="module")
+def medium_shots(real_media):
+    """48 frames of the woman's recording (her face 230 px wide in 640x360) set into no_face.mp4's
+    room at 1280x720 with her face 100 px wide (benchmarks/face_sizes.py), and that room alone for
+    10 frames; the scale of the landmarks."""
+    woman = open_video(real_media / "WolfgangLanger_Pexels.mp4").get_batch(list(range(48))).asnumpy()
+    scene = face_sizes.room(real_media)
+    shots = face_sizes.medium_shot(woman, scene, face_sizes.FACE_WIDTH, 100.0)
+    return woman, shots, np.repeat(scene[None], 10, axis=0), 100.0 / face_sizes.FACE_WIDTH
+
+
+def test_a_face_a_tenth_as_wide_as_the_frame_is_found_and_tracked_on_every_frame(medium_shots):
+    """The short-range detector alone finds no face this small; the full-range one does, and the
+    mesh then follows it: landmarks where the full-size frames put them, scaled."""
+    woman, shots, _, scale = medium_shots
+    backend = FaceMeshBackend()
+    assert all(backend.detector(shot, wide=False) is None for shot in shots[::6])
+    presence, mesh, *_ = backend.track(shots)
+    assert (presence >= 0.5).all()
+    full_presence, full_mesh, *_ = backend.track(woman)
+    assert (full_presence >= 0.5).all()
+    # the same face's landmarks, centred: within 4 % of its width of the full-size ones, scaled
+    small, full = mesh[..., :2] - mesh[..., :2].mean(1, keepdims=True), (full_mesh[..., :2] - full_mesh[..., :2].mean(1, keepdims=True)) * scale
+    assert np.linalg.norm(small - full, axis=-1).mean() < 0.04 * 100
+
+
+def test_the_full_range_detector_looks_every_third_frame_while_there_is_no_face(medium_shots, monkeypatch):
+    """It costs more than the mesh and iris together, so a faceless run pays it on every third frame
+    (WIDE_DETECTION_EVERY), across decode batches, and a small face entering is found at most two
+    frames late."""
+    from avemotion.face import facemesh
+
+    _, shots, room, _ = medium_shots
+    backend = FaceMeshBackend()
+    calls = []
+
+    class Counted:
+        def __init__(self, model):
+            self.model, self.side = model, model.side
+
+        def __call__(self, *args):
+            calls.append(1)
+            return self.model(*args)
+
+    (short, short_anchors), (full, full_anchors) = backend.detector.models
+    monkeypatch.setattr(backend.detector, "models", [(short, short_anchors), (Counted(full), full_anchors)])
+    frames = np.concatenate([room, shots[:12]])  # the face enters on frame 10
+    state = facemesh.Tracking()
+    presence = []
+    for batch in (frames[:4], frames[4:13], frames[13:]):
+        *tracked, state = backend._track(batch, state)
+        presence.append(tracked[0])
+    found = np.flatnonzero(np.concatenate(presence) >= 0.5)
+    assert facemesh.WIDE_DETECTION_EVERY == 3
+    assert found[0] == 12 and (found == np.arange(12, 22)).all()  # frames 0, 3, 6, 9 had no face; 12 finds it
+    assert len(calls) == 5  # frames 0, 3, 6, 9, 12

