@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avemotion.media import transcode
+from avemotion.media import probe, transcode
 from avemotion.media.audio import video_span
 from avemotion.media.frames import Picking, frame_slots, open_video
 from avemotion.preprocess.chunk import run_chunk
@@ -338,6 +338,27 @@ def test_asf_and_avi_are_told_without_listing_their_packets(real_media, tmp_path
         ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", *MISREAD[name][: MISREAD[name].index("-c:a")], path)
         reader = VideoReader(str(path))
         assert transcode.misread(path, reader) and not transcode.misread(path, reader, in_order=True)
+
+
+def test_an_flv_whose_codec_shows_frames_in_decode_order_is_told_without_listing_its_packets(real_media, tmp_path, monkeypatch):
+    """CREMA-D's FLV1 (Sorenson H.263) has no B-frames, so no open GOPs: its first video tag says so
+    and the frames stage does not list its packets (8-16 ms of a ~30 ms clip). H.264 in FLV can
+    have open GOPs: its packets are listed and tell them."""
+    from decord import VideoReader
+
+    flv1, h264 = tmp_path / "flv1.flv", tmp_path / "x264_open_gop.flv"
+    ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *READ_RIGHT["flv1.flv"][:-4], "-g", 12, *READ_RIGHT["flv1.flv"][-4:], flv1)
+    ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *MISREAD["x264_open_gop.mkv"][:-2], "-c:a", "libmp3lame", h264)
+    assert (probe.flv_video_codec(flv1), probe.flv_video_codec(h264), probe.flv_video_codec(real_media / "single_face.mp4")) == (2, 7, None)
+    assert transcode.leading_pictures(h264)
+    reader = VideoReader(str(flv1))
+    assert len(reader.get_key_indices()) > 1
+
+    def no_listing(path):
+        raise AssertionError(f"{path}'s packets were listed")
+
+    monkeypatch.setattr(transcode, "video_packets", no_listing)
+    assert not transcode.misread(flv1, reader)
 
 
 def test_a_cut_avi_is_copied_even_when_read_in_order(real_media, tmp_path):

@@ -232,6 +232,30 @@ def _flv_last_tag_whole(handle, size: int) -> bool:
     return tag[0] & 0x1F in (8, 9, 18) and int.from_bytes(tag[1:4], "big") + 11 == previous
 
 
+# FLV's video codec ids whose frames are decoded in the order they are shown (no B-frames): Sorenson
+# H.263 (CREMA-D's FLV1), Screen Video, VP6, VP6 with alpha, Screen Video 2; 7 is H.264
+FLV_IN_ORDER_CODECS = {2: "flv1", 3: "flashsv", 4: "vp6f", 5: "vp6a", 6: "flashsv2"}
+FLV_SEARCHED_BYTES = 1 << 16
+
+
+def flv_video_codec(path) -> int | None:
+    """The codec id of the first video tag of an FLV file (the low four bits of the tag's first
+    byte); None for other files, for enhanced FLV (whose tags name a FourCC codec instead), and when
+    no video tag starts in the first 64 KiB."""
+    with open(path, "rb") as handle:
+        head = handle.read(FLV_SEARCHED_BYTES)
+    if head[:3] != b"FLV" or len(head) < 9:
+        return None
+    offset = struct.unpack(">I", head[5:9])[0] + 4  # the header, then PreviousTagSize0
+    while offset + 12 <= len(head):
+        kind, size = head[offset] & 0x1F, int.from_bytes(head[offset + 1 : offset + 4], "big")
+        if kind == 9:
+            first = head[offset + 11]
+            return None if first & 0x80 else first & 0x0F
+        offset += 11 + size + 4
+    return None
+
+
 def stated_frames(path) -> int:
     """The frame count the container states (its index, or its duration times its frame rate), as
     OpenCV's FFmpeg backend reads it without decoding; 0 when it states none."""

@@ -65,7 +65,17 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from avemotion.media.probe import DECODER_NOT_FOUND, PACKET_KEY, codec, decoder_tail, describe, ffmpeg_input, video_packets
+from avemotion.media.probe import (
+    DECODER_NOT_FOUND,
+    FLV_IN_ORDER_CODECS,
+    PACKET_KEY,
+    codec,
+    decoder_tail,
+    describe,
+    ffmpeg_input,
+    flv_video_codec,
+    video_packets,
+)
 from avemotion.quarantine import ClipDefect
 
 # decord's time of a frame that has none: AV_NOPTS_VALUE read as seconds, about -3.8e17
@@ -126,7 +136,10 @@ def leading_pictures(path) -> bool:
     frames shown before it: open GOPs, whose leading frames refer to the group before. Remembered
     per file version. Meant for files whose packets all state presentation times (:func:`misread`
     asks it only after MPEG streams, ASF and AVI): where some fall back to decode times the order
-    says nothing."""
+    says nothing. An FLV's first bytes say when its codec shows frames in decode order (CREMA-D's
+    Sorenson H.263): then no packet listing (8-16 ms) is needed."""
+    if flv_video_codec(path) in FLV_IN_ORDER_CODECS:
+        return False
     key = _version(path)
     if key not in _leading:
         packets = video_packets(path)
