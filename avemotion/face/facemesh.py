@@ -3,8 +3,8 @@ FeatureExtraction's CSV schema, from MediaPipe's face detection, face mesh and i
 OpenFace install.
 
 It fills the columns it can estimate (see :data:`COLUMNS`) and leaves the others out. As OpenFace
-does, it follows one face: it detects on the first frame and whenever tracking is lost, and
-otherwise crops each frame around the face found in the frame before. A frame without a face gets a
+does, it follows one face, the largest: it detects on the first frame and whenever tracking is lost,
+and otherwise crops each frame around the face found in the frame before. A frame without a face gets a
 row with success 0, confidence 0 and zeros in the estimated columns.
 
 :meth:`FaceMeshBackend.analyse_video` reads a video file in batches of bounded size and follows the
@@ -160,9 +160,7 @@ class FaceMeshBackend:
             if roi is not None:
                 score, points = self.mesh(frame, roi)
             if score < self.tracking_threshold:  # first frame, or the face was lost: look for it anew
-                detection = self.detector(frame, wide=missed % WIDE_DETECTION_EVERY == 0)
-                if detection is not None:
-                    score, points = self.mesh(frame, roi_from_detection(detection))
+                score, points = self._largest_face(frame, wide=missed % WIDE_DETECTION_EVERY == 0)
             if score < self.tracking_threshold:
                 roi, missed = None, missed + 1
                 continue
@@ -186,6 +184,22 @@ class FaceMeshBackend:
             skin[i] = folds.fold_measures(frames[i], mesh[i])
         after = Tracking(roi, None if before is None else tuple(np.copy(part) for part in before), state.frame + count, missed)
         return presence, mesh, contours, irises, skin, after
+
+    def _largest_face(self, frame: np.ndarray, wide: bool) -> tuple[float, np.ndarray | None]:
+        """(presence, mesh) of the largest face the detector finds that the mesh model confirms
+        (0.0, None: none). The largest, as OpenFace's FeatureExtraction picks the widest face (its
+        DetectSingleFaceMTCNN, when no preferred point is set): the most confident face changes
+        from frame to frame between people of similar sizes, so a face lost and found again would
+        often be another person's. Sizes come from the mesh, not from the detector's boxes, which
+        are far off for faces outside the model's range (in a 1280x720 two-shot, a 150 px face
+        boxed 210 px wide beside a 238 px face boxed 193)."""
+        best, found = (0.0, None), 0.0
+        for detection in self.detector(frame, wide):
+            score, points = self.mesh(frame, roi_from_detection(detection))
+            size = float(np.ptp(points[:, :2], axis=0).max())
+            if score >= self.tracking_threshold and size > found:
+                best, found = (score, points), size
+        return best
 
     def analyse(self, frames: np.ndarray, timestamps: np.ndarray) -> pd.DataFrame:
         """One row per frame of (T, H, W, 3) uint8 RGB ``frames``, columns in OpenFace's order."""

