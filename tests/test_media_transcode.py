@@ -350,6 +350,9 @@ def test_an_flv_whose_codec_shows_frames_in_decode_order_is_told_without_listing
     ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *READ_RIGHT["flv1.flv"][:-4], "-g", 12, *READ_RIGHT["flv1.flv"][-4:], flv1)
     ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *MISREAD["x264_open_gop.mkv"][:-2], "-c:a", "libmp3lame", h264)
     assert (probe.flv_video_codec(flv1), probe.flv_video_codec(h264), probe.flv_video_codec(real_media / "single_face.mp4")) == (2, 7, None)
+    cut = tmp_path / "cut.flv"
+    cut.write_bytes(flv1.read_bytes()[:40])  # inside the first tag: no claim
+    assert probe.flv_video_codec(cut) is None
     assert transcode.leading_pictures(h264)
     reader = VideoReader(str(flv1))
     assert len(reader.get_key_indices()) > 1

@@ -102,7 +102,7 @@ def test_a_face_a_tenth_as_wide_as_the_frame_is_found_and_tracked_on_every_frame
     mesh then follows it: landmarks where the full-size frames put them, scaled."""
     woman, shots, _, scale = medium_shots
     backend = FaceMeshBackend()
-    assert not any(backend.detector(shot, wide=False) for shot in shots[::6])
+    assert not any(backend.detector.faces(shot) for shot in shots[::6])
     presence, mesh, *_ = backend.track(shots)
     assert (presence >= 0.5).all()
     full_presence, full_mesh, *_ = backend.track(woman)
@@ -160,3 +160,17 @@ def test_of_two_people_the_larger_face_is_followed_through_cuts(real_media, woma
     assert ((presence >= 0.5) == ~cuts).all()
     on_left = mesh[~cuts, :, 0].mean(1) < shots.shape[2] / 2
     assert (on_left == (woman_width > man_width)).all()
+
+
+def test_a_false_face_of_the_short_range_model_does_not_stop_the_full_range_one(medium_shots, monkeypatch):
+    """The short-range model can box a wall as a face where the face is too small for it; the mesh
+    rejects that box, and the full-range model still looks."""
+    from avemotion.face.models import Detection
+
+    _, shots, _, _ = medium_shots
+    backend = FaceMeshBackend()
+    found = backend.detector.faces
+    wall = Detection(0.6, np.array([900.0, 40.0, 1260.0, 400.0]), np.array([[1000, 150], [1160, 150], [1080, 250], [1080, 320], [920, 200], [1240, 200]], float))
+    monkeypatch.setattr(backend.detector, "faces", lambda frame, full_range=False: found(frame, True) if full_range else [wall])
+    presence, *_ = backend.track(shots[:6])
+    assert (presence >= 0.5).all()

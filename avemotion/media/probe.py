@@ -241,7 +241,7 @@ FLV_SEARCHED_BYTES = 1 << 16
 def flv_video_codec(path) -> int | None:
     """The codec id of the first video tag of an FLV file (the low four bits of the tag's first
     byte); None for other files, for enhanced FLV (whose tags name a FourCC codec instead), and when
-    no video tag starts in the first 64 KiB."""
+    no whole video tag lies in the first 64 KiB behind a chain of whole tags."""
     with open(path, "rb") as handle:
         head = handle.read(FLV_SEARCHED_BYTES)
     if head[:3] != b"FLV" or len(head) < 9:
@@ -249,10 +249,13 @@ def flv_video_codec(path) -> int | None:
     offset = struct.unpack(">I", head[5:9])[0] + 4  # the header, then PreviousTagSize0
     while offset + 12 <= len(head):
         kind, size = head[offset] & 0x1F, int.from_bytes(head[offset + 1 : offset + 4], "big")
+        after = offset + 11 + size  # each tag is followed by its own size (PreviousTagSize)
+        if after + 4 > len(head) or int.from_bytes(head[after : after + 4], "big") != size + 11:
+            return None  # cut short, or not a chain of tags: no claim
         if kind == 9:
             first = head[offset + 11]
-            return None if first & 0x80 else first & 0x0F
-        offset += 11 + size + 4
+            return None if first & 0x80 or size == 0 else first & 0x0F
+        offset = after + 4
     return None
 
 
