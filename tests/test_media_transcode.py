@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
@@ -362,6 +363,31 @@ def test_an_flv_whose_codec_shows_frames_in_decode_order_is_told_without_listing
 
     monkeypatch.setattr(transcode, "video_packets", no_listing)
     assert not transcode.misread(flv1, reader)
+
+
+def test_a_divx_avi_with_packed_b_frames_is_read_as_ffmpeg_shows_it(tmp_path, monkeypatch):
+    """DivX 5 and Xvid packed each B-frame into the chunk of the P-frame before it by default
+    (tests/data/README.md): decord reads such a file right in order, so the face stage reads it as
+    it is, and the frames stage reads it forward to its picks (it is AVI: a seek lands elsewhere)."""
+    import avemotion.media.frames as frames_module
+    from avemotion.media.frames import decode_all, open_for_picking, sample_clip_frames
+
+    path = Path(__file__).parent / "data" / "divx_packed_b_frames.avi"
+    report = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True).stderr
+    assert "packed B-frames" in report  # ffmpeg's own word for it
+    shown = ffmpeg_frames(path, 256, 320)
+    transcode.release()
+
+    def no_copy(path):
+        raise AssertionError(f"{path} was copied")
+
+    monkeypatch.setattr(frames_module, "decodable_copy", no_copy)
+    read = np.concatenate([frames for frames, _, _ in decode_all(path, budget=5 * 256 * 320 * 3)])  # as the face stage reads
+    assert read.shape == shown.shape == (39, 256, 320, 3) and np.array_equal(read, shown)
+    assert open_for_picking(path).forward
+    for views in ({}, {"sampling": "dense", "rate": 2, "windows": 3}):
+        frames, info = sample_clip_frames(path, 16, 320, "full", **views)
+        assert np.array_equal(frames[:, 32:288], shown[info["source_frames"]])
 
 
 def test_a_cut_avi_is_copied_even_when_read_in_order(real_media, tmp_path):
