@@ -27,7 +27,7 @@ FACE_WIDTH = 230.0  # px, the woman's face in the 640x360 original (the detector
 MAN_FACE_WIDTH = 179.0  # px, the man's in single_face.mp4 (640x360)
 TWO_SHOTS = ((200, 150), (150, 200), (180, 200), (160, 175), (150, 128), (140, 128), (130, 110), (110, 130))  # the woman's and the man's face widths
 SCENE = (1280, 720)
-WIDTHS = (256, 192, 154, 128, 102, 77, 64)
+WIDTHS = (256, 192, 154, 128, 102, 77, 64, 51, 38)
 COMPARED = ("AU04_r", "AU12_r", "AU25_r", "AU45_r", "pose_Rx", "pose_Ry", "pose_Rz", "gaze_angle_x", "gaze_angle_y")
 
 

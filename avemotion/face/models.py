@@ -195,8 +195,12 @@ class FaceDetector:
         suppression (in order of score, each candidate averaged with the others it overlaps,
         weighted by their scores)."""
         model, anchors = self.models[int(full_range)]
-        height, width = frame.shape[:2]
+        source = frame.shape[:2]
         side = model.side
+        if full_range and max(source) > side:  # area-averaged: a warp alone aliases small faces away
+            small = (max(1, round(source[1] * side / max(source))), max(1, round(source[0] * side / max(source))))
+            frame = cv2.resize(frame, small, interpolation=cv2.INTER_AREA)
+        height, width = frame.shape[:2]
         roi = Roi(width / 2, height / 2, float(max(width, height)), 0.0)  # whole frame, letterboxed
         out = model(crop(frame, roi, side), 2 / 255, -1.0)
         scores = sigmoid(out[len(anchors)])
@@ -218,6 +222,8 @@ class FaceDetector:
             box = (boxes[members] * weights).sum(0) / weights.sum()
             keypoints = (raw[members, 2:].reshape(-1, 12) * weights).sum(0) / weights.sum()
             points = np.concatenate([box.reshape(2, 2), keypoints.reshape(6, 2)]) * side @ linear.T + offset
+            scale = np.array([source[1] / width, source[0] / height])
+            points = (points + 0.5) * scale - 0.5  # back to the frame's pixels (the same where not shrunk)
             faces.append(Detection(float(scores[members].max()), points[:2].reshape(4), points[2:]))
         return faces
 
