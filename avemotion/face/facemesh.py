@@ -213,7 +213,7 @@ class FaceMeshBackend:
         for full_range in (False, True):
             if full_range and not (wide or confirmed):
                 break
-            faces = sorted(self.detector.faces(frame, full_range), key=lambda face: face.box[0] - face.box[2])
+            faces = sorted(self.detector.faces(frame, full_range), key=lambda face: face.box[2] - face.box[0], reverse=True)
             for detection in faces[:FACES_COMPARED]:
                 if any(_within(detection, points) for _, points, _ in confirmed):
                     continue  # a face confirmed already, as the other model boxes it

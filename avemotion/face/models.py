@@ -212,6 +212,7 @@ class FaceDetector:
         centre, half = raw[:, 0], raw[:, 1] / 2
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         linear, offset = roi_transform(roi, side)
+        scale = np.array([source[1] / width, source[0] / height])  # back to the frame's pixels where shrunk
         faces, order = [], np.argsort(-scores, kind="stable")
         while order.size:
             overlap = _iou(boxes[order[0]], boxes[order]) > DETECTION_NMS_IOU
@@ -221,9 +222,7 @@ class FaceDetector:
             weights = scores[members][:, None]
             box = (boxes[members] * weights).sum(0) / weights.sum()
             keypoints = (raw[members, 2:].reshape(-1, 12) * weights).sum(0) / weights.sum()
-            points = np.concatenate([box.reshape(2, 2), keypoints.reshape(6, 2)]) * side @ linear.T + offset
-            scale = np.array([source[1] / width, source[0] / height])
-            points = (points + 0.5) * scale - 0.5  # back to the frame's pixels (the same where not shrunk)
+            points = (np.concatenate([box.reshape(2, 2), keypoints.reshape(6, 2)]) * side @ linear.T + offset + 0.5) * scale - 0.5
             faces.append(Detection(float(scores[members].max()), points[:2].reshape(4), points[2:]))
         return faces
 

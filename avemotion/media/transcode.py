@@ -138,11 +138,9 @@ def leading_pictures(path) -> bool:
     asks it only after MPEG streams, ASF and AVI): where some fall back to decode times the order
     says nothing. An FLV's first bytes say when its codec shows frames in decode order (CREMA-D's
     Sorenson H.263): then no packet listing (8-16 ms) is needed."""
-    if flv_video_codec(path) in FLV_IN_ORDER_CODECS:
-        return False
     key = _version(path)
     if key not in _leading:
-        packets = video_packets(path)
+        packets = None if flv_video_codec(path) in FLV_IN_ORDER_CODECS else video_packets(path)
         _leading[key] = packets is not None and _shown_before_keyframe(packets)
     return _leading[key]
 
