@@ -420,3 +420,53 @@ def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):
     frames, info = sample_clip_frames(path, 16, 640, "full", opened=Picking(open_video(path), forward=False))
     assert len(shown) == 96 and np.array_equal(frames[:, 140:500], shown[info["source_frames"]])
     assert video_span(path).duration == pytest.approx(4.0, abs=0.05)
+
+
+def shown_times(path):
+    """When ffmpeg shows each decoded frame of ``path``, in seconds from the first."""
+    report = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "framecrc", "-"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    numerator, denominator = re.search(r"#tb 0: (\d+)/(\d+)", report).groups()
+    pts = np.array([int(line.split(",")[2]) for line in report.splitlines() if line.startswith("0,")])
+    return (pts - pts[0]) * int(numerator) / int(denominator)
+
+
+@pytest.mark.parametrize("name", ["divx_b_frames.avi", "h264_b_frames.avi", "xvid_no_b_frames.avi"])
+def test_an_avi_that_dropped_frames_keeps_every_frame_at_its_time(real_media, tmp_path, name):
+    """Capture software writes a frame it missed as an empty chunk (so does ffmpeg's AVI muxer where
+    frame times jump); players show the frame before in its place. Of an AVI whose frames decord
+    gives no times (B-frames), counting the frames evenly put each frame after 10 dropped of 96
+    0.4 s early: the face table's times and the frames stage's picks now follow ffmpeg's."""
+    from avemotion.media.avi import dropped_frames
+    from avemotion.media.frames import frame_times, sample_clip_frames
+
+    path = tmp_path / name
+    spec = {**MISREAD, **READ_RIGHT}[name]
+    ffmpeg("-t", 4, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-vf", "select='not(between(n,30,39))'", "-fps_mode", "passthrough", *spec, path)
+    transcode.release()
+    times = shown_times(path)
+    fps = 24000 / 1001
+    assert dropped_frames(path) == 10 and len(times) == 86 and times[30] - times[29] == pytest.approx(11 / fps)
+    assert np.allclose(frame_times(path, len(times), fps), times, atol=1e-3)  # the face table's timestamps
+    span = times[-1] + 1 / fps
+    frames, info = sample_clip_frames(path, 16, 640, "full")
+    picks = np.asarray(info["source_frames"])
+    assert np.array_equal(frames[:, 140:500], ffmpeg_frames(path, 360, 640)[picks])
+    # each segment's middle shows the frame shown then, within a slot's rounding
+    shown = np.searchsorted(times, (np.arange(16) + 0.5) * span / 16, side="right") - 1
+    assert np.abs(picks - shown).max() <= 1
+
+
+def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
+    """Empty chunks of the video stream between frames count, wherever the stream sits among the
+    file's streams; not an encoder's B-frame delay before the second frame, nor other files."""
+    from avemotion.media.avi import dropped_frames
+
+    audio_first = tmp_path / "audio_first.avi"
+    ffmpeg("-t", 4, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-map", "0:a", "-map", "0:v", "-vf", "select='between(n,0,9)+gte(n,14)'", "-fps_mode", "passthrough",
+           *MISREAD["divx_b_frames.avi"], audio_first)  # fmt: skip
+    assert dropped_frames(audio_first) == 4
+    assert dropped_frames(Path(__file__).parent / "data" / "divx_packed_b_frames.avi") == 0  # two empty chunks after the first frame
+    assert dropped_frames(real_media / "WolfgangLanger_Pexels.mp4") == 0

@@ -37,8 +37,9 @@ SAMPLING_REVISION = 3
 # next run reads existing clips anew. 2: files decord misreads are read through ffmpeg's copy
 # (avemotion.media.transcode), OpenFace included, and face tables hold when frames of a variable
 # frame rate are shown. 3: clips copied at an odd size (AV1, browsers' WebM) are read, not quarantined;
-# H.264 in AVI, which decord misreads out of order, is copied or read forward like DivX.
-READING_REVISION = 3
+# H.264 in AVI, which decord misreads out of order, is copied or read forward like DivX. 4: an AVI
+# without frame times that dropped frames (avemotion.media.avi) is copied, its frames kept at their times.
+READING_REVISION = 4
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
 # its batch and, while the next is decoded, the one before).

@@ -22,7 +22,9 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
 - video in AVI whose frames decord gives no times (MPEG-4 Part 2 as DivX and Xvid, MPEG-2 and H.264;
   intra-only codecs such as MJPEG have times): it reads right in order, but frames picked out of
   order are other frames (decord issue 252): its seek there lands at the file's start, and even in
-  one GOP, H.264 with B-frames gives the next frame for one picked near the end.
+  one GOP, H.264 with B-frames gives the next frame for one picked near the end. Where such an AVI
+  has dropped frames (empty chunks, avemotion.media.avi) it is misread in order too: decord gives the
+  frames with data and no times, so the frames after a drop would be counted early.
 - open GOPs (x265's default, x264's ``--open-gop``, Blu-ray video remuxed into MKV, MPEG-2 from DVDs
   remuxed into MKV, ffmpeg's MPEG-4 Part 2 with B-frames in MP4/MOV/MKV): a keyframe whose leading
   frames (shown before it, decoded after it) refer to the group before. After a seek to such a
@@ -65,6 +67,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
+from avemotion.media.avi import dropped_frames
 from avemotion.media.probe import (
     DECODER_NOT_FOUND,
     FLV_IN_ORDER_CODECS,
@@ -112,9 +115,10 @@ def misread(path, reader, in_order: bool = False) -> bool:
     frame times (AVI), or open GOPs. Files misread only out of order are not misread ``in_order``
     (when the caller reads every frame in order): open GOPs, and in ASF and AVI the codecs in
     :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so only a video with
-    more than one can be misread. The first two cost a look at the reader and the file's first
-    bytes, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec where it matters, open GOPs a look at
-    the packets (~10-16 ms).
+    more than one can be misread. An AVI without frame times that dropped frames is misread in
+    order too (its frames' times are lost). The first two cost a look at the reader and the file's
+    first bytes, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec where it matters and the AVI's
+    index (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
     """
     if len(reader) == 0:
         return False
@@ -126,6 +130,8 @@ def misread(path, reader, in_order: bool = False) -> bool:
         return True
     if kind is None and start <= NO_TIME_S:
         kind = "no frame times" if video_codec(path) is not None else None
+    if kind == "no frame times" and dropped_frames(path) > 0:
+        return True
     if kind is not None:
         return not (in_order and video_codec(path) in READ_RIGHT_IN_ORDER[kind])
     return not in_order and len(reader.get_key_indices()) > 1 and leading_pictures(path)
