@@ -136,6 +136,34 @@ def test_a_truncated_flv_or_avi_that_still_decodes_is_flagged_and_quarantined_wh
     assert table.loc["whole_flv", "status"] == "ok"
 
 
+def test_a_truncated_mkv_or_webm_is_flagged_but_not_one_recorded_without_a_size(real_media, tmp_path):
+    """Matroska and WebM state their Segment's size; decord reads a cut one as a shorter clip. A
+    WebM written as it was recorded (browsers' MediaRecorder, a pipe) states none: no claim."""
+    source = str(real_media / "WolfgangLanger_Pexels.mp4")
+    ffmpeg("-t", "8", "-i", source, "-c:v", "libx264", "-c:a", "aac", str(tmp_path / "whole.mkv"))
+    ffmpeg("-t", "8", "-i", source, "-c:v", "libvpx", "-b:v", "1M", "-c:a", "libopus", str(tmp_path / "whole.webm"))
+    recorded = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-t", "8", "-i", source, "-c:v", "libvpx", "-b:v", "1M", "-c:a", "libopus", "-f", "webm", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    (tmp_path / "recorded.webm").write_bytes(recorded[: len(recorded) // 2])
+    sizes = {}
+    for kind in ("mkv", "webm"):
+        whole = (tmp_path / f"whole.{kind}").read_bytes()
+        (tmp_path / f"cut.{kind}").write_bytes(whole[: len(whole) // 2])
+        sizes[kind] = (len(whole) // 2, len(whole))
+    names = ["whole.mkv", "cut.mkv", "whole.webm", "cut.webm", "recorded.webm"]
+    table, reasons = run_stage("frames", tmp_path, names)
+    assert reasons == {} and set(table["status"]) == {"ok"}
+    assert table["truncated"].to_dict() == {"whole_mkv": False, "cut_mkv": True, "whole_webm": False, "cut_webm": True, "recorded_webm": False}
+    assert table.loc["whole_mkv", "total_frames"] == 192 and 0 < table.loc["cut_mkv", "total_frames"] < 192
+    table, reasons = run_stage("frames", tmp_path, names, truncated_clips="quarantine")
+    assert reasons == {
+        f"cut_{kind}": f"truncated: cut.{kind} ends at 50% of its stated size ({sizes[kind][0]} of {sizes[kind][1]} bytes), after frame {len(open_video(tmp_path / f'cut.{kind}'))}"
+        for kind in ("mkv", "webm")
+    }  # fmt: skip
+
+
 def test_a_clip_shorter_than_num_frames_is_flagged_and_quarantined_when_configured(tmp_path):
     frames = np.stack([np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)])
     write_video(tmp_path / "tiny.mp4", frames, 25, "mp4", None, 16000)

@@ -16,8 +16,9 @@ Three checks, cheapest first:
 - :func:`sniff`: the file's size and first bytes (microseconds): empty, a still image, an
   audio-only format, text, an archive, or a possible video.
 - :func:`cut_short`: whether the container's own structure says the file is cut short (MP4/MOV
-  top-level boxes, AVI/WAV RIFF size, FLV's last tag): a few small reads. Decoders that index
-  the packets they find (decord) read a cut FLV or AVI without complaint, as a shorter clip.
+  top-level boxes, AVI/WAV RIFF size, Matroska/WebM Segment size, FLV's last tag): a few small
+  reads. Decoders that index the packets they find (decord) read a cut FLV, AVI, MKV or WebM
+  without complaint, as a shorter clip.
 - :func:`describe` (through :func:`explain`): what ffmpeg (the binary that imageio-ffmpeg ships)
   says about the file's streams and how many video packets it can read: a subprocess of about
   25 ms, run only for a file a decoder has refused. A cut FLV that decodes asks OpenCV for the
@@ -180,9 +181,10 @@ class Cut:
 
 def cut_short(path) -> Cut | None:
     """The :class:`Cut` when the container's structure says ``path`` ends early: an MP4/MOV
-    top-level box (mdat, moov) runs past the end of the file, an AVI's or WAV's RIFF size is larger
-    than the file, or an FLV ends inside a tag. None for a whole file, and where the format states
-    no length of its own (MPEG-TS, MKV of unknown size) or the structure is not recognised."""
+    top-level box (mdat, moov) runs past the end of the file, an AVI's or WAV's RIFF size or a
+    Matroska/WebM Segment's size is larger than the file, or an FLV ends inside a tag. None for a
+    whole file, and where the format states no length of its own (MPEG-TS, MKV/WebM of unknown
+    size, as browsers record it) or the structure is not recognised."""
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as handle:
@@ -195,7 +197,44 @@ def cut_short(path) -> Cut | None:
             return Cut(size, stated + 8) if stated not in (0, 0xFFFFFFFF) and stated + 8 > size else None
         if head[:3] == b"FLV" and size > 13 and not _flv_last_tag_whole(handle, size):
             return Cut(size)
+        if head[:4] == EBML_HEADER:
+            handle.seek(0)
+            end = _matroska_segment_end(handle.read(EBML_SEARCHED_BYTES))
+            return Cut(size, end) if end is not None and end > size else None
     return None
+
+
+EBML_HEADER = bytes.fromhex("1a45dfa3")  # Matroska and WebM open with it
+MATROSKA_SEGMENT = bytes.fromhex("18538067")  # the element holding everything after the header
+EBML_SEARCHED_BYTES = 4096
+
+
+def _matroska_segment_end(head: bytes) -> int | None:
+    """Where a Matroska/WebM file's Segment says the file ends: the EBML header, then the Segment's
+    ID and size; None where the size is unknown (as browsers' MediaRecorder and writers to a pipe
+    leave it) or the structure is not as expected."""
+    header = _ebml_size(head, 4)
+    if header is None or header[0] is None:
+        return None
+    offset = 4 + header[1] + header[0]
+    if head[offset : offset + 4] != MATROSKA_SEGMENT:
+        return None
+    segment = _ebml_size(head, offset + 4)
+    if segment is None or segment[0] is None:
+        return None
+    return offset + 4 + segment[1] + segment[0]
+
+
+def _ebml_size(data: bytes, offset: int) -> tuple[int | None, int] | None:
+    """(an EBML element's data size, None when stated unknown; the size field's length) at
+    ``offset``: a variable-length integer whose leading zero bits give its length in bytes."""
+    if offset >= len(data) or data[offset] == 0:
+        return None
+    length = 9 - data[offset].bit_length()
+    if offset + length > len(data):
+        return None
+    value = int.from_bytes(data[offset : offset + length], "big") & ((1 << (7 * length)) - 1)
+    return (None if value == (1 << (7 * length)) - 1 else value), length
 
 
 def _boxes_end(handle, size: int) -> int:
