@@ -28,7 +28,7 @@ from avemotion.face.facemesh import face_boxes
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import write_json
 from avemotion.layout import ClipArtifacts
-from avemotion.media.frames import smooth_face_squares
+from avemotion.media.frames import letterbox_layout, smooth_face_squares, square_crop_mapping
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def landmark_points(face: pd.DataFrame, row: int) -> np.ndarray | None:
 
 
 def crop_transforms(
-    face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None
+    face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None, pixel_aspect: float = 1.0
 ) -> list[tuple[float, float, float, float] | None]:
     """Per sampled frame, (scale_x, scale_y, offset_x, offset_y) mapping source pixels into the crop
     (``x_crop = scale_x * x + offset_x``), the mapping the frames stage applied; None where unknown."""
@@ -69,20 +69,17 @@ def crop_transforms(
     if crop == "face":
         if not {f"x_{i}" for i in range(LANDMARKS)} <= set(face.columns) or len(face) == 0:
             return unknown
-        squares = smooth_face_squares(face_boxes(face), margin)[np.minimum(source_frames, len(face) - 1)]
-        # crop_square: an affine map scaling by size / side that puts the square's centre mid-crop
-        return [(size / side, size / side, size / 2 - size / side * cx, size / 2 - size / side * cy) for cx, cy, side in squares]
+        squares = smooth_face_squares(face_boxes(face), margin, pixel_aspect=pixel_aspect)[np.minimum(source_frames, len(face) - 1)]
+        return [square_crop_mapping(cx, cy, side, size, pixel_aspect) for cx, cy, side in squares]
     if crop == "full" and width and height and np.isfinite([width, height]).all():
-        # letterbox: the frame resized to new_w x new_h pixels, centred on the padding
-        scale = size / max(width, height)
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        return [(new_w / width, new_h / height, (size - new_w) // 2, (size - new_h) // 2)] * len(source_frames)
+        new_w, new_h, left, top = letterbox_layout(width, height, size, pixel_aspect)
+        return [(new_w / width, new_h / height, left, top)] * len(source_frames)
     return unknown
 
 
-def frame_annotations(face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None):
+def frame_annotations(face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None, pixel_aspect: float = 1.0):
     """Per sampled frame: (landmarks (68, 2) in crop pixels, face box (x0, y0, x1, y1)) or (None, None)."""
-    transforms = crop_transforms(face, source_frames, crop, size, margin, width, height)
+    transforms = crop_transforms(face, source_frames, crop, size, margin, width, height, pixel_aspect)
     annotations = []
     for frame, transform in zip(np.asarray(source_frames, dtype=int), transforms):
         row = min(int(frame), len(face) - 1)
@@ -165,7 +162,7 @@ def _read_image(path: Path):
         return np.asarray(image.convert("L"))
 
 
-def render_preview(clip: dict, outdir, crop: str, source_frames, margin: float, width, height, path) -> None:
+def render_preview(clip: dict, outdir, crop: str, source_frames, margin: float, width, height, path, pixel_aspect: float = 1.0) -> None:
     """Draw one clip's preview from its preprocessing artifacts under ``outdir`` (results/{dataset})."""
     files = ClipArtifacts(outdir, clip["clip_id"])
     frames = np.load(files.frames)
@@ -173,7 +170,7 @@ def render_preview(clip: dict, outdir, crop: str, source_frames, margin: float, 
     if source_frames is None or len(source_frames) != len(frames):
         annotations = [(None, None)] * len(frames)
     else:
-        annotations = frame_annotations(face, source_frames, crop, frames.shape[1], margin, width, height)
+        annotations = frame_annotations(face, source_frames, crop, frames.shape[1], margin, width, height, pixel_aspect)
     figure = preview_figure(
         clip,
         frames,
@@ -210,7 +207,7 @@ def dataset_previews(tabular_paths, frames_tables, face_tables, outdir, margin: 
     folder.mkdir(parents=True, exist_ok=True)
     usable = read_tabular_shards(tabular_paths)
     chosen = choose_clips(usable, count) if len(usable) else []
-    frames_info = _chunk_info(frames_tables, ["source_frames", "crop"])
+    frames_info = _chunk_info(frames_tables, ["source_frames", "crop", "pixel_aspect"])
     face_info = _chunk_info(face_tables, ["width", "height"])
     written = []
     for clip in (chosen.to_dict("records") if len(chosen) else []):
@@ -225,6 +222,7 @@ def dataset_previews(tabular_paths, frames_tables, face_tables, outdir, margin: 
             _lookup(face_info, clip_id, "width"),
             _lookup(face_info, clip_id, "height"),
             folder / f"{clip_id}.png",
+            _lookup(frames_info, clip_id, "pixel_aspect") or 1.0,  # tables older than the column: square pixels
         )
         written.append({"clip_id": clip_id, "label": clip["label"], "speaker": str(clip["speaker"]), "png": f"{clip_id}.png"})
         log.info("preview of %s (%s)", clip_id, clip["label"])

@@ -10,6 +10,9 @@ row with success 0, confidence 0 and zeros in the estimated columns.
 :meth:`FaceMeshBackend.analyse_video` reads a video file in batches of bounded size and follows the
 face across them. It has decord scale large frames down while decoding (long side at most
 :data:`DECODE_LONG_SIDE`) and maps the landmarks back, so the table stays in the video's pixels.
+Frames of non-square pixels (an anamorphic DVD's 720x576 shown at 16:9) are decoded at the shape
+players show, and pose, gaze and AUs are measured there: a face squeezed to 70 % of its width read
+AU04 1.9 higher and AU01 1.5 higher than the same face shown square.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from avemotion.face.models import (
     roi_from_points,
 )
 from avemotion.media.frames import decode_all, first_frame, frame_times, open_video, reduced_size
+from avemotion.media.probe import pixel_aspect
 
 GAZE_ANGLES = ["gaze_angle_x", "gaze_angle_y"]
 AU_COLUMNS = [f"AU{au}_{kind}" for au in geometry.AU_MODELS for kind in ("r", "c")]
@@ -255,12 +259,13 @@ class FaceMeshBackend:
         """(table, fps, (height, width)) for every frame of the video at ``path``: what
         :meth:`analyse` gives on all its frames, in the video's pixel coordinates, with the height
         and width of its frames (the decoding as in :meth:`track_video`)."""
-        tracked, fps, source = self.track_video(path, long_side, budget)
+        aspect = pixel_aspect(path)
+        tracked, fps, source = self.track_video(path, long_side, budget, aspect)
         timestamps = frame_times(path, len(tracked[0]), fps)  # a phone's variable frame rate: when each frame is shown
-        table = feature_table(*tracked, timestamps, source[1], source[0], self.tracking_threshold)
+        table = feature_table(*tracked, timestamps, source[1], source[0], self.tracking_threshold, aspect)
         return table, fps, source
 
-    def track_video(self, path, long_side: int | None = DECODE_LONG_SIDE, budget: int = TRACKING_BATCH_BYTES):
+    def track_video(self, path, long_side: int | None = DECODE_LONG_SIDE, budget: int = TRACKING_BATCH_BYTES, pixel_aspect: float = 1.0):
         """((presence, mesh, contours, irises, skin folds), fps, (height, width)): :meth:`track` on every frame
         of the video at ``path``, in the video's pixel coordinates.
 
@@ -269,15 +274,20 @@ class FaceMeshBackend:
         ``long_side`` are decoded scaled down (None: never); the landmarks are mapped back to source
         pixels (the folds are measured on the decoded frame, at the face's own scale, so they need no
         mapping). Per frame only the tracking results are kept (float32, about 7 KB), not the frames.
+        ``pixel_aspect`` (avemotion.media.probe.pixel_aspect) other than 1: frames are decoded at the
+        shape they are shown, so the models see the face's own proportions; z is then in the shown
+        frame's pixels, which are as high as the video's.
         """
         reader = open_video(path, in_order=True)
         first, _ = first_frame(path, reader)
         source = first.shape[1:3] if len(first) else (0, 0)
         del first, reader
-        decoded = reduced_size(*source, long_side)
+        shown = (source[0], max(2, 2 * round(source[1] * pixel_aspect / 2))) if pixel_aspect != 1 else source
+        decoded = reduced_size(*shown, long_side)
         # source pixel = (decoded pixel + 0.5) * scale - 0.5 (pixel centres on integers); z as x and y
+        # on square pixels, else as y (the shown frame's pixels)
         scale = np.array([source[1] / decoded[1], source[0] / decoded[0]]) if source[0] else np.ones(2)
-        scale_xyz = np.array([*scale, scale.mean()])
+        scale_xyz = np.array([*scale, scale.mean() if pixel_aspect == 1 else scale[1]])
         shift = np.array([*(0.5 * scale - 0.5), 0.0])
         results, state, fps = [], Tracking(), 25.0
         for frames, _, fps in decode_all(path, budget, None if decoded == tuple(source) else decoded):
@@ -317,8 +327,14 @@ def frame_measures(mesh, contours, irises, skin) -> dict[str, np.ndarray]:
     return {**geometry.measurements(mesh, contours, irises), **folds.as_measures(skin)}
 
 
-def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int, height: int, threshold: float) -> pd.DataFrame:
-    """The OpenFace-schema table from tracking results (see :meth:`FaceMeshBackend.track`)."""
+def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int, height: int, threshold: float, pixel_aspect: float = 1.0) -> pd.DataFrame:
+    """The OpenFace-schema table from tracking results (see :meth:`FaceMeshBackend.track`), in the
+    video's pixels. Pose, gaze and AUs are measured on the frame as it is shown: x stretched by
+    ``pixel_aspect`` (the width of the video's pixels over their height)."""
+    landmarks_2d = mesh[:, geometry.MESH_TO_68, :2]  # in the video's pixels, as OpenFace writes them
+    if pixel_aspect != 1:
+        shown = np.array([pixel_aspect, 1.0, 1.0])
+        mesh, contours, irises, width = mesh * shown, contours * shown, irises * shown, width * pixel_aspect
     count = len(presence)
     found = presence >= threshold
     values = {name: np.zeros(count) for name in COLUMNS}
@@ -334,7 +350,7 @@ def feature_table(presence, mesh, contours, irises, skin, timestamps, width: int
             poses.append(geometry.head_pose(steady[i], width, height, poses[-1] if n and rows[n - 1] == i - 1 else None))
         translation = np.array([t for t, _ in poses])
         rotation = np.array([r for _, r in poses])
-        landmarks = mesh[rows][:, geometry.MESH_TO_68]
+        landmarks = landmarks_2d[rows]
         estimates = {
             **dict(zip(POSE, np.concatenate([translation, geometry.euler_angles(rotation)], axis=1).T)),
             **dict(zip(GAZE_ANGLES, geometry.gaze_angles(contours[rows], irises[rows], rotation).T)),

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from avemotion.media.probe import cut_short, decoder_tail, explain, ffmpeg_input, sniff, truncation
+from avemotion.media.probe import cut_short, decoder_tail, explain, ffmpeg_input, pixel_aspect, sniff, truncation
 from avemotion.media.transcode import decodable_copy, decoder_missing, length_unknown, misread
 from avemotion.quarantine import ClipDefect
 
@@ -38,7 +38,8 @@ SAMPLING_REVISION = 3
 # (avemotion.media.transcode), OpenFace included, and face tables hold when frames of a variable
 # frame rate are shown. 3: clips copied at an odd size (AV1, browsers' WebM) are read, not quarantined;
 # H.264 in AVI, which decord misreads out of order, is copied or read forward like DivX. 4: an AVI
-# without frame times that dropped frames (avemotion.media.avi) is copied, its frames kept at their times.
+# without frame times that dropped frames (avemotion.media.avi) is copied, its frames kept at their
+# times; frames of non-square pixels are measured and cropped as they are shown (probe.pixel_aspect).
 READING_REVISION = 4
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
@@ -394,25 +395,34 @@ def sample_indices(total_frames: int, num_frames: int, sampling: str = "segments
     raise ValueError(f"frames.sampling must be 'segments' or 'dense', got {sampling!r}")
 
 
-def letterbox(frame: np.ndarray, size: int) -> np.ndarray:
-    """The whole frame scaled to fit ``size`` x ``size``, aspect ratio kept, centred on black padding."""
+def letterbox(frame: np.ndarray, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
+    """The whole frame scaled to fit ``size`` x ``size`` as it is shown (its pixels ``pixel_aspect``
+    times as wide as high), centred on black padding."""
     height, width = frame.shape[:2]
-    scale = size / max(height, width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    new_w, new_h, left, top = letterbox_layout(width, height, size, pixel_aspect)
+    shrunk = max(height, width * pixel_aspect) > size
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if shrunk else cv2.INTER_LINEAR)
     out = np.zeros((size, size, 3), np.uint8)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
     out[top : top + new_h, left : left + new_w] = resized
     return out
 
 
-def smooth_face_squares(boxes: np.ndarray, margin: float, window: int = 9) -> np.ndarray:
-    """Per-frame square crops (cx, cy, side) from per-frame face boxes (x0, y0, x1, y1; NaN = no face).
+def letterbox_layout(width: int, height: int, size: int, pixel_aspect: float = 1.0) -> tuple[int, int, int, int]:
+    """(width, height, left, top) of a ``width`` x ``height`` frame within :func:`letterbox`'s square."""
+    scale = size / max(height, width * pixel_aspect)
+    new_w, new_h = max(1, round(width * pixel_aspect * scale)), max(1, round(height * scale))
+    return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
+
+
+def smooth_face_squares(boxes: np.ndarray, margin: float, window: int = 9, pixel_aspect: float = 1.0) -> np.ndarray:
+    """Per-frame square crops (cx, cy, side) from per-frame face boxes (x0, y0, x1, y1 in the video's
+    pixels; NaN = no face), in the pixels of the frame as it is shown (x times ``pixel_aspect``),
+    where a face has its own proportions (:func:`crop_square`).
 
     Frames without a face take the nearest tracked values (linear interpolation); a moving average
     over ``window`` frames removes landmark jitter so the crop does not shake.
     """
-    boxes = np.asarray(boxes, float)
+    boxes = np.asarray(boxes, float) * [pixel_aspect, 1, pixel_aspect, 1]
     valid = ~np.isnan(boxes).any(axis=1)
     if not valid.any():
         raise ClipDefect("no face in any frame")
@@ -425,12 +435,22 @@ def smooth_face_squares(boxes: np.ndarray, margin: float, window: int = 9) -> np
     return np.stack([smooth(centre_x), smooth(centre_y), smooth(side) * (1 + 2 * margin)], axis=1)
 
 
-def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, size: int) -> np.ndarray:
-    """The square of ``side`` pixels centred on (cx, cy), resized to ``size``; outside the frame is black."""
-    scale = size / side
-    matrix = np.array([[scale, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]], np.float32)
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
+    """The square of ``side`` pixels centred on (cx, cy), resized to ``size``; outside the frame is
+    black. On pixels ``pixel_aspect`` times as wide as high, the square is one as the frame is shown,
+    and ``cx`` and ``side`` count its pixels' heights (x times ``pixel_aspect``, as
+    :func:`smooth_face_squares` gives them)."""
+    scale_x, scale_y, offset_x, offset_y = square_crop_mapping(cx, cy, side, size, pixel_aspect)
+    matrix = np.array([[scale_x, 0, offset_x], [0, scale_y, offset_y]], np.float32)
+    interpolation = cv2.INTER_AREA if scale_y < 1 else cv2.INTER_LINEAR
     return cv2.warpAffine(frame, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+
+
+def square_crop_mapping(cx: float, cy: float, side: float, size: int, pixel_aspect: float = 1.0) -> tuple[float, float, float, float]:
+    """(scale_x, scale_y, offset_x, offset_y) taking a pixel of the video into :func:`crop_square`'s
+    crop: x_crop = scale_x * x + offset_x."""
+    scale = size / side
+    return scale * pixel_aspect, scale, size / 2 - scale * cx, size / 2 - scale * cy
 
 
 def sample_clip_frames(
@@ -458,20 +478,23 @@ def sample_clip_frames(
     by window (V x T), with ``windows`` in the info, and under dense sampling each window's span
     (``window_starts``, ``window_ends``, lists) instead of the one window's.
 
-    ``face_boxes`` holds one box per source frame (from the face features) when ``crop`` is "face";
-    ``opened``, when given, is the clip as :func:`open_for_picking` opened it. Frames are cropped as
-    they are decoded, ``budget`` bytes at a time, so only one batch is held at full resolution.
+    ``face_boxes`` holds one box per source frame (from the face features, in the video's pixels)
+    when ``crop`` is "face"; ``opened``, when given, is the clip as :func:`open_for_picking` opened
+    it. Frames are cropped as they are decoded, ``budget`` bytes at a time, so only one batch is held
+    at full resolution. Crops and letterboxes are of the frame as it is shown: a video of non-square
+    pixels (probe.pixel_aspect: an anamorphic DVD's) gives faces in their own proportions.
     """
+    aspect = pixel_aspect(path)
     if crop == "face":
         if face_boxes is None or len(face_boxes) == 0:
             raise ClipDefect("no face track for a face crop")
-        squares = smooth_face_squares(face_boxes, margin)
+        squares = smooth_face_squares(face_boxes, margin, pixel_aspect=aspect)
         # Face tracks can be a frame or two shorter or longer than decord's count (container edge frames).
         each = lambda frames, chunk: np.stack(
-            [crop_square(f, *squares[min(i, len(squares) - 1)], size) for f, i in zip(frames, chunk)]
+            [crop_square(f, *squares[min(i, len(squares) - 1)], size, aspect) for f, i in zip(frames, chunk)]
         )
     elif crop == "full":
-        each = lambda frames, chunk: np.stack([letterbox(f, size) for f in frames])
+        each = lambda frames, chunk: np.stack([letterbox(f, size, aspect) for f in frames])
     else:
         raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
     reader, forward = opened if opened is not None else open_for_picking(path)
@@ -494,7 +517,7 @@ def sample_clip_frames(
         out = unique[[read.index(index) for index in indices]] if read else unique
     info = {
         "source_frames": list(indices), "total_frames": total, "fps": float(reader.get_avg_fps()),
-        "frame_slots": None if slots is None else slots.tolist(),
+        "frame_slots": None if slots is None else slots.tolist(), "pixel_aspect": aspect,
     }
     if sampling == "dense" and indices:
         # the window on the time axis, in frame slots (the source frames of a constant frame rate)
