@@ -459,6 +459,26 @@ def test_an_avi_that_dropped_frames_keeps_every_frame_at_its_time(real_media, tm
     assert np.abs(picks - shown).max() <= 1
 
 
+def as_opendml(avi: bytes, video: bytes) -> bytes:
+    """A small AVI as ffmpeg writes it (idx1 only; space kept for OpenDML's super index as JUNK in the
+    stream headers) with its ``video`` stream indexed as OpenDML writers index it: its super index in
+    that stream's JUNK, pointing at a standard index (ix) after the RIFF, and idx1 made JUNK."""
+    import struct
+
+    from avemotion.media.avi import INDEX_ENTRY
+
+    at = avi.index(b"idx1")
+    entries = np.frombuffer(avi[at + 8 : at + 8 + struct.unpack("<I", avi[at + 4 : at + 8])[0]], INDEX_ENTRY)
+    entries = entries[entries["id"] == video]
+    ix = struct.pack("<4sIHBBI4sQI", b"ix" + video[:2], 24 + 8 * len(entries), 2, 0, 1, len(entries), video, 0, 0)
+    ix += np.stack([entries["offset"], entries["size"]], axis=1).astype("<u4").tobytes()
+    junk = avi.index(b"JUNK", avi.index(b"vids"))  # the video stream's reserved space
+    room = struct.unpack("<I", avi[junk + 4 : junk + 8])[0]
+    indx = struct.pack("<4sIHBBI4s12xQII", b"indx", room, 4, 0, 0, 1, video, len(avi), len(ix), len(entries))
+    avi = avi[:junk] + indx.ljust(8 + room, b"\0") + avi[junk + 8 + room :]
+    return avi[:at] + b"JUNK" + avi[at + 4 :] + ix
+
+
 def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
     """Empty chunks of the video stream between frames count, wherever the stream sits among the
     file's streams; not an encoder's B-frame delay before the second frame, nor other files."""
@@ -470,3 +490,15 @@ def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
     assert dropped_frames(audio_first) == 4
     assert dropped_frames(Path(__file__).parent / "data" / "divx_packed_b_frames.avi") == 0  # two empty chunks after the first frame
     assert dropped_frames(real_media / "WolfgangLanger_Pexels.mp4") == 0
+    # OpenDML's index is read where there is one (it also covers the parts of a file over 1 GiB, where
+    # idx1 covers the first: a 1.4 GB one with 10 dropped past its first GiB gave 10, idx1 alone 0)
+    whole = audio_first.read_bytes()
+    (tmp_path / "opendml.avi").write_bytes(as_opendml(whole, b"01dc"))
+    assert dropped_frames(tmp_path / "opendml.avi") == 4 and b"idx1" not in (tmp_path / "opendml.avi").read_bytes()
+    # a cut or damaged file never makes it raise: it is asked of every AVI decord gives no frame times
+    for end in range(0, len(whole), 997):
+        (tmp_path / "cut.avi").write_bytes(whole[:end])
+        assert 0 <= dropped_frames(tmp_path / "cut.avi") <= 4
+    for start in range(0, 4096, 61):
+        (tmp_path / "damaged.avi").write_bytes(whole[:start] + bytes(range(256))[: 64] + whole[start + 64 :])
+        assert dropped_frames(tmp_path / "damaged.avi") >= 0
