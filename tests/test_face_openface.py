@@ -277,6 +277,48 @@ def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openfac
 
 
 
+def test_openface_measures_a_clip_of_non_square_pixels_as_it_is_shown(openface, tmp_path, monkeypatch):
+    """OpenFace reads the pixels as stored, so a widescreen DVD's face (64:45) reaches it 70 % as wide
+    as it is; it gets a lossless copy widened to square pixels instead, and its landmarks' x are
+    mapped back to the clip's own pixels, as the facemesh backend writes them."""
+    import subprocess
+
+    import imageio_ffmpeg
+    import numpy as np
+    from decord import VideoReader
+
+    import avemotion.preprocess.stages as stages
+    from avemotion.demo.encode import write_video
+    from avemotion.media.probe import pixel_aspect
+    from avemotion.preprocess.chunk import run_chunk
+    from avemotion.preprocess.stages import FaceStage
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_video(corpus / "square.mp4", np.full((10, 64, 64, 3), 90, np.uint8), 25, "mp4", None, 16000)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "square.mp4"), "-vf", "scale=90:72,setsar=64/45",
+                    "-c:v", "libx264", str(corpus / "dvd.mp4")], check=True)  # fmt: skip
+    seen = {}
+
+    def looking(binary, videos, out_dir, **kwargs):  # what OpenFace is given, before its copies go
+        for video in videos:
+            seen[Path(video).stem] = (VideoReader(str(video))[0].shape[:2], pixel_aspect(video), "copies" in Path(video).parts)
+        return run_feature_extraction(binary, videos, out_dir, **kwargs)
+
+    monkeypatch.setattr(stages, "run_feature_extraction", looking)
+    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("dvd", "square")]
+    settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    assert seen == {"dvd": ((72, 128), 1.0, True), "square": ((64, 64), 1.0, False)}  # 90x72 shown at 128x72
+    assert list(table["status"]) == ["ok", "ok"] and table.loc["dvd", "width"] == 90
+    written = {clip: pd.read_csv(out / "openface" / f"{clip}.csv") for clip in ("dvd", "square")}  # the stand-in writes alike
+    for column in ("x_0", "x_67", "eye_lmk_x_0", "y_0", "AU12_r", "pose_Ry"):
+        raw = written["square"][column]
+        expected = np.where(written["square"]["success"] == 1, (raw + 0.5) * 90 / 128 - 0.5, raw) if "x_" in column else raw
+        assert np.allclose(written["dvd"][column], expected), column
+
+
 def test_openface_runs_before_the_held_copies_pass_their_bound(openface, tmp_path, monkeypatch):
     """A chunk of clips read through copies (AV1 here) would hold all their copies until OpenFace's
     one call: past stages.HELD_COPIES_BYTES OpenFace reads those gathered so far and their copies go.

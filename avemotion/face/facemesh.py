@@ -40,7 +40,7 @@ from avemotion.face.models import (
     roi_from_detection,
     roi_from_points,
 )
-from avemotion.media.frames import decode_all, first_frame, frame_times, open_video, reduced_size
+from avemotion.media.frames import decode_all, first_frame, frame_times, open_video, reduced_size, shown_size
 from avemotion.media.probe import pixel_aspect
 
 GAZE_ANGLES = ["gaze_angle_x", "gaze_angle_y"]
@@ -282,8 +282,7 @@ class FaceMeshBackend:
         first, _ = first_frame(path, reader)
         source = first.shape[1:3] if len(first) else (0, 0)
         del first, reader
-        shown = (source[0], max(2, 2 * round(source[1] * pixel_aspect / 2))) if pixel_aspect != 1 else source
-        decoded = reduced_size(*shown, long_side)
+        decoded = reduced_size(*shown_size(*source, pixel_aspect), long_side)
         # source pixel = (decoded pixel + 0.5) * scale - 0.5 (pixel centres on integers); z as x and y
         # on square pixels, else as y (the shown frame's pixels)
         scale = np.array([source[1] / decoded[1], source[0] / decoded[0]]) if source[0] else np.ones(2)

@@ -61,6 +61,13 @@ def reduced_size(height: int, width: int, long_side: int | None) -> tuple[int, i
     return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
 
 
+def shown_size(height: int, width: int, pixel_aspect: float) -> tuple[int, int]:
+    """(height, width) of a frame as players show it: pixels ``pixel_aspect`` times as wide as high
+    (avemotion.media.probe.pixel_aspect) made square by widening the frame (to an even width, as
+    video scalers want); the size itself on square pixels."""
+    return (height, max(2, 2 * round(width * pixel_aspect / 2))) if pixel_aspect != 1 else (height, width)
+
+
 def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False):
     """A decord VideoReader, or :class:`ClipDefect` with one line that names the file and what is
     wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).

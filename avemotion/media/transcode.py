@@ -91,7 +91,7 @@ READ_RIGHT_IN_ORDER = {
     "no frame times": {"mpeg4", "mpeg2video", "h264"},  # AVI: DivX, Xvid, MPEG-2 with B-frames, H.264
 }
 
-# the latest copy: {(source path, size, mtime): (its temporary folder, the copy)}
+# the latest copy: {((source path, size, mtime), shown size or None): (its temporary folder, the copy)}
 _kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
 _videos: dict[tuple, str | None] = {}  # ffmpeg's description of the first video stream, by the same key
 _leading: dict[tuple, bool] = {}  # whether the video has open GOPs (leading_pictures), by the same key
@@ -202,12 +202,14 @@ def container_misread(path) -> str | None:
     return "MPEG stream" if transport or head.startswith(b"\x00\x00\x01\xba") else None
 
 
-def decodable_copy(path) -> Path:
+def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     """A lossless H.264 MP4 of ``path``'s first video stream (see the module's docstring), or
-    :class:`ClipDefect` when ffmpeg cannot decode it either. The copy stays until the next call for
-    another file; a reader that opened it keeps reading after it is removed."""
+    :class:`ClipDefect` when ffmpeg cannot decode it either. ``shown`` (height, width): the frames
+    scaled to that size in square pixels, for a reader that cannot apply the video's pixel aspect
+    itself (OpenFace; avemotion.media.frames.shown_size). The copy stays until the next call for
+    another file or size; a reader that opened it keeps reading after it is removed."""
     path = Path(path)
-    key = _version(path)
+    key = (_version(path), shown)
     if key in _kept:
         return _kept[key][1]
     release()
@@ -215,8 +217,11 @@ def decodable_copy(path) -> Path:
     copy = Path(folder.name) / "copy.mp4"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
-    if odd_sized(path):  # x264 halves chroma only on even sizes: keep it whole, at the source's depth
-        command += ["-vf", "format=pix_fmts=yuv444p|yuv444p10le"]
+    filters = [f"scale={shown[1]}:{shown[0]},setsar=1"] if shown else []
+    if (shown[0] % 2 or shown[1] % 2) if shown else odd_sized(path):  # x264 halves chroma only on even sizes: keep it whole, at the source's depth
+        filters.append("format=pix_fmts=yuv444p|yuv444p10le")
+    if filters:
+        command += ["-vf", ",".join(filters)]
     command += ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-threads", "1", str(copy)]
     result = subprocess.run(command, capture_output=True, text=True, errors="replace")
     if result.returncode != 0 or not copy.exists() or copy.stat().st_size == 0:
@@ -231,7 +236,7 @@ def decodable_copy(path) -> Path:
 
 def kept_copy(path) -> Path | None:
     """The copy :func:`decodable_copy` made of ``path`` (this version of it), while it is kept."""
-    kept = _kept.get(_version(path))
+    kept = _kept.get((_version(path), None))
     return kept[1] if kept else None
 
 

@@ -28,13 +28,14 @@ import pandas as pd
 
 from avemotion.config import QUIET_DEFAULTS
 from avemotion.face.facemesh import FaceMeshBackend, face_boxes
-from avemotion.face.openface import read_openface_csv, run_feature_extraction
+from avemotion.face.openface import in_stored_pixels, read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
-from avemotion.media.frames import first_frame, length_defects, open_for_picking, open_video, sample_clip_frames
+from avemotion.media.frames import first_frame, length_defects, open_for_picking, open_video, sample_clip_frames, shown_size
+from avemotion.media.probe import pixel_aspect
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
-from avemotion.media.transcode import kept_copy
+from avemotion.media.transcode import decodable_copy, kept_copy
 from avemotion.preprocess.chunk import Stage
 from avemotion.quarantine import ClipDefect, SkipClip
 
@@ -137,7 +138,9 @@ class FaceStage(Stage):
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
         # browser's WebM; an edit list; an MPEG stream), so OpenFace's rows are the frames
-        # sampled. Unreadable videos are quarantined with their reason in process().
+        # sampled; for a video of non-square pixels, a copy widened to square ones, so that OpenFace
+        # measures the face as it is shown (its landmarks are mapped back in _openface). Unreadable
+        # videos are quarantined with their reason in process().
         self.video_info, self.unreadable, self.openface_csvs = {}, {}, {}
         inputs, held = {}, 0
         for n, clip in enumerate(clips):
@@ -145,11 +148,12 @@ class FaceStage(Stage):
             try:
                 reader = open_video(video, in_order=True)  # its first frame only
                 first, _ = first_frame(video, reader)
+                aspect = pixel_aspect(video) if len(first) else 1.0
+                copy = kept_copy(video) if aspect == 1 else decodable_copy(video, shown_size(*first.shape[1:3], aspect))
             except ClipDefect as defect:
                 self.unreadable[str(video)] = defect
                 continue
-            self.video_info[str(video)] = (float(reader.get_avg_fps()), first.shape[1:3])
-            copy = kept_copy(video)
+            self.video_info[str(video)] = (float(reader.get_avg_fps()), first.shape[1:3], aspect)
             inputs[str(video)] = str(video) if copy is None else self._held_copy(copy, n, video)
             held += 0 if copy is None else copy.stat().st_size
             if held >= HELD_COPIES_BYTES:  # OpenFace reads them now: a chunk of AV1 1080p would hold gigabytes
@@ -209,8 +213,11 @@ class FaceStage(Stage):
         csv = self.openface_csvs.get(str(video))
         if csv is None:
             raise ClipDefect("OpenFace wrote no features for this clip")
-        fps, shape = self.video_info[str(video)]
-        return read_openface_csv(csv), fps, shape
+        fps, shape, aspect = self.video_info[str(video)]
+        table = read_openface_csv(csv)
+        if aspect != 1:  # OpenFace read the copy widened to square pixels
+            table = in_stored_pixels(table, shape[1] / shown_size(*shape, aspect)[1])
+        return table, fps, shape
 
 
 class FramesStage(Stage):
