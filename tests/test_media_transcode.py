@@ -502,3 +502,37 @@ def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
     for start in range(0, 4096, 61):
         (tmp_path / "damaged.avi").write_bytes(whole[:start] + bytes(range(256))[: 64] + whole[start + 64 :])
         assert dropped_frames(tmp_path / "damaged.avi") >= 0
+
+
+@pytest.mark.parametrize("matrix", [["-display_hflip"], ["-display_vflip"], ["-display_rotation", "90", "-display_hflip"]], ids=["hflip", "vflip", "turned-hflip"])
+def test_a_clip_whose_display_matrix_mirrors_it_is_read_as_players_show_it(real_media, tmp_path, matrix):
+    """decord reads only a display matrix's angle: a clip flipped left to right came out turned half
+    round (the face upside down), one turned a quarter and flipped the other quarter."""
+    from avemotion.face.facemesh import FaceMeshBackend
+    from avemotion.media.frames import sample_clip_frames
+    from avemotion.media.mp4 import mirrored
+
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", "-c:v", "libx264", plain)
+    path = tmp_path / "mirrored.mp4"
+    ffmpeg(*matrix, "-i", plain, "-c", "copy", path)
+    assert mirrored(path) and not mirrored(plain)
+    whole = path.read_bytes()  # asked of every MP4 and MOV: a cut or damaged one never makes it raise
+    for end in range(0, len(whole), 4999):
+        (tmp_path / "cut.mp4").write_bytes(whole[:end])
+        mirrored(tmp_path / "cut.mp4")
+    at = whole.index(b"moov")
+    for start in range(at - 8, min(at + 2000, len(whole)), 7):
+        (tmp_path / "damaged.mp4").write_bytes(whole[:start] + bytes(range(0, 256, 11)) + whole[start + 24 :])
+        mirrored(tmp_path / "damaged.mp4")
+    height, width = (640, 360) if "-display_rotation" in matrix else (360, 640)
+    shown = ffmpeg_frames(path, height, width)
+    transcode.release()
+    reader = open_video(path, in_order=True)  # as the face stage reads
+    assert np.array_equal(np.stack([reader.next().asnumpy() for _ in range(len(reader))]), shown)
+    frames, info = sample_clip_frames(path, 8, max(height, width), "full")
+    left = (max(height, width) - width) // 2
+    assert np.array_equal(frames[:, :, left : left + width] if width < height else frames[:, (width - height) // 2 : (width + height) // 2], shown[info["source_frames"]])
+    if "-display_vflip" not in matrix:  # shown upside down, as players show it: no face to expect
+        table, _, _ = FaceMeshBackend().analyse_video(path)
+        assert table["success"].all()

