@@ -504,27 +504,35 @@ def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
         assert dropped_frames(tmp_path / "damaged.avi") >= 0
 
 
-@pytest.mark.parametrize("matrix", [["-display_hflip"], ["-display_vflip"], ["-display_rotation", "90", "-display_hflip"]], ids=["hflip", "vflip", "turned-hflip"])
-def test_a_clip_whose_display_matrix_mirrors_it_is_read_as_players_show_it(real_media, tmp_path, matrix):
-    """decord reads only a display matrix's angle: a clip flipped left to right came out turned half
-    round (the face upside down), one turned a quarter and flipped the other quarter."""
+@pytest.mark.parametrize(
+    "matrix, suffix",
+    [(["-display_hflip"], ".mp4"), (["-display_vflip"], ".mov"), (["-display_rotation", "90", "-display_hflip"], ".mp4"),
+     (["-display_rotation", "90"], ".mkv"), (["-display_hflip"], ".mkv")],
+    ids=["hflip", "vflip-mov", "turned-hflip", "turned-mkv", "hflip-mkv"],
+)  # fmt: skip
+def test_a_clip_whose_display_matrix_decord_misapplies_is_read_as_players_show_it(real_media, tmp_path, matrix, suffix):
+    """decord reads only a display matrix's angle, and only in MP4/MOV: a clip flipped left to right
+    came out turned half round (the face upside down), one turned a quarter and flipped the other
+    quarter; a turned phone clip that ffmpeg wrote into Matroska came out lying on its side."""
     from avemotion.face.facemesh import FaceMeshBackend
     from avemotion.media.frames import sample_clip_frames
     from avemotion.media.mp4 import mirrored
 
     plain = tmp_path / "plain.mp4"
     ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", "-c:v", "libx264", plain)
-    path = tmp_path / "mirrored.mp4"
+    path = tmp_path / f"shown{suffix}"
     ffmpeg(*matrix, "-i", plain, "-c", "copy", path)
-    assert mirrored(path) and not mirrored(plain)
-    whole = path.read_bytes()  # asked of every MP4 and MOV: a cut or damaged one never makes it raise
-    for end in range(0, len(whole), 4999):
-        (tmp_path / "cut.mp4").write_bytes(whole[:end])
-        mirrored(tmp_path / "cut.mp4")
-    at = whole.index(b"moov")
-    for start in range(at - 8, min(at + 2000, len(whole)), 7):
-        (tmp_path / "damaged.mp4").write_bytes(whole[:start] + bytes(range(0, 256, 11)) + whole[start + 24 :])
-        mirrored(tmp_path / "damaged.mp4")
+    assert mirrored(path) == (suffix != ".mkv") and not mirrored(plain)
+    assert transcode.turn_unapplied(path) == (suffix == ".mkv") and not transcode.turn_unapplied(plain)
+    if suffix == ".mp4":
+        whole = path.read_bytes()  # asked of every MP4 and MOV: a cut or damaged one never makes it raise
+        for end in range(0, len(whole), 4999):
+            (tmp_path / "cut.mp4").write_bytes(whole[:end])
+            mirrored(tmp_path / "cut.mp4")
+        at = whole.index(b"moov")
+        for start in range(at - 8, min(at + 2000, len(whole)), 7):
+            (tmp_path / "damaged.mp4").write_bytes(whole[:start] + bytes(range(0, 256, 11)) + whole[start + 24 :])
+            mirrored(tmp_path / "damaged.mp4")
     height, width = (640, 360) if "-display_rotation" in matrix else (360, 640)
     shown = ffmpeg_frames(path, height, width)
     transcode.release()
@@ -536,3 +544,24 @@ def test_a_clip_whose_display_matrix_mirrors_it_is_read_as_players_show_it(real_
     if "-display_vflip" not in matrix:  # shown upside down, as players show it: no face to expect
         table, _, _ = FaceMeshBackend().analyse_video(path)
         assert table["success"].all()
+
+
+def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media, tmp_path):
+    """Players apply the movie header's matrix and the track header's in turn: a mirror in either
+    mirrors the frames, one in both cancels out."""
+    import struct
+
+    from avemotion.media.mp4 import mirrored
+
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-t", 1, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", "-c:v", "libx264", plain)
+    whole = bytearray(plain.read_bytes())
+    movie, track = whole.index(b"mvhd") + 4 + 36, whole.index(b"tkhd") + 4 + 40  # matrix.a of version-0 headers
+    for flips, expected in (((movie,), True), ((track,), True), ((movie, track), False)):
+        flipped = bytearray(whole)
+        for at in flips:
+            flipped[at : at + 4] = struct.pack(">i", -0x10000)  # a = -1.0: x mirrored
+        (tmp_path / "flipped.mp4").write_bytes(bytes(flipped))
+        shown = ffmpeg_frames(tmp_path / "flipped.mp4", 360, 640)[0].astype(int)
+        assert np.array_equal(shown, ffmpeg_frames(plain, 360, 640)[0][:, ::-1]) == expected  # ffmpeg agrees
+        assert mirrored(tmp_path / "flipped.mp4") == expected, flips

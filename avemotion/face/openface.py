@@ -142,14 +142,17 @@ def run_feature_extraction(binary, videos: list, out_dir, timeout: float | None 
 
 def in_stored_pixels(table: pd.DataFrame, x_scale: float) -> pd.DataFrame:
     """OpenFace's table of a copy widened to square pixels (a clip of non-square pixels: OpenFace
-    reads the stored pixels, and would measure a squeezed face) with its 2D x coordinates (landmarks,
-    eye landmarks) in the clip's own pixels, as the facemesh backend writes them: x times
-    ``x_scale`` (the clip's width over the copy's), pixel centres kept. Rows without a face keep
-    OpenFace's zeros."""
-    columns = [c for c in table.columns if c.startswith(("x_", "eye_lmk_x_"))]
-    found = table["success"] == 1 if "success" in table else slice(None)
+    reads the stored pixels, and would measure a squeezed face) with its image x coordinates (the
+    2D landmarks, the eyes' landmarks, the shape model's x translation when ``-pdmparams`` asked for
+    it) in the clip's own pixels, as the facemesh backend writes them: x times ``x_scale`` (the
+    clip's width over the copy's), pixel centres kept. A row's zeros (OpenFace's "no landmarks")
+    stay zeros. ``p_scale`` stays the copy's: one scale cannot be both widths."""
+    columns = [c for c in table.columns if c.startswith(("x_", "eye_lmk_x_")) or c == "p_tx"]
+    if not columns:
+        return table
+    placed = (table[columns] != 0).any(axis=1)
     table = table.copy()
-    table.loc[found, columns] = (table.loc[found, columns] + 0.5) * x_scale - 0.5
+    table.loc[placed, columns] = (table.loc[placed, columns] + 0.5) * x_scale - 0.5
     return table
 
 

@@ -1,7 +1,7 @@
 """What an MP4/MOV file's boxes say about its video's display: a mirror in its display matrix.
 
-A track header (tkhd) holds a 3x3 display matrix that players apply to the decoded frames: phones
-store a rotation there, and some writers a mirror (``ffmpeg -display_hflip``; front cameras that
+The movie header (mvhd) and the track header (tkhd) each hold a 3x3 display matrix, which players
+apply, one after the other, to the decoded frames: phones store a rotation there, and some writers a mirror (``ffmpeg -display_hflip``; front cameras that
 record what the preview showed). decord 0.6.0 reads only the matrix's rotation angle, so a mirrored
 clip comes out turned instead: one flipped left to right reads as a half turn, the face upside down
 (the face mesh still follows it, but on WolfgangLanger AU01 read 2.4 off, AU12 1.7, pitch 0.34 rad,
@@ -16,17 +16,25 @@ import struct
 from pathlib import Path
 
 MOOV_LIMIT = 64 << 20  # a movie box is KBs to a few MB; a damaged size must not read the whole file
-CONTAINERS = {b"trak", b"mdia"}  # boxes whose children are read
+# the top-level boxes an MP4/MOV may open with (QuickTime's "wide" and preview boxes among them)
+FIRST_BOXES = (b"ftyp", b"moov", b"wide", b"mdat", b"free", b"skip", b"pnot", b"PICT", b"uuid")
+MVHD_MATRIX, TKHD_MATRIX = (36, 48), (40, 52)  # where the matrix starts in version 0 / 1 headers
+
+
+def is_movie(path) -> bool:
+    """Whether ``path`` opens as an MP4/MOV (ISO base media) file does: with one of its top-level boxes."""
+    with open(path, "rb") as handle:
+        return handle.read(8)[4:8] in FIRST_BOXES
 
 
 def mirrored(path) -> bool:
-    """Whether the first video track of an MP4/MOV file has a display matrix that mirrors the frames
-    (a negative determinant); False for other files and where the boxes cannot be read."""
+    """Whether the display matrices of an MP4/MOV file's movie and first video track together mirror
+    the frames (their determinants' product is negative); False for other files and where the boxes
+    cannot be read."""
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8 or head[4:8] not in (b"ftyp", b"moov", b"wide", b"mdat", b"free", b"skip"):
+        if handle.read(8)[4:8] not in FIRST_BOXES:
             return False
         offset = 0
         while offset + 8 <= size:
@@ -66,21 +74,24 @@ def _boxes(data: bytes):
 
 
 def _first_video_mirrored(moov: bytes) -> bool:
-    for kind, trak in _boxes(moov):
+    boxes = list(_boxes(moov))
+    movie = next((_determinant(body, MVHD_MATRIX) for kind, body in boxes if kind == b"mvhd"), 1)
+    for kind, trak in boxes:
         if kind != b"trak":
             continue
         children = dict(_boxes(trak))
         handler = dict(_boxes(children.get(b"mdia", b""))).get(b"hdlr", b"")
         if handler[8:12] != b"vide" or b"tkhd" not in children:
             continue
-        matrix = _matrix(children[b"tkhd"])
-        return matrix is not None and matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0
+        return movie * _determinant(children[b"tkhd"], TKHD_MATRIX) < 0
     return False
 
 
-def _matrix(tkhd: bytes) -> tuple | None:
-    """The track header's display matrix (a, b, u, c, d, v, x, y, w), fixed-point as stored."""
-    at = 40 if tkhd[:1] == b"\x00" else 52  # version 0: 32-bit times and duration; version 1: 64-bit
-    if len(tkhd) < at + 36:
-        return None
-    return struct.unpack(">9i", tkhd[at : at + 36])
+def _determinant(header: bytes, offsets: tuple[int, int]) -> int:
+    """The determinant of the 2x2 part (a, b; c, d) of a header's display matrix, whose fixed-point
+    values are stored from ``offsets[version]`` on (1 where the header is too short to hold one)."""
+    at = offsets[0] if header[:1] == b"\x00" else offsets[1]  # version 0: 32-bit times; version 1: 64-bit
+    if len(header) < at + 36:
+        return 1
+    a, b, _, c, d, *_ = struct.unpack(">9i", header[at : at + 36])
+    return a * d - b * c

@@ -36,6 +36,7 @@ import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import imageio_ffmpeg
@@ -309,24 +310,38 @@ def stated_frames(path) -> int:
     return int(round(count)) if 0 < count < 1e9 else 0
 
 
-def pixel_aspect(path) -> float:
-    """The width of the video's pixels over their height in frames as decord gives them, as the
-    container or codec states it (the sample aspect ratio: 64/45 for a widescreen DVD's 720x576,
-    16/15 for 4:3 PAL DV), read by OpenCV's FFmpeg backend without decoding (1 ms on small files,
-    15-18 ms on 1080p); 1.0 where none is stated or it cannot be read. decord gives the stored pixels
-    (a 720x576 frame that players show at 1024x576), turned by the display matrix: after a quarter
-    turn the stated aspect applies to the frame's height, so the frame's pixels are 1/aspect as wide."""
+class Display(NamedTuple):
+    """How the video is shown, as its container or codec states it (OpenCV's FFmpeg backend reads it
+    without decoding: 1 ms on small files, 15-18 ms on 1080p)."""
+
+    pixel_aspect: float  # the width of the frames' pixels over their height (see pixel_aspect)
+    turn: int  # degrees the display matrix turns the frames (0, 90, 180 or 270)
+
+
+def display(path) -> Display:
+    """The video's :class:`Display`; square pixels and no turn where none is stated or the file cannot
+    be read."""
     capture = cv2.VideoCapture(ffmpeg_input(path), cv2.CAP_FFMPEG)
     try:
         opened = capture.isOpened()
         num, den = (capture.get(cv2.CAP_PROP_SAR_NUM), capture.get(cv2.CAP_PROP_SAR_DEN)) if opened else (0, 0)
-        turn = capture.get(cv2.CAP_PROP_ORIENTATION_META) if opened else 0
+        turn = int(round(capture.get(cv2.CAP_PROP_ORIENTATION_META))) % 360 if opened else 0
     finally:
         capture.release()
     aspect = num / den if num > 0 and den > 0 else 1.0
     if not 0.25 <= aspect <= 4:  # beyond that, a broken header, not a picture
-        return 1.0
-    return 1 / aspect if round(turn) % 180 == 90 else aspect
+        aspect = 1.0
+    return Display(1 / aspect if turn % 180 == 90 else aspect, turn)
+
+
+def pixel_aspect(path) -> float:
+    """The width of the video's pixels over their height in the frames as they are read, as the
+    container or codec states it (the sample aspect ratio: 64/45 for a widescreen DVD's 720x576,
+    16/15 for 4:3 PAL DV); 1.0 where none is stated. decord gives the stored pixels (a 720x576 frame
+    that players show at 1024x576), turned by the display matrix (avemotion.media.transcode copies a
+    clip whose matrix decord would not apply): after a quarter turn the stated aspect applies to the
+    frame's height, so the frame's pixels are 1/aspect as wide."""
+    return display(path).pixel_aspect
 
 
 # ---- what ffmpeg says ----------------------------------------------------------------------------

