@@ -277,10 +277,11 @@ def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openfac
 
 
 
-def test_openface_measures_a_clip_of_non_square_pixels_as_it_is_shown(openface, tmp_path, monkeypatch):
+def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tmp_path, monkeypatch):
     """OpenFace reads the pixels as stored, so a widescreen DVD's face (64:45) reaches it 70 % as wide
     as it is; it gets a lossless copy widened to square pixels instead, and its landmarks' x are
-    mapped back to the clip's own pixels, as the facemesh backend writes them."""
+    mapped back to the clip's own pixels, as the facemesh backend writes them. A phone's turned clip
+    reaches it turned, as the other stages read it (OpenCV before 4.5 ignored the display matrix)."""
     import subprocess
 
     import imageio_ffmpeg
@@ -289,7 +290,7 @@ def test_openface_measures_a_clip_of_non_square_pixels_as_it_is_shown(openface, 
 
     import avemotion.preprocess.stages as stages
     from avemotion.demo.encode import write_video
-    from avemotion.media.probe import pixel_aspect
+    from avemotion.media.probe import Display, display
     from avemotion.preprocess.chunk import run_chunk
     from avemotion.preprocess.stages import FaceStage
 
@@ -298,21 +299,26 @@ def test_openface_measures_a_clip_of_non_square_pixels_as_it_is_shown(openface, 
     write_video(corpus / "square.mp4", np.full((10, 64, 64, 3), 90, np.uint8), 25, "mp4", None, 16000)
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "square.mp4"), "-vf", "scale=90:72,setsar=64/45",
                     "-c:v", "libx264", str(corpus / "dvd.mp4")], check=True)  # fmt: skip
+    write_video(corpus / "wide.mp4", np.full((10, 64, 96, 3), 90, np.uint8), 25, "mp4", None, 16000)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(corpus / "wide.mp4"), "-c", "copy",
+                    str(corpus / "phone.mp4")], check=True)  # fmt: skip
     seen = {}
 
     def looking(binary, videos, out_dir, **kwargs):  # what OpenFace is given, before its copies go
         for video in videos:
-            seen[Path(video).stem] = (VideoReader(str(video))[0].shape[:2], pixel_aspect(video), "copies" in Path(video).parts)
+            seen[Path(video).stem] = (VideoReader(str(video))[0].shape[:2], display(video), "copies" in Path(video).parts)
         return run_feature_extraction(binary, videos, out_dir, **kwargs)
 
     monkeypatch.setattr(stages, "run_feature_extraction", looking)
-    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("dvd", "square")]
+    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("dvd", "square", "phone")]
     settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
     out = tmp_path / "results"
     table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
-    assert seen == {"dvd": ((72, 128), 1.0, True), "square": ((64, 64), 1.0, False)}  # 90x72 shown at 128x72
-    assert list(table["status"]) == ["ok", "ok"] and table.loc["dvd", "width"] == 90
-    written = {clip: pd.read_csv(out / "openface" / f"{clip}.csv") for clip in ("dvd", "square")}  # the stand-in writes alike
+    square = Display(1.0, 0)
+    assert seen == {"dvd": ((72, 128), square, True), "square": ((64, 64), square, False), "phone": ((96, 64), square, True)}  # 90x72 shown at 128x72
+    assert list(table["status"]) == ["ok", "ok", "ok"] and table.loc["dvd", "width"] == 90 and table.loc["phone", "width"] == 64
+    written = {clip: pd.read_csv(out / "openface" / f"{clip}.csv") for clip in ("dvd", "square", "phone")}  # the stand-in writes alike
+    assert written["phone"].equals(written["square"])  # square pixels: nothing mapped
     for column in ("x_0", "x_67", "eye_lmk_x_0", "y_0", "AU12_r", "pose_Ry"):
         raw = written["square"][column]
         expected = np.where(written["square"]["success"] == 1, (raw + 0.5) * 90 / 128 - 0.5, raw) if "x_" in column else raw

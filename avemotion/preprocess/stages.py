@@ -33,7 +33,7 @@ from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
 from avemotion.media.frames import first_frame, length_defects, open_for_picking, open_video, sample_clip_frames, shown_size
-from avemotion.media.probe import pixel_aspect
+from avemotion.media.probe import display
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.media.transcode import decodable_copy, kept_copy
 from avemotion.preprocess.chunk import Stage
@@ -138,9 +138,10 @@ class FaceStage(Stage):
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
         # browser's WebM; an edit list; an MPEG stream), so OpenFace's rows are the frames
-        # sampled; for a video of non-square pixels, a copy widened to square ones, so that OpenFace
-        # measures the face as it is shown (its landmarks are mapped back in _openface). Unreadable
-        # videos are quarantined with their reason in process().
+        # sampled; for a video of non-square pixels or with a display matrix, a copy widened to square
+        # pixels and turned as it is shown, so that OpenFace measures the face as it is shown and in
+        # the frames the other stages read (x is mapped back to the stored pixels' in _openface).
+        # Unreadable videos are quarantined with their reason in process().
         self.video_info, self.unreadable, self.openface_csvs = {}, {}, {}
         inputs, held = {}, 0
         for n, clip in enumerate(clips):
@@ -148,8 +149,12 @@ class FaceStage(Stage):
             try:
                 reader = open_video(video, in_order=True)  # its first frame only
                 first, _ = first_frame(video, reader)
-                aspect = pixel_aspect(video) if len(first) else 1.0
-                copy = kept_copy(video) if aspect == 1 else decodable_copy(video, shown_size(*first.shape[1:3], aspect))
+                shown = display(video) if len(first) else None
+                aspect = shown.pixel_aspect if shown else 1.0
+                # OpenFace's OpenCV may not turn a phone's clip by its display matrix (before 4.5 it
+                # did not) while the other stages read it turned: it gets the frames turned too
+                turned = shown is not None and (aspect != 1 or shown.turn != 0)
+                copy = decodable_copy(video, shown_size(*first.shape[1:3], aspect)) if turned else kept_copy(video)
             except ClipDefect as defect:
                 self.unreadable[str(video)] = defect
                 continue
