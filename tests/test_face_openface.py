@@ -281,7 +281,8 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     """OpenFace reads the pixels as stored, so a widescreen DVD's face (64:45) reaches it 70 % as wide
     as it is; it gets a lossless copy widened to square pixels instead, and its landmarks' x are
     mapped back to the clip's own pixels, as the facemesh backend writes them. A phone's turned clip
-    reaches it turned, as the other stages read it (OpenCV before 4.5 ignored the display matrix)."""
+    reaches it turned, as the other stages read it (OpenFace's install script builds OpenCV 4.1, which
+    reads the frames as stored)."""
     import subprocess
 
     import imageio_ffmpeg

@@ -151,8 +151,9 @@ class FaceStage(Stage):
                 first, _ = first_frame(video, reader)
                 shown = display(video) if len(first) else None
                 aspect = shown.pixel_aspect if shown else 1.0
-                # OpenFace's OpenCV may not turn a phone's clip by its display matrix (before 4.5 it
-                # did not) while the other stages read it turned: it gets the frames turned too
+                # OpenFace's OpenCV may not turn a phone's clip by its display matrix (its install
+                # script builds OpenCV 4.1; OpenCV turns frames since 4.5) while the other stages
+                # read it turned: it gets the frames turned too
                 turned = shown is not None and (aspect != 1 or shown.turn != 0)
                 copy = decodable_copy(video, shown_size(*first.shape[1:3], aspect)) if turned else kept_copy(video)
             except ClipDefect as defect:
