@@ -1,13 +1,13 @@
 """What an MP4/MOV file's boxes say about its video's display: a mirror in its display matrix.
 
 The movie header (mvhd) and the track header (tkhd) each hold a 3x3 display matrix, which players
-apply, one after the other, to the decoded frames: phones store a rotation there, and some writers a mirror (``ffmpeg -display_hflip``; front cameras that
-record what the preview showed). decord 0.6.0 reads only the matrix's rotation angle, so a mirrored
-clip comes out turned instead: one flipped left to right reads as a half turn, the face upside down
-(the face mesh still follows it, but on WolfgangLanger AU01 read 2.4 off, AU12 1.7, pitch 0.34 rad,
-and the frames stage's crops were upside down); one turned a quarter and flipped reads as the
-opposite quarter turn. ffmpeg applies the whole matrix (avemotion.media.transcode copies such a
-clip).
+apply, one after the other, to the decoded frames: phones store a rotation there, and some writers
+a mirror (``ffmpeg -display_hflip``; front cameras that record what the preview showed). decord
+0.6.0 reads only the matrix's rotation angle, so a mirrored clip comes out turned instead: one
+flipped left to right reads as a half turn, the face upside down (the face mesh still follows it,
+but on WolfgangLanger AU01 read 2.4 off, AU12 1.7, pitch 0.34 rad, and the frames stage's crops were
+upside down); one turned a quarter and flipped reads as the opposite quarter turn. ffmpeg applies
+the whole matrix (avemotion.media.transcode copies such a clip).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def mirrored(path) -> bool:
     the frames (their determinants' product is negative); False for other files and where the boxes
     cannot be read."""
     path = Path(path)
+    if not is_movie(path):
+        return False
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        if handle.read(8)[4:8] not in FIRST_BOXES:
-            return False
         offset = 0
         while offset + 8 <= size:
             handle.seek(offset)

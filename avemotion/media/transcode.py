@@ -150,10 +150,11 @@ def turn_unapplied(path) -> bool:
     one only from MP4/MOV; a Matroska file that ffmpeg wrote from a turned phone clip keeps the turn,
     and decord gives its frames unturned (a portrait face lying on its side). FLV, AVI and ASF hold
     none. Remembered per file version (the face stage opens a clip more than once)."""
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if is_movie(path) or head.startswith((b"FLV", b"RIFF", ASF_HEADER)):
+    if is_movie(path):
         return False
+    with open(path, "rb") as handle:
+        if handle.read(16).startswith((b"FLV", b"RIFF", ASF_HEADER)):
+            return False
     key = _version(path)
     if key not in _unturned:
         _unturned[key] = display(path).turn != 0
