@@ -291,6 +291,7 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
 
     import avemotion.preprocess.stages as stages
     from avemotion.demo.encode import write_video
+    from avemotion.media.frames import open_video
     from avemotion.media.probe import Display, display
     from avemotion.preprocess.chunk import run_chunk
     from avemotion.preprocess.stages import FaceStage
@@ -300,14 +301,18 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     write_video(corpus / "square.mp4", np.full((10, 64, 64, 3), 90, np.uint8), 25, "mp4", None, 16000)
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "square.mp4"), "-vf", "scale=90:72,setsar=64/45",
                     "-c:v", "libx264", str(corpus / "dvd.mp4")], check=True)  # fmt: skip
-    write_video(corpus / "wide.mp4", np.full((10, 64, 96, 3), 90, np.uint8), 25, "mp4", None, 16000)
+    rows, columns = np.mgrid[0:64, 0:96]  # a picture whose every turn and mirror differs
+    gradient = np.stack([rows * 3, columns * 2, (rows + columns) % 64 * 4], axis=-1).astype(np.uint8)
+    write_video(corpus / "wide.mp4", np.stack([gradient] * 10), 25, "mp4", None, 16000)
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(corpus / "wide.mp4"), "-c", "copy",
                     str(corpus / "phone.mp4")], check=True)  # fmt: skip
-    seen = {}
+    seen, pictures = {}, {}
 
     def looking(binary, videos, out_dir, **kwargs):  # what OpenFace is given, before its copies go
         for video in videos:
-            seen[Path(video).stem] = (VideoReader(str(video))[0].shape[:2], display(video), "copies" in Path(video).parts)
+            first = VideoReader(str(video))[0].asnumpy()
+            seen[Path(video).stem] = (first.shape[:2], display(video), "copies" in Path(video).parts)
+            pictures[Path(video).stem] = first
         return run_feature_extraction(binary, videos, out_dir, **kwargs)
 
     monkeypatch.setattr(stages, "run_feature_extraction", looking)
@@ -318,6 +323,8 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     square = Display(1.0, 0)
     assert seen == {"dvd": ((72, 128), square, True), "square": ((64, 64), square, False), "phone": ((96, 64), square, True)}  # 90x72 shown at 128x72
     assert list(table["status"]) == ["ok", "ok", "ok"] and table.loc["dvd", "width"] == 90 and table.loc["phone", "width"] == 64
+    read = open_video(corpus / "phone.mp4", in_order=True)[0].asnumpy().astype(int)  # as the other stages read it
+    assert np.abs(pictures["phone"] - read).mean() < 3 < np.abs(np.rot90(pictures["phone"], 2) - read).mean()
     written = {clip: pd.read_csv(out / "openface" / f"{clip}.csv") for clip in ("dvd", "square", "phone")}  # the stand-in writes alike
     assert written["phone"].equals(written["square"])  # square pixels: nothing mapped
     for column in ("x_0", "x_67", "eye_lmk_x_0", "y_0", "AU12_r", "pose_Ry"):

@@ -507,13 +507,14 @@ def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
 @pytest.mark.parametrize(
     "matrix, suffix",
     [(["-display_hflip"], ".mp4"), (["-display_vflip"], ".mov"), (["-display_rotation", "90", "-display_hflip"], ".mp4"),
-     (["-display_rotation", "90"], ".mkv"), (["-display_hflip"], ".mkv")],
-    ids=["hflip", "vflip-mov", "turned-hflip", "turned-mkv", "hflip-mkv"],
+     (["-display_rotation", "90"], ".mkv"), (["-display_hflip"], ".mkv"), (["-display_vflip"], ".mkv")],
+    ids=["hflip", "vflip-mov", "turned-hflip", "turned-mkv", "hflip-mkv", "vflip-mkv"],
 )  # fmt: skip
 def test_a_clip_whose_display_matrix_decord_misapplies_is_read_as_players_show_it(real_media, tmp_path, matrix, suffix):
     """decord reads only a display matrix's angle, and only in MP4/MOV: a clip flipped left to right
     came out turned half round (the face upside down), one turned a quarter and flipped the other
-    quarter; a turned phone clip that ffmpeg wrote into Matroska came out lying on its side."""
+    quarter; a turned phone clip that ffmpeg wrote into Matroska came out lying on its side, a
+    mirrored one unmirrored (OpenCV reads a top-to-bottom mirror's angle as 0: ffmpeg tells)."""
     from avemotion.face.facemesh import FaceMeshBackend
     from avemotion.media.frames import sample_clip_frames
     from avemotion.media.mp4 import mirrored

@@ -334,6 +334,16 @@ def display(path) -> Display:
     return Display(1 / aspect if turn % 180 == 90 else aspect, turn)
 
 
+def has_display_matrix(path) -> bool:
+    """Whether ffmpeg finds a display matrix (any turn or mirror) on the first video stream: ``ffmpeg
+    -i`` without an output (~20 ms). OpenCV reports only the matrix's angle, which is 0 for a mirror
+    top to bottom."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path)]
+    report = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
+    video = re.search(r"^\s*Stream #0:\d+\S*: Video: .*?$(.*?)(?=^\s*Stream #|\Z)", report, re.M | re.S)
+    return bool(video and "Display Matrix" in video.group(1))
+
+
 def pixel_aspect(path) -> float:
     """The width of the video's pixels over their height in the frames as they are read, as the
     container or codec states it (the sample aspect ratio: 64/45 for a widescreen DVD's 720x576,

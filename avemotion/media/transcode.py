@@ -79,7 +79,7 @@ from avemotion.media.probe import (
     codec,
     decoder_tail,
     describe,
-    display,
+    has_display_matrix,
     ffmpeg_input,
     flv_video_codec,
     video_packets,
@@ -148,8 +148,9 @@ def misread(path, reader, in_order: bool = False) -> bool:
 def turn_unapplied(path) -> bool:
     """Whether the video has a display matrix that decord does not apply: decord 0.6.0's FFmpeg reads
     one only from MP4/MOV; a Matroska file that ffmpeg wrote from a turned phone clip keeps the turn,
-    and decord gives its frames unturned (a portrait face lying on its side). FLV, AVI and ASF hold
-    none. Remembered per file version (the face stage opens a clip more than once)."""
+    and decord gives its frames unturned (a portrait face lying on its side), or unmirrored. FLV, AVI
+    and ASF hold none; other files cost an ``ffmpeg -i`` (~20 ms). Remembered per file version (the
+    face stage opens a clip more than once)."""
     if is_movie(path):
         return False
     with open(path, "rb") as handle:
@@ -157,7 +158,7 @@ def turn_unapplied(path) -> bool:
             return False
     key = _version(path)
     if key not in _unturned:
-        _unturned[key] = display(path).turn != 0
+        _unturned[key] = has_display_matrix(path)
     return _unturned[key]
 
 

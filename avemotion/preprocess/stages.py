@@ -154,7 +154,7 @@ class FaceStage(Stage):
                 # OpenFace's OpenCV may not turn a phone's clip by its display matrix (its install
                 # script builds OpenCV 4.1; OpenCV turns frames since 4.5) while the other stages
                 # read it turned: it gets the frames turned too
-                turned = shown is not None and (aspect != 1 or shown.turn != 0)
+                turned = shown is not None and (aspect != 1 or shown.turn in (90, 180, 270))  # what decord turns
                 copy = decodable_copy(video, shown_size(*first.shape[1:3], aspect)) if turned else kept_copy(video)
             except ClipDefect as defect:
                 self.unreadable[str(video)] = defect
