@@ -47,15 +47,22 @@ def ffmpeg_frames(path, height, width):
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
 
 
-def packet_times(path):
-    """The video packets' presentation times in seconds from the first, as ffmpeg's demuxer reads them."""
+def framecrc_times(path, *options):
+    """The presentation times in seconds of what ffmpeg's framecrc lists of the first video stream
+    with ``options`` (``-c copy``: its packets; otherwise its decoded frames), in its order."""
     report = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", *options, "-f", "framecrc", "-"],
         capture_output=True, text=True, check=True,
     ).stdout
     numerator, denominator = re.search(r"#tb 0: (\d+)/(\d+)", report).groups()
-    pts = np.sort([int(line.split(",")[2]) for line in report.splitlines() if line.startswith("0,")])
-    return (pts - pts[0]) * int(numerator) / int(denominator)
+    pts = np.array([int(line.split(",")[2]) for line in report.splitlines() if line.startswith("0,")])
+    return pts * int(numerator) / int(denominator)
+
+
+def packet_times(path):
+    """The video packets' presentation times in seconds from the first, as ffmpeg's demuxer reads them."""
+    times = np.sort(framecrc_times(path, "-c", "copy"))
+    return times - times[0]
 
 
 def test_an_av1_clip_is_read_through_a_lossless_copy_with_its_frame_times(av1_clip):
@@ -424,13 +431,8 @@ def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):
 
 def shown_times(path):
     """When ffmpeg shows each decoded frame of ``path``, in seconds from the first."""
-    report = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "framecrc", "-"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    numerator, denominator = re.search(r"#tb 0: (\d+)/(\d+)", report).groups()
-    pts = np.array([int(line.split(",")[2]) for line in report.splitlines() if line.startswith("0,")])
-    return (pts - pts[0]) * int(numerator) / int(denominator)
+    times = framecrc_times(path, "-fps_mode", "passthrough")
+    return times - times[0]
 
 
 @pytest.mark.parametrize("name", ["divx_b_frames.avi", "h264_b_frames.avi", "xvid_no_b_frames.avi"])

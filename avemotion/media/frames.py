@@ -40,7 +40,7 @@ SAMPLING_REVISION = 3
 # H.264 in AVI, which decord misreads out of order, is copied or read forward like DivX. 4: an AVI
 # without frame times that dropped frames (avemotion.media.avi) is copied, its frames kept at their
 # times; frames of non-square pixels are measured and cropped as they are shown (probe.pixel_aspect);
-# clips whose display matrix mirrors them are copied (decord turned them).
+# clips whose display matrix decord misapplies (a mirror, any matrix outside MP4/MOV) are copied.
 READING_REVISION = 4
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds

@@ -39,17 +39,10 @@ def mirrored(path) -> bool:
         offset = 0
         while offset + 8 <= size:
             handle.seek(offset)
-            header = handle.read(16)
-            if len(header) < 8:
+            header = _box_header(handle.read(16), size - offset)
+            if header is None:
                 return False
-            length, kind = struct.unpack(">I4s", header[:8])
-            start = 8
-            if length == 1 and len(header) == 16:
-                length, start = struct.unpack(">Q", header[8:16])[0], 16
-            elif length == 0:
-                length = size - offset
-            if length < start:
-                return False
+            kind, start, length = header
             if kind == b"moov":
                 handle.seek(offset + start)
                 return _first_video_mirrored(handle.read(min(length - start, MOOV_LIMIT)))
@@ -57,18 +50,29 @@ def mirrored(path) -> bool:
     return False
 
 
+def _box_header(header: bytes, room: int) -> tuple[bytes, int, int] | None:
+    """(kind, where its body starts, its length) of the box whose first (up to 16) bytes are
+    ``header``, ``room`` bytes before the end of what holds it (a length of 0: up to that end);
+    None where no box header stands there."""
+    if len(header) < 8:
+        return None
+    length, kind = struct.unpack(">I4s", header[:8])
+    start = 8
+    if length == 1 and len(header) >= 16:  # a 64-bit length follows the kind
+        length, start = struct.unpack(">Q", header[8:16])[0], 16
+    elif length == 0:
+        length = room
+    return (kind, start, length) if length >= start else None
+
+
 def _boxes(data: bytes):
     """(kind, body) of each box in ``data``, stopping at one that runs past its end."""
     offset = 0
     while offset + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        start = 8
-        if length == 1 and offset + 16 <= len(data):
-            length, start = struct.unpack(">Q", data[offset + 8 : offset + 16])[0], 16
-        elif length == 0:
-            length = len(data) - offset
-        if length < start or offset + length > len(data):
+        header = _box_header(data[offset : offset + 16], len(data) - offset)
+        if header is None or offset + header[2] > len(data):
             return
+        kind, start, length = header
         yield kind, data[offset + start : offset + length]
         offset += length
 

@@ -79,9 +79,9 @@ from avemotion.media.probe import (
     codec,
     decoder_tail,
     describe,
-    has_display_matrix,
     ffmpeg_input,
     flv_video_codec,
+    has_display_matrix,
     video_packets,
 )
 from avemotion.quarantine import ClipDefect
