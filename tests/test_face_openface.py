@@ -306,6 +306,9 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     write_video(corpus / "wide.mp4", np.stack([gradient] * 10), 25, "mp4", None, 16000)
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(corpus / "wide.mp4"), "-c", "copy",
                     str(corpus / "phone.mp4")], check=True)  # fmt: skip
+    # the older way of keeping a phone's turn in Matroska: a rotate tag, which decord applies, OpenCV not
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "wide.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90",
+                    str(corpus / "tagged.mkv")], check=True)  # fmt: skip
     seen, pictures = {}, {}
 
     def looking(binary, videos, out_dir, **kwargs):  # what OpenFace is given, before its copies go
@@ -316,15 +319,17 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
         return run_feature_extraction(binary, videos, out_dir, **kwargs)
 
     monkeypatch.setattr(stages, "run_feature_extraction", looking)
-    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("dvd", "square", "phone")]
+    clips = [{"clip_id": Path(n).stem, "path": n, "audio_path": ""} for n in ("dvd.mp4", "square.mp4", "phone.mp4", "tagged.mkv")]
     settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
     out = tmp_path / "results"
     table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
     square = Display(1.0, 0)
-    assert seen == {"dvd": ((72, 128), square, True), "square": ((64, 64), square, False), "phone": ((96, 64), square, True)}  # 90x72 shown at 128x72
-    assert list(table["status"]) == ["ok", "ok", "ok"] and table.loc["dvd", "width"] == 90 and table.loc["phone", "width"] == 64
-    read = open_video(corpus / "phone.mp4", in_order=True)[0].asnumpy().astype(int)  # as the other stages read it
-    assert np.abs(pictures["phone"] - read).mean() < 3 < np.abs(np.rot90(pictures["phone"], 2) - read).mean()
+    assert seen == {"dvd": ((72, 128), square, True), "square": ((64, 64), square, False), "phone": ((96, 64), square, True),
+                    "tagged": ((96, 64), square, True)}  # 90x72 shown at 128x72  # fmt: skip
+    assert list(table["status"]) == ["ok"] * 4 and table.loc["dvd", "width"] == 90 and table.loc["phone", "width"] == table.loc["tagged", "width"] == 64
+    for clip, name in (("phone", "phone.mp4"), ("tagged", "tagged.mkv")):
+        read = open_video(corpus / name, in_order=True)[0].asnumpy().astype(int)  # as the other stages read it
+        assert np.abs(pictures[clip] - read).mean() < 3 < np.abs(np.rot90(pictures[clip], 2) - read).mean(), clip
     written = {clip: pd.read_csv(out / "openface" / f"{clip}.csv") for clip in ("dvd", "square", "phone")}  # the stand-in writes alike
     assert written["phone"].equals(written["square"])  # square pixels: nothing mapped
     for column in ("x_0", "x_67", "eye_lmk_x_0", "y_0", "AU12_r", "pose_Ry"):

@@ -549,6 +549,29 @@ def test_a_clip_whose_display_matrix_decord_misapplies_is_read_as_players_show_i
         assert table["success"].all()
 
 
+@pytest.mark.parametrize("tag, turn", [("90", 90), ("180", 180), ("-90", 270), ("450", 90), ("45", 0), ("360", 0), ("upright", 0)])
+def test_a_matroska_rotate_tag_turns_every_reading_of_the_clip_as_decord_turns_it(real_media, tmp_path, tag, turn):
+    """ffmpeg before 6.0 kept a turned phone clip's turn as a rotate tag when it remuxed one into
+    Matroska. decord turns the frames by it (clockwise, by right angles), ffmpeg 9 and OpenCV do not:
+    a copy made for another reason (a browser's WebM, which states no duration) came out unturned
+    where the clip reads turned, and OpenFace read it unturned. The copies are turned as decord turns
+    the original, and the tag's turn is the clip's (probe.display; OpenFace gets a turned copy)."""
+    from decord import VideoReader
+
+    plain = tmp_path / "plain.mkv"
+    ffmpeg("-t", 0.5, "-i", real_media / "single_face.mp4", "-an", "-c:v", "libx264", plain)
+    path = tmp_path / "tagged.mkv"
+    ffmpeg("-i", plain, "-c", "copy", "-metadata:s:v:0", f"rotate={tag}", path)
+    as_stored = VideoReader(str(plain)).get_batch(list(range(15))).asnumpy()
+    read = VideoReader(str(path)).get_batch(list(range(15))).asnumpy()
+    assert np.array_equal(read, np.rot90(as_stored, -turn // 90, axes=(1, 2)))  # what decord does
+    assert probe.display(path).turn == turn and probe.turning(path) == (False, turn) and not transcode.turn_unapplied(path)
+    for shown in (None, read.shape[1:3]):  # a copy for decord, and OpenFace's
+        transcode.release()
+        copy = VideoReader(str(transcode.decodable_copy(path, shown)))
+        assert len(copy) == 15 and np.array_equal(copy.get_batch(list(range(15))).asnumpy(), read)
+
+
 def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media, tmp_path):
     """Players apply the movie header's matrix and the track header's in turn: a mirror in either
     mirrors the frames, one in both cancels out."""

@@ -41,7 +41,8 @@ SAMPLING_REVISION = 3
 # without frame times that dropped frames (avemotion.media.avi) is copied, its frames kept at their
 # times; frames of non-square pixels are measured and cropped as they are shown (probe.pixel_aspect);
 # clips whose display matrix decord misapplies (a mirror, any matrix outside MP4/MOV) are copied.
-READING_REVISION = 4
+# 5: a Matroska rotate tag, which decord turns the frames by, turns the copies too (probe.Turning).
+READING_REVISION = 5
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
 # its batch and, while the next is decoded, the one before).

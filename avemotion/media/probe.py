@@ -25,8 +25,9 @@ Three checks, cheapest first:
   frame count its metadata states (:func:`stated_frames`, a few ms).
 
 A good clip costs the first two: about 0.05 ms (tests/test_bad_clips.py measures it against the
-frames stage's decoding, 80-1000 ms on the real test videos). One module of about 370 lines: the
-three checks share the container readers and the wording of their lines.
+frames stage's decoding, 80-1000 ms on the real test videos). One module: the three checks share
+the container readers and the wording of their lines. How a video is shown (:func:`display`: its
+pixels' aspect and its turn) is read here too, from the same container facts.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 from PIL import Image
+
+from avemotion.media.mp4 import is_movie
 
 HEAD_BYTES = 512
 
@@ -315,7 +318,7 @@ class Display(NamedTuple):
     without decoding: 1 ms on small files, 15-18 ms on 1080p)."""
 
     pixel_aspect: float  # the width of the frames' pixels over their height (see pixel_aspect)
-    turn: int  # degrees the display matrix turns the frames (0, 90, 180 or 270)
+    turn: int  # degrees the display matrix, or a rotate tag decord applies (Turning), turns the frames (0, 90, 180 or 270)
 
 
 def display(path) -> Display:
@@ -328,20 +331,65 @@ def display(path) -> Display:
         turn = int(round(capture.get(cv2.CAP_PROP_ORIENTATION_META))) % 360 if opened else 0
     finally:
         capture.release()
+    if opened and turn == 0:
+        turn = turning(path).tag
     aspect = num / den if num > 0 and den > 0 else 1.0
     if not 0.25 <= aspect <= 4:  # beyond that, a broken header, not a picture
         aspect = 1.0
     return Display(1 / aspect if turn % 180 == 90 else aspect, turn)
 
 
-def has_display_matrix(path) -> bool:
-    """Whether ffmpeg finds a display matrix (any turn or mirror) on the first video stream: ``ffmpeg
-    -i`` without an output (~20 ms). OpenCV reports only the matrix's angle, which is 0 for a mirror
-    top to bottom."""
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path)]
-    report = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
-    video = re.search(r"^\s*Stream #0:\d+\S*: Video: .*?$(.*?)(?=^\s*Stream #|\Z)", report, re.M | re.S)
-    return bool(video and "Display Matrix" in video.group(1))
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the ASF header object's GUID
+
+
+class Turning(NamedTuple):
+    """What ffmpeg finds on a video's first video stream that turns its frames beyond what OpenCV
+    reports: ``matrix``, a display matrix (a turn or a mirror; OpenCV reports only its angle, which
+    is 0 for a mirror top to bottom); ``tag``, the turn of a ``rotate`` tag (:func:`_tag_turn`; 0:
+    none), which ffmpeg before 6.0 wrote into Matroska when it remuxed a turned phone clip: decord
+    turns the frames by it, ffmpeg 9 and OpenCV do not."""
+
+    matrix: bool
+    tag: int
+
+
+_turnings: dict[tuple, Turning] = {}  # by file_version
+
+
+def turning(path) -> Turning:
+    """The video's :class:`Turning`. MP4/MOV keep their turn in the movie box
+    (avemotion.media.mp4), FLV, AVI and ASF hold none: those cost no ffmpeg run; others an ``ffmpeg
+    -i`` without an output (~20 ms), remembered per file version (a clip is opened by several
+    stages, each more than once)."""
+    if is_movie(path):
+        return Turning(False, 0)
+    with open(path, "rb") as handle:
+        if handle.read(16).startswith((b"FLV", b"RIFF", ASF_HEADER)):
+            return Turning(False, 0)
+    key = file_version(path)
+    if key not in _turnings:
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path)]
+        report = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
+        video = re.search(r"^\s*Stream #0:\d+\S*: Video: .*?$(.*?)(?=^\s*Stream #|\Z)", report, re.M | re.S)
+        tag = re.search(r"^\s*rotate\s*: (\S+)\s*$", video.group(1), re.M | re.I) if video else None
+        _turnings[key] = Turning(bool(video and "Display Matrix" in video.group(1)), _tag_turn(tag.group(1)) if tag else 0)
+    return _turnings[key]
+
+
+def _tag_turn(value: str) -> int:
+    """The clockwise turn decord 0.6.0 gives frames by a rotate tag's ``value``: right angles modulo
+    360 (-90 and 450 turn as 270 and 90); other angles and text none (tests/test_media_transcode.py)."""
+    try:
+        turn = float(value) % 360
+    except ValueError:
+        return 0
+    return int(turn) if turn in (90.0, 180.0, 270.0) else 0
+
+
+def file_version(path) -> tuple:
+    """(resolved path, size, modification time): what a remembered answer about a file is kept under."""
+    status = Path(path).stat()
+    return (str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
 
 
 def pixel_aspect(path) -> float:

@@ -18,7 +18,9 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   hides 3 frames this way.
 - a display matrix that mirrors the frames (MP4/MOV, avemotion.media.mp4): decord turns them instead,
   a face flipped left to right comes out upside down; and any display matrix outside MP4/MOV
-  (ffmpeg writes a phone clip's turn into Matroska), which decord does not apply at all.
+  (ffmpeg writes a phone clip's turn into Matroska), which decord does not apply at all. The older
+  way of keeping that turn in Matroska, a ``rotate`` tag, decord does apply and ffmpeg does not:
+  a copy made for another reason is turned by it (probe.Turning), so it shows what decord shows.
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
 - ASF (.wmv): frames picked out of order are other frames.
@@ -73,6 +75,7 @@ import numpy as np
 from avemotion.media.avi import dropped_frames
 from avemotion.media.mp4 import is_movie, mirrored
 from avemotion.media.probe import (
+    ASF_HEADER,
     DECODER_NOT_FOUND,
     FLV_IN_ORDER_CODECS,
     PACKET_KEY,
@@ -80,15 +83,15 @@ from avemotion.media.probe import (
     decoder_tail,
     describe,
     ffmpeg_input,
+    file_version,
     flv_video_codec,
-    has_display_matrix,
+    turning,
     video_packets,
 )
 from avemotion.quarantine import ClipDefect
 
 # decord's time of a frame that has none: AV_NOPTS_VALUE read as seconds, about -3.8e17
 NO_TIME_S = -3600.0
-ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the ASF header object's GUID
 # ffmpeg's codec names, per container, of video decord reads right in order (each checked in
 # tests/test_media_transcode.py): only frames picked out of order are other frames
 READ_RIGHT_IN_ORDER = {
@@ -96,11 +99,12 @@ READ_RIGHT_IN_ORDER = {
     "no frame times": {"mpeg4", "mpeg2video", "h264"},  # AVI: DivX, Xvid, MPEG-2 with B-frames, H.264
 }
 
+TAG_TURN_FILTERS = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}  # ffmpeg filters, per probe.Turning.tag
+
 # the latest copy: {((source path, size, mtime), shown size or None): (its temporary folder, the copy)}
 _kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
 _videos: dict[tuple, str | None] = {}  # ffmpeg's description of the first video stream, by the same key
 _leading: dict[tuple, bool] = {}  # whether the video has open GOPs (leading_pictures), by the same key
-_unturned: dict[tuple, bool] = {}  # whether decord leaves a display matrix unapplied (turn_unapplied), by the same key
 
 
 def decoder_missing(error) -> bool:
@@ -148,18 +152,9 @@ def misread(path, reader, in_order: bool = False) -> bool:
 def turn_unapplied(path) -> bool:
     """Whether the video has a display matrix that decord does not apply: decord 0.6.0's FFmpeg reads
     one only from MP4/MOV; a Matroska file that ffmpeg wrote from a turned phone clip keeps the turn,
-    and decord gives its frames unturned (a portrait face lying on its side), or unmirrored. FLV, AVI
-    and ASF hold none; other files cost an ``ffmpeg -i`` (~20 ms). Remembered per file version (the
-    face stage opens a clip more than once)."""
-    if is_movie(path):
-        return False
-    with open(path, "rb") as handle:
-        if handle.read(16).startswith((b"FLV", b"RIFF", ASF_HEADER)):
-            return False
-    key = _version(path)
-    if key not in _unturned:
-        _unturned[key] = has_display_matrix(path)
-    return _unturned[key]
+    and decord gives its frames unturned (a portrait face lying on its side), or unmirrored
+    (probe.turning: an ``ffmpeg -i`` for containers other than MP4/MOV, FLV, AVI and ASF)."""
+    return turning(path).matrix
 
 
 def leading_pictures(path) -> bool:
@@ -169,7 +164,7 @@ def leading_pictures(path) -> bool:
     asks it only after MPEG streams, ASF and AVI): where some fall back to decode times the order
     says nothing. An FLV's first bytes say when its codec shows frames in decode order (CREMA-D's
     Sorenson H.263): then no packet listing (8-16 ms) is needed."""
-    key = _version(path)
+    key = file_version(path)
     if key not in _leading:
         packets = None if flv_video_codec(path) in FLV_IN_ORDER_CODECS else video_packets(path)
         _leading[key] = packets is not None and _shown_before_keyframe(packets)
@@ -203,16 +198,11 @@ def odd_sized(path) -> bool:
 def _video_description(path) -> str | None:
     """ffmpeg's description of ``path``'s first video stream (one ``ffmpeg -i``, ~25 ms), remembered
     per file version: the face stage opens a clip more than once."""
-    key = _version(path)
+    key = file_version(path)
     if key not in _videos:
         video = describe(path).video
         _videos[key] = video[0] if video else None
     return _videos[key]
-
-
-def _version(path) -> tuple:
-    status = Path(path).stat()
-    return (str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
 
 
 def container_misread(path) -> str | None:
@@ -234,7 +224,7 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     itself (OpenFace; avemotion.media.frames.shown_size). The copy stays until the next call for
     another file or size; a reader that opened it keeps reading after it is removed."""
     path = Path(path)
-    key = (_version(path), shown)
+    key = (file_version(path), shown)
     if key in _kept:
         return _kept[key][1]
     release()
@@ -242,7 +232,11 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     copy = Path(folder.name) / "copy.mp4"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
-    filters = [f"scale={shown[1]}:{shown[0]},setsar=1"] if shown else []
+    turn = turning(path)
+    # ffmpeg turns the frames by a display matrix itself; by a rotate tag, which decord turns them
+    # by, only when told, so the copy shows what decord shows of the original
+    filters = [TAG_TURN_FILTERS[turn.tag]] if turn.tag and not turn.matrix else []
+    filters += [f"scale={shown[1]}:{shown[0]},setsar=1"] if shown else []
     if (shown[0] % 2 or shown[1] % 2) if shown else odd_sized(path):  # x264 halves chroma only on even sizes: keep it whole, at the source's depth
         filters.append("format=pix_fmts=yuv444p|yuv444p10le")
     if filters:
@@ -261,7 +255,7 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
 
 def kept_copy(path) -> Path | None:
     """The copy :func:`decodable_copy` made of ``path`` (this version of it), while it is kept."""
-    kept = _kept.get((_version(path), None))
+    kept = _kept.get((file_version(path), None))
     return kept[1] if kept else None
 
 
