@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.config import QUIET_DEFAULTS
+from avemotion.config import OPENFACE_KEY, QUIET_DEFAULTS
 from avemotion.face.facemesh import FaceMeshBackend, face_boxes
 from avemotion.face.openface import in_stored_pixels, read_openface_csv, run_feature_extraction
 from avemotion.io import atomic_path
@@ -222,6 +222,12 @@ class FaceStage(Stage):
             raise ClipDefect("OpenFace wrote no features for this clip")
         fps, shape, aspect = self.video_info[str(video)]
         table = read_openface_csv(csv)
+        if "frame" in table and table["frame"].duplicated().any():  # the stages after take one row per frame
+            ids = f" (face_id {table['face_id'].min()}-{table['face_id'].max()})" if "face_id" in table else ""
+            raise ClipDefect(
+                f"several faces per frame: OpenFace wrote up to {table['frame'].value_counts().max()} faces for a frame of {video.name}{ids}, "
+                f"as FaceLandmarkVidMulti does; {OPENFACE_KEY} must be FeatureExtraction, which follows one face"
+            )
         if aspect != 1:  # OpenFace read the copy widened to square pixels
             table = in_stored_pixels(table, shape[1] / shown_size(*shape, aspect)[1])
         return table, fps, shape
