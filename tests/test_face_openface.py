@@ -22,7 +22,8 @@ from avemotion.face.openface import (
 # -aus -pose -gaze -2Dfp. The field separator differs between OpenFace builds: ", " (Windows builds,
 # and Linux 2.0.6) when the stem contains "spaced", else ",". Like OpenFace, it writes nothing for a
 # video it cannot open. Frame 2 has no face: success 0, zeroed values. For a stem containing "crowd"
-# it writes two faces per frame (face_id 0 and 1), as OpenFace's FaceLandmarkVidMulti does.
+# it writes two faces per frame (face_id 0 and 1), as OpenFace's FaceLandmarkVidMulti does; for one
+# containing "newcomer", one face a frame but face_id 1 (FaceLandmarkVidMulti's second person).
 STAND_IN = '''#!{python}
 import json, os, sys
 argv_log, columns = {argv_log!r}, {columns!r}
@@ -51,7 +52,7 @@ for video in videos:
     for frame in (1, 2, 3):
         for face in range(2 if "crowd" in stem else 1):
             success = 0 if frame == 2 else 1
-            values = {{"frame": frame, "face_id": face, "timestamp": "%.3f" % ((frame - 1) / 30), "success": success,
+            values = {{"frame": frame, "face_id": 1 if "newcomer" in stem else face, "timestamp": "%.3f" % ((frame - 1) / 30), "success": success,
                       "confidence": "0.98" if success else "0.03"}}
             for j, name in enumerate(columns[5:]):
                 values[name] = "%.6f" % (success * ((frame * 7 + j + face) % 97) / 13)
@@ -216,9 +217,9 @@ def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_
 
 def test_openface_writing_several_faces_per_frame_is_named_not_read_as_one_face(openface, tmp_path):
     """OpenFace's FaceLandmarkVidMulti takes FeatureExtraction's arguments and writes the same columns,
-    with a row per face per frame: read as one face, every frame's features would mix the people's
-    (the face sequence averages rows by frame, the crops take one row per frame). It is named in the
-    quarantine reason; FeatureExtraction follows one face."""
+    with a row per face per frame and a face_id per person: read as one face, every frame's features
+    would mix the people's (the face sequence averages rows by frame, the crops take row k for frame
+    k). It is named in the quarantine reason; FeatureExtraction follows one face (face_id 0)."""
     import numpy as np
 
     from avemotion.demo.encode import write_video
@@ -227,16 +228,18 @@ def test_openface_writing_several_faces_per_frame_is_named_not_read_as_one_face(
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for name in ("alone", "crowd"):
+    for name in ("alone", "crowd", "newcomer"):
         write_video(corpus / f"{name}.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
-    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("alone", "crowd")]
+    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("alone", "crowd", "newcomer")]
     settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
     out = tmp_path / "results"
     table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
-    assert dict(table["status"]) == {"alone": "ok", "crowd": "quarantined"} and not (out / "openface" / "crowd.csv").exists()
-    reason = pd.read_csv(out / "q.csv").set_index("clip_id").loc["crowd", "reason"]
-    assert reason == ("several faces per frame: OpenFace wrote up to 2 faces for a frame of crowd.mp4 (face_id 0-1), as "
-                      "FaceLandmarkVidMulti does; face.openface_bin must be FeatureExtraction, which follows one face")  # fmt: skip
+    assert dict(table["status"]) == {"alone": "ok", "crowd": "quarantined", "newcomer": "quarantined"}
+    assert not (out / "openface" / "crowd.csv").exists()
+    reasons = pd.read_csv(out / "q.csv").set_index("clip_id")["reason"]
+    assert reasons["newcomer"].startswith("several faces: OpenFace wrote face_id 1-1 for newcomer.mp4, up to 1 in a frame")
+    assert reasons["crowd"] == ("several faces: OpenFace wrote face_id 0-1 for crowd.mp4, up to 2 in a frame, as FaceLandmarkVidMulti "
+                      "does; face.openface_bin must be FeatureExtraction, which follows one face")  # fmt: skip
 
 
 def test_a_clip_whose_first_frame_fails_to_decode_is_quarantined_and_the_chunk_goes_on(openface, tmp_path, monkeypatch):

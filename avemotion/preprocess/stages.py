@@ -222,11 +222,14 @@ class FaceStage(Stage):
             raise ClipDefect("OpenFace wrote no features for this clip")
         fps, shape, aspect = self.video_info[str(video)]
         table = read_openface_csv(csv)
-        if "frame" in table and table["frame"].duplicated().any():  # the stages after take one row per frame
-            ids = f" (face_id {table['face_id'].min()}-{table['face_id'].max()})" if "face_id" in table else ""
+        # FeatureExtraction writes one row per frame, face_id 0; the stages after take a row per frame
+        ids = table["face_id"] if "face_id" in table else pd.Series(0, index=table.index)
+        frames = table["frame"] if "frame" in table else pd.Series(range(len(table)))
+        if frames.duplicated().any() or (ids != 0).any():
             raise ClipDefect(
-                f"several faces per frame: OpenFace wrote up to {table['frame'].value_counts().max()} faces for a frame of {video.name}{ids}, "
-                f"as FaceLandmarkVidMulti does; {OPENFACE_KEY} must be FeatureExtraction, which follows one face"
+                f"several faces: OpenFace wrote face_id {ids.min()}-{ids.max()} for {video.name}, up to "
+                f"{frames.value_counts().max()} in a frame, as FaceLandmarkVidMulti does; {OPENFACE_KEY} must be "
+                "FeatureExtraction, which follows one face"
             )
         if aspect != 1:  # OpenFace read the copy widened to square pixels
             table = in_stored_pixels(table, shape[1] / shown_size(*shape, aspect)[1])
