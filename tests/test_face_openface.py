@@ -237,9 +237,9 @@ def test_openface_writing_several_faces_per_frame_is_named_not_read_as_one_face(
     assert dict(table["status"]) == {"alone": "ok", "crowd": "quarantined", "newcomer": "quarantined"}
     assert not (out / "openface" / "crowd.csv").exists()
     reasons = pd.read_csv(out / "q.csv").set_index("clip_id")["reason"]
-    assert reasons["newcomer"].startswith("several faces: OpenFace wrote face_id 1-1 for newcomer.mp4, up to 1 in a frame")
-    assert reasons["crowd"] == ("several faces: OpenFace wrote face_id 0-1 for crowd.mp4, up to 2 in a frame, as FaceLandmarkVidMulti "
-                      "does; face.openface_bin must be FeatureExtraction, which follows one face")  # fmt: skip
+    assert reasons["newcomer"].startswith("several faces: OpenFace wrote face_id 1 for newcomer.mp4 (FeatureExtraction writes 0), as")
+    assert reasons["crowd"] == ("several faces: OpenFace wrote up to 2 faces in a frame of crowd.mp4 (face_id 0-1), as "
+                                "FaceLandmarkVidMulti does; face.openface_bin must be FeatureExtraction, which follows one face")  # fmt: skip
 
 
 def test_a_clip_whose_first_frame_fails_to_decode_is_quarantined_and_the_chunk_goes_on(openface, tmp_path, monkeypatch):

@@ -551,7 +551,8 @@ def test_a_clip_whose_display_matrix_decord_misapplies_is_read_as_players_show_i
 
 @pytest.mark.parametrize(
     "tag, turn",
-    [("90", 90), ("180", 180), ("-90", 270), ("450", 90), ("90.9", 90), ("0x10E", 270), ("45", 0), ("89.6", 0), ("360", 0), ("upright", 0)],
+    [("90", 90), ("180", 180), ("-90", 270), ("450", 90), ("90.9", 90), ("0x10E", 270), ("-89.5", 270),
+     ("45", 0), ("89.6", 0), ("-90.5", 0), ("360", 0), ("upright", 0)],
 )  # fmt: skip
 def test_a_matroska_rotate_tag_turns_every_reading_of_the_clip_as_decord_turns_it(real_media, tmp_path, tag, turn):
     """ffmpeg before 6.0 kept a turned phone clip's turn as a rotate tag when it remuxed one into

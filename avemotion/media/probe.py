@@ -32,6 +32,7 @@ pixels' aspect and its turn) is read here too, from the same container facts.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import subprocess
@@ -315,8 +316,8 @@ def stated_frames(path) -> int:
 
 class Display(NamedTuple):
     """How the video is shown, as its container or codec states it (OpenCV's FFmpeg backend reads it
-    without decoding: 1 ms on small files, 15-18 ms on 1080p; and :func:`turning`, for containers
-    other than MP4/MOV, FLV, AVI and ASF that OpenCV reports unturned)."""
+    without decoding: 1 ms on small files, 15-18 ms on 1080p; and :func:`turning`, 9-26 ms once per
+    file, for containers other than MP4/MOV, FLV, AVI and ASF that OpenCV reports unturned)."""
 
     pixel_aspect: float  # the width of the frames' pixels over their height (see pixel_aspect)
     turn: int  # degrees the display matrix, or a rotate tag decord applies (Turning), turns the frames (0, 90, 180 or 270)
@@ -384,16 +385,16 @@ TAG_NUMBER = re.compile(r"\s*([+-]?)(?:0[xX]([0-9a-fA-F]*\.?[0-9a-fA-F]*(?:[pP][
 
 def _tag_turn(value: str) -> int:
     """The clockwise turn decord 0.6.0 gives frames by a rotate tag's ``value``: the number it starts
-    with (strtod), cut to a whole number of degrees, if a right angle modulo 360 ("-90" and "0x10E"
-    turn as 270, "90.9" and "450" as 90); none for other angles ("89.6", "45") or text
-    (tests/test_media_transcode.py)."""
-    number = TAG_NUMBER.match(value)
-    sign, hexadecimal, decimal = number.groups()
+    with (strtod), modulo 360 and made positive, then cut to whole degrees, if a right angle ("-90"
+    and "0x10E" turn as 270, "90.9" and "450" as 90, "-89.5" as 270); none for other angles ("89.6",
+    "-90.5", "45") or text (tests/test_media_transcode.py)."""
+    sign, hexadecimal, decimal = TAG_NUMBER.match(value).groups()
     try:
-        degrees = int(float.fromhex(hexadecimal) if hexadecimal is not None else float(decimal))
-    except (ValueError, OverflowError):  # no digits, or past any angle
+        number = float.fromhex(hexadecimal) if hexadecimal is not None else float(decimal)
+        degrees = math.fmod(-number if sign == "-" else number, 360)
+        turn = int(degrees + 360 if degrees < 0 else degrees)
+    except ValueError:  # no digits, or no angle (inf, nan)
         return 0
-    turn = degrees * (-1 if sign == "-" else 1) % 360
     return turn if turn in (90, 180, 270) else 0
 
 
@@ -407,9 +408,9 @@ def pixel_aspect(path) -> float:
     """The width of the video's pixels over their height in the frames as they are read, as the
     container or codec states it (the sample aspect ratio: 64/45 for a widescreen DVD's 720x576,
     16/15 for 4:3 PAL DV); 1.0 where none is stated. decord gives the stored pixels (a 720x576 frame
-    that players show at 1024x576), turned by the display matrix (avemotion.media.transcode copies a
-    clip whose matrix decord would not apply): after a quarter turn the stated aspect applies to the
-    frame's height, so the frame's pixels are 1/aspect as wide."""
+    that players show at 1024x576), turned by the display matrix or a rotate tag (:class:`Turning`;
+    avemotion.media.transcode copies a clip whose matrix decord would not apply): after a quarter
+    turn the stated aspect applies to the frame's height, so the frame's pixels are 1/aspect as wide."""
     return display(path).pixel_aspect
 
 

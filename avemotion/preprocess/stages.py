@@ -153,8 +153,8 @@ class FaceStage(Stage):
                 shown = display(video) if len(first) else None
                 aspect = shown.pixel_aspect if shown else 1.0
                 # OpenFace's OpenCV may not turn a phone's clip by its display matrix (its install
-                # script builds OpenCV 4.1; OpenCV turns frames since 4.5) while the other stages
-                # read it turned: it gets the frames turned too
+                # script builds OpenCV 4.1; OpenCV turns frames since 4.5), and none turns them by a
+                # Matroska rotate tag, while the other stages read them turned: it gets them turned too
                 turned = shown is not None and (aspect != 1 or shown.turn in (90, 180, 270))  # what decord turns
                 copy = decodable_copy(video, shown_size(*first.shape[1:3], aspect)) if turned else kept_copy(video)
             except ClipDefect as defect:
@@ -226,9 +226,11 @@ class FaceStage(Stage):
         ids = table["face_id"] if "face_id" in table else pd.Series(0, index=table.index)
         frames = table["frame"] if "frame" in table else pd.Series(range(len(table)))
         if frames.duplicated().any() or (ids != 0).any():
+            span = f"{ids.min()}" if ids.min() == ids.max() else f"{ids.min()}-{ids.max()}"
+            wrote = (f"up to {frames.value_counts().max()} faces in a frame of {video.name} (face_id {span})" if frames.duplicated().any()
+                     else f"face_id {span} for {video.name} (FeatureExtraction writes 0)")  # fmt: skip
             raise ClipDefect(
-                f"several faces: OpenFace wrote face_id {ids.min()}-{ids.max()} for {video.name}, up to "
-                f"{frames.value_counts().max()} in a frame, as FaceLandmarkVidMulti does; {OPENFACE_KEY} must be "
+                f"several faces: OpenFace wrote {wrote}, as FaceLandmarkVidMulti does; {OPENFACE_KEY} must be "
                 "FeatureExtraction, which follows one face"
             )
         if aspect != 1:  # OpenFace read the copy widened to square pixels
