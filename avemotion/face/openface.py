@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import openface_arguments, openface_executable
+from avemotion.config import OPENFACE_KEY, openface_arguments, openface_executable
 from avemotion.face.columns import ALL_COLUMNS, ordered_columns
 from avemotion.media.probe import ffmpeg_input
 
@@ -154,6 +154,21 @@ def in_stored_pixels(table: pd.DataFrame, x_scale: float) -> pd.DataFrame:
     table = table.copy()
     table.loc[placed, columns] = (table.loc[placed, columns] + 0.5) * x_scale - 0.5
     return table
+
+
+def several_faces(table: pd.DataFrame, name: str) -> str | None:
+    """Why an OpenFace table of the clip ``name`` is no FeatureExtraction output (None where it is):
+    FeatureExtraction follows one face, a row per frame with face_id 0; FaceLandmarkVidMulti takes
+    the same arguments and writes the same columns, but a row per face per frame and a face_id per
+    person, which read as one face would mix the people's features."""
+    ids = table["face_id"] if "face_id" in table else pd.Series(0, index=table.index)
+    frames = table["frame"] if "frame" in table else pd.Series(range(len(table)))
+    if not (frames.duplicated().any() or (ids != 0).any()):
+        return None
+    span = f"{ids.min()}" if ids.min() == ids.max() else f"{ids.min()}-{ids.max()}"
+    wrote = (f"up to {frames.value_counts().max()} faces in a frame of {name} (face_id {span})" if frames.duplicated().any()
+             else f"face_id {span} for {name} (FeatureExtraction writes 0)")  # fmt: skip
+    return f"several faces: OpenFace wrote {wrote}, as FaceLandmarkVidMulti does; {OPENFACE_KEY} must be FeatureExtraction, which follows one face"
 
 
 def read_openface_csv(path) -> pd.DataFrame:

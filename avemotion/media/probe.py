@@ -54,7 +54,6 @@ HEAD_BYTES = 512
 IMAGE_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF"}
 AUDIO_BRANDS = {b"M4A ": "M4A", b"M4B ": "M4B", b"M4P ": "M4P"}
 ARCHIVES = {b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "a gzip archive", b"Rar!\x1a\x07": "a RAR archive", b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive", b"%PDF": "a PDF document"}
-MP4_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"skip", b"wide")  # what an MP4/MOV file starts with
 # libav error codes that decord prints as numbers ("av_read_frame failed with 1094995529"): FFERRTAG's
 # four letters ("INDA", "EOF ", "EXIT", 0xF8 "DEC"), read as a little-endian number, negated by libav
 DECODER_NOT_FOUND = 1128613112
@@ -544,7 +543,7 @@ def explain(path, error=None, wanted: str = "video", reading: str = "video") -> 
     if not info.format:
         with open(path, "rb") as handle:
             head = handle.read(8)
-        if info.no_index and head[4:8] in MP4_BOXES:
+        if info.no_index and is_movie(path):
             return f"truncated: {name} has no MP4 index (moov atom): the file was cut short or its recording never finished"
         if "Invalid data" in info.error:
             return f"not a media file: {name}: no decoder recognises its format (it starts with bytes {head[:4].hex(' ')})"

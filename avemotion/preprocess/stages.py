@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.config import OPENFACE_KEY, QUIET_DEFAULTS
+from avemotion.config import QUIET_DEFAULTS
 from avemotion.face.facemesh import FaceMeshBackend, face_boxes
-from avemotion.face.openface import in_stored_pixels, read_openface_csv, run_feature_extraction
+from avemotion.face.openface import in_stored_pixels, read_openface_csv, run_feature_extraction, several_faces
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
@@ -222,17 +222,9 @@ class FaceStage(Stage):
             raise ClipDefect("OpenFace wrote no features for this clip")
         fps, shape, aspect = self.video_info[str(video)]
         table = read_openface_csv(csv)
-        # FeatureExtraction writes one row per frame, face_id 0; the stages after take a row per frame
-        ids = table["face_id"] if "face_id" in table else pd.Series(0, index=table.index)
-        frames = table["frame"] if "frame" in table else pd.Series(range(len(table)))
-        if frames.duplicated().any() or (ids != 0).any():
-            span = f"{ids.min()}" if ids.min() == ids.max() else f"{ids.min()}-{ids.max()}"
-            wrote = (f"up to {frames.value_counts().max()} faces in a frame of {video.name} (face_id {span})" if frames.duplicated().any()
-                     else f"face_id {span} for {video.name} (FeatureExtraction writes 0)")  # fmt: skip
-            raise ClipDefect(
-                f"several faces: OpenFace wrote {wrote}, as FaceLandmarkVidMulti does; {OPENFACE_KEY} must be "
-                "FeatureExtraction, which follows one face"
-            )
+        reason = several_faces(table, video.name)  # the stages after take one face, a row per frame
+        if reason:
+            raise ClipDefect(reason)
         if aspect != 1:  # OpenFace read the copy widened to square pixels
             table = in_stored_pixels(table, shape[1] / shown_size(*shape, aspect)[1])
         return table, fps, shape
