@@ -312,7 +312,7 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     as it is; it gets a lossless copy widened to square pixels instead, and its landmarks' x are
     mapped back to the clip's own pixels, as the facemesh backend writes them. A phone's turned clip
     reaches it turned, as the other stages read it (OpenFace's install script builds OpenCV 4.1, which
-    reads the frames as stored)."""
+    reads the frames as stored), and so does an HDR clip, tone-mapped to SDR."""
     import subprocess
 
     import imageio_ffmpeg
@@ -339,6 +339,10 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     # the older way of keeping a phone's turn in Matroska: a rotate tag, which decord applies, OpenCV not
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "wide.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90",
                     str(corpus / "tagged.mkv")], check=True)  # fmt: skip
+    # a phone's HDR (HLG): the other stages read it tone-mapped to SDR, OpenFace's OpenCV would not
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "wide.mp4"), "-vf",
+                    "zscale=tin=bt709:pin=bt709:min=bt709:t=arib-std-b67:p=bt2020:m=bt2020nc:npl=203,format=yuv420p10le",
+                    "-c:v", "libx265", "-x265-params", "log-level=error", str(corpus / "hdr.mkv")], check=True)  # fmt: skip
     seen, pictures = {}, {}
 
     def looking(binary, videos, out_dir, **kwargs):  # what OpenFace is given, before its copies go
@@ -349,15 +353,15 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
         return run_feature_extraction(binary, videos, out_dir, **kwargs)
 
     monkeypatch.setattr(stages, "run_feature_extraction", looking)
-    clips = [{"clip_id": Path(n).stem, "path": n, "audio_path": ""} for n in ("dvd.mp4", "square.mp4", "phone.mp4", "tagged.mkv")]
+    clips = [{"clip_id": Path(n).stem, "path": n, "audio_path": ""} for n in ("dvd.mp4", "square.mp4", "phone.mp4", "tagged.mkv", "hdr.mkv")]
     settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
     out = tmp_path / "results"
     table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
     square = Display(1.0, 0)
     assert seen == {"dvd": ((72, 128), square, True), "square": ((64, 64), square, False), "phone": ((96, 64), square, True),
-                    "tagged": ((96, 64), square, True)}  # 90x72 shown at 128x72  # fmt: skip
-    assert list(table["status"]) == ["ok"] * 4 and table.loc["dvd", "width"] == 90 and table.loc["phone", "width"] == table.loc["tagged", "width"] == 64
-    for clip, name in (("phone", "phone.mp4"), ("tagged", "tagged.mkv")):
+                    "tagged": ((96, 64), square, True), "hdr": ((64, 96), square, True)}  # 90x72 shown at 128x72  # fmt: skip
+    assert list(table["status"]) == ["ok"] * 5 and table.loc["dvd", "width"] == 90 and table.loc["phone", "width"] == table.loc["tagged", "width"] == 64
+    for clip, name in (("phone", "phone.mp4"), ("tagged", "tagged.mkv"), ("hdr", "hdr.mkv")):
         read = open_video(corpus / name, in_order=True)[0].asnumpy().astype(int)  # as the other stages read it
         assert np.abs(pictures[clip] - read).mean() < 3 < np.abs(np.rot90(pictures[clip], 2) - read).mean(), clip
     written = {clip: pd.read_csv(out / "openface" / f"{clip}.csv") for clip in ("dvd", "square", "phone")}  # the stand-in writes alike

@@ -42,7 +42,8 @@ SAMPLING_REVISION = 3
 # times; frames of non-square pixels are measured and cropped as they are shown (probe.pixel_aspect);
 # clips whose display matrix decord misapplies (a mirror, any matrix outside MP4/MOV) are copied.
 # 5: a Matroska rotate tag, which decord turns the frames by, turns the copies too (probe.Turning).
-READING_REVISION = 5
+# 6: HDR video (PQ, HLG) is read through a copy tone-mapped to SDR (transcode.tone_mapping).
+READING_REVISION = 6
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
 # its batch and, while the next is decoded, the one before).
@@ -75,8 +76,8 @@ def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False
     wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).
     ``size`` (height, width) has decord scale the frames while decoding. Files decord refuses or
     would misread (AV1, WebM without a stated length as browsers record it, frames an MP4 edit list
-    hides, MPEG program and transport streams, WMV, AVI without frame times, open GOPs) are read from a lossless
-    copy that shows what ffmpeg shows (avemotion.media.transcode). ``in_order``: the caller reads
+    hides, MPEG program and transport streams, WMV, AVI without frame times, open GOPs, HDR) are read from a lossless
+    copy that shows what ffmpeg shows (avemotion.media.transcode; HDR tone-mapped to SDR). ``in_order``: the caller reads
     frames only in order (or none), so files misread only out of order (open GOPs, and
     transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid/H.264 AVI) are read as they are, unless cut short."""
     return _open(path, size, in_order)[0]

