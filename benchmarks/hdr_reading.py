@@ -23,6 +23,7 @@ if hasattr(os, "sched_setaffinity"):
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import imageio_ffmpeg  # noqa: E402
@@ -51,33 +52,32 @@ def as_hdr(out: Path, transfer: str, size: str = "", seconds: float = 0, preset:
     return out
 
 
-def read(path: Path, backend: FaceMeshBackend, tone_mapped: bool):
-    """(face table, frames picked) of ``path``, read through the tone-mapped copy or as decord gives it."""
+@contextmanager
+def reading(tone_mapped: bool):
+    """HDR read through the tone-mapped copy, or (not ``tone_mapped``) as decord gives it, as before;
+    no copy kept from an earlier reading."""
     hdr = transcode.hdr
     if not tone_mapped:
         transcode.hdr = lambda path: None
+    transcode.release()
     try:
-        transcode.release()
-        table = backend.analyse_video(path)[0]
-        frames = open_video(path).get_batch(PICKS).asnumpy().astype(float)
+        yield
     finally:
         transcode.hdr = hdr
         transcode.release()
-    return table, frames
+
+
+def read(path: Path, backend: FaceMeshBackend, tone_mapped: bool):
+    """(face table, frames picked) of ``path``."""
+    with reading(tone_mapped):
+        return backend.analyse_video(path)[0], open_video(path).get_batch(PICKS).asnumpy().astype(float)
 
 
 def copy_seconds(path: Path, tone_mapped: bool) -> tuple[float, int]:
-    hdr = transcode.hdr
-    if not tone_mapped:
-        transcode.hdr = lambda path: None
-    try:
-        transcode.release()
+    with reading(tone_mapped):
         start = time.perf_counter()
         copy = transcode.decodable_copy(path)
         return time.perf_counter() - start, copy.stat().st_size
-    finally:
-        transcode.hdr = hdr
-        transcode.release()
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""What an MP4/MOV file's boxes say about its video: a mirror in its display matrix, and whether its
-codec can carry HDR video.
+"""What an MP4/MOV file's boxes say about its video: a mirror in its display matrix, and whether it
+may be HDR video.
 
 The movie header (mvhd) and the track header (tkhd) each hold a 3x3 display matrix, which players
 apply, one after the other, to the decoded frames: phones store a rotation there, and some writers
@@ -41,26 +41,39 @@ def mirrored(path) -> bool:
     return track is not None and b"tkhd" in track and movie * _determinant(track[b"tkhd"], TKHD_MATRIX) < 0
 
 
-# sample descriptions of codecs that carry HDR video: HEVC (and Dolby Vision in it), AV1, VP9, ProRes
-# (iPhone 15 Pro's, external recorders'); H.264 only in its profiles of more than 8 bits
-HDR_CODECS = {b"hvc1", b"hev1", b"dvh1", b"dvhe", b"av01", b"dav1", b"vp09", b"apco", b"apcs", b"apcn", b"apch", b"ap4h", b"ap4x"}
+# sample descriptions of codecs that carry HDR video: HEVC (and Dolby Vision in it), AV1, VP9, VVC,
+# ProRes (iPhone 15 Pro's, external recorders'); H.264 only in its profiles of more than 8 bits
+HDR_CODECS = {
+    b"hvc1", b"hev1", b"dvh1", b"dvhe", b"av01", b"dav1", b"vp09", b"vvc1", b"vvi1",
+    b"apco", b"apcs", b"apcn", b"apch", b"ap4h", b"ap4x",
+}  # fmt: skip
 H264_CODECS = {b"avc1", b"avc3"}
-# H.264's High 10, High 4:2:2 and High 4:4:4 profiles (avcC's profile indication): Sony's and
-# Panasonic's cameras record HLG in them
-H264_DEEP_PROFILES = {110, 122, 244}
+# H.264's profiles of more than 8 bits (avcC's profile indication): High 10, High 4:2:2, High 4:4:4,
+# CAVLC 4:4:4 Intra (Sony's and Panasonic's cameras record HLG in 10-bit H.264)
+H264_DEEP_PROFILES = {110, 122, 244, 44}
 VISUAL_SAMPLE_ENTRY_BYTES = 78  # a video sample description's own fields, before its boxes
+# transfer characteristics (ITU-T H.273) in a sample description's colour box (colr, nclx or nclc)
+HDR_TRANSFER_CODES = {16, 18}  # PQ, HLG
+UNSTATED_TRANSFER_CODES = {0, 2}  # reserved, unspecified
 
 
 def may_hold_hdr(path) -> bool:
-    """Whether the codec of an MP4/MOV file's first video track can carry HDR video
-    (:data:`HDR_CODECS`; H.264 in :data:`H264_DEEP_PROFILES`); False for other files and where the
-    boxes cannot be read."""
+    """Whether an MP4/MOV file's first video track may be HDR video: its sample description's colour
+    box says so where it states a transfer (ffmpeg writes one, so do phones; 8-bit H.264 HLG, as
+    some cameras record it, is told only so), else its codec can carry HDR (:data:`HDR_CODECS`;
+    H.264 in :data:`H264_DEEP_PROFILES`). False for other files and where the boxes cannot be read."""
     entry = _video_sample_entry(path)
     if entry is None:
         return False
     kind, body = entry
+    boxes = dict(_boxes(body[VISUAL_SAMPLE_ENTRY_BYTES:]))
+    colour = boxes.get(b"colr", b"")
+    if colour[:4] in (b"nclx", b"nclc") and len(colour) >= 10:
+        transfer = struct.unpack(">H", colour[6:8])[0]  # after the colour type and the primaries
+        if transfer not in UNSTATED_TRANSFER_CODES:
+            return transfer in HDR_TRANSFER_CODES
     if kind in H264_CODECS:
-        config = dict(_boxes(body[VISUAL_SAMPLE_ENTRY_BYTES:])).get(b"avcC", b"")
+        config = boxes.get(b"avcC", b"")
         return len(config) > 1 and config[1] in H264_DEEP_PROFILES
     return kind in HDR_CODECS
 

@@ -381,10 +381,10 @@ class Hdr(NamedTuple):
 
 def hdr(path) -> Hdr | None:
     """The video's :class:`Hdr` where its first video stream is HDR (PQ or HLG), else None: decoders
-    that turn frames into RGB as SDR (decord, OpenCV) give such frames too flat (PQ: the picture's
-    contrast two thirds of what players show) and pale. Costs no ffmpeg run for FLV, AVI and ASF
-    (CREMA-D's and eNTERFACE's), nor for an MP4/MOV whose codec carries no HDR (8-bit H.264, what
-    most MP4s hold: avemotion.media.mp4.may_hold_hdr); others what a plain ``ffmpeg -i`` says."""
+    that turn frames into RGB as SDR (decord, OpenCV) give such frames too flat (PQ) or pale (HLG).
+    Costs no ffmpeg run for FLV, AVI and ASF (CREMA-D's and eNTERFACE's), nor for an MP4/MOV that is
+    not HDR by its boxes (avemotion.media.mp4.may_hold_hdr: a colour box that states an SDR transfer,
+    or 8-bit H.264 without one, what most MP4s hold); others what a plain ``ffmpeg -i`` says."""
     if _holds_no_stream_facts(path) or (is_movie(path) and not may_hold_hdr(path)):
         return None
     stated = re.search(rf"([\w-]+)/([\w-]+)/({'|'.join(HDR_TRANSFERS)})\b", video_description(path) or "")

@@ -85,12 +85,12 @@ from avemotion.media.probe import (
     DECODER_NOT_FOUND,
     FLV_IN_ORDER_CODECS,
     PACKET_KEY,
+    Hdr,
     codec,
     decoder_tail,
     ffmpeg_input,
     file_version,
     flv_video_codec,
-    Hdr,
     hdr,
     turning,
     video_description,
@@ -134,14 +134,16 @@ def length_unknown(error) -> bool:
 
 def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
-    docstring): frames an edit list hides, a mirroring display matrix, an MPEG program or transport
-    stream, ASF, video without frame times (AVI), or open GOPs. Files misread only out of order are
+    docstring): frames an edit list hides, a mirroring display matrix, HDR video, an MPEG program or
+    transport stream, ASF, video without frame times (AVI), or open GOPs. Files misread only out of order are
     not misread ``in_order`` (when the caller reads every frame in order): open GOPs, and in ASF and
     AVI the codecs in :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so
     only a video with more than one can be misread. An AVI without frame times that dropped frames
-    is misread in order too (its frames' times are lost). The first three cost a look at the reader
-    and the file's first bytes and movie box, ASF and AVI an ``ffmpeg -i`` (~25 ms) for the codec
-    where it matters and the AVI's index (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
+    is misread in order too (its frames' times are lost). The first two cost a look at the reader
+    and the file's first bytes and movie box, HDR an ``ffmpeg -i`` (~20 ms, shared with the other
+    questions asked of it) where the container may hold HDR (probe.hdr), MPEG streams a look at the
+    first bytes, ASF and AVI an ``ffmpeg -i`` for the codec where it matters and the AVI's index
+    (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
     """
     if len(reader) == 0:
         return False
@@ -238,12 +240,16 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
     turn, colours = turning(path), hdr(path)
-    filters = tone_mapping(colours) if colours else []
+    filters = []
+    if colours:  # zimg (zscale) takes halved chroma only on even sizes: an odd-sized frame's is made whole first
+        filters += (["format=yuv444p16le"] if odd_sized(path) else []) + tone_mapping(colours)
     # ffmpeg turns the frames by a display matrix itself; by a rotate tag, which decord turns them
     # by, only when told, so the copy shows what decord shows of the original
     filters += [TAG_TURN_FILTERS[turn.tag]] if turn.tag and not turn.matrix else []
     filters += [f"scale={shown[1]}:{shown[0]},setsar=1"] if shown else []
-    if (shown[0] % 2 or shown[1] % 2) if shown else odd_sized(path):  # x264 halves chroma only on even sizes: keep it whole, at the source's depth
+    # x264 halves chroma only on even sizes: an odd-sized copy keeps it whole, at the source's depth
+    # (HDR's copy is 8-bit SDR)
+    if (shown[0] % 2 or shown[1] % 2) if shown else odd_sized(path):
         filters.append("format=yuv444p" if colours else "format=pix_fmts=yuv444p|yuv444p10le")
     elif colours:
         filters.append("format=yuv420p")
