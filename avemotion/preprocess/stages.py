@@ -137,11 +137,11 @@ class FaceStage(Stage):
         # fps and frame size per readable video, and what OpenFace reads of it: the video, or the
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
-        # browser's WebM; an edit list; an MPEG stream), so OpenFace's rows are the frames
-        # sampled; for a video of non-square pixels or turned by a display matrix or a rotate tag
-        # (probe.Turning), a copy widened to square pixels and turned as it is shown, so that
-        # OpenFace measures the face as it is shown and in the frames the other stages read (x is
-        # mapped back to the stored pixels' in _openface).
+        # browser's WebM; an edit list; an MPEG stream; HDR, tone-mapped), so OpenFace's rows are the
+        # frames sampled; for a video of non-square pixels or turned by a display matrix or a rotate
+        # tag (probe.Turning), a copy widened to square pixels and turned as it is shown (HDR
+        # tone-mapped too), so that OpenFace measures the face as it is shown and in the frames the
+        # other stages read (x is mapped back to the stored pixels' in _openface).
         # Unreadable videos are quarantined with their reason in process().
         self.video_info, self.unreadable, self.openface_csvs = {}, {}, {}
         inputs, held = {}, 0
