@@ -76,9 +76,10 @@ def open_video(path, size: tuple[int, int] | None = None, in_order: bool = False
     wrong with it (empty, a still image, an audio file, text, truncated: avemotion.media.probe).
     ``size`` (height, width) has decord scale the frames while decoding. Files decord refuses or
     would misread (AV1, WebM without a stated length as browsers record it, frames an MP4 edit list
-    hides, MPEG program and transport streams, WMV, AVI without frame times, open GOPs, HDR) are read from a lossless
-    copy that shows what ffmpeg shows (avemotion.media.transcode; HDR tone-mapped to SDR). ``in_order``: the caller reads
-    frames only in order (or none), so files misread only out of order (open GOPs, and
+    hides, MPEG program and transport streams, WMV, AVI without frame times, open GOPs, HDR) are
+    read from a lossless copy that shows what ffmpeg shows (avemotion.media.transcode; HDR
+    tone-mapped to SDR). ``in_order``: the caller reads frames only in order (or none), so files
+    misread only out of order (open GOPs, and
     transcode.READ_RIGHT_IN_ORDER: WMV, DivX/Xvid/H.264 AVI) are read as they are, unless cut short."""
     return _open(path, size, in_order)[0]
 

@@ -92,7 +92,7 @@ def _video_sample_entry(path) -> tuple[bytes, bytes] | None:
 
 
 def _movie_box(path) -> bytes | None:
-    """The body of an MP4/MOV file's movie box (moov); None for other files and where it cannot be found."""
+    """The body of an MP4/MOV file's movie box (moov); None for other files and where none is found."""
     path = Path(path)
     if not is_movie(path):
         return None

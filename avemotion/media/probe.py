@@ -316,8 +316,9 @@ def stated_frames(path) -> int:
 
 class Display(NamedTuple):
     """How the video is shown, as its container or codec states it (OpenCV's FFmpeg backend reads it
-    without decoding: 1 ms on small files, 15-18 ms on 1080p; and :func:`turning`, an ``ffmpeg -i``
-    once per file, for containers other than MP4/MOV, FLV, AVI and ASF that OpenCV reports unturned)."""
+    without decoding: 1 ms on small files, 15-18 ms on 1080p; and :func:`turning`, an ``ffmpeg
+    -i`` once per file, for containers other than MP4/MOV, FLV, AVI and ASF that OpenCV reports
+    unturned)."""
 
     pixel_aspect: float  # the width of the frames' pixels over their height (see pixel_aspect)
     turn: int  # degrees the display matrix, or a rotate tag decord applies (Turning), turns the frames (0, 90, 180 or 270)
@@ -371,7 +372,7 @@ HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
 
 
 class Hdr(NamedTuple):
-    """How an HDR video's colours are stated, in ffmpeg's names ("unknown" where the file states none)."""
+    """How an HDR video's colours are stated, in ffmpeg's names ("unknown" where none is stated)."""
 
     transfer: str  # one of HDR_TRANSFERS
     primaries: str  # bt2020 as a rule

@@ -53,10 +53,10 @@ decode, MPEG-4 Part 2 with B-frames in ASF gives other frames.
 The ffmpeg that imageio-ffmpeg ships reads them all right: :func:`decodable_copy` has it rewrite the
 clip's first video stream as lossless H.264 in MP4 (the frames it shows, every pixel as it decodes
 them, in the source's bit depth, each frame's presentation time kept, so variable frame rates
-survive; HDR video tone-mapped to 8-bit SDR) into a temporary folder, and decord reads that copy. A video an odd number of pixels wide
-or high (VP8, VP9 and AV1 allow it: browsers and screen recorders write such sizes) is copied in
-4:4:4, since x264 halves chroma only on even sizes; its RGB then differs from ffmpeg's own by
-rounding (at most 2 levels).
+survive; HDR video tone-mapped to 8-bit SDR) into a temporary folder, and decord reads that copy.
+A video an odd number of pixels wide or high (VP8, VP9 and AV1 allow it: browsers and screen
+recorders write such sizes) is copied in 4:4:4, since x264 halves chroma only on even sizes; its
+RGB then differs from ffmpeg's own by rounding (at most 2 levels).
 
 Cost, measured on 10 s of 1080p 10-bit AV1 (240 frames, one core): 3.7 s to copy, 128 MB of
 temporary disk (4K: about four times that), then ~17 ms a frame to decode the copy. Only the latest
@@ -131,15 +131,15 @@ def length_unknown(error) -> bool:
 def misread(path, reader, in_order: bool = False) -> bool:
     """Whether decord, which opened ``path`` as ``reader``, would misread it (see the module's
     docstring): frames an edit list hides, a mirroring display matrix, HDR video, an MPEG program or
-    transport stream, ASF, video without frame times (AVI), or open GOPs. Files misread only out of order are
-    not misread ``in_order`` (when the caller reads every frame in order): open GOPs, and in ASF and
-    AVI the codecs in :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later keyframe, so
-    only a video with more than one can be misread. An AVI without frame times that dropped frames
-    is misread in order too (its frames' times are lost). The first two cost a look at the reader
-    and the file's first bytes and movie box, HDR an ``ffmpeg -i`` (shared with the other questions
-    asked of it) where the container may hold HDR (probe.hdr), MPEG streams a look at the
-    first bytes, ASF and AVI an ``ffmpeg -i`` for the codec where it matters and the AVI's index
-    (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
+    transport stream, ASF, video without frame times (AVI), or open GOPs. Files misread only out of
+    order are not misread ``in_order`` (when the caller reads every frame in order): open GOPs, and
+    in ASF and AVI the codecs in :data:`READ_RIGHT_IN_ORDER`. Open GOPs need a seek to a later
+    keyframe, so only a video with more than one can be misread. An AVI without frame times that
+    dropped frames is misread in order too (its frames' times are lost). The first two cost a look
+    at the reader and the file's first bytes and movie box, HDR an ``ffmpeg -i`` (shared with the
+    other questions asked of it) where the container may hold HDR (probe.hdr), MPEG streams a look
+    at the first bytes, ASF and AVI an ``ffmpeg -i`` for the codec where it matters and the AVI's
+    index (~0.2 ms), open GOPs a look at the packets (~10-16 ms).
     """
     if len(reader) == 0:
         return False
@@ -237,7 +237,7 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
     turn, colours = turning(path), hdr(path)
     filters = []
-    if colours:  # zimg (zscale) takes halved chroma only on even sizes: an odd-sized frame's is made whole first
+    if colours:  # zimg (zscale) takes halved chroma only on even sizes: an odd-sized frame's is made whole
         filters += (["format=yuv444p16le"] if odd_sized(path) else []) + tone_mapping(colours)
     # ffmpeg turns the frames by a display matrix itself; by a rotate tag, which decord turns them
     # by, only when told, so the copy shows what decord shows of the original
@@ -275,7 +275,7 @@ def tone_mapping(colours: Hdr) -> list[str]:
     :data:`HDR_REFERENCE_WHITE`)."""
     primaries = colours.primaries if colours.primaries in HDR_PRIMARIES else "bt2020"
     matrix = colours.matrix if colours.matrix in HDR_MATRICES else "bt2020nc"
-    # the first zscale states its output primaries too: left out, they are the frame's, which may be unstated
+    # the first zscale states its output primaries too: left out, they are the frame's (maybe unstated)
     return [
         f"zscale=tin={colours.transfer}:pin={primaries}:min={matrix}:t=linear:p={primaries}:npl={HDR_REFERENCE_WHITE}",
         "format=gbrpf32le", "zscale=p=bt709", "tonemap=tonemap=clip:desat=0", "zscale=t=bt709:m=bt709:r=tv",
