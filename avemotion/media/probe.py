@@ -334,8 +334,9 @@ def display(path) -> Display:
         turn = int(round(capture.get(cv2.CAP_PROP_ORIENTATION_META))) % 360 if opened else 0
     finally:
         capture.release()
-    if opened and turn == 0 and not turning(path).matrix:  # a matrix's turn is OpenCV's (the copy applies it, not the tag)
-        turn = turning(path).tag
+    if opened and turn == 0:
+        found = turning(path)
+        turn = 0 if found.matrix else found.tag  # beside a matrix the turn is OpenCV's (the copy applies it, not the tag)
     aspect = num / den if num > 0 and den > 0 else 1.0
     if not 0.25 <= aspect <= 4:  # beyond that, a broken header, not a picture
         aspect = 1.0
