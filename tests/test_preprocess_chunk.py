@@ -208,6 +208,16 @@ def test_frames_jobs_carry_the_sampling_revision():
     assert all("sampling_revision" not in job_settings(config, "crema_d", stage) for stage in ("audio", "face"))
 
 
+def test_audio_jobs_carry_the_decoding_revision():
+    """How audio is decoded changed (gaps filled, the stream players pick): audio jobs' params carry
+    the revision, so existing clips' audio is decoded anew once; face and frames jobs do not."""
+    from avemotion.media.audio import DECODING_REVISION
+
+    config = demo_settings()
+    assert job_settings(config, "crema_d", "audio")["decoding_revision"] == DECODING_REVISION
+    assert all("decoding_revision" not in job_settings(config, "crema_d", stage) for stage in ("face", "frames"))
+
+
 def test_every_preprocessing_job_carries_the_reading_revision():
     """How videos are read (which frames, which span) changed, e.g. frames an MP4 edit list hides:
     every stage's jobs carry the revision, so existing clips are read anew once."""

@@ -10,8 +10,10 @@ equally long (an audio stream that starts late, a muxer's offset, a recording cu
 video ends). :func:`video_span` reads when the video stream starts and ends (its packets'
 presentation times, as ffmpeg's demuxer states them: the span the frames stage samples);
 :func:`decode_audio` decodes the audio with the time of its first decoded sample (after the
-codec's priming samples, as ffmpeg's ``ashowinfo`` reports it); :class:`Alignment` places one on
-the other and :meth:`Alignment.fit` pads with silence or trims the audio to exactly the video's span.
+codec's priming samples, as ffmpeg's ``ashowinfo`` reports it), silence filling the gaps its
+timestamps leave (dropped or undecodable packets), so that every sample stays at its time;
+:class:`Alignment` places one on the other and :meth:`Alignment.fit` pads with silence or trims the
+audio to exactly the video's span.
 A separate audio file (CREMA-D's AudioWAV) has its own clock, starting at the video's start.
 """
 
@@ -33,6 +35,14 @@ from avemotion.quarantine import ClipDefect
 
 SAMPLE_RATE = 16000
 
+# How a clip's audio is decoded, as a revision the audio jobs carry in their params
+# (avemotion.preprocess.plan.job_settings): raise it when code changes the samples or the alignment a
+# file gives, so the next run decodes existing clips anew. 2: silence fills gaps in the stream's
+# timestamps (GAP_FILLED_S); the stream players pick, not the first; a stereo pair that cancels
+# gives its louder channel; channels without a standard layout are averaged, not refused; a stream
+# without samples counts as no audio.
+DECODING_REVISION = 2
+
 
 class NoAudioStream(ClipDefect):
     """The media file has no audio stream at all."""
@@ -50,14 +60,20 @@ class Span:
         return max(0.0, self.end - self.start)
 
 
+def _overlap(one: Span, other: Span) -> float:
+    return max(0.0, min(one.end, other.end) - max(one.start, other.start))
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
-    """A file's first audio stream, mono int16 at ``rate``; ``start``: its first sample's time on the
-    file's clock (0 where ffmpeg reports none)."""
+    """A file's audio stream, mono int16 at ``rate``; ``start``: its first sample's time on the
+    file's clock (0 where ffmpeg reports none); ``gaps``: where on that clock the stream held no
+    audio, filled with silence in ``samples``."""
 
     samples: np.ndarray
     rate: int
     start: float = 0.0
+    gaps: tuple[Span, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -66,21 +82,26 @@ class DecodedAudio:
 
 @dataclass(frozen=True)
 class Alignment:
-    """Where the real audio lies against the video's span, both on the video's clock."""
+    """Where the real audio lies against the video's span, both on the video's clock: the audio's
+    span, and the gaps within it that hold no audio (silence in the decoded samples)."""
 
     video: Span
     audio: Span
+    gaps: tuple[Span, ...] = ()
 
     @classmethod
     def of(cls, decoded: DecodedAudio, video: Span, separate: bool = False) -> "Alignment":
         """``decoded`` from the video's own file, or (``separate``) from a file whose clock starts
         where the video starts."""
-        start = video.start + decoded.start if separate else decoded.start
-        return cls(video, Span(start, start + decoded.duration))
+        shift = video.start if separate else 0.0
+        start = shift + decoded.start
+        gaps = tuple(Span(gap.start + shift, gap.end + shift) for gap in decoded.gaps)
+        return cls(video, Span(start, start + decoded.duration), gaps)
 
     @property
     def overlap(self) -> float:
-        return max(0.0, min(self.audio.end, self.video.end) - max(self.audio.start, self.video.start))
+        """Seconds of the video's span that real audio covers (gaps left out)."""
+        return _overlap(self.audio, self.video) - sum(_overlap(gap, self.video) for gap in self.gaps)
 
     @property
     def offset_s(self) -> float:
@@ -94,18 +115,20 @@ class Alignment:
 
     @property
     def padded_s(self) -> float:
-        """Silence added (before and after the audio) to fill the video's span."""
+        """Silence added (before and after the audio, and in its gaps) to fill the video's span."""
         return max(0.0, self.video.duration - self.overlap)
 
     @property
     def trimmed_s(self) -> float:
         """Audio cut off because it lies before the video's start or after its end."""
-        return max(0.0, self.audio.duration - self.overlap)
+        return max(0.0, self.audio.duration - sum(gap.duration for gap in self.gaps) - self.overlap)
 
     def problem(self, min_coverage: float, max_overrun_s: float) -> str | None:
         """Why the audio does not match the video (None when it does): it covers less than
         ``min_coverage`` of the video's span, or more than ``max_overrun_s`` seconds of it lie outside."""
-        where = f"audio {self.audio.start:.2f}-{self.audio.end:.2f} s, video {self.video.start:.2f}-{self.video.end:.2f} s"
+        held = sum(gap.duration for gap in self.gaps)
+        gaps = f" with {held:.2f} s of gaps" if held else ""
+        where = f"audio {self.audio.start:.2f}-{self.audio.end:.2f} s{gaps}, video {self.video.start:.2f}-{self.video.end:.2f} s"
         if self.coverage < min_coverage:
             return (
                 f"real audio covers {100 * self.coverage:.0f}% of the video's {self.video.duration:.2f} s ({where}), "
@@ -172,31 +195,86 @@ def _ffmpeg_errors(report: str) -> list[str]:
     return lines
 
 
-def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> DecodedAudio:
-    """The first audio stream of ``source`` (a ``wanted`` "video" or "audio" file), mono int16 at
-    ``sample_rate``, with the time of its first decoded sample on the file's clock.
+# Silence fills a gap in an audio stream's timestamps (dropped or undecodable packets, a recorder's
+# pause) at least this long, so that what follows stays at its own time; shorter ones are muxers'
+# rounding (FLV and Matroska state times to the millisecond). Under a frame of 50 fps video.
+GAP_FILLED_S = 0.02
 
-    Raises :class:`NoAudioStream` for a media file without audio, and :class:`ClipDefect` with one
-    readable line (avemotion.media.probe) for a file that is empty, a still image, text or unreadable.
+# A stereo mix at least this much quieter than its louder channel (-20 dB) is two channels that
+# cancel (one wired in opposite phase): the louder channel alone is what is heard
+CANCELLED_MIX = 0.1
+
+_DECODED_FRAME = re.compile(r"\bpts_time:(-?[\d.]+) .*?\bchannels:(\d+) chlayout:(.*?) rate:(\d+) nb_samples:(\d+)")
+_NO_DECODER = re.compile(r"no decoder found for: (\S+)")
+
+
+def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> DecodedAudio:
+    """The audio stream of ``source`` (a ``wanted`` "video" or "audio" file) that ffmpeg picks, as
+    players do (the one marked default, else the one with the most channels), mono int16 at
+    ``sample_rate``, with the time of its first decoded sample on the file's clock and silence where
+    its timestamps leave a gap (:data:`GAP_FILLED_S`).
+
+    Mono is ffmpeg's mix of the channels (stereo: their mean; a stereo pair that cancels
+    (:data:`CANCELLED_MIX`): its louder channel); channels without a standard layout (ambisonics, a
+    field recorder's tracks) are averaged. Raises :class:`NoAudioStream` for a media file without
+    audio or whose audio stream holds no samples, and :class:`ClipDefect` with one readable line
+    (avemotion.media.probe) for a file that is empty, a still image, text or unreadable.
     """
     source = Path(source)
     reason = sniffed_reason(source, wanted)  # the first bytes: no ffmpeg run for a file that is no media
     if reason:
         raise ClipDefect(reason)
-    # ashowinfo (before the resampler ffmpeg adds) reports each decoded frame's time; -copyts keeps the
-    # file's own clock, the one video_span reads.
+    report, raw = _decode(source, sample_rate, wanted, mono=False)
+    frames = [(float(t), int(n), layout, int(rate), int(count)) for t, n, layout, rate, count in _DECODED_FRAME.findall(report)]
+    if not frames or not raw:
+        raise NoAudioStream("no audio: its audio stream holds no samples")
+    channels, layout = frames[0][1], frames[0][2]
+    if channels > 2 and not re.fullmatch(r"\d+ channels", layout):  # a standard surround layout: ffmpeg's own downmix
+        report, raw = _decode(source, sample_rate, wanted, mono=True)
+        channels = 1
+    samples = np.frombuffer(raw[: len(raw) // (4 * channels) * 4 * channels], "<f4").reshape(-1, channels)
+    mono = _mixed(samples)
+    pcm = np.round(np.clip(mono, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    return DecodedAudio(pcm, sample_rate, frames[0][0], _gaps(frames))
+
+
+def _decode(source: Path, sample_rate: int, wanted: str, mono: bool) -> tuple[str, bytes]:
+    """(ffmpeg's report, float32 samples at ``sample_rate``: every channel, or ffmpeg's mono mix)."""
+    # ashowinfo (before the resampler) reports each decoded frame's time, channels and length;
+    # -copyts keeps the file's own clock, the one video_span reads; aresample's async pads gaps.
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "level+info", "-copyts", "-i", ffmpeg_input(source)]
-    command += ["-map", "0:a:0", "-vn", "-af", "ashowinfo", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
+    command += ["-vn", "-sn", "-dn", "-af", f"ashowinfo,aresample=async=1:min_hard_comp={GAP_FILLED_S}"]
+    command += (["-ac", "1"] if mono else []) + ["-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
     result = subprocess.run(command, capture_output=True)
     report = result.stderr.decode(errors="replace")
     if result.returncode != 0:
-        if "matches no streams" in report:
+        if "does not contain any stream" in report:
             raise NoAudioStream("no audio stream")
+        missing = _NO_DECODER.search(report)
         errors = _ffmpeg_errors(report)
-        raise ClipDefect(explain(source, errors[-1] if errors else "ffmpeg failed", wanted, reading="audio"))
-    first = re.search(r"\bpts_time:(-?[\d.]+)", report)
-    samples = np.frombuffer(result.stdout[: len(result.stdout) // 2 * 2], "<i2")
-    return DecodedAudio(samples, sample_rate, float(first.group(1)) if first else 0.0)
+        detail = f"no decoder for its audio codec ({missing.group(1)})" if missing else errors[-1] if errors else "ffmpeg failed"
+        raise ClipDefect(explain(source, detail, wanted, reading="audio"))
+    return report, result.stdout
+
+
+def _mixed(samples: np.ndarray) -> np.ndarray:
+    """One channel of (samples, channels) float audio: see :func:`decode_audio`."""
+    mono = samples.mean(axis=1)
+    if samples.shape[1] == 2:
+        loudness = np.sqrt(np.mean(samples.astype(np.float64) ** 2, axis=0))
+        if np.sqrt(np.mean(mono.astype(np.float64) ** 2)) < CANCELLED_MIX * loudness.max():
+            return samples[:, int(np.argmax(loudness))]
+    return mono
+
+
+def _gaps(frames: list[tuple]) -> tuple[Span, ...]:
+    """Where the decoded frames (time, channels, layout, rate, samples) leave gaps of at least
+    :data:`GAP_FILLED_S` on the file's clock (what the decoding filled with silence)."""
+    starts = np.array([frame[0] for frame in frames])
+    ends = starts + np.array([frame[4] / frame[3] for frame in frames])
+    reached = np.maximum.accumulate(ends)[:-1]
+    found = np.flatnonzero(starts[1:] - reached >= GAP_FILLED_S)
+    return tuple(Span(float(reached[i]), float(starts[i + 1])) for i in found)
 
 
 def extract_audio(source, target, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> None:

@@ -9,8 +9,8 @@ encode_clip), and the model's outputs come from the evaluation input pipeline
 equal to its evaluation prediction (a test checks it to 1e-5).
 
 Unlike the workflow, which can quarantine such clips, the preprocessor keeps a clip without an audio
-stream (silent audio), one without a face (the whole picture, zero face features), and a short or
-truncated one: a user who asks for a prediction gets one, with a warning (:func:`warnings_of`).
+stream (silent audio), one whose audio does not match its video (aligned, padded or trimmed), one
+without a face (the whole picture, zero face features), and a short or truncated one: a user who asks for a prediction gets one, with a warning (:func:`warnings_of`).
 """
 
 from __future__ import annotations
@@ -47,14 +47,18 @@ class PreparedClip:
 
 
 def warnings_of(clip: PreparedClip) -> list[str]:
-    """What a user should know about a prepared clip: no audio, silence, no or little face, and the
-    preprocessor's notes about the model."""
+    """What a user should know about a prepared clip: no audio, silence, audio that does not match
+    the video, no or little face, and the preprocessor's notes about the model."""
     warnings = list(clip.notes)
     audio = clip.info.get("audio", {})
     if audio.get("audio_missing"):
         warnings.append("no audio stream: predicted with silent audio")
     elif audio.get("silent"):
         warnings.append("audio is silent")
+    if audio.get("audio_misaligned") and audio["audio_coverage"] < 1:
+        warnings.append(f"real audio covers {audio['audio_coverage']:.0%} of the video: silence fills the rest")
+    elif audio.get("audio_misaligned"):
+        warnings.append(f"{audio['audio_trimmed_s']:.1f} s of audio lie outside the video: cut off")
     frames = clip.info.get("frames", {})
     if frames.get("short"):
         warnings.append(f"only {frames['total_frames']} frames: sampled frames repeat")
@@ -83,7 +87,7 @@ class ClipPreprocessor:
 
     def __init__(self, preprocess: dict):
         self.stage_settings = {
-            "audio": {**preprocess["audio"], "missing": "silent"},
+            "audio": {**preprocess["audio"], "missing": "silent", "misaligned": "keep"},
             "face": {**preprocess["face"], "no_face": "keep"},
             "frames": {**preprocess["frames"], "short_clips": "keep", "truncated_clips": "keep"},
         }

@@ -10,6 +10,7 @@ import pandas as pd
 
 from avemotion.config import preprocess_settings
 from avemotion.face.facemesh import features_version
+from avemotion.media.audio import DECODING_REVISION
 from avemotion.media.frames import READING_REVISION, SAMPLING_REVISION
 
 STAGE_NAMES = ("audio", "face", "frames")
@@ -47,12 +48,15 @@ def chunk_source_files(root, clips: list[dict], stage: str) -> list[str]:
 
 def job_settings(config: dict, dataset: str, stage: str) -> dict:
     """A chunk job's settings param: the dataset's effective settings of ``stage`` with the revision
-    of how videos are read (``reading_revision``), for face jobs of the built-in backend its
-    features version (``facemesh_features``) and for frames jobs the sampling revision
-    (``sampling_revision``), so that a release that reads videos, computes face features or samples
-    frames differently recomputes them (Snakemake reruns a job whose params changed, and the chunk's
+    of how videos are read (``reading_revision``), for audio jobs the revision of how audio is
+    decoded (``decoding_revision``), for face jobs of the built-in backend its features version
+    (``facemesh_features``) and for frames jobs the sampling revision (``sampling_revision``), so
+    that a release that reads videos or audio, computes face features or samples frames differently
+    recomputes them (Snakemake reruns a job whose params changed, and the chunk's
     receipts, which hold the settings, no longer match)."""
     settings = {**preprocess_settings(config, dataset)[stage], "reading_revision": READING_REVISION}
+    if stage == "audio":
+        settings = {**settings, "decoding_revision": DECODING_REVISION}
     if stage == "face" and settings["backend"] == "facemesh":
         settings = {**settings, "facemesh_features": features_version()}
     if stage == "frames":
