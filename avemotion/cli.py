@@ -8,19 +8,22 @@ import os
 import sys
 from pathlib import Path
 
-from avemotion.datasets import index_dataset, write_index
-from avemotion.inference import check_output, format_table, predict_files, write_predictions
+from avemotion.datasets import check_layout, index_dataset, write_index
+from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
 
 
 def _index(args) -> int:
-    settings = {"chunks": args.chunks}
-    manifest, quarantine = index_dataset(args.dataset, args.root, settings)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file; --out names the folder for manifest.parquet and quarantine.csv")
+    check_layout(args.dataset, args.root)  # another corpus' root, or an empty one, says so instead of indexing nothing
+    manifest, quarantine = index_dataset(args.dataset, args.root, {"chunks": args.chunks})
     write_index(manifest, quarantine, out / "manifest.parquet", out / "quarantine.csv")
     print(f"{args.dataset}: {len(manifest)} clips, {manifest['speaker'].nunique()} speakers, {len(quarantine)} quarantined")
-    print(manifest["label"].replace("", "(no label)").value_counts().to_string())
+    if len(manifest):
+        print(manifest["label"].replace("", "(no label)").value_counts().to_string())
     for reason, count in quarantine["reason"].value_counts().items():
         print(f"quarantined {count}: {reason}")
     print(f"wrote {out / 'manifest.parquet'} and {out / 'quarantine.csv'}")
@@ -57,8 +60,22 @@ def _predict(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bar
     if args.out:
         check_output(args.out)  # before any work: a bad path must not cost the predictions
-    write = (lambda rows: write_predictions(rows, args.out)) if args.out else None
-    table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet, on_rows=write)
+    if args.workdir:
+        check_workdir(args.workdir)
+    unwritten = []  # the last write's error: a full disk must not cost the predictions either
+
+    def write(rows):
+        try:
+            write_predictions(rows, args.out)
+            unwritten.clear()
+        except (OSError, ValueError) as error:
+            unwritten[:] = [error]
+
+    table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet, on_rows=write if args.out else None)
+    if unwritten:
+        print(f"avemotion: could not write {args.out} ({unwritten[0]}); the predictions:", file=sys.stderr)
+        print(format_table(table))
+        return 1
     if args.out:
         print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
     else:
@@ -69,6 +86,13 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
+def _positive(text: str) -> int:
+    number = int(text) if text.strip().lstrip("+").isdigit() else 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avemotion", description="Audio-visual emotion recognition workflow tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("dataset", choices=["crema_d", "enterface", "mafw"])
     index.add_argument("root", help="corpus root directory")
     index.add_argument("--out", default=".", help="folder for manifest.parquet and quarantine.csv")
-    index.add_argument("--chunks", type=int, default=64, help="number of preprocessing chunks")
+    index.add_argument("--chunks", type=_positive, default=64, help="number of preprocessing chunks")
     index.set_defaults(run=_index)
     convert = commands.add_parser(
         "convert-weights",

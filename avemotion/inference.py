@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.datasets.walk import visible_files
 from avemotion.io import atomic_path
 from avemotion.model.bundle import TrainedModel
 from avemotion.model.preprocessor import warnings_of
@@ -60,11 +61,14 @@ class Progress:
 
 
 def video_files(folder) -> list[Path]:
-    """The video files under ``folder`` (recursively, by suffix), sorted."""
+    """The video files under ``folder`` (recursively, by suffix, through symlinked folders), sorted;
+    hidden files and folders and an operating system's clutter are left out (macOS's ._ copies,
+    __MACOSX, .Trashes: avemotion.datasets.walk); a link whose target is gone is kept (its row
+    says so)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder (predict.input_dir)")
-    return sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES)
+    return [path for path in visible_files(folder, recursive=True) if path.suffix.lower() in VIDEO_SUFFIXES]
 
 
 def expand_clips(paths) -> list[str]:
@@ -94,6 +98,8 @@ def clip_records(paths) -> list[dict]:
 def _missing(path: Path) -> str:
     if path.is_dir():
         return f"a folder without video files ({', '.join(VIDEO_SUFFIXES)})"
+    if path.is_symlink():
+        return f"a link to {os.readlink(path)}, which does not exist"
     return "no such file"
 
 
@@ -143,7 +149,7 @@ def _row(clip: dict, done, index: int | None, final: dict, labels: list[str]) ->
     """A clip's result row: its prediction (the ``index``-th output), or why there is none."""
     row = {"clip": clip["given"], "warnings": "", "error": ""}
     if done is None:
-        return {**row, "error": _missing(Path(clip["path"]))}
+        return {**row, "error": _missing(Path(clip["given"]))}
     if index is None:
         return {**row, "error": done.error or "not predicted"}
     probabilities = final["emotion"][index]
@@ -173,9 +179,34 @@ def check_output(out) -> Path:
     folder = out.parent
     if not folder.is_dir():
         raise ValueError(f"{out}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+    if not _writable(folder) or (out.exists() and not os.access(out, os.W_OK)):
         raise ValueError(f"{out}: not writable (no permission to write in {folder})")
     return out
+
+
+def check_workdir(workdir) -> Path:
+    """``workdir``, made if missing, if intermediate artifacts can be written there; otherwise a
+    ValueError that says why, before any clip is prepared."""
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"{workdir}: is a file; --workdir names a folder to keep the artifacts in")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{workdir}: cannot make this folder ({error.strerror or error})") from error
+    if not _writable(workdir):
+        raise ValueError(f"{workdir}: not writable (no permission to write in it)")
+    return workdir
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be made in ``folder``: tried, since permission bits do not tell for root,
+    a read-only file system or a full disk's quota."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".avemotion-check-"):
+            return True
+    except OSError:
+        return False
 
 
 def write_predictions(table: pd.DataFrame, out) -> None:

@@ -109,3 +109,49 @@ def test_legacy_wav_name_is_found(tmp_path):
     manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
     assert manifest.loc[0, "audio_path"] == "AudioWAV/1040_ITH_SAD_X.wav"
     assert quarantine.empty
+
+
+def test_wavs_of_any_case_are_found_and_files_out_of_place_are_quarantined(tmp_path):
+    """The corpus' own .gitattributes lists *.WAV beside *.wav: an upper-case WAV is the clip's audio,
+    not ignored; a file in a folder below VideoFlash or AudioWAV, or a WAV folder's stray file, is
+    quarantined with where CREMA-D keeps its clips, never dropped unseen."""
+    touch(tmp_path / "VideoFlash" / "1003_ITS_NEU_XX.FLV")
+    touch(tmp_path / "AudioWAV" / "1003_ITS_NEU_XX.WAV")
+    touch(tmp_path / "VideoFlash" / "extra" / "1004_ITS_NEU_XX.flv")
+    touch(tmp_path / "AudioWAV" / "1003_ITS_NEU_XX.mp3")
+    manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert manifest[["clip_id", "path", "audio_path"]].values.tolist() == [["1003_ITS_NEU_XX", "VideoFlash/1003_ITS_NEU_XX.FLV", "AudioWAV/1003_ITS_NEU_XX.WAV"]]
+    reasons = dict(zip(quarantine["path"], quarantine["reason"]))
+    assert reasons == {
+        "VideoFlash/extra/1004_ITS_NEU_XX.flv": "in a folder below VideoFlash; CREMA-D keeps its clips directly in VideoFlash/",
+        "AudioWAV/1003_ITS_NEU_XX.mp3": "not a .wav file; AudioWAV holds <clip>.wav files",
+    }
+
+
+@pytest.mark.parametrize(
+    "table, said",
+    [
+        ("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1234\n", "a Git LFS pointer, not the file itself (`git lfs pull` fetches it)"),
+        ("<!DOCTYPE html>\n<html><body>GitHub</body></html>\n", "no ActorID, Age, Sex, Race, Ethnicity column"),
+    ],
+)
+def test_a_metadata_table_that_is_not_one_says_so_in_a_line(tmp_path, table, said):
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    touch(tmp_path / crema_d.DEMOGRAPHICS, table)
+    with pytest.raises(ValueError) as raised:
+        index_dataset("crema_d", tmp_path, SETTINGS)
+    assert str(raised.value) == f"{tmp_path / crema_d.DEMOGRAPHICS}: {said}; CREMA-D's has columns ActorID, Age, Sex, Race, Ethnicity"
+    touch(tmp_path / crema_d.DEMOGRAPHICS, "ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n")
+    touch(tmp_path / crema_d.VOTES, "key,A,D,F,H,N,S,fileName,numResponses,agreement\nfirst,6,0,0,4,0,0,1001_DFA_ANG_XX,10,0.6\n")
+    with pytest.raises(ValueError, match=r"tabulatedVotes.csv: row keys must be numbers \(100000 \* modality \+ clip number\), found 'first'"):
+        index_dataset("crema_d", tmp_path, SETTINGS)
+
+
+def test_a_link_to_a_clip_that_is_gone_is_quarantined(tmp_path):
+    """A corpus whose clips are links into another disk, one of them gone: the chunk jobs could not
+    read it, so the index says where it points."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    (tmp_path / "VideoFlash" / "1001_DFA_HAP_XX.flv").symlink_to(tmp_path / "elsewhere" / "1001_DFA_HAP_XX.flv")
+    manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert manifest["clip_id"].tolist() == ["1001_DFA_ANG_XX"]
+    assert quarantine["reason"].tolist() == [f"broken link: VideoFlash/1001_DFA_HAP_XX.flv points to {tmp_path / 'elsewhere' / '1001_DFA_HAP_XX.flv'}, which does not exist"]

@@ -65,3 +65,27 @@ def test_subject_without_sentence_level_and_bad_files(tmp_path):
     assert "unknown emotion code 'xx'" in reasons["subject 7/anger/sentence 1/s7_xx_1.avi"]
     assert "disagrees with its folder 'fear'" in reasons["subject 7/fear/sentence 1/s7_an_1.avi"]
     assert "duplicate clip id" in reasons["subject 7/anger/sentence 1/s7_an_1avi"]
+
+
+def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantined(tmp_path):
+    """A corpus spread over disks by symlinked folders is read through them (a link back up the tree
+    is read once); copies name subject folders "subject-2" or "Subject 3 "; a video outside any
+    subject folder is quarantined, not left out unseen."""
+    touch(tmp_path / "elsewhere" / "fear" / "sentence 1" / "s4_fe_1.avi")
+    (tmp_path / "corpus" / "subject 4").mkdir(parents=True)
+    (tmp_path / "corpus" / "subject 4" / "fear").symlink_to(tmp_path / "elsewhere" / "fear")
+    (tmp_path / "corpus" / "subject 4" / "fear" / "sentence 1" / "loop").symlink_to(tmp_path / "corpus")
+    touch(tmp_path / "corpus" / "subject-2" / "anger" / "sentence 1" / "s2_an_1.avi")
+    touch(tmp_path / "corpus" / "Subject 3 " / "anger" / "sentence 1" / "s3_an_1.avi")
+    touch(tmp_path / "corpus" / "extra" / "s5_an_1.avi")
+    touch(tmp_path / "corpus" / "s5_an_2.avi")
+    touch(tmp_path / "corpus" / "__MACOSX" / "subject 4" / "fear" / "sentence 1" / "._s4_fe_1.avi")
+    manifest, quarantine = index_dataset("enterface", tmp_path / "corpus", SETTINGS)
+    assert sorted(manifest["clip_id"]) == ["s2_an_1", "s3_an_1", "s4_fe_1"]
+    assert dict(zip(quarantine["path"], quarantine["reason"])) == {
+        "extra/s5_an_1.avi": "not under a 'subject N' folder",
+        "s5_an_2.avi": "not under a 'subject N' folder",
+    }
+    from avemotion.datasets.enterface import index_dependencies
+
+    assert tmp_path / "corpus" / "subject 4" / "fear" / "sentence 1" in index_dependencies(tmp_path / "corpus")  # a clip added there reruns the index

@@ -7,18 +7,20 @@ import json
 import os
 import re
 import shutil
+import tempfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from avemotion import cli
 from avemotion.cli import main
 from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
-from avemotion.inference import Progress, check_output, clip_records, format_table, predict_files, video_files, write_predictions
+from avemotion.inference import Progress, check_output, check_workdir, clip_records, format_table, predict_files, video_files, write_predictions
 from avemotion.model.preprocessor import ClipPreprocessor, face_features_notes
 from avemotion.train.settings import prediction_experiments
 from conftest import REPO, demo_config, demo_settings, run_snakemake
@@ -99,6 +101,41 @@ def test_a_bad_output_path_stops_predict_before_any_clip_is_prepared(demo_run, t
         assert main(["predict", "--model", str(demo_run / MODEL), clip, "--out", str(out), "--quiet"]) == 2
         assert re.search(message, capsys.readouterr().err)
     assert check_output(tmp_path / "p.JSON") == tmp_path / "p.JSON"
+    (tmp_path / "a_file").write_text("")
+    assert main(["predict", "--model", str(demo_run / MODEL), clip, "--workdir", str(tmp_path / "a_file"), "--quiet"]) == 2
+    assert f"{tmp_path / 'a_file'}: is a file; --workdir names a folder" in capsys.readouterr().err
+    assert main(["predict", "--model", str(demo_run / MODEL), clip, "--workdir", str(tmp_path / "a_file" / "below"), "--quiet"]) == 2
+    assert f"{tmp_path / 'a_file' / 'below'}: cannot make this folder" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_refuses_files_is_found_before_any_work(tmp_path, monkeypatch):
+    """Permission bits do not tell (root may write anywhere by them; a read-only mount, a quota): a
+    file is tried."""
+    real = tempfile.NamedTemporaryFile
+
+    def refused(*args, **kwargs):
+        if kwargs.get("dir") == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
+    with pytest.raises(ValueError, match=r"p\.csv: not writable"):
+        check_output(tmp_path / "p.csv")
+    with pytest.raises(ValueError, match=r"not writable"):
+        check_workdir(tmp_path)
+
+
+def test_a_write_that_fails_after_the_check_still_prints_the_predictions(demo_run, tmp_path, capsys, monkeypatch):
+    """The disk fills while clips are predicted: the predictions are printed, with why the file is not."""
+    def full(table, out):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_predictions", full)
+    clip = good_clips(demo_run, 1)[0]
+    assert main(["predict", "--model", str(demo_run / MODEL), clip, "--out", str(tmp_path / "p.csv"), "--quiet"]) == 1
+    printed = capsys.readouterr()
+    assert f"could not write {tmp_path / 'p.csv'} ([Errno 28] No space left on device); the predictions:" in printed.err
+    assert printed.out.splitlines()[1].startswith(clip + " ")
 
 
 def test_rows_are_written_as_clips_are_done_so_a_crash_keeps_them(demo_run, tmp_path, monkeypatch):
@@ -128,11 +165,24 @@ def test_a_folder_given_as_a_clip_means_every_video_under_it(demo_run, tmp_path,
     shutil.copy(first, folder / "a.avi")
     shutil.copy(second, folder / "inner" / "b.avi")
     (folder / "notes.txt").write_text("not a clip")
+    # what a Mac, a USB stick and a moved corpus leave beside clips: not clips, except the broken link
+    (folder / "._a.avi").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))  # an AppleDouble copy
+    (folder / "__MACOSX").mkdir()
+    (folder / "__MACOSX" / "._b.avi").write_bytes(b"\x00\x05\x16\x07")
+    (folder / ".Trashes" / "501").mkdir(parents=True)
+    shutil.copy(first, folder / ".Trashes" / "501" / "deleted.avi")
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(first, tmp_path / "elsewhere" / "c.avi")
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")
+    (folder / "linked_again").symlink_to(folder)  # a loop
+    (folder / "moved.avi").symlink_to(tmp_path / "gone.avi")
     out = tmp_path / "p.csv"
     assert main(["predict", "--model", str(demo_run / MODEL), str(folder), str(empty), "--out", str(out), "--quiet"]) == 1
     table = pd.read_csv(out, keep_default_na=False)
-    assert table["clip"].tolist() == [str(folder / "a.avi"), str(folder / "inner" / "b.avi"), str(empty)]
-    assert table["error"].tolist()[:2] == ["", ""] and table["error"].iloc[2].startswith("a folder without video files")
+    assert table["clip"].tolist() == [str(folder / name) for name in ("a.avi", "inner/b.avi", "linked/c.avi", "moved.avi")] + [str(empty)]
+    assert table["error"].tolist()[:3] == ["", "", ""]
+    assert table["error"].iloc[3] == f"a link to {tmp_path / 'gone.avi'}, which does not exist"
+    assert table["error"].iloc[4].startswith("a folder without video files")
 
 
 def test_a_damaged_model_file_says_so(demo_run, tmp_path, capsys):

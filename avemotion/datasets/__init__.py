@@ -13,6 +13,7 @@ The classes themselves are plain data in avemotion.labels (``CORPUS_LABELS``).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pandas as pd
 
 from avemotion.config import check_dataset_keys, enabled_datasets
 from avemotion.datasets import crema_d, enterface, mafw
-from avemotion.datasets.manifest import build_manifest
+from avemotion.datasets.manifest import Scan, build_manifest
 from avemotion.io import write_csv, write_parquet
 from avemotion.labels import coordinates_from_config
 
@@ -87,6 +88,7 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
     module = reader(dataset)
     started = time.perf_counter()
     found = module.scan(check_root(dataset, root), settings)
+    _quarantine_broken_links(found, Path(root))
     manifest, quarantine = build_manifest(
         dataset,
         found,
@@ -104,6 +106,21 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
     for reason, count in quarantine["reason"].value_counts().items():
         log.info("  quarantined %d: %s", count, reason)
     return manifest, quarantine
+
+
+def _quarantine_broken_links(found: Scan, root: Path) -> None:
+    """Clips whose video or audio file is a link to a file that is gone (a corpus moved to another
+    disk) are quarantined with where the link points: a chunk job cannot read them."""
+    kept = []
+    for record in found.records:
+        gone = [rel for rel in (record["path"], record.get("audio_path") or "") if rel and not (root / rel).exists()]
+        if gone and (root / gone[0]).is_symlink():
+            found.quarantine(record["clip_id"], record["path"], f"broken link: {gone[0]} points to {os.readlink(root / gone[0])}, which does not exist")
+        elif gone:
+            found.quarantine(record["clip_id"], record["path"], f"{gone[0]} is gone (removed while the corpus was indexed)")
+        else:
+            kept.append(record)
+    found.records = kept
 
 
 def write_index(manifest: pd.DataFrame, quarantine: pd.DataFrame, manifest_path, quarantine_path) -> None:

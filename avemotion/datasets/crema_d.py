@@ -88,16 +88,33 @@ def _parse(stem: str) -> tuple[dict | None, str | None]:
     }, None
 
 
-def _wav_for(clip_id: str, wavs: set[str]) -> str:
+def _wav_for(clip_id: str, wavs: dict[str, str]) -> str:
+    """``wavs``: the AudioWAV file names by their lower-case stem."""
     for stem in (clip_id, LEGACY_WAV_NAMES.get(clip_id)):
-        if stem and f"{stem}.wav" in wavs:
-            return f"{AUDIO_DIR}/{stem}.wav"
+        if stem and stem.lower() in wavs:
+            return f"{AUDIO_DIR}/{wavs[stem.lower()]}"
     return ""
 
 
+def _metadata_table(path: Path, columns: list[str], **read) -> pd.DataFrame:
+    """One of CREMA-D's metadata CSVs, or a ValueError in one line naming the file and what it lacks
+    (a Git LFS pointer or a web page saved in its place holds none of its columns)."""
+    try:
+        table = pd.read_csv(path, skipinitialspace=True, **read)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from error
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        with open(path, "rb") as handle:
+            lfs = handle.read(40).startswith(b"version https://git-lfs")
+        what = "a Git LFS pointer, not the file itself (`git lfs pull` fetches it)" if lfs else f"no {', '.join(missing)} column"
+        raise ValueError(f"{path}: {what}; CREMA-D's has columns {', '.join(columns)}")
+    return table
+
+
 def read_demographics(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, skipinitialspace=True)
-    table.columns = [c.strip() for c in table.columns]
+    table = _metadata_table(path, ["ActorID", "Age", "Sex", "Race", "Ethnicity"])
     table = table.rename(columns={"ActorID": "speaker", "Age": "age", "Sex": "sex", "Race": "race", "Ethnicity": "ethnicity"})
     table["speaker"] = table["speaker"].astype(str)
     return table[["speaker", "age", "sex", "race", "ethnicity"]]
@@ -105,9 +122,11 @@ def read_demographics(path: Path) -> pd.DataFrame:
 
 def read_votes(path: Path, modality: str) -> pd.DataFrame:
     """Per clip vote counts (``votes_<label>``), response count and agreement for one modality."""
-    table = pd.read_csv(path, index_col=0, skipinitialspace=True, low_memory=False)
-    table.columns = [c.strip() for c in table.columns]
-    table = table[table.index // 100000 == VOTE_MODALITIES[modality]]
+    table = _metadata_table(path, ["fileName", *VOTE_CODES, "numResponses", "agreement"], index_col=0, low_memory=False)
+    keys = pd.to_numeric(pd.Series(table.index), errors="coerce")
+    if keys.isna().any():
+        raise ValueError(f"{path}: row keys must be numbers (100000 * modality + clip number), found {table.index[keys.isna().to_numpy()][0]!r}")
+    table = table[keys.to_numpy() // 100000 == VOTE_MODALITIES[modality]]
     table["fileName"] = table["fileName"].astype(str).str.strip().str.replace(r"\.\w+$", "", regex=True)
     table = table.drop_duplicates("fileName")
     votes = pd.DataFrame({"clip_id": table["fileName"].to_numpy()})
@@ -121,13 +140,12 @@ def read_votes(path: Path, modality: str) -> pd.DataFrame:
 def scan(root, settings: dict) -> Scan:
     root = Path(root)
     result = Scan()
-    wavs = {p.name for p in visible_files(root / AUDIO_DIR)}
+    wavs = {}
+    for file in _media_files(root, AUDIO_DIR, ".wav", result):
+        wavs[file.stem.lower()] = file.name
     videos = set()
-    for file in visible_files(root / VIDEO_DIR):
+    for file in _media_files(root, VIDEO_DIR, ".flv", result):
         rel = file.relative_to(root).as_posix()
-        if file.suffix.lower() != ".flv":
-            result.quarantine(file.stem, rel, "not a .flv file; VideoFlash holds <clip>.flv videos")
-            continue
         record, problem = _parse(file.stem)
         videos.add(file.stem)
         if problem:
@@ -137,12 +155,26 @@ def scan(root, settings: dict) -> Scan:
         else:
             result.records.append({**record, "path": rel, "audio_path": _wav_for(file.stem, wavs)})
     legacy = {v: k for k, v in LEGACY_WAV_NAMES.items()}
-    for wav in sorted(wavs):
-        stem = Path(wav).stem
-        if legacy.get(stem, stem) not in videos:
-            result.quarantine(stem, f"{AUDIO_DIR}/{wav}", "audio only: no matching video in VideoFlash")
+    for stem, name in sorted(wavs.items()):
+        if legacy.get(Path(name).stem, Path(name).stem) not in videos:
+            result.quarantine(Path(name).stem, f"{AUDIO_DIR}/{name}", "audio only: no matching video in VideoFlash")
     _join_metadata(root, result, settings.get("votes", "audiovisual"))
     return result
+
+
+def _media_files(root: Path, folder: str, suffix: str, result: Scan) -> list[Path]:
+    """The ``suffix`` files (any case: .FLV, .WAV) directly in ``root/folder``; any other file there,
+    or a file in a folder below it, is quarantined with where CREMA-D keeps its clips."""
+    found = []
+    for file in visible_files(root / folder, recursive=True):
+        rel = file.relative_to(root).as_posix()
+        if file.parent != root / folder:
+            result.quarantine(file.stem, rel, f"in a folder below {folder}; CREMA-D keeps its clips directly in {folder}/")
+        elif file.suffix.lower() != suffix:
+            result.quarantine(file.stem, rel, f"not a {suffix} file; {folder} holds <clip>{suffix} files")
+        else:
+            found.append(file)
+    return found
 
 
 def _join_metadata(root: Path, result: Scan, vote_modality: str) -> None:

@@ -13,12 +13,12 @@ import re
 from pathlib import Path
 
 from avemotion.datasets.manifest import Scan
-from avemotion.datasets.walk import first_file, visible_files
+from avemotion.datasets.walk import first_file, visible, visible_files, visible_folders
 from avemotion.labels import CORPUS_LABELS
 
 LABELS = list(CORPUS_LABELS["enterface"])
 EMOTIONS = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "sa": "sadness", "su": "surprise"}
-SUBJECT_FOLDER = re.compile(r"^subject[ _]?(\d+)$", re.IGNORECASE)
+SUBJECT_FOLDER = re.compile(r"^\s*subject[ _-]?(\d+)\s*$", re.IGNORECASE)  # copies write "subject_1", "subject-1", "Subject 1 "
 FILE_NAME = re.compile(r"^s_?(?P<subject>\d+)_(?P<code>[a-z]{2})_(?P<sentence>\d+)\.?avi$", re.IGNORECASE)
 # Protocol folds: subject blocks 1-10, 11-19, 20-28, 29-37, 38-44.
 FOLD_FIRST_SUBJECTS = (1, 11, 20, 29, 38)
@@ -35,13 +35,16 @@ def subject_folders(root) -> list[tuple[int, Path]]:
     return folders
 
 
+def other_folders(root) -> list[Path]:
+    """The visible folders directly under ``root`` that are not subject folders: their videos are
+    quarantined, not left out unseen."""
+    subjects = {folder for _, folder in subject_folders(root)}
+    return [child for child in sorted(Path(root).iterdir()) if child.is_dir() and visible(child.name) and child not in subjects]
+
+
 def index_dependencies(root) -> list[Path]:
-    """What the index reads: the names in every folder under the subject folders."""
-    root = Path(root)
-    folders = [root]
-    for _, folder in subject_folders(root):
-        folders += [folder] + sorted(p for p in folder.rglob("*") if p.is_dir() and not p.name.startswith("."))
-    return folders
+    """What the index reads: the names in the root and in every folder under it."""
+    return visible_folders(root)
 
 
 def layout_problem(root) -> str | None:
@@ -93,4 +96,8 @@ def scan(root, settings: dict) -> Scan:
                 result.quarantine(file.name, rel, problem)
             else:
                 result.records.append({**record, "path": rel})
+    outside = [file for folder in [root, *other_folders(root)] for file in visible_files(folder, recursive=folder != root)]
+    for file in outside:
+        if file.suffix.lower() == ".avi" or FILE_NAME.match(file.name):
+            result.quarantine(file.name, file.relative_to(root).as_posix(), "not under a 'subject N' folder")
     return result

@@ -7,22 +7,46 @@ from pathlib import Path
 
 # Files that operating systems drop into folders; they are not clips, so they are not quarantined.
 SYSTEM_CLUTTER = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
+# Folders of the same kind: a Mac's zip holds an AppleDouble copy (._name) of every file under
+# __MACOSX; Windows keeps deleted files and its own under these (a USB stick's, too).
+CLUTTER_FOLDERS = {"__macosx", "$recycle.bin", "system volume information"}
+
+
+def visible(name: str) -> bool:
+    """Whether a file or folder name is one a person put there: not hidden (a dot first, as macOS's
+    ._ AppleDouble files, .DS_Store, .Trashes), not an operating system's."""
+    return not name.startswith(".") and name.lower() not in SYSTEM_CLUTTER | CLUTTER_FOLDERS
+
+
+def _walk(folder: Path, recursive: bool):
+    """(folder, its visible file names) for ``folder`` and, when ``recursive``, every visible folder
+    under it, symlinked ones too (a corpus spread over disks), each real folder once; a link to a
+    folder that holds the way there (a loop) is not followed."""
+    seen, ways = set(), {str(folder): ()}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        way = (*ways.pop(dirpath, ()), real)  # the real folders walked through to get here
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        kept = []
+        for name in sorted(dirnames) if recursive else []:
+            target = os.path.realpath(os.path.join(dirpath, name))
+            if visible(name) and not any(step == target or step.startswith(target.rstrip(os.sep) + os.sep) for step in way):
+                ways[os.path.join(dirpath, name)] = way
+                kept.append(name)
+        dirnames[:] = kept
+        yield Path(dirpath), [name for name in filenames if visible(name)]
 
 
 def visible_files(folder, recursive: bool = False) -> list[Path]:
-    """Sorted regular files under ``folder`` (empty if it does not exist), skipping hidden files."""
+    """Sorted files under ``folder`` (empty if it does not exist), skipping hidden ones and
+    clutter; a link whose target is gone is listed (what reads it says so)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        found += [
-            Path(dirpath) / name
-            for name in filenames
-            if not name.startswith(".") and name.lower() not in SYSTEM_CLUTTER
-        ]
-    return sorted(found)
+    return sorted(dirpath / name for dirpath, names in _walk(folder, recursive) for name in names)
 
 
 def first_file(folder, matches, recursive: bool = False) -> Path | None:
@@ -31,9 +55,14 @@ def first_file(folder, matches, recursive: bool = False) -> Path | None:
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        for name in filenames:
-            if not name.startswith(".") and matches(name):
-                return Path(dirpath) / name
+    for dirpath, names in _walk(folder, recursive):
+        for name in names:
+            if matches(name):
+                return dirpath / name
     return None
+
+
+def visible_folders(folder) -> list[Path]:
+    """``folder`` and every visible folder under it (symlinked ones too, each once), sorted."""
+    folder = Path(folder)
+    return sorted(dirpath for dirpath, _ in _walk(folder, True)) if folder.is_dir() else []
