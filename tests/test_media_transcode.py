@@ -21,7 +21,7 @@ from avemotion.media.frames import Picking, frame_slots, open_video
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
 from avemotion.quarantine import ClipDefect
-from conftest import write_hdr_clip
+from conftest import write_hdr_clip, written_with_video
 
 FRAMES = 169  # face_noface.mov: 30 fps for 72 frames, then 24 fps; the face leaves after ~70 frames
 
@@ -120,7 +120,8 @@ def test_a_clip_neither_decoder_reads_gets_one_line(av1_clip, tmp_path):
 
 def test_a_vvc_clip_is_read_as_ffmpeg_decodes_it(real_media, tmp_path):
     path = tmp_path / "h266.mp4"
-    ffmpeg("-i", real_media / "WolfgangLanger_Pexels.mp4", "-frames:v", 12, "-an", "-c:v", "libvvenc", "-preset", "faster", path)
+    command = ["-i", real_media / "WolfgangLanger_Pexels.mp4", "-frames:v", 12, "-an", "-c:v", "libvvenc", "-preset", "faster", path]
+    written_with_video([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *map(str, command)], path)
     reader = open_video(path)
     frames = reader.get_batch(list(range(len(reader)))).asnumpy()
     assert len(reader) == 12

@@ -115,8 +115,11 @@ def _open(path, size, in_order: bool):
     try:
         reader = read(ffmpeg_input(path))
     except Exception as error:  # decord raises a bare RuntimeError/DECORDError for anything it cannot open
-        # a file cut short says so (explain); one that states no length may still be whole
-        if not (decoder_missing(error) or (length_unknown(error) and cut_short(path) is None)):
+        # A file cut short is read through ffmpeg's copy of the frames it holds (decord reads every
+        # packet of an MP4 whose index comes first on opening it, so a download cut off at 95 %
+        # did not open at all), and the stages flag it truncated; where ffmpeg cannot read it
+        # either, the reason says where it ends (explain). One that states no length may be whole.
+        if not (decoder_missing(error) or length_unknown(error) or cut_short(path) is not None):
             raise ClipDefect(explain(path, error)) from error
         reader, refused = None, error
     # a cut file is read again from an earlier frame where its end fails to decode (decode_frames): not in order
