@@ -153,6 +153,8 @@ def _row(clip: dict, done, index: int | None, final: dict, labels: list[str]) ->
     if index is None:
         return {**row, "error": done.error or "not predicted"}
     probabilities = final["emotion"][index]
+    if not np.isfinite([*probabilities, final["valence"][index], final["arousal"][index]]).all():
+        return {**row, "error": "the model gave non-finite outputs for this clip (its training diverged?)"}  # argmax would say the first class
     row.update(
         predicted_label=labels[int(np.argmax(probabilities))],
         valence=float(final["valence"][index]),

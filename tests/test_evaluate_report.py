@@ -128,6 +128,9 @@ def test_summary_metrics_equal_hand_computed_values(tmp_path):
     for key in ("confusion", "curves", "va"):
         assert outputs[key].read_bytes()[:8] == PNG_MAGIC
     assert format_mean_std(metrics["war"]) == f"{(3 / 4 + 2 / 3) / 2:.3f} ± {abs(3 / 4 - 2 / 3) / math.sqrt(2):.3f}"
+    # a metric undefined in a fold (a class absent from it) says over how many folds it is the mean
+    assert format_mean_std({"mean": 0.5, "std": float("nan"), "per_fold": {"1": 0.5, "2": float("nan")}}) == "0.500 (1 of 2 folds)"
+    assert format_mean_std({"mean": 0.5, "std": 0.1, "per_fold": {"1": 0.4, "2": 0.6, "3": None}}) == "0.500 ± 0.100 (2 of 3 folds)"
 
 
 def test_mixture_summary_breaks_down_per_dataset_and_folds_must_share_labels(tmp_path):
@@ -592,3 +595,20 @@ def test_the_datasets_table_counts_usable_clips_kept_with_a_flag():
     assert dataset_statistics("mafw", manifest, quarantine, manifest)["usable_short"] == 0
     html = datasets_section([statistics])
     assert "usable with misaligned audio" in html and "usable, fewer frames than num_frames" in html
+
+
+def test_the_datasets_table_counts_the_files_the_index_left_out_beside_a_clip_of_their_id():
+    """A stray copy (CREMA-D's VideoFlash/backup/<clip>.flv) or a duplicate is quarantined under the
+    id of a clip the index keeps: it is one more file found and left out, not the kept clip lost."""
+    manifest = pd.DataFrame({"clip_id": ["a", "b"], "label": ["anger"] * 2, "label_index": [0] * 2, "speaker": ["s1", "s2"]})
+    quarantine = pd.DataFrame({
+        "clip_id": ["a", "a", "b", "c"],
+        "path": ["VideoFlash/backup/a.flv", "AudioWAV/a.mp3", "b.avi", "c.avi"],
+        "stage": ["index", "index", "face", "index"],
+        "reason": ["in a folder below VideoFlash", "not a .wav file", "no face in any frame", "bad name"],
+    })  # fmt: skip
+    statistics = dataset_statistics("crema_d", manifest, quarantine, manifest[manifest["clip_id"] == "a"])
+    assert {key: statistics[key] for key in ("found", "quarantined_at_index", "indexed", "quarantined_indexed", "quarantined", "usable")} == {
+        "found": 5, "quarantined_at_index": 3, "indexed": 2, "quarantined_indexed": 1, "quarantined": 4, "usable": 1
+    }  # fmt: skip
+    assert quarantine_summary(quarantine)["clips"].sum() == 4

@@ -22,7 +22,7 @@ from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import RUN_FILES
 from avemotion.train.cross_corpus import predict_other_corpus
 from avemotion.train.experiment import build_model, run_experiment_fold
-from avemotion.train.predict import branch_predictions
+from avemotion.train.predict import branch_predictions, predictions_table
 
 LABELS = ["anger", "happiness", "sadness"]
 COLOUR = {"anger": (220, 40, 40), "happiness": (40, 220, 40), "sadness": (40, 40, 220)}
@@ -105,6 +105,29 @@ def test_a_batch_larger_than_the_training_split_stops_the_job_with_the_numbers(t
     with pytest.raises(ConfigError, match=r"training\.batch_size: 10000 is larger than the \d+ training clips of experiment 'test_late', fold 1"):
         run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "out")
     assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def test_a_test_fold_without_clips_stops_the_job_instead_of_scoring_the_validation_clips(tmp_path):
+    """A partial corpus copy (or a fold quarantined away): the validation clips chose the epoch, so
+    reporting them as that fold's test clips would be optimistic; the job says so and trains nothing."""
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")  # folds 1-3
+    with pytest.raises(ValueError, match=r"experiment test_late fold 5: no test clips: no usable clip of its classes is in fold 5 \(set experiments\.test_late\.folds"):
+        run_experiment_fold(settings_for("late"), tabular, tfrecord, 5, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def test_non_finite_outputs_are_an_error_not_the_first_class():
+    """argmax reads a NaN row as the first class: a diverged model's clips would be scored as
+    confident predictions of it."""
+    truth = pd.DataFrame({"clip_id": ["a", "b"], "dataset": "crema_d", "speaker": "1", "fold": 1, "label": ["anger", "sadness"], "valence": 0.0, "arousal": 0.0})
+    final = {"emotion": np.array([[0.1, 0.2, 0.7], [np.nan] * 3]), "valence": np.zeros(2), "arousal": np.zeros(2)}
+    with pytest.raises(ValueError, match=r"the model gave non-finite emotion outputs for 1 of 2 clips"):
+        predictions_table(["a", "b"], final, truth, LABELS)
+    final["emotion"][1] = [0.6, 0.2, 0.2]
+    assert predictions_table(["a", "b"], final, truth, LABELS)["predicted_label"].tolist() == ["sadness", "anger"]
+    final["arousal"][0] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite arousal outputs for 1 of 2 clips"):
+        predictions_table(["a", "b"], final, truth, LABELS)
 
 
 def test_the_experiments_frame_normalization_reaches_its_model():
@@ -199,7 +222,7 @@ RESUME_SCRIPT = """
 import json, sys
 from avemotion.train.cross_corpus import predict_other_corpus
 from avemotion.train.experiment import run_experiment_fold
-from avemotion.train.predict import branch_predictions
+from avemotion.train.predict import branch_predictions, predictions_table
 settings, tabular, tfrecord, out = json.loads(sys.argv[1])
 run_experiment_fold(settings, tabular, tfrecord, 1, out)
 """

@@ -42,14 +42,19 @@ METRIC_COLUMNS = (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro-F1"), ("va
 
 
 def quarantine_summary(quarantine: pd.DataFrame) -> pd.DataFrame:
-    """Unique clip ids per stage and reason. Reasons are grouped by their text before the first
-    ": " (the rest names the clip's file or decoder message); one full reason is kept as an example."""
+    """Unique clips per stage and reason; for the index, unique files (it quarantines a stray file or
+    a duplicate under the id of a clip it keeps). Reasons are grouped by their text before
+    the first ": " (the rest names the clip's file or decoder message); one full reason is kept as an
+    example."""
     columns = ["stage", "reason", "clips", "example"]
     if quarantine.empty:
         return pd.DataFrame(columns=columns)
-    table = quarantine.assign(group=quarantine["reason"].astype(str).str.split(": ", n=1).str[0])
+    table = quarantine.assign(
+        group=quarantine["reason"].astype(str).str.split(": ", n=1).str[0],
+        entry=quarantine["path"].where(quarantine["stage"] == "index", quarantine["clip_id"]),
+    )
     rows = [
-        {"stage": stage, "reason": group, "clips": rows["clip_id"].nunique(), "example": rows["reason"].iloc[0]}
+        {"stage": stage, "reason": group, "clips": rows["entry"].nunique(), "example": rows["reason"].iloc[0]}
         for (stage, group), rows in table.groupby(["stage", "group"], sort=True)
     ]
     return pd.DataFrame(rows, columns=columns)
@@ -64,21 +69,24 @@ REPORTED_FLAGS = {
 
 
 def dataset_statistics(name: str, manifest: pd.DataFrame, quarantine: pd.DataFrame, usable: pd.DataFrame) -> dict:
-    """Counts of one dataset: indexed (manifest), quarantined (unique clip ids), usable (tabular shards)."""
+    """Counts of one dataset: indexed (manifest), quarantined (files the index left out, by path: a
+    stray file or a duplicate is quarantined under the id of a clip it keeps; indexed clips a later
+    stage left out, by id), usable (tabular shards)."""
     labelled = manifest[manifest["label"].fillna("") != ""]
     labels = list(dict.fromkeys(labelled.sort_values("label_index")["label"]))
     indexed = labelled["label"].value_counts()
     ready = usable["label"].value_counts() if len(usable) else pd.Series(dtype=int)
-    quarantined = set(quarantine["clip_id"])
+    at_index = quarantine.loc[quarantine["stage"] == "index", "path"].nunique()
+    later = len(set(quarantine.loc[quarantine["stage"] != "index", "clip_id"]) & set(manifest["clip_id"]))
     return {
         "dataset": name,
-        "found": len(set(manifest["clip_id"]) | quarantined),
+        "found": int(len(manifest) + at_index),
         "indexed": int(len(manifest)),
         "unlabelled": int(len(manifest) - len(labelled)),
         "speakers": int(manifest["speaker"].nunique()),
-        "quarantined": len(quarantined),
-        "quarantined_at_index": len(quarantined - set(manifest["clip_id"])),
-        "quarantined_indexed": len(quarantined & set(manifest["clip_id"])),
+        "quarantined": int(at_index + later),
+        "quarantined_at_index": int(at_index),
+        "quarantined_indexed": later,
         "usable": int(len(usable)),
         "usable_speakers": int(usable["speaker"].nunique()) if len(usable) else 0,
         **{f"usable_{flag}": int(usable[flag].sum()) if flag in usable else 0 for flag in REPORTED_FLAGS},

@@ -207,13 +207,18 @@ def evaluate_experiment(
 
 
 def format_mean_std(values: Mapping | None, digits: int = 3) -> str:
-    """"0.512 ± 0.034" from a summarise_folds entry; "n/a" where undefined; no ± part with one fold."""
+    """"0.512 ± 0.034" from a summarise_folds entry; "n/a" where undefined; no ± part with one fold;
+    "(2 of 3 folds)" after it where the metric is undefined in some folds (a class absent from one)."""
     if not values or values.get("mean") is None or _isnan(values["mean"]):
         return "n/a"
     text = f"{values['mean']:.{digits}f}"
     std = values.get("std")
     if std is not None and not _isnan(std):
         text += f" ± {std:.{digits}f}"
+    per_fold = list((values.get("per_fold") or {}).values())
+    defined = sum(value is not None and not _isnan(value) for value in per_fold)
+    if defined < len(per_fold):
+        text += f" ({defined} of {len(per_fold)} folds)"
     return text
 
 

@@ -155,6 +155,14 @@ def run_experiment_fold(
     run = f"held-out {held_out_dataset}" if held_out_dataset else f"fold {test_fold}"
     if not split["train"] or not split["validation"]:
         raise ValueError(f"experiment {settings['name']} {run}: no training or validation speakers left")
+    if (test_fold is not None or held_out_dataset) and not split["test"]:
+        # scoring the validation clips instead, which chose the epoch and the late-fusion weights,
+        # would report optimistic numbers as a test fold's (a partial corpus copy, a fold quarantined away)
+        where = f"the held-out corpus {held_out_dataset}" if held_out_dataset else f"fold {test_fold}"
+        raise ValueError(
+            f"experiment {settings['name']} {run}: no test clips: no usable clip of its classes is in {where} "
+            f"(set experiments.{settings['name']}.folds to the folds that hold clips)"
+        )
     # The config check knows the splits only once the corpora are indexed: a first run checks here.
     error = batch_size_error(training["batch_size"], len(split["train"]), settings["name"], run)
     if error:

@@ -27,6 +27,8 @@ def predictions_table(
 ) -> pd.DataFrame:
     """One row per clip: truth, the final prediction, and each branch's own (late and hybrid models)."""
     truth = truth.set_index("clip_id").loc[ids].reset_index()
+    check_finite(final, "the model")
+    check_finite({key: value for key, value in (outputs or {}).items() if key.startswith(tuple(BRANCHES))}, "a branch of the model")
     predicted = final["emotion"].argmax(axis=1)
     table = truth[["clip_id", "dataset", "speaker", "fold", "label"]].copy()
     table["label_index"] = truth["label"].map({name: index for index, name in enumerate(labels)}).astype(int)
@@ -43,6 +45,16 @@ def predictions_table(
             if f"{branch}_{task}" in outputs:
                 table[f"{branch}_{task}_pred"] = outputs[f"{branch}_{task}"]
     return table.sort_values("clip_id").reset_index(drop=True)
+
+
+def check_finite(outputs: dict[str, np.ndarray], what: str) -> None:
+    """A ValueError where ``outputs`` hold NaN or infinity (a diverged training, float16 overflow):
+    argmax would read a NaN row as the first class and the metrics would score it."""
+    for name, values in outputs.items():
+        bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+        if bad.any():
+            rows = int(bad.reshape(len(bad), -1).any(axis=1).sum()) if bad.ndim else 1
+            raise ValueError(f"{what} gave non-finite {name} outputs for {rows} of {len(bad)} clips (its training diverged? see history.csv)")
 
 
 def branch_names(outputs) -> list[str]:
