@@ -12,6 +12,8 @@ and the face stage uses them.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -58,18 +60,28 @@ def load_schema() -> dict:
 
 
 def apply_aliases(config: dict, warn=None) -> None:
-    """Rename alias dataset keys in place, with a one-line warning each."""
+    """Rename alias dataset names in place, with a one-line warning each: the keys under
+    ``datasets``, and the names in each experiment's ``datasets`` and ``dataset_weights``."""
     warn = warn or (lambda message: print(message, file=sys.stderr))
     datasets = config.get("datasets")
-    if not isinstance(datasets, dict):
-        return
     for alias, name in DATASET_ALIASES.items():
-        if alias not in datasets:
-            continue
-        # The alias only appears where a person wrote it, so its keys win over the same dataset's
-        # keys from the default config that a --configfile is merged into.
-        datasets[name] = {**(datasets.get(name) or {}), **(datasets.pop(alias) or {})}
-        warn(f"avemotion: config key datasets.{alias} is read as datasets.{name} ('{alias.upper()}' is a misspelling of {name.upper()})")
+        note = f"('{alias.upper()}' is a misspelling of {name.upper()})"
+        if isinstance(datasets, dict) and alias in datasets:
+            # The alias only appears where a person wrote it, so its keys win over the same dataset's
+            # keys from the default config that a --configfile is merged into.
+            datasets[name] = {**(datasets.get(name) or {}), **(datasets.pop(alias) or {})}
+            warn(f"avemotion: config key datasets.{alias} is read as datasets.{name} {note}")
+        for experiment in config.get("experiments") or []:
+            if not isinstance(experiment, dict):
+                continue
+            label = f"experiment {experiment.get('name')!r}"
+            if isinstance(experiment.get("datasets"), list) and alias in experiment["datasets"]:
+                experiment["datasets"] = [name if dataset == alias else dataset for dataset in experiment["datasets"]]
+                warn(f"avemotion: {label}: dataset {alias} is read as {name} {note}")
+            weights = experiment.get("dataset_weights")
+            if isinstance(weights, dict) and alias in weights:
+                weights[name] = weights.pop(alias)
+                warn(f"avemotion: {label}: dataset_weights.{alias} is read as dataset_weights.{name} {note}")
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -79,8 +91,9 @@ def _resolve(schema: dict, root: dict) -> dict:
         for part in ref[2:].split("/"):
             target = target[part]
         resolved = {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
-        # a dataset adds its own properties (and defaults) beside the shared ones
-        resolved["properties"] = {**target.get("properties", {}), **schema.get("properties", {})}
+        # a dataset adds its own properties beside the shared ones, and defaults to shared ones
+        shared, own = target.get("properties", {}), schema.get("properties", {})
+        resolved["properties"] = {key: {**shared.get(key, {}), **own.get(key, {})} for key in {**shared, **own}}
         return resolved
     return schema
 
@@ -91,6 +104,57 @@ def _allowed_keys(schema: dict, root: dict) -> list[str]:
     for part in resolved.get("allOf", []):
         keys.update(_resolve(part, root).get("properties", {}))
     return list(keys)
+
+
+# A number as YAML 1.2 writes it: PyYAML (YAML 1.1) reads one without a point, 1e-3, as text
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _types(schema: dict, root: dict) -> set[str]:
+    """The JSON types ``schema`` allows, its oneOf/anyOf branches' included."""
+    schema = _resolve(schema, root)
+    kinds = schema.get("type", [])
+    found = {kinds} if isinstance(kinds, str) else set(kinds)
+    for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
+        found |= _types(branch, root)
+    return found
+
+
+def _branches(schema: dict, root: dict) -> list[dict]:
+    schema = _resolve(schema, root)
+    return [schema] + [_resolve(part, root) for part in schema.get("oneOf", []) + schema.get("anyOf", []) + schema.get("allOf", [])]
+
+
+def typed_scalars(value, schema: dict, root: dict):
+    """``value`` with each scalar its schema types as a number, boolean or null made one where it
+    came as text (YAML 1.1 reads ``1e-3`` as text; ``--config 'training={epochs: 3}'`` passes nested
+    values as text) and whole numbers written with a point (``4.0``) made integers where the schema
+    wants an integer; anything else as it is, for the schema check to name."""
+    branches = _branches(schema, root)
+    if isinstance(value, dict):
+        fields, extra = {}, {}
+        for branch in branches:
+            fields.update(branch.get("properties", {}))
+            extra = branch["additionalProperties"] if isinstance(branch.get("additionalProperties"), dict) else extra
+        return {key: typed_scalars(item, fields.get(key, extra), root) for key, item in value.items()}
+    if isinstance(value, list):
+        items = next((branch["items"] for branch in branches if isinstance(branch.get("items"), dict)), {})
+        return [typed_scalars(item, items, root) for item in value]
+    types = _types(schema, root)
+    if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
+        return int(value)
+    if not isinstance(value, str) or not types or any(value in branch.get("enum", []) or value == branch.get("const") for branch in branches):
+        return value
+    text = value.strip()
+    if "null" in types and text in ("null", "Null", "NULL", "~"):
+        return None
+    if "boolean" in types and text.lower() in _BOOLEANS:
+        return _BOOLEANS[text.lower()]
+    if types & {"integer", "number"} and "string" not in types and _NUMBER.fullmatch(text):
+        number = float(text)
+        return int(number) if number.is_integer() and "number" not in types else number
+    return value
 
 
 def _describe(error, root: dict) -> str:
@@ -113,6 +177,8 @@ def _describe(error, root: dict) -> str:
         return f"{key}: {error.message}"
     if error.validator == "type":
         return f"{key}: {error.instance!r} is not of type {error.validator_value}"
+    if error.validator in ("oneOf", "anyOf") and error.schema.get("description"):
+        return f"{key}: {error.instance!r} is not allowed; allowed: {error.schema['description']}"
     return f"{key}: {error.message}"
 
 
@@ -125,11 +191,49 @@ def config_errors(config: dict, schema: dict | None = None) -> list[str]:
 
 
 def prepare_config(config: dict, warn=None) -> None:
-    """Apply aliases, then fail with every schema violation at once."""
+    """Apply aliases, make scalars written as text the numbers, booleans and nulls their keys take
+    (:func:`typed_scalars`), expand ``~`` and ``$VARIABLES`` in paths (:func:`expanded_paths`), then
+    fail with every schema violation at once."""
     apply_aliases(config, warn)
-    errors = config_errors(config)
+    schema = load_schema()
+    config.update(typed_scalars(config, schema, schema))
+    expanded_paths(config)
+    errors = config_errors(config, schema)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+# Keys that name files or folders, as (section path, key) with "*" for every dataset or experiment
+PATH_KEYS = (
+    (("datasets", "*"), "root"),
+    (("datasets", "*", "face"), "openface_bin"),
+    (("face",), "openface_bin"),
+    (("model",), "pretrained"),
+    (("model",), "audio_weights"),
+    (("experiments", "*", "model"), "pretrained"),
+    (("experiments", "*", "model"), "audio_weights"),
+    (("predict",), "input_dir"),
+)
+
+
+def expanded_paths(config: dict) -> None:
+    """``~`` and ``$VARIABLE``s in the config's paths (:data:`PATH_KEYS`) expanded in place, as a
+    shell would: written in a config file, nothing else expands them."""
+    for section, key in PATH_KEYS:
+        for holder in _sections(config, section):
+            if isinstance(holder.get(key), str):
+                holder[key] = os.path.expandvars(os.path.expanduser(holder[key]))
+
+
+def _sections(node, path: tuple) -> list[dict]:
+    """The mappings at ``path`` under ``node`` ("*": every value of a mapping or item of a list)."""
+    if not path:
+        return [node] if isinstance(node, dict) else []
+    head, rest = path[0], path[1:]
+    if head == "*":
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+        return [found for child in children for found in _sections(child, rest)]
+    return _sections(node.get(head), rest) if isinstance(node, dict) else []
 
 
 def is_enabled(settings: dict) -> bool:
@@ -252,11 +356,17 @@ def check_openface(config: dict) -> None:
 
 
 def check_model(config: dict) -> None:
-    """The pretrained weights must exist, and every dataset's frames must split into VideoMAE tubelets."""
+    """The pretrained weights must exist (the model section's and each experiment's own), and every
+    dataset's frames must split into VideoMAE tubelets."""
     model = config["model"]
     check_audio_encoder(config)
-    if model["pretrained"] and not Path(model["pretrained"]).exists():
-        raise ConfigError(f"config: model.pretrained: {model['pretrained']!r} does not exist (a file or folder of VideoMAE weights, or null)")
+    for where, pretrained in [("model", model["pretrained"])] + [
+        (f"experiments.{experiment.get('name')}.model", (experiment.get("model") or {})["pretrained"])
+        for experiment in config.get("experiments") or []
+        if "pretrained" in (experiment.get("model") or {})
+    ]:
+        if pretrained and not Path(pretrained).exists():
+            raise ConfigError(f"config: {where}.pretrained: {pretrained!r} does not exist (a file or folder of VideoMAE weights, or null)")
     variant = variant_settings(model["variant"])
     for name in enabled_datasets(config):
         frames = preprocess_settings(config, name)["frames"]

@@ -1,4 +1,4 @@
-"""Config files with a YAML syntax error are named with the line and column of the error.
+"""Config files with a YAML syntax error or a repeated key are named with the line of the error.
 
 Snakemake reads the ``--configfile`` files before any workflow code runs, and its loader reports a
 syntax error as "Config file is not valid JSON or YAML" without saying which file or where. `make
@@ -32,15 +32,48 @@ def describe_yaml_error(path, error) -> str:
     return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
+def repeated_key(text: str) -> str | None:
+    """Where a mapping in YAML ``text`` repeats a key ("line 9: datasets repeats the key of line 2"),
+    or None: YAML loaders keep the last value and drop the first without a word (two ``datasets:``
+    blocks lose the first block's corpora)."""
+    import yaml
+
+    found = []
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key == "<<" or not isinstance(key, (str, int, float, bool)) or key is None:
+                    continue
+                if key in seen and not found:
+                    found.append(f"line {key_node.start_mark.line + 1}: {key} repeats the key of line {seen[key]} (YAML keeps only the last; merge them)")
+                seen.setdefault(key, key_node.start_mark.line + 1)
+            return super().construct_mapping(node, deep)
+
+    try:
+        yaml.load(text, Loader)
+    except yaml.YAMLError:
+        return None  # a syntax error: the loader's own message says where
+    return found[0] if found else None
+
+
 def read_yaml(path) -> dict:
-    """A YAML config file as a dict; a syntax error raises ConfigFileError naming file and line."""
+    """A YAML config file as a dict; a syntax error or a repeated key raises ConfigFileError naming
+    file and line."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle) or {}
+            text = handle.read()
+        loaded = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise ConfigFileError(f"config file {describe_yaml_error(path, error)}") from None
+    repeated = repeated_key(text)
+    if repeated:
+        raise ConfigFileError(f"config file {path}, {repeated}")
+    return loaded
 
 
 def _with_yaml_location(module) -> None:
@@ -48,10 +81,11 @@ def _with_yaml_location(module) -> None:
     load = module._load_configfile
 
     def load_naming_the_line(configpath_or_obj, filetype="Config"):
+        is_file = isinstance(configpath_or_obj, (str, Path)) and Path(configpath_or_obj).is_file()
         try:
-            return load(configpath_or_obj, filetype)
+            loaded = load(configpath_or_obj, filetype)
         except module.WorkflowError:
-            if isinstance(configpath_or_obj, (str, Path)) and Path(configpath_or_obj).is_file():
+            if is_file:
                 import yaml
 
                 try:
@@ -59,6 +93,10 @@ def _with_yaml_location(module) -> None:
                 except yaml.YAMLError as error:
                     raise module.WorkflowError(f"{filetype} file {describe_yaml_error(configpath_or_obj, error)}") from None
             raise
+        repeated = repeated_key(Path(configpath_or_obj).read_text(encoding="utf-8")) if is_file else None
+        if repeated:
+            raise module.WorkflowError(f"{filetype} file {configpath_or_obj}, {repeated}")
+        return loaded
 
     module._load_configfile = load_naming_the_line
 

@@ -256,8 +256,12 @@ def training_targets():
 
 
 def new_clips(wildcards):
-    """The videos under predict.input_dir (rule predict_clips)."""
-    return [str(path) for path in video_files(config["predict"]["input_dir"])]
+    """The videos under predict.input_dir (rule predict_clips); one whose name holds { or }, which
+    Snakemake reads as wildcards, is left out with a notice (`avemotion predict` takes it)."""
+    clips = [str(path) for path in video_files(config["predict"]["input_dir"])]
+    for clip in [clip for clip in clips if "{" in clip or "}" in clip]:
+        print(f"avemotion: predict.input_dir: {clip} left out: Snakemake reads {{ }} in file names as wildcards; rename it, or run `avemotion predict` on it", file=sys.stderr)
+    return [clip for clip in clips if "{" not in clip and "}" not in clip]
 
 
 def stage_targets(stage):

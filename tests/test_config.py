@@ -27,7 +27,7 @@ def test_repository_config_is_valid(config):
     "change, expected",
     [
         (lambda c: c["datasets"]["crema_d"].update(votes="both"), "datasets.crema_d.votes: 'both' is not allowed; allowed values: 'audiovisual', 'face', 'voice', 'none'"),
-        (lambda c: c["datasets"]["mafw"].update(enabled="yes"), "datasets.mafw.enabled: 'yes' is not of type boolean"),
+        (lambda c: c["datasets"]["mafw"].update(enabled="maybe"), "datasets.mafw.enabled: 'maybe' is not of type boolean"),
         (lambda c: c["datasets"]["enterface"].update(chunk=3), "datasets.enterface.chunk: unknown key; allowed keys here: enabled, root, chunks"),
         (lambda c: c["datasets"].update(iemocap={}), "datasets.iemocap: unknown key; allowed keys here: crema_d, enterface, mafw"),
         (lambda c: c["datasets"]["crema_d"].update(chunks=0), "datasets.crema_d.chunks: 0 is less than the minimum of 1"),
@@ -305,8 +305,8 @@ def test_experiments_of_unconfigured_corpora_are_left_out_with_a_notice(crema_d_
     assert experiment_names(config) == ["crema_d_hybrid"]
     notices = check_experiments(config)
     assert [n for n in notices if "left out" in n] == [
-        "avemotion: experiment 'enterface_hybrid' left out: none of its corpora is configured (datasets.<name>.root)",
-        "avemotion: experiment 'mafw_hybrid' left out: none of its corpora is configured (datasets.<name>.root)",
+        "avemotion: experiment 'enterface_hybrid' left out: none of its corpora takes part (it has no root: set datasets.enterface.root)",
+        "avemotion: experiment 'mafw_hybrid' left out: none of its corpora takes part (it has no root: set datasets.mafw.root)",
     ]
     assert all("\n" not in notice for notice in notices)
 
@@ -316,7 +316,11 @@ def test_an_experiment_mixing_configured_and_unconfigured_corpora_says_which_to_
 
     config = product_config(crema_d=crema_d_tree)
     config["experiments"] = [{"name": "pair", "datasets": ["crema_d", "enterface"], "fusion": "late"}]
-    with pytest.raises(ConfigError, match=r"experiment 'pair' uses enterface, which has no root or is disabled: set datasets\.enterface\.root"):
+    with pytest.raises(ConfigError, match=r"experiment 'pair' uses enterface, which has no root: set datasets\.enterface\.root, or remove enterface"):
+        check_experiments(config)
+    # a corpus whose root is set but that is disabled says so, not to set the root it has
+    config["datasets"]["enterface"] = {"root": str(crema_d_tree), "enabled": False}
+    with pytest.raises(ConfigError, match=r"uses enterface, which is disabled: set datasets\.enterface\.enabled: true, or remove enterface"):
         check_experiments(config)
 
 
@@ -443,3 +447,102 @@ def test_test_views_reach_the_model_settings_and_one_view_retrains_nothing(confi
     assert model_settings(config, "crema_d_early")["training"] == {**before["training"], "test_views": 2}
     config["training"]["test_views"] = 5
     assert any("training.test_views: 5 is greater than the maximum of 4" in error for error in config_errors(config))
+
+
+@pytest.mark.parametrize(
+    "change, key, value",
+    [
+        # YAML 1.1 (PyYAML) reads a number without a point as text, the way papers write rates
+        (lambda c: c["training"].update(learning_rate="1e-3"), ("training", "learning_rate"), 0.001),
+        (lambda c: c["training"].update(weight_decay="5E-2"), ("training", "weight_decay"), 0.05),
+        # snakemake --config 'training={epochs: 3}' passes nested values as text
+        (lambda c: c["training"].update(epochs="3"), ("training", "epochs"), 3),
+        (lambda c: c["datasets"]["mafw"].update(enabled="false"), ("datasets", "mafw", "enabled"), False),
+        (lambda c: c["model"].update(pretrained="null"), ("model", "pretrained"), None),
+        # JSON Schema counts 4.0 as an integer; range() and fold folders do not
+        (lambda c: c["datasets"]["crema_d"].update(chunks=4.0), ("datasets", "crema_d", "chunks"), 4),
+        (lambda c: c["experiments"][0].update(folds=[1.0, "2"]), ("experiments", 0, "folds"), [1, 2]),
+        (lambda c: c["training"].update(learning_rate=2), ("training", "learning_rate"), 2),
+    ],
+)
+def test_scalars_written_as_text_or_with_a_point_are_read_as_their_keys_take_them(config, change, key, value):
+    change(config)
+    prepare_config(config)
+    found = config
+    for part in key:
+        found = found[part]
+    assert found == value and type(found) is type(value)
+
+
+def test_what_cannot_be_its_keys_type_is_still_named(config):
+    config["training"].update(learning_rate="fast", epochs="3.5")
+    config["experiments"][0]["folds"] = "1-3"
+    with pytest.raises(ConfigError) as error:
+        prepare_config(config)
+    assert "training.learning_rate: 'fast' is not of type number" in str(error.value)
+    assert "training.epochs: 3.5 is not of type integer" in str(error.value)
+    assert "experiments.0.folds: '1-3' is not allowed; allowed: \"all\", or a list of the test folds to run" in str(error.value)
+
+
+def test_home_and_variables_in_paths_are_expanded(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CORPORA", str(tmp_path / "corpora"))
+    config["datasets"]["crema_d"]["root"] = "~/CREMA-D"
+    config["datasets"]["mafw"]["root"] = "$CORPORA/MAFW"
+    config["model"]["pretrained"] = "${CORPORA}/videomae.weights.h5"
+    config["experiments"][0]["model"] = {"pretrained": "~/own.weights.h5"}
+    prepare_config(config)
+    assert config["datasets"]["crema_d"]["root"] == str(tmp_path / "CREMA-D")
+    assert config["datasets"]["mafw"]["root"] == str(tmp_path / "corpora" / "MAFW")
+    assert config["model"]["pretrained"] == str(tmp_path / "corpora" / "videomae.weights.h5")
+    assert config["experiments"][0]["model"]["pretrained"] == str(tmp_path / "own.weights.h5")
+
+
+def test_an_experiments_own_pretrained_weights_must_exist(config, tmp_path):
+    config["experiments"][0]["model"] = {"pretrained": str(tmp_path / "nope.weights.h5")}
+    with pytest.raises(ConfigError, match=r"experiments\.\w+\.model\.pretrained: '.*nope\.weights\.h5' does not exist"):
+        check_model(filled(config))
+
+
+def test_mfaw_is_read_as_mafw_in_experiments_and_their_weights(config):
+    config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "mfaw"], "fusion": "late", "dataset_weights": {"crema_d": 1, "mfaw": 2}}]
+    warnings = []
+    prepare_config(config, warn=warnings.append)
+    assert config["experiments"][0]["datasets"] == ["crema_d", "mafw"] and config["experiments"][0]["dataset_weights"] == {"crema_d": 1, "mafw": 2}
+    assert len(warnings) == 2 and all("'MFAW' is a misspelling of MAFW" in warning for warning in warnings)
+
+
+@pytest.mark.parametrize(
+    "weights, expected",
+    [
+        ({"crema_d": 1, "enterfce": 2}, "experiments.mix.dataset_weights: 'enterfce' is not a dataset of the experiment; no weight for enterface; allowed: a weight > 0 for each of crema_d, enterface"),
+        ({"crema_d": 1}, "experiments.mix.dataset_weights: no weight for enterface; allowed"),
+    ],
+)
+def test_dataset_weights_name_the_experiments_datasets_before_any_job(config, weights, expected):
+    from avemotion.train.settings import check_experiments
+
+    config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late", "dataset_weights": weights}]
+    with pytest.raises(ConfigError) as error:
+        check_experiments(filled(config))
+    assert expected in str(error.value)
+
+
+def test_a_key_written_twice_in_a_config_file_is_an_error_naming_the_lines(tmp_path):
+    """YAML loaders keep the second and drop the first without a word: two datasets: blocks lost
+    the first block's corpora."""
+    from avemotion.config import load_config
+    from avemotion.config_errors import ConfigFileError
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("datasets:\n  crema_d: {root: /data/CREMA-D}\ntraining: {epochs: 3}\ndatasets:\n  mafw: {root: /data/MAFW}\n")
+    with pytest.raises(ConfigFileError, match=r"mine\.yaml, line 4: datasets repeats the key of line 1 \(YAML keeps only the last; merge them\)"):
+        load_config(path)
+
+
+def test_a_root_holding_braces_is_refused_before_snakemake_reads_them_as_wildcards(tmp_path):
+    root = tmp_path / "{v1}" / "CREMA-D"
+    (root / "VideoFlash").mkdir(parents=True)
+    (root / "VideoFlash" / "1001_DFA_ANG_XX.flv").touch()
+    with pytest.raises(DatasetRootError, match=r"dataset 'crema_d': root directory '.*\{v1\}/CREMA-D' holds \{ or \}, which Snakemake reads as wildcards"):
+        check_datasets(product_config(crema_d=root))

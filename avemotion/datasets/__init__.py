@@ -36,6 +36,11 @@ class DatasetRootError(FileNotFoundError):
 
 def check_root(dataset: str, root) -> Path:
     root = Path(root)
+    if "{" in str(root) or "}" in str(root):
+        raise DatasetRootError(
+            f"dataset '{dataset}': root directory '{root}' holds {{ or }}, which Snakemake reads as wildcards in the "
+            f"file names of a job (config key datasets.{dataset}.root; use a path without them, e.g. a symlink)"
+        )
     if not root.is_dir():
         raise DatasetRootError(
             f"dataset '{dataset}': root directory '{root}' does not exist (config key "

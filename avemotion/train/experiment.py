@@ -20,6 +20,7 @@ import pandas as pd
 
 from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
+from avemotion.fusion.records import shards_by_dataset
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
@@ -108,9 +109,16 @@ def whisper_branch(model_settings: dict) -> dict:
     return {"speech_encoder": speech_encoder(model_settings), "audio_max_seconds": audio["audio_max_seconds"]}
 
 
-def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
-    """Training and validation batches; ``inputs``: the model's input names (only those are decoded)."""
+def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, held_out_dataset: str | None = None):
+    """Training and validation batches; ``inputs``: the model's input names (only those are decoded).
+    A leave-one-corpus-out run mixes the training corpora by their dataset_weights: the held-out
+    corpus, which has no training clips, is not one of them (its stream would be empty, and an empty
+    stream ends the mixture: the run trained on nothing)."""
     training = settings["training"]
+    weights, train_paths = settings.get("dataset_weights"), tfrecord_paths
+    if weights and held_out_dataset:
+        weights = {name: weight for name, weight in weights.items() if name != held_out_dataset}
+        train_paths = {name: paths for name, paths in shards_by_dataset(tfrecord_paths).items() if name != held_out_dataset}
     common = dict(
         inputs=inputs,
         num_frames=settings["num_frames"],
@@ -121,11 +129,11 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None):
     stream = Training(
         seed=training["seed"],
         class_balanced=training["class_balanced"],
-        dataset_weights=settings.get("dataset_weights"),
+        dataset_weights=weights,
         augment=training.get("augment", True),
         mixing=mixing_of(training),
     )
-    train = make_dataset(tfrecord_paths, training=stream, clip_ids=split["train"], **common)
+    train = make_dataset(train_paths, training=stream, clip_ids=split["train"], **common)
     validation = make_dataset(tfrecord_paths, clip_ids=split["validation"], **common)
     return train, validation
 
@@ -179,7 +187,7 @@ def run_experiment_fold(
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica
         model = build_model(settings, face_stats)
-        streams = datasets_for(settings, tfrecord_paths, split, pipeline_inputs(model_input_names(model)))
+        streams = datasets_for(settings, tfrecord_paths, split, pipeline_inputs(model_input_names(model)), held_out_dataset)
         train, validation = (with_speech_features(stream, model) for stream in streams)
         steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
         fit(model, settings, train, validation, steps_per_epoch, outdir)

@@ -34,10 +34,19 @@ def _uses_enabled_datasets(config: dict, experiment: dict) -> bool:
     missing = [dataset for dataset in experiment["datasets"] if dataset not in enabled]
     if missing and len(missing) < len(experiment["datasets"]):
         raise ConfigError(
-            f"config: experiment {experiment['name']!r} uses {', '.join(missing)}, which has no root or is disabled: "
-            f"set {' and '.join(f'datasets.{name}.root' for name in missing)}, or remove {', '.join(missing)} from the experiment"
+            f"config: experiment {experiment['name']!r} uses {', '.join(missing)}, which {_why_left_out(config, missing)}, "
+            f"or remove {', '.join(missing)} from the experiment"
         )
     return not missing
+
+
+def _why_left_out(config: dict, datasets: list[str]) -> str:
+    """Why ``datasets`` take no part, and what to set: a disabled corpus has its root already."""
+    disabled = [name for name in datasets if ((config.get("datasets") or {}).get(name) or {}).get("enabled") is False]
+    rootless = [name for name in datasets if name not in disabled]
+    reasons = [f"is disabled: set {' and '.join(f'datasets.{name}.enabled: true' for name in disabled)}"] if disabled else []
+    reasons += [f"has no root: set {' and '.join(f'datasets.{name}.root' for name in rootless)}"] if rootless else []
+    return "; ".join(reasons)
 
 
 def experiment_names(config: dict) -> list[str]:
@@ -86,6 +95,24 @@ def _checked_labels(experiment: dict) -> list[str]:
     return list(experiment["labels"])
 
 
+def _checked_weights(experiment: dict) -> dict | None:
+    """A mixture's sampling weights: one for each of its datasets and no other (the schema knows
+    the weights are positive numbers, not which datasets the experiment mixes)."""
+    weights, datasets = experiment.get("dataset_weights"), experiment["datasets"]
+    if weights is None:
+        return None
+    missing, unknown = [name for name in datasets if name not in weights], [name for name in weights if name not in datasets]
+    if missing or unknown:
+        problem = "; ".join(
+            [f"{', '.join(map(repr, unknown))} is not a dataset of the experiment"] * bool(unknown) + [f"no weight for {', '.join(missing)}"] * bool(missing)
+        )
+        raise ConfigError(
+            f"config: experiments.{experiment['name']}.dataset_weights: {problem}; allowed: a weight > 0 for each of "
+            f"{', '.join(datasets)}, or null (in proportion to their sizes)"
+        )
+    return dict(weights)
+
+
 def _checked_folds(experiment: dict) -> list[int]:
     folds = experiment_folds(experiment)
     outside = [fold for fold in folds if not 1 <= fold <= NUM_FOLDS]
@@ -103,7 +130,7 @@ def experiment_settings(config: dict, name: str) -> dict:
         raise ConfigError(f"config: experiments: {len(matches)} experiments are named {name!r}; names must be unique")
     experiment = matches[0]
     if not _uses_enabled_datasets(config, experiment):
-        raise ConfigError(f"config: experiment {name!r}: none of {', '.join(experiment['datasets'])} is configured (datasets.<name>.root)")
+        raise ConfigError(f"config: experiment {name!r}: none of {', '.join(experiment['datasets'])} takes part: it {_why_left_out(config, experiment['datasets'])}")
     labels = _checked_labels(experiment)
     if len(labels) < 2:
         raise ConfigError(f"config: experiments.{name}.labels: {labels} leaves fewer than two classes to learn")
@@ -113,7 +140,7 @@ def experiment_settings(config: dict, name: str) -> dict:
         "datasets": list(experiment["datasets"]),
         "fusion": experiment["fusion"],
         "labels": list(labels),
-        "dataset_weights": experiment.get("dataset_weights"),
+        "dataset_weights": _checked_weights(experiment),
         "folds": _checked_folds(experiment),
         "final": experiment.get("final", True),
         "model": model,
@@ -160,8 +187,9 @@ def check_experiments(config: dict) -> list[str]:
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ConfigError(f"config: experiments: names must be unique; repeated: {', '.join(duplicated)}")
+    experiments = {experiment["name"]: experiment for experiment in config.get("experiments", [])}
     notices = [
-        f"avemotion: experiment {name!r} left out: none of its corpora is configured (datasets.<name>.root)"
+        f"avemotion: experiment {name!r} left out: none of its corpora takes part (it {_why_left_out(config, experiments[name]['datasets'])})"
         for name in skipped_experiments(config)
     ]
     for name in experiment_names(config):
@@ -184,6 +212,8 @@ def prediction_experiments(config: dict) -> list[str]:
         return []
     if not Path(predict["input_dir"]).is_dir():
         raise ConfigError(f"config: predict.input_dir: {predict['input_dir']} is not a folder (relative paths start at the working directory)")
+    if "{" in predict["input_dir"] or "}" in predict["input_dir"]:
+        raise ConfigError(f"config: predict.input_dir: {predict['input_dir']} holds {{ or }}, which Snakemake reads as wildcards in file names; use a path without them")
     finals = [name for name in experiment_names(config) if experiment_settings(config, name)["final"]]
     chosen = predict.get("experiments")
     if chosen is None:
