@@ -204,7 +204,7 @@ GAP_FILLED_S = 0.02
 # cancel (one wired in opposite phase): the louder channel alone is what is heard
 CANCELLED_MIX = 0.1
 
-_DECODED_FRAME = re.compile(r"\bpts_time:(-?[\d.]+) .*?\bchannels:(\d+) chlayout:(.*?) rate:(\d+) nb_samples:(\d+)")
+_DECODED_FRAME = re.compile(r"\bpts_time:(\S+) .*?\bchannels:(\d+) chlayout:(.*?) rate:(\d+) nb_samples:(\d+)")
 _NO_DECODER = re.compile(r"no decoder found for: (\S+)")
 
 
@@ -225,9 +225,10 @@ def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") 
     if reason:
         raise ClipDefect(reason)
     report, raw = _decode(source, sample_rate, wanted, mono=False)
-    frames = [(float(t), int(n), layout, int(rate), int(count)) for t, n, layout, rate, count in _DECODED_FRAME.findall(report)]
+    frames = [(_seconds(t), int(n), layout, int(rate), int(count)) for t, n, layout, rate, count in _DECODED_FRAME.findall(report)]
     if not frames or not raw:
         raise NoAudioStream("no audio: its audio stream holds no samples")
+    timed = [frame for frame in frames if frame[0] is not None]  # a frame without a time (NOPTS) follows the one before
     channels, layout = frames[0][1], frames[0][2]
     if channels > 2 and not re.fullmatch(r"\d+ channels", layout):  # a standard surround layout: ffmpeg's own downmix
         report, raw = _decode(source, sample_rate, wanted, mono=True)
@@ -235,7 +236,7 @@ def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") 
     samples = np.frombuffer(raw[: len(raw) // (4 * channels) * 4 * channels], "<f4").reshape(-1, channels)
     mono = _mixed(samples)
     pcm = np.round(np.clip(mono, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-    return DecodedAudio(pcm, sample_rate, frames[0][0], _gaps(frames))
+    return DecodedAudio(pcm, sample_rate, timed[0][0] if timed else 0.0, _gaps(timed) if timed else ())
 
 
 def _decode(source: Path, sample_rate: int, wanted: str, mono: bool) -> tuple[str, bytes]:
@@ -255,6 +256,14 @@ def _decode(source: Path, sample_rate: int, wanted: str, mono: bool) -> tuple[st
         detail = f"no decoder for its audio codec ({missing.group(1)})" if missing else errors[-1] if errors else "ffmpeg failed"
         raise ClipDefect(explain(source, detail, wanted, reading="audio"))
     return report, result.stdout
+
+
+def _seconds(text: str) -> float | None:
+    """ashowinfo's pts_time; None where a frame has none ("NOPTS")."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _mixed(samples: np.ndarray) -> np.ndarray:
