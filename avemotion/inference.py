@@ -82,15 +82,17 @@ def expand_clips(paths) -> list[str]:
 
 
 def clip_records(paths) -> list[dict]:
-    """One record per clip path: a unique id made from its file name, and its absolute path."""
+    """One record per clip path: an id made from its file name, unique whatever the case (the
+    artifacts are named by it, and macOS's and Windows' disks do not tell case apart), and its
+    absolute path."""
     records, seen = [], set()
     for path in paths:
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "clip"
+        stem = re.sub(r"[^\w.-]+", "_", Path(path).stem) or "clip"  # letters of any script kept: 高兴.mp4 is 高兴
         clip_id, number = stem, 1
-        while clip_id in seen:
+        while clip_id.lower() in seen:  # Clip.mp4 and clip.mov: one artifact name on macOS's and Windows' disks
             number += 1
             clip_id = f"{stem}_{number}"
-        seen.add(clip_id)
+        seen.add(clip_id.lower())
         records.append({"clip_id": clip_id, "path": str(Path(path).resolve()), "audio_path": "", "given": str(path)})
     return records
 

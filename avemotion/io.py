@@ -1,5 +1,5 @@
 """Atomic file writes (an interrupted run never leaves a half-written artifact a later run trusts),
-and the project's one JSON reader and writer."""
+the project's one JSON reader and writer, and how a file Git LFS left as a pointer is told."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+
+# How a file that Git LFS did not fetch starts (a clone without `git lfs pull`, a zip of a repository
+# page): a small text pointer stands where the file should be (CREMA-D's media and tables)
+LFS_POINTER_START = "version https://git-lfs"
+
+
+def is_lfs_pointer(path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(LFS_POINTER_START)) == LFS_POINTER_START.encode()
 
 
 @contextlib.contextmanager

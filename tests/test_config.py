@@ -546,3 +546,18 @@ def test_a_root_holding_braces_is_refused_before_snakemake_reads_them_as_wildcar
     (root / "VideoFlash" / "1001_DFA_ANG_XX.flv").touch()
     with pytest.raises(DatasetRootError, match=r"dataset 'crema_d': root directory '.*\{v1\}/CREMA-D' holds \{ or \}, which Snakemake reads as wildcards"):
         check_datasets(product_config(crema_d=root))
+
+
+def test_crema_d_cloned_without_its_lfs_files_is_said_at_once(tmp_path):
+    """CREMA-D's media are Git LFS objects: a clone without `git lfs pull` holds 130-byte pointers,
+    which preprocessing would quarantine one by one after a whole run."""
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 1167916\n"
+    (tmp_path / "VideoFlash").mkdir()
+    (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").write_text(pointer)
+    with pytest.raises(DatasetRootError, match=r"dataset 'crema_d': VideoFlash/1001_DFA_ANG_XX\.flv is a Git LFS pointer, not the file itself \(`git lfs pull`"):
+        check_datasets(product_config(crema_d=tmp_path))
+    (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").write_bytes(b"FLV\x01\x05")
+    (tmp_path / "AudioWAV").mkdir()
+    (tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav").write_text(pointer)
+    with pytest.raises(DatasetRootError, match=r"AudioWAV/1001_DFA_ANG_XX\.wav is a Git LFS pointer"):
+        check_datasets(product_config(crema_d=tmp_path))

@@ -245,8 +245,9 @@ def test_predict_config_names_the_key_and_the_allowed_experiments(tmp_path):
 
 
 def test_clip_ids_are_unique_and_outputs_are_csv_or_json(tmp_path):
-    records = clip_records(["x/clip one.mp4", "y/clip one.mp4", "z/other.avi"])
-    assert [record["clip_id"] for record in records] == ["clip_one", "clip_one_2", "other"]
+    records = clip_records(["x/clip one.mp4", "y/clip one.mp4", "z/other.avi", "Other.MOV", "高兴.mp4"])
+    # unique whatever the case: artifacts are named by the id, and macOS's disks do not tell case apart
+    assert [record["clip_id"] for record in records] == ["clip_one", "clip_one_2", "other", "Other_2", "高兴"]
     table = pd.DataFrame({"clip": ["a.mp4"], "predicted_label": ["anger"], "prob_anger": [1.0], "valence": [-0.5],
                           "arousal": [0.5], "face_ratio": [1.0], "warnings": [""], "error": [""]})
     write_predictions(table, tmp_path / "p.csv")

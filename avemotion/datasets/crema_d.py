@@ -17,6 +17,7 @@ import pandas as pd
 
 from avemotion.datasets.manifest import VOTE_PREFIX, Scan
 from avemotion.datasets.walk import first_file, visible_files
+from avemotion.io import is_lfs_pointer
 from avemotion.labels import CORPUS_LABELS
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,17 @@ def index_dependencies(root) -> list[Path]:
 
 
 def layout_problem(root) -> str | None:
-    """None when ``root`` holds at least one CREMA-D video, else what was expected there."""
-    return None if first_file(Path(root) / VIDEO_DIR, lambda name: name.lower().endswith(".flv")) else f"no {VIDEO_DIR}/*.flv"
+    """None when ``root`` holds at least one CREMA-D video, else what was expected there; the media
+    being Git LFS pointers (a clone without `git lfs pull`, a zip of the repository) is said at
+    once, not clip by clip in preprocessing."""
+    video = first_file(Path(root) / VIDEO_DIR, lambda name: name.lower().endswith(".flv"))
+    if video is None:
+        return f"no {VIDEO_DIR}/*.flv"
+    audio = first_file(Path(root) / AUDIO_DIR, lambda name: name.lower().endswith(".wav"))
+    for first, folder in ((video, VIDEO_DIR), (audio, AUDIO_DIR)):
+        if first is not None and is_lfs_pointer(first):
+            return f"{folder}/{first.name} is a Git LFS pointer, not the file itself (`git lfs pull` in the corpus' clone fetches {folder})"
+    return None
 
 
 def fold_of_actor(actor: int) -> int:
@@ -106,9 +116,7 @@ def _metadata_table(path: Path, columns: list[str], **read) -> pd.DataFrame:
     table.columns = [str(c).strip() for c in table.columns]
     missing = [column for column in columns if column not in table.columns]
     if missing:
-        with open(path, "rb") as handle:
-            lfs = handle.read(40).startswith(b"version https://git-lfs")
-        what = "a Git LFS pointer, not the file itself (`git lfs pull` fetches it)" if lfs else f"no {', '.join(missing)} column"
+        what = "a Git LFS pointer, not the file itself (`git lfs pull` fetches it)" if is_lfs_pointer(path) else f"no {', '.join(missing)} column"
         raise ValueError(f"{path}: {what}; CREMA-D's has columns {', '.join(columns)}")
     return table
 

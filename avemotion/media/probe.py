@@ -46,6 +46,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from avemotion.io import LFS_POINTER_START
 from avemotion.media.mp4 import is_movie, may_hold_hdr
 
 HEAD_BYTES = 512
@@ -158,7 +159,7 @@ def sniffed_reason(path, wanted: str = "video") -> str | None:
     if found.kind == "text":
         if found.label.lower().startswith(("<!doctype html", "<html")):
             return f"not a media file: {name} is an HTML page (what a failed download often saves)"
-        if found.label.startswith("version https://git-lfs"):
+        if found.label.startswith(LFS_POINTER_START):
             return f"not a media file: {name} is a Git LFS pointer, not the file itself (`git lfs pull` fetches it)"
         return f"not a media file: {name} holds text: {_excerpt(found.label)}"
     return None
