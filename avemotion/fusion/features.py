@@ -97,18 +97,18 @@ def face_sequence(
         return np.full((steps, len(FACE_COLUMNS)), np.nan, np.float32)
     index = table["frame"].to_numpy(dtype=np.int64) - 1 if "frame" in table else np.arange(len(table))
     index, values = on_time_axis(index[ok], slots), face_values(table)[ok]
-    first = 0
+    first, inside = 0, np.ones(len(index), bool)
     if window is not None:
         first, end = int(window[0]), int(window[1])
         inside = (index >= first) & (index < end)
-        if inside.any():  # else: the nearest frames stand in, below
-            index, values = index[inside], values[inside]
         total_frames = end - first
     total = max(int(total_frames), 1)
     index = index - first
-    segment = np.clip(index * steps // total, 0, steps - 1)
+    # only frames inside the window are averaged; a window the face has left takes, step by step,
+    # the nearest face frames outside it (not all of them, averaged into its first or last step)
+    segment = np.clip(index[inside] * steps // total, 0, steps - 1)
     sums = np.zeros((steps, len(FACE_COLUMNS)))
-    np.add.at(sums, segment, values)
+    np.add.at(sums, segment, values[inside])
     counts = np.bincount(segment, minlength=steps)
     out = sums / np.maximum(counts, 1)[:, None]
     for step in np.flatnonzero(counts == 0):
