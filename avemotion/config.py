@@ -236,6 +236,18 @@ def _sections(node, path: tuple) -> list[dict]:
     return _sections(node.get(head), rest) if isinstance(node, dict) else []
 
 
+def sorted_keys(value):
+    """``value`` with every mapping's keys in sorted order (lists as they are): what a job's dict
+    param is made into, since Snakemake compares params by their text, and a mapping's key order is
+    the order config files happened to name the keys in (the same values in another order reran
+    every chunk job and retrained every model)."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
 def is_enabled(settings: dict) -> bool:
     """A dataset takes part when it says so, or, when it does not, when its root is set."""
     return bool(settings.get("enabled", settings.get("root") is not None))

@@ -12,6 +12,7 @@ from avemotion.config import (
     enabled_datasets,
     prepare_config,
     preprocess_settings,
+    sorted_keys,
 )
 from avemotion.datasets import READERS, check_datasets, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
@@ -85,7 +86,7 @@ def dataset_settings(dataset):
 def index_settings(dataset):
     """The dataset keys the index reads: its other keys (preprocessing overrides) must not rerun it."""
     ignored = {"enabled", "root", "frames", "audio", "face"}
-    return {key: value for key, value in dataset_settings(dataset).items() if key not in ignored}
+    return sorted_keys({key: value for key, value in dataset_settings(dataset).items() if key not in ignored})
 
 
 def dataset_root(dataset):

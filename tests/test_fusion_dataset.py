@@ -161,6 +161,12 @@ def test_scale_mel_is_the_png_mapping():
     np.testing.assert_array_equal(np.flipud(np.rint(255 * scaled).astype(np.uint8)), to_image(mel))
     batch = D.scale_mel(np.stack([mel, mel - 30])).numpy()  # per clip, not per batch
     np.testing.assert_allclose(batch[1], scaled, atol=1e-6)
+    # silence alone (a silent clip, or a window of one that holds only its padded silence) is zeros,
+    # as silence beside sound is, not the loudest value
+    silence = np.full((MEL_BANDS, AUDIO_STEPS), -100.0, np.float32)
+    assert not D.scale_mel(np.stack([silence, mel])).numpy()[0].any() and not to_image(silence).any()
+    with_sound = np.concatenate([silence, mel], axis=1)
+    assert not D.scale_mel(with_sound).numpy()[:, :AUDIO_STEPS].any()
 
 
 def test_spec_augment_masks_whole_bands_and_steps():

@@ -351,3 +351,27 @@ def test_a_window_the_face_has_left_takes_the_nearest_face_frames_step_by_step()
     np.testing.assert_allclose(F.face_sequence(table, 100, 8, window=(60, 100))[:, column], [3.9] * 8)
     # a window the face is in still averages its own frames and takes the nearest for empty steps
     np.testing.assert_allclose(F.face_sequence(table, 100, 4, window=(20, 60))[:, column], [2.45, 3.45, 3.9, 3.9], rtol=1e-6)
+
+
+def test_a_per_clip_file_removed_after_its_chunk_ran_says_how_to_bring_it_back(chunk, tmp_path):
+    """Snakemake declares a chunk's tables, not its thousands of per-clip files: one removed by
+    hand is found by the fuse job, which names it and the rerun that remakes it (reusing the rest)."""
+    (chunk["outdir"] / "frames" / "a.npy").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        fuse(chunk, tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{chunk['outdir'] / 'frames' / 'a.npy'}: missing, though chunk 0's tables say its clip was preprocessed")
+    assert f"snakemake --cores N --forcerun {chunk['tables']['audio']} {chunk['tables']['face']} {chunk['tables']['frames']}" in message
+
+
+def test_a_chunks_digest_changes_with_its_rows_values_not_with_column_types():
+    """One new CREMA-D clip without a votes row makes the votes columns float (2 becomes 2.0) in
+    every chunk: only the new clip's chunk is fused again."""
+    from avemotion.fusion.shards import chunk_rows_digest
+
+    rows = pd.DataFrame({"clip_id": ["x", "y"], "chunk": [0, 1], "votes_anger": [2, 3], "age": [30, 40]})
+    added = pd.concat([rows, pd.DataFrame({"clip_id": ["z"], "chunk": [1], "votes_anger": [np.nan], "age": [pd.NA]})], ignore_index=True)
+    assert added["votes_anger"].dtype == float
+    assert chunk_rows_digest(added, 0) == chunk_rows_digest(rows, 0) and chunk_rows_digest(added, 1) != chunk_rows_digest(rows, 1)
+    changed = rows.assign(votes_anger=[5, 3])
+    assert chunk_rows_digest(changed, 0) != chunk_rows_digest(rows, 0)

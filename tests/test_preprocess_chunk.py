@@ -225,3 +225,19 @@ def test_every_preprocessing_job_carries_the_reading_revision():
 
     config = demo_settings()
     assert all(job_settings(config, "crema_d", stage)["reading_revision"] == READING_REVISION for stage in ("audio", "face", "frames"))
+
+
+def test_job_settings_do_not_depend_on_the_order_config_files_name_keys_in():
+    """Snakemake compares a job's params by their text: a second config file that names a key
+    config.yaml names too, in another order, left the values alone and reran every chunk job and
+    retrained every model."""
+    from avemotion.train.settings import model_settings
+
+    config = demo_settings()
+    reordered = demo_settings()
+    for section in ("audio", "training", "model"):
+        reordered[section] = dict(reversed(list(reordered[section].items())))
+    for stage in ("audio", "face", "frames"):
+        assert repr(job_settings(config, "crema_d", stage)) == repr(job_settings(reordered, "crema_d", stage))
+    name = config["experiments"][0]["name"]
+    assert repr(model_settings(config, name)) == repr(model_settings(reordered, name))

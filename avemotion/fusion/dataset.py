@@ -98,12 +98,16 @@ class Training:
 def scale_mel(mel_db) -> tf.Tensor:
     """Log-Mel in dB to [0, 1] per clip: (v - (max - TOP_DB)) / TOP_DB, clipped; as the PNGs.
 
-    The maximum is over the last two axes, so a batch (B, bands, steps) is scaled clip by clip.
-    A constant Mel (a silent clip) is all ones, as its PNG is all white.
+    The maximum is over the last two axes, so a batch (B, bands, steps) is scaled clip by clip (a
+    temporal window by itself). A constant Mel (a silent clip, or a window of one that holds only
+    silence) is all zeros, as silence is beside sound and as its PNG is black: scaled to its own
+    maximum it was all ones, the loudest value, so the same silence read 0 or 1 by the window.
     """
     mel_db = tf.convert_to_tensor(mel_db, tf.float32)
     loudest = tf.reduce_max(mel_db, axis=[-2, -1], keepdims=True)
-    return tf.clip_by_value((mel_db - (loudest - TOP_DB)) / TOP_DB, 0.0, 1.0)
+    quietest = tf.reduce_min(mel_db, axis=[-2, -1], keepdims=True)
+    scaled = tf.clip_by_value((mel_db - (loudest - TOP_DB)) / TOP_DB, 0.0, 1.0)
+    return tf.where(loudest > quietest, scaled, tf.zeros_like(scaled))
 
 
 def prepare(raw: dict, num_frames: int, image_size: int, seed=None, view: View | None = None) -> dict:

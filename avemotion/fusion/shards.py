@@ -26,7 +26,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import logging
+import math
 import struct
 import wave
 from dataclasses import dataclass
@@ -49,7 +51,7 @@ from avemotion.fusion.schema import (
     feature_spec,
     record_windows,
 )
-from avemotion.io import atomic_path
+from avemotion.io import atomic_path, plain
 from avemotion.layout import ClipArtifacts
 from avemotion.media.spectrogram import mfcc
 from avemotion.preprocess.plan import STAGE_NAMES
@@ -87,7 +89,15 @@ def fuse_chunk(
     tabular_rows, sequences = [], []
     with atomic_path(tfrecord) as tmp, open(tmp, "wb") as handle:
         for clip in clips.to_dict("records"):
-            encoded = encode_clip(clip, outdir, num_frames, n_mfcc)
+            try:
+                encoded = encode_clip(clip, outdir, num_frames, n_mfcc)
+            except FileNotFoundError as error:
+                # A per-clip file removed after its chunk ran: Snakemake knows the chunk tables, not
+                # the thousands of files, so only a rerun of the chunk's stages brings it back
+                raise FileNotFoundError(
+                    f"{error.filename}: missing, though chunk {chunk}'s tables say its clip was preprocessed (removed since?); "
+                    f"rerun the chunk's stages, which reuse its other clips: snakemake --cores N --forcerun {' '.join(map(str, tables.values()))}"
+                ) from error
             handle.write(tfrecord_record(encoded.example))
             tabular_rows.append(encoded.features)
             sequences.append(encoded.sequence)
@@ -171,7 +181,18 @@ def chunk_rows_digest(manifest: pd.DataFrame, chunk) -> str:
     job and reads the manifest as an ancient() input: the index rewrites the manifest whole when any
     clip changes, and the digest reruns only the chunks whose own rows changed."""
     rows = manifest[manifest["chunk"] == int(chunk)]
-    return hashlib.sha1(rows.to_json(orient="records", double_precision=15).encode()).hexdigest()
+    # Values, not their column types: one new clip without a votes row turns the votes columns of every
+    # chunk from int64 to float64 (2 to 2.0), which rewrote every chunk's digest and re-fused them all
+    records = [{key: _value(value) for key, value in record.items()} for record in rows.astype(object).to_dict("records")]
+    return hashlib.sha1(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _value(value):
+    """A manifest value as the digest compares it: a whole float as an int, a missing one as None."""
+    value = plain(value)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def stage_info(tables: dict) -> pd.DataFrame:

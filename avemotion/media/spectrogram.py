@@ -154,7 +154,8 @@ def to_image(features: np.ndarray, top_db: float = 80.0, scaling: str = "db") ->
     """Greyscale image, uint8 (bands, frames), row 0 the highest band; normalised per clip.
 
     ``scaling="db"`` (log-Mel): v -> 255 * clip((v - (max - top_db)) / top_db, 0, 1), so the
-    clip's loudest value is white and everything ``top_db`` or more below it is black.
+    clip's loudest value is white and everything ``top_db`` or more below it is black; a constant
+    log-Mel (a silent clip) is black, as silence in a clip with sound is.
     ``scaling="minmax"`` (MFCC, whose coefficients have no common unit): v -> 255 * (v - min) /
     (max - min), and a constant input gives black. Values are rounded to the nearest level.
     """
@@ -163,6 +164,7 @@ def to_image(features: np.ndarray, top_db: float = 80.0, scaling: str = "db") ->
         if top_db <= 0:
             raise ValueError(f"top_db must be positive, got {top_db}")
         unit = np.clip((values - (values.max() - np.float32(top_db))) / np.float32(top_db), 0.0, 1.0)
+        unit = unit if values.max() > values.min() else np.zeros_like(values)
     elif scaling == "minmax":
         span = values.max() - values.min()
         unit = (values - values.min()) / span if span > 0 else np.zeros_like(values)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import preprocess_settings
+from avemotion.config import preprocess_settings, sorted_keys
 from avemotion.face.facemesh import features_version
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.media.frames import READING_REVISION, SAMPLING_REVISION
@@ -61,4 +61,4 @@ def job_settings(config: dict, dataset: str, stage: str) -> dict:
         settings = {**settings, "facemesh_features": features_version()}
     if stage == "frames":
         settings = {**settings, "sampling_revision": SAMPLING_REVISION}
-    return settings
+    return sorted_keys(settings)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avemotion.config import DEFAULT_TEST_VIEWS, ConfigError, audio_model_settings, enabled_datasets, preprocess_settings
+from avemotion.config import DEFAULT_TEST_VIEWS, ConfigError, audio_model_settings, enabled_datasets, preprocess_settings, sorted_keys
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 
@@ -170,14 +170,15 @@ QUIET_TRAINING = {
 
 def model_settings(config: dict, name: str) -> dict:
     """The experiment's settings without the job's resources: the training rules' parameter, so
-    Snakemake reruns a model when what it learns changes, not when the threads it gets do."""
+    Snakemake reruns a model when what it learns changes, not when the threads it gets do (nor when
+    config files name the same keys in another order: config.sorted_keys)."""
     settings = experiment_settings(config, name)
     training = {
         key: value
         for key, value in settings["training"].items()
         if key not in JOB_RESOURCES and not (key in QUIET_TRAINING and value == QUIET_TRAINING[key])
     }
-    return {**settings, "training": training}
+    return sorted_keys({**settings, "training": training})
 
 
 def check_experiments(config: dict) -> list[str]:
