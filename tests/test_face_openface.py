@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -651,3 +652,45 @@ def test_face_stage_passes_the_configured_arguments_and_cleans_up_when_openface_
     assert calls(tmp_path)[-1][-2:] == CLNF_ARGS
     assert table.loc["a", "status"] == "ok" and table.loc["a", "face_ratio"] == 0.5  # the real rows: face, then none
     assert not list(out.glob("openface-*"))
+
+
+def test_a_face_job_killed_midway_keeps_the_groups_openface_finished(openface, tmp_path, monkeypatch):
+    """OpenFace reads a chunk OPENFACE_GROUP clips per call and each group's receipts are written
+    before the next call: a job killed in the second group redoes only that group's clips (one call
+    for the whole chunk kept nothing of a killed job's work)."""
+    import numpy as np
+
+    from avemotion.demo.encode import write_video
+    from avemotion.preprocess import stages
+    from avemotion.preprocess.chunk import run_chunk
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    names = [f"c{n:02d}" for n in range(stages.OPENFACE_GROUP + 4)]
+    for name in names:
+        write_video(corpus / f"{name}.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
+    clips = [{"clip_id": name, "path": f"{name}.mp4", "audio_path": ""} for name in names]
+    settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    process = stages.FaceStage.process
+
+    def killed_at_the_second_group(self, clip):
+        if clip["clip_id"] == names[stages.OPENFACE_GROUP + 1]:
+            raise KeyboardInterrupt  # as a job killed there: no except clause keeps the chunk going
+        return process(self, clip)
+
+    monkeypatch.setattr(stages.FaceStage, "process", killed_at_the_second_group)
+    with pytest.raises(KeyboardInterrupt):
+        run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")
+    assert len(calls(tmp_path)) == 2 and not list(out.glob("openface-*"))
+    monkeypatch.setattr(stages.FaceStage, "process", process)
+    # kill -9 leaves its folder (no finish()): the next job on this machine removes it, not a running job's
+    host = socket.gethostname()
+    (out / f"openface-{host}-{2**22 + 7}-abc" / "copies").mkdir(parents=True)  # a pid beyond Linux's pid_max: gone
+    (out / f"openface-{host}-{os.getpid()}-abc").mkdir()  # this process: running
+    (out / "openface-other-node-12-abc").mkdir()  # another host of a cluster
+    table = run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")
+    last = calls(tmp_path)[-1]
+    assert [Path(last[i + 1]).stem for i, arg in enumerate(last) if arg == "-f"] == names[stages.OPENFACE_GROUP + 1 :]  # from the clip killed
+    assert (table["status"] == "ok").all() and len(calls(tmp_path)) == 3
+    assert {folder.name for folder in out.glob("openface-*")} == {"openface-other-node-12-abc", f"openface-{host}-{os.getpid()}-abc"}

@@ -30,6 +30,9 @@ class Stage(abc.ABC):
     """One preprocessing stage: what it writes per clip and how it computes it."""
 
     name = ""
+    # Clips prepared at a time (None: the chunk's pending clips at once): their receipts are written
+    # before the next group is prepared, so a job killed in prepare() loses one group, not the chunk
+    prepared_together: int | None = None
 
     def __init__(self, root, outdir, settings: dict):
         self.root, self.outdir, self.settings = Path(root), Path(outdir), settings
@@ -43,7 +46,8 @@ class Stage(abc.ABC):
         """The files the stage writes for a clip."""
 
     def prepare(self, clips: list[dict]) -> None:
-        """Work done once for the whole chunk before the per-clip loop (e.g. one OpenFace call)."""
+        """Work done once for a group of clips (:attr:`prepared_together`) before they are processed
+        one by one (e.g. one OpenFace call); called once per group, :meth:`finish` after the last."""
 
     def finish(self) -> None:
         """Clean-up after the per-clip loop."""
@@ -123,19 +127,21 @@ def run_chunk(stage: Stage, clips: list[dict], table_path, quarantine_path, prog
             quarantined += saved["quarantine"]
         else:
             pending.append((clip, print_))
+    size = stage.prepared_together or max(len(pending), 1)
     try:  # finish() also after a prepare() that failed: it removes what prepare() made (FaceStage's openface-* folder)
-        if pending:
-            stage.prepare([clip for clip, _ in pending])
-        for clip, print_ in pending:
-            row, entries, final = process_clip(stage, clip)
-            rows.append(row)
-            quarantined += entries
-            if progress:
-                progress()
-            if not final:
-                continue
-            with atomic_path(_receipt_path(stage, clip["clip_id"])) as tmp:
-                tmp.write_text(json.dumps({"fingerprint": print_, "row": row, "quarantine": entries}, default=_jsonable))
+        for start in range(0, len(pending), size):
+            group = pending[start : start + size]
+            stage.prepare([clip for clip, _ in group])
+            for clip, print_ in group:
+                row, entries, final = process_clip(stage, clip)
+                rows.append(row)
+                quarantined += entries
+                if progress:
+                    progress()
+                if not final:
+                    continue
+                with atomic_path(_receipt_path(stage, clip["clip_id"])) as tmp:
+                    tmp.write_text(json.dumps({"fingerprint": print_, "row": row, "quarantine": entries}, default=_jsonable))
     finally:
         stage.finish()
     table = pd.DataFrame.from_records(rows) if rows else pd.DataFrame({"clip_id": [], "status": [], "seconds": []})

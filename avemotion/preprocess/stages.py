@@ -19,7 +19,9 @@ the whole picture (crop "full"), so it is still predicted, with a warning.
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -120,8 +122,38 @@ class AudioStage(Stage):
 HELD_COPIES_BYTES = 2**30
 
 
+# Clips one OpenFace call reads: a face job killed midway keeps the receipts of the groups done (it
+# kept none when one call read the whole chunk), and each call pays OpenFace's start-up once
+OPENFACE_GROUP = 16
+
+
+def remove_orphaned_openface_folders(outdir: Path) -> None:
+    """Remove the OpenFace folders (openface-<host>-<pid>-...) of face jobs killed on this machine
+    (kill -9 leaves no finish()): their process is gone. Jobs on other hosts of a cluster sharing
+    the folder are left alone, as are those whose process still runs."""
+    host = socket.gethostname()
+    for folder in outdir.glob(f"openface-{host}-*-*"):
+        pid = folder.name[len(f"openface-{host}-") :].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class FaceStage(Stage):
     name = "face"
+
+    @property
+    def prepared_together(self):
+        return OPENFACE_GROUP if self.settings["backend"] == "openface" else None
 
     def artifacts(self, clip):
         return [ClipArtifacts(self.outdir, clip["clip_id"]).face_csv]
@@ -132,8 +164,10 @@ class FaceStage(Stage):
             return
         # A folder per chunk job: eNTERFACE has equal file names in different subjects (s12_an_1.avi
         # in subjects 11 and 12), which OpenFace would write to the same CSV name.
-        self.outdir.mkdir(parents=True, exist_ok=True)
-        self.openface_dir = Path(tempfile.mkdtemp(prefix="openface-", dir=self.outdir))
+        if getattr(self, "openface_dir", None) is None:  # the job's first group
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            remove_orphaned_openface_folders(self.outdir)
+            self.openface_dir = Path(tempfile.mkdtemp(prefix=f"openface-{socket.gethostname()}-{os.getpid()}-", dir=self.outdir))
         # fps and frame size per readable video, and what OpenFace reads of it: the video, or the
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
@@ -190,6 +224,7 @@ class FaceStage(Stage):
     def finish(self):
         if getattr(self, "openface_dir", None):
             shutil.rmtree(self.openface_dir, ignore_errors=True)
+            self.openface_dir = None
 
     def process(self, clip):
         video = self.root / clip["path"]
