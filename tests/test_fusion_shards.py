@@ -375,3 +375,18 @@ def test_a_chunks_digest_changes_with_its_rows_values_not_with_column_types():
     assert chunk_rows_digest(added, 0) == chunk_rows_digest(rows, 0) and chunk_rows_digest(added, 1) != chunk_rows_digest(rows, 1)
     changed = rows.assign(votes_anger=[5, 3])
     assert chunk_rows_digest(changed, 0) != chunk_rows_digest(rows, 0)
+
+
+def test_a_truncated_clips_mel_is_cut_to_its_frames():
+    """The audio covers the video stream's span; a cut file's last frames there do not decode (97 of
+    100 for an MP4 cut at 70 %): the Mel the frames see ends with them, or the sound drifts later
+    under them towards the end. Other clips, and tables from before fps was kept, keep their Mel."""
+    from avemotion.fusion.shards import mel_under_frames
+
+    mel = np.arange(400, dtype=np.float32).reshape(1, 400)
+    cut = {"truncated": True, "fps": 25.0, "duration_s": 4.0}
+    assert mel_under_frames(mel, cut, 97).shape == (1, 388)
+    assert mel_under_frames(mel, {**cut, "truncated": False}, 97).shape == (1, 400)
+    assert mel_under_frames(mel, {**cut, "fps": np.nan}, 97).shape == (1, 400)
+    assert mel_under_frames(mel, {"truncated": np.nan, "fps": 25.0, "duration_s": 4.0}, 97).shape == (1, 400)
+    assert mel_under_frames(mel, cut, 120).shape == (1, 400)

@@ -63,7 +63,7 @@ JPEG_QUALITY = 95
 STAGE_INFO = {
     "audio": ["duration_s", "audio_missing", "silent", "audio_misaligned"],
     "face": ["face_ratio"],
-    "frames": ["total_frames", "short", "truncated", "window_start", "window_end", "windows", "window_starts", "window_ends", "frame_slots"],
+    "frames": ["total_frames", "fps", "short", "truncated", "window_start", "window_end", "windows", "window_starts", "window_ends", "frame_slots"],
 }
 # Flags a usable clip may carry (kept by the default settings; results made before a flag existed read False).
 CLIP_FLAGS = ["audio_missing", "silent", "audio_misaligned", "short", "truncated"]
@@ -135,10 +135,23 @@ def encode_clip(clip: dict, outdir, num_frames: int, n_mfcc: int) -> EncodedClip
     sequences = [F.face_sequence(artifacts["face"], total, num_frames, span, slots) for span in spans]
     # the model's log-Mel covers what its frames cover (dense sampling: their window); the tabular
     # summaries describe the whole clip
-    mels = [F.time_window(artifacts["mel"], total, span) for span in spans]
+    under_frames = mel_under_frames(artifacts["mel"], clip, total)
+    mels = [F.time_window(under_frames, total, span) for span in spans]
     example = encode_example(example_features(clip, artifacts, sequences, n_mfcc, mels))
     # the tabular shard's face sequence: the window evaluation takes by default (the middle one)
     return EncodedClip(example, tabular_features(artifacts, n_mfcc), sequences[(windows - 1) // 2])
+
+
+def mel_under_frames(mel: np.ndarray, clip: dict, total: int) -> np.ndarray:
+    """The log-Mel's columns under the clip's ``total`` frames. The audio covers the video stream's
+    span; a truncated file's last frames in that span do not decode (its last packet is cut), so its
+    Mel runs past its frames (by 3 of 100 frames for an MP4 cut at 70 %), and spread over them it
+    would put the sound ever later under the frames. Other clips' Mel is their frames' whole span."""
+    truncated, fps, seconds = clip.get("truncated"), clip.get("fps"), clip.get("duration_s")
+    if any(value is None or pd.isna(value) for value in (truncated, fps, seconds)) or not truncated or not fps * seconds:
+        return mel  # older tables state no truncation or frame rate
+    share = min(1.0, total / (seconds * fps))
+    return mel[:, : max(1, int(round(mel.shape[1] * share)))]
 
 
 def clip_slots(clip: dict):

@@ -126,6 +126,7 @@ class ClipPreprocessor:
                     **UNLABELLED,
                     "clip_id": clip.clip_id,
                     "audio_missing": bool(clip.info["audio"].get("audio_missing", False)),
+                    "duration_s": clip.info["audio"].get("duration_s", float("nan")),
                     "face_ratio": clip.face_ratio,
                     # what the fuse stage takes from a frames chunk table (total_frames, a dense window)
                     **{key: clip.info["frames"].get(key, float("nan")) for key in STAGE_INFO["frames"]},
