@@ -152,6 +152,8 @@ def typed_scalars(value, schema: dict, root: dict):
     if "boolean" in types and text.lower() in _BOOLEANS:
         return _BOOLEANS[text.lower()]
     if types & {"integer", "number"} and "string" not in types and _NUMBER.fullmatch(text):
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)  # exactly, however long (a seed)
         number = float(text)
         return int(number) if number.is_integer() and "number" not in types else number
     return value
@@ -234,6 +236,12 @@ def _sections(node, path: tuple) -> list[dict]:
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
         return [found for child in children for found in _sections(child, rest)]
     return _sections(node.get(head), rest) if isinstance(node, dict) else []
+
+
+def holds_wildcards(path) -> bool:
+    """Whether ``path`` holds { or }, which Snakemake reads as wildcards in a job's file names: such
+    a file cannot be a job's input."""
+    return "{" in str(path) or "}" in str(path)
 
 
 def sorted_keys(value):

@@ -44,8 +44,10 @@ def repeated_key(text: str) -> str | None:
         def construct_mapping(self, node, deep=False):
             seen = {}
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *anchor merges, it repeats nothing
+                    continue
                 key = self.construct_object(key_node, deep=True)
-                if key == "<<" or not isinstance(key, (str, int, float, bool)) or key is None:
+                if not isinstance(key, (str, int, float, bool)):
                     continue
                 if key in seen and not found:
                     found.append(f"line {key_node.start_mark.line + 1}: {key} repeats the key of line {seen[key]} (YAML keeps only the last; merge them)")

@@ -22,8 +22,12 @@ LFS_POINTER_START = "version https://git-lfs"
 
 
 def is_lfs_pointer(path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(len(LFS_POINTER_START)) == LFS_POINTER_START.encode()
+    """Whether ``path`` is a Git LFS pointer (False where it cannot be read: a link to a gone file)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(LFS_POINTER_START)) == LFS_POINTER_START.encode()
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from avemotion.config import (
     check_model,
     check_openface,
     enabled_datasets,
+    holds_wildcards,
     prepare_config,
     preprocess_settings,
     sorted_keys,
@@ -260,9 +261,9 @@ def new_clips(wildcards):
     """The videos under predict.input_dir (rule predict_clips); one whose name holds { or }, which
     Snakemake reads as wildcards, is left out with a notice (`avemotion predict` takes it)."""
     clips = [str(path) for path in video_files(config["predict"]["input_dir"])]
-    for clip in [clip for clip in clips if "{" in clip or "}" in clip]:
+    for clip in filter(holds_wildcards, clips):
         print(f"avemotion: predict.input_dir: {clip} left out: Snakemake reads {{ }} in file names as wildcards; rename it, or run `avemotion predict` on it", file=sys.stderr)
-    return [clip for clip in clips if "{" not in clip and "}" not in clip]
+    return [clip for clip in clips if not holds_wildcards(clip)]
 
 
 def stage_targets(stage):

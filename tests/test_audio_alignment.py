@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from avemotion.layout import ClipArtifacts
-from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, read_wav, video_span
+from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, decode_audio, read_wav, video_span
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage
 
@@ -252,3 +252,34 @@ def test_an_audio_codec_without_a_decoder_is_named(tmp_path):
     (tmp_path / "ac4.mov").write_bytes(data.replace(b"sowt", b"ac-4"))
     _, quarantine = run_audio(tmp_path, tmp_path / "out", [clip("ac4", "ac4.mov")])
     assert quarantine["reason"].tolist() == ["unreadable audio: ac4.mov: no decoder for its audio codec (ac4)"]
+
+
+def test_surround_is_ffmpegs_downmix_and_ambisonics_their_omnidirectional_channel(tmp_path):
+    """A film's 5.1 (speech in the centre) mixes down as ffmpeg's standard matrix does, as before;
+    first-order ambisonics (Opus mapping family 2, 360-degree recordings) give their W channel: a
+    mean of W with the directional channels would cancel parts of the sound."""
+    video = ["-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=2"]
+    ffmpeg(*video, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2", "-map", "0:v", "-map", "1:a",
+           "-af", "pan=5.1|FC=c0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", tmp_path / "film.mp4")  # fmt: skip
+    mixed = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "film.mp4"), "-vn", "-ac", "1", "-ar", "16000", "-f", "s16le", "-"],
+                           capture_output=True, check=True).stdout  # fmt: skip
+    np.testing.assert_array_equal(decode_audio(tmp_path / "film.mp4").samples, np.frombuffer(mixed, "<i2"))
+    times = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    channels = np.zeros((len(times), 4), "<i2")
+    channels[:, 0] = (0.5 * 32767 * np.sin(2 * np.pi * 440 * times)).astype("<i2")
+    channels[:, 1] = -channels[:, 0]  # a directional channel that cancels W in a mean
+    channels.tofile(tmp_path / "ambisonic.raw")
+    ffmpeg("-f", "s16le", "-ar", SAMPLE_RATE, "-ch_layout", "ambisonic 1", "-i", tmp_path / "ambisonic.raw", "-c:a", "libopus", "-mapping_family", 2, tmp_path / "ambisonic.ogg")
+    heard = decode_audio(tmp_path / "ambisonic.ogg", wanted="audio").samples / 32768
+    assert loudness(heard, 0.1, 1.9) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
+
+
+def test_audio_whose_timestamps_jump_back_is_trimmed_and_said_so(tmp_path):
+    """A muxer that wrote a stream's times 0.5 s back at 2 s: the later audio keeps its time and
+    the audio it would overlay is left out, counted as trimmed (it vanished unreported)."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=4", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=4",
+           "-map", "0:v", "-map", "1:a", "-af", "asetpts='if(gte(T,2),PTS-0.5/TB,PTS)'", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", tmp_path / "back.mkv")  # fmt: skip
+    decoded = decode_audio(tmp_path / "back.mkv")
+    assert decoded.dropped == pytest.approx(0.5, abs=0.01) and decoded.duration == pytest.approx(3.5, abs=0.01)
+    record = Alignment.of(decoded, video_span(tmp_path / "back.mkv")).record()
+    assert record["audio_trimmed_s"] == pytest.approx(0.5, abs=0.01) and record["audio_coverage"] == pytest.approx(0.875, abs=0.01)

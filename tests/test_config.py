@@ -463,6 +463,7 @@ def test_test_views_reach_the_model_settings_and_one_view_retrains_nothing(confi
         (lambda c: c["datasets"]["crema_d"].update(chunks=4.0), ("datasets", "crema_d", "chunks"), 4),
         (lambda c: c["experiments"][0].update(folds=[1.0, "2"]), ("experiments", 0, "folds"), [1, 2]),
         (lambda c: c["training"].update(learning_rate=2), ("training", "learning_rate"), 2),
+        (lambda c: c["training"].update(seed="123456789012345678901"), ("training", "seed"), 123456789012345678901),  # exactly
     ],
 )
 def test_scalars_written_as_text_or_with_a_point_are_read_as_their_keys_take_them(config, change, key, value):
@@ -538,6 +539,10 @@ def test_a_key_written_twice_in_a_config_file_is_an_error_naming_the_lines(tmp_p
     path.write_text("datasets:\n  crema_d: {root: /data/CREMA-D}\ntraining: {epochs: 3}\ndatasets:\n  mafw: {root: /data/MAFW}\n")
     with pytest.raises(ConfigFileError, match=r"mine\.yaml, line 4: datasets repeats the key of line 1 \(YAML keeps only the last; merge them\)"):
         load_config(path)
+    # a merge key (<<: *anchor) repeats nothing, and a repeat after one is still found
+    path.write_text("base: &base {epochs: 3}\ntraining:\n  <<: *base\n  batch_size: 8\n  batch_size: 16\n")
+    with pytest.raises(ConfigFileError, match=r"line 5: batch_size repeats the key of line 4"):
+        load_config(path)
 
 
 def test_a_root_holding_braces_is_refused_before_snakemake_reads_them_as_wildcards(tmp_path):
@@ -561,3 +566,10 @@ def test_crema_d_cloned_without_its_lfs_files_is_said_at_once(tmp_path):
     (tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav").write_text(pointer)
     with pytest.raises(DatasetRootError, match=r"AudioWAV/1001_DFA_ANG_XX\.wav is a Git LFS pointer"):
         check_datasets(product_config(crema_d=tmp_path))
+
+
+def test_a_corpus_on_a_disk_that_is_gone_does_not_crash_the_layout_check(tmp_path):
+    (tmp_path / "VideoFlash").mkdir()
+    (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").symlink_to(tmp_path / "unmounted" / "1001_DFA_ANG_XX.flv")
+    (tmp_path / "VideoFlash" / "1001_DFA_HAP_XX.flv").write_bytes(b"FLV\x01\x05")
+    check_datasets(product_config(crema_d=tmp_path))  # the index quarantines the broken link

@@ -1,5 +1,6 @@
 """OpenFace FeatureExtraction runner and CSV reader, against a stand-in executable with OpenFace's CLI."""
 
+import fcntl
 import json
 import os
 import socket
@@ -684,13 +685,17 @@ def test_a_face_job_killed_midway_keeps_the_groups_openface_finished(openface, t
         run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")
     assert len(calls(tmp_path)) == 2 and not list(out.glob("openface-*"))
     monkeypatch.setattr(stages.FaceStage, "process", process)
-    # kill -9 leaves its folder (no finish()): the next job on this machine removes it, not a running job's
+    # kill -9 leaves its folder (no finish()): the next job on this machine removes it, not a running
+    # job's (it holds the folder's lock), nor another host's, whose name may begin as this host's does
     host = socket.gethostname()
-    (out / f"openface-{host}-{2**22 + 7}-abc" / "copies").mkdir(parents=True)  # a pid beyond Linux's pid_max: gone
-    (out / f"openface-{host}-{os.getpid()}-abc").mkdir()  # this process: running
-    (out / "openface-other-node-12-abc").mkdir()  # another host of a cluster
+    (out / f"openface-{host}-4242-dead_1" / "copies").mkdir(parents=True)
+    (out / f"openface-{host}-4343-live_1").mkdir()
+    running = open(out / f"openface-{host}-4343-live_1" / stages.OPENFACE_LOCK, "w")
+    fcntl.flock(running, fcntl.LOCK_EX)
+    (out / f"openface-{host}-12-4242-abc").mkdir()  # host "<this host>-12"
     table = run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")
     last = calls(tmp_path)[-1]
     assert [Path(last[i + 1]).stem for i, arg in enumerate(last) if arg == "-f"] == names[stages.OPENFACE_GROUP + 1 :]  # from the clip killed
     assert (table["status"] == "ok").all() and len(calls(tmp_path)) == 3
-    assert {folder.name for folder in out.glob("openface-*")} == {"openface-other-node-12-abc", f"openface-{host}-{os.getpid()}-abc"}
+    assert {folder.name for folder in out.glob("openface-*")} == {f"openface-{host}-4343-live_1", f"openface-{host}-12-4242-abc"}
+    running.close()

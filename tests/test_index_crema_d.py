@@ -119,13 +119,18 @@ def test_wavs_of_any_case_are_found_and_files_out_of_place_are_quarantined(tmp_p
     touch(tmp_path / "AudioWAV" / "1003_ITS_NEU_XX.WAV")
     touch(tmp_path / "VideoFlash" / "extra" / "1004_ITS_NEU_XX.flv")
     touch(tmp_path / "AudioWAV" / "1003_ITS_NEU_XX.mp3")
+    touch(tmp_path / "AudioWAV" / "1003_its_neu_xx.wav")  # the same clip's audio, by case
     manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
     assert manifest[["clip_id", "path", "audio_path"]].values.tolist() == [["1003_ITS_NEU_XX", "VideoFlash/1003_ITS_NEU_XX.FLV", "AudioWAV/1003_ITS_NEU_XX.WAV"]]
     reasons = dict(zip(quarantine["path"], quarantine["reason"]))
     assert reasons == {
         "VideoFlash/extra/1004_ITS_NEU_XX.flv": "in a folder below VideoFlash; CREMA-D keeps its clips directly in VideoFlash/",
         "AudioWAV/1003_ITS_NEU_XX.mp3": "not a .wav file; AudioWAV holds <clip>.wav files",
+        "AudioWAV/1003_its_neu_xx.wav": "the same clip's audio as AudioWAV/1003_ITS_NEU_XX.WAV (the names differ only in case)",
     }
+    from avemotion.datasets.crema_d import index_dependencies
+
+    assert tmp_path / "VideoFlash" / "extra" in index_dependencies(tmp_path)  # a stray file added there reruns the index
 
 
 @pytest.mark.parametrize(

@@ -306,3 +306,14 @@ def test_only_the_built_in_backends_features_carry_a_version():
     assert face_features_notes({"backend": "facemesh", "facemesh_features": features_version()}) == []
     assert face_features_notes({"backend": "openface", "openface_bin": "FeatureExtraction"}) == []
     assert "before versions were recorded" in face_features_notes({"backend": "facemesh"})[0]
+
+
+def test_a_misaligned_clips_warning_names_what_is_wrong_with_its_audio():
+    from avemotion.model.preprocessor import PreparedClip, warnings_of
+
+    def warned(**audio):
+        return warnings_of(PreparedClip("c", "c.mp4", info={"audio": {"audio_misaligned": True, **audio}, "face": {"face_ratio": 1.0}}))
+
+    assert warned(audio_coverage=0.62, audio_trimmed_s=0.0) == ["real audio covers 62% of the video: silence fills the rest"]
+    assert warned(audio_coverage=1.0, audio_trimmed_s=2.0) == ["2.0 s of audio lie outside the video: cut off"]
+    assert warned(audio_coverage=0.99, audio_trimmed_s=2.0) == ["real audio covers 99% of the video: silence fills the rest", "2.0 s of audio lie outside the video: cut off"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import check_dataset_keys, enabled_datasets
+from avemotion.config import check_dataset_keys, enabled_datasets, holds_wildcards
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import Scan, build_manifest
 from avemotion.io import write_csv, write_parquet
@@ -36,7 +36,7 @@ class DatasetRootError(FileNotFoundError):
 
 def check_root(dataset: str, root) -> Path:
     root = Path(root)
-    if "{" in str(root) or "}" in str(root):
+    if holds_wildcards(root):
         raise DatasetRootError(
             f"dataset '{dataset}': root directory '{root}' holds {{ or }}, which Snakemake reads as wildcards in the "
             f"file names of a job (config key datasets.{dataset}.root; use a path without them, e.g. a symlink)"

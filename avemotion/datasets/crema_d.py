@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from avemotion.datasets.manifest import VOTE_PREFIX, Scan
-from avemotion.datasets.walk import first_file, visible_files
+from avemotion.datasets.walk import first_file, visible_files, visible_folders
 from avemotion.io import is_lfs_pointer
 from avemotion.labels import CORPUS_LABELS
 
@@ -52,7 +52,8 @@ VOTE_CODES = {"A": "anger", "D": "disgust", "F": "fear", "H": "happiness", "N": 
 def index_dependencies(root) -> list[Path]:
     """What the index reads: the names in the two media folders and the two metadata tables."""
     root = Path(root)
-    return [p for p in (root / VIDEO_DIR, root / AUDIO_DIR, root / DEMOGRAPHICS, root / VOTES) if p.exists()]
+    folders = [folder for name in (VIDEO_DIR, AUDIO_DIR) for folder in visible_folders(root / name)]  # a stray file below is quarantined
+    return folders + [p for p in (root / DEMOGRAPHICS, root / VOTES) if p.exists()]
 
 
 def layout_problem(root) -> str | None:
@@ -150,21 +151,24 @@ def scan(root, settings: dict) -> Scan:
     result = Scan()
     wavs = {}
     for file in _media_files(root, AUDIO_DIR, ".wav", result):
+        if file.stem.lower() in wavs:  # names that differ only in case: one clip's audio twice
+            result.quarantine(file.stem, file.relative_to(root).as_posix(), f"the same clip's audio as {AUDIO_DIR}/{wavs[file.stem.lower()]} (the names differ only in case)")
+            continue
         wavs[file.stem.lower()] = file.name
     videos = set()
     for file in _media_files(root, VIDEO_DIR, ".flv", result):
         rel = file.relative_to(root).as_posix()
         record, problem = _parse(file.stem)
-        videos.add(file.stem)
+        videos.add(file.stem.lower())
         if problem:
             result.quarantine(file.stem, rel, problem)
         elif file.stem in KNOWN_DEFECTS:
             result.quarantine(file.stem, rel, KNOWN_DEFECTS[file.stem])
         else:
             result.records.append({**record, "path": rel, "audio_path": _wav_for(file.stem, wavs)})
-    legacy = {v: k for k, v in LEGACY_WAV_NAMES.items()}
+    legacy = {v.lower(): k.lower() for k, v in LEGACY_WAV_NAMES.items()}
     for stem, name in sorted(wavs.items()):
-        if legacy.get(Path(name).stem, Path(name).stem) not in videos:
+        if legacy.get(stem, stem) not in videos:
             result.quarantine(Path(name).stem, f"{AUDIO_DIR}/{name}", "audio only: no matching video in VideoFlash")
     _join_metadata(root, result, settings.get("votes", "audiovisual"))
     return result

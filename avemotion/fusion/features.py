@@ -101,11 +101,13 @@ def face_sequence(
     if window is not None:
         first, end = int(window[0]), int(window[1])
         inside = (index >= first) & (index < end)
+        if inside.any():  # else a window the face has left: the nearest face frames stand in, step by step
+            index, values, inside = index[inside], values[inside], inside[inside]
         total_frames = end - first
     total = max(int(total_frames), 1)
     index = index - first
-    # only frames inside the window are averaged; a window the face has left takes, step by step,
-    # the nearest face frames outside it (not all of them, averaged into its first or last step)
+    # only frames inside the window are averaged (not every face frame before a window the face has
+    # left, into its first step)
     segment = np.clip(index[inside] * steps // total, 0, steps - 1)
     sums = np.zeros((steps, len(FACE_COLUMNS)))
     np.add.at(sums, segment, values[inside])

@@ -68,12 +68,14 @@ def _overlap(one: Span, other: Span) -> float:
 class DecodedAudio:
     """A file's audio stream, mono int16 at ``rate``; ``start``: its first sample's time on the
     file's clock (0 where ffmpeg reports none); ``gaps``: where on that clock the stream held no
-    audio, filled with silence in ``samples``."""
+    audio, filled with silence in ``samples``; ``dropped``: audio left out where the timestamps jump
+    back (the later audio is kept at its time)."""
 
     samples: np.ndarray
     rate: int
     start: float = 0.0
     gaps: tuple[Span, ...] = ()
+    dropped: float = 0.0  # seconds of decoded audio left out where its timestamps jump back
 
     @property
     def duration(self) -> float:
@@ -88,6 +90,7 @@ class Alignment:
     video: Span
     audio: Span
     gaps: tuple[Span, ...] = ()
+    dropped: float = 0.0
 
     @classmethod
     def of(cls, decoded: DecodedAudio, video: Span, separate: bool = False) -> "Alignment":
@@ -96,7 +99,7 @@ class Alignment:
         shift = video.start if separate else 0.0
         start = shift + decoded.start
         gaps = tuple(Span(gap.start + shift, gap.end + shift) for gap in decoded.gaps)
-        return cls(video, Span(start, start + decoded.duration), gaps)
+        return cls(video, Span(start, start + decoded.duration), gaps, decoded.dropped)
 
     @property
     def overlap(self) -> float:
@@ -120,8 +123,9 @@ class Alignment:
 
     @property
     def trimmed_s(self) -> float:
-        """Audio cut off because it lies before the video's start or after its end."""
-        return max(0.0, self.audio.duration - sum(gap.duration for gap in self.gaps) - self.overlap)
+        """Audio cut off because it lies before the video's start or after its end, or because its
+        timestamps jump back over audio already placed."""
+        return max(0.0, self.audio.duration - sum(gap.duration for gap in self.gaps) - self.overlap) + self.dropped
 
     def problem(self, min_coverage: float, max_overrun_s: float) -> str | None:
         """Why the audio does not match the video (None when it does): it covers less than
@@ -214,9 +218,10 @@ def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") 
     ``sample_rate``, with the time of its first decoded sample on the file's clock and silence where
     its timestamps leave a gap (:data:`GAP_FILLED_S`).
 
-    Mono is ffmpeg's mix of the channels (stereo: their mean; a stereo pair that cancels
-    (:data:`CANCELLED_MIX`): its louder channel); channels without a standard layout (ambisonics, a
-    field recorder's tracks) are averaged. Raises :class:`NoAudioStream` for a media file without
+    Mono is ffmpeg's mix of the channels (stereo: their mean; a standard surround layout: its
+    downmix); a stereo pair that cancels (:data:`CANCELLED_MIX`) gives its louder channel,
+    ambisonics their omnidirectional channel (W, the first), and channels without a standard layout
+    (a field recorder's tracks) are averaged. Raises :class:`NoAudioStream` for a media file without
     audio or whose audio stream holds no samples, and :class:`ClipDefect` with one readable line
     (avemotion.media.probe) for a file that is empty, a still image, text or unreadable.
     """
@@ -228,24 +233,28 @@ def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") 
     frames = [(_seconds(t), int(n), layout, int(rate), int(count)) for t, n, layout, rate, count in _DECODED_FRAME.findall(report)]
     if not frames or not raw:
         raise NoAudioStream("no audio: its audio stream holds no samples")
-    timed = [frame for frame in frames if frame[0] is not None]  # a frame without a time (NOPTS) follows the one before
     channels, layout = frames[0][1], frames[0][2]
-    if channels > 2 and not re.fullmatch(r"\d+ channels", layout):  # a standard surround layout: ffmpeg's own downmix
-        report, raw = _decode(source, sample_rate, wanted, mono=True)
-        channels = 1
-    samples = np.frombuffer(raw[: len(raw) // (4 * channels) * 4 * channels], "<f4").reshape(-1, channels)
-    mono = _mixed(samples)
-    pcm = np.round(np.clip(mono, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-    return DecodedAudio(pcm, sample_rate, timed[0][0] if timed else 0.0, _gaps(timed) if timed else ())
+    pcm = None
+    if channels > 2 and not re.fullmatch(r"\d+ channels", layout) and not layout.startswith("ambisonic"):
+        try:  # a standard surround layout: ffmpeg's own downmix, as 16-bit (ffmpeg scales it so only then)
+            pcm = np.frombuffer(_decode(source, sample_rate, wanted, mono=True)[1], "<i2")
+        except ClipDefect:  # a layout ffmpeg names but cannot mix down: averaged, below
+            pcm = None
+    if pcm is None:
+        samples = np.frombuffer(raw[: len(raw) // (4 * channels) * 4 * channels], "<f4").reshape(-1, channels)
+        pcm = np.round(np.clip(_mixed(samples, layout), -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    spans = _frame_spans(frames)
+    return DecodedAudio(pcm, sample_rate, spans[0][0], _gaps(spans), _dropped(spans))
 
 
 def _decode(source: Path, sample_rate: int, wanted: str, mono: bool) -> tuple[str, bytes]:
-    """(ffmpeg's report, float32 samples at ``sample_rate``: every channel, or ffmpeg's mono mix)."""
+    """(ffmpeg's report, the samples at ``sample_rate``: every channel as float32, or ffmpeg's mono
+    mix as int16, as it was always written)."""
     # ashowinfo (before the resampler) reports each decoded frame's time, channels and length;
     # -copyts keeps the file's own clock, the one video_span reads; aresample's async pads gaps.
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "level+info", "-copyts", "-i", ffmpeg_input(source)]
     command += ["-vn", "-sn", "-dn", "-af", f"ashowinfo,aresample=async=1:min_hard_comp={GAP_FILLED_S}"]
-    command += (["-ac", "1"] if mono else []) + ["-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    command += (["-ac", "1", "-f", "s16le"] if mono else ["-f", "f32le"]) + ["-ar", str(sample_rate), "pipe:1"]
     result = subprocess.run(command, capture_output=True)
     report = result.stderr.decode(errors="replace")
     if result.returncode != 0:
@@ -255,7 +264,7 @@ def _decode(source: Path, sample_rate: int, wanted: str, mono: bool) -> tuple[st
         errors = _ffmpeg_errors(report)
         detail = f"no decoder for its audio codec ({missing.group(1)})" if missing else errors[-1] if errors else "ffmpeg failed"
         raise ClipDefect(explain(source, detail, wanted, reading="audio"))
-    return report, result.stdout
+    return report, result.stdout[: len(result.stdout) // 2 * 2] if mono else result.stdout
 
 
 def _seconds(text: str) -> float | None:
@@ -266,24 +275,49 @@ def _seconds(text: str) -> float | None:
         return None
 
 
-def _mixed(samples: np.ndarray) -> np.ndarray:
+def _mixed(samples: np.ndarray, layout: str) -> np.ndarray:
     """One channel of (samples, channels) float audio: see :func:`decode_audio`."""
+    if samples.shape[1] == 1 or layout.startswith("ambisonic"):
+        return samples[:, 0]
     mono = samples.mean(axis=1)
-    if samples.shape[1] == 2:
-        loudness = np.sqrt(np.mean(samples.astype(np.float64) ** 2, axis=0))
-        if np.sqrt(np.mean(mono.astype(np.float64) ** 2)) < CANCELLED_MIX * loudness.max():
+    if samples.shape[1] == 2:  # mean squares accumulated in float64 without a float64 copy (an hour is 460 MB of float32)
+        loudness = np.sqrt(np.einsum("ij,ij->j", samples, samples, dtype=np.float64) / len(samples))
+        if np.sqrt(np.dot(mono, mono) / len(mono)) < CANCELLED_MIX * loudness.max():
             return samples[:, int(np.argmax(loudness))]
     return mono
 
 
-def _gaps(frames: list[tuple]) -> tuple[Span, ...]:
-    """Where the decoded frames (time, channels, layout, rate, samples) leave gaps of at least
-    :data:`GAP_FILLED_S` on the file's clock (what the decoding filled with silence)."""
-    starts = np.array([frame[0] for frame in frames])
-    ends = starts + np.array([frame[4] / frame[3] for frame in frames])
-    reached = np.maximum.accumulate(ends)[:-1]
+def _frame_spans(frames: list[tuple]) -> list[tuple[float, float]]:
+    """(start, end) of each decoded frame (time, channels, layout, rate, samples) on the file's clock;
+    a frame without a time (NOPTS) follows the one before (leading ones end where the first timed
+    frame starts, or start at 0 where none has a time), as ffmpeg's resampler places it."""
+    durations = [frame[4] / frame[3] for frame in frames]
+    timed = next((index for index, frame in enumerate(frames) if frame[0] is not None), None)
+    end = frames[timed][0] - sum(durations[:timed]) if timed is not None else 0.0
+    spans = []
+    for frame, duration in zip(frames, durations):
+        start = frame[0] if frame[0] is not None else end
+        end = start + duration
+        spans.append((start, end))
+    return spans
+
+
+def _gaps(spans: list[tuple[float, float]]) -> tuple[Span, ...]:
+    """Where the frames' ``spans`` leave gaps of at least :data:`GAP_FILLED_S` (what the decoding
+    filled with silence)."""
+    starts = np.array([start for start, _ in spans])
+    reached = np.maximum.accumulate(np.array([end for _, end in spans]))[:-1]
     found = np.flatnonzero(starts[1:] - reached >= GAP_FILLED_S)
     return tuple(Span(float(reached[i]), float(starts[i + 1])) for i in found)
+
+
+def _dropped(spans: list[tuple[float, float]]) -> float:
+    """Seconds of decoded audio the decoding dropped where a frame starts at least
+    :data:`GAP_FILLED_S` before the audio before it ends (timestamps that jump back)."""
+    starts = np.array([start for start, _ in spans])
+    reached = np.maximum.accumulate(np.array([end for _, end in spans]))[:-1]
+    back = reached - starts[1:]
+    return float(back[back >= GAP_FILLED_S].sum())
 
 
 def extract_audio(source, target, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> None:

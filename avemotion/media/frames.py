@@ -43,7 +43,9 @@ SAMPLING_REVISION = 3
 # clips whose display matrix decord misapplies (a mirror, any matrix outside MP4/MOV) are copied.
 # 5: a Matroska rotate tag, which decord turns the frames by, turns the copies too (probe.Turning).
 # 6: HDR video (PQ, HLG) is read through a copy tone-mapped to SDR (transcode.tone_mapping).
-READING_REVISION = 6
+# 7: a file cut short is read through ffmpeg's copy of the frames it holds (an MP4 whose index comes
+# first, which decord refused or read a varying number of frames of).
+READING_REVISION = 7
 
 # Decoded RGB held at once per batch: bounds a job's memory whatever the resolution (a reader holds
 # its batch and, while the next is decoded, the one before).

@@ -55,10 +55,11 @@ def warnings_of(clip: PreparedClip) -> list[str]:
         warnings.append("no audio stream: predicted with silent audio")
     elif audio.get("silent"):
         warnings.append("audio is silent")
-    if audio.get("audio_misaligned") and audio["audio_coverage"] < 1:
-        warnings.append(f"real audio covers {audio['audio_coverage']:.0%} of the video: silence fills the rest")
-    elif audio.get("audio_misaligned"):
-        warnings.append(f"{audio['audio_trimmed_s']:.1f} s of audio lie outside the video: cut off")
+    if audio.get("audio_misaligned"):  # as Alignment.problem: too little of the video covered, too much outside it, or both
+        if audio["audio_coverage"] < 1:
+            warnings.append(f"real audio covers {audio['audio_coverage']:.0%} of the video: silence fills the rest")
+        if audio.get("audio_trimmed_s", 0) >= 0.05:
+            warnings.append(f"{audio['audio_trimmed_s']:.1f} s of audio lie outside the video: cut off")
     frames = clip.info.get("frames", {})
     if frames.get("short"):
         warnings.append(f"only {frames['total_frames']} frames: sampled frames repeat")

@@ -18,8 +18,10 @@ the whole picture (crop "full"), so it is still predicted, with a warning.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -127,25 +129,25 @@ HELD_COPIES_BYTES = 2**30
 OPENFACE_GROUP = 16
 
 
+# A lock each face job holds on its OpenFace folder while it runs: the kernel lets it go when the job
+# dies, however (kill -9 runs no finish()), which tells the next job the folder is a dead job's
+OPENFACE_LOCK = ".running"
+
+
 def remove_orphaned_openface_folders(outdir: Path) -> None:
-    """Remove the OpenFace folders (openface-<host>-<pid>-...) of face jobs killed on this machine
-    (kill -9 leaves no finish()): their process is gone. Jobs on other hosts of a cluster sharing
-    the folder are left alone, as are those whose process still runs."""
-    host = socket.gethostname()
-    for folder in outdir.glob(f"openface-{host}-*-*"):
-        pid = folder.name[len(f"openface-{host}-") :].split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    """Remove the OpenFace folders (openface-<host>-<pid>-...) of this machine's face jobs that died:
+    no process holds their lock. Folders of other hosts of a cluster sharing ``outdir`` are left to
+    their own host, those whose job runs are locked."""
+    named = re.compile(rf"openface-{re.escape(socket.gethostname())}-\d+-[a-z0-9_]+")
+    for folder in outdir.glob("openface-*"):
+        if not named.fullmatch(folder.name):
+            continue
+        try:
+            with open(folder / OPENFACE_LOCK, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (its job runs), or not ours to open
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class FaceStage(Stage):
@@ -168,6 +170,8 @@ class FaceStage(Stage):
             self.outdir.mkdir(parents=True, exist_ok=True)
             remove_orphaned_openface_folders(self.outdir)
             self.openface_dir = Path(tempfile.mkdtemp(prefix=f"openface-{socket.gethostname()}-{os.getpid()}-", dir=self.outdir))
+            self.openface_lock = open(self.openface_dir / OPENFACE_LOCK, "w")
+            fcntl.flock(self.openface_lock, fcntl.LOCK_EX)
         # fps and frame size per readable video, and what OpenFace reads of it: the video, or the
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
@@ -224,6 +228,7 @@ class FaceStage(Stage):
     def finish(self):
         if getattr(self, "openface_dir", None):
             shutil.rmtree(self.openface_dir, ignore_errors=True)
+            self.openface_lock.close()
             self.openface_dir = None
 
     def process(self, clip):

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avemotion.config import DEFAULT_TEST_VIEWS, ConfigError, audio_model_settings, enabled_datasets, preprocess_settings, sorted_keys
+from avemotion.config import (
+    DEFAULT_TEST_VIEWS,
+    ConfigError,
+    audio_model_settings,
+    enabled_datasets,
+    holds_wildcards,
+    preprocess_settings,
+    sorted_keys,
+)
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 
@@ -213,7 +221,7 @@ def prediction_experiments(config: dict) -> list[str]:
         return []
     if not Path(predict["input_dir"]).is_dir():
         raise ConfigError(f"config: predict.input_dir: {predict['input_dir']} is not a folder (relative paths start at the working directory)")
-    if "{" in predict["input_dir"] or "}" in predict["input_dir"]:
+    if holds_wildcards(predict["input_dir"]):
         raise ConfigError(f"config: predict.input_dir: {predict['input_dir']} holds {{ or }}, which Snakemake reads as wildcards in file names; use a path without them")
     finals = [name for name in experiment_names(config) if experiment_settings(config, name)["final"]]
     chosen = predict.get("experiments")
