@@ -134,3 +134,21 @@ print("trained without", "tensorflow" if "tensorflow" not in sys.modules else "?
 """
     run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True)
     assert run.returncode == 0 and "trained without tensorflow" in run.stdout, run.stderr[-3000:]
+
+
+def test_a_job_that_asked_for_no_gpu_computes_on_cpus(monkeypatch):
+    """training.gpus: 0 (Snakemake's gpu resource 0) hides the GPUs before TensorFlow or JAX starts,
+    which take every GPU they see; a Slurm GRES request for a GPU with gpu: 0 keeps them."""
+    from avemotion.train import backend
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    backend.use_gpus(1)
+    backend.use_gpus(0, "gpu:1")
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    for module in ("tensorflow", "jax"):  # as in a training job's fresh process
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    backend.use_gpus(0)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    with pytest.raises(BackendError, match="training.gpus: 0 asked for, but TensorFlow or JAX started first"):
+        backend.use_gpus(0)

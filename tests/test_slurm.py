@@ -78,8 +78,9 @@ def test_preprocessing_and_fusion_run_as_slurm_jobs_and_match_the_local_run(slur
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-6000:]
 
-    # Every job but the `fuse` target (no action) was submitted, and ran inside a Slurm job: each
-    # Slurm job's log shows the jobs it ran (a group job several), and slurmctld lists it COMPLETED.
+    # Every job but the `fuse` target (no action) was submitted, and ran in a Slurm job of its own
+    # (Snakemake 9.27's job groups put every fuse job in one and ran each twice): each Slurm job's
+    # log shows the job it ran, and slurmctld lists it COMPLETED.
     submitted = sorted(job_blocks(log, "rule"))
     assert [job for job in job_blocks(log, "localrule")] == [("fuse", "")]
     rules = {rule for rule, _ in submitted}
@@ -93,16 +94,16 @@ def test_preprocessing_and_fusion_run_as_slurm_jobs_and_match_the_local_run(slur
     for slurm_id, slurm_log in submissions:
         job = slurm_jobs[slurm_id]
         assert job["state"] == "COMPLETED", job
-        ran_in_slurm += job_blocks(Path(slurm_log).read_text(), "localrule")
-        # the profile's requests: 4 GB for a preprocessing chunk; a group job (its jobs run one
-        # after another) asks for what its largest job needs, not their sum
-        kind = Path(slurm_log).relative_to(work / ".snakemake" / "slurm_logs").parts[0]  # rule_<rule> or group_<group>_<rules>
-        kind = "_".join(kind.split("_")[:2]) if kind.startswith("group_") else kind
+        ran = job_blocks(Path(slurm_log).read_text(), "localrule")
+        ran_in_slurm += ran
+        # the profile's requests: 4 GB for an index, a preprocessing chunk and a fuse job, the
+        # default 2 GB for collecting a quarantine table
+        kind = Path(slurm_log).relative_to(work / ".snakemake" / "slurm_logs").parts[0]  # rule_<rule>
         kinds.add(kind)
-        assert job["cpus"] == "1" and job["memory"] == "4000M", (kind, job)
-    assert sorted(ran_in_slurm) == submitted
-    # the small jobs went in groups: fewer Slurm jobs than Snakemake jobs
-    assert kinds == {"group_index", "rule_preprocess_chunk", "group_small"} and len(submissions) < len(submitted)
+        memory = "2000M" if kind == "rule_collect_quarantine" else "4000M"
+        assert len(ran) == 1 and job["cpus"] == "1" and job["memory"] == memory, (kind, job)
+    assert sorted(ran_in_slurm) == submitted and len(submissions) == len(submitted)
+    assert kinds == {"rule_index_dataset", "rule_preprocess_chunk", "rule_collect_quarantine", "rule_fuse_chunk"}, kinds
 
     # The same results as the local run of the demo_run fixture.
     ours, local = work / "results" / DATASET, demo_run / "results" / DATASET

@@ -5,10 +5,11 @@ import contextlib
 import sys
 
 from avemotion.layout import COMPILATION_CACHE
-from avemotion.train.backend import use_backend
+from avemotion.train.backend import use_backend, use_gpus
 from avemotion.train.settings import experiment_settings
 
-# Keras reads its backend when first imported: choose it before the imports below import Keras.
+# Keras reads its backend, and TensorFlow and JAX the GPUs, when first imported: set both first.
+use_gpus(snakemake.resources.gpu, getattr(snakemake.resources, "gres", ""))
 backend = experiment_settings(snakemake.config, snakemake.wildcards.experiment)["training"]["backend"]
 use_backend(backend, compilation_cache=COMPILATION_CACHE)
 

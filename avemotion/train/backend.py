@@ -18,6 +18,19 @@ class BackendError(RuntimeError):
     pass
 
 
+def use_gpus(count: int, gres: str = "") -> None:
+    """A job that asked for no GPU (``training.gpus: 0``, Snakemake's ``gpu`` resource, and no GPU in
+    a Slurm ``gres``) computes on CPUs: its GPUs are hidden from TensorFlow and JAX, which must not
+    have started yet (both take every GPU they see, and its memory, so such jobs running side by side
+    on a workstation fought over one). A job that asked for GPUs sees those the machine gives it
+    (Slurm: its own)."""
+    if count or "gpu" in str(gres or ""):
+        return
+    if "tensorflow" in sys.modules or "jax" in sys.modules:
+        raise BackendError("training.gpus: 0 asked for, but TensorFlow or JAX started first and took the GPUs")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 def use_backend(name: str, compilation_cache: str | os.PathLike | None = None) -> None:
     """Make ``name`` Keras' backend in this process; a process whose Keras already runs on another
     backend cannot switch, and says so. On JAX, ``compilation_cache`` is the folder where XLA keeps
