@@ -283,3 +283,10 @@ def test_audio_whose_timestamps_jump_back_is_trimmed_and_said_so(tmp_path):
     assert decoded.dropped == pytest.approx(0.5, abs=0.01) and decoded.duration == pytest.approx(3.5, abs=0.01)
     record = Alignment.of(decoded, video_span(tmp_path / "back.mkv")).record()
     assert record["audio_trimmed_s"] == pytest.approx(0.5, abs=0.01) and record["audio_coverage"] == pytest.approx(0.875, abs=0.01)
+    # two transport-stream recordings joined with cat, the second starting 0.7 s before the first
+    # ends: what is dropped is the overlap (and AAC's priming), once, not again for every later frame
+    for name, offset in (("first.ts", []), ("second.ts", ["-output_ts_offset", "2.3"])):
+        ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=3", "-c:a", "aac", *offset, "-f", "mpegts", tmp_path / name)
+    (tmp_path / "joined.ts").write_bytes((tmp_path / "first.ts").read_bytes() + (tmp_path / "second.ts").read_bytes())
+    joined = decode_audio(tmp_path / "joined.ts", wanted="audio")
+    assert 0.7 <= joined.dropped <= 0.9 and joined.duration + joined.dropped == pytest.approx(6.15, abs=0.05)

@@ -299,7 +299,7 @@ def test_a_clip_whose_audio_does_not_cover_its_video_is_predicted_with_a_warning
     (model / "settings.json").write_text(json.dumps(settings))
     row = predict_files(model, [str(real_media / "face_noface.mov")], progress=False).iloc[0]
     assert row["error"] == "" and row["predicted_label"]
-    assert "real audio covers 62% of the video: silence fills the rest" in row["warnings"]
+    assert "misaligned audio: real audio covers 62% of the video's" in row["warnings"] and "less than audio.min_coverage (0.9)" in row["warnings"]
 
 
 def test_only_the_built_in_backends_features_carry_a_version():
@@ -308,12 +308,11 @@ def test_only_the_built_in_backends_features_carry_a_version():
     assert "before versions were recorded" in face_features_notes({"backend": "facemesh"})[0]
 
 
-def test_a_misaligned_clips_warning_names_what_is_wrong_with_its_audio():
+def test_a_misaligned_clips_warning_gives_the_audio_stages_reason():
     from avemotion.model.preprocessor import PreparedClip, warnings_of
 
-    def warned(**audio):
-        return warnings_of(PreparedClip("c", "c.mp4", info={"audio": {"audio_misaligned": True, **audio}, "face": {"face_ratio": 1.0}}))
-
-    assert warned(audio_coverage=0.62, audio_trimmed_s=0.0) == ["real audio covers 62% of the video: silence fills the rest"]
-    assert warned(audio_coverage=1.0, audio_trimmed_s=2.0) == ["2.0 s of audio lie outside the video: cut off"]
-    assert warned(audio_coverage=0.99, audio_trimmed_s=2.0) == ["real audio covers 99% of the video: silence fills the rest", "2.0 s of audio lie outside the video: cut off"]
+    reason = "2.00 s of audio lie outside the video's 6.00 s (audio 0.00-8.00 s, video 0.00-6.00 s), more than audio.max_overrun_s (0.5 s)"
+    info = {"audio": {"audio_misaligned": True, "audio_coverage": 1.0, "audio_problem": reason}, "face": {"face_ratio": 1.0}}
+    assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == [f"misaligned audio: {reason} (kept: silence fills, excess is cut)"]
+    info["audio"]["audio_misaligned"] = False
+    assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == []

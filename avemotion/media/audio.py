@@ -244,7 +244,11 @@ def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") 
         samples = np.frombuffer(raw[: len(raw) // (4 * channels) * 4 * channels], "<f4").reshape(-1, channels)
         pcm = np.round(np.clip(_mixed(samples, layout), -1.0, 32767 / 32768) * 32768).astype(np.int16)
     spans = _frame_spans(frames)
-    return DecodedAudio(pcm, sample_rate, spans[0][0], _gaps(spans), _dropped(spans))
+    gaps = _gaps(spans)
+    # what the decoding left out where timestamps jump back: the audio decoded and the silence added,
+    # less what came out
+    dropped = sum(end - start for start, end in spans) + sum(gap.duration for gap in gaps) - len(pcm) / sample_rate
+    return DecodedAudio(pcm, sample_rate, spans[0][0], gaps, dropped if dropped >= GAP_FILLED_S else 0.0)
 
 
 def _decode(source: Path, sample_rate: int, wanted: str, mono: bool) -> tuple[str, bytes]:
@@ -309,15 +313,6 @@ def _gaps(spans: list[tuple[float, float]]) -> tuple[Span, ...]:
     reached = np.maximum.accumulate(np.array([end for _, end in spans]))[:-1]
     found = np.flatnonzero(starts[1:] - reached >= GAP_FILLED_S)
     return tuple(Span(float(reached[i]), float(starts[i + 1])) for i in found)
-
-
-def _dropped(spans: list[tuple[float, float]]) -> float:
-    """Seconds of decoded audio the decoding dropped where a frame starts at least
-    :data:`GAP_FILLED_S` before the audio before it ends (timestamps that jump back)."""
-    starts = np.array([start for start, _ in spans])
-    reached = np.maximum.accumulate(np.array([end for _, end in spans]))[:-1]
-    back = reached - starts[1:]
-    return float(back[back >= GAP_FILLED_S].sum())
 
 
 def extract_audio(source, target, sample_rate: int = SAMPLE_RATE, wanted: str = "video") -> None:

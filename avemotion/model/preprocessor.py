@@ -55,11 +55,8 @@ def warnings_of(clip: PreparedClip) -> list[str]:
         warnings.append("no audio stream: predicted with silent audio")
     elif audio.get("silent"):
         warnings.append("audio is silent")
-    if audio.get("audio_misaligned"):  # as Alignment.problem: too little of the video covered, too much outside it, or both
-        if audio["audio_coverage"] < 1:
-            warnings.append(f"real audio covers {audio['audio_coverage']:.0%} of the video: silence fills the rest")
-        if audio.get("audio_trimmed_s", 0) >= 0.05:
-            warnings.append(f"{audio['audio_trimmed_s']:.1f} s of audio lie outside the video: cut off")
+    if audio.get("audio_misaligned"):  # the audio stage's reason (media.audio.Alignment.problem), by the model's limits
+        warnings.append(f"misaligned audio: {audio.get('audio_problem') or 'it does not cover the video'} (kept: silence fills, excess is cut)")
     frames = clip.info.get("frames", {})
     if frames.get("short"):
         warnings.append(f"only {frames['total_frames']} frames: sampled frames repeat")

@@ -91,6 +91,7 @@ class AudioStage(Stage):
                 pcm, record = alignment.fit(decoded.samples, SAMPLE_RATE), alignment.record()
                 problem = alignment.problem(self._setting("min_coverage"), self._setting("max_overrun_s"))
                 misaligned = problem is not None
+                record["audio_problem"] = problem or ""  # what predict tells of a clip it keeps
                 if misaligned and self._setting("misaligned") == "quarantine":
                     names = f"{source.name} against {video.name}" if separate else source.name
                     raise ClipDefect(f"misaligned audio: {names}: {problem}")
@@ -169,9 +170,16 @@ class FaceStage(Stage):
         if getattr(self, "openface_dir", None) is None:  # the job's first group
             self.outdir.mkdir(parents=True, exist_ok=True)
             remove_orphaned_openface_folders(self.outdir)
-            self.openface_dir = Path(tempfile.mkdtemp(prefix=f"openface-{socket.gethostname()}-{os.getpid()}-", dir=self.outdir))
-            self.openface_lock = open(self.openface_dir / OPENFACE_LOCK, "w")
-            fcntl.flock(self.openface_lock, fcntl.LOCK_EX)
+            # made under a hidden name and locked before it takes the name the clean-up looks for,
+            # so a job starting beside this one never finds it unlocked
+            starting = Path(tempfile.mkdtemp(prefix=".openface-starting-", dir=self.outdir))
+            self.openface_lock = open(starting / OPENFACE_LOCK, "w")
+            try:
+                fcntl.flock(self.openface_lock, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks (NFSv3 without lockd): then no clean-up finds it unlocked either
+                pass
+            self.openface_dir = self.outdir / f"openface-{socket.gethostname()}-{os.getpid()}-{starting.name.rsplit('-', 1)[1]}"
+            starting.rename(self.openface_dir)
         # fps and frame size per readable video, and what OpenFace reads of it: the video, or the
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a

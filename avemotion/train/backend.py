@@ -22,10 +22,10 @@ def use_gpus(count: int, gres: str = "") -> None:
     """A job that asked for no GPU (``training.gpus: 0``, Snakemake's ``gpu`` resource, and no GPU in
     a Slurm ``gres``) computes on CPUs: its GPUs are hidden from TensorFlow and JAX, which must not
     have started yet (both take every GPU they see, and its memory, so such jobs running side by side
-    on a workstation fought over one). A job that asked for GPUs sees those the machine gives it
-    (Slurm: its own)."""
-    if count or "gpu" in str(gres or ""):
-        return
+    on a workstation fought over one). A job that asked for GPUs sees those the machine gives it,
+    and a Slurm job those Slurm gives it."""
+    if os.environ.get("SLURM_JOB_ID") or int(count or 0) or "gpu" in str(gres or ""):
+        return  # in a Slurm job, what the job was given is for Slurm to say (a shard, an extra sbatch option)
     if "tensorflow" in sys.modules or "jax" in sys.modules:
         raise BackendError("training.gpus: 0 asked for, but TensorFlow or JAX started first and took the GPUs")
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
