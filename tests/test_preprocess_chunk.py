@@ -241,3 +241,23 @@ def test_job_settings_do_not_depend_on_the_order_config_files_name_keys_in():
         assert repr(job_settings(config, "crema_d", stage)) == repr(job_settings(reordered, "crema_d", stage))
     name = config["experiments"][0]["name"]
     assert repr(model_settings(config, name)) == repr(model_settings(reordered, name))
+
+
+def test_a_digest_cache_write_lost_to_a_parallel_chunk_job_costs_nothing_but_the_cache(tmp_path, monkeypatch):
+    """Chunk jobs of one corpus share its digest cache; one job's write can find its temporary file
+    removed by another's (taken for a dead writer's): the digests still come back (a Slurm job
+    failed on it, and its retry passed)."""
+    import contextlib
+
+    from avemotion.preprocess import sources
+
+    clip = tmp_path / "clip.flv"
+    clip.write_bytes(b"FLV")
+
+    @contextlib.contextmanager
+    def removed_by_another_job(path):
+        yield tmp_path / "gone" / "tmp"
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(sources, "atomic_path", removed_by_another_job)
+    assert sources.file_digests([clip], tmp_path / "source_digests.json") == [sources.file_digest(str(clip))]
