@@ -9,6 +9,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +22,11 @@ import pandas as pd
 LFS_POINTER_START = "version https://git-lfs"
 
 
+# A write of a shared file (a cache of a few MB) takes well under this: an older temporary file of it
+# is a killed writer's, a younger one may be a live job's
+SHARED_LEFTOVER_AGE_S = 600.0
+
+
 def is_lfs_pointer(path) -> bool:
     """Whether ``path`` is a Git LFS pointer (False where it cannot be read: a link to a gone file)."""
     try:
@@ -31,14 +37,16 @@ def is_lfs_pointer(path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix: str = ".tmp"):
+def atomic_path(path, suffix: str = ".tmp", shared: bool = False):
     """Yield a temporary path in the same folder as ``path``; rename it over ``path`` on success.
 
-    ``suffix`` is for writers that insist on an extension (Keras wants ``.weights.h5``).
+    ``suffix`` is for writers that insist on an extension (Keras wants ``.weights.h5``). ``shared``
+    marks a file that several jobs may write at once (a cache): a temporary file of its target is
+    then a dead writer's only once it is older than any write takes (:data:`SHARED_LEFTOVER_AGE_S`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path, suffix)
+    remove_leftovers(path, suffix, min_age_s=SHARED_LEFTOVER_AGE_S if shared else 0.0)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     # mkstemp makes the file private (0600); artifacts get the usual permissions on a shared cluster.
@@ -53,12 +61,14 @@ def atomic_path(path, suffix: str = ".tmp"):
             os.unlink(tmp)
 
 
-def remove_leftovers(path: Path, suffix: str) -> None:
+def remove_leftovers(path: Path, suffix: str, min_age_s: float = 0.0) -> None:
     """Delete the temporary files of ``path`` that a killed writer left (kill -9 skips the cleanup
     below; a fuse job's is a shard of several MB). Each output has one writing job at a time (the
-    workflow gives it one rule), so a temporary file of this target found now is a dead writer's.
+    workflow gives it one rule), so a temporary file of this target found now is a dead writer's;
+    for a target several jobs write, only one older than ``min_age_s`` is.
     The pattern is mkstemp's name for this target and suffix: 8 characters from its alphabet, which
     has no dot, so the temporary files of a longer name ("0.parquet.bak" next to "0.parquet") never match."""
+    now = time.time()
     prefix = f".{path.name}."
     pattern = re.compile(re.escape(prefix) + "[a-z0-9_]{8}" + re.escape(suffix))
     # One read of the folder per write: under a millisecond per thousand entries, small next to
@@ -66,7 +76,8 @@ def remove_leftovers(path: Path, suffix: str) -> None:
     for entry in os.scandir(path.parent):
         if entry.name.startswith(prefix) and pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
             with contextlib.suppress(FileNotFoundError):  # another cleanup of this target got there first
-                os.unlink(entry.path)
+                if min_age_s <= 0 or now - entry.stat(follow_symlinks=False).st_mtime > min_age_s:
+                    os.unlink(entry.path)
 
 
 def write_parquet(frame: pd.DataFrame, path) -> None:

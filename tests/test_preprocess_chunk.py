@@ -3,6 +3,7 @@ unfinished clips (and keep those of clips whose files only got new times), the c
 digests of source files, and the audio stage on real media."""
 
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from avemotion.demo.encode import write_video
 from avemotion.face import facemesh, geometry
+from avemotion import io
 from avemotion.io import read_json
 from avemotion.media.audio import NoAudioStream, extract_audio, read_wav, write_wav
 from avemotion.preprocess import sources
@@ -243,21 +245,19 @@ def test_job_settings_do_not_depend_on_the_order_config_files_name_keys_in():
     assert repr(model_settings(config, name)) == repr(model_settings(reordered, name))
 
 
-def test_a_digest_cache_write_lost_to_a_parallel_chunk_job_costs_nothing_but_the_cache(tmp_path, monkeypatch):
-    """Chunk jobs of one corpus share its digest cache; one job's write can find its temporary file
-    removed by another's (taken for a dead writer's): the digests still come back (a Slurm job
-    failed on it, and its retry passed)."""
-    import contextlib
-
-    from avemotion.preprocess import sources
-
+def test_a_digest_cache_write_leaves_a_parallel_chunk_jobs_temporary_file_alone(tmp_path):
+    """Chunk jobs of one corpus share its digest cache. A job's write must not take another job's
+    temporary file, written a moment ago, for a dead writer's (removing it failed that job on a Slurm
+    cluster); one older than any write is a killed job's and goes."""
     clip = tmp_path / "clip.flv"
     clip.write_bytes(b"FLV")
-
-    @contextlib.contextmanager
-    def removed_by_another_job(path):
-        yield tmp_path / "gone" / "tmp"
-        raise FileNotFoundError(2, "No such file or directory")
-
-    monkeypatch.setattr(sources, "atomic_path", removed_by_another_job)
-    assert sources.file_digests([clip], tmp_path / "source_digests.json") == [sources.file_digest(str(clip))]
+    cache = tmp_path / "source_digests.json"
+    live = tmp_path / ".source_digests.json.k2ox9_qa.tmp"
+    dead = tmp_path / ".source_digests.json.0a1b2c3d.tmp"
+    for path in (live, dead):
+        path.write_text("{}")
+    old = time.time() - io.SHARED_LEFTOVER_AGE_S - 60
+    os.utime(dead, (old, old))
+    assert sources.file_digests([clip], cache) == [sources.file_digest(str(clip))]
+    assert live.exists() and not dead.exists()
+    assert io.read_json(cache)[str(clip)][3] == sources.file_digest(str(clip))

@@ -58,14 +58,10 @@ def file_digests(paths, cache_path) -> list[str | None]:
     if fresh:
         # Parallel chunk jobs share the file: merge into what is there now rather than overwrite it.
         cache.update(_read_cache(cache_path) | fresh)
-        try:
-            with atomic_path(cache_path) as tmp:  # compact: a corpus' cache is rewritten once per chunk
-                tmp.write_text(json.dumps(cache, separators=(",", ":")))
-        except FileNotFoundError:
-            # Another chunk job writing the cache at the same moment took our temporary file for a
-            # dead writer's (on a cluster, every chunk job of a corpus starts at once): the cache is
-            # only a shortcut, and that job's write holds these entries or the next run adds them
-            pass
+        # Every chunk job of a corpus may write it at once (on a cluster they start together); the
+        # last rename wins, and entries it lacks are added again by the next run
+        with atomic_path(cache_path, shared=True) as tmp:  # compact: rewritten once per chunk
+            tmp.write_text(json.dumps(cache, separators=(",", ":")))
     return digests
 
 
