@@ -176,8 +176,7 @@ def check_output(out) -> Path:
     """``out`` if predictions can be written there (a .csv or .json file in a writable folder);
     otherwise a ValueError that says why, before any clip is predicted."""
     out = Path(out)
-    if out.suffix.lower() not in (".csv", ".json"):
-        raise ValueError(f"{out}: the output file must end with .csv or .json")
+    output_format(out)
     if out.is_dir():
         raise ValueError(f"{out}: is a folder; give a file name ending with .csv or .json")
     folder = out.parent
@@ -186,6 +185,13 @@ def check_output(out) -> Path:
     if not _writable(folder) or (out.exists() and not os.access(out, os.W_OK)):
         raise ValueError(f"{out}: not writable (no permission to write in {folder})")
     return out
+
+
+def output_format(out: Path) -> str:
+    """The predictions file's format by its extension: "csv" or "json"."""
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"{out}: the output file must end with .csv or .json")
+    return out.suffix.lower().lstrip(".")
 
 
 def check_workdir(workdir) -> Path:
@@ -214,11 +220,12 @@ def _writable(folder: Path) -> bool:
 
 
 def write_predictions(table: pd.DataFrame, out) -> None:
-    """CSV or JSON (a list of records) by the file's extension."""
-    out = check_output(out)
-    suffix = out.suffix.lower()
+    """CSV or JSON (a list of records) by the file's extension. Called after each group of clips:
+    the folder was checked once, before any work (:func:`check_output`)."""
+    out = Path(out)
+    fmt = output_format(out)
     with atomic_path(out) as tmp:
-        if suffix == ".csv":
+        if fmt == "csv":
             table.to_csv(tmp, index=False)
         else:
             records = json.loads(table.to_json(orient="records", double_precision=8))

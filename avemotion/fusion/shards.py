@@ -147,11 +147,18 @@ def mel_under_frames(mel: np.ndarray, clip: dict, total: int) -> np.ndarray:
     span; a truncated file's last frames in that span do not decode (its last packet is cut), so its
     Mel runs past its frames (by 3 of 100 frames for an MP4 cut at 70 %), and spread over them it
     would put the sound ever later under the frames. Other clips' Mel is their frames' whole span."""
-    truncated, fps, seconds = clip.get("truncated"), clip.get("fps"), clip.get("duration_s")
-    if any(value is None or pd.isna(value) for value in (truncated, fps, seconds)) or not truncated or not fps * seconds:
-        return mel  # older tables state no truncation or frame rate
+    if not _known(clip.get("truncated")) or not clip["truncated"]:
+        return mel  # whole, or an older table that states no truncation
+    fps, seconds = clip.get("fps"), clip.get("duration_s")
+    if not (_known(fps) and _known(seconds) and fps * seconds > 0):
+        return mel  # an older table without the frame rate
     share = min(1.0, total / (seconds * fps))
     return mel[:, : max(1, int(round(mel.shape[1] * share)))]
+
+
+def _known(value) -> bool:
+    """Whether a clip-table value is stated (older tables lack columns: None, or NaN after a join)."""
+    return value is not None and not pd.isna(value)
 
 
 def clip_slots(clip: dict):
