@@ -207,6 +207,51 @@ def rewrite(folder, state):
     return folder
 
 
+def test_a_weights_file_given_instead_of_its_folder_loads_as_the_folder(tmp_path):
+    """pytorch_model.bin (or model.safetensors) named directly, with config.json beside it, is the
+    Hugging Face checkpoint; a transformers state dict saved alone says to give its folder."""
+    import torch
+
+    config = SHAPES["4x32_p16"]
+    hf = reference.random_reference(seed=3, **config)
+    folder = HF_WRITERS["bin_new_keys"](hf, tmp_path / "hf")
+    clips = clips_for(config)
+    expected = reference.reference_outputs(hf, clips, IMAGENET_MEAN, IMAGENET_STD)
+    assert detect_format(folder / "pytorch_model.bin") == "hf_folder"
+    assert np.abs(logits(load_videomae(folder / "pytorch_model.bin"), clips) - expected).max() <= TOLERANCE
+    torch.save(hf.state_dict(), tmp_path / "finetuned.pth")
+    with pytest.raises(CheckpointError, match="a transformers VideoMAE state dict .* give the folder save_pretrained writes"):
+        load_videomae(tmp_path / "finetuned.pth", num_frames=4, image_size=32, num_heads=4)
+
+
+def test_a_head_fine_tuned_on_the_first_token_is_refused_not_loaded_on_mean_pooling(tmp_path):
+    """A .pth fine-tuned with use_mean_pooling off (VideoMAE's --use_cls) has the final norm and a
+    head but no fc_norm: loaded as a mean-pooling network its logits differed by 1.8, silently."""
+    import argparse
+
+    import torch
+
+    hf = reference.random_reference(seed=5, **SHAPES["4x32_p16"])
+    state = {name: value for name, value in reference.original_state_dict(hf).items() if not name.startswith("fc_norm.")}
+    state["norm.weight"], state["norm.bias"] = torch.ones(48), torch.zeros(48)
+    torch.save({"model": state, "args": argparse.Namespace(use_mean_pooling=False)}, tmp_path / "cls.pth")
+    with pytest.raises(CheckpointError, match="has a classification head but no fc_norm: it was fine-tuned on the first token"):
+        load_videomae(tmp_path / "cls.pth", num_frames=4, image_size=32, num_heads=4)
+
+
+def test_sizes_written_as_pairs_in_config_json(hf_state):
+    """VideoMAEConfig takes patch_size and image_size as [height, width]; square pairs load, others are refused."""
+    import json
+
+    folder, _ = hf_state
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"patch_size": [16, 16], "image_size": [32, 32]}))
+    assert load_videomae(folder).backbone.patch_size == 16
+    (folder / "config.json").write_text(json.dumps(config | {"image_size": [32, 48]}))
+    with pytest.raises(CheckpointError, match=r"image_size \[32, 48\] is not square"):
+        load_videomae(folder)
+
+
 def test_unknown_format_is_refused(tmp_path):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"not a checkpoint at all")

@@ -58,6 +58,9 @@ class Checkpoint:
         return self.naming(canonical) if self.naming else canonical
 
 
+HF_WEIGHT_SUFFIXES = (".safetensors", ".bin")  # model.safetensors, pytorch_model.bin
+
+
 def detect_format(path: Path) -> str:
     """One of hf_folder, torch, keras_archive, keras_weights, innat_h5; CheckpointError otherwise."""
     path = Path(path)
@@ -67,8 +70,8 @@ def detect_format(path: Path) -> str:
         if (path / "config.json").is_file():
             return "hf_folder"
         raise CheckpointError(f"{path} is a folder without config.json, so not a Hugging Face VideoMAE folder")
-    if path.name.endswith(".safetensors") and (path.parent / "config.json").is_file():
-        return "hf_folder"
+    if path.suffix in HF_WEIGHT_SUFFIXES and (path.parent / "config.json").is_file():
+        return "hf_folder"  # save_pretrained's weights file, given instead of its folder
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head == HDF5_SIGNATURE:

@@ -51,10 +51,10 @@ def read_hf_folder(path: Path) -> Checkpoint:
         "num_layers": config.get("num_hidden_layers", 12),
         "num_heads": config.get("num_attention_heads", 12),
         "intermediate_size": config.get("intermediate_size", 3072),
-        "patch_size": config.get("patch_size", 16),
+        "patch_size": _side(config.get("patch_size", 16), folder, "patch_size"),
         "tubelet_size": config.get("tubelet_size", 2),
         "num_frames": config.get("num_frames", 16),
-        "image_size": image_size[0] if isinstance(image_size, (list, tuple)) else image_size,
+        "image_size": _side(image_size, folder, "image_size"),
         "qkv_bias": bool(config.get("qv_bias", config.get("qkv_bias", True))),
         "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
         "fc_norm_eps": 1e-5,  # transformers builds fc_norm with torch's default eps
@@ -66,6 +66,15 @@ def read_hf_folder(path: Path) -> Checkpoint:
         id2label = {int(key): value for key, value in config["id2label"].items()}
         labels = [id2label.get(index, f"class_{index}") for index in range(tensors["head.weight"].shape[0])]
     return Checkpoint("hf_folder", architecture, tensors, labels, source_names, naming=hf_name)
+
+
+def _side(value, folder: Path, key: str) -> int:
+    """A square size that config.json may write as a number or a [height, width] pair."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise CheckpointError(f"{folder}/config.json: {key} {list(value)} is not square; VideoMAE's patches and frames are")
+        value = value[0]
+    return int(value)
 
 
 def _hf_normalisation(folder: Path):
@@ -80,7 +89,7 @@ def _hf_normalisation(folder: Path):
 
 def _read_hf_tensors(location: Path) -> dict[str, np.ndarray]:
     if location.is_file():
-        return _read_safetensors(location)
+        return _read_safetensors(location) if location.suffix == ".safetensors" else read_torch_file(location)
     if (location / "model.safetensors").is_file():
         return _read_safetensors(location / "model.safetensors")
     if (location / "pytorch_model.bin").is_file():

@@ -40,6 +40,9 @@ def read_torch_file(path: Path) -> dict[str, np.ndarray]:
     return {name: value.detach().float().numpy() for name, value in state.items() if hasattr(value, "detach")}
 
 
+TRANSFORMERS_PREFIXES = ("videomae.", "classifier.")  # a transformers model's state dict
+
+
 def read_mcg_checkpoint(path: Path, num_heads: int | None = None) -> Checkpoint:
     raw = read_torch_file(path)
     tensors = {}
@@ -49,6 +52,11 @@ def read_mcg_checkpoint(path: Path, num_heads: int | None = None) -> Checkpoint:
             tensors[key] = value
     known = re.compile(r"(patch_embed\.proj|blocks\.\d+\.(norm1|norm2|attn\.(qkv|proj|q_bias|v_bias)|mlp\.fc[12])|fc_norm|norm|head)(\.|$)")
     unknown = sorted(key for key in tensors if not known.match(key))
+    if any(key.startswith(TRANSFORMERS_PREFIXES) for key in unknown):
+        raise CheckpointError(
+            f"{path}: a transformers VideoMAE state dict (its tensors are named videomae.*): give the folder "
+            "save_pretrained writes (config.json beside the weights), or its weights file in that folder"
+        )
     if unknown:
         raise CheckpointError(f"{path}: tensors this VideoMAE reader does not know: {', '.join(unknown[:8])}")
     if "patch_embed.proj.weight" not in tensors:

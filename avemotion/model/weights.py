@@ -100,6 +100,14 @@ def assign_checkpoint(model, checkpoint: Checkpoint) -> None:
     """Copy the checkpoint's tensors into ``model``; refuse on anything missing, left over or misshapen."""
     tensors = checkpoint.tensors
     pretraining = "fc_norm.weight" not in tensors
+    if pretraining and "head.weight" in tensors:
+        # Fine-tuned without mean pooling (VideoMAE's --use_cls): its head reads the first token after
+        # the final norm, and loaded on mean-pooled features it would compute other logits, silently
+        raise CheckpointError(
+            f"the {checkpoint.format} checkpoint has a classification head but no fc_norm: it was fine-tuned "
+            "on the first token (use_mean_pooling off), not VideoMAE's recipe; only mean-pooling checkpoints "
+            "are supported (or its backbone without the head: drop head.weight and head.bias)"
+        )
     optional = {"fc_norm.weight", "fc_norm.bias"} if pretraining else set()
     targets = list(_targets(model, checkpoint))
     missing = [name for name, _, _ in targets if name not in tensors and name not in optional]
