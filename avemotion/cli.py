@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from avemotion.datasets import check_layout, index_dataset, write_index
+from avemotion.config import DATASET_ALIASES, dataset_defaults
+from avemotion.datasets import READERS, check_layout, index_dataset, speaker_ids, write_index
 from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
@@ -18,10 +19,14 @@ def _index(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: is a file; --out names the folder for manifest.parquet and quarantine.csv")
-    check_layout(args.dataset, args.root)  # another corpus' root, or an empty one, says so instead of indexing nothing
-    manifest, quarantine = index_dataset(args.dataset, args.root, {"chunks": args.chunks})
+    dataset = DATASET_ALIASES.get(args.dataset, args.dataset)
+    # The workflow's settings for this corpus (its chunk count above all, which places clips in chunks)
+    settings = dataset_defaults(dataset) | ({"chunks": args.chunks} if args.chunks else {})
+    check_layout(dataset, args.root)  # another corpus' root, or an empty one, says so instead of indexing nothing
+    manifest, quarantine = index_dataset(dataset, args.root, settings)
     write_index(manifest, quarantine, out / "manifest.parquet", out / "quarantine.csv")
-    print(f"{args.dataset}: {len(manifest)} clips, {manifest['speaker'].nunique()} speakers, {len(quarantine)} quarantined")
+    speakers = f"{manifest['speaker'].nunique()} speakers" if speaker_ids(dataset) else "no speaker ids"
+    print(f"{dataset}: {len(manifest)} clips, {speakers}, {len(quarantine)} quarantined (chunks: {settings['chunks']})")
     if len(manifest):
         print(manifest["label"].replace("", "(no label)").value_counts().to_string())
     for reason, count in quarantine["reason"].value_counts().items():
@@ -97,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avemotion", description="Audio-visual emotion recognition workflow tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     index = commands.add_parser("index", help="index a corpus from its file names and metadata (no decoding)")
-    index.add_argument("dataset", choices=["crema_d", "enterface", "mafw"])
+    index.add_argument("dataset", choices=[*READERS, *DATASET_ALIASES])
     index.add_argument("root", help="corpus root directory")
     index.add_argument("--out", default=".", help="folder for manifest.parquet and quarantine.csv")
-    index.add_argument("--chunks", type=_positive, default=64, help="number of preprocessing chunks")
+    index.add_argument("--chunks", type=_positive, help="number of preprocessing chunks (default: the workflow's for the corpus)")
     index.set_defaults(run=_index)
     convert = commands.add_parser(
         "convert-weights",

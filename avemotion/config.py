@@ -84,6 +84,14 @@ def apply_aliases(config: dict, warn=None) -> None:
                 warn(f"avemotion: {label}: dataset_weights.{alias} is read as dataset_weights.{name} {note}")
 
 
+def dataset_defaults(dataset: str) -> dict:
+    """A dataset's settings as the workflow fills them in when the config names none (the schema's
+    defaults: its chunk count, CREMA-D's vote modality), for tools that index outside the workflow."""
+    schema = load_schema()
+    section = _resolve(schema["properties"]["datasets"]["properties"][dataset], schema)
+    return {key: spec["default"] for key, spec in section["properties"].items() if "default" in spec and key != "root"}
+
+
 def _resolve(schema: dict, root: dict) -> dict:
     ref = schema.get("$ref", "")
     if ref.startswith("#/"):

@@ -4,6 +4,8 @@ import pandas as pd
 import pytest
 
 from avemotion.cli import main
+from avemotion.datasets.mafw import SPLIT_DIR
+from conftest import touch
 
 
 def test_index_command_writes_manifest_and_reports_counts(enterface_tree, tmp_path, capsys):
@@ -11,6 +13,22 @@ def test_index_command_writes_manifest_and_reports_counts(enterface_tree, tmp_pa
     output = capsys.readouterr().out
     assert "enterface: 1287 clips, 43 speakers, 0 quarantined" in output
     assert pd.read_parquet(tmp_path / "manifest.parquet")["chunk"].max() == 7
+
+
+def test_index_command_indexes_as_the_workflow_does(enterface_tree, tmp_path, capsys):
+    """Without --chunks a corpus gets the workflow's chunk count (clips in the same chunks as the
+    workflow's manifest); the config's mfaw alias is read; MAFW's clips are not called speakers."""
+    assert main(["index", "enterface", str(enterface_tree), "--out", str(tmp_path / "e")]) == 0
+    assert "(chunks: 13)" in capsys.readouterr().out
+    assert pd.read_parquet(tmp_path / "e" / "manifest.parquet")["chunk"].max() == 12
+    mafw = tmp_path / "mafw"
+    for number in (1, 2):
+        touch(mafw / "data" / "clips" / f"{number:05d}.mp4")
+    for k in range(1, 6):
+        touch(mafw / SPLIT_DIR / f"set_{k}" / "test.txt", "00001.mp4 anger\n" if k == 1 else "00002.mp4 fear\n" if k == 2 else "")
+        touch(mafw / SPLIT_DIR / f"set_{k}" / "train.txt", "")
+    assert main(["index", "mfaw", str(mafw), "--out", str(tmp_path / "m")]) == 0
+    assert "mafw: 2 clips, no speaker ids, 0 quarantined (chunks: 100)" in capsys.readouterr().out
 
 
 def test_index_command_fails_clearly_on_a_missing_root(tmp_path, capsys):

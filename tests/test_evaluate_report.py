@@ -597,6 +597,18 @@ def test_the_datasets_table_counts_usable_clips_kept_with_a_flag():
     assert "usable with misaligned audio" in html and "usable, fewer frames than num_frames" in html
 
 
+def test_the_datasets_table_counts_speakers_only_where_the_corpus_names_them():
+    """MAFW names no speakers (each clip is its own group): its 10,045 clips are not 10,045 speakers."""
+    manifest = pd.DataFrame({"clip_id": ["a", "b", "c"], "label": ["anger"] * 3, "label_index": [0] * 3, "speaker": ["a", "b", "c"]})
+    quarantine = pd.DataFrame({"clip_id": [], "path": [], "stage": [], "reason": []})
+    mafw = dataset_statistics("mafw", manifest, quarantine, manifest)
+    crema_d = dataset_statistics("crema_d", manifest.assign(speaker=["1001", "1001", "1002"]), quarantine, manifest)
+    assert (mafw["speakers"], mafw["usable_speakers"]) == (None, None)
+    assert (crema_d["speakers"], crema_d["usable_speakers"]) == (2, 3)
+    rows = {row.split("</td>")[0]: row.split("</tr>")[0] for row in datasets_section([mafw, crema_d]).split("<tr>")}
+    assert "<td class=\"num\">n/a</td>" in rows['<td class="">mafw'] and "n/a" not in rows['<td class="">crema_d']
+
+
 def test_the_datasets_table_counts_the_files_the_index_left_out_beside_a_clip_of_their_id():
     """A stray copy (CREMA-D's VideoFlash/backup/<clip>.flv) or a duplicate is quarantined under the
     id of a clip the index keeps: it is one more file found and left out, not the kept clip lost."""

@@ -48,6 +48,16 @@ def test_split_file_defects_are_quarantined(corpus):
     assert "00001" not in set(manifest["clip_id"])
 
 
+def test_a_clip_whose_name_differs_only_in_case_is_quarantined_not_dropped(corpus):
+    """Copies merged on a case-sensitive file system: 00001.MP4 beside 00001.mp4 is one clip twice."""
+    touch(corpus / "data" / "clips" / "00001.MP4")
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    assert list(manifest.loc[manifest["clip_id"] == "00001", "path"]) == ["data/clips/00001.MP4"]
+    assert quarantine.loc[quarantine["path"] == "data/clips/00001.mp4", "reason"].tolist() == [
+        "the same clip as data/clips/00001.MP4 (the names differ only in case)"
+    ]
+
+
 def test_missing_split_files_is_a_clear_error(tmp_path):
     touch(tmp_path / "data" / "clips" / "00001.mp4")
     with pytest.raises(MafwSplitError, match="no official split files"):

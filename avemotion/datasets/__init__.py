@@ -4,6 +4,7 @@ Each reader module provides ``LABELS`` (its classes in canonical order), ``index
 (the folders whose names and the metadata files the index reads: the index rule's inputs, so that
 adding, removing or renaming a clip reruns the index while a re-encoded clip does not) and
 ``scan(root, settings)`` (records and quarantined files from names and metadata, no decoding) and
+``SPEAKER_IDS`` (whether its speaker column names people: MAFW's does not) and
 ``layout_problem(root)`` (None when the root looks like that corpus, else what was expected: the
 config check, :func:`check_datasets`, runs it before any job, so a root that holds another corpus or
 nothing stops the run).
@@ -82,6 +83,11 @@ def reader(dataset: str):
     if dataset not in READERS:
         raise KeyError(f"unknown dataset '{dataset}' (known: {', '.join(READERS)})")
     return READERS[dataset]
+
+
+def speaker_ids(dataset: str) -> bool:
+    """Whether the dataset's ``speaker`` column names people (a count of them means something)."""
+    return reader(dataset).SPEAKER_IDS
 
 
 def index_dependencies(dataset: str, root) -> list[Path]:

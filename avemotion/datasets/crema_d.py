@@ -23,6 +23,7 @@ from avemotion.labels import CORPUS_LABELS
 log = logging.getLogger(__name__)
 
 LABELS = list(CORPUS_LABELS["crema_d"])
+SPEAKER_IDS = True  # actor ids in the file names
 EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness", "NEU": "neutral", "SAD": "sadness"}
 SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
 LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}

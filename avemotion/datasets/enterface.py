@@ -17,6 +17,7 @@ from avemotion.datasets.walk import first_file, visible, visible_files, visible_
 from avemotion.labels import CORPUS_LABELS
 
 LABELS = list(CORPUS_LABELS["enterface"])
+SPEAKER_IDS = True  # subject folders
 EMOTIONS = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "sa": "sadness", "su": "surprise"}
 SUBJECT_FOLDER = re.compile(r"^\s*subject[ _-]?(\d+)\s*$", re.IGNORECASE)  # copies write "subject_1", "subject-1", "Subject 1 "
 FILE_NAME = re.compile(r"^s_?(?P<subject>\d+)_(?P<code>[a-z]{2})_(?P<sentence>\d+)\.?avi$", re.IGNORECASE)

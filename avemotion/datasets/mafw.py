@@ -19,6 +19,7 @@ from avemotion.labels import CORPUS_LABELS
 
 # MAFW's 11 single-label classes are exactly the canonical label set.
 LABELS = list(CORPUS_LABELS["mafw"])
+SPEAKER_IDS = False  # MAFW publishes none: each clip is its own speaker group
 CLIP_DIR = "data/clips"
 SPLIT_DIR = "Train & Test Set/single/no_caption"
 NUM_SETS = 5
@@ -88,7 +89,9 @@ def scan(root, settings: dict) -> Scan:
     clips = {}
     for file in visible_files(root / CLIP_DIR):
         rel = file.relative_to(root).as_posix()
-        if CLIP_NAME.match(file.name):
+        if CLIP_NAME.match(file.name) and file.stem in clips:  # 00001.MP4 beside 00001.mp4
+            result.quarantine(file.stem, rel, f"the same clip as {clips[file.stem]} (the names differ only in case)")
+        elif CLIP_NAME.match(file.name):
             clips[file.stem] = rel
         else:
             result.quarantine(file.stem, rel, "name is not <5 digits>.mp4 (e.g. 00025.mp4)")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.datasets import speaker_ids
 from avemotion.evaluate.summary import format_mean_std
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, read_json, write_csv
@@ -83,12 +84,12 @@ def dataset_statistics(name: str, manifest: pd.DataFrame, quarantine: pd.DataFra
         "found": int(len(manifest) + at_index),
         "indexed": int(len(manifest)),
         "unlabelled": int(len(manifest) - len(labelled)),
-        "speakers": int(manifest["speaker"].nunique()),
+        "speakers": int(manifest["speaker"].nunique()) if speaker_ids(name) else None,
         "quarantined": int(at_index + later),
         "quarantined_at_index": int(at_index),
         "quarantined_indexed": later,
         "usable": int(len(usable)),
-        "usable_speakers": int(usable["speaker"].nunique()) if len(usable) else 0,
+        "usable_speakers": (int(usable["speaker"].nunique()) if len(usable) else 0) if speaker_ids(name) else None,
         **{f"usable_{flag}": int(usable[flag].sum()) if flag in usable else 0 for flag in REPORTED_FLAGS},
         "classes": {label: {"indexed": int(indexed.get(label, 0)), "usable": int(ready.get(label, 0))} for label in labels},
         "quarantine": quarantine_summary(quarantine).to_dict("records"),
@@ -171,7 +172,8 @@ def datasets_section(statistics: Sequence[dict]) -> str:
         "defects) are not in it. Quarantined: unique clip ids of quarantine.csv (a clip quarantined by several "
         "stages counts once). Usable: labelled clips that passed every stage (rows of the tabular shards), "
         "what training and the baselines draw from. The last columns count usable clips kept with a flag "
-        "(configurable quarantines: audio.misaligned, frames.short_clips, frames.truncated_clips).</p>"
+        "(configurable quarantines: audio.misaligned, frames.short_clips, frames.truncated_clips). Speakers "
+        "n/a: the corpus names no speakers (MAFW; its folds are the official lists, each clip its own group).</p>"
     )
     labels = list(dict.fromkeys(label for s in statistics for label in s["classes"]))
     if labels:
