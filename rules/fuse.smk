@@ -1,6 +1,6 @@
 # Per-chunk fusion: one chunk's per-clip artifacts into a tabular (Parquet) and a TFRecord shard.
 
-from avemotion.fusion.shards import chunk_rows_digest
+from avemotion.fusion.shards import FUSION_REVISION, chunk_rows_digest
 
 
 # Inputs are the chunk's preprocessing tables, which are rewritten whenever a clip's artifacts are,
@@ -18,6 +18,7 @@ rule fuse_chunk:
         num_frames=lambda wildcards: preprocess_settings(config, wildcards.dataset)["frames"]["num_frames"],
         n_mfcc=lambda wildcards: preprocess_settings(config, wildcards.dataset)["audio"]["n_mfcc"],
         manifest_rows=lambda wildcards: chunk_rows_digest(read_manifest(manifest_of(wildcards.dataset)), wildcards.chunk),
+        fusion_revision=FUSION_REVISION,
     log:
         "results/logs/fuse_chunk/{dataset}/{chunk}.log",
     benchmark:

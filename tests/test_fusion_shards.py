@@ -261,12 +261,30 @@ def crc32c_reference(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def test_resize_keeps_end_points_and_is_the_identity_at_the_same_size():
+def test_resize_enlarges_with_end_points_kept_shrinks_by_area_and_is_the_identity_at_the_same_size():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
     assert np.array_equal(F.resize_2d(array, (3, 4)), array)
     np.testing.assert_allclose(F.resize_axis(array, 7, 1)[0], [0, 0.5, 1, 1.5, 2, 2.5, 3])
-    np.testing.assert_allclose(F.resize_axis(array, 2, 0), [array[0], array[2]])
     np.testing.assert_allclose(F.resize_axis(array[:, :1], 3, 1), np.repeat(array[:, :1], 3, axis=1))
+    # Shrinking: each output sample is the mean of its share of the input (rows 0 and half of 1, ...)
+    np.testing.assert_allclose(F.resize_axis(array, 2, 0), [(array[0] + array[1] / 2) / 1.5, (array[1] / 2 + array[2]) / 1.5], rtol=1e-6)
+    np.testing.assert_allclose(F.resize_axis(array, 2, 1), array.reshape(3, 2, 2).mean(2))
+
+
+def test_a_short_sound_survives_the_mel_shrunk_to_its_steps_wherever_it_falls():
+    """10 s of Mel columns (1,000) shrunk to AUDIO_STEPS: a 20 ms burst (2 columns, 70 dB over the
+    floor) keeps its share of every step it falls in, wherever it starts; linear interpolation lost
+    it entirely for about a quarter of its starts and kept it at any height for the others."""
+    floor, loud = -80.0, -10.0
+    peaks = []
+    for start in range(500, 520):
+        mel = np.full((4, 1000), floor, np.float32)
+        mel[:, start : start + 2] = loud
+        shrunk = F.resize_axis(mel, AUDIO_STEPS, 1)
+        assert shrunk.mean() == pytest.approx(mel.mean(), abs=1e-3)  # the burst's energy is all there
+        peaks.append(shrunk.max())
+    scale = 1000 / AUDIO_STEPS  # input columns per step
+    assert min(peaks) >= floor + (loud - floor) * 1 / scale - 1e-3  # at worst split over two steps
 
 
 # ---- the demo run -----------------------------------------------------------------------------

@@ -21,7 +21,10 @@ from snakemake.utils import validate
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
 from avemotion.inference import Progress, check_output, check_workdir, clip_records, format_table, predict_files, video_files, write_predictions
-from avemotion.model.preprocessor import ClipPreprocessor, face_features_notes
+from avemotion.fusion.shards import FUSION_REVISION
+from avemotion.media.audio import DECODING_REVISION
+from avemotion.model.preprocessor import ClipPreprocessor, revision_notes
+from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from avemotion.train.settings import prediction_experiments
 from conftest import REPO, demo_config, demo_settings, run_snakemake
 
@@ -302,10 +305,20 @@ def test_a_clip_whose_audio_does_not_cover_its_video_is_predicted_with_a_warning
     assert "misaligned audio: real audio covers 62% of the video's" in row["warnings"] and "less than audio.min_coverage (0.9)" in row["warnings"]
 
 
-def test_only_the_built_in_backends_features_carry_a_version():
-    assert face_features_notes({"backend": "facemesh", "facemesh_features": features_version()}) == []
-    assert face_features_notes({"backend": "openface", "openface_bin": "FeatureExtraction"}) == []
-    assert "before versions were recorded" in face_features_notes({"backend": "facemesh"})[0]
+def test_a_model_whose_inputs_this_release_makes_otherwise_gets_a_note():
+    """The revisions saved with a model (per stage, and the fuse stage's encoding) against this
+    release's: a model trained before a change still predicts, with a note saying to retrain it."""
+    config = demo_settings({"datasets": {"crema_d": {"face": {"backend": "facemesh"}}}})
+    preprocess = {stage: job_settings(config, "crema_d", stage) for stage in STAGE_NAMES}
+    assert revision_notes(preprocess, FUSION_REVISION) == []
+    older = {**preprocess, "audio": {**preprocess["audio"], "decoding_revision": 1}}
+    face = {key: value for key, value in preprocess["face"].items() if key != "facemesh_features"}
+    (note,) = revision_notes({**older, "face": face}, FUSION_REVISION - 1)
+    assert f"decoding_revision 1 (now {DECODING_REVISION})" in note and f"facemesh_features unrecorded (now {features_version()})" in note
+    assert f"fusion_revision {FUSION_REVISION - 1} (now {FUSION_REVISION})" in note and note.endswith("retrain it for predictions that match its evaluation")
+    # The OpenFace backend's features are OpenFace's: no version of ours to compare.
+    openface = {**preprocess, "face": {**face, "backend": "openface"}}
+    assert revision_notes(openface, FUSION_REVISION) == []
 
 
 def test_a_misaligned_clips_warning_gives_the_audio_stages_reason():

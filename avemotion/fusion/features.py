@@ -2,9 +2,10 @@
 audio descriptors. NumPy only; every function takes one clip's arrays.
 
 Conventions:
-- Resizing is separable linear interpolation with aligned end points: output index j of m samples
-  input position j * (n - 1) / (m - 1) of n (a single output samples position 0), so the first and
-  last rows/columns are kept exactly and an unchanged size is the identity.
+- Resizing is separable: enlarging is linear interpolation with aligned end points (output index j
+  of m samples input position j * (n - 1) / (m - 1) of n, so the first and last rows/columns are
+  kept exactly); shrinking averages each output sample's span of the input (area resampling); an
+  unchanged size is the identity.
 - Face features are summarised and resampled over the frames where OpenFace's ``success`` is 1.
 - A face column the backend does not estimate is NaN in the tabular shard's summaries and
   sequence, and zero (with ``face_present`` 0) in the TFRecord shard.
@@ -31,11 +32,16 @@ ENERGY_COLUMNS = [f"energy_{stat}" for stat in ENERGY_STATS]
 
 
 def resize_axis(array: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """``array`` linearly resampled to ``size`` samples along ``axis`` (aligned end points)."""
+    """``array`` resampled to ``size`` samples along ``axis``: enlarged by linear interpolation
+    (aligned end points), shrunk by averaging each output sample's share of the input (area
+    resampling), so that a short event (a 30 ms plosive among 1,000 Mel columns shrunk to 256) is
+    kept in proportion instead of falling between the points a linear resize reads."""
     array = np.asarray(array, dtype=np.float32)
     count = array.shape[axis]
     if count == size:
         return array
+    if size < count:
+        return _area_resize(array, size, axis)
     positions = np.arange(size) * (count - 1) / (size - 1) if size > 1 else np.zeros(1)
     lower = np.minimum(np.floor(positions).astype(int), count - 1)
     upper = np.minimum(lower + 1, count - 1)
@@ -43,6 +49,21 @@ def resize_axis(array: np.ndarray, size: int, axis: int) -> np.ndarray:
     shape[axis] = size
     weight = (positions - lower).astype(np.float32).reshape(shape)
     return np.take(array, lower, axis=axis) * (1 - weight) + np.take(array, upper, axis=axis) * weight
+
+
+def _area_resize(array: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Output sample j: the mean of the input over [j, j + 1) * count / size, input sample i
+    covering [i, i + 1) (fractional samples weighted by their share), from a running sum."""
+    count = array.shape[axis]
+    moved = np.moveaxis(array, axis, 0).astype(np.float64)
+    running = np.concatenate([np.zeros((1, *moved.shape[1:])), np.cumsum(moved, axis=0)])
+    bounds = np.arange(size + 1) * (count / size)
+    whole = np.minimum(np.floor(bounds).astype(int), count - 1)
+    # The integral of the input from 0 to each bound: whole samples, then the started one's share
+    shape = (-1,) + (1,) * (moved.ndim - 1)
+    integral = running[whole] + (bounds - whole).reshape(shape) * moved[whole]
+    means = (integral[1:] - integral[:-1]) / (count / size)
+    return np.moveaxis(means, 0, axis).astype(np.float32)
 
 
 def resize_2d(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -52,7 +52,7 @@ class TrainedModel:
         dataset = dataset or self.settings["datasets"][0]
         if dataset not in preprocess:
             raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
-        return ClipPreprocessor(preprocess[dataset])
+        return ClipPreprocessor(preprocess[dataset], self.settings.get("fusion_revision"))
 
     def network(self):
         import keras  # here, not at the top: the workflow imports this module while it plans jobs

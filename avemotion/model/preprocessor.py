@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avemotion.face.facemesh import features_version
-from avemotion.fusion.shards import STAGE_INFO, UNLABELLED, encode_clip, tfrecord_record
+from avemotion.fusion.shards import FUSION_REVISION, STAGE_INFO, UNLABELLED, encode_clip, tfrecord_record
 from avemotion.io import atomic_path
 from avemotion.preprocess.chunk import process_clip
-from avemotion.preprocess.plan import STAGE_NAMES
+from avemotion.preprocess.plan import STAGE_NAMES, stage_revisions
 from avemotion.preprocess.stages import STAGES
 
 LOW_FACE_RATIO = 0.5  # below this fraction of frames with a face, a warning says so
@@ -69,21 +68,29 @@ def warnings_of(clip: PreparedClip) -> list[str]:
     return warnings
 
 
-def face_features_notes(face: dict) -> list[str]:
-    """A note when the built-in face backend now computes other features than the model was trained
-    on (its ``facemesh_features`` version, saved with the model's settings; absent in models trained
-    before it was saved): the model still predicts, from features it did not learn."""
-    if face.get("backend") != "facemesh" or face.get("facemesh_features") == features_version():
+def revision_notes(preprocess: dict, fusion_revision=None) -> list[str]:
+    """A note when this release makes the model's inputs otherwise than they were made for its
+    training: the revisions its settings recorded per stage (reading, decoding, sampling, the
+    built-in face features; absent in models trained before they were) and of the fuse stage's
+    encoding, against this release's. The model still predicts, from inputs it did not learn."""
+    changed = [
+        f"{key} {preprocess[stage].get(key, 'unrecorded')} (now {value})"
+        for stage in STAGE_NAMES
+        for key, value in stage_revisions(stage, preprocess[stage]).items()
+        if preprocess[stage].get(key) != value
+    ]
+    if fusion_revision != FUSION_REVISION:
+        changed.append(f"fusion_revision {fusion_revision or 'unrecorded'} (now {FUSION_REVISION})")
+    if not changed:
         return []
-    trained = face.get("facemesh_features") or "one from before versions were recorded"
-    return [f"the model learned face features of another version ({trained}; this release computes {features_version()}): retrain it"]
+    return [f"this release prepares clips otherwise than for the model's training ({', '.join(changed)}): retrain it for predictions that match its evaluation"]
 
 
 class ClipPreprocessor:
     """Clip files to model examples with one corpus' preprocessing settings (as settings.json saves
-    them: ``audio``, ``face`` and ``frames`` stage settings)."""
+    them: ``audio``, ``face`` and ``frames`` stage settings, and the model's ``fusion_revision``)."""
 
-    def __init__(self, preprocess: dict):
+    def __init__(self, preprocess: dict, fusion_revision=None):
         self.stage_settings = {
             "audio": {**preprocess["audio"], "missing": "silent", "misaligned": "keep"},
             "face": {**preprocess["face"], "no_face": "keep"},
@@ -91,7 +98,7 @@ class ClipPreprocessor:
         }
         self.num_frames = preprocess["frames"]["num_frames"]
         self.n_mfcc = preprocess["audio"]["n_mfcc"]
-        self.notes = face_features_notes(preprocess["face"])
+        self.notes = revision_notes(preprocess, fusion_revision)
 
     def prepare(self, clips: list[dict], folder, progress=None) -> list[PreparedClip]:
         """Preprocess ``clips`` ({clip_id, path}: unique ids, absolute paths) into ``folder`` and

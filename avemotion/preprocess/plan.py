@@ -54,11 +54,17 @@ def job_settings(config: dict, dataset: str, stage: str) -> dict:
     that a release that reads videos or audio, computes face features or samples frames differently
     recomputes them (Snakemake reruns a job whose params changed, and the chunk's
     receipts, which hold the settings, no longer match)."""
-    settings = {**preprocess_settings(config, dataset)[stage], "reading_revision": READING_REVISION}
+    settings = preprocess_settings(config, dataset)[stage]
+    return sorted_keys({**settings, **stage_revisions(stage, settings)})
+
+
+def stage_revisions(stage: str, settings: dict) -> dict:
+    """This release's revisions of what a ``stage`` job with ``settings`` computes (see :func:`job_settings`)."""
+    revisions = {"reading_revision": READING_REVISION}
     if stage == "audio":
-        settings = {**settings, "decoding_revision": DECODING_REVISION}
-    if stage == "face" and settings["backend"] == "facemesh":
-        settings = {**settings, "facemesh_features": features_version()}
+        revisions["decoding_revision"] = DECODING_REVISION
+    if stage == "face" and settings.get("backend") == "facemesh":
+        revisions["facemesh_features"] = features_version()
     if stage == "frames":
-        settings = {**settings, "sampling_revision": SAMPLING_REVISION}
-    return sorted_keys(settings)
+        revisions["sampling_revision"] = SAMPLING_REVISION
+    return revisions

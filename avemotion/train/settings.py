@@ -17,6 +17,7 @@ from avemotion.config import (
     preprocess_settings,
     sorted_keys,
 )
+from avemotion.fusion.shards import FUSION_REVISION
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 
@@ -157,6 +158,7 @@ def experiment_settings(config: dict, name: str) -> dict:
         # Saved beside the model, so `avemotion predict` prepares new clips as these were prepared (and
         # can tell when this release's face features differ: the face jobs' facemesh_features).
         "preprocess": {dataset: {stage: job_settings(config, dataset, stage) for stage in STAGE_NAMES} for dataset in experiment["datasets"]},
+        "fusion_revision": FUSION_REVISION,
     }
 
 
