@@ -58,6 +58,13 @@ def test_a_clip_whose_name_differs_only_in_case_is_quarantined_not_dropped(corpu
     ]
 
 
+def test_a_line_written_twice_in_one_split_file_is_one_listing(corpus):
+    write_split(corpus, 1, "test", ["00001.mp4 anger", "00006.mp4 anger", "00001.mp4 anger"])
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    assert manifest.set_index("clip_id").loc["00001", "fold"] == 1
+    assert not {"00001", "00006"} & set(quarantine["clip_id"])
+
+
 def test_missing_split_files_is_a_clear_error(tmp_path):
     touch(tmp_path / "data" / "clips" / "00001.mp4")
     with pytest.raises(MafwSplitError, match="no official split files"):

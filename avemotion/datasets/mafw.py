@@ -72,7 +72,7 @@ def _read_split_lists(root: Path, result: Scan):
                 result.quarantine(clip_id, f"{SPLIT_DIR}/{where}", f"line {number} is not '<NNNNN>.mp4 <label>'")
                 continue
             labels[clip_id][fields[1].lower()].append(where)
-            if part == "test":
+            if part == "test" and k not in test_sets[clip_id]:  # a line written twice is one listing
                 test_sets[clip_id].append(k)
     return labels, test_sets
 
