@@ -366,6 +366,25 @@ def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_t
         check_batch_sizes(config, {"enterface": manifest})
 
 
+def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are_learned(config):
+    """The CCC loss of one clip is constant (no gradient): batch_size 1, or 8 on 8 GPUs, left the
+    valence/arousal heads at their initial output, silently."""
+    from avemotion.train.settings import experiment_settings
+
+    config = filled(config)
+    name = config["experiments"][0]["name"]
+    config["training"].update(batch_size=1, gpus=1)
+    with pytest.raises(ConfigError, match=rf"experiments\.{name}\.training\.batch_size: 1 gives 1 clip\(s\) per batch on each of 1 device\(s\).*allowed values: at least 2"):
+        experiment_settings(config, name)
+    config["training"].update(batch_size=8, gpus=8)
+    with pytest.raises(ConfigError, match=r"allowed values: at least 16"):
+        experiment_settings(config, name)
+    config["training"].update(batch_size=16)
+    assert experiment_settings(config, name)["training"]["batch_size"] == 16
+    config["training"].update(batch_size=1, gpus=0, va_loss_weight=0)  # nothing learned from the CCC
+    assert experiment_settings(config, name)["training"]["batch_size"] == 1
+
+
 def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     """The training rules' settings parameter leaves out threads and gpus: changing how many a job
     gets must not retrain every model (Snakemake reruns a job whose params changed)."""

@@ -164,10 +164,12 @@ def test_tfrecord_shard_round_trip(chunk, tmp_path):
         assert example["frames"].shape == frames.shape and np.abs(example["frames"] - frames).mean() < 2
     assert examples["a"]["audio_missing"] == 0 and examples["b"]["audio_missing"] == 1
 
-    # mel: 300 frames (a) or 64 bands x 50 frames (b) to 128 x 256, end points kept, linear in between
+    # mel: 300 frames (a) shrunk to 256 steps (area resampling: its mean level kept); 64 bands x 50
+    # frames (b) enlarged to 128 x 256, end points kept, linear in between
     a, b = examples["a"]["mel"], examples["b"]["mel"]
     assert a.shape == (128, AUDIO_STEPS)
-    np.testing.assert_allclose(a, -60 + 0.25 * np.arange(128)[:, None] + 0.1 * np.arange(256)[None, :] * 299 / 255, atol=1e-4)
+    np.testing.assert_allclose(a, F.resize_2d(linear_mel(128, 300), (128, AUDIO_STEPS)), atol=1e-4)
+    assert a.mean() == pytest.approx(linear_mel(128, 300).mean(), abs=1e-3) and np.all(np.diff(a, axis=1) > 0)
     np.testing.assert_allclose(b, -60 + 0.25 * np.arange(128)[:, None] * 63 / 127 + 0.1 * np.arange(256)[None, :] * 49 / 255, atol=1e-4)
     assert (b[0, 0], b[-1, -1]) == (np.float32(-60), np.float32(-60 + 0.25 * 63 + 4.9))
     expected_mfcc = F.resize_2d(mfcc(linear_mel(128, 300), N_MFCC), (40, AUDIO_STEPS))

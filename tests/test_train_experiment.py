@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -165,6 +166,59 @@ def test_leave_one_corpus_out_tests_the_unseen_corpus_and_its_model_transfers(tm
     assert crossed["uar"] >= 0.9
 
 
+def test_a_weighted_mixture_trains_on_the_corpora_that_have_training_clips_in_the_run(tmp_path):
+    """A partial copy of eNTERFACE whose speakers are all in the test fold: its empty training
+    stream ended the dataset_weights mixture, and the run trained on nothing yet wrote a model."""
+    crema_tabular, crema_tfrecord, _ = learnable_shards(tmp_path / "results", speakers=6)
+    other_tabular, other_tfrecord, _ = learnable_shards(tmp_path / "results", speakers=1, dataset="enterface")  # fold 1
+    settings = {**settings_for("late", epochs=2), "datasets": ["crema_d", "enterface"], "dataset_weights": {"crema_d": 1.0, "enterface": 1.0}}
+    out = tmp_path / "fold_1"
+    run_experiment_fold(settings, crema_tabular + other_tabular, crema_tfrecord + other_tfrecord, 1, out)
+    assert pd.read_csv(out / "history.csv")["loss"].notna().all()  # every epoch trained
+
+
+def test_a_diverged_training_says_so_and_leaves_nothing_a_rerun_would_resume(tmp_path):
+    """Every validation loss NaN: the job failed on a missing best.weights.h5, and its rerun found the
+    phase done and failed the same way without training."""
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
+    settings = settings_for("hybrid", epochs=1)
+    settings["training"]["learning_rate"] = 1e12
+    out = tmp_path / "fold_1"
+    with pytest.raises(ValueError, match=r"training diverged: no epoch had a finite validation loss .* lower training\.learning_rate"):
+        run_experiment_fold(settings, tabular, tfrecord, 1, out)
+    assert not (out / "progress").exists() and not (out / "resume").exists() and not (out / "model.keras").exists()
+
+
+def test_an_epoch_logged_twice_after_a_kill_is_one_epoch_in_the_history(tmp_path):
+    """The epoch log is written before Keras' backup: a job killed between them runs that epoch again."""
+    from avemotion.train.fitting import best_so_far, epochs_done, read_epochs
+
+    log = tmp_path / "epochs.csv"
+    log.write_text("epoch,loss,val_loss\n0,2.0,1.5\n1,1.5,0.9\n1,1.4,1.1\n2,1.2,1.0\n")
+    epochs = read_epochs(log)
+    assert epochs["epoch"].tolist() == [0, 1, 2] and epochs["val_loss"].tolist() == [1.5, 1.1, 1.0]
+    assert epochs_done(log) == 3 and best_so_far(log) == 1.0
+    assert epochs_done(tmp_path / "none.csv") == 0 and best_so_far(tmp_path / "none.csv") is None
+
+
+def test_the_training_stream_of_a_resumed_job_or_later_phase_draws_new_batches(tmp_path):
+    """Each fit() reads its stream from the start: a resumed job (or the fine-tuning phase after the
+    frozen one) repeated the first epoch's batches, crops and mixing."""
+    from avemotion.train.experiment import datasets_for
+
+    _, tfrecord, table = learnable_shards(tmp_path / "results")
+    settings = settings_for("late")
+    split = {"train": list(table["clip_id"]), "validation": list(table["clip_id"])[:6]}
+
+    def first_batches(epoch):
+        train, _ = datasets_for(settings, tfrecord, split, epoch=epoch)
+        return [inputs["frames"].numpy() for inputs, _ in train.take(2)]
+
+    start, again, later = first_batches(0), first_batches(0), first_batches(2)
+    assert all(np.array_equal(a, b) for a, b in zip(start, again))  # a fresh run: the seed's own stream
+    assert not any(np.array_equal(a, b) for a, b in zip(start, later))
+
+
 def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path):
     from avemotion.train.fitting import best_so_far, training_progress
 
@@ -189,6 +243,17 @@ def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path)
     (tmp_path / "resume" / "phase_1" / "training_metadata.json").write_text("{}")
     training_progress(tmp_path, changed)
     assert [path.name for path in progress.iterdir()] == ["settings.json"] and not (tmp_path / "resume").exists()
+    # Other data with the same settings (the corpus changed after the kill: speakers moved between
+    # training and validation): a fresh start too.
+    (progress / "best.weights.h5").write_bytes(b"weights trained on speaker 5")
+    (tmp_path / "resume" / "phase_1").mkdir(parents=True)
+    (tmp_path / "resume" / "phase_1" / "training_metadata.json").write_text("{}")
+    assert training_progress(tmp_path, changed, {"split": {"train": ["a"]}}) == progress
+    assert [path.name for path in progress.iterdir()] == ["settings.json"]
+    (progress / "phase_0.weights.h5").write_bytes(b"trained on a")
+    assert training_progress(tmp_path, changed, {"split": {"train": ["a"]}}) == progress and (progress / "phase_0.weights.h5").exists()
+    training_progress(tmp_path, changed, {"split": {"train": ["a", "b"]}})
+    assert [path.name for path in progress.iterdir()] == ["settings.json"]
     # Neither backup nor phase weights (the earlier run finished, or never saved an epoch): a rerun
     # starts from nothing.
     (progress / "best.weights.h5").write_bytes(b"weights of an abandoned run")
@@ -232,6 +297,15 @@ run_experiment_fold(settings, tabular, tfrecord, 1, out)
 """
 
 
+def backed_up_epochs(out: Path) -> int:
+    """The epochs Keras' backup of the running phase holds (its metadata, read while it may be written)."""
+    held = 0
+    for path in (out / "resume").glob("*/training_metadata.json"):
+        with contextlib.suppress(OSError, ValueError):
+            held = max(held, json.loads(path.read_text())["epoch"])
+    return held
+
+
 @pytest.mark.parametrize("frozen_epochs", [0, 1, 3])
 def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_epochs):
     """Killed after two epochs: without a frozen-backbone phase inside the one phase; with one
@@ -247,7 +321,7 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
     epochs_so_far = out / "progress" / "epochs.csv"
     deadline = time.time() + 300
-    while time.time() < deadline and not (epochs_so_far.exists() and len(epochs_so_far.read_text().splitlines()) >= 3):
+    while time.time() < deadline and not (epochs_so_far.exists() and len(epochs_so_far.read_text().splitlines()) >= 3 and backed_up_epochs(out) >= 2):
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)  # kill -9 after two completed epochs
     first.wait()

@@ -30,10 +30,10 @@ from avemotion.model.speech_branch import audio_settings, speech_encoder
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 from avemotion.presets import variant_settings
 from avemotion.train.devices import configure_precision, configure_threads, training_strategy
-from avemotion.train.fitting import clear_progress, fit
+from avemotion.train.fitting import clear_progress, fit, shard_signature
 from avemotion.train.predict import branch_predictions, predict_clips
 from avemotion.train.plan import batch_size_error
-from avemotion.train.settings import QUIET_TRAINING
+from avemotion.train.settings import QUIET_TRAINING, replica_batch_error
 from avemotion.train.splits import speaker_splits
 
 log = logging.getLogger(__name__)
@@ -109,16 +109,21 @@ def whisper_branch(model_settings: dict) -> dict:
     return {"speech_encoder": speech_encoder(model_settings), "audio_max_seconds": audio["audio_max_seconds"]}
 
 
-def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, held_out_dataset: str | None = None):
+def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, training_datasets=None, epoch: int = 0):
     """Training and validation batches; ``inputs``: the model's input names (only those are decoded).
-    A leave-one-corpus-out run mixes the training corpora by their dataset_weights: the held-out
-    corpus, which has no training clips, is not one of them (its stream would be empty, and an empty
-    stream ends the mixture: the run trained on nothing)."""
+    A mixture with dataset_weights mixes only ``training_datasets``, the corpora with training clips
+    in this run (a held-out corpus, a partial copy whose speakers are all in the test fold): an
+    empty stream ends the mixture, and the run would train on nothing. ``epoch``: the epoch the
+    training stream starts at (a resumed job, a later phase): its batches are drawn anew from
+    there instead of repeating the first epoch's."""
     training = settings["training"]
     weights, train_paths = settings.get("dataset_weights"), tfrecord_paths
-    if weights and held_out_dataset:
-        weights = {name: weight for name, weight in weights.items() if name != held_out_dataset}
-        train_paths = {name: paths for name, paths in shards_by_dataset(tfrecord_paths).items() if name != held_out_dataset}
+    if weights and training_datasets is not None:
+        left_out = sorted(set(weights) - set(training_datasets))
+        if left_out:
+            log.warning("dataset_weights: %s has no training clips in this run and is left out of the mixture", ", ".join(left_out))
+        weights = {name: weight for name, weight in weights.items() if name in training_datasets}
+        train_paths = {name: paths for name, paths in shards_by_dataset(tfrecord_paths).items() if name in training_datasets}
     common = dict(
         inputs=inputs,
         num_frames=settings["num_frames"],
@@ -127,7 +132,7 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, held_
         batch_size=training["batch_size"],
     )
     stream = Training(
-        seed=training["seed"],
+        seed=stream_seed(training["seed"], epoch),
         class_balanced=training["class_balanced"],
         dataset_weights=weights,
         augment=training.get("augment", True),
@@ -136,6 +141,11 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, held_
     train = make_dataset(train_paths, training=stream, clip_ids=split["train"], **common)
     validation = make_dataset(tfrecord_paths, clip_ids=split["validation"], **common)
     return train, validation
+
+
+def stream_seed(seed: int, epoch: int) -> int:
+    """The training stream's seed for a stream started at ``epoch`` (the run's own seed at 0)."""
+    return seed if epoch == 0 else int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
 
 
 def run_experiment_fold(
@@ -176,6 +186,9 @@ def run_experiment_fold(
     if error:
         raise error
     strategy = training_strategy()
+    error = replica_batch_error(training, strategy.num_replicas_in_sync, settings["name"])
+    if error:
+        raise error
     log.info(
         "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s; %d replica(s) on %s",
         settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
@@ -187,10 +200,18 @@ def run_experiment_fold(
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica
         model = build_model(settings, face_stats)
-        streams = datasets_for(settings, tfrecord_paths, split, pipeline_inputs(model_input_names(model)), held_out_dataset)
-        train, validation = (with_speech_features(stream, model) for stream in streams)
+        inputs = pipeline_inputs(model_input_names(model))
+        training_datasets = set(clips.loc[clips["clip_id"].isin(split["train"]), "dataset"])
+
+        def batches(epoch: int = 0):
+            streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, epoch)
+            return tuple(with_speech_features(stream, model) for stream in streams)
+
         steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
-        fit(model, settings, train, validation, steps_per_epoch, outdir)
+        # What the resumed progress was made from besides the settings: the split (a corpus changed
+        # between a kill and the rerun moves speakers between training and validation) and the shards
+        made_from = {"split": split, "shards": shard_signature(tfrecord_paths)}
+        fit(model, settings, batches, steps_per_epoch, outdir, made_from)
     if strategy.num_replicas_in_sync > 1:
         # Predict and save with a one-device copy: a mirrored model's predict_on_batch runs the batch
         # on every replica, and the saved model should not depend on the devices it was trained on.

@@ -56,31 +56,48 @@ def best_so_far(epochs_path: Path) -> float | None:
     Without it the best-weights callback would start from infinity after a restart, and the first resumed
     epoch would overwrite the best weights even when it is worse.
     """
-    if not epochs_path.exists():
-        return None
-    losses = pd.read_csv(epochs_path).get("val_loss")
+    losses = read_epochs(epochs_path).get("val_loss")
     return float(losses.min()) if losses is not None and losses.notna().any() else None
 
 
 PROGRESS_SETTINGS = "settings.json"
 
 
-def training_progress(outdir: Path, settings: dict) -> Path:
+def training_progress(outdir: Path, settings: dict, made_from: dict | None = None) -> Path:
     """Where a running job keeps its epoch log and best weights: not among the rule's outputs, so
     Snakemake does not delete them when it reruns a killed job. A fresh start (no Keras backup to
     resume from) clears what an earlier, finished or abandoned, run left there, and so does a rerun
-    with other ``settings`` than the killed job's (its epochs belong to another model)."""
+    with other ``settings`` than the killed job's, or other data (``made_from``: its split and
+    shards): its epochs belong to another model."""
     progress = outdir / "progress"
     # A Keras backup (killed inside a phase) or a finished phase's weights (killed between phases).
     resuming = any((outdir / "resume").glob("*/*")) or any(progress.glob("phase_*.weights.h5"))
-    recorded = progress / PROGRESS_SETTINGS
-    same = recorded.exists() and read_json(recorded) == plain(settings)
+    recorded, record = progress / PROGRESS_SETTINGS, {"settings": settings, "made_from": made_from}
+    same = recorded.exists() and read_json(recorded) == plain(record)
     if not (resuming and same):
-        shutil.rmtree(progress, ignore_errors=True)
-        shutil.rmtree(outdir / "resume", ignore_errors=True)
+        clear_progress(outdir)
     progress.mkdir(parents=True, exist_ok=True)
-    write_json(settings, recorded)
+    write_json(record, recorded)
     return progress
+
+
+def shard_signature(paths) -> list:
+    """(path, size, mtime) of each shard: rewritten shards are other training data."""
+    return [[str(path), *((stat := Path(path).stat()).st_size, stat.st_mtime_ns)] for path in sorted(map(str, paths))]
+
+
+def epochs_done(epochs_path: Path) -> int:
+    """How many epochs the job's epoch log holds (a resumed job's stream starts after them)."""
+    return len(read_epochs(epochs_path))
+
+
+def read_epochs(epochs_path: Path) -> pd.DataFrame:
+    """The epoch log, one row per epoch: an epoch run again after a kill (logged, then killed before
+    Keras' backup held it) keeps its last row."""
+    if not epochs_path.exists() or not epochs_path.stat().st_size:
+        return pd.DataFrame({"epoch": []})
+    epochs = pd.read_csv(epochs_path)
+    return epochs.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -154,19 +171,19 @@ def phase_optimizer(model, training: dict, start: int, end: int, steps_per_epoch
     )
 
 
-def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: Path) -> None:
-    """Train ``model`` phase by phase (training_phases) on make_dataset's batches, resuming what a
-    killed job left under ``outdir``; leaves the model at its best validation epoch and writes
-    history.csv."""
+def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made_from: dict | None = None) -> None:
+    """Train ``model`` phase by phase (training_phases) on ``batches(epoch)``' (training, validation)
+    streams, resuming what a killed job left under ``outdir`` (``made_from``: see training_progress);
+    leaves the model at its best validation epoch and writes history.csv. A run without a finite
+    validation loss (diverged) or without a training step raises, and leaves nothing to resume."""
     training = settings["training"]
     losses, loss_weights = losses_for(model, settings)
-    train = for_model(train, model)
-    validation = for_model(validation, model)
-    progress = training_progress(outdir, settings)
+    progress = training_progress(outdir, settings, made_from)
+    epochs_path = progress / "epochs.csv"
     callbacks = [
         learning_rate_logger(),  # before CSVLogger, which writes what it adds
-        BestWeights(progress / "best.weights.h5", best_so_far(progress / "epochs.csv")),
-        keras.callbacks.CSVLogger(str(progress / "epochs.csv"), append=True),
+        BestWeights(progress / "best.weights.h5", best_so_far(epochs_path)),
+        keras.callbacks.CSVLogger(str(epochs_path), append=True),
     ]
     for index, (start, end, backbone_trainable) in enumerate(training_phases(training)):
         set_backbone_trainable(model, backbone_trainable)
@@ -190,23 +207,47 @@ def fit(model, settings: dict, train, validation, steps_per_epoch: int, outdir: 
         # public way), and fit() prefers it to initial_epoch and never clears it: a phase resumed
         # inside would make the next phase start at its epoch.
         model._initial_epoch = None
+        # Each fit() reads its stream from the start: a stream started where the log ends draws new
+        # batches for a resumed job or a later phase instead of the first epoch's again.
+        train, validation = (for_model(stream, model) for stream in batches(epochs_done(epochs_path)))
         model.fit(
             train,
             initial_epoch=start,
             epochs=end,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation,
-            callbacks=[backup, *callbacks],
+            # The backup last: an epoch it holds is in the log and the best weights (a kill between
+            # them makes the resumed job run that epoch again, rather than leave it out of the log).
+            callbacks=[*callbacks, backup],
             verbose=2,
         )
         with atomic_path(phase_done, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
         shutil.rmtree(backup_dir, ignore_errors=True)
+    check_trained(read_epochs(epochs_path), progress / "best.weights.h5", outdir)
     model.load_weights(progress / "best.weights.h5")
     with atomic_path(outdir / "history.csv") as tmp:
-        shutil.copyfile(progress / "epochs.csv", tmp)
+        read_epochs(epochs_path).to_csv(tmp, index=False)
     # The progress stays until the job's outputs are written (clear_progress): a job killed while it
     # predicts or saves then finds every phase done on its rerun instead of training from epoch 1.
+
+
+def check_trained(epochs: pd.DataFrame, best: Path, outdir: Path) -> None:
+    """Raise when the run trained nothing usable (no epoch with a training loss: its stream was
+    empty; no finite validation loss: it diverged), removing its progress so that a rerun trains
+    again instead of finding every phase done."""
+    problem = None
+    if "loss" not in epochs:  # Keras logs no loss for an epoch without a step
+        problem = "no training step ran (the training stream was empty); check the run's training clips"
+    elif not best.exists():
+        last = epochs.iloc[-1]
+        problem = (
+            f"training diverged: no epoch had a finite validation loss (last epoch: loss {last['loss']}, "
+            f"val_loss {last.get('val_loss')}); lower training.learning_rate, then rerun"
+        )
+    if problem:
+        clear_progress(outdir)
+        raise ValueError(f"{outdir}: {problem}")
 
 
 def clear_progress(outdir: Path) -> None:

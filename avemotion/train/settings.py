@@ -133,6 +133,20 @@ def _checked_folds(experiment: dict) -> list[int]:
     return folds
 
 
+def replica_batch_error(training: dict, replicas: int, experiment: str) -> ConfigError | None:
+    """Each replica takes its own share of a batch, and the valence/arousal loss (1 - CCC) is taken
+    per replica's batch: on one clip it is constant, with no gradient at all, so a batch of one clip
+    per replica would leave the valence and arousal heads untrained, silently (None when it fits)."""
+    batch_size, replicas = training["batch_size"], max(1, replicas)
+    if batch_size // replicas >= 2 or not training["va_loss_weight"]:
+        return None
+    return ConfigError(
+        f"config: experiments.{experiment}.training.batch_size: {batch_size} gives {batch_size // replicas} clip(s) per batch "
+        f"on each of {replicas} device(s), and the valence/arousal loss (CCC) has no gradient on one clip; allowed values: "
+        f"at least {2 * replicas} (training.accumulation_steps saves memory instead), or training.va_loss_weight: 0"
+    )
+
+
 def experiment_settings(config: dict, name: str) -> dict:
     matches = [experiment for experiment in config.get("experiments", []) if experiment["name"] == name]
     if len(matches) != 1:
@@ -144,6 +158,10 @@ def experiment_settings(config: dict, name: str) -> dict:
     if len(labels) < 2:
         raise ConfigError(f"config: experiments.{name}.labels: {labels} leaves fewer than two classes to learn")
     model = audio_model_settings({**config["model"], **(experiment.get("model") or {})})  # audio_* only for Whisper
+    training = {**config["training"], **(experiment.get("training") or {})}
+    error = replica_batch_error(training, training["gpus"], name)
+    if error:
+        raise error
     return {
         "name": name,
         "datasets": list(experiment["datasets"]),
@@ -154,7 +172,7 @@ def experiment_settings(config: dict, name: str) -> dict:
         "final": experiment.get("final", True),
         "model": model,
         **_shared_frames(config, experiment),
-        "training": {**config["training"], **(experiment.get("training") or {})},
+        "training": training,
         # Saved beside the model, so `avemotion predict` prepares new clips as these were prepared (and
         # can tell when this release's face features differ: the face jobs' facemesh_features).
         "preprocess": {dataset: {stage: job_settings(config, dataset, stage) for stage in STAGE_NAMES} for dataset in experiment["datasets"]},
