@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,15 @@ def format_table(table: pd.DataFrame) -> str:
         shown[column.removeprefix("prob_")] = table[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}")
     shown["face"] = table["face_ratio"].map(lambda v: "-" if pd.isna(v) else f"{v:.0%}")
     shown["notes"] = [f"ERROR: {error}" if error else warnings for error, warnings in zip(table["error"], table["warnings"])]
-    widths = [max([len(column)] + [len(str(value)) for value in shown[column]]) for column in shown.columns]
+    widths = [max([len(column)] + [display_width(str(value)) for value in shown[column]]) for column in shown.columns]
     rows = [list(shown.columns)] + shown.astype(str).to_numpy().tolist()
-    return "\n".join("  ".join(str(value).ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(pad(str(value), width) for value, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: wide (CJK) characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))

@@ -20,7 +20,7 @@ from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
-from avemotion.inference import Progress, check_output, check_workdir, clip_records, format_table, predict_files, video_files, write_predictions
+from avemotion.inference import Progress, check_output, check_workdir, clip_records, display_width, format_table, predict_files, video_files, write_predictions
 from avemotion.fusion.shards import FUSION_REVISION
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.model.preprocessor import ClipPreprocessor, revision_notes
@@ -260,6 +260,11 @@ def test_clip_ids_are_unique_and_outputs_are_csv_or_json(tmp_path):
     with pytest.raises(ValueError, match=r"\.csv or \.json"):
         write_predictions(table, tmp_path / "p.txt")
     assert format_table(table).splitlines()[1].split()[:3] == ["a.mp4", "anger", "1.000"]
+    # Chinese names take two terminal columns a character: the next column still lines up
+    wide = pd.concat([table, table.assign(clip="高兴的人.mp4")], ignore_index=True)
+    lines = format_table(wide).splitlines()
+    starts = [display_width(line[: line.index("anger" if i else "predicted")]) for i, line in enumerate(lines)]
+    assert len(set(starts)) == 1 and starts[0] == len("高兴的人.mp4") + 4 + 2
 
 
 def test_progress_is_shown_for_more_than_a_few_clips_only():
