@@ -246,9 +246,16 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join("  ".join(pad(str(value), width) for value, width in zip(row, widths)).rstrip() for row in rows)
 
 
+ZERO_WIDTH_CATEGORIES = ("Mn", "Me", "Cf")  # combining marks (Thai, Devanagari vowels), joiners, variation selectors
+
+
 def display_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: wide (CJK) characters take two, combining marks none."""
-    return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+    """Columns ``text`` takes in a terminal, composed first (macOS writes file names decomposed):
+    wide (CJK) characters take two, marks and format characters none."""
+    return sum(
+        0 if unicodedata.category(char) in ZERO_WIDTH_CATEGORIES else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in unicodedata.normalize("NFC", text)
+    )
 
 
 def pad(text: str, width: int) -> str:

@@ -381,7 +381,12 @@ def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are
         experiment_settings(config, name)
     config["training"].update(batch_size=16)
     assert experiment_settings(config, name)["training"]["batch_size"] == 16
-    config["training"].update(batch_size=1, gpus=0, va_loss_weight=0)  # nothing learned from the CCC
+    config["training"].update(batch_size=8, backend="jax")  # a JAX job trains on one device
+    assert experiment_settings(config, name)["training"]["batch_size"] == 8
+    config["training"].update(batch_size=1, gpus=0, backend="tensorflow")
+    with pytest.raises(ConfigError, match=r"1 clip\(s\) per batch on each of 1 device\(s\)"):
+        experiment_settings(config, name)
+    config["training"].update(va_loss_weight=0)  # nothing learned from the CCC
     assert experiment_settings(config, name)["training"]["batch_size"] == 1
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -265,6 +266,8 @@ def test_clip_ids_are_unique_and_outputs_are_csv_or_json(tmp_path):
     lines = format_table(wide).splitlines()
     starts = [display_width(line[: line.index("anger" if i else "predicted")]) for i, line in enumerate(lines)]
     assert len(set(starts)) == 1 and starts[0] == len("高兴的人.mp4") + 4 + 2
+    # macOS writes names decomposed (Hangul jamo); marks, joiners and variation selectors take no column
+    assert display_width(unicodedata.normalize("NFD", "한국.mp4")) == 8 and display_width("ก\u0e34\u200d\ufe0f.mp4") == 5
 
 
 def test_progress_is_shown_for_more_than_a_few_clips_only():
@@ -291,8 +294,8 @@ def test_a_model_that_learned_other_face_features_predicts_with_a_warning_on_eve
         preprocess["face"]["facemesh_features"] = "0-000000000000"
     (model / "settings.json").write_text(json.dumps(settings))
     fresh, stale = (predict_files(folder, [clip], progress=False) for folder in (demo_run / MODEL, model))
-    assert "another version" not in fresh["warnings"].iloc[0]
-    assert "face features of another version (0-000000000000" in stale["warnings"].iloc[0]
+    assert "prepares clips otherwise" not in fresh["warnings"].iloc[0]
+    assert f"face.facemesh_features 0-000000000000 (now {features_version()})" in stale["warnings"].iloc[0]
     assert stale["predicted_label"].iloc[0] == fresh["predicted_label"].iloc[0] and stale["error"].iloc[0] == ""
 
 
@@ -319,8 +322,12 @@ def test_a_model_whose_inputs_this_release_makes_otherwise_gets_a_note():
     older = {**preprocess, "audio": {**preprocess["audio"], "decoding_revision": 1}}
     face = {key: value for key, value in preprocess["face"].items() if key != "facemesh_features"}
     (note,) = revision_notes({**older, "face": face}, FUSION_REVISION - 1)
-    assert f"decoding_revision 1 (now {DECODING_REVISION})" in note and f"facemesh_features unrecorded (now {features_version()})" in note
+    assert f"audio.decoding_revision 1 (now {DECODING_REVISION})" in note and f"face.facemesh_features unrecorded (now {features_version()})" in note
     assert f"fusion_revision {FUSION_REVISION - 1} (now {FUSION_REVISION})" in note and note.endswith("retrain it for predictions that match its evaluation")
+    # A revision every stage records names each stage
+    read_otherwise = {stage: {**settings, "reading_revision": settings["reading_revision"] - 1} for stage, settings in preprocess.items()}
+    (note,) = revision_notes(read_otherwise, FUSION_REVISION)
+    assert [f"{stage}.reading_revision" in note for stage in STAGE_NAMES] == [True] * 3 and note.count("reading_revision") == 3
     # The OpenFace backend's features are OpenFace's: no version of ours to compare.
     openface = {**preprocess, "face": {**face, "backend": "openface"}}
     assert revision_notes(openface, FUSION_REVISION) == []

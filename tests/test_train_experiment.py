@@ -189,34 +189,48 @@ def test_a_diverged_training_says_so_and_leaves_nothing_a_rerun_would_resume(tmp
     assert not (out / "progress").exists() and not (out / "resume").exists() and not (out / "model.keras").exists()
 
 
-def test_an_epoch_logged_twice_after_a_kill_is_one_epoch_in_the_history(tmp_path):
-    """The epoch log is written before Keras' backup: a job killed between them runs that epoch again."""
+def test_an_epoch_logged_twice_after_a_kill_is_one_epoch_in_the_history_and_the_best_weights_keep_their_loss(tmp_path):
+    """The epoch log is written before Keras' backup: a job killed between them runs that epoch again,
+    and its log keeps the rerun's row; the best weights the killed run saved for that epoch (0.9) are
+    still the ones to beat (read from the log, 1.0 would let a worse epoch replace them)."""
     from avemotion.train.fitting import best_so_far, epochs_done, read_epochs
 
     log = tmp_path / "epochs.csv"
     log.write_text("epoch,loss,val_loss\n0,2.0,1.5\n1,1.5,0.9\n1,1.4,1.1\n2,1.2,1.0\n")
     epochs = read_epochs(log)
     assert epochs["epoch"].tolist() == [0, 1, 2] and epochs["val_loss"].tolist() == [1.5, 1.1, 1.0]
-    assert epochs_done(log) == 3 and best_so_far(log) == 1.0
-    assert epochs_done(tmp_path / "none.csv") == 0 and best_so_far(tmp_path / "none.csv") is None
+    assert epochs_done(log) == 3 and epochs_done(tmp_path / "none.csv") == 0
+    best = tmp_path / "best.weights.h5"
+    assert best_so_far(best) is None
+    best.write_bytes(b"weights of the killed run's epoch 1")
+    (tmp_path / "best.json").write_text('{"epoch": 1, "val_loss": 0.9}')
+    assert best_so_far(best) == 0.9
 
 
-def test_the_training_stream_of_a_resumed_job_or_later_phase_draws_new_batches(tmp_path):
+def test_the_training_stream_of_a_resumed_job_or_later_phase_draws_new_batches(tmp_path, monkeypatch):
     """Each fit() reads its stream from the start: a resumed job (or the fine-tuning phase after the
     frozen one) repeated the first epoch's batches, crops and mixing."""
-    from avemotion.train.experiment import datasets_for
+    from avemotion.train import experiment
 
-    _, tfrecord, table = learnable_shards(tmp_path / "results")
+    tabular, tfrecord, table = learnable_shards(tmp_path / "results")
     settings = settings_for("late")
     split = {"train": list(table["clip_id"]), "validation": list(table["clip_id"])[:6]}
 
-    def first_batches(epoch):
-        train, _ = datasets_for(settings, tfrecord, split, epoch=epoch)
+    def first_batches(start):
+        train, _ = experiment.datasets_for(settings, tfrecord, split, start=start)
         return [inputs["frames"].numpy() for inputs, _ in train.take(2)]
 
-    start, again, later = first_batches(0), first_batches(0), first_batches(2)
+    start, again = first_batches((0, 0)), first_batches((0, 0))
     assert all(np.array_equal(a, b) for a, b in zip(start, again))  # a fresh run: the seed's own stream
-    assert not any(np.array_equal(a, b) for a, b in zip(start, later))
+    for later in ((0, 2), (1, 1), (1, 2)):
+        assert not any(np.array_equal(a, b) for a, b in zip(start, first_batches(later))), later
+    # fit asks for each phase's stream where the log ends: the fine-tuning phase after one frozen epoch
+    started = []
+    real = experiment.datasets_for
+    monkeypatch.setattr(experiment, "datasets_for", lambda *args: started.append(args[-1]) or real(*args))
+    settings["training"].update(epochs=2, frozen_backbone_epochs=1)
+    experiment.run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "fold_1")
+    assert started == [(0, 0), (1, 1)]
 
 
 def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path):
@@ -226,12 +240,13 @@ def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path)
     progress = training_progress(tmp_path, settings)
     pd.DataFrame({"epoch": [0, 1, 2], "val_loss": [0.9, 0.4, 0.6]}).to_csv(progress / "epochs.csv", index=False)
     (progress / "best.weights.h5").write_bytes(b"weights of epoch 1")
+    (progress / "best.json").write_text('{"epoch": 1, "val_loss": 0.4}')
     # A Keras backup exists (the job was killed): the epoch log and best weights stay, and the
     # checkpoint starts from the best loss so far instead of infinity.
     (tmp_path / "resume" / "phase_0").mkdir(parents=True)
     (tmp_path / "resume" / "phase_0" / "training_metadata.json").write_text("{}")
     assert training_progress(tmp_path, settings) == progress and (progress / "best.weights.h5").exists()
-    assert best_so_far(progress / "epochs.csv") == 0.4
+    assert best_so_far(progress / "best.weights.h5") == 0.4
     # Killed between two phases: no backup yet, but the first phase's weights are kept.
     shutil.rmtree(tmp_path / "resume" / "phase_0")
     (progress / "phase_0.weights.h5").write_bytes(b"end of the frozen-backbone phase")
@@ -258,7 +273,7 @@ def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path)
     # starts from nothing.
     (progress / "best.weights.h5").write_bytes(b"weights of an abandoned run")
     training_progress(tmp_path, changed)
-    assert [path.name for path in progress.iterdir()] == ["settings.json"] and best_so_far(progress / "epochs.csv") is None
+    assert [path.name for path in progress.iterdir()] == ["settings.json"] and best_so_far(progress / "best.weights.h5") is None
 
 
 def test_the_best_weights_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -275,6 +290,7 @@ def test_the_best_weights_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch
     saved = path.read_bytes()
     best.on_epoch_end(1, {"val_loss": 0.7})  # worse: kept
     assert path.read_bytes() == saved and best.best == 0.5
+    assert json.loads((tmp_path / "best.json").read_text()) == {"epoch": 0, "val_loss": 0.5}  # their own loss, for a resumed job
 
     def killed_while_writing(self, filepath, *args, **kwargs):
         Path(filepath).write_bytes(b"half a file")
@@ -284,7 +300,7 @@ def test_the_best_weights_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch
     monkeypatch.setattr(type(model), "save_weights", killed_while_writing)
     with pytest.raises(KeyboardInterrupt):
         best.on_epoch_end(2, {"val_loss": 0.1})
-    assert path.read_bytes() == saved and [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]
+    assert path.read_bytes() == saved and sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.weights.h5"]
 
 
 RESUME_SCRIPT = """
@@ -332,7 +348,7 @@ def test_killed_training_resumes_from_its_last_completed_epoch(tmp_path, frozen_
     # The rerun starts after the last completed epoch, not from epoch 1 (nor from the second phase's start).
     assert "Epoch 1/" not in second.stdout and "Epoch 2/4" not in second.stdout and "Epoch 4/4" in second.stdout
     history = pd.read_csv(out / "history.csv")
-    assert sorted(set(history["epoch"])) == [0, 1, 2, 3] and history["epoch"].is_unique
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
     assert (out / "model.keras").is_file() and not (out / "progress").exists() and not (out / "resume").exists()
     # The epochs logged before the kill survive into the history (the log is not a rule output that
     # Snakemake would delete before rerunning the job).

@@ -73,12 +73,11 @@ def revision_notes(preprocess: dict, fusion_revision=None) -> list[str]:
     training: the revisions its settings recorded per stage (reading, decoding, sampling, the
     built-in face features; absent in models trained before they were) and of the fuse stage's
     encoding, against this release's. The model still predicts, from inputs it did not learn."""
-    changed = [
-        f"{key} {preprocess[stage].get(key, 'unrecorded')} (now {value})"
-        for stage in STAGE_NAMES
-        for key, value in stage_revisions(stage, preprocess[stage]).items()
-        if preprocess[stage].get(key) != value
-    ]
+    changed = []
+    for stage in STAGE_NAMES:
+        for key, value in stage_revisions(stage, preprocess[stage]).items():
+            if preprocess[stage].get(key) != value:
+                changed.append(f"{stage}.{key} {preprocess[stage].get(key, 'unrecorded')} (now {value})")
     if fusion_revision != FUSION_REVISION:
         changed.append(f"fusion_revision {fusion_revision or 'unrecorded'} (now {FUSION_REVISION})")
     if not changed:

@@ -60,8 +60,11 @@ def file_digests(paths, cache_path) -> list[str | None]:
         cache.update(_read_cache(cache_path) | fresh)
         # Every chunk job of a corpus may write it at once (on a cluster they start together); the
         # last rename wins, and entries it lacks are added again by the next run
-        with atomic_path(cache_path, shared=True) as tmp:  # compact: rewritten once per chunk
-            tmp.write_text(json.dumps(cache, separators=(",", ":")))
+        try:
+            with atomic_path(cache_path, shared=True) as tmp:  # compact: rewritten once per chunk
+                tmp.write_text(json.dumps(cache, separators=(",", ":")))
+        except FileNotFoundError:
+            pass  # a shared file system whose clock runs far from ours took our file for a dead writer's: only a shortcut lost
     return digests
 
 

@@ -109,13 +109,13 @@ def whisper_branch(model_settings: dict) -> dict:
     return {"speech_encoder": speech_encoder(model_settings), "audio_max_seconds": audio["audio_max_seconds"]}
 
 
-def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, training_datasets=None, epoch: int = 0):
+def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, training_datasets=None, start=(0, 0)):
     """Training and validation batches; ``inputs``: the model's input names (only those are decoded).
     A mixture with dataset_weights mixes only ``training_datasets``, the corpora with training clips
     in this run (a held-out corpus, a partial copy whose speakers are all in the test fold): an
-    empty stream ends the mixture, and the run would train on nothing. ``epoch``: the epoch the
-    training stream starts at (a resumed job, a later phase): its batches are drawn anew from
-    there instead of repeating the first epoch's."""
+    empty stream ends the mixture, and the run would train on nothing. ``start``: (training phase,
+    epochs logged) where the training stream starts (a resumed job, a later phase): its batches
+    are drawn anew from there instead of repeating the first epoch's."""
     training = settings["training"]
     weights, train_paths = settings.get("dataset_weights"), tfrecord_paths
     if weights and training_datasets is not None:
@@ -132,7 +132,7 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, train
         batch_size=training["batch_size"],
     )
     stream = Training(
-        seed=stream_seed(training["seed"], epoch),
+        seed=stream_seed(training["seed"], *start),
         class_balanced=training["class_balanced"],
         dataset_weights=weights,
         augment=training.get("augment", True),
@@ -143,9 +143,12 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, train
     return train, validation
 
 
-def stream_seed(seed: int, epoch: int) -> int:
-    """The training stream's seed for a stream started at ``epoch`` (the run's own seed at 0)."""
-    return seed if epoch == 0 else int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+def stream_seed(seed: int, phase: int = 0, epochs_logged: int = 0) -> int:
+    """The training stream's seed for a stream started in ``phase`` after ``epochs_logged`` epochs
+    (the run's own seed at the start)."""
+    if (phase, epochs_logged) == (0, 0):
+        return seed
+    return int(np.random.SeedSequence([seed, phase, epochs_logged]).generate_state(1)[0] >> 1)
 
 
 def run_experiment_fold(
@@ -203,8 +206,8 @@ def run_experiment_fold(
         inputs = pipeline_inputs(model_input_names(model))
         training_datasets = set(clips.loc[clips["clip_id"].isin(split["train"]), "dataset"])
 
-        def batches(epoch: int = 0):
-            streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, epoch)
+        def batches(phase: int = 0, epochs_logged: int = 0):
+            streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, (phase, epochs_logged))
             return tuple(with_speech_features(stream, model) for stream in streams)
 
         steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))

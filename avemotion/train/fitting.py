@@ -50,14 +50,23 @@ def for_model(dataset, model):
     )
 
 
-def best_so_far(epochs_path: Path) -> float | None:
-    """The lowest validation loss a resumed job already saved weights for (None when there is none).
+def best_so_far(best_path: Path) -> float | None:
+    """The validation loss of the best weights a resumed job already saved (their record, written
+    beside them: the epoch log may hold a rerun epoch's row instead of the killed run's that chose
+    them), None when there are none.
 
     Without it the best-weights callback would start from infinity after a restart, and the first resumed
     epoch would overwrite the best weights even when it is worse.
     """
-    losses = read_epochs(epochs_path).get("val_loss")
-    return float(losses.min()) if losses is not None and losses.notna().any() else None
+    record = best_record(best_path)
+    if not record.exists() or not best_path.exists():
+        return None
+    return float(read_json(record)["val_loss"])
+
+
+def best_record(best_path: Path) -> Path:
+    """The record of the best weights' epoch and validation loss (best.json beside best.weights.h5)."""
+    return best_path.with_name(best_path.name.removesuffix(".weights.h5") + ".json")
 
 
 PROGRESS_SETTINGS = "settings.json"
@@ -115,6 +124,7 @@ class BestWeights(keras.callbacks.Callback):
             return
         with atomic_path(self.path, suffix=".weights.h5") as tmp:
             self.model.save_weights(tmp)
+        write_json({"epoch": epoch, "val_loss": float(loss)}, best_record(self.path))
         self.best = float(loss)
 
 
@@ -172,8 +182,8 @@ def phase_optimizer(model, training: dict, start: int, end: int, steps_per_epoch
 
 
 def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made_from: dict | None = None) -> None:
-    """Train ``model`` phase by phase (training_phases) on ``batches(epoch)``' (training, validation)
-    streams, resuming what a killed job left under ``outdir`` (``made_from``: see training_progress);
+    """Train ``model`` phase by phase (training_phases) on ``batches(phase, epochs logged)``'
+    (training, validation) streams, resuming what a killed job left under ``outdir`` (``made_from``: see training_progress);
     leaves the model at its best validation epoch and writes history.csv. A run without a finite
     validation loss (diverged) or without a training step raises, and leaves nothing to resume."""
     training = settings["training"]
@@ -182,7 +192,7 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
     epochs_path = progress / "epochs.csv"
     callbacks = [
         learning_rate_logger(),  # before CSVLogger, which writes what it adds
-        BestWeights(progress / "best.weights.h5", best_so_far(epochs_path)),
+        BestWeights(progress / "best.weights.h5", best_so_far(progress / "best.weights.h5")),
         keras.callbacks.CSVLogger(str(epochs_path), append=True),
     ]
     for index, (start, end, backbone_trainable) in enumerate(training_phases(training)):
@@ -207,9 +217,9 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
         # public way), and fit() prefers it to initial_epoch and never clears it: a phase resumed
         # inside would make the next phase start at its epoch.
         model._initial_epoch = None
-        # Each fit() reads its stream from the start: a stream started where the log ends draws new
-        # batches for a resumed job or a later phase instead of the first epoch's again.
-        train, validation = (for_model(stream, model) for stream in batches(epochs_done(epochs_path)))
+        # Each fit() reads its stream from the start: a stream started where the log ends, in this
+        # phase, draws new batches for a resumed job or a later phase instead of the first epoch's again.
+        train, validation = (for_model(stream, model) for stream in batches(index, epochs_done(epochs_path)))
         model.fit(
             train,
             initial_epoch=start,

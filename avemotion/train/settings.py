@@ -133,6 +133,12 @@ def _checked_folds(experiment: dict) -> list[int]:
     return folds
 
 
+def training_devices(training: dict) -> int:
+    """The devices a training job's batch is split across: its GPUs on TensorFlow (one device on
+    CPUs); on JAX a job trains on one device (avemotion.train.devices)."""
+    return 1 if training.get("backend") == "jax" else max(1, training.get("gpus", 1))
+
+
 def replica_batch_error(training: dict, replicas: int, experiment: str) -> ConfigError | None:
     """Each replica takes its own share of a batch, and the valence/arousal loss (1 - CCC) is taken
     per replica's batch: on one clip it is constant, with no gradient at all, so a batch of one clip
@@ -142,8 +148,8 @@ def replica_batch_error(training: dict, replicas: int, experiment: str) -> Confi
         return None
     return ConfigError(
         f"config: experiments.{experiment}.training.batch_size: {batch_size} gives {batch_size // replicas} clip(s) per batch "
-        f"on each of {replicas} device(s), and the valence/arousal loss (CCC) has no gradient on one clip; allowed values: "
-        f"at least {2 * replicas} (training.accumulation_steps saves memory instead), or training.va_loss_weight: 0"
+        f"on each of {replicas} device(s), and the valence/arousal loss (CCC, taken per device's batch, also with "
+        f"accumulation_steps) has no gradient on one clip; allowed values: at least {2 * replicas}, or training.va_loss_weight: 0"
     )
 
 
@@ -159,7 +165,7 @@ def experiment_settings(config: dict, name: str) -> dict:
         raise ConfigError(f"config: experiments.{name}.labels: {labels} leaves fewer than two classes to learn")
     model = audio_model_settings({**config["model"], **(experiment.get("model") or {})})  # audio_* only for Whisper
     training = {**config["training"], **(experiment.get("training") or {})}
-    error = replica_batch_error(training, training["gpus"], name)
+    error = replica_batch_error(training, training_devices(training), name)
     if error:
         raise error
     return {
