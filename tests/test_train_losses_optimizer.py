@@ -264,6 +264,8 @@ def test_accumulated_batches_make_one_update_at_the_lr_of_the_larger_batch():
     schedule, reference = optimizer._learning_rate, phase_optimizer(model, large, 0, 3, steps_per_epoch=4)._learning_rate
     assert optimizer.gradient_accumulation_steps == 2
     assert float(schedule(4)) == pytest.approx(float(reference(4))) == pytest.approx(0.05 * 12 / 256)  # the peak, after 1 epoch of 4 batches
+    # ...and the cosine ends at VideoMAE's min_lr 1e-6 scaled the same way (not 1e-6 at any batch)
+    assert float(schedule(12)) == pytest.approx(float(reference(12))) == pytest.approx(1e-6 * 12 / 256)
     variables = model.trainable_variables
     start = [np.array(v) for v in variables]
     rng = np.random.default_rng(0)

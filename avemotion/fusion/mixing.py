@@ -95,7 +95,9 @@ def draw(seed, mixing: Mixing, batch_size: int, image_size: int) -> dict:
     mixup_lam = _beta(seeds[2], mixing.mixup) if mixing.mixup > 0 else tf.constant(1.0)
     cutmix_lam = _beta(seeds[3], mixing.cutmix) if mixing.cutmix > 0 else tf.constant(1.0)
     lam = tf.where(uniform[1] < mixing.prob, tf.where(cutmix, cutmix_lam, mixup_lam), 1.0)
-    permutation = tf.argsort(tf.random.stateless_uniform([batch_size], seeds[4]))
+    # timm's partner: the batch reversed (the batch is shuffled already), so in an even batch no clip
+    # is its own partner (a random permutation left one clip in eight unmixed at batch 8)
+    permutation = tf.reverse(tf.range(batch_size), [0])
 
     # timm's rand_bbox: sides int(S * sqrt(1 - lam)), centre uniform over the frame, clipped.
     size = tf.constant(image_size, tf.int32)

@@ -162,16 +162,22 @@ def accumulation_steps(training: dict) -> int:
     return training.get("accumulation_steps", QUIET_TRAINING["accumulation_steps"])
 
 
+# The lr the cosine ends at for a batch of 256 (VideoMAE's --min_lr), scaled by the batch as the lr is
+MIN_LR = 1e-6
+
+
 def phase_optimizer(model, training: dict, start: int, end: int, steps_per_epoch: int):
-    """A phase's fresh AdamW (phase_schedule). Its lr is scaled by the batch an update sees, as
-    VideoMAE scales it by batch x update frequency / 256: with ``accumulation_steps`` N, Keras
-    averages N batches' gradients into one update (so the lr of batch x N), and the schedule
-    still counts batches."""
+    """A phase's fresh AdamW (phase_schedule). Its lr and the lr its cosine ends at (MIN_LR) are
+    scaled by the batch an update sees, as VideoMAE scales them by batch x update frequency / 256:
+    with ``accumulation_steps`` N, Keras averages N batches' gradients into one update (so the lr of
+    batch x N), and the schedule still counts batches."""
     warmup_steps, total_steps = phase_schedule(training, start, end, steps_per_epoch)
     accumulated = accumulation_steps(training)
+    batch_scale = training["batch_size"] * accumulated / 256
     return build_adamw(
         model,
-        base_lr=training["learning_rate"] * training["batch_size"] * accumulated / 256,
+        base_lr=training["learning_rate"] * batch_scale,
+        min_lr=MIN_LR * batch_scale,
         warmup_steps=warmup_steps,
         total_steps=total_steps,
         weight_decay=training["weight_decay"],
