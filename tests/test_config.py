@@ -473,6 +473,14 @@ def test_test_views_reach_the_model_settings_and_one_view_retrains_nothing(confi
     assert any("training.test_views: 5 is greater than the maximum of 4" in error for error in config_errors(config))
 
 
+def test_whispers_window_below_one_feature_frame_is_a_config_error(config):
+    """0.004 s passed the check and then failed every training job (Whisper's frames are 10 ms)."""
+    config["model"]["audio_max_seconds"] = 0.004
+    assert any("model.audio_max_seconds: 0.004 is less than the minimum of 0.01" in error for error in config_errors(config))
+    config["model"]["audio_max_seconds"] = 0.01
+    assert config_errors(config) == []
+
+
 @pytest.mark.parametrize(
     "change, key, value",
     [

@@ -283,9 +283,9 @@ def test_mixup_mixes_the_waveform_with_the_labels_and_mels_weight(tmp_path):
         np.testing.assert_allclose(got_targets["valence"], lam * targets["valence"] + (1 - lam) * targets["valence"][partner], atol=1e-6)
         own, got = samples(inputs["audio"]), samples(got_inputs["audio"])
         for clip, other in enumerate(partner):
-            length = max(own[clip].size, own[other].size)  # the longer clip's length, the shorter zero-padded
+            length = own[clip].size  # the clip's own length: the partner cut there or zero-padded
             assert got[clip].size == length
-            a, b = (np.pad(x, (0, length - x.size)) for x in (own[clip], own[other]))
+            a, b = own[clip], np.pad(own[other][:length], (0, max(length - own[other].size, 0)))
             weight = float(lam)  # in float64, as the mixing computes (the float32 1 - lam rounds another way)
             expected = np.clip(np.rint(weight * a + (1 - weight) * b), -32768, 32767)
             np.testing.assert_array_equal(got[clip], expected)
@@ -300,10 +300,32 @@ def test_mixup_of_loud_waveforms_clips_instead_of_wrapping():
     mixed = M.mix_waveforms(loud, loud, 0.3, False, [0, 0])
     assert mixed.dtype == np.dtype("<i2") and mixed.tolist() == [32767] * 10
     mixed = M.mix_waveforms(quiet, loud, 0.5, False, [0, 0])
-    assert mixed.tolist() == [0] * 6 + [16384] * 4  # -32768 / 2 + 32767 / 2 rounds to 0; the padding to 32767 / 2
+    assert mixed.tolist() == [0] * 6  # -32768 / 2 + 32767 / 2 rounds to 0, over the clip's own length
+    assert M.mix_waveforms(loud, quiet, 0.5, False, [0, 0]).tolist() == [0] * 6 + [16384] * 4  # a shorter partner: silence
     # Unmixed (lambda 1) and clips without stored audio keep what they have.
     assert M.mix_waveforms(quiet, loud, 1.0, False, [0, 0]) is quiet
     assert M.mix_waveforms(np.zeros(0, "<i2"), loud, 0.5, False, [0, 0]).size == 0
+
+
+def test_waveform_mixing_follows_lambda_in_what_the_speech_branch_hears():
+    """Mixup of a 1.5 s clip with a 5 s partner at lambda 0.9 made a 5 s clip, 70 % of whose frames
+    were the partner alone; CutMix of 20 s clips cut a span of all 20 s while the branch hears the
+    first 10 (the target said 30 % partner, the features were the clip's own)."""
+    rate = 16000
+    own, partner = np.full(int(1.5 * rate), 1000, "<i2"), np.full(5 * rate, -1000, "<i2")
+    mixed = M.mix_waveforms(own, partner, 0.9, False, [0, 0])
+    assert mixed.size == own.size and np.all(mixed == 800)  # 0.9 x 1000 + 0.1 x -1000 throughout
+    long_own, long_partner = np.full(20 * rate, 1000, "<i2"), np.full(20 * rate, -1000, "<i2")
+    cut = M.mix_waveforms(long_own, long_partner, 0.7, True, [0.6, 0.9], window=10 * rate)
+    heard = cut[: 10 * rate]
+    assert (heard == -1000).mean() == pytest.approx(0.3, abs=1e-4) and np.all(cut[10 * rate :] == 1000)
+    assert np.flatnonzero(heard == -1000)[[0, -1]].tolist() == [6 * rate, 9 * rate - 1]
+    # The training stream's mixing knows the window of a Whisper branch (none for the CNN's Mel)
+    from avemotion.train.experiment import mixing_of
+
+    training = {"label_smoothing": 0.1, "cutmix": 1.0}
+    assert mixing_of(training, {"audio_encoder": "whisper", "audio_max_seconds": 10.0}).audio_window == 10 * rate
+    assert mixing_of(training, {"audio_encoder": "cnn"}).audio_window == 0
 
 
 def test_cutmix_replaces_the_mels_share_of_each_waveform_with_the_partners_same_moment(tmp_path):

@@ -19,13 +19,14 @@ batch (a slice, not a per-clip gather).
 - The speech encoder's waveform (``audio``: each clip's 16 kHz int16 PCM bytes, of its own length;
   the model layer makes the Whisper features of it after mixing, avemotion.model.speech_input) is
   mixed in float and rounded back to int16 (clipped, never wrapped). Mixup: lambda * own + (1 -
-  lambda) * partner's, the shorter zero-padded, so the mixed clip is as long as the longer of the two
-  (its valid length, which the Whisper pooling reads). CutMix: the same share of the clip's time as
-  the Mel's span (the Mel's whole steps, or the drawn span without a Mel), in samples of the clip's own
-  length, is the partner's, read from the same relative moment of the partner's clip (moved back to
-  fit where the partner is shorter; silence only where the partner is shorter than the span); the clip
-  keeps its length. The PCM is the whole clip (up to 30 s) also where dense frame sampling shows a
-  window of it, so there the span is a share of the whole clip's audio. A clip without stored audio
+  lambda) * partner's over the clip's own length (the partner cut there, or zero-padded where it is
+  shorter), so the pooled frames hold the partner in the share lambda says. CutMix: the same share of
+  the time the branch hears (the clip, or its first audio_max_seconds: ``Mixing.audio_window``) as the
+  Mel's span (the Mel's whole steps, or the drawn span without a Mel) is the partner's, read from the
+  same relative moment of what the branch hears of the partner (moved back to fit where the partner is
+  shorter; silence only where the partner is shorter than the span); the clip keeps its length. The
+  PCM is the whole clip (up to 30 s) also where dense frame sampling shows a window of it, so there
+  the span is a share of the clip's audio the branch hears. A clip without stored audio
   stays without (the speech input then says how to fuse its shards again); an unmixed batch (lambda
   1) keeps its audio as it is.
 - When both are on, CutMix is chosen with probability ``switch_prob``; a batch is mixed at all with
@@ -58,13 +59,15 @@ _MIX_SALT = 0x5EED_B1  # the mixing's own random stream (augmentation and balanc
 class Mixing:
     """``mixup``, ``cutmix``: the Beta distributions' alpha (0: off); ``switch_prob``: CutMix's
     share when both are on; ``prob``: probability that a batch is mixed; ``label_smoothing``: applied
-    to the one-hot targets before mixing (the loss then smooths nothing)."""
+    to the one-hot targets before mixing (the loss then smooths nothing); ``audio_window``: the
+    samples of a waveform the speech branch reads (its audio_max_seconds), where CutMix cuts."""
 
     mixup: float = 0.0
     cutmix: float = 0.0
     switch_prob: float = 0.5
     prob: float = 1.0
     label_smoothing: float = 0.1
+    audio_window: int = 0  # samples of a clip's waveform the speech branch reads (0: all of it)
 
     @property
     def active(self) -> bool:
@@ -156,47 +159,54 @@ def pcm_span(span, length: int) -> tuple[int, int]:
     return start, max(start, min(int(np.floor(float(span[1]) * length + 0.5)), length))
 
 
-def mix_waveforms(own: np.ndarray, partner: np.ndarray, lam: float, cutmix: bool, span) -> np.ndarray:
+def mix_waveforms(own: np.ndarray, partner: np.ndarray, lam: float, cutmix: bool, span, window: int = 0) -> np.ndarray:
     """One clip's int16 samples mixed with its partner's (module docstring): Mixup in float over the
-    longer of the two (the shorter zero-padded), rounded and clipped to int16; CutMix the ``span``
-    (fractions of the clip's time) of ``own`` replaced by the partner's samples from the same relative
-    moment. ``own`` as it is when it is empty or lambda is 1."""
+    clip's own length (the partner cut or zero-padded to it), rounded and clipped to int16; CutMix the
+    ``span`` (fractions of the time the speech branch hears: the first ``window`` samples, 0: all) of
+    ``own`` replaced by the partner's samples from the same relative moment of what it hears. ``own``
+    as it is when it is empty or lambda is 1."""
     if not own.size or lam >= 1.0:
         return own
+    heard, partner_heard = (min(clip.size, window) if window else clip.size for clip in (own, partner))
     if cutmix:
-        start, end = pcm_span(span, own.size)
+        start, end = pcm_span(span, heard)
         width = end - start
-        source = min(pcm_span(span, partner.size)[0], max(partner.size - width, 0))
+        source = min(pcm_span(span, partner_heard)[0], max(partner_heard - width, 0))
         piece = partner[source : source + width]
         mixed = own.copy()
         mixed[start:end] = np.pad(piece, (0, width - piece.size))
         return mixed
-    length = max(own.size, partner.size)
-    total = lam * np.pad(own.astype(np.float64), (0, length - own.size))
-    total += (1.0 - lam) * np.pad(partner.astype(np.float64), (0, length - partner.size))
+    # Over the clip's own length: a longer partner past its end would be heard alone (its pooled
+    # frames the partner's only, whatever lambda says), a shorter one ends in silence
+    fitted = np.pad(partner[: own.size].astype(np.float64), (0, max(own.size - partner.size, 0)))
+    total = lam * own.astype(np.float64) + (1.0 - lam) * fitted
     return np.clip(np.rint(total), *PCM_RANGE).astype("<i2")
 
 
-def mix_pcm(pcm, permutation, lam, cutmix, span) -> np.ndarray:
+def mix_pcm(pcm, permutation, lam, cutmix, span, window) -> np.ndarray:
     """A batch of PCM byte strings (B,) mixed with their partners' (mix_waveforms), as bytes (B,)."""
     clips = [np.frombuffer(clip, "<i2") for clip in pcm]
-    mixed = [mix_waveforms(clips[i], clips[j], float(lam), bool(cutmix), span).astype("<i2").tobytes() for i, j in enumerate(permutation)]
+    mixed = [
+        mix_waveforms(clips[i], clips[j], float(lam), bool(cutmix), span, int(window)).astype("<i2").tobytes()
+        for i, j in enumerate(permutation)
+    ]
     return np.array(mixed, dtype=object)
 
 
-def _mix_audio(value, draw_: dict, inputs: dict) -> tf.Tensor:
+def _mix_audio(value, draw_: dict, inputs: dict, window: int) -> tf.Tensor:
     """The waveform input mixed (mix_pcm): CutMix's span is the Mel's whole steps when a Mel is mixed too."""
     span = _mel_span(draw_, inputs["mel"].shape[2]) if "mel" in inputs else draw_["span"]
-    mixed = tf.numpy_function(mix_pcm, [value, draw_["permutation"], draw_["lam"], draw_["cutmix"], span], tf.string, stateful=False)
+    arguments = [value, draw_["permutation"], draw_["lam"], draw_["cutmix"], span, window]
+    mixed = tf.numpy_function(mix_pcm, arguments, tf.string, stateful=False)
     return tf.ensure_shape(mixed, value.shape)
 
 
-def mix_inputs(inputs: dict, draw_: dict, image_size: int) -> dict:
+def mix_inputs(inputs: dict, draw_: dict, image_size: int, audio_window: int = 0) -> dict:
     """The batch's inputs mixed with their partners' (module docstring)."""
     lam, mixed = draw_["lam"], {}
     for name, value in inputs.items():
         if name == AUDIO and value.dtype == tf.string:
-            mixed[name] = _mix_audio(value, draw_, inputs)
+            mixed[name] = _mix_audio(value, draw_, inputs, audio_window)
             continue
         if not value.dtype.is_floating:
             raise ValueError(
@@ -233,7 +243,7 @@ def mix_batches(dataset: tf.data.Dataset, mixing: Mixing, seed: int, num_classes
         inputs, targets, *rest = element
         batch_size = targets["emotion"].shape[0]
         draw_ = draw(batch_seed(seed, index), mixing, batch_size, image_size)
-        mixed = (mix_inputs(inputs, draw_, image_size), mix_targets(targets, draw_, num_classes, mixing.label_smoothing))
+        mixed = (mix_inputs(inputs, draw_, image_size, mixing.audio_window), mix_targets(targets, draw_, num_classes, mixing.label_smoothing))
         return mixed + tuple(rest)
 
     return dataset.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)

@@ -21,6 +21,7 @@ import pandas as pd
 from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
 from avemotion.fusion.records import shards_by_dataset
+from avemotion.fusion.schema import SPEECH_SAMPLE_RATE
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
@@ -88,16 +89,20 @@ def build_model(settings: dict, face_stats=None):
     return model
 
 
-def mixing_of(training: dict) -> Mixing:
+def mixing_of(training: dict, model_settings: dict | None = None) -> Mixing:
     """The training batches' Mixup/CutMix (absent keys: their defaults, QUIET_TRAINING); the loss's
-    label smoothing is applied by the mixing instead (the loss takes the soft targets as they are)."""
+    label smoothing is applied by the mixing instead (the loss takes the soft targets as they are).
+    With the Whisper branch, CutMix cuts the waveform within the seconds the branch hears."""
     value = {key: training.get(key, default) for key, default in QUIET_TRAINING.items()}
+    audio = audio_settings(model_settings or {})
+    heard = 0 if audio["audio_encoder"] == "cnn" else int(round(audio["audio_max_seconds"] * SPEECH_SAMPLE_RATE))
     return Mixing(
         mixup=value["mixup"],
         cutmix=value["cutmix"],
         switch_prob=value["mixup_switch_prob"],
         prob=value["mixup_prob"],
         label_smoothing=training["label_smoothing"],
+        audio_window=heard,
     )
 
 
@@ -136,7 +141,7 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, train
         class_balanced=training["class_balanced"],
         dataset_weights=weights,
         augment=training.get("augment", True),
-        mixing=mixing_of(training),
+        mixing=mixing_of(training, settings["model"]),
     )
     train = make_dataset(train_paths, training=stream, clip_ids=split["train"], **common)
     validation = make_dataset(tfrecord_paths, clip_ids=split["validation"], **common)
