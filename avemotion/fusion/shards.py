@@ -175,16 +175,14 @@ def clip_slots(clip: dict):
 def clip_windows(clip: dict) -> int:
     """The temporal windows V the frames stage sampled of a clip (its ``windows``; 1 when absent)."""
     windows = clip.get("windows")
-    return 1 if windows is None or pd.isna(windows) else int(windows)
+    return int(windows) if _known(windows) else 1
 
 
 def sampled_window(clip: dict) -> tuple[int, int] | None:
     """The source frames (start, end) a densely sampled clip's frames span; None for segment
     sampling (the whole clip), whose frames chunk tables have no window columns."""
     start, end = clip.get("window_start"), clip.get("window_end")
-    if start is None or end is None or pd.isna(start) or pd.isna(end):
-        return None
-    return int(start), int(end)
+    return (int(start), int(end)) if _known(start) and _known(end) else None
 
 
 def sampled_windows(clip: dict, windows: int) -> list[tuple[int, int] | None]:
