@@ -1,12 +1,17 @@
 """Training augmentation of one clip, drawn from a stateless seed.
 
-Video: one random resized crop (a fraction of the frame area in CROP_SCALE, aspect ratio width /
-height in CROP_RATIO, log-uniform) and one horizontal flip decision for all T frames of a clip,
-resized back to S; brightness (added, in [0, 1] units) and contrast (a factor around the mean level
-of the crop) drawn once per clip. The face features are mirrored with the frames. Audio: SpecAugment
-on the Mel and the MFCC (the same time masks on both, frequency masks drawn for each).
+Video: one random resized crop (a fraction of the frame area in ``Augmentation.crop_scale``,
+aspect ratio width / height in CROP_RATIO, log-uniform) and one horizontal flip decision for all T
+frames of a clip, resized back to S; brightness (added, in [0, 1] units) and contrast (a factor
+around the mean level of the crop) drawn once per clip; with ``Augmentation.erasing``, random
+erasing as VideoMAE's fine-tuning (timm's RandomErasing, mode pixel, one box, the same box on every
+frame: its ``cube``): a box of 2-33 % of the rendered frame, aspect ratio 0.3-3.3, filled with
+per-pixel noise that the backbone's standardisation turns into N(0, 1). The face features are
+mirrored with the frames. Audio: SpecAugment on the Mel and the MFCC (the same time masks on both,
+frequency masks drawn for each).
 
-The video augmentation is drawn here but applied per batch (avemotion.fusion.render.sample_frames).
+The video augmentation is drawn here but applied per batch (avemotion.fusion.render.sample_frames,
+erase_boxes).
 
 Reproducible from the user's seed: each training clip gets the stateless seed (seed, position in
 the stream) (clip_seed), and every random draw (crop, flip, jitter, masks) is a stateless op, so
@@ -16,11 +21,13 @@ parallel map calls give the same result as a serial run, and the same seed gives
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import tensorflow as tf
 
 from avemotion.face.columns import GAZE, POSE
 from avemotion.fusion.schema import FACE_COLUMNS
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD
 
 CROP_SCALE = (0.6, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -32,6 +39,10 @@ FREQUENCY_MASKS = 2
 FREQUENCY_MASK_FRACTION = 0.15  # of the bands: the widest a mask can be
 TIME_MASKS = 2
 TIME_MASK_FRACTION = 0.10  # of the time steps
+# timm's RandomErasing defaults, which VideoMAE, MAE-DFER and HiCMAE fine-tune with (--reprob 0.25).
+ERASE_AREA = (0.02, 1 / 3)
+ERASE_RATIO = (0.3, 1 / 0.3)
+ERASE_TRIES = 10
 
 # A horizontal flip mirrors the face: head yaw and roll, x translation and gaze x change sign, and
 # the two eyes swap. AUs are bilateral and unchanged.
@@ -44,6 +55,25 @@ MIRROR_SIGN = [-1.0 if FACE_COLUMNS[source] in _MIRROR_NEGATE else 1.0 for sourc
 
 # Salt of the augmentation's random stream, derived from the user's seed (class balancing has its own).
 _AUGMENT_SALT = 0x5EED_A0
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How a training clip is augmented beyond the fixed draws above (config training.crop_scale,
+    training.random_erasing). ``pixel_mean``/``pixel_std``: the backbone's input standardisation,
+    which makes erased pixels N(0, 1) as timm's are after its normalisation."""
+
+    crop_scale: tuple[float, float] = CROP_SCALE
+    erasing: float = 0.0
+    pixel_mean: tuple[float, ...] = IMAGENET_MEAN
+    pixel_std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self):
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must be two area fractions 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        if not 0 <= self.erasing <= 1:
+            raise ValueError(f"erasing must be a probability in [0, 1], got {self.erasing}")
 
 
 def clip_seed(seed: int, position) -> tf.Tensor:
@@ -59,13 +89,13 @@ def _uniform(seed, low=0.0, high=1.0, shape=()):
     return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
 
 
-def video_params(seed, height, width) -> dict:
+def video_params(seed, height, width, crop_scale=CROP_SCALE) -> dict:
     """One clip's crop window [top, left, height, width] (whole pixels, float32), flip and jitter."""
     seeds = _split(seed, 6)
     height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     # As torchvision's RandomResizedCrop: up to CROP_TRIES draws, the first that fits the frame is
     # kept (a third of the draws do not fit a square frame: the widest or tallest of the largest).
-    area = _uniform(seeds[0], *CROP_SCALE, shape=[CROP_TRIES]) * height * width
+    area = _uniform(seeds[0], *crop_scale, shape=[CROP_TRIES]) * height * width
     aspect = tf.exp(_uniform(seeds[1], math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), shape=[CROP_TRIES]))
     crop_w, crop_h = tf.round(tf.sqrt(area * aspect)), tf.round(tf.sqrt(area / aspect))
     first = tf.argmax(tf.cast((crop_w <= width) & (crop_h <= height), tf.int32))  # 0 when none fits: clipped
@@ -80,6 +110,29 @@ def video_params(seed, height, width) -> dict:
         "brightness": _uniform(seeds[4], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA),
         "contrast": _uniform(seeds[5], *CONTRAST_RANGE),
     }
+
+
+def erase_box(seed, probability: float, size: int) -> tf.Tensor:
+    """The box [top, left, height, width] (whole pixels, float32) that random erasing fills in a
+    clip's rendered S x S frames; all zeros where the clip is not erased.
+
+    As timm's RandomErasing with one box: erased with ``probability``; up to ERASE_TRIES draws of an
+    area in ERASE_AREA of the frame and a log-uniform aspect ratio in ERASE_RATIO, the first strictly
+    inside the frame kept (none: not erased); its corner uniform over the places it fits.
+    """
+    seeds = _split(seed, 4)
+    side = float(size)
+    area = _uniform(seeds[0], *ERASE_AREA, shape=[ERASE_TRIES]) * side * side
+    aspect = tf.exp(_uniform(seeds[1], math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]), shape=[ERASE_TRIES]))
+    box_h, box_w = tf.round(tf.sqrt(area * aspect)), tf.round(tf.sqrt(area / aspect))
+    fits = (box_h < side) & (box_w < side)
+    first = tf.argmax(tf.cast(fits, tf.int32))
+    box_h, box_w = box_h[first], box_w[first]
+    offsets = _uniform(seeds[2], shape=[2])
+    top = tf.minimum(tf.floor(offsets[0] * (side - box_h + 1.0)), side - box_h)
+    left = tf.minimum(tf.floor(offsets[1] * (side - box_w + 1.0)), side - box_w)
+    erased = fits[first] & (_uniform(seeds[3]) < probability)
+    return tf.where(erased, tf.stack([top, left, box_h, box_w]), tf.zeros([4]))
 
 
 def _jitter(images, params: dict, unit: float):
@@ -124,19 +177,23 @@ def spec_augment(mel, mfcc, seed) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.where(mel_hidden, tf.reduce_min(mel), mel), tf.where(mfcc_hidden, tf.zeros_like(mfcc), mfcc)
 
 
-def augment_clip(example: dict, frames, seed) -> dict:
+def augment_clip(example: dict, frames, seed, augmentation: Augmentation = Augmentation()) -> dict:
     """A training view of one clip from its stateless seed (shape [2]): ``example`` a raw example
     (avemotion.fusion.records.parse_record), ``frames`` its decoded uint8 frames (T, S, S, 3).
 
     Returns the example with its face features mirrored when the video is flipped, SpecAugment on
     ``mel`` and ``mfcc``, and the video augmentation as sample_frames' parameters ``_window``,
-    ``_flip``, ``_scale`` and ``_offset`` (the frames themselves are rendered per batch).
+    ``_flip``, ``_scale`` and ``_offset`` (the frames themselves are rendered per batch); with
+    erasing, also erase_boxes' ``_erase`` box and ``_erase_seed``, the seed of its noise.
     """
     example = dict(example)
-    video_seed, audio_seed = _split(seed, 2)
-    params = video_params(video_seed, frames.shape[1], frames.shape[2])
+    # The first two seeds as before erasing existed: the same seed draws the same crops and masks.
+    video_seed, audio_seed, erase_seed, noise_seed = _split(seed, 4)
+    params = video_params(video_seed, frames.shape[1], frames.shape[2], augmentation.crop_scale)
     scale, offset = _jitter(frames, params, 255.0)
     example["face_sequence"] = mirror_face(example["face_sequence"], params["flip"])
     example["mel"], example["mfcc"] = spec_augment(example["mel"], example["mfcc"], audio_seed)
     example.update(_window=params["window"], _flip=params["flip"], _scale=scale, _offset=offset)
+    if augmentation.erasing > 0:
+        example.update(_erase=erase_box(erase_seed, augmentation.erasing, frames.shape[1]), _erase_seed=noise_seed)
     return example

@@ -20,8 +20,8 @@ filtered (split membership, label in the experiment's set) before any JPEG is de
 dataset when asked (avemotion.fusion.balance), and shuffled (still as JPEG bytes: 256 clips of 16
 frames of 224 px hold about 100 MB). Each clip is then decoded to uint8 frames and its augmentation
 drawn (avemotion.fusion.augment), and clips are batched as uint8 (a quarter of the bytes of
-float32). Per batch, one XLA-compiled function crops, flips, resizes and jitters all frames
-(avemotion.fusion.render). Evaluation streams are read once, in file order, without augmentation.
+float32). Per batch, one XLA-compiled function crops, flips, resizes and jitters all frames, and
+another erases the boxes random erasing drew (avemotion.fusion.render). Evaluation streams are read once, in file order, without augmentation.
 
 Host memory: a batch of 8 clips at 16 x 224 px holds 77 MB of frames.
 glibc's malloc serves blocks that large from fresh mmaps (and worker threads' arenas, capped at
@@ -39,7 +39,7 @@ from typing import Mapping, Sequence
 
 import tensorflow as tf
 
-from avemotion.fusion.augment import augment_clip, clip_seed
+from avemotion.fusion.augment import Augmentation, augment_clip, clip_seed
 from avemotion.fusion.balance import class_balanced, mixed, mixing_weights
 from avemotion.fusion.mixing import AUDIO, Mixing, mix_batches
 from avemotion.fusion.records import (
@@ -53,7 +53,7 @@ from avemotion.fusion.records import (
     shard_windows,
     shards_by_dataset,
 )
-from avemotion.fusion.render import compiled, identity, sample_frames
+from avemotion.fusion.render import compiled, erase_boxes, identity, sample_frames
 from avemotion.fusion.views import View, apply_view
 
 # scale_mel maps the clip's loudest value to 1 and everything TOP_DB or more below it to 0: the same
@@ -66,6 +66,7 @@ INPUTS = ("frames", "mel", "face_sequence", "face_present")
 # features (avemotion.model.speech_input).
 META = ("clip_id", "dataset", "speaker", "label", "fold")
 RENDER = ("frames", "_window", "_flip", "_scale", "_offset")  # sample_frames' arguments, per batch
+ERASE = ("_erase", "_erase_seed")  # erase_boxes' arguments, per batch (training with erasing)
 _WINDOW_SALT = 0x5EED_C0  # the training stream's choice of temporal window (augmentation, balancing and mixing have theirs)
 
 
@@ -81,8 +82,8 @@ class Training:
     Every dataset with clips needs a weight. With class_balanced too, classes are uniform within
     each dataset.
     ``shuffle_buffer``: how many clips (as JPEG bytes) the shuffle mixes.
-    ``augment``: draw each clip's augmentation (avemotion.fusion.augment); False trains on the clips
-    as they are.
+    ``augment``: draw each clip's augmentation (avemotion.fusion.augment), as ``augmentation``
+    says; False trains on the clips as they are.
     ``mixing``: Mixup/CutMix of the rendered batches (avemotion.fusion.mixing); the emotion target
     is then a soft distribution (batch, K) float32 instead of int32 labels.
     """
@@ -92,7 +93,12 @@ class Training:
     dataset_weights: Mapping[str, float] | None = None
     shuffle_buffer: int = 256
     augment: bool = True
+    augmentation: Augmentation = Augmentation()
     mixing: Mixing | None = None
+
+    @property
+    def erasing(self) -> bool:
+        return self.augment and self.augmentation.erasing > 0
 
 
 def scale_mel(mel_db) -> tf.Tensor:
@@ -110,13 +116,15 @@ def scale_mel(mel_db) -> tf.Tensor:
     return tf.where(loudest > quietest, scaled, tf.zeros_like(scaled))
 
 
-def prepare(raw: dict, num_frames: int, image_size: int, seed=None, view: View | None = None) -> dict:
+def prepare(
+    raw: dict, num_frames: int, image_size: int, seed=None, view: View | None = None, augmentation: Augmentation = Augmentation()
+) -> dict:
     """One raw example ready for batching: uint8 ``frames``, the Mel scaled (scale_mel), and the
     parameters with which sample_frames renders the frames (RENDER): from ``seed`` (training) the
-    clip's augmentation (augment_clip), without it ``view`` (avemotion.fusion.views) or the identity."""
+    clip's ``augmentation`` (augment_clip), without it ``view`` (avemotion.fusion.views) or the identity."""
     frames = decode_frames(raw["frames"], num_frames, image_size)
     if seed is not None:
-        example = augment_clip(raw, frames, seed)
+        example = augment_clip(raw, frames, seed, augmentation)
     else:
         example = apply_view(raw, view, image_size) if view is not None else {**raw, **identity(image_size)}
     example["frames"] = frames
@@ -236,14 +244,17 @@ def make_dataset(
 
         def prepare_training(position, example):
             seed = clip_seed(training.seed, position) if training.augment else None
-            return prepare(example, num_frames, image_size, seed)
+            return prepare(example, num_frames, image_size, seed, augmentation=training.augmentation)
 
         clips = raw.enumerate().map(prepare_training, num_parallel_calls=AUTOTUNE)
     wanted = ("emotion", "valence", "arousal", "frames", "mel", "face_sequence", "face_present", "_window", "_flip")
     wanted += ("_scale", "_offset") + (META if with_ids else ()) + ((AUDIO,) if AUDIO in inputs else ())
+    erasing = training is not None and training.erasing
+    wanted += ERASE if erasing else ()
     clips = clips.map(lambda example: {name: example[name] for name in wanted})
     batches = clips.batch(batch_size, drop_remainder=training is not None, num_parallel_calls=AUTOTUNE)
     render = compiled(sample_frames, shared=False)
+    erase = compiled(erase_boxes, shared=False)
 
     def to_model(batch):
         model_inputs = {"mel": batch["mel"][..., None], "face_sequence": batch["face_sequence"], "face_present": batch["face_present"]}
@@ -251,6 +262,9 @@ def make_dataset(
             model_inputs[AUDIO] = batch[AUDIO]
         if "frames" in inputs:
             model_inputs["frames"] = render(*[batch[name] for name in RENDER], image_size)
+            if erasing:
+                pixels = training.augmentation
+                model_inputs["frames"] = erase(model_inputs["frames"], *[batch[name] for name in ERASE], pixels.pixel_mean, pixels.pixel_std)
         model_inputs = {name: model_inputs[name] for name in inputs}
         targets = {name: batch[name] for name in ("emotion", "valence", "arousal")}
         if with_ids:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from avemotion.fusion.augment import Augmentation
 from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
 from avemotion.fusion.records import shards_by_dataset
@@ -114,13 +115,26 @@ def whisper_branch(model_settings: dict) -> dict:
     return {"speech_encoder": speech_encoder(model_settings), "audio_max_seconds": audio["audio_max_seconds"]}
 
 
-def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, training_datasets=None, start=(0, 0)):
+def augmentation_of(training: dict, backbone=None) -> Augmentation:
+    """A training clip's crop scale and random erasing (absent keys: their defaults, QUIET_TRAINING);
+    erased pixels are noise that ``backbone``'s input standardisation (its image mean and std) makes
+    N(0, 1)."""
+    pixels = {"pixel_mean": backbone.image_mean, "pixel_std": backbone.image_std} if backbone is not None else {}
+    return Augmentation(
+        crop_scale=tuple(training.get("crop_scale", QUIET_TRAINING["crop_scale"])),
+        erasing=training.get("random_erasing", QUIET_TRAINING["random_erasing"]),
+        **pixels,
+    )
+
+
+def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, training_datasets=None, start=(0, 0), backbone=None):
     """Training and validation batches; ``inputs``: the model's input names (only those are decoded).
     A mixture with dataset_weights mixes only ``training_datasets``, the corpora with training clips
     in this run (a held-out corpus, a partial copy whose speakers are all in the test fold): an
     empty stream ends the mixture, and the run would train on nothing. ``start``: (training phase,
     epochs logged) where the training stream starts (a resumed job, a later phase): its batches
-    are drawn anew from there instead of repeating the first epoch's."""
+    are drawn anew from there instead of repeating the first epoch's. ``backbone``: the model's
+    VideoMAE backbone, whose input standardisation random erasing's noise follows."""
     training = settings["training"]
     weights, train_paths = settings.get("dataset_weights"), tfrecord_paths
     if weights and training_datasets is not None:
@@ -141,6 +155,7 @@ def datasets_for(settings: dict, tfrecord_paths, split: dict, inputs=None, train
         class_balanced=training["class_balanced"],
         dataset_weights=weights,
         augment=training.get("augment", True),
+        augmentation=augmentation_of(training, backbone),
         mixing=mixing_of(training, settings["model"]),
     )
     train = make_dataset(train_paths, training=stream, clip_ids=split["train"], **common)
@@ -212,7 +227,7 @@ def run_experiment_fold(
         training_datasets = set(clips.loc[clips["clip_id"].isin(split["train"]), "dataset"])
 
         def batches(phase: int = 0, epochs_logged: int = 0):
-            streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, (phase, epochs_logged))
+            streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, (phase, epochs_logged), backbone_of(model))
             return tuple(with_speech_features(stream, model) for stream in streams)
 
         steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))

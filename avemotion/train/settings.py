@@ -168,6 +168,9 @@ def experiment_settings(config: dict, name: str) -> dict:
     error = replica_batch_error(training, training_devices(training), name)
     if error:
         raise error
+    low, high = training.get("crop_scale", QUIET_TRAINING["crop_scale"])
+    if low > high:
+        raise ConfigError(f"config: experiments.{name}.training.crop_scale: {[low, high]} has its low end above its high end; allowed: [low, high] with 0 < low <= high <= 1")
     return {
         "name": name,
         "datasets": list(experiment["datasets"]),
@@ -199,6 +202,8 @@ QUIET_TRAINING = {
     "mixup_switch_prob": 0.5,
     "test_views": DEFAULT_TEST_VIEWS,
     "accumulation_steps": 1,
+    "crop_scale": [0.6, 1.0],
+    "random_erasing": 0,
 }
 
 
