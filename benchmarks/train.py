@@ -2,7 +2,8 @@
 
 1. Input: avemotion.fusion.dataset.make_dataset in training mode (repeat, shuffle, JPEG decoding,
    random resized crop + flip + brightness/contrast, SpecAugment, batching with drop_remainder;
-   with --random-erasing P, random erasing of that share of the clips)
+   with --random-erasing P, random erasing of that share of the clips; with --rand-augment N M STD,
+   RandAugment)
    reading a temporary TFRecord shard of --clips synthetic clips written as the fuse stage writes
    them (schema.feature_spec: --frames frames of --image-size px, JPEG quality 95), emitting the
    inputs every fusion mode reads (frames, mel, face_sequence, face_present; an early-fusion model
@@ -93,6 +94,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--glibc-default", action="store_true", help="keep glibc's malloc settings")
     parser.add_argument("--random-erasing", type=float, default=0.0, help="training.random_erasing (the product recipes: 0.25)")
     parser.add_argument("--crop-scale", type=float, nargs=2, default=(0.6, 1.0), help="training.crop_scale (the product recipes: 0.08 1.0)")
+    parser.add_argument(
+        "--rand-augment", type=float, nargs=3, metavar=("OPS", "MAGNITUDE", "STD"), help="training.rand_augment (the product recipes: 4 7 0.5)"
+    )
     parser.add_argument("--variant", default="base", help="VideoMAE variant of the training-step benchmark")
     parser.add_argument("--train-fusion", choices=("early", "late", "hybrid"), default="hybrid")
     parser.add_argument("--train-batches", type=int, default=3, help="timed training steps (0: skip)")
@@ -176,8 +180,10 @@ def training_stream(paths: list[str], args, inputs=None):
     """The training input pipeline over the synthetic shard, as a training job builds it."""
     from avemotion.fusion.augment import Augmentation
     from avemotion.fusion.dataset import Training, make_dataset
+    from avemotion.fusion.randaugment import RandAugment
 
-    augmentation = Augmentation(crop_scale=tuple(args.crop_scale), erasing=args.random_erasing)
+    policy = RandAugment(int(args.rand_augment[0]), *args.rand_augment[1:]) if args.rand_augment else None
+    augmentation = Augmentation(crop_scale=tuple(args.crop_scale), erasing=args.random_erasing, rand_augment=policy)
     return make_dataset(
         paths,
         num_frames=args.frames,
@@ -323,7 +329,7 @@ def main() -> None:
             report("train_variant", f"{args.variant} ({args.train_fusion} fusion, {precision})")
             report("train_clips_per_s", rate)
             return
-        for name in ("frames", "image_size", "batch", "clips", "batches", "warmup", "content", "random_erasing", "crop_scale"):
+        for name in ("frames", "image_size", "batch", "clips", "batches", "warmup", "content", "random_erasing", "crop_scale", "rand_augment"):
             report(name, getattr(args, name))
         report("malloc", malloc)
         report("cores", len(os.sched_getaffinity(0)))

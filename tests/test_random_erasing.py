@@ -115,7 +115,7 @@ def test_config_keys_reach_the_stream_and_retrain_nothing_at_their_defaults():
 def test_a_fold_trains_with_the_recipes_augmentation(tmp_path):
     tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
     settings = settings_for("early", epochs=2)
-    settings["training"].update(crop_scale=[0.08, 1.0], random_erasing=0.5)
+    settings["training"].update(crop_scale=[0.08, 1.0], random_erasing=0.5, rand_augment={"ops": 4, "magnitude": 7, "magnitude_std": 0.5})
     out = tmp_path / "fold_1"
     run_experiment_fold(settings, tabular, tfrecord, 1, out)
     history = pd.read_csv(out / "history.csv")

@@ -3,15 +3,17 @@
 Video: one random resized crop (a fraction of the frame area in ``Augmentation.crop_scale``,
 aspect ratio width / height in CROP_RATIO, log-uniform) and one horizontal flip decision for all T
 frames of a clip, resized back to S; brightness (added, in [0, 1] units) and contrast (a factor
-around the mean level of the crop) drawn once per clip; with ``Augmentation.erasing``, random
+around the mean level of the crop) drawn once per clip; with ``Augmentation.rand_augment``,
+RandAugment of the stored frames before all that (avemotion.fusion.randaugment, as VideoMAE's
+order); with ``Augmentation.erasing``, random
 erasing as VideoMAE's fine-tuning (timm's RandomErasing, mode pixel, one box, the same box on every
 frame: its ``cube``): a box of 2-33 % of the rendered frame, aspect ratio 0.3-3.3, filled with
 per-pixel noise that the backbone's standardisation turns into N(0, 1). The face features are
 mirrored with the frames. Audio: SpecAugment on the Mel and the MFCC (the same time masks on both,
 frequency masks drawn for each).
 
-The video augmentation is drawn here but applied per batch (avemotion.fusion.render.sample_frames,
-erase_boxes).
+RandAugment is applied here, per clip; the rest of the video augmentation is drawn here but applied
+per batch (avemotion.fusion.render.sample_frames, erase_boxes).
 
 Reproducible from the user's seed: each training clip gets the stateless seed (seed, position in
 the stream) (clip_seed), and every random draw (crop, flip, jitter, masks) is a stateless op, so
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from avemotion.face.columns import GAZE, POSE
+from avemotion.fusion.randaugment import RandAugment, rand_augment
 from avemotion.fusion.schema import FACE_COLUMNS
 from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD
 
@@ -42,7 +45,7 @@ TIME_MASK_FRACTION = 0.10  # of the time steps
 # timm's RandomErasing defaults, which VideoMAE, MAE-DFER and HiCMAE fine-tune with (--reprob 0.25).
 ERASE_AREA = (0.02, 1 / 3)
 ERASE_RATIO = (0.3, 1 / 0.3)
-ERASE_TRIES = 10
+ERASE_TRIES = 100  # VideoMAE's cube mode (its per-image erasing tries 10)
 
 # A horizontal flip mirrors the face: head yaw and roll, x translation and gaze x change sign, and
 # the two eyes swap. AUs are bilateral and unchanged.
@@ -60,11 +63,12 @@ _AUGMENT_SALT = 0x5EED_A0
 @dataclass(frozen=True)
 class Augmentation:
     """How a training clip is augmented beyond the fixed draws above (config training.crop_scale,
-    training.random_erasing). ``pixel_mean``/``pixel_std``: the backbone's input standardisation,
-    which makes erased pixels N(0, 1) as timm's are after its normalisation."""
+    training.random_erasing, training.rand_augment). ``pixel_mean``/``pixel_std``: the backbone's
+    input standardisation, which makes erased pixels N(0, 1) as timm's are after its normalisation."""
 
     crop_scale: tuple[float, float] = CROP_SCALE
     erasing: float = 0.0
+    rand_augment: RandAugment | None = None
     pixel_mean: tuple[float, ...] = IMAGENET_MEAN
     pixel_std: tuple[float, ...] = IMAGENET_STD
 
@@ -181,14 +185,18 @@ def augment_clip(example: dict, frames, seed, augmentation: Augmentation = Augme
     """A training view of one clip from its stateless seed (shape [2]): ``example`` a raw example
     (avemotion.fusion.records.parse_record), ``frames`` its decoded uint8 frames (T, S, S, 3).
 
-    Returns the example with its face features mirrored when the video is flipped, SpecAugment on
-    ``mel`` and ``mfcc``, and the video augmentation as sample_frames' parameters ``_window``,
-    ``_flip``, ``_scale`` and ``_offset`` (the frames themselves are rendered per batch); with
-    erasing, also erase_boxes' ``_erase`` box and ``_erase_seed``, the seed of its noise.
+    Returns the example with ``frames`` (after RandAugment, where asked for: before the crop, as
+    VideoMAE's), its face features mirrored when the video is flipped, SpecAugment on ``mel`` and
+    ``mfcc``, and the video augmentation as sample_frames' parameters ``_window``, ``_flip``,
+    ``_scale`` and ``_offset`` (the frames themselves are rendered per batch); with erasing, also
+    erase_boxes' ``_erase`` box and ``_erase_seed``, the seed of its noise.
     """
     example = dict(example)
     # The first two seeds as before erasing existed: the same seed draws the same crops and masks.
-    video_seed, audio_seed, erase_seed, noise_seed = _split(seed, 4)
+    video_seed, audio_seed, erase_seed, noise_seed, policy_seed = _split(seed, 5)
+    if augmentation.rand_augment is not None:
+        frames = rand_augment(frames, policy_seed, augmentation.rand_augment)
+    example["frames"] = frames
     params = video_params(video_seed, frames.shape[1], frames.shape[2], augmentation.crop_scale)
     scale, offset = _jitter(frames, params, 255.0)
     example["face_sequence"] = mirror_face(example["face_sequence"], params["flip"])

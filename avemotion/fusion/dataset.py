@@ -127,7 +127,7 @@ def prepare(
         example = augment_clip(raw, frames, seed, augmentation)
     else:
         example = apply_view(raw, view, image_size) if view is not None else {**raw, **identity(image_size)}
-    example["frames"] = frames
+        example["frames"] = frames
     example["mel"] = scale_mel(example["mel"])
     return example
 

@@ -21,6 +21,7 @@ import pandas as pd
 from avemotion.fusion.augment import Augmentation
 from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
+from avemotion.fusion.randaugment import RandAugment
 from avemotion.fusion.records import shards_by_dataset
 from avemotion.fusion.schema import SPEECH_SAMPLE_RATE
 from avemotion.fusion.shards import read_tabular_shards
@@ -116,13 +117,15 @@ def whisper_branch(model_settings: dict) -> dict:
 
 
 def augmentation_of(training: dict, backbone=None) -> Augmentation:
-    """A training clip's crop scale and random erasing (absent keys: their defaults, QUIET_TRAINING);
-    erased pixels are noise that ``backbone``'s input standardisation (its image mean and std) makes
-    N(0, 1)."""
+    """A training clip's crop scale, random erasing and RandAugment (absent keys: their defaults,
+    QUIET_TRAINING); erased pixels are noise that ``backbone``'s input standardisation (its image
+    mean and std) makes N(0, 1)."""
     pixels = {"pixel_mean": backbone.image_mean, "pixel_std": backbone.image_std} if backbone is not None else {}
+    policy = training.get("rand_augment", QUIET_TRAINING["rand_augment"])
     return Augmentation(
         crop_scale=tuple(training.get("crop_scale", QUIET_TRAINING["crop_scale"])),
         erasing=training.get("random_erasing", QUIET_TRAINING["random_erasing"]),
+        rand_augment=RandAugment(**policy) if policy else None,
         **pixels,
     )
 

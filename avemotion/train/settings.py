@@ -204,6 +204,7 @@ QUIET_TRAINING = {
     "accumulation_steps": 1,
     "crop_scale": [0.6, 1.0],
     "random_erasing": 0,
+    "rand_augment": None,
 }
 
 
