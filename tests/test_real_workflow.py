@@ -79,7 +79,11 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     corpus = real_mafw_corpus(real_media, tmp_path / "mafw")
     config = write_demo_config(tmp_path / "real.yaml", {
         "datasets": {"crema_d": {"enabled": False}, "enterface": {"enabled": False}, "mafw": {"root": str(corpus), "chunks": 1}},
-        "training": {"epochs": 1, "batch_size": 2, "threads": 1, "backend": "jax"},
+        # the product recipes' augmentation (RandAugment, 8-100 % crops, random erasing) on real faces
+        "training": {
+            "epochs": 1, "batch_size": 2, "threads": 1, "backend": "jax",
+            "rand_augment": {"ops": 4, "magnitude": 7, "magnitude_std": 0.5}, "crop_scale": [0.08, 1.0], "random_erasing": 0.25,
+        },  # fmt: skip
         "experiments": [{"name": "real_hybrid", "datasets": ["mafw"], "fusion": "hybrid", "folds": [1], "final": False}],
     })
     run_snakemake(tmp_path, "train", "--cores", "2", "--configfile", config)
