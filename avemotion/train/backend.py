@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from avemotion.train.gpu_slots import claim_gpus, machine_gpus
+
 BACKENDS = ("tensorflow", "jax")
 
 
@@ -22,13 +24,18 @@ def use_gpus(count: int, gres: str = "") -> None:
     """A job that asked for no GPU (``training.gpus: 0``, Snakemake's ``gpu`` resource, and no GPU in
     a Slurm ``gres``) computes on CPUs: its GPUs are hidden from TensorFlow and JAX, which must not
     have started yet (both take every GPU they see, and its memory, so such jobs running side by side
-    on a workstation fought over one). A job that asked for GPUs sees those the machine gives it,
-    and a Slurm job those Slurm gives it."""
-    if os.environ.get("SLURM_JOB_ID") or int(count or 0) or "gpu" in str(gres or ""):
+    on a workstation fought over one). A job that asked for N GPUs on a workstation takes N of the
+    machine's GPUs to itself (avemotion.train.gpu_slots), and a Slurm job sees those Slurm gives it."""
+    count = int(count or 0)
+    if os.environ.get("SLURM_JOB_ID") or (not count and "gpu" in str(gres or "")):
         return  # in a Slurm job, what the job was given is for Slurm to say (a shard, an extra sbatch option)
-    if "tensorflow" in sys.modules or "jax" in sys.modules:
-        raise BackendError("training.gpus: 0 asked for, but TensorFlow or JAX started first and took the GPUs")
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    devices = machine_gpus() if count else []
+    if (devices or not count) and ("tensorflow" in sys.modules or "jax" in sys.modules):
+        raise BackendError(f"training.gpus: {count} asked for, but TensorFlow or JAX started first and took the GPUs")
+    if count:
+        claim_gpus(count, devices)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 def use_backend(name: str, compilation_cache: str | os.PathLike | None = None) -> None:

@@ -1,0 +1,129 @@
+"""Training and prediction jobs running side by side on a workstation each take their own GPUs
+(avemotion.train.gpu_slots), in separate processes as Snakemake starts them."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_job_outlives_its_test():
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        process.kill()
+        process.communicate()
+
+
+def job(tmp_path: Path, code: str, **env) -> subprocess.Popen:
+    """A process that runs ``code`` after ``from avemotion.train import backend, gpu_slots``; its
+    temporary folder (where the GPU locks live) is ``tmp_path``, and ``bin`` there comes first on PATH."""
+    script = "import os, sys, time\nfrom avemotion.train import backend, gpu_slots\n" + textwrap.dedent(code)
+    environment = {name: value for name, value in os.environ.items() if name != "SLURM_JOB_ID"}
+    environment.update(TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT), PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    environment.update(env)
+    environment = {name: value for name, value in environment.items() if value is not None}
+    process = subprocess.Popen([sys.executable, "-c", script], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _STARTED.append(process)
+    return process
+
+
+def fake_nvidia_smi(tmp_path: Path, gpus: int) -> None:
+    """nvidia-smi -L as a machine with ``gpus`` GPUs answers."""
+    tool = tmp_path / "bin" / "nvidia-smi"
+    tool.parent.mkdir(exist_ok=True)
+    lines = "\n".join(f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i:08d}-0000-0000-0000-000000000000)" for i in range(gpus))
+    tool.write_text(f"#!/bin/sh\ncat <<'EOF'\n{lines}\nEOF\n")
+    tool.chmod(0o755)
+
+
+def first_line(process: subprocess.Popen, timeout: float = 30) -> str:
+    """The first line the process prints, within ``timeout`` seconds (a job that never gets its GPUs
+    fails the test instead of hanging it)."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    if not ready:
+        process.kill()
+        pytest.fail(f"no GPUs claimed within {timeout} s: {process.communicate()[1][-2000:]}")
+    line = process.stdout.readline().strip()
+    assert line, process.stderr.read()
+    return line
+
+
+HOLD = """
+backend.use_gpus({count})
+print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+time.sleep({seconds})
+"""
+
+
+def test_jobs_side_by_side_each_get_their_own_gpus(tmp_path):
+    fake_nvidia_smi(tmp_path, 4)
+    jobs = [job(tmp_path, HOLD.format(count=count, seconds=3), CUDA_VISIBLE_DEVICES=None) for count in (1, 1, 2)]
+    shown = [first_line(process) for process in jobs]
+    assert sorted(",".join(shown).split(",")) == ["0", "1", "2", "3"]
+    assert len(shown[2].split(",")) == 2
+
+
+def test_a_job_waits_for_a_free_gpu_and_takes_the_one_a_finished_or_killed_job_left(tmp_path):
+    fake_nvidia_smi(tmp_path, 2)
+    holders = [job(tmp_path, HOLD.format(count=1, seconds=60), CUDA_VISIBLE_DEVICES=None) for _ in range(2)]
+    held = [first_line(process) for process in holders]
+    waiting = job(tmp_path, HOLD.format(count=1, seconds=0), CUDA_VISIBLE_DEVICES=None)
+    time.sleep(2)
+    assert waiting.poll() is None  # both GPUs are held
+    holders[1].send_signal(signal.SIGKILL)  # a killed job leaves no stale lock
+    assert first_line(waiting) == held[1]
+    assert "waiting for 1 free GPU(s) of 0,1" in waiting.communicate(timeout=30)[1]
+
+
+def test_a_job_that_needs_two_holds_none_while_it_waits(tmp_path):
+    holder = job(tmp_path, HOLD.format(count=1, seconds=60), CUDA_VISIBLE_DEVICES="0,1")
+    assert first_line(holder) == "0"
+    pair = job(tmp_path, HOLD.format(count=2, seconds=0), CUDA_VISIBLE_DEVICES="0,1")
+    time.sleep(2)
+    # GPU 1 is free although a job waits for two: all or none, so jobs cannot block each other.
+    single = job(tmp_path, HOLD.format(count=1, seconds=0), CUDA_VISIBLE_DEVICES="0,1")
+    assert first_line(single) == "1" and pair.poll() is None
+    single.wait(timeout=30)
+    holder.kill()
+    assert first_line(pair) == "0,1"
+
+
+def test_the_users_visible_devices_are_shared_and_the_machine_is_not_asked(tmp_path):
+    fake_nvidia_smi(tmp_path, 8)  # not what counts: the user showed two of them
+    jobs = [job(tmp_path, HOLD.format(count=1, seconds=3), CUDA_VISIBLE_DEVICES="5,GPU-abc") for _ in range(2)]
+    assert sorted(first_line(process) for process in jobs) == ["5", "GPU-abc"]
+
+
+def test_a_job_asking_for_more_gpus_than_there_are_takes_all_and_a_machine_without_any_is_left_alone(tmp_path):
+    fake_nvidia_smi(tmp_path, 2)
+    greedy = job(tmp_path, HOLD.format(count=3, seconds=0), CUDA_VISIBLE_DEVICES=None)
+    out, err = greedy.communicate(timeout=30)
+    assert out.strip() == "0,1" and "asks for 3 GPUs and this machine shows 2" in err
+    no_gpu = job(tmp_path, "backend.use_gpus(1)\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))", CUDA_VISIBLE_DEVICES=None, PATH="/usr/bin:/bin")
+    assert no_gpu.communicate(timeout=30)[0].strip() == "unset"
+
+
+def test_a_slurm_job_keeps_what_slurm_gave_it(tmp_path):
+    fake_nvidia_smi(tmp_path, 4)
+    slurm = job(tmp_path, "backend.use_gpus(2)\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))", CUDA_VISIBLE_DEVICES=None, SLURM_JOB_ID="42")
+    assert slurm.communicate(timeout=30)[0].strip() == "unset"
+
+
+@pytest.mark.parametrize("module", ["tensorflow", "jax"])
+def test_claiming_after_tensorflow_or_jax_started_is_an_error(tmp_path, module):
+    fake_nvidia_smi(tmp_path, 2)
+    late = job(tmp_path, f"sys.modules['{module}'] = object()\nbackend.use_gpus(1)", CUDA_VISIBLE_DEVICES=None)
+    assert "training.gpus: 1 asked for, but TensorFlow or JAX started first" in late.communicate(timeout=30)[1]
