@@ -144,8 +144,7 @@ def test_a_job_that_asked_for_no_gpu_computes_on_cpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # recorded, so the variable is as before after the test
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    backend.use_gpus(1)
-    backend.use_gpus(0, "gpu:1")
+    backend.use_gpus(0, "gpu:1")  # (a job that asks for GPUs: tests/test_gpu_slots.py)
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
     for module in ("tensorflow", "jax"):  # as in a training job's fresh process
         monkeypatch.delitem(sys.modules, module, raising=False)
