@@ -98,6 +98,7 @@ def test_crop_scale_sets_the_random_resized_crops_area():
 
 def test_config_keys_reach_the_stream_and_retrain_nothing_at_their_defaults():
     config = demo_settings()
+    config["training"]["augment"] = True  # the demo trains without
     validate(config, schema=str(SCHEMA_PATH))  # the schema's defaults filled in, as the Snakefile does
     assert config["training"]["crop_scale"] == [0.6, 1.0] and config["training"]["random_erasing"] == 0
     name = config["experiments"][0]["name"]
@@ -107,8 +108,15 @@ def test_config_keys_reach_the_stream_and_retrain_nothing_at_their_defaults():
     training = experiment_settings(config, name)["training"]
     assert augmentation_of(training) == A.Augmentation(crop_scale=(0.08, 1.0), erasing=0.25)
     assert model_settings(config, name)["training"]["random_erasing"] == 0.25
+    # Without augmentation these keys change nothing the job computes: no retraining for them.
+    config["training"]["augment"] = False
+    assert not {"crop_scale", "random_erasing"} & set(model_settings(config, name)["training"])
+    # A swapped range names the key where it was written.
     config["training"]["crop_scale"] = [0.9, 0.5]
-    with pytest.raises(ConfigError, match=rf"experiments\.{name}\.training\.crop_scale: \[0\.9, 0\.5\]"):
+    with pytest.raises(ConfigError, match=r"config: training\.crop_scale: \[0\.9, 0\.5\] has its low end above"):
+        experiment_settings(config, name)
+    config["experiments"][0]["training"] = {**(config["experiments"][0].get("training") or {}), "crop_scale": [0.7, 0.2]}
+    with pytest.raises(ConfigError, match=rf"config: experiments\.{name}\.training\.crop_scale: \[0\.7, 0\.2\]"):
         experiment_settings(config, name)
 
 

@@ -227,7 +227,7 @@ def test_the_training_stream_of_a_resumed_job_or_later_phase_draws_new_batches(t
     # fit asks for each phase's stream where the log ends: the fine-tuning phase after one frozen epoch
     started = []
     real = experiment.datasets_for
-    monkeypatch.setattr(experiment, "datasets_for", lambda *args: started.append(args[-1]) or real(*args))
+    monkeypatch.setattr(experiment, "datasets_for", lambda *args, **kwargs: started.append(args[-1]) or real(*args, **kwargs))
     settings["training"].update(epochs=2, frozen_backbone_epochs=1)
     experiment.run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "fold_1")
     assert started == [(0, 0), (1, 1)]

@@ -101,7 +101,8 @@ def apply_op(frames, name: str, level, sign=1.0) -> tf.Tensor:
     if name == "color":
         return blend(tf.repeat(grey(frames)[..., None], 3, axis=-1), frames, factor)
     if name == "contrast":
-        mean = tf.floor(tf.reduce_mean(tf.cast(grey(frames), tf.float32), axis=[1, 2], keepdims=True) + 0.5)
+        # float64 as PIL's ImageStat: a float32 mean of a large frame can round the other way at .5.
+        mean = tf.floor(tf.reduce_mean(tf.cast(grey(frames), tf.float64), axis=[1, 2], keepdims=True) + 0.5)
         return blend(tf.broadcast_to(mean[..., None], tf.shape(frames)), frames, factor)
     if name == "brightness":
         return blend(tf.zeros_like(frames), frames, factor)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# XLA-compiles the batch rendering (sample_frames); False runs it op by op (same values, slower).
+# XLA-compiles the batch rendering (sample_frames, erase_boxes); False runs it op by op (slower; the
+# same frames, but erase_boxes' noise differs: XLA draws its normals otherwise).
 JIT_COMPILE = True
 _COMPILED: dict = {}
 

@@ -230,7 +230,7 @@ def run_experiment_fold(
         training_datasets = set(clips.loc[clips["clip_id"].isin(split["train"]), "dataset"])
 
         def batches(phase: int = 0, epochs_logged: int = 0):
-            streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, (phase, epochs_logged), backbone_of(model))
+            streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, (phase, epochs_logged), backbone=backbone_of(model))
             return tuple(with_speech_features(stream, model) for stream in streams)
 
         steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))

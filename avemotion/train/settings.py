@@ -170,7 +170,8 @@ def experiment_settings(config: dict, name: str) -> dict:
         raise error
     low, high = training.get("crop_scale", QUIET_TRAINING["crop_scale"])
     if low > high:
-        raise ConfigError(f"config: experiments.{name}.training.crop_scale: {[low, high]} has its low end above its high end; allowed: [low, high] with 0 < low <= high <= 1")
+        where = f"experiments.{name}.training" if "crop_scale" in (experiment.get("training") or {}) else "training"
+        raise ConfigError(f"config: {where}.crop_scale: {[low, high]} has its low end above its high end; allowed: [low, high] with 0 < low <= high <= 1")
     return {
         "name": name,
         "datasets": list(experiment["datasets"]),
@@ -206,6 +207,8 @@ QUIET_TRAINING = {
     "random_erasing": 0,
     "rand_augment": None,
 }
+# What training.augment: false turns off (with the crop, flip, jitter and SpecAugment it always draws).
+AUGMENTATION_KEYS = ("crop_scale", "random_erasing", "rand_augment")
 
 
 def model_settings(config: dict, name: str) -> dict:
@@ -213,10 +216,12 @@ def model_settings(config: dict, name: str) -> dict:
     Snakemake reruns a model when what it learns changes, not when the threads it gets do (nor when
     config files name the same keys in another order: config.sorted_keys)."""
     settings = experiment_settings(config, name)
+    # Without augmentation its settings change nothing the job computes.
+    unused = AUGMENTATION_KEYS if settings["training"].get("augment", True) is False else ()
     training = {
         key: value
         for key, value in settings["training"].items()
-        if key not in JOB_RESOURCES and not (key in QUIET_TRAINING and value == QUIET_TRAINING[key])
+        if key not in JOB_RESOURCES and key not in unused and not (key in QUIET_TRAINING and value == QUIET_TRAINING[key])
     }
     return sorted_keys({**settings, "training": training})
 
