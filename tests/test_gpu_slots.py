@@ -28,11 +28,11 @@ def no_job_outlives_its_test():
 
 
 def job(tmp_path: Path, code: str, **env) -> subprocess.Popen:
-    """A process that runs ``code`` after ``from avemotion.train import backend, gpu_slots``; its
-    temporary folder (where the GPU locks live) is ``tmp_path``, and ``bin`` there comes first on PATH."""
+    """A process that runs ``code`` after ``from avemotion.train import backend, gpu_slots``; its GPU
+    locks in ``tmp_path``/locks (unless ``env`` says otherwise), and ``bin`` there first on PATH."""
     script = "import os, sys, time\nfrom avemotion.train import backend, gpu_slots\n" + textwrap.dedent(code)
     environment = {name: value for name, value in os.environ.items() if name != "SLURM_JOB_ID"}
-    environment.update(TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT), PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    environment.update(AVEMOTION_GPU_LOCKS=str(tmp_path / "locks"), PYTHONPATH=str(ROOT), PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     environment.update(env)
     environment = {name: value for name, value in environment.items() if value is not None}
     process = subprocess.Popen([sys.executable, "-c", script], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -127,3 +127,24 @@ def test_claiming_after_tensorflow_or_jax_started_is_an_error(tmp_path, module):
     fake_nvidia_smi(tmp_path, 2)
     late = job(tmp_path, f"sys.modules['{module}'] = object()\nbackend.use_gpus(1)", CUDA_VISIBLE_DEVICES=None)
     assert "training.gpus: 1 asked for, but TensorFlow or JAX started first" in late.communicate(timeout=30)[1]
+
+
+def test_jobs_with_their_own_tmpdir_share_the_locks(tmp_path):
+    """Snakemake sets TMPDIR to each job's tmpdir resource, which a profile may set per rule."""
+    device = f"GPU-avemotion-test-{os.getpid()}"  # a device no real job locks, in the machine's lock folder
+    first = job(tmp_path, HOLD.format(count=1, seconds=60), CUDA_VISIBLE_DEVICES=device, AVEMOTION_GPU_LOCKS=None, TMPDIR=str(tmp_path / "a"))
+    assert first_line(first) == device
+    second = job(tmp_path, HOLD.format(count=1, seconds=0), CUDA_VISIBLE_DEVICES=device, AVEMOTION_GPU_LOCKS=None, TMPDIR=str(tmp_path / "b"))
+    time.sleep(2)
+    assert second.poll() is None
+    first.kill()
+    assert first_line(second) == device
+
+
+@pytest.mark.parametrize("visible, shown", [("-1", "-1"), ("NoDevFiles", "NoDevFiles"), ("1,-1,0", "1"), ("0,0", "0")])
+def test_visible_devices_are_read_as_cuda_reads_them(tmp_path, visible, shown):
+    """None after the first entry that is no device; each device once (a device listed twice waited
+    for itself forever)."""
+    claim = job(tmp_path, f"backend.use_gpus(2)\nbackend.use_gpus(2)\nprint(os.environ['CUDA_VISIBLE_DEVICES'])", CUDA_VISIBLE_DEVICES=visible)
+    out, err = claim.communicate(timeout=30)
+    assert out.strip() == shown, err

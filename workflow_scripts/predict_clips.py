@@ -4,15 +4,15 @@ import contextlib
 import logging
 import sys
 
+from avemotion.logs import script_logging
 from avemotion.train.backend import use_gpus
 
-use_gpus(snakemake.resources.gpu, getattr(snakemake.resources, "gres", ""))  # before TensorFlow starts: gpus 0 computes on CPUs
-
-from avemotion.inference import predict_files, write_predictions  # noqa: E402
-from avemotion.logs import script_logging  # noqa: E402
-from avemotion.train.devices import configure_threads  # noqa: E402
-
 with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):
+    # Before TensorFlow starts: gpus 0 computes on CPUs, N takes N GPUs of a workstation (in the log).
+    use_gpus(snakemake.resources.gpu, getattr(snakemake.resources, "gres", ""))
+    from avemotion.inference import predict_files, write_predictions
+    from avemotion.train.devices import configure_threads
+
     configure_threads(snakemake.threads)
     table = predict_files(snakemake.params.model_dir, snakemake.input.clips)
     write_predictions(table, snakemake.output[0])

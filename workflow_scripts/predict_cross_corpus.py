@@ -3,14 +3,14 @@
 import contextlib
 import sys
 
+from avemotion.logs import script_logging
 from avemotion.train.backend import use_gpus
 
-use_gpus(snakemake.resources.gpu, getattr(snakemake.resources, "gres", ""))  # before TensorFlow starts: gpus 0 computes on CPUs
-
-from avemotion.logs import script_logging  # noqa: E402
-from avemotion.train.cross_corpus import predict_other_corpus  # noqa: E402
-
 with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):
+    # Before TensorFlow starts: gpus 0 computes on CPUs, N takes N GPUs of a workstation (in the log).
+    use_gpus(snakemake.resources.gpu, getattr(snakemake.resources, "gres", ""))
+    from avemotion.train.cross_corpus import predict_other_corpus
+
     predict_other_corpus(
         snakemake.params.model_dir,
         snakemake.input.tabular,

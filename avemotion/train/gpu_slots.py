@@ -5,8 +5,9 @@ Snakemake's ``gpu`` resource only counts GPUs: jobs it starts side by side each 
 machine, and TensorFlow and JAX take every GPU they see (a TensorFlow job seeing four trains on all
 four, with all their memory), so two such jobs on a four-GPU workstation fought over the same
 cards. Before TensorFlow or JAX starts, a job claims GPUs by locking one file per GPU
-(``fcntl.flock``, under LOCK_DIR, shared by every workflow of the user on the machine) and shows
-only those (``CUDA_VISIBLE_DEVICES``). A lock lasts as long as the process holds the file open: a
+(``fcntl.flock``, in lock_dir(): /tmp/avemotion-gpus-<uid>, whatever TMPDIR a rule or a run was
+given, so every workflow of the user on the machine shares it) and shows only those
+(``CUDA_VISIBLE_DEVICES``). A lock lasts as long as the process holds the file open: a
 killed job frees its GPUs, with no stale lock to clean. A job that finds too few free GPUs (a
 profile that allows more GPUs than the machine has, or another workflow's jobs) waits for them,
 all or none at once, so two jobs that each want two of three GPUs cannot each hold one forever.
@@ -21,56 +22,83 @@ import logging
 import os
 import random
 import re
+import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-LOCK_DIR = Path(tempfile.gettempdir()) / f"avemotion-gpus-{os.getuid()}"
+# Not tempfile.gettempdir(): Snakemake sets TMPDIR to each job's tmpdir resource, which a profile may
+# set per rule, and jobs with different folders took the same GPU.
+LOCK_DIR_VARIABLE = "AVEMOTION_GPU_LOCKS"  # another folder (tests; a /tmp that is not the machine's)
 RETRY_S = (1.0, 3.0)  # a waiting job tries again after a random pause in this range
 REPORT_EVERY_S = 300  # how often a waiting job says it still waits
 
-# Files this process holds open, one per claimed GPU: closing one would free its GPU.
+# Files this process holds open, one per claimed GPU (closing one would free its GPU), and the GPUs.
 _HELD: list = []
+_HELD_DEVICES: list[str] = []
+
+
+def lock_dir() -> Path:
+    return Path(os.environ.get(LOCK_DIR_VARIABLE) or f"/tmp/avemotion-gpus-{os.getuid()}")
 
 
 def machine_gpus() -> list[str]:
-    """The CUDA device indices this process may use: CUDA_VISIBLE_DEVICES where it is set, else one
+    """The CUDA devices this process may use: CUDA_VISIBLE_DEVICES where it is set, else one index
     per GPU nvidia-smi lists (none where there is no NVIDIA driver)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return [device.strip() for device in visible.split(",") if device.strip()]
+        return visible_devices(visible)
     try:
         listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError:
+        return []  # no NVIDIA driver: no GPU that TensorFlow or JAX could take either
+    except subprocess.TimeoutExpired:
+        log.warning("nvidia-smi -L did not answer in 60 s: this job claims no GPU and sees all of them")
         return []
     if listed.returncode != 0:
+        log.warning("nvidia-smi -L failed (%s): this job claims no GPU and sees all of them", listed.stderr.strip()[-200:])
         return []
     return [str(index) for index in range(sum(line.startswith("GPU ") for line in listed.stdout.splitlines()))]
 
 
-def claim_gpus(count: int, devices: list[str] | None = None, lock_dir: Path = LOCK_DIR) -> list[str]:
+def visible_devices(value: str) -> list[str]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: indices or GPU-/MIG- UUIDs up to the first entry that is
+    neither ("-1", "NoDevFiles": none after it), each once."""
+    devices = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        if entry not in devices:
+            devices.append(entry)
+    return devices
+
+
+def claim_gpus(count: int, devices: list[str] | None = None) -> list[str]:
     """Claim ``count`` of ``devices`` (default: machine_gpus) for this process, waiting until that
     many are free, and show it only those (CUDA_VISIBLE_DEVICES); returns them. All of them where
-    the machine has fewer (with a warning); none where it has no GPU."""
-    devices = machine_gpus() if devices is None else list(devices)
+    the machine has fewer (with a warning); none where it has no GPU. A process claims once: a
+    second call returns what it holds."""
+    if _HELD:
+        return _HELD_DEVICES[:]
+    devices = machine_gpus() if devices is None else list(dict.fromkeys(devices))
     if not devices or count <= 0:
         return []
     if count > len(devices):
         log.warning("this job asks for %d GPUs and this machine shows %d: it takes all of them", count, len(devices))
         count = len(devices)
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    folder = _own_folder(lock_dir())
     started, reported = time.monotonic(), None
     while True:
-        claimed = _try_claim(count, devices, lock_dir)
+        claimed = _try_claim(count, devices, folder)
         if claimed:
+            _HELD_DEVICES.extend(claimed)
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claimed)
             log.info("GPU(s) %s of %s claimed after %.0f s", ",".join(claimed), ",".join(devices), time.monotonic() - started)
             return claimed
         if reported is None or time.monotonic() - reported >= REPORT_EVERY_S:
-            log.warning("waiting for %d free GPU(s) of %s: jobs beside this one hold them (locks in %s)", count, ",".join(devices), lock_dir)
+            log.warning("waiting for %d free GPU(s) of %s: jobs beside this one hold them (locks in %s)", count, ",".join(devices), folder)
             reported = time.monotonic()
         time.sleep(random.uniform(*RETRY_S))
 
@@ -92,6 +120,16 @@ def _try_claim(count: int, devices: list[str], lock_dir: Path) -> list[str]:
     for _, handle in taken:
         handle.close()  # all or none: two jobs each holding part of what they need would wait forever
     return []
+
+
+def _own_folder(folder: Path) -> Path:
+    """``folder``, made private to this user where it is new; an error where it is a link or another
+    user's (a shared /tmp: whoever made it first could hold or break every lock in it)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{folder}: the GPU lock folder is not a folder of this user's; set {LOCK_DIR_VARIABLE} to one that is")
+    return folder
 
 
 def _file_name(device: str) -> str:
