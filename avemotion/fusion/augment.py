@@ -5,11 +5,10 @@ aspect ratio width / height in CROP_RATIO, log-uniform) and one horizontal flip 
 frames of a clip, resized back to S; brightness (added, in [0, 1] units) and contrast (a factor
 around the mean level of the crop) drawn once per clip; with ``Augmentation.rand_augment``,
 RandAugment of the stored frames before all that (avemotion.fusion.randaugment, as VideoMAE's
-order); with ``Augmentation.erasing``, random
-erasing as VideoMAE's fine-tuning (timm's RandomErasing, mode pixel, one box, the same box on every
-frame: its ``cube``): a box of 2-33 % of the rendered frame, aspect ratio 0.3-3.3, filled with
-per-pixel noise that the backbone's standardisation turns into N(0, 1). The face features are
-mirrored with the frames. Audio: SpecAugment on the Mel and the MFCC (the same time masks on both,
+order); with ``Augmentation.erasing``, random erasing as VideoMAE's fine-tuning (timm's
+RandomErasing, mode pixel, one box, the same box on every frame: its ``cube``): a box of 2-33 % of
+the rendered frame, aspect ratio 0.3-3.3, filled with per-pixel noise that the backbone's
+standardisation turns into N(0, 1). The face features are mirrored with the frames. Audio: SpecAugment on the Mel and the MFCC (the same time masks on both,
 frequency masks drawn for each).
 
 RandAugment is applied here, per clip; the rest of the video augmentation is drawn here but applied
@@ -192,7 +191,8 @@ def augment_clip(example: dict, frames, seed, augmentation: Augmentation = Augme
     erase_boxes' ``_erase`` box and ``_erase_seed``, the seed of its noise.
     """
     example = dict(example)
-    # The first two seeds as before erasing existed: the same seed draws the same crops and masks.
+    # The first two seeds as before erasing and RandAugment existed: the same seed draws the same
+    # crops and masks.
     video_seed, audio_seed, erase_seed, noise_seed, policy_seed = _split(seed, 5)
     if augmentation.rand_augment is not None:
         frames = rand_augment(frames, policy_seed, augmentation.rand_augment)

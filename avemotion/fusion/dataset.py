@@ -21,7 +21,8 @@ dataset when asked (avemotion.fusion.balance), and shuffled (still as JPEG bytes
 frames of 224 px hold about 100 MB). Each clip is then decoded to uint8 frames and its augmentation
 drawn (avemotion.fusion.augment), and clips are batched as uint8 (a quarter of the bytes of
 float32). Per batch, one XLA-compiled function crops, flips, resizes and jitters all frames, and
-another erases the boxes random erasing drew (avemotion.fusion.render). Evaluation streams are read once, in file order, without augmentation.
+another erases the boxes random erasing drew (avemotion.fusion.render). Evaluation streams are read
+once, in file order, without augmentation.
 
 Host memory: a batch of 8 clips at 16 x 224 px holds 77 MB of frames.
 glibc's malloc serves blocks that large from fresh mmaps (and worker threads' arenas, capped at
