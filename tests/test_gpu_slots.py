@@ -70,7 +70,7 @@ time.sleep({seconds})
 
 def test_jobs_side_by_side_each_get_their_own_gpus(tmp_path):
     fake_nvidia_smi(tmp_path, 4)
-    jobs = [job(tmp_path, HOLD.format(count=count, seconds=3), CUDA_VISIBLE_DEVICES=None) for count in (1, 1, 2)]
+    jobs = [job(tmp_path, HOLD.format(count=count, seconds=60), CUDA_VISIBLE_DEVICES=None) for count in (1, 1, 2)]
     shown = [first_line(process) for process in jobs]
     assert sorted(",".join(shown).split(",")) == ["0", "1", "2", "3"]
     assert len(shown[2].split(",")) == 2
@@ -103,7 +103,7 @@ def test_a_job_that_needs_two_holds_none_while_it_waits(tmp_path):
 
 def test_the_users_visible_devices_are_shared_and_the_machine_is_not_asked(tmp_path):
     fake_nvidia_smi(tmp_path, 8)  # not what counts: the user showed two of them
-    jobs = [job(tmp_path, HOLD.format(count=1, seconds=3), CUDA_VISIBLE_DEVICES="5,GPU-abc") for _ in range(2)]
+    jobs = [job(tmp_path, HOLD.format(count=1, seconds=60), CUDA_VISIBLE_DEVICES="5,GPU-abc") for _ in range(2)]
     assert sorted(first_line(process) for process in jobs) == ["5", "GPU-abc"]
 
 
