@@ -93,7 +93,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--content", choices=("smooth", "noise"), default="smooth", help="what the frames show")
     parser.add_argument("--glibc-default", action="store_true", help="keep glibc's malloc settings")
     parser.add_argument("--random-erasing", type=float, default=0.0, help="training.random_erasing (the product recipes: 0.25)")
-    parser.add_argument("--crop-scale", type=float, nargs=2, default=(0.6, 1.0), help="training.crop_scale (the product recipes: 0.08 1.0)")
+    parser.add_argument("--crop-scale", type=float, nargs=2, help="training.crop_scale (default its default; the product recipes: 0.08 1.0)")
     parser.add_argument(
         "--rand-augment", type=float, nargs=3, metavar=("OPS", "MAGNITUDE", "STD"), help="training.rand_augment (the product recipes: 4 7 0.5)"
     )
@@ -183,7 +183,8 @@ def training_stream(paths: list[str], args, inputs=None):
     from avemotion.fusion.randaugment import RandAugment
 
     policy = RandAugment(int(args.rand_augment[0]), *args.rand_augment[1:]) if args.rand_augment else None
-    augmentation = Augmentation(crop_scale=tuple(args.crop_scale), erasing=args.random_erasing, rand_augment=policy)
+    crop = {"crop_scale": tuple(args.crop_scale)} if args.crop_scale else {}
+    augmentation = Augmentation(erasing=args.random_erasing, rand_augment=policy, **crop)
     return make_dataset(
         paths,
         num_frames=args.frames,

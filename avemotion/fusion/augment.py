@@ -98,21 +98,34 @@ def video_params(seed, height, width, crop_scale=CROP_SCALE) -> dict:
     height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     # As torchvision's RandomResizedCrop: up to CROP_TRIES draws, the first that fits the frame is
     # kept (a third of the draws do not fit a square frame: the widest or tallest of the largest).
-    area = _uniform(seeds[0], *crop_scale, shape=[CROP_TRIES]) * height * width
-    aspect = tf.exp(_uniform(seeds[1], math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), shape=[CROP_TRIES]))
-    crop_w, crop_h = tf.round(tf.sqrt(area * aspect)), tf.round(tf.sqrt(area / aspect))
+    crop_w, crop_h = _box_sides(seeds[0], seeds[1], crop_scale, CROP_RATIO, CROP_TRIES, height * width)
     first = tf.argmax(tf.cast((crop_w <= width) & (crop_h <= height), tf.int32))  # 0 when none fits: clipped
     crop_w = tf.clip_by_value(crop_w[first], 1.0, width)
     crop_h = tf.clip_by_value(crop_h[first], 1.0, height)
-    offsets = _uniform(seeds[2], shape=[2])
-    top = tf.minimum(tf.floor(offsets[0] * (height - crop_h + 1.0)), height - crop_h)
-    left = tf.minimum(tf.floor(offsets[1] * (width - crop_w + 1.0)), width - crop_w)
+    top, left = _corner(seeds[2], crop_h, crop_w, height, width)
     return {
         "window": tf.stack([top, left, crop_h, crop_w]),
         "flip": _uniform(seeds[3]) < FLIP_PROBABILITY,
         "brightness": _uniform(seeds[4], -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA),
         "contrast": _uniform(seeds[5], *CONTRAST_RANGE),
     }
+
+
+def _box_sides(area_seed, aspect_seed, scale, ratio, tries: int, frame_area):
+    """``tries`` candidate boxes' sides (sqrt(area x aspect), sqrt(area / aspect)), rounded: the area a
+    uniform fraction ``scale`` of ``frame_area``, the aspect log-uniform in ``ratio``."""
+    area = _uniform(area_seed, *scale, shape=[tries]) * frame_area
+    aspect = tf.exp(_uniform(aspect_seed, math.log(ratio[0]), math.log(ratio[1]), shape=[tries]))
+    return tf.round(tf.sqrt(area * aspect)), tf.round(tf.sqrt(area / aspect))
+
+
+def _corner(seed, box_h, box_w, height, width):
+    """The top-left corner (whole pixels) of a box of ``box_h`` x ``box_w``, uniform over the places
+    it fits in the frame."""
+    offsets = _uniform(seed, shape=[2])
+    top = tf.minimum(tf.floor(offsets[0] * (height - box_h + 1.0)), height - box_h)
+    left = tf.minimum(tf.floor(offsets[1] * (width - box_w + 1.0)), width - box_w)
+    return top, left
 
 
 def erase_box(seed, probability: float, size: int) -> tf.Tensor:
@@ -125,15 +138,12 @@ def erase_box(seed, probability: float, size: int) -> tf.Tensor:
     """
     seeds = _split(seed, 4)
     side = float(size)
-    area = _uniform(seeds[0], *ERASE_AREA, shape=[ERASE_TRIES]) * side * side
-    aspect = tf.exp(_uniform(seeds[1], math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]), shape=[ERASE_TRIES]))
-    box_h, box_w = tf.round(tf.sqrt(area * aspect)), tf.round(tf.sqrt(area / aspect))
+    # timm's aspect ratio is height / width (torchvision's crop: width / height).
+    box_h, box_w = _box_sides(seeds[0], seeds[1], ERASE_AREA, ERASE_RATIO, ERASE_TRIES, side * side)
     fits = (box_h < side) & (box_w < side)
     first = tf.argmax(tf.cast(fits, tf.int32))
     box_h, box_w = box_h[first], box_w[first]
-    offsets = _uniform(seeds[2], shape=[2])
-    top = tf.minimum(tf.floor(offsets[0] * (side - box_h + 1.0)), side - box_h)
-    left = tf.minimum(tf.floor(offsets[1] * (side - box_w + 1.0)), side - box_w)
+    top, left = _corner(seeds[2], box_h, box_w, side, side)
     erased = fits[first] & (_uniform(seeds[3]) < probability)
     return tf.where(erased, tf.stack([top, left, box_h, box_w]), tf.zeros([4]))
 

@@ -35,9 +35,8 @@ LOCK_DIR_VARIABLE = "AVEMOTION_GPU_LOCKS"  # another folder (tests; a /tmp that 
 RETRY_S = (1.0, 3.0)  # a waiting job tries again after a random pause in this range
 REPORT_EVERY_S = 300  # how often a waiting job says it still waits
 
-# Files this process holds open, one per claimed GPU (closing one would free its GPU), and the GPUs.
-_HELD: list = []
-_HELD_DEVICES: list[str] = []
+# (GPU, its lock file) for each GPU this process claimed: the file stays open, closing it frees the GPU.
+_HELD: list[tuple] = []
 
 
 def lock_dir() -> Path:
@@ -81,7 +80,7 @@ def claim_gpus(count: int, devices: list[str] | None = None) -> list[str]:
     the machine has fewer (with a warning); none where it has no GPU. A process claims once: a
     second call returns what it holds."""
     if _HELD:
-        return _HELD_DEVICES[:]
+        return [device for device, _ in _HELD]
     devices = machine_gpus() if devices is None else list(dict.fromkeys(devices))
     if not devices or count <= 0:
         return []
@@ -93,7 +92,6 @@ def claim_gpus(count: int, devices: list[str] | None = None) -> list[str]:
     while True:
         claimed = _try_claim(count, devices, folder)
         if claimed:
-            _HELD_DEVICES.extend(claimed)
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claimed)
             log.info("GPU(s) %s of %s claimed after %.0f s", ",".join(claimed), ",".join(devices), time.monotonic() - started)
             return claimed
@@ -115,7 +113,7 @@ def _try_claim(count: int, devices: list[str], lock_dir: Path) -> list[str]:
             continue
         taken.append((device, handle))
         if len(taken) == count:
-            _HELD.extend(handle for _, handle in taken)
+            _HELD.extend(taken)
             return [device for device, _ in taken]
     for _, handle in taken:
         handle.close()  # all or none: two jobs each holding part of what they need would wait forever
