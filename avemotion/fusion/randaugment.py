@@ -127,19 +127,22 @@ def apply_op(frames, name: str, level, sign=1.0) -> tf.Tensor:
     return affine(frames, matrix[name])
 
 
+def _level_index(frames) -> tf.Tensor:
+    """int32 like ``frames`` (T, H, W, 3): each value's place in a flat (T, 3, 256) table of its own
+    frame and channel."""
+    group = tf.reshape(tf.range(tf.shape(frames)[0] * 3, dtype=tf.int32), [-1, 1, 1, 3])
+    return group * 256 + tf.cast(frames, tf.int32)
+
+
 def _per_channel_lut(frames, table) -> tf.Tensor:
     """Each frame's channels through their own lookup table ``table`` (T, 3, 256) int32."""
-    frames_count = tf.shape(frames)[0]
-    group = tf.range(frames_count * 3, dtype=tf.int32)
-    index = tf.reshape(group, [-1, 1, 1, 3]) * 256 + tf.cast(frames, tf.int32)
-    return tf.cast(tf.gather(tf.reshape(table, [-1]), index), tf.uint8)
+    return tf.cast(tf.gather(tf.reshape(table, [-1]), _level_index(frames)), tf.uint8)
 
 
 def _histograms(frames) -> tf.Tensor:
     """(T, 3, 256) int32: each frame's histogram of each channel."""
     frames_count = tf.shape(frames)[0]
-    index = tf.reshape(tf.range(frames_count * 3), [-1, 1, 1, 3]) * 256 + tf.cast(frames, tf.int32)
-    counts = tf.math.bincount(tf.reshape(index, [-1]), minlength=frames_count * 768, maxlength=frames_count * 768)
+    counts = tf.math.bincount(tf.reshape(_level_index(frames), [-1]), minlength=frames_count * 768, maxlength=frames_count * 768)
     return tf.reshape(counts, [frames_count, 3, 256])
 
 
