@@ -89,12 +89,12 @@ def scan(root, settings: dict) -> Scan:
     clips = {}
     for file in visible_files(root / CLIP_DIR):
         rel = file.relative_to(root).as_posix()
-        if CLIP_NAME.match(file.name) and file.stem in clips:  # 00001.MP4 beside 00001.mp4
-            result.quarantine(file.stem, rel, f"the same clip as {clips[file.stem]} (the names differ only in case)")
-        elif CLIP_NAME.match(file.name):
-            clips[file.stem] = rel
-        else:
+        if not CLIP_NAME.match(file.name):
             result.quarantine(file.stem, rel, "name is not <5 digits>.mp4 (e.g. 00025.mp4)")
+        elif file.stem in clips:  # 00001.MP4 beside 00001.mp4
+            result.quarantine(file.stem, rel, f"the same clip as {clips[file.stem]} (the names differ only in case)")
+        else:
+            clips[file.stem] = rel
     for clip_id in sorted(set(labels) - set(clips)):
         where = ", ".join(sorted({w for ws in labels[clip_id].values() for w in ws}))
         result.quarantine(clip_id, f"{CLIP_DIR}/{clip_id}.mp4", f"listed in {where} but the file is missing")

@@ -79,17 +79,18 @@ def dataset_statistics(name: str, manifest: pd.DataFrame, quarantine: pd.DataFra
     ready = usable["label"].value_counts() if len(usable) else pd.Series(dtype=int)
     at_index = quarantine.loc[quarantine["stage"] == "index", "path"].nunique()
     later = len(set(quarantine.loc[quarantine["stage"] != "index", "clip_id"]) & set(manifest["clip_id"]))
+    named = speaker_ids(name)
     return {
         "dataset": name,
         "found": int(len(manifest) + at_index),
         "indexed": int(len(manifest)),
         "unlabelled": int(len(manifest) - len(labelled)),
-        "speakers": int(manifest["speaker"].nunique()) if speaker_ids(name) else None,
+        "speakers": int(manifest["speaker"].nunique()) if named else None,
         "quarantined": int(at_index + later),
         "quarantined_at_index": int(at_index),
         "quarantined_indexed": later,
         "usable": int(len(usable)),
-        "usable_speakers": (int(usable["speaker"].nunique()) if len(usable) else 0) if speaker_ids(name) else None,
+        "usable_speakers": (int(usable["speaker"].nunique()) if len(usable) else 0) if named else None,
         **{f"usable_{flag}": int(usable[flag].sum()) if flag in usable else 0 for flag in REPORTED_FLAGS},
         "classes": {label: {"indexed": int(indexed.get(label, 0)), "usable": int(ready.get(label, 0))} for label in labels},
         "quarantine": quarantine_summary(quarantine).to_dict("records"),

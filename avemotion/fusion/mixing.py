@@ -89,6 +89,8 @@ def draw(seed, mixing: Mixing, batch_size: int, image_size: int) -> dict:
     """One batch's mixing: ``lam`` (float32, corrected to the box under CutMix), ``cutmix`` (bool),
     ``permutation`` (int32, the partner of each clip), ``box`` [top, bottom, left, right) in pixels
     (empty under Mixup) and ``span`` [start, end) as fractions of the clip's time."""
+    # seeds[4] drew the random partner permutation, now the reversed batch: unused, and the split
+    # keeps its 7 so that the box and span draws stay the same.
     seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7))
     uniform = [tf.random.stateless_uniform([], seed) for seed in seeds[:2]]
     if mixing.mixup > 0 and mixing.cutmix > 0:

@@ -151,18 +151,14 @@ def mel_under_frames(mel: np.ndarray, clip: dict, total: int) -> np.ndarray:
     span; a truncated file's last frames in that span do not decode (its last packet is cut), so its
     Mel runs past its frames (by 3 of 100 frames for an MP4 cut at 70 %), and spread over them it
     would put the sound ever later under the frames. Other clips' Mel is their frames' whole span."""
-    if not _known(clip.get("truncated")) or not clip["truncated"]:
+    # pd.notna: stated (older tables lack columns: None, or NaN after a join)
+    if not pd.notna(clip.get("truncated")) or not clip["truncated"]:
         return mel  # whole, or an older table that states no truncation
     fps, seconds = clip.get("fps"), clip.get("duration_s")
-    if not (_known(fps) and _known(seconds) and fps * seconds > 0):
+    if not (pd.notna(fps) and pd.notna(seconds) and fps * seconds > 0):
         return mel  # an older table without the frame rate
     share = min(1.0, total / (seconds * fps))
     return mel[:, : max(1, int(round(mel.shape[1] * share)))]
-
-
-def _known(value) -> bool:
-    """Whether a clip-table value is stated (older tables lack columns: None, or NaN after a join)."""
-    return value is not None and not pd.isna(value)
 
 
 def clip_slots(clip: dict):
@@ -175,14 +171,14 @@ def clip_slots(clip: dict):
 def clip_windows(clip: dict) -> int:
     """The temporal windows V the frames stage sampled of a clip (its ``windows``; 1 when absent)."""
     windows = clip.get("windows")
-    return int(windows) if _known(windows) else 1
+    return int(windows) if pd.notna(windows) else 1
 
 
 def sampled_window(clip: dict) -> tuple[int, int] | None:
     """The source frames (start, end) a densely sampled clip's frames span; None for segment
     sampling (the whole clip), whose frames chunk tables have no window columns."""
     start, end = clip.get("window_start"), clip.get("window_end")
-    return (int(start), int(end)) if _known(start) and _known(end) else None
+    return (int(start), int(end)) if pd.notna(start) and pd.notna(end) else None
 
 
 def sampled_windows(clip: dict, windows: int) -> list[tuple[int, int] | None]:

@@ -23,14 +23,15 @@ from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
 from avemotion.fusion.randaugment import RandAugment
 from avemotion.fusion.records import shards_by_dataset
-from avemotion.fusion.schema import SPEECH_SAMPLE_RATE
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import MODEL_FILE, SETTINGS_FILE, write_late_weights
 from avemotion.model.fusion import BRANCHES, backbone_of, build_fusion_model, face_statistics, model_input_names, pretrained_backbone
 from avemotion.model.speech_branch import audio_settings, speech_encoder
+from avemotion.model.speech_features import feature_frames
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
+from avemotion.model.whisper_features import HOP_LENGTH
 from avemotion.presets import variant_settings
 from avemotion.train.devices import configure_precision, configure_threads, training_strategy
 from avemotion.train.fitting import clear_progress, fit, shard_signature
@@ -97,7 +98,8 @@ def mixing_of(training: dict, model_settings: dict | None = None) -> Mixing:
     With the Whisper branch, CutMix cuts the waveform within the seconds the branch hears."""
     value = {key: training.get(key, default) for key, default in QUIET_TRAINING.items()}
     audio = audio_settings(model_settings or {})
-    heard = 0 if audio["audio_encoder"] == "cnn" else int(round(audio["audio_max_seconds"] * SPEECH_SAMPLE_RATE))
+    # The samples the branch reads: its feature frames' (avemotion.model.speech_features).
+    heard = 0 if audio["audio_encoder"] == "cnn" else feature_frames(audio["audio_max_seconds"]) * HOP_LENGTH
     return Mixing(
         mixup=value["mixup"],
         cutmix=value["cutmix"],

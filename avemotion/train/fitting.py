@@ -195,10 +195,10 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
     training = settings["training"]
     losses, loss_weights = losses_for(model, settings)
     progress = training_progress(outdir, settings, made_from)
-    epochs_path = progress / "epochs.csv"
+    epochs_path, best_path = progress / "epochs.csv", progress / "best.weights.h5"
     callbacks = [
         learning_rate_logger(),  # before CSVLogger, which writes what it adds
-        BestWeights(progress / "best.weights.h5", best_so_far(progress / "best.weights.h5")),
+        BestWeights(best_path, best_so_far(best_path)),
         keras.callbacks.CSVLogger(str(epochs_path), append=True),
     ]
     for index, (start, end, backbone_trainable) in enumerate(training_phases(training)):
@@ -240,10 +240,11 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
         with atomic_path(phase_done, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
         shutil.rmtree(backup_dir, ignore_errors=True)
-    check_trained(read_epochs(epochs_path), progress / "best.weights.h5", outdir)
-    model.load_weights(progress / "best.weights.h5")
+    epochs = read_epochs(epochs_path)
+    check_trained(epochs, best_path, outdir)
+    model.load_weights(best_path)
     with atomic_path(outdir / "history.csv") as tmp:
-        read_epochs(epochs_path).to_csv(tmp, index=False)
+        epochs.to_csv(tmp, index=False)
     # The progress stays until the job's outputs are written (clear_progress): a job killed while it
     # predicts or saves then finds every phase done on its rerun instead of training from epoch 1.
 
