@@ -42,6 +42,7 @@ from avemotion.layout import (
     run_file,
     stage_table,
 )
+from avemotion.media.frames import FACE_CROPS
 from avemotion.model.bundle import MODEL_FILE, MODEL_FILES, RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings, read_manifest
 from avemotion.preprocess.sources import sources_digest
@@ -170,7 +171,7 @@ def chunk_inputs(wildcards):
     # chunk's clips, and Snakemake wants a checkpoint that params depend on among the inputs.
     clips_of_chunk(dataset, chunk)
     inputs = [str(DEMO_ROOTS[dataset])] if is_demo(dataset) else [ancient(path) for path in chunk_clip_files(wildcards)]
-    if stage == "frames" and preprocess_settings(config, dataset)["frames"]["crop"] == "face":
+    if stage == "frames" and preprocess_settings(config, dataset)["frames"]["crop"] in FACE_CROPS:
         inputs.append(stage_table(dataset, "face", chunk))
     return inputs
 

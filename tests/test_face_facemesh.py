@@ -16,7 +16,8 @@ from avemotion.demo.corpora import crema_d_specs, enterface_specs, render_clip
 from avemotion.demo.expressions import make_speaker
 from avemotion.demo.face import FacePainter, empty_scene
 from avemotion.face.columns import ALL_COLUMNS, AUS_C, AUS_R, ordered_columns
-from avemotion.face.facemesh import FaceMeshBackend, face_boxes
+from avemotion.face.crops import face_boxes
+from avemotion.face.facemesh import FaceMeshBackend
 from avemotion.face.geometry import AU_MODELS, view_relative_angles
 
 ESTIMATED_AUS = ["01", "02", "04", "05", "06", "09", "10", "12", "17", "25", "26", "45"]

@@ -20,6 +20,7 @@ from avemotion.media.frames import (
     sample_clip_frames,
     segment_middles,
     smooth_face_squares,
+    square_crop_matrix,
 )
 from avemotion.quarantine import ClipDefect
 
@@ -90,9 +91,10 @@ def test_sample_clip_frames_reads_the_middle_frames_of_a_real_video(tmp_path):
     assert info["source_frames"] == [5, 15, 25, 35] and info["total_frames"] == 40
     assert out.shape == (4, 32, 32, 3) and out.dtype == np.uint8
     assert [round(out[k, 16, 16, 0] / 3) for k in range(4)] == [5, 15, 25, 35]
-    boxes = np.tile([[20.0, 10.0, 60.0, 50.0]], (40, 1))
-    cropped, _ = sample_clip_frames(video, 4, 48, "face", face_boxes=boxes, margin=0.0)
+    matrices = np.tile(square_crop_matrix(40.0, 30.0, 40.0, 48), (40, 1, 1))  # a 40 px square: scale 1.2
+    cropped, _ = sample_clip_frames(video, 4, 48, "face", crop_matrices=matrices)
     assert cropped.shape == (4, 48, 48, 3)
+    assert [round(cropped[k, 24, 24, 0] / 3) for k in range(4)] == [5, 15, 25, 35]  # each frame its own crop
 
 
 def test_unreadable_and_empty_videos_are_clip_defects(tmp_path):

@@ -287,24 +287,28 @@ def test_a_face_stored_in_non_square_pixels_is_measured_as_it_is_shown(anamorphi
 
 @pytest.mark.parametrize("turned", ["", " turned"], ids=["as-stored", "turned"])
 def test_frames_of_non_square_pixels_are_cropped_and_letterboxed_as_they_are_shown(anamorphic, turned):
-    """The face crops, the letterboxed frames and the previews' landmarks in them are those of the
-    frame as it is shown (read as stored: crops 33 grey levels off on average)."""
+    """The face crops (square and aligned), the letterboxed frames and the previews' landmarks in them
+    are those of the frame as it is shown (read as stored: crops 33 grey levels off on average)."""
     from avemotion.evaluate.previews import frame_annotations
-    from avemotion.face.facemesh import face_boxes
+    from avemotion.face.crops import crop_matrices
     from avemotion.media.frames import sample_clip_frames
+    from avemotion.media.probe import pixel_aspect
 
     backend = FaceMeshBackend()
     crops, drawn = {}, {}
     for name in ("square", "anamorphic"):
         path = anamorphic[name + turned]
         table = backend.analyse_video(path)[0]
-        crops[name], info = sample_clip_frames(path, 8, 96, "face", face_boxes=face_boxes(table), margin=0.25)
+        for crop in ("face", "aligned"):
+            matrices = crop_matrices(table, crop, 96, 0.25, pixel_aspect(path))
+            crops[f"{name} {crop}"], info = sample_clip_frames(path, 8, 96, crop, crop_matrices=matrices)
+            annotations = frame_annotations(table, info["source_frames"], crop, 96, 0.25, pixel_aspect=info["pixel_aspect"])
+            drawn[f"{name} {crop}"] = np.stack([points for points, _ in annotations])
         crops[f"{name} full"], _ = sample_clip_frames(path, 8, 96, "full")
-        annotations = frame_annotations(table, info["source_frames"], "face", 96, 0.25, pixel_aspect=info["pixel_aspect"])
-        drawn[name] = np.stack([points for points, _ in annotations])
     assert info["pixel_aspect"] == pytest.approx(64 / 45 if not turned else 45 / 64)
-    assert np.abs(crops["anamorphic"].astype(int) - crops["square"]).mean() < 6  # the same face, as square as it is shown
-    assert np.abs(drawn["anamorphic"] - drawn["square"]).mean() < 1  # crop pixels
+    for crop in ("face", "aligned"):  # the same face, as square as it is shown
+        assert np.abs(crops[f"anamorphic {crop}"].astype(int) - crops[f"square {crop}"]).mean() < 6, crop
+        assert np.abs(drawn[f"anamorphic {crop}"] - drawn[f"square {crop}"]).mean() < 1, crop  # crop pixels
     rows = lambda frames: np.flatnonzero(frames.max(axis=(0, 2, 3)) > 0)
     columns = lambda frames: np.flatnonzero(frames.max(axis=(0, 1, 3)) > 0)
     full, shown = crops["anamorphic full"], crops["square full"]

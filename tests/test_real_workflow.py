@@ -78,7 +78,8 @@ EXPENSIVE = {"preprocess_chunk", "fuse_chunk", "train_fold"}
 def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_path):
     corpus = real_mafw_corpus(real_media, tmp_path / "mafw")
     config = write_demo_config(tmp_path / "real.yaml", {
-        "datasets": {"crema_d": {"enabled": False}, "enterface": {"enabled": False}, "mafw": {"root": str(corpus), "chunks": 1}},
+        # OpenFace-style aligned faces (the CREMA-D recipe's), which the frames jobs cut from the face jobs' tables
+        "datasets": {"crema_d": {"enabled": False}, "enterface": {"enabled": False}, "mafw": {"root": str(corpus), "chunks": 1, "frames": {"crop": "aligned"}}},
         # the product recipes' augmentation (RandAugment, 8-100 % crops, random erasing) on real faces
         "training": {
             "epochs": 1, "batch_size": 2, "threads": 1, "backend": "jax",
@@ -104,6 +105,7 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     frames = pd.read_parquet(results / "preprocess" / "frames" / "0.parquet").set_index("clip_id")
     uneven = {clip_id for clip_id, slots in frames["frame_slots"].items() if slots is not None}
     assert uneven == {"00003", "00004", "00007", "00008"}
+    assert set(frames["crop"].dropna()) == {"aligned"}  # all but the faceless clip (quarantined)
     metrics = json.loads((tmp_path / "results/experiments/real_hybrid/fold_1/metrics.json").read_text())
     predictions = pd.read_parquet(tmp_path / "results/experiments/real_hybrid/fold_1/predictions.parquet")
     assert sorted(predictions["clip_id"]) == ["00005"] and 0 <= metrics["uar"] <= 1

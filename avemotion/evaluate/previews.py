@@ -3,8 +3,8 @@
 Each preview (results/report/previews/{dataset}/{clip_id}.png) shows:
 - the T sampled frames (avemotion.layout.ClipArtifacts.frames) with the face box and the 68 landmarks
   of the face stage (ClipArtifacts.face_csv) at each sampled source frame, mapped
-  into the frame crop exactly as the frames stage cut it (face crop: the smoothed face square of
-  avemotion.media.frames; full frame: the letterbox);
+  into the frame crop exactly as the frames stage cut it (avemotion.face.crops: the smoothed face
+  square or the aligned face; full frame: the letterbox);
 - the mean AU intensities (``AU*_r``) over the frames with a face;
 - the log-Mel and MFCC images (ClipArtifacts.mel_png, mfcc_png).
 A face backend that writes no landmarks or no AU intensities gets the frames without marks or a
@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 
 from avemotion.evaluate import plots
-from avemotion.face.facemesh import face_boxes
+from avemotion.face.columns import LANDMARKS_2D
+from avemotion.face.crops import crop_matrices
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import write_json
 from avemotion.layout import ClipArtifacts
-from avemotion.media.frames import letterbox_layout, smooth_face_squares, square_crop_mapping
+from avemotion.media.frames import FACE_CROPS, letterbox_matrix
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def choose_clips(clips: pd.DataFrame, count: int = DEFAULT_COUNT) -> pd.DataFram
 
 def landmark_points(face: pd.DataFrame, row: int) -> np.ndarray | None:
     """(68, 2) landmarks of one face-table row, or None where the row has no face or no landmarks."""
-    columns = [f"x_{i}" for i in range(LANDMARKS)] + [f"y_{i}" for i in range(LANDMARKS)]
+    columns = LANDMARKS_2D
     if not set(columns) <= set(face.columns) or face["success"].iloc[row] != 1:
         return None
     values = face.iloc[row][columns].to_numpy(dtype=float)
@@ -61,19 +62,17 @@ def landmark_points(face: pd.DataFrame, row: int) -> np.ndarray | None:
 
 def crop_transforms(
     face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None, pixel_aspect: float = 1.0
-) -> list[tuple[float, float, float, float] | None]:
-    """Per sampled frame, (scale_x, scale_y, offset_x, offset_y) mapping source pixels into the crop
-    (``x_crop = scale_x * x + offset_x``), the mapping the frames stage applied; None where unknown."""
+) -> list[np.ndarray | None]:
+    """Per sampled frame, the (2, 3) affine matrix mapping source pixels into the crop
+    ((x_crop, y_crop) = matrix @ (x, y, 1)), the one the frames stage applied; None where unknown."""
     source_frames = np.asarray(source_frames, dtype=int)
     unknown = [None] * len(source_frames)
-    if crop == "face":
-        if not {f"x_{i}" for i in range(LANDMARKS)} <= set(face.columns) or len(face) == 0:
+    if crop in FACE_CROPS:
+        if not set(LANDMARKS_2D) <= set(face.columns) or len(face) == 0:
             return unknown
-        squares = smooth_face_squares(face_boxes(face), margin, pixel_aspect=pixel_aspect)[np.minimum(source_frames, len(face) - 1)]
-        return [square_crop_mapping(cx, cy, side, size, pixel_aspect) for cx, cy, side in squares]
+        return list(crop_matrices(face, crop, size, margin, pixel_aspect)[np.minimum(source_frames, len(face) - 1)])
     if crop == "full" and width and height and np.isfinite([width, height]).all():
-        new_w, new_h, left, top = letterbox_layout(width, height, size, pixel_aspect)
-        return [(new_w / width, new_h / height, left, top)] * len(source_frames)
+        return [letterbox_matrix(width, height, size, pixel_aspect)] * len(source_frames)
     return unknown
 
 
@@ -87,8 +86,7 @@ def frame_annotations(face: pd.DataFrame, source_frames, crop: str, size: int, m
         if points is None or transform is None:
             annotations.append((None, None))
             continue
-        scale_x, scale_y, dx, dy = transform
-        mapped = points * np.array([scale_x, scale_y]) + np.array([dx, dy])
+        mapped = points @ transform[:, :2].T + transform[:, 2]
         annotations.append((mapped, (*mapped.min(axis=0), *mapped.max(axis=0))))
     return annotations
 

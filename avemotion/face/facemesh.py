@@ -385,13 +385,3 @@ def smooth_tracks(points: np.ndarray, found: np.ndarray, timestamps: np.ndarray,
     for start, end in zip(edges[::2], edges[1::2]):
         out[start:end] = gaussian_filter1d(points[start:end], sigma, axis=0, mode="nearest")
     return out
-
-
-def face_boxes(table: pd.DataFrame) -> np.ndarray:
-    """Per-frame (x0, y0, x1, y1) around the 68 landmarks of an OpenFace-schema table; NaN rows
-    where ``success`` is 0."""
-    xs = table[[f"x_{i}" for i in range(68)]].to_numpy(float)
-    ys = table[[f"y_{i}" for i in range(68)]].to_numpy(float)
-    boxes = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1) if len(table) else np.zeros((0, 4))
-    boxes[table["success"].to_numpy() == 0] = np.nan
-    return boxes

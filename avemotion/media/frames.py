@@ -433,25 +433,36 @@ def letterbox_layout(width: int, height: int, size: int, pixel_aspect: float = 1
     return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
 
 
-def smooth_face_squares(boxes: np.ndarray, margin: float, window: int = 9, pixel_aspect: float = 1.0) -> np.ndarray:
-    """Per-frame square crops (cx, cy, side) from per-frame face boxes (x0, y0, x1, y1 in the video's
-    pixels; NaN = no face), in the pixels of the frame as it is shown (x times ``pixel_aspect``),
-    where a face has its own proportions (:func:`crop_square`).
+# Crops made from the face stage's track (avemotion.face.crops gives their per-frame transforms);
+# "full" letterboxes the whole frame.
+FACE_CROPS = ("face", "aligned")
+# Frames over which face crops are averaged: removes landmark jitter so the crop does not shake.
+SMOOTHING_FRAMES = 9
 
-    Frames without a face take the nearest tracked values (linear interpolation); a moving average
-    over ``window`` frames removes landmark jitter so the crop does not shake.
-    """
-    boxes = np.asarray(boxes, float) * [pixel_aspect, 1, pixel_aspect, 1]
-    valid = ~np.isnan(boxes).any(axis=1)
+
+def smooth_track(values: np.ndarray, window: int = SMOOTHING_FRAMES) -> np.ndarray:
+    """(N, K) per-frame values (NaN rows: no face) with the gaps filled from the nearest tracked
+    frames (linear interpolation) and a moving average over ``window`` frames."""
+    values = np.asarray(values, float)
+    valid = ~np.isnan(values).any(axis=1)
     if not valid.any():
         raise ClipDefect("no face in any frame")
-    t = np.arange(len(boxes))
-    centre_x = np.interp(t, t[valid], (boxes[valid, 0] + boxes[valid, 2]) / 2)
-    centre_y = np.interp(t, t[valid], (boxes[valid, 1] + boxes[valid, 3]) / 2)
-    side = np.interp(t, t[valid], np.maximum(boxes[valid, 2] - boxes[valid, 0], boxes[valid, 3] - boxes[valid, 1]))
-    kernel = np.ones(min(window, len(boxes))) / min(window, len(boxes))
+    t = np.arange(len(values))
+    kernel = np.ones(min(window, len(values))) / min(window, len(values))
     smooth = lambda x: np.convolve(np.pad(x, len(kernel) // 2, mode="edge"), kernel, mode="valid")[: len(x)]
-    return np.stack([smooth(centre_x), smooth(centre_y), smooth(side) * (1 + 2 * margin)], axis=1)
+    return np.stack([smooth(np.interp(t, t[valid], column[valid])) for column in values.T], axis=1)
+
+
+def smooth_face_squares(boxes: np.ndarray, margin: float, window: int = SMOOTHING_FRAMES, pixel_aspect: float = 1.0) -> np.ndarray:
+    """Per-frame square crops (cx, cy, side) from per-frame face boxes (x0, y0, x1, y1 in the video's
+    pixels; NaN = no face), in the pixels of the frame as it is shown (x times ``pixel_aspect``),
+    where a face has its own proportions (:func:`crop_square`), smoothed by :func:`smooth_track`."""
+    boxes = np.asarray(boxes, float) * [pixel_aspect, 1, pixel_aspect, 1]
+    squares = np.stack(
+        [(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])], axis=1
+    )
+    smoothed = smooth_track(squares, window)
+    return smoothed * [1, 1, 1 + 2 * margin]
 
 
 def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
@@ -459,17 +470,27 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, size: int,
     black. On pixels ``pixel_aspect`` times as wide as high, the square is one as the frame is shown,
     and ``cx`` and ``side`` count its pixels' heights (x times ``pixel_aspect``, as
     :func:`smooth_face_squares` gives them)."""
-    scale_x, scale_y, offset_x, offset_y = square_crop_mapping(cx, cy, side, size, pixel_aspect)
-    matrix = np.array([[scale_x, 0, offset_x], [0, scale_y, offset_y]], np.float32)
-    interpolation = cv2.INTER_AREA if scale_y < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(frame, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+    return warp_crop(frame, square_crop_matrix(cx, cy, side, size, pixel_aspect), size)
 
 
-def square_crop_mapping(cx: float, cy: float, side: float, size: int, pixel_aspect: float = 1.0) -> tuple[float, float, float, float]:
-    """(scale_x, scale_y, offset_x, offset_y) taking a pixel of the video into :func:`crop_square`'s
-    crop: x_crop = scale_x * x + offset_x."""
+def square_crop_matrix(cx: float, cy: float, side: float, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
+    """The (2, 3) affine matrix taking a pixel of the video into :func:`crop_square`'s crop:
+    (x_crop, y_crop) = matrix @ (x, y, 1)."""
     scale = size / side
-    return scale * pixel_aspect, scale, size / 2 - scale * cx, size / 2 - scale * cy
+    return np.array([[scale * pixel_aspect, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]])
+
+
+def warp_crop(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` crop that the (2, 3) ``matrix`` maps ``frame``'s pixels into; outside
+    the frame is black. Bilinear, as OpenFace aligns faces (warpAffine has no area filter: its
+    INTER_AREA gives the same pixels)."""
+    return cv2.warpAffine(frame, np.asarray(matrix, np.float32), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def letterbox_matrix(width: int, height: int, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
+    """The (2, 3) affine matrix taking a pixel of a ``width`` x ``height`` frame into :func:`letterbox`'s square."""
+    new_w, new_h, left, top = letterbox_layout(width, height, size, pixel_aspect)
+    return np.array([[new_w / width, 0, left], [0, new_h / height, top]], float)
 
 
 def sample_clip_frames(
@@ -477,8 +498,7 @@ def sample_clip_frames(
     num_frames: int,
     size: int,
     crop: str,
-    face_boxes: np.ndarray | None = None,
-    margin: float = 0.25,
+    crop_matrices: np.ndarray | None = None,
     opened: Picking | None = None,
     budget: int = BATCH_BYTES,
     sampling: str = "segments",
@@ -497,25 +517,25 @@ def sample_clip_frames(
     by window (V x T), with ``windows`` in the info, and under dense sampling each window's span
     (``window_starts``, ``window_ends``, lists) instead of the one window's.
 
-    ``face_boxes`` holds one box per source frame (from the face features, in the video's pixels)
-    when ``crop`` is "face"; ``opened``, when given, is the clip as :func:`open_for_picking` opened
-    it. Frames are cropped as they are decoded, ``budget`` bytes at a time, so only one batch is held
-    at full resolution. Crops and letterboxes are of the frame as it is shown: a video of non-square
-    pixels (probe.pixel_aspect: an anamorphic DVD's) gives faces in their own proportions.
+    ``crop_matrices`` holds, when ``crop`` is one of :data:`FACE_CROPS`, one (2, 3) affine matrix per
+    source frame taking the video's pixels into the crop (avemotion.face.crops makes them from the
+    face features); ``opened``, when given, is the clip as :func:`open_for_picking` opened it. Frames
+    are cropped as they are decoded, ``budget`` bytes at a time, so only one batch is held at full
+    resolution. Crops and letterboxes are of the frame as it is shown: a video of non-square pixels
+    (probe.pixel_aspect: an anamorphic DVD's) gives faces in their own proportions.
     """
     aspect = pixel_aspect(path)
-    if crop == "face":
-        if face_boxes is None or len(face_boxes) == 0:
+    if crop in FACE_CROPS:
+        if crop_matrices is None or len(crop_matrices) == 0:
             raise ClipDefect("no face track for a face crop")
-        squares = smooth_face_squares(face_boxes, margin, pixel_aspect=aspect)
         # Face tracks can be a frame or two shorter or longer than decord's count (container edge frames).
         each = lambda frames, chunk: np.stack(
-            [crop_square(f, *squares[min(i, len(squares) - 1)], size, aspect) for f, i in zip(frames, chunk)]
+            [warp_crop(f, crop_matrices[min(i, len(crop_matrices) - 1)], size) for f, i in zip(frames, chunk)]
         )
     elif crop == "full":
         each = lambda frames, chunk: np.stack([letterbox(f, size, aspect) for f in frames])
     else:
-        raise ValueError(f"frames.crop must be 'face' or 'full', got {crop!r}")
+        raise ValueError(f"frames.crop must be one of {[*FACE_CROPS, 'full']}, got {crop!r}")
     reader, forward = opened if opened is not None else open_for_picking(path)
     # frames are picked as slots on the clip's time axis, then decoded as the source frames shown
     # there (among the first ``end``: a cut file's last frames may not decode)

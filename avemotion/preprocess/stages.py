@@ -31,13 +31,14 @@ import numpy as np
 import pandas as pd
 
 from avemotion.config import QUIET_DEFAULTS
-from avemotion.face.facemesh import FaceMeshBackend, face_boxes
+from avemotion.face.crops import crop_matrices, face_landmarks
+from avemotion.face.facemesh import FaceMeshBackend
 from avemotion.face.openface import in_stored_pixels, read_openface_csv, run_feature_extraction, several_faces
 from avemotion.io import atomic_path
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
-from avemotion.media.frames import first_frame, length_defects, open_for_picking, open_video, sample_clip_frames, shown_size
-from avemotion.media.probe import display
+from avemotion.media.frames import FACE_CROPS, first_frame, length_defects, open_for_picking, open_video, sample_clip_frames, shown_size
+from avemotion.media.probe import display, pixel_aspect
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.media.transcode import decodable_copy, kept_copy
 from avemotion.preprocess.chunk import Stage
@@ -285,20 +286,22 @@ class FramesStage(Stage):
         return ClipArtifacts(self.outdir, clip["clip_id"]).face_csv
 
     def sources(self, clip):
-        return [self.root / clip["path"]] + ([self.face_csv(clip)] if self.settings["crop"] == "face" else [])
+        return [self.root / clip["path"]] + ([self.face_csv(clip)] if self.settings["crop"] in FACE_CROPS else [])
 
     def artifacts(self, clip):
         return [ClipArtifacts(self.outdir, clip["clip_id"]).frames]
 
     def process(self, clip):
-        boxes, crop = None, self.settings["crop"]
-        if crop == "face":
+        video = self.root / clip["path"]
+        matrices, crop = None, self.settings["crop"]
+        if crop in FACE_CROPS:
             if not self.face_csv(clip).exists():
                 raise SkipClip("no face features (quarantined by the face stage)")
-            boxes = face_boxes(pd.read_csv(self.face_csv(clip)))
-            if np.isnan(boxes).all():  # kept without a face (prediction): nothing to crop to
-                boxes, crop = None, "full"
-        video = self.root / clip["path"]
+            table = pd.read_csv(self.face_csv(clip))
+            if np.isnan(face_landmarks(table)).all():  # kept without a face (prediction): nothing to crop to
+                crop = "full"
+            else:
+                matrices = crop_matrices(table, crop, self.settings["input_size"], self.settings["face_margin"], pixel_aspect(video))
         opened = open_for_picking(video)
         defects = length_defects(video, len(opened.reader), self.settings["num_frames"])
         for key, reason in defects.items():  # absent key: keep (config.QUIET_DEFAULTS; a trained model's older settings)
@@ -309,8 +312,7 @@ class FramesStage(Stage):
             self.settings["num_frames"],
             self.settings["input_size"],
             crop,
-            face_boxes=boxes,
-            margin=self.settings["face_margin"],
+            crop_matrices=matrices,
             opened=opened,
             sampling=self.settings.get("sampling", QUIET_DEFAULTS["frames"]["sampling"]),
             rate=self.settings.get("sampling_rate", QUIET_DEFAULTS["frames"]["sampling_rate"]),

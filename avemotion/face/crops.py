@@ -1,0 +1,96 @@
+"""Where the frames stage cuts a clip's frames: per source frame, the affine transform from the
+video's pixels into the S x S crop, made from the face stage's table (OpenFace's CSV schema, either
+backend).
+
+- ``face``: a square around the 68 landmarks, ``frames.face_margin`` of its side wider on each side,
+  smoothed over time (avemotion.media.frames.smooth_face_squares).
+- ``aligned``: OpenFace's similarity-aligned face (FeatureExtraction ``-simalign``; its
+  FaceAnalysis::AlignFace): per frame, the scale, rotation and shift that bring the face's rigid
+  landmarks closest (least squares) to a generic face's, at OpenFace's scale (0.7 px per mm on its
+  112 px default, which ``-simsize`` scales with the side) with the generic face's 68-point centre
+  in the middle. The eyes sit level at the same place in every frame whatever the head's roll,
+  distance or position: the faces the published CREMA-D systems train on (HiCMAE: OpenFace
+  ``-simalign -simsize 256 -nomask``, resized to 160). As OpenFace, each frame is aligned on its own
+  (frames without a face take the transform of the nearest ones).
+
+The generic face is MediaPipe's canonical face model (avemotion.face.geometry's), where OpenFace
+uses its shape model's mean (shipped under OpenFace's non-commercial licence): the two differ by a
+few millimetres, so crops frame the face as OpenFace's do, not pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from avemotion.face.columns import LANDMARKS_2D
+from avemotion.face.geometry import POSE_ORIGIN
+from avemotion.media.frames import smooth_face_squares, smooth_track, square_crop_matrix
+
+# OpenFace's alignment scale: crop pixels per millimetre of the generic face, as a fraction of the
+# crop's side (-simscale 0.7 at the default -simsize 112).
+ALIGNED_SCALE = 0.7 / 112
+
+# The points OpenFace aligns on (its extract_rigid_points: the face outline beside the eyes and
+# cheeks, the nose, the eye corners and lower lids; brows, lips and jaw move with expressions), as
+# (x, y) in mm on the generic face: MediaPipe's canonical model (canonical_face_model.obj,
+# Apache-2.0) converted as avemotion.face.geometry converts it (x right, y down). The subject's right
+# (the image's left) and the midline; the left side mirrors it.
+_RIGHT_AND_MIDDLE = {
+    1: (-76.6, -6.7), 2: (-75.4, 10.5), 3: (-72.7, 28.9), 4: (-67.2, 47.9),  # face outline
+    27: (0.0, -32.7), 28: (0.0, -17.3), 29: (0.0, -3.7),  # nose bridge
+    31: (-14.1, 17.1), 32: (-6.0, 20.1), 33: (0.0, 20.9),  # nostrils and nose base
+    36: (-44.5, -26.6), 39: (-18.6, -25.9), 40: (-27.2, -23.2), 41: (-36.7, -23.6),  # eye corners, lower lid
+}
+_MIRRORS = {15: 1, 14: 2, 13: 3, 12: 4, 35: 31, 34: 32, 45: 36, 42: 39, 47: 40, 46: 41}
+_GENERIC = {**_RIGHT_AND_MIDDLE, **{left: (-_RIGHT_AND_MIDDLE[right][0], _RIGHT_AND_MIDDLE[right][1]) for left, right in _MIRRORS.items()}}
+RIGID_POINTS = np.array(sorted(_GENERIC))
+# relative to the centre of the generic face's 68 points, which the crop's middle shows
+GENERIC_RIGID = np.array([_GENERIC[i] for i in RIGID_POINTS]) - POSE_ORIGIN[:2]
+
+
+def face_landmarks(table: pd.DataFrame) -> np.ndarray:
+    """(N, 68, 2) landmarks (x, y in the video's pixels) of an OpenFace-schema table; NaN rows where
+    ``success`` is 0."""
+    values = table[LANDMARKS_2D].to_numpy(float).reshape(len(table), 2, 68).transpose(0, 2, 1).copy()
+    values[table["success"].to_numpy() == 0] = np.nan
+    return values
+
+
+def face_boxes(table: pd.DataFrame) -> np.ndarray:
+    """Per-frame (x0, y0, x1, y1) around the 68 landmarks of an OpenFace-schema table; NaN rows
+    where ``success`` is 0."""
+    points = face_landmarks(table)
+    return np.concatenate([points.min(axis=1), points.max(axis=1)], axis=1)
+
+
+def aligned_crop_matrices(landmarks: np.ndarray, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
+    """(N, 2, 3) matrices taking the video's pixels into the ``size`` x ``size`` aligned crop of each
+    frame (see the module docstring) from its (N, 68, 2) landmarks (NaN: no face). Fitted on the
+    frame as it is shown (x times ``pixel_aspect``), where the generic face has its proportions."""
+    rigid = np.asarray(landmarks, float)[:, RIGID_POINTS] * [pixel_aspect, 1.0]
+    target = GENERIC_RIGID * ALIGNED_SCALE * size
+    centre = rigid.mean(axis=1)
+    # the least-squares similarity as a complex factor: target - its mean = c * (points - their mean)
+    points = (rigid[..., 0] - centre[:, None, 0]) + 1j * (rigid[..., 1] - centre[:, None, 1])
+    goal = (target[:, 0] - target[:, 0].mean()) + 1j * (target[:, 1] - target[:, 1].mean())
+    with np.errstate(invalid="ignore"):
+        factor = (np.conj(points) * goal).sum(axis=1) / (np.abs(points) ** 2).sum(axis=1)
+    # frames without a face: the transform of the nearest faces (filled, not averaged)
+    a, b, centre_x, centre_y = smooth_track(np.stack([factor.real, factor.imag, centre[:, 0], centre[:, 1]], axis=1), window=1).T
+    rotation = np.stack([np.stack([a, -b], axis=1), np.stack([b, a], axis=1)], axis=1)  # (N, 2, 2)
+    shift = target.mean(axis=0) + size / 2 - np.einsum("nij,nj->ni", rotation, np.stack([centre_x, centre_y], axis=1))
+    linear = rotation * [pixel_aspect, 1.0]  # applied to stored pixels: x is widened first
+    return np.concatenate([linear, shift[:, :, None]], axis=2)
+
+
+def crop_matrices(table: pd.DataFrame, crop: str, size: int, margin: float, pixel_aspect: float = 1.0) -> np.ndarray:
+    """(N, 2, 3) per source frame: the transform the frames stage cuts a ``crop`` ("face" or
+    "aligned") of ``size`` pixels with, from the clip's face table."""
+    if crop == "aligned":
+        return aligned_crop_matrices(face_landmarks(table), size, pixel_aspect)
+    if crop == "face":
+        squares = smooth_face_squares(face_boxes(table), margin, pixel_aspect=pixel_aspect)
+        return np.stack([square_crop_matrix(cx, cy, side, size, pixel_aspect) for cx, cy, side in squares])
+    raise ValueError(f"not a face crop: {crop!r}")
+
