@@ -303,6 +303,8 @@ QUIET_DEFAULTS = {
 
 # training.test_views of a model whose settings have none (trained before the key existed): one view.
 DEFAULT_TEST_VIEWS = 1
+# training.test_windows unset: every temporal window the shards hold is a test view.
+DEFAULT_TEST_WINDOWS = None
 
 
 def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:

@@ -473,6 +473,20 @@ def test_test_views_reach_the_model_settings_and_one_view_retrains_nothing(confi
     assert any("training.test_views: 5 is greater than the maximum of 4" in error for error in config_errors(config))
 
 
+def test_test_windows_reach_the_model_settings_and_all_windows_retrain_nothing(config):
+    """training.test_windows travels with the trained model as test_views does; unset (all stored
+    windows, what evaluation did before the key) it stays out of the training jobs' params."""
+    from avemotion.train.settings import model_settings
+
+    config = filled(config)
+    before = model_settings(config, "crema_d_early")
+    assert config["training"]["test_windows"] is None and "test_windows" not in before["training"]
+    config["training"]["test_windows"] = 2
+    assert model_settings(config, "crema_d_early")["training"] == {**before["training"], "test_windows": 2}
+    config["training"]["test_windows"] = 0
+    assert any("training.test_windows: 0" in error for error in config_errors(config))
+
+
 def test_whispers_window_below_one_feature_frame_is_a_config_error(config):
     """0.004 s passed the check and then failed every training job (Whisper's frames are 10 ms)."""
     config["model"]["audio_max_seconds"] = 0.004

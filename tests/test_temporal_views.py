@@ -18,6 +18,7 @@ from test_train_experiment import LABELS as TRAIN_LABELS
 
 from avemotion.fusion import dataset as D
 from avemotion.fusion import records as R
+from avemotion.fusion.dataset import evaluation_windows
 from avemotion.fusion.schema import FACE_FEATURES
 from avemotion.fusion.shards import iterate_examples
 from avemotion.fusion.views import evaluation_views
@@ -152,6 +153,25 @@ def test_evaluation_averages_the_windows_times_the_spatial_views(tmp_path):
     # The windows differ (their face features are 0.15 and 1.15 on average) and both count alike.
     np.testing.assert_allclose(averaged["valence"], 0.65, atol=1e-5)
     assert np.abs(parts[0]["emotion"] - parts[2]["emotion"]).max() > 0.05
+
+
+def test_evaluation_windows_are_evenly_spread_the_first_and_last_among_them():
+    assert evaluation_windows(8, 2) == [0, 7]  # HiCMAE's two test windows of a store of 8
+    assert evaluation_windows(8, None) == list(range(8)) and evaluation_windows(3, 8) == [0, 1, 2]
+    assert evaluation_windows(8, 4) == [0, 2, 5, 7] and evaluation_windows(4, 1) == [1]  # 1: the middle one
+    with pytest.raises(ValueError, match="at least 1"):
+        evaluation_windows(4, 0)
+
+
+@pytest.mark.parametrize("test_windows, valence", [(None, 1.65), (1, 1.15), (3, (0 + 2 + 3) / 3 + 0.15)])
+def test_evaluation_averages_the_test_windows_it_is_told(tmp_path, test_windows, valence):
+    """Four stored windows (face features w + 0.15 on average in window w): all of them, the middle
+    one, or three of them evenly spread (0, 2, 3)."""
+    frames = lambda w: constant_frames([WINDOW_COLOURS[w % len(WINDOW_COLOURS)]] * T)
+    path = write_windows(tmp_path / "0.tfrecord", [windowed(f"c{i}", LABELS[i], 4, frames=frames) for i in range(3)], 4)
+    settings = {"num_frames": T, "image_size": S, "labels": LABELS, "training": {"batch_size": 2, "test_windows": test_windows}}
+    _, averaged = raw_outputs(linear_model(), settings, [path], None)
+    np.testing.assert_allclose(averaged["valence"], valence, atol=1e-5)
 
 
 def windowed_shards(root, windows=2, speakers=6):

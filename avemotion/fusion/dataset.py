@@ -155,6 +155,19 @@ def middle_window(windows: int) -> int:
     return (int(windows) - 1) // 2
 
 
+def evaluation_windows(windows: int, wanted: int | None = None) -> list[int]:
+    """The temporal windows whose outputs evaluation averages among the ``windows`` a shard holds of
+    each clip: all of them (``wanted`` None), or ``wanted`` of them evenly spread, the first and the
+    last among them (1: the middle one), as VideoMAE tests that many temporal clips while training
+    draws from all."""
+    count = int(windows) if wanted is None else min(int(wanted), int(windows))
+    if count < 1:
+        raise ValueError(f"the test windows must be at least 1, got {wanted}")
+    if count == 1:
+        return [middle_window(windows)]
+    return sorted({round(k * (int(windows) - 1) / (count - 1)) for k in range(count)})
+
+
 def random_window(seed: int, position, windows: int) -> tf.Tensor:
     """The temporal window (int32, 0 to ``windows`` - 1) of the clip at ``position`` of a training
     stream: drawn anew for every clip the stream yields, so each epoch sees its own windows."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from avemotion.config import DEFAULT_TEST_VIEWS
-from avemotion.fusion.dataset import make_dataset
+from avemotion.config import DEFAULT_TEST_VIEWS, DEFAULT_TEST_WINDOWS
+from avemotion.fusion.dataset import evaluation_windows, make_dataset
 from avemotion.fusion.records import shard_windows
 from avemotion.fusion.views import View, evaluation_views
 from avemotion.model.fusion import model_input_names
@@ -23,12 +23,14 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: boo
     """Clip ids and every model output (emotion outputs as probabilities) for the given clips
     (``unlabelled``: also those without a label of the model, as new clips are), averaged over the
     model's test views: each of the temporal windows the shards hold of a clip (1 unless fused with
-    several, avemotion.fusion.schema) in each of the spatial views (``training.test_views``,
-    avemotion.fusion.views; 1: the clips as they are)."""
+    several, avemotion.fusion.schema; ``training.test_windows`` of them, evenly spread, where set) in
+    each of the spatial views (``training.test_views``, avemotion.fusion.views; 1: the clips as they
+    are)."""
     ids, total = None, {}
     views = evaluation_views(settings["training"].get("test_views", DEFAULT_TEST_VIEWS))
     windows = shard_windows(tfrecord_paths, settings["num_frames"])
-    for window in range(windows):
+    tested = evaluation_windows(windows, settings["training"].get("test_windows", DEFAULT_TEST_WINDOWS))
+    for window in tested:
         for view in views:
             view_ids, outputs = view_outputs(model, settings, tfrecord_paths, clip_ids, unlabelled, view, window if windows > 1 else None)
             if ids is not None and view_ids != ids:
@@ -36,7 +38,7 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: boo
             ids = view_ids
             for name, value in outputs.items():
                 total[name] = total.get(name, 0.0) + value
-    return ids, {name: value / (windows * len(views)) for name, value in total.items()}
+    return ids, {name: value / (len(tested) * len(views)) for name, value in total.items()}
 
 
 def view_outputs(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from avemotion.config import (
     DEFAULT_TEST_VIEWS,
+    DEFAULT_TEST_WINDOWS,
     ConfigError,
     audio_model_settings,
     enabled_datasets,
@@ -202,6 +203,7 @@ QUIET_TRAINING = {
     "mixup_prob": 1.0,
     "mixup_switch_prob": 0.5,
     "test_views": DEFAULT_TEST_VIEWS,
+    "test_windows": DEFAULT_TEST_WINDOWS,
     "accumulation_steps": 1,
     "crop_scale": [0.6, 1.0],
     "random_erasing": 0,
