@@ -39,6 +39,7 @@ table above, with or without the ``windows`` feature.
 from __future__ import annotations
 
 from avemotion.face.columns import AUS_C, AUS_R, GAZE, POSE
+from avemotion.media.audio import SAMPLE_RATE
 
 # Log-Mel and MFCC are resized to these shapes (time always; bands too where audio.n_mels or
 # audio.n_mfcc differ from them), so datasets with different audio settings still mix.
@@ -50,9 +51,10 @@ AUDIO_STEPS = 256
 # backend does not estimate (the built-in facemesh backend has 9 AUs) are zeros, flagged in face_present.
 FACE_COLUMNS = AUS_R + AUS_C + POSE + GAZE
 
-# The speech encoder's audio (Whisper: 16 kHz mono), kept up to Whisper's whole 30 s window, so the
-# model's own maximum length (model.audio_max_seconds) is chosen at training time, not when fusing.
-SPEECH_SAMPLE_RATE = 16000
+# The speech encoder's audio (Whisper: 16 kHz mono): the audio stage's WAV as it is, kept up to
+# Whisper's whole 30 s window, so the model's own maximum length (model.audio_max_seconds) is chosen
+# at training time, not when fusing.
+SPEECH_SAMPLE_RATE = SAMPLE_RATE
 MAX_SPEECH_SECONDS = 30
 
 STRING_FEATURES = ("clip_id", "dataset", "speaker", "label")

@@ -25,6 +25,7 @@ import scipy.fft
 from PIL import Image
 
 from avemotion.io import atomic_path
+from avemotion.media.audio import SAMPLE_RATE
 
 # Floor of the Mel power before the log: silence gives -100 dB instead of -inf.
 POWER_FLOOR = 1e-10
@@ -38,7 +39,7 @@ _LOG_STEP = np.log(6.4) / 27.0
 
 @dataclass(frozen=True)
 class SpectrogramSettings:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE  # the audio stage's
     window_ms: float = 25.0
     hop_ms: float = 10.0
     n_mels: int = 128

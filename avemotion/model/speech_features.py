@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from avemotion.fusion.schema import SPEECH_SAMPLE_RATE
 from avemotion.model.whisper_features import HOP_LENGTH, N_FFT, N_SAMPLES, SAMPLING_RATE, log_mel_spectrogram
 
 SPEECH_FEATURES = "speech_features"
@@ -46,7 +47,8 @@ def whisper_features(samples: np.ndarray, max_frames: int, num_mel_bins: int = 8
     samples = np.asarray(samples, np.float32)[: max_frames * HOP_LENGTH]
     span = min(max_frames * HOP_LENGTH + N_FFT, N_SAMPLES)
     padded = np.pad(samples, (0, span - samples.size))
-    features = log_mel_spectrogram(padded, num_mel_bins, pad=span == N_SAMPLES)[:max_frames]
+    # the shards' rate, which log_mel_spectrogram refuses unless it is Whisper's
+    features = log_mel_spectrogram(padded, num_mel_bins, pad=span == N_SAMPLES, sampling_rate=SPEECH_SAMPLE_RATE)[:max_frames]
     return features, max(1, min(samples.size // HOP_LENGTH, max_frames))
 
 
