@@ -13,6 +13,7 @@ from avemotion.datasets import READERS, check_layout, index_dataset, speaker_ids
 from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
+from avemotion.train.backend import use_gpus
 
 
 def _index(args) -> int:
@@ -67,6 +68,7 @@ def _predict(args) -> int:
         check_output(args.out)  # before any work: a bad path must not cost the predictions
     if args.workdir:
         check_workdir(args.workdir)
+    use_gpus(args.gpus)  # before TensorFlow starts: it takes every GPU it sees, and their memory
     unwritten = []  # the last write's error: a full disk must not cost the predictions either
 
     def write(rows):
@@ -89,6 +91,12 @@ def _predict(args) -> int:
     if failed:
         print(f"avemotion predict: {failed} of {len(table)} clips could not be predicted (see their error)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _count(text: str) -> int:
+    if not text.strip().lstrip("+").isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return int(text)
 
 
 def _positive(text: str) -> int:
@@ -133,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dataset", help="whose preprocessing settings to use, for a model trained on a mixture (default: its first)")
     predict.add_argument("--workdir", help="keep the intermediate artifacts (frames, spectrograms, face features) here")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument(
+        "--gpus",
+        type=_count,
+        default=1,
+        help="GPUs to predict on (default 1): a GPU that no other avemotion job on this workstation holds, waiting "
+        "while they hold them all; 0: CPUs only. Inside a Slurm job: the GPUs Slurm gave it",
+    )
     predict.set_defaults(run=_predict)
     return parser
 

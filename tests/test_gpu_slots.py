@@ -148,3 +148,30 @@ def test_visible_devices_are_read_as_cuda_reads_them(tmp_path, visible, shown):
     claim = job(tmp_path, f"backend.use_gpus(2)\nbackend.use_gpus(2)\nprint(os.environ['CUDA_VISIBLE_DEVICES'])", CUDA_VISIBLE_DEVICES=visible)
     out, err = claim.communicate(timeout=30)
     assert out.strip() == shown, err
+
+
+PREDICT = """
+import pandas as pd
+from avemotion import cli
+
+def predict_files(*args, **kwargs):  # what the prediction's TensorFlow would see
+    print("shown:" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+    time.sleep(60)
+    return pd.DataFrame({{"clip": [], "error": []}})
+
+cli.predict_files = predict_files
+cli.main(["predict", "--model", "model", "clip.mp4", "--out", {out!r}, *{gpus!r}])
+"""
+
+
+def test_avemotion_predict_takes_a_gpu_no_job_holds_or_none(tmp_path):
+    """On a workstation where a training job holds GPU 0, `avemotion predict` predicts on GPU 1 (it
+    saw both and TensorFlow put it on GPU 0 beside the training); with --gpus 0 on none."""
+    fake_nvidia_smi(tmp_path, 2)
+    training = job(tmp_path, HOLD.format(count=1, seconds=60), CUDA_VISIBLE_DEVICES=None)
+    held = first_line(training)
+    out = str(tmp_path / "predictions.csv")
+    predicting = job(tmp_path, PREDICT.format(out=out, gpus=[]), CUDA_VISIBLE_DEVICES=None)
+    assert {f"shown:{held}", first_line(predicting)} == {"shown:0", "shown:1"}
+    on_cpus = job(tmp_path, PREDICT.format(out=out, gpus=["--gpus", "0"]), CUDA_VISIBLE_DEVICES=None)
+    assert first_line(on_cpus) == "shown:"
