@@ -15,6 +15,8 @@ from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
 from avemotion.train.backend import use_gpus
 
+log = logging.getLogger(__name__)
+
 
 def _index(args) -> int:
     out = Path(args.out)
@@ -68,7 +70,11 @@ def _predict(args) -> int:
         check_output(args.out)  # before any work: a bad path must not cost the predictions
     if args.workdir:
         check_workdir(args.workdir)
-    use_gpus(args.gpus)  # before TensorFlow starts: it takes every GPU it sees, and their memory
+    if {"tensorflow", "jax"} & set(sys.modules):  # called in a process where they run (a notebook): they keep what they see
+        if args.gpus != 1:
+            log.warning("--gpus %d not applied: TensorFlow or JAX started in this process first and keeps the GPUs it sees", args.gpus)
+    else:
+        use_gpus(args.gpus)  # before TensorFlow starts: it takes every GPU it sees, and their memory
     unwritten = []  # the last write's error: a full disk must not cost the predictions either
 
     def write(rows):

@@ -58,6 +58,20 @@ def test_the_aligned_crop_puts_the_rigid_points_where_the_generic_face_has_them(
     assert abs(x - corner[0]) < 1.5 and abs(y - corner[1]) < 1.5
 
 
+def test_a_face_unlike_the_generic_one_gets_its_spread_and_centre_as_openface_fits_it():
+    """A turned head (its rigid points 40 % narrower than the generic face's): OpenFace's
+    AlignShapesWithScale gives them the generic face's spread (root mean square), where least squares
+    would shrink them by the shapes' correlation; their centre lands on the generic one's."""
+    landmarks = similar_face(2.0, 0.0, (400, 300))
+    centre = landmarks[0, RIGID_POINTS].mean(axis=0)
+    landmarks[0, RIGID_POINTS] = centre + (landmarks[0, RIGID_POINTS] - centre) * [0.6, 1.0]
+    placed = mapped(aligned_crop_matrices(landmarks, SIZE), landmarks)[0, RIGID_POINTS]
+    generic = GENERIC_RIGID * ALIGNED_SCALE * SIZE + SIZE / 2
+    spread = lambda points: np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean())
+    assert spread(placed) == pytest.approx(spread(generic), rel=1e-9)
+    assert placed.mean(axis=0) == pytest.approx(generic.mean(axis=0), abs=1e-9)
+
+
 def test_non_square_pixels_are_aligned_as_the_frame_is_shown():
     """On pixels 64/45 as wide as high the landmarks are stored narrower; the crop is the same."""
     shown = similar_face(2.0, 10.0, (400, 300))

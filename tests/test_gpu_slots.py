@@ -175,3 +175,14 @@ def test_avemotion_predict_takes_a_gpu_no_job_holds_or_none(tmp_path):
     assert {f"shown:{held}", first_line(predicting)} == {"shown:0", "shown:1"}
     on_cpus = job(tmp_path, PREDICT.format(out=out, gpus=["--gpus", "0"]), CUDA_VISIBLE_DEVICES=None)
     assert first_line(on_cpus) == "shown:"
+
+
+def test_avemotion_predict_called_where_tensorflow_runs_leaves_its_gpus_alone(tmp_path):
+    """In a process where TensorFlow already started (a notebook, the tests) it keeps the GPUs it
+    sees: predict does not claim (claiming would fail there) and says when --gpus is not applied."""
+    fake_nvidia_smi(tmp_path, 2)
+    out = str(tmp_path / "predictions.csv")
+    started = job(tmp_path, "import tensorflow\n" + PREDICT.format(out=out, gpus=["--gpus", "0"]), CUDA_VISIBLE_DEVICES="0,1")
+    assert first_line(started, timeout=120) == "shown:0,1"
+    started.kill()
+    assert "--gpus 0 not applied: TensorFlow or JAX started in this process first" in started.communicate()[1]

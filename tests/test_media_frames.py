@@ -298,8 +298,13 @@ def test_crops_that_shrink_a_real_photo_are_not_aliased(real_media, side):
     assert 10 * np.log10(255**2 / np.mean((cut - reference) ** 2)) > 34
 
 
-def test_crops_that_do_not_shrink_are_plain_bilinear_warps():
+@pytest.mark.parametrize(
+    "matrix",
+    [[[1.3, -0.4, -20.0], [0.4, 1.3, -10.0]], [[0.7, 0.0, 5.0], [0.0, 0.7, 3.0]]],
+    ids=["larger-and-turned", "shrunk-less-than-area-before-warp"],
+)
+def test_crops_that_do_not_shrink_much_are_plain_bilinear_warps(matrix):
     frame = np.random.default_rng(0).integers(0, 256, (90, 120, 3), np.uint8)
-    matrix = np.array([[1.3, -0.4, -20.0], [0.4, 1.3, -10.0]])  # larger and turned
+    matrix = np.array(matrix)
     expected = cv2.warpAffine(frame, matrix.astype(np.float32), (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     np.testing.assert_array_equal(warp_crop(frame, matrix, 64), expected)

@@ -210,6 +210,20 @@ def test_frames_jobs_carry_the_sampling_revision():
     assert all("sampling_revision" not in job_settings(config, "crema_d", stage) for stage in ("audio", "face"))
 
 
+def test_face_crops_carry_the_crop_revision_and_whole_frames_none():
+    """How face crops are cut changed (area-averaged where they shrink the frame): frames jobs that
+    cut face squares or aligned faces recut existing clips once; letterboxed whole frames, cut as
+    before, keep their jobs (and the fusion and training after them)."""
+    from avemotion.media.frames import CROP_REVISION
+
+    config = demo_settings()
+    for crop in ("face", "aligned"):
+        config["frames"]["crop"] = crop
+        assert job_settings(config, "crema_d", "frames")["crop_revision"] == CROP_REVISION
+    config["frames"]["crop"] = "full"
+    assert "crop_revision" not in job_settings(config, "crema_d", "frames")
+
+
 def test_audio_jobs_carry_the_decoding_revision():
     """How audio is decoded changed (gaps filled, the stream players pick): audio jobs' params carry
     the revision, so existing clips' audio is decoded anew once; face and frames jobs do not."""

@@ -125,7 +125,6 @@ def test_features_equal_whisper_features_of_the_clip_cut_to_the_models_length(se
     assert frames == min(int(seconds * RATE) // 160, max_frames)
 
 
-
 def test_the_shards_audio_reaches_whisper_only_at_whispers_rate(monkeypatch):
     """The audio stage's rate (the shards store its WAV as it is) is checked against Whisper's: a
     stage writing another rate would otherwise feed Whisper mistimed features without a word."""
@@ -134,6 +133,7 @@ def test_the_shards_audio_reaches_whisper_only_at_whispers_rate(monkeypatch):
     monkeypatch.setattr(speech_features, "SPEECH_SAMPLE_RATE", 22050)
     with pytest.raises(ValueError, match="need 16000 Hz audio, not 22050 Hz"):
         whisper_features(np.zeros(RATE, np.float32), 100)
+
 
 def tone(label: str, seconds: float, rng) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE

@@ -5,13 +5,15 @@ backend).
 - ``face``: a square around the 68 landmarks, ``frames.face_margin`` of its side wider on each side,
   smoothed over time (avemotion.media.frames.smooth_face_squares).
 - ``aligned``: OpenFace's similarity-aligned face (FeatureExtraction ``-simalign``; its
-  FaceAnalysis::AlignFace): per frame, the scale, rotation and shift that bring the face's rigid
-  landmarks closest (least squares) to a generic face's, at OpenFace's scale (0.7 px per mm on its
-  112 px default, which ``-simsize`` scales with the side) with the generic face's 68-point centre
-  in the middle. The eyes sit level at the same place in every frame whatever the head's roll,
+  FaceAnalysis::AlignFace): per frame, the scale, rotation and shift that take the face's rigid
+  landmarks onto a generic face's as OpenFace fits them (AlignShapesWithScale: the rotation that
+  brings them closest, the scale that gives them the generic face's spread), at OpenFace's scale
+  (0.7 px per mm on its 112 px default, which ``-simsize`` scales with the side), the centre of the
+  rigid landmarks where the generic face has it and the generic face's 68-point centre in the middle
+  (OpenFace centres its shape model's origin, which its own fit places). The eyes sit level at the same place in every frame whatever the head's roll,
   distance or position: the faces the published CREMA-D systems train on (HiCMAE: OpenFace
   ``-simalign -simsize 256 -nomask``, resized to 160). As OpenFace, each frame is aligned on its own
-  (frames without a face take the transform of the nearest ones).
+  (frames without a face take the transform of the nearest faces, interpolated between them).
 
 The generic face is MediaPipe's canonical face model (avemotion.face.geometry's), where OpenFace
 uses its shape model's mean (shipped under OpenFace's non-commercial licence): the two differ by a
@@ -71,12 +73,15 @@ def aligned_crop_matrices(landmarks: np.ndarray, size: int, pixel_aspect: float 
     rigid = np.asarray(landmarks, float)[:, RIGID_POINTS] * [pixel_aspect, 1.0]
     target = GENERIC_RIGID * ALIGNED_SCALE * size
     centre = rigid.mean(axis=1)
-    # the least-squares similarity as a complex factor: target - its mean = c * (points - their mean)
+    # the similarity as a complex factor on the centred points: OpenFace's AlignShapesWithScale turns
+    # them as least squares would (Kabsch) but scales them to the generic face's spread (the ratio of
+    # the root mean squares), which least squares would shrink where the shapes differ (a turned head)
     points = (rigid[..., 0] - centre[:, None, 0]) + 1j * (rigid[..., 1] - centre[:, None, 1])
     goal = (target[:, 0] - target[:, 0].mean()) + 1j * (target[:, 1] - target[:, 1].mean())
-    with np.errstate(invalid="ignore"):
-        factor = (np.conj(points) * goal).sum(axis=1) / (np.abs(points) ** 2).sum(axis=1)
-    # frames without a face: the transform of the nearest faces (filled, not averaged)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        turn = (np.conj(points) * goal).sum(axis=1)
+        factor = turn / np.abs(turn) * np.sqrt((np.abs(goal) ** 2).sum() / (np.abs(points) ** 2).sum(axis=1))
+    # frames without a face: the transform of the nearest faces (interpolated between them, not smoothed)
     a, b, centre_x, centre_y = smooth_track(np.stack([factor.real, factor.imag, centre[:, 0], centre[:, 1]], axis=1), window=1).T
     rotation = np.stack([np.stack([a, -b], axis=1), np.stack([b, a], axis=1)], axis=1)  # (N, 2, 2)
     shift = target.mean(axis=0) + size / 2 - np.einsum("nij,nj->ni", rotation, np.stack([centre_x, centre_y], axis=1))
@@ -93,4 +98,3 @@ def crop_matrices(table: pd.DataFrame, crop: str, size: int, margin: float, pixe
         squares = smooth_face_squares(face_boxes(table), margin, pixel_aspect=pixel_aspect)
         return np.stack([square_crop_matrix(cx, cy, side, size, pixel_aspect) for cx, cy, side in squares])
     raise ValueError(f"not a face crop: {crop!r}")
-

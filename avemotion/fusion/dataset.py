@@ -211,7 +211,8 @@ def make_dataset(
     records.shard_windows reads V from them), a training stream takes one window of each clip it
     yields, drawn uniformly (random_window: temporal jitter, anew each epoch), before the shuffle
     buffer (which then holds one window's JPEGs); an evaluation stream takes ``window`` (0 to V - 1;
-    None: middle_window) of every clip. avemotion.model.outputs.raw_outputs averages the V windows.
+    None: middle_window) of every clip. avemotion.model.outputs.raw_outputs averages the V windows
+    (or training.test_windows of them, evaluation_windows).
     """
     inputs = tuple(INPUTS if inputs is None else inputs)
     if not set(inputs) <= {*INPUTS, AUDIO} or not inputs:

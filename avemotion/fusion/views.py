@@ -2,7 +2,7 @@
 are averaged over them (avemotion.model.outputs.raw_outputs), for evaluation and ``avemotion
 predict`` alike. HiCMAE and MAE-DFER test this way (views averaged; the published recipes add
 temporal views: raw_outputs averages each spatial view over the temporal windows the shards hold of
-a clip, avemotion.fusion.schema).
+a clip, avemotion.fusion.schema, or training.test_windows of them).
 
 Views of a clip's stored square frames, in order (``spatial_views`` takes the first ones): the
 frames as they are; mirrored (the face features mirrored with them, as training's flips do); the

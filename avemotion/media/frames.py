@@ -25,13 +25,18 @@ from avemotion.media.transcode import decodable_copy, decoder_missing, length_un
 from avemotion.quarantine import ClipDefect
 
 
-# Which frames the frames stage picks for a clip and its settings and how it cuts them, as a revision
-# the frames jobs carry in their params (avemotion.preprocess.plan.job_settings): raise it when code
-# changes the picks or their pixels, so that the next run samples existing clips anew instead of
-# keeping frames of the old kind. 2: frames are picked on the clip's time axis (frame_slots). 3: clips
-# with open GOPs, which decord misreads out of order, are read forward to the picks
-# (open_for_picking). 4: crops that shrink the frame are area-averaged first (AREA_BEFORE_WARP).
-SAMPLING_REVISION = 4
+# Which frames the frames stage picks for a clip and its settings, as a revision the frames jobs
+# carry in their params (avemotion.preprocess.plan.job_settings): raise it when code changes the
+# picks, so that the next run samples existing clips anew instead of keeping frames of the old kind.
+# 2: frames are picked on the clip's time axis (frame_slots). 3: clips with open GOPs, which decord
+# misreads out of order, are read forward to the picks (open_for_picking).
+SAMPLING_REVISION = 3
+
+# How the frames stage cuts the crops of FACE_CROPS, as a revision their frames jobs carry as they carry
+# SAMPLING_REVISION (absent: 0); letterboxed whole frames ("full") are cut as they were and carry none,
+# so raising it recuts only face crops. 1: crops that shrink the frame are area-averaged first
+# (AREA_BEFORE_WARP).
+CROP_REVISION = 1
 
 # How a clip's video is read, as a revision every preprocessing job carries in its params (the audio
 # stage reads the video's span): raise it when code changes which frames or span a file gives, so the

@@ -11,7 +11,7 @@ import pandas as pd
 from avemotion.config import preprocess_settings, sorted_keys
 from avemotion.face.facemesh import features_version
 from avemotion.media.audio import DECODING_REVISION
-from avemotion.media.frames import READING_REVISION, SAMPLING_REVISION
+from avemotion.media.frames import CROP_REVISION, FACE_CROPS, READING_REVISION, SAMPLING_REVISION
 
 STAGE_NAMES = ("audio", "face", "frames")
 _manifests: dict[tuple[str, int], pd.DataFrame] = {}
@@ -67,4 +67,6 @@ def stage_revisions(stage: str, settings: dict) -> dict:
         revisions["facemesh_features"] = features_version()
     if stage == "frames":
         revisions["sampling_revision"] = SAMPLING_REVISION
+        if settings.get("crop") in FACE_CROPS:
+            revisions["crop_revision"] = CROP_REVISION
     return revisions
