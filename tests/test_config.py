@@ -1,7 +1,5 @@
 """Config validation: every error names the key and what is allowed; the mfaw alias; roots."""
 
-import copy
-
 import pytest
 import yaml
 

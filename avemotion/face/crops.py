@@ -10,10 +10,11 @@ backend).
   brings them closest, the scale that gives them the generic face's spread), at OpenFace's scale
   (0.7 px per mm on its 112 px default, which ``-simsize`` scales with the side), the centre of the
   rigid landmarks where the generic face has it and the generic face's 68-point centre in the middle
-  (OpenFace centres its shape model's origin, which its own fit places). The eyes sit level at the same place in every frame whatever the head's roll,
-  distance or position: the faces the published CREMA-D systems train on (HiCMAE: OpenFace
-  ``-simalign -simsize 256 -nomask``, resized to 160). As OpenFace, each frame is aligned on its own
-  (frames without a face take the transform of the nearest faces, interpolated between them).
+  (OpenFace centres its shape model's origin, which its own fit places). The eyes sit level at the
+  same place in every frame whatever the head's roll, distance or position: the faces the published
+  CREMA-D systems train on (HiCMAE: OpenFace ``-simalign -simsize 256 -nomask``, resized to 160). As
+  OpenFace, each frame is aligned on its own (frames without a face take the transform of the
+  nearest faces, interpolated between them).
 
 The generic face is MediaPipe's canonical face model (avemotion.face.geometry's), where OpenFace
 uses its shape model's mean (shipped under OpenFace's non-commercial licence): the two differ by a
