@@ -25,7 +25,7 @@ import pandas as pd
 
 from avemotion.evaluate import plots
 from avemotion.face.columns import LANDMARKS_2D
-from avemotion.face.crops import crop_matrices
+from avemotion.face.crops import crop_matrices, face_landmarks
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import write_json
 from avemotion.layout import ClipArtifacts
@@ -34,7 +34,6 @@ from avemotion.media.frames import FACE_CROPS, letterbox_matrix
 log = logging.getLogger(__name__)
 
 DEFAULT_COUNT = 3
-LANDMARKS = 68
 
 
 def choose_clips(clips: pd.DataFrame, count: int = DEFAULT_COUNT) -> pd.DataFrame:
@@ -48,16 +47,6 @@ def choose_clips(clips: pd.DataFrame, count: int = DEFAULT_COUNT) -> pd.DataFram
 
 
 # ---- geometry --------------------------------------------------------------------------------------
-
-
-def landmark_points(face: pd.DataFrame, row: int) -> np.ndarray | None:
-    """(68, 2) landmarks of one face-table row, or None where the row has no face or no landmarks."""
-    columns = LANDMARKS_2D
-    if not set(columns) <= set(face.columns) or face["success"].iloc[row] != 1:
-        return None
-    values = face.iloc[row][columns].to_numpy(dtype=float)
-    points = np.stack([values[:LANDMARKS], values[LANDMARKS:]], axis=1)
-    return None if not np.isfinite(points).all() else points
 
 
 def crop_transforms(
@@ -79,11 +68,13 @@ def crop_transforms(
 def frame_annotations(face: pd.DataFrame, source_frames, crop: str, size: int, margin: float, width=None, height=None, pixel_aspect: float = 1.0):
     """Per sampled frame: (landmarks (68, 2) in crop pixels, face box (x0, y0, x1, y1)) or (None, None)."""
     transforms = crop_transforms(face, source_frames, crop, size, margin, width, height, pixel_aspect)
+    # (N, 68, 2), NaN where a row has no face; none where the backend writes no landmarks
+    landmarks = face_landmarks(face) if set(LANDMARKS_2D) <= set(face.columns) else None
     annotations = []
     for frame, transform in zip(np.asarray(source_frames, dtype=int), transforms):
         row = min(int(frame), len(face) - 1)
-        points = landmark_points(face, row) if row >= 0 else None
-        if points is None or transform is None:
+        points = landmarks[row] if landmarks is not None and row >= 0 else None
+        if points is None or transform is None or not np.isfinite(points).all():
             annotations.append((None, None))
             continue
         mapped = points @ transform[:, :2].T + transform[:, 2]

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.face.columns import LANDMARKS_2D
-from avemotion.face.geometry import POSE_ORIGIN
+from avemotion.face.geometry import MESH_TO_68, POSE_MIDLINE, POSE_ORIGIN, POSE_POINT_PAIRS
 from avemotion.media.frames import smooth_face_squares, smooth_track, square_crop_matrix
 
 # OpenFace's alignment scale: crop pixels per millimetre of the generic face, as a fraction of the
@@ -35,21 +35,32 @@ from avemotion.media.frames import smooth_face_squares, smooth_track, square_cro
 ALIGNED_SCALE = 0.7 / 112
 
 # The points OpenFace aligns on (its extract_rigid_points: the face outline beside the eyes and
-# cheeks, the nose, the eye corners and lower lids; brows, lips and jaw move with expressions), as
-# (x, y) in mm on the generic face: MediaPipe's canonical model (canonical_face_model.obj,
-# Apache-2.0) converted as avemotion.face.geometry converts it (x right, y down). The subject's right
-# (the image's left) and the midline; the left side mirrors it.
-_RIGHT_AND_MIDDLE = {
-    1: (-76.6, -6.7), 2: (-75.4, 10.5), 3: (-72.7, 28.9), 4: (-67.2, 47.9),  # face outline
-    27: (0.0, -32.7), 28: (0.0, -17.3), 29: (0.0, -3.7),  # nose bridge
-    31: (-14.1, 17.1), 32: (-6.0, 20.1), 33: (0.0, 20.9),  # nostrils and nose base
-    36: (-44.5, -26.6), 39: (-18.6, -25.9), 40: (-27.2, -23.2), 41: (-36.7, -23.6),  # eye corners, lower lid
+# cheeks, the nose, the eye corners and lower lids; brows, lips and jaw move with expressions).
+RIGID_POINTS = np.array([1, 2, 3, 4, 12, 13, 14, 15, 27, 28, 29, 31, 32, 33, 34, 35, 36, 39, 40, 41, 42, 45, 46, 47])
+# Where they lie on the generic face, (x, y) in mm by face-mesh index (geometry.MESH_TO_68): the
+# points of geometry's pose model, and the few it does not use, from the same canonical model
+# (canonical_face_model.obj, Apache-2.0) converted as geometry converts it (x right, y down), on the
+# subject's right (the image's left) and the midline; their mirror images (x negated) on the left.
+_GENERIC_XY = {
+    **{right: (-x, y) for right, _, x, y, _ in POSE_POINT_PAIRS},
+    **{left: (x, y) for _, left, x, y, _ in POSE_POINT_PAIRS},
+    **{index: (0.0, y) for index, y, _ in POSE_MIDLINE},
+    # not in the pose model: the outline below the cheekbones, the nostrils, the lower lid
+    **{132: (-72.7, 28.9), 58: (-67.2, 47.9), 98: (-14.1, 17.1), 97: (-6.0, 20.1), 2: (0.0, 20.9), 153: (-27.2, -23.2), 144: (-36.7, -23.6)},
 }
-_MIRRORS = {15: 1, 14: 2, 13: 3, 12: 4, 35: 31, 34: 32, 45: 36, 42: 39, 47: 40, 46: 41}
-_GENERIC = {**_RIGHT_AND_MIDDLE, **{left: (-_RIGHT_AND_MIDDLE[right][0], _RIGHT_AND_MIDDLE[right][1]) for left, right in _MIRRORS.items()}}
-RIGID_POINTS = np.array(sorted(_GENERIC))
+_MIRRORED = {12: 4, 13: 3, 34: 32, 35: 31, 46: 41, 47: 40}  # iBUG points on the left as their right counterparts
+
+
+def _generic_xy(point: int) -> tuple[float, float]:
+    mesh = int(MESH_TO_68[point])
+    if mesh in _GENERIC_XY:
+        return _GENERIC_XY[mesh]
+    x, y = _generic_xy(_MIRRORED[point])
+    return -x, y
+
+
 # relative to the centre of the generic face's 68 points, which the crop's middle shows
-GENERIC_RIGID = np.array([_GENERIC[i] for i in RIGID_POINTS]) - POSE_ORIGIN[:2]
+GENERIC_RIGID = np.array([_generic_xy(point) for point in RIGID_POINTS]) - POSE_ORIGIN[:2]
 
 
 def face_landmarks(table: pd.DataFrame) -> np.ndarray:

@@ -541,6 +541,7 @@ def sample_clip_frames(
     sampling: str = "segments",
     rate: int = 4,
     windows: int = 1,
+    aspect: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """(uint8 frames (T, S, S, 3) RGB, info with the source frame indices, frame count and fps).
 
@@ -559,9 +560,10 @@ def sample_clip_frames(
     face features); ``opened``, when given, is the clip as :func:`open_for_picking` opened it. Frames
     are cropped as they are decoded, ``budget`` bytes at a time, so only one batch is held at full
     resolution. Crops and letterboxes are of the frame as it is shown: a video of non-square pixels
-    (probe.pixel_aspect: an anamorphic DVD's) gives faces in their own proportions.
+    (probe.pixel_aspect: an anamorphic DVD's, or ``aspect`` where the caller probed it) gives faces in
+    their own proportions.
     """
-    aspect = pixel_aspect(path)
+    aspect = pixel_aspect(path) if aspect is None else aspect
     if crop in FACE_CROPS:
         if crop_matrices is None or len(crop_matrices) == 0:
             raise ClipDefect("no face track for a face crop")

@@ -294,6 +294,7 @@ class FramesStage(Stage):
 
     def process(self, clip):
         video = self.root / clip["path"]
+        aspect = pixel_aspect(video)  # probed once: the crop's transforms and the letterbox both need it
         matrices, crop = None, self.settings["crop"]
         if crop in FACE_CROPS:
             if not self.face_csv(clip).exists():
@@ -302,7 +303,7 @@ class FramesStage(Stage):
             if np.isnan(face_landmarks(table)).all():  # kept without a face (prediction): nothing to crop to
                 crop = "full"
             else:
-                matrices = crop_matrices(table, crop, self.settings["input_size"], self.settings["face_margin"], pixel_aspect(video))
+                matrices = crop_matrices(table, crop, self.settings["input_size"], self.settings["face_margin"], aspect)
         opened = open_for_picking(video)
         defects = length_defects(video, len(opened.reader), self.settings["num_frames"])
         for key, reason in defects.items():  # absent key: keep (config.QUIET_DEFAULTS; a trained model's older settings)
@@ -315,6 +316,7 @@ class FramesStage(Stage):
             crop,
             crop_matrices=matrices,
             opened=opened,
+            aspect=aspect,
             sampling=self.settings.get("sampling", QUIET_DEFAULTS["frames"]["sampling"]),
             rate=self.settings.get("sampling_rate", QUIET_DEFAULTS["frames"]["sampling_rate"]),
             windows=self.settings.get("windows", QUIET_DEFAULTS["frames"]["windows"]),
