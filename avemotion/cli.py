@@ -13,7 +13,7 @@ from avemotion.datasets import READERS, check_layout, index_dataset, speaker_ids
 from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
-from avemotion.train.backend import use_gpus
+from avemotion.gpus import use_gpus
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Training and prediction jobs running side by side on a workstation each take their own GPUs
-(avemotion.train.gpu_slots), in separate processes as Snakemake starts them."""
+(avemotion.gpus), in separate processes as Snakemake starts them."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from avemotion.gpus import GpuClaimError, use_gpus
 
 ROOT = Path(__file__).resolve().parents[1]
 _STARTED: list[subprocess.Popen] = []
@@ -28,9 +30,9 @@ def no_job_outlives_its_test():
 
 
 def job(tmp_path: Path, code: str, **env) -> subprocess.Popen:
-    """A process that runs ``code`` after ``from avemotion.train import backend, gpu_slots``; its GPU
+    """A process that runs ``code`` after ``from avemotion import gpus``; its GPU
     locks in ``tmp_path``/locks (unless ``env`` says otherwise), and ``bin`` there first on PATH."""
-    script = "import os, sys, time\nfrom avemotion.train import backend, gpu_slots\n" + textwrap.dedent(code)
+    script = "import os, sys, time\nfrom avemotion import gpus\n" + textwrap.dedent(code)
     environment = {name: value for name, value in os.environ.items() if name != "SLURM_JOB_ID"}
     environment.update(AVEMOTION_GPU_LOCKS=str(tmp_path / "locks"), PYTHONPATH=str(ROOT), PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     environment.update(env)
@@ -62,7 +64,7 @@ def first_line(process: subprocess.Popen, timeout: float = 30) -> str:
 
 
 HOLD = """
-backend.use_gpus({count})
+gpus.use_gpus({count})
 print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep({seconds})
 """
@@ -112,20 +114,20 @@ def test_a_job_asking_for_more_gpus_than_there_are_takes_all_and_a_machine_witho
     greedy = job(tmp_path, HOLD.format(count=3, seconds=0), CUDA_VISIBLE_DEVICES=None)
     out, err = greedy.communicate(timeout=30)
     assert out.strip() == "0,1" and "asks for 3 GPUs and this machine shows 2" in err
-    no_gpu = job(tmp_path, "backend.use_gpus(1)\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))", CUDA_VISIBLE_DEVICES=None, PATH="/usr/bin:/bin")
+    no_gpu = job(tmp_path, "gpus.use_gpus(1)\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))", CUDA_VISIBLE_DEVICES=None, PATH="/usr/bin:/bin")
     assert no_gpu.communicate(timeout=30)[0].strip() == "unset"
 
 
 def test_a_slurm_job_keeps_what_slurm_gave_it(tmp_path):
     fake_nvidia_smi(tmp_path, 4)
-    slurm = job(tmp_path, "backend.use_gpus(2)\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))", CUDA_VISIBLE_DEVICES=None, SLURM_JOB_ID="42")
+    slurm = job(tmp_path, "gpus.use_gpus(2)\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))", CUDA_VISIBLE_DEVICES=None, SLURM_JOB_ID="42")
     assert slurm.communicate(timeout=30)[0].strip() == "unset"
 
 
 @pytest.mark.parametrize("module", ["tensorflow", "jax"])
 def test_claiming_after_tensorflow_or_jax_started_is_an_error(tmp_path, module):
     fake_nvidia_smi(tmp_path, 2)
-    late = job(tmp_path, f"sys.modules['{module}'] = object()\nbackend.use_gpus(1)", CUDA_VISIBLE_DEVICES=None)
+    late = job(tmp_path, f"sys.modules['{module}'] = object()\ngpus.use_gpus(1)", CUDA_VISIBLE_DEVICES=None)
     assert "training.gpus: 1 asked for, but TensorFlow or JAX started first" in late.communicate(timeout=30)[1]
 
 
@@ -145,7 +147,7 @@ def test_jobs_with_their_own_tmpdir_share_the_locks(tmp_path):
 def test_visible_devices_are_read_as_cuda_reads_them(tmp_path, visible, shown):
     """None after the first entry that is no device; each device once (a device listed twice waited
     for itself forever)."""
-    claim = job(tmp_path, f"backend.use_gpus(2)\nbackend.use_gpus(2)\nprint(os.environ['CUDA_VISIBLE_DEVICES'])", CUDA_VISIBLE_DEVICES=visible)
+    claim = job(tmp_path, f"gpus.use_gpus(2)\ngpus.use_gpus(2)\nprint(os.environ['CUDA_VISIBLE_DEVICES'])", CUDA_VISIBLE_DEVICES=visible)
     out, err = claim.communicate(timeout=30)
     assert out.strip() == shown, err
 
@@ -186,3 +188,24 @@ def test_avemotion_predict_called_where_tensorflow_runs_leaves_its_gpus_alone(tm
     assert first_line(started, timeout=120) == "shown:0,1"
     started.kill()
     assert "--gpus 0 not applied: TensorFlow or JAX started in this process first" in started.communicate()[1]
+
+
+def test_a_job_that_asked_for_no_gpu_computes_on_cpus(monkeypatch):
+    """training.gpus: 0 (Snakemake's gpu resource 0) hides the GPUs before TensorFlow or JAX starts,
+    which take every GPU they see; a Slurm GRES request for a GPU with gpu: 0 keeps them."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # recorded, so the variable is as before after the test
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    use_gpus(0, "gpu:1")  # (jobs that ask for GPUs: the tests above)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    for module in ("tensorflow", "jax"):  # as in a training job's fresh process
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    use_gpus(0)  # Slurm says what a job has (a shard, an extra sbatch option)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.delenv("SLURM_JOB_ID")
+    use_gpus("0")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    with pytest.raises(GpuClaimError, match="training.gpus: 0 asked for, but TensorFlow or JAX started first"):
+        use_gpus(0)

@@ -28,6 +28,7 @@ LAYER_OF = {
     "avemotion.metrics": "core",
     "avemotion.presets": "core",
     "avemotion.layout": "core",
+    "avemotion.gpus": "core",
     "avemotion.datasets": "data",
     "avemotion.media": "data",
     "avemotion.face": "data",
@@ -42,8 +43,9 @@ LAYER_OF = {
 }
 
 # Modules that may import from fewer layers than their own allows: predicting new clips runs a
-# trained model over prepared clips, so inference must work without the training code.
-ONLY_FROM = {"avemotion.inference": ("core", "data", "model")}
+# trained model over prepared clips, so inference, and the command line that runs it, must work
+# without the training code.
+ONLY_FROM = {"avemotion.inference": ("core", "data", "model"), "avemotion.cli": ("core", "data", "model", "evaluate")}
 
 # Imports of avemotion modules inside functions, (importer, imported) -> why. Only a heavy import
 # (TensorFlow, Keras) that light importers of the module must not pay is a reason.

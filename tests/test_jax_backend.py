@@ -134,26 +134,3 @@ print("trained without", "tensorflow" if "tensorflow" not in sys.modules else "?
 """
     run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True)
     assert run.returncode == 0 and "trained without tensorflow" in run.stdout, run.stderr[-3000:]
-
-
-def test_a_job_that_asked_for_no_gpu_computes_on_cpus(monkeypatch):
-    """training.gpus: 0 (Snakemake's gpu resource 0) hides the GPUs before TensorFlow or JAX starts,
-    which take every GPU they see; a Slurm GRES request for a GPU with gpu: 0 keeps them."""
-    from avemotion.train import backend
-
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # recorded, so the variable is as before after the test
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    backend.use_gpus(0, "gpu:1")  # (a job that asks for GPUs: tests/test_gpu_slots.py)
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ
-    for module in ("tensorflow", "jax"):  # as in a training job's fresh process
-        monkeypatch.delitem(sys.modules, module, raising=False)
-    monkeypatch.setenv("SLURM_JOB_ID", "7")
-    backend.use_gpus(0)  # Slurm says what a job has (a shard, an extra sbatch option)
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ
-    monkeypatch.delenv("SLURM_JOB_ID")
-    backend.use_gpus("0")
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
-    monkeypatch.setitem(sys.modules, "tensorflow", object())
-    with pytest.raises(BackendError, match="training.gpus: 0 asked for, but TensorFlow or JAX started first"):
-        backend.use_gpus(0)

@@ -4,7 +4,7 @@ import contextlib
 import sys
 
 from avemotion.logs import script_logging
-from avemotion.train.backend import use_gpus
+from avemotion.gpus import use_gpus
 
 with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):
     # Before TensorFlow starts: gpus 0 computes on CPUs, N takes N GPUs of a workstation (in the log).

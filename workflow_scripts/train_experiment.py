@@ -6,7 +6,8 @@ import sys
 
 from avemotion.layout import COMPILATION_CACHE
 from avemotion.logs import script_logging
-from avemotion.train.backend import use_backend, use_gpus
+from avemotion.gpus import use_gpus
+from avemotion.train.backend import use_backend
 from avemotion.train.settings import experiment_settings
 
 with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines into the log

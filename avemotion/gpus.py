@@ -1,5 +1,5 @@
 """GPUs of a workstation shared among the jobs that run at once: each job that asks for N GPUs takes N
-of them to itself.
+of them to itself (use_gpus: the training and prediction jobs, and ``avemotion predict --gpus``).
 
 Snakemake's ``gpu`` resource only counts GPUs: jobs it starts side by side each see every GPU of the
 machine, and TensorFlow and JAX take every GPU they see (a TensorFlow job seeing four trains on all
@@ -24,6 +24,7 @@ import random
 import re
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +38,28 @@ REPORT_EVERY_S = 300  # how often a waiting job says it still waits
 
 # (GPU, its lock file) for each GPU this process claimed: the file stays open, closing it frees the GPU.
 _HELD: list[tuple] = []
+
+
+class GpuClaimError(RuntimeError):
+    pass
+
+
+def use_gpus(count: int, gres: str = "") -> None:
+    """A job that asked for no GPU (``training.gpus: 0``, Snakemake's ``gpu`` resource, and no GPU in
+    a Slurm ``gres``) computes on CPUs: its GPUs are hidden from TensorFlow and JAX, which must not
+    have started yet (both take every GPU they see, and its memory, so such jobs running side by side
+    on a workstation fought over one). A job that asked for N GPUs on a workstation takes N of the
+    machine's GPUs to itself (claim_gpus), and a Slurm job sees those Slurm gives it."""
+    count = int(count or 0)
+    if os.environ.get("SLURM_JOB_ID") or (not count and "gpu" in str(gres or "")):
+        return  # in a Slurm job, what the job was given is for Slurm to say (a shard, an extra sbatch option)
+    devices = machine_gpus() if count else []
+    if (devices or not count) and ("tensorflow" in sys.modules or "jax" in sys.modules):
+        raise GpuClaimError(f"training.gpus: {count} asked for, but TensorFlow or JAX started first and took the GPUs")
+    if count:
+        claim_gpus(count, devices)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 def lock_dir() -> Path:
