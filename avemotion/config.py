@@ -291,20 +291,36 @@ def check_dataset_keys(config: dict) -> None:
 
 
 PREPROCESS_SECTIONS = ("frames", "audio", "face")
-# Keys added after results existed, left out of a dataset's settings while they hold these values
-# (their schema defaults; the stages read an absent key as this value). The settings are params of
+# Keys added after results existed, left out of a dataset's settings while they hold their schema
+# default (QUIET_DEFAULTS; the stages read an absent key as that value). The settings are params of
 # the preprocessing and training jobs, and Snakemake reruns a job whose params change: a new key
 # that changes nothing the jobs compute must not rerun every frames chunk and training.
-QUIET_DEFAULTS = {
-    "frames": {"short_clips": "keep", "truncated_clips": "keep", "sampling": "segments", "sampling_rate": 4, "windows": 1},
-    "audio": {"min_coverage": 0.9, "max_overrun_s": 0.5, "misaligned": "keep"},
+QUIET_KEYS = {
+    "frames": ("short_clips", "truncated_clips", "sampling", "sampling_rate", "windows"),
+    "audio": ("min_coverage", "max_overrun_s", "misaligned"),
 }
+# The same for the training keys (train.settings.model_settings: a key that changes nothing the job
+# computes must not retrain every model).
+QUIET_TRAINING_KEYS = (
+    "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "test_views", "test_windows",
+    "accumulation_steps", "crop_scale", "random_erasing", "rand_augment",
+)
+
+
+def schema_defaults(section: str, keys: tuple[str, ...]) -> dict:
+    """The schema's defaults of ``keys`` in a top-level ``section`` (the schema owns every default)."""
+    properties = load_schema()["properties"][section]["properties"]
+    return {key: properties[key]["default"] for key in keys}
+
+
+QUIET_DEFAULTS = {section: schema_defaults(section, keys) for section, keys in QUIET_KEYS.items()}
+QUIET_TRAINING = schema_defaults("training", QUIET_TRAINING_KEYS)
 
 
 # training.test_views of a model whose settings have none (trained before the key existed): one view.
-DEFAULT_TEST_VIEWS = 1
+DEFAULT_TEST_VIEWS = QUIET_TRAINING["test_views"]
 # training.test_windows unset: every temporal window the shards hold is a test view.
-DEFAULT_TEST_WINDOWS = None
+DEFAULT_TEST_WINDOWS = QUIET_TRAINING["test_windows"]
 
 
 def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from avemotion.config import QUIET_TRAINING
 from avemotion.fusion.augment import Augmentation
 from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
@@ -37,7 +38,7 @@ from avemotion.train.devices import configure_precision, configure_threads, trai
 from avemotion.train.fitting import clear_progress, fit, shard_signature
 from avemotion.train.predict import branch_predictions, predict_clips
 from avemotion.train.plan import batch_size_error
-from avemotion.train.settings import QUIET_TRAINING, replica_batch_error
+from avemotion.train.settings import replica_batch_error
 from avemotion.train.splits import speaker_splits
 
 log = logging.getLogger(__name__)

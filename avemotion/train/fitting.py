@@ -18,11 +18,11 @@ from pathlib import Path
 import keras
 import pandas as pd
 
+from avemotion.config import QUIET_TRAINING
 from avemotion.io import atomic_path, plain, read_json, write_json
 from avemotion.model.fusion import model_input_names, task_of
 from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
 from avemotion.train.optimizer import build_adamw, set_backbone_trainable
-from avemotion.train.settings import QUIET_TRAINING
 
 
 def losses_for(model, settings: dict):

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from avemotion.config import (
-    DEFAULT_TEST_VIEWS,
-    DEFAULT_TEST_WINDOWS,
+    QUIET_TRAINING,
     ConfigError,
     audio_model_settings,
     enabled_datasets,
@@ -194,21 +193,6 @@ def experiment_settings(config: dict, name: str) -> dict:
 # Where and on which Keras backend a training job runs, not what it computes: changing them must not
 # retrain a model.
 JOB_RESOURCES = ("threads", "gpus", "backend")
-# Training keys added after results existed, left out of model_settings at these values (their
-# schema defaults; the job reads an absent key as this value), as config.QUIET_DEFAULTS: a key
-# that changes nothing the job computes must not retrain every model.
-QUIET_TRAINING = {
-    "mixup": 0,
-    "cutmix": 0,
-    "mixup_prob": 1.0,
-    "mixup_switch_prob": 0.5,
-    "test_views": DEFAULT_TEST_VIEWS,
-    "test_windows": DEFAULT_TEST_WINDOWS,
-    "accumulation_steps": 1,
-    "crop_scale": [0.6, 1.0],
-    "random_erasing": 0,
-    "rand_augment": None,
-}
 # What training.augment: false turns off (with the crop, flip, jitter and SpecAugment it always draws).
 AUGMENTATION_KEYS = ("crop_scale", "random_erasing", "rand_augment")
 
