@@ -1,12 +1,14 @@
 """Config validation: every error names the key and what is allowed; the mfaw alias; roots."""
 
+import os
+
 import pytest
 import yaml
 
 from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, ConfigError, check_model, config_errors, load_schema, prepare_config
-from avemotion.datasets import DatasetRootError, check_datasets
+from avemotion.datasets import DatasetRootError, check_datasets, walk
 from avemotion.presets import VARIANTS
 from conftest import demo_settings
 
@@ -610,6 +612,18 @@ def test_crema_d_cloned_without_its_lfs_files_is_said_at_once(tmp_path):
     (tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav").write_text(pointer)
     with pytest.raises(DatasetRootError, match=r"AudioWAV/1001_DFA_ANG_XX\.wav is a Git LFS pointer"):
         check_datasets(product_config(crema_d=tmp_path))
+
+
+def test_the_layout_check_answers_the_same_whatever_order_the_disk_lists_files_in(tmp_path, monkeypatch):
+    """The check reads one clip; which one must not depend on the file system (a partly pulled
+    clone, one real file beside a pointer, passed on one machine and stopped on another)."""
+    (tmp_path / "VideoFlash").mkdir()
+    (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").write_bytes(b"FLV\x01\x05")
+    (tmp_path / "VideoFlash" / "1001_DFA_DIS_XX.flv").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1167916\n")
+    listing = os.walk
+    for order in (lambda names: names, lambda names: names[::-1]):
+        monkeypatch.setattr(walk.os, "walk", lambda *args, order=order, **kwargs: ((d, s, order(sorted(f))) for d, s, f in listing(*args, **kwargs)))
+        check_datasets(product_config(crema_d=tmp_path))  # the first clip by name is the real one
 
 
 def test_a_corpus_on_a_disk_that_is_gone_does_not_crash_the_layout_check(tmp_path):

@@ -51,12 +51,14 @@ def visible_files(folder, recursive: bool = False) -> list[Path]:
 
 def first_file(folder, matches, recursive: bool = False) -> Path | None:
     """The first visible file under ``folder`` whose name ``matches``, or None; stops at the first,
-    so checking a 10,000-clip corpus' layout costs one folder listing, not a walk of every clip."""
+    so checking a 10,000-clip corpus' layout costs one folder listing, not a walk of every clip.
+    First in name order: the order a file system lists names in is its own (a layout check that
+    reads one file must give the same answer on every copy)."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
     for dirpath, names in _walk(folder, recursive):
-        for name in names:
+        for name in sorted(names):
             if matches(name):
                 return dirpath / name
     return None
