@@ -58,6 +58,20 @@ def test_a_clip_whose_name_differs_only_in_case_is_quarantined_not_dropped(corpu
     ]
 
 
+def test_a_clip_in_a_folder_below_data_clips_is_quarantined_with_where_it_is(corpus):
+    """A copy sorted into subfolders is not read as MAFW's flat data/clips/, but no clip goes
+    unmentioned, and a listed clip found one folder down is not called missing."""
+    (corpus / "data" / "clips" / "00002.mp4").unlink()
+    touch(corpus / "data" / "clips" / "part2" / "00002.mp4")  # listed in the split files
+    touch(corpus / "data" / "clips" / "part2" / "00042.mp4")  # compound-only
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    reasons = dict(zip(quarantine["path"], quarantine["reason"]))
+    for clip in ("00002", "00042"):
+        assert reasons[f"data/clips/part2/{clip}.mp4"] == "in a folder below data/clips; MAFW keeps its clips directly in data/clips/"
+        assert clip not in set(manifest["clip_id"])
+    assert list(quarantine["clip_id"]).count("00002") == 1
+
+
 def test_a_line_written_twice_in_one_split_file_is_one_listing(corpus):
     write_split(corpus, 1, "test", ["00001.mp4 anger", "00006.mp4 anger", "00001.mp4 anger"])
     manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})

@@ -86,16 +86,19 @@ def scan(root, settings: dict) -> Scan:
         )
     result = Scan()
     labels, test_sets = _read_split_lists(root, result)
-    clips = {}
-    for file in visible_files(root / CLIP_DIR):
+    clips, below = {}, set()
+    for file in visible_files(root / CLIP_DIR, recursive=True):
         rel = file.relative_to(root).as_posix()
-        if not CLIP_NAME.match(file.name):
+        if file.parent != root / CLIP_DIR:  # MAFW's archive unpacks flat; a sorted copy is not read
+            result.quarantine(file.stem, rel, f"in a folder below {CLIP_DIR}; MAFW keeps its clips directly in {CLIP_DIR}/")
+            below.add(file.stem)
+        elif not CLIP_NAME.match(file.name):
             result.quarantine(file.stem, rel, "name is not <5 digits>.mp4 (e.g. 00025.mp4)")
         elif file.stem in clips:  # 00001.MP4 beside 00001.mp4
             result.quarantine(file.stem, rel, f"the same clip as {clips[file.stem]} (the names differ only in case)")
         else:
             clips[file.stem] = rel
-    for clip_id in sorted(set(labels) - set(clips)):
+    for clip_id in sorted(set(labels) - set(clips) - below):  # (one below is quarantined as such)
         where = ", ".join(sorted({w for ws in labels[clip_id].values() for w in ws}))
         result.quarantine(clip_id, f"{CLIP_DIR}/{clip_id}.mp4", f"listed in {where} but the file is missing")
     for clip_id, rel in sorted(clips.items()):
