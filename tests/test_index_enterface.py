@@ -1,9 +1,13 @@
 """eNTERFACE'05 indexing on the real clip paths, with the corpus' irregular names."""
 
+import logging
+import shutil
+
 import pytest
+import yaml
 
 from avemotion.datasets import index_dataset
-from conftest import touch
+from conftest import REPO, touch
 
 SETTINGS = {"chunks": 16}
 
@@ -65,6 +69,26 @@ def test_subject_without_sentence_level_and_bad_files(tmp_path):
     assert "unknown emotion code 'xx'" in reasons["subject 7/anger/sentence 1/s7_xx_1.avi"]
     assert "disagrees with its folder 'fear'" in reasons["subject 7/fear/sentence 1/s7_an_1.avi"]
     assert "duplicate clip id" in reasons["subject 7/anger/sentence 1/s7_an_1avi"]
+
+
+def test_the_recipe_leaves_subject_6_out_as_published_splits_do(enterface_tree, tmp_path, caplog):
+    """A copy with subject 6 indexes the 1,287 clips of 43 subjects that published splits use when
+    the recipe's leave_out_speakers is set; subject 6's clips are listed in the quarantine."""
+    recipe = yaml.safe_load((REPO / "avemotion" / "recipes" / "enterface.yaml").read_text())["datasets"]["enterface"]
+    settings = {**SETTINGS, "leave_out_speakers": recipe["leave_out_speakers"]}
+    with caplog.at_level(logging.WARNING):
+        manifest, quarantine = index_dataset("enterface", enterface_tree, settings)
+    assert len(manifest) == 1287 and quarantine.empty
+    assert "leave_out_speakers names 6, not among its speakers" in caplog.text  # this copy has no subject 6
+    root = tmp_path / "copy"
+    shutil.copytree(enterface_tree, root)
+    for code, emotion in (("an", "anger"), ("su", "surprise")):
+        touch(root / "subject 6" / emotion / f"s6_{code}_1.avi")
+    assert len(index_dataset("enterface", root, SETTINGS)[0]) == 1289  # config.yaml's: every subject
+    manifest, quarantine = index_dataset("enterface", root, settings)
+    assert len(manifest) == 1287 and manifest["speaker"].nunique() == 43
+    assert set(quarantine["reason"]) == {"speaker 6 left out (datasets.enterface.leave_out_speakers)"}
+    assert sorted(quarantine["path"]) == ["subject 6/anger/s6_an_1.avi", "subject 6/surprise/s6_su_1.avi"]
 
 
 def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantined(tmp_path):

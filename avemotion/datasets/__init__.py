@@ -100,6 +100,7 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
     started = time.perf_counter()
     found = module.scan(check_root(dataset, root), settings)
     _quarantine_broken_links(found, Path(root))
+    _leave_out_speakers(found, dataset, settings.get("leave_out_speakers") or ())
     manifest, quarantine = build_manifest(
         dataset,
         found,
@@ -129,6 +130,23 @@ def _quarantine_broken_links(found: Scan, root: Path) -> None:
             found.quarantine(record["clip_id"], record["path"], f"broken link: {gone[0]} points to {os.readlink(root / gone[0])}, which does not exist")
         elif gone:
             found.quarantine(record["clip_id"], record["path"], f"{gone[0]} is gone (removed while the corpus was indexed)")
+        else:
+            kept.append(record)
+    found.records = kept
+
+
+def _leave_out_speakers(found: Scan, dataset: str, speakers) -> None:
+    """The clips of ``speakers`` (``datasets.<name>.leave_out_speakers``) are quarantined with the key
+    as the reason, so the report says where they went; a listed speaker the corpus does not hold
+    (a copy without them) is said in the log."""
+    wanted = {str(speaker) for speaker in speakers}
+    absent = wanted - {str(record["speaker"]) for record in found.records}
+    if absent:
+        log.warning("%s: datasets.%s.leave_out_speakers names %s, not among its speakers", dataset, dataset, ", ".join(sorted(absent)))
+    kept = []
+    for record in found.records:
+        if str(record["speaker"]) in wanted:
+            found.quarantine(record["clip_id"], record["path"], f"speaker {record['speaker']} left out (datasets.{dataset}.leave_out_speakers)")
         else:
             kept.append(record)
     found.records = kept
