@@ -188,6 +188,20 @@ def test_a_truncated_mkv_or_webm_is_flagged_but_not_one_recorded_without_a_size(
     }  # fmt: skip
 
 
+def test_a_recording_cut_before_its_first_frame_says_so(real_media, tmp_path):
+    """A Matroska recording written as it was made (no size stated) that ends inside its first
+    cluster: a video stream without a frame, said in a line, not in the decoder's words."""
+    recorded = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-t", "2", "-i", str(real_media / "WolfgangLanger_Pexels.mp4"), "-c", "copy", "-f", "matroska", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    first_cluster = recorded.find(bytes.fromhex("1f43b675"))
+    (tmp_path / "crashed.mkv").write_bytes(recorded[: first_cluster + 3000])
+    said = "unreadable video: crashed.mkv has a video stream without frames (the file ends before its first frame)"
+    for stage in ("face", "frames"):
+        assert run_stage(stage, tmp_path, ["crashed.mkv"])[1] == {"crashed_mkv": said}
+
+
 def test_a_clip_shorter_than_num_frames_is_flagged_and_quarantined_when_configured(tmp_path):
     frames = np.stack([np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)])
     write_video(tmp_path / "tiny.mp4", frames, 25, "mp4", None, 16000)
