@@ -1,5 +1,6 @@
 """Atomic file writes (an interrupted run never leaves a half-written artifact a later run trusts),
-the project's one JSON reader and writer, and how a file Git LFS left as a pointer is told."""
+the project's one JSON reader and writer, how a file Git LFS left as a pointer is told, and how a
+file name that is not UTF-8 is shown."""
 
 from __future__ import annotations
 
@@ -25,6 +26,21 @@ LFS_POINTER_START = "version https://git-lfs"
 # A write of a shared file (a cache of a few MB) takes well under this: an older temporary file of it
 # is a killed writer's, a younger one may be a live job's
 SHARED_LEFTOVER_AGE_S = 600.0
+
+
+# Why a file whose name is not UTF-8 is not read: OpenCV's reader crashed the process on such a
+# name, and Parquet and CSV tables refuse it.
+NOT_UTF8 = "the file name is not UTF-8 (written in another encoding, as old zips unpack): rename the file"
+
+
+def shown_name(path) -> str:
+    """``path`` as text a table or a log can hold: bytes of a name that is not UTF-8 (Python keeps
+    them as surrogates) written as \\xNN; any other name as it is."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(path) -> bool:
+    return shown_name(path) == str(path)
 
 
 def is_lfs_pointer(path) -> bool:

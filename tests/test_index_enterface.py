@@ -1,12 +1,14 @@
 """eNTERFACE'05 indexing on the real clip paths, with the corpus' irregular names."""
 
 import logging
+import os
 import shutil
 
+import pandas as pd
 import pytest
 import yaml
 
-from avemotion.datasets import index_dataset
+from avemotion.datasets import index_dataset, write_index
 from conftest import REPO, touch
 
 SETTINGS = {"chunks": 16}
@@ -89,6 +91,23 @@ def test_the_recipe_leaves_subject_6_out_as_published_splits_do(enterface_tree, 
     assert len(manifest) == 1287 and manifest["speaker"].nunique() == 43
     assert set(quarantine["reason"]) == {"speaker 6 left out (datasets.enterface.leave_out_speakers)"}
     assert sorted(quarantine["path"]) == ["subject 6/anger/s6_an_1.avi", "subject 6/surprise/s6_su_1.avi"]
+
+
+def test_names_in_another_encoding_than_utf8_are_quarantined_and_the_index_is_written(tmp_path):
+    """A copy unpacked from an old zip: a sentence folder named in Latin-1 (a no-break space, byte
+    A0) and a file name in it; the tables cannot hold such names, and the index failed on them."""
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    odd_folder = tmp_path / "subject 1" / "fear" / os.fsdecode(b"sentence\xa02")
+    touch(odd_folder / "s1_fe_2.avi")
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / os.fsdecode(b"s1_an_3\xe9.avi"))
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    write_index(manifest, quarantine, tmp_path / "manifest.parquet", tmp_path / "quarantine.csv")
+    assert list(pd.read_parquet(tmp_path / "manifest.parquet")["clip_id"]) == ["s1_an_1"]
+    written = pd.read_csv(tmp_path / "quarantine.csv").set_index("path")["reason"].to_dict()
+    assert written == {
+        "subject 1/fear/sentence\\xa02/s1_fe_2.avi": "the file name is not UTF-8 (written in another encoding, as old zips unpack): rename the file",
+        "subject 1/anger/sentence 1/s1_an_3\\xe9.avi": "name does not match sN_<code>_K.avi (e.g. s1_an_1.avi)",
+    }
 
 
 def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantined(tmp_path):

@@ -23,7 +23,7 @@ import pandas as pd
 from avemotion.config import check_dataset_keys, enabled_datasets, holds_wildcards
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import Scan, build_manifest
-from avemotion.io import write_csv, write_parquet
+from avemotion.io import NOT_UTF8, is_utf8_name, shown_name, write_csv, write_parquet
 from avemotion.labels import coordinates_from_config
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
     started = time.perf_counter()
     found = module.scan(check_root(dataset, root), settings)
     _quarantine_broken_links(found, Path(root))
+    _quarantine_undecodable_names(found)
     _leave_out_speakers(found, dataset, settings.get("leave_out_speakers") or ())
     manifest, quarantine = build_manifest(
         dataset,
@@ -133,6 +134,21 @@ def _quarantine_broken_links(found: Scan, root: Path) -> None:
         else:
             kept.append(record)
     found.records = kept
+
+
+def _quarantine_undecodable_names(found: Scan) -> None:
+    """Clips whose file names are not UTF-8 are quarantined, and every quarantined name is written
+    so that the tables can hold it (\\xNN for such bytes): the index failed on them."""
+    kept = []
+    for record in found.records:
+        names = [record["clip_id"], record["path"], record.get("audio_path") or ""]
+        if all(is_utf8_name(name) for name in names):
+            kept.append(record)
+        else:
+            found.quarantine(record["clip_id"], record["path"], NOT_UTF8)
+    found.records = kept
+    for entry in found.quarantined:
+        entry.update(clip_id=shown_name(entry["clip_id"]), path=shown_name(entry["path"]))
 
 
 def _leave_out_speakers(found: Scan, dataset: str, speakers) -> None:
