@@ -10,10 +10,11 @@ from pathlib import Path
 
 from avemotion.config import DATASET_ALIASES, dataset_defaults
 from avemotion.datasets import READERS, check_layout, index_dataset, speaker_ids, write_index
+from avemotion.face.openface import OpenFaceError
+from avemotion.gpus import use_gpus
 from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
-from avemotion.gpus import use_gpus
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ def _predict(args) -> int:
         except (OSError, ValueError) as error:
             unwritten[:] = [error]
 
-    table = predict_files(args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet, on_rows=write if args.out else None)
+    table = predict_files(
+        args.model, args.clips, dataset=args.dataset, workdir=args.workdir, progress=not args.quiet, on_rows=write if args.out else None, openface_bin=args.openface_bin
+    )
     if unwritten:
         print(f"avemotion: could not write {args.out} ({unwritten[0]}); the predictions:", file=sys.stderr)
         print(format_table(table))
@@ -146,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="write the predictions to FILE.csv or FILE.json instead of printing a table (rewritten as clips are done)")
     predict.add_argument("--dataset", help="whose preprocessing settings to use, for a model trained on a mixture (default: its first)")
     predict.add_argument("--workdir", help="keep the intermediate artifacts (frames, spectrograms, face features) here")
+    predict.add_argument("--openface-bin", help="OpenFace's FeatureExtraction on this machine, for a model trained on OpenFace's face features (default: the one it was trained with)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument(
         "--gpus",
@@ -163,7 +167,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, OpenFaceError) as error:  # OpenFace's: a broken install fails every clip
         print(f"avemotion: {error}", file=sys.stderr)
         return 2
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.datasets.walk import visible_files
-from avemotion.io import atomic_path
+from avemotion.io import NOT_UTF8, atomic_path, is_utf8_name, shown_name
 from avemotion.model.bundle import TrainedModel
 from avemotion.model.preprocessor import warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES
@@ -34,6 +34,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg
 RESULT_COLUMNS = ["clip", "predicted_label", "valence", "arousal", "face_ratio", "warnings", "error"]
 # Clips prepared and predicted at a time: what a crash can lose, and the work between two writes.
 GROUP_SIZE = 32
+# Clip ids are cut to this many UTF-8 bytes: the artifacts are named by them, their temporary
+# names add up to 23 bytes, and file systems allow 255 (80 CJK characters are 240).
+MAX_ID_BYTES = 120
 
 
 class Progress:
@@ -77,43 +80,58 @@ def expand_clips(paths) -> list[str]:
     (sorted); a folder without videos stays in the list and gets an error row."""
     clips = []
     for path in paths:
-        videos = video_files(path) if Path(path).is_dir() else []
+        try:
+            videos = video_files(path) if Path(path).is_dir() else []
+        except PermissionError:  # a folder it may not look into: its row says so
+            videos = []
         clips += [str(video) for video in videos] or [str(path)]
     return clips
 
 
 def clip_records(paths) -> list[dict]:
     """One record per clip path: an id made from its file name, unique whatever the case (the
-    artifacts are named by it, and macOS's and Windows' disks do not tell case apart), and its
-    absolute path."""
+    artifacts are named by it, and macOS's and Windows' disks do not tell case apart), its absolute
+    path, the path as the user wrote it (``given``; bytes that are not UTF-8 escaped) and why it
+    cannot be read (``problem``, empty if it can)."""
     records, seen = [], set()
     for path in paths:
         stem = re.sub(r"[^\w.-]+", "_", Path(path).stem) or "clip"  # letters of any script kept: 高兴.mp4 is 高兴
+        stem = stem.encode()[:MAX_ID_BYTES].decode("utf-8", "ignore")
         clip_id, number = stem, 1
         while clip_id.lower() in seen:  # Clip.mp4 and clip.mov: one artifact name on macOS's and Windows' disks
             number += 1
             clip_id = f"{stem}_{number}"
         seen.add(clip_id.lower())
-        records.append({"clip_id": clip_id, "path": str(Path(path).resolve()), "audio_path": "", "given": str(path)})
+        records.append({"clip_id": clip_id, "path": str(Path(path).resolve()), "audio_path": "", "given": shown_name(path), "problem": _unreadable(Path(path))})
     return records
 
 
-def _missing(path: Path) -> str:
-    if path.is_dir():
-        return f"a folder without video files ({', '.join(VIDEO_SUFFIXES)})"
-    if path.is_symlink():
-        return f"a link to {os.readlink(path)}, which does not exist"
+def _unreadable(path: Path) -> str:
+    """Why ``path`` cannot be read as a clip; empty if it can."""
+    if not is_utf8_name(path):
+        return NOT_UTF8
+    try:
+        if path.is_file():
+            return "" if os.access(path, os.R_OK) else "permission denied: this user may not read the file"
+        if path.is_dir():
+            return f"a folder without video files ({', '.join(VIDEO_SUFFIXES)})"
+        if path.is_symlink():
+            return f"a link to {os.readlink(path)}, which does not exist"
+    except PermissionError:
+        return "permission denied: this user may not look into the folder that holds it"
     return "no such file"
 
 
 def predict_files(
-    model_dir, paths, dataset: str | None = None, workdir=None, progress: bool = True, on_rows=None, group_size: int = GROUP_SIZE
+    model_dir, paths, dataset: str | None = None, workdir=None, progress: bool = True, on_rows=None, group_size: int = GROUP_SIZE, openface_bin=None
 ) -> pd.DataFrame:
     """One row per clip (a folder stands for the videos under it), in the given order:
     RESULT_COLUMNS plus ``prob_<label>`` per class.
 
     Rows of clips that could not be predicted hold their ``error`` and no prediction. ``workdir``
-    keeps the intermediate artifacts (default: a temporary folder, removed afterwards). Clips are
+    keeps the intermediate artifacts (default: a temporary folder, removed afterwards);
+    ``openface_bin`` is this machine's FeatureExtraction for a model trained on OpenFace's features
+    (default: the one it was trained with). Clips are
     prepared and predicted ``group_size`` at a time; ``on_rows``, when given, gets the table of
     the clips done so far after each group (a crash later keeps those).
     """
@@ -122,13 +140,13 @@ def predict_files(
     from avemotion.model.outputs import raw_outputs
 
     trained = TrainedModel.load(model_dir)
-    preprocessor = trained.preprocessor(dataset)
+    preprocessor = trained.preprocessor(dataset, openface_bin)
     labels = trained.labels
     clips = clip_records(expand_clips(paths))
     if not clips:
         raise ValueError("no clips to predict")
     network = trained.network()  # a damaged model file stops here, before any clip is prepared
-    readable = {clip["clip_id"] for clip in clips if Path(clip["path"]).is_file()}
+    readable = {clip["clip_id"] for clip in clips if not clip["problem"]}
     bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
     rows = []
     with tempfile.TemporaryDirectory(prefix="avemotion-predict-") as scratch:
@@ -152,7 +170,7 @@ def _row(clip: dict, done, index: int | None, final: dict, labels: list[str]) ->
     """A clip's result row: its prediction (the ``index``-th output), or why there is none."""
     row = {"clip": clip["given"], "warnings": "", "error": ""}
     if done is None:
-        return {**row, "error": _missing(Path(clip["given"]))}
+        return {**row, "error": clip["problem"] or "not prepared"}
     if index is None:
         return {**row, "error": done.error or "not predicted"}
     probabilities = final["emotion"][index]

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import unicodedata
 
@@ -199,6 +201,58 @@ def test_a_damaged_model_file_says_so(demo_run, tmp_path, capsys):
     assert "model.keras: damaged model file, Keras cannot read it" in error and len(error.strip().splitlines()) == 1
 
 
+def test_clips_with_names_the_disk_allows_but_tools_refuse_get_rows_of_their_own(demo_run, tmp_path):
+    """A name in another encoding than UTF-8 (an old zip unpacked; OpenCV's reader crashed the whole
+    run on it) gets its error row; a name of 80 CJK characters (240 bytes, too long once artifacts
+    add their suffixes) is predicted; the clips beside them are predicted."""
+    clip = good_clips(demo_run, 1)[0]
+    latin = tmp_path / os.fsdecode(b"caf\xe9.avi")
+    long = tmp_path / ("高" * 80 + ".avi")
+    for path in (latin, long, tmp_path / "plain.avi"):
+        shutil.copy(clip, path)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(demo_run / MODEL), str(tmp_path), "--out", str(out), "--quiet"]) == 1
+    table = pd.read_csv(out, keep_default_na=False).set_index("clip")
+    assert table.loc[str(tmp_path / "caf\\xe9.avi"), "error"] == "the file name is not UTF-8 (written in another encoding, as old zips unpack): rename the file"
+    assert table.loc[str(long), "error"] == "" and table.loc[str(tmp_path / "plain.avi"), "error"] == ""
+    assert table.loc[str(long), "predicted_label"] == table.loc[str(tmp_path / "plain.avi"), "predicted_label"]
+
+
+def test_a_late_fusion_model_copied_without_its_branch_weights_says_so(demo_run, tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.keras", "settings.json"):
+        shutil.copy(demo_run / MODEL / name, model / name)
+    assert main(["predict", "--model", str(model), good_clips(demo_run, 1)[0], "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"avemotion: {model}: a late-fusion model without its branch weights (late_weights.json); copy it with model.keras and settings.json"
+
+
+def test_a_model_trained_on_openface_features_asks_for_this_machines_openface_before_any_work(demo_run, tmp_path, capsys, monkeypatch):
+    model = tmp_path / "model"
+    shutil.copytree(demo_run / MODEL, model)
+    settings = json.loads((model / "settings.json").read_text())
+    for preprocess in settings["preprocess"].values():
+        preprocess["face"].update(backend="openface", openface_bin="/opt/none/FeatureExtraction")
+    (model / "settings.json").write_text(json.dumps(settings))
+    clip = good_clips(demo_run, 1)[0]
+    assert main(["predict", "--model", str(model), clip, "--quiet", "--workdir", str(tmp_path / "work")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "avemotion: OpenFace FeatureExtraction binary '/opt/none/FeatureExtraction' does not exist: this model's face "
+        "features come from OpenFace; give its FeatureExtraction with --openface-bin"
+    )
+    assert not list((tmp_path / "work").iterdir())  # nothing prepared
+    calls = tmp_path / "calls"
+    binary = tmp_path / "bin" / "FeatureExtraction"
+    binary.parent.mkdir()
+    binary.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")  # fails as OpenFace without its models does
+    binary.chmod(0o755)
+    assert main(["predict", "--model", str(model), clip, "--quiet", "--workdir", str(tmp_path / "work"), "--openface-bin", str(binary)]) == 2
+    assert capsys.readouterr().err.startswith("avemotion: FeatureExtraction exited with status 1 on 1 videos")
+    assert "-aus -pose -gaze -2Dfp" in calls.read_text()  # this machine's OpenFace was run
+    assert not [path for path in (tmp_path / "work").rglob("openface-*")]  # and its failed call left no folder
+
+
 def test_the_predict_rule_writes_one_table_per_final_model_for_the_clips_of_input_dir(demo_run, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(demo_run, work, copy_function=os.link, ignore=shutil.ignore_patterns(".snakemake"))
@@ -249,9 +303,10 @@ def test_predict_config_names_the_key_and_the_allowed_experiments(tmp_path):
 
 
 def test_clip_ids_are_unique_and_outputs_are_csv_or_json(tmp_path):
-    records = clip_records(["x/clip one.mp4", "y/clip one.mp4", "z/other.avi", "Other.MOV", "高兴.mp4"])
-    # unique whatever the case: artifacts are named by the id, and macOS's disks do not tell case apart
-    assert [record["clip_id"] for record in records] == ["clip_one", "clip_one_2", "other", "Other_2", "高兴"]
+    records = clip_records(["x/clip one.mp4", "y/clip one.mp4", "z/other.avi", "Other.MOV", "高兴.mp4", "高" * 80 + ".mp4", "高" * 81 + ".mp4"])
+    # unique whatever the case: artifacts are named by the id, and macOS's disks do not tell case apart;
+    # short enough to name files by (80 CJK characters are 240 bytes, 255 the file systems' limit)
+    assert [record["clip_id"] for record in records] == ["clip_one", "clip_one_2", "other", "Other_2", "高兴", "高" * 40, "高" * 40 + "_2"]
     table = pd.DataFrame({"clip": ["a.mp4"], "predicted_label": ["anger"], "prob_anger": [1.0], "valence": [-0.5],
                           "arousal": [0.5], "face_ratio": [1.0], "warnings": [""], "error": [""]})
     write_predictions(table, tmp_path / "p.csv")
@@ -268,6 +323,37 @@ def test_clip_ids_are_unique_and_outputs_are_csv_or_json(tmp_path):
     assert len(set(starts)) == 1 and starts[0] == len("高兴的人.mp4") + 4 + 2
     # macOS writes names decomposed (Hangul jamo); marks, joiners and variation selectors take no column
     assert display_width(unicodedata.normalize("NFD", "한국.mp4")) == 8 and display_width("ก\u0e34\u200d\ufe0f.mp4") == 5
+
+
+def test_clips_this_user_may_not_read_get_rows_that_say_so(tmp_path):
+    """A folder or file without read permission (checked as a user without root's override of it):
+    rows that say so, and a warning for a folder whose videos cannot be listed, where the listing
+    left them out silently and a clip given inside such a folder stopped the run with a traceback."""
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "shared" / "private").mkdir(parents=True)
+    for path in (tmp_path / "locked" / "a.mp4", tmp_path / "shared" / "b.mp4", tmp_path / "shared" / "private" / "c.mp4", tmp_path / "unreadable.mp4"):
+        path.write_bytes(b"\x00")
+    for folder in (tmp_path / "locked", tmp_path / "shared" / "private"):
+        folder.chmod(0)
+    (tmp_path / "unreadable.mp4").chmod(0)
+    script = (
+        "import json, logging, sys\nlogging.basicConfig()\nfrom avemotion.inference import clip_records, expand_clips\n"
+        "print(json.dumps([[r['given'], r['problem']] for r in clip_records(expand_clips(sys.argv[1:]))]))"
+    )
+    given = [str(tmp_path / "locked" / "a.mp4"), str(tmp_path / "shared"), str(tmp_path / "unreadable.mp4")]
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    try:
+        run = subprocess.run([*as_user, sys.executable, "-c", script, *given], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        for folder in (tmp_path / "locked", tmp_path / "shared" / "private"):
+            folder.chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == [
+        [given[0], "permission denied: this user may not look into the folder that holds it"],
+        [str(tmp_path / "shared" / "b.mp4"), ""],
+        [given[2], "permission denied: this user may not read the file"],
+    ]
+    assert f"{tmp_path / 'shared' / 'private'}: cannot read this folder (Permission denied); the files in it are left out" in run.stderr
 
 
 def test_progress_is_shown_for_more_than_a_few_clips_only():

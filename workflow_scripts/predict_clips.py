@@ -4,8 +4,8 @@ import contextlib
 import logging
 import sys
 
-from avemotion.logs import script_logging
 from avemotion.gpus import use_gpus
+from avemotion.logs import script_logging
 
 with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):
     # Before TensorFlow starts: gpus 0 computes on CPUs, N takes N GPUs of a workstation (in the log).

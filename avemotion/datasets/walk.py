@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # Files that operating systems drop into folders; they are not clips, so they are not quarantined.
 SYSTEM_CLUTTER = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
@@ -23,7 +26,10 @@ def _walk(folder: Path, recursive: bool):
     under it, symlinked ones too (a corpus spread over disks), each real folder once; a link to a
     folder that holds the way there (a loop) is not followed."""
     seen, ways = set(), {str(folder): ()}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    def unreadable(error: OSError) -> None:  # os.walk would skip such a folder's clips without a word
+        log.warning("%s: cannot read this folder (%s); the files in it are left out", error.filename, error.strerror or error)
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)
         way = (*ways.pop(dirpath, ()), real)  # the real folders walked through to get here
         if real in seen:

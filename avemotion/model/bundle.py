@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from avemotion.config import OPENFACE_KEY, openface_executable
 from avemotion.io import read_json, write_json
 from avemotion.model.late_fusion import fused
 from avemotion.model.preprocessor import ClipPreprocessor
@@ -20,6 +21,7 @@ MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE = "model.keras", "settings.json", "
 MODEL_FILES = (MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE)
 # What one training job writes: the model's own files, and the run's predictions and records.
 RUN_FILES = (*MODEL_FILES, "predictions.parquet", "metrics.json", "history.csv", "split.json")
+NOT_A_MODEL = f"{MODEL_FILE} and {SETTINGS_FILE} expected, and {LATE_WEIGHTS_FILE} for late fusion"
 
 
 @dataclass(frozen=True)
@@ -35,31 +37,46 @@ class TrainedModel:
         for non-late models, which is what null means."""
         directory = Path(directory)
         if not (directory / SETTINGS_FILE).exists():
-            raise FileNotFoundError(f"{directory}: not a trained model folder ({MODEL_FILE} and {SETTINGS_FILE} expected)")
+            raise FileNotFoundError(f"{directory}: not a trained model folder ({NOT_A_MODEL})")
+        settings = read_json(directory / SETTINGS_FILE)
         weights = directory / LATE_WEIGHTS_FILE
-        return cls(directory, read_json(directory / SETTINGS_FILE), read_json(weights) if weights.exists() else None)
+        late_weights = read_json(weights) if weights.exists() else None
+        if settings.get("fusion") == "late" and not late_weights:  # a copy of the first two files only
+            raise FileNotFoundError(f"{directory}: a late-fusion model without its branch weights ({LATE_WEIGHTS_FILE}); copy it with {MODEL_FILE} and {SETTINGS_FILE}")
+        return cls(directory, settings, late_weights)
 
     @property
     def labels(self) -> list[str]:
         return list(self.settings["labels"])
 
-    def preprocessor(self, dataset: str | None = None) -> ClipPreprocessor:
+    def preprocessor(self, dataset: str | None = None, openface_bin=None) -> ClipPreprocessor:
         """Clip files to this model's inputs with the preprocessing of ``dataset``, one of the
-        corpora it was trained on (default: its first)."""
+        corpora it was trained on (default: its first). A model whose face features came from
+        OpenFace needs its FeatureExtraction: where the model was trained (settings.json), or
+        ``openface_bin`` (this machine's); checked here, before any clip is prepared."""
         preprocess = self.settings.get("preprocess")
         if not preprocess:
             raise ValueError(f"{self.directory / SETTINGS_FILE} does not record the preprocessing settings (a model trained before they were saved): retrain it")
         dataset = dataset or self.settings["datasets"][0]
         if dataset not in preprocess:
             raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
-        return ClipPreprocessor(preprocess[dataset], self.settings.get("fusion_revision"))
+        settings = preprocess[dataset]
+        if openface_bin:
+            settings = {**settings, "face": {**settings["face"], "openface_bin": str(openface_bin)}}
+        if settings["face"]["backend"] == "openface":
+            try:
+                openface_executable(settings["face"].get("openface_bin"))
+            except ValueError as error:
+                where = str(error).removesuffix(f" (config key {OPENFACE_KEY})")
+                raise ValueError(f"{where}: this model's face features come from OpenFace; give its FeatureExtraction with --openface-bin") from error
+        return ClipPreprocessor(settings, self.settings.get("fusion_revision"))
 
     def network(self):
         import keras  # here, not at the top: the workflow imports this module while it plans jobs
 
         path = self.directory / MODEL_FILE
         if not path.exists():
-            raise FileNotFoundError(f"{self.directory}: not a trained model folder ({MODEL_FILE} and {SETTINGS_FILE} expected)")
+            raise FileNotFoundError(f"{self.directory}: not a trained model folder ({NOT_A_MODEL})")
         try:
             return keras.models.load_model(path, compile=False)
         except Exception as error:  # Keras says "File not found" for a truncated zip that exists

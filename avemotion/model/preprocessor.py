@@ -111,8 +111,8 @@ class ClipPreprocessor:
             if progress:  # a clip that an earlier stage rejected is done with this stage too
                 for _ in range(len(jobs) - len(pending)):
                     progress()
-            stage.prepare(pending)
             try:
+                stage.prepare(pending)  # inside: a failed OpenFace call leaves no folder behind
                 for job in pending:
                     row, entries, _ = process_clip(stage, job)
                     clip = prepared[job["clip_id"]]
