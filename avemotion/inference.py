@@ -131,9 +131,9 @@ def predict_files(
     Rows of clips that could not be predicted hold their ``error`` and no prediction. ``workdir``
     keeps the intermediate artifacts (default: a temporary folder, removed afterwards);
     ``openface_bin`` is this machine's FeatureExtraction for a model trained on OpenFace's features
-    (default: the one it was trained with). Clips are
-    prepared and predicted ``group_size`` at a time; ``on_rows``, when given, gets the table of
-    the clips done so far after each group (a crash later keeps those).
+    (default: the one it was trained with). Clips are prepared and predicted ``group_size`` at a
+    time; ``on_rows``, when given, gets the table of the clips done so far after each group (a
+    crash later keeps those).
     """
     # TensorFlow, so not at the top: the workflow imports this module when it parses its rules. It
     # also registers the fusion model's layers, which load_model needs.
