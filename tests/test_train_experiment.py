@@ -19,6 +19,7 @@ import pytest
 from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard, write_tabular
 
 from avemotion.config import ConfigError
+from avemotion.evaluate.cross_corpus import folder_metrics
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import RUN_FILES
 from avemotion.train.cross_corpus import predict_other_corpus
@@ -129,6 +130,27 @@ def test_non_finite_outputs_are_an_error_not_the_first_class():
     final["arousal"][0] = np.inf
     with pytest.raises(ValueError, match=r"non-finite arousal outputs for 1 of 2 clips"):
         predictions_table(["a", "b"], final, truth, LABELS)
+
+
+def test_a_held_out_corpus_is_scored_on_the_classes_its_mixture_learned(tmp_path):
+    """A mixture with labels of its own: the held-out corpus' classes that no training corpus holds
+    were never learned, so it is scored on the others, as cross-corpus runs are (a learned model's
+    UAR was capped by a recall of 0 on such a class)."""
+    crema_tabular, crema_tfrecord, _ = learnable_shards(tmp_path / "results", speakers=6)
+    table = pd.read_parquet(crema_tabular[0])
+    table[table["label"] != "sadness"].to_parquet(crema_tabular[0])  # CREMA-D's copy without sadness
+    other_tabular, other_tfrecord, other = learnable_shards(tmp_path / "results", speakers=3, dataset="enterface")
+    settings = {**settings_for("late"), "datasets": ["crema_d", "enterface"]}
+    out = tmp_path / "experiment" / "heldout_enterface"
+    metrics = run_experiment_fold(settings, crema_tabular + other_tabular, crema_tfrecord + other_tfrecord, None, out, held_out_dataset="enterface")
+    sad = set(other.loc[other["label"] == "sadness", "clip_id"])
+    assert sorted(json.loads((out / "split.json").read_text())["test"]) == sorted(set(other["clip_id"]) - sad)
+    assert metrics["labels"] == ["anger", "happiness"] and metrics["unlearned_test_clips"] == len(sad)
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert [column for column in predictions if column.startswith("prob_")] == ["prob_anger", "prob_happiness"]
+    np.testing.assert_allclose(predictions[["prob_anger", "prob_happiness"]].sum(axis=1), 1.0, atol=1e-5)
+    assert metrics["uar"] == pytest.approx(evaluate_predictions(predictions, ["anger", "happiness"])["uar"])
+    assert folder_metrics(out / "predictions.parquet", out / "metrics.json")["labels"] == ["anger", "happiness"]  # the report's table
 
 
 def test_the_experiments_frame_normalization_reaches_its_model():

@@ -179,7 +179,7 @@ def test_face_features_are_standardised_with_training_statistics_kept_in_the_sav
 
 
 def test_cross_corpus_scores_only_the_shared_labels_renormalised():
-    from avemotion.train.cross_corpus import restrict_to
+    from avemotion.train.predict import restrict_to
 
     outputs = {"emotion": np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]), "valence": np.array([0.1, -0.2])}
     restricted = restrict_to(outputs, ["anger", "neutral", "sadness"], ["anger", "sadness"])

@@ -9,30 +9,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from avemotion.io import write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import TrainedModel
 from avemotion.model.outputs import raw_outputs
 from avemotion.train.devices import configure_threads
 from avemotion.train.experiment import branch_metrics, experiment_clips
-from avemotion.train.predict import predictions_table
+from avemotion.train.predict import predictions_table, restrict_to
 from avemotion.train.settings import common_labels
 
 log = logging.getLogger(__name__)
-
-
-def restrict_to(outputs: dict[str, np.ndarray], labels: list[str], kept: list[str]) -> dict[str, np.ndarray]:
-    """Emotion probabilities over ``kept`` only (renormalised); other outputs unchanged."""
-    columns = [labels.index(label) for label in kept]
-    restricted = {}
-    for name, value in outputs.items():
-        if name.endswith("emotion"):
-            value = value[:, columns]
-            value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
-        restricted[name] = value
-    return restricted
 
 
 def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str, outdir, threads: int | None = None) -> dict:

@@ -202,6 +202,14 @@ def run_experiment_fold(
     run = f"held-out {held_out_dataset}" if held_out_dataset else f"fold {test_fold}"
     if not split["train"] or not split["validation"]:
         raise ValueError(f"experiment {settings['name']} {run}: no training or validation speakers left")
+    scored, unlearned = settings["labels"], 0
+    if held_out_dataset:
+        scored = learned_labels(clips, split, settings["labels"])
+        kept = set(clips.loc[clips["label"].isin(scored), "clip_id"])
+        unlearned = sum(clip not in kept for clip in split["test"])
+        split["test"] = [clip for clip in split["test"] if clip in kept]
+        if unlearned:
+            log.info("%s %s: %d test clips of classes no training corpus holds are not scored (scored: %s)", settings["name"], run, unlearned, ", ".join(scored))
     if (test_fold is not None or held_out_dataset) and not split["test"]:
         # scoring the validation clips instead, which chose the epoch and the late-fusion weights,
         # would report optimistic numbers as a test fold's (a partial corpus copy, a fold quarantined away)
@@ -249,7 +257,7 @@ def run_experiment_fold(
         model.set_weights(trained)
 
     evaluated = "test" if split["test"] else "validation"
-    predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips)
+    predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips, scored)
     write_late_weights(late_weights, outdir)
     write_parquet(predictions, outdir / "predictions.parquet")
     metrics = {
@@ -259,14 +267,24 @@ def run_experiment_fold(
         "evaluated_split": evaluated,
         "clips": {name: len(ids) for name, ids in split.items()},
         "outside_label_set": outside,
-        **evaluate_predictions(predictions, settings["labels"]),
-        "branches": branch_metrics(predictions, settings["labels"]),
+        **({"labels": scored, "unlearned_test_clips": unlearned} if held_out_dataset else {}),
+        **evaluate_predictions(predictions, scored),
+        "branches": branch_metrics(predictions, scored),
     }
     write_json(metrics, outdir / "metrics.json")
     with atomic_path(outdir / MODEL_FILE, suffix=".keras") as tmp:
         model.save(tmp)
     clear_progress(outdir)
     return metrics
+
+
+def learned_labels(clips: pd.DataFrame, split: dict, labels: list[str]) -> list[str]:
+    """The ``labels`` that the training and validation clips hold, in the model's order. A held-out
+    corpus is scored on these only, as the cross-corpus runs are on the labels both corpora share
+    (avemotion.train.cross_corpus): a mixture with labels of its own (a union of the corpora's) has
+    classes that only the held-out corpus holds, which its model never learned."""
+    seen = set(clips.loc[clips["clip_id"].isin(split["train"] + split["validation"]), "label"])
+    return [label for label in labels if label in seen]
 
 
 def branch_metrics(predictions: pd.DataFrame, labels: list[str]) -> dict:

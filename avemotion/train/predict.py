@@ -72,11 +72,28 @@ def branch_predictions(predictions: pd.DataFrame, branch: str) -> pd.DataFrame:
     return table
 
 
-def predict_clips(model, settings: dict, tfrecord_paths, split: dict, evaluated: str, clips: pd.DataFrame):
-    """The predictions table of split ``evaluated`` and, for late fusion, the weights fitted on validation."""
+def predict_clips(model, settings: dict, tfrecord_paths, split: dict, evaluated: str, clips: pd.DataFrame, scored: list[str] | None = None):
+    """The predictions table of split ``evaluated`` and, for late fusion, the weights fitted on
+    validation; over the ``scored`` labels only where given (a subset of the model's: the emotion
+    probabilities renormalised over them, :func:`restrict_to`)."""
     weights = None
     if settings["fusion"] == "late":
         ids, outputs = raw_outputs(model, settings, tfrecord_paths, split["validation"])
         weights = late_weights(outputs, clips.set_index("clip_id").loc[ids].reset_index(), settings["labels"])
     ids, outputs = raw_outputs(model, settings, tfrecord_paths, split[evaluated])
-    return predictions_table(ids, fused(outputs, weights), clips, settings["labels"], outputs), weights
+    labels = scored or settings["labels"]
+    if labels != settings["labels"]:
+        outputs = restrict_to(outputs, settings["labels"], labels)
+    return predictions_table(ids, fused(outputs, weights), clips, labels, outputs), weights
+
+
+def restrict_to(outputs: dict[str, np.ndarray], labels: list[str], kept: list[str]) -> dict[str, np.ndarray]:
+    """Emotion probabilities over ``kept`` only (renormalised); other outputs unchanged."""
+    columns = [labels.index(label) for label in kept]
+    restricted = {}
+    for name, value in outputs.items():
+        if name.endswith("emotion"):
+            value = value[:, columns]
+            value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
+        restricted[name] = value
+    return restricted
