@@ -92,7 +92,8 @@ def training_curves_figure(histories: Mapping[int, pd.DataFrame], title: str = "
 
 
 def va_scatter_figure(predictions: pd.DataFrame, title: str = "") -> Figure:
-    """True against predicted valence and arousal (every fold's test clips), with CCC per panel."""
+    """True against predicted valence and arousal (every fold's test clips), with the CCC of those
+    clips pooled per panel (the tables beside it give the mean over folds)."""
     figure = new_figure(8, 4.6)
     for index, dimension in enumerate(("valence", "arousal")):
         axes = figure.add_subplot(1, 2, index + 1)
@@ -109,7 +110,7 @@ def va_scatter_figure(predictions: pd.DataFrame, title: str = "") -> Figure:
         axes.set_aspect("equal")
         axes.set_xlabel(f"target {dimension} (label-derived)")
         axes.set_ylabel(f"predicted {dimension}")
-        axes.set_title(f"{dimension}: CCC {ccc:.3f}")
+        axes.set_title(f"{dimension}: CCC {ccc:.3f} (all clips pooled)")
         axes.grid(alpha=0.3)
     figure.suptitle(title)
     return figure
