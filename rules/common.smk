@@ -86,9 +86,10 @@ def dataset_settings(dataset):
 
 
 def index_settings(dataset):
-    """The dataset keys the index reads: its other keys (preprocessing overrides) must not rerun it."""
+    """The dataset keys the index reads: its other keys (preprocessing overrides), and keys written
+    empty (leave_out_speakers: [], as if unset), must not rerun it."""
     ignored = {"enabled", "root", "frames", "audio", "face"}
-    return sorted_keys({key: value for key, value in dataset_settings(dataset).items() if key not in ignored})
+    return sorted_keys({key: value for key, value in dataset_settings(dataset).items() if key not in ignored and value not in (None, [], {})})
 
 
 def dataset_root(dataset):
@@ -204,16 +205,32 @@ STAGE_OUTPUTS = {
 
 
 def indexed_shards(dataset, kind):
-    """The dataset's fused shards of one kind (every chunk), for the jobs that read them.
-
-    Through the index checkpoint although the paths do not need the manifest: a job whose inputs
-    go through the checkpoint is judged again once the index has rerun. When an index reruns and
-    changes no chunk (a corpus copied with new folder times), Snakemake first plans everything
-    after it and then drops what the new manifest does not change, but only among the jobs that
-    depend on the checkpoint: without this, training jobs would rerun on shards that did not change.
-    """
+    """The dataset's fused shards of one kind (every chunk), for the jobs that read them, through
+    the index checkpoint (after_index)."""
     checkpoints.index_dataset.get(dataset=dataset)
     return per_chunk_of(dataset, SHARDS[kind])
+
+
+def after_index(datasets_of):
+    """An input function that adds no file but goes through the index checkpoints of
+    ``datasets_of(wildcards)``'s datasets, for jobs after the index whose inputs do not.
+
+    A job whose inputs go through the checkpoint is judged again once the index has rerun. When an
+    index reruns and changes no chunk (a corpus copied with new folder times), Snakemake first plans
+    everything after it and then drops what the new manifest does not change, but only among the
+    jobs that depend on the checkpoint: without this, evaluation, previews, cross-corpus predictions
+    (GPU jobs) and the report reran on files that did not change."""
+
+    def inputs(wildcards):
+        for dataset in datasets_of(wildcards):
+            checkpoints.index_dataset.get(dataset=dataset)
+        return []
+
+    return inputs
+
+
+def experiment_datasets(wildcards):
+    return experiment_settings(config, wildcards.experiment)["datasets"]
 
 
 def experiment_shards(kind):

@@ -27,7 +27,7 @@ checkpoint index_dataset:
     params:
         root=lambda wildcards: str(dataset_root(wildcards.dataset)),
         settings=lambda wildcards: index_settings(wildcards.dataset),
-        coordinates=config["labels"]["coordinates"],
+        coordinates=sorted_keys(config["labels"]["coordinates"]),  # the same classes in another order: the same index
     log:
         "results/logs/index_dataset/{dataset}.log",
     benchmark:

@@ -27,6 +27,7 @@ rule evaluate_experiment:
         settings=lambda wildcards: fold_files(config, wildcards.experiment, "settings.json"),
         history=lambda wildcards: fold_files(config, wildcards.experiment, "history.csv"),
         final=lambda wildcards: final_files(config, wildcards.experiment, "predictions.parquet"),
+        indexed=after_index(experiment_datasets),
     output:
         summary=EXPERIMENT_OUTPUTS["summary"],
         table=report(
@@ -93,7 +94,8 @@ rule evaluate_baselines:
 
 rule cross_corpus:
     input:
-        lambda wildcards: cross_corpus_inputs(config),
+        runs=lambda wildcards: cross_corpus_inputs(config),
+        indexed=after_index(lambda wildcards: DATASETS),
     output:
         matrix=report(CROSS_CORPUS_OUTPUTS["matrix"], category="Cross-corpus", labels={"content": "cross-corpus UAR (CSV)"}),
         matrix_png=report(CROSS_CORPUS_OUTPUTS["matrix_png"], category="Cross-corpus", labels={"content": "cross-corpus UAR"}),
@@ -120,6 +122,7 @@ rule dataset_previews:
         tabular=lambda wildcards: per_chunk_of(wildcards.dataset, SHARDS["tabular"]),
         frames=lambda wildcards: per_chunk_of(wildcards.dataset, STAGE_TABLE, stage="frames"),
         face=lambda wildcards: per_chunk_of(wildcards.dataset, STAGE_TABLE, stage="face"),
+        indexed=after_index(lambda wildcards: [wildcards.dataset]),
     output:
         report(directory(PREVIEWS_DIR), patterns=["{clip}.png"], category="Previews", subcategory="{dataset}"),
     params:
@@ -145,6 +148,7 @@ rule build_report:
         previews=lambda wildcards: report_previews(config).values(),
         evaluation=lambda wildcards: evaluation_targets(config),
         cross=CROSS_CORPUS_OUTPUTS.values(),
+        indexed=after_index(lambda wildcards: DATASETS),
     output:
         html=report(REPORT_OUTPUTS["html"], category="Report", labels={"content": "report page"}),
         datasets=report(REPORT_OUTPUTS["datasets"], category="Datasets", labels={"content": "clips per class (CSV)"}),

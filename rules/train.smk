@@ -61,6 +61,7 @@ rule predict_cross_corpus:
         **final_model_files("{experiment}"),
         tabular=lambda wildcards: indexed_shards(wildcards.dataset, "tabular"),
         tfrecord=lambda wildcards: indexed_shards(wildcards.dataset, "tfrecord"),
+        indexed=after_index(experiment_datasets),  # the model's corpora
     output:
         predictions=run_file("{experiment}", cross_run("{dataset}"), "predictions.parquet"),
         metrics=run_file("{experiment}", cross_run("{dataset}"), "metrics.json"),

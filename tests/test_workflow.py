@@ -191,6 +191,12 @@ def test_other_threads_or_gpus_retrain_nothing(demo_run, tmp_path):
     changed.write_text(yaml.safe_dump(config))
     result = run_snakemake(demo_run, "train", "-n", "--cores", "2", "--configfile", str(changed))
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+    # Keys written with the value that means unset: no index reruns (and after it every evaluation).
+    for dataset in config["datasets"].values():
+        dataset["leave_out_speakers"] = []
+    changed.write_text(yaml.safe_dump(config))
+    result = run_snakemake(demo_run, "-n", "--cores", "2", "--configfile", str(changed))
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
 
 
 def test_invalid_config_fails_before_any_job_naming_key_and_allowed_values(tmp_path):
