@@ -82,7 +82,7 @@ def expand_clips(paths) -> list[str]:
     for path in paths:
         try:
             videos = video_files(path) if Path(path).is_dir() else []
-        except PermissionError:  # a folder it may not look into: its row says so
+        except OSError:  # a folder it may not look into, a name too long: its row says so
             videos = []
         clips += [str(video) for video in videos] or [str(path)]
     return clips
@@ -114,11 +114,15 @@ def _unreadable(path: Path) -> str:
         if path.is_file():
             return "" if os.access(path, os.R_OK) else "permission denied: this user may not read the file"
         if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                return "permission denied: this user may not read the folder"
             return f"a folder without video files ({', '.join(VIDEO_SUFFIXES)})"
         if path.is_symlink():
             return f"a link to {os.readlink(path)}, which does not exist"
     except PermissionError:
         return "permission denied: this user may not look into the folder that holds it"
+    except OSError as error:  # a name longer than the file system allows, an I/O error
+        return f"cannot be read: {error.strerror or error}"
     return "no such file"
 
 

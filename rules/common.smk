@@ -89,7 +89,10 @@ def index_settings(dataset):
     """The dataset keys the index reads: its other keys (preprocessing overrides), and keys written
     empty (leave_out_speakers: [], as if unset), must not rerun it."""
     ignored = {"enabled", "root", "frames", "audio", "face"}
-    return sorted_keys({key: value for key, value in dataset_settings(dataset).items() if key not in ignored and value not in (None, [], {})})
+    settings = {key: value for key, value in dataset_settings(dataset).items() if key not in ignored and value not in (None, [], {})}
+    if "leave_out_speakers" in settings:  # [7, 6] and ["6", "7"] leave out the same clips
+        settings["leave_out_speakers"] = sorted({str(speaker) for speaker in settings["leave_out_speakers"]})
+    return sorted_keys(settings)
 
 
 def dataset_root(dataset):

@@ -200,6 +200,11 @@ def test_a_recording_cut_before_its_first_frame_says_so(real_media, tmp_path):
     said = "unreadable video: crashed.mkv has a video stream without frames (the file ends before its first frame)"
     for stage in ("face", "frames"):
         assert run_stage(stage, tmp_path, ["crashed.mkv"])[1] == {"crashed_mkv": said}
+    # An MP4 whose index states its frames, cut as early: truncated, as its index says
+    ffmpeg("-t", "2", "-i", str(real_media / "WolfgangLanger_Pexels.mp4"), "-c", "copy", "-movflags", "+faststart", str(tmp_path / "whole.mp4"))
+    whole = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "early.mp4").write_bytes(whole[: whole.find(b"mdat") + 100])
+    assert run_stage("frames", tmp_path, ["early.mp4"])[1]["early_mp4"].startswith("truncated: early.mp4")
 
 
 def test_a_clip_shorter_than_num_frames_is_flagged_and_quarantined_when_configured(tmp_path):

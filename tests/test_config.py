@@ -7,7 +7,7 @@ import yaml
 
 from snakemake.utils import validate
 
-from avemotion.config import SCHEMA_PATH, ConfigError, check_model, config_errors, load_schema, prepare_config
+from avemotion.config import QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, ConfigError, check_model, config_errors, load_schema, prepare_config
 from avemotion.datasets import DatasetRootError, check_datasets, walk
 from avemotion.presets import VARIANTS
 from conftest import demo_settings
@@ -270,6 +270,16 @@ def test_product_config_states_the_schema_defaults():
     assert {name: defaults["datasets"][name]["chunks"] for name in config["datasets"]} == {
         name: settings["chunks"] for name, settings in config["datasets"].items()
     }
+
+
+def test_the_quiet_keys_hold_the_schema_defaults():
+    """A key left out of the jobs' params while it holds its quiet value (what results made before the
+    key existed were computed with) means the same as a config that leaves it out: its default. A
+    default changed in the schema must be a decision about those results too."""
+    defaults = filled({"datasets": {}})
+    for section, quiet in QUIET_DEFAULTS.items():
+        assert {key: defaults[section][key] for key in quiet} == quiet, section
+    assert {key: defaults["training"][key] for key in QUIET_TRAINING} == QUIET_TRAINING
 
 
 def test_a_root_without_the_corpus_layout_names_the_dataset_path_and_what_was_expected(tmp_path):

@@ -78,7 +78,7 @@ def test_the_recipe_leaves_subject_6_out_as_published_splits_do(enterface_tree, 
     the recipe's leave_out_speakers is set; subject 6's clips are listed in the quarantine."""
     recipe = yaml.safe_load((REPO / "avemotion" / "recipes" / "enterface.yaml").read_text())["datasets"]["enterface"]
     settings = {**SETTINGS, "leave_out_speakers": recipe["leave_out_speakers"]}
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         manifest, quarantine = index_dataset("enterface", enterface_tree, settings)
     assert len(manifest) == 1287 and quarantine.empty
     assert "leave_out_speakers names 6, not among its speakers" in caplog.text  # this copy has no subject 6
@@ -100,6 +100,7 @@ def test_names_in_another_encoding_than_utf8_are_quarantined_and_the_index_is_wr
     odd_folder = tmp_path / "subject 1" / "fear" / os.fsdecode(b"sentence\xa02")
     touch(odd_folder / "s1_fe_2.avi")
     touch(tmp_path / "subject 1" / "anger" / "sentence 1" / os.fsdecode(b"s1_an_3\xe9.avi"))
+    touch(tmp_path / "subject 1" / os.fsdecode(b"col\xe8re") / "s1_an_2.avi")  # a reason that names the folder
     manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
     write_index(manifest, quarantine, tmp_path / "manifest.parquet", tmp_path / "quarantine.csv")
     assert list(pd.read_parquet(tmp_path / "manifest.parquet")["clip_id"]) == ["s1_an_1"]
@@ -107,6 +108,7 @@ def test_names_in_another_encoding_than_utf8_are_quarantined_and_the_index_is_wr
     assert written == {
         "subject 1/fear/sentence\\xa02/s1_fe_2.avi": "the file name is not UTF-8 (written in another encoding, as old zips unpack): rename the file",
         "subject 1/anger/sentence 1/s1_an_3\\xe9.avi": "name does not match sN_<code>_K.avi (e.g. s1_an_1.avi)",
+        "subject 1/col\\xe8re/s1_an_2.avi": "file's emotion code 'an' (anger) disagrees with its folder 'col\\xe8re'",
     }
 
 

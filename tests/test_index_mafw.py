@@ -2,7 +2,7 @@
 
 import pytest
 
-from avemotion.datasets import index_dataset
+from avemotion.datasets import index_dataset, index_dependencies
 from avemotion.datasets.mafw import SPLIT_DIR, MafwSplitError
 from conftest import touch
 
@@ -70,6 +70,8 @@ def test_a_clip_in_a_folder_below_data_clips_is_quarantined_with_where_it_is(cor
         assert reasons[f"data/clips/part2/{clip}.mp4"] == "in a folder below data/clips; MAFW keeps its clips directly in data/clips/"
         assert clip not in set(manifest["clip_id"])
     assert list(quarantine["clip_id"]).count("00002") == 1
+    # a clip added to or removed from that folder reruns the index, which says where it is
+    assert corpus / "data" / "clips" / "part2" in index_dependencies("mafw", corpus)
 
 
 def test_a_line_written_twice_in_one_split_file_is_one_listing(corpus):

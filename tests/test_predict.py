@@ -340,7 +340,7 @@ def test_clips_this_user_may_not_read_get_rows_that_say_so(tmp_path):
         "import json, logging, sys\nlogging.basicConfig()\nfrom avemotion.inference import clip_records, expand_clips\n"
         "print(json.dumps([[r['given'], r['problem']] for r in clip_records(expand_clips(sys.argv[1:]))]))"
     )
-    given = [str(tmp_path / "locked" / "a.mp4"), str(tmp_path / "shared"), str(tmp_path / "unreadable.mp4")]
+    given = [str(tmp_path / "locked" / "a.mp4"), str(tmp_path / "shared"), str(tmp_path / "unreadable.mp4"), str(tmp_path / "locked"), str(tmp_path / ("x" * 300 + ".mp4"))]
     as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
     try:
         run = subprocess.run([*as_user, sys.executable, "-c", script, *given], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -352,6 +352,8 @@ def test_clips_this_user_may_not_read_get_rows_that_say_so(tmp_path):
         [given[0], "permission denied: this user may not look into the folder that holds it"],
         [str(tmp_path / "shared" / "b.mp4"), ""],
         [given[2], "permission denied: this user may not read the file"],
+        [given[3], "permission denied: this user may not read the folder"],
+        [given[4], "cannot be read: File name too long"],
     ]
     assert f"{tmp_path / 'shared' / 'private'}: cannot read this folder (Permission denied); the files in it are left out" in run.stderr
 

@@ -153,6 +153,17 @@ def test_a_held_out_corpus_is_scored_on_the_classes_its_mixture_learned(tmp_path
     assert folder_metrics(out / "predictions.parquet", out / "metrics.json")["labels"] == ["anger", "happiness"]  # the report's table
 
 
+def test_a_held_out_corpus_of_unlearned_classes_only_says_so_before_training(tmp_path):
+    crema_tabular, crema_tfrecord, _ = learnable_shards(tmp_path / "results", speakers=6)
+    other_tabular, other_tfrecord, other = learnable_shards(tmp_path / "results", speakers=3, dataset="enterface")
+    for path, kept in ((crema_tabular[0], ["anger", "happiness"]), (other_tabular[0], ["sadness"])):
+        table = pd.read_parquet(path)
+        table[table["label"].isin(kept)].to_parquet(path)
+    settings = {**settings_for("late"), "datasets": ["crema_d", "enterface"]}
+    with pytest.raises(ValueError, match=r"held-out enterface: all 6 clips of enterface are of classes no other corpus of the mixture holds \(learned: anger, happiness\): nothing to score"):
+        run_experiment_fold(settings, crema_tabular + other_tabular, crema_tfrecord + other_tfrecord, None, tmp_path / "out", held_out_dataset="enterface")
+
+
 def test_the_experiments_frame_normalization_reaches_its_model():
     settings = settings_for("late")  # like settings saved before the option existed: imagenet
     assert "clip_standardize" not in {layer.name for layer in build_model(settings).layers}

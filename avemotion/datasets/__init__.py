@@ -148,7 +148,7 @@ def _quarantine_undecodable_names(found: Scan) -> None:
             found.quarantine(record["clip_id"], record["path"], NOT_UTF8)
     found.records = kept
     for entry in found.quarantined:
-        entry.update(clip_id=shown_name(entry["clip_id"]), path=shown_name(entry["path"]))
+        entry.update(clip_id=shown_name(entry["clip_id"]), path=shown_name(entry["path"]), reason=shown_name(entry["reason"]))
 
 
 def _leave_out_speakers(found: Scan, dataset: str, speakers) -> None:
@@ -158,7 +158,7 @@ def _leave_out_speakers(found: Scan, dataset: str, speakers) -> None:
     wanted = {str(speaker) for speaker in speakers}
     absent = wanted - {str(record["speaker"]) for record in found.records}
     if absent:
-        log.warning("%s: datasets.%s.leave_out_speakers names %s, not among its speakers", dataset, dataset, ", ".join(sorted(absent)))
+        log.info("%s: datasets.%s.leave_out_speakers names %s, not among its speakers", dataset, dataset, ", ".join(sorted(absent)))
     kept = []
     for record in found.records:
         if str(record["speaker"]) in wanted:

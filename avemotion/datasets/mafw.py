@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from avemotion.datasets.manifest import NO_FOLD, NO_LABEL, Scan
-from avemotion.datasets.walk import first_file, visible_files
+from avemotion.datasets.walk import first_file, visible_files, visible_folders
 from avemotion.labels import CORPUS_LABELS
 
 # MAFW's 11 single-label classes are exactly the canonical label set.
@@ -52,8 +52,9 @@ def layout_problem(root) -> str | None:
 
 
 def index_dependencies(root) -> list[Path]:
-    """What the index reads: the names in data/clips and the split files."""
-    return [Path(root) / CLIP_DIR] + [path for _, _, path in split_files(root)]
+    """What the index reads: the names in data/clips (and in folders below it, whose clips it
+    quarantines) and the split files."""
+    return visible_folders(Path(root) / CLIP_DIR) + [path for _, _, path in split_files(root)]
 
 
 def _read_split_lists(root: Path, result: Scan):

@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+from avemotion.io import shown_name
+
 log = logging.getLogger(__name__)
 
 # Files that operating systems drop into folders; they are not clips, so they are not quarantined.
@@ -27,7 +29,7 @@ def _walk(folder: Path, recursive: bool):
     folder that holds the way there (a loop) is not followed."""
     seen, ways = set(), {str(folder): ()}
     def unreadable(error: OSError) -> None:  # os.walk would skip such a folder's clips without a word
-        log.warning("%s: cannot read this folder (%s); the files in it are left out", error.filename, error.strerror or error)
+        log.warning("%s: cannot read this folder (%s); the files in it are left out", shown_name(error.filename), error.strerror or error)
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)

@@ -603,9 +603,9 @@ def explain(path, error=None, wanted: str = "video", reading: str = "video") -> 
             return f"no video stream: {name} holds no video or audio stream ({info.format})"
         if info.format.endswith("_pipe") or info.format == "image2":
             return f"still image: {name} is a {codec(info.video[0]).upper()} image, not a video"
-        if info.packets == 0:  # a recording cut before its first frame, where no size says it was cut
-            return f"unreadable video: {name} has a video stream without frames (the file ends before its first frame)"
         cut = cut_short(path)
+        if info.packets == 0 and not (info.cut or cut):  # a recording cut before its first frame, with no size that says so
+            return f"unreadable video: {name} has a video stream without frames (the file ends before its first frame)"
         if info.packets is not None and (info.cut or cut):
             if info.packets < info.stated_frames:  # an MP4's index or an FLV's metadata states its length
                 return truncated_reason(name, info.packets, info.stated_frames, info.duration)

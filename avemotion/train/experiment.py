@@ -210,6 +210,11 @@ def run_experiment_fold(
         split["test"] = [clip for clip in split["test"] if clip in kept]
         if unlearned:
             log.info("%s %s: %d test clips of classes no training corpus holds are not scored (scored: %s)", settings["name"], run, unlearned, ", ".join(scored))
+    if held_out_dataset and unlearned and not split["test"]:
+        raise ValueError(
+            f"experiment {settings['name']} {run}: all {unlearned} clips of {held_out_dataset} are of classes no other corpus "
+            f"of the mixture holds (learned: {', '.join(scored)}): nothing to score"
+        )
     if (test_fold is not None or held_out_dataset) and not split["test"]:
         # scoring the validation clips instead, which chose the epoch and the late-fusion weights,
         # would report optimistic numbers as a test fold's (a partial corpus copy, a fold quarantined away)
