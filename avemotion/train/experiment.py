@@ -212,8 +212,8 @@ def run_experiment_fold(
             log.info("%s %s: %d test clips of classes no training corpus holds are not scored (scored: %s)", settings["name"], run, unlearned, ", ".join(scored))
     if held_out_dataset and unlearned and not split["test"]:
         raise ValueError(
-            f"experiment {settings['name']} {run}: all {unlearned} clips of {held_out_dataset} are of classes no other corpus "
-            f"of the mixture holds (learned: {', '.join(scored)}): nothing to score"
+            f"experiment {settings['name']} {run}: all {unlearned} clips of {held_out_dataset} are of classes no training clip "
+            f"holds (learned: {', '.join(scored)}): nothing to score"
         )
     if (test_fold is not None or held_out_dataset) and not split["test"]:
         # scoring the validation clips instead, which chose the epoch and the late-fusion weights,
@@ -284,11 +284,11 @@ def run_experiment_fold(
 
 
 def learned_labels(clips: pd.DataFrame, split: dict, labels: list[str]) -> list[str]:
-    """The ``labels`` that the training and validation clips hold, in the model's order. A held-out
+    """The ``labels`` that the training clips hold, in the model's order. A held-out
     corpus is scored on these only, as the cross-corpus runs are on the labels both corpora share
     (avemotion.train.cross_corpus): a mixture with labels of its own (a union of the corpora's) has
     classes that only the held-out corpus holds, which its model never learned."""
-    seen = set(clips.loc[clips["clip_id"].isin(split["train"] + split["validation"]), "label"])
+    seen = set(clips.loc[clips["clip_id"].isin(split["train"]), "label"])
     return [label for label in labels if label in seen]
 
 
