@@ -341,12 +341,12 @@ def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
 OPENFACE_KEY = "face.openface_bin"
 
 
-def openface_executable(path) -> Path:
+def openface_executable(path, hint: str = f" (config key {OPENFACE_KEY})") -> Path:
     """OpenFace's FeatureExtraction binary as a Path; a bare name is looked up on PATH. Here rather
     than beside the OpenFace runner (avemotion.face.openface, which uses it too) because the config
-    check needs it before any job runs."""
+    check needs it before any job runs. ``hint`` ends the error: where the path is set."""
     if not path:
-        raise ValueError(f"no OpenFace FeatureExtraction binary configured (config key {OPENFACE_KEY})")
+        raise ValueError(f"no OpenFace FeatureExtraction binary configured{hint}")
     found = shutil.which(str(path))
     if found is None:
         if Path(path).name == str(path):
@@ -355,7 +355,7 @@ def openface_executable(path) -> Path:
             reason = "is not an executable file"
         else:
             reason = "does not exist"
-        raise ValueError(f"OpenFace FeatureExtraction binary '{path}' {reason} (config key {OPENFACE_KEY})")
+        raise ValueError(f"OpenFace FeatureExtraction binary '{path}' {reason}{hint}")
     return Path(found).absolute()
 
 

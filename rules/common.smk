@@ -240,8 +240,7 @@ def experiment_shards(kind):
     """The fused shards (every chunk) of the experiment's datasets."""
 
     def inputs(wildcards):
-        settings = experiment_settings(config, wildcards.experiment)
-        return [path for dataset in settings["datasets"] for path in indexed_shards(dataset, kind)]
+        return [path for dataset in experiment_datasets(wildcards) for path in indexed_shards(dataset, kind)]
 
     return inputs
 

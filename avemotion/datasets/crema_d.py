@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from avemotion.datasets.manifest import VOTE_PREFIX, Scan
-from avemotion.datasets.walk import first_file, visible_files, visible_folders
+from avemotion.datasets.walk import first_file, visible_folders
 from avemotion.io import is_lfs_pointer
 from avemotion.labels import CORPUS_LABELS
 
@@ -179,12 +179,9 @@ def _media_files(root: Path, folder: str, suffix: str, result: Scan) -> list[Pat
     """The ``suffix`` files (any case: .FLV, .WAV) directly in ``root/folder``; any other file there,
     or a file in a folder below it, is quarantined with where CREMA-D keeps its clips."""
     found = []
-    for file in visible_files(root / folder, recursive=True):
-        rel = file.relative_to(root).as_posix()
-        if file.parent != root / folder:
-            result.quarantine(file.stem, rel, f"in a folder below {folder}; CREMA-D keeps its clips directly in {folder}/")
-        elif file.suffix.lower() != suffix:
-            result.quarantine(file.stem, rel, f"not a {suffix} file; {folder} holds <clip>{suffix} files")
+    for file in result.files_directly_in(root, folder, "CREMA-D"):
+        if file.suffix.lower() != suffix:
+            result.quarantine(file.stem, file.relative_to(root).as_posix(), f"not a {suffix} file; {folder} holds <clip>{suffix} files")
         else:
             found.append(file)
     return found

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from avemotion.datasets.manifest import NO_FOLD, NO_LABEL, Scan
-from avemotion.datasets.walk import first_file, visible_files, visible_folders
+from avemotion.datasets.walk import first_file, visible_folders
 from avemotion.labels import CORPUS_LABELS
 
 # MAFW's 11 single-label classes are exactly the canonical label set.
@@ -87,13 +87,12 @@ def scan(root, settings: dict) -> Scan:
         )
     result = Scan()
     labels, test_sets = _read_split_lists(root, result)
-    clips, below = {}, set()
-    for file in visible_files(root / CLIP_DIR, recursive=True):
+    clips, before = {}, len(result.quarantined)
+    files = result.files_directly_in(root, CLIP_DIR, "MAFW")  # MAFW's archive unpacks flat
+    below = {entry["clip_id"] for entry in result.quarantined[before:]}
+    for file in files:
         rel = file.relative_to(root).as_posix()
-        if file.parent != root / CLIP_DIR:  # MAFW's archive unpacks flat; a sorted copy is not read
-            result.quarantine(file.stem, rel, f"in a folder below {CLIP_DIR}; MAFW keeps its clips directly in {CLIP_DIR}/")
-            below.add(file.stem)
-        elif not CLIP_NAME.match(file.name):
+        if not CLIP_NAME.match(file.name):
             result.quarantine(file.stem, rel, "name is not <5 digits>.mp4 (e.g. 00025.mp4)")
         elif file.stem in clips:  # 00001.MP4 beside 00001.mp4
             result.quarantine(file.stem, rel, f"the same clip as {clips[file.stem]} (the names differ only in case)")

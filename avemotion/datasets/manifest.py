@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from avemotion.datasets.walk import visible_files
 from avemotion.labels import vote_weighted_va
 from avemotion.quarantine import quarantine_frame
 
@@ -50,6 +52,17 @@ class Scan:
 
     def quarantine(self, clip_id: str, path: str, reason: str) -> None:
         self.quarantined.append({"clip_id": clip_id, "path": path, "stage": "index", "reason": reason})
+
+    def files_directly_in(self, root: Path, folder: str, corpus: str) -> list[Path]:
+        """The visible files directly in ``root/folder``, where ``corpus`` keeps its clips; a file
+        in a folder below it (a copy sorted into subfolders) is quarantined, saying where it is."""
+        found = []
+        for file in visible_files(root / folder, recursive=True):
+            if file.parent == root / folder:
+                found.append(file)
+            else:
+                self.quarantine(file.stem, file.relative_to(root).as_posix(), f"in a folder below {folder}; {corpus} keeps its clips directly in {folder}/")
+        return found
 
 
 def chunk_of(clip_id: str, num_chunks: int) -> int:

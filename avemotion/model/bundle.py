@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from avemotion.config import OPENFACE_KEY, openface_executable
+from avemotion.config import openface_executable
 from avemotion.io import read_json, write_json
 from avemotion.model.late_fusion import fused
 from avemotion.model.preprocessor import ClipPreprocessor
@@ -64,11 +64,7 @@ class TrainedModel:
         if openface_bin:
             settings = {**settings, "face": {**settings["face"], "openface_bin": str(openface_bin)}}
         if settings["face"]["backend"] == "openface":
-            try:
-                openface_executable(settings["face"].get("openface_bin"))
-            except ValueError as error:
-                where = str(error).removesuffix(f" (config key {OPENFACE_KEY})")
-                raise ValueError(f"{where}: this model's face features come from OpenFace; give its FeatureExtraction with --openface-bin") from error
+            openface_executable(settings["face"].get("openface_bin"), ": this model's face features come from OpenFace; give its FeatureExtraction with --openface-bin")
         return ClipPreprocessor(settings, self.settings.get("fusion_revision"))
 
     def network(self):
