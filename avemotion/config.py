@@ -22,6 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from avemotion.config_errors import read_yaml
+from avemotion.io import is_utf8_name
 from avemotion.presets import variant_settings
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
@@ -250,6 +251,12 @@ def holds_wildcards(path) -> bool:
     """Whether ``path`` holds { or }, which Snakemake reads as wildcards in a job's file names: such
     a file cannot be a job's input."""
     return "{" in str(path) or "}" in str(path)
+
+
+def snakemake_can_name(path) -> bool:
+    """Whether ``path`` can be a job's file: no wildcard braces, and a UTF-8 name (Snakemake writes
+    a job's files into its lock files as UTF-8; another encoding's bytes stopped the whole run)."""
+    return is_utf8_name(path) and not holds_wildcards(path)
 
 
 def sorted_keys(value):

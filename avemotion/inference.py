@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.config import holds_wildcards, snakemake_can_name
 from avemotion.datasets.walk import visible_files
 from avemotion.io import NOT_UTF8, atomic_path, is_utf8_name, shown_name
 from avemotion.model.bundle import TrainedModel
@@ -73,6 +74,21 @@ def video_files(folder) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder (predict.input_dir)")
     return [path for path in visible_files(folder, recursive=True) if path.suffix.lower() in VIDEO_SUFFIXES]
+
+
+def workflow_clips(folder) -> tuple[list[str], list[str]]:
+    """The videos under ``folder`` (predict.input_dir) that the workflow's predict rule can take as
+    inputs, and a notice for each it leaves out (a name with { or }, or not UTF-8: Snakemake cannot
+    take it as a job's file); `avemotion predict` takes the first and says what is wrong with the second."""
+    clips, notices = [], []
+    for clip in map(str, video_files(folder)):
+        if snakemake_can_name(clip):
+            clips.append(clip)
+        elif holds_wildcards(clip):
+            notices.append(f"predict.input_dir: {clip} left out: Snakemake reads {{ }} in file names as wildcards; rename it, or run `avemotion predict` on it")
+        else:
+            notices.append(f"predict.input_dir: {shown_name(clip)} left out: {NOT_UTF8}")
+    return clips, notices
 
 
 def expand_clips(paths) -> list[str]:

@@ -10,14 +10,13 @@ from avemotion.config import (
     check_model,
     check_openface,
     enabled_datasets,
-    holds_wildcards,
     prepare_config,
     preprocess_settings,
     sorted_keys,
 )
 from avemotion.datasets import READERS, check_datasets, index_dependencies
 from avemotion.demo.corpora import DEMO_DIR
-from avemotion.inference import video_files
+from avemotion.inference import workflow_clips
 from avemotion.layout import (
     BASELINE_OUTPUTS,
     CROSS_CORPUS_OUTPUTS,
@@ -278,12 +277,12 @@ def training_targets():
 
 
 def new_clips(wildcards):
-    """The videos under predict.input_dir (rule predict_clips); one whose name holds { or }, which
-    Snakemake reads as wildcards, is left out with a notice (`avemotion predict` takes it)."""
-    clips = [str(path) for path in video_files(config["predict"]["input_dir"])]
-    for clip in filter(holds_wildcards, clips):
-        print(f"avemotion: predict.input_dir: {clip} left out: Snakemake reads {{ }} in file names as wildcards; rename it, or run `avemotion predict` on it", file=sys.stderr)
-    return [clip for clip in clips if not holds_wildcards(clip)]
+    """The videos under predict.input_dir (rule predict_clips); one Snakemake cannot take as a job's
+    file (wildcard braces, a name not in UTF-8) is left out with a notice."""
+    clips, notices = workflow_clips(config["predict"]["input_dir"])
+    for notice in notices:
+        print(f"avemotion: {notice}", file=sys.stderr)
+    return clips
 
 
 def stage_targets(stage):

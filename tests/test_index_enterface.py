@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from avemotion.datasets import index_dataset, write_index
-from conftest import REPO, touch
+from avemotion.datasets import index_dataset, index_dependencies, write_index
+from avemotion.io import NOT_UTF8
+from avemotion.layout import INDEX_QUARANTINE
+from conftest import REPO, run_snakemake, touch
 
 SETTINGS = {"chunks": 16}
 
@@ -110,6 +112,36 @@ def test_names_in_another_encoding_than_utf8_are_quarantined_and_the_index_is_wr
         "subject 1/anger/sentence 1/s1_an_3\\xe9.avi": "name does not match sN_<code>_K.avi (e.g. s1_an_1.avi)",
         "subject 1/col\\xe8re/s1_an_2.avi": "file's emotion code 'an' (anger) disagrees with its folder 'col\\xe8re'",
     }
+
+
+def test_folders_snakemake_cannot_name_are_not_index_inputs_and_their_clips_are_quarantined(tmp_path):
+    """A folder named in Latin-1 or holding { } stopped the whole workflow (Snakemake writes a job's
+    files into its lock as UTF-8, and reads braces as wildcards): they are not the index rule's
+    inputs (their parent is), and their clips, a chunk job's inputs, are quarantined."""
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(tmp_path / "subject 1" / "fear" / os.fsdecode(b"sentence\xa02") / "s1_fe_2.avi")
+    touch(tmp_path / "subject 1" / "happiness" / "sentence {3}" / "s1_ha_3.avi")
+    inputs = [str(path.relative_to(tmp_path)) for path in index_dependencies("enterface", tmp_path)]
+    assert inputs == [".", "subject 1", "subject 1/anger", "subject 1/anger/sentence 1", "subject 1/fear", "subject 1/happiness"]
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["s1_an_1"]
+    assert quarantine.set_index("path")["reason"].to_dict() == {
+        "subject 1/fear/sentence\\xa02/s1_fe_2.avi": NOT_UTF8,
+        "subject 1/happiness/sentence {3}/s1_ha_3.avi": "the path holds { or }, which Snakemake reads as wildcards in a job's files: rename the file or its folder",
+    }
+
+
+def test_the_workflow_runs_on_a_corpus_with_such_folders(tmp_path):
+    corpus = tmp_path / "enterface"
+    touch(corpus / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(corpus / "subject 1" / "fear" / os.fsdecode(b"sentence\xa02") / "s1_fe_2.avi")
+    touch(corpus / "subject 1" / "happiness" / "sentence {3}" / "s1_ha_3.avi")
+    (tmp_path / "paths.yaml").write_text(yaml.safe_dump({"datasets": {"enterface": {"root": str(corpus)}}, "experiments": []}))
+    run_snakemake(tmp_path, "index", "--cores", "1", "--configfile", "paths.yaml")
+    quarantine = pd.read_csv(tmp_path / INDEX_QUARANTINE.format(dataset="enterface"))
+    assert len(quarantine) == 2
+    planned = run_snakemake(tmp_path, "preprocess", "-n", "--cores", "1", "--configfile", "paths.yaml").stdout
+    assert "preprocess_chunk" in planned
 
 
 def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantined(tmp_path):

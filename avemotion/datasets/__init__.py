@@ -20,13 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import check_dataset_keys, enabled_datasets, holds_wildcards
+from avemotion.config import check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import Scan, build_manifest
 from avemotion.io import NOT_UTF8, is_utf8_name, shown_name, write_csv, write_parquet
 from avemotion.labels import coordinates_from_config
 
 log = logging.getLogger(__name__)
+
+WILDCARD_NAME = "the path holds { or }, which Snakemake reads as wildcards in a job's files: rename the file or its folder"
 
 READERS = {"crema_d": crema_d, "enterface": enterface, "mafw": mafw}
 
@@ -91,7 +93,11 @@ def speaker_ids(dataset: str) -> bool:
 
 
 def index_dependencies(dataset: str, root) -> list[Path]:
-    return reader(dataset).index_dependencies(check_root(dataset, root))
+    """What the index rule reads (its inputs), but for folders whose names Snakemake cannot take as a
+    job's file: one holding { or } (read as wildcards) or not UTF-8 (its lock file cannot hold the
+    name); either stopped the whole workflow. Their clips are quarantined (:func:`index_dataset`),
+    and renaming such a folder changes its parent, which stays an input."""
+    return [path for path in reader(dataset).index_dependencies(check_root(dataset, root)) if snakemake_can_name(path)]
 
 
 def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None = None):
@@ -101,6 +107,7 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
     found = module.scan(check_root(dataset, root), settings)
     _quarantine_broken_links(found, Path(root))
     _quarantine_undecodable_names(found)
+    _quarantine_wildcard_names(found)
     _leave_out_speakers(found, dataset, settings.get("leave_out_speakers") or ())
     manifest, quarantine = build_manifest(
         dataset,
@@ -149,6 +156,18 @@ def _quarantine_undecodable_names(found: Scan) -> None:
     found.records = kept
     for entry in found.quarantined:
         entry.update(clip_id=shown_name(entry["clip_id"]), path=shown_name(entry["path"]), reason=shown_name(entry["reason"]))
+
+
+def _quarantine_wildcard_names(found: Scan) -> None:
+    """Clips whose path holds { or } are quarantined: a chunk job takes its clips' files as inputs,
+    and Snakemake reads braces there as wildcards (the whole workflow stopped on one such clip)."""
+    kept = []
+    for record in found.records:
+        if any(holds_wildcards(name) for name in (record["path"], record.get("audio_path") or "")):
+            found.quarantine(record["clip_id"], record["path"], WILDCARD_NAME)
+        else:
+            kept.append(record)
+    found.records = kept
 
 
 def _leave_out_speakers(found: Scan, dataset: str, speakers) -> None:
