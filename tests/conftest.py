@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,9 +71,6 @@ def pytest_collection_modifyitems(config, items):
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True):
     """Run the repository's workflow with ``workdir`` as working directory; return the process."""
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -85,6 +87,39 @@ QUICK_EXPERIMENTS = {
         {"name": "pair_late", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [2], "final": False},
     ],
 }
+
+
+def in_other_processes(code: str, data) -> list:
+    """What ``code`` prints (JSON) given ``data`` (JSON on stdin), run in two fresh interpreters with
+    different string hash seeds: a fact that must hold on every machine and in every rerun (a
+    clip's chunk, a fold's validation speakers) must not come from Python's per-process hash()."""
+    outputs = []
+    for seed in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, "-c", code], input=json.dumps(data), capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)},
+        )
+        outputs.append(json.loads(result.stdout))
+    return outputs
+
+
+def job_blocks(log: str, kind: str = "any") -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job block a Snakemake log or dry run announces as ``kind`` ("rule"
+    for jobs it submits, "localrule" for jobs it runs itself, "any" for both)."""
+    header = re.compile(
+        {"rule": r"^\s*(?:rule|checkpoint) (\w+):$", "localrule": r"^\s*local(?:rule|checkpoint) (\w+):$", "any": r"^\s*(?:local)?(?:rule|checkpoint) (\w+):$"}[kind]
+    )
+    jobs, current = [], None
+    for line in log.splitlines():
+        match = header.match(line)
+        if match:
+            current = [match.group(1), ""]
+            jobs.append(current)
+        elif current is not None and line.strip().startswith("wildcards:"):
+            current[1] = line.split(":", 1)[1].strip()
+        elif current is not None and not line.startswith((" ", "\t")) and line.strip():
+            current = None
+    return [tuple(job) for job in jobs]
 
 
 def demo_settings(overrides: dict | None = None) -> dict:
@@ -146,8 +181,6 @@ def write_hdr_clip(source: Path, path: Path, transfer: str, *codec: str, size: s
     white at HDR's reference white (avemotion.media.transcode.HDR_REFERENCE_WHITE), so the tone-mapped
     copy gives the SDR picture back. ``size`` scales it (after zscale, which takes halved chroma only
     on even sizes); ``seconds`` cuts it."""
-    import subprocess
-
     import imageio_ffmpeg
 
     from avemotion.media.transcode import HDR_REFERENCE_WHITE
@@ -163,8 +196,6 @@ def written_with_video(command: list[str], path: Path, tries: int = 5) -> Path:
     """``path`` as the ffmpeg ``command`` writes it, run again while it holds no video stream:
     libvvenc (ffmpeg 9) now and then writes none at all on a busy machine, exit status 0 (4 of 10
     encodes of a 2 s clip with three other cores busy)."""
-    import subprocess
-
     import imageio_ffmpeg
 
     for _ in range(tries):

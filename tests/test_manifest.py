@@ -8,7 +8,7 @@ import pytest
 from avemotion.datasets import index_dataset, write_index
 from avemotion.datasets.manifest import Scan, build_manifest, chunk_of
 from avemotion.labels import coordinates_from_config, vote_weighted_va
-from conftest import crema_d_names
+from conftest import crema_d_names, in_other_processes
 
 
 def test_chunk_of_a_clip_never_depends_on_the_other_clips():
@@ -17,7 +17,9 @@ def test_chunk_of_a_clip_never_depends_on_the_other_clips():
     assert len(set(chunks.values())) == 64  # every chunk is used
     sizes = np.bincount(list(chunks.values()))
     assert sizes.min() > 0.5 * sizes.mean() and sizes.max() < 1.5 * sizes.mean()
-    assert chunk_of("1001_DFA_ANG_XX", 64) == chunks["1001_DFA_ANG_XX"]
+    # The same chunks in any other process: a rerun keeps every finished chunk.
+    code = "import json, sys; from avemotion.datasets.manifest import chunk_of; print(json.dumps([chunk_of(n, 64) for n in json.load(sys.stdin)]))"
+    assert in_other_processes(code, names) == [[chunks[name] for name in names]] * 2
 
 
 def test_adding_a_clip_changes_only_its_own_chunk(tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, demo_config
+from conftest import REPO, demo_config, job_blocks
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 PROFILE = REPO / "profiles" / "slurm"
@@ -43,23 +43,6 @@ def slurm(tmp_path_factory):
 def snakemake(workdir: Path, *args: str, timeout: float, snakefile: Path = REPO / "Snakefile"):
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--profile", str(PROFILE), *MACHINE_OVERRIDES, *args]
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout)
-
-
-def job_blocks(log: str, kind: str) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job block a Snakemake log announces as ``kind`` ("rule" for jobs it
-    submits, "localrule" for jobs it runs itself)."""
-    header = re.compile({"rule": r"^\s*(?:rule|checkpoint) (\w+):$", "localrule": r"^\s*local(?:rule|checkpoint) (\w+):$"}[kind])
-    jobs, current = [], None
-    for line in log.splitlines():
-        match = header.match(line)
-        if match:
-            current = [match.group(1), ""]
-            jobs.append(current)
-        elif current is not None and line.strip().startswith("wildcards:"):
-            current[1] = line.split(":", 1)[1].strip()
-        elif current is not None and not line.startswith((" ", "\t")) and line.strip():
-            current = None
-    return [tuple(job) for job in jobs]
 
 
 def test_preprocessing_and_fusion_run_as_slurm_jobs_and_match_the_local_run(slurm, demo_run, tmp_path):

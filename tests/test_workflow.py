@@ -15,16 +15,17 @@ import yaml
 
 from avemotion.quarantine import read_quarantine
 from avemotion.recipes import DEMO_CONFIG
-from conftest import REPO, demo_config, run_snakemake, write_demo_config
+from conftest import REPO, demo_config, job_blocks, run_snakemake, write_demo_config
 
 DEMO_CLIPS = {"crema_d": 60, "enterface": 48, "mafw": 91}
 STAGES = ("index", "preprocess", "fuse", "train", "evaluate", "report")
 
 
 def planned_jobs(workdir, *args):
-    """(rule, dataset) of every job a dry run would execute."""
+    """(rule, dataset) of every job a dry run would execute; dataset "" for a job of no dataset
+    (training, evaluation, the report, the target rule)."""
     result = run_snakemake(workdir, *args, "-n", "--cores", "2")
-    jobs = re.findall(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\n(?:.*\n)*?\s*wildcards: dataset=(\w+)", result.stdout, re.M)
+    jobs = [(rule, (re.search(r"\bdataset=(\w+)", wildcards) or ["", ""])[1]) for rule, wildcards in job_blocks(result.stdout)]
     return sorted(set(jobs)), result.stdout
 
 
@@ -118,7 +119,7 @@ def test_a_new_clip_or_a_setting_reruns_only_the_jobs_it_affects(demo_run, tmp_p
     shutil.copy(video, videos / f"{new_clip}.flv")
     # Before the index reruns, a dry run can only say the dataset's chunks wait for it; no other dataset.
     jobs, _ = planned_jobs(tmp_path, "--configfile", config)
-    assert {dataset for _, dataset in jobs} == {"crema_d"} and ("index_dataset", "crema_d") in jobs
+    assert {dataset for _, dataset in jobs} - {""} == {"crema_d"} and ("index_dataset", "crema_d") in jobs
     run_snakemake(tmp_path, "index", "--cores", "2", "--configfile", config)
     manifest = pd.read_parquet(tmp_path / "results" / "crema_d" / "manifest.parquet").set_index("clip_id")
     chunk = manifest.loc[new_clip, "chunk"]
