@@ -236,8 +236,6 @@ def run_experiment_fold(
         settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
         strategy.num_replicas_in_sync, keras.backend.backend(),
     )
-    write_json(split, outdir / "split.json")
-    write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / SETTINGS_FILE)
 
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica
@@ -253,7 +251,7 @@ def run_experiment_fold(
         # What the resumed progress was made from besides the settings: the split (a corpus changed
         # between a kill and the rerun moves speakers between training and validation) and the shards
         made_from = {"split": split, "shards": shard_signature(tfrecord_paths)}
-        fit(model, settings, batches, steps_per_epoch, outdir, made_from)
+        history = fit(model, settings, batches, steps_per_epoch, outdir, made_from)
     if strategy.num_replicas_in_sync > 1:
         # Predict and save with a one-device copy: a mirrored model's predict_on_batch runs the batch
         # on every replica, and the saved model should not depend on the devices it was trained on.
@@ -263,6 +261,12 @@ def run_experiment_fold(
 
     evaluated = "test" if split["test"] else "validation"
     predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips, scored)
+    # The rule's outputs are written only now: Snakemake takes a killed job's outputs that exist as
+    # incomplete and stops a plain rerun (and a dry run) until they are removed by hand.
+    write_json(split, outdir / "split.json")
+    write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / SETTINGS_FILE)
+    with atomic_path(outdir / "history.csv") as tmp:
+        history.to_csv(tmp, index=False)
     write_late_weights(late_weights, outdir)
     write_parquet(predictions, outdir / "predictions.parquet")
     metrics = {

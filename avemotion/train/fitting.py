@@ -12,9 +12,12 @@ they are written leaves the previous best.
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from pathlib import Path
 
+import h5py
 import keras
 import pandas as pd
 
@@ -23,6 +26,8 @@ from avemotion.io import atomic_path, plain, read_json, write_json
 from avemotion.model.fusion import model_input_names, task_of
 from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
 from avemotion.train.optimizer import build_adamw, set_backbone_trainable
+
+log = logging.getLogger(__name__)
 
 
 def losses_for(model, settings: dict):
@@ -187,10 +192,10 @@ def phase_optimizer(model, training: dict, start: int, end: int, steps_per_epoch
     )
 
 
-def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made_from: dict | None = None) -> None:
+def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made_from: dict | None = None) -> pd.DataFrame:
     """Train ``model`` phase by phase (training_phases) on ``batches(phase, epochs logged)``'
     (training, validation) streams, resuming what a killed job left under ``outdir`` (``made_from``: see training_progress);
-    leaves the model at its best validation epoch and writes history.csv. A run without a finite
+    leaves the model at its best validation epoch and returns the epoch log (history.csv). A run without a finite
     validation loss (diverged) or without a training step raises, and leaves nothing to resume."""
     training = settings["training"]
     losses, loss_weights = losses_for(model, settings)
@@ -213,6 +218,7 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
         # otherwise find neither and start over), and is written twice (a kill while it is written
         # leaves the previous one to resume from).
         backup_dir = outdir / "resume" / f"phase_{index}"
+        repair_backup(backup_dir)
         backup = keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
         optimizer = phase_optimizer(model, training, start, end, steps_per_epoch)
         # Keras on JAX without jit runs the step op by op (2.5x slower to its first epoch here, and
@@ -243,10 +249,43 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
     epochs = read_epochs(epochs_path)
     check_trained(epochs, best_path, outdir)
     model.load_weights(best_path)
-    with atomic_path(outdir / "history.csv") as tmp:
-        epochs.to_csv(tmp, index=False)
     # The progress stays until the job's outputs are written (clear_progress): a job killed while it
     # predicts or saves then finds every phase done on its rerun instead of training from epoch 1.
+    return epochs
+
+
+def repair_backup(backup_dir: Path) -> None:
+    """Make Keras' backup of a phase one it can resume from. Keras falls back on its copies from the
+    epoch before only when the latest weights fail to load, and it writes both files in place: a
+    job killed while it wrote its metadata, or a phase's first weights (no copy before them), left a
+    backup every rerun failed on. The latest pair, unless whole, is replaced by the copies before
+    it where those are whole; else the phase starts over (its logged epochs and best weights stay)."""
+    latest = (backup_dir / "latest.weights.h5", backup_dir / "training_metadata.json")
+    before = tuple(path.with_name(path.name + ".bkp") for path in latest)
+    if not backup_dir.exists() or whole_backup(*latest):
+        return
+    if whole_backup(*before):
+        for copy, path in zip(before, latest):
+            shutil.copyfile(copy, path)
+        log.warning("%s: the latest backup was cut short (a kill while it was written): resuming from the one before", backup_dir)
+    else:
+        shutil.rmtree(backup_dir)
+        log.warning("%s: the backup was cut short (a kill while it was written) and none before it is whole: the phase starts over", backup_dir)
+
+
+def whole_backup(weights: Path, metadata: Path) -> bool:
+    """Whether Keras' backup files read to the end: every array of the weights, the metadata's epoch."""
+
+    def read(_, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]  # read and dropped: a value returned here would stop visititems
+
+    try:
+        with h5py.File(weights, "r") as stored:
+            stored.visititems(read)
+        return isinstance(json.loads(metadata.read_text())["epoch"], int)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def check_trained(epochs: pd.DataFrame, best: Path, outdir: Path) -> None:
