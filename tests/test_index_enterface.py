@@ -114,13 +114,20 @@ def test_names_in_another_encoding_than_utf8_are_quarantined_and_the_index_is_wr
     }
 
 
+def with_odd_folder_names(root):
+    """A clip in a plain folder, one in a folder named in Latin-1 (a no-break space, byte A0) and one
+    in a folder holding { }."""
+    touch(root / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(root / "subject 1" / "fear" / os.fsdecode(b"sentence\xa02") / "s1_fe_2.avi")
+    touch(root / "subject 1" / "happiness" / "sentence {3}" / "s1_ha_3.avi")
+    return root
+
+
 def test_folders_snakemake_cannot_name_are_not_index_inputs_and_their_clips_are_quarantined(tmp_path):
     """A folder named in Latin-1 or holding { } stopped the whole workflow (Snakemake writes a job's
     files into its lock as UTF-8, and reads braces as wildcards): they are not the index rule's
     inputs (their parent is), and their clips, a chunk job's inputs, are quarantined."""
-    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
-    touch(tmp_path / "subject 1" / "fear" / os.fsdecode(b"sentence\xa02") / "s1_fe_2.avi")
-    touch(tmp_path / "subject 1" / "happiness" / "sentence {3}" / "s1_ha_3.avi")
+    with_odd_folder_names(tmp_path)
     inputs = [str(path.relative_to(tmp_path)) for path in index_dependencies("enterface", tmp_path)]
     assert inputs == [".", "subject 1", "subject 1/anger", "subject 1/anger/sentence 1", "subject 1/fear", "subject 1/happiness"]
     manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
@@ -132,10 +139,7 @@ def test_folders_snakemake_cannot_name_are_not_index_inputs_and_their_clips_are_
 
 
 def test_the_workflow_runs_on_a_corpus_with_such_folders(tmp_path):
-    corpus = tmp_path / "enterface"
-    touch(corpus / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
-    touch(corpus / "subject 1" / "fear" / os.fsdecode(b"sentence\xa02") / "s1_fe_2.avi")
-    touch(corpus / "subject 1" / "happiness" / "sentence {3}" / "s1_ha_3.avi")
+    corpus = with_odd_folder_names(tmp_path / "enterface")
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump({"datasets": {"enterface": {"root": str(corpus)}}, "experiments": []}))
     run_snakemake(tmp_path, "index", "--cores", "1", "--configfile", "paths.yaml")
     quarantine = pd.read_csv(tmp_path / INDEX_QUARANTINE.format(dataset="enterface"))

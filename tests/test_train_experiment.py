@@ -404,7 +404,8 @@ def test_a_backup_cut_short_by_a_kill_is_resumed_from_the_one_before_or_its_phas
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
     backup = tmp_path / "resume" / "phase_0"
     backup.mkdir(parents=True)
-    weights, metadata = backup / "latest.weights.h5", backup / "training_metadata.json"
+    callback = keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)
+    weights, metadata = Path(callback._weights_path), Path(callback._training_metadata_path)
 
     def write(epoch: int, cut_weights: bool = False, cut_metadata: bool = False):
         model.save_weights(weights)
@@ -413,17 +414,17 @@ def test_a_backup_cut_short_by_a_kill_is_resumed_from_the_one_before_or_its_phas
         metadata.write_text("" if cut_metadata else json.dumps({"epoch": epoch, "batch": 0}))
 
     write(1)
-    repair_backup(backup)
+    repair_backup(callback)
     assert json.loads(metadata.read_text())["epoch"] == 1  # a whole backup is left as it is
     write(1, cut_weights=True)  # the phase's first save: nothing before it
-    repair_backup(backup)
+    repair_backup(callback)
     assert not backup.exists()
     backup.mkdir(parents=True)
     write(2)
-    for path in (weights, metadata):
-        shutil.copyfile(path, path.with_name(path.name + ".bkp"))
+    shutil.copyfile(weights, callback._prev_weights_path)  # as Keras copies them before its next save
+    shutil.copyfile(metadata, callback._prev_training_metadata_path)
     write(3, cut_metadata=True)  # killed between the weights and the metadata
-    repair_backup(backup)
+    repair_backup(callback)
     assert json.loads(metadata.read_text())["epoch"] == 2
     model.load_weights(weights)  # what Keras' BackupAndRestore then reads
 

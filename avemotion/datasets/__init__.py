@@ -128,32 +128,28 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
     return manifest, quarantine
 
 
+def clip_files(record: dict) -> list[str]:
+    """The corpus files of an index record: its video, and its separate audio where it has one."""
+    return [name for name in (record["path"], record.get("audio_path")) if name]
+
+
 def _quarantine_broken_links(found: Scan, root: Path) -> None:
     """Clips whose video or audio file is a link to a file that is gone (a corpus moved to another
     disk) are quarantined with where the link points: a chunk job cannot read them."""
-    kept = []
-    for record in found.records:
-        gone = [rel for rel in (record["path"], record.get("audio_path") or "") if rel and not (root / rel).exists()]
-        if gone and (root / gone[0]).is_symlink():
-            found.quarantine(record["clip_id"], record["path"], f"broken link: {gone[0]} points to {os.readlink(root / gone[0])}, which does not exist")
-        elif gone:
-            found.quarantine(record["clip_id"], record["path"], f"{gone[0]} is gone (removed while the corpus was indexed)")
-        else:
-            kept.append(record)
-    found.records = kept
+
+    def gone(record: dict) -> str:
+        missing = [rel for rel in clip_files(record) if not (root / rel).exists()]
+        if missing and (root / missing[0]).is_symlink():
+            return f"broken link: {missing[0]} points to {os.readlink(root / missing[0])}, which does not exist"
+        return f"{missing[0]} is gone (removed while the corpus was indexed)" if missing else ""
+
+    found.quarantine_records(gone)
 
 
 def _quarantine_undecodable_names(found: Scan) -> None:
     """Clips whose file names are not UTF-8 are quarantined, and every quarantined name is written
     so that the tables can hold it (\\xNN for such bytes): the index failed on them."""
-    kept = []
-    for record in found.records:
-        names = [record["clip_id"], record["path"], record.get("audio_path") or ""]
-        if all(is_utf8_name(name) for name in names):
-            kept.append(record)
-        else:
-            found.quarantine(record["clip_id"], record["path"], NOT_UTF8)
-    found.records = kept
+    found.quarantine_records(lambda record: "" if all(map(is_utf8_name, [record["clip_id"], *clip_files(record)])) else NOT_UTF8)
     for entry in found.quarantined:
         entry.update(clip_id=shown_name(entry["clip_id"]), path=shown_name(entry["path"]), reason=shown_name(entry["reason"]))
 
@@ -161,13 +157,7 @@ def _quarantine_undecodable_names(found: Scan) -> None:
 def _quarantine_wildcard_names(found: Scan) -> None:
     """Clips whose path holds { or } are quarantined: a chunk job takes its clips' files as inputs,
     and Snakemake reads braces there as wildcards (the whole workflow stopped on one such clip)."""
-    kept = []
-    for record in found.records:
-        if any(holds_wildcards(name) for name in (record["path"], record.get("audio_path") or "")):
-            found.quarantine(record["clip_id"], record["path"], WILDCARD_NAME)
-        else:
-            kept.append(record)
-    found.records = kept
+    found.quarantine_records(lambda record: WILDCARD_NAME if any(map(holds_wildcards, clip_files(record))) else "")
 
 
 def _leave_out_speakers(found: Scan, dataset: str, speakers) -> None:
@@ -178,13 +168,9 @@ def _leave_out_speakers(found: Scan, dataset: str, speakers) -> None:
     absent = wanted - {str(record["speaker"]) for record in found.records}
     if absent:
         log.info("%s: datasets.%s.leave_out_speakers names %s, not among its speakers", dataset, dataset, ", ".join(sorted(absent)))
-    kept = []
-    for record in found.records:
-        if str(record["speaker"]) in wanted:
-            found.quarantine(record["clip_id"], record["path"], f"speaker {record['speaker']} left out (datasets.{dataset}.leave_out_speakers)")
-        else:
-            kept.append(record)
-    found.records = kept
+    found.quarantine_records(
+        lambda record: f"speaker {record['speaker']} left out (datasets.{dataset}.leave_out_speakers)" if str(record["speaker"]) in wanted else ""
+    )
 
 
 def write_index(manifest: pd.DataFrame, quarantine: pd.DataFrame, manifest_path, quarantine_path) -> None:

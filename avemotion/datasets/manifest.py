@@ -53,6 +53,17 @@ class Scan:
     def quarantine(self, clip_id: str, path: str, reason: str) -> None:
         self.quarantined.append({"clip_id": clip_id, "path": path, "stage": "index", "reason": reason})
 
+    def quarantine_records(self, reason_of) -> None:
+        """Quarantine each record that ``reason_of(record)`` gives a reason for; keep the others."""
+        kept = []
+        for record in self.records:
+            reason = reason_of(record)
+            if reason:
+                self.quarantine(record["clip_id"], record["path"], reason)
+            else:
+                kept.append(record)
+        self.records = kept
+
     def files_directly_in(self, root: Path, folder: str, corpus: str) -> list[Path]:
         """The visible files directly in ``root/folder``, where ``corpus`` keeps its clips; a file
         in a folder below it (a copy sorted into subfolders) is quarantined, saying where it is."""

@@ -218,8 +218,8 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
         # otherwise find neither and start over), and is written twice (a kill while it is written
         # leaves the previous one to resume from).
         backup_dir = outdir / "resume" / f"phase_{index}"
-        repair_backup(backup_dir)
         backup = keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+        repair_backup(backup)
         optimizer = phase_optimizer(model, training, start, end, steps_per_epoch)
         # Keras on JAX without jit runs the step op by op (2.5x slower to its first epoch here, and
         # nothing for the compilation cache to keep): JAX always compiles.
@@ -254,23 +254,25 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
     return epochs
 
 
-def repair_backup(backup_dir: Path) -> None:
+def repair_backup(backup: keras.callbacks.BackupAndRestore) -> None:
     """Make Keras' backup of a phase one it can resume from. Keras falls back on its copies from the
     epoch before only when the latest weights fail to load, and it writes both files in place: a
     job killed while it wrote its metadata, or a phase's first weights (no copy before them), left a
     backup every rerun failed on. The latest pair, unless whole, is replaced by the copies before
-    it where those are whole; else the phase starts over (its logged epochs and best weights stay)."""
-    latest = (backup_dir / "latest.weights.h5", backup_dir / "training_metadata.json")
-    before = tuple(path.with_name(path.name + ".bkp") for path in latest)
-    if not backup_dir.exists() or whole_backup(*latest):
+    it where those are whole; else the phase starts over (its logged epochs and best weights stay).
+    The files are the callback's own (Keras names them; no public way to ask)."""
+    latest = (Path(backup._weights_path), Path(backup._training_metadata_path))
+    before = (Path(backup._prev_weights_path), Path(backup._prev_training_metadata_path))
+    folder = Path(backup.backup_dir)
+    if not folder.exists() or whole_backup(*latest):
         return
     if whole_backup(*before):
         for copy, path in zip(before, latest):
             shutil.copyfile(copy, path)
-        log.warning("%s: the latest backup was cut short (a kill while it was written): resuming from the one before", backup_dir)
+        log.warning("%s: the latest backup was cut short (a kill while it was written): resuming from the one before", folder)
     else:
-        shutil.rmtree(backup_dir)
-        log.warning("%s: the backup was cut short (a kill while it was written) and none before it is whole: the phase starts over", backup_dir)
+        shutil.rmtree(folder)
+        log.warning("%s: the backup was cut short (a kill while it was written) and none before it is whole: the phase starts over", folder)
 
 
 def whole_backup(weights: Path, metadata: Path) -> bool:
