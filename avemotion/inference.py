@@ -30,6 +30,7 @@ from avemotion.io import NOT_UTF8, atomic_path, is_utf8_name, shown_name
 from avemotion.model.bundle import TrainedModel
 from avemotion.model.preprocessor import warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES
+from avemotion.scratch import ScratchFolder
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".vob", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv")
 RESULT_COLUMNS = ["clip", "predicted_label", "valence", "arousal", "face_ratio", "warnings", "error"]
@@ -169,7 +170,7 @@ def predict_files(
     readable = {clip["clip_id"] for clip in clips if not clip["problem"]}
     bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
     rows = []
-    with tempfile.TemporaryDirectory(prefix="avemotion-predict-") as scratch:
+    with ScratchFolder("avemotion-predict-") as scratch:  # a killed run's is removed by the next
         for start in range(0, len(clips), group_size):
             group = clips[start : start + group_size]
             folder = Path(workdir or scratch) / f"group_{start // group_size}"

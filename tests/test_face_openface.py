@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from avemotion import scratch
 from avemotion.config import ConfigError, openface_executable
 from avemotion.face.columns import ALL_COLUMNS, REQUESTED_COLUMNS
 from avemotion.face.openface import (
@@ -690,7 +691,7 @@ def test_a_face_job_killed_midway_keeps_the_groups_openface_finished(openface, t
     host = socket.gethostname()
     (out / f"openface-{host}-4242-dead_1" / "copies").mkdir(parents=True)
     (out / f"openface-{host}-4343-live_1").mkdir()
-    running = open(out / f"openface-{host}-4343-live_1" / stages.OPENFACE_LOCK, "w")
+    running = open(out / f"openface-{host}-4343-live_1" / scratch.LOCK, "w")
     fcntl.flock(running, fcntl.LOCK_EX)
     (out / f"openface-{host}-12-4242-abc").mkdir()  # host "<this host>-12"
     table = run_chunk(stages.FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv")

@@ -29,6 +29,7 @@ LAYER_OF = {
     "avemotion.presets": "core",
     "avemotion.layout": "core",
     "avemotion.gpus": "core",
+    "avemotion.scratch": "core",
     "avemotion.datasets": "data",
     "avemotion.media": "data",
     "avemotion.face": "data",

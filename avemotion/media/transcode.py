@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -94,6 +93,7 @@ from avemotion.media.probe import (
     video_packets,
 )
 from avemotion.quarantine import ClipDefect
+from avemotion.scratch import ScratchFolder
 
 # decord's time of a frame that has none: AV_NOPTS_VALUE read as seconds, about -3.8e17
 NO_TIME_S = -3600.0
@@ -112,7 +112,7 @@ TAG_TURN_FILTERS = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=c
 HDR_REFERENCE_WHITE = 203  # cd/m2
 
 # the latest copy: {((source path, size, mtime), shown size or None): (its temporary folder, the copy)}
-_kept: dict[tuple, tuple[tempfile.TemporaryDirectory, Path]] = {}
+_kept: dict[tuple, tuple[ScratchFolder, Path]] = {}
 _leading: dict[tuple, bool] = {}  # whether the video has open GOPs (leading_pictures), by the same key
 
 
@@ -231,8 +231,8 @@ def decodable_copy(path, shown: tuple[int, int] | None = None) -> Path:
     if key in _kept:
         return _kept[key][1]
     release()
-    folder = tempfile.TemporaryDirectory(prefix="avemotion-decodable-")
-    copy = Path(folder.name) / "copy.mp4"
+    folder = ScratchFolder("avemotion-decodable-")  # in the temporary folder; a killed job's is removed by the next
+    copy = folder.path / "copy.mp4"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", ffmpeg_input(path)]
     command += ["-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
     turn, colours = turning(path), hdr(path)

@@ -19,13 +19,8 @@ the whole picture (crop "full"), so it is still predicted, with a warning.
 
 from __future__ import annotations
 
-import fcntl
 import math
-import os
-import re
 import shutil
-import socket
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +39,7 @@ from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.media.transcode import decodable_copy, kept_copy
 from avemotion.preprocess.chunk import Stage
 from avemotion.quarantine import ClipDefect, SkipClip
+from avemotion.scratch import ScratchFolder
 
 SILENCE_RMS = 1e-4
 
@@ -132,27 +128,6 @@ HELD_COPIES_BYTES = 2**30
 OPENFACE_GROUP = 16
 
 
-# A lock each face job holds on its OpenFace folder while it runs: the kernel lets it go when the job
-# dies, however (kill -9 runs no finish()), which tells the next job the folder is a dead job's
-OPENFACE_LOCK = ".running"
-
-
-def remove_orphaned_openface_folders(outdir: Path) -> None:
-    """Remove the OpenFace folders (openface-<host>-<pid>-...) of this machine's face jobs that died:
-    no process holds their lock. Folders of other hosts of a cluster sharing ``outdir`` are left to
-    their own host, those whose job runs are locked."""
-    named = re.compile(rf"openface-{re.escape(socket.gethostname())}-\d+-[a-z0-9_]+")
-    for folder in outdir.glob("openface-*"):
-        if not named.fullmatch(folder.name):
-            continue
-        try:
-            with open(folder / OPENFACE_LOCK, "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held (its job runs), or not ours to open
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 class FaceStage(Stage):
     name = "face"
 
@@ -170,18 +145,8 @@ class FaceStage(Stage):
         # A folder per chunk job: eNTERFACE has equal file names in different subjects (s12_an_1.avi
         # in subjects 11 and 12), which OpenFace would write to the same CSV name.
         if getattr(self, "openface_dir", None) is None:  # the job's first group
-            self.outdir.mkdir(parents=True, exist_ok=True)
-            remove_orphaned_openface_folders(self.outdir)
-            # made under a hidden name and locked before it takes the name the clean-up looks for,
-            # so a job starting beside this one never finds it unlocked
-            starting = Path(tempfile.mkdtemp(prefix=".openface-starting-", dir=self.outdir))
-            self.openface_lock = open(starting / OPENFACE_LOCK, "w")
-            try:
-                fcntl.flock(self.openface_lock, fcntl.LOCK_EX)
-            except OSError:  # a file system without locks (NFSv3 without lockd): then no clean-up finds it unlocked either
-                pass
-            self.openface_dir = self.outdir / f"openface-{socket.gethostname()}-{os.getpid()}-{starting.name.rsplit('-', 1)[1]}"
-            starting.rename(self.openface_dir)
+            self.openface_scratch = ScratchFolder("openface-", self.outdir)  # a killed job's is removed by the next
+            self.openface_dir = self.openface_scratch.path
         # fps and frame size per readable video, and what OpenFace reads of it: the video, or the
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
@@ -237,8 +202,7 @@ class FaceStage(Stage):
 
     def finish(self):
         if getattr(self, "openface_dir", None):
-            shutil.rmtree(self.openface_dir, ignore_errors=True)
-            self.openface_lock.close()
+            self.openface_scratch.cleanup()
             self.openface_dir = None
 
     def process(self, clip):

@@ -1,0 +1,82 @@
+"""Scratch folders a killed job leaves (a lossless copy of a clip, a prediction's prepared frames,
+OpenFace's output) are removed by the next job of the same host; a live job's and another host's
+stay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from avemotion.demo.encode import write_video
+from avemotion.media import transcode
+from avemotion.scratch import LOCK, ScratchFolder
+
+# A process that makes a scratch folder (or a decodable copy of argv[2]), prints its path and waits
+# to be killed
+HOLDER = """
+import sys, time
+from avemotion.scratch import ScratchFolder
+from avemotion.media.transcode import decodable_copy
+if sys.argv[1] == "copy":
+    print(decodable_copy(sys.argv[2]).parent, flush=True)
+else:
+    folder = ScratchFolder(sys.argv[1], sys.argv[2])  # held: a folder's lock goes with its object
+    print(folder.path, flush=True)
+time.sleep(600)
+"""
+
+
+def holding(*args, tmpdir):
+    """A running :data:`HOLDER` and the folder it made."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, *map(str, args)], stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
+    return process, process.stdout.readline().strip()
+
+
+def killed(process):
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_a_killed_jobs_folder_goes_with_the_next_one_of_its_host_and_prefix(tmp_path):
+    dead, dead_folder = holding("openface-", tmp_path, tmpdir=tmp_path)
+    live, live_folder = holding("openface-", tmp_path, tmpdir=tmp_path)
+    other_prefix, other_folder = holding("avemotion-predict-", tmp_path, tmpdir=tmp_path)
+    killed(dead)
+    killed(other_prefix)
+    (tmp_path / dead_folder / "call_0").mkdir()  # what it wrote goes with it
+    # another host's folder, whose name begins as this host's does: its lock is not this host's to test
+    (tmp_path / f"openface-{socket.gethostname()}-12-4242-abc").mkdir()
+    try:
+        with ScratchFolder("openface-", tmp_path) as folder:
+            assert folder.is_dir() and (folder / LOCK).is_file()
+            left = {path.name for path in tmp_path.iterdir()}
+            assert os.path.basename(dead_folder) not in left
+            assert {os.path.basename(live_folder), os.path.basename(other_folder), f"openface-{socket.gethostname()}-12-4242-abc", folder.name} == left
+        assert not folder.exists()
+    finally:
+        killed(live)
+    with ScratchFolder("openface-", tmp_path):  # once its job has ended, the live one's goes too
+        assert not (tmp_path / live_folder).exists()
+
+
+def test_a_decodable_copy_that_a_killed_job_left_in_the_temporary_folder_is_removed(tmp_path, monkeypatch):
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    process, left = holding("copy", clip, tmpdir=temporary)
+    killed(process)
+    assert (temporary / left / "copy.mp4").stat().st_size > 0
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    try:
+        copy = transcode.decodable_copy(clip)
+        assert [path.name for path in temporary.iterdir()] == [copy.parent.name] and copy.parent.name != os.path.basename(left)
+    finally:
+        transcode.release()
+    assert not list(temporary.iterdir())
