@@ -3,6 +3,8 @@
 import logging
 import os
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -112,6 +114,29 @@ def test_names_in_another_encoding_than_utf8_are_quarantined_and_the_index_is_wr
         "subject 1/anger/sentence 1/s1_an_3\\xe9.avi": "name does not match sN_<code>_K.avi (e.g. s1_an_1.avi)",
         "subject 1/col\\xe8re/s1_an_2.avi": "file's emotion code 'an' (anger) disagrees with its folder 'col\\xe8re'",
     }
+
+
+def test_a_folder_the_user_cannot_read_is_quarantined_with_why(tmp_path):
+    """A subject's folder copied without read permission: its clips are unknown, so the folder
+    itself is the quarantine entry (it was only a log line; the clips went missing unseen)."""
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(tmp_path / "subject 2" / "anger" / "sentence 1" / "s2_an_1.avi")
+    (tmp_path / "subject 2").chmod(0)
+    script = (
+        "import sys\nfrom avemotion.datasets import index_dataset, write_index\n"
+        "manifest, quarantine = index_dataset('enterface', sys.argv[1], {'chunks': 4})\n"
+        "write_index(manifest, quarantine, sys.argv[1] + '/manifest.parquet', sys.argv[1] + '/quarantine.csv')"
+    )
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    try:
+        run = subprocess.run([*as_user, sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        (tmp_path / "subject 2").chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    assert list(pd.read_parquet(tmp_path / "manifest.parquet")["clip_id"]) == ["s1_an_1"]
+    assert pd.read_csv(tmp_path / "quarantine.csv")[["clip_id", "path", "reason"]].to_dict("records") == [
+        {"clip_id": "subject 2", "path": "subject 2", "reason": "cannot read this folder (Permission denied): the clips in it are left out; let the workflow's user read it"}
+    ]
 
 
 def with_odd_folder_names(root):

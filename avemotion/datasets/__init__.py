@@ -23,6 +23,7 @@ import pandas as pd
 from avemotion.config import check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import Scan, build_manifest
+from avemotion.datasets.walk import unreadable_folders
 from avemotion.io import NOT_UTF8, is_utf8_name, shown_name, write_csv, write_parquet
 from avemotion.labels import coordinates_from_config
 
@@ -104,7 +105,9 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
     """(manifest, quarantine) tables of one dataset, from file names and metadata only."""
     module = reader(dataset)
     started = time.perf_counter()
-    found = module.scan(check_root(dataset, root), settings)
+    with unreadable_folders() as unreadable:
+        found = module.scan(check_root(dataset, root), settings)
+    _quarantine_unreadable_folders(found, Path(root), unreadable)
     _quarantine_broken_links(found, Path(root))
     _quarantine_undecodable_names(found)
     _quarantine_wildcard_names(found)
@@ -131,6 +134,15 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
 def clip_files(record: dict) -> list[str]:
     """The corpus files of an index record: its video, and its separate audio where it has one."""
     return [name for name in (record["path"], record.get("audio_path")) if name]
+
+
+def _quarantine_unreadable_folders(found: Scan, root: Path, unreadable: dict[str, str]) -> None:
+    """A folder the index could not list (no read permission) is quarantined itself, its clips being
+    unknown: a user sees there why clips are missing."""
+    for folder, why in sorted(unreadable.items()):
+        path = Path(folder)
+        where = path.relative_to(root).as_posix() if path.is_relative_to(root) else folder
+        found.quarantine(path.name, where, f"cannot read this folder ({why}): the clips in it are left out; let the workflow's user read it")
 
 
 def _quarantine_broken_links(found: Scan, root: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from avemotion.io import shown_name
@@ -23,6 +25,23 @@ def visible(name: str) -> bool:
     return not name.startswith(".") and name.lower() not in SYSTEM_CLUTTER | CLUTTER_FOLDERS
 
 
+# the folders walks could not read, per open unreadable_folders() block (innermost last)
+_noting: list[dict[str, str]] = []
+
+
+@contextlib.contextmanager
+def unreadable_folders() -> Iterator[dict[str, str]]:
+    """{folder: why} of the folders that the walks inside the block could not read (a subject's
+    folder copied without read permission): the index quarantines them, so that the clips left out
+    show in the quarantine table, not only in a log."""
+    found: dict[str, str] = {}
+    _noting.append(found)
+    try:
+        yield found
+    finally:
+        _noting.remove(found)
+
+
 def _walk(folder: Path, recursive: bool):
     """(folder, its visible file names) for ``folder`` and, when ``recursive``, every visible folder
     under it, symlinked ones too (a corpus spread over disks), each real folder once; a link to a
@@ -30,6 +49,8 @@ def _walk(folder: Path, recursive: bool):
     seen, ways = set(), {str(folder): ()}
     def unreadable(error: OSError) -> None:  # os.walk would skip such a folder's clips without a word
         log.warning("%s: cannot read this folder (%s); the files in it are left out", shown_name(error.filename), error.strerror or error)
+        for found in _noting:
+            found[str(error.filename)] = str(error.strerror or error)
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)
