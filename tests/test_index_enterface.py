@@ -116,27 +116,30 @@ def test_names_in_another_encoding_than_utf8_are_quarantined_and_the_index_is_wr
     }
 
 
-def test_a_folder_the_user_cannot_read_is_quarantined_with_why(tmp_path):
+def test_a_folder_the_user_cannot_read_is_quarantined_until_it_can_be(tmp_path):
     """A subject's folder copied without read permission: its clips are unknown, so the folder
-    itself is the quarantine entry (it was only a log line; the clips went missing unseen)."""
-    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
-    touch(tmp_path / "subject 2" / "anger" / "sentence 1" / "s2_an_1.avi")
-    (tmp_path / "subject 2").chmod(0)
-    script = (
-        "import sys\nfrom avemotion.datasets import index_dataset, write_index\n"
-        "manifest, quarantine = index_dataset('enterface', sys.argv[1], {'chunks': 4})\n"
-        "write_index(manifest, quarantine, sys.argv[1] + '/manifest.parquet', sys.argv[1] + '/quarantine.csv')"
-    )
+    itself is the quarantine entry (it was only a log line; the clips went missing unseen). Letting
+    the user read it changes no folder's time, yet the index reruns and finds its clips: the folder,
+    listed now, joins the index rule's inputs."""
+    corpus = tmp_path / "enterface"
+    touch(corpus / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(corpus / "subject 2" / "anger" / "sentence 1" / "s2_an_1.avi")
+    (tmp_path / "paths.yaml").write_text(yaml.safe_dump({"datasets": {"enterface": {"root": str(corpus)}}, "experiments": []}))
     as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    index = [*as_user, sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "index", "--cores", "1", "--configfile", "paths.yaml"]
+    (corpus / "subject 2").chmod(0)
     try:
-        run = subprocess.run([*as_user, sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        run = subprocess.run(index, cwd=tmp_path, capture_output=True, text=True)
     finally:
-        (tmp_path / "subject 2").chmod(0o755)
+        (corpus / "subject 2").chmod(0o755)
     assert run.returncode == 0, run.stderr
-    assert list(pd.read_parquet(tmp_path / "manifest.parquet")["clip_id"]) == ["s1_an_1"]
-    assert pd.read_csv(tmp_path / "quarantine.csv")[["clip_id", "path", "reason"]].to_dict("records") == [
+    assert list(pd.read_parquet(tmp_path / "results/enterface/manifest.parquet")["clip_id"]) == ["s1_an_1"]
+    assert pd.read_csv(tmp_path / INDEX_QUARANTINE.format(dataset="enterface"))[["clip_id", "path", "reason"]].to_dict("records") == [
         {"clip_id": "subject 2", "path": "subject 2", "reason": "cannot read this folder (Permission denied): the clips in it are left out; let the workflow's user read it"}
     ]
+    run_snakemake(tmp_path, "index", "--cores", "1", "--configfile", "paths.yaml")
+    assert list(pd.read_parquet(tmp_path / "results/enterface/manifest.parquet")["clip_id"]) == ["s1_an_1", "s2_an_1"]
+    assert pd.read_csv(tmp_path / INDEX_QUARANTINE.format(dataset="enterface")).empty
 
 
 def with_odd_folder_names(root):
