@@ -1,8 +1,10 @@
 """MAFW indexing: labels and folds from the official single-label split files."""
 
 import pytest
+import yaml
 
-from avemotion.datasets import index_dataset, index_dependencies
+from avemotion.config import ConfigError
+from avemotion.datasets import check_datasets, index_dataset, index_dependencies
 from avemotion.datasets.mafw import SPLIT_DIR, MafwSplitError
 from conftest import touch
 
@@ -85,3 +87,16 @@ def test_missing_split_files_is_a_clear_error(tmp_path):
     touch(tmp_path / "data" / "clips" / "00001.mp4")
     with pytest.raises(MafwSplitError, match="no official split files"):
         index_dataset("mafw", tmp_path, {"chunks": 8})
+
+
+def test_mafw_ids_yaml_read_as_numbers_stop_the_run_and_quoted_ones_leave_clips_out(corpus):
+    """YAML reads 00025 unquoted as the octal number 21: the list left out nothing, said only in the
+    index log. Quoted, the clip is left out."""
+    config = {"datasets": {"mafw": {"enabled": True, "root": str(corpus), "leave_out_speakers": yaml.safe_load("[00025, 10045]")}}}
+    assert config["datasets"]["mafw"]["leave_out_speakers"] == [21, 10045]
+    with pytest.raises(ConfigError, match=r"^config: datasets\.mafw\.leave_out_speakers: 21 is a number, but MAFW's speakers are its clip ids .*quote them, e\.g\. '00025'$"):
+        check_datasets(config)
+    config["datasets"]["mafw"]["leave_out_speakers"] = yaml.safe_load("['00003', 10045]")
+    check_datasets(config)  # 10045 can be a clip id (MAFW's last)
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8, "leave_out_speakers": config["datasets"]["mafw"]["leave_out_speakers"]})
+    assert "00003" not in set(manifest["clip_id"]) and "speaker 00003 left out (datasets.mafw.leave_out_speakers)" in set(quarantine["reason"])

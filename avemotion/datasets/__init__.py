@@ -7,7 +7,8 @@ adding, removing or renaming a clip reruns the index while a re-encoded clip doe
 ``SPEAKER_IDS`` (whether its speaker column names people: MAFW's does not) and
 ``layout_problem(root)`` (None when the root looks like that corpus, else what was expected: the
 config check, :func:`check_datasets`, runs it before any job, so a root that holds another corpus or
-nothing stops the run).
+nothing stops the run), and, where some ids cannot be the corpus' speakers, ``leave_out_problem(speaker)``
+(what is wrong with such an item of ``leave_out_speakers``; the config check stops on it).
 The classes themselves are plain data in avemotion.labels (``CORPUS_LABELS``).
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name
+from avemotion.config import ConfigError, check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import Scan, build_manifest
 from avemotion.datasets.walk import unreadable_folders
@@ -77,9 +78,20 @@ def check_datasets(config: dict, generated_roots=()) -> None:
     check_dataset_keys(config)
     generated = {Path(p) for p in generated_roots}
     for name in enabled_datasets(config):
+        _check_leave_out_speakers(name, config["datasets"][name].get("leave_out_speakers") or ())
         root = Path(config["datasets"][name]["root"])
         if root not in generated:
             check_layout(name, root)
+
+
+def _check_leave_out_speakers(dataset: str, speakers) -> None:
+    """A listed speaker that cannot be one of the corpus' (a reader's ``leave_out_problem``, where
+    it has one) stops the run: it would leave out nothing, said in the index log only."""
+    problem_of = getattr(reader(dataset), "leave_out_problem", None)
+    for speaker in speakers:
+        problem = problem_of(speaker) if problem_of else None
+        if problem:
+            raise ConfigError(f"config: datasets.{dataset}.leave_out_speakers: {problem}")
 
 
 def reader(dataset: str):

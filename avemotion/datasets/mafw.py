@@ -26,6 +26,15 @@ NUM_SETS = 5
 CLIP_NAME = re.compile(r"^\d{5}\.mp4$", re.IGNORECASE)
 
 
+def leave_out_problem(speaker) -> str | None:
+    """What is wrong with ``speaker`` as an item of ``leave_out_speakers``: MAFW's speakers are its
+    clip ids, five digits, and YAML reads 00025 unquoted as the number 21 (octal), which leaves out
+    nothing; a number below 10000 cannot be one."""
+    if isinstance(speaker, int) and not isinstance(speaker, bool) and speaker < 10**4:
+        return f"{speaker} is a number, but MAFW's speakers are its clip ids of five digits (YAML reads 00025 unquoted as 21): quote them, e.g. '00025'"
+    return None
+
+
 class MafwSplitError(ValueError):
     """The official split files, which define MAFW's labels and folds, are missing."""
 
