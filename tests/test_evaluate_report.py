@@ -254,7 +254,7 @@ def test_cross_corpus_matrix_layout_and_recomputed_cells(tmp_path):
     write_json(tmp_path / "cross.json", {"labels": common, "uar": 0.99})  # recorded value is not trusted
     heldout = predictions_table(LABELS2, ["anger", "happiness"], ["anger", "anger"], dataset="crema_d")
     heldout.to_parquet(tmp_path / "heldout.parquet")
-    write_json(tmp_path / "heldout.json", {})  # labels from the prob_ columns
+    write_json(tmp_path / "heldout.json", {"unscored_test_clips": 3})  # labels from the prob_ columns
     outputs = {key: tmp_path / "report" / name for key, name in
                {"matrix": "m.csv", "matrix_png": "m.png", "loco": "l.csv", "loco_png": "l.png", "json": "c.json"}.items()}  # fmt: skip
     write_cross_corpus(
@@ -275,6 +275,7 @@ def test_cross_corpus_matrix_layout_and_recomputed_cells(tmp_path):
     cell = next(r for r in details["cross_corpus"] if r["test_dataset"] == "enterface")
     assert cell["n_classes"] == 3 and cell["n_clips"] == 4
     assert details["leave_one_corpus_out"][0]["trained_on"] == "enterface"
+    assert details["leave_one_corpus_out"][0]["unscored_clips"] == 3  # the held-out corpus' clips left out are counted
     for key in ("matrix_png", "loco_png"):
         assert outputs[key].read_bytes()[:8] == PNG_MAGIC
 
@@ -571,6 +572,7 @@ def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):
 
     page = (results / "report" / "index.html").read_text()
     assert "label-derived" in page and "crema_hybrid" in page and "baseline: logistic regression" in page
+    assert "<th>clips not scored</th>" in page and "one over the class count" in page  # leave-one-corpus-out says what it scored
     assert page.count("final model, its") == 1
     uar = format_mean_std(summary["overall"]["metrics"]["uar"])
     assert uar in page

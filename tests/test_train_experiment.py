@@ -138,14 +138,20 @@ def test_a_held_out_corpus_is_scored_on_the_classes_its_mixture_learned(tmp_path
     UAR was capped by a recall of 0 on such a class)."""
     crema_tabular, crema_tfrecord, _ = learnable_shards(tmp_path / "results", speakers=6)
     table = pd.read_parquet(crema_tabular[0])
-    table[table["label"] != "sadness"].to_parquet(crema_tabular[0])  # CREMA-D's copy without sadness
+    table = table[table["label"] != "sadness"].reset_index(drop=True)  # CREMA-D's copy without sadness
+    table.loc[0, "label"] = "neutral"  # outside the mixture's labels, in a training corpus: not the held-out one's
+    table.to_parquet(crema_tabular[0])
     other_tabular, other_tfrecord, other = learnable_shards(tmp_path / "results", speakers=3, dataset="enterface")
+    other.loc[:1, "label"] = "surprise"  # the held-out corpus' clips outside the mixture's labels
+    pd.read_parquet(other_tabular[0]).assign(label=other["label"].to_numpy()).to_parquet(other_tabular[0])
     settings = {**settings_for("late"), "datasets": ["crema_d", "enterface"]}
     out = tmp_path / "experiment" / "heldout_enterface"
     metrics = run_experiment_fold(settings, crema_tabular + other_tabular, crema_tfrecord + other_tfrecord, None, out, held_out_dataset="enterface")
     sad = set(other.loc[other["label"] == "sadness", "clip_id"])
-    assert sorted(json.loads((out / "split.json").read_text())["test"]) == sorted(set(other["clip_id"]) - sad)
+    surprised = set(other.loc[other["label"] == "surprise", "clip_id"])
+    assert sorted(json.loads((out / "split.json").read_text())["test"]) == sorted(set(other["clip_id"]) - sad - surprised)
     assert metrics["labels"] == ["anger", "happiness"] and metrics["unlearned_test_clips"] == len(sad)
+    assert len(surprised) == 2 and metrics["unscored_test_clips"] == len(sad) + 2 and metrics["outside_label_set"] == 3
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert [column for column in predictions if column.startswith("prob_")] == ["prob_anger", "prob_happiness"]
     np.testing.assert_allclose(predictions[["prob_anger", "prob_happiness"]].sum(axis=1), 1.0, atol=1e-5)

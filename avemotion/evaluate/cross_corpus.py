@@ -94,7 +94,7 @@ def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[s
 
 
 LONG_COLUMNS = ["experiment", "train_dataset", "test_dataset", "kind", "uar", "uar_std", "war", "macro_f1", "n_clips", "n_classes"]
-LOCO_COLUMNS = ["experiment", "trained_on", "heldout_dataset", "uar", "war", "macro_f1", "n_clips", "n_classes"]
+LOCO_COLUMNS = ["experiment", "trained_on", "heldout_dataset", "uar", "war", "macro_f1", "n_clips", "n_classes", "unscored_clips"]
 
 
 def cross_corpus_matrix(long: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
@@ -124,9 +124,12 @@ def leave_one_corpus_out_table(heldout: list[dict]) -> pd.DataFrame:
                 "macro_f1": metrics["macro_f1"],
                 "n_clips": metrics["n_clips"],
                 "n_classes": len(metrics["labels"]),
+                # the held-out corpus' clips outside the mixture's labels or of classes no training
+                # corpus holds; unknown (None) for a model trained before it was recorded
+                "unscored_clips": read_json(entry["metrics"]).get("unscored_test_clips"),
             }
         )
-    return pd.DataFrame(rows, columns=LOCO_COLUMNS)
+    return pd.DataFrame(rows, columns=LOCO_COLUMNS).astype({"unscored_clips": object})
 
 
 def leave_one_corpus_out_matrix(long: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:

@@ -292,9 +292,14 @@ def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
         )
     parts.append("<h3>Leave one corpus out</h3>")
     if data["leave_one_corpus_out"]:
-        parts.append("<p>Each mixture trained on all but one of its corpora and tested on every clip of the held-out one.</p>")
+        parts.append(
+            "<p>Each mixture trained on all but one of its corpora and tested on the held-out one's clips of the classes "
+            "its training corpora hold (the others are not scored: see the clips not scored). The model chooses among "
+            "the classes it learned (chance UAR is one over the class count), and a choice of a class the held-out corpus "
+            "lacks counts as an error, unlike the cross-corpus cells above, which choose among the shared classes only.</p>"
+        )
         parts.append(image_html(cross["loco_png"], page_dir, "leave-one-corpus-out UAR", "50%"))
-        parts.append(records_table(data["leave_one_corpus_out"], LOCO_COLUMNS))
+        parts.append(records_table(data["leave_one_corpus_out"], LOCO_COLUMNS, (*SCORE_COLUMNS, ("unscored_clips", "clips not scored"))))
     else:
         parts.append("<p>No leave-one-corpus-out results: they need an experiment that mixes datasets.</p>")
     return "\n".join(parts)

@@ -28,7 +28,8 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
     trained = TrainedModel.load(model_dir)
     settings, labels = trained.settings, trained.labels
     kept = common_labels(labels, dataset)
-    clips, outside = experiment_clips(tabular_paths, kept)
+    clips, outside_by_dataset = experiment_clips(tabular_paths, kept)
+    outside = sum(outside_by_dataset.values())
     log.info("%s on %s: %d clips in the shared labels %s, %d outside", settings["name"], dataset, len(clips), kept, outside)
     ids, outputs = raw_outputs(trained.network(), settings, tfrecord_paths, list(clips["clip_id"]))
     outputs = restrict_to(outputs, labels, kept)

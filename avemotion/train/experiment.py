@@ -46,11 +46,11 @@ log = logging.getLogger(__name__)
 SPLIT_COLUMNS = ["clip_id", "dataset", "speaker", "fold", "label", "valence", "arousal"]
 
 
-def experiment_clips(tabular_paths, labels: list[str]) -> tuple[pd.DataFrame, int]:
-    """The mixture's clips inside its label set, and how many were left outside it."""
+def experiment_clips(tabular_paths, labels: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The mixture's clips inside its label set, and how many of each dataset's were left outside it."""
     clips = read_tabular_shards(tabular_paths)[SPLIT_COLUMNS]
     inside = clips["label"].isin(labels)
-    return clips[inside].reset_index(drop=True), int((~inside).sum())
+    return clips[inside].reset_index(drop=True), {str(name): int(count) for name, count in clips.loc[~inside, "dataset"].value_counts().items()}
 
 
 def training_face_statistics(settings: dict, tfrecord_paths, clip_ids) -> tuple[list[float], list[float]]:
@@ -233,7 +233,7 @@ def run_experiment_fold(
         raise error
     log.info(
         "%s %s: %d train, %d validation, %d test clips; %d outside the label set; %s; %d replica(s) on %s",
-        settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), outside, precision,
+        settings["name"], run, len(split["train"]), len(split["validation"]), len(split["test"]), sum(outside.values()), precision,
         strategy.num_replicas_in_sync, keras.backend.backend(),
     )
 
@@ -275,8 +275,9 @@ def run_experiment_fold(
         "held_out_dataset": held_out_dataset,
         "evaluated_split": evaluated,
         "clips": {name: len(ids) for name, ids in split.items()},
-        "outside_label_set": outside,
-        **({"labels": scored, "unlearned_test_clips": unlearned} if held_out_dataset else {}),
+        "outside_label_set": sum(outside.values()),
+        # a held-out corpus' clips that are not scored: outside the label set, or of classes no training corpus holds
+        **({"labels": scored, "unlearned_test_clips": unlearned, "unscored_test_clips": outside.get(held_out_dataset, 0) + unlearned} if held_out_dataset else {}),
         **evaluate_predictions(predictions, scored),
         "branches": branch_metrics(predictions, scored),
     }
