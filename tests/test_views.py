@@ -87,5 +87,9 @@ def test_evaluation_averages_the_outputs_of_its_test_views(tmp_path):
     np.testing.assert_allclose(outputs[1]["arousal"], outputs[0]["arousal"])  # the audio is the same
     single = raw_outputs(model, {**settings, "training": {"batch_size": 2}}, [path], None)[1]  # older models: one view
     np.testing.assert_allclose(single["emotion"], outputs[0]["emotion"])
+    assert raw_outputs(model, settings, [path], ["c3", "c1"])[0] == ["c1", "c3"]
+    # a clip the split holds but the TFRecord shards lack: the model would be scored on fewer clips than the baselines
+    with pytest.raises(ValueError, match=r"^1 of the 2 clips asked for are not in the TFRecord shards \(first: c9\)"):
+        raw_outputs(model, settings, [path], ["c1", "c9"])
     with pytest.raises(ValueError, match="for evaluation"):
         make_dataset([path], num_frames=4, image_size=32, label_names=LABELS, batch_size=2, training=Training(), view=View(flip=True))

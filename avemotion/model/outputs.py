@@ -38,6 +38,12 @@ def raw_outputs(model, settings: dict, tfrecord_paths, clip_ids, unlabelled: boo
             ids = view_ids
             for name, value in outputs.items():
                 total[name] = total.get(name, 0.0) + value
+    missing = sorted(set(clip_ids or ()) - set(ids or ()))
+    if missing:  # scored on fewer clips than the split (and the baselines, which read it) holds
+        raise ValueError(
+            f"{len(missing)} of the {len(set(clip_ids))} clips asked for are not in the TFRecord shards (first: {missing[0]}): "
+            "they disagree with the tabular shards the clips were chosen from; fuse them again (snakemake fuse --forcerun fuse_chunk)"
+        )
     return ids, {name: value / (len(tested) * len(views)) for name, value in total.items()}
 
 
