@@ -1,5 +1,6 @@
 # Config validation (before any job runs) and the helpers that rules share.
 
+import functools
 import sys
 from pathlib import Path
 
@@ -67,8 +68,6 @@ check_openface(config)
 check_model(config)
 for notice in check_experiments(config):
     print(notice, file=sys.stderr)
-# Once the corpora are indexed, their split sizes are known: a batch larger than a split stops here.
-check_batch_sizes(config, {name: read_manifest(manifest_path(name)) for name in DATASETS if Path(manifest_path(name)).exists()})
 
 
 wildcard_constraints:
@@ -242,6 +241,22 @@ def experiment_shards(kind):
         return [path for dataset in experiment_datasets(wildcards) for path in indexed_shards(dataset, kind)]
 
     return inputs
+
+
+@functools.cache
+def _batch_sizes_checked(manifests_versions):
+    check_batch_sizes(config, {name: read_manifest(manifest_path(name)) for name in DATASETS if Path(manifest_path(name)).exists()})
+
+
+def batch_fits(wildcards):
+    """No file: a training job's input function that, once the corpora are indexed (its corpora's
+    through the index checkpoints), stops the run when a batch is larger than a training split,
+    before any job runs (after the index, on a first run). Only a run that trains checks: a run up
+    to fusion of part of a corpus must not stop on it. Checked once per state of the manifests."""
+    after_index(experiment_datasets)(wildcards)
+    versions = tuple((name, Path(manifest_path(name)).stat().st_mtime_ns) for name in DATASETS if Path(manifest_path(name)).exists())
+    _batch_sizes_checked(versions)
+    return []
 
 
 def train_outputs(run):

@@ -198,3 +198,19 @@ def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantin
     from avemotion.datasets.enterface import index_dependencies
 
     assert tmp_path / "corpus" / "subject 4" / "fear" / "sentence 1" in index_dependencies(tmp_path / "corpus")  # a clip added there reruns the index
+
+
+def test_a_batch_larger_than_a_split_stops_runs_that_train_only(tmp_path):
+    """Part of a corpus indexed: a batch larger than its training split stops a run that may train,
+    before any job, and no longer a run up to fusion (every target stopped on it, preprocessing too)."""
+    corpus = tmp_path / "enterface"
+    for subject in range(1, 4):
+        touch(corpus / f"subject {subject}" / "anger" / "sentence 1" / f"s{subject}_an_1.avi")
+    config = {"datasets": {"enterface": {"root": str(corpus)}}, "training": {"batch_size": 64}, "experiments": [{"name": "small", "datasets": ["enterface"], "fusion": "late"}]}
+    (tmp_path / "paths.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(tmp_path, "index", "--cores", "1", "--configfile", "paths.yaml")
+    for target in ("index", "preprocess", "fuse"):
+        run_snakemake(tmp_path, target, "-n", "--cores", "1", "--configfile", "paths.yaml")
+    for target in (["train"], ["report"], []):
+        run = run_snakemake(tmp_path, *target, "-n", "--cores", "1", "--configfile", "paths.yaml", check=False)
+        assert run.returncode != 0 and "training.batch_size: 64 is larger than the" in run.stderr + run.stdout
