@@ -208,7 +208,9 @@ def test_a_batch_larger_than_a_split_stops_runs_that_train_only(tmp_path):
         touch(corpus / f"subject {subject}" / "anger" / "sentence 1" / f"s{subject}_an_1.avi")
     config = {"datasets": {"enterface": {"root": str(corpus)}}, "training": {"batch_size": 64}, "experiments": [{"name": "small", "datasets": ["enterface"], "fusion": "late"}]}
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump(config))
-    run_snakemake(tmp_path, "index", "--cores", "1", "--configfile", "paths.yaml")
+    first = run_snakemake(tmp_path, "train", "--cores", "1", "--configfile", "paths.yaml", check=False)  # nothing indexed yet
+    assert first.returncode != 0 and "training.batch_size: 64 is larger than the" in first.stderr
+    assert (tmp_path / "results/enterface/manifest.parquet").is_file() and not list(tmp_path.glob("results/enterface/preprocess/*/*"))  # stopped right after the index
     for target in ("index", "preprocess", "fuse"):
         run_snakemake(tmp_path, target, "-n", "--cores", "1", "--configfile", "paths.yaml")
     for target in (["train"], ["report"], []):
