@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import tempfile
+import weakref
 from pathlib import Path
 
 # the file whose lock tells a live job's folder from a dead one's
@@ -25,8 +26,8 @@ LOCK = ".running"
 
 class ScratchFolder:
     """A folder under ``parent`` (made if missing; the system's temporary folder when None) that
-    :meth:`cleanup` removes, or the next scratch folder of this host and prefix once this process
-    has died. Also a context manager that gives the folder's path."""
+    :meth:`cleanup` removes (or the object's end, or the process' normal exit), or, after a kill,
+    the next scratch folder of this host and prefix. Also a context manager that gives its path."""
 
     def __init__(self, prefix: str, parent: str | os.PathLike | None = None):
         parent = Path(tempfile.gettempdir() if parent is None else parent)
@@ -42,16 +43,22 @@ class ScratchFolder:
             pass
         self.path = parent / f"{prefix}{socket.gethostname()}-{os.getpid()}-{starting.name.rsplit('-', 1)[1]}"
         starting.rename(self.path)
+        # removed when the object goes or the process exits normally, as a TemporaryDirectory is
+        self._finalizer = weakref.finalize(self, _remove, self.path, self._lock)
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._lock.close()
+        self._finalizer()
 
     def __enter__(self) -> Path:
         return self.path
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+def _remove(path: Path, lock) -> None:
+    lock.close()  # first: on NFS an open file in the folder is renamed .nfsXXXX and the folder stays
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_orphans(parent: Path, prefix: str) -> None:

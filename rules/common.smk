@@ -244,18 +244,20 @@ def experiment_shards(kind):
 
 
 @functools.cache
-def _batch_sizes_checked(manifests_versions):
-    check_batch_sizes(config, {name: read_manifest(manifest_path(name)) for name in DATASETS if Path(manifest_path(name)).exists()})
+def _batch_sizes_checked(experiment, manifests_versions):
+    datasets = experiment_settings(config, experiment)["datasets"]
+    check_batch_sizes(config, {name: read_manifest(manifest_path(name)) for name in datasets}, [experiment])
 
 
 def batch_fits(wildcards):
-    """No file: a training job's input function that, once the corpora are indexed (its corpora's
-    through the index checkpoints), stops the run when a batch is larger than a training split,
-    before any job runs (after the index, on a first run). Only a run that trains checks: a run up
-    to fusion of part of a corpus must not stop on it. Checked once per state of the manifests."""
+    """No file: a training job's input function that, once its corpora are indexed (through the
+    index checkpoints), stops the run when the experiment's batch is larger than one of its training
+    splits, before any job runs (after the index, on a first run). Only a run that trains the
+    experiment checks: a run up to fusion of part of a corpus must not stop on it. Checked once per
+    state of the manifests."""
     after_index(experiment_datasets)(wildcards)
-    versions = tuple((name, Path(manifest_path(name)).stat().st_mtime_ns) for name in DATASETS if Path(manifest_path(name)).exists())
-    _batch_sizes_checked(versions)
+    versions = tuple((name, Path(manifest_path(name)).stat().st_mtime_ns) for name in experiment_datasets(wildcards))
+    _batch_sizes_checked(wildcards.experiment, versions)
     return []
 
 

@@ -124,14 +124,17 @@ def test_a_folder_the_user_cannot_read_is_quarantined_until_it_can_be(tmp_path):
     corpus = tmp_path / "enterface"
     touch(corpus / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
     touch(corpus / "subject 2" / "anger" / "sentence 1" / "s2_an_1.avi")
+    (corpus / "lost+found").mkdir()  # fsck's, at the root of a corpus on its own volume: not a corpus folder
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump({"datasets": {"enterface": {"root": str(corpus)}}, "experiments": []}))
     as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
     index = [*as_user, sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "index", "--cores", "1", "--configfile", "paths.yaml"]
-    (corpus / "subject 2").chmod(0)
+    for folder in ("subject 2", "lost+found"):
+        (corpus / folder).chmod(0)
     try:
         run = subprocess.run(index, cwd=tmp_path, capture_output=True, text=True)
     finally:
-        (corpus / "subject 2").chmod(0o755)
+        for folder in ("subject 2", "lost+found"):
+            (corpus / folder).chmod(0o755)
     assert run.returncode == 0, run.stderr
     assert list(pd.read_parquet(tmp_path / "results/enterface/manifest.parquet")["clip_id"]) == ["s1_an_1"]
     assert pd.read_csv(tmp_path / INDEX_QUARANTINE.format(dataset="enterface"))[["clip_id", "path", "reason"]].to_dict("records") == [
@@ -204,9 +207,11 @@ def test_a_batch_larger_than_a_split_stops_runs_that_train_only(tmp_path):
     """Part of a corpus indexed: a batch larger than its training split stops a run that may train,
     before any job, and no longer a run up to fusion (every target stopped on it, preprocessing too)."""
     corpus = tmp_path / "enterface"
-    for subject in range(1, 4):
-        touch(corpus / f"subject {subject}" / "anger" / "sentence 1" / f"s{subject}_an_1.avi")
-    config = {"datasets": {"enterface": {"root": str(corpus)}}, "training": {"batch_size": 64}, "experiments": [{"name": "small", "datasets": ["enterface"], "fusion": "late"}]}
+    for subject in (1, 11, 20, 29):  # folds 1-4
+        for sentence in range(1, 4):
+            touch(corpus / f"subject {subject}" / "anger" / f"sentence {sentence}" / f"s{subject}_an_{sentence}.avi")
+    experiments = [{"name": "small", "datasets": ["enterface"], "fusion": "late"}, {"name": "fits", "datasets": ["enterface"], "fusion": "late", "folds": [1], "training": {"batch_size": 2}}]
+    config = {"datasets": {"enterface": {"root": str(corpus)}}, "training": {"batch_size": 64}, "experiments": experiments}
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump(config))
     first = run_snakemake(tmp_path, "train", "--cores", "1", "--configfile", "paths.yaml", check=False)  # nothing indexed yet
     assert first.returncode != 0 and "training.batch_size: 64 is larger than the" in first.stderr
@@ -216,3 +221,5 @@ def test_a_batch_larger_than_a_split_stops_runs_that_train_only(tmp_path):
     for target in (["train"], ["report"], []):
         run = run_snakemake(tmp_path, *target, "-n", "--cores", "1", "--configfile", "paths.yaml", check=False)
         assert run.returncode != 0 and "training.batch_size: 64 is larger than the" in run.stderr + run.stdout
+    # another experiment's models are not stopped by it
+    run_snakemake(tmp_path, "results/experiments/fits/final/model.keras", "-n", "--cores", "1", "--configfile", "paths.yaml")

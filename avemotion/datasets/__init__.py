@@ -148,13 +148,14 @@ def clip_files(record: dict) -> list[str]:
     return [name for name in (record["path"], record.get("audio_path")) if name]
 
 
-def _quarantine_unreadable_folders(found: Scan, root: Path, unreadable: dict[str, str]) -> None:
-    """A folder the index could not list (no read permission) is quarantined itself, its clips being
-    unknown: a user sees there why clips are missing."""
-    for folder, why in sorted(unreadable.items()):
+def _quarantine_unreadable_folders(found: Scan, root: Path, unreadable: dict[str, OSError]) -> None:
+    """A folder the index could not list (no read permission, a stale network mount) is quarantined
+    itself, its clips being unknown: a user sees there why clips are missing."""
+    for folder, error in sorted(unreadable.items()):
         path = Path(folder)
         where = path.relative_to(root).as_posix() if path.is_relative_to(root) else folder
-        found.quarantine(path.name, where, f"cannot read this folder ({why}): the clips in it are left out; let the workflow's user read it")
+        hint = "; let the workflow's user read it" if isinstance(error, PermissionError) else ""
+        found.quarantine(path.name, where, f"cannot read this folder ({error.strerror or error}): the clips in it are left out{hint}")
 
 
 def _quarantine_broken_links(found: Scan, root: Path) -> None:

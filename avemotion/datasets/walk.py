@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 SYSTEM_CLUTTER = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
 # Folders of the same kind: a Mac's zip holds an AppleDouble copy (._name) of every file under
 # __MACOSX; Windows keeps deleted files and its own under these (a USB stick's, too).
-CLUTTER_FOLDERS = {"__macosx", "$recycle.bin", "system volume information"}
+CLUTTER_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "lost+found"}  # lost+found: fsck's, at a volume's root
 
 
 def visible(name: str) -> bool:
@@ -26,15 +26,15 @@ def visible(name: str) -> bool:
 
 
 # the folders walks could not read, per open unreadable_folders() block (innermost last)
-_noting: list[dict[str, str]] = []
+_noting: list[dict[str, OSError]] = []
 
 
 @contextlib.contextmanager
-def unreadable_folders() -> Iterator[dict[str, str]]:
-    """{folder: why} of the folders that the walks inside the block could not read (a subject's
+def unreadable_folders() -> Iterator[dict[str, OSError]]:
+    """{folder: the error} of the folders that the walks inside the block could not read (a subject's
     folder copied without read permission): the index quarantines them, so that the clips left out
     show in the quarantine table, not only in a log."""
-    found: dict[str, str] = {}
+    found: dict[str, OSError] = {}
     _noting.append(found)
     try:
         yield found
@@ -50,7 +50,7 @@ def _walk(folder: Path, recursive: bool):
     def unreadable(error: OSError) -> None:  # os.walk would skip such a folder's clips without a word
         log.warning("%s: cannot read this folder (%s); the files in it are left out", shown_name(error.filename), error.strerror or error)
         for found in _noting:
-            found[str(error.filename)] = str(error.strerror or error)
+            found[str(error.filename)] = error
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)

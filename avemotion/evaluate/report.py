@@ -269,7 +269,8 @@ SCORE_COLUMNS = (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro-F1"), ("n_c
 
 
 def records_table(records: Sequence[Mapping], text_columns, numeric_columns=SCORE_COLUMNS) -> str:
-    rows = [[esc(r[key]) for key, _ in text_columns] + [fmt(r[key]) for key, _ in numeric_columns] for r in records]
+    # .get: a column added later is absent from tables written before (shown "n/a")
+    rows = [[esc(r[key]) for key, _ in text_columns] + [fmt(r.get(key)) for key, _ in numeric_columns] for r in records]
     header = [label for _, label in (*text_columns, *numeric_columns)]
     return table_html(header, rows, numeric_from=len(text_columns))
 

@@ -18,11 +18,12 @@ def planned_runs(settings: dict) -> list[tuple[str, int | None, str | None]]:
     return runs + [(f"heldout_{dataset}", None, dataset) for dataset in heldout_datasets(settings)]
 
 
-def training_runs(config: dict, manifests: dict[str, pd.DataFrame]) -> list[dict]:
-    """Per training job of every experiment whose datasets are all in ``manifests``: its clip counts
-    (train, validation, test) inside the experiment's labels, split as the job will split them."""
+def training_runs(config: dict, manifests: dict[str, pd.DataFrame], experiments=None) -> list[dict]:
+    """Per training job of every experiment (of ``experiments``, where given) whose datasets are all
+    in ``manifests``: its clip counts (train, validation, test) inside the experiment's labels, split
+    as the job will split them."""
     found = []
-    for name in experiment_names(config):
+    for name in experiment_names(config) if experiments is None else experiments:
         settings = experiment_settings(config, name)
         if not all(dataset in manifests for dataset in settings["datasets"]):
             continue
@@ -47,10 +48,10 @@ def batch_size_error(batch_size: int, train_clips: int, experiment: str, run: st
     )
 
 
-def check_batch_sizes(config: dict, manifests: dict[str, pd.DataFrame]) -> None:
+def check_batch_sizes(config: dict, manifests: dict[str, pd.DataFrame], experiments=None) -> None:
     """Before any job, once the corpora are indexed (results/*/manifest.parquet): every run's batch
     fits its training clips. The training job checks its own split again (quarantined clips)."""
-    for run in training_runs(config, manifests):
+    for run in training_runs(config, manifests, experiments):
         batch_size = experiment_settings(config, run["experiment"])["training"]["batch_size"]
         error = batch_size_error(batch_size, run["train"], run["experiment"], run["run"])
         if error:
