@@ -57,7 +57,7 @@ class ScratchFolder:
 
 
 def _remove(path: Path, lock) -> None:
-    lock.close()  # first: on NFS an open file in the folder is renamed .nfsXXXX and the folder stays
+    lock.close()  # first: NFS renames a file still open (to .nfs followed by digits) and the folder would stay
     shutil.rmtree(path, ignore_errors=True)
 
 

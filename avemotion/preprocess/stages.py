@@ -144,9 +144,8 @@ class FaceStage(Stage):
             return
         # A folder per chunk job: eNTERFACE has equal file names in different subjects (s12_an_1.avi
         # in subjects 11 and 12), which OpenFace would write to the same CSV name.
-        if getattr(self, "openface_dir", None) is None:  # the job's first group
+        if getattr(self, "openface_scratch", None) is None:  # the job's first group
             self.openface_scratch = ScratchFolder("openface-", self.outdir)  # a killed job's is removed by the next
-            self.openface_dir = self.openface_scratch.path
         # fps and frame size per readable video, and what OpenFace reads of it: the video, or the
         # lossless copy the other stages read (avemotion.media.transcode) where decord's FFmpeg
         # refuses or misreads it in order (AV1, which OpenFace's own FFmpeg may not decode either; a
@@ -186,24 +185,25 @@ class FaceStage(Stage):
         call's own (a clip's stem may repeat one of an earlier call), then drop the held copies."""
         if not inputs:
             return
-        out = self.openface_dir / f"call_{len(list(self.openface_dir.glob('call_*')))}"
+        folder = self.openface_scratch.path
+        out = folder / f"call_{len(list(folder.glob('call_*')))}"
         out.mkdir()
         csvs = run_feature_extraction(self.settings["openface_bin"], list(inputs.values()), out, openface_args=self.settings.get("openface_args", []))
         self.openface_csvs.update({video: csvs.get(source) for video, source in inputs.items()})
-        shutil.rmtree(self.openface_dir / "copies", ignore_errors=True)
+        shutil.rmtree(folder / "copies", ignore_errors=True)
 
     def _held_copy(self, copy: Path, n: int, video: Path) -> str:
         """``copy`` kept in the chunk's OpenFace folder (the transcode module holds one copy at a
         time) under the video's own stem, which names OpenFace's CSV, until OpenFace has read it."""
-        held = self.openface_dir / "copies" / str(n) / f"{video.stem}.mp4"
+        held = self.openface_scratch.path / "copies" / str(n) / f"{video.stem}.mp4"
         held.parent.mkdir(parents=True)
         shutil.copyfile(copy, held)
         return str(held)
 
     def finish(self):
-        if getattr(self, "openface_dir", None):
+        if getattr(self, "openface_scratch", None):
             self.openface_scratch.cleanup()
-            self.openface_dir = None
+            self.openface_scratch = None
 
     def process(self, clip):
         video = self.root / clip["path"]
