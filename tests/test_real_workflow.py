@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 import time
+import zlib
 from collections import Counter
 
 import imageio_ffmpeg
@@ -87,6 +89,11 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
         },  # fmt: skip
         "experiments": [{"name": "real_hybrid", "datasets": ["mafw"], "fusion": "hybrid", "folds": [1], "final": False}],
     })
+    # an entry of the compilation cache that a job killed an hour ago cut short: the JAX job removes it
+    cut = tmp_path / COMPILATION_CACHE / "jit_train_step-0123abcd-cache"
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes(zlib.compress(random.Random(0).randbytes(4000))[:2000])
+    os.utime(cut, (time.time() - 3600,) * 2)
     run_snakemake(tmp_path, "--cores", "2", "--configfile", config)  # through evaluation and the report
     results = tmp_path / "results" / "mafw"
     quarantine = pd.read_csv(results / "quarantine.csv", dtype=str)
@@ -111,7 +118,8 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     assert sorted(predictions["clip_id"]) == ["00005"] and 0 <= metrics["uar"] <= 1
     assert yaml.safe_load((tmp_path / "results/experiments/real_hybrid/fold_1/settings.json").read_text())["datasets"] == ["mafw"]
     assert "replica(s) on jax" in (tmp_path / "results/logs/train/real_hybrid/fold_1.log").read_text()
-    assert any((tmp_path / COMPILATION_CACHE).iterdir())  # the compiled steps, for the next job of these shapes
+    assert any((tmp_path / COMPILATION_CACHE).glob("*-cache"))  # the compiled steps, for the next job of these shapes
+    assert not cut.exists() and f"removing {cut.name}, cut short" in (tmp_path / "results/logs/train/real_hybrid/fold_1.log").read_text()
     # The backend is where a model is trained, not what it is: switching it retrains nothing.
     settings = yaml.safe_load(open(config))
     settings["training"]["backend"] = "tensorflow"

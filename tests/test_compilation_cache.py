@@ -1,0 +1,103 @@
+"""A killed job's cut entry in JAX's persistent compilation cache is removed, so the next job that
+compiles the step writes it whole (JAX itself keeps the cut entry and compiles again in every job)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from avemotion.train import compilation_cache
+from avemotion.train.compilation_cache import WHOLE_ENTRIES, remove_cut_entries
+
+# A step that JAX keeps in the cache (however short its compilation), run in a fresh process as a job is
+COMPILE = textwrap.dedent("""
+    import jax, jax.numpy as jnp
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    @jax.jit
+    def step(x):
+        return jnp.tanh(x @ x.T).sum()
+    step(jnp.ones((8, 8))).block_until_ready()
+""")
+READ_ERROR = "Error reading persistent compilation cache entry"
+
+
+def compile_step(cache):
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stderr
+
+
+def age(path, seconds):
+    os.utime(path, (time.time() - seconds,) * 2)
+
+
+def test_a_cut_entry_is_removed_and_the_next_job_writes_it_whole(tmp_path):
+    cache = tmp_path / "jax"
+    compile_step(cache)
+    (entry,) = cache.glob("jit_step-*-cache")
+    others = sorted(path.name for path in cache.glob("*-cache") if path != entry)
+    whole = entry.read_bytes()
+    entry.write_bytes(whole[: len(whole) // 2])  # killed while writing it
+    age(entry, 3600)
+    assert READ_ERROR in compile_step(cache)  # JAX cannot read it, compiles again ...
+    assert entry.stat().st_size < len(whole)  # ... and keeps the cut entry
+
+    assert remove_cut_entries(cache) == [entry.name]
+    assert not entry.exists() and sorted(path.name for path in cache.glob("*-cache")) == others
+    assert READ_ERROR not in compile_step(cache)
+    assert entry.stat().st_size == len(whole)
+    assert READ_ERROR not in compile_step(cache)  # read from the cache, whole
+    assert remove_cut_entries(cache, min_age_s=0) == []
+
+
+def test_a_young_entry_may_be_a_write_in_progress_and_is_left(tmp_path):
+    cache = tmp_path / "jax"
+    compile_step(cache)
+    (entry,) = cache.glob("jit_step-*-cache")
+    entry.write_bytes(entry.read_bytes()[:10])
+    assert remove_cut_entries(cache, min_age_s=600) == [] and entry.exists()
+    age(entry, 601)
+    assert remove_cut_entries(cache, min_age_s=600) == [entry.name]
+
+
+def test_entries_found_whole_are_not_read_again_until_they_change(tmp_path, monkeypatch):
+    cache = tmp_path / "jax"
+    compile_step(cache)
+    entries = sorted(cache.glob("*-cache"))
+    for entry in entries:
+        age(entry, 3600)
+    read = []
+    decompress = compilation_cache.decompress_executable
+    monkeypatch.setattr(compilation_cache, "decompress_executable", lambda data: read.append(data) or decompress(data))
+    assert remove_cut_entries(cache) == [] and len(read) == len(entries) > 0
+    assert (cache / WHOLE_ENTRIES).exists()
+    read.clear()
+    assert remove_cut_entries(cache) == [] and read == []
+    # an entry that changed since (another job removed and wrote it again) is read again
+    entries[0].write_bytes(entries[0].read_bytes()[:-1])
+    age(entries[0], 3600)
+    assert remove_cut_entries(cache) == [entries[0].name] and len(read) == 1
+
+
+def test_no_cache_yet_is_nothing_to_do(tmp_path):
+    assert remove_cut_entries(tmp_path / "jax") == []
+    assert not (tmp_path / "jax").exists()
+
+
+@pytest.mark.parametrize("record", ["not json", "[1, 2]"])
+def test_a_damaged_record_means_reading_the_entries_again(tmp_path, record):
+    cache = tmp_path / "jax"
+    compile_step(cache)
+    for entry in cache.glob("*-cache"):
+        age(entry, 3600)
+    (cache / WHOLE_ENTRIES).write_text(record)
+    assert remove_cut_entries(cache) == []
+    assert set(json.loads((cache / WHOLE_ENTRIES).read_text())) == {path.name for path in cache.glob("*-cache")}
