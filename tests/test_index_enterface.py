@@ -1,5 +1,6 @@
 """eNTERFACE'05 indexing on the real clip paths, with the corpus' irregular names."""
 
+import errno
 import logging
 import os
 import shutil
@@ -143,6 +144,27 @@ def test_a_folder_the_user_cannot_read_is_quarantined_until_it_can_be(tmp_path):
     run_snakemake(tmp_path, "index", "--cores", "1", "--configfile", "paths.yaml")
     assert list(pd.read_parquet(tmp_path / "results/enterface/manifest.parquet")["clip_id"]) == ["s1_an_1", "s2_an_1"]
     assert pd.read_csv(tmp_path / INDEX_QUARANTINE.format(dataset="enterface")).empty
+
+
+def test_a_folder_on_a_stale_network_mount_is_quarantined_with_the_systems_reason(tmp_path, monkeypatch):
+    """Not every folder that cannot be listed is a permission matter: a network mount gone stale
+    says so, and the quarantine entry gives the system's reason without telling the user to grant
+    read permission."""
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(tmp_path / "subject 2" / "anger" / "sentence 1" / "s2_an_1.avi")
+    scandir, stale = os.scandir, str(tmp_path / "subject 2")
+
+    def listing(path="."):
+        if os.fspath(path) == stale:
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), stale)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", listing)  # os.walk lists each folder through it
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["s1_an_1"]
+    assert quarantine[["path", "reason"]].to_dict("records") == [
+        {"path": "subject 2", "reason": f"cannot read this folder ({os.strerror(errno.ESTALE)}): the clips in it are left out"}
+    ]
 
 
 def with_odd_folder_names(root):
