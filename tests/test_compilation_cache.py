@@ -3,12 +3,14 @@ compiles the step writes it whole (JAX itself keeps the cut entry and compiles a
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +87,21 @@ def test_entries_found_whole_are_not_read_again_until_they_change(tmp_path, monk
     entries[0].write_bytes(entries[0].read_bytes()[:-1])
     age(entries[0], 3600)
     assert remove_cut_entries(cache) == [entries[0].name] and len(read) == 1
+
+
+def test_a_cut_entry_that_cannot_be_removed_is_said_and_the_job_goes_on(tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "jax"
+    compile_step(cache)
+    (entry,) = cache.glob("jit_step-*-cache")
+    entry.write_bytes(entry.read_bytes()[:10])
+    age(entry, 3600)
+
+    def refused(path, missing_ok=False):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(Path, "unlink", refused)  # a cache shared with other users, in their folder
+    assert remove_cut_entries(cache) == [] and entry.exists()
+    assert f"{entry.name} is cut short" in caplog.text and "cannot be removed ([Errno 13] Permission denied" in caplog.text
 
 
 def test_no_cache_yet_is_nothing_to_do(tmp_path):

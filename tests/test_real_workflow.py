@@ -119,7 +119,7 @@ def test_real_videos_run_through_fusion_and_a_short_training(real_media, tmp_pat
     assert yaml.safe_load((tmp_path / "results/experiments/real_hybrid/fold_1/settings.json").read_text())["datasets"] == ["mafw"]
     assert "replica(s) on jax" in (tmp_path / "results/logs/train/real_hybrid/fold_1.log").read_text()
     assert any((tmp_path / COMPILATION_CACHE).glob("*-cache"))  # the compiled steps, for the next job of these shapes
-    assert not cut.exists() and f"removing {cut.name}, cut short" in (tmp_path / "results/logs/train/real_hybrid/fold_1.log").read_text()
+    assert not cut.exists() and f"removed {cut.name}, cut short" in (tmp_path / "results/logs/train/real_hybrid/fold_1.log").read_text()
     # The backend is where a model is trained, not what it is: switching it retrains nothing.
     settings = yaml.safe_load(open(config))
     settings["training"]["backend"] = "tensorflow"

@@ -47,15 +47,21 @@ def remove_cut_entries(folder, min_age_s: float = SHARED_LEFTOVER_AGE_S) -> list
             if now - stat.st_mtime < min_age_s:
                 continue
             data = entry.read_bytes()
-        except FileNotFoundError:
-            continue  # another job removed it
+        except OSError:  # another job removed it meanwhile, or it is not ours to read (nor to remove)
+            continue
         try:
             decompress_executable(data)
         except Exception as error:  # zlib's and zstd's errors alike: JAX cannot read it either
-            log.warning("JAX compilation cache: removing %s, cut short (%s); the next job to need it compiles it again", entry.name, error)
-            with contextlib.suppress(FileNotFoundError):  # another job got there first
+            try:
                 entry.unlink()
+            except FileNotFoundError:
+                pass  # another job removed it first
+            except OSError as failure:  # a cache shared with other users, in a folder not ours to change
+                log.warning("JAX compilation cache: %s is cut short (%s) but cannot be removed (%s)", entry.name, error, failure)
+                continue
+            with contextlib.suppress(FileNotFoundError):  # written only where JAX evicts entries
                 (folder / (entry.name.removesuffix(_CACHE_SUFFIX) + _ATIME_SUFFIX)).unlink()
+            log.warning("JAX compilation cache: removed %s, cut short (%s); the next job to need it compiles it again", entry.name, error)
             removed.append(entry.name)
             continue
         whole[entry.name] = stamp
