@@ -414,6 +414,21 @@ def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     assert model_settings(config, "crema_d_early") != before
 
 
+def test_adding_a_fold_or_dropping_the_final_model_retrains_no_run_already_trained(config):
+    """Which runs an experiment trains is not what any one of them learns: a user who adds fold 3
+    to folds [1, 2] (or turns the final model off) gets one new job, not three retrained models."""
+    from avemotion.train.settings import experiment_settings, model_settings
+
+    config = filled(config)
+    experiment = next(e for e in config["experiments"] if e["name"] == "crema_d_early")
+    experiment.update(folds=[1, 2], final=True)
+    before = model_settings(config, "crema_d_early")
+    experiment.update(folds=[1, 2, 3], final=False)
+    assert model_settings(config, "crema_d_early") == before
+    assert experiment_settings(config, "crema_d_early")["folds"] == [1, 2, 3]
+    experiment["labels"] = experiment_settings(config, "crema_d_early")["labels"][:3]
+    assert model_settings(config, "crema_d_early") != before
+
 def test_short_and_truncated_clip_policies_are_set_globally_or_per_dataset_and_keep_rerun_nothing(config):
     """frames.short_clips and frames.truncated_clips reach the frames stage globally or per dataset;
     at their default (keep) they stay out of the settings, which are job params: results made before

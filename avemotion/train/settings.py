@@ -193,14 +193,18 @@ def experiment_settings(config: dict, name: str) -> dict:
 # Where and on which Keras backend a training job runs, not what it computes: changing them must not
 # retrain a model.
 JOB_RESOURCES = ("threads", "gpus", "backend")
+# Which runs an experiment trains, not what any one of them learns: adding a fold (or the final
+# model) must not retrain the runs already trained.
+RUN_LIST_KEYS = ("folds", "final")
 # What training.augment: false turns off (with the crop, flip, jitter and SpecAugment it always draws).
 AUGMENTATION_KEYS = ("crop_scale", "random_erasing", "rand_augment")
 
 
 def model_settings(config: dict, name: str) -> dict:
-    """The experiment's settings without the job's resources: the training rules' parameter, so
-    Snakemake reruns a model when what it learns changes, not when the threads it gets do (nor when
-    config files name the same keys in another order: config.sorted_keys)."""
+    """The experiment's settings without the job's resources or the list of runs: the training
+    rules' parameter, so Snakemake reruns a model when what it learns changes, not when the threads
+    it gets or the folds beside it do (nor when config files name the same keys in another order:
+    config.sorted_keys)."""
     settings = experiment_settings(config, name)
     # Without augmentation its settings change nothing the job computes.
     unused = AUGMENTATION_KEYS if settings["training"].get("augment", True) is False else ()
@@ -209,7 +213,8 @@ def model_settings(config: dict, name: str) -> dict:
         for key, value in settings["training"].items()
         if key not in JOB_RESOURCES and key not in unused and not (key in QUIET_TRAINING and value == QUIET_TRAINING[key])
     }
-    return sorted_keys({**settings, "training": training})
+    run = {key: value for key, value in settings.items() if key not in RUN_LIST_KEYS}
+    return sorted_keys({**run, "training": training})
 
 
 def check_experiments(config: dict) -> list[str]:
