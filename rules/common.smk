@@ -46,7 +46,7 @@ from avemotion.media.frames import FACE_CROPS
 from avemotion.model.bundle import MODEL_FILE, MODEL_FILES, RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings, read_manifest
 from avemotion.preprocess.sources import sources_digest
-from avemotion.train.plan import check_batch_sizes
+from avemotion.train.plan import check_training_runs
 from avemotion.train.settings import (
     check_experiments,
     cross_corpus_datasets,
@@ -244,20 +244,21 @@ def experiment_shards(kind):
 
 
 @functools.cache
-def _batch_sizes_checked(experiment, manifests_versions):
+def _check_runs_once(experiment, manifests_versions):
     datasets = experiment_settings(config, experiment)["datasets"]
-    check_batch_sizes(config, {name: read_manifest(manifest_path(name)) for name in datasets}, [experiment])
+    check_training_runs(config, {name: read_manifest(manifest_path(name)) for name in datasets}, [experiment])
 
 
-def batch_fits(wildcards):
+def runs_checked(wildcards):
     """No file: a training job's input function that, once its corpora are indexed (through the
-    index checkpoints), stops the run when the experiment's batch is larger than one of its training
-    splits, before any job runs (after the index, on a first run). Only a run that trains the
+    index checkpoints), stops the run when one of the experiment's runs would have no clips to train,
+    validate or test on, or a batch larger than its training split, before any job runs (after the
+    index, on a first run). Only a run that trains the
     experiment checks: a run up to fusion of part of a corpus must not stop on it. Checked once per
     state of the manifests."""
     after_index(experiment_datasets)(wildcards)
     versions = tuple((name, Path(manifest_path(name)).stat().st_mtime_ns) for name in experiment_datasets(wildcards))
-    _batch_sizes_checked(wildcards.experiment, versions)
+    _check_runs_once(wildcards.experiment, versions)
     return []
 
 

@@ -7,7 +7,7 @@ rule train_fold:
     input:
         tabular=experiment_shards("tabular"),
         tfrecord=experiment_shards("tfrecord"),
-        batch_fits=batch_fits,
+        checked=runs_checked,
     output:
         **train_outputs(fold_run("{fold}")),
     params:

@@ -361,7 +361,7 @@ def test_a_mixtures_labels_may_come_from_any_of_its_corpora(crema_d_tree, enterf
 
 def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_tree):
     from avemotion.datasets import index_dataset
-    from avemotion.train.plan import check_batch_sizes, training_runs
+    from avemotion.train.plan import check_training_runs, training_runs
 
     config = product_config(enterface=enterface_tree)
     manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
@@ -370,11 +370,29 @@ def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_t
     assert all(run["train"] + run["validation"] + run["test"] == len(manifest) for run in runs)
     smallest = min(run["train"] for run in runs)
     config["training"]["batch_size"] = smallest
-    check_batch_sizes(config, {"enterface": manifest})
+    check_training_runs(config, {"enterface": manifest})
     config["training"]["batch_size"] = smallest + 1
     with pytest.raises(ConfigError, match=rf"training\.batch_size: {smallest + 1} is larger than the {smallest} training clips of experiment 'enterface_hybrid', fold_\d; allowed values: at most {smallest}"):
-        check_batch_sizes(config, {"enterface": manifest})
+        check_training_runs(config, {"enterface": manifest})
 
+
+def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_empty(enterface_tree):
+    """A fold the leave-outs emptied, or labels the training corpora lack, failed only when the
+    training job started, after every clip was preprocessed; and the second showed as a batch
+    'larger than the 0 training clips', asking for a batch of at most 0."""
+    from avemotion.datasets import index_dataset
+    from avemotion.train.plan import check_training_runs
+
+    config = product_config(enterface=enterface_tree)
+    manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
+    check_training_runs(config, {"enterface": manifest})
+    without_fold_5 = manifest[manifest["fold"] != 5]  # e.g. every subject of fold 5 left out
+    with pytest.raises(ConfigError, match=r"^config: experiments\.enterface_hybrid: its run fold_5 has no test clips of its labels \(anger, .*\); allowed: folds that hold clips \(experiments\.enterface_hybrid\.folds\)"):
+        check_training_runs(config, {"enterface": without_fold_5})
+    only_in_fold_1 = manifest.assign(label=manifest["label"].where(manifest["fold"] == 1, "surprise"))
+    next(e for e in config["experiments"] if e["name"] == "enterface_hybrid")["labels"] = ["anger", "disgust"]
+    with pytest.raises(ConfigError, match=r"its run fold_1 has no train and no validation clips of its labels \(anger, disgust\);.* and labels its corpora have \(experiments\.enterface_hybrid\.labels\)$"):
+        check_training_runs(config, {"enterface": only_in_fold_1})
 
 def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are_learned(config):
     """The CCC loss of one clip is constant (no gradient): batch_size 1, or 8 on 8 GPUs, left the

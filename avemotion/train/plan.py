@@ -1,5 +1,6 @@
 """The training runs each experiment plans and the sizes of their splits, from the indexed manifests
-alone (before any clip is preprocessed): the config check compares them with the batch size, and
+alone (before any clip is preprocessed): the config check looks for empty splits and compares them
+with the batch size, and
 benchmarks/recipe_cost.py turns them into GPU hours."""
 
 from __future__ import annotations
@@ -7,15 +8,16 @@ from __future__ import annotations
 import pandas as pd
 
 from avemotion.config import ConfigError
+from avemotion.layout import FINAL_RUN, fold_run, heldout_run
 from avemotion.train.settings import experiment_names, experiment_settings, heldout_datasets
 from avemotion.train.splits import speaker_splits
 
 
 def planned_runs(settings: dict) -> list[tuple[str, int | None, str | None]]:
     """(run folder, test fold, held-out dataset) of each training job of one experiment."""
-    runs = [(f"fold_{fold}", fold, None) for fold in settings["folds"]]
-    runs += [("final", None, None)] if settings["final"] else []
-    return runs + [(f"heldout_{dataset}", None, dataset) for dataset in heldout_datasets(settings)]
+    runs = [(fold_run(fold), fold, None) for fold in settings["folds"]]
+    runs += [(FINAL_RUN, None, None)] if settings["final"] else []
+    return runs + [(heldout_run(dataset), None, dataset) for dataset in heldout_datasets(settings)]
 
 
 def training_runs(config: dict, manifests: dict[str, pd.DataFrame], experiments=None) -> list[dict]:
@@ -48,11 +50,31 @@ def batch_size_error(batch_size: int, train_clips: int, experiment: str, run: st
     )
 
 
-def check_batch_sizes(config: dict, manifests: dict[str, pd.DataFrame], experiments=None) -> None:
-    """Before any job, once the corpora are indexed (results/*/manifest.parquet): every run's batch
-    fits its training clips. The training job checks its own split again (quarantined clips)."""
+def empty_split_error(run: dict, labels: list[str]) -> ConfigError | None:
+    """A run left with no training, validation or test clip of the experiment's labels (a fold the
+    leave-outs emptied, a corpus missing a set's split file, labels one corpus of a mixture lacks)
+    would fail only when its job starts, after every clip is preprocessed: the error, naming what is
+    empty (None when nothing is)."""
+    parts = ("train", "validation") if run["run"] == FINAL_RUN else ("train", "validation", "test")
+    empty = [part for part in parts if not run[part]]
+    if not empty:
+        return None
+    name = run["experiment"]
+    return ConfigError(
+        f"config: experiments.{name}: its run {run['run']} has no {' and no '.join(empty)} clips of its labels "
+        f"({', '.join(labels)}); allowed: folds that hold clips (experiments.{name}.folds) and labels its "
+        f"corpora have (experiments.{name}.labels)"
+    )
+
+
+def check_training_runs(config: dict, manifests: dict[str, pd.DataFrame], experiments=None) -> None:
+    """Before any job, once the corpora are indexed (results/*/manifest.parquet): every run has
+    clips to train, validate and test on, and its batch fits its training clips. The training job
+    checks its own split again (quarantined clips)."""
     for run in training_runs(config, manifests, experiments):
-        batch_size = experiment_settings(config, run["experiment"])["training"]["batch_size"]
-        error = batch_size_error(batch_size, run["train"], run["experiment"], run["run"])
+        settings = experiment_settings(config, run["experiment"])
+        error = empty_split_error(run, settings["labels"]) or batch_size_error(
+            settings["training"]["batch_size"], run["train"], run["experiment"], run["run"]
+        )
         if error:
             raise error
