@@ -168,15 +168,36 @@ def typed_scalars(value, schema: dict, root: dict):
     return value
 
 
-def _describe(error, root: dict) -> str:
-    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+# How the schema's types read in a message's "allowed" part
+_TYPE_WORDS = {
+    "object": "a mapping (key: value lines, or {} for none)",
+    "array": "a list, e.g. [a, b] (one item: [a])",
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _key(path, config: dict) -> str:
+    """The dotted key of a schema error's path; an experiment by its name, as the later checks name it."""
+    parts = [str(part) for part in path]
+    if len(parts) > 1 and parts[0] == "experiments" and isinstance(path[1], int) and parts[2:] != ["name"]:
+        experiment = config["experiments"][path[1]]
+        if isinstance(experiment, dict) and isinstance(experiment.get("name"), str) and experiment["name"]:
+            parts[1] = experiment["name"]
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error, root: dict, config: dict) -> str:
+    key = _key(error.absolute_path, config)
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return f"{key}: {error.instance!r} is not allowed; allowed values: {allowed}"
     if error.validator in ("additionalProperties", "unevaluatedProperties", "propertyNames"):
         if error.validator == "propertyNames":
             unknown, allowed = [error.instance], error.schema["propertyNames"].get("enum", [])
-            key = ".".join(str(p) for p in error.absolute_path)
         else:
             allowed = _allowed_keys(error.schema, root)
             unknown = [k for k in error.instance if k not in allowed]
@@ -185,10 +206,16 @@ def _describe(error, root: dict) -> str:
             f"{prefix}{name}: unknown key; allowed keys here: {', '.join(allowed)}" for name in unknown
         )
     if error.validator == "required":
-        return f"{key}: {error.message}"
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return f"{key}: {', '.join(missing)} missing; required keys here: {', '.join(error.validator_value)}"
     if error.validator == "type":
-        return f"{key}: {error.instance!r} is not of type {error.validator_value}"
-    if error.validator in ("oneOf", "anyOf") and error.schema.get("description"):
+        types = [error.validator_value] if isinstance(error.validator_value, str) else error.validator_value
+        allowed = " or ".join(_TYPE_WORDS.get(name, name) for name in types)
+        return f"{key}: {error.instance!r} is not of type {error.validator_value}; allowed: {allowed}"
+    if error.validator == "uniqueItems":
+        repeated = sorted({repr(item) for item in error.instance if error.instance.count(item) > 1})
+        return f"{key}: {error.instance!r} repeats {', '.join(repeated)}; allowed: each item once"
+    if error.validator in ("oneOf", "anyOf", "pattern") and error.schema.get("description"):
         return f"{key}: {error.instance!r} is not allowed; allowed: {error.schema['description']}"
     return f"{key}: {error.message}"
 
@@ -198,7 +225,7 @@ def config_errors(config: dict, schema: dict | None = None) -> list[str]:
     schema = schema or load_schema()
     validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    return [_describe(error, schema) for error in errors]
+    return [_describe(error, schema, config) for error in errors]
 
 
 def prepare_config(config: dict, warn=None) -> None:

@@ -41,6 +41,12 @@ def test_repository_config_is_valid(config):
         (lambda c: c["audio"].update(misaligned="drop"), "audio.misaligned: 'drop' is not allowed; allowed values: 'keep', 'quarantine'"),
         (lambda c: c["datasets"]["mafw"].update(audio={"min_coverage": 1.5}), "datasets.mafw.audio.min_coverage: 1.5 is greater than the maximum of 1"),
         (lambda c: c["audio"].update(max_overrun_s=-1), "audio.max_overrun_s: -1 is less than the minimum of 0"),
+        # what a type error allows; an experiment named by its name, as the later checks name it
+        (lambda c: c["datasets"].update(crema_d=None), "datasets.crema_d: None is not of type object; allowed: a mapping (key: value lines, or {} for none)"),
+        (lambda c: c["datasets"]["enterface"].update(leave_out_speakers=6), "datasets.enterface.leave_out_speakers: 6 is not of type array; allowed: a list, e.g. [a, b] (one item: [a])"),
+        (lambda c: c["experiments"][0].update(labels=["anger", "anger", "sadness"]), "experiments.crema_d_early.labels: ['anger', 'anger', 'sadness'] repeats 'anger'; allowed: each item once"),
+        (lambda c: c["experiments"][0].pop("fusion"), "experiments.crema_d_early: fusion missing; required keys here: name, datasets, fusion"),
+        (lambda c: c["experiments"][0].update(name="crema d early"), "experiments.0.name: 'crema d early' is not allowed; allowed: letters, digits, _ . and - (it names"),
     ],
 )
 def test_invalid_values_name_the_key_and_allowed_values(config, change, expected):
@@ -571,7 +577,7 @@ def test_what_cannot_be_its_keys_type_is_still_named(config):
         prepare_config(config)
     assert "training.learning_rate: 'fast' is not of type number" in str(error.value)
     assert "training.epochs: 3.5 is not of type integer" in str(error.value)
-    assert "experiments.0.folds: '1-3' is not allowed; allowed: \"all\", or a list of the test folds to run" in str(error.value)
+    assert "experiments.crema_d_early.folds: '1-3' is not allowed; allowed: \"all\", or a list of the test folds to run" in str(error.value)
 
 
 def test_home_and_variables_in_paths_are_expanded(config, tmp_path, monkeypatch):
