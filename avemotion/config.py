@@ -314,12 +314,33 @@ NO_CORPUS = (
 )
 
 
+def switched_off_roots(config: dict) -> list[str]:
+    """Datasets whose root is set but that ``enabled: false`` keeps out: a recipe turns off the
+    corpora it does not use, which overrides a root set in the user's own file without a word."""
+    return [name for name, settings in config.get("datasets", {}).items() if settings.get("root") is not None and settings.get("enabled") is False]
+
+
+def dataset_notices(config: dict) -> list[str]:
+    """One line per dataset left out although its root is set."""
+    return [
+        f"avemotion: datasets.{name} takes no part: its root is set but datasets.{name}.enabled is false "
+        f"(as a recipe sets it for the corpora it does not use); set enabled: true to include it"
+        for name in switched_off_roots(config)
+    ]
+
+
 def check_dataset_keys(config: dict) -> None:
     """At least one dataset is enabled, and each enabled one has a root (whether the root holds its
     corpus is the readers' knowledge: avemotion.datasets.check_datasets)."""
     for name, settings in config.get("datasets", {}).items():
         if settings.get("enabled") and settings.get("root") is None:
             raise ConfigError(f"config: datasets.{name}.root: not set, but datasets.{name}.enabled is true; set the corpus root or enabled: false")
+    if not enabled_datasets(config) and switched_off_roots(config):
+        names = switched_off_roots(config)
+        raise ConfigError(
+            f"config: no corpus takes part: {', '.join(f'datasets.{name}.enabled' for name in names)}: false "
+            f"although their roots are set (a recipe sets it for the corpora it does not use); allowed: true for the corpora to use"
+        )
     if not enabled_datasets(config):
         raise ConfigError(NO_CORPUS)
 

@@ -10,6 +10,7 @@ from avemotion.config import (
     SCHEMA_PATH,
     check_model,
     check_openface,
+    dataset_notices,
     enabled_datasets,
     prepare_config,
     preprocess_settings,
@@ -66,7 +67,7 @@ DEMO_ROOTS = {name: DEMO_DIR / name for name in READERS}
 check_datasets(config, generated_roots=DEMO_ROOTS.values())
 check_openface(config)
 check_model(config)
-for notice in check_experiments(config):
+for notice in dataset_notices(config) + check_experiments(config):
     print(notice, file=sys.stderr)
 
 

@@ -81,8 +81,26 @@ def test_disabled_datasets_need_no_root(config):
         config["datasets"][name] = {"enabled": False}
     assert config_errors(config) == []
     check_datasets(config, generated_roots=["resources/demo/mafw"])
-    config["datasets"]["mafw"]["enabled"] = False
+    config["datasets"]["mafw"]["root"] = None
     with pytest.raises(ConfigError, match="no corpus configured"):
+        check_datasets(config)
+
+
+def test_a_root_a_recipe_switches_off_is_said_and_all_switched_off_is_not_called_unconfigured(config):
+    """A recipe turns off the corpora it does not use (enabled: false), which overrides a root the
+    user sets in their own file: README says a corpus takes part when its root is set, so the run
+    says why that corpus is left out; and with every corpus switched off it does not ask for roots
+    that are set."""
+    from avemotion.config import dataset_notices
+
+    assert dataset_notices(config) == []
+    config["datasets"]["enterface"]["enabled"] = False
+    assert dataset_notices(config) == [
+        "avemotion: datasets.enterface takes no part: its root is set but datasets.enterface.enabled is false "
+        "(as a recipe sets it for the corpora it does not use); set enabled: true to include it"
+    ]
+    config["datasets"]["crema_d"]["enabled"] = config["datasets"]["mafw"]["enabled"] = False
+    with pytest.raises(ConfigError, match=r"^config: no corpus takes part: datasets\.crema_d\.enabled, datasets\.enterface\.enabled, datasets\.mafw\.enabled: false although their roots are set"):
         check_datasets(config)
 
 
