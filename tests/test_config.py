@@ -1,6 +1,7 @@
 """Config validation: every error names the key and what is allowed; the mfaw alias; roots."""
 
 import os
+import re
 
 import pytest
 import yaml
@@ -103,6 +104,26 @@ def test_a_root_a_recipe_switches_off_is_said_and_all_switched_off_is_not_called
     with pytest.raises(ConfigError, match=r"^config: no corpus takes part: datasets\.crema_d\.enabled, datasets\.enterface\.enabled, datasets\.mafw\.enabled: false although their roots are set"):
         check_datasets(config)
 
+
+@pytest.mark.parametrize(
+    "dataset, written, meant, allowed",
+    [
+        ("enterface", "s6", 6, "its subjects' numbers 1-44 (e.g. 6 for the folder 'subject 6')"),
+        ("enterface", "subject 6", "6", "its subjects' numbers 1-44"),
+        ("enterface", "06", 6, "its subjects' numbers 1-44"),
+        ("crema_d", 1, 1001, "its actor ids 1001-1091 (a clip name's first part, e.g. 1001)"),
+        ("crema_d", "1001_DFA", "1001", "its actor ids 1001-1091"),
+    ],
+)
+def test_leave_out_speakers_that_cannot_be_the_corpus_speakers_stop_the_run(config, dataset, written, meant, allowed):
+    """A speaker written as the corpus does not name them left out nothing, said only in the index
+    log (as MAFW's unquoted ids did)."""
+    demo_roots = [f"resources/demo/{name}" for name in ("crema_d", "enterface", "mafw")]
+    config["datasets"][dataset]["leave_out_speakers"] = [written]
+    with pytest.raises(ConfigError, match=rf"^config: datasets\.{dataset}\.leave_out_speakers: {re.escape(repr(written))} is not one of .*'s speakers, {re.escape(allowed)}"):
+        check_datasets(config, generated_roots=demo_roots)
+    config["datasets"][dataset]["leave_out_speakers"] = [meant]
+    check_datasets(config, generated_roots=demo_roots)
 
 def test_an_enabled_dataset_without_root_names_the_key(config):
     config["datasets"]["enterface"] = {"enabled": True, "root": None}

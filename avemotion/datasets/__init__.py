@@ -85,11 +85,10 @@ def check_datasets(config: dict, generated_roots=()) -> None:
 
 
 def _check_leave_out_speakers(dataset: str, speakers) -> None:
-    """A listed speaker that cannot be one of the corpus' (a reader's ``leave_out_problem``, where
-    it has one) stops the run: it would leave out nothing, said in the index log only."""
-    problem_of = getattr(reader(dataset), "leave_out_problem", None)
+    """A listed speaker that cannot be one of the corpus' (its reader's ``leave_out_problem``) stops
+    the run: it would leave out nothing, said in the index log only."""
     for speaker in speakers:
-        problem = problem_of(speaker) if problem_of else None
+        problem = reader(dataset).leave_out_problem(speaker)
         if problem:
             raise ConfigError(f"config: datasets.{dataset}.leave_out_speakers: {problem}")
 

@@ -50,6 +50,14 @@ VOTE_MODALITIES = {"voice": 1, "face": 2, "audiovisual": 3}
 VOTE_CODES = {"A": "anger", "D": "disgust", "F": "fear", "H": "happiness", "N": "neutral", "S": "sadness"}
 
 
+def leave_out_problem(speaker) -> str | None:
+    """What is wrong with ``speaker`` as an item of ``leave_out_speakers``: CREMA-D's speakers are its
+    actors' ids; any other value left out nothing, said in the index log only."""
+    if str(speaker) not in {str(actor) for actor in range(FIRST_ACTOR, LAST_ACTOR + 1)}:
+        return f"{speaker!r} is not one of CREMA-D's speakers, its actor ids {FIRST_ACTOR}-{LAST_ACTOR} (a clip name's first part, e.g. 1001)"
+    return None
+
+
 def index_dependencies(root) -> list[Path]:
     """What the index reads: the names in the two media folders and the two metadata tables."""
     root = Path(root)

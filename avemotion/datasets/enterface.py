@@ -26,6 +26,15 @@ FOLD_FIRST_SUBJECTS = (1, 11, 20, 29, 38)
 LAST_SUBJECT = 44
 
 
+def leave_out_problem(speaker) -> str | None:
+    """What is wrong with ``speaker`` as an item of ``leave_out_speakers``: eNTERFACE's speakers are
+    its subjects' numbers (the index writes 6 for the folder "subject 6"); "s6" or "subject 6" left
+    out nothing, said in the index log only."""
+    if str(speaker) not in {str(subject) for subject in range(1, LAST_SUBJECT + 1)}:
+        return f"{speaker!r} is not one of eNTERFACE's speakers, its subjects' numbers 1-{LAST_SUBJECT} (e.g. 6 for the folder 'subject 6')"
+    return None
+
+
 def subject_folders(root) -> list[tuple[int, Path]]:
     root = Path(root)
     folders = []
