@@ -439,6 +439,7 @@ def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_
     with pytest.raises(ConfigError, match=r"its run fold_1 has no train and no validation clips of its labels \(anger, disgust\);.* and labels its corpora have \(experiments\.enterface_hybrid\.labels\)$"):
         check_training_runs(config, {"enterface": only_in_fold_1})
 
+
 def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are_learned(config):
     """The CCC loss of one clip is constant (no gradient): batch_size 1, or 8 on 8 GPUs, left the
     valence/arousal heads at their initial output, silently."""
@@ -447,8 +448,13 @@ def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are
     config = filled(config)
     name = config["experiments"][0]["name"]
     config["training"].update(batch_size=1, gpus=1)
-    with pytest.raises(ConfigError, match=rf"experiments\.{name}\.training\.batch_size: 1 gives 1 clip\(s\) per batch on each of 1 device\(s\).*allowed values: at least 2"):
+    with pytest.raises(ConfigError, match=r"^config: training\.batch_size: 1 gives 1 clip\(s\) per batch on each of 1 device\(s\).*allowed values: at least 2"):
         experiment_settings(config, name)
+    own = config["experiments"][0].setdefault("training", {})
+    own["batch_size"] = 1  # the key named is the one the user wrote
+    with pytest.raises(ConfigError, match=rf"^config: experiments\.{name}\.training\.batch_size: 1 gives 1 clip\(s\)"):
+        experiment_settings(config, name)
+    del own["batch_size"]
     config["training"].update(batch_size=8, gpus=8)
     with pytest.raises(ConfigError, match=r"allowed values: at least 16"):
         experiment_settings(config, name)
@@ -462,6 +468,26 @@ def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are
     config["training"].update(va_loss_weight=0)  # nothing learned from the CCC
     assert experiment_settings(config, name)["training"]["batch_size"] == 1
 
+
+def test_settings_a_training_would_quietly_cut_stop_the_run(config):
+    """More frozen-backbone epochs than epochs, or more test windows than the frames stage stores,
+    were cut to what there is without a word."""
+    from avemotion.train.settings import experiment_settings
+
+    config = filled(config)
+    name = config["experiments"][0]["name"]
+    config["training"].update(epochs=3, frozen_backbone_epochs=3)  # a linear probe: allowed
+    experiment_settings(config, name)
+    config["training"]["frozen_backbone_epochs"] = 10
+    with pytest.raises(ConfigError, match=r"^config: training\.frozen_backbone_epochs: 10 is more than the 3 epochs of training; allowed values: at most 3"):
+        experiment_settings(config, name)
+    config["training"]["frozen_backbone_epochs"] = 0
+    config["frames"]["windows"] = 2
+    config["training"]["test_windows"] = 2
+    experiment_settings(config, name)
+    config["training"]["test_windows"] = 4
+    with pytest.raises(ConfigError, match=r"^config: training\.test_windows: 4 is more than the 2 temporal window\(s\) the frames stage stores for crema_d \(frames\.windows\); allowed values: at most 2, or null"):
+        experiment_settings(config, name)
 
 def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     """The training rules' settings parameter leaves out threads and gpus: changing how many a job

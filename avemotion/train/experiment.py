@@ -228,7 +228,7 @@ def run_experiment_fold(
     if error:
         raise error
     strategy = training_strategy()
-    error = replica_batch_error(training, strategy.num_replicas_in_sync, settings["name"])
+    error = replica_batch_error(training, strategy.num_replicas_in_sync, f"training.batch_size of experiment {settings['name']!r}")
     if error:
         raise error
     log.info(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from avemotion.config import (
+    QUIET_DEFAULTS,
     QUIET_TRAINING,
     ConfigError,
     audio_model_settings,
@@ -89,6 +90,21 @@ def _shared_frames(config: dict, experiment: dict) -> dict:
     return {"num_frames": chosen[1][0], "image_size": chosen[1][1]}
 
 
+def _check_test_windows(config: dict, experiment: dict, test_windows: int | None) -> None:
+    """Evaluation averages ``test_windows`` of the windows the frames stage stored: more than it
+    stores would be cut to what it has without a word."""
+    if test_windows is None:
+        return
+    for dataset in experiment["datasets"]:
+        frames = preprocess_settings(config, dataset)["frames"]
+        stored = frames.get("windows", QUIET_DEFAULTS["frames"]["windows"])
+        if test_windows > stored:
+            raise ConfigError(
+                f"config: {_training_key(experiment, 'test_windows')}: {test_windows} is more than the {stored} temporal "
+                f"window(s) the frames stage stores for {dataset} (frames.windows); allowed values: at most {stored}, or null for all"
+            )
+
+
 def _checked_labels(experiment: dict) -> list[str]:
     """The experiment's labels: each must be a class of at least one of its corpora."""
     name, datasets = experiment["name"], experiment["datasets"]
@@ -139,7 +155,7 @@ def training_devices(training: dict) -> int:
     return 1 if training.get("backend") == "jax" else max(1, training.get("gpus", 1))
 
 
-def replica_batch_error(training: dict, replicas: int, experiment: str) -> ConfigError | None:
+def replica_batch_error(training: dict, replicas: int, key: str) -> ConfigError | None:
     """Each replica takes its own share of a batch, and the valence/arousal loss (1 - CCC) is taken
     per replica's batch: on one clip it is constant, with no gradient at all, so a batch of one clip
     per replica would leave the valence and arousal heads untrained, silently (None when it fits)."""
@@ -147,10 +163,18 @@ def replica_batch_error(training: dict, replicas: int, experiment: str) -> Confi
     if batch_size // replicas >= 2 or not training["va_loss_weight"]:
         return None
     return ConfigError(
-        f"config: experiments.{experiment}.training.batch_size: {batch_size} gives {batch_size // replicas} clip(s) per batch "
+        f"config: {key}: {batch_size} gives {batch_size // replicas} clip(s) per batch "
         f"on each of {replicas} device(s), and the valence/arousal loss (CCC, taken per device's batch, also with "
         f"accumulation_steps) has no gradient on one clip; allowed values: at least {2 * replicas}, or training.va_loss_weight: 0"
     )
+
+
+def _training_key(experiment: dict, key: str) -> str:
+    """The config key a training setting of ``experiment`` came from: its own training block, or
+    the global one."""
+    if key in (experiment.get("training") or {}):
+        return f"experiments.{experiment['name']}.training.{key}"
+    return f"training.{key}"
 
 
 def experiment_settings(config: dict, name: str) -> dict:
@@ -165,13 +189,18 @@ def experiment_settings(config: dict, name: str) -> dict:
         raise ConfigError(f"config: experiments.{name}.labels: {labels} leaves fewer than two classes to learn")
     model = audio_model_settings({**config["model"], **(experiment.get("model") or {})})  # audio_* only for Whisper
     training = {**config["training"], **(experiment.get("training") or {})}
-    error = replica_batch_error(training, training_devices(training), name)
+    error = replica_batch_error(training, training_devices(training), _training_key(experiment, "batch_size"))
     if error:
         raise error
     low, high = training.get("crop_scale", QUIET_TRAINING["crop_scale"])
     if low > high:
-        where = f"experiments.{name}.training" if "crop_scale" in (experiment.get("training") or {}) else "training"
-        raise ConfigError(f"config: {where}.crop_scale: {[low, high]} has its low end above its high end; allowed: [low, high] with 0 < low <= high <= 1")
+        raise ConfigError(f"config: {_training_key(experiment, 'crop_scale')}: {[low, high]} has its low end above its high end; allowed: [low, high] with 0 < low <= high <= 1")
+    if training["frozen_backbone_epochs"] > training["epochs"]:
+        raise ConfigError(
+            f"config: {_training_key(experiment, 'frozen_backbone_epochs')}: {training['frozen_backbone_epochs']} is more than the "
+            f"{training['epochs']} epochs of training; allowed values: at most {training['epochs']} (training.epochs)"
+        )
+    _check_test_windows(config, experiment, training.get("test_windows", QUIET_TRAINING["test_windows"]))
     return {
         "name": name,
         "datasets": list(experiment["datasets"]),
