@@ -593,6 +593,7 @@ def test_test_windows_reach_the_model_settings_and_all_windows_retrain_nothing(c
     from avemotion.train.settings import model_settings
 
     config = filled(config)
+    config["frames"]["windows"] = 2
     before = model_settings(config, "crema_d_early")
     assert config["training"]["test_windows"] is None and "test_windows" not in before["training"]
     config["training"]["test_windows"] = 2
