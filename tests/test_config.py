@@ -346,6 +346,21 @@ def test_a_root_holding_another_corpus_says_which(mafw_tree, crema_d_tree):
     check_datasets(product_config(crema_d=crema_d_tree, mafw=mafw_tree))
 
 
+def test_a_root_inside_the_corpus_a_file_or_an_unset_variable_says_so(mafw_tree, crema_d_tree, tmp_path, monkeypatch):
+    """A root set to the corpus' media folder (CREMA-D's VideoFlash, MAFW's data/clips), to a file of
+    the corpus, or through a variable the shell does not have: each says what to set instead."""
+    with pytest.raises(DatasetRootError, match=rf"no VideoFlash/\*\.flv under '.*VideoFlash'; '{crema_d_tree}' above it holds crema_d's layout: set the root to that folder"):
+        check_datasets(product_config(crema_d=crema_d_tree / "VideoFlash"))
+    with pytest.raises(DatasetRootError, match=rf"'{mafw_tree}' above it holds mafw's layout"):
+        check_datasets(product_config(mafw=mafw_tree / "data" / "clips"))
+    table = tmp_path / "VideoDemographics.csv"
+    table.write_text("ActorID,Age,Sex,Race,Ethnicity\n")
+    with pytest.raises(DatasetRootError, match=r"^dataset 'crema_d': root '.*VideoDemographics\.csv' is a file, not the corpus' folder \(config key datasets\.crema_d\.root\)$"):
+        check_datasets(product_config(crema_d=table))
+    monkeypatch.delenv("CORPORA_XYZ", raising=False)
+    with pytest.raises(DatasetRootError, match=r"root directory '\$CORPORA_XYZ/CREMA-D' does not exist; \$CORPORA_XYZ is not set in this environment"):
+        check_datasets(product_config(crema_d="$CORPORA_XYZ/CREMA-D"))
+
 def test_mafw_without_its_split_files_is_an_error_before_any_job(tmp_path):
     (tmp_path / "data" / "clips").mkdir(parents=True)
     (tmp_path / "data" / "clips" / "00001.mp4").touch()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -46,9 +47,13 @@ def check_root(dataset: str, root) -> Path:
             f"dataset '{dataset}': root directory '{root}' holds {{ or }}, which Snakemake reads as wildcards in the "
             f"file names of a job (config key datasets.{dataset}.root; use a path without them, e.g. a symlink)"
         )
+    if root.exists() and not root.is_dir():
+        raise DatasetRootError(f"dataset '{dataset}': root '{root}' is a file, not the corpus' folder (config key datasets.{dataset}.root)")
     if not root.is_dir():
+        unset = [name for name in re.findall(r"\$\{?(\w+)\}?", str(root)) if name not in os.environ]
+        why = f"; ${', $'.join(unset)} is not set in this environment" if unset else ""
         raise DatasetRootError(
-            f"dataset '{dataset}': root directory '{root}' does not exist (config key "
+            f"dataset '{dataset}': root directory '{root}' does not exist{why} (config key "
             f"datasets.{dataset}.root; a relative path is read from the working directory "
             f"'{Path.cwd()}'; or set datasets.{dataset}.enabled: false)"
         )
@@ -63,6 +68,9 @@ def check_layout(dataset: str, root) -> Path:
     if problem:
         others = [name for name, module in READERS.items() if name != dataset and module.layout_problem(root) is None]
         looks = f"; it holds the layout of {' and '.join(others)}" if others else ""
+        # a root set to a folder inside the corpus (CREMA-D's VideoFlash, MAFW's data/clips)
+        inside = next((parent for parent in list(root.absolute().parents)[:2] if reader(dataset).layout_problem(parent) is None), None)
+        looks += f"; '{inside}' above it holds {dataset}'s layout: set the root to that folder" if inside else ""
         raise DatasetRootError(
             f"dataset '{dataset}': {problem} under '{root}'{looks} (config key datasets.{dataset}.root; "
             f"or leave it unset to leave {dataset} out)"
