@@ -190,11 +190,12 @@ def _key(path, config: dict) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _describe(error, root: dict, config: dict) -> str:
+def _describe(error, root: dict, config: dict) -> list[str]:
+    """The lines that say what is wrong: one per unknown key, as every other mistake has."""
     key = _key(error.absolute_path, config)
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
-        return f"{key}: {error.instance!r} is not allowed; allowed values: {allowed}"
+        return [f"{key}: {error.instance!r} is not allowed; allowed values: {allowed}"]
     if error.validator in ("additionalProperties", "unevaluatedProperties", "propertyNames"):
         if error.validator == "propertyNames":
             unknown, allowed = [error.instance], error.schema["propertyNames"].get("enum", [])
@@ -202,22 +203,20 @@ def _describe(error, root: dict, config: dict) -> str:
             allowed = _allowed_keys(error.schema, root)
             unknown = [k for k in error.instance if k not in allowed]
         prefix = f"{key}." if key != "(top level)" else ""
-        return "; ".join(
-            f"{prefix}{name}: unknown key; allowed keys here: {', '.join(allowed)}" for name in unknown
-        )
+        return [f"{prefix}{name}: unknown key; allowed keys here: {', '.join(allowed)}" for name in unknown]
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
-        return f"{key}: {', '.join(missing)} missing; required keys here: {', '.join(error.validator_value)}"
+        return [f"{key}: {', '.join(missing)} missing; required keys here: {', '.join(error.validator_value)}"]
     if error.validator == "type":
         types = [error.validator_value] if isinstance(error.validator_value, str) else error.validator_value
         allowed = " or ".join(_TYPE_WORDS.get(name, name) for name in types)
-        return f"{key}: {error.instance!r} is not of type {error.validator_value}; allowed: {allowed}"
+        return [f"{key}: {error.instance!r} is not of type {error.validator_value}; allowed: {allowed}"]
     if error.validator == "uniqueItems":
         repeated = sorted({repr(item) for item in error.instance if error.instance.count(item) > 1})
-        return f"{key}: {error.instance!r} repeats {', '.join(repeated)}; allowed: each item once"
+        return [f"{key}: {error.instance!r} repeats {', '.join(repeated)}; allowed: each item once"]
     if error.validator in ("oneOf", "anyOf", "pattern") and error.schema.get("description"):
-        return f"{key}: {error.instance!r} is not allowed; allowed: {error.schema['description']}"
-    return f"{key}: {error.message}"
+        return [f"{key}: {error.instance!r} is not allowed; allowed: {error.schema['description']}"]
+    return [f"{key}: {error.message}"]
 
 
 def config_errors(config: dict, schema: dict | None = None) -> list[str]:
@@ -225,7 +224,7 @@ def config_errors(config: dict, schema: dict | None = None) -> list[str]:
     schema = schema or load_schema()
     validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    return [_describe(error, schema, config) for error in errors]
+    return [line for error in errors for line in _describe(error, schema, config)]
 
 
 def prepare_config(config: dict, warn=None) -> None:

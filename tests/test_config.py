@@ -57,6 +57,10 @@ def test_invalid_values_name_the_key_and_allowed_values(config, change, expected
     assert expected in str(error.value)
 
 
+def test_each_unknown_key_is_a_line_of_its_own(config):
+    config["training"].update(epoch=3, batchsize=4)
+    assert sorted(error.split(":")[0] for error in config_errors(config)) == ["training.batchsize", "training.epoch"]
+
 def test_mfaw_is_an_alias_of_mafw_with_one_warning(config):
     config["datasets"]["mfaw"] = config["datasets"].pop("mafw")
     warnings = []
