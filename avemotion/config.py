@@ -171,7 +171,7 @@ def typed_scalars(value, schema: dict, root: dict):
 # How the schema's types read in a message's "allowed" part
 _TYPE_WORDS = {
     "object": "a mapping (key: value lines, or {} for none)",
-    "array": "a list, e.g. [a, b] (one item: [a])",
+    "array": "a list, e.g. [a, b]",
     "string": "text",
     "integer": "a whole number",
     "number": "a number",
@@ -210,6 +210,8 @@ def _describe(error, root: dict, config: dict) -> list[str]:
     if error.validator == "type":
         types = [error.validator_value] if isinstance(error.validator_value, str) else error.validator_value
         allowed = " or ".join(_TYPE_WORDS.get(name, name) for name in types)
+        if "array" in types and error.schema.get("minItems", 0) <= 1:
+            allowed += " (one item: [a])"  # a list of one written as its item (leave_out_speakers: 6)
         return [f"{key}: {error.instance!r} is not of type {error.validator_value}; allowed: {allowed}"]
     if error.validator == "uniqueItems":
         repeated = sorted({repr(item) for item in error.instance if error.instance.count(item) > 1})

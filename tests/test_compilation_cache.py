@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -66,8 +67,13 @@ def test_a_young_entry_may_be_a_write_in_progress_and_is_left(tmp_path):
     (entry,) = cache.glob("jit_step-*-cache")
     entry.write_bytes(entry.read_bytes()[:10])
     assert remove_cut_entries(cache, min_age_s=600) == [] and entry.exists()
+    record = cache / WHOLE_ENTRIES  # not taken for whole: it is read once it is older
+    assert not record.exists() or entry.name not in json.loads(record.read_text())
     age(entry, 601)
+    atime = cache / entry.name.replace("-cache", "-atime")  # JAX's last use of it, where it evicts entries
+    atime.write_bytes(b"\0" * 8)
     assert remove_cut_entries(cache, min_age_s=600) == [entry.name]
+    assert not entry.exists() and not atime.exists()
 
 
 def test_entries_found_whole_are_not_read_again_until_they_change(tmp_path, monkeypatch):
@@ -103,6 +109,19 @@ def test_a_cut_entry_that_cannot_be_removed_is_said_and_the_job_goes_on(tmp_path
     assert remove_cut_entries(cache) == [] and entry.exists()
     assert f"{entry.name} is cut short" in caplog.text and "cannot be removed ([Errno 13] Permission denied" in caplog.text
 
+
+def test_a_cache_folder_not_ours_to_write_does_not_stop_the_job(tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "jax"
+    compile_step(cache)
+    for entry in cache.glob("*-cache"):
+        age(entry, 3600)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)  # the record cannot be written
+    assert remove_cut_entries(cache) == []
+    assert "cannot record its whole entries ([Errno 13] Permission denied)" in caplog.text
 
 def test_no_cache_yet_is_nothing_to_do(tmp_path):
     assert remove_cut_entries(tmp_path / "jax") == []

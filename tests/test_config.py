@@ -8,7 +8,7 @@ import yaml
 
 from snakemake.utils import validate
 
-from avemotion.config import QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, ConfigError, check_model, config_errors, load_schema, prepare_config
+from avemotion.config import QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, ConfigError, check_model, config_errors, dataset_notices, load_schema, prepare_config
 from avemotion.datasets import DatasetRootError, check_datasets, walk
 from avemotion.presets import VARIANTS
 from conftest import demo_settings
@@ -45,6 +45,7 @@ def test_repository_config_is_valid(config):
         # what a type error allows; an experiment named by its name, as the later checks name it
         (lambda c: c["datasets"].update(crema_d=None), "datasets.crema_d: None is not of type object; allowed: a mapping (key: value lines, or {} for none)"),
         (lambda c: c["datasets"]["enterface"].update(leave_out_speakers=6), "datasets.enterface.leave_out_speakers: 6 is not of type array; allowed: a list, e.g. [a, b] (one item: [a])"),
+        (lambda c: c["experiments"][0].update(folds=[1, 1]), "experiments.crema_d_early.folds: [1, 1] is not allowed; allowed: \"all\", or a list of the test folds to run, each one of the protocol's folds 1-5 and named once"),
         (lambda c: c["experiments"][0].update(labels=["anger", "anger", "sadness"]), "experiments.crema_d_early.labels: ['anger', 'anger', 'sadness'] repeats 'anger'; allowed: each item once"),
         (lambda c: c["experiments"][0].pop("fusion"), "experiments.crema_d_early: fusion missing; required keys here: name, datasets, fusion"),
         (lambda c: c["experiments"][0].update(name="crema d early"), "experiments.0.name: 'crema d early' is not allowed; allowed: letters, digits, _ . and - (it names"),
@@ -60,6 +61,7 @@ def test_invalid_values_name_the_key_and_allowed_values(config, change, expected
 def test_each_unknown_key_is_a_line_of_its_own(config):
     config["training"].update(epoch=3, batchsize=4)
     assert sorted(error.split(":")[0] for error in config_errors(config)) == ["training.batchsize", "training.epoch"]
+
 
 def test_mfaw_is_an_alias_of_mafw_with_one_warning(config):
     config["datasets"]["mfaw"] = config["datasets"].pop("mafw")
@@ -96,8 +98,6 @@ def test_a_root_a_recipe_switches_off_is_said_and_all_switched_off_is_not_called
     user sets in their own file: README says a corpus takes part when its root is set, so the run
     says why that corpus is left out; and with every corpus switched off it does not ask for roots
     that are set."""
-    from avemotion.config import dataset_notices
-
     assert dataset_notices(config) == []
     config["datasets"]["enterface"]["enabled"] = False
     assert dataset_notices(config) == [
@@ -112,9 +112,12 @@ def test_a_root_a_recipe_switches_off_is_said_and_all_switched_off_is_not_called
 @pytest.mark.parametrize(
     "dataset, written, meant, allowed",
     [
-        ("enterface", "s6", 6, "its subjects' numbers 1-44 (e.g. 6 for the folder 'subject 6')"),
+        ("enterface", "s6", 6, "its subjects' numbers 1-44 without leading zeros (e.g. 6 for the folder 'subject 6')"),
         ("enterface", "subject 6", "6", "its subjects' numbers 1-44"),
-        ("enterface", "06", 6, "its subjects' numbers 1-44"),
+        ("enterface", "06", 6, "its subjects' numbers 1-44 without leading zeros"),
+        ("enterface", 0, 1, "its subjects' numbers 1-44"),
+        ("enterface", 45, 44, "its subjects' numbers 1-44"),
+        ("crema_d", 1092, 1091, "its actor ids 1001-1091"),
         ("crema_d", 1, 1001, "its actor ids 1001-1091 (a clip name's first part, e.g. 1001)"),
         ("crema_d", "1001_DFA", "1001", "its actor ids 1001-1091"),
     ],
@@ -128,6 +131,7 @@ def test_leave_out_speakers_that_cannot_be_the_corpus_speakers_stop_the_run(conf
         check_datasets(config, generated_roots=demo_roots)
     config["datasets"][dataset]["leave_out_speakers"] = [meant]
     check_datasets(config, generated_roots=demo_roots)
+
 
 def test_an_enabled_dataset_without_root_names_the_key(config):
     config["datasets"]["enterface"] = {"enabled": True, "root": None}
@@ -267,7 +271,7 @@ def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
     "experiments, expected",
     [
         ([{"name": "a", "datasets": ["crema_d"], "fusion": "early"}] * 2, "names must be unique; repeated: a"),
-        ([{"name": "m", "datasets": ["crema_d", "mafw"], "fusion": "late"}], "experiment 'm' mixes crema_d (4 frames of 64 px) and mafw (16 of 64)"),
+        ([{"name": "m", "datasets": ["crema_d", "mafw"], "fusion": "late"}], "experiment 'm' mixes crema_d (4 frames of 64 px, 1 window(s)) and mafw (16 of 64, 1)"),
         ([{"name": "e", "datasets": ["enterface"], "fusion": "early", "labels": ["anger"]}], "leaves fewer than two classes"),
     ],
 )
@@ -365,6 +369,7 @@ def test_a_root_inside_the_corpus_a_file_or_an_unset_variable_says_so(mafw_tree,
     with pytest.raises(DatasetRootError, match=r"root directory '\$CORPORA_XYZ/CREMA-D' does not exist; \$CORPORA_XYZ is not set in this environment"):
         check_datasets(product_config(crema_d="$CORPORA_XYZ/CREMA-D"))
 
+
 def test_mafw_without_its_split_files_is_an_error_before_any_job(tmp_path):
     (tmp_path / "data" / "clips").mkdir(parents=True)
     (tmp_path / "data" / "clips" / "00001.mp4").touch()
@@ -457,6 +462,11 @@ def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_
     next(e for e in config["experiments"] if e["name"] == "enterface_hybrid")["labels"] = ["anger", "disgust"]
     with pytest.raises(ConfigError, match=r"its run fold_1 has no train and no validation clips of its labels \(anger, disgust\);.* and labels its corpora have \(experiments\.enterface_hybrid\.labels\)$"):
         check_training_runs(config, {"enterface": only_in_fold_1})
+    # a partial copy: one subject outside fold 1 trains, and none is left to validate on
+    two_subjects = manifest[manifest["speaker"].isin(sorted(manifest.loc[manifest["fold"] == 1, "speaker"])[:1] + sorted(manifest.loc[manifest["fold"] == 2, "speaker"])[:1])]
+    next(e for e in config["experiments"] if e["name"] == "enterface_hybrid").update(labels=None, folds=[1])
+    with pytest.raises(ConfigError, match=r"its run fold_1 has no validation clips: they come from the speakers it trains on .*none of its corpora has two or more of them"):
+        check_training_runs(config, {"enterface": two_subjects})
 
 
 def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are_learned(config):
@@ -505,8 +515,31 @@ def test_settings_a_training_would_quietly_cut_stop_the_run(config):
     config["training"]["test_windows"] = 2
     experiment_settings(config, name)
     config["training"]["test_windows"] = 4
-    with pytest.raises(ConfigError, match=r"^config: training\.test_windows: 4 is more than the 2 temporal window\(s\) the frames stage stores for crema_d \(frames\.windows\); allowed values: at most 2, or null"):
+    with pytest.raises(ConfigError, match=r"^config: training\.test_windows: 4 is more than the 2 temporal window\(s\) the frames stage stores \(frames\.windows\); allowed values: at most 2, or null"):
         experiment_settings(config, name)
+    # the keys named are the ones written: a corpus' own windows, an experiment's own epochs
+    config["datasets"]["crema_d"]["frames"] = {"windows": 3}
+    with pytest.raises(ConfigError, match=r"4 is more than the 3 temporal window\(s\) the frames stage stores \(datasets\.crema_d\.frames\.windows\)"):
+        experiment_settings(config, name)
+    config["training"]["test_windows"] = None
+    config["experiments"][0]["training"] = {**config["experiments"][0].get("training", {}), "epochs": 2, "frozen_backbone_epochs": 5}
+    with pytest.raises(ConfigError, match=rf"^config: experiments\.{name}\.training\.frozen_backbone_epochs: 5 is more than the 2 epochs.*at most 2 \(experiments\.{name}\.training\.epochs\)$"):
+        experiment_settings(config, name)
+
+
+def test_a_mixture_of_corpora_storing_different_windows_stops_the_run(config):
+    """The shards of a mixture are read as one stream: corpora storing different numbers of temporal
+    windows failed in the training job, after all preprocessing."""
+    from avemotion.train.settings import experiment_settings
+
+    config = filled(config)
+    config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid"}]
+    config["datasets"]["crema_d"]["frames"] = {"windows": 2}
+    with pytest.raises(ConfigError, match=r"experiment 'mix' mixes crema_d \(4 frames of 64 px, 2 window\(s\)\) and enterface \(4 of 64, 1\); set datasets\.<name>\.frames\.num_frames, input_size and windows alike"):
+        experiment_settings(config, "mix")
+    config["datasets"]["enterface"]["frames"] = {"windows": 2}
+    experiment_settings(config, "mix")
+
 
 def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     """The training rules' settings parameter leaves out threads and gpus: changing how many a job
@@ -536,6 +569,7 @@ def test_adding_a_fold_or_dropping_the_final_model_retrains_no_run_already_train
     assert experiment_settings(config, "crema_d_early")["folds"] == [1, 2, 3]
     experiment["labels"] = experiment_settings(config, "crema_d_early")["labels"][:3]
     assert model_settings(config, "crema_d_early") != before
+
 
 def test_short_and_truncated_clip_policies_are_set_globally_or_per_dataset_and_keep_rerun_nothing(config):
     """frames.short_clips and frames.truncated_clips reach the frames stage globally or per dataset;

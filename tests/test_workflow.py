@@ -220,6 +220,8 @@ def test_mfaw_alias_is_accepted_with_a_warning(tmp_path):
     result = run_snakemake(tmp_path, "index", "-n", "--configfile", config)
     assert "datasets.mfaw is read as datasets.mafw" in result.stdout + result.stderr
     assert "dataset=mafw" not in result.stdout
+    # the demo config sets its root: the run says why it is left out (as a recipe's enabled: false would)
+    assert "avemotion: datasets.mafw takes no part: its root is set but datasets.mafw.enabled is false" in result.stderr
 
 
 def test_a_fresh_clone_with_no_corpus_configured_says_which_keys_to_set(tmp_path):

@@ -7,8 +7,9 @@ adding, removing or renaming a clip reruns the index while a re-encoded clip doe
 ``SPEAKER_IDS`` (whether its speaker column names people: MAFW's does not) and
 ``layout_problem(root)`` (None when the root looks like that corpus, else what was expected: the
 config check, :func:`check_datasets`, runs it before any job, so a root that holds another corpus or
-nothing stops the run), and, where some ids cannot be the corpus' speakers, ``leave_out_problem(speaker)``
-(what is wrong with such an item of ``leave_out_speakers``; the config check stops on it).
+nothing stops the run) and ``leave_out_problem(speaker)`` (None when ``speaker`` can be one of the
+corpus' speakers, else what is wrong with it as an item of ``leave_out_speakers``; the config check
+stops on it).
 The classes themselves are plain data in avemotion.labels (``CORPUS_LABELS``).
 """
 

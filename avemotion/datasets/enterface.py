@@ -31,7 +31,7 @@ def leave_out_problem(speaker) -> str | None:
     its subjects' numbers (the index writes 6 for the folder "subject 6"); "s6" or "subject 6" left
     out nothing, said in the index log only."""
     if str(speaker) not in {str(subject) for subject in range(1, LAST_SUBJECT + 1)}:
-        return f"{speaker!r} is not one of eNTERFACE's speakers, its subjects' numbers 1-{LAST_SUBJECT} (e.g. 6 for the folder 'subject 6')"
+        return f"{speaker!r} is not one of eNTERFACE's speakers, its subjects' numbers 1-{LAST_SUBJECT} without leading zeros (e.g. 6 for the folder 'subject 6')"
     return None
 
 

@@ -85,3 +85,5 @@ def _write_record(whole: dict, path: Path) -> None:
             tmp.write_text(json.dumps(whole, separators=(",", ":")))
     except FileNotFoundError:
         pass  # a shared file system whose clock runs far from ours took our file for a dead writer's
+    except OSError as error:  # a folder not ours to write (JAX then only warns that it cannot add entries)
+        log.warning("JAX compilation cache: cannot record its whole entries (%s); they are read again by the next job", error)

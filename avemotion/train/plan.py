@@ -60,6 +60,12 @@ def empty_split_error(run: dict, labels: list[str]) -> ConfigError | None:
     if not empty:
         return None
     name = run["experiment"]
+    if empty == ["validation"]:
+        return ConfigError(
+            f"config: experiments.{name}: its run {run['run']} has no validation clips: they come from the speakers it trains "
+            f"on (training.validation_fraction of each corpus' speakers), and none of its corpora has two or more of them "
+            f"(a partial copy?); allowed: corpora with at least two speakers outside each test fold"
+        )
     return ConfigError(
         f"config: experiments.{name}: its run {run['run']} has no {' and no '.join(empty)} clips of its labels "
         f"({', '.join(labels)}); allowed: folds that hold clips (experiments.{name}.folds) and labels its "

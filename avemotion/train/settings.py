@@ -76,33 +76,37 @@ def experiment_folds(experiment: dict) -> list[int]:
 
 
 def _shared_frames(config: dict, experiment: dict) -> dict:
-    """A mixture trains one network, so its datasets must sample frames alike."""
+    """A mixture trains one network on one stream of examples, so its datasets must sample frames
+    alike (and store as many temporal windows: the shards are read as one)."""
     chosen = None
     for dataset in experiment["datasets"]:
         frames = preprocess_settings(config, dataset)["frames"]
-        key = (frames["num_frames"], frames["input_size"])
+        key = (frames["num_frames"], frames["input_size"], _stored_windows(frames))
         if chosen is not None and key != chosen[1]:
             raise ConfigError(
-                f"config: experiment {experiment['name']!r} mixes {chosen[0]} ({chosen[1][0]} frames of {chosen[1][1]} px) "
-                f"and {dataset} ({key[0]} of {key[1]}); set datasets.<name>.frames.num_frames and input_size alike"
+                f"config: experiment {experiment['name']!r} mixes {chosen[0]} ({chosen[1][0]} frames of {chosen[1][1]} px, {chosen[1][2]} window(s)) "
+                f"and {dataset} ({key[0]} of {key[1]}, {key[2]}); set datasets.<name>.frames.num_frames, input_size and windows alike"
             )
         chosen = chosen or (dataset, key)
     return {"num_frames": chosen[1][0], "image_size": chosen[1][1]}
 
 
+def _stored_windows(frames: dict) -> int:
+    return frames.get("windows", QUIET_DEFAULTS["frames"]["windows"])
+
+
 def _check_test_windows(config: dict, experiment: dict, test_windows: int | None) -> None:
-    """Evaluation averages ``test_windows`` of the windows the frames stage stored: more than it
-    stores would be cut to what it has without a word."""
-    if test_windows is None:
-        return
-    for dataset in experiment["datasets"]:
-        frames = preprocess_settings(config, dataset)["frames"]
-        stored = frames.get("windows", QUIET_DEFAULTS["frames"]["windows"])
-        if test_windows > stored:
-            raise ConfigError(
-                f"config: {_training_key(experiment, 'test_windows')}: {test_windows} is more than the {stored} temporal "
-                f"window(s) the frames stage stores for {dataset} (frames.windows); allowed values: at most {stored}, or null for all"
-            )
+    """Evaluation averages ``test_windows`` of the windows the frames stage stored (alike for the
+    corpora of a mixture: :func:`_shared_frames`): more than it stores would be cut to what it has
+    without a word."""
+    dataset = experiment["datasets"][0]
+    stored = _stored_windows(preprocess_settings(config, dataset)["frames"])
+    if test_windows is not None and test_windows > stored:
+        where = f"datasets.{dataset}.frames.windows" if "windows" in (config["datasets"][dataset].get("frames") or {}) else "frames.windows"
+        raise ConfigError(
+            f"config: {_training_key(experiment, 'test_windows')}: {test_windows} is more than the {stored} temporal "
+            f"window(s) the frames stage stores ({where}); allowed values: at most {stored}, or null for all"
+        )
 
 
 def _checked_labels(experiment: dict) -> list[str]:
@@ -198,7 +202,7 @@ def experiment_settings(config: dict, name: str) -> dict:
     if training["frozen_backbone_epochs"] > training["epochs"]:
         raise ConfigError(
             f"config: {_training_key(experiment, 'frozen_backbone_epochs')}: {training['frozen_backbone_epochs']} is more than the "
-            f"{training['epochs']} epochs of training; allowed values: at most {training['epochs']} (training.epochs)"
+            f"{training['epochs']} epochs of training; allowed values: at most {training['epochs']} ({_training_key(experiment, 'epochs')})"
         )
     _check_test_windows(config, experiment, training.get("test_windows", QUIET_TRAINING["test_windows"]))
     return {
