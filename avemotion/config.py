@@ -471,16 +471,19 @@ def check_model(config: dict) -> None:
         if pretrained and not Path(pretrained).exists():
             raise ConfigError(f"config: {where}.pretrained: {pretrained!r} does not exist (a file or folder of VideoMAE weights, or null)")
     variant = variant_settings(model["variant"])
+    problems = []
     for name in enabled_datasets(config):
         frames = preprocess_settings(config, name)["frames"]
         own = config["datasets"][name].get("frames") or {}
         for setting, unit in (("num_frames", "tubelet_size"), ("input_size", "patch_size")):
             if frames[setting] % variant[unit]:
                 key = f"datasets.{name}.frames.{setting}" if setting in own else f"frames.{setting}"
-                raise ConfigError(
+                problems.append(
                     f"config: {key}: {frames[setting]} is not allowed with model.variant {model['variant']!r}; "
                     f"allowed values: multiples of {variant[unit]} (the VideoMAE {unit.replace('_', ' ')})"
                 )
+    if problems:  # every one at once (a global key once): fixed one run at a time, the next showed only then
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
 
 
 # ---- the audio branch (model.audio_*) ---------------------------------------------------------

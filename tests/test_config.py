@@ -236,6 +236,8 @@ def test_schema_variants_are_the_registry():
         (lambda c, tmp: c["model"].update(pretrained=str(tmp / "videomae-base")), "model.pretrained: '{tmp}/videomae-base' does not exist"),
         (lambda c, tmp: c["frames"].update(num_frames=7), "frames.num_frames: 7 is not allowed with model.variant 'tiny'; allowed values: multiples of 2"),
         (lambda c, tmp: c["datasets"]["mafw"].update(frames={"input_size": 200}), "datasets.mafw.frames.input_size: 200 is not allowed with model.variant 'tiny'; allowed values: multiples of 16"),
+        # both at once, not one per run
+        (lambda c, tmp: c["frames"].update(num_frames=15, input_size=150), "config: frames.num_frames: 15 is not allowed with model.variant 'tiny'; allowed values: multiples of 2 (the VideoMAE tubelet size)\nconfig: frames.input_size: 150 is not allowed"),
     ],
 )
 def test_model_settings_are_checked_before_any_job(config, tmp_path, change, expected):
@@ -245,6 +247,7 @@ def test_model_settings_are_checked_before_any_job(config, tmp_path, change, exp
     with pytest.raises(ConfigError) as error:
         check_model(config)
     assert expected.format(tmp=tmp_path) in str(error.value)
+    assert len(str(error.value).splitlines()) == len(set(str(error.value).splitlines()))  # a global key named once
 
 
 def filled(config) -> dict:
