@@ -12,6 +12,8 @@ and the face stage uses them.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 import shutil
@@ -380,13 +382,32 @@ DEFAULT_TEST_VIEWS = QUIET_TRAINING["test_views"]
 DEFAULT_TEST_WINDOWS = QUIET_TRAINING["test_windows"]
 
 
+# Settings that only one choice of another reads: (section, key) -> (the other key, that choice).
+# Otherwise they hold their default in the jobs' params, so a value nothing reads reruns nothing
+# (the default, not left out: params of results made before stay the same).
+READ_ONLY_WITH = {
+    ("frames", "face_margin"): ("crop", "face"),
+    ("face", "openface_bin"): ("backend", "openface"),
+    ("face", "openface_args"): ("backend", "openface"),
+}
+
+
+@functools.cache
+def _schema_defaults(section: str) -> dict:
+    return {key: spec["default"] for key, spec in load_schema()["properties"][section]["properties"].items() if "default" in spec}
+
+
 def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
     """A dataset's effective frames/audio/face settings: the global ones with its own overrides
-    (without the :data:`QUIET_DEFAULTS` keys that hold their default)."""
+    (without the :data:`QUIET_DEFAULTS` keys that hold their default, and with the
+    :data:`READ_ONLY_WITH` keys that nothing reads at their default)."""
     own = config["datasets"][dataset]
     settings = {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
     if settings["frames"].get("sampling", QUIET_DEFAULTS["frames"]["sampling"]) == "segments":
         settings["frames"].pop("sampling_rate", None)  # only dense sampling reads it
+    for (section, key), (other, reader) in READ_ONLY_WITH.items():
+        if key in settings[section] and settings[section].get(other) != reader:
+            settings[section][key] = copy.deepcopy(_schema_defaults(section)[key])
     for section, defaults in QUIET_DEFAULTS.items():
         for key, value in defaults.items():
             if settings[section].get(key, value) == value:

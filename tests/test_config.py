@@ -595,6 +595,25 @@ def test_short_and_truncated_clip_policies_are_set_globally_or_per_dataset_and_k
     assert preprocess_settings(config, "crema_d")["frames"] == before
 
 
+def test_a_setting_that_only_another_choice_reads_reruns_nothing(config):
+    """face_margin is read by the face-square crop only, openface_* by the OpenFace backend only:
+    changed under another choice they changed the chunk jobs' params and reran every face and frames
+    chunk, fusion and training. They hold their default there, so results made before keep theirs."""
+    from avemotion.preprocess.plan import job_settings
+    from avemotion.train.settings import model_settings
+
+    config = filled(config)
+    config["datasets"]["crema_d"]["frames"] = {"crop": "aligned"}
+    before = {stage: job_settings(config, "crema_d", stage) for stage in ("face", "frames")}
+    trained = model_settings(config, "crema_d_early")
+    config["frames"]["face_margin"] = 0.4  # read by the other corpora's face crops
+    config["face"]["openface_args"] = ["-mloc", "model/main_clnf_general.txt"]  # the backend is facemesh
+    assert {stage: job_settings(config, "crema_d", stage) for stage in ("face", "frames")} == before
+    assert model_settings(config, "crema_d_early") == trained
+    assert job_settings(config, "mafw", "frames")["face_margin"] == 0.4
+    config["datasets"]["crema_d"]["frames"] = {"crop": "face"}
+    assert job_settings(config, "crema_d", "frames")["face_margin"] == 0.4
+
 def test_audio_alignment_keys_at_their_defaults_rerun_nothing(config):
     """audio.min_coverage, audio.max_overrun_s and audio.misaligned reach the audio stage globally or
     per dataset; at their defaults they stay out of the settings (job params and receipt
