@@ -235,6 +235,13 @@ def experiment_datasets(wildcards):
     return experiment_settings(config, wildcards.experiment)["datasets"]
 
 
+def model_weights(wildcards):
+    """The pretrained weights an experiment's model starts from (VideoMAE's, Whisper's): inputs, so
+    that weights written again at the same path retrain it (its settings hold only their paths)."""
+    model = experiment_settings(config, wildcards.experiment)["model"]
+    return [model[key] for key in ("pretrained", "audio_weights") if model.get(key)]
+
+
 def experiment_shards(kind):
     """The fused shards (every chunk) of the experiment's datasets."""
 

@@ -8,6 +8,7 @@ rule train_fold:
         tabular=experiment_shards("tabular"),
         tfrecord=experiment_shards("tfrecord"),
         checked=runs_checked,
+        weights=model_weights,
     output:
         **train_outputs(fold_run("{fold}")),
     params:

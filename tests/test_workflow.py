@@ -200,6 +200,21 @@ def test_other_threads_or_gpus_retrain_nothing(demo_run, tmp_path):
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
 
 
+def test_pretrained_weights_are_inputs_of_the_trainings_that_start_from_them(demo_run, tmp_path):
+    """A model's settings hold only the weights' path: weights converted again to the same file
+    retrained nothing, and every result built on the old ones stayed as if current. As an input, a
+    newer file reruns the trainings that read it (Snakemake's mtime trigger)."""
+    weights = tmp_path / "videomae-small.weights.h5"
+    weights.write_bytes(b"converted weights")
+    config = yaml.safe_load(open(demo_config(demo_run)))
+    config["experiments"][0].setdefault("model", {})["pretrained"] = str(weights)
+    changed = tmp_path / "pretrained.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = run_snakemake(demo_run, "train", "-n", "--cores", "2", "--configfile", str(changed))
+    inputs = re.findall(r"rule (train_\w+):\n(?:    .*\n)*?    input: (.*)\n(?:    .*\n)*?    wildcards: experiment=(\w+)", result.stdout)
+    reading = {(rule, experiment) for rule, files, experiment in inputs if str(weights) in files.split(", ")}
+    assert reading and all(experiment == config["experiments"][0]["name"] for _, experiment in reading), result.stdout[-3000:]
+
 def test_invalid_config_fails_before_any_job_naming_key_and_allowed_values(tmp_path):
     config = write_config(tmp_path, {"datasets": {"crema_d": {"votes": "both"}}})
     result = run_snakemake(tmp_path, "-n", "--configfile", config, check=False)
