@@ -91,8 +91,13 @@ def dataset_defaults(dataset: str) -> dict:
     """A dataset's settings as the workflow fills them in when the config names none (the schema's
     defaults: its chunk count, CREMA-D's vote modality), for tools that index outside the workflow."""
     schema = load_schema()
-    section = _resolve(schema["properties"]["datasets"]["properties"][dataset], schema)
-    return {key: spec["default"] for key, spec in section["properties"].items() if "default" in spec and key != "root"}
+    defaults = _defaults(_resolve(schema["properties"]["datasets"]["properties"][dataset], schema))
+    return {key: value for key, value in defaults.items() if key != "root"}
+
+
+def _defaults(section: dict) -> dict:
+    """The defaults a schema section states for its keys."""
+    return {key: spec["default"] for key, spec in section["properties"].items() if "default" in spec}
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -386,6 +391,7 @@ DEFAULT_TEST_WINDOWS = QUIET_TRAINING["test_windows"]
 # Otherwise they hold their default in the jobs' params, so a value nothing reads reruns nothing
 # (the default, not left out: params of results made before stay the same).
 READ_ONLY_WITH = {
+    ("frames", "sampling_rate"): ("sampling", "dense"),
     ("frames", "face_margin"): ("crop", "face"),
     ("face", "openface_bin"): ("backend", "openface"),
     ("face", "openface_args"): ("backend", "openface"),
@@ -394,7 +400,12 @@ READ_ONLY_WITH = {
 
 @functools.cache
 def _schema_defaults(section: str) -> dict:
-    return {key: spec["default"] for key, spec in load_schema()["properties"][section]["properties"].items() if "default" in spec}
+    return _defaults(load_schema()["properties"][section])
+
+
+def setting_key(config: dict, dataset: str, section: str, key: str) -> str:
+    """The config key a dataset's ``section`` setting came from: its own block, or the global one."""
+    return f"datasets.{dataset}.{section}.{key}" if key in (config["datasets"][dataset].get(section) or {}) else f"{section}.{key}"
 
 
 def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
@@ -403,8 +414,6 @@ def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
     :data:`READ_ONLY_WITH` keys that nothing reads at their default)."""
     own = config["datasets"][dataset]
     settings = {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
-    if settings["frames"].get("sampling", QUIET_DEFAULTS["frames"]["sampling"]) == "segments":
-        settings["frames"].pop("sampling_rate", None)  # only dense sampling reads it
     for (section, key), (other, reader) in READ_ONLY_WITH.items():
         if key in settings[section] and settings[section].get(other) != reader:
             settings[section][key] = copy.deepcopy(_schema_defaults(section)[key])
@@ -468,15 +477,14 @@ def check_openface(config: dict) -> None:
         face = preprocess_settings(config, name)["face"]
         if face["backend"] != "openface":
             continue
-        own = config["datasets"][name].get("face") or {}
-        key = f"datasets.{name}.face.openface_bin" if "openface_bin" in own else "face.openface_bin"
+        key = setting_key(config, name, "face", "openface_bin")
         if not face["openface_bin"]:
             raise ConfigError(f"config: {key} must name OpenFace's FeatureExtraction when face.backend is 'openface'")
         try:
             openface_executable(face["openface_bin"])
         except ValueError as error:
             raise ConfigError(f"config: {key}: {error}") from error
-        openface_arguments(face.get("openface_args", []), f"datasets.{name}.face.openface_args" if "openface_args" in own else OPENFACE_ARGS_KEY)
+        openface_arguments(face.get("openface_args", []), setting_key(config, name, "face", "openface_args"))
 
 
 def check_model(config: dict) -> None:
@@ -495,12 +503,10 @@ def check_model(config: dict) -> None:
     problems = []
     for name in enabled_datasets(config):
         frames = preprocess_settings(config, name)["frames"]
-        own = config["datasets"][name].get("frames") or {}
         for setting, unit in (("num_frames", "tubelet_size"), ("input_size", "patch_size")):
             if frames[setting] % variant[unit]:
-                key = f"datasets.{name}.frames.{setting}" if setting in own else f"frames.{setting}"
                 problems.append(
-                    f"config: {key}: {frames[setting]} is not allowed with model.variant {model['variant']!r}; "
+                    f"config: {setting_key(config, name, 'frames', setting)}: {frames[setting]} is not allowed with model.variant {model['variant']!r}; "
                     f"allowed values: multiples of {variant[unit]} (the VideoMAE {unit.replace('_', ' ')})"
                 )
     if problems:  # every one at once (a global key once): fixed one run at a time, the next showed only then

@@ -1,7 +1,6 @@
 """The training runs each experiment plans and the sizes of their splits, from the indexed manifests
 alone (before any clip is preprocessed): the config check looks for empty splits and compares them
-with the batch size, and
-benchmarks/recipe_cost.py turns them into GPU hours."""
+with the batch size, and benchmarks/recipe_cost.py turns them into GPU hours."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from avemotion.config import (
     enabled_datasets,
     holds_wildcards,
     preprocess_settings,
+    setting_key,
     sorted_keys,
 )
 from avemotion.fusion.shards import FUSION_REVISION
@@ -102,10 +103,9 @@ def _check_test_windows(config: dict, experiment: dict, test_windows: int | None
     dataset = experiment["datasets"][0]
     stored = _stored_windows(preprocess_settings(config, dataset)["frames"])
     if test_windows is not None and test_windows > stored:
-        where = f"datasets.{dataset}.frames.windows" if "windows" in (config["datasets"][dataset].get("frames") or {}) else "frames.windows"
         raise ConfigError(
             f"config: {_training_key(experiment, 'test_windows')}: {test_windows} is more than the {stored} temporal "
-            f"window(s) the frames stage stores ({where}); allowed values: at most {stored}, or null for all"
+            f"window(s) the frames stage stores ({setting_key(config, dataset, 'frames', 'windows')}); allowed values: at most {stored}, or null for all"
         )
 
 
