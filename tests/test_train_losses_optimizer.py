@@ -274,3 +274,27 @@ def test_accumulated_batches_make_one_update_at_the_lr_of_the_larger_batch():
     optimizer.apply([rng.normal(size=v.shape).astype("float32") for v in variables], variables)
     assert not np.allclose(start[0], np.asarray(variables[0]))
     assert phase_optimizer(model, settings["training"], 0, 3, 4).gradient_accumulation_steps is None  # absent: every batch
+
+
+def test_accumulated_updates_are_adamw_steps_on_the_averaged_gradient():
+    """With accumulation_steps N, each update is one AdamW step on the mean of N batches' gradients,
+    its bias correction counting updates (as PyTorch's AdamW on the larger batch), not batches: with
+    the batch count, Adam's steps would be half as large at the first update and more than twice as
+    large through the warm-up."""
+    lr, decay, beta_1, beta_2, eps = 1e-2, 0.05, 0.9, 0.999, 1e-8
+    variable = keras.Variable(np.array([0.5, -1.0, 2.0], np.float32), name="kernel")
+    optimizer = LayerDecayAdamW(
+        learning_rate=lr, weight_decay=decay, beta_1=beta_1, beta_2=beta_2, epsilon=eps, gradient_accumulation_steps=3
+    )
+    rng = np.random.default_rng(0)
+    batches = rng.normal(size=(4, 3, 3)).astype(np.float32)  # 4 updates of 3 batches each
+    expected, m, v = np.array([0.5, -1.0, 2.0], np.float64), 0.0, 0.0
+    for update, gradients in enumerate(batches, start=1):
+        for gradient in gradients:
+            optimizer.apply([gradient], [variable])
+        mean = gradients.mean(axis=0).astype(np.float64)
+        expected -= lr * decay * expected  # decoupled weight decay, then Adam (torch.optim.AdamW's order)
+        m, v = beta_1 * m + (1 - beta_1) * mean, beta_2 * v + (1 - beta_2) * mean**2
+        m_hat, v_hat = m / (1 - beta_1**update), v / (1 - beta_2**update)
+        expected -= lr * m_hat / (np.sqrt(v_hat) + eps)
+        np.testing.assert_allclose(value(variable), expected, rtol=2e-5, atol=1e-6)
