@@ -160,3 +160,13 @@ def test_the_scan_sees_relative_and_function_level_imports():
         ("avemotion.cli", 6, True),
     ]
     assert layer("avemotion.fusion.shards") == "data" and layer("avemotion.inference") == "evaluate"
+
+
+def test_the_predict_job_needs_no_training_code():
+    """The workflow's predict_clips job, like `avemotion predict`, runs where only the model and data
+    code are installed: its adapter imports inference and what inference may import, nothing else."""
+    adapter = PACKAGE.parent / "workflow_scripts" / "predict_clips.py"
+    imported = [name for name, _, _ in imports_of(adapter, module="workflow_scripts.predict_clips")]
+    assert "avemotion.inference" in imported
+    beyond = [name for name in imported if name != "avemotion.inference" and layer(name) not in ONLY_FROM["avemotion.inference"]]
+    assert not beyond, f"workflow_scripts/predict_clips.py imports {beyond}"

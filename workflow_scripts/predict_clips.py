@@ -11,7 +11,7 @@ with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):
     # Before TensorFlow starts: gpus 0 computes on CPUs, N takes N GPUs of a workstation (in the log).
     use_gpus(snakemake.resources.gpu, getattr(snakemake.resources, "gres", ""))
     from avemotion.inference import predict_files, write_predictions
-    from avemotion.train.devices import configure_threads
+    from avemotion.model.runtime import configure_threads
 
     configure_threads(snakemake.threads)
     table = predict_files(snakemake.params.model_dir, snakemake.input.clips)

@@ -13,7 +13,7 @@ from avemotion.io import write_json, write_parquet
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import TrainedModel
 from avemotion.model.outputs import raw_outputs
-from avemotion.train.devices import configure_threads
+from avemotion.model.runtime import configure_threads
 from avemotion.train.experiment import branch_metrics, experiment_clips
 from avemotion.train.predict import predictions_table, restrict_to
 from avemotion.train.settings import common_labels

@@ -41,22 +41,6 @@ def configure_precision(training: dict) -> str:
     return wanted
 
 
-def configure_threads(threads: int | None) -> None:
-    """Use the job's CPU share (Snakemake's threads) for TensorFlow, which runs the input pipeline
-    on every backend; on JAX also keep TensorFlow off the GPUs (it would reserve their memory for
-    nothing, JAX computes there). Must run before TensorFlow's first operation.
-
-    Snakemake's threads do not bound JAX's own CPU thread pool, which matters only to a JAX job
-    that computes on a CPU (tests)."""
-    import tensorflow as tf
-
-    if keras.backend.backend() != "tensorflow":
-        tf.config.set_visible_devices([], "GPU")
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
 def training_strategy():
     """tf.distribute.MirroredStrategy over this process' GPUs when it sees more than one (one node,
     each batch split across them, gradients all-reduced), else over its logical CPU devices when

@@ -3,7 +3,7 @@
 Outputs in ``outdir``: model.keras, history.csv, predictions.parquet (test clips; for the final model
 the validation clips), metrics.json, settings.json, split.json, late_weights.json (null unless late
 fusion): avemotion.model.bundle.RUN_FILES.
-The job's devices and precision are set by avemotion.train.devices; the model is fitted, and a
+The job's CPU threads are set by avemotion.model.runtime, its devices and precision by avemotion.train.devices; the model is fitted, and a
 killed job resumed, by avemotion.train.fitting.
 The test fold is never used for model selection: the best epoch is chosen on validation loss.
 """
@@ -34,7 +34,8 @@ from avemotion.model.speech_features import feature_frames
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 from avemotion.model.whisper_features import HOP_LENGTH
 from avemotion.presets import variant_settings
-from avemotion.train.devices import configure_precision, configure_threads, training_strategy
+from avemotion.model.runtime import configure_threads
+from avemotion.train.devices import configure_precision, training_strategy
 from avemotion.train.fitting import clear_progress, fit, shard_signature
 from avemotion.train.predict import branch_predictions, predict_clips
 from avemotion.train.plan import batch_size_error
