@@ -8,9 +8,10 @@ import yaml
 
 from snakemake.utils import validate
 
-from avemotion.config import QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, ConfigError, check_model, config_errors, dataset_notices, load_schema, prepare_config
+from avemotion.config import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, ConfigError, check_model, config_errors, dataset_notices, load_schema, prepare_config
 from avemotion.datasets import DatasetRootError, check_datasets, walk
 from avemotion.presets import VARIANTS
+from avemotion.model.speech_branch import AUDIO_DEFAULTS
 from conftest import demo_settings
 
 
@@ -336,6 +337,9 @@ def test_the_quiet_keys_hold_the_schema_defaults():
     for section, quiet in QUIET_DEFAULTS.items():
         assert {key: defaults[section][key] for key in quiet} == quiet, section
     assert {key: defaults["training"][key] for key in QUIET_TRAINING} == QUIET_TRAINING
+    # the audio branch's keys: those a CNN model's params leave out, and their values in models trained before them
+    assert set(AUDIO_DEFAULTS) == set(AUDIO_MODEL_KEYS)
+    assert {key: defaults["model"][key] for key in AUDIO_DEFAULTS} == AUDIO_DEFAULTS
 
 
 def test_a_root_without_the_corpus_layout_names_the_dataset_path_and_what_was_expected(tmp_path):

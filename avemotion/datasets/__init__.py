@@ -137,7 +137,7 @@ def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None =
         found,
         module.LABELS,
         coordinates_from_config(coordinates),
-        num_chunks=settings.get("chunks", 64),
+        num_chunks=settings["chunks"],  # the workflow's chunk count (each corpus has its own): clips must land in its chunks
     )
     log.info(
         "%s: %d clips indexed, %d quarantined, in %.2f s",

@@ -23,7 +23,6 @@ from avemotion.model.speech_features import SPEECH_FEATURES, SPEECH_FRAMES, feat
 from avemotion.model.whisper import WhisperBackbone, encoder_frames, whisper_settings
 from avemotion.model.whisper_weights import load_whisper
 
-AUDIO_ENCODERS = ("cnn", "whisper")
 AUDIO_TRAINABLE = ("frozen", "finetune")
 # The audio keys' values for settings that predate them (and the schema's defaults).
 AUDIO_DEFAULTS = {
