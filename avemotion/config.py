@@ -364,6 +364,7 @@ PREPROCESS_SECTIONS = ("frames", "audio", "face")
 QUIET_DEFAULTS = {
     "frames": {"short_clips": "keep", "truncated_clips": "keep", "sampling": "segments", "sampling_rate": 4, "windows": 1},
     "audio": {"min_coverage": 0.9, "max_overrun_s": 0.5, "misaligned": "keep"},
+    "face": {"no_face": "quarantine"},
 }
 # The same for the training keys (train.settings.model_settings: a key that changes nothing the job
 # computes must not retrain every model).

@@ -637,6 +637,23 @@ def test_audio_alignment_keys_at_their_defaults_rerun_nothing(config):
     assert preprocess_settings(config, "crema_d")["audio"] == {**before, "max_overrun_s": 1.0}
 
 
+def test_keeping_clips_without_a_face_reaches_the_face_stage_and_the_default_reruns_nothing(config):
+    """face.no_face: keep (a test fold that holds every clip of the protocol) reaches a dataset's face
+    settings, globally or per dataset; at its default (quarantine) it is not in them, so face chunks
+    made before the key existed are not redone."""
+    from avemotion.config import preprocess_settings
+
+    config = filled(config)
+    before = preprocess_settings(config, "mafw")["face"]
+    assert "no_face" not in before
+    config["datasets"]["mafw"]["face"] = {"no_face": "keep"}
+    assert preprocess_settings(config, "mafw")["face"] == {**before, "no_face": "keep"}
+    assert "no_face" not in preprocess_settings(config, "crema_d")["face"]
+    config["datasets"]["mafw"]["face"] = {"no_face": "drop"}
+    with pytest.raises(ConfigError, match=r"datasets\.mafw\.face\.no_face.*'drop'.*quarantine.*keep"):
+        prepare_config(config)
+
+
 def test_dense_sampling_reaches_the_frames_stage_and_segments_rerun_nothing(config):
     """frames.sampling: dense (with frames.sampling_rate) changes a dataset's frames settings; at its
     default (segments) neither key is in them, whatever the rate, so older results are not redone."""

@@ -17,7 +17,7 @@ from avemotion.face.facemesh import EYES, FaceMeshBackend
 from avemotion.face.openface import read_openface_csv
 from avemotion.media.frames import decode_all, open_video
 from avemotion.preprocess.chunk import run_chunk
-from avemotion.preprocess.stages import FaceStage
+from avemotion.preprocess.stages import FaceStage, FramesStage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import face_sizes  # noqa: E402  (benchmarks/face_sizes.py: a face set small into a real room)
@@ -101,6 +101,21 @@ def test_the_iris_model_takes_the_eyes_in_turn_and_a_carried_eye_stays_where_the
         width = np.linalg.norm(contour[8, :2] - contour[0, :2])
         errors.append(np.linalg.norm(iris[0, :2] - irises[t, carried, 0, :2]) / width)
     assert np.median(errors) < 0.04 and np.percentile(errors, 95) < 0.12, (np.median(errors), np.percentile(errors, 95))
+
+
+def test_a_real_video_without_a_face_is_kept_whole_with_no_face_keep(real_media, tmp_path):
+    """face.no_face: keep: the clip stays (a test fold scores every clip), its face table all failed,
+    and the frames stage cuts its frames from the whole picture instead of a face."""
+    stage = FaceStage(real_media, tmp_path / "out", {"backend": "facemesh", "detection_threshold": 0.5, "no_face": "keep"})
+    table = run_chunk(stage, [{"clip_id": "no_face", "path": "no_face.mp4"}], tmp_path / "face.parquet", tmp_path / "quarantine.csv")
+    assert list(table["status"]) == ["ok"] and table["face_ratio"].tolist() == [0.0]
+    assert pd.read_csv(tmp_path / "quarantine.csv").empty
+    frames_settings = {"num_frames": 4, "input_size": 32, "crop": "face", "face_margin": 0.25}
+    frames = run_chunk(
+        FramesStage(real_media, tmp_path / "out", frames_settings), [{"clip_id": "no_face", "path": "no_face.mp4"}],
+        tmp_path / "frames.parquet", tmp_path / "frames_quarantine.csv",
+    )
+    assert list(frames["status"]) == ["ok"]
 
 
 @pytest.fixture(scope="module")

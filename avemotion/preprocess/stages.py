@@ -12,9 +12,10 @@ frames: the sampled frames, uint8 (T, S, S, 3); face crops are cut by the face s
         whether such a clip is kept
 (file names: avemotion.layout.ClipArtifacts, inside the stage's ``outdir``)
 
-The workflow quarantines a clip without a face. Prediction on new clips (avemotion.inference) sets
-the face setting ``no_face: keep``: the clip keeps its all-failed face table and its frames are
-the whole picture (crop "full"), so it is still predicted, with a warning.
+A clip without a face in any frame is quarantined unless the face setting ``no_face`` is ``keep``
+(always so for prediction on new clips, avemotion.inference): the clip keeps its all-failed face
+table and its frames are the whole picture (crop "full"), so it is still trained on, scored or
+predicted.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ class FaceStage(Stage):
             table, fps, shape = self._facemesh(video)
         else:
             table, fps, shape = self._openface(video)
-        if not (table["success"] == 1).any() and self.settings.get("no_face", "quarantine") != "keep":
+        if not (table["success"] == 1).any() and self.settings.get("no_face", QUIET_DEFAULTS["face"]["no_face"]) != "keep":
             raise ClipDefect("no face in any frame")
         with atomic_path(self.artifacts(clip)[0]) as tmp:
             table.to_csv(tmp, index=False)
