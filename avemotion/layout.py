@@ -10,8 +10,9 @@ one quarantine part per preprocessing stage and chunk, the per-clip artifacts (:
 the fused shards per chunk and the merged quarantine.csv.
 
 Per experiment (``results/experiments/{experiment}/``): one folder per training run (``fold_{k}``,
-``final``, ``heldout_{dataset}``, ``cross_{dataset}``; :func:`run_dir`) with the files
-avemotion.model.bundle.RUN_FILES names, then the evaluation's summary, plots and baselines.
+``final``, ``heldout_{dataset}``, ``cross_{dataset}``; :func:`run_dir`) with the files named below
+(``*_FILE``; one training job writes avemotion.model.bundle.RUN_FILES, a cross_ job the predictions
+and metrics), then the evaluation's summary, plots and baselines.
 The report is under ``results/report/`` and predictions for new clips under ``results/predictions/``.
 """
 
@@ -111,6 +112,14 @@ class ClipArtifacts:
 # ---- per experiment -----------------------------------------------------------------------------
 
 RUN_DIR = "results/experiments/{experiment}/{run}"
+# The files inside a run folder (run_file). The names are the contract with runs already on disk.
+MODEL_FILE = "model.keras"
+SETTINGS_FILE = "settings.json"  # what the model was trained with (labels, fusion, preprocessing)
+LATE_WEIGHTS_FILE = "late_weights.json"
+PREDICTIONS_FILE = "predictions.parquet"  # one row per evaluated clip (avemotion.metrics)
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"  # the epoch log
+SPLIT_FILE = "split.json"  # the clip ids of train, validation and test
 # XLA's compiled training steps, kept between the jobs of a working directory (training.backend
 # jax): the folds and the final model of an experiment share shapes, so only the first compiles.
 # Not a job's output: any job may add to it, none depends on it.

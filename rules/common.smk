@@ -24,14 +24,20 @@ from avemotion.layout import (
     CROSS_CORPUS_OUTPUTS,
     EXPERIMENT_OUTPUTS,
     FINAL_RUN,
+    HISTORY_FILE,
     INDEX_QUARANTINE,
     MANIFEST,
+    METRICS_FILE,
+    MODEL_FILE,
     PREDICTIONS,
+    PREDICTIONS_FILE,
     PREVIEWS_DIR,
     QUARANTINE,
     REPORT_OUTPUTS,
+    SETTINGS_FILE,
     SHARDS,
     SOURCE_DIGESTS,
+    SPLIT_FILE,
     STAGE_QUARANTINE,
     STAGE_TABLE,
     chunk_paths,
@@ -44,7 +50,7 @@ from avemotion.layout import (
     stage_table,
 )
 from avemotion.media.frames import FACE_CROPS
-from avemotion.model.bundle import MODEL_FILE, MODEL_FILES, RUN_FILES
+from avemotion.model.bundle import MODEL_FILES, RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings, read_manifest
 from avemotion.preprocess.sources import sources_digest
 from avemotion.train.plan import check_training_runs
@@ -294,11 +300,11 @@ def training_targets():
     targets = []
     for name in experiment_names(config):
         settings = experiment_settings(config, name)
-        targets += [run_file(name, fold_run(fold), "metrics.json") for fold in settings["folds"]]
+        targets += [run_file(name, fold_run(fold), METRICS_FILE) for fold in settings["folds"]]
         if settings["final"]:
             targets.append(run_file(name, FINAL_RUN, MODEL_FILE))
-        targets += [run_file(name, heldout_run(dataset), "metrics.json") for dataset in heldout_datasets(settings)]
-        targets += [run_file(name, cross_run(dataset), "metrics.json") for dataset in cross_corpus_datasets(config, name)]
+        targets += [run_file(name, heldout_run(dataset), METRICS_FILE) for dataset in heldout_datasets(settings)]
+        targets += [run_file(name, cross_run(dataset), METRICS_FILE) for dataset in cross_corpus_datasets(config, name)]
     return targets
 
 

@@ -22,11 +22,11 @@ from avemotion.evaluate.targets import (
 
 rule evaluate_experiment:
     input:
-        predictions=lambda wildcards: fold_files(config, wildcards.experiment, "predictions.parquet"),
-        metrics=lambda wildcards: fold_files(config, wildcards.experiment, "metrics.json"),
-        settings=lambda wildcards: fold_files(config, wildcards.experiment, "settings.json"),
-        history=lambda wildcards: fold_files(config, wildcards.experiment, "history.csv"),
-        final=lambda wildcards: final_files(config, wildcards.experiment, "predictions.parquet"),
+        predictions=lambda wildcards: fold_files(config, wildcards.experiment, PREDICTIONS_FILE),
+        metrics=lambda wildcards: fold_files(config, wildcards.experiment, METRICS_FILE),
+        settings=lambda wildcards: fold_files(config, wildcards.experiment, SETTINGS_FILE),
+        history=lambda wildcards: fold_files(config, wildcards.experiment, HISTORY_FILE),
+        final=lambda wildcards: final_files(config, wildcards.experiment, PREDICTIONS_FILE),
         indexed=after_index(experiment_datasets),
     output:
         summary=EXPERIMENT_OUTPUTS["summary"],
@@ -67,11 +67,11 @@ rule evaluate_experiment:
         "../workflow_scripts/evaluate_experiment.py"
 
 
-# The baselines fit and test on each fold's own split (split.json, read from the fold's folder).
+# The baselines fit and test on each fold's own split (SPLIT_FILE, read from the fold's folder).
 rule evaluate_baselines:
     input:
         tabular=experiment_shards("tabular"),
-        splits=lambda wildcards: fold_files(config, wildcards.experiment, "split.json"),
+        splits=lambda wildcards: fold_files(config, wildcards.experiment, SPLIT_FILE),
     output:
         json=BASELINE_OUTPUTS["json"],
         csv=report(

@@ -65,8 +65,8 @@ rule predict_cross_corpus:
         tfrecord=lambda wildcards: indexed_shards(wildcards.dataset, "tfrecord"),
         indexed=after_index(experiment_datasets),  # the model's corpora
     output:
-        predictions=run_file("{experiment}", cross_run("{dataset}"), "predictions.parquet"),
-        metrics=run_file("{experiment}", cross_run("{dataset}"), "metrics.json"),
+        predictions=run_file("{experiment}", cross_run("{dataset}"), PREDICTIONS_FILE),
+        metrics=run_file("{experiment}", cross_run("{dataset}"), METRICS_FILE),
     params:
         model_dir=lambda wildcards, input: os.path.dirname(input.model),
         outdir=lambda wildcards, output: os.path.dirname(output.metrics),

@@ -20,9 +20,9 @@ from PIL import Image
 from conftest import demo_settings, run_snakemake, write_demo_config
 
 from avemotion import layout
-from avemotion.evaluate import targets
+from avemotion.evaluate import report, targets
 from avemotion.evaluate.baselines import LogisticRegression, experiment_baselines, fold_baselines, majority_class
-from avemotion.evaluate.cross_corpus import write_cross_corpus
+from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS, write_cross_corpus
 from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
 from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, datasets_section, dataset_statistics, quarantine_summary
 from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment
@@ -282,6 +282,18 @@ def test_cross_corpus_matrix_layout_and_recomputed_cells(tmp_path):
     assert "<th>clips not scored</th>" in cross_corpus_section(outputs, tmp_path / "report")
     for key in ("matrix_png", "loco_png"):
         assert outputs[key].read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_report_labels_exactly_the_cross_corpus_tables_columns():
+    # The page reads a row's scores with .get (a table written before a column existed shows "n/a"),
+    # so a column renamed in the tables or in the page's labels alone would show "n/a" for good.
+    for columns, text_labels in ((LONG_COLUMNS, report.CROSS_LABELS), (LOCO_COLUMNS, report.LOCO_LABELS)):
+        assert set(text_labels) <= set(columns)
+        assert set(text_labels).isdisjoint(report.SCORE_LABELS)
+    assert set(report.SCORE_LABELS) <= set(LONG_COLUMNS) | set(LOCO_COLUMNS)
+    # a new column is shown, or left out here on purpose
+    assert set(LONG_COLUMNS) - set(report.CROSS_LABELS) - set(report.SCORE_LABELS) == {"uar_std"}
+    assert set(LOCO_COLUMNS) - set(report.LOCO_LABELS) - set(report.SCORE_LABELS) == set()
 
 
 def test_heldout_and_cross_folders_follow_the_config():

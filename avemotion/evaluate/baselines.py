@@ -31,6 +31,7 @@ from scipy.special import logsumexp
 from avemotion.evaluate.summary import fold_labels
 from avemotion.fusion.shards import FEATURE_COLUMNS, read_tabular_shards
 from avemotion.io import read_json, write_csv, write_json
+from avemotion.layout import SPLIT_FILE
 from avemotion.metrics import classification_metrics, summarise_folds
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def evaluate_baselines(tabular_paths, folders: Mapping[int, str | Path], json_pa
     """The rule's work: baselines on the folds of an experiment ({fold: folder with split.json and
     settings.json}), written to baselines.json and baselines.csv."""
     labels = fold_labels(folders[min(folders)])
-    splits = {fold: Path(folder) / "split.json" for fold, folder in folders.items()}
+    splits = {fold: Path(folder) / SPLIT_FILE for fold, folder in folders.items()}
     baselines = experiment_baselines(tabular_paths, splits, labels, l2)
     write_json(baselines, json_path)
     write_csv(baselines_table(baselines), csv_path)

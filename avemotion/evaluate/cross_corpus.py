@@ -20,6 +20,7 @@ import pandas as pd
 
 from avemotion.evaluate import plots
 from avemotion.io import read_json, write_csv, write_json
+from avemotion.layout import METRICS_FILE
 from avemotion.metrics import evaluate_predictions
 
 
@@ -33,7 +34,7 @@ def prediction_labels(predictions: pd.DataFrame, metrics: dict | None = None) ->
         return list(metrics["labels"])
     labels = [column[len("prob_") :] for column in predictions.columns if column.startswith("prob_")]
     if not labels:
-        raise ValueError("predictions have no prob_<label> columns and metrics.json names no labels")
+        raise ValueError(f"predictions have no prob_<label> columns and {METRICS_FILE} names no labels")
     return labels
 
 

@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from avemotion.datasets import speaker_ids
+from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS
 from avemotion.evaluate.summary import format_mean_std
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, read_json, write_csv
+from avemotion.layout import SPLIT_FILE
 from avemotion.quarantine import read_quarantine
 
 VA_NOTE = (
@@ -33,7 +35,7 @@ VA_NOTE = (
 )
 NO_EXPERIMENTS = (
     "No experiments are configured (config key <code>experiments:</code>), so there are no models to "
-    "evaluate. The baselines are fitted on an experiment's folds (its split.json files) and cannot run "
+    f"evaluate. The baselines are fitted on an experiment's folds (its {SPLIT_FILE} files) and cannot run "
     "without one."
 )
 METRIC_COLUMNS = (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro-F1"), ("valence.ccc", "valence CCC"), ("arousal.ccc", "arousal CCC"))
@@ -263,12 +265,22 @@ def experiments_section(experiments: Sequence[Mapping], page_dir) -> str:
     return "\n".join(parts)
 
 
-CROSS_COLUMNS = (("experiment", "experiment"), ("train_dataset", "trained on"), ("test_dataset", "tested on"), ("kind", "kind"))
-LOCO_COLUMNS = (("experiment", "mixture"), ("trained_on", "trained on"), ("heldout_dataset", "held out"))
-SCORE_COLUMNS = (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro-F1"), ("n_clips", "clips"), ("n_classes", "classes"))
+# The page's labels for the columns of the cross-corpus tables; which columns there are, and their
+# order, is avemotion.evaluate.cross_corpus's (LONG_COLUMNS, LOCO_COLUMNS). A column no label names
+# is not shown: the diagonal's uar_std (the experiment's own section shows UAR ± std).
+CROSS_LABELS = {"experiment": "experiment", "train_dataset": "trained on", "test_dataset": "tested on", "kind": "kind"}
+LOCO_LABELS = {"experiment": "mixture", "trained_on": "trained on", "heldout_dataset": "held out"}
+SCORE_LABELS = {"uar": "UAR", "war": "WAR", "macro_f1": "macro-F1", "n_clips": "clips", "n_classes": "classes", "unscored_clips": "clips not scored"}
 
 
-def records_table(records: Sequence[Mapping], text_columns, numeric_columns=SCORE_COLUMNS) -> str:
+def shown_columns(columns: Sequence[str], labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """(column, label) of each of a table's ``columns`` that ``labels`` names, in the table's order."""
+    return tuple((column, labels[column]) for column in columns if column in labels)
+
+
+def records_table(records: Sequence[Mapping], columns: Sequence[str], text_labels: Mapping[str, str]) -> str:
+    """A table's rows (``columns``: the table's) with its text columns, then its scores."""
+    text_columns, numeric_columns = shown_columns(columns, text_labels), shown_columns(columns, SCORE_LABELS)
     # .get: a column added later is absent from tables written before (shown "n/a")
     rows = [[esc(r[key]) for key, _ in text_columns] + [fmt(r.get(key)) for key, _ in numeric_columns] for r in records]
     header = [label for _, label in (*text_columns, *numeric_columns)]
@@ -285,7 +297,7 @@ def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
             "(so chance level differs between cells; see the class counts).</p>"
         )
         parts.append(image_html(cross["matrix_png"], page_dir, "cross-corpus UAR", "60%"))
-        parts.append(records_table(data["cross_corpus"], CROSS_COLUMNS))
+        parts.append(records_table(data["cross_corpus"], LONG_COLUMNS, CROSS_LABELS))
     else:
         parts.append(
             "<p>No cross-corpus results: they need a single-dataset experiment (off the diagonal, with "
@@ -300,7 +312,7 @@ def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
             "lacks counts as an error, unlike the cross-corpus cells above, which choose among the shared classes only.</p>"
         )
         parts.append(image_html(cross["loco_png"], page_dir, "leave-one-corpus-out UAR", "50%"))
-        parts.append(records_table(data["leave_one_corpus_out"], LOCO_COLUMNS, (*SCORE_COLUMNS, ("unscored_clips", "clips not scored"))))
+        parts.append(records_table(data["leave_one_corpus_out"], LOCO_COLUMNS, LOCO_LABELS))
     else:
         parts.append("<p>No leave-one-corpus-out results: they need an experiment that mixes datasets.</p>")
     return "\n".join(parts)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from avemotion.evaluate import plots
 from avemotion.io import read_json, write_csv, write_json
+from avemotion.layout import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE
 from avemotion.metrics import evaluate_predictions, summarise_folds
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,12 @@ BRANCH_COLUMN = re.compile(r"^(?P<branch>[A-Za-z0-9]+)_predicted_label$")
 def fold_labels(folder) -> list[str]:
     """The label set a fold was trained on: settings.json, else metrics.json, else the prob_ columns."""
     folder = Path(folder)
-    for name in ("settings.json", "metrics.json"):
+    for name in (SETTINGS_FILE, METRICS_FILE):
         if (folder / name).is_file():
             labels = read_json(folder / name).get("labels")
             if labels:
                 return list(labels)
-    columns = pd.read_parquet(folder / "predictions.parquet").columns
+    columns = pd.read_parquet(folder / PREDICTIONS_FILE).columns
     return [column[len("prob_") :] for column in columns if column.startswith("prob_")]
 
 
@@ -93,10 +94,10 @@ def summarise_experiment(folders: Mapping[int, str | Path], name: str | None = N
     labels = labels_by_fold[folds[0]]
     if any(other != labels for other in labels_by_fold.values()):
         raise ValueError(f"folds disagree on the label set: {labels_by_fold}")
-    settings_path = Path(folders[folds[0]]) / "settings.json"
+    settings_path = Path(folders[folds[0]]) / SETTINGS_FILE
     settings = read_json(settings_path) if settings_path.is_file() else {}
 
-    predictions = {fold: pd.read_parquet(Path(folders[fold]) / "predictions.parquet") for fold in folds}
+    predictions = {fold: pd.read_parquet(Path(folders[fold]) / PREDICTIONS_FILE) for fold in folds}
     per_fold = {fold: evaluate_predictions(predictions[fold], labels) for fold in folds}
     _check_recorded(folders, per_fold)
 
@@ -136,14 +137,14 @@ def summarise_experiment(folders: Mapping[int, str | Path], name: str | None = N
 def _check_recorded(folders, per_fold) -> None:
     """Training's own metrics.json should agree with the recomputation; say so in the log if not."""
     for fold, metrics in per_fold.items():
-        path = Path(folders[fold]) / "metrics.json"
+        path = Path(folders[fold]) / METRICS_FILE
         if not path.is_file():
             continue
         recorded = read_json(path)
         for key in ("uar", "war", "macro_f1"):
             value = recorded.get(key)
             if value is not None and not math.isclose(value, metrics[key], abs_tol=1e-6):
-                log.warning("fold %s: metrics.json has %s %.6f, recomputed %.6f", fold, key, value, metrics[key])
+                log.warning("fold %s: %s has %s %.6f, recomputed %.6f", fold, path, key, value, metrics[key])
 
 
 def summary_table(summary: dict) -> pd.DataFrame:
@@ -175,7 +176,7 @@ def final_validation(folder, labels) -> dict:
     """The final model (trained on every speaker but its validation ones) on its validation clips,
     in summarise_folds' form with the single run as fold "final". Those clips chose its epoch, so the
     figures lean optimistic; they show the model that `avemotion predict` uses did learn."""
-    predictions = pd.read_parquet(Path(folder) / "predictions.parquet")
+    predictions = pd.read_parquet(Path(folder) / PREDICTIONS_FILE)
     return {**summarise_folds({"final": evaluate_predictions(predictions, labels)}), "clips": int(len(predictions))}
 
 
@@ -199,9 +200,9 @@ def evaluate_experiment(
     matrix = summary["overall"]["confusion_matrix"]
     title = f"{name}: test folds {', '.join(map(str, summary['folds']))} (summed)"
     plots.save_png(plots.confusion_figure(matrix, summary["labels"], title), outputs["confusion"])
-    histories = {fold: read_history(Path(folders[fold]) / "history.csv") for fold in summary["folds"]}
+    histories = {fold: read_history(Path(folders[fold]) / HISTORY_FILE) for fold in summary["folds"]}
     plots.save_png(plots.training_curves_figure(histories, f"{name}: training curves"), outputs["curves"])
-    predictions = pd.concat([pd.read_parquet(Path(folders[f]) / "predictions.parquet") for f in summary["folds"]])
+    predictions = pd.concat([pd.read_parquet(Path(folders[f]) / PREDICTIONS_FILE) for f in summary["folds"]])
     plots.save_png(plots.va_scatter_figure(predictions, f"{name}: test clips of every fold"), outputs["va"])
     return summary
 

@@ -26,6 +26,8 @@ from avemotion.layout import (
     CROSS_CORPUS_OUTPUTS,
     EXPERIMENT_OUTPUTS,
     FINAL_RUN,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
     PREVIEWS_DIR,
     QUARANTINE,
     REPORT_OUTPUTS,
@@ -39,8 +41,9 @@ from avemotion.layout import (
 )
 from avemotion.train.settings import cross_corpus_datasets, experiment_names, experiment_settings, heldout_datasets
 
-# The files evaluation reads from a heldout_/cross_ folder, by role.
-HELDOUT_FILES = {"predictions": "predictions.parquet", "metrics": "metrics.json"}
+# The files the cross-corpus tables read from a heldout_ or a cross_ folder, by role (the keys of
+# an entry of cross_corpus_entries, which avemotion.evaluate.cross_corpus reads).
+CROSS_CORPUS_RUN_FILES = {"predictions": PREDICTIONS_FILE, "metrics": METRICS_FILE}
 PREVIEW_CLIPS = 3
 
 
@@ -90,10 +93,10 @@ def cross_corpus_entries(config: dict) -> dict[str, list[dict]]:
             summary = EXPERIMENT_OUTPUTS["summary"].format(experiment=name)
             diagonal.append({"experiment": name, "dataset": datasets[0], "summary": summary})
         for dataset, folder in cross_folders(config, name).items():
-            files = {role: f"{folder}/{filename}" for role, filename in HELDOUT_FILES.items()}
+            files = {role: f"{folder}/{filename}" for role, filename in CROSS_CORPUS_RUN_FILES.items()}
             cross.append({"experiment": name, "train_dataset": datasets[0], "test_dataset": dataset, **files})
         for dataset, folder in heldout_folders(config, name).items():
-            files = {role: f"{folder}/{filename}" for role, filename in HELDOUT_FILES.items()}
+            files = {role: f"{folder}/{filename}" for role, filename in CROSS_CORPUS_RUN_FILES.items()}
             heldout.append({"experiment": name, "datasets": list(datasets), "heldout_dataset": dataset, **files})
     return {"diagonal": diagonal, "cross": cross, "heldout": heldout}
 
@@ -101,7 +104,7 @@ def cross_corpus_entries(config: dict) -> dict[str, list[dict]]:
 def cross_corpus_inputs(config: dict) -> list[str]:
     entries = cross_corpus_entries(config)
     return [entry["summary"] for entry in entries["diagonal"]] + [
-        entry[role] for kind in ("cross", "heldout") for entry in entries[kind] for role in HELDOUT_FILES
+        entry[role] for kind in ("cross", "heldout") for entry in entries[kind] for role in CROSS_CORPUS_RUN_FILES
     ]
 
 

@@ -13,14 +13,22 @@ from pathlib import Path
 
 from avemotion.config import openface_executable
 from avemotion.io import read_json, write_json
+from avemotion.layout import (
+    HISTORY_FILE,
+    LATE_WEIGHTS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    SETTINGS_FILE,
+    SPLIT_FILE,
+)
 from avemotion.model.late_fusion import fused
 from avemotion.model.preprocessor import ClipPreprocessor
 
-MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE = "model.keras", "settings.json", "late_weights.json"
 # What loading a trained model reads (TrainedModel.load and network()).
 MODEL_FILES = (MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE)
 # What one training job writes: the model's own files, and the run's predictions and records.
-RUN_FILES = (*MODEL_FILES, "predictions.parquet", "metrics.json", "history.csv", "split.json")
+RUN_FILES = (*MODEL_FILES, PREDICTIONS_FILE, METRICS_FILE, HISTORY_FILE, SPLIT_FILE)
 NOT_A_MODEL = f"{MODEL_FILE} and {SETTINGS_FILE} expected, and {LATE_WEIGHTS_FILE} for late fusion"
 
 

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from avemotion.io import write_json, write_parquet
+from avemotion.layout import METRICS_FILE, PREDICTIONS_FILE
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import TrainedModel
 from avemotion.model.outputs import raw_outputs
@@ -35,7 +36,7 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
     outputs = restrict_to(outputs, labels, kept)
     predictions = predictions_table(ids, trained.fused(outputs), clips, kept, outputs)
     outdir.mkdir(parents=True, exist_ok=True)
-    write_parquet(predictions, outdir / "predictions.parquet")
+    write_parquet(predictions, outdir / PREDICTIONS_FILE)
     metrics = {
         "experiment": settings["name"],
         "trained_on": settings["datasets"],
@@ -45,5 +46,5 @@ def predict_other_corpus(model_dir, tabular_paths, tfrecord_paths, dataset: str,
         **evaluate_predictions(predictions, kept),
         "branches": branch_metrics(predictions, kept),
     }
-    write_json(metrics, outdir / "metrics.json")
+    write_json(metrics, outdir / METRICS_FILE)
     return metrics

@@ -26,8 +26,9 @@ from avemotion.fusion.randaugment import RandAugment
 from avemotion.fusion.records import shards_by_dataset
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
+from avemotion.layout import HISTORY_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SETTINGS_FILE, SPLIT_FILE
 from avemotion.metrics import evaluate_predictions
-from avemotion.model.bundle import MODEL_FILE, SETTINGS_FILE, write_late_weights
+from avemotion.model.bundle import write_late_weights
 from avemotion.model.fusion import BRANCHES, backbone_of, build_fusion_model, face_statistics, model_input_names, pretrained_backbone
 from avemotion.model.speech_branch import audio_settings, speech_encoder
 from avemotion.model.speech_features import feature_frames
@@ -264,12 +265,12 @@ def run_experiment_fold(
     predictions, late_weights = predict_clips(model, settings, tfrecord_paths, split, evaluated, clips, scored)
     # The rule's outputs are written only now: Snakemake takes a killed job's outputs that exist as
     # incomplete and stops a plain rerun (and a dry run) until they are removed by hand.
-    write_json(split, outdir / "split.json")
+    write_json(split, outdir / SPLIT_FILE)
     write_json({**settings, "test_fold": test_fold, "held_out_dataset": held_out_dataset}, outdir / SETTINGS_FILE)
-    with atomic_path(outdir / "history.csv") as tmp:
+    with atomic_path(outdir / HISTORY_FILE) as tmp:
         history.to_csv(tmp, index=False)
     write_late_weights(late_weights, outdir)
-    write_parquet(predictions, outdir / "predictions.parquet")
+    write_parquet(predictions, outdir / PREDICTIONS_FILE)
     metrics = {
         "experiment": settings["name"],
         "fold": test_fold,
@@ -282,7 +283,7 @@ def run_experiment_fold(
         **evaluate_predictions(predictions, scored),
         "branches": branch_metrics(predictions, scored),
     }
-    write_json(metrics, outdir / "metrics.json")
+    write_json(metrics, outdir / METRICS_FILE)
     with atomic_path(outdir / MODEL_FILE, suffix=".keras") as tmp:
         model.save(tmp)
     clear_progress(outdir)

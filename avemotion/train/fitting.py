@@ -74,7 +74,10 @@ def best_record(best_path: Path) -> Path:
     return best_path.with_name(best_path.name.removesuffix(".weights.h5") + ".json")
 
 
-PROGRESS_SETTINGS = "settings.json"
+# What a running job's progress/ folder was made from (settings and data), so a rerun resumes only
+# the same job. Not the run's settings.json (avemotion.layout.SETTINGS_FILE), one folder up, despite
+# the name: renaming this file would stop the runs now in progress from resuming.
+PROGRESS_RECORD_FILE = "settings.json"
 
 
 def training_progress(outdir: Path, settings: dict, made_from: dict | None = None) -> Path:
@@ -86,7 +89,7 @@ def training_progress(outdir: Path, settings: dict, made_from: dict | None = Non
     progress = outdir / "progress"
     # A Keras backup (killed inside a phase) or a finished phase's weights (killed between phases).
     resuming = any((outdir / "resume").glob("*/*")) or any(progress.glob("phase_*.weights.h5"))
-    recorded, record = progress / PROGRESS_SETTINGS, {"settings": settings, "made_from": made_from}
+    recorded, record = progress / PROGRESS_RECORD_FILE, {"settings": settings, "made_from": made_from}
     same = recorded.exists() and read_json(recorded) == plain(record)
     if not (resuming and same):
         clear_progress(outdir)

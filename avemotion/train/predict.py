@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from avemotion.layout import HISTORY_FILE
 from avemotion.model.fusion import BRANCHES
 from avemotion.model.late_fusion import fused
 from avemotion.model.outputs import raw_outputs
@@ -54,7 +55,7 @@ def check_finite(outputs: dict[str, np.ndarray], what: str) -> None:
         bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
         if bad.any():
             rows = int(bad.reshape(len(bad), -1).any(axis=1).sum()) if bad.ndim else 1
-            raise ValueError(f"{what} gave non-finite {name} outputs for {rows} of {len(bad)} clips (its training diverged? see history.csv)")
+            raise ValueError(f"{what} gave non-finite {name} outputs for {rows} of {len(bad)} clips (its training diverged? see {HISTORY_FILE})")
 
 
 def branch_names(outputs) -> list[str]:
