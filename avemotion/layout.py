@@ -61,11 +61,6 @@ def stage_table(dataset: str, stage: str, chunk) -> str:
     return STAGE_TABLE.format(dataset=dataset, stage=stage, chunk=chunk)
 
 
-def shard_path(kind: str, dataset: str, chunk) -> str:
-    """A fused shard of one chunk; ``kind`` is tabular or tfrecord."""
-    return SHARDS[kind].format(dataset=dataset, chunk=chunk)
-
-
 @dataclass(frozen=True)
 class ClipArtifacts:
     """The files the preprocessing stages write for one clip, inside an artifact folder: a dataset's

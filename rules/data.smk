@@ -3,8 +3,8 @@
 
 rule demo_corpus:
     output:
-        corpus=directory("resources/demo/{dataset}"),
-        truth="resources/demo/{dataset}_truth.parquet",
+        corpus=directory(str(DEMO_DIR / "{dataset}")),  # where is_demo() looks for a generated corpus
+        truth=str(DEMO_DIR / "{dataset}_truth.parquet"),
     params:
         seed=config["demo"]["seed"],
     log:
