@@ -107,7 +107,13 @@ def write_csv(frame: pd.DataFrame, path) -> None:
 
 
 def read_json(path):
-    return json.loads(Path(path).read_text())
+    """The JSON document in ``path``. One that does not parse names the file (a run's settings.json
+    edited by hand or cut short by a copy); a byte-order mark, which some editors write, is read past."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from error
 
 
 def write_json(data, path) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from snakemake.utils import validate
@@ -19,14 +23,19 @@ OUTPUTS = {
 }  # fmt: skip
 
 
+def model_settings(fusion: str, labels=("anger", "happiness"), **more) -> dict:
+    """The settings.json keys a trained model's loading reads (a training job writes many more)."""
+    return {"labels": list(labels), "fusion": fusion, "datasets": ["crema_d"], "training": {"batch_size": 2}, "num_frames": 4, "image_size": 32, **more}
+
+
 def test_a_model_switched_from_late_to_hybrid_uses_its_own_heads(tmp_path):
-    write_json({"labels": ["anger", "happiness"], "fusion": "late"}, tmp_path / SETTINGS_FILE)
+    write_json(model_settings("late"), tmp_path / SETTINGS_FILE)
     late = {task: {"video": 0.5, "audio": 0.5} for task in ("emotion", "valence", "arousal")}
     write_late_weights(late, tmp_path)
     np.testing.assert_allclose(TrainedModel.load(tmp_path).fused(OUTPUTS)["emotion"], [[0.4, 0.6]])
     # Retrained as hybrid: the job rewrites the file (null), so no stale weights reach its outputs,
     # which have no video_valence etc. of their own.
-    write_json({"labels": ["anger", "happiness"], "fusion": "hybrid"}, tmp_path / SETTINGS_FILE)
+    write_json(model_settings("hybrid"), tmp_path / SETTINGS_FILE)
     write_late_weights(None, tmp_path)
     hybrid = {key: value for key, value in OUTPUTS.items() if "_" not in key}
     trained = TrainedModel.load(tmp_path)
@@ -35,7 +44,7 @@ def test_a_model_switched_from_late_to_hybrid_uses_its_own_heads(tmp_path):
 
 
 def test_a_model_folder_from_before_late_weights_were_always_written_loads(tmp_path):
-    write_json({"labels": ["anger", "happiness"], "fusion": "early"}, tmp_path / SETTINGS_FILE)
+    write_json(model_settings("early"), tmp_path / SETTINGS_FILE)
     assert not (tmp_path / LATE_WEIGHTS_FILE).exists()
     assert TrainedModel.load(tmp_path).late_weights is None
 
@@ -47,9 +56,60 @@ def test_a_mixture_model_prepares_new_clips_as_the_corpus_asked_for_was_prepared
     validate(config, schema=str(SCHEMA_PATH))  # fills in the defaults
     preprocess = {name: {stage: job_settings(config, name, stage) for stage in STAGE_NAMES} for name in ("crema_d", "enterface")}
     assert preprocess["crema_d"]["frames"]["num_frames"] == 4 and preprocess["crema_d"]["audio"]["n_mfcc"] == 40
-    write_json({"labels": ["anger", "happiness"], "fusion": "early", "datasets": ["crema_d", "enterface"], "preprocess": preprocess}, tmp_path / SETTINGS_FILE)
+    write_json(model_settings("early", datasets=["crema_d", "enterface"], preprocess=preprocess), tmp_path / SETTINGS_FILE)
     trained = TrainedModel.load(tmp_path)
     assert (trained.preprocessor().num_frames, trained.preprocessor().n_mfcc) == (4, 40)
     assert (trained.preprocessor("enterface").num_frames, trained.preprocessor("enterface").n_mfcc) == (8, 20)
     with pytest.raises(ValueError, match="--dataset 'mafw': the model was trained on crema_d, enterface; allowed values: crema_d, enterface"):
         trained.preprocessor("mafw")
+
+
+def test_settings_that_do_not_parse_or_are_not_a_models_name_the_file(tmp_path):
+    """A settings.json cut short by a copy or edited by hand stops the load with one line naming the
+    file (not a bare parser message, or a KeyError after every clip was prepared); a byte-order
+    mark, which some editors write, is read past."""
+    path = tmp_path / SETTINGS_FILE
+    path.write_text('{"labels": ["anger",')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not valid JSON \(Expecting value at line 1, column 21\)$"):
+        TrainedModel.load(tmp_path)
+    path.write_text(json.dumps(model_settings("early")), encoding="utf-8-sig")
+    assert TrainedModel.load(tmp_path).labels == ["anger", "happiness"]
+    for wrong, named in (([], "labels, datasets, fusion, training, num_frames, image_size"), ({**model_settings("early"), "labels": []}, "labels"),
+                         ({**model_settings("early"), "num_frames": "4"}, "num_frames")):  # fmt: skip
+        write_json(wrong, path)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not a trained model's settings \({named} missing or of the wrong type\)"):
+            TrainedModel.load(tmp_path)
+
+
+def network(outputs: dict, frames=(None, 4, 32, 32, 3)):
+    """What mismatches() reads of a Keras model: its outputs by name with their shapes, its inputs."""
+    tensor = lambda name, shape: SimpleNamespace(name=name, shape=shape)  # noqa: E731
+    return SimpleNamespace(
+        output_names=list(outputs), outputs=[tensor(name, shape) for name, shape in outputs.items()], inputs=[tensor("frames", frames)]
+    )
+
+
+def test_a_model_whose_files_come_from_different_runs_is_refused(tmp_path):
+    """model.keras from one run, settings.json or late_weights.json from another: predictions would
+    pair one run's class probabilities with the other's labels (a wrong class, and no error), or fail
+    after every clip was prepared; the load names each disagreement instead."""
+    hybrid = {"emotion": (None, 2), "valence": (None,), "arousal": (None,), "video_emotion": (None, 2)}
+    write_json(model_settings("hybrid"), tmp_path / SETTINGS_FILE)
+    write_late_weights(None, tmp_path)
+    trained = TrainedModel.load(tmp_path)
+    assert trained.mismatches(network(hybrid)) == []
+    assert trained.mismatches(network({**hybrid, "emotion": (None, 3), "video_emotion": (None, 3)})) == [
+        "model.keras gives 3 class probabilities, settings.json names 2 labels"
+    ]
+    assert trained.mismatches(network(hybrid, frames=(None, 8, 32, 32, 3))) == ["model.keras reads 8 frames of 32 px, settings.json says 4 of 32"]
+    write_json(model_settings("late"), tmp_path / SETTINGS_FILE)
+    write_late_weights({task: {"video": 0.5, "audio": 0.5} for task in ("emotion", "valence", "arousal")}, tmp_path)
+    assert TrainedModel.load(tmp_path).mismatches(network(hybrid)) == [
+        "model.keras has no output audio_emotion, video_valence, audio_valence, video_arousal, audio_arousal, which late_weights.json combines"
+    ]
+    write_json(model_settings("hybrid"), tmp_path / SETTINGS_FILE)
+    write_late_weights(None, tmp_path)
+    late = {f"{branch}_{task}": (None, 2) if task == "emotion" else (None,) for branch in ("video", "audio") for task in ("emotion", "valence", "arousal")}
+    assert TrainedModel.load(tmp_path).mismatches(network(late)) == [
+        "model.keras has no output emotion, valence, arousal, which settings.json (fusion hybrid) combines"
+    ]

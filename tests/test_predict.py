@@ -235,6 +235,27 @@ def test_a_late_fusion_model_copied_without_its_branch_weights_says_so(demo_run,
     assert error == f"avemotion: {model}: a late-fusion model without its branch weights (late_weights.json); copy it with model.keras and settings.json"
 
 
+def test_a_model_whose_settings_come_from_another_run_stops_before_any_work(demo_run, tmp_path, capsys, monkeypatch):
+    """settings.json with one label fewer than model.keras has classes (a file of another run, or an
+    edit) paired probabilities with the wrong labels and exited 0; now one line, before any clip."""
+    model = tmp_path / "model"
+    shutil.copytree(demo_run / MODEL, model)
+    settings = json.loads((model / "settings.json").read_text())
+    settings["labels"] = settings["labels"][:-1]
+    (model / "settings.json").write_text(json.dumps(settings))
+    monkeypatch.setattr(ClipPreprocessor, "prepare", lambda *args, **kwargs: pytest.fail("a clip was prepared"))
+    assert main(["predict", "--model", str(model), good_clips(demo_run, 1)[0], "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    classes = len(settings["labels"]) + 1
+    assert error == (
+        f"avemotion: {model}: model.keras gives {classes} class probabilities, settings.json names {classes - 1} labels: "
+        "its files come from different runs: copy the model folder whole"
+    )
+    (model / "settings.json").write_text('{"labels": [')
+    assert main(["predict", "--model", str(model), good_clips(demo_run, 1)[0], "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"avemotion: {model / 'settings.json'}: not valid JSON (")
+
+
 def test_a_model_trained_on_openface_features_asks_for_this_machines_openface_before_any_work(demo_run, tmp_path, capsys, monkeypatch):
     model = tmp_path / "model"
     shutil.copytree(demo_run / MODEL, model)

@@ -30,6 +30,10 @@ MODEL_FILES = (MODEL_FILE, SETTINGS_FILE, LATE_WEIGHTS_FILE)
 # What one training job writes: the model's own files, and the run's predictions and records.
 RUN_FILES = (*MODEL_FILES, PREDICTIONS_FILE, METRICS_FILE, HISTORY_FILE, SPLIT_FILE)
 NOT_A_MODEL = f"{MODEL_FILE} and {SETTINGS_FILE} expected, and {LATE_WEIGHTS_FILE} for late fusion"
+# What the model's files must agree on: a folder whose files came from two runs predicts nonsense.
+MIXED_FILES = "its files come from different runs: copy the model folder whole"
+# The settings.json keys that loading a model and preparing clips read, and their types.
+SETTINGS_KEYS = {"labels": list, "datasets": list, "fusion": str, "training": dict, "num_frames": int, "image_size": int}
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,12 @@ class TrainedModel:
         if not (directory / SETTINGS_FILE).exists():
             raise FileNotFoundError(f"{directory}: not a trained model folder ({NOT_A_MODEL})")
         settings = read_json(directory / SETTINGS_FILE)
+        wrong = [key for key, kind in SETTINGS_KEYS.items() if not isinstance(settings, dict) or not isinstance(settings.get(key), kind) or settings[key] in ([], "")]
+        if wrong:
+            raise ValueError(f"{directory / SETTINGS_FILE}: not a trained model's settings ({', '.join(wrong)} missing or of the wrong type); copy the model folder again")
         weights = directory / LATE_WEIGHTS_FILE
         late_weights = read_json(weights) if weights.exists() else None
-        if settings.get("fusion") == "late" and not late_weights:  # a copy of the first two files only
+        if settings["fusion"] == "late" and not late_weights:  # a copy of the first two files only
             raise FileNotFoundError(f"{directory}: a late-fusion model without its branch weights ({LATE_WEIGHTS_FILE}); copy it with {MODEL_FILE} and {SETTINGS_FILE}")
         return cls(directory, settings, late_weights)
 
@@ -82,10 +89,35 @@ class TrainedModel:
         if not path.exists():
             raise FileNotFoundError(f"{self.directory}: not a trained model folder ({NOT_A_MODEL})")
         try:
-            return keras.models.load_model(path, compile=False)
+            network = keras.models.load_model(path, compile=False)
         except Exception as error:  # Keras says "File not found" for a truncated zip that exists
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"{path}: damaged model file, Keras cannot read it ({reason}); retrain or copy it again") from error
+        problems = self.mismatches(network)
+        if problems:
+            raise ValueError(f"{self.directory}: {'; '.join(problems)}: {MIXED_FILES}")
+        return network
+
+    def mismatches(self, network) -> list[str]:
+        """What ``network`` (model.keras) and the settings and late-fusion weights disagree on: the
+        outputs the fusion mode reads, the number of classes, the frames it takes."""
+        outputs = dict(zip(network.output_names, network.outputs))
+        if self.late_weights:
+            needed, reader = [f"{branch}_{task}" for task, branches in self.late_weights.items() for branch in branches], LATE_WEIGHTS_FILE
+        else:
+            needed, reader = ["emotion", "valence", "arousal"], f"{SETTINGS_FILE} (fusion {self.settings['fusion']})"
+        problems = []
+        missing = [name for name in needed if name not in outputs]
+        if missing:
+            problems.append(f"{MODEL_FILE} has no output {', '.join(missing)}, which {reader} combines")
+        widths = sorted({int(tensor.shape[-1]) for name, tensor in outputs.items() if name.rsplit("_", 1)[-1] == "emotion"})
+        if widths != [len(self.labels)]:
+            problems.append(f"{MODEL_FILE} gives {' or '.join(map(str, widths))} class probabilities, {SETTINGS_FILE} names {len(self.labels)} labels")
+        frames = {tensor.name: tuple(tensor.shape) for tensor in network.inputs}.get("frames")
+        expected = (self.settings["num_frames"], self.settings["image_size"], self.settings["image_size"])
+        if frames and tuple(frames[1:4]) != expected:
+            problems.append(f"{MODEL_FILE} reads {frames[1]} frames of {frames[2]} px, {SETTINGS_FILE} says {expected[0]} of {expected[1]}")
+        return problems
 
     def fused(self, outputs: dict) -> dict:
         """The final emotion probabilities and VA predictions from the network's outputs."""
