@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from avemotion.media.frames import decode_all, open_video, sample_clip_frames
 from avemotion.media.probe import cut_short, sniff, sniffed_reason
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
+from conftest import REPO
 
 AUDIO = {"window_ms": 25, "hop_ms": 10, "n_mels": 64, "n_mfcc": 20, "missing": "quarantine"}
 FACE = {"backend": "facemesh", "detection_threshold": 0.5}
@@ -81,6 +83,16 @@ def test_an_audio_file_is_named_as_one_with_its_codec_and_length(tmp_path):
         assert run_stage(stage, tmp_path, names)[1] == expected, stage
     table, reasons = run_stage("audio", tmp_path, names)  # its sound is fine: the audio stage keeps it
     assert reasons == {} and set(table["status"]) == {"ok"}
+
+
+def test_an_audio_file_costs_no_opencv_warnings_on_stderr(tmp_path):
+    """Probing a file OpenCV cannot open as video (an audio file) printed OpenCV's own warning on
+    stderr for every such clip, beside the one readable line avemotion gives it."""
+    write_wav(tmp_path / "tone.wav", tone())
+    probing = "import sys; from avemotion.media.probe import display, stated_frames; print(stated_frames(sys.argv[1]), display(sys.argv[1]).turn)"
+    run = subprocess.run([sys.executable, "-c", probing, str(tmp_path / "tone.wav")], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0 and run.stdout.split() == ["0", "0"], run.stderr
+    assert "WARN" not in run.stderr and "VIDEOIO" not in run.stderr, run.stderr
 
 
 def test_a_video_file_without_a_video_stream_says_so(tmp_path):

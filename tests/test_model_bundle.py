@@ -81,6 +81,13 @@ def test_settings_that_do_not_parse_or_are_not_a_models_name_the_file(tmp_path):
             TrainedModel.load(tmp_path)
 
 
+def test_a_model_folder_that_does_not_exist_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(tmp_path / 'nope'))}: no such folder \(a trained model's folder: model.keras"):
+        TrainedModel.load(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match=r": not a trained model folder \(model.keras and settings.json expected"):
+        TrainedModel.load(tmp_path)
+
+
 def network(outputs: dict, frames=(None, 4, 32, 32, 3)):
     """What mismatches() reads of a Keras model: its outputs by name with their shapes, its inputs."""
     tensor = lambda name, shape: SimpleNamespace(name=name, shape=shape)  # noqa: E731

@@ -49,6 +49,10 @@ from PIL import Image
 from avemotion.io import LFS_POINTER_START
 from avemotion.media.mp4 import is_movie, may_hold_hdr
 
+# OpenCV warns on stderr about every file its FFmpeg backend cannot open (an audio file, text): the
+# clip's own error row or quarantine entry says what is wrong, once; its errors still show.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 HEAD_BYTES = 512
 
 # First bytes -> (kind, label). Formats that may hold video (MP4/MOV, AVI, FLV, MKV/WebM, Ogg, ASF,

@@ -48,6 +48,8 @@ class TrainedModel:
         it needs TensorFlow). A folder written before late_weights.json was always written has none
         for non-late models, which is what null means."""
         directory = Path(directory)
+        if not directory.is_dir():  # a mistyped --model
+            raise FileNotFoundError(f"{directory}: no such folder (a trained model's folder: {NOT_A_MODEL})")
         if not (directory / SETTINGS_FILE).exists():
             raise FileNotFoundError(f"{directory}: not a trained model folder ({NOT_A_MODEL})")
         settings = read_json(directory / SETTINGS_FILE)
