@@ -137,3 +137,20 @@ def test_a_damaged_record_means_reading_the_entries_again(tmp_path, record):
     (cache / WHOLE_ENTRIES).write_text(record)
     assert remove_cut_entries(cache) == []
     assert set(json.loads((cache / WHOLE_ENTRIES).read_text())) == {path.name for path in cache.glob("*-cache")}
+
+
+def test_a_job_that_chooses_jax_clears_its_cache_of_cut_entries_and_one_on_tensorflow_leaves_it(tmp_path):
+    """use_backend (what a training job calls first) removes the cut entries of a JAX job's cache; a
+    TensorFlow job neither imports JAX nor touches the cache."""
+    cache = tmp_path / "jax"
+    compile_step(cache)
+    (entry,) = cache.glob("jit_step-*-cache")
+    entry.write_bytes(entry.read_bytes()[:100])
+    age(entry, 3600)
+    choose = "import sys; from avemotion.train.backend import use_backend; use_backend(sys.argv[1], sys.argv[2]); print('jax' in sys.modules)"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("KERAS_BACKEND", None)
+    for backend, jax_imported, kept in (("tensorflow", "False", True), ("jax", "True", False)):
+        run = subprocess.run([sys.executable, "-c", choose, backend, str(cache)], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and run.stdout.split() == [jax_imported], run.stderr
+        assert entry.exists() is kept, backend

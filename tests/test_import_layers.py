@@ -51,6 +51,7 @@ ONLY_FROM = {"avemotion.inference": ("core", "data", "model"), "avemotion.cli": 
 # Imports of avemotion modules inside functions, (importer, imported) -> why. Only a heavy import
 # (TensorFlow, Keras) that light importers of the module must not pay is a reason.
 LAZY_IMPORTS = {
+    ("avemotion.train.backend", "avemotion.train.compilation_cache"): "JAX: a job on TensorFlow, and the workflow while it plans jobs, must not import it",
     ("avemotion.cli", "avemotion.model.weights"): "Keras: the commands other than convert-weights start without TensorFlow",
     ("avemotion.cli", "avemotion.model.whisper_weights"): "Keras: the commands other than convert-weights start without TensorFlow",
     ("avemotion.inference", "avemotion.model.outputs"): "TensorFlow: the workflow imports inference when it parses its rules",

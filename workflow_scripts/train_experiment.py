@@ -18,11 +18,6 @@ with script_logging(snakemake.log[0]), contextlib.redirect_stdout(sys.stderr):  
     use_backend(backend, compilation_cache=COMPILATION_CACHE)
     from avemotion.train.experiment import run_experiment_fold
 
-    if backend == "jax":  # a killed job's cut entry would make every later job compile its step again
-        from avemotion.train.compilation_cache import remove_cut_entries
-
-        remove_cut_entries(COMPILATION_CACHE)
-
     run_experiment_fold(
         snakemake.params.settings,
         snakemake.input.tabular,

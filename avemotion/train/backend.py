@@ -23,7 +23,8 @@ def use_backend(name: str, compilation_cache: str | os.PathLike | None = None) -
     """Make ``name`` Keras' backend in this process; a process whose Keras already runs on another
     backend cannot switch, and says so. On JAX, ``compilation_cache`` is the folder where XLA keeps
     the compiled steps for later jobs (JAX's persistent compilation cache; it reads the variable
-    when it starts)."""
+    when it starts), cleared of entries a killed job cut short (each would make every later job
+    compile its step again)."""
     if name not in BACKENDS:
         raise BackendError(f"training.backend: {name!r} is not allowed; allowed values: {', '.join(BACKENDS)}")
     keras = sys.modules.get("keras")
@@ -35,3 +36,6 @@ def use_backend(name: str, compilation_cache: str | os.PathLike | None = None) -
     os.environ["KERAS_BACKEND"] = name
     if name == "jax" and compilation_cache is not None:
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(compilation_cache)
+        from avemotion.train.compilation_cache import remove_cut_entries  # imports JAX: a TensorFlow job must not
+
+        remove_cut_entries(compilation_cache)
