@@ -16,7 +16,7 @@ from avemotion.config import (
     preprocess_settings,
     sorted_keys,
 )
-from avemotion.datasets import READERS, check_datasets, index_dependencies
+from avemotion.datasets import READERS, check_datasets, index_dependencies, indexed_keys
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import workflow_clips
 from avemotion.layout import (
@@ -91,13 +91,7 @@ def dataset_settings(dataset):
 
 
 def index_settings(dataset):
-    """The dataset keys the index reads: its other keys (preprocessing overrides), and keys written
-    empty (leave_out_speakers: [], as if unset), must not rerun it."""
-    ignored = {"enabled", "root", "frames", "audio", "face"}
-    settings = {key: value for key, value in dataset_settings(dataset).items() if key not in ignored and value not in (None, [], {})}
-    if "leave_out_speakers" in settings:  # [7, 6] and ["6", "7"] leave out the same clips
-        settings["leave_out_speakers"] = sorted({str(speaker) for speaker in settings["leave_out_speakers"]})
-    return sorted_keys(settings)
+    return indexed_keys(dataset_settings(dataset))
 
 
 def dataset_root(dataset):

@@ -842,3 +842,15 @@ def test_a_corpus_on_a_disk_that_is_gone_does_not_crash_the_layout_check(tmp_pat
     (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").symlink_to(tmp_path / "unmounted" / "1001_DFA_ANG_XX.flv")
     (tmp_path / "VideoFlash" / "1001_DFA_HAP_XX.flv").write_bytes(b"FLV\x01\x05")
     check_datasets(product_config(crema_d=tmp_path))  # the index quarantines the broken link
+
+
+def test_the_index_params_hold_only_what_the_index_reads_written_one_way():
+    """A dataset block's root (its own param), enabled flag, preprocessing overrides and empty keys do
+    not rerun the index; speakers left out as numbers or strings, in any order, are one setting."""
+    from avemotion.datasets import indexed_keys
+
+    plain = {"chunks": 13, "leave_out_speakers": ["6", "7"]}
+    assert indexed_keys({"root": "/data/enterface", "enabled": True, "chunks": 13, "leave_out_speakers": [7, 6], "frames": {"crop": "full"}}) == plain
+    assert indexed_keys({"chunks": 13, "leave_out_speakers": ["7", 6, "6"], "audio": {}, "face": {"backend": "openface"}}) == plain
+    assert indexed_keys({"chunks": 13, "leave_out_speakers": []}) == {"chunks": 13}
+    assert list(indexed_keys({"votes": "face", "chunks": 64})) == ["chunks", "votes"]  # keys in one order

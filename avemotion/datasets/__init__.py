@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import ConfigError, check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name
+from avemotion.config import PREPROCESS_SECTIONS, ConfigError, check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name, sorted_keys
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import Scan, build_manifest
 from avemotion.datasets.walk import unreadable_folders
@@ -119,6 +119,18 @@ def index_dependencies(dataset: str, root) -> list[Path]:
     name); either stopped the whole workflow. Their clips are quarantined (:func:`index_dataset`),
     and renaming such a folder changes its parent, which stays an input."""
     return [path for path in reader(dataset).index_dependencies(check_root(dataset, root)) if snakemake_can_name(path)]
+
+
+def indexed_keys(settings: dict) -> dict:
+    """The keys of a dataset's config block that its index reads (the index job's params), written so
+    that blocks meaning the same index are equal: its other keys (enabled, root, preprocessing
+    overrides) and keys written empty (leave_out_speakers: [], as if unset) left out, speakers as a
+    sorted set of strings ([7, 6] and ["6", "7"] leave out the same clips)."""
+    ignored = {"enabled", "root", *PREPROCESS_SECTIONS}
+    indexed = {key: value for key, value in settings.items() if key not in ignored and value not in (None, [], {})}
+    if "leave_out_speakers" in indexed:
+        indexed["leave_out_speakers"] = sorted({str(speaker) for speaker in indexed["leave_out_speakers"]})
+    return sorted_keys(indexed)
 
 
 def index_dataset(dataset: str, root, settings: dict, coordinates: dict | None = None):
