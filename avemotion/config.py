@@ -297,8 +297,8 @@ def snakemake_can_name(path) -> bool:
 def sorted_keys(value):
     """``value`` with every mapping's keys in sorted order (lists as they are): what a job's dict
     param is made into, since Snakemake compares params by their text, and a mapping's key order is
-    the order config files happened to name the keys in (the same values in another order reran
-    every chunk job and retrained every model)."""
+    the order config files happened to name the keys in (the same values in another order would
+    rerun every chunk job and retrain every model)."""
     if isinstance(value, dict):
         return {key: sorted_keys(value[key]) for key in sorted(value, key=str)}
     if isinstance(value, list):
@@ -510,7 +510,7 @@ def check_model(config: dict) -> None:
                     f"config: {setting_key(config, name, 'frames', setting)}: {frames[setting]} is not allowed with model.variant {model['variant']!r}; "
                     f"allowed values: multiples of {variant[unit]} (the VideoMAE {unit.replace('_', ' ')})"
                 )
-    if problems:  # every one at once (a global key once): fixed one run at a time, the next showed only then
+    if problems:  # every one at once (a global key once), so one run shows all there is to fix
         raise ConfigError("\n".join(dict.fromkeys(problems)))
 
 

@@ -10,8 +10,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from avemotion.io import atomic_path
 from avemotion.metrics import regression_metrics
@@ -81,8 +83,6 @@ def training_curves_figure(histories: Mapping[int, pd.DataFrame], title: str = "
         axes.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=axes.transAxes)
     else:
         axes.legend(fontsize=7, ncol=2)
-    from matplotlib.ticker import MaxNLocator
-
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")
@@ -143,8 +143,6 @@ def heatmap_figure(
 
 
 def _cmap_with_grey(name: str):
-    from matplotlib import colormaps
-
     cmap = colormaps[name].copy()
     cmap.set_bad("lightgrey")
     return cmap

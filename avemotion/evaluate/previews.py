@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
+from PIL import Image
 
 from avemotion.evaluate import plots
 from avemotion.face.columns import LANDMARKS_2D
@@ -96,8 +98,6 @@ def au_intensities(face: pd.DataFrame) -> pd.Series:
 
 def preview_figure(clip: dict, frames: np.ndarray, annotations, aus: pd.Series, mel, mfcc):
     """The preview of one clip (see the module docstring)."""
-    from matplotlib.patches import Rectangle
-
     steps = len(frames)
     figure = plots.new_figure(max(8.0, 1.5 * steps), 5.6)
     top, bottom = figure.subfigures(2, 1, height_ratios=[1, 1.5])
@@ -145,8 +145,6 @@ def preview_figure(clip: dict, frames: np.ndarray, annotations, aus: pd.Series, 
 def _read_image(path: Path):
     if not path.is_file():
         return None
-    from PIL import Image
-
     with Image.open(path) as image:
         return np.asarray(image.convert("L"))
 

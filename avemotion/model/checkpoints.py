@@ -92,7 +92,7 @@ def detect_format(path: Path) -> str:
 
 
 def _hdf5_flavour(path: Path) -> str:
-    import h5py
+    import h5py  # the train extra's: the command line imports this module for every command, `avemotion index` too
 
     with h5py.File(path, "r") as handle:
         if ARCHITECTURE_ATTRIBUTE in handle.attrs:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from avemotion.io import read_json
 from avemotion.model.checkpoints import IGNORED_PREFIXES, Checkpoint, CheckpointError
@@ -100,8 +101,6 @@ def _read_hf_tensors(location: Path) -> dict[str, np.ndarray]:
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
     return {name: np.asarray(value, dtype=np.float32) for name, value in load_file(str(path)).items()}
 
 

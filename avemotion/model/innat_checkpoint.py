@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from avemotion.model.checkpoints import Checkpoint, CheckpointError, architecture_from_shapes
@@ -25,8 +26,6 @@ INNAT_BLOCK_ORDER = (
 
 
 def read_innat_h5(path: Path, num_heads: int | None = None) -> Checkpoint:
-    import h5py
-
     tensors: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
     with h5py.File(path, "r") as handle:

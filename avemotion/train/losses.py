@@ -52,7 +52,7 @@ def _per_replica(loss):
     """Divide a batch-level loss by the replica count under tf.distribute, as Keras does for its own
     reduced losses (the replicas' gradients are summed, so each replica contributes its share)."""
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # on its backend only: benchmarks/gpu.py trains on JAX or torch where TensorFlow is not installed
 
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:
