@@ -19,6 +19,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # otherwise in their config.json (1e-12 in the blocks) and keep torch's default 1e-5 in fc_norm.
 ORIGINAL_LAYER_NORM_EPS = 1e-6
 
+# The clip VideoMAE's published checkpoints were trained on: what a checkpoint means when it does not
+# say (a file name without _16x224, a config.json without num_frames or image_size).
+PRETRAINED_FRAMES = 16
+PRETRAINED_IMAGE_SIZE = 224
+
 
 def _variant(hidden_size: int, num_layers: int, num_heads: int) -> dict:
     return {

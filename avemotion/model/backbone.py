@@ -20,7 +20,7 @@ from avemotion.model.layers import (
     TubeletEmbedding,
     VideoMAEBlock,
 )
-from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, variant_settings
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_FRAMES, PRETRAINED_IMAGE_SIZE, variant_settings
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -34,8 +34,8 @@ class VideoMAEBackbone(keras.Model):
         intermediate_size: int,
         patch_size: int = 16,
         tubelet_size: int = 2,
-        num_frames: int = 16,
-        image_size: int = 224,
+        num_frames: int = PRETRAINED_FRAMES,
+        image_size: int = PRETRAINED_IMAGE_SIZE,
         qkv_bias: bool = True,
         layer_norm_eps: float = 1e-6,
         fc_norm_eps: float = 1e-6,

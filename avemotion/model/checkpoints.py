@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, variant_of
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_FRAMES, PRETRAINED_IMAGE_SIZE, VARIANTS, variant_of
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # The HDF5 attribute in which avemotion's own .weights.h5 records its architecture (written by
@@ -108,7 +108,7 @@ def _hdf5_flavour(path: Path) -> str:
     raise CheckpointError(f"{path} is an HDF5 file but neither avemotion weights nor an innat/VideoMAE .h5")
 
 
-def architecture_from_shapes(tensors, num_heads, path, eps, num_frames=16, image_size=224) -> dict:
+def architecture_from_shapes(tensors, num_heads, path, eps, num_frames=PRETRAINED_FRAMES, image_size=PRETRAINED_IMAGE_SIZE) -> dict:
     """Everything but the head count is in the shapes; heads come from the variant registry (or the caller)."""
     hidden, channels, tubelet, patch, _ = tensors["patch_embed.proj.weight"].shape
     layers = 1 + max((int(key.split(".")[1]) for key in tensors if key.startswith("blocks.")), default=-1)

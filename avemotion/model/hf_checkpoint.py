@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 from avemotion.io import read_json
 from avemotion.model.checkpoints import IGNORED_PREFIXES, Checkpoint, CheckpointError
 from avemotion.model.torch_checkpoint import read_torch_file
-from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_FRAMES, PRETRAINED_IMAGE_SIZE
 
 HF_BLOCK_KEYS = {
     "layernorm_before": "norm1",
@@ -45,7 +45,7 @@ def read_hf_folder(path: Path) -> Checkpoint:
             "only mean-pooling checkpoints are supported"
         )
     tensors, source_names = _hf_to_canonical(raw, config.get("num_hidden_layers", 12))
-    image_size = config.get("image_size", 224)
+    image_size = config.get("image_size", PRETRAINED_IMAGE_SIZE)
     mean, std = _hf_normalisation(folder)
     architecture = {
         "hidden_size": config.get("hidden_size", 768),
@@ -54,7 +54,7 @@ def read_hf_folder(path: Path) -> Checkpoint:
         "intermediate_size": config.get("intermediate_size", 3072),
         "patch_size": _side(config.get("patch_size", 16), folder, "patch_size"),
         "tubelet_size": config.get("tubelet_size", 2),
-        "num_frames": config.get("num_frames", 16),
+        "num_frames": config.get("num_frames", PRETRAINED_FRAMES),
         "image_size": _side(image_size, folder, "image_size"),
         "qkv_bias": bool(config.get("qv_bias", config.get("qkv_bias", True))),
         "layer_norm_eps": config.get("layer_norm_eps", 1e-12),

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from avemotion.model.checkpoints import Checkpoint, CheckpointError, architecture_from_shapes
-from avemotion.presets import ORIGINAL_LAYER_NORM_EPS
+from avemotion.presets import ORIGINAL_LAYER_NORM_EPS, PRETRAINED_FRAMES, PRETRAINED_IMAGE_SIZE
 
 # Per block, in the order of the group's weight_names attribute (Keras 2 lists a sub-model's
 # children before its own weights, hence q_bias/v_bias after the qkv and proj kernels).
@@ -63,7 +63,7 @@ def read_innat_h5(path: Path, num_heads: int | None = None) -> Checkpoint:
                     take(f"{canonical}.{part}", source, value)
     # The release names say the clip shape, e.g. TFVideoMAE_L_K400_16x224_FT.h5.
     shape = re.search(r"_(\d+)x(\d+)", path.name)
-    frames, size = (int(shape.group(1)), int(shape.group(2))) if shape else (16, 224)
+    frames, size = (int(shape.group(1)), int(shape.group(2))) if shape else (PRETRAINED_FRAMES, PRETRAINED_IMAGE_SIZE)
     # innat's weights are the MCG-NJU ones, so the original eps values apply.
     architecture = architecture_from_shapes(tensors, num_heads, path, ORIGINAL_LAYER_NORM_EPS, frames, size)
     return Checkpoint("innat_h5", architecture, tensors, None, sources)
