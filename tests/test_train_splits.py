@@ -3,6 +3,8 @@
 import pandas as pd
 import pytest
 
+from avemotion.datasets import crema_d, enterface, mafw
+from avemotion.train.settings import NUM_FOLDS
 from avemotion.train.splits import speaker_splits
 from conftest import in_other_processes
 
@@ -60,3 +62,12 @@ def test_leave_one_corpus_out_tests_every_clip_of_the_held_out_corpus_only():
     assert split["validation"]
     with pytest.raises(ValueError, match="not both"):
         speaker_splits(clips, 1, held_out_dataset="enterface")
+
+
+def test_every_corpus_protocol_has_the_folds_experiments_name():
+    """training.folds names folds 1-NUM_FOLDS of every corpus (a mixture tests fold k of each at
+    once): each reader's protocol must assign exactly those."""
+    every = set(range(1, NUM_FOLDS + 1))
+    assert {crema_d.fold_of_actor(actor) for actor in range(crema_d.FIRST_ACTOR, crema_d.LAST_ACTOR + 1)} == every
+    assert {enterface.fold_of_subject(subject) for subject in range(1, enterface.LAST_SUBJECT + 1)} == every
+    assert set(range(1, mafw.NUM_SETS + 1)) == every
