@@ -16,8 +16,8 @@ from avemotion.io import read_json
 from avemotion.media.audio import NoAudioStream, extract_audio, read_wav, write_wav
 from avemotion.preprocess import sources
 from avemotion.preprocess.chunk import Stage, fingerprint, run_chunk
-from avemotion.preprocess.plan import chunk_clips, chunk_source_files, job_settings
-from avemotion.preprocess.stages import AudioStage
+from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings
+from avemotion.preprocess.stages import STAGES, AudioStage
 from avemotion.quarantine import ClipDefect
 from conftest import demo_settings
 
@@ -275,3 +275,9 @@ def test_a_digest_cache_write_leaves_a_parallel_chunk_jobs_temporary_file_alone(
     assert sources.file_digests([clip], cache) == [sources.file_digest(str(clip))]
     assert live.exists() and not dead.exists()
     assert io.read_json(cache)[str(clip)][3] == sources.file_digest(str(clip))
+
+
+def test_the_workflow_plans_the_stages_the_package_runs():
+    """preprocess.plan.STAGE_NAMES (read by the rules, which must not import the stages' media
+    libraries) names the stages preprocess.stages.STAGES runs, in their order."""
+    assert tuple(STAGES) == STAGE_NAMES
