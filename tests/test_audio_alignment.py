@@ -9,6 +9,7 @@ cancel or have no standard layout still give the sound, and a stream without sam
 from __future__ import annotations
 
 import subprocess
+import wave
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -17,7 +18,9 @@ import pandas as pd
 import pytest
 
 from avemotion.layout import ClipArtifacts
-from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, decode_audio, read_wav, video_span
+from avemotion.media import audio as audio_module
+from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, _frame_spans, _gaps, decode_audio, read_wav, video_span
+from avemotion.media.probe import PACKET_KEY, Packets
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage
 
@@ -290,3 +293,70 @@ def test_audio_whose_timestamps_jump_back_is_trimmed_and_said_so(tmp_path):
     (tmp_path / "joined.ts").write_bytes((tmp_path / "first.ts").read_bytes() + (tmp_path / "second.ts").read_bytes())
     joined = decode_audio(tmp_path / "joined.ts", wanted="audio")
     assert 0.7 <= joined.dropped <= 0.9 and joined.duration + joined.dropped == pytest.approx(6.15, abs=0.05)
+
+
+def test_a_stereo_pair_that_cancels_gives_its_louder_channel_whichever_it_is(tmp_path):
+    """Channels in opposite phase at unequal levels (the right one louder, the left 0.85 of it) mix
+    to near silence: the sound is the louder channel, not simply the first one."""
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2", "-af", "pan=stereo|c0=-0.85*c0|c1=c0",
+           "-c:a", "pcm_s16le", tmp_path / "opposed.wav")  # fmt: skip
+    heard = decode_audio(tmp_path / "opposed.wav", wanted="audio").samples / 32768
+    assert loudness(heard, 0.1, 1.9) == pytest.approx(np.sqrt(0.5) * 0.125, rel=0.03)  # the right channel's, the sine's 1/8 amplitude
+
+
+def test_frames_an_edit_list_hides_are_not_in_the_video_span(tmp_path):
+    """A cut made by stream copy (ffmpeg -ss 0.5 -c copy) keeps the frames from the keyframe before
+    the cut, flagged discard by the MP4 edit list: players do not show them, so the span (what the
+    audio is fitted to) is the cut's 3.5 s, not the 4 s of packets."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=4", "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp_path / "whole.mp4")
+    ffmpeg("-ss", 0.5, "-i", tmp_path / "whole.mp4", "-c", "copy", tmp_path / "cut.mp4")
+    assert video_span(tmp_path / "whole.mp4").duration == pytest.approx(4.0, abs=0.01)
+    cut = video_span(tmp_path / "cut.mp4")
+    assert cut.start == pytest.approx(0.0, abs=1e-6) and cut.duration == pytest.approx(3.5, abs=FRAME)  # to a frame: the cut's first shown frame
+
+
+def test_packets_without_durations_last_the_gap_between_frames(monkeypatch):
+    """A container that states no packet durations (timestamps only): each frame lasts the usual gap
+    between frames, so 50 frames at 25 fps span 2 s, not one frame less."""
+    pts = np.arange(50, dtype=np.int64) * 512  # 25 fps in a 1/12800 time base
+    packets = Packets(1 / 12800, pts, pts, np.zeros(50, np.int64), np.full(50, PACKET_KEY, np.int64))
+    monkeypatch.setattr(audio_module, "video_packets", lambda path: packets)
+    assert video_span("any.mkv") == Span(0.0, 2.0)
+
+
+def test_gaps_of_a_separate_audio_file_move_with_it_to_the_videos_start():
+    """A separate WAV's clock starts at the video's start: its gaps move with its audio, so the
+    silence it holds is left out of the coverage where it lies under the video."""
+    decoded = DecodedAudio(np.zeros(16000, np.int16), 16000, start=0.0, gaps=(Span(0.5, 0.6),))
+    alignment = Alignment.of(decoded, Span(0.025, 1.025), separate=True)
+    assert alignment.gaps == (Span(0.525, 0.625),)
+    assert alignment.coverage == pytest.approx(0.9)
+
+
+def test_a_frame_overlapping_its_predecessor_leaves_no_gap_before_the_next():
+    """A short frame that lies within the one before (timestamps that step back) does not open a gap:
+    the audio reached its predecessor's end, so the next frame starting there follows on."""
+    assert _gaps([(0.0, 1.0), (0.5, 0.8), (1.0, 2.0)]) == ()
+    assert _gaps([(0.0, 1.0), (0.5, 0.8), (1.1, 2.0)]) == (Span(1.0, 1.1),)
+
+
+def test_frames_without_a_time_before_the_first_timed_one_end_where_it_starts():
+    """Leading frames without a timestamp (NOPTS) precede the first timed frame, as ffmpeg's
+    resampler places them: the audio starts a frame earlier, not on top of the timed frame."""
+    frames = [(None, 1, "mono", 16000, 1600), (None, 1, "mono", 16000, 800), (1.0, 1, "mono", 16000, 1600)]
+    np.testing.assert_allclose(_frame_spans(frames), [(0.85, 0.95), (0.95, 1.0), (1.0, 1.1)])
+
+
+def test_read_wav_averages_a_stereo_files_interleaved_channels(tmp_path):
+    """A stereo WAV (samples interleaved left, right) reads as the mean of its channels, sample by
+    sample: a tone on the left only comes back as the tone at half its level."""
+    times = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    left = np.round(0.5 * 32767 * np.sin(2 * np.pi * 440 * times)).astype("<i2")
+    with wave.open(str(tmp_path / "stereo.wav"), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(np.stack([left, np.zeros_like(left)], axis=1).tobytes())
+    audio, rate = read_wav(tmp_path / "stereo.wav")
+    assert rate == SAMPLE_RATE and len(audio) == SAMPLE_RATE
+    np.testing.assert_allclose(audio, left / 32768 / 2, atol=1e-6)

@@ -139,6 +139,9 @@ def test_fold_summary_mean_sample_std_and_summed_confusion():
     assert s["metrics"]["recall.a"]["mean"] == pytest.approx(0.4)
     assert math.isnan(s["metrics"]["recall.a"]["std"])
     assert s["confusion_matrix"] == [[3, 1], [1, 4]]
+    # counts are summarised too: summary.json's clip counts and per-class support come from them
+    counts = summarise_folds({1: {"n_clips": 4, "support": {"a": 3}}, 2: {"n_clips": 6, "support": {"a": 1}}})["metrics"]
+    assert counts["n_clips"]["per_fold"] == {1: 4.0, 2: 6.0} and counts["support.a"]["mean"] == pytest.approx(2.0)
 
 
 def _predictions_table():
@@ -182,3 +185,29 @@ def test_evaluate_predictions_rejects_labels_that_disagree_with_the_label_set():
     table, names = _predictions_table()
     with pytest.raises(ValueError):
         evaluate_predictions(table, list(reversed(names)))
+
+
+def test_predictions_that_run_against_the_truth_have_negative_correlation_and_ccc():
+    """Valence predicted upside down is reported as r = -1 (a sign error to see), not clipped to 0."""
+    truth = np.array([-0.8, -0.2, 0.1, 0.6, 0.9])
+    metrics = regression_metrics(truth, -truth)
+    assert metrics["pearson"] == pytest.approx(-1.0) and metrics["ccc"] < -0.9
+
+
+def test_macro_f1_counts_a_class_only_predicted_as_a_miss():
+    """A class the model predicts but the test fold does not hold lowers macro-F1 (sklearn's labels of
+    truth or predictions), as it lowers WAR: true [0, 0], predicted [0, 1] of 3 classes -> F1 of class
+    0 is 2/3 (precision 1/2, recall 1), of class 1 is 0, class 2 takes no part: (2/3 + 0) / 2."""
+    metrics = classification_metrics([0, 0], [0, 1], 3)
+    assert metrics["macro_f1"] == pytest.approx(1 / 3) and metrics["uar"] == pytest.approx(0.5)
+
+
+def test_no_clips_or_sides_of_different_lengths_are_refused():
+    """An empty fold or predictions that do not pair with their targets say so instead of giving nan
+    or broadcasting one prediction over every clip."""
+    with pytest.raises(ValueError, match="no clips to evaluate"):
+        classification_metrics([], [], 3)
+    with pytest.raises(ValueError, match="same length"):
+        regression_metrics([0.1, 0.2, 0.3], [0.1])
+    with pytest.raises(ValueError, match="same length"):
+        classification_metrics([0, 1, 1], [0, 1], 2)

@@ -15,17 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.figure import Figure
 from PIL import Image
 
 from conftest import demo_settings, run_snakemake, write_demo_config
 
 from avemotion import layout
-from avemotion.evaluate import report, targets
+from avemotion.evaluate import plots, report, targets
 from avemotion.evaluate.baselines import LogisticRegression, experiment_baselines, fold_baselines, majority_class
 from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS, write_cross_corpus
 from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
 from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, datasets_section, dataset_statistics, quarantine_summary
-from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment
+from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment, summary_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FEATURES = ["face_AU01_r_mean", "face_AU12_r_mean", "mfcc_0_mean", "energy_mean"]
@@ -133,6 +134,41 @@ def test_summary_metrics_equal_hand_computed_values(tmp_path):
     assert format_mean_std({"mean": 0.5, "std": 0.1, "per_fold": {"1": 0.4, "2": 0.6, "3": None}}) == "0.500 ± 0.100 (2 of 3 folds)"
 
 
+def test_the_plots_show_the_summed_confusion_and_every_folds_clips_and_a_disagreeing_record_is_logged(tmp_path, monkeypatch, caplog):
+    """The confusion plot gets the matrix summed over folds (rows true, columns predicted), the VA
+    scatter the test clips of every fold; training's metrics.json that disagrees with the figures
+    recomputed from its predictions is named in the log (the figures are the recomputed ones)."""
+    folds = two_folds(tmp_path / "exp")
+    true, predicted = ["anger", "happiness", "happiness"], ["anger", "anger", "anger"]  # fold 2 again: confusion [[1, 0], [2, 0]]
+    valence = [-0.5, 0.8, 0.8]
+    table = predictions_table(
+        LABELS2, true, predicted, fold=2, valence=valence, arousal=[0.7, 0.5, 0.5], valence_pred=valence, arousal_pred=[0.25] * 3,
+        video_predicted_label=true, video_valence_pred=valence, video_arousal_pred=[0.7, 0.5, 0.5],
+    )  # fmt: skip
+    write_fold(folds[2], LABELS2, table, recorded={"labels": LABELS2, "uar": 0.99, "war": 1 / 3}, name="exp", fusion="late", datasets=["crema_d"])
+    drawn = {}
+
+    def confusion(matrix, labels, title=""):
+        drawn["confusion"] = (matrix, labels)
+        return Figure()
+
+    def scatter(predictions, title=""):
+        drawn["va"] = predictions
+        return Figure()
+
+    monkeypatch.setattr(plots, "confusion_figure", confusion)
+    monkeypatch.setattr(plots, "va_scatter_figure", scatter)
+    outputs = {key: tmp_path / "out" / name for key, name in
+               {"summary": "summary.json", "table": "summary.csv", "confusion": "c.png", "curves": "t.png", "va": "v.png"}.items()}  # fmt: skip
+    with caplog.at_level("WARNING"):
+        evaluate_experiment(folds, "exp", outputs)
+    assert drawn["confusion"] == ([[2, 1], [2, 2]], LABELS2)  # [[1, 1], [0, 2]] + [[1, 0], [2, 0]]: rows are the true classes
+    assert len(drawn["va"]) == 7 and set(drawn["va"]["fold"]) == {1, 2}
+    assert [record.getMessage() for record in caplog.records if "recomputed" in record.getMessage()] == [
+        f"fold 2: {folds[2] / 'metrics.json'} has uar 0.990000, recomputed 0.500000"
+    ]
+
+
 def test_mixture_summary_breaks_down_per_dataset_and_folds_must_share_labels(tmp_path):
     table = pd.concat(
         [
@@ -145,6 +181,10 @@ def test_mixture_summary_breaks_down_per_dataset_and_folds_must_share_labels(tmp
     assert summary["per_dataset"]["crema_d"]["metrics"]["uar"]["mean"] == pytest.approx(1.0)
     assert summary["per_dataset"]["enterface"]["metrics"]["uar"]["mean"] == pytest.approx(0.5)
     assert math.isnan(summary["overall"]["metrics"]["uar"]["std"])  # one fold: no spread
+    rows = summary_table(summary)
+    assert {"all", "dataset:crema_d", "dataset:enterface"} <= set(rows["scope"])  # summary.csv breaks the mixture down too
+    uar = rows[rows["metric"] == "uar"].set_index("scope")["fold_1"]
+    assert (uar["dataset:crema_d"], uar["dataset:enterface"]) == pytest.approx((1.0, 0.5))
     write_fold(tmp_path / "fold_2", ["anger", "sadness"], predictions_table(["anger", "sadness"], ["anger"], ["anger"]))
     with pytest.raises(ValueError, match="label set"):
         summarise_experiment({1: tmp_path / "fold_1", 2: tmp_path / "fold_2"}, "mix")
@@ -248,17 +288,23 @@ def test_cross_corpus_matrix_layout_and_recomputed_cells(tmp_path):
     crema = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
     common = ["anger", "happiness", "sadness"]
     write_summary(tmp_path / "c" / "summary.json", {"1": 0.6, "2": 0.7}, crema)
-    # the final model on eNTERFACE's common-label clips: recalls 1, 1/2, 0 -> UAR 1/2
-    cross = predictions_table(common, ["anger", "happiness", "happiness", "sadness"], ["anger", "happiness", "anger", "anger"], dataset="enterface")
+    write_summary(tmp_path / "e" / "summary.json", {"1": 0.8}, common)
+    # the final model on eNTERFACE's common-label clips: recalls 1, 1/2, 1/2 -> UAR 2/3, WAR 3/5;
+    # F1 1/2 (anger: precision 1/3), 2/3, 2/3 -> macro-F1 11/18
+    cross = predictions_table(
+        common, ["anger", "happiness", "happiness", "sadness", "sadness"], ["anger", "happiness", "anger", "anger", "sadness"], dataset="enterface"
+    )
     cross.to_parquet(tmp_path / "cross.parquet")
     write_json(tmp_path / "cross.json", {"labels": common, "uar": 0.99})  # recorded value is not trusted
-    heldout = predictions_table(LABELS2, ["anger", "happiness"], ["anger", "anger"], dataset="crema_d")
+    # the mixture's model on the held-out corpus: every clip called anger -> UAR 1/2, WAR 3/4
+    heldout = predictions_table(LABELS2, ["anger", "anger", "anger", "happiness"], ["anger"] * 4, dataset="crema_d")
     heldout.to_parquet(tmp_path / "heldout.parquet")
     write_json(tmp_path / "heldout.json", {"unscored_test_clips": 3})  # labels from the prob_ columns
     outputs = {key: tmp_path / "report" / name for key, name in
                {"matrix": "m.csv", "matrix_png": "m.png", "loco": "l.csv", "loco_png": "l.png", "json": "c.json"}.items()}  # fmt: skip
     write_cross_corpus(
-        [{"experiment": "c", "dataset": "crema_d", "summary": tmp_path / "c" / "summary.json"}],
+        [{"experiment": "e", "dataset": "enterface", "summary": tmp_path / "e" / "summary.json"},
+         {"experiment": "c", "dataset": "crema_d", "summary": tmp_path / "c" / "summary.json"}],
         [{"experiment": "c", "train_dataset": "crema_d", "test_dataset": "enterface", "predictions": tmp_path / "cross.parquet", "metrics": tmp_path / "cross.json"}],
         [{"experiment": "mix", "datasets": ["crema_d", "enterface"], "heldout_dataset": "crema_d", "predictions": tmp_path / "heldout.parquet", "metrics": tmp_path / "heldout.json"}],
         ["crema_d", "enterface", "mafw"],
@@ -266,16 +312,23 @@ def test_cross_corpus_matrix_layout_and_recomputed_cells(tmp_path):
     )  # fmt: skip
     matrix = pd.read_csv(outputs["matrix"])
     assert list(matrix.columns) == ["train_dataset", "experiment", "crema_d", "enterface", "mafw"]
-    assert matrix.loc[0, "train_dataset"] == "crema_d" and matrix.loc[0, "crema_d"] == pytest.approx(0.65)
-    assert matrix.loc[0, "enterface"] == pytest.approx(0.5) and np.isnan(matrix.loc[0, "mafw"])
+    assert matrix["train_dataset"].tolist() == ["crema_d", "enterface"]  # the config's order of corpora, not the entries'
+    assert matrix.loc[0, "crema_d"] == pytest.approx(0.65) and matrix.loc[1, "enterface"] == pytest.approx(0.8)
+    assert matrix.loc[0, "enterface"] == pytest.approx(2 / 3) and np.isnan(matrix.loc[0, "mafw"])
     loco = pd.read_csv(outputs["loco"])
     assert list(loco.columns) == ["experiment", "crema_d", "enterface", "mafw"]
-    assert loco.loc[0, "crema_d"] == pytest.approx(0.5) and np.isnan(loco.loc[0, "enterface"])
+    assert loco.loc[0, "crema_d"] == pytest.approx(0.5) and np.isnan(loco.loc[0, "enterface"])  # UAR, not WAR's 3/4
     details = json.loads(outputs["json"].read_text())
-    cell = next(r for r in details["cross_corpus"] if r["test_dataset"] == "enterface")
-    assert cell["n_classes"] == 3 and cell["n_clips"] == 4
-    assert details["leave_one_corpus_out"][0]["trained_on"] == "enterface"
-    assert details["leave_one_corpus_out"][0]["unscored_clips"] == 3  # the held-out corpus' clips left out are counted
+    within = next(r for r in details["cross_corpus"] if r["experiment"] == "c" and r["test_dataset"] == "crema_d")
+    assert (within["uar"], within["uar_std"], within["war"], within["macro_f1"]) == pytest.approx((0.65, 0.1, 0.5, 0.4))
+    assert (within["n_clips"], within["n_classes"]) == (20, 6)
+    cell = next(r for r in details["cross_corpus"] if r["test_dataset"] == "enterface" and r["experiment"] == "c")
+    assert (cell["uar"], cell["war"], cell["macro_f1"]) == pytest.approx((2 / 3, 3 / 5, 11 / 18))
+    assert cell["n_classes"] == 3 and cell["n_clips"] == 5
+    (left_out,) = details["leave_one_corpus_out"]
+    assert (left_out["uar"], left_out["war"], left_out["n_clips"]) == (pytest.approx(0.5), pytest.approx(0.75), 4)
+    assert left_out["trained_on"] == "enterface"
+    assert left_out["unscored_clips"] == 3  # the held-out corpus' clips left out are counted
     # a cross_corpus.json written before the column existed (its rule does not rerun on new code) still makes a page
     del details["leave_one_corpus_out"][0]["unscored_clips"]
     outputs["json"].write_text(json.dumps(details))

@@ -164,3 +164,15 @@ def test_a_link_to_a_clip_that_is_gone_is_quarantined(tmp_path):
     manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
     assert manifest["clip_id"].tolist() == ["1001_DFA_ANG_XX"]
     assert quarantine["reason"].tolist() == [f"broken link: VideoFlash/1001_DFA_HAP_XX.flv points to {tmp_path / 'elsewhere' / '1001_DFA_HAP_XX.flv'}, which does not exist"]
+
+
+def test_neutral_and_sadness_votes_are_counted_under_their_own_classes(tmp_path):
+    """The vote table's N column is neutral and S sadness: swapped, a clip voted mostly neutral would
+    get sadness's low valence as its target."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_NEU_XX.flv")
+    touch(tmp_path / crema_d.VOTES, ",A,D,F,H,N,S,fileName,numResponses,agreement,emoVote\n300001,0,0,0,0,8,2,1001_DFA_NEU_XX,10,0.8,N\n")
+    manifest, _ = index_dataset("crema_d", tmp_path, SETTINGS)
+    row = manifest.set_index("clip_id").loc["1001_DFA_NEU_XX"]
+    assert (row["votes_neutral"], row["votes_sadness"]) == (8, 2)
+    coords = coordinates_from_config(None)
+    assert row["valence"] == pytest.approx(0.8 * coords["neutral"][0] + 0.2 * coords["sadness"][0])

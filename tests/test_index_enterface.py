@@ -225,6 +225,22 @@ def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantin
     assert tmp_path / "corpus" / "subject 4" / "fear" / "sentence 1" in index_dependencies(tmp_path / "corpus")  # a clip added there reruns the index
 
 
+def test_videos_of_any_case_outside_subject_folders_are_quarantined(tmp_path):
+    """A video outside the subject folders is reported whatever the case of its extension (Clip.AVI,
+    as Windows copies write it) or if it is an eNTERFACE name without the dot (s16_su_3avi), never
+    left out silently."""
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(tmp_path / "stray" / "Clip.AVI")
+    touch(tmp_path / "s16_su_3avi")
+    touch(tmp_path / "README.txt")
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["s1_an_1"]
+    assert dict(zip(quarantine["path"], quarantine["reason"])) == {
+        "stray/Clip.AVI": "not under a 'subject N' folder",
+        "s16_su_3avi": "not under a 'subject N' folder",
+    }
+
+
 def test_a_batch_larger_than_a_split_stops_runs_that_train_only(tmp_path):
     """Part of a corpus indexed: a batch larger than its training split stops a run that may train,
     before any job, and no longer a run up to fusion (every target stopped on it, preprocessing too)."""

@@ -6,6 +6,7 @@ import yaml
 from avemotion.config import ConfigError
 from avemotion.datasets import check_datasets, index_dataset, index_dependencies
 from avemotion.datasets.mafw import SPLIT_DIR, MafwSplitError
+from avemotion.labels import CANONICAL_LABELS
 from conftest import touch
 
 
@@ -100,3 +101,31 @@ def test_mafw_ids_yaml_read_as_numbers_stop_the_run_and_quoted_ones_leave_clips_
     check_datasets(config)  # 10045 can be a clip id (MAFW's last)
     manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8, "leave_out_speakers": config["datasets"]["mafw"]["leave_out_speakers"]})
     assert "00003" not in set(manifest["clip_id"]) and "speaker 00003 left out (datasets.mafw.leave_out_speakers)" in set(quarantine["reason"])
+
+
+def test_a_label_written_in_capitals_in_a_split_file_is_the_same_label(corpus):
+    """Split files edited by hand write "Anger" or "ANGER": the label is read without regard to case,
+    so the clip is indexed as anger, not quarantined for an unknown emotion or conflicting labels."""
+    write_split(corpus, 1, "test", ["00001.mp4 Anger", "00006.mp4 ANGER"])
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    assert not {"00001", "00006"} & set(quarantine["clip_id"])
+    rows = manifest.set_index("clip_id")
+    assert rows.loc["00001", "label"] == "anger" and rows.loc["00001", "fold"] == 1
+    assert rows.loc["00006", "label"] == "anger" and rows.loc["00006", "fold"] == 1
+
+
+def test_every_one_of_mafws_eleven_classes_is_indexed_with_its_label(tmp_path):
+    """MAFW has 11 single-label classes, contempt, anxiety, helplessness and disappointment among
+    them: a clip of each is indexed with its label and label index, none quarantined."""
+    clips = {f"{n:05d}": label for n, label in enumerate(CANONICAL_LABELS, start=1)}
+    for clip_id in clips:
+        touch(tmp_path / "data" / "clips" / f"{clip_id}.mp4")
+    for k in range(1, 6):
+        test = [c for i, c in enumerate(sorted(clips)) if i % 5 == k - 1]
+        write_split(tmp_path, k, "test", [f"{c}.mp4 {clips[c]}" for c in test])
+        write_split(tmp_path, k, "train", [f"{c}.mp4 {clips[c]}" for c in sorted(clips) if c not in test])
+    manifest, quarantine = index_dataset("mafw", tmp_path, {"chunks": 8})
+    assert quarantine.empty
+    rows = manifest.set_index("clip_id")
+    assert rows["label"].to_dict() == clips
+    assert rows["label_index"].to_dict() == {c: CANONICAL_LABELS.index(label) for c, label in clips.items()}

@@ -54,6 +54,20 @@ def test_duplicate_ids_keep_the_first_path_and_quarantine_the_rest():
     assert "x/a.avi has the same id" in quarantine.loc[0, "reason"]
 
 
+def test_default_coordinates_are_the_nrc_vad_lexicons_mapped_to_minus_one_one():
+    """The valence/arousal targets every model learns: NRC-VAD v1's values for the 11 classes (as
+    ../shared/DESIGN.md lists them from the lexicon), mapped by 2x - 1."""
+    lexicon = {
+        "anger": (0.167, 0.865), "disgust": (0.052, 0.775), "fear": (0.073, 0.840), "happiness": (0.960, 0.732),
+        "neutral": (0.469, 0.184), "sadness": (0.052, 0.288), "surprise": (0.875, 0.875), "contempt": (0.206, 0.635),
+        "anxiety": (0.146, 0.865), "helplessness": (0.087, 0.480), "disappointment": (0.115, 0.490),
+    }  # fmt: skip
+    coordinates = coordinates_from_config(None)
+    assert set(coordinates) == set(lexicon)
+    for name, (valence, arousal) in lexicon.items():
+        assert coordinates[name] == pytest.approx((2 * valence - 1, 2 * arousal - 1)), name
+
+
 def test_configured_coordinates_override_the_lexicon():
     coordinates = coordinates_from_config({"anger": {"valence": 0.0, "arousal": 1.0}})
     assert coordinates["anger"] == (-1.0, 1.0)

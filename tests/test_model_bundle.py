@@ -13,6 +13,7 @@ from snakemake.utils import validate
 from avemotion.config import SCHEMA_PATH
 from avemotion.io import write_json
 from avemotion.model.bundle import LATE_WEIGHTS_FILE, SETTINGS_FILE, TrainedModel, write_late_weights
+from avemotion.model.late_fusion import fused
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from conftest import demo_settings
 
@@ -41,6 +42,17 @@ def test_a_model_switched_from_late_to_hybrid_uses_its_own_heads(tmp_path):
     trained = TrainedModel.load(tmp_path)
     assert trained.late_weights is None and trained.labels == ["anger", "happiness"]
     assert trained.fused(hybrid) == hybrid
+
+
+def test_late_fusion_combines_each_task_with_its_own_branch_weights():
+    """Training fits one set of branch weights per task (emotion, valence, arousal): each task's final
+    prediction is its own branches' outputs weighted by its own weights."""
+    weights = {"emotion": {"video": 0.5, "audio": 0.5}, "valence": {"video": 0.2, "audio": 0.8}, "arousal": {"video": 1.0, "audio": 0.0}}
+    final = fused(OUTPUTS, weights)
+    np.testing.assert_allclose(final["emotion"], [[0.4, 0.6]])
+    np.testing.assert_allclose(final["valence"], [0.2 * 0.1 + 0.8 * 0.3])
+    np.testing.assert_allclose(final["arousal"], [0.1])
+    assert set(final) == {"emotion", "valence", "arousal"}
 
 
 def test_a_model_folder_from_before_late_weights_were_always_written_loads(tmp_path):

@@ -71,3 +71,28 @@ def test_every_corpus_protocol_has_the_folds_experiments_name():
     assert {crema_d.fold_of_actor(actor) for actor in range(crema_d.FIRST_ACTOR, crema_d.LAST_ACTOR + 1)} == every
     assert {enterface.fold_of_subject(subject) for subject in range(1, enterface.LAST_SUBJECT + 1)} == every
     assert set(range(1, mafw.NUM_SETS + 1)) == every
+
+
+def test_the_seed_chooses_the_validation_speakers():
+    """training.seed draws other validation speakers (a seed sweep must not validate on the same
+    people every time), and no seed takes simply the lowest speaker ids."""
+    clips = corpus("crema_d", 40, 5)
+    chosen = {
+        seed: {clip.rsplit("_", 1)[0] for clip in speaker_splits(clips, 1, 0.2, seed)["validation"]} for seed in range(4)
+    }
+    assert len({frozenset(speakers) for speakers in chosen.values()}) == 4
+    lowest = {f"crema_d_{speaker}" for speaker in sorted({str(s) for s in range(40) if (1 + s % 5) != 1})[: len(chosen[0])]}
+    assert all(speakers != lowest for speakers in chosen.values())
+
+
+def test_a_large_validation_fraction_leaves_a_training_speaker():
+    """Two speakers and validation_fraction 0.9: one validates, one trains (never all validation)."""
+    split = speaker_splits(corpus("enterface", 2, 2), None, validation_fraction=0.9)
+    assert split["train"] and split["validation"]
+
+
+def test_corpora_whose_clip_ids_collide_are_refused():
+    """Two corpora sharing a clip id would make a split whose clips cannot be told apart."""
+    mixed = pd.concat([corpus("crema_d", 4, 2), corpus("enterface", 4, 2).assign(clip_id=lambda c: c["clip_id"].str.replace("enterface", "crema_d"))])
+    with pytest.raises(ValueError, match="clip ids repeat"):
+        speaker_splits(mixed, 1)

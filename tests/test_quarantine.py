@@ -1,0 +1,34 @@
+"""The quarantine contract: every stage's part reaches the dataset's quarantine.csv, as written."""
+
+from __future__ import annotations
+
+from avemotion.quarantine import merge_quarantine, quarantine_frame, read_quarantine
+
+
+def write_part(path, entries) -> str:
+    quarantine_frame(entries).to_csv(path, index=False)
+    return str(path)
+
+
+def test_every_stage_part_is_merged_in_one_stable_order_with_ids_and_text_kept(tmp_path):
+    """A clip two stages quarantined keeps both reasons; MAFW's zero-padded ids stay text (00025,
+    not 25) and an empty path stays empty (not NaN); rows are sorted, so a rerun writes the same file."""
+    index = write_part(tmp_path / "index.csv", [{"clip_id": "00025", "path": "", "stage": "index", "reason": "not in any split file"}])
+    face = write_part(tmp_path / "face.csv", [
+        {"clip_id": "00031", "path": "clips/00031.mp4", "stage": "face", "reason": "no face in any frame"},
+        {"clip_id": "00007", "path": "clips/00007.mp4", "stage": "face", "reason": "several faces"},
+    ])  # fmt: skip
+    audio = write_part(tmp_path / "audio.csv", [{"clip_id": "00031", "path": "clips/00031.mp4", "stage": "audio", "reason": "no audio stream"}])
+    empty = write_part(tmp_path / "frames.csv", [])
+    merged = merge_quarantine([face, empty, index, audio])
+    assert list(merged.columns) == ["clip_id", "path", "stage", "reason"]  # the contract README documents
+    assert merged[["clip_id", "stage"]].values.tolist() == [["00007", "face"], ["00025", "index"], ["00031", "audio"], ["00031", "face"]]
+    assert merged.loc[1, "path"] == "" and merged.loc[1, "clip_id"] == "00025"
+    assert merged.equals(merge_quarantine([audio, index, empty, face]))  # whatever order the parts come in
+    merged.to_csv(tmp_path / "quarantine.csv", index=False)
+    assert read_quarantine(tmp_path / "quarantine.csv").equals(merged)
+
+
+def test_no_parts_merge_into_an_empty_table_with_the_contracts_columns():
+    merged = merge_quarantine([])
+    assert merged.empty and list(merged.columns) == ["clip_id", "path", "stage", "reason"]
