@@ -28,6 +28,9 @@ rule evaluate_experiment:
         history=lambda wildcards: fold_files(config, wildcards.experiment, HISTORY_FILE),
         final=lambda wildcards: final_files(config, wildcards.experiment, PREDICTIONS_FILE),
         indexed=after_index(experiment_datasets),
+        # the clips each test fold lists (the protocol figures); ancient: an index rerun that rewrites a
+        # manifest unchanged evaluates nothing again (changed clips reach evaluation through the folds)
+        manifests=lambda wildcards: [ancient(manifest_path(dataset)) for dataset in experiment_datasets(wildcards)],
     output:
         summary=EXPERIMENT_OUTPUTS["summary"],
         table=report(

@@ -169,6 +169,32 @@ def test_the_plots_show_the_summed_confusion_and_every_folds_clips_and_a_disagre
     ]
 
 
+def test_protocol_figures_count_the_clips_a_stage_quarantined_as_errors(tmp_path):
+    """Published figures are measured on every clip a protocol lists: beside the scores of the clips
+    that were preprocessed, the summary counts the quarantined clips of each test fold (with one of
+    the experiment's labels) as errors, and the report shows that row and how many were left out."""
+    folds = two_folds(tmp_path / "exp")
+    listed = pd.concat([pd.read_parquet(folder / "predictions.parquet")[["clip_id", "fold", "label"]] for folder in folds.values()])
+    quarantined = pd.DataFrame({"clip_id": ["q1", "q2", "x1"], "fold": [1, 1, 1], "label": ["anger", "happiness", "fear"]})
+    pd.concat([listed, quarantined]).to_parquet(tmp_path / "manifest.parquet")
+    outputs = {key: tmp_path / "out" / name for key, name in
+               {"summary": "summary.json", "table": "summary.csv", "confusion": "c.png", "curves": "t.png", "va": "v.png"}.items()}  # fmt: skip
+    evaluate_experiment(folds, "exp", outputs, manifests=[tmp_path / "manifest.parquet"])
+    summary = json.loads(outputs["summary"].read_text())
+    protocol = summary["protocol"]["metrics"]
+    # fold 1: anger 1 of 3, happiness 2 of 3 (q1, q2 unscored; fear is not the experiment's) -> UAR 1/2, WAR 3/6;
+    # fold 2: every clip scored, as the model's own figures: UAR 3/4, WAR 2/3
+    assert protocol["uar"]["per_fold"] == pytest.approx({"1": 0.5, "2": 0.75})
+    assert protocol["war"]["per_fold"] == pytest.approx({"1": 0.5, "2": 2 / 3})
+    assert protocol["listed_clips"]["per_fold"] == {"1": 6, "2": 3} and protocol["scored_clips"]["per_fold"] == {"1": 4, "2": 3}
+    assert summary["overall"]["metrics"]["uar"]["mean"] == pytest.approx(0.75)  # the scored clips' figures are unchanged
+    assert "protocol" in set(pd.read_csv(outputs["table"])["scope"])
+    page = report.experiment_section({"summary": outputs["summary"], "name": "exp"}, tmp_path)
+    assert '(quarantined ones as errors)</td><td class="num">0.625 ± 0.177</td><td class="num">0.583 ± 0.118</td>' in page
+    assert "The test folds list 9 clips of these classes; 2 of them a preprocessing stage quarantined" in page
+    assert "protocol" not in summarise_experiment(folds, "exp")  # without manifests (results made before): no such figures
+
+
 def test_mixture_summary_breaks_down_per_dataset_and_folds_must_share_labels(tmp_path):
     table = pd.concat(
         [
@@ -628,6 +654,9 @@ def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):
     summary = json.loads((results / "experiments" / "crema_hybrid" / "summary.json").read_text())
     assert set(summary["branches"]) == {"video", "audio", "face"}
     assert summary["branches"]["video"]["metrics"]["uar"]["mean"] == pytest.approx(1.0)
+    # the rule reads the corpus' manifest: fold 1 lists the clip the face stage quarantined, unscored
+    protocol = summary["protocol"]["metrics"]
+    assert protocol["listed_clips"]["per_fold"] == {"1": 24, "2": 24} and protocol["scored_clips"]["per_fold"] == summary["clips"] == {"1": 23, "2": 24}
     mix = json.loads((results / "experiments" / "mix_late" / "summary.json").read_text())
     assert set(mix["per_dataset"]) == {"crema_d", "enterface"}
     assert "final_validation" in summary and "final_validation" not in mix  # mix_late has final: false
@@ -641,6 +670,7 @@ def test_workflow_evaluates_and_reports_fake_experiments(tmp_path):
 
     page = (results / "report" / "index.html").read_text()
     assert "label-derived" in page and "crema_hybrid" in page and "baseline: logistic regression" in page
+    assert "The test folds list 48 clips of these classes; 1 of them a preprocessing stage quarantined" in page
     assert "<th>clips not scored</th>" in page and "one over the class count" in page  # leave-one-corpus-out says what it scored
     assert page.count("final model, its") == 1
     uar = format_mean_std(summary["overall"]["metrics"]["uar"])

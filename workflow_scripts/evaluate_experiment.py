@@ -10,4 +10,5 @@ with script_logging(snakemake.log[0]):
         snakemake.wildcards.experiment,
         {key: snakemake.output[key] for key in EXPERIMENT_OUTPUTS},
         final=snakemake.params.final,
+        manifests=snakemake.input.manifests,
     )

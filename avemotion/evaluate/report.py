@@ -221,6 +221,10 @@ def experiment_section(entry: Mapping, page_dir) -> str:
         f"({clips} test clips). Mean ± sample standard deviation over the test folds.</p>"
     )
     rows = [metrics_row("model", summary["overall"])]
+    protocol = summary.get("protocol")
+    unscored = _unscored_clips(protocol)
+    if unscored:
+        rows += [metrics_row("model, every clip the folds list (quarantined ones as errors)", protocol)]
     rows += [metrics_row(f"{branch} branch", s) for branch, s in summary.get("branches", {}).items()]
     if baselines:
         rows += [metrics_row("baseline: majority class", baselines.get("majority"))]
@@ -230,6 +234,16 @@ def experiment_section(entry: Mapping, page_dir) -> str:
     if final:
         rows += [metrics_row(f"final model, its {final['clips']} validation clips", final)]
     parts.append(table_html(["", *[label for _, label in METRIC_COLUMNS]], rows))
+    if protocol:
+        listed = int(sum(protocol["metrics"]["listed_clips"]["per_fold"].values()))
+        parts.append(
+            f"<p><small>The test folds list {listed} clips of these classes; {unscored} of them a preprocessing stage "
+            "quarantined (see the datasets' quarantine), so the model's figures leave them out. Published figures count "
+            "every listed clip: compare with the row that counts them as errors, or keep them "
+            "(<code>face.no_face: keep</code>, <code>audio.missing: silent</code>).</small></p>"
+            if unscored
+            else f"<p><small>Every one of the {listed} clips the test folds list was scored.</small></p>"
+        )
     if final:
         parts.append(
             "<p><small>The final model (<code>avemotion predict</code> uses it) trains on every speaker but its "
@@ -250,6 +264,14 @@ def experiment_section(entry: Mapping, page_dir) -> str:
             + "</div>"
         )
     return "\n".join(parts)
+
+
+def _unscored_clips(protocol: Mapping | None) -> int:
+    """Clips the test folds list that were not scored (a stage quarantined them); 0 without figures."""
+    if not protocol:
+        return 0
+    metrics = protocol["metrics"]
+    return int(sum(metrics["listed_clips"]["per_fold"].values()) - sum(metrics["scored_clips"]["per_fold"].values()))
 
 
 def experiments_section(experiments: Sequence[Mapping], page_dir) -> str:

@@ -10,7 +10,9 @@ metrics.json) and writes:
   late and hybrid models, from their ``{branch}_predicted_label`` and, where present,
   ``{branch}_valence_pred``/``{branch}_arousal_pred`` columns) and, for mixtures, ``per_dataset``
   (the same per dataset of the test clips), and with a final model ``final_validation`` (the same
-  for the final model's validation clips). NaN is written as null.
+  for the final model's validation clips), and given the manifests ``protocol`` (the same figures
+  over every clip the protocol lists in the test folds, those a stage quarantined counted as errors).
+  NaN is written as null.
 - summary.csv: one row per (scope, metric): scope ``all``, ``branch:<name>`` or ``dataset:<name>``,
   then mean, std and one column per fold.
 - plots/confusion_matrix.png (summed over folds, row-normalised, with counts),
@@ -33,6 +35,7 @@ from avemotion.evaluate import plots
 from avemotion.io import read_json, write_csv, write_json
 from avemotion.layout import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE
 from avemotion.metrics import evaluate_predictions, summarise_folds
+from avemotion.preprocess.plan import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,27 @@ def branch_predictions(predictions: pd.DataFrame, branch: str, labels) -> pd.Dat
     return table
 
 
-def summarise_experiment(folders: Mapping[int, str | Path], name: str | None = None) -> dict:
-    """The summary.json content of one experiment from its test-fold folders ({fold: folder})."""
+def protocol_scores(predictions: pd.DataFrame, manifest: pd.DataFrame, fold: int, labels) -> dict:
+    """A fold's UAR and WAR over every clip its protocol lists in the test fold (the manifests' clips
+    of the fold with one of the experiment's labels), each clip a stage quarantined (no face, not
+    decodable) counted as an error: published figures are measured on every listed clip, and scores
+    over the clips that survived preprocessing alone would leave the hardest ones out."""
+    listed = manifest[(manifest["fold"] == fold) & manifest["label"].isin(labels)]
+    scored = predictions[predictions["clip_id"].isin(listed["clip_id"])]
+    hits = scored.loc[scored["label_index"] == scored["predicted_index"], "label"].value_counts()
+    per_class = listed["label"].value_counts()
+    recalls = [hits.get(label, 0) / per_class[label] for label in labels if per_class.get(label, 0)]
+    return {
+        "listed_clips": len(listed),
+        "scored_clips": len(scored),
+        "uar": float(np.mean(recalls)) if recalls else float("nan"),
+        "war": float(hits.sum() / len(listed)) if len(listed) else float("nan"),
+    }
+
+
+def summarise_experiment(folders: Mapping[int, str | Path], name: str | None = None, manifests=()) -> dict:
+    """The summary.json content of one experiment from its test-fold folders ({fold: folder}) and,
+    where given, the manifests of its corpora (for the ``protocol`` figures)."""
     if not folders:
         raise ValueError("an experiment needs at least one test fold to evaluate")
     folds = sorted(folders)
@@ -121,7 +143,7 @@ def summarise_experiment(folders: Mapping[int, str | Path], name: str | None = N
             }
             by_dataset[dataset] = summarise_folds(dataset_folds)
 
-    return {
+    summary = {
         "experiment": name or settings.get("name"),
         "fusion": settings.get("fusion"),
         "datasets": settings.get("datasets", datasets),
@@ -132,6 +154,10 @@ def summarise_experiment(folders: Mapping[int, str | Path], name: str | None = N
         "branches": branches,
         "per_dataset": by_dataset,
     }
+    if manifests:
+        listed = pd.concat([read_manifest(path) for path in manifests], ignore_index=True)
+        summary["protocol"] = summarise_folds({fold: protocol_scores(predictions[fold], listed, fold, labels) for fold in folds})
+    return summary
 
 
 def _check_recorded(folders, per_fold) -> None:
@@ -153,6 +179,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
     scopes = [("all", summary["overall"])]
     scopes += [(f"branch:{b}", s) for b, s in summary.get("branches", {}).items()]
     scopes += [(f"dataset:{d}", s) for d, s in summary.get("per_dataset", {}).items()]
+    scopes += [("protocol", summary["protocol"])] if "protocol" in summary else []
     rows = []
     for scope, summarised in scopes:
         for metric, values in summarised["metrics"].items():
@@ -181,12 +208,12 @@ def final_validation(folder, labels) -> dict:
 
 
 def evaluate_experiment(
-    folders: Mapping[int, str | Path], name: str, outputs: Mapping[str, str | Path], final: str | Path | None = None
+    folders: Mapping[int, str | Path], name: str, outputs: Mapping[str, str | Path], final: str | Path | None = None, manifests=()
 ) -> dict:
     """Write summary.json, summary.csv and the three plots (``outputs`` keys: summary, table,
     confusion, curves, va). ``final``: the final model's folder, whose validation predictions are
-    summarised under "final_validation"."""
-    summary = summarise_experiment(folders, name)
+    summarised under "final_validation"; ``manifests``: its corpora's (the protocol figures)."""
+    summary = summarise_experiment(folders, name, manifests)
     if final is not None:
         summary["final_validation"] = final_validation(final, summary["labels"])
     write_json(summary, outputs["summary"])
