@@ -13,8 +13,8 @@ metrics.json) and writes:
   for the final model's validation clips), and given the manifests ``protocol`` (the same figures
   over every clip the protocol lists in the test folds, those a stage quarantined counted as errors).
   NaN is written as null.
-- summary.csv: one row per (scope, metric): scope ``all``, ``branch:<name>`` or ``dataset:<name>``,
-  then mean, std and one column per fold.
+- summary.csv: one row per (scope, metric): scope ``all``, ``branch:<name>``, ``dataset:<name>`` or
+  ``protocol``, then mean, std and one column per fold.
 - plots/confusion_matrix.png (summed over folds, row-normalised, with counts),
   plots/training_curves.png (loss and val_loss per fold), plots/va_scatter.png (true against
   predicted valence and arousal, all test clips).
