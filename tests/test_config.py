@@ -8,10 +8,14 @@ import yaml
 
 from snakemake.utils import validate
 
-from avemotion.config import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, ConfigError, check_model, config_errors, dataset_notices, load_schema, prepare_config
-from avemotion.datasets import DatasetRootError, check_datasets, walk
-from avemotion.presets import VARIANTS
+from avemotion.config import AUDIO_MODEL_KEYS, ConfigError, QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, check_model, check_openface, config_errors, dataset_notices, load_config, load_schema, merge_config, prepare_config, preprocess_settings
+from avemotion.config_errors import ConfigFileError
+from avemotion.datasets import DatasetRootError, check_datasets, index_dataset, indexed_keys, walk
 from avemotion.model.speech_branch import AUDIO_DEFAULTS
+from avemotion.preprocess.plan import job_settings
+from avemotion.presets import VARIANTS
+from avemotion.train.plan import check_training_runs, training_runs
+from avemotion.train.settings import check_experiments, cross_corpus_datasets, experiment_names, experiment_settings, heldout_datasets, model_settings
 from conftest import demo_settings
 
 
@@ -142,7 +146,6 @@ def test_an_enabled_dataset_without_root_names_the_key(config):
 
 
 def test_dataset_overrides_change_only_that_dataset(config):
-    from avemotion.config import preprocess_settings
 
     config["datasets"]["mafw"]["frames"] = {"crop": "full"}
     config.update(frames={"num_frames": 8, "input_size": 224, "crop": "face", "face_margin": 0.25})
@@ -152,7 +155,6 @@ def test_dataset_overrides_change_only_that_dataset(config):
 
 @pytest.mark.parametrize("where", ["global", "dataset"])
 def test_openface_backend_needs_an_executable_before_any_job(config, tmp_path, where):
-    from avemotion.config import check_openface
 
     missing = str(tmp_path / "OpenFace" / "FeatureExtraction")
     face = {"backend": "openface", "openface_bin": missing}
@@ -192,7 +194,6 @@ def openface_config(config, tmp_path, args, where) -> str:
 
 @pytest.mark.parametrize("where", ["global", "dataset"])
 def test_openface_args_are_set_globally_or_per_dataset(config, tmp_path, where):
-    from avemotion.config import check_openface, preprocess_settings
 
     args = ["-mloc", "model/main_clnf_general.txt", "-au_static"]
     openface_config(config, tmp_path, args, where)
@@ -215,7 +216,6 @@ def test_openface_args_are_set_globally_or_per_dataset(config, tmp_path, where):
     ],
 )
 def test_openface_args_that_are_not_strings_or_are_avemotions_own_stop_the_run(config, tmp_path, where, args, expected):
-    from avemotion.config import check_openface
 
     key = openface_config(config, tmp_path, args, where)
     with pytest.raises(ConfigError) as error:
@@ -257,7 +257,6 @@ def filled(config) -> dict:
 
 
 def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
-    from avemotion.train.settings import experiment_settings
 
     config["experiments"] = [
         {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid", "training": {"epochs": 3}, "model": {"variant": "small"}},
@@ -280,7 +279,6 @@ def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
     ],
 )
 def test_experiment_mistakes_stop_the_run_before_any_job(config, experiments, expected):
-    from avemotion.train.settings import check_experiments
 
     config["experiments"] = experiments
     config["datasets"]["mafw"]["frames"] = {"num_frames": 16}
@@ -290,7 +288,6 @@ def test_experiment_mistakes_stop_the_run_before_any_job(config, experiments, ex
 
 
 def test_mixtures_leave_each_corpus_out_and_single_corpora_are_tested_on_the_others(config):
-    from avemotion.train.settings import cross_corpus_datasets, experiment_settings, heldout_datasets
 
     config["experiments"] = [
         {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid"},
@@ -308,7 +305,6 @@ def test_mixtures_leave_each_corpus_out_and_single_corpora_are_tested_on_the_oth
 
 def product_config(**datasets) -> dict:
     """config.yaml with the given dataset roots, defaults filled in as the workflow fills them."""
-    from avemotion.config import load_config, merge_config
 
     config = merge_config(load_config(), {"datasets": {name: {"root": str(root)} for name, root in datasets.items()}})
     prepare_config(config)
@@ -318,7 +314,6 @@ def product_config(**datasets) -> dict:
 def test_product_config_states_the_schema_defaults():
     """config.yaml and the schema's defaults agree, so a key left out of a hand-written config means
     the same as in config.yaml."""
-    from avemotion.config import load_config
 
     config = load_config()
     defaults = filled({"datasets": {name: {} for name in config["datasets"]}})
@@ -385,7 +380,6 @@ def test_mafw_without_its_split_files_is_an_error_before_any_job(tmp_path):
 
 
 def test_experiments_of_unconfigured_corpora_are_left_out_with_a_notice(crema_d_tree):
-    from avemotion.train.settings import check_experiments, experiment_names
 
     config = product_config(crema_d=crema_d_tree)
     assert experiment_names(config) == ["crema_d_hybrid"]
@@ -398,7 +392,6 @@ def test_experiments_of_unconfigured_corpora_are_left_out_with_a_notice(crema_d_
 
 
 def test_an_experiment_mixing_configured_and_unconfigured_corpora_says_which_to_set(crema_d_tree):
-    from avemotion.train.settings import check_experiments
 
     config = product_config(crema_d=crema_d_tree)
     config["experiments"] = [{"name": "pair", "datasets": ["crema_d", "enterface"], "fusion": "late"}]
@@ -418,7 +411,6 @@ def test_an_experiment_mixing_configured_and_unconfigured_corpora_says_which_to_
     ],
 )
 def test_folds_and_labels_outside_the_corpus_protocol_stop_the_run(experiment, expected, enterface_tree):
-    from avemotion.train.settings import check_experiments
 
     config = product_config(enterface=enterface_tree)
     config["experiments"] = [{"name": "e", "datasets": ["enterface"], "fusion": "late", **experiment}]
@@ -428,7 +420,6 @@ def test_folds_and_labels_outside_the_corpus_protocol_stop_the_run(experiment, e
 
 
 def test_a_mixtures_labels_may_come_from_any_of_its_corpora(crema_d_tree, enterface_tree):
-    from avemotion.train.settings import experiment_settings
 
     config = product_config(crema_d=crema_d_tree, enterface=enterface_tree)
     config["experiments"] = [{"name": "m", "datasets": ["crema_d", "enterface"], "fusion": "late", "labels": ["neutral", "surprise"]}]
@@ -436,8 +427,6 @@ def test_a_mixtures_labels_may_come_from_any_of_its_corpora(crema_d_tree, enterf
 
 
 def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_tree):
-    from avemotion.datasets import index_dataset
-    from avemotion.train.plan import check_training_runs, training_runs
 
     config = product_config(enterface=enterface_tree)
     manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
@@ -456,8 +445,6 @@ def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_
     """A fold the leave-outs emptied, or labels the training corpora lack, failed only when the
     training job started, after every clip was preprocessed; and the second showed as a batch
     'larger than the 0 training clips', asking for a batch of at most 0."""
-    from avemotion.datasets import index_dataset
-    from avemotion.train.plan import check_training_runs
 
     config = product_config(enterface=enterface_tree)
     manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
@@ -479,7 +466,6 @@ def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_
 def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are_learned(config):
     """The CCC loss of one clip is constant (no gradient): batch_size 1, or 8 on 8 GPUs, left the
     valence/arousal heads at their initial output, silently."""
-    from avemotion.train.settings import experiment_settings
 
     config = filled(config)
     name = config["experiments"][0]["name"]
@@ -508,7 +494,6 @@ def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are
 def test_settings_a_training_would_quietly_cut_stop_the_run(config):
     """More frozen-backbone epochs than epochs, or more test windows than the frames stage stores,
     were cut to what there is without a word."""
-    from avemotion.train.settings import experiment_settings
 
     config = filled(config)
     name = config["experiments"][0]["name"]
@@ -537,7 +522,6 @@ def test_settings_a_training_would_quietly_cut_stop_the_run(config):
 def test_a_mixture_of_corpora_storing_different_windows_stops_the_run(config):
     """The shards of a mixture are read as one stream: corpora storing different numbers of temporal
     windows failed in the training job, after all preprocessing."""
-    from avemotion.train.settings import experiment_settings
 
     config = filled(config)
     config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid"}]
@@ -551,7 +535,6 @@ def test_a_mixture_of_corpora_storing_different_windows_stops_the_run(config):
 def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     """The training rules' settings parameter leaves out threads and gpus: changing how many a job
     gets must not retrain every model (Snakemake reruns a job whose params changed)."""
-    from avemotion.train.settings import experiment_settings, model_settings
 
     config = filled(config)
     before = model_settings(config, "crema_d_early")
@@ -562,10 +545,36 @@ def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     assert model_settings(config, "crema_d_early") != before
 
 
+def test_a_single_corpus_model_is_tested_only_on_corpora_sharing_two_labels_and_its_frame_size(config):
+    """Cross-corpus testing needs at least two shared classes (one class leaves nothing to tell
+    apart) and the same frame count and picture size the model reads."""
+    config["experiments"] = [{"name": "cd", "datasets": ["crema_d"], "fusion": "late", "labels": ["anger", "neutral"]}]
+    config = filled(config)
+    # eNTERFACE has no neutral: one class shared; MAFW has both
+    assert cross_corpus_datasets(config, "cd") == ["mafw"]
+    config["experiments"][0]["labels"] = None
+    assert cross_corpus_datasets(config, "cd") == ["enterface", "mafw"]
+    config["datasets"]["mafw"]["frames"] = {"input_size": 32}  # same frame count, other picture size
+    assert cross_corpus_datasets(config, "cd") == ["enterface"]
+
+
+def test_a_fixed_crop_scale_and_the_augmentation_keys_of_an_unaugmented_model(config):
+    """crop_scale [s, s] (one crop area) is allowed; with training.augment: false no augmentation
+    key (rand_augment either) is part of what a model learns, so changing one retrains nothing."""
+    config = filled(config)
+    config["training"].update(augment=True, crop_scale=[0.8, 0.8])
+    assert experiment_settings(config, "crema_d_early")["training"]["crop_scale"] == [0.8, 0.8]
+    config["training"]["augment"] = False
+    before = model_settings(config, "crema_d_early")
+    config["training"].update(rand_augment={"ops": 2, "magnitude": 9, "magnitude_std": 0.5}, crop_scale=[0.5, 1.0], random_erasing=0.25)
+    assert model_settings(config, "crema_d_early") == before
+    config["training"]["augment"] = True
+    assert model_settings(config, "crema_d_early")["training"]["rand_augment"] == {"ops": 2, "magnitude": 9, "magnitude_std": 0.5}
+
+
 def test_adding_a_fold_or_dropping_the_final_model_retrains_no_run_already_trained(config):
     """Which runs an experiment trains is not what any one of them learns: a user who adds fold 3
     to folds [1, 2] (or turns the final model off) gets one new job, not three retrained models."""
-    from avemotion.train.settings import experiment_settings, model_settings
 
     config = filled(config)
     experiment = next(e for e in config["experiments"] if e["name"] == "crema_d_early")
@@ -582,8 +591,6 @@ def test_short_and_truncated_clip_policies_are_set_globally_or_per_dataset_and_k
     """frames.short_clips and frames.truncated_clips reach the frames stage globally or per dataset;
     at their default (keep) they stay out of the settings, which are job params: results made before
     the keys existed are not redone (Snakemake reruns a job whose params changed)."""
-    from avemotion.config import preprocess_settings
-    from avemotion.train.settings import model_settings
 
     config = filled(config)
     assert config["frames"]["short_clips"] == config["frames"]["truncated_clips"] == "keep"
@@ -603,8 +610,6 @@ def test_a_setting_that_only_another_choice_reads_reruns_nothing(config):
     """face_margin is read by the face-square crop only, openface_* by the OpenFace backend only:
     changed under another choice they changed the chunk jobs' params and reran every face and frames
     chunk, fusion and training. They hold their default there, so results made before keep theirs."""
-    from avemotion.preprocess.plan import job_settings
-    from avemotion.train.settings import model_settings
 
     config = filled(config)
     config["datasets"]["crema_d"]["frames"] = {"crop": "aligned"}
@@ -622,8 +627,6 @@ def test_audio_alignment_keys_at_their_defaults_rerun_nothing(config):
     """audio.min_coverage, audio.max_overrun_s and audio.misaligned reach the audio stage globally or
     per dataset; at their defaults they stay out of the settings (job params and receipt
     fingerprints), so audio chunks and trainings made before the keys existed are not redone."""
-    from avemotion.config import QUIET_DEFAULTS, preprocess_settings
-    from avemotion.train.settings import model_settings
 
     config = filled(config)
     assert {key: config["audio"][key] for key in QUIET_DEFAULTS["audio"]} == QUIET_DEFAULTS["audio"]
@@ -641,7 +644,6 @@ def test_keeping_clips_without_a_face_reaches_the_face_stage_and_the_default_rer
     """face.no_face: keep (a test fold that holds every clip of the protocol) reaches a dataset's face
     settings, globally or per dataset; at its default (quarantine) it is not in them, so face chunks
     made before the key existed are not redone."""
-    from avemotion.config import preprocess_settings
 
     config = filled(config)
     before = preprocess_settings(config, "mafw")["face"]
@@ -657,7 +659,6 @@ def test_keeping_clips_without_a_face_reaches_the_face_stage_and_the_default_rer
 def test_dense_sampling_reaches_the_frames_stage_and_segments_rerun_nothing(config):
     """frames.sampling: dense (with frames.sampling_rate) changes a dataset's frames settings; at its
     default (segments) neither key is in them, whatever the rate, so older results are not redone."""
-    from avemotion.config import preprocess_settings
 
     config = filled(config)
     before = preprocess_settings(config, "crema_d")["frames"]
@@ -672,7 +673,6 @@ def test_dense_sampling_reaches_the_frames_stage_and_segments_rerun_nothing(conf
 def test_test_views_reach_the_model_settings_and_one_view_retrains_nothing(config):
     """training.test_views is a setting of the trained model (evaluation and predict read it from
     there); at its default (1) it stays out of the training jobs' params."""
-    from avemotion.train.settings import model_settings
 
     config = filled(config)
     before = model_settings(config, "crema_d_early")
@@ -686,7 +686,6 @@ def test_test_views_reach_the_model_settings_and_one_view_retrains_nothing(confi
 def test_test_windows_reach_the_model_settings_and_all_windows_retrain_nothing(config):
     """training.test_windows travels with the trained model as test_views does; unset (all stored
     windows, what evaluation did before the key) it stays out of the training jobs' params."""
-    from avemotion.train.settings import model_settings
 
     config = filled(config)
     config["frames"]["windows"] = 2
@@ -775,10 +774,11 @@ def test_mfaw_is_read_as_mafw_in_experiments_and_their_weights(config):
     [
         ({"crema_d": 1, "enterfce": 2}, "experiments.mix.dataset_weights: 'enterfce' is not a dataset of the experiment; no weight for enterface; allowed: a weight > 0 for each of crema_d, enterface"),
         ({"crema_d": 1}, "experiments.mix.dataset_weights: no weight for enterface; allowed"),
+        # every dataset weighted, plus one the experiment does not mix (a leftover from an edited recipe)
+        ({"crema_d": 1, "enterface": 1, "mafw": 2}, "experiments.mix.dataset_weights: 'mafw' is not a dataset of the experiment; allowed"),
     ],
 )
 def test_dataset_weights_name_the_experiments_datasets_before_any_job(config, weights, expected):
-    from avemotion.train.settings import check_experiments
 
     config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late", "dataset_weights": weights}]
     with pytest.raises(ConfigError) as error:
@@ -789,8 +789,6 @@ def test_dataset_weights_name_the_experiments_datasets_before_any_job(config, we
 def test_a_key_written_twice_in_a_config_file_is_an_error_naming_the_lines(tmp_path):
     """YAML loaders keep the second and drop the first without a word: two datasets: blocks lost
     the first block's corpora."""
-    from avemotion.config import load_config
-    from avemotion.config_errors import ConfigFileError
 
     path = tmp_path / "mine.yaml"
     path.write_text("datasets:\n  crema_d: {root: /data/CREMA-D}\ntraining: {epochs: 3}\ndatasets:\n  mafw: {root: /data/MAFW}\n")
@@ -847,7 +845,6 @@ def test_a_corpus_on_a_disk_that_is_gone_does_not_crash_the_layout_check(tmp_pat
 def test_the_index_params_hold_only_what_the_index_reads_written_one_way():
     """A dataset block's root (its own param), enabled flag, preprocessing overrides and empty keys do
     not rerun the index; speakers left out as numbers or strings, in any order, are one setting."""
-    from avemotion.datasets import indexed_keys
 
     plain = {"chunks": 13, "leave_out_speakers": ["6", "7"]}
     assert indexed_keys({"root": "/data/enterface", "enabled": True, "chunks": 13, "leave_out_speakers": [7, 6], "frames": {"crop": "full"}}) == plain
