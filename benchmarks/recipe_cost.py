@@ -15,7 +15,6 @@ Prints `name: value` lines only.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from snakemake.utils import validate
 

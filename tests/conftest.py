@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from avemotion.config import load_config, merge_config
+from avemotion.datasets.mafw import CLIP_DIR, LABELS, SPLIT_DIR
+from avemotion.media.transcode import HDR_REFERENCE_WHITE
 from avemotion.recipes import DEMO_CONFIG
 
 DATA = Path(__file__).parent / "data"
@@ -154,7 +156,6 @@ MAFW_CLIPS, MAFW_SINGLE_LABELLED = 10045, 9172  # MAFW's published counts: clips
 def mafw_tree(tmp_path_factory) -> Path:
     """A MAFW-layout tree of empty clips with official-style split files (MAFW publishes no file list
     here): the single-labelled clips over the 11 classes, each in the test list of one set."""
-    from avemotion.datasets.mafw import CLIP_DIR, LABELS, SPLIT_DIR
 
     root = tmp_path_factory.mktemp("mafw")
     (root / CLIP_DIR).mkdir(parents=True)
@@ -182,8 +183,6 @@ def write_hdr_clip(source: Path, path: Path, transfer: str, *codec: str, size: s
     copy gives the SDR picture back. ``size`` scales it (after zscale, which takes halved chroma only
     on even sizes); ``seconds`` cuts it."""
     import imageio_ffmpeg
-
-    from avemotion.media.transcode import HDR_REFERENCE_WHITE
 
     to_hdr = f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl={HDR_REFERENCE_WHITE}"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(source), "-an"]

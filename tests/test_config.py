@@ -4,7 +4,6 @@ import os
 import re
 
 import pytest
-import yaml
 
 from snakemake.utils import validate
 
@@ -146,7 +145,6 @@ def test_an_enabled_dataset_without_root_names_the_key(config):
 
 
 def test_dataset_overrides_change_only_that_dataset(config):
-
     config["datasets"]["mafw"]["frames"] = {"crop": "full"}
     config.update(frames={"num_frames": 8, "input_size": 224, "crop": "face", "face_margin": 0.25})
     assert preprocess_settings(config, "mafw")["frames"] == {"num_frames": 8, "input_size": 224, "crop": "full", "face_margin": 0.25}
@@ -155,7 +153,6 @@ def test_dataset_overrides_change_only_that_dataset(config):
 
 @pytest.mark.parametrize("where", ["global", "dataset"])
 def test_openface_backend_needs_an_executable_before_any_job(config, tmp_path, where):
-
     missing = str(tmp_path / "OpenFace" / "FeatureExtraction")
     face = {"backend": "openface", "openface_bin": missing}
     config["face"] = {"backend": "facemesh", "openface_bin": None, "detection_threshold": 0.5}
@@ -194,7 +191,6 @@ def openface_config(config, tmp_path, args, where) -> str:
 
 @pytest.mark.parametrize("where", ["global", "dataset"])
 def test_openface_args_are_set_globally_or_per_dataset(config, tmp_path, where):
-
     args = ["-mloc", "model/main_clnf_general.txt", "-au_static"]
     openface_config(config, tmp_path, args, where)
     assert config_errors(config) == []
@@ -216,7 +212,6 @@ def test_openface_args_are_set_globally_or_per_dataset(config, tmp_path, where):
     ],
 )
 def test_openface_args_that_are_not_strings_or_are_avemotions_own_stop_the_run(config, tmp_path, where, args, expected):
-
     key = openface_config(config, tmp_path, args, where)
     with pytest.raises(ConfigError) as error:
         check_openface(config)
@@ -257,7 +252,6 @@ def filled(config) -> dict:
 
 
 def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
-
     config["experiments"] = [
         {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid", "training": {"epochs": 3}, "model": {"variant": "small"}},
     ]
@@ -279,7 +273,6 @@ def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
     ],
 )
 def test_experiment_mistakes_stop_the_run_before_any_job(config, experiments, expected):
-
     config["experiments"] = experiments
     config["datasets"]["mafw"]["frames"] = {"num_frames": 16}
     with pytest.raises(ConfigError) as error:
@@ -288,7 +281,6 @@ def test_experiment_mistakes_stop_the_run_before_any_job(config, experiments, ex
 
 
 def test_mixtures_leave_each_corpus_out_and_single_corpora_are_tested_on_the_others(config):
-
     config["experiments"] = [
         {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "hybrid"},
         {"name": "cd", "datasets": ["crema_d"], "fusion": "late"},
@@ -380,7 +372,6 @@ def test_mafw_without_its_split_files_is_an_error_before_any_job(tmp_path):
 
 
 def test_experiments_of_unconfigured_corpora_are_left_out_with_a_notice(crema_d_tree):
-
     config = product_config(crema_d=crema_d_tree)
     assert experiment_names(config) == ["crema_d_hybrid"]
     notices = check_experiments(config)
@@ -392,7 +383,6 @@ def test_experiments_of_unconfigured_corpora_are_left_out_with_a_notice(crema_d_
 
 
 def test_an_experiment_mixing_configured_and_unconfigured_corpora_says_which_to_set(crema_d_tree):
-
     config = product_config(crema_d=crema_d_tree)
     config["experiments"] = [{"name": "pair", "datasets": ["crema_d", "enterface"], "fusion": "late"}]
     with pytest.raises(ConfigError, match=r"experiment 'pair' uses enterface, which has no root: set datasets\.enterface\.root, or remove enterface"):
@@ -411,7 +401,6 @@ def test_an_experiment_mixing_configured_and_unconfigured_corpora_says_which_to_
     ],
 )
 def test_folds_and_labels_outside_the_corpus_protocol_stop_the_run(experiment, expected, enterface_tree):
-
     config = product_config(enterface=enterface_tree)
     config["experiments"] = [{"name": "e", "datasets": ["enterface"], "fusion": "late", **experiment}]
     with pytest.raises(ConfigError) as error:
@@ -420,14 +409,12 @@ def test_folds_and_labels_outside_the_corpus_protocol_stop_the_run(experiment, e
 
 
 def test_a_mixtures_labels_may_come_from_any_of_its_corpora(crema_d_tree, enterface_tree):
-
     config = product_config(crema_d=crema_d_tree, enterface=enterface_tree)
     config["experiments"] = [{"name": "m", "datasets": ["crema_d", "enterface"], "fusion": "late", "labels": ["neutral", "surprise"]}]
     assert experiment_settings(config, "m")["labels"] == ["neutral", "surprise"]
 
 
 def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_tree):
-
     config = product_config(enterface=enterface_tree)
     manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
     runs = training_runs(config, {"enterface": manifest})
@@ -779,7 +766,6 @@ def test_mfaw_is_read_as_mafw_in_experiments_and_their_weights(config):
     ],
 )
 def test_dataset_weights_name_the_experiments_datasets_before_any_job(config, weights, expected):
-
     config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late", "dataset_weights": weights}]
     with pytest.raises(ConfigError) as error:
         check_experiments(filled(config))

@@ -14,19 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
-from conftest import demo_settings, run_snakemake, write_demo_config
-
 from avemotion import layout
+from avemotion.config import SCHEMA_PATH
 from avemotion.evaluate import plots, report, targets
-from avemotion.evaluate.baselines import LogisticRegression, experiment_baselines, fold_baselines, majority_class
+from avemotion.evaluate.baselines import LogisticRegression, _objective, experiment_baselines, fold_baselines, majority_class
 from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS, write_cross_corpus
 from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
-from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, datasets_section, dataset_statistics, quarantine_summary
+from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, dataset_statistics, datasets_section, quarantine_summary
 from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment, summary_table
+from conftest import demo_settings, run_snakemake, write_demo_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FEATURES = ["face_AU01_r_mean", "face_AU12_r_mean", "mfcc_0_mean", "energy_mean"]
@@ -286,8 +285,6 @@ def test_logistic_regression_separates_a_separable_set_and_is_at_chance_on_shuff
 def test_logistic_regression_gradient_matches_finite_differences():
     from scipy.optimize import check_grad
 
-    from avemotion.evaluate.baselines import _objective
-
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(20, 3)), rng.integers(0, 3, 20)
     onehot = np.eye(3)[y]
@@ -377,8 +374,6 @@ def test_the_report_labels_exactly_the_cross_corpus_tables_columns():
 
 def test_heldout_and_cross_folders_follow_the_config():
     from snakemake.utils import validate
-
-    from avemotion.config import SCHEMA_PATH
 
     config = demo_settings()
     config["datasets"]["mafw"]["enabled"] = False

@@ -15,10 +15,13 @@ from scipy.stats import spearmanr
 from avemotion.demo.corpora import crema_d_specs, enterface_specs, render_clip
 from avemotion.demo.expressions import make_speaker
 from avemotion.demo.face import FacePainter, empty_scene
+from avemotion.face import geometry
 from avemotion.face.columns import ALL_COLUMNS, AUS_C, AUS_R, ordered_columns
 from avemotion.face.crops import face_boxes
 from avemotion.face.facemesh import FaceMeshBackend
 from avemotion.face.geometry import AU_MODELS, view_relative_angles
+from avemotion.face.models import Roi, crop, roi_transform
+from avemotion.media.frames import open_video
 
 ESTIMATED_AUS = ["01", "02", "04", "05", "06", "09", "10", "12", "17", "25", "26", "45"]
 
@@ -162,7 +165,6 @@ LANDMARKS = [f"{axis}_{i}" for axis in "xy" for i in range(68)]
 
 def test_a_video_read_in_small_batches_gives_the_table_of_all_its_frames_at_once(backend, real_media):
     """analyse_video follows the face across decode batches: the table does not depend on the budget."""
-    from avemotion.media.frames import open_video
 
     video = real_media / "single_face.mp4"
     reader = open_video(video)
@@ -203,7 +205,6 @@ def test_decoding_scaled_down_keeps_the_face_table_in_source_pixels(backend, rea
 def test_the_models_get_the_image_scaled_exactly_as_float32_arithmetic_gives_it(backend, real_media):
     """The uint8 crop goes into the interpreter's input buffer in one pass; what the model sees is
     bit for bit image.astype(float32) * scale + shift (the detectors' [-1, 1], the mesh's [0, 1])."""
-    from avemotion.media.frames import open_video
 
     frame = open_video(real_media / "single_face.mp4")[10].asnumpy()
     detectors = [(model, 2 / 255, -1.0) for model, _ in backend.detector.models]  # short and full range
@@ -220,8 +221,6 @@ def test_a_crop_is_the_warp_of_the_frame_wherever_the_region_lies(shift):
     outside the frame still gives exactly cv2's warp, zeros outside."""
     import cv2
 
-    from avemotion.face.models import Roi, crop, roi_transform
-
     frame = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)
     roi = Roi(320 + shift[0], 180 + shift[1], 300.0, 0.2)
     linear, offset = roi_transform(roi, 192)
@@ -233,7 +232,6 @@ def test_a_crop_is_the_warp_of_the_frame_wherever_the_region_lies(shift):
 def test_head_pose_solved_from_the_frame_before_is_the_pose_solved_afresh(backend, real_media):
     """feature_table starts each frame's pose solve from the frame before's: on a real talking head
     it lands where a solve from the generic frontal guess does."""
-    from avemotion.face import geometry
 
     (presence, mesh, *_), _, (height, width) = backend.track_video(real_media / "WolfgangLanger_Pexels.mp4")
     points = mesh[:120, geometry.POSE_INDICES]

@@ -12,6 +12,7 @@ import pytest
 
 from avemotion import scratch
 from avemotion.config import ConfigError, openface_executable
+from avemotion.demo.encode import write_video
 from avemotion.face.columns import ALL_COLUMNS, REQUESTED_COLUMNS
 from avemotion.face.openface import (
     OpenFaceError,
@@ -19,6 +20,13 @@ from avemotion.face.openface import (
     read_openface_csv,
     run_feature_extraction,
 )
+from avemotion.media import transcode
+from avemotion.media.frames import open_video
+from avemotion.media.probe import Display, display
+from avemotion.preprocess import stages
+from avemotion.preprocess.chunk import run_chunk
+from avemotion.preprocess.stages import FaceStage
+from avemotion.quarantine import ClipDefect
 from conftest import write_hdr_clip
 
 # Parses argv like FeatureExtraction: repeated -f, -out_dir, -of, output flags, unknown flags ignored.
@@ -196,10 +204,6 @@ def test_videos_sharing_a_stem_run_in_separate_calls(openface, tmp_path):
 def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_read(openface, tmp_path):
     import numpy as np
 
-    from avemotion.demo.encode import write_video
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import FaceStage
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in ("a", "b"):
@@ -226,10 +230,6 @@ def test_openface_writing_several_faces_per_frame_is_named_not_read_as_one_face(
     k). It is named in the quarantine reason; FeatureExtraction follows one face (face_id 0)."""
     import numpy as np
 
-    from avemotion.demo.encode import write_video
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import FaceStage
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in ("alone", "crowd", "newcomer"):
@@ -252,9 +252,6 @@ def test_a_clip_whose_first_frame_fails_to_decode_is_quarantined_and_the_chunk_g
     import numpy as np
 
     import avemotion.preprocess.stages as stages
-    from avemotion.demo.encode import write_video
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.quarantine import ClipDefect
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -286,11 +283,6 @@ def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openfac
 
     import imageio_ffmpeg
     import numpy as np
-
-    from avemotion.demo.encode import write_video
-    from avemotion.media import transcode
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import FaceStage
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -324,11 +316,6 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
     from decord import VideoReader
 
     import avemotion.preprocess.stages as stages
-    from avemotion.demo.encode import write_video
-    from avemotion.media.frames import open_video
-    from avemotion.media.probe import Display, display
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import FaceStage
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -384,9 +371,6 @@ def test_openface_runs_before_the_held_copies_pass_their_bound(openface, tmp_pat
     import numpy as np
 
     import avemotion.preprocess.stages as stages
-    from avemotion.demo.encode import write_video
-    from avemotion.media import transcode
-    from avemotion.preprocess.chunk import run_chunk
 
     corpus = tmp_path / "corpus"
     for name, shade in (("a", 60), ("one/c", 90), ("two/c", 120)):
@@ -634,10 +618,6 @@ def test_arguments_that_would_break_reading_stop_before_openface_runs(openface, 
 def test_face_stage_passes_the_configured_arguments_and_cleans_up_when_openface_fails(tmp_path, elsewhere):
     import numpy as np
 
-    from avemotion.demo.encode import write_video
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import FaceStage
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     write_video(corpus / "a.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
@@ -661,10 +641,6 @@ def test_a_face_job_killed_midway_keeps_the_groups_openface_finished(openface, t
     before the next call: a job killed in the second group redoes only that group's clips (one call
     for the whole chunk kept nothing of a killed job's work)."""
     import numpy as np
-
-    from avemotion.demo.encode import write_video
-    from avemotion.preprocess import stages
-    from avemotion.preprocess.chunk import run_chunk
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -12,7 +12,7 @@ import pytest
 
 from avemotion.fusion import features as F
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS
-from avemotion.fusion.shards import crc32c, encode_example, fuse_chunk, iterate_examples, read_tabular_shards
+from avemotion.fusion.shards import chunk_rows_digest, crc32c, encode_example, fuse_chunk, iterate_examples, mel_under_frames, read_tabular_shards
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import write_wav
 from avemotion.media.spectrogram import mfcc
@@ -295,10 +295,6 @@ DATASETS = ("crema_d", "enterface", "mafw")
 
 
 def default_num_frames() -> int:
-    import yaml
-
-    from conftest import REPO
-
     return demo_settings()["frames"]["num_frames"]
 
 
@@ -387,7 +383,6 @@ def test_a_per_clip_file_removed_after_its_chunk_ran_says_how_to_bring_it_back(c
 def test_a_chunks_digest_changes_with_its_rows_values_not_with_column_types():
     """One new CREMA-D clip without a votes row makes the votes columns float (2 becomes 2.0) in
     every chunk: only the new clip's chunk is fused again."""
-    from avemotion.fusion.shards import chunk_rows_digest
 
     rows = pd.DataFrame({"clip_id": ["x", "y"], "chunk": [0, 1], "votes_anger": [2, 3], "age": [30, 40]})
     added = pd.concat([rows, pd.DataFrame({"clip_id": ["z"], "chunk": [1], "votes_anger": [np.nan], "age": [pd.NA]})], ignore_index=True)
@@ -401,7 +396,6 @@ def test_a_truncated_clips_mel_is_cut_to_its_frames():
     """The audio covers the video stream's span; a cut file's last frames there do not decode (97 of
     100 for an MP4 cut at 70 %): the Mel the frames see ends with them, or the sound drifts later
     under them towards the end. Other clips, and tables from before fps was kept, keep their Mel."""
-    from avemotion.fusion.shards import mel_under_frames
 
     mel = np.arange(400, dtype=np.float32).reshape(1, 400)
     cut = {"truncated": True, "fps": 25.0, "duration_s": 4.0}

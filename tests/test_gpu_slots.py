@@ -147,7 +147,7 @@ def test_jobs_with_their_own_tmpdir_share_the_locks(tmp_path):
 def test_visible_devices_are_read_as_cuda_reads_them(tmp_path, visible, shown):
     """None after the first entry that is no device; each device once (a device listed twice waited
     for itself forever)."""
-    claim = job(tmp_path, f"gpus.use_gpus(2)\ngpus.use_gpus(2)\nprint(os.environ['CUDA_VISIBLE_DEVICES'])", CUDA_VISIBLE_DEVICES=visible)
+    claim = job(tmp_path, "gpus.use_gpus(2)\ngpus.use_gpus(2)\nprint(os.environ['CUDA_VISIBLE_DEVICES'])", CUDA_VISIBLE_DEVICES=visible)
     out, err = claim.communicate(timeout=30)
     assert out.strip() == shown, err
 

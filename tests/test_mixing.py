@@ -11,11 +11,11 @@ tf = pytest.importorskip("tensorflow")
 from test_fusion_dataset import LABELS, S, T, constant_frames, make_clip, options, write_shard  # noqa: E402
 from test_train_experiment import learnable_shards, settings_for  # noqa: E402
 
-from avemotion.config import ConfigError, prepare_config  # noqa: E402
+from avemotion.config import SCHEMA_PATH, ConfigError, prepare_config  # noqa: E402
 from avemotion.fusion import dataset as D  # noqa: E402
 from avemotion.fusion import mixing as M  # noqa: E402
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS  # noqa: E402
-from avemotion.train.experiment import datasets_for, run_experiment_fold  # noqa: E402
+from avemotion.train.experiment import datasets_for, mixing_of, run_experiment_fold  # noqa: E402
 from avemotion.train.losses import LabelSmoothedCrossEntropy  # noqa: E402
 from avemotion.train.settings import model_settings  # noqa: E402
 from conftest import demo_settings  # noqa: E402
@@ -201,8 +201,6 @@ def test_config_keys_are_checked_and_rerun_nothing_while_off():
         prepare_config(config)
     from snakemake.utils import validate
 
-    from avemotion.config import SCHEMA_PATH
-
     config = demo_settings()
     validate(config, schema=str(SCHEMA_PATH))
     name = config["experiments"][0]["name"]
@@ -321,7 +319,6 @@ def test_waveform_mixing_follows_lambda_in_what_the_speech_branch_hears():
     assert (heard == -1000).mean() == pytest.approx(0.3, abs=1e-4) and np.all(cut[10 * rate :] == 1000)
     assert np.flatnonzero(heard == -1000)[[0, -1]].tolist() == [6 * rate, 9 * rate - 1]
     # The training stream's mixing knows the window of a Whisper branch (none for the CNN's Mel)
-    from avemotion.train.experiment import mixing_of
 
     training = {"label_smoothing": 0.1, "cutmix": 1.0}
     assert mixing_of(training, {"audio_encoder": "whisper", "audio_max_seconds": 10.0}).audio_window == 10 * rate

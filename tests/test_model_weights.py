@@ -13,7 +13,8 @@ pytest.importorskip("transformers")
 import videomae_reference as reference  # noqa: E402
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification  # noqa: E402
 
-from avemotion.model import CheckpointError, convert_weights, detect_format, load_videomae  # noqa: E402
+from avemotion.cli import main
+from avemotion.model import CheckpointError, convert_weights, detect_format, layers, load_videomae, weights  # noqa: E402
 from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 TOLERANCE = 1e-4
@@ -131,7 +132,6 @@ def test_own_weights_and_keras_archive_round_trip_with_recomputed_positions(hf_r
 def test_fused_attention_computes_what_transformers_computes(hf_reference, shape, tmp_path, monkeypatch):
     """keras.ops.dot_product_attention (what GPUs run, see layers.ATTENTION) equals transformers in
     float32 as the einsum attention CPUs run does; on this CPU "auto" picks the einsums."""
-    from avemotion.model import layers
 
     assert not layers.fused_attention()
     monkeypatch.setattr(layers, "ATTENTION", "fused")
@@ -283,7 +283,6 @@ def test_unknown_tensors_are_not_silently_dropped(hf_state):
 
 def test_q_v_biases_that_load_as_zeros_are_refused(hf_state, monkeypatch):
     """A mapping bug that leaves the q/v biases at their zero initialisation must not pass."""
-    from avemotion.model import weights
 
     original_targets = weights._targets
 
@@ -319,8 +318,6 @@ def test_unregistered_width_needs_num_heads(original_reference, tmp_path):
 
 
 def test_convert_weights_command(hf_reference, shape, tmp_path, capsys):
-    from avemotion.cli import main
-
     config = SHAPES[shape]
     folder = HF_WRITERS["bin_old_keys"](hf_reference, tmp_path / "hf")
     destination = tmp_path / "out" / "videomae.weights.h5"
@@ -335,8 +332,6 @@ def test_convert_weights_command(hf_reference, shape, tmp_path, capsys):
 
 
 def test_convert_weights_command_fails_clearly(tmp_path, capsys):
-    from avemotion.cli import main
-
     source = tmp_path / "notes.txt"
     source.write_text("hello")
     assert main(["convert-weights", str(source), str(tmp_path / "x.weights.h5")]) == 2

@@ -14,10 +14,10 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import WhisperForAudioClassification, WhisperForConditionalGeneration, WhisperModel  # noqa: E402
 from whisper_reference import SHAPES, TOLERANCE, features, hf_config, max_differences, randomise, to_numpy  # noqa: E402
 
+from avemotion.cli import main
 from avemotion.model.checkpoints import CheckpointError  # noqa: E402
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint, whisper_format  # noqa: E402
 from avemotion.model.whisper_weights import convert_whisper_weights, load_whisper, save_whisper_weights  # noqa: E402
-
 
 SAVED_CLASSES = {
     "WhisperModel": WhisperModel,  # encoder.* and decoder.*
@@ -155,8 +155,6 @@ def test_sharded_safetensors(saved, tmp_path):
 
 
 def test_convert_weights_command_takes_a_whisper_folder(saved, tmp_path, capsys):
-    from avemotion.cli import main
-
     folder, encoder = saved["WhisperForConditionalGeneration"]
     destination = tmp_path / "out" / "whisper.weights.h5"
     assert main(["convert-weights", str(folder), str(destination)]) == 0

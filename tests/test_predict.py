@@ -17,18 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from avemotion import cli
 from avemotion.cli import main
-from snakemake.utils import validate
-
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
-from avemotion.inference import Progress, check_output, check_workdir, clip_records, display_width, format_table, predict_files, write_predictions
 from avemotion.fusion.shards import FUSION_REVISION
+from avemotion.inference import Progress, check_output, check_workdir, clip_records, display_width, format_table, predict_files, write_predictions
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import DECODING_REVISION
-from avemotion.model.preprocessor import ClipPreprocessor, revision_notes
+from avemotion.model.preprocessor import ClipPreprocessor, PreparedClip, revision_notes, warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from avemotion.train.settings import prediction_experiments
 from conftest import REPO, demo_config, demo_settings, run_snakemake
@@ -456,8 +455,6 @@ def test_a_model_whose_inputs_this_release_makes_otherwise_gets_a_note():
 
 
 def test_a_misaligned_clips_warning_gives_the_audio_stages_reason():
-    from avemotion.model.preprocessor import PreparedClip, warnings_of
-
     reason = "2.00 s of audio lie outside the video's 6.00 s (audio 0.00-8.00 s, video 0.00-6.00 s), more than audio.max_overrun_s (0.5 s)"
     info = {"audio": {"audio_misaligned": True, "audio_coverage": 1.0, "audio_problem": reason}, "face": {"face_ratio": 1.0}}
     assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == [f"misaligned audio: {reason} (kept: silence fills, excess is cut)"]

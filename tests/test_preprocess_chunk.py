@@ -9,16 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from avemotion import io
 from avemotion.demo.encode import write_video
 from avemotion.face import facemesh, geometry
-from avemotion import io
 from avemotion.io import read_json
-from avemotion.media.audio import NoAudioStream, extract_audio, read_wav, write_wav
+from avemotion.media.audio import DECODING_REVISION, NoAudioStream, extract_audio, read_wav
+from avemotion.media.frames import CROP_REVISION, READING_REVISION, SAMPLING_REVISION
 from avemotion.preprocess import sources
 from avemotion.preprocess.chunk import Stage, fingerprint, run_chunk
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings
 from avemotion.preprocess.stages import STAGES, AudioStage
 from avemotion.quarantine import ClipDefect
+from avemotion.train.settings import model_settings
 from conftest import demo_settings
 
 
@@ -203,7 +205,6 @@ def test_face_jobs_of_the_built_in_backend_carry_its_features_version(monkeypatc
 def test_frames_jobs_carry_the_sampling_revision():
     """Frames jobs' params carry the revision of which frames a clip's settings pick, so a release
     that picks other frames re-samples existing clips; audio and face jobs do not carry it."""
-    from avemotion.media.frames import SAMPLING_REVISION
 
     config = demo_settings()
     assert job_settings(config, "crema_d", "frames")["sampling_revision"] == SAMPLING_REVISION
@@ -214,7 +215,6 @@ def test_face_crops_carry_the_crop_revision_and_whole_frames_none():
     """How face crops are cut changed (area-averaged where they shrink the frame): frames jobs that
     cut face squares or aligned faces recut existing clips once; letterboxed whole frames, cut as
     before, keep their jobs (and the fusion and training after them)."""
-    from avemotion.media.frames import CROP_REVISION
 
     config = demo_settings()
     for crop in ("face", "aligned"):
@@ -227,7 +227,6 @@ def test_face_crops_carry_the_crop_revision_and_whole_frames_none():
 def test_audio_jobs_carry_the_decoding_revision():
     """How audio is decoded changed (gaps filled, the stream players pick): audio jobs' params carry
     the revision, so existing clips' audio is decoded anew once; face and frames jobs do not."""
-    from avemotion.media.audio import DECODING_REVISION
 
     config = demo_settings()
     assert job_settings(config, "crema_d", "audio")["decoding_revision"] == DECODING_REVISION
@@ -237,7 +236,6 @@ def test_audio_jobs_carry_the_decoding_revision():
 def test_every_preprocessing_job_carries_the_reading_revision():
     """How videos are read (which frames, which span) changed, e.g. frames an MP4 edit list hides:
     every stage's jobs carry the revision, so existing clips are read anew once."""
-    from avemotion.media.frames import READING_REVISION
 
     config = demo_settings()
     assert all(job_settings(config, "crema_d", stage)["reading_revision"] == READING_REVISION for stage in ("audio", "face", "frames"))
@@ -247,7 +245,6 @@ def test_job_settings_do_not_depend_on_the_order_config_files_name_keys_in():
     """Snakemake compares a job's params by their text: a second config file that names a key
     config.yaml names too, in another order, left the values alone and reran every chunk job and
     retrained every model."""
-    from avemotion.train.settings import model_settings
 
     config = demo_settings()
     reordered = demo_settings()

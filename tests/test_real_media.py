@@ -22,6 +22,13 @@ from avemotion.preprocess.stages import FaceStage, FramesStage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import face_sizes  # noqa: E402  (benchmarks/face_sizes.py: a face set small into a real room)
 
+from avemotion.evaluate.previews import frame_annotations
+from avemotion.face import facemesh
+from avemotion.face.crops import crop_matrices
+from avemotion.face.models import Detection, roi_from_detection, shrink_to
+from avemotion.media.frames import sample_clip_frames
+from avemotion.media.probe import pixel_aspect
+
 
 @pytest.fixture(scope="module")
 def found(real_media):
@@ -148,7 +155,6 @@ def test_the_full_range_detector_looks_every_third_frame_while_there_is_no_face(
     """It costs more than the mesh and iris together, so a faceless run pays it on every third frame
     (WIDE_DETECTION_EVERY), across decode batches, and a small face entering is found at most two
     frames late."""
-    from avemotion.face import facemesh
 
     _, shots, room, _ = medium_shots
     backend = FaceMeshBackend()
@@ -198,7 +204,6 @@ def test_of_two_people_the_larger_face_is_followed_through_cuts(real_media, woma
 def test_a_false_face_of_the_short_range_model_does_not_stop_the_full_range_one(medium_shots, monkeypatch):
     """The short-range model can box a wall as a face where the face is too small for it; the mesh
     rejects that box, and the full-range model still looks."""
-    from avemotion.face.models import Detection, roi_from_detection
 
     _, shots, _, _ = medium_shots
     backend = FaceMeshBackend()
@@ -228,7 +233,6 @@ def test_of_five_people_in_a_photo_the_largest_face_is_followed(real_media):
 def test_what_is_taken_for_a_face_once_is_not_a_face(real_media):
     """noface_face.mov's frame 72 shows a cartoon logo: the full-range detector boxes a letter as a
     face and the mesh passes it once (presence 0.81), but not in the crop that pass gives."""
-    from avemotion.face.models import roi_from_detection
 
     frame = open_video(real_media / "noface_face.mov")[72].asnumpy()
     backend = FaceMeshBackend()
@@ -243,8 +247,6 @@ def test_the_full_range_detector_finds_faces_where_they_are_in_the_frame_it_was_
     frame's own pixels (pixel centres on integers): a frame three times as large, each pixel
     repeated, gives the same faces three times as far out."""
     import cv2
-
-    from avemotion.face.models import shrink_to
 
     backend = FaceMeshBackend()
     for frame in (open_video(real_media / "WolfgangLanger_Pexels.mp4")[100].asnumpy(), open_video(real_media / "single_face.mp4")[10].asnumpy()):
@@ -281,7 +283,6 @@ def test_a_face_stored_in_non_square_pixels_is_measured_as_it_is_shown(anamorphi
     """Decoded as stored, the face was 70 % of its width to the models: AU04 read 1.9 higher and AU01
     1.5 higher than on the same face in square pixels, pitch r 0.68. Turned a quarter by its display
     matrix, the stated aspect is the frame's height's; decoded smaller, both scalings hold."""
-    from avemotion.media.probe import pixel_aspect
 
     square, stored = anamorphic["square" + turned], anamorphic["anamorphic" + turned]
     assert pixel_aspect(stored) == pytest.approx(64 / 45 if not turned else 45 / 64) and pixel_aspect(square) == 1.0
@@ -304,10 +305,6 @@ def test_a_face_stored_in_non_square_pixels_is_measured_as_it_is_shown(anamorphi
 def test_frames_of_non_square_pixels_are_cropped_and_letterboxed_as_they_are_shown(anamorphic, turned):
     """The face crops (square and aligned), the letterboxed frames and the previews' landmarks in them
     are those of the frame as it is shown (read as stored: crops 33 grey levels off on average)."""
-    from avemotion.evaluate.previews import frame_annotations
-    from avemotion.face.crops import crop_matrices
-    from avemotion.media.frames import sample_clip_frames
-    from avemotion.media.probe import pixel_aspect
 
     backend = FaceMeshBackend()
     crops, drawn = {}, {}

@@ -16,15 +16,21 @@ from test_fusion_shards import chunk  # noqa: F401 (a fixture)
 from test_train_experiment import COLOUR, VA, settings_for
 from test_train_experiment import LABELS as TRAIN_LABELS
 
+from avemotion.cli import main
+from avemotion.config import SCHEMA_PATH, config_errors, preprocess_settings
+from avemotion.demo.encode import write_video
 from avemotion.fusion import dataset as D
+from avemotion.fusion import features as F
 from avemotion.fusion import records as R
 from avemotion.fusion.dataset import evaluation_windows
-from avemotion.fusion.schema import FACE_FEATURES
+from avemotion.fusion.schema import FACE_COLUMNS, FACE_FEATURES
 from avemotion.fusion.shards import iterate_examples
 from avemotion.fusion.views import evaluation_views
+from avemotion.media.frames import sample_clip_frames, sample_indices, window_indices, window_spans
 from avemotion.model.bundle import MODEL_FILE
 from avemotion.model.outputs import raw_outputs, view_outputs
 from avemotion.train.experiment import run_experiment_fold
+from conftest import demo_settings, run_snakemake, write_demo_config
 
 WINDOW_COLOURS = [(30, 60, 200), (220, 120, 40), (90, 200, 90)]
 
@@ -219,8 +225,6 @@ def test_prediction_equals_evaluation_with_two_windows_and_two_spatial_views(tmp
 
 
 def test_window_indices_spread_the_windows_over_the_clip():
-    from avemotion.media.frames import sample_indices, window_indices, window_spans
-
     for sampling in ("segments", "dense"):
         for total in (3, 40, 100):
             np.testing.assert_array_equal(window_indices(total, 8, sampling, 4, 1), sample_indices(total, 8, sampling, 4)[None])
@@ -239,9 +243,6 @@ def test_window_indices_spread_the_windows_over_the_clip():
 
 
 def test_the_frames_stage_reads_every_windows_frames_once_and_records_their_spans(tmp_path):
-    from avemotion.media.frames import sample_clip_frames
-    from avemotion.demo.encode import write_video
-
     frames = np.stack([np.full((64, 96, 3), 2 * i, np.uint8) for i in range(100)])
     video = tmp_path / "clip.mp4"
     write_video(video, frames, 25, "mp4", None, 16000)
@@ -260,9 +261,6 @@ def test_the_fuse_stage_stores_each_windows_frames_face_sequence_and_mel(chunk, 
     frames are every window's, and the input pipeline reads the shard as two windows."""
     from test_fusion_shards import T as FT
     from test_fusion_shards import face_table, fuse, linear_mel, smooth_frames
-
-    from avemotion.fusion import features as F
-    from avemotion.fusion.schema import FACE_COLUMNS
 
     outdir = chunk["outdir"]
     for clip_id in ("a", "b", "c"):
@@ -297,9 +295,6 @@ def test_the_fuse_stage_stores_each_windows_frames_face_sequence_and_mel(chunk, 
 def test_frames_windows_is_checked_and_reruns_nothing_at_one():
     from snakemake.utils import validate
 
-    from avemotion.config import SCHEMA_PATH, config_errors, preprocess_settings
-    from conftest import demo_settings
-
     config = demo_settings()
     validate(config, schema=str(SCHEMA_PATH))
     before = preprocess_settings(config, "crema_d")["frames"]
@@ -317,9 +312,6 @@ def test_the_workflow_and_predict_with_two_windows_and_two_views_agree(tmp_path)
     evaluation's predictions (the frames stage, the fuse stage and predict's own preprocessing of
     the same videos all hold two windows)."""
     import json
-
-    from avemotion.cli import main
-    from conftest import run_snakemake, write_demo_config
 
     overrides = {
         "frames": {"windows": 2, "sampling": "dense", "sampling_rate": 1},

@@ -15,15 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shard, write_tabular
 
 from avemotion.config import ConfigError
 from avemotion.evaluate.cross_corpus import folder_metrics
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import RUN_FILES
+from avemotion.train import experiment
 from avemotion.train.cross_corpus import predict_other_corpus
 from avemotion.train.experiment import build_model, run_experiment_fold
+from avemotion.train.fitting import BestWeights, best_so_far, epochs_done, phase_schedule, read_epochs, repair_backup, training_phases, training_progress
+from avemotion.train.optimizer import WarmupCosine
 from avemotion.train.predict import branch_predictions, predictions_table
 
 LABELS = ["anger", "happiness", "sadness"]
@@ -232,7 +234,6 @@ def test_an_epoch_logged_twice_after_a_kill_is_one_epoch_in_the_history_and_the_
     """The epoch log is written before Keras' backup: a job killed between them runs that epoch again,
     and its log keeps the rerun's row; the best weights the killed run saved for that epoch (0.9) are
     still the ones to beat (read from the log, 1.0 would let a worse epoch replace them)."""
-    from avemotion.train.fitting import best_so_far, epochs_done, read_epochs
 
     log = tmp_path / "epochs.csv"
     log.write_text("epoch,loss,val_loss\n0,2.0,1.5\n1,1.5,0.9\n1,1.4,1.1\n2,1.2,1.0\n")
@@ -249,7 +250,6 @@ def test_an_epoch_logged_twice_after_a_kill_is_one_epoch_in_the_history_and_the_
 def test_the_training_stream_of_a_resumed_job_or_later_phase_draws_new_batches(tmp_path, monkeypatch):
     """Each fit() reads its stream from the start: a resumed job (or the fine-tuning phase after the
     frozen one) repeated the first epoch's batches, crops and mixing."""
-    from avemotion.train import experiment
 
     tabular, tfrecord, table = learnable_shards(tmp_path / "results")
     settings = settings_for("late")
@@ -273,8 +273,6 @@ def test_the_training_stream_of_a_resumed_job_or_later_phase_draws_new_batches(t
 
 
 def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path):
-    from avemotion.train.fitting import best_so_far, training_progress
-
     settings = settings_for("hybrid", epochs=4)
     progress = training_progress(tmp_path, settings)
     pd.DataFrame({"epoch": [0, 1, 2], "val_loss": [0.9, 0.4, 0.6]}).to_csv(progress / "epochs.csv", index=False)
@@ -318,8 +316,6 @@ def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path)
 def test_the_best_weights_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     """A kill while the best weights are written leaves the previous best file intact."""
     import keras
-
-    from avemotion.train.fitting import BestWeights
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     path = tmp_path / "best.weights.h5"
@@ -404,8 +400,6 @@ def test_a_backup_cut_short_by_a_kill_is_resumed_from_the_one_before_or_its_phas
     fail to load: a kill while it wrote a phase's first weights, or its metadata, left a backup that
     every rerun failed on ("bad object header version number", a JSON decode error)."""
     import keras
-
-    from avemotion.train.fitting import repair_backup
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
     backup = tmp_path / "resume" / "phase_0"
@@ -543,8 +537,6 @@ def test_training_on_two_mirrored_devices_takes_the_steps_of_one_device(tmp_path
 def test_each_training_phase_warms_up_and_decays_over_its_own_steps():
     """The frozen-backbone warm start and the fine-tuning phase each get a fresh optimizer (step 0):
     each schedule must warm up at its start and reach the minimum lr at its own last step."""
-    from avemotion.train.fitting import phase_schedule, training_phases
-    from avemotion.train.optimizer import WarmupCosine
 
     training = {"epochs": 10, "frozen_backbone_epochs": 3, "warmup_epochs": 1}
     assert training_phases(training) == [(0, 3, False), (3, 10, True)]

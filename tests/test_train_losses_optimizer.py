@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from avemotion.model import VideoMAEBackbone, VideoMAEClassifier
+from avemotion.train.experiment import build_model
+from avemotion.train.fitting import phase_optimizer
 from avemotion.train.losses import (
     CCCLoss,
     LabelSmoothedCrossEntropy,
@@ -252,9 +254,6 @@ def test_accumulated_batches_make_one_update_at_the_lr_of_the_larger_batch():
     """training.accumulation_steps 2 on batches of 6: the weights change once per two batches (Keras
     averages their gradients), at the peak lr of batch_size 12, on a schedule that counts batches."""
     from test_train_experiment import settings_for
-
-    from avemotion.train.experiment import build_model
-    from avemotion.train.fitting import phase_optimizer
 
     settings = settings_for("late")
     accumulated = {**settings["training"], "batch_size": 6, "accumulation_steps": 2, "warmup_epochs": 1}

@@ -6,8 +6,11 @@ import pytest
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
 from avemotion.model.early_fusion import EarlyFusionSequence
-from avemotion.model.fusion import backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
+from avemotion.model.fusion import TemporalStatistics, backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
+from avemotion.model.layers import ClipStandardization
 from avemotion.presets import variant_settings
+from avemotion.train.experiment import build_model
+from avemotion.train.predict import restrict_to
 
 TINY = variant_settings("tiny")
 
@@ -79,7 +82,6 @@ def test_unknown_frame_normalization_names_the_allowed_values():
 def test_clip_standardization_gives_each_clip_channel_the_target_mean_and_std():
     """The clip's own lighting (each channel scaled and shifted) is taken out; a flat clip (a black
     screen) comes out at the target mean, not as blown-up noise or NaN."""
-    from avemotion.model.layers import ClipStandardization
 
     mean, std = TINY["image_mean"], TINY["image_std"]
     layer = ClipStandardization(mean, std)
@@ -141,7 +143,6 @@ def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):
 def test_a_pretrained_backbone_brings_its_own_config_into_the_fine_tuned_model(tmp_path):
     """A checkpoint's LayerNorm eps and input mean/std (Hugging Face VideoMAE: eps 1e-12 and its
     preprocessor's statistics) are part of what its weights compute: the fusion model keeps them."""
-    from avemotion.train.experiment import build_model
 
     own = {**TINY, "layer_norm_eps": 1e-12, "image_mean": (0.5, 0.5, 0.5), "image_std": (0.25, 0.25, 0.25)}
     source = build_classifier(own, 0, num_frames=4, image_size=32)
@@ -179,8 +180,6 @@ def test_face_features_are_standardised_with_training_statistics_kept_in_the_sav
 
 
 def test_cross_corpus_scores_only_the_shared_labels_renormalised():
-    from avemotion.train.predict import restrict_to
-
     outputs = {"emotion": np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]), "valence": np.array([0.1, -0.2])}
     restricted = restrict_to(outputs, ["anger", "neutral", "sadness"], ["anger", "sadness"])
     np.testing.assert_allclose(restricted["emotion"], [[0.5 / 0.7, 0.2 / 0.7], [0.1 / 0.9, 0.8 / 0.9]])
@@ -189,8 +188,6 @@ def test_cross_corpus_scores_only_the_shared_labels_renormalised():
 
 def test_face_branch_sees_each_standardised_features_mean_std_min_and_max_over_the_clip():
     import keras
-
-    from avemotion.model.fusion import TemporalStatistics
 
     rng = np.random.default_rng(1)
     sequences = rng.normal(0.0, 1.0, (3, 4, FACE_FEATURES)).astype(np.float32)

@@ -26,7 +26,6 @@ def random_reference(seed: int, fc_norm_eps: float | None = None, **config) -> V
             if "layernorm" in name or "fc_norm" in name:
                 parameter.copy_(1.0 + 0.2 * noise if name.endswith("weight") else 0.1 * noise)
             else:
-                fan_in = parameter.shape[1] if parameter.ndim > 1 else parameter.shape[0]
                 scale = 1.0 / np.sqrt(np.prod(parameter.shape[1:])) if parameter.ndim > 1 else 0.1
                 parameter.copy_(noise * scale)
     if fc_norm_eps is not None:

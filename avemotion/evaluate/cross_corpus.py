@@ -13,7 +13,6 @@ diagonal's; the long tables (cross_corpus.json) keep the number of classes and c
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 
 from avemotion.io import atomic_path, read_json
 
