@@ -425,6 +425,23 @@ def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
     return settings
 
 
+def recorded_preprocessing_errors(preprocess: dict, where: str) -> list[str]:
+    """What is wrong with one corpus' preprocessing as a trained model recorded it (settings.json's
+    ``preprocess``, here named ``where``), each naming the key, the value and what is allowed: a
+    section missing, a key every model records missing (all but those added later, the
+    :data:`QUIET_DEFAULTS`, and those only another choice reads, :data:`READ_ONLY_WITH`), a value
+    the config would refuse. Keys the schema does not know (the revisions a release records) pass.
+    The stages would otherwise fail on every clip with a traceback (a file edited by hand)."""
+    schema = load_schema()
+    sections = {}
+    for section in PREPROCESS_SECTIONS:
+        optional = {*QUIET_DEFAULTS[section], *(key for part, key in READ_ONLY_WITH if part == section)}
+        required = [key for key in _schema_defaults(section) if key not in optional]
+        sections[section] = {**schema["$defs"][f"{section}_override"], "additionalProperties": True, "required": required}
+    recorded = {"type": "object", "required": list(PREPROCESS_SECTIONS), "properties": sections, "$defs": schema["$defs"]}
+    return [where + (line[len("(top level)") :] if line.startswith("(top level)") else f".{line}") for line in config_errors(preprocess, recorded)]
+
+
 OPENFACE_KEY = "face.openface_bin"
 
 

@@ -76,6 +76,48 @@ def test_a_mixture_model_prepares_new_clips_as_the_corpus_asked_for_was_prepared
         trained.preprocessor("mafw")
 
 
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (("face", "backend", "mediapipe"), "preprocess.crema_d.face.backend: 'mediapipe' is not allowed; allowed values: 'facemesh', 'openface'"),
+        (("frames", "num_frames", "4"), "preprocess.crema_d.frames.num_frames: '4' is not of type integer; allowed: a whole number"),
+        (("audio", "n_mels", None), "preprocess.crema_d.audio: n_mels missing; required keys here: window_ms, hop_ms, n_mels, n_mfcc, missing"),
+        (("face", None, None), "preprocess.crema_d: face missing; required keys here: frames, audio, face"),
+    ],
+)
+def test_preprocessing_settings_edited_by_hand_stop_predict_with_one_line(tmp_path, edit, expected):
+    """A settings.json whose preprocessing a user edited (a backend this release lacks, a number
+    written as text, a key or section deleted) is named with the key before any clip is prepared:
+    the stages failed on every clip with a traceback in the log and an "unexpected error" row."""
+    config = demo_settings()
+    validate(config, schema=str(SCHEMA_PATH))  # fills in the defaults
+    preprocess = {"crema_d": {stage: job_settings(config, "crema_d", stage) for stage in STAGE_NAMES}}
+    write_json(model_settings("early", preprocess=preprocess), tmp_path / SETTINGS_FILE)
+    assert TrainedModel.load(tmp_path).preprocessor().num_frames == 4  # as training records it: revisions and all
+    section, key, value = edit
+    if key is None:
+        del preprocess["crema_d"][section]
+    elif value is None:
+        del preprocess["crema_d"][section][key]
+    else:
+        preprocess["crema_d"][section][key] = value
+    write_json(model_settings("early", preprocess=preprocess), tmp_path / SETTINGS_FILE)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / SETTINGS_FILE))}: {re.escape(expected)}; copy the model folder again or retrain it$"):
+        TrainedModel.load(tmp_path).preprocessor()
+
+
+def test_a_model_recorded_before_a_later_key_or_without_a_key_only_another_choice_reads_still_loads(tmp_path):
+    """Keys added after models existed (QUIET_DEFAULTS) and those only another choice reads (the
+    OpenFace keys under the built-in backend) may be absent from a model's record."""
+    config = demo_settings()
+    validate(config, schema=str(SCHEMA_PATH))
+    preprocess = {"crema_d": {stage: job_settings(config, "crema_d", stage) for stage in STAGE_NAMES}}
+    for section, key in (("face", "openface_args"), ("face", "openface_bin"), ("frames", "sampling")):
+        preprocess["crema_d"][section].pop(key, None)
+    write_json(model_settings("early", preprocess=preprocess), tmp_path / SETTINGS_FILE)
+    assert TrainedModel.load(tmp_path).preprocessor().num_frames == 4
+
+
 def test_settings_that_do_not_parse_or_are_not_a_models_name_the_file(tmp_path):
     """A settings.json cut short by a copy or edited by hand stops the load with one line naming the
     file (not a bare parser message, or a KeyError after every clip was prepared); a byte-order

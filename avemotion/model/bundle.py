@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from avemotion.config import openface_executable
+from avemotion.config import openface_executable, recorded_preprocessing_errors
 from avemotion.io import read_json, write_json
 from avemotion.layout import (
     HISTORY_FILE,
@@ -78,6 +78,9 @@ class TrainedModel:
         if dataset not in preprocess:
             raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
         settings = preprocess[dataset]
+        problems = recorded_preprocessing_errors(settings, f"preprocess.{dataset}")
+        if problems:  # a file edited by hand: one line now, not a traceback for every clip
+            raise ValueError(f"{self.directory / SETTINGS_FILE}: {'; '.join(problems)}; copy the model folder again or retrain it")
         if openface_bin:
             settings = {**settings, "face": {**settings["face"], "openface_bin": str(openface_bin)}}
         if settings["face"]["backend"] == "openface":
