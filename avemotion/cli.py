@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 from avemotion.config import DATASET_ALIASES, dataset_defaults
 from avemotion.datasets import READERS, check_layout, index_dataset, speaker_ids, write_index
 from avemotion.face.openface import OpenFaceError
-from avemotion.gpus import use_gpus
+from avemotion.gpus import machine_gpus, use_gpus
 from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
+from avemotion.logs import native_stderr_without
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
 
@@ -65,6 +67,31 @@ def _convert_whisper(args) -> int:
     return 0
 
 
+# TensorFlow's log lines (absl's format: severity, date, time, thread, source]) and what absl writes
+# before them when it is not initialised.
+ABSL_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ [^\]]+\] ")
+ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def _start_tensorflow(gpus: int) -> None:
+    """Start TensorFlow without the start-up lines below TF_CPP_MIN_LOG_LEVEL, which TensorFlow 2.21
+    writes regardless (absl logs them before it is initialised), and without CUDA's failed start
+    ("failed call to cuInit") where no GPU was asked for or none is there; every other line is kept."""
+    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL") or 0)
+    no_gpu = not gpus or not machine_gpus()
+
+    def dropped(line: str) -> bool:
+        match = ABSL_LINE.match(line)
+        if match:
+            return "IWEF".index(match.group(1)) < level or (no_gpu and "failed call to cuInit" in line)
+        return level >= 1 and line.rstrip("\n") == ABSL_PREAMBLE
+
+    with native_stderr_without(dropped):
+        import tensorflow as tf  # here: the other commands start without TensorFlow
+
+        tf.config.list_physical_devices()  # where CUDA starts, or says why it cannot
+
+
 def _predict(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the progress bar
     if args.out:
@@ -76,6 +103,7 @@ def _predict(args) -> int:
             log.warning("--gpus %d not applied: TensorFlow or JAX started in this process first and keeps the GPUs it sees", args.gpus)
     else:
         use_gpus(args.gpus)  # before TensorFlow starts: it takes every GPU it sees, and their memory
+        _start_tensorflow(args.gpus)
     unwritten = []  # the last write's error: a full disk must not cost the predictions either
 
     def write(rows):
