@@ -39,6 +39,8 @@ GROUP_SIZE = 32
 # Clip ids are cut to this many UTF-8 bytes: the artifacts are named by them, their temporary
 # names add up to 23 bytes, and file systems allow 255 (80 CJK characters are 240).
 MAX_ID_BYTES = 120
+# In --workdir: which folder and artifact names (clip id) hold each clip given.
+WORKDIR_INDEX = "clips.csv"
 
 
 class Progress:
@@ -167,13 +169,18 @@ def predict_files(
     if not clips:
         raise ValueError("no clips to predict")
     network = trained.network()  # a damaged model file stops here, before any clip is prepared
+    if workdir:  # ids are file stems made unique (clip.mp4 in two folders: clip, clip_2): say whose is whose
+        folders = ["" if clip["problem"] else _group(n, group_size) for n, clip in enumerate(clips)]  # an unreadable clip has none
+        index = pd.DataFrame({"clip": [clip["given"] for clip in clips], "folder": folders, "clip_id": [clip["clip_id"] for clip in clips]})
+        with atomic_path(Path(workdir) / WORKDIR_INDEX) as temporary:
+            index.to_csv(temporary, index=False)
     readable = {clip["clip_id"] for clip in clips if not clip["problem"]}
     bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
     rows = []
     with ScratchFolder("avemotion-predict-") as scratch:  # a killed run's is removed by the next
         for start in range(0, len(clips), group_size):
             group = clips[start : start + group_size]
-            folder = Path(workdir or scratch) / f"group_{start // group_size}"
+            folder = Path(workdir or scratch) / _group(start, group_size)
             prepared = {clip.clip_id: clip for clip in preprocessor.prepare([c for c in group if c["clip_id"] in readable], folder, bar.advance if bar else None)}
             examples = preprocessor.write_examples(list(prepared.values()), folder)
             ids, final = [], {}
@@ -185,6 +192,11 @@ def predict_files(
             if on_rows:
                 on_rows(_table(rows, labels))
     return _table(rows, labels)
+
+
+def _group(position: int, group_size: int) -> str:
+    """The folder of the clip at ``position``'s group, prepared together."""
+    return f"group_{position // group_size}"
 
 
 def _row(clip: dict, done, index: int | None, final: dict, labels: list[str]) -> dict:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import unicodedata
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,13 +25,14 @@ from avemotion.cli import main
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
 from avemotion.fusion.shards import FUSION_REVISION
-from avemotion.inference import Progress, check_output, check_workdir, clip_records, display_width, format_table, predict_files, write_predictions
+from avemotion.inference import WORKDIR_INDEX, Progress, check_output, check_workdir, clip_records, display_width, format_table, predict_files, write_predictions
 from avemotion.layout import ClipArtifacts
+from avemotion.model.bundle import TrainedModel
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.model.preprocessor import ClipPreprocessor, PreparedClip, revision_notes, warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from avemotion.train.settings import prediction_experiments
-from conftest import REPO, demo_config, demo_settings, run_snakemake
+from conftest import REPO, demo_config, demo_settings, run_snakemake, touch
 
 # pair_late (conftest.QUICK_EXPERIMENTS): crema_d + enterface, late fusion (fitted branch weights),
 # tested on fold 2. Its enterface clips take their audio from the video, as a new clip does (CREMA-D
@@ -49,8 +51,12 @@ def test_predict_on_demo_clips_equals_the_evaluation_predictions_of_the_same_mod
     assert main(command) == 0
     predicted = pd.DataFrame(json.loads(out.read_text()))
     assert predicted["clip"].tolist() == clips  # one row per clip, in the given order
-    # --workdir keeps what each clip was prepared into: its frames, spectrograms and face table.
-    for clip in (ClipArtifacts(kept / "group_0", Path(path).stem) for path in clips):
+    # --workdir keeps what each clip was prepared into: its frames, spectrograms and face table,
+    # found through its index of which folder and id hold each clip given.
+    index = pd.read_csv(kept / WORKDIR_INDEX, dtype=str)
+    assert index["clip"].tolist() == clips and set(index["folder"]) == {"group_0"}
+    assert index["clip_id"].tolist() == [Path(path).stem for path in clips]
+    for clip in (ClipArtifacts(kept / row.folder, row.clip_id) for row in index.itertuples()):
         assert np.load(clip.frames).shape[0] == json.loads((demo_run / MODEL / "settings.json").read_text())["preprocess"]["enterface"]["frames"]["num_frames"]
         assert clip.mel_png.is_file() and clip.mfcc_png.is_file() and len(pd.read_csv(clip.face_csv)) > 0
     labels = json.loads((demo_run / MODEL / "settings.json").read_text())["labels"]
@@ -167,6 +173,35 @@ def test_rows_are_written_as_clips_are_done_so_a_crash_keeps_them(demo_run, tmp_
         predict_files(demo_run / MODEL, clips, progress=False, group_size=1, on_rows=lambda rows: write_predictions(rows, out))
     kept = pd.read_csv(out, keep_default_na=False)
     assert kept["clip"].tolist() == clips[:1] and kept["error"].tolist() == [""] and kept["predicted_label"].iloc[0]
+
+
+def test_the_workdir_index_names_the_folder_and_id_each_clip_was_prepared_under(tmp_path, monkeypatch):
+    """--workdir's clips.csv: clips are prepared GROUP_SIZE at a time, each group in a folder of its
+    own, under ids made from file names (a.mp4 in two folders: a and a_2); a clip that cannot be
+    read has no folder. Written before any clip is prepared, so a crash keeps it."""
+    prepared_in = {}
+
+    class Preprocessor:
+        def prepare(self, clips, folder, progress=None):
+            assert (tmp_path / "work" / WORKDIR_INDEX).is_file()
+            prepared_in.update({clip["clip_id"]: Path(folder).name for clip in clips})
+            return []
+
+        def write_examples(self, clips, folder):
+            return None
+
+    trained = SimpleNamespace(labels=["anger", "joy"], preprocessor=lambda *args: Preprocessor(), network=lambda: None)
+    monkeypatch.setattr(TrainedModel, "load", staticmethod(lambda directory: trained))
+    paths = [tmp_path / name for name in ("v/a.mp4", "gone.mp4", "v/b.mp4", "w/a.mp4", "v/c.mp4")]
+    for path in paths:
+        if path.name != "gone.mp4":
+            touch(path)
+    predict_files("model", [str(path) for path in paths], workdir=tmp_path / "work", progress=False, group_size=2)
+    index = pd.read_csv(tmp_path / "work" / WORKDIR_INDEX, dtype=str, keep_default_na=False)
+    assert index["clip"].tolist() == [str(path) for path in paths]
+    assert index["clip_id"].tolist() == ["a", "gone", "b", "a_2", "c"]
+    assert index["folder"].tolist() == ["group_0", "", "group_1", "group_1", "group_2"]
+    assert prepared_in == {"a": "group_0", "b": "group_1", "a_2": "group_1", "c": "group_2"}
 
 
 def test_a_folder_given_as_a_clip_means_every_video_under_it(demo_run, tmp_path, capsys):
