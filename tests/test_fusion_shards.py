@@ -11,8 +11,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from avemotion.fusion import features as F
-from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS
-from avemotion.fusion.shards import chunk_rows_digest, crc32c, encode_example, fuse_chunk, iterate_examples, mel_under_frames, read_tabular_shards
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, MAX_SPEECH_SECONDS, SPEECH_SAMPLE_RATE
+from avemotion.fusion.shards import (
+    chunk_rows_digest,
+    crc32c,
+    encode_example,
+    fuse_chunk,
+    iterate_examples,
+    mel_under_frames,
+    read_tabular_shards,
+    sampled_windows,
+    speech_pcm,
+)
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import write_wav
 from avemotion.media.spectrogram import mfcc
@@ -404,3 +414,135 @@ def test_a_truncated_clips_mel_is_cut_to_its_frames():
     assert mel_under_frames(mel, {**cut, "fps": np.nan}, 97).shape == (1, 400)
     assert mel_under_frames(mel, {"truncated": np.nan, "fps": 25.0, "duration_s": 4.0}, 97).shape == (1, 400)
     assert mel_under_frames(mel, cut, 120).shape == (1, 400)
+
+
+def test_clips_without_a_label_are_kept_when_asked_for(chunk, tmp_path):
+    """labelled_only=False (new clips to predict) keeps the usable clips without a label, and still
+    leaves out those not ok in every stage."""
+    tabular, tfrecord = tmp_path / "all.parquet", tmp_path / "all.tfrecord"
+    fuse_chunk(chunk["manifest"], 0, chunk["tables"], chunk["outdir"], T, N_MFCC, tabular, tfrecord, labelled_only=False)
+    assert list(read_tabular_shards([tabular])["clip_id"]) == ["a", "b", "c"]
+    assert [e["label_index"] for e in iterate_examples(tfrecord, T)] == [3, 0, -1]
+
+
+def test_a_frames_artifact_of_another_frame_count_stops_the_fuse_job(chunk, tmp_path):
+    """Frames sampled with another num_frames than the shards are fused for (an artifact left from
+    other settings) stop the job naming the clip, rather than writing examples of the wrong length."""
+    with pytest.raises(ValueError, match=f"a: {T} frames in its frames artifact, expected {T + 1}"):
+        fuse_chunk(chunk["manifest"], 0, chunk["tables"], chunk["outdir"], T + 1, N_MFCC, tmp_path / "x.parquet", tmp_path / "x.tfrecord")
+
+
+def test_a_truncated_clips_example_holds_the_mel_under_its_frames(chunk, tmp_path):
+    """A truncated clip's example (what the model reads) takes the Mel under its decoded frames:
+    clip a's 20 frames of a 1.5 s stream at 26.67 fps (40 frames) see the first half of its Mel;
+    the tabular summaries keep the whole clip's."""
+    table = pd.read_parquet(chunk["tables"]["frames"])
+    table["truncated"] = table["clip_id"] == "a"
+    table["fps"] = 40 / 1.5
+    table.to_parquet(chunk["tables"]["frames"], index=False)
+    tabular, tfrecord = fuse(chunk, tmp_path)
+    examples = {e["clip_id"]: e for e in iterate_examples(tfrecord, T)}
+    expected = F.resize_2d(linear_mel(128, 300)[:, :150], (128, AUDIO_STEPS))
+    np.testing.assert_allclose(examples["a"]["mel"], expected, atol=1e-4)
+    np.testing.assert_allclose(examples["b"]["mel"][0, [0, -1]], [-60, -60 + 4.9], atol=1e-4)  # b is whole
+    shard = read_tabular_shards([tabular]).set_index("clip_id")
+    assert shard.loc["a", "energy_max"] == pytest.approx(F.energy_summaries(linear_mel(128, 300))["energy_max"], rel=1e-5)
+
+
+def test_a_clips_frame_slots_divide_its_face_sequence_by_time(chunk, tmp_path):
+    """A variable-rate clip's frames table gives its frame slots: the shards' face sequence divides
+    the clip's time by them, not its frame count (other clips keep even spacing)."""
+    slots = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 9, 14, 19])  # 16 frames in the first 8 slots
+    table = pd.read_parquet(chunk["tables"]["frames"])
+    table["frame_slots"] = [slots if clip == "a" else None for clip in table["clip_id"]]
+    table.to_parquet(chunk["tables"]["frames"], index=False)
+    tabular, tfrecord = fuse(chunk, tmp_path)
+    face = face_table(20, failed=range(10, 16))
+    by_time = F.face_sequence(face, 20, T, None, slots)
+    assert not np.allclose(np.nan_to_num(by_time), np.nan_to_num(F.face_sequence(face, 20, T)))  # the slots matter here
+    shard = read_tabular_shards([tabular]).set_index("clip_id")
+    np.testing.assert_allclose(np.stack(shard.loc["a", "face_sequence"]), by_time, rtol=1e-6, equal_nan=True)
+    example = {e["clip_id"]: e for e in iterate_examples(tfrecord, T)}["a"]
+    np.testing.assert_allclose(example["face_sequence"], np.nan_to_num(by_time), rtol=1e-6)
+
+
+def test_window_spans_that_do_not_match_the_windows_stop_with_the_clip_named():
+    """A frames table whose span lists disagree with its window count (a table from other settings)
+    is refused, not zipped down to the shorter list."""
+    clip = {"clip_id": "a", "window_starts": [0, 8], "window_ends": [8, 16]}
+    assert sampled_windows(clip, 2) == [(0, 8), (8, 16)]
+    with pytest.raises(ValueError, match="a: 2 window spans in its frames table for 3 windows"):
+        sampled_windows(clip, 3)
+
+
+def test_the_stored_speech_is_cut_at_the_longest_the_speech_encoder_reads(tmp_path):
+    """A long clip's shard audio holds its first MAX_SPEECH_SECONDS, not the whole recording."""
+    write_wav(tmp_path / "long.wav", np.zeros((MAX_SPEECH_SECONDS + 5) * SPEECH_SAMPLE_RATE))
+    assert len(speech_pcm(tmp_path / "long.wav")) == 2 * MAX_SPEECH_SECONDS * SPEECH_SAMPLE_RATE
+    write_wav(tmp_path / "short.wav", np.zeros(SPEECH_SAMPLE_RATE))
+    assert len(speech_pcm(tmp_path / "short.wav")) == 2 * SPEECH_SAMPLE_RATE
+
+
+def test_audio_not_written_as_the_audio_stage_writes_it_is_refused(tmp_path):
+    """A WAV at another rate (e.g. copied in by hand) would feed the speech encoder audio at the
+    wrong speed: the fuse stage refuses it, naming the file and its rate."""
+    write_wav(tmp_path / "8k.wav", np.zeros(8000), sample_rate=8000)
+    with pytest.raises(ValueError, match="8k.wav: 8000 Hz, 1 channel"):
+        speech_pcm(tmp_path / "8k.wav")
+
+
+
+def test_a_clip_cut_to_its_first_frames_keeps_a_mel_column():
+    """A truncated clip whose frames cover less than one Mel column's share still gets one column
+    (an empty Mel cannot be resized into its example)."""
+    mel = np.arange(400, dtype=np.float32).reshape(1, 400)
+    assert mel_under_frames(mel, {"truncated": True, "fps": 25.0, "duration_s": 40.0}, 1).shape == (1, 1)
+
+
+def test_the_tabular_shard_keeps_the_middle_of_three_windows_face_sequence(chunk, tmp_path):
+    """With three temporal windows the tabular shard's face sequence is the middle window's, the one
+    evaluation takes by default, not the first."""
+    outdir = chunk["outdir"]
+    for clip_id in ("a", "b", "c"):
+        np.save(outdir / "frames" / f"{clip_id}.npy", np.concatenate([smooth_frames(ord(clip_id) + 20 * w) for w in range(3)]))
+    table = pd.read_parquet(chunk["tables"]["frames"])
+    table["windows"] = 3
+    table["window_starts"] = [[0, 6, 12] if clip == "a" else None for clip in table["clip_id"]]
+    table["window_ends"] = [[8, 14, 20] if clip == "a" else None for clip in table["clip_id"]]
+    table.to_parquet(chunk["tables"]["frames"], index=False)
+    tabular, _ = fuse(chunk, tmp_path)
+    face = face_table(20, failed=range(10, 16))
+    middle, first = F.face_sequence(face, 20, T, (6, 14)), F.face_sequence(face, 20, T, (0, 8))
+    assert not np.allclose(np.nan_to_num(middle), np.nan_to_num(first))
+    shard = read_tabular_shards([tabular]).set_index("clip_id")
+    np.testing.assert_allclose(np.stack(shard.loc["a", "face_sequence"]), middle, rtol=1e-6, equal_nan=True)
+
+
+def test_the_shards_of_several_chunks_read_as_one_table_whatever_comes_first(chunk, tmp_path):
+    """Training reads every chunk's tabular shard: the clips of all of them, in order, with the
+    columns typed as in one shard even when an empty chunk's shard comes first."""
+    full, _ = fuse(chunk, tmp_path)
+    for path in chunk["tables"].values():
+        pd.DataFrame({"clip_id": [], "status": [], "seconds": []}).to_parquet(path, index=False)
+    empty = tmp_path / "shards" / "7.parquet"
+    fuse_chunk(chunk["manifest"], 7, chunk["tables"], chunk["outdir"], T, N_MFCC, empty, tmp_path / "shards" / "7.tfrecord")
+    shutil.copy(full, tmp_path / "shards" / "1.parquet")
+    table = read_tabular_shards([empty, full, tmp_path / "shards" / "1.parquet"])
+    assert list(table["clip_id"]) == ["a", "b", "a", "b"]
+    pd.testing.assert_series_equal(table.dtypes, read_tabular_shards([full]).dtypes)
+
+
+def test_segment_windows_without_span_columns_each_see_the_whole_clip(chunk, tmp_path):
+    """A frames table of V = 2 segment windows holds no span columns at all: each window's Mel is the
+    whole clip's, as with spans left empty."""
+    outdir = chunk["outdir"]
+    for clip_id in ("a", "b", "c"):
+        np.save(outdir / "frames" / f"{clip_id}.npy", np.concatenate([smooth_frames(ord(clip_id)), smooth_frames(ord(clip_id) + 20)]))
+    table = pd.read_parquet(chunk["tables"]["frames"])
+    table["windows"] = 2
+    table.to_parquet(chunk["tables"]["frames"], index=False)
+    _, tfrecord = fuse(chunk, tmp_path)
+    examples = {e["clip_id"]: e for e in iterate_examples(tfrecord, T)}
+    assert examples["a"]["windows"] == 2
+    np.testing.assert_array_equal(examples["a"]["mel"][0], examples["a"]["mel"][1])
+    np.testing.assert_allclose(examples["a"]["mel"][0], F.resize_2d(linear_mel(128, 300), (128, AUDIO_STEPS)), atol=1e-4)

@@ -25,10 +25,10 @@ from avemotion.cli import main
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
 from avemotion.fusion.shards import FUSION_REVISION
-from avemotion.inference import WORKDIR_INDEX, Progress, check_output, check_workdir, clip_records, display_width, format_table, predict_files, write_predictions
+from avemotion.inference import WORKDIR_INDEX, Progress, _row, check_output, check_workdir, clip_records, display_width, expand_clips, format_table, predict_files, video_files, workflow_clips, write_predictions
 from avemotion.layout import ClipArtifacts
-from avemotion.model.bundle import TrainedModel
 from avemotion.media.audio import DECODING_REVISION
+from avemotion.model.bundle import TrainedModel
 from avemotion.model.preprocessor import ClipPreprocessor, PreparedClip, revision_notes, warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from avemotion.train.settings import prediction_experiments
@@ -435,6 +435,126 @@ def test_progress_is_shown_for_more_than_a_few_clips_only():
     assert few.getvalue() == ""
     lines = many.getvalue().splitlines()  # not a terminal: a line per tenth
     assert len(lines) == 10 and lines[-1].endswith("20/20")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_is_redrawn_in_place_and_ends_its_line():
+    """On a terminal the bar is redrawn after every item on one line (carriage returns), filled in
+    proportion to the work done, and its last drawing ends the line so later output starts afresh."""
+    stream = Terminal()
+    bar = Progress(20, "preparing", stream=stream, width=10)
+    for _ in range(20):
+        bar.advance()
+    drawn = stream.getvalue()
+    assert drawn.count("\r") == 20 and drawn.endswith("\n") and drawn.count("\n") == 1
+    assert "\rpreparing [#####.....] 10/20\r" in drawn and "\rpreparing [##########] 20/20\n" in drawn
+
+
+def test_video_files_are_found_by_suffix_in_any_case_and_a_missing_folder_is_an_error(tmp_path):
+    """Cameras write CLIP.MP4: upper-case suffixes are videos too; other files are not; a folder
+    that is not there stops with its name rather than predicting nothing."""
+    (tmp_path / "inner").mkdir()
+    for name in ("CLIP.MP4", "inner/b.Mov", "notes.txt"):
+        (tmp_path / name).write_bytes(b"\x00")
+    assert video_files(tmp_path) == [tmp_path / "CLIP.MP4", tmp_path / "inner" / "b.Mov"]
+    with pytest.raises(FileNotFoundError, match=r"absent: no such folder \(predict.input_dir\)"):
+        video_files(tmp_path / "absent")
+
+
+def test_the_predict_rule_leaves_out_videos_snakemake_cannot_name_and_says_why(tmp_path):
+    """The workflow's predict rule takes a video as a job's file: a name with braces (read as
+    wildcards) or bytes that are not UTF-8 is left out with a notice naming it; the others are kept."""
+    for name in ("good.mp4", "take{1}.mp4"):
+        (tmp_path / name).write_bytes(b"\x00")
+    os.close(os.open(os.fsencode(tmp_path) + b"/caf\xe9.mp4", os.O_CREAT | os.O_WRONLY))  # Latin-1, from an old zip
+    clips, notices = workflow_clips(tmp_path)
+    assert clips == [str(tmp_path / "good.mp4")]
+    assert sorted(notices) == sorted([
+        f"predict.input_dir: {tmp_path / 'take{1}.mp4'} left out: Snakemake reads {{ }} in file names as wildcards; rename it, or run `avemotion predict` on it",
+        f"predict.input_dir: {tmp_path}/caf\\xe9.mp4 left out: the file name is not UTF-8 (written in another encoding, as old zips unpack): rename the file",
+    ])
+
+
+def test_clip_records_tell_case_apart_whichever_comes_first_and_hold_absolute_paths(tmp_path, monkeypatch):
+    """Clip.mp4 then clip.mov get different ids (one artifact name on macOS's and Windows' disks
+    otherwise), and a relative path is recorded as the absolute file the stages read."""
+    monkeypatch.chdir(tmp_path)
+    records = clip_records(["Clip.mp4", "clip.mov", "CLIP.avi"])
+    assert [record["clip_id"] for record in records] == ["Clip", "clip_2", "CLIP_3"]
+    assert [record["path"] for record in records] == [str(tmp_path / name) for name in ("Clip.mp4", "clip.mov", "CLIP.avi")]
+    assert [record["given"] for record in records] == ["Clip.mp4", "clip.mov", "CLIP.avi"]
+
+
+def test_clips_that_are_not_there_get_rows_that_say_what_they_are(tmp_path):
+    """A link whose target is gone, a folder without videos and a path that names nothing each get
+    a row saying which it is."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "moved.mp4")
+    records = clip_records(expand_clips([str(tmp_path / "link.mp4"), str(tmp_path / "empty"), str(tmp_path / "absent.mp4")]))
+    problems = [record["problem"] for record in records]
+    assert problems[0] == f"a link to {tmp_path / 'moved.mp4'}, which does not exist"
+    assert problems[1].startswith("a folder without video files (.mp4, .avi")
+    assert problems[2] == "no such file"
+
+
+def test_a_clip_whose_name_is_not_utf8_gets_a_row_that_says_so(tmp_path):
+    """A file unpacked from an old zip (Latin-1 name) is readable, but the tools its stages call
+    refuse the name: its row says to rename it, showing the name with its odd byte escaped."""
+    os.close(os.open(os.fsencode(tmp_path) + b"/caf\xe9.mp4", os.O_CREAT | os.O_WRONLY))
+    (record,) = clip_records(expand_clips([str(tmp_path)]))
+    assert record["problem"] == "the file name is not UTF-8 (written in another encoding, as old zips unpack): rename the file"
+    assert record["given"] == f"{tmp_path}/caf\\xe9.mp4"
+
+
+def test_a_clip_with_a_non_finite_valence_or_arousal_gets_an_error_not_a_prediction():
+    """A diverged model's NaN valence (its emotion probabilities finite) is an error on the row,
+    not a prediction with valence NaN."""
+    clip = {"given": "a.mp4", "problem": ""}
+    done = PreparedClip("a", "a.mp4", info={"audio": {}, "face": {"face_ratio": 1.0}})
+    final = {"emotion": np.array([[0.2, 0.8]]), "valence": np.array([np.nan]), "arousal": np.array([0.1])}
+    row = _row(clip, done, 0, final, ["anger", "happiness"])
+    assert row["error"] == "the model gave non-finite outputs for this clip (its training diverged?)" and "predicted_label" not in row
+    row = _row(clip, done, 0, {**final, "valence": np.array([0.3])}, ["anger", "happiness"])
+    assert row["error"] == "" and row["predicted_label"] == "happiness" and row["prob_happiness"] == pytest.approx(0.8)
+
+
+def test_an_output_path_that_cannot_take_the_predictions_is_refused_with_the_reason(tmp_path):
+    """Checked before any clip is prepared, without a model: a folder of that name, a folder that is
+    not there, or another extension is refused saying which; an upper-case extension is fine."""
+    (tmp_path / "taken.csv").mkdir()
+    with pytest.raises(ValueError, match=r"taken\.csv: is a folder; give a file name ending with \.csv or \.json"):
+        check_output(tmp_path / "taken.csv")
+    with pytest.raises(ValueError, match=r"p\.csv: the folder .*absent does not exist"):
+        check_output(tmp_path / "absent" / "p.csv")
+    with pytest.raises(ValueError, match=r"p\.xlsx: the output file must end with \.csv or \.json"):
+        check_output(tmp_path / "p.xlsx")
+    assert check_output(tmp_path / "p.JSON") == tmp_path / "p.JSON" and check_output(tmp_path / "p.Csv") == tmp_path / "p.Csv"
+
+
+def test_a_workdir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="a_file: is a file; --workdir names a folder"):
+        check_workdir(tmp_path / "a_file")
+    assert check_workdir(tmp_path / "new" / "below") == tmp_path / "new" / "below" and (tmp_path / "new" / "below").is_dir()
+
+
+def test_json_predictions_keep_eight_decimals_and_the_printed_table_shows_errors_and_face_ratios(tmp_path):
+    """The JSON file keeps probabilities to 1e-8 (a user compares them with the CSV's); the printed
+    table shows a face ratio as a percentage, and a clip that could not be predicted with '-' for its
+    prediction and its error in the notes, in place of warnings."""
+    table = pd.DataFrame({"clip": ["a.mp4", "b.mp4", "c.mp4"], "predicted_label": ["anger", None, "anger"], "prob_anger": [0.123456789, np.nan, 1.0],
+                          "valence": [-0.5, np.nan, 0.0], "arousal": [0.5, np.nan, 0.0], "face_ratio": [0.5, np.nan, 1.0],
+                          "warnings": ["no face in half the frames", "", ""], "error": ["", "no such file", ""]})
+    write_predictions(table, tmp_path / "p.json")
+    assert json.loads((tmp_path / "p.json").read_text())[0]["prob_anger"] == pytest.approx(0.123456789, abs=1e-8)
+    lines = format_table(table).splitlines()
+    assert lines[1].split()[:2] == ["a.mp4", "anger"] and "50%" in lines[1].split() and lines[1].endswith("no face in half the frames")
+    assert lines[2].split()[:2] == ["b.mp4", "-"] and lines[2].endswith("ERROR: no such file")
+    assert lines[3].endswith("100%")  # a clean clip: no notes
 
 
 def test_a_model_that_learned_other_face_features_predicts_with_a_warning_on_every_row(demo_run, tmp_path):

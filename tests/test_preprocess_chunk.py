@@ -19,13 +19,14 @@ from avemotion.preprocess import sources
 from avemotion.preprocess.chunk import Stage, fingerprint, run_chunk
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings
 from avemotion.preprocess.stages import STAGES, AudioStage
-from avemotion.quarantine import ClipDefect
+from avemotion.quarantine import ClipDefect, SkipClip
 from avemotion.train.settings import model_settings
 from conftest import demo_settings
 
 
 class CountingStage(Stage):
-    """Writes one text file per clip; clip 'bad' is defective, clip 'bug' raises an unforeseen error."""
+    """Writes one text file per clip; clip 'bad' is defective, clip 'bug' raises an unforeseen error,
+    clip 'skip' is skipped (an earlier stage quarantined it)."""
 
     name = "count"
     calls: list = []
@@ -39,6 +40,8 @@ class CountingStage(Stage):
             raise ClipDefect("no face in any frame")
         if clip["clip_id"] == "bug":
             raise KeyError("oops")
+        if clip["clip_id"] == "skip":
+            raise SkipClip("no face features (quarantined by the face stage)")
         self.artifacts(clip)[0].parent.mkdir(parents=True, exist_ok=True)
         self.artifacts(clip)[0].write_text("done")
         return {"value": len(clip["clip_id"])}
@@ -80,6 +83,129 @@ def test_a_rerun_redoes_only_unfinished_changed_or_unforeseen_clips(tmp_path, co
     CountingStage.calls = []
     run(tmp_path, corpus, settings={"x": 2})  # new settings: every clip again
     assert CountingStage.calls == ["a", "bad", "bug", "c"]
+
+
+def test_a_skipped_clip_is_recorded_as_skipped_with_its_reason_and_not_quarantined_again(tmp_path, corpus):
+    """A clip an earlier stage quarantined is skipped by the stages after it: the chunk table says
+    'skipped' and why, and the stage's quarantine part does not list it a second time."""
+    (tmp_path / "skip.mp4").write_text("skip")
+    table = run(tmp_path, corpus + [{"clip_id": "skip", "path": "skip.mp4", "audio_path": ""}]).set_index("clip_id")
+    assert table.loc["skip", "status"] == "skipped"
+    assert table.loc["skip", "reason"] == "no face features (quarantined by the face stage)"
+    assert "skip" not in set(pd.read_csv(tmp_path / "quarantine.csv")["clip_id"])
+
+
+class PairStage(CountingStage):
+    """Writes two files per clip, the second after the first."""
+
+    name = "pair"
+
+    def artifacts(self, clip):
+        return [self.outdir / "pair" / f"{clip['clip_id']}.{ext}" for ext in ("txt", "npy")]
+
+    def process(self, clip):
+        row = super().process(clip)
+        self.artifacts(clip)[1].write_text("done")
+        return row
+
+
+def test_a_clip_missing_any_one_of_its_artifacts_is_redone(tmp_path, corpus):
+    """A job killed between a clip's artifacts leaves some of them: the clip is redone on the next
+    run, not reused because one of its files is there."""
+    stage = PairStage(tmp_path, tmp_path / "out", {"x": 1})
+    run_chunk(stage, corpus, tmp_path / "table.parquet", tmp_path / "quarantine.csv")
+    (tmp_path / "out" / "pair" / "a.npy").unlink()
+    CountingStage.calls = []
+    run_chunk(stage, corpus, tmp_path / "table.parquet", tmp_path / "quarantine.csv")
+    assert CountingStage.calls == ["a", "bug"]
+    assert (tmp_path / "out" / "pair" / "a.npy").exists()
+
+
+class GroupStage(CountingStage):
+    """Records the clips of each prepare() call and each finish(); with ``fail`` set, prepare()
+    fails for a group holding clip 'c'."""
+
+    events: list = []
+    fail = False
+
+    def prepare(self, clips):
+        GroupStage.events.append([clip["clip_id"] for clip in clips])
+        if GroupStage.fail and "c" in GroupStage.events[-1]:
+            raise RuntimeError("prepare failed")
+
+    def finish(self):
+        GroupStage.events.append("finish")
+
+
+@pytest.mark.parametrize("together, groups", [(None, [["a", "bad", "bug", "c"]]), (2, [["a", "bad"], ["bug", "c"]])])
+def test_clips_are_prepared_in_groups_of_the_stages_size_and_finished_once(tmp_path, corpus, monkeypatch, together, groups):
+    """A stage prepares its pending clips prepared_together at a time (all at once without a size),
+    e.g. one OpenFace call per group, then finishes once; a rerun prepares only the clips it redoes."""
+    monkeypatch.setattr(GroupStage, "prepared_together", together)
+    GroupStage.events = []
+    run_chunk(GroupStage(tmp_path, tmp_path / "out", {"x": 1}), corpus, tmp_path / "t.parquet", tmp_path / "q.csv")
+    assert GroupStage.events == groups + ["finish"]
+    GroupStage.events = []
+    run_chunk(GroupStage(tmp_path, tmp_path / "out", {"x": 1}), corpus, tmp_path / "t.parquet", tmp_path / "q.csv")
+    assert GroupStage.events == [["bug"], "finish"]
+
+
+def test_a_job_failing_in_a_later_groups_prepare_keeps_the_earlier_groups_receipts_and_finishes(tmp_path, corpus, monkeypatch):
+    """prepare() failing for the second group still calls finish() (which removes what prepare()
+    made), and the first group's clips are not redone by the next run."""
+    monkeypatch.setattr(GroupStage, "prepared_together", 2)
+    monkeypatch.setattr(GroupStage, "fail", True)
+    GroupStage.events = []
+    stage = GroupStage(tmp_path, tmp_path / "out", {"x": 1})
+    with pytest.raises(RuntimeError, match="prepare failed"):
+        run_chunk(stage, corpus, tmp_path / "t.parquet", tmp_path / "q.csv")
+    assert GroupStage.events == [["a", "bad"], ["bug", "c"], "finish"]
+    monkeypatch.setattr(GroupStage, "fail", False)
+    GroupStage.events = []
+    run_chunk(stage, corpus, tmp_path / "t.parquet", tmp_path / "q.csv")
+    assert GroupStage.events == [["bug", "c"], "finish"]
+
+
+def test_progress_is_reported_once_per_clip_processed_not_per_clip_reused(tmp_path, corpus):
+    """The progress callback (a job's progress bar) advances for each clip the job works on."""
+    stage = CountingStage(tmp_path, tmp_path / "out", {"x": 1})
+    ticks = []
+    run_chunk(stage, corpus, tmp_path / "t.parquet", tmp_path / "q.csv", progress=lambda: ticks.append(1))
+    assert len(ticks) == 4
+    ticks.clear()
+    run_chunk(stage, corpus, tmp_path / "t.parquet", tmp_path / "q.csv", progress=lambda: ticks.append(1))
+    assert len(ticks) == 1  # only 'bug' is retried
+
+
+class NumpyStage(CountingStage):
+    """Records numpy values, as the media stages do (np.bool_, np.int64)."""
+
+    name = "numpy"
+
+    def process(self, clip):
+        super().process(clip)
+        return {"silent": np.bool_(False), "frames": np.int64(7)}
+
+
+def test_numpy_values_of_a_reused_receipt_keep_their_type(tmp_path):
+    """A rerun reads finished clips' rows from their receipts: a numpy False stays False (not the
+    string 'False', which a later stage would take for true) and a count stays a number."""
+    (tmp_path / "a.mp4").write_text("a")
+    clips = [{"clip_id": "a", "path": "a.mp4", "audio_path": ""}]
+    stage = NumpyStage(tmp_path, tmp_path / "out", {"x": 1})
+    run_chunk(stage, clips, tmp_path / "t.parquet", tmp_path / "q.csv")
+    CountingStage.calls = []
+    table = run_chunk(stage, clips, tmp_path / "t.parquet", tmp_path / "q.csv")
+    assert CountingStage.calls == []
+    assert not table.loc[0, "silent"] and table.loc[0, "frames"] == 7
+
+
+def test_an_empty_chunk_writes_a_table_with_the_chunk_columns(tmp_path):
+    """A chunk without clips (more chunks than clips) still writes a table the later steps can read
+    by its columns."""
+    run(tmp_path, [])
+    table = pd.read_parquet(tmp_path / "table.parquet")
+    assert len(table) == 0 and {"clip_id", "status", "seconds"} <= set(table.columns)
 
 
 def later(path, seconds=60):

@@ -2,6 +2,7 @@
 give nothing to a branch that carries no evidence (constant, or noise independent of the labels)."""
 
 import numpy as np
+import pytest
 
 from avemotion.metrics import classification_metrics
 from avemotion.model.late_fusion import combine
@@ -111,3 +112,81 @@ def test_weights_are_deterministic_and_ignore_the_order_branches_come_in():
     target = rng.uniform(-1, 1, clips)
     values = {name: target + rng.normal(0, noise, clips) for name, noise in (("video", 0.3), ("audio", 0.6), ("face", 0.9))}
     assert fit_regression_weights(dict(reversed(values.items())), target) == fit_regression_weights(values, target)
+
+
+def test_noise_branches_get_exactly_zero_weight():
+    """Weight on a branch that carries no evidence is no gain a user can trust: among the points
+    within one standard error of the best, the one with fewest branches wins, so the noise branches
+    beside an informative one get weight 0, not the 0.1 a lowest-loss pick gives them by chance."""
+    rng = np.random.default_rng(3)
+    classes, clips = 6, 400
+    labels = rng.choice(classes, clips)
+    branches = {"audio": confident_branch(rng, labels, classes), "video": rng.dirichlet(np.ones(classes) * 0.3, clips), "face": rng.dirichlet(np.ones(classes) * 3, clips)}
+    assert fit_emotion_weights(branches, labels) == {"audio": 1.0, "face": 0.0, "video": 0.0}
+    target = rng.uniform(-1, 1, clips)
+    tracking = 0.8 * target + rng.normal(0, 0.6 * target.std(), clips)
+    assert fit_regression_weights({"audio": tracking, "video": rng.normal(0, target.std(), clips)}, target) == {"audio": 1.0, "video": 0.0}
+
+
+def test_when_every_branch_is_constant_they_share_the_weight_evenly():
+    """Nothing tells constant branches apart: each gets an equal share rather than one of them all."""
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    branches = {"audio": np.full((6, 3), 1 / 3), "video": np.tile([0.5, 0.3, 0.2], (6, 1))}
+    assert fit_emotion_weights(branches, labels) == {"audio": 0.5, "video": 0.5}
+    assert fit_regression_weights({"audio": np.zeros(6), "video": np.full(6, 0.2), "face": np.ones(6)}, np.linspace(-1, 1, 6)) == pytest.approx(
+        {"audio": 1 / 3, "video": 1 / 3, "face": 1 / 3}
+    )
+
+
+def test_a_branch_constant_up_to_rounding_gets_no_weight():
+    """A head whose output differs between clips only by float rounding is constant: diluting an
+    overdispersed branch with it would buy CCC without evidence, so it gets no weight."""
+    rng = np.random.default_rng(2)
+    clips = 400
+    target = rng.uniform(-1, 1, clips)
+    tracking = 1.6 * target + rng.normal(0, 0.4, clips)
+    rounded = target.mean() * (1 + rng.normal(0, 1e-15, clips))
+    assert np.ptp(rounded) > 0
+    assert fit_regression_weights({"audio": tracking, "video": rounded}, target) == {"audio": 1.0, "video": 0.0}
+
+
+def test_a_branch_with_one_constant_class_is_not_taken_for_constant():
+    """A branch that never moves one class's probability but tells the others apart carries
+    evidence: it is weighed, not dropped as a constant branch."""
+    rng = np.random.default_rng(6)
+    clips = 300
+    labels = rng.choice([1, 2], clips)
+    share = np.clip((labels == 1) * 0.8 + rng.normal(0.1, 0.15, clips), 0.01, 0.99)
+    knowing = np.stack([np.full(clips, 0.1), 0.9 * share, 0.9 * (1 - share)], axis=1)
+    branches = {"audio": knowing, "video": rng.dirichlet(np.ones(3), clips)}
+    assert fit_emotion_weights(branches, labels)["audio"] >= 0.9
+
+
+def test_a_branch_leaning_towards_the_frequent_class_gets_no_weight():
+    """Each class counts alike, as in UAR: a branch that favours the most frequent class whatever
+    the clip lowers a plain cross-entropy on imbalanced labels, but earns no weight here."""
+    rng = np.random.default_rng(0)
+    classes, clips = 4, 400
+    labels = rng.choice(classes, clips, p=[0.7, 0.1, 0.1, 0.1])
+    branches = {"audio": confident_branch(rng, labels, classes, 2.0), "video": rng.dirichlet([20, 1, 1, 1], clips)}
+    assert fit_emotion_weights(branches, labels) == {"audio": 1.0, "video": 0.0}
+
+
+def test_two_equally_informative_branches_are_weighed_evenly():
+    """Branches that know the labels alike (one only more confident: temperature does not count)
+    are averaged 0.5/0.5, the most even point within one standard error of the best, not whichever
+    uneven point the validation clips happen to favour."""
+    rng = np.random.default_rng(2)
+    classes, clips = 4, 120
+    labels = rng.choice(classes, clips)
+    branches = {"audio": confident_branch(rng, labels, classes, 4.0), "video": confident_branch(rng, labels, classes, 1.0)}
+    assert fit_emotion_weights(branches, labels) == {"audio": 0.5, "video": 0.5}
+
+
+def test_a_much_weaker_branchs_gain_within_the_standard_error_buys_it_no_weight():
+    """A second valence head four times noisier lowers the validation loss a little at weight 0.1,
+    within what another draw of 60 clips could reverse (the jackknife spread of CCC): it gets none."""
+    rng = np.random.default_rng(0)
+    target = rng.uniform(-1, 1, 60)
+    values = {"audio": target + rng.normal(0, 0.3, 60), "video": target + rng.normal(0, 1.2, 60)}
+    assert fit_regression_weights(values, target) == {"audio": 1.0, "video": 0.0}
