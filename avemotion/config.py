@@ -425,21 +425,36 @@ def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
     return settings
 
 
-def recorded_preprocessing_errors(preprocess: dict, where: str) -> list[str]:
-    """What is wrong with one corpus' preprocessing as a trained model recorded it (settings.json's
-    ``preprocess``, here named ``where``), each naming the key, the value and what is allowed: a
-    section missing, a key every model records missing (all but those added later, the
-    :data:`QUIET_DEFAULTS`, and those only another choice reads, :data:`READ_ONLY_WITH`), a value
-    the config would refuse. Keys the schema does not know (the revisions a release records) pass.
-    The stages would otherwise fail on every clip with a traceback (a file edited by hand)."""
+# The preprocessing keys every trained model's settings.json has held since models recorded it (the
+# stages read keys added later, QUIET_DEFAULTS and openface_args, with their defaults).
+RECORDED_KEYS = {
+    "frames": ("num_frames", "input_size", "crop", "face_margin"),
+    "audio": ("window_ms", "hop_ms", "n_mels", "n_mfcc", "missing"),
+    "face": ("backend", "openface_bin", "detection_threshold"),
+}
+
+
+@functools.cache
+def _recorded_schema() -> dict:
+    """The config schema's preprocessing sections as a trained model records them: the
+    :data:`RECORDED_KEYS` required, keys the schema does not know (the revisions a release records)
+    allowed."""
     schema = load_schema()
-    sections = {}
-    for section in PREPROCESS_SECTIONS:
-        optional = {*QUIET_DEFAULTS[section], *(key for part, key in READ_ONLY_WITH if part == section)}
-        required = [key for key in _schema_defaults(section) if key not in optional]
-        sections[section] = {**schema["$defs"][f"{section}_override"], "additionalProperties": True, "required": required}
-    recorded = {"type": "object", "required": list(PREPROCESS_SECTIONS), "properties": sections, "$defs": schema["$defs"]}
-    return [where + (line[len("(top level)") :] if line.startswith("(top level)") else f".{line}") for line in config_errors(preprocess, recorded)]
+    sections = {section: {**schema["$defs"][f"{section}_override"], "additionalProperties": True, "required": list(keys)} for section, keys in RECORDED_KEYS.items()}
+    return {"type": "object", "required": list(RECORDED_KEYS), "properties": sections, "$defs": schema["$defs"]}
+
+
+def recorded_preprocessing(preprocess: dict, where: str) -> dict:
+    """One corpus' preprocessing as a trained model recorded it (settings.json's ``preprocess``, here
+    named ``where``), typed as a config's values are (``32.0`` an integer); a section or a recorded
+    key missing, or a value the config would refuse (a file edited by hand), raises ValueError
+    naming each key, its value and what is allowed: the stages would fail on every clip instead."""
+    schema = _recorded_schema()
+    typed = typed_scalars(preprocess, schema, schema)
+    errors = [where + (line[len("(top level)") :] if line.startswith("(top level)") else f".{line}") for line in config_errors(typed, schema)]
+    if errors:
+        raise ValueError("; ".join(errors))
+    return typed
 
 
 OPENFACE_KEY = "face.openface_bin"

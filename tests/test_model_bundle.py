@@ -80,7 +80,8 @@ def test_a_mixture_model_prepares_new_clips_as_the_corpus_asked_for_was_prepared
     "edit, expected",
     [
         (("face", "backend", "mediapipe"), "preprocess.crema_d.face.backend: 'mediapipe' is not allowed; allowed values: 'facemesh', 'openface'"),
-        (("frames", "num_frames", "4"), "preprocess.crema_d.frames.num_frames: '4' is not of type integer; allowed: a whole number"),
+        (("frames", "num_frames", "four"), "preprocess.crema_d.frames.num_frames: 'four' is not of type integer; allowed: a whole number"),
+        (("frames", "face_margin", None), "preprocess.crema_d.frames: face_margin missing; required keys here: num_frames, input_size, crop, face_margin"),
         (("audio", "n_mels", None), "preprocess.crema_d.audio: n_mels missing; required keys here: window_ms, hop_ms, n_mels, n_mfcc, missing"),
         (("face", None, None), "preprocess.crema_d: face missing; required keys here: frames, audio, face"),
     ],
@@ -106,16 +107,19 @@ def test_preprocessing_settings_edited_by_hand_stop_predict_with_one_line(tmp_pa
         TrainedModel.load(tmp_path).preprocessor()
 
 
-def test_a_model_recorded_before_a_later_key_or_without_a_key_only_another_choice_reads_still_loads(tmp_path):
-    """Keys added after models existed (QUIET_DEFAULTS) and those only another choice reads (the
-    OpenFace keys under the built-in backend) may be absent from a model's record."""
+def test_a_model_recorded_before_later_keys_or_with_numbers_written_otherwise_loads(tmp_path):
+    """Keys added after models first recorded their preprocessing (QUIET_DEFAULTS, openface_args)
+    may be absent; whole numbers with a point or numbers as text are read as a config's are."""
     config = demo_settings()
     validate(config, schema=str(SCHEMA_PATH))
     preprocess = {"crema_d": {stage: job_settings(config, "crema_d", stage) for stage in STAGE_NAMES}}
-    for section, key in (("face", "openface_args"), ("face", "openface_bin"), ("frames", "sampling")):
+    for section, key in (("face", "openface_args"), ("frames", "sampling"), ("audio", "misaligned")):
         preprocess["crema_d"][section].pop(key, None)
+    preprocess["crema_d"]["frames"].update(num_frames=4.0, input_size="64")
     write_json(model_settings("early", preprocess=preprocess), tmp_path / SETTINGS_FILE)
-    assert TrainedModel.load(tmp_path).preprocessor().num_frames == 4
+    preprocessor = TrainedModel.load(tmp_path).preprocessor()
+    assert (preprocessor.num_frames, preprocessor.stage_settings["frames"]["input_size"]) == (4, 64)
+    assert isinstance(preprocessor.num_frames, int) and isinstance(preprocessor.stage_settings["frames"]["input_size"], int)
 
 
 def test_settings_that_do_not_parse_or_are_not_a_models_name_the_file(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from avemotion.config import openface_executable, recorded_preprocessing_errors
+from avemotion.config import openface_executable, recorded_preprocessing
 from avemotion.io import read_json, write_json
 from avemotion.layout import (
     HISTORY_FILE,
@@ -77,10 +77,10 @@ class TrainedModel:
         dataset = dataset or self.settings["datasets"][0]
         if dataset not in preprocess:
             raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
-        settings = preprocess[dataset]
-        problems = recorded_preprocessing_errors(settings, f"preprocess.{dataset}")
-        if problems:  # a file edited by hand: one line now, not a traceback for every clip
-            raise ValueError(f"{self.directory / SETTINGS_FILE}: {'; '.join(problems)}; copy the model folder again or retrain it")
+        try:  # a file edited by hand: one line now, not a traceback for every clip
+            settings = recorded_preprocessing(preprocess[dataset], f"preprocess.{dataset}")
+        except ValueError as error:
+            raise ValueError(f"{self.directory / SETTINGS_FILE}: {error}; copy the model folder again or retrain it") from None
         if openface_bin:
             settings = {**settings, "face": {**settings["face"], "openface_bin": str(openface_bin)}}
         if settings["face"]["backend"] == "openface":
