@@ -12,9 +12,9 @@ from pathlib import Path
 from avemotion.config import DATASET_ALIASES, dataset_defaults
 from avemotion.datasets import READERS, check_layout, index_dataset, speaker_ids, write_index
 from avemotion.face.openface import OpenFaceError
-from avemotion.gpus import machine_gpus, use_gpus
+from avemotion.gpus import use_gpus
 from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
-from avemotion.logs import native_stderr_without
+from avemotion.logs import native_stderr_filtered
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
 
@@ -67,29 +67,28 @@ def _convert_whisper(args) -> int:
     return 0
 
 
-# TensorFlow's log lines (absl's format: severity, date, time, thread, source]) and what absl writes
-# before them when it is not initialised.
-ABSL_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ [^\]]+\] ")
+# Lines of TensorFlow's logging (absl's format: severity, date, time, thread, source]), the line absl
+# writes before them when it is not initialised, CUDA's failed start, and what TensorFlow Lite prints
+# for the first model it prepares (at INFO, past any level).
+ABSL_SEVERITIES = "IWEF"
+ABSL_LINE = r"[{severities}]\d{{4}} [\d:.]+ +\d+ [^\]]+\] "
 ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+CUDA_FAILED = "failed call to cuInit"
+XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
-def _start_tensorflow(gpus: int) -> None:
-    """Start TensorFlow without the start-up lines below TF_CPP_MIN_LOG_LEVEL, which TensorFlow 2.21
-    writes regardless (absl logs them before it is initialised), and without CUDA's failed start
-    ("failed call to cuInit") where no GPU was asked for or none is there; every other line is kept."""
-    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL") or 0)
-    no_gpu = not gpus or not machine_gpus()
-
-    def dropped(line: str) -> bool:
-        match = ABSL_LINE.match(line)
-        if match:
-            return "IWEF".index(match.group(1)) < level or (no_gpu and "failed call to cuInit" in line)
-        return level >= 1 and line.rstrip("\n") == ABSL_PREAMBLE
-
-    with native_stderr_without(dropped):
-        import tensorflow as tf  # here: the other commands start without TensorFlow
-
-        tf.config.list_physical_devices()  # where CUDA starts, or says why it cannot
+def startup_noise(level_setting: str | None, gpus: list[str] | None) -> str:
+    """A pattern of the lines predict leaves out of its output: TensorFlow's below
+    ``TF_CPP_MIN_LOG_LEVEL`` (which TensorFlow 2.21 writes regardless), CUDA's failed start where
+    the process has no GPU (``gpus`` claimed: [], not None, the unknown of a Slurm job), and
+    TensorFlow Lite's notice. A level that is not a number counts as 0, as TensorFlow reads it."""
+    level = int(level_setting) if (level_setting or "").strip().isdigit() else 0
+    patterns = [re.escape(XNNPACK_NOTICE)]
+    if level >= 1:
+        patterns += [ABSL_LINE.format(severities=ABSL_SEVERITIES[: min(level, 3)]), re.escape(ABSL_PREAMBLE)]
+    if gpus == []:
+        patterns.append(ABSL_LINE.format(severities="E") + f".*{CUDA_FAILED}")
+    return "^(?:" + "|".join(patterns) + ")"
 
 
 def _predict(args) -> int:
@@ -101,9 +100,13 @@ def _predict(args) -> int:
     if {"tensorflow", "jax"} & set(sys.modules):  # called in a process where they run (a notebook): they keep what they see
         if args.gpus != 1:
             log.warning("--gpus %d not applied: TensorFlow or JAX started in this process first and keeps the GPUs it sees", args.gpus)
-    else:
-        use_gpus(args.gpus)  # before TensorFlow starts: it takes every GPU it sees, and their memory
-        _start_tensorflow(args.gpus)
+        return _predict_clips(args)
+    gpus = use_gpus(args.gpus)  # before TensorFlow starts: it takes every GPU it sees, and their memory
+    with native_stderr_filtered(startup_noise(os.environ["TF_CPP_MIN_LOG_LEVEL"], gpus)):
+        return _predict_clips(args)
+
+
+def _predict_clips(args) -> int:
     unwritten = []  # the last write's error: a full disk must not cost the predictions either
 
     def write(rows):

@@ -44,22 +44,23 @@ class GpuClaimError(RuntimeError):
     pass
 
 
-def use_gpus(count: int, gres: str = "") -> None:
+def use_gpus(count: int, gres: str = "") -> list[str] | None:
     """A job that asked for no GPU (``training.gpus: 0``, Snakemake's ``gpu`` resource, and no GPU in
     a Slurm ``gres``) computes on CPUs: its GPUs are hidden from TensorFlow and JAX, which must not
     have started yet (both take every GPU they see, and its memory, so such jobs running side by side
     on a workstation fought over one). A job that asked for N GPUs on a workstation takes N of the
-    machine's GPUs to itself (claim_gpus), and a Slurm job sees those Slurm gives it."""
+    machine's GPUs to itself (claim_gpus), and a Slurm job sees those Slurm gives it. Returns the
+    GPUs the process may use ([] for none), None in a Slurm job (Slurm's to say)."""
     count = int(count or 0)
     if os.environ.get("SLURM_JOB_ID") or (not count and "gpu" in str(gres or "")):
-        return  # in a Slurm job, what the job was given is for Slurm to say (a shard, an extra sbatch option)
+        return None  # in a Slurm job, what the job was given is for Slurm to say (a shard, an extra sbatch option)
     devices = machine_gpus() if count else []
     if (devices or not count) and ("tensorflow" in sys.modules or "jax" in sys.modules):
         raise GpuClaimError(f"training.gpus: {count} asked for, but TensorFlow or JAX started first and took the GPUs")
     if count:
-        claim_gpus(count, devices)
-    else:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return claim_gpus(count, devices)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    return []
 
 
 def lock_dir() -> Path:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
-from typing import Callable
 
 
 @contextlib.contextmanager
@@ -33,28 +32,51 @@ def script_logging(path):
             root.removeHandler(handler)
 
 
-# File descriptor 2 is the process', not a thread's: one block at a time swaps it (nested ones restore in order).
-_NATIVE_STDERR = threading.RLock()
+# The filter process: copies its input to its output line by line but for the lines the pattern
+# (its argument) matches. Python without the package: it starts in milliseconds.
+_LINE_FILTER = """
+import re, sys
+dropped = re.compile(sys.argv[1].encode())
+for line in sys.stdin.buffer:
+    if not dropped.search(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
 
 
 @contextlib.contextmanager
-def native_stderr_without(dropped: Callable[[str], bool]):
-    """What native libraries write to the process' stderr (file descriptor 2, past sys.stderr) inside
-    the block, written out when it ends without the lines ``dropped`` picks, a failure's lines too:
-    some libraries' start-up lines ignore the log levels they document (TensorFlow 2.21 logs through
-    absl before absl is initialised; TensorFlow Lite prints its delegate at INFO)."""
-    with _NATIVE_STDERR, tempfile.TemporaryFile() as held:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(held.fileno(), 2)
+def native_stderr_filtered(dropped: str):
+    """What native libraries and child processes write to the process' stderr (file descriptor 2)
+    inside the block, without the lines the regular expression ``dropped`` matches: some libraries'
+    start-up lines ignore the log levels they document (TensorFlow 2.21 logs through absl before
+    absl is initialised). The lines pass through a process of their own, so that what a crash
+    writes before it dies (an abort, a segfault) still comes out. Python's own sys.stderr writes
+    straight to the terminal, as before (a progress bar redraws in place). Nothing is filtered
+    where there is no stderr."""
+    try:
+        original = os.dup(2)
+    except OSError:  # started with stderr closed
+        yield
+        return
+    previous = sys.stderr
+    with contextlib.suppress(Exception):
+        previous.flush()
+    # Its own session: the terminal's Ctrl-C stops this process, not the filter, which drains what is left.
+    filter_process = subprocess.Popen([sys.executable, "-c", _LINE_FILTER, dropped], stdin=subprocess.PIPE, stdout=original, stderr=original, start_new_session=True)
+    encoding = getattr(previous, "encoding", None) or "utf-8"
+    sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(original), "wb", buffering=0), encoding=encoding, errors="backslashreplace", line_buffering=True)
+    os.dup2(filter_process.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
         try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            kept = [line for line in held.read().decode("utf-8", "replace").splitlines(keepends=True) if not dropped(line)]
-            if kept:
-                sys.stderr.write("".join(kept))
+            with contextlib.suppress(Exception):
                 sys.stderr.flush()
+                sys.stderr.close()
+        finally:
+            sys.stderr = previous
+            os.dup2(original, 2)
+            os.close(original)
+            filter_process.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                filter_process.wait(timeout=10)  # a child process of the block may still hold the pipe: the filter outlives us then

@@ -1,57 +1,81 @@
 """What native libraries print on stderr: start-up lines below the log level a user set stay out of
-`avemotion predict`'s output (TensorFlow 2.21 and TensorFlow Lite print them past every level)."""
+`avemotion predict`'s output (TensorFlow 2.21 and TensorFlow Lite print them past every level), and
+nothing else is lost, not even what a crash prints."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from avemotion.cli import ABSL_PREAMBLE
-from avemotion.face.models import XNNPACK_NOTICE
-from avemotion.logs import native_stderr_without
+from avemotion.cli import ABSL_PREAMBLE, XNNPACK_NOTICE, startup_noise
+from avemotion.logs import native_stderr_filtered
+
+# Lines TensorFlow 2.21 and CUDA print on a machine without a GPU (times and threads vary).
+INFO = "I0000 00:00:1796582345.227893   14414 port.cc:153] oneDNN custom operations are on.\n"
+WARNING = "W0000 00:00:1796582345.227893   14414 gpu_device.cc:2342] Cannot dlopen some GPU libraries.\n"
+CUDA_FAILED = "E0000 00:00:1796582348.427482   14414 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+OTHER_ERROR = "E0000 00:00:1796582348.427482   14414 op_kernel.cc:1857] OP_REQUIRES failed at cast_op.cc:122\n"
+FATAL = "F0000 00:00:1796582348.427482   14414 stream.cc:42] Check failed: device ordinal\n"
 
 
-def test_native_lines_are_kept_but_those_picked_even_when_the_block_fails(capfd):
-    """Lines a library writes to file descriptor 2 (not through sys.stderr) come out when the block
-    ends, in order, without the dropped ones, and Python's own are kept; a failure inside still
-    shows its lines."""
-    with native_stderr_without(lambda line: line.startswith("I0000")):
+def shown(pattern: str, lines: list[str]) -> list[str]:
+    return [line for line in lines if not re.search(pattern, line)]
+
+
+@pytest.mark.parametrize(
+    "level, gpus, expected",
+    [
+        ("2", [], [OTHER_ERROR, FATAL]),  # predict's default on a machine where no GPU was claimed
+        ("2", ["0"], [CUDA_FAILED, OTHER_ERROR, FATAL]),  # a GPU claimed: why CUDA failed matters
+        ("2", None, [CUDA_FAILED, OTHER_ERROR, FATAL]),  # a Slurm job: its GPUs are Slurm's to say
+        ("1", ["0"], [WARNING, CUDA_FAILED, OTHER_ERROR, FATAL]),
+        ("3", ["0"], [FATAL]),
+        ("0", ["0"], [ABSL_PREAMBLE + "\n", INFO, WARNING, CUDA_FAILED, OTHER_ERROR, FATAL]),
+        ("ERROR", ["0"], [ABSL_PREAMBLE + "\n", INFO, WARNING, CUDA_FAILED, OTHER_ERROR, FATAL]),  # not a number: 0, as TensorFlow reads it
+    ],
+)
+def test_the_lines_left_out_are_those_below_the_users_level_and_cudas_failure_without_a_gpu(level, gpus, expected):
+    lines = [ABSL_PREAMBLE + "\n", INFO, WARNING, CUDA_FAILED, OTHER_ERROR, FATAL, XNNPACK_NOTICE + "\n"]
+    assert shown(startup_noise(level, gpus), lines) == expected
+
+
+def test_native_lines_are_filtered_and_pythons_own_kept(capfd):
+    """Lines written to file descriptor 2 (by native code, not through sys.stderr) come out in order
+    without the dropped ones; Python's own lines are kept; stderr is the process' again after."""
+    with native_stderr_filtered("^I0000"):
         os.write(2, b"E0000 kept\nI0000 dropped\nplain kept\n")
         print("python's own", file=sys.stderr)
-    err = capfd.readouterr().err  # (pytest's sys.stderr bypasses file descriptor 2: its line's place differs)
+    err = capfd.readouterr().err  # (Python's line goes straight out, the native ones through the filter)
     assert "python's own\n" in err and err.replace("python's own\n", "") == "E0000 kept\nplain kept\n"
-    with pytest.raises(RuntimeError), native_stderr_without(lambda line: "dropped" in line):
-        os.write(2, b"why it failed\ndropped\n")
-        raise RuntimeError("native failure")
-    assert capfd.readouterr().err == "why it failed\n"
-    os.write(2, b"after\n")  # stderr is the process' again
+    os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
 
 
-def start_tensorflow(level: str) -> str:
-    """stderr of a fresh process that starts TensorFlow as `avemotion predict --gpus 0` does."""
-    code = "from avemotion.cli import _start_tensorflow; _start_tensorflow(0)"
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level, "CUDA_VISIBLE_DEVICES": ""}
+@pytest.mark.parametrize("death", ["os.abort()", "os.kill(os.getpid(), signal.SIGSEGV)", "os._exit(3)"])
+def test_what_a_crash_prints_before_it_dies_still_comes_out(death):
+    """A library that aborts (TensorFlow's "Check failed") dies before any clean-up: its last line
+    must reach the user, who would otherwise see only "Aborted"."""
+    code = f"import os, signal; from avemotion.logs import native_stderr_filtered\nwith native_stderr_filtered('^dropped'):\n    os.write(2, b{FATAL!r} + b'dropped\\n'); {death}\n"
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stderr
+    assert "Check failed: device ordinal" in err and "dropped" not in err, err
+
+
+def tensorflow_start(filtered: bool) -> str:
+    """stderr of a fresh process that starts TensorFlow and prepares a face model, as predict does
+    on a machine where no GPU was claimed (filtered) or not."""
+    start = "import tensorflow as tf; tf.config.list_physical_devices(); from avemotion.face.models import TfliteModel; TfliteModel('face_detection_back.tflite')"
+    code = f"import os; from avemotion.cli import startup_noise; from avemotion.logs import native_stderr_filtered\nwith native_stderr_filtered(startup_noise('2', [])):\n    {start}" if filtered else start
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300, check=True).stderr
 
 
-def test_tensorflow_starts_without_the_lines_below_the_users_log_level():
-    """At predict's level (2: errors and up) TensorFlow's start-up lines (oneDNN, "could not find cuda
-    drivers", absl's preamble) and CUDA's failed start on a machine where no GPU was asked for are
-    left out; a user who sets TF_CPP_MIN_LOG_LEVEL=0 sees its INFO lines again."""
-    quiet = start_tensorflow("2")
-    assert ABSL_PREAMBLE not in quiet and "I0000" not in quiet and "cuInit" not in quiet, quiet
-    everything = start_tensorflow("0")
-    assert ABSL_PREAMBLE in everything and "I0000" in everything  # TensorFlow prints them: the filter is what removed them
-
-
-def stderr_of(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stderr
-
-
-def test_the_face_models_prepare_without_tensorflow_lites_delegate_notice():
-    """TensorFlow Lite prints the notice once a process, for the first model it prepares."""
-    ours = stderr_of("from avemotion.face.models import TfliteModel; TfliteModel('face_detection_back.tflite')")
-    raw = stderr_of("from avemotion.face.models import _interpreter_class, model_dir; _interpreter_class()(model_path=str(model_dir() / 'face_detection_back.tflite')).allocate_tensors()")
-    assert XNNPACK_NOTICE not in ours and XNNPACK_NOTICE in raw, (ours, raw)  # the same runtime prints it unfiltered
+def test_tensorflow_and_the_face_models_start_without_their_start_up_lines():
+    """At predict's level 2 (errors and up) the oneDNN and "could not find cuda drivers" lines,
+    absl's preamble, CUDA's failed start and TensorFlow Lite's notice are left out: TensorFlow 2.21
+    prints them all at that level (the unfiltered run shows it)."""
+    raw = tensorflow_start(filtered=False)
+    assert ABSL_PREAMBLE in raw and "I0000" in raw and XNNPACK_NOTICE in raw, raw
+    quiet = tensorflow_start(filtered=True)
+    assert ABSL_PREAMBLE not in quiet and "I0000" not in quiet and "cuInit" not in quiet and XNNPACK_NOTICE not in quiet, quiet

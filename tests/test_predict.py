@@ -232,6 +232,16 @@ def test_a_folder_given_as_a_clip_means_every_video_under_it(demo_run, tmp_path,
     assert table["error"].iloc[4].startswith("a folder without video files")
 
 
+def test_the_command_prints_its_table_without_tensorflows_start_up_lines(demo_run):
+    """`avemotion predict` run as a user runs it (a process of its own, TensorFlow not started):
+    stderr holds none of TensorFlow's and TensorFlow Lite's start-up lines, stdout the table."""
+    command = [str(REPO / ".venv" / "bin" / "avemotion"), "predict", "--model", str(demo_run / MODEL), *good_clips(demo_run, 1), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("clip ") and len(result.stdout.splitlines()) == 2
+    assert not [line for line in result.stderr.splitlines() if line.startswith(("I0000", "W0000", "WARNING: All log messages", "INFO: Created TensorFlow Lite"))], result.stderr
+
+
 def test_a_damaged_model_file_says_so(demo_run, tmp_path, capsys):
     model = tmp_path / "model"
     shutil.copytree(demo_run / MODEL, model)

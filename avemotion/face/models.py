@@ -21,8 +21,6 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from avemotion.logs import native_stderr_without
-
 MESH_MODEL = "face_landmark.tflite"
 IRIS_MODEL = "iris_landmark.tflite"
 
@@ -47,9 +45,6 @@ RAW_SCORE_LIMIT = 80.0  # MediaPipe clips at 100; 80 keeps exp() finite in float
 MESH_ROI_SCALE = 1.5  # the face box grown by half, as MediaPipe crops faces for the mesh model
 IRIS_ROI_SCALE = 2.3  # an eye's corner-to-corner box grown to hold the brow and a margin
 NUM_MESH_POINTS = 468
-# What TensorFlow Lite prints on the process' stderr for every model it prepares (at INFO, past any
-# log level): between a clip's progress and its result it says nothing a user needs.
-XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
 def model_dir() -> Path:
@@ -137,8 +132,7 @@ class TfliteModel:
 
     def __init__(self, name: str, num_threads: int = 1):
         self.interpreter = _interpreter_class()(model_path=str(model_dir() / name), num_threads=num_threads)
-        with native_stderr_without(lambda line: line.startswith(XNNPACK_NOTICE)):
-            self.interpreter.allocate_tensors()
+        self.interpreter.allocate_tensors()
         details = self.interpreter.get_input_details()[0]
         self.side = int(details["shape"][1])
         self._input = details["index"]
