@@ -80,9 +80,12 @@ XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 def startup_noise(level_setting: str | None, gpus: list[str] | None) -> str:
     """A pattern of the lines predict leaves out of its output: TensorFlow's below
     ``TF_CPP_MIN_LOG_LEVEL`` (which TensorFlow 2.21 writes regardless), CUDA's failed start where
-    the process has no GPU (``gpus`` claimed: [], not None, the unknown of a Slurm job), and
+    the process has no GPU (``gpus`` claimed: [], not None, which use_gpus says where it cannot tell), and
     TensorFlow Lite's notice. A level that is not a number counts as 0, as TensorFlow reads it."""
-    level = int(level_setting) if (level_setting or "").strip().isdigit() else 0
+    try:
+        level = int(level_setting or 0)
+    except ValueError:
+        level = 0
     patterns = [re.escape(XNNPACK_NOTICE)]
     if level >= 1:
         patterns += [ABSL_LINE.format(severities=ABSL_SEVERITIES[: min(level, 3)]), re.escape(ABSL_PREAMBLE)]

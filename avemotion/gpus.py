@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -50,7 +51,8 @@ def use_gpus(count: int, gres: str = "") -> list[str] | None:
     have started yet (both take every GPU they see, and its memory, so such jobs running side by side
     on a workstation fought over one). A job that asked for N GPUs on a workstation takes N of the
     machine's GPUs to itself (claim_gpus), and a Slurm job sees those Slurm gives it. Returns the
-    GPUs the process may use ([] for none), None in a Slurm job (Slurm's to say)."""
+    GPUs the process may use: [] for none (none asked for, or no NVIDIA driver), None where that is
+    not ours to say (a Slurm job; nvidia-smi failed, and the job sees what CUDA finds)."""
     count = int(count or 0)
     if os.environ.get("SLURM_JOB_ID") or (not count and "gpu" in str(gres or "")):
         return None  # in a Slurm job, what the job was given is for Slurm to say (a shard, an extra sbatch option)
@@ -58,7 +60,8 @@ def use_gpus(count: int, gres: str = "") -> list[str] | None:
     if (devices or not count) and ("tensorflow" in sys.modules or "jax" in sys.modules):
         raise GpuClaimError(f"training.gpus: {count} asked for, but TensorFlow or JAX started first and took the GPUs")
     if count:
-        return claim_gpus(count, devices)
+        claimed = claim_gpus(count, devices)
+        return claimed if claimed or shutil.which("nvidia-smi") is None else None
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     return []
 

@@ -50,33 +50,58 @@ def native_stderr_filtered(dropped: str):
     inside the block, without the lines the regular expression ``dropped`` matches: some libraries'
     start-up lines ignore the log levels they document (TensorFlow 2.21 logs through absl before
     absl is initialised). The lines pass through a process of their own, so that what a crash
-    writes before it dies (an abort, a segfault) still comes out. Python's own sys.stderr writes
-    straight to the terminal, as before (a progress bar redraws in place). Nothing is filtered
-    where there is no stderr."""
-    try:
-        original = os.dup(2)
-    except OSError:  # started with stderr closed
+    writes before it dies (an abort, a segfault) still comes out. Python's own lines (sys.stderr
+    and the logging handlers writing to it) go straight to where they went, in order (a progress
+    bar redraws in place). Nothing is filtered where stderr is not file descriptor 2 (closed, or
+    sys.stderr replaced by a caller) or the filter cannot start. A child process that still holds
+    stderr when the block ends delays it by up to 10 s, then the filter outlives the block."""
+    previous = sys.stderr
+    if not _is_descriptor_2(previous):
         yield
         return
-    previous = sys.stderr
     with contextlib.suppress(Exception):
         previous.flush()
-    # Its own session: the terminal's Ctrl-C stops this process, not the filter, which drains what is left.
-    filter_process = subprocess.Popen([sys.executable, "-c", _LINE_FILTER, dropped], stdin=subprocess.PIPE, stdout=original, stderr=original, start_new_session=True)
-    encoding = getattr(previous, "encoding", None) or "utf-8"
-    sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(original), "wb", buffering=0), encoding=encoding, errors="backslashreplace", line_buffering=True)
+    original = os.dup(2)
+    try:
+        # Its own session: the terminal's Ctrl-C stops this process, not the filter, which drains what is left.
+        filter_process = subprocess.Popen([sys.executable, "-c", _LINE_FILTER, dropped], stdin=subprocess.PIPE, stdout=original, stderr=original, start_new_session=True)
+    except OSError:
+        os.close(original)
+        yield
+        return
+    direct = open(os.dup(original), "w", buffering=1, encoding=getattr(previous, "encoding", None) or "utf-8", errors="backslashreplace")
+    handlers = [handler for handler in _stream_handlers() if handler.stream is previous]
+    for handler in handlers:
+        handler.setStream(direct)
+    sys.stderr = direct
     os.dup2(filter_process.stdin.fileno(), 2)
     try:
         yield
     finally:
         try:
+            for handler in handlers:
+                handler.setStream(previous)
+            if sys.stderr is direct:
+                sys.stderr = previous
             with contextlib.suppress(Exception):
-                sys.stderr.flush()
-                sys.stderr.close()
+                direct.close()
         finally:
-            sys.stderr = previous
             os.dup2(original, 2)
             os.close(original)
             filter_process.stdin.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                filter_process.wait(timeout=10)  # a child process of the block may still hold the pipe: the filter outlives us then
+                filter_process.wait(timeout=10)
+
+
+def _is_descriptor_2(stream) -> bool:
+    """Whether ``stream`` writes to this process' file descriptor 2 (not closed, not replaced)."""
+    try:
+        return stream is not None and os.path.samestat(os.fstat(stream.fileno()), os.fstat(2))
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    """Every logging handler that writes to a stream (the root logger's and the named loggers')."""
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values() if isinstance(item, logging.Logger))]
+    return [handler for logger in loggers for handler in logger.handlers if isinstance(handler, logging.StreamHandler)]

@@ -118,6 +118,21 @@ def test_a_job_asking_for_more_gpus_than_there_are_takes_all_and_a_machine_witho
     assert no_gpu.communicate(timeout=30)[0].strip() == "unset"
 
 
+def test_use_gpus_says_which_gpus_the_job_has_or_that_it_cannot_tell(tmp_path):
+    """[] where none were asked for or the machine has no NVIDIA driver (CUDA's failed start is noise
+    there), the claimed ones, or None where nvidia-smi fails: the job sees what CUDA finds."""
+    said = "print(gpus.use_gpus({count}))"
+    no_driver = job(tmp_path, said.format(count=1), CUDA_VISIBLE_DEVICES=None, PATH="/usr/bin:/bin")
+    assert no_driver.communicate(timeout=30)[0].strip() == "[]"
+    assert job(tmp_path, said.format(count=0), CUDA_VISIBLE_DEVICES=None).communicate(timeout=30)[0].strip() == "[]"
+    fake_nvidia_smi(tmp_path, 2)
+    assert job(tmp_path, said.format(count=1), CUDA_VISIBLE_DEVICES=None).communicate(timeout=30)[0].strip() == "['0']"
+    broken = tmp_path / "bin" / "nvidia-smi"
+    broken.write_text("#!/bin/sh\necho 'Failed to initialize NVML: Driver/library version mismatch' >&2\nexit 18\n")
+    out, err = job(tmp_path, said.format(count=1), CUDA_VISIBLE_DEVICES=None).communicate(timeout=30)
+    assert out.strip() == "None" and "nvidia-smi -L failed" in err
+
+
 def test_a_slurm_job_keeps_what_slurm_gave_it(tmp_path):
     fake_nvidia_smi(tmp_path, 4)
     slurm = job(tmp_path, "gpus.use_gpus(2)\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))", CUDA_VISIBLE_DEVICES=None, SLURM_JOB_ID="42")

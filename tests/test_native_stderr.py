@@ -2,6 +2,9 @@
 `avemotion predict`'s output (TensorFlow 2.21 and TensorFlow Lite print them past every level), and
 nothing else is lost, not even what a crash prints."""
 
+import contextlib
+import io
+import logging
 import os
 import re
 import subprocess
@@ -51,6 +54,37 @@ def test_native_lines_are_filtered_and_pythons_own_kept(capfd):
     assert "python's own\n" in err and err.replace("python's own\n", "") == "E0000 kept\nplain kept\n"
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+def test_pythons_own_lines_and_log_records_go_straight_out_in_order(capfd):
+    """A progress bar and the log records of a predict run keep their order and the terminal
+    (sys.stderr and the logging handlers writing to it are pointed past the filter for the block,
+    and back after it)."""
+    handler = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("avemotion.test_native_stderr")
+    logger.addHandler(handler)
+    try:
+        before = sys.stderr
+        with native_stderr_filtered("^dropped"):
+            assert sys.stderr is not before and handler.stream is sys.stderr
+            for step in range(50):
+                print(f"bar {step}", file=sys.stderr)
+                logger.warning("record %d", step)
+        assert sys.stderr is before and handler.stream is before
+    finally:
+        logger.removeHandler(handler)
+    expected = "".join(f"bar {step}\nrecord {step}\n" for step in range(50))
+    assert capfd.readouterr().err == expected
+
+
+def test_nothing_is_filtered_where_a_caller_replaced_sys_stderr():
+    """Under contextlib.redirect_stderr (a notebook's or a test's capture) Python's lines go where
+    the caller sent them, not past it to the terminal."""
+    caught = io.StringIO()
+    with contextlib.redirect_stderr(caught), native_stderr_filtered("^dropped"):
+        print("dropped? no: a Python line", file=sys.stderr)
+        assert sys.stderr is caught
+    assert caught.getvalue() == "dropped? no: a Python line\n"
 
 
 @pytest.mark.parametrize("death", ["os.abort()", "os.kill(os.getpid(), signal.SIGSEGV)", "os._exit(3)"])
