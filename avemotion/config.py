@@ -187,6 +187,10 @@ _TYPE_WORDS = {
 }
 
 
+# How an error about the config as a whole (not one of its keys) names where it is.
+TOP_LEVEL = "(top level)"
+
+
 def _key(path, config: dict) -> str:
     """The dotted key of a schema error's path; an experiment by its name, as the later checks name it."""
     parts = [str(part) for part in path]
@@ -194,7 +198,7 @@ def _key(path, config: dict) -> str:
         experiment = config["experiments"][path[1]]
         if isinstance(experiment, dict) and isinstance(experiment.get("name"), str) and experiment["name"]:
             parts[1] = experiment["name"]
-    return ".".join(parts) or "(top level)"
+    return ".".join(parts) or TOP_LEVEL
 
 
 def _describe(error, root: dict, config: dict) -> list[str]:
@@ -209,7 +213,7 @@ def _describe(error, root: dict, config: dict) -> list[str]:
         else:
             allowed = _allowed_keys(error.schema, root)
             unknown = [k for k in error.instance if k not in allowed]
-        prefix = f"{key}." if key != "(top level)" else ""
+        prefix = f"{key}." if key != TOP_LEVEL else ""
         return [f"{prefix}{name}: unknown key; allowed keys here: {', '.join(allowed)}" for name in unknown]
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
@@ -451,7 +455,7 @@ def recorded_preprocessing(preprocess: dict, where: str) -> dict:
     naming each key, its value and what is allowed: the stages would fail on every clip instead."""
     schema = _recorded_schema()
     typed = typed_scalars(preprocess, schema, schema)
-    errors = [where + (line[len("(top level)") :] if line.startswith("(top level)") else f".{line}") for line in config_errors(typed, schema)]
+    errors = [where + (line[len(TOP_LEVEL) :] if line.startswith(TOP_LEVEL) else f".{line}") for line in config_errors(typed, schema)]
     if errors:
         raise ValueError("; ".join(errors))
     return typed

@@ -61,7 +61,7 @@ def use_gpus(count: int, gres: str = "") -> list[str] | None:
         raise GpuClaimError(f"training.gpus: {count} asked for, but TensorFlow or JAX started first and took the GPUs")
     if count:
         claimed = claim_gpus(count, devices)
-        return claimed if claimed or shutil.which("nvidia-smi") is None else None
+        return claimed if claimed or not has_nvidia_driver() else None
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     return []
 
@@ -70,16 +70,24 @@ def lock_dir() -> Path:
     return Path(os.environ.get(LOCK_DIR_VARIABLE) or f"/tmp/avemotion-gpus-{os.getuid()}")
 
 
+def has_nvidia_driver() -> bool:
+    """Whether this machine has an NVIDIA driver, which installs nvidia-smi."""
+    return shutil.which("nvidia-smi") is not None
+
+
 def machine_gpus() -> list[str]:
     """The CUDA devices this process may use: CUDA_VISIBLE_DEVICES where it is set, else one index
     per GPU nvidia-smi lists (none where there is no NVIDIA driver)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return visible_devices(visible)
+    if not has_nvidia_driver():
+        return []  # no GPU that TensorFlow or JAX could take either
     try:
         listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
-    except OSError:
-        return []  # no NVIDIA driver: no GPU that TensorFlow or JAX could take either
+    except OSError as error:  # there, but not a program this machine can run
+        log.warning("nvidia-smi -L could not run (%s): this job claims no GPU and sees all of them", error)
+        return []
     except subprocess.TimeoutExpired:
         log.warning("nvidia-smi -L did not answer in 60 s: this job claims no GPU and sees all of them")
         return []
