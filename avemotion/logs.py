@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import logging
 import os
@@ -13,23 +14,61 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def script_logging(path):
-    """Send the logging module and stderr to ``path`` for the duration of a workflow script."""
+    """Send everything a workflow script says to ``path`` for its duration: the logging module,
+    Python's stderr, and what native libraries (TensorFlow, decord) and child processes (ffmpeg,
+    OpenFace) write to file descriptor 2, which would otherwise reach Snakemake's terminal instead
+    of the rule's log. A crash (a segfault, an abort) leaves its message and the Python stacks there
+    too (faulthandler, unless something else already set it up)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
+    # line-buffered: Python's lines reach the file before what native code writes after them
+    with open(path, "w", buffering=1, encoding="utf-8", errors="backslashreplace") as handle:
         handler = logging.StreamHandler(handle)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         try:
-            with contextlib.redirect_stderr(handle):
+            with _descriptor_2_writes_to(handle), _crash_stacks_on_descriptor_2(), contextlib.redirect_stderr(handle):
                 yield
         except BaseException:
             logging.getLogger("avemotion").exception("script failed")
             raise
         finally:
             root.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def _descriptor_2_writes_to(handle):
+    """File descriptor 2 is ``handle``'s file within the block, and what it was after it."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()  # what Python had written before goes where it was meant to
+    try:
+        saved = os.dup(2)
+    except OSError:  # stderr closed
+        saved = None
+    os.dup2(handle.fileno(), 2)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.close(2)
+        else:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def _crash_stacks_on_descriptor_2():
+    """faulthandler writing to file descriptor 2 within the block, where nothing had enabled it."""
+    if faulthandler.is_enabled():  # a test runner's, writing where it chose
+        yield
+        return
+    faulthandler.enable(file=2, all_threads=True)
+    try:
+        yield
+    finally:
+        faulthandler.disable()
 
 
 # The filter process: copies its input to its output line by line but for the lines the pattern

@@ -1,0 +1,71 @@
+"""A workflow job's rule log holds everything the job says: its log records, Python's stderr, and
+what native libraries and child processes write to file descriptor 2 (TensorFlow's lines, ffmpeg's,
+a crash's last words), which otherwise reached Snakemake's terminal and left the log without them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+JOB = """
+import ctypes, logging, os, subprocess, sys
+from avemotion.logs import script_logging
+with script_logging(sys.argv[1]):
+    logging.getLogger("avemotion.job").info("a log record")
+    os.write(2, b"a native line\\n")
+    print("python's stderr", file=sys.stderr)
+    subprocess.run(["sh", "-c", "echo a child process line >&2"], check=True)
+    {end}
+os.write(2, b"after the block\\n")
+"""
+SAID = ["INFO avemotion.job: a log record", "a native line", "python's stderr", "a child process line"]
+
+
+def run_job(tmp_path: Path, end: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    log = tmp_path / "logs" / "job.log"
+    job = subprocess.run([sys.executable, "-c", JOB.format(end=end), str(log)], capture_output=True, text=True, timeout=120)
+    return job, log.read_text().splitlines()
+
+
+def in_order(lines: list[str], expected: list[str]) -> bool:
+    """Whether each expected text ends a line of ``lines``, in this order."""
+    found = [next((n for n, line in enumerate(lines) if line.endswith(text)), None) for text in expected]
+    return None not in found and found == sorted(found)
+
+
+def test_everything_a_job_says_goes_to_its_log_in_order_and_stderr_is_its_own_after(tmp_path):
+    job, lines = run_job(tmp_path, "pass")
+    assert job.returncode == 0, job.stderr
+    assert in_order(lines, SAID), lines
+    assert job.stderr == "after the block\n"
+
+
+@pytest.mark.parametrize(
+    "end, last_words",
+    [
+        ("raise ValueError('a clip nobody can read')", ["ERROR avemotion: script failed", "ValueError: a clip nobody can read"]),
+        ("ctypes.string_at(0)", ["Fatal Python error: Segmentation fault", 'File "<string>", line 9 in <module>']),
+        ("os.abort()", ["Fatal Python error: Aborted", 'File "<string>", line 9 in <module>']),
+    ],
+)
+def test_a_failed_or_crashed_job_leaves_what_it_said_and_why_it_ended_in_its_log(tmp_path, end, last_words):
+    job, lines = run_job(tmp_path, end)
+    assert job.returncode != 0
+    assert in_order(lines, SAID + last_words), lines
+
+
+def test_a_native_line_of_a_snakemake_job_is_in_the_rule_log_not_on_snakemakes_terminal(tmp_path):
+    (tmp_path / "job.py").write_text(
+        "import os\nfrom avemotion.logs import script_logging\n"
+        "with script_logging(snakemake.log[0]):\n"
+        "    os.write(2, b'a native line\\n')\n"
+        "    open(snakemake.output[0], 'w').close()\n"
+    )
+    (tmp_path / "Snakefile").write_text('rule job:\n    output: "done"\n    log: "job.log"\n    script: "job.py"\n')
+    run = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--cores", "1", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "job.log").read_text() == "a native line\n"
+    assert "a native line" not in run.stdout + run.stderr
