@@ -15,10 +15,13 @@ from avemotion.config import ConfigError, openface_executable
 from avemotion.demo.encode import write_video
 from avemotion.face.columns import ALL_COLUMNS, REQUESTED_COLUMNS
 from avemotion.face.openface import (
+    STDERR_TAIL_CHARS,
     OpenFaceError,
     feature_extraction_command,
+    in_stored_pixels,
     read_openface_csv,
     run_feature_extraction,
+    several_faces,
 )
 from avemotion.media import transcode
 from avemotion.media.frames import open_video
@@ -151,6 +154,47 @@ def test_reader_keeps_known_columns_in_openface_order(tmp_path):
     assert set(frame.columns) <= set(ALL_COLUMNS)
 
 
+def test_a_nan_field_reads_as_a_float_nan_with_either_separator(tmp_path):
+    """Linux builds print a lost fit's NaN as "-nan": after ", " it is a number like the others,
+    not text that would turn its column into strings."""
+    header, row = ["frame", "face_id", "success", "gaze_0_x", "pose_Rx"], ["1", "0", "0", "-nan", "0.25"]
+    tables = []
+    for name, separator in (("spaced.csv", ", "), ("plain.csv", ",")):
+        (tmp_path / name).write_text(separator.join(header) + "\n" + separator.join(row) + "\n")
+        tables.append(read_openface_csv(tmp_path / name))
+    spaced, plain = tables
+    pd.testing.assert_frame_equal(spaced, plain)
+    assert spaced["gaze_0_x"].dtype.name == "float64" and pd.isna(spaced.loc[0, "gaze_0_x"]) and spaced.loc[0, "pose_Rx"] == 0.25
+
+
+def test_a_csv_without_rows_has_integer_frame_face_id_and_success(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("frame, face_id, timestamp, confidence, success, AU01_r\n")
+    frame = read_openface_csv(path)
+    assert len(frame) == 0 and list(frame.columns) == ["frame", "face_id", "timestamp", "confidence", "success", "AU01_r"]
+    assert {frame[c].dtype.name for c in ("frame", "face_id", "success")} == {"int64"}
+
+
+def test_in_stored_pixels_maps_every_image_x_and_keeps_zero_rows():
+    """x of a copy widened to twice the clip's width, back in the clip's pixels (centres kept):
+    landmarks, eye landmarks and the shape model's x translation; y, scale and a row without
+    landmarks (all zeros) are left as they are."""
+    table = pd.DataFrame({"frame": [1, 2], "success": [1, 0], "x_0": [99.5, 0.0], "eye_lmk_x_0": [19.5, 0.0],
+                          "y_0": [40.0, 0.0], "p_scale": [2.0, 0.0], "p_tx": [199.5, 0.0]})  # fmt: skip
+    mapped = in_stored_pixels(table, 0.5)
+    assert mapped[["x_0", "eye_lmk_x_0", "p_tx"]].values.tolist() == [[49.5, 9.5, 99.5], [0.0, 0.0, 0.0]]
+    pd.testing.assert_frame_equal(mapped[["frame", "success", "y_0", "p_scale"]], table[["frame", "success", "y_0", "p_scale"]])
+    assert table.loc[0, "x_0"] == 99.5  # the table read is not changed
+
+
+def test_several_faces_reads_a_table_without_face_id_as_face_0():
+    one = pd.DataFrame({"frame": [1, 2, 3], "success": [1, 0, 1]})
+    assert several_faces(one, "clip.mp4") is None
+    assert several_faces(one.drop(columns="frame"), "clip.mp4") is None
+    two = pd.DataFrame({"frame": [1, 1, 2, 2], "success": 1})
+    assert several_faces(two, "clip.mp4").startswith("several faces: OpenFace wrote up to 2 faces in a frame of clip.mp4 (face_id 0), as")
+
+
 def test_missing_or_non_executable_binary_names_the_config_key(tmp_path):
     not_executable = tmp_path / "FeatureExtraction"
     not_executable.write_text("#!/bin/sh\n")
@@ -174,6 +218,28 @@ def test_timeout_raises_openface_error(tmp_path):
     hanging = executable(tmp_path / "FeatureExtraction", f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")
     with pytest.raises(OpenFaceError, match="timed out"):
         run_feature_extraction(hanging, videos(tmp_path, "a.mp4"), tmp_path / "out", timeout=0.5)
+
+
+def test_a_long_error_output_is_cut_to_its_last_lines(tmp_path):
+    """OpenFace's reason comes last, after its progress lines: the message keeps the end."""
+    script = (f"#!{sys.executable}\nimport sys\nfor i in range(500):\n    print('progress line %d' % i, file=sys.stderr)\n"
+              "print('ERROR: Could not load the landmark detector', file=sys.stderr)\nsys.exit(1)\n")  # fmt: skip
+    failing = executable(tmp_path / "FeatureExtraction", script)
+    with pytest.raises(OpenFaceError) as error:
+        run_feature_extraction(failing, videos(tmp_path, "a.mp4"), tmp_path / "out")
+    tail = str(error.value).split("stderr tail:\n", 1)[1]
+    assert tail.endswith("progress line 499\nERROR: Could not load the landmark detector")
+    assert len(tail) == STDERR_TAIL_CHARS and "progress line 0\n" not in tail
+
+
+def test_a_video_given_twice_is_read_once(openface, tmp_path):
+    clip, other = videos(tmp_path / "clips", "clip.mp4", "other.mp4")
+    out = tmp_path / "out"
+    csvs = run_feature_extraction(openface, [clip, other, clip], out)
+    [argv] = calls(tmp_path)
+    assert [arg for prev, arg in zip(argv, argv[1:]) if prev == "-f"] == [str(clip), str(other)]
+    assert csvs == {clip: out / "clip.csv", other: out / "other.csv"}
+    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "other.csv"]  # no same_stem_1 folder
 
 
 def test_video_without_a_csv_maps_to_none(openface, tmp_path):

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from avemotion.fusion import features as F
-from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, MAX_SPEECH_SECONDS, SPEECH_SAMPLE_RATE
+from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, MAX_SPEECH_SECONDS, MEL_BANDS, SPEECH_SAMPLE_RATE
 from avemotion.fusion.shards import (
     chunk_rows_digest,
     crc32c,
@@ -377,6 +377,35 @@ def test_a_window_the_face_has_left_takes_the_nearest_face_frames_step_by_step()
     np.testing.assert_allclose(F.face_sequence(table, 100, 8, window=(60, 100))[:, column], [3.9] * 8)
     # a window the face is in still averages its own frames and takes the nearest for empty steps
     np.testing.assert_allclose(F.face_sequence(table, 100, 4, window=(20, 60))[:, column], [2.45, 3.45, 3.9, 3.9], rtol=1e-6)
+
+
+def test_face_rows_past_the_last_frame_slot_keep_their_distance_in_time():
+    """OpenFace may read a frame or two more than the decoder counted: those rows lie after the last
+    slot, one slot per frame, so a window at the clip's end does not take them all as its own."""
+    np.testing.assert_array_equal(F.on_time_axis(np.array([0, 3, 4, 5]), [0, 2, 4, 6]), [0, 6, 7, 8])
+    table = pd.DataFrame({"frame": np.arange(1, 7), "success": 1, "AU12_r": np.arange(6.0)})
+    column = FACE_COLUMNS.index("AU12_r")
+    # frames 3 and 4 lie in slots 6 and 7 of the window (6, 8); frame 5 in slot 8, past it
+    np.testing.assert_allclose(F.face_sequence(table, 8, 1, window=(6, 8), slots=[0, 2, 4, 6])[:, column], [3.5])
+
+
+def test_a_time_window_keeps_every_column_it_overlaps():
+    """10 columns over 4 video frames: slots 1-3 span columns 2.5-7.5, so columns 2 to 7 (the half
+    covered ones at both ends included)."""
+    values = np.arange(10.0)[None, :]
+    np.testing.assert_array_equal(F.time_window(values, 4, (1, 3)), [np.arange(2.0, 8.0)])
+    np.testing.assert_array_equal(F.time_window(values, 4, (0, 4)), values)
+    np.testing.assert_array_equal(F.time_window(values, 4, None), values)
+
+
+def test_mel_band_stds_are_each_bands_own_averaged_over_its_group():
+    """Adjacent bands moving in opposite directions over time: each varies (std of 0..9), though
+    their group's average stays put."""
+    t = np.arange(10.0)
+    mel = np.where(np.arange(MEL_BANDS)[:, None] % 2 == 0, t, -t)
+    summaries = F.mel_summaries(mel)
+    np.testing.assert_allclose([summaries[f"mel_band_{i}_std"] for i in range(F.MEL_SUMMARY_BANDS)], np.std(t))
+    np.testing.assert_allclose([summaries[f"mel_band_{i}_mean"] for i in range(F.MEL_SUMMARY_BANDS)], 0.0, atol=1e-12)
 
 
 def test_a_per_clip_file_removed_after_its_chunk_ran_says_how_to_bring_it_back(chunk, tmp_path):

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import scipy.fft
+import scipy.signal
 from PIL import Image
 
 from avemotion.media.spectrogram import SpectrogramSettings, log_mel, mel_filterbank, mfcc, to_image, write_spectrograms
@@ -142,3 +143,52 @@ def test_invalid_settings_are_refused():
         SpectrogramSettings(fmax=9000)
     with pytest.raises(ValueError, match="n_mfcc"):
         SpectrogramSettings(n_mels=20, n_mfcc=40)
+
+
+def test_log_mel_matches_a_plain_stft_with_a_periodic_hann_window():
+    """Frames of 400 samples every 160, periodic Hann, zero-padded to 512, power spectrum through the
+    filterbank, 10 log10: the same numbers from a straightforward float64 computation."""
+    audio = 0.5 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000) + 0.001 * np.random.default_rng(1).standard_normal(8000)
+    win, hop = SETTINGS.win_length, SETTINGS.hop_length
+    frames = np.stack([audio[i * hop : i * hop + win] for i in range(1 + (len(audio) - win) // hop)])
+    power = np.abs(np.fft.rfft(frames * scipy.signal.get_window("hann", win), n=SETTINGS.n_fft, axis=1)) ** 2
+    expected = 10 * np.log10(np.maximum(mel_filterbank(SETTINGS).astype(np.float64) @ power.T, 1e-10))
+    np.testing.assert_allclose(log_mel(audio, SETTINGS), expected, atol=0.05)
+
+
+def test_levels_are_power_in_decibels_with_silence_at_minus_100():
+    loud, quiet = log_mel(tone(1000), SETTINGS), log_mel(0.1 * tone(1000), SETTINGS)
+    band = loud.mean(axis=1).argmax()
+    np.testing.assert_allclose(loud[band] - quiet[band], 20.0, atol=0.01)  # a tenth of the amplitude: 20 dB down
+    np.testing.assert_allclose(log_mel(np.zeros(16000), SETTINGS), -100.0, atol=1e-3)  # the power floor, 1e-10
+
+
+def test_white_noise_is_level_across_bands():
+    """Slaney area normalisation: the wide high bands do not collect more of a flat spectrum's power
+    than the narrow low ones (unnormalised, the top band would sit about 9 dB above the lowest)."""
+    noise = 0.1 * np.random.default_rng(0).standard_normal(5 * SETTINGS.sample_rate)
+    levels = log_mel(noise, SETTINGS).mean(axis=1)
+    assert levels.max() - levels.min() < 4.0
+    assert abs(levels[-16:].mean() - levels[16:32].mean()) < 2.5  # about 1.7: fewer bins per low band, more spread in dB
+
+
+def test_a_silent_clips_image_is_black_and_top_db_must_be_positive():
+    assert not to_image(log_mel(np.zeros(16000), SETTINGS)).any()
+    with pytest.raises(ValueError, match="top_db"):
+        to_image(log_mel(tone(1000), SETTINGS), top_db=0)
+
+
+def test_a_power_of_two_window_is_its_own_fft_length():
+    settings = SpectrogramSettings(window_ms=32.0)  # 512 samples at 16 kHz
+    assert (settings.win_length, settings.n_fft) == (512, 512)
+    assert mel_filterbank(settings).shape == (128, 257)
+    assert log_mel(tone(1000), settings).shape == (128, 1 + (40000 - 512) // 160)
+
+
+def test_fmin_and_fmax_bound_the_filters():
+    settings = SpectrogramSettings(fmin=300.0, fmax=4000.0)
+    bins = np.linspace(0, settings.sample_rate / 2, settings.n_fft // 2 + 1)
+    weights = mel_filterbank(settings)
+    assert not weights[:, (bins <= 300) | (bins >= 4000)].any()
+    assert weights[0, (bins > 300) & (bins < 400)].any() and weights[-1, (bins > 3600) & (bins < 4000)].any()
+    assert log_mel(tone(200), settings).mean(axis=1).argmax() == 0  # below fmin, only the lowest band's skirt reaches it
