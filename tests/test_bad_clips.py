@@ -232,6 +232,15 @@ def test_a_clip_shorter_than_num_frames_is_flagged_and_quarantined_when_configur
     assert run_stage("frames", tmp_path, ["tiny.mp4"], short_clips="quarantine", num_frames=4)[1] == {}
 
 
+def test_a_clip_of_exactly_num_frames_is_not_short_and_one_of_a_single_frame_says_so(tmp_path):
+    frames = np.stack([np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)])
+    write_video(tmp_path / "five.mp4", frames, 25, "mp4", None, 16000)
+    write_video(tmp_path / "one.mp4", frames[:1], 25, "mp4", None, 16000)
+    table, reasons = run_stage("frames", tmp_path, ["five.mp4", "one.mp4"], short_clips="quarantine", num_frames=5)
+    assert reasons == {"one_mp4": "short clip: one.mp4 has 1 frame, fewer than frames.num_frames (5)"}
+    assert table.loc["five_mp4", "status"] == "ok" and not table.loc["five_mp4", "short"]
+
+
 def test_a_text_file_with_a_video_name_is_not_a_media_file(tmp_path):
     (tmp_path / "notes.mp4").write_text("This file was saved with a video extension but holds text, not video.\n")
     (tmp_path / "page.mp4").write_text("<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n")

@@ -72,6 +72,14 @@ def test_letterbox_keeps_aspect_ratio_with_padding():
     assert out[0, 112].tolist() == [0, 0, 0] and len(rows) == 126  # 180 * 224 / 320
 
 
+def test_letterboxing_a_frame_down_averages_its_pixels_rather_than_skipping_them():
+    """Fine detail (1-pixel stripes) shrunk 5 times: grey, not stripes picked out every fifth column."""
+    frame = np.zeros((320, 320, 3), np.uint8)
+    frame[:, ::2] = 255
+    out = letterbox(frame, 64).astype(float)
+    assert np.abs(out - 127.5).max() < 30
+
+
 def test_face_squares_fill_gaps_and_smooth_jitter():
     boxes = np.array([[100, 50, 160, 130]] * 20, float)
     boxes[5] = np.nan
@@ -131,6 +139,7 @@ def test_reduced_size_keeps_the_aspect_and_never_enlarges():
     assert reduced_size(1080, 1920, 1000) == (562, 1000)  # even sizes for the scaler
     assert reduced_size(1920, 1080, 1280) == (1280, 720)  # portrait: the long side is the height
     assert reduced_size(360, 640, 1280) == (360, 640)
+    assert reduced_size(361, 640, 640) == (361, 640)  # at the limit: kept as it is, not evened
     assert reduced_size(2160, 3840, None) == (2160, 3840)
 
 
@@ -170,6 +179,19 @@ def test_sample_clip_frames_decodes_within_the_budget(tmp_path, monkeypatch):
     assert max(len(r) for r in requested) <= 3 and sum(requested, []) == expected_info["source_frames"]
     np.testing.assert_array_equal(out, expected)
     assert info == expected_info
+
+
+def test_decode_frames_hands_each_batch_of_full_size_frames_over_within_the_budget(tmp_path):
+    """What ``each`` gets at once is what is held at full size: the byte budget's worth of frames."""
+    frames = np.stack([np.full((64, 96, 3), 3 * i, np.uint8) for i in range(40)])
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, 25, "mp4", None, 16000)
+    batches = []
+    each = lambda batch, chunk: batches.append(list(chunk)) or batch[:, :1, :1]
+    out, indices, end = decode_frames(video, open_video(video), lambda end: range(0, end, 4), 40, each=each, budget=3 * 64 * 96 * 3)
+    assert indices == list(range(0, 40, 4)) and end == 40 and out.shape == (10, 1, 1, 3)
+    assert max(len(batch) for batch in batches) == 3 and sum(batches, []) == indices
+    assert [round(value / 3) for value in out[:, 0, 0, 0]] == indices
 
 
 def test_the_frames_stage_samples_densely_when_asked_and_its_table_records_the_window(real_media, tmp_path):
@@ -230,6 +252,7 @@ def test_frame_slots_place_frames_by_time_and_shown_at_finds_the_frame_of_a_slot
     assert frame_slots(Reader(np.round(np.arange(10) / 30, 3))) is None  # FLV's millisecond times, no end stated
     assert frame_slots(Reader(np.full(10, -3.0744575e17))) is None  # decord on H.264 in AVI: no times at all
     assert frame_slots(Reader([0.0, 0.1, 0.2, -3.0744575e17, 0.4, 0.5])) is None  # a frame without a time
+    assert frame_slots(Reader([0.0, 0.1, 0.1, 0.3, 0.4], 0.5)) is None  # two frames at one time: no spacing told
     # five frames in the first half second, then two in the next: 7 slots of 1/7 s over [0, 1)
     slots = frame_slots(Reader([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75], 1.0))
     np.testing.assert_array_equal(slots, [0, 1, 1, 2, 3, 4, 5])
@@ -277,6 +300,18 @@ def test_a_forward_reader_that_cannot_go_back_to_its_start_names_the_file(real_m
     with pytest.raises(ClipDefect) as defect:
         decode_frames(path, Unseekable(), lambda end: range(0, end, 10), 72, forward=True)
     assert "single_face.mp4" in str(defect.value) and "video_reader.cc" not in str(defect.value)
+
+
+def test_a_forward_reader_gives_repeated_picks_and_skips_to_the_next(tmp_path):
+    """A short clip's picks repeat frames (segment_middles): read forward, a repeat is the frame
+    just read, and a pick further on is reached by reading through the frames before it."""
+    frames = np.stack([np.full((64, 96, 3), 3 * i, np.uint8) for i in range(40)])
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, 25, "mp4", None, 16000)
+    picks = [0, 0, 5, 5, 5, 9, 30]
+    out, indices, end = decode_frames(video, open_video(video), lambda end: picks, 40, forward=True)
+    assert indices == picks and end == 40
+    assert [round(out[k, 32, 48, 0] / 3) for k in range(len(picks))] == picks
 
 
 @pytest.mark.parametrize("side", [320, 640, 1280])
