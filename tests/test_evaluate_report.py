@@ -20,7 +20,14 @@ from PIL import Image
 from avemotion import layout
 from avemotion.config import SCHEMA_PATH
 from avemotion.evaluate import plots, report, targets
-from avemotion.evaluate.baselines import LogisticRegression, _objective, experiment_baselines, fold_baselines, majority_class
+from avemotion.evaluate.baselines import (
+    LogisticRegression,
+    _objective,
+    evaluate_baselines,
+    experiment_baselines,
+    fold_baselines,
+    majority_class,
+)
 from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS, write_cross_corpus
 from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
 from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, dataset_statistics, datasets_section, quarantine_summary
@@ -293,6 +300,80 @@ def test_logistic_regression_gradient_matches_finite_differences():
     assert error < 1e-4
     model = LogisticRegression().fit(x, y, 3)
     assert np.allclose(model.predict_proba(x).sum(axis=1), 1.0)
+
+
+def test_baselines_leave_out_clips_outside_the_labels_or_the_shards_and_say_how_many(caplog):
+    """An experiment on a subset of a corpus's labels shares the tabular shards with the whole
+    corpus: clips of other labels are not the baselines' (they would otherwise be fitted and tested
+    on classes the model never saw), and a split clip the shards lack is left out with a warning."""
+    labels = ["anger", "anger", "neutral", "neutral", "neutral", "happiness", "anger", "happiness"]
+    clips = tabular(labels, np.zeros((8, 2)))
+    split = {"train": ["c0000", "c0001", "c0002", "c0003"], "validation": ["c0004", "c0005"], "test": ["c0006", "c0007", "c9999"]}
+    with caplog.at_level("WARNING"):
+        result = fold_baselines(clips, split, LABELS2, FEATURES)
+    # fitting: 2 anger, 1 happiness (the 3 neutral clips left out); test: 1 anger, 1 happiness
+    assert result["clips"] == {"fit": 3, "test": 2}
+    assert result["majority"]["class"] == "anger" and result["majority"]["war"] == pytest.approx(0.5)
+    assert any("4 clips of the split are not in the tabular shards" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        fold_baselines(clips, {"train": ["c0000", "c0001"], "validation": ["c0005"], "test": ["c0006", "c9999"]}, LABELS2, FEATURES)
+    assert any("1 clips of the split are not in the tabular shards" in record.getMessage() for record in caplog.records)
+
+
+def test_a_clip_twice_in_the_shards_is_scored_once():
+    """Shards written again (a rerun chunk) can hold a clip twice: the baselines count each clip
+    once, as the model's evaluation does."""
+    clips = tabular(["anger", "anger", "happiness", "anger", "happiness"], np.zeros((5, 2)))
+    clips = pd.concat([clips, clips.iloc[[3, 3]]], ignore_index=True)  # the test clip c0003 three times
+    split = {"train": ["c0000", "c0001"], "validation": ["c0002"], "test": ["c0003", "c0004"]}
+    majority = fold_baselines(clips, split, LABELS2, FEATURES)["majority"]
+    assert majority["class"] == "anger" and majority["war"] == pytest.approx(0.5)  # not 3 of 4
+
+
+def test_a_fold_without_test_or_fitting_clips_is_refused():
+    clips = tabular(["anger", "happiness", "anger"], np.zeros((3, 2)))
+    for split in ({"train": ["c0000", "c0001"], "validation": [], "test": ["c9999"]}, {"train": ["c9999"], "validation": [], "test": ["c0002"]}):
+        with pytest.raises(ValueError, match="a fold needs fitting and test clips for the baselines"):
+            fold_baselines(clips, split, LABELS2, FEATURES)
+
+
+def test_the_l2_penalty_asked_for_is_the_one_fitted(tmp_path):
+    """baselines.l2 reaches every fold's fit: a penalty that dwarfs the data leaves only the class
+    priors (the most frequent class everywhere, at chance), where the default separates the classes."""
+    rng = np.random.default_rng(2)
+    labels3 = ["anger", "happiness", "sadness"]
+    y = np.repeat(np.arange(3), [40, 25, 25])
+    features = rng.normal(size=(90, 2))
+    features[:, 0] += 6 * y
+    paths, splits = synthetic_folds(tmp_path, np.array(labels3)[y], features, folds=3)
+    assert experiment_baselines(paths, splits, labels3)["logistic_regression"]["metrics"]["uar"]["mean"] > 0.9
+    strong = experiment_baselines(paths, splits, labels3, l2=1e9)
+    assert strong["l2"] == 1e9 and strong["logistic_regression"]["metrics"]["uar"]["mean"] == pytest.approx(1 / 3)
+
+
+def test_baselines_csv_has_each_baselines_uar_war_and_macro_f1_per_fold(tmp_path):
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(2), 20)
+    features = rng.normal(size=(40, 2))
+    features[:, 0] += 6 * y
+    paths, splits = synthetic_folds(tmp_path / "data", np.array(LABELS2)[y], features, folds=2)
+    folders = {}
+    for fold, split in splits.items():
+        folders[fold] = tmp_path / f"fold_{fold}"
+        write_json(folders[fold] / layout.SPLIT_FILE, json.loads(split.read_text()))
+        write_json(folders[fold] / layout.SETTINGS_FILE, {"labels": LABELS2})
+    result = evaluate_baselines(paths, folders, tmp_path / "baselines.json", tmp_path / "baselines.csv")
+    assert json.loads((tmp_path / "baselines.json").read_text())["labels"] == LABELS2
+    table = pd.read_csv(tmp_path / "baselines.csv")
+    assert list(zip(table["baseline"], table["metric"])) == [
+        (name, metric) for name in ("majority", "logistic_regression") for metric in ("uar", "war", "macro_f1")
+    ]
+    assert list(table.columns) == ["baseline", "metric", "mean", "std", "fold_1", "fold_2"]
+    row = table.set_index(["baseline", "metric"]).loc[("logistic_regression", "macro_f1")]
+    per_fold = result["logistic_regression"]["metrics"]["macro_f1"]["per_fold"]
+    assert [row["fold_1"], row["fold_2"]] == pytest.approx([per_fold[1], per_fold[2]])
+    assert row["mean"] == pytest.approx(np.mean([per_fold[1], per_fold[2]]))
 
 
 # ---- cross-corpus ----------------------------------------------------------------------------------

@@ -4,11 +4,15 @@ import fcntl
 import json
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
+import imageio_ffmpeg
+import numpy as np
 import pandas as pd
 import pytest
+from decord import VideoReader
 
 from avemotion import scratch
 from avemotion.config import ConfigError, openface_executable
@@ -268,8 +272,6 @@ def test_videos_sharing_a_stem_run_in_separate_calls(openface, tmp_path):
 
 
 def test_face_stage_runs_openface_once_per_chunk_and_quarantines_what_it_cannot_read(openface, tmp_path):
-    import numpy as np
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in ("a", "b"):
@@ -294,8 +296,6 @@ def test_openface_writing_several_faces_per_frame_is_named_not_read_as_one_face(
     with a row per face per frame and a face_id per person: read as one face, every frame's features
     would mix the people's (the face sequence averages rows by frame, the crops take row k for frame
     k). It is named in the quarantine reason; FeatureExtraction follows one face (face_id 0)."""
-    import numpy as np
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in ("alone", "crowd", "newcomer"):
@@ -315,10 +315,6 @@ def test_openface_writing_several_faces_per_frame_is_named_not_read_as_one_face(
 def test_a_clip_whose_first_frame_fails_to_decode_is_quarantined_and_the_chunk_goes_on(openface, tmp_path, monkeypatch):
     """The OpenFace stage decodes each clip's first frame for its size before the chunk's call: a
     failure there is the clip's quarantine reason, not the chunk's crash."""
-    import numpy as np
-
-    import avemotion.preprocess.stages as stages
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in ("a", "b"):
@@ -345,11 +341,6 @@ def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openfac
     """An AV1 clip (decord has no AV1 decoder, and OpenFace's own FFmpeg may have none either):
     OpenFace gets the lossless H.264 copy the other stages read, held in the chunk's scratch folder
     under the clip's stem, and its CSV is the clip's; an H.264 clip goes as it is."""
-    import subprocess
-
-    import imageio_ffmpeg
-    import numpy as np
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     write_video(corpus / "a.mp4", np.full((10, 64, 64, 3), 90, np.uint8), 25, "mp4", None, 16000)
@@ -368,21 +359,12 @@ def test_openface_reads_the_lossless_copy_of_a_clip_decord_cannot_decode(openfac
     assert (out / "openface" / "c.csv").is_file() and not list(out.glob("openface-*"))  # copies go with the scratch folder
 
 
-
 def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tmp_path, monkeypatch):
     """OpenFace reads the pixels as stored, so a widescreen DVD's face (64:45) reaches it 70 % as wide
     as it is; it gets a lossless copy widened to square pixels instead, and its landmarks' x are
     mapped back to the clip's own pixels, as the facemesh backend writes them. A phone's turned clip
     reaches it turned, as the other stages read it (OpenFace's install script builds OpenCV 4.1, which
     reads the frames as stored), and so does an HDR clip, tone-mapped to SDR."""
-    import subprocess
-
-    import imageio_ffmpeg
-    import numpy as np
-    from decord import VideoReader
-
-    import avemotion.preprocess.stages as stages
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     write_video(corpus / "square.mp4", np.full((10, 64, 64, 3), 90, np.uint8), 25, "mp4", None, 16000)
@@ -431,13 +413,6 @@ def test_openface_runs_before_the_held_copies_pass_their_bound(openface, tmp_pat
     """A chunk of clips read through copies (AV1 here) would hold all their copies until OpenFace's
     one call: past stages.HELD_COPIES_BYTES OpenFace reads those gathered so far and their copies go.
     Each call writes into a folder of its own, so equal stems in two calls keep their own CSVs."""
-    import subprocess
-
-    import imageio_ffmpeg
-    import numpy as np
-
-    import avemotion.preprocess.stages as stages
-
     corpus = tmp_path / "corpus"
     for name, shade in (("a", 60), ("one/c", 90), ("two/c", 120)):
         (corpus / name).parent.mkdir(parents=True, exist_ok=True)
@@ -682,8 +657,6 @@ def test_arguments_that_would_break_reading_stop_before_openface_runs(openface, 
 
 
 def test_face_stage_passes_the_configured_arguments_and_cleans_up_when_openface_fails(tmp_path, elsewhere):
-    import numpy as np
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     write_video(corpus / "a.mp4", np.zeros((6, 32, 32, 3), np.uint8), 25, "mp4", None, 16000)
@@ -706,8 +679,6 @@ def test_a_face_job_killed_midway_keeps_the_groups_openface_finished(openface, t
     """OpenFace reads a chunk OPENFACE_GROUP clips per call and each group's receipts are written
     before the next call: a job killed in the second group redoes only that group's clips (one call
     for the whole chunk kept nothing of a killed job's work)."""
-    import numpy as np
-
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     names = [f"c{n:02d}" for n in range(stages.OPENFACE_GROUP + 4)]

