@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 import yaml
 
@@ -176,14 +177,18 @@ def real_media() -> Path:
     return fetch()
 
 
+def ffmpeg(*args) -> None:
+    """Run the ffmpeg that imageio-ffmpeg ships (the one the package uses) with ``args``, quietly,
+    overwriting its output."""
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *map(str, args)], check=True)
+
+
 def write_hdr_clip(source: Path, path: Path, transfer: str, *codec: str, size: str = "", seconds: float | None = None) -> Path:
     """``source`` (SDR) as HDR video with ``transfer`` (PQ "smpte2084" or HLG "arib-std-b67") in
     BT.2020, written with ``codec``'s options, as a phone or a camera records such a picture: its SDR
     white at HDR's reference white (avemotion.media.transcode.HDR_REFERENCE_WHITE), so the tone-mapped
     copy gives the SDR picture back. ``size`` scales it (after zscale, which takes halved chroma only
     on even sizes); ``seconds`` cuts it."""
-    import imageio_ffmpeg
-
     to_hdr = f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:npl={HDR_REFERENCE_WHITE}"
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(source), "-an"]
     command += (["-t", str(seconds)] if seconds else []) + ["-vf", to_hdr + (f",scale={size}" if size else ""), *codec]
@@ -195,8 +200,6 @@ def written_with_video(command: list[str], path: Path, tries: int = 5) -> Path:
     """``path`` as the ffmpeg ``command`` writes it, run again while it holds no video stream:
     libvvenc (ffmpeg 9) now and then writes none at all on a busy machine, exit status 0 (4 of 10
     encodes of a 2 s clip with three other cores busy)."""
-    import imageio_ffmpeg
-
     for _ in range(tries):
         subprocess.run(command, check=True)
         report = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr

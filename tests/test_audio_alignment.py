@@ -23,14 +23,11 @@ from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, _f
 from avemotion.media.probe import PACKET_KEY, Packets
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage
+from conftest import ffmpeg
 
 SETTINGS = {"window_ms": 25, "hop_ms": 10, "n_mels": 32, "n_mfcc": 13, "missing": "quarantine"}
 FPS = 25
 FRAME = 1 / FPS
-
-
-def ffmpeg(*args) -> None:
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)], check=True)
 
 
 def make_clip(path: Path, video_s: float, audio_s: float, audio_start: float = 0.0, **codecs) -> Path:

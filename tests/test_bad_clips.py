@@ -26,16 +26,12 @@ from avemotion.media.frames import decode_all, open_video, sample_clip_frames
 from avemotion.media.probe import cut_short, sniff, sniffed_reason
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
-from conftest import REPO
+from conftest import REPO, ffmpeg
 
 AUDIO = {"window_ms": 25, "hop_ms": 10, "n_mels": 64, "n_mfcc": 20, "missing": "quarantine"}
 FACE = {"backend": "facemesh", "detection_threshold": 0.5}
 FRAMES = {"num_frames": 16, "input_size": 32, "crop": "full", "face_margin": 0.25}
 STAGES = {"audio": (AudioStage, AUDIO), "face": (FaceStage, FACE), "frames": (FramesStage, FRAMES)}
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
 def clip_id(name: str) -> str:

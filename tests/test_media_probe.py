@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import re
 import struct
-import subprocess
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
 
 from avemotion.demo.encode import write_video
 from avemotion.media.probe import Cut, cut_short, decoder_tail, describe, explain, parse_ffmpeg_report, pixel_aspect, sniffed_reason, truncation
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args], check=True)
+from conftest import ffmpeg
 
 
 def frames(count: int, noisy: bool = False) -> np.ndarray:

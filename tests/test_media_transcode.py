@@ -25,13 +25,9 @@ from avemotion.media.mp4 import mirrored
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
 from avemotion.quarantine import ClipDefect
-from conftest import write_hdr_clip, written_with_video
+from conftest import ffmpeg, write_hdr_clip, written_with_video
 
 FRAMES = 169  # face_noface.mov: 30 fps for 72 frames, then 24 fps; the face leaves after ~70 frames
-
-
-def ffmpeg(*arguments):
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *map(str, arguments)], check=True)
 
 
 @pytest.fixture(scope="module")
