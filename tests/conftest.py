@@ -72,9 +72,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True):
-    """Run the repository's workflow with ``workdir`` as working directory; return the process."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+def run_snakemake(workdir: Path, *args: str, check: bool = True, snakefile: Path = REPO / "Snakefile"):
+    """Run the repository's workflow (or ``snakefile``) with ``workdir`` as working directory; return the process."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), *args]
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

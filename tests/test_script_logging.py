@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_snakemake
 
 JOB = """
 import ctypes, logging, os, subprocess, sys
@@ -65,7 +65,6 @@ def test_a_native_line_of_a_snakemake_job_is_in_the_rule_log_not_on_snakemakes_t
         "    open(snakemake.output[0], 'w').close()\n"
     )
     (tmp_path / "Snakefile").write_text('rule job:\n    output: "done"\n    log: "job.log"\n    script: "job.py"\n')
-    run = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--cores", "1", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_snakemake(tmp_path, "--cores", "1", "--quiet", snakefile=tmp_path / "Snakefile")
     assert (tmp_path / "job.log").read_text() == "a native line\n"
     assert "a native line" not in run.stdout + run.stderr
