@@ -1,22 +1,21 @@
-"""Configuration checks that run before any job: schema errors that name the key and what is allowed,
-the ``mfaw`` alias, and dataset roots that must exist and hold their corpus.
+"""The workflow's config: read and merged as Snakemake merges --configfile files, typed, its paths
+expanded, and checked against its schema with errors that name the key and what is allowed; the
+``mfaw`` alias; which datasets take part.
 
 The workflow calls :func:`prepare_config`, then ``snakemake.utils.validate`` with :data:`SCHEMA_PATH`
-(which also fills in the schema's defaults), then :func:`check_datasets`.
+(which also fills in the schema's defaults), then the checks of what the config names
+(avemotion.config_checks) and avemotion.datasets.check_datasets. The settings jobs are given come
+from avemotion.job_params.
 
-A core module: it imports no other layer. What it checks that other layers own comes to it as plain
-data (the VideoMAE variants, avemotion.presets) or is registered by its owner (the corpus layouts,
-by avemotion.datasets); the OpenFace binary lookup and the check of its extra arguments live here
-and the face stage uses them.
+A core module: it imports no other layer. What is checked that other layers own comes as plain data
+(the VideoMAE variants, avemotion.presets) or is registered by its owner (the corpus layouts, by
+avemotion.datasets).
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from jsonschema import Draft202012Validator
 
 from avemotion.config_errors import read_yaml
 from avemotion.io import is_utf8_name
-from avemotion.presets import variant_settings
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 DATASET_ALIASES = {"mfaw": "mafw"}  # MAFW is misspelt "MFAW" in some documents
@@ -91,11 +89,11 @@ def dataset_defaults(dataset: str) -> dict:
     """A dataset's settings as the workflow fills them in when the config names none (the schema's
     defaults: its chunk count, CREMA-D's vote modality), for tools that index outside the workflow."""
     schema = load_schema()
-    defaults = _defaults(_resolve(schema["properties"]["datasets"]["properties"][dataset], schema))
+    defaults = section_defaults(_resolve(schema["properties"]["datasets"]["properties"][dataset], schema))
     return {key: value for key, value in defaults.items() if key != "root"}
 
 
-def _defaults(section: dict) -> dict:
+def section_defaults(section: dict) -> dict:
     """The defaults a schema section states for its keys."""
     return {key: spec["default"] for key, spec in section["properties"].items() if "default" in spec}
 
@@ -355,225 +353,3 @@ def check_dataset_keys(config: dict) -> None:
         )
     if not enabled_datasets(config):
         raise ConfigError(NO_CORPUS)
-
-
-PREPROCESS_SECTIONS = ("frames", "audio", "face")
-# Keys added after results existed, left out of a dataset's settings while they hold these values:
-# what results made before the key existed were computed with (the stages read an absent key as
-# this value). The settings are params of the preprocessing and training jobs, and Snakemake reruns
-# a job whose params change: a new key that changes nothing the jobs compute must not rerun every
-# frames chunk and training. They equal the schema's defaults today (tests/test_config.py checks it),
-# but they are another fact: a default changed later must not make old results read as computed
-# with it.
-QUIET_DEFAULTS = {
-    "frames": {"short_clips": "keep", "truncated_clips": "keep", "sampling": "segments", "sampling_rate": 4, "windows": 1},
-    "audio": {"min_coverage": 0.9, "max_overrun_s": 0.5, "misaligned": "keep"},
-    "face": {"no_face": "quarantine"},
-}
-# The same for the training keys (train.settings.model_settings: a key that changes nothing the job
-# computes must not retrain every model).
-QUIET_TRAINING = {
-    "mixup": 0,
-    "cutmix": 0,
-    "mixup_prob": 1.0,
-    "mixup_switch_prob": 0.5,
-    "test_views": 1,
-    "test_windows": None,
-    "accumulation_steps": 1,
-    "crop_scale": [0.6, 1.0],
-    "random_erasing": 0,
-    "rand_augment": None,
-}
-
-
-# training.test_views of a model whose settings have none (trained before the key existed): one view.
-DEFAULT_TEST_VIEWS = QUIET_TRAINING["test_views"]
-# training.test_windows unset: every temporal window the shards hold is a test view.
-DEFAULT_TEST_WINDOWS = QUIET_TRAINING["test_windows"]
-
-
-# Settings that only one choice of another reads: (section, key) -> (the other key, that choice).
-# Otherwise they hold their default in the jobs' params, so a value nothing reads reruns nothing
-# (the default, not left out: params of results made before stay the same).
-READ_ONLY_WITH = {
-    ("frames", "sampling_rate"): ("sampling", "dense"),
-    ("frames", "face_margin"): ("crop", "face"),
-    ("face", "openface_bin"): ("backend", "openface"),
-    ("face", "openface_args"): ("backend", "openface"),
-}
-
-
-@functools.cache
-def _schema_defaults(section: str) -> dict:
-    return _defaults(load_schema()["properties"][section])
-
-
-def setting_key(config: dict, dataset: str, section: str, key: str) -> str:
-    """The config key a dataset's ``section`` setting came from: its own block, or the global one."""
-    return f"datasets.{dataset}.{section}.{key}" if key in (config["datasets"][dataset].get(section) or {}) else f"{section}.{key}"
-
-
-def preprocess_settings(config: dict, dataset: str) -> dict[str, dict]:
-    """A dataset's effective frames/audio/face settings: the global ones with its own overrides
-    (without the :data:`QUIET_DEFAULTS` keys that hold their default, and with the
-    :data:`READ_ONLY_WITH` keys that nothing reads at their default)."""
-    own = config["datasets"][dataset]
-    settings = {section: {**config[section], **(own.get(section) or {})} for section in PREPROCESS_SECTIONS}
-    for (section, key), (other, reader) in READ_ONLY_WITH.items():
-        if key in settings[section] and settings[section].get(other) != reader:
-            settings[section][key] = copy.deepcopy(_schema_defaults(section)[key])
-    for section, defaults in QUIET_DEFAULTS.items():
-        for key, value in defaults.items():
-            if settings[section].get(key, value) == value:
-                settings[section].pop(key, None)
-    return settings
-
-
-# The preprocessing keys every trained model's settings.json has held since models recorded it (the
-# stages read keys added later, QUIET_DEFAULTS and openface_args, with their defaults).
-RECORDED_KEYS = {
-    "frames": ("num_frames", "input_size", "crop", "face_margin"),
-    "audio": ("window_ms", "hop_ms", "n_mels", "n_mfcc", "missing"),
-    "face": ("backend", "openface_bin", "detection_threshold"),
-}
-
-
-@functools.cache
-def _recorded_schema() -> dict:
-    """The config schema's preprocessing sections as a trained model records them: the
-    :data:`RECORDED_KEYS` required, keys the schema does not know (the revisions a release records)
-    allowed."""
-    schema = load_schema()
-    sections = {section: {**schema["$defs"][f"{section}_override"], "additionalProperties": True, "required": list(keys)} for section, keys in RECORDED_KEYS.items()}
-    return {"type": "object", "required": list(RECORDED_KEYS), "properties": sections, "$defs": schema["$defs"]}
-
-
-def recorded_preprocessing(preprocess: dict, where: str) -> dict:
-    """One corpus' preprocessing as a trained model recorded it (settings.json's ``preprocess``, here
-    named ``where``), typed as a config's values are (``32.0`` an integer); a section or a recorded
-    key missing, or a value the config would refuse (a file edited by hand), raises ValueError
-    naming each key, its value and what is allowed: the stages would fail on every clip instead."""
-    schema = _recorded_schema()
-    typed = typed_scalars(preprocess, schema, schema)
-    errors = [where + (line[len(TOP_LEVEL) :] if line.startswith(TOP_LEVEL) else f".{line}") for line in config_errors(typed, schema)]
-    if errors:
-        raise ValueError("; ".join(errors))
-    return typed
-
-
-OPENFACE_KEY = "face.openface_bin"
-
-
-def openface_executable(path, hint: str = f" (config key {OPENFACE_KEY})") -> Path:
-    """OpenFace's FeatureExtraction binary as a Path; a bare name is looked up on PATH. Here rather
-    than beside the OpenFace runner (avemotion.face.openface, which uses it too) because the config
-    check needs it before any job runs. ``hint`` ends the error: where the path is set."""
-    if not path:
-        raise ValueError(f"no OpenFace FeatureExtraction binary configured{hint}")
-    found = shutil.which(str(path))
-    if found is None:
-        if Path(path).name == str(path):
-            reason = "was not found on PATH"
-        elif Path(path).exists():
-            reason = "is not an executable file"
-        else:
-            reason = "does not exist"
-        raise ValueError(f"OpenFace FeatureExtraction binary '{path}' {reason}{hint}")
-    return Path(found).absolute()
-
-
-OPENFACE_ARGS_KEY = "face.openface_args"
-# FeatureExtraction arguments avemotion sets on every call: which videos it reads (-f; -fdir, -device
-# would add other inputs; -root, -inroot prefix the -f paths) and where and under which name it writes
-# their CSVs (-out_dir; -of renames them): the runner reads <out_dir>/<video stem>.csv.
-RESERVED_OPENFACE_ARGS = ("-f", "-fdir", "-device", "-root", "-inroot", "-out_dir", "-of")
-
-
-def openface_arguments(args, key: str = OPENFACE_ARGS_KEY) -> list[str]:
-    """The user's extra FeatureExtraction arguments, checked: a list of strings, none of them one
-    avemotion sets itself (``key`` names the config key in the error)."""
-    allowed = "a list of strings added to every FeatureExtraction call, e.g. ['-mloc', 'model/main_clnf_general.txt']"
-    if not isinstance(args, (list, tuple)):
-        raise ConfigError(f"config: {key}: {args!r} is not a list; allowed: {allowed}")
-    for item in args:
-        if not isinstance(item, str):
-            raise ConfigError(f"config: {key}: item {item!r} of {list(args)!r} is not a string; allowed: {allowed} (quote numbers)")
-    reserved = [item for item in args if item in RESERVED_OPENFACE_ARGS]
-    if reserved:
-        raise ConfigError(
-            f"config: {key}: {reserved[0]!r} is set by avemotion, not here: it chooses the input videos and "
-            f"where their CSVs go ({', '.join(RESERVED_OPENFACE_ARGS)} are not allowed in {key})"
-        )
-    return list(args)
-
-
-def check_openface(config: dict) -> None:
-    """Where a dataset uses the OpenFace backend, its FeatureExtraction must exist and be executable
-    and its extra arguments must be a list of strings that leaves avemotion's own alone."""
-    for name in enabled_datasets(config):
-        face = preprocess_settings(config, name)["face"]
-        if face["backend"] != "openface":
-            continue
-        key = setting_key(config, name, "face", "openface_bin")
-        if not face["openface_bin"]:
-            raise ConfigError(f"config: {key} must name OpenFace's FeatureExtraction when face.backend is 'openface'")
-        try:
-            openface_executable(face["openface_bin"])
-        except ValueError as error:
-            raise ConfigError(f"config: {key}: {error}") from error
-        openface_arguments(face.get("openface_args", []), setting_key(config, name, "face", "openface_args"))
-
-
-def check_model(config: dict) -> None:
-    """The pretrained weights must exist (the model section's and each experiment's own), and every
-    dataset's frames must split into VideoMAE tubelets."""
-    model = config["model"]
-    check_audio_encoder(config)
-    for where, pretrained in [("model", model["pretrained"])] + [
-        (f"experiments.{experiment.get('name')}.model", (experiment.get("model") or {})["pretrained"])
-        for experiment in config.get("experiments") or []
-        if "pretrained" in (experiment.get("model") or {})
-    ]:
-        if pretrained and not Path(pretrained).exists():
-            raise ConfigError(f"config: {where}.pretrained: {pretrained!r} does not exist (a file or folder of VideoMAE weights, or null)")
-    variant = variant_settings(model["variant"])
-    problems = []
-    for name in enabled_datasets(config):
-        frames = preprocess_settings(config, name)["frames"]
-        for setting, unit in (("num_frames", "tubelet_size"), ("input_size", "patch_size")):
-            if frames[setting] % variant[unit]:
-                problems.append(
-                    f"config: {setting_key(config, name, 'frames', setting)}: {frames[setting]} is not allowed with model.variant {model['variant']!r}; "
-                    f"allowed values: multiples of {variant[unit]} (the VideoMAE {unit.replace('_', ' ')})"
-                )
-    if problems:  # every one at once (a global key once), so one run shows all there is to fix
-        raise ConfigError("\n".join(dict.fromkeys(problems)))
-
-
-# ---- the audio branch (model.audio_*) ---------------------------------------------------------
-# Read only by a Whisper audio branch (avemotion.model.speech_branch). At cnn they are left out of an
-# experiment's settings, the training jobs' params, so that keys which change nothing a CNN model
-# computes retrain none (as QUIET_DEFAULTS do for the preprocessing settings).
-AUDIO_MODEL_KEYS = ("audio_encoder", "audio_weights", "audio_preset", "audio_trainable", "audio_max_seconds")
-WHISPER_WEIGHTS = "a Hugging Face Whisper folder or .safetensors, or a .weights.h5 from `avemotion convert-weights`; or null"
-
-
-def audio_model_settings(model: dict) -> dict:
-    """An experiment's model settings without the audio keys when its audio branch is the CNN."""
-    if model.get("audio_encoder", "cnn") == "cnn":
-        return {key: value for key, value in model.items() if key not in AUDIO_MODEL_KEYS}
-    return dict(model)
-
-
-def check_audio_encoder(config: dict) -> None:
-    """Where an experiment uses Whisper (its own model keys over the model section), its audio_weights
-    must exist. (Mixup/CutMix mix its waveform with the other inputs: avemotion.fusion.mixing.)"""
-    for experiment in config.get("experiments", []):
-        own, name = experiment.get("model") or {}, experiment.get("name")
-        where = f"experiments.{name}.model" if "audio_weights" in own else "model"
-        model = {**config["model"], **own}
-        if model.get("audio_encoder") != "whisper":
-            continue
-        path = model.get("audio_weights")
-        if path and not Path(path).exists():
-            raise ConfigError(f"config: {where}.audio_weights: {path!r} does not exist ({WHISPER_WEIGHTS})")

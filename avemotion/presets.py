@@ -5,7 +5,7 @@ two never drift apart. ``tiny`` is ours (for tests and the demo on a CPU); the o
 published VideoMAE ViT sizes (ViT-S/B/L/H, patch 16, tubelet 2, MLP ratio 4, q/v biases).
 
 Plain data with no imports, in the core rather than in avemotion.model: the config check
-(avemotion.config.check_model) needs each variant's patch and tubelet sizes before any job runs,
+(avemotion.config_checks.check_model) needs each variant's patch and tubelet sizes before any job runs,
 and the core may not import the model layer.
 """
 

@@ -6,19 +6,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from avemotion.config import (
-    SCHEMA_PATH,
-    check_model,
-    check_openface,
-    dataset_notices,
-    enabled_datasets,
-    prepare_config,
-    preprocess_settings,
-    sorted_keys,
-)
+from avemotion.config import SCHEMA_PATH, dataset_notices, enabled_datasets, prepare_config, sorted_keys
+from avemotion.config_checks import check_model, check_openface
 from avemotion.datasets import READERS, check_datasets, index_dependencies, indexed_keys
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import workflow_clips
+from avemotion.job_params import preprocess_settings
 from avemotion.layout import (
     BASELINE_OUTPUTS,
     CROSS_CORPUS_OUTPUTS,

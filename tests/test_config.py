@@ -4,12 +4,13 @@ import os
 import re
 
 import pytest
-
 from snakemake.utils import validate
 
-from avemotion.config import AUDIO_MODEL_KEYS, ConfigError, QUIET_DEFAULTS, QUIET_TRAINING, SCHEMA_PATH, check_model, check_openface, config_errors, dataset_notices, load_config, load_schema, merge_config, prepare_config, preprocess_settings
+from avemotion.config import SCHEMA_PATH, ConfigError, config_errors, dataset_notices, load_config, load_schema, merge_config, prepare_config
+from avemotion.config_checks import check_model, check_openface
 from avemotion.config_errors import ConfigFileError
 from avemotion.datasets import DatasetRootError, check_datasets, index_dataset, indexed_keys, walk
+from avemotion.job_params import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, preprocess_settings
 from avemotion.model.speech_branch import AUDIO_DEFAULTS
 from avemotion.preprocess.plan import job_settings
 from avemotion.presets import VARIANTS

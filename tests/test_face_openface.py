@@ -15,7 +15,8 @@ import pytest
 from decord import VideoReader
 
 from avemotion import scratch
-from avemotion.config import ConfigError, openface_executable
+from avemotion.config import ConfigError
+from avemotion.config_checks import openface_executable
 from avemotion.demo.encode import write_video
 from avemotion.face.columns import ALL_COLUMNS, REQUESTED_COLUMNS
 from avemotion.face.openface import (

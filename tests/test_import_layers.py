@@ -23,6 +23,8 @@ LAYER_OF = {
     "avemotion.quarantine": "core",
     "avemotion.config": "core",
     "avemotion.config_errors": "core",
+    "avemotion.config_checks": "core",
+    "avemotion.job_params": "core",
     "avemotion.envs": "core",
     "avemotion.recipes": "core",
     "avemotion.metrics": "core",

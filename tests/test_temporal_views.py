@@ -17,7 +17,7 @@ from test_train_experiment import COLOUR, VA, settings_for
 from test_train_experiment import LABELS as TRAIN_LABELS
 
 from avemotion.cli import main
-from avemotion.config import SCHEMA_PATH, config_errors, preprocess_settings
+from avemotion.config import SCHEMA_PATH, config_errors
 from avemotion.demo.encode import write_video
 from avemotion.fusion import dataset as D
 from avemotion.fusion import features as F
@@ -26,6 +26,7 @@ from avemotion.fusion.dataset import evaluation_windows
 from avemotion.fusion.schema import FACE_COLUMNS, FACE_FEATURES
 from avemotion.fusion.shards import iterate_examples
 from avemotion.fusion.views import evaluation_views
+from avemotion.job_params import preprocess_settings
 from avemotion.media.frames import sample_clip_frames, sample_indices, window_indices, window_spans
 from avemotion.model.bundle import MODEL_FILE
 from avemotion.model.outputs import raw_outputs, view_outputs

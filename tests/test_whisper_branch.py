@@ -18,7 +18,8 @@ from test_fusion_dataset import constant_frames, make_clip, mel_ramp, serialize,
 from test_fusion_shards import T, chunk, fuse, speech  # noqa: F401 (chunk is a fixture)
 from test_train_experiment import COLOUR, LABELS, VA, settings_for
 
-from avemotion.config import SCHEMA_PATH, ConfigError, check_model, config_errors, prepare_config
+from avemotion.config import SCHEMA_PATH, ConfigError, config_errors, prepare_config
+from avemotion.config_checks import check_model
 from avemotion.fusion.dataset import make_dataset
 from avemotion.fusion.shards import iterate_examples
 from avemotion.model.bundle import MODEL_FILE

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import PREPROCESS_SECTIONS, ConfigError, check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name, sorted_keys
+from avemotion.config import ConfigError, check_dataset_keys, enabled_datasets, holds_wildcards, snakemake_can_name, sorted_keys
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.datasets.manifest import Scan, build_manifest
 from avemotion.datasets.walk import unreadable_folders
 from avemotion.io import NOT_UTF8, is_utf8_name, shown_name, write_csv, write_parquet
+from avemotion.job_params import PREPROCESS_SECTIONS
 from avemotion.labels import coordinates_from_config
 
 log = logging.getLogger(__name__)

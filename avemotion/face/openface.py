@@ -9,7 +9,7 @@ later run would trust, and a failed call leaves no folder of its own behind eith
 The user's extra arguments (config ``face.openface_args``, e.g. ``-mloc model/main_clnf_general.txt``
 where the default CE-CLM model's CEN patch experts are not installed) go after avemotion's own;
 the arguments that choose the inputs and where and under which name the CSVs go are avemotion's
-(config.RESERVED_OPENFACE_ARGS).
+(config_checks.RESERVED_OPENFACE_ARGS).
 
 The CSV field separator differs between builds: Windows builds and at least one Linux build (2.0.6,
 whose RecorderCSV.cpp hard-codes it) write ``", "``, others ``","``; :func:`read_openface_csv` reads
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import OPENFACE_KEY, openface_arguments, openface_executable
+from avemotion.config_checks import OPENFACE_KEY, openface_arguments, openface_executable
 from avemotion.face.columns import ALL_COLUMNS, ordered_columns
 from avemotion.media.probe import ffmpeg_input
 

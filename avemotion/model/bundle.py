@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from avemotion.config import openface_executable, recorded_preprocessing
+from avemotion.config_checks import openface_executable
 from avemotion.io import read_json, write_json
+from avemotion.job_params import recorded_preprocessing
 from avemotion.layout import (
     HISTORY_FILE,
     LATE_WEIGHTS_FILE,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from avemotion.config import DEFAULT_TEST_VIEWS, DEFAULT_TEST_WINDOWS
 from avemotion.fusion.dataset import evaluation_windows, make_dataset
 from avemotion.fusion.records import shard_windows
 from avemotion.fusion.views import View, evaluation_views
+from avemotion.job_params import DEFAULT_TEST_VIEWS, DEFAULT_TEST_WINDOWS
 from avemotion.model.fusion import model_input_names
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.config import preprocess_settings, sorted_keys
+from avemotion.config import sorted_keys
 from avemotion.face.facemesh import features_version
+from avemotion.job_params import preprocess_settings
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.media.frames import CROP_REVISION, FACE_CROPS, READING_REVISION, SAMPLING_REVISION
 

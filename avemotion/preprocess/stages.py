@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avemotion.config import QUIET_DEFAULTS
 from avemotion.face.crops import crop_matrices, face_landmarks
 from avemotion.face.facemesh import FaceMeshBackend
 from avemotion.face.openface import in_stored_pixels, read_openface_csv, run_feature_extraction, several_faces
 from avemotion.io import atomic_path
+from avemotion.job_params import QUIET_DEFAULTS
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
 from avemotion.media.frames import FACE_CROPS, first_frame, length_defects, open_for_picking, open_video, sample_clip_frames, shown_size
@@ -52,7 +52,7 @@ class AudioStage(Stage):
     chunk table records the offset, the coverage and what was padded and trimmed, and flags
     ``audio_misaligned`` a clip whose real audio covers less than audio.min_coverage of the video or
     has more than audio.max_overrun_s seconds outside it; audio.misaligned: quarantine leaves such a
-    clip out. A settings dict without these keys (config.QUIET_DEFAULTS; a trained model's older
+    clip out. A settings dict without these keys (job_params.QUIET_DEFAULTS; a trained model's older
     settings) reads them as their defaults."""
 
     name = "audio"
@@ -271,7 +271,7 @@ class FramesStage(Stage):
                 matrices = crop_matrices(table, crop, self.settings["input_size"], self.settings["face_margin"], aspect)
         opened = open_for_picking(video)
         defects = length_defects(video, len(opened.reader), self.settings["num_frames"])
-        for key, reason in defects.items():  # absent key: keep (config.QUIET_DEFAULTS; a trained model's older settings)
+        for key, reason in defects.items():  # absent key: keep (job_params.QUIET_DEFAULTS; a trained model's older settings)
             if self.settings.get(key, "keep") == "quarantine":
                 raise ClipDefect(reason)
         frames, info = sample_clip_frames(

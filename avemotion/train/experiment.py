@@ -18,7 +18,6 @@ import keras
 import numpy as np
 import pandas as pd
 
-from avemotion.config import QUIET_TRAINING
 from avemotion.fusion.augment import Augmentation
 from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
@@ -26,20 +25,21 @@ from avemotion.fusion.randaugment import RandAugment
 from avemotion.fusion.records import shards_by_dataset
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, write_json, write_parquet
+from avemotion.job_params import QUIET_TRAINING
 from avemotion.layout import HISTORY_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SETTINGS_FILE, SPLIT_FILE
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import write_late_weights
 from avemotion.model.fusion import BRANCHES, backbone_of, build_fusion_model, face_statistics, model_input_names, pretrained_backbone
+from avemotion.model.runtime import configure_threads
 from avemotion.model.speech_branch import audio_settings, speech_encoder
 from avemotion.model.speech_features import feature_frames
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
 from avemotion.model.whisper_features import HOP_LENGTH
 from avemotion.presets import variant_settings
-from avemotion.model.runtime import configure_threads
 from avemotion.train.devices import configure_precision, training_strategy
 from avemotion.train.fitting import clear_progress, fit, shard_signature
-from avemotion.train.predict import branch_predictions, predict_clips
 from avemotion.train.plan import batch_size_error
+from avemotion.train.predict import branch_predictions, predict_clips
 from avemotion.train.settings import replica_batch_error
 from avemotion.train.splits import speaker_splits
 

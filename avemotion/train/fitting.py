@@ -21,8 +21,8 @@ import h5py
 import keras
 import pandas as pd
 
-from avemotion.config import QUIET_TRAINING
 from avemotion.io import atomic_path, plain, read_json, write_json
+from avemotion.job_params import QUIET_TRAINING
 from avemotion.model.fusion import model_input_names, task_of
 from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
 from avemotion.train.optimizer import build_adamw, set_backbone_trainable

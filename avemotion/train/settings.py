@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avemotion.config import (
+from avemotion.config import ConfigError, enabled_datasets, holds_wildcards, sorted_keys
+from avemotion.fusion.shards import FUSION_REVISION
+from avemotion.job_params import (
     QUIET_DEFAULTS,
     QUIET_TRAINING,
-    ConfigError,
     audio_model_settings,
-    enabled_datasets,
-    holds_wildcards,
     preprocess_settings,
     setting_key,
-    sorted_keys,
 )
-from avemotion.fusion.shards import FUSION_REVISION
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 
