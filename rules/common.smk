@@ -42,7 +42,7 @@ from avemotion.layout import (
     run_file,
     stage_table,
 )
-from avemotion.media.frames import FACE_CROPS
+from avemotion.media.frame_crops import FACE_CROPS
 from avemotion.model.bundle import MODEL_FILES, RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings, read_manifest
 from avemotion.preprocess.sources import sources_digest

@@ -14,7 +14,8 @@ import pytest
 from avemotion.face.columns import LANDMARKS_2D
 from avemotion.face.crops import ALIGNED_SCALE, GENERIC_RIGID, RIGID_POINTS, aligned_crop_matrices, crop_matrices, face_landmarks
 from avemotion.face.facemesh import FaceMeshBackend
-from avemotion.media.frames import sample_clip_frames, warp_crop
+from avemotion.media.frame_crops import warp_crop
+from avemotion.media.frames import sample_clip_frames
 from avemotion.quarantine import ClipDefect
 
 SIZE = 128

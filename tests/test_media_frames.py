@@ -10,25 +10,20 @@ import pytest
 from avemotion.demo.encode import write_video
 from avemotion.fusion.shards import clip_slots
 from avemotion.media.audio import decode_audio, video_span
+from avemotion.media.frame_crops import crop_square, letterbox, smooth_face_squares, square_crop_matrix, warp_crop
+from avemotion.media.frame_picks import dense_window, segment_middles
 from avemotion.media.frames import (
     BATCH_BYTES,
     Picking,
     batch_length,
-    crop_square,
     decode_all,
     decode_frames,
-    dense_window,
     frame_slots,
     frame_times,
-    letterbox,
     open_video,
     reduced_size,
     sample_clip_frames,
-    segment_middles,
     shown_at,
-    smooth_face_squares,
-    square_crop_matrix,
-    warp_crop,
 )
 from avemotion.media.probe import describe, stated_frames
 from avemotion.preprocess.chunk import run_chunk

@@ -14,7 +14,8 @@ from avemotion.demo.encode import write_video
 from avemotion.face import facemesh, geometry
 from avemotion.io import read_json
 from avemotion.media.audio import DECODING_REVISION, NoAudioStream, extract_audio, read_wav
-from avemotion.media.frames import CROP_REVISION, READING_REVISION, SAMPLING_REVISION
+from avemotion.media.frame_crops import CROP_REVISION
+from avemotion.media.frames import READING_REVISION, SAMPLING_REVISION
 from avemotion.preprocess import sources
 from avemotion.preprocess.chunk import Stage, fingerprint, run_chunk
 from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings

@@ -27,7 +27,8 @@ from avemotion.fusion.schema import FACE_COLUMNS, FACE_FEATURES
 from avemotion.fusion.shards import iterate_examples
 from avemotion.fusion.views import evaluation_views
 from avemotion.job_params import preprocess_settings
-from avemotion.media.frames import sample_clip_frames, sample_indices, window_indices, window_spans
+from avemotion.media.frame_picks import sample_indices, window_indices, window_spans
+from avemotion.media.frames import sample_clip_frames
 from avemotion.model.bundle import MODEL_FILE
 from avemotion.model.outputs import raw_outputs, view_outputs
 from avemotion.train.experiment import run_experiment_fold

@@ -31,7 +31,7 @@ from avemotion.face.crops import crop_matrices, face_landmarks
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import write_json
 from avemotion.layout import ClipArtifacts
-from avemotion.media.frames import FACE_CROPS, letterbox_matrix
+from avemotion.media.frame_crops import FACE_CROPS, letterbox_matrix
 
 log = logging.getLogger(__name__)
 

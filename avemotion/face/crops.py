@@ -3,7 +3,7 @@ video's pixels into the S x S crop, made from the face stage's table (OpenFace's
 backend).
 
 - ``face``: a square around the 68 landmarks, ``frames.face_margin`` of its side wider on each side,
-  smoothed over time (avemotion.media.frames.smooth_face_squares).
+  smoothed over time (avemotion.media.frame_crops.smooth_face_squares).
 - ``aligned``: OpenFace's similarity-aligned face (FeatureExtraction ``-simalign``; its
   FaceAnalysis::AlignFace): per frame, the scale, rotation and shift that take the face's rigid
   landmarks onto a generic face's as OpenFace fits them (AlignShapesWithScale: the rotation that
@@ -28,7 +28,7 @@ import pandas as pd
 
 from avemotion.face.columns import LANDMARKS_2D
 from avemotion.face.geometry import MESH_TO_68, POSE_MIDLINE, POSE_ORIGIN, POSE_POINT_PAIRS
-from avemotion.media.frames import smooth_face_squares, smooth_track, square_crop_matrix
+from avemotion.media.frame_crops import smooth_face_squares, smooth_track, square_crop_matrix
 
 # OpenFace's alignment scale: crop pixels per millimetre of the generic face, as a fraction of the
 # crop's side (-simscale 0.7 at the default -simsize 112).

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.fusion.schema import FACE_COLUMNS, MEL_BANDS, MFCC_COEFFICIENTS
-from avemotion.media.frames import segment_middles
+from avemotion.media.frame_picks import segment_middles
 
 FACE_STATS = ("mean", "std", "min", "max")
 # Log-Mel band summaries: per-band mean and std over time of the MEL_BANDS-band log-Mel, each

@@ -1,6 +1,6 @@
-"""Sampled video frames per clip: T frames, each the middle frame of one of T equal segments
-(segment-based sampling as in TSN/VideoMAE fine-tuning), decoded with decord reading only those
-frames, then cropped around the face or letterboxed, and resized to S x S.
+"""Sampled video frames per clip: T frames picked on the clip's time axis (avemotion.media.frame_picks:
+by default the middle frame of each of T equal segments), decoded with decord reading only those
+frames, then cropped around the face or letterboxed to S x S (avemotion.media.frame_crops).
 
 Segments and windows are laid on the clip's time axis in frame slots (:func:`frame_slots`): on a
 constant frame rate a slot is a source frame; on a variable one the frame shown in the picked slot
@@ -17,9 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
+from avemotion.media.frame_crops import FACE_CROPS, letterbox, warp_crop
+from avemotion.media.frame_picks import window_indices, window_spans
 from avemotion.media.probe import cut_short, decoder_tail, explain, ffmpeg_input, pixel_aspect, sniff, truncation
 from avemotion.media.transcode import decodable_copy, decoder_missing, length_unknown, misread
 from avemotion.quarantine import ClipDefect
@@ -31,12 +32,6 @@ from avemotion.quarantine import ClipDefect
 # 2: frames are picked on the clip's time axis (frame_slots). 3: clips with open GOPs, which decord
 # misreads out of order, are read forward to the picks (open_for_picking).
 SAMPLING_REVISION = 3
-
-# How the frames stage cuts the crops of FACE_CROPS, as a revision their frames jobs carry as they carry
-# SAMPLING_REVISION (absent: 0); letterboxed whole frames ("full") are cut as they were and carry none,
-# so raising it recuts only face crops. 1: crops that shrink the frame are area-averaged first
-# (AREA_BEFORE_WARP).
-CROP_REVISION = 1
 
 # How a clip's video is read, as a revision every preprocessing job carries in its params (the audio
 # stage reads the video's span): raise it when code changes which frames or span a file gives, so the
@@ -288,69 +283,6 @@ def _read(reader, indices: list[int], whole: bool = False) -> np.ndarray:
     return frames
 
 
-def segment_middles(total_frames: int, num_segments: int) -> np.ndarray:
-    """Index of the middle frame of each of ``num_segments`` equal segments of ``total_frames``.
-
-    Clips shorter than ``num_segments`` frames repeat frames rather than fail (the frames stage
-    flags them ``short``; ``frames.short_clips: quarantine`` leaves them out instead).
-    """
-    if total_frames < 1:
-        raise ValueError("a clip needs at least one frame")
-    edges = np.arange(num_segments) * total_frames / num_segments
-    return np.minimum(np.floor(edges + total_frames / num_segments / 2).astype(int), total_frames - 1)
-
-
-def dense_window(total_frames: int, num_frames: int, rate: int) -> np.ndarray:
-    """``num_frames`` frames ``rate`` apart from the middle of the clip (dense sampling, as VideoMAE,
-    MAE-DFER and HiCMAE fine-tune): consecutive motion at a fixed frame rate, not one frame per
-    segment of the whole clip.
-
-    A clip shorter than the window is spread over with the largest stride that fits (at least 1),
-    so a short clip gives its frames in order rather than repeating its last one; a clip with
-    fewer frames than ``num_frames`` repeats frames as :func:`segment_middles` does.
-    """
-    if total_frames < 1:
-        raise ValueError("a clip needs at least one frame")
-    if rate < 1:
-        raise ValueError(f"the sampling rate must be at least 1, got {rate}")
-    stride = max(min(float(rate), total_frames / num_frames), 1.0) if total_frames >= num_frames else total_frames / num_frames
-    start = (total_frames - stride * num_frames) / 2
-    return np.clip(np.floor(start + stride * (np.arange(num_frames) + 0.5)).astype(int), 0, total_frames - 1)
-
-
-def window_indices(total_frames: int, num_frames: int, sampling: str = "segments", rate: int = 4, windows: int = 1) -> np.ndarray:
-    """The source frames of ``windows`` temporal windows of a clip, (windows, num_frames): one
-    window is :func:`sample_indices`' frames; V > 1 windows spread over the clip (temporal test views).
-
-    ``segments``: window v takes the frame at (v + 1/2) / V of each of the equal segments (V = 1:
-    the middle frames). ``dense``: V windows of :func:`dense_window`'s stride, the first at the
-    clip's start and the last at its end, the others evenly between (as VideoMAE's test-time temporal
-    clips); a clip no longer than one window gives the same window V times.
-    """
-    if windows < 1:
-        raise ValueError(f"the temporal windows must be at least 1, got {windows}")
-    if windows == 1:
-        return sample_indices(total_frames, num_frames, sampling, rate)[None]
-    if total_frames < 1:
-        raise ValueError("a clip needs at least one frame")
-    if sampling == "segments":
-        edges = np.arange(num_frames) * total_frames / num_frames
-        offsets = (np.arange(windows) + 0.5) / windows * total_frames / num_frames
-        return np.minimum(np.floor(edges[None, :] + offsets[:, None]).astype(int), total_frames - 1)
-    if sampling != "dense":
-        raise ValueError(f"frames.sampling must be 'segments' or 'dense', got {sampling!r}")
-    if rate < 1:
-        raise ValueError(f"the sampling rate must be at least 1, got {rate}")
-    middle = dense_window(total_frames, num_frames, rate)
-    stride = max(min(float(rate), total_frames / num_frames), 1.0) if total_frames >= num_frames else total_frames / num_frames
-    free = total_frames - stride * num_frames
-    if free <= 0:
-        return np.stack([middle] * windows)
-    starts = free * np.arange(windows) / (windows - 1)
-    picks = np.floor(starts[:, None] + stride * (np.arange(num_frames)[None, :] + 0.5)).astype(int)
-    return np.clip(picks, 0, total_frames - 1)
-
-
 def frame_slots(reader) -> np.ndarray | None:
     """Per source frame, the frame slot on the clip's time axis where the frame is shown: its
     presentation time as a position among ``len(reader)`` equal slots spanning the video stream
@@ -398,136 +330,6 @@ def shown_at(picks, slots: np.ndarray | None) -> np.ndarray:
     if slots is None:
         return picks
     return np.maximum(np.searchsorted(slots, picks, side="right") - 1, 0)
-
-
-def window_spans(indices: np.ndarray, total_frames: int) -> list[tuple[int, int]]:
-    """(start, end) source frames, end exclusive, that each window of densely sampled ``indices``
-    (windows, T) covers: half a stride either side of its first and last frames."""
-    spans = []
-    for window in np.atleast_2d(indices):
-        step = (window[-1] - window[0]) / max(len(window) - 1, 1)
-        spans.append((int(max(window[0] - step / 2, 0)), int(min(window[-1] + step / 2, total_frames - 1)) + 1))
-    return spans
-
-
-def sample_indices(total_frames: int, num_frames: int, sampling: str = "segments", rate: int = 4) -> np.ndarray:
-    """The source frames a clip's ``num_frames`` come from: ``segments`` (the middle frame of each
-    of equal segments of the whole clip) or ``dense`` (:func:`dense_window`)."""
-    if sampling == "segments":
-        return segment_middles(total_frames, num_frames)
-    if sampling == "dense":
-        return dense_window(total_frames, num_frames, rate)
-    raise ValueError(f"frames.sampling must be 'segments' or 'dense', got {sampling!r}")
-
-
-def letterbox(frame: np.ndarray, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
-    """The whole frame scaled to fit ``size`` x ``size`` as it is shown (its pixels ``pixel_aspect``
-    times as wide as high), centred on black padding."""
-    height, width = frame.shape[:2]
-    new_w, new_h, left, top = letterbox_layout(width, height, size, pixel_aspect)
-    shrunk = max(height, width * pixel_aspect) > size
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if shrunk else cv2.INTER_LINEAR)
-    out = np.zeros((size, size, 3), np.uint8)
-    out[top : top + new_h, left : left + new_w] = resized
-    return out
-
-
-def letterbox_layout(width: int, height: int, size: int, pixel_aspect: float = 1.0) -> tuple[int, int, int, int]:
-    """(width, height, left, top) of a ``width`` x ``height`` frame within :func:`letterbox`'s square."""
-    scale = size / max(height, width * pixel_aspect)
-    new_w, new_h = max(1, round(width * pixel_aspect * scale)), max(1, round(height * scale))
-    return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
-
-
-# Crops made from the face stage's track (avemotion.face.crops gives their per-frame transforms);
-# "full" letterboxes the whole frame.
-FACE_CROPS = ("face", "aligned")
-# Frames over which face crops are averaged: removes landmark jitter so the crop does not shake.
-SMOOTHING_FRAMES = 9
-
-
-def smooth_track(values: np.ndarray, window: int = SMOOTHING_FRAMES) -> np.ndarray:
-    """(N, K) per-frame values (NaN rows: no face) with the gaps filled from the nearest tracked
-    frames (linear interpolation) and a moving average over ``window`` frames."""
-    values = np.asarray(values, float)
-    valid = ~np.isnan(values).any(axis=1)
-    if not valid.any():
-        raise ClipDefect("no face in any frame")
-    t = np.arange(len(values))
-    kernel = np.ones(min(window, len(values))) / min(window, len(values))
-    smooth = lambda x: np.convolve(np.pad(x, len(kernel) // 2, mode="edge"), kernel, mode="valid")[: len(x)]
-    return np.stack([smooth(np.interp(t, t[valid], column[valid])) for column in values.T], axis=1)
-
-
-def smooth_face_squares(boxes: np.ndarray, margin: float, window: int = SMOOTHING_FRAMES, pixel_aspect: float = 1.0) -> np.ndarray:
-    """Per-frame square crops (cx, cy, side) from per-frame face boxes (x0, y0, x1, y1 in the video's
-    pixels; NaN = no face), in the pixels of the frame as it is shown (x times ``pixel_aspect``),
-    where a face has its own proportions (:func:`crop_square`), smoothed by :func:`smooth_track`."""
-    boxes = np.asarray(boxes, float) * [pixel_aspect, 1, pixel_aspect, 1]
-    squares = np.stack(
-        [(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])], axis=1
-    )
-    smoothed = smooth_track(squares, window)
-    return smoothed * [1, 1, 1 + 2 * margin]
-
-
-def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
-    """The square of ``side`` pixels centred on (cx, cy), resized to ``size``; outside the frame is
-    black. On pixels ``pixel_aspect`` times as wide as high, the square is one as the frame is shown,
-    and ``cx`` and ``side`` count its pixels' heights (x times ``pixel_aspect``, as
-    :func:`smooth_face_squares` gives them)."""
-    return warp_crop(frame, square_crop_matrix(cx, cy, side, size, pixel_aspect), size)
-
-
-def square_crop_matrix(cx: float, cy: float, side: float, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
-    """The (2, 3) affine matrix taking a pixel of the video into :func:`crop_square`'s crop:
-    (x_crop, y_crop) = matrix @ (x, y, 1)."""
-    scale = size / side
-    return np.array([[scale * pixel_aspect, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]])
-
-
-# Crops that shrink the frame are area-averaged to this many times their scale before the bilinear
-# warp, whose taps alone skip pixels and alias: averaging to the crop's own scale (1) blurs a second
-# time in the warp, to twice it leaves a 2:1 warp that skips pixels again (benchmarks/crop_sharpness.py).
-AREA_BEFORE_WARP = 1.5
-
-
-def warp_crop(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """The ``size`` x ``size`` crop that the (2, 3) ``matrix`` maps ``frame``'s pixels into; outside
-    the frame is black. Bilinear, as OpenFace aligns faces; where the crop shrinks the frame more
-    than :data:`AREA_BEFORE_WARP` times (a face larger than the crop, as in most real video), the
-    part of the frame it covers is first shrunk by area averaging to that many times the crop's scale
-    (:func:`_shrunk_to_crop`): bilinear taps alone skip pixels and alias.
-    """
-    matrix = np.asarray(matrix, float)
-    shrink = np.minimum(np.linalg.norm(matrix[:, :2], axis=0) * AREA_BEFORE_WARP, 1.0)  # per axis of the frame
-    if (shrink < 1).any():
-        frame, matrix = _shrunk_to_crop(frame, matrix, size, shrink)
-    return cv2.warpAffine(frame, matrix.astype(np.float32), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-
-
-def _shrunk_to_crop(frame: np.ndarray, matrix: np.ndarray, size: int, shrink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the part of ``frame`` that ``matrix``'s crop covers, shrunk by ``shrink`` (x, y) with
-    cv2.INTER_AREA; the matrix that maps its pixels into the same crop)."""
-    edges = np.array([[-0.5, -0.5, 1], [size - 0.5, -0.5, 1], [-0.5, size - 0.5, 1], [size - 0.5, size - 0.5, 1]])
-    covered = edges @ cv2.invertAffineTransform(matrix).T
-    margin = 2 / shrink  # frame pixels under the bilinear taps at the crop's edge
-    height, width = frame.shape[:2]
-    x0, y0 = np.maximum(np.floor(covered.min(axis=0) - margin).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(covered.max(axis=0) + margin).astype(int), [width, height])
-    if x1 <= x0 or y1 <= y0:  # the crop lies outside the frame: black as it is
-        return frame, matrix
-    shrunk = cv2.resize(frame[y0:y1, x0:x1], (max(1, round((x1 - x0) * shrink[0])), max(1, round((y1 - y0) * shrink[1]))), interpolation=cv2.INTER_AREA)
-    ratio_x, ratio_y = shrunk.shape[1] / (x1 - x0), shrunk.shape[0] / (y1 - y0)
-    # a pixel u of the shrunk part shows the frame at x = (u + 0.5) / ratio_x - 0.5 + x0 (cv2.resize's centres)
-    to_frame = np.array([[1 / ratio_x, 0, 0.5 / ratio_x - 0.5 + x0], [0, 1 / ratio_y, 0.5 / ratio_y - 0.5 + y0], [0, 0, 1]])
-    return shrunk, matrix @ to_frame
-
-
-def letterbox_matrix(width: int, height: int, size: int, pixel_aspect: float = 1.0) -> np.ndarray:
-    """The (2, 3) affine matrix taking a pixel of a ``width`` x ``height`` frame into :func:`letterbox`'s square."""
-    new_w, new_h, left, top = letterbox_layout(width, height, size, pixel_aspect)
-    return np.array([[new_w / width, 0, left], [0, new_h / height, top]], float)
 
 
 def sample_clip_frames(

@@ -12,7 +12,8 @@ from avemotion.config import sorted_keys
 from avemotion.face.facemesh import features_version
 from avemotion.job_params import preprocess_settings
 from avemotion.media.audio import DECODING_REVISION
-from avemotion.media.frames import CROP_REVISION, FACE_CROPS, READING_REVISION, SAMPLING_REVISION
+from avemotion.media.frame_crops import CROP_REVISION, FACE_CROPS
+from avemotion.media.frames import READING_REVISION, SAMPLING_REVISION
 
 STAGE_NAMES = ("audio", "face", "frames")
 _manifests: dict[tuple[str, int], pd.DataFrame] = {}

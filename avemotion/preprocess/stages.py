@@ -34,7 +34,8 @@ from avemotion.io import atomic_path
 from avemotion.job_params import QUIET_DEFAULTS
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import SAMPLE_RATE, UNALIGNED, Alignment, NoAudioStream, Span, decode_audio, read_wav, video_span, write_pcm
-from avemotion.media.frames import FACE_CROPS, first_frame, length_defects, open_for_picking, open_video, sample_clip_frames, shown_size
+from avemotion.media.frame_crops import FACE_CROPS
+from avemotion.media.frames import first_frame, length_defects, open_for_picking, open_video, sample_clip_frames, shown_size
 from avemotion.media.probe import display, pixel_aspect
 from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
 from avemotion.media.transcode import decodable_copy, kept_copy
