@@ -14,8 +14,6 @@ from avemotion.fusion import features as F
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, MAX_SPEECH_SECONDS, MEL_BANDS, SPEECH_SAMPLE_RATE
 from avemotion.fusion.shards import (
     chunk_rows_digest,
-    crc32c,
-    encode_example,
     fuse_chunk,
     iterate_examples,
     mel_under_frames,
@@ -23,6 +21,7 @@ from avemotion.fusion.shards import (
     sampled_windows,
     speech_pcm,
 )
+from avemotion.fusion.tfrecord import crc32c, encode_example
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import write_wav
 from avemotion.media.spectrogram import mfcc

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avemotion.fusion.shards import FUSION_REVISION, STAGE_INFO, UNLABELLED, encode_clip, tfrecord_record
+from avemotion.fusion.shards import FUSION_REVISION, STAGE_INFO, UNLABELLED, encode_clip
+from avemotion.fusion.tfrecord import tfrecord_record
 from avemotion.io import atomic_path
 from avemotion.preprocess.chunk import process_clip
 from avemotion.preprocess.plan import STAGE_NAMES, stage_revisions
