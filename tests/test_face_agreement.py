@@ -168,6 +168,38 @@ def test_the_presence_yardstick_cuts_openfaces_own_intensities_at_a_threshold_fi
     assert max(calibration.presence_from_own_intensity(unrelated, groups).values()) < 0.6
 
 
+def test_the_presence_threshold_is_the_lowest_of_those_that_agree_best():
+    intensity, presence = np.array([0.0, 0.0, 3.0, 3.0]), np.array([0, 0, 1, 1])
+    assert calibration.best_threshold(intensity, presence) == 0.05  # every threshold up to 3 agrees on all four
+
+
+def test_the_presence_yardstick_does_not_fit_the_threshold_on_the_frames_it_cuts():
+    """Person a's AU*_c reads 1 from 1, person b's from 3: each cut at the other's threshold
+    disagrees on the 40 % of frames between 1 and 3, although a threshold of its own would agree on all."""
+    intensity = np.tile(np.linspace(0, 5, 501), 2)
+    groups = np.repeat(["a", "b"], 501)
+    presence = intensity >= np.where(groups == "a", 1.0, 3.0)
+    table = pd.DataFrame({**{f"AU{au}_r": intensity for au in AU_MEASURES}, **{f"AU{au}_c": presence.astype(int) for au in AU_MEASURES}})
+    assert calibration.presence_from_own_intensity(table, groups)["12"] == pytest.approx(0.6, abs=0.005)
+
+
+def test_agreement_reports_the_mean_absolute_difference_and_clips_where_ours_is_flat_and_openface_is_not():
+    clips = np.repeat(["flat", "both_flat", "moving"], 4)
+    ours = pd.DataFrame({"AU12_r": [1.0] * 8 + [0.0, 2.0, 0.0, 2.0], "AU12_c": 0})
+    reference = pd.DataFrame({"AU12_r": [0.0, 2.0, 0.0, 2.0] + [3.0] * 4 + [1.0, 1.0, 1.0, 1.0], "AU12_c": [0] * 6 + [1] * 6})
+    row = calibration.agreement(ours, reference, clips).loc["AU12_r"]
+    assert row["mean_abs_diff"] == pytest.approx((4 * 1.0 + 4 * 2.0 + 4 * 1.0) / 12)
+    assert row["constant_clips"] == 1  # "flat" only: where OpenFace is flat too, flat is right
+    assert row["presence_agreement"] == pytest.approx(0.5)
+
+
+def test_models_are_fitted_for_the_aus_asked_for():
+    rng = np.random.default_rng(5)
+    measures = {"lip_gap": rng.uniform(0, 0.6, 200), "jaw": rng.uniform(0, 1, 200)}
+    reference = pd.DataFrame({"AU25_r": 5 * measures["lip_gap"], "AU25_c": 0, "AU26_r": measures["jaw"], "AU26_c": 1})
+    assert set(calibration.fit_models(measures, reference, aus=["25"])) == {"25"}
+
+
 def test_openfaces_two_modes_are_compared_on_the_same_frames():
     """AU12 has no person-specific normalisation in OpenFace, so on truly the same frames its two
     modes give the same intensity; the dynamic AUs (AU02 here) differ."""

@@ -92,6 +92,37 @@ def test_frames_without_a_face_take_the_alignment_of_the_nearest_faces():
         aligned_crop_matrices(np.full((4, 68, 2), np.nan), SIZE)
 
 
+def test_the_generic_faces_rigid_points_are_mirror_images_across_its_midline():
+    """iBUG's left points are their right counterparts mirrored (x negated, y kept); the midline ones
+    sit at x = 0, so an upright frontal face is aligned upright and centred."""
+    where = dict(zip(RIGID_POINTS.tolist(), GENERIC_RIGID))
+    for right, left in ((1, 15), (2, 14), (3, 13), (4, 12), (31, 35), (32, 34), (36, 45), (39, 42), (40, 47), (41, 46)):
+        assert where[left] == pytest.approx(where[right] * [-1, 1]), (right, left)
+    assert [where[p][0] for p in (27, 28, 29, 33)] == pytest.approx([0.0] * 4)
+
+
+def test_frames_the_face_stage_found_no_face_on_have_no_landmarks():
+    landmarks = similar_face(2.0, 0.0, (300, 200), 3)
+    table = table_of(landmarks).assign(success=[1, 0, 1])
+    points = face_landmarks(table)
+    assert np.isnan(points[1]).all() and points[[0, 2]] == pytest.approx(landmarks[[0, 2]])
+
+
+def test_the_face_crop_is_the_landmarks_square_widened_by_the_margin_on_each_side():
+    """A still face whose landmarks span 200 x 100 px: the crop is a square of 200 px plus a quarter
+    of it on each side (300 px), centred on the landmarks' box."""
+    landmarks = np.random.default_rng(1).uniform([300, 250], [500, 350], (68, 2))
+    landmarks[0], landmarks[1] = (300, 250), (500, 350)
+    matrices = crop_matrices(table_of(np.repeat(landmarks[None], 5, axis=0)), "face", 120, margin=0.25)
+    corners = mapped(matrices, np.array([[[250.0, 150.0], [550.0, 450.0]]] * 5))
+    assert corners == pytest.approx(np.array([[[0.0, 0.0], [120.0, 120.0]]] * 5))
+
+
+def test_an_unknown_crop_is_refused():
+    with pytest.raises(ValueError, match="not a face crop"):
+        crop_matrices(table_of(similar_face(2.0, 0.0, (300, 200))), "full", SIZE, margin=0.25)
+
+
 @pytest.fixture(scope="module")
 def rolled_recording(real_media, tmp_path_factory):
     """4 s of the real WolfgangLanger recording (a person talking, moving the head), as it is and rolled

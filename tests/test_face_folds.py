@@ -14,8 +14,8 @@ def face_image(lines: str, scale: float = 2.0, angle: float = 0.0, brightness: f
     """A plain skin-coloured face (RGB, 640x640) at ``scale`` px per mm, turned by ``angle`` degrees,
     with dark folds (0.7 mm Gaussian profile) at canonical places, and a mesh whose expression-free
     points sit where that face has them. ``lines``: "forehead" draws horizontal folds over the
-    forehead, "glabella" vertical furrows between the brows, "chin" dimples over the chin boss, ""
-    none. The image is the same
+    forehead, "glabella" vertical furrows between the brows, "chin" dimples over the chin boss,
+    "chin_shadow" sideways lines across it, "" none. The image is the same
     continuous face sampled anew, whatever the scale and turn."""
     turn = np.deg2rad(angle)
     linear = scale * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
@@ -29,6 +29,9 @@ def face_image(lines: str, scale: float = 2.0, angle: float = 0.0, brightness: f
     if lines == "glabella":
         for x0 in (-5, 5):
             depth = np.maximum(depth, np.exp(-(((x - x0) / 0.7) ** 2)) * ((y > -70) & (y < -52)))
+    if lines == "chin_shadow":  # sideways edges across the chin boss: a lower lip's edge, the chin's shadow
+        for y0 in (58, 63, 68):
+            depth = np.maximum(depth, np.exp(-(((y - y0) / 0.7) ** 2)) * (np.abs(x) < 25))
     if lines == "chin":
         for x0 in range(-12, 13, 4):
             for y0 in (58, 63, 68):
@@ -61,3 +64,26 @@ def test_the_similarity_fit_recovers_a_known_turn_scale_and_shift():
     linear = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     matrix = folds.similarity(source, source @ linear.T + shift)
     np.testing.assert_allclose(matrix, np.concatenate([linear, shift[:, None]], axis=1), atol=1e-9)
+
+
+@pytest.mark.parametrize("lines", ["forehead", "glabella"])
+def test_light_on_the_lower_face_leaves_the_brows_folds_as_they_are(lines):
+    """The folds are divided by the upper face's brightness, not the mouth's or chin's (teeth in a
+    smile, a lit chin): brightening the face below the nose changes no reading of the brows."""
+    image, mesh = face_image(lines)
+    lit = image.copy()
+    lit[420:] = np.clip(lit[420:] * 1.4, 0, 255).astype(np.uint8)  # from 45 mm below the face's centre down
+    np.testing.assert_array_equal(folds.fold_measures(lit, mesh)[:2], folds.fold_measures(image, mesh)[:2])
+
+
+def test_sideways_edges_across_the_chin_are_not_read_as_its_dimples():
+    """The lower lip's edge and the chin's shadow run sideways and move with the mouth: the chin's
+    dimples are read across them (d/dx), so lines along them read next to nothing."""
+    assert folds.fold_measures(*face_image("chin_shadow"))[2] < 0.1 * folds.fold_measures(*face_image("chin"))[2]
+
+
+def test_the_fold_measures_are_named_in_fold_names_order():
+    skin = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    named = folds.as_measures(skin)
+    assert list(named) == ["forehead_folds", "glabella_folds", "chin_folds"]
+    assert named["forehead_folds"].tolist() == [0.1, 0.4] and named["chin_folds"].tolist() == [0.3, 0.6]

@@ -1,6 +1,7 @@
 """OpenFace FeatureExtraction runner and CSV reader, against a stand-in executable with OpenFace's CLI."""
 
 import fcntl
+import gzip
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ from avemotion import scratch
 from avemotion.config import ConfigError
 from avemotion.config_checks import openface_executable
 from avemotion.demo.encode import write_video
-from avemotion.face.columns import ALL_COLUMNS, REQUESTED_COLUMNS
+from avemotion.face.columns import ALL_COLUMNS, LANDMARKS_3D, PDM, REQUESTED_COLUMNS, ordered_columns
 from avemotion.face.openface import (
     STDERR_TAIL_CHARS,
     OpenFaceError,
@@ -157,6 +158,24 @@ def test_reader_keeps_known_columns_in_openface_order(tmp_path):
     assert list(frame.columns) == ["frame", "face_id", "success", "pose_Rx", "AU45_c"]
     assert frame.iloc[0].tolist() == [4, 0, 1, 0.25, 1.0]
     assert set(frame.columns) <= set(ALL_COLUMNS)
+
+
+def test_the_columns_are_those_a_real_openface_writes_in_its_order():
+    """The header of every CSV a real OpenFace 2.0.6 wrote with -aus -pose -gaze -2Dfp
+    (tests/data/openface_reference) is REQUESTED_COLUMNS; every output adds the 3D landmarks and
+    the shape parameters after the 2D landmarks, 714 columns in all."""
+    csvs = sorted((Path(__file__).parent / "data" / "openface_reference").glob("*/*.csv.gz"))
+    assert len(csvs) >= 8
+    for path in csvs:
+        with gzip.open(path, "rt") as csv:
+            assert [name.strip() for name in csv.readline().split(",")] == REQUESTED_COLUMNS, path.name
+    assert len(ALL_COLUMNS) == 714 and ALL_COLUMNS[ALL_COLUMNS.index("y_67") + 1:ALL_COLUMNS.index("AU01_r")] == LANDMARKS_3D + PDM
+
+
+def test_names_openface_does_not_write_are_refused():
+    assert ordered_columns(["AU45_c", "frame"]) == ["frame", "AU45_c"]
+    with pytest.raises(ValueError, match="not OpenFace columns.*AU99_r"):
+        ordered_columns(["frame", "AU99_r"])
 
 
 def test_a_nan_field_reads_as_a_float_nan_with_either_separator(tmp_path):
