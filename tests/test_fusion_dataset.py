@@ -12,6 +12,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from avemotion.fusion import augment as A  # noqa: E402
+from avemotion.fusion import balance as B  # noqa: E402
 from avemotion.fusion import dataset as D  # noqa: E402
 from avemotion.fusion import records as R  # noqa: E402
 from avemotion.fusion import render  # noqa: E402
@@ -116,6 +117,15 @@ def parsed(clip: dict) -> dict:
     return R.parse_record(tf.constant(serialize(clip)), T)
 
 
+@tf.function
+def rendered(frames, seed) -> tuple[tf.Tensor, tf.Tensor]:
+    """The crop window augment_clip draws from ``seed`` for uint8 frames (T, S, S, 3) as they are
+    (no JPEG in between), and the frames a training batch of one renders from its draws."""
+    example = {"face_sequence": tf.zeros([T, FACE_FEATURES]), "mel": tf.constant(mel_ramp()), "mfcc": tf.zeros([MFCC_COEFFICIENTS, AUDIO_STEPS])}
+    clip = A.augment_clip(example, frames, seed)
+    return clip["_window"], render.sample_frames(*[clip[name][None] for name in D.RENDER], S)[0]
+
+
 def training_view(raw: dict, seed) -> dict:
     """A raw example as a training batch of one shows it: the clip's augmentation drawn from
     ``seed`` (D.prepare), its frames rendered (sample_frames), the batch axis dropped."""
@@ -190,6 +200,24 @@ def test_spec_augment_masks_whole_bands_and_steps():
     assert masked_any
 
 
+def test_spec_augment_masks_at_most_its_share_and_anywhere_in_the_clip():
+    """On 13 bands x 10 steps a mask hides at most one band (15 %) or one step (10 %), so at most
+    two of each; the masks fall anywhere, on the first and the last step too; the Mel and the MFCC
+    share their time masks, not their frequency masks."""
+    mel = 1 + np.random.default_rng(4).random((13, 10)).astype(np.float32)
+    mel[0, 0] = 0  # the minimum, which masked Mel values become (masked MFCC values become 0)
+    masked = tf.function(lambda seed: [out == 0 for out in A.spec_augment(tf.constant(mel), tf.constant(mel), seed)])
+    masked_steps, same_bands = collections.Counter(), []
+    for seed in range(100):
+        hidden_mel, hidden_mfcc = (out.numpy() for out in masked(tf.constant([seed, 2])))
+        bands, steps = hidden_mel.all(axis=1), hidden_mel.all(axis=0)
+        assert bands.sum() <= 2 and steps.sum() <= 2
+        masked_steps.update(np.flatnonzero(steps).tolist())
+        np.testing.assert_array_equal(hidden_mfcc.all(axis=0), steps)
+        same_bands.append(np.array_equal(hidden_mfcc.all(axis=1), bands))
+    assert sorted(masked_steps) == list(range(10)) and not all(same_bands)
+
+
 def test_augmentation_crops_and_flips_all_frames_alike():
     face = np.zeros((T, FACE_FEATURES), np.float32)
     yaw, gaze0x, gaze1y = (FACE_COLUMNS.index(name) for name in ("pose_Ry", "gaze_0_x", "gaze_1_y"))
@@ -217,12 +245,56 @@ def test_augmentation_crops_and_flips_all_frames_alike():
 
 
 def test_crop_windows_follow_the_scale_and_ratio_ranges():
-    windows = np.array([A.video_params(tf.constant([i, 7], tf.int64), 224, 224)["window"].numpy() for i in range(200)])
+    params = [A.video_params(tf.constant([i, 7], tf.int64), 224, 224) for i in range(200)]
+    windows = np.array([p["window"].numpy() for p in params])
     top, left, height, width = windows.T
     assert windows.min() >= 0 and np.all(top + height <= 224) and np.all(left + width <= 224)
+    # The corner uniform over the places the crop fits: smaller crops touch each edge now and then.
+    for start, side in ((top, height), (left, width)):
+        assert (start[side < 224] == 0).any() and (start + side == 224)[side < 224].any()
+    # Flipped half the time; brightness within +-0.15 and contrast 0.75-1.25, either way.
+    assert np.mean([p["flip"].numpy() for p in params]) == pytest.approx(0.5, abs=0.1)
+    brightness, contrast = (np.array([p[name].numpy() for p in params]) for name in ("brightness", "contrast"))
+    assert -0.15 <= brightness.min() < -0.1 and 0.1 < brightness.max() <= 0.15
+    assert 0.75 <= contrast.min() < 0.8 and 1.2 < contrast.max() <= 1.25
     area, aspect = height * width / 224**2, width / height
     assert 0.59 <= area.min() and area.max() <= 1 and 0.74 <= aspect.min() and aspect.max() <= 1.35
     assert area.mean() == pytest.approx(0.75, abs=0.04)  # uniform in [0.6, 1]: draws that do not fit are redrawn
+
+
+def test_jitter_moves_a_uniform_clip_by_its_brightness_alone_and_reads_only_the_crop():
+    """Contrast scales about the mean level of the crop: a uniform clip keeps its contrast and moves by
+    the brightness alone (within +-0.15, either way, the same at any level), and what lies outside
+    the crop changes nothing."""
+    shifts = []
+    for index in range(12):
+        seed = tf.constant([index, 3], tf.int64)
+        window, dark = (x.numpy() for x in rendered(tf.fill([T, S, S, 3], tf.constant(60, tf.uint8)), seed))
+        bright = rendered(tf.fill([T, S, S, 3], tf.constant(180, tf.uint8)), seed)[1].numpy()
+        shift = dark - 60 / 255
+        np.testing.assert_allclose(shift, shift.flat[0], atol=1e-5)
+        np.testing.assert_allclose(bright - 180 / 255, shift, atol=1e-5)
+        shifts.append(shift.flat[0])
+        top, left, height, width = window.astype(int)
+        framed = np.full((T, S, S, 3), 250, np.uint8)
+        framed[:, top : top + height, left : left + width] = 60
+        np.testing.assert_allclose(rendered(tf.constant(framed), seed)[1].numpy(), dark, atol=1e-5)
+    assert np.abs(shifts).max() <= 0.15 and min(shifts) < 0 < max(shifts)
+
+
+def test_a_flip_mirrors_the_face_features_as_a_mirror_shows_the_face():
+    """Yaw, roll, the x translation and the gaze's x change sign and the two eyes swap; pitch, the
+    y and z, and the AUs (bilateral) stay."""
+    face = np.random.default_rng(3).normal(size=(T, FACE_FEATURES)).astype(np.float32)
+    column = {name: face[:, i] for i, name in enumerate(FACE_COLUMNS)}
+    expected = dict(column)
+    for name in ("pose_Tx", "pose_Ry", "pose_Rz", "gaze_angle_x"):
+        expected[name] = -column[name]
+    for axis, sign in (("x", -1), ("y", 1), ("z", 1)):
+        expected[f"gaze_0_{axis}"], expected[f"gaze_1_{axis}"] = sign * column[f"gaze_1_{axis}"], sign * column[f"gaze_0_{axis}"]
+    mirrored = A.mirror_face(tf.constant(face), tf.constant(True)).numpy()
+    np.testing.assert_array_equal(mirrored, np.stack([expected[name] for name in FACE_COLUMNS], axis=-1))
+    np.testing.assert_array_equal(A.mirror_face(tf.constant(face), tf.constant(False)).numpy(), face)
 
 
 def test_sample_frames_is_tf_image_resize_of_the_crop():
@@ -251,6 +323,10 @@ def test_labels_outside_the_set_are_dropped(tmp_path):
     assert [c.decode() for c in meta["clip_id"].numpy()] == ["a", "c"]
     assert targets["emotion"].numpy().tolist() == [1, 0]  # indices in label_names, not label_index
     assert targets["emotion"].dtype == tf.int32
+    # unlabelled (new clips to predict): every clip, those outside the label set with emotion -1
+    (_, targets, meta), = list(D.make_dataset([path], **options(label_names=label_names, with_ids=True, unlabelled=True)))
+    assert [c.decode() for c in meta["clip_id"].numpy()] == ["a", "b", "c"]
+    assert targets["emotion"].numpy().tolist() == [1, -1, 0]
 
 
 def test_clip_ids_select_a_split(tmp_path):
@@ -304,6 +380,8 @@ def test_training_batches(tmp_path):
         mel = inputs["mel"].numpy()
         assert 0 <= mel.min() and mel.max() <= 1
     assert changed >= 12
+    # Each clip draws its own augmentation: the same clip comes out differently within a batch.
+    assert len({clip.tobytes() for clip in batches[0][0]["frames"].numpy()}) == 3
     # Reproducible from the seed, different for another seed.
     again = next(iter(D.make_dataset([path], **options(training=D.Training(seed=1), batch_size=3))))
     np.testing.assert_array_equal(again[0]["frames"].numpy(), batches[0][0]["frames"].numpy())
@@ -331,6 +409,30 @@ def test_class_balanced_sampling_evens_out_an_imbalanced_shard(tmp_path):
     assert plain[LABELS.index("happiness")] / sum(plain.values()) < 0.2
 
 
+def test_class_balancing_evens_the_classes_seen_and_keeps_the_streams_length():
+    """3 of 6 classes at 70/20/10 %: each becomes about a third, and the stream stays about as long
+    (rare clips repeated, frequent ones thinned; bounds about 3 sd of the resampling's own spread)."""
+    labels = np.random.default_rng(5).permutation([0] * 560 + [1] * 160 + [2] * 80).astype(np.int32)
+    stream = tf.data.Dataset.from_tensor_slices({"emotion": labels})
+    out = np.array([example["emotion"] for example in B.class_balanced(stream, 6, seed=0).as_numpy_iterator()])
+    assert len(out) == pytest.approx(800, rel=0.1)
+    np.testing.assert_allclose(np.bincount(out, minlength=6) / len(out), [1 / 3] * 3 + [0] * 3, atol=0.07)
+
+
+def test_dataset_weights_are_shares_of_their_sum_and_name_exactly_the_datasets():
+    assert B.mixing_weights(["crema_d", "mafw"], {"mafw": 3, "crema_d": 1}) == [0.25, 0.75]
+    assert B.mixing_weights(["crema_d", "mafw"], {"crema_d": 0, "mafw": 2}) == [0.0, 1.0]  # a weight may be 0
+    with pytest.raises(ValueError, match=r"no weight for \[\], no shards for \['enterface'\]"):
+        B.mixing_weights(["crema_d"], {"crema_d": 1, "enterface": 1})
+    for weights in ({"crema_d": -1, "mafw": 2}, {"crema_d": 0, "mafw": 0}):
+        with pytest.raises(ValueError, match=">= 0 with a positive sum"):
+            B.mixing_weights(["crema_d", "mafw"], weights)
+    # The mixture ends when one of its streams does.
+    short, endless = tf.data.Dataset.range(3), tf.data.Dataset.range(100, 101).repeat()
+    drawn = list(B.mixed([short, endless], [0.5, 0.5], seed=0).take(1000).as_numpy_iterator())
+    assert len(drawn) < 1000 and sorted(x for x in drawn if x < 3) == [0, 1, 2]
+
+
 def test_dataset_weights_mix_datasets_in_proportion(tmp_path):
     small = constant_frames(size=8)
     crema = write_shard(shard_path(tmp_path, "crema_d"), [make_clip(f"c{i}", "anger", frames=small) for i in range(12)])
@@ -355,6 +457,15 @@ def test_inputs_select_what_the_model_reads(tmp_path):
     np.testing.assert_allclose(inputs["frames"].numpy()[0], constant_frames() / 255.0, atol=4 / 255)
     with pytest.raises(ValueError, match="inputs must be some of"):
         D.make_dataset([path], **options(inputs=("frames", "mfcc")))  # the MFCC is stored but no model reads it
+    with pytest.raises(ValueError, match="inputs must be some of"):
+        D.make_dataset([path], **options(inputs=()))
+    with pytest.raises(ValueError, match="label_names must be distinct"):
+        D.make_dataset([path], **options(label_names=["anger", "fear", "anger"]))
+
+
+def test_no_shards_is_an_error_that_says_so():
+    with pytest.raises(ValueError, match="no TFRecord shards given"):
+        D.make_dataset([], **options())
 
 
 def test_training_options_come_only_with_a_training_stream(tmp_path):

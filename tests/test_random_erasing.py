@@ -65,8 +65,8 @@ def test_erased_boxes_hold_standardised_noise_and_nothing_else_changes():
         assert not np.allclose(noise[0], noise[1])
 
 
-def first_batch(path, augmentation: A.Augmentation) -> np.ndarray:
-    training = D.Training(seed=3, augmentation=augmentation)
+def first_batch(path, augmentation: A.Augmentation, augment: bool = True) -> np.ndarray:
+    training = D.Training(seed=3, augment=augment, augmentation=augmentation)
     inputs, _ = next(iter(D.make_dataset([path], **options(image_size=SIDE, training=training, batch_size=4))))
     return inputs["frames"].numpy()
 
@@ -85,6 +85,9 @@ def test_a_training_stream_erases_one_box_of_every_frame_and_keeps_its_crops(tmp
         rows, columns = np.flatnonzero(changed[0].any(axis=1)), np.flatnonzero(changed[0].any(axis=0))
         assert changed[0][rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].all()
         assert changed[0].sum() == len(rows) * len(columns)
+    # Without augmentation the clips are trained on as they are, erasing or not.
+    as_they_are = first_batch(path, A.Augmentation(erasing=1.0), augment=False)
+    np.testing.assert_allclose(as_they_are, np.broadcast_to(pattern_frames(size=SIDE) / 255, as_they_are.shape), atol=4 / 255)
 
 
 def test_crop_scale_sets_the_random_resized_crops_area():
@@ -94,6 +97,18 @@ def test_crop_scale_sets_the_random_resized_crops_area():
     assert area.min() < 0.1 and area.max() > 0.9 and area.mean() == pytest.approx(0.47, abs=0.05)
     with pytest.raises(ValueError, match="crop_scale"):
         A.Augmentation(crop_scale=(0.9, 0.5))
+
+
+def test_augmentation_takes_area_fractions_and_an_erasing_probability_only():
+    """A crop of 0 % of the frame or of more than all of it, and an erasing probability outside
+    [0, 1], are refused; the ends themselves are allowed."""
+    for crop_scale in ((0.0, 1.0), (0.5, 1.2)):
+        with pytest.raises(ValueError, match="crop_scale must be two area fractions"):
+            A.Augmentation(crop_scale=crop_scale)
+    for erasing in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="erasing must be a probability"):
+            A.Augmentation(erasing=erasing)
+    assert A.Augmentation(crop_scale=(1.0, 1.0), erasing=1.0).erasing == 1.0
 
 
 def test_config_keys_reach_the_stream_and_retrain_nothing_at_their_defaults():

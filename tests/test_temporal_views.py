@@ -79,6 +79,7 @@ def test_the_shards_say_how_many_windows_they_hold_and_refuse_a_mismatch(tmp_pat
     clips = [windowed(f"c{i}", LABELS[i], 2) for i in range(3)]
     path = write_windows(tmp_path / "two.tfrecord", clips, 2)
     assert R.shard_windows([path], T) == 2
+    assert R.shard_windows(path, T) == R.shard_windows({"crema_d": [path]}, T) == 2  # one path, or {dataset: paths}
     example = next(iterate_examples(path, T))
     assert example["frames"].shape == (2, T, S, S, 3) and example["mel"].shape[0] == 2 and example["face_sequence"].shape == (2, T, FACE_FEATURES)
     one = write_windows(tmp_path / "one.tfrecord", [make_clip("d0", "anger")], 1)
@@ -87,6 +88,10 @@ def test_the_shards_say_how_many_windows_they_hold_and_refuse_a_mismatch(tmp_pat
     assert R.first_record(path) == next(iter(tf.data.TFRecordDataset(path))).numpy()
     (tmp_path / "empty.tfrecord").write_bytes(b"")
     assert R.first_record(tmp_path / "empty.tfrecord") is None and R.shard_windows([str(tmp_path / "empty.tfrecord"), path], T) == 2
+    assert R.shard_windows([str(tmp_path / "empty.tfrecord")], T) == 1  # shards without a clip: 1
+    (tmp_path / "cut.tfrecord").write_bytes((tmp_path / "two.tfrecord").read_bytes()[:100])
+    with pytest.raises(ValueError, match="cut.tfrecord: the TFRecord file ends inside its first record"):
+        R.first_record(tmp_path / "cut.tfrecord")
     with pytest.raises(ValueError, match=r"different numbers of temporal windows per clip \(.*one.tfrecord 1, .*two.tfrecord 2\)"):
         R.shard_windows([one, path], T)
     with pytest.raises(ValueError, match=rf"holds {2 * T} frames in 2 temporal window\(s\), not {T // 2} per window"):
@@ -103,8 +108,9 @@ def test_evaluation_takes_the_window_asked_for_the_middle_one_by_default(tmp_pat
         np.testing.assert_allclose(inputs["mel"].numpy()[0, ..., 0], D.scale_mel(window_mel(expected)).numpy(), atol=1e-6)
         face = inputs["face_sequence"].numpy()[:, :, 0]
         np.testing.assert_allclose(face, np.broadcast_to(expected + np.arange(T) / 10, face.shape), atol=1e-6)
-    with pytest.raises(ValueError, match="window 3 is outside the shards' 3 temporal window"):
-        D.make_dataset([path], **options(window=3))
+    for window in (3, -1):
+        with pytest.raises(ValueError, match=f"window {window} is outside the shards' 3 temporal window"):
+            D.make_dataset([path], **options(window=window))
     with pytest.raises(ValueError, match="is for evaluation"):
         D.make_dataset([path], **options(window=0, training=D.Training()))
 

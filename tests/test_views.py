@@ -54,8 +54,17 @@ def test_a_mirrored_view_mirrors_the_face_features_too(example):
 
 def test_spatial_views_take_the_first_views_and_refuse_others():
     assert evaluation_views(1) == (View(),) and evaluation_views(4) == VIEWS
-    with pytest.raises(ValueError, match="1 to 4"):
-        evaluation_views(5)
+    # In order: as they are, mirrored, the centre crop, and it mirrored.
+    assert evaluation_views(2) == (View(), View(flip=True)) and evaluation_views(3)[2] == View(crop=CENTRE_CROP)
+    for views in (0, 5):
+        with pytest.raises(ValueError, match="1 to 4"):
+            evaluation_views(views)
+
+
+def test_the_centre_crop_is_the_usual_224_of_256(example):
+    """The third view renders the middle 224 x 224 of 256 x 256 frames."""
+    window = apply_view(example, evaluation_views(3)[2], 256)["_window"].numpy()
+    np.testing.assert_array_equal(window, [16, 16, 224, 224])
 
 
 def test_evaluation_averages_the_outputs_of_its_test_views(tmp_path):
