@@ -11,11 +11,13 @@ from avemotion.config_checks import check_model, check_openface
 from avemotion.config_errors import ConfigFileError
 from avemotion.datasets import DatasetRootError, check_datasets, index_dataset, indexed_keys, walk
 from avemotion.job_params import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, preprocess_settings
+from avemotion.labels import CANONICAL_LABELS
+from avemotion.layout import heldout_run
 from avemotion.model.speech_branch import AUDIO_DEFAULTS
 from avemotion.preprocess.plan import job_settings
 from avemotion.presets import VARIANTS
-from avemotion.train.plan import check_training_runs, training_runs
-from avemotion.train.settings import check_experiments, cross_corpus_datasets, experiment_names, experiment_settings, heldout_datasets, model_settings
+from avemotion.train.plan import check_training_runs, planned_runs, training_runs
+from avemotion.train.settings import check_experiments, cross_corpus_datasets, default_labels, experiment_names, experiment_settings, heldout_datasets, model_settings
 from conftest import demo_settings
 
 
@@ -47,6 +49,8 @@ def test_repository_config_is_valid(config):
         (lambda c: c["audio"].update(misaligned="drop"), "audio.misaligned: 'drop' is not allowed; allowed values: 'keep', 'quarantine'"),
         (lambda c: c["datasets"]["mafw"].update(audio={"min_coverage": 1.5}), "datasets.mafw.audio.min_coverage: 1.5 is greater than the maximum of 1"),
         (lambda c: c["audio"].update(max_overrun_s=-1), "audio.max_overrun_s: -1 is less than the minimum of 0"),
+        # the loss refuses smoothing 1 (every target uniform): refused here, not in training after preprocessing
+        (lambda c: c["training"].update(label_smoothing=1), "training.label_smoothing: 1 is greater than or equal to the maximum of 1"),
         # what a type error allows; an experiment named by its name, as the later checks name it
         (lambda c: c["datasets"].update(crema_d=None), "datasets.crema_d: None is not of type object; allowed: a mapping (key: value lines, or {} for none)"),
         (lambda c: c["datasets"]["enterface"].update(leave_out_speakers=6), "datasets.enterface.leave_out_speakers: 6 is not of type array; allowed: a list, e.g. [a, b] (one item: [a])"),
@@ -265,6 +269,13 @@ def test_experiment_settings_merge_defaults_and_pick_shared_labels(config):
     assert (settings["num_frames"], settings["image_size"]) == (4, 64)  # the demo's frames
 
 
+def test_default_labels_are_the_classes_every_corpus_has_in_canonical_order():
+    """The labels' order is the model's class order (its probability columns): the canonical one
+    for every experiment, not alphabetical (MAFW's contempt, anxiety, ... come after surprise)."""
+    assert default_labels(["mafw"]) == list(CANONICAL_LABELS)
+    assert default_labels(["mafw", "enterface"]) == ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+
+
 @pytest.mark.parametrize(
     "experiments, expected",
     [
@@ -294,6 +305,13 @@ def test_mixtures_leave_each_corpus_out_and_single_corpora_are_tested_on_the_oth
     # Cross-corpus needs the final model, shared labels and the same frame sampling.
     assert cross_corpus_datasets(config, "cd") == ["enterface"]
     assert cross_corpus_datasets(config, "cd_no_final") == [] and cross_corpus_datasets(config, "mix") == []
+
+
+def test_an_experiment_without_a_final_model_plans_no_final_run():
+    """final: false trains no final model: its run is neither checked before the jobs nor costed."""
+    runs = planned_runs({"folds": [1, 3], "final": False, "datasets": ["crema_d", "enterface"]})
+    assert runs == [("fold_1", 1, None), ("fold_3", 3, None), (heldout_run("crema_d"), None, "crema_d"), (heldout_run("enterface"), None, "enterface")]
+    assert [run for run, _, _ in planned_runs({"folds": [2], "final": True, "datasets": ["crema_d"]})] == ["fold_2", "final"]
 
 
 def product_config(**datasets) -> dict:
@@ -531,6 +549,16 @@ def test_where_a_training_job_runs_is_not_part_of_what_it_learns(config):
     assert experiment_settings(config, "crema_d_early")["training"]["threads"] == 8
     config["training"]["epochs"] += 1
     assert model_settings(config, "crema_d_early") != before
+
+
+def test_the_keras_backend_a_job_trains_on_is_not_part_of_what_it_learns(config):
+    """training.backend (TensorFlow or JAX) is where a job computes: switching it must not retrain
+    every model."""
+    config = filled(config)
+    before = model_settings(config, "crema_d_early")
+    config["training"]["backend"] = "jax"
+    assert model_settings(config, "crema_d_early") == before
+    assert experiment_settings(config, "crema_d_early")["training"]["backend"] == "jax"
 
 
 def test_a_single_corpus_model_is_tested_only_on_corpora_sharing_two_labels_and_its_frame_size(config):

@@ -24,7 +24,17 @@ from avemotion.model.bundle import RUN_FILES
 from avemotion.train import experiment
 from avemotion.train.cross_corpus import predict_other_corpus
 from avemotion.train.experiment import build_model, run_experiment_fold
-from avemotion.train.fitting import BestWeights, best_so_far, epochs_done, phase_schedule, read_epochs, repair_backup, training_phases, training_progress
+from avemotion.train.fitting import (
+    BestWeights,
+    best_so_far,
+    epochs_done,
+    phase_schedule,
+    read_epochs,
+    repair_backup,
+    shard_signature,
+    training_phases,
+    training_progress,
+)
 from avemotion.train.optimizer import WarmupCosine
 from avemotion.train.predict import branch_predictions, predictions_table
 
@@ -247,6 +257,13 @@ def test_an_epoch_logged_twice_after_a_kill_is_one_epoch_in_the_history_and_the_
     assert best_so_far(best) == 0.9
 
 
+def test_a_best_weights_record_without_its_weights_is_no_best_to_beat(tmp_path):
+    """Weights removed but their record left: the resumed job must save its next epoch's weights
+    (it loads them at the end), not hold out for the recorded loss."""
+    (tmp_path / "best.json").write_text('{"epoch": 1, "val_loss": 0.2}')
+    assert best_so_far(tmp_path / "best.weights.h5") is None
+
+
 def test_the_training_stream_of_a_resumed_job_or_later_phase_draws_new_batches(tmp_path, monkeypatch):
     """Each fit() reads its stream from the start: a resumed job (or the fine-tuning phase after the
     frozen one) repeated the first epoch's batches, crops and mixing."""
@@ -311,6 +328,19 @@ def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path)
     (progress / "best.weights.h5").write_bytes(b"weights of an abandoned run")
     training_progress(tmp_path, changed)
     assert [path.name for path in progress.iterdir()] == ["settings.json"] and best_so_far(progress / "best.weights.h5") is None
+
+
+def test_shards_rewritten_to_the_same_size_are_other_training_data(tmp_path):
+    """A killed job resumes only on the shards it trained on: fused again (same size, new contents),
+    their signature differs, so the rerun starts from epoch 1."""
+    shard = tmp_path / "0.tfrecord"
+    shard.write_bytes(b"clips fused before")
+    os.utime(shard, ns=(1_000_000_000, 1_000_000_000))
+    before = shard_signature([shard])
+    assert shard_signature([str(shard)]) == before
+    shard.write_bytes(b"clips fused again!")
+    os.utime(shard, ns=(2_000_000_000, 2_000_000_000))
+    assert shard.stat().st_size == len(b"clips fused before") and shard_signature([shard]) != before
 
 
 def test_the_best_weights_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -549,6 +579,16 @@ def test_each_training_phase_warms_up_and_decays_over_its_own_steps():
         schedule = WarmupCosine(1e-3, warmup, total, min_lr=1e-6)
         assert float(schedule(0)) == 0.0 and float(schedule(warmup)) == pytest.approx(1e-3)
         assert float(schedule(total)) == pytest.approx(1e-6)
+
+
+def test_a_phase_shorter_than_the_warm_up_warms_up_over_the_whole_phase():
+    """One frozen-backbone epoch with warmup_epochs 5: the warm-up is cut to the phase (its lr peaks
+    at the phase's last step) instead of asking WarmupCosine for more warm-up steps than steps."""
+    training = {"epochs": 10, "frozen_backbone_epochs": 1, "warmup_epochs": 5}
+    assert phase_schedule(training, 0, 1, steps_per_epoch=4) == (4, 4)
+    schedule = WarmupCosine(1e-3, *phase_schedule(training, 0, 1, steps_per_epoch=4))
+    assert float(schedule(2)) == pytest.approx(5e-4) and float(schedule(4)) == pytest.approx(1e-3)
+    assert phase_schedule({**training, "warmup_epochs": 0.5}, 1, 10, steps_per_epoch=4) == (2, 36)
 
 
 def test_early_fusion_trains_through_a_frozen_backbone_warm_start(tmp_path):

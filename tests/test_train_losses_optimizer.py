@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
 from avemotion.model import VideoMAEBackbone, VideoMAEClassifier
+from avemotion.model.speech_head import WeightedLayerPooling
+from avemotion.train import devices
+from avemotion.train.devices import configure_precision
 from avemotion.train.experiment import build_model
-from avemotion.train.fitting import phase_optimizer
+from avemotion.train.fitting import losses_for, phase_optimizer
 from avemotion.train.losses import (
     CCCLoss,
     LabelSmoothedCrossEntropy,
@@ -121,6 +125,32 @@ def test_ignored_labels_contribute_nothing():
     assert value(smoothed_cross_entropy([0, -1, 2], logits))[1] == 0.0
 
 
+def test_an_all_zero_soft_target_is_an_ignored_clip():
+    """Soft targets: an all-zero row is no distribution; like a label < 0 it adds nothing and does not
+    dilute the mean over the clips that count."""
+    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [9.0, -9.0, 0.0]], np.float32)
+    soft = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5], [0.0, 0.0, 0.0]], np.float32)
+    loss = LabelSmoothedCrossEntropy(num_classes=3)
+    assert value(loss(soft, logits)) == pytest.approx(value(loss(soft[:2], logits[:2])), rel=1e-6)
+
+
+def test_probabilities_of_zero_give_a_finite_loss():
+    """from_logits=False: a class predicted with probability 0 still gets its smoothed share of the
+    target; the loss stays finite (log of a clipped probability) instead of inf or NaN."""
+    loss = LabelSmoothedCrossEntropy(3, smoothing=0.1, from_logits=False)
+    result = value(loss([0], np.array([[1.0, 0.0, 0.0]], np.float32)))
+    assert np.isfinite(result) and result > 0
+
+
+def test_the_loss_refuses_a_smoothing_of_one_and_predictions_of_another_class_count():
+    """Smoothing 1 would make every target uniform (nothing to learn); logits for 4 classes scored
+    against 3 labels would mean a model built for other labels."""
+    with pytest.raises(ValueError, match=r"label smoothing must be in \[0, 1\), got 1.0"):
+        LabelSmoothedCrossEntropy(3, smoothing=1.0)
+    with pytest.raises(ValueError, match="predictions have 4 classes, the loss expects 3"):
+        LabelSmoothedCrossEntropy(3)([0, 1], np.zeros((2, 4), np.float32))
+
+
 def test_sample_weights_give_a_weighted_mean():
     logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], np.float32)
     each = value(smoothed_cross_entropy([0, 2], logits))
@@ -132,6 +162,21 @@ def test_losses_serialise():
     for loss in (CCCLoss(), LabelSmoothedCrossEntropy(num_classes=5, smoothing=0.2, from_logits=False)):
         clone = keras.losses.deserialize(keras.losses.serialize(loss))
         assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
+
+
+def test_each_output_gets_its_tasks_loss_and_configured_weight():
+    """Emotion outputs: cross-entropy with training.label_smoothing, weight 1, except a hybrid
+    model's per-branch heads (aux_loss_weight); a late model's per-branch heads are its predictions,
+    weight 1. Valence and arousal: 1 - CCC at va_loss_weight."""
+    training = {"label_smoothing": 0.2, "aux_loss_weight": 0.3, "va_loss_weight": 0.7}
+    hybrid = SimpleNamespace(output_names=["emotion", "valence", "arousal", "video_emotion", "audio_emotion", "face_emotion"])
+    losses, weights = losses_for(hybrid, {"fusion": "hybrid", "labels": ["anger", "happiness", "sadness"], "training": training})
+    assert weights == {"emotion": 1.0, "valence": 0.7, "arousal": 0.7, "video_emotion": 0.3, "audio_emotion": 0.3, "face_emotion": 0.3}
+    assert isinstance(losses["valence"], CCCLoss) and isinstance(losses["arousal"], CCCLoss)
+    assert all(losses[name].smoothing == 0.2 and losses[name].num_classes == 3 for name in hybrid.output_names if name.endswith("emotion"))
+    late = SimpleNamespace(output_names=[f"{branch}_{task}" for branch in ("video", "audio", "face") for task in ("emotion", "valence", "arousal")])
+    _, weights = losses_for(late, {"fusion": "late", "labels": ["anger", "happiness"], "training": training})
+    assert weights == {name: 1.0 if name.endswith("emotion") else 0.7 for name in late.output_names}
 
 
 # ---------------------------------------------------------------- schedule
@@ -149,6 +194,13 @@ def test_warmup_cosine_values():
     assert clone.get_config() == schedule.get_config()
     with pytest.raises(ValueError):
         WarmupCosine(1e-3, warmup_steps=20, total_steps=10)
+
+
+def test_warmup_cosine_refuses_a_negative_warmup_and_an_empty_schedule():
+    with pytest.raises(ValueError, match="need 0 <= warmup_steps"):
+        WarmupCosine(1e-3, warmup_steps=-1, total_steps=10)
+    with pytest.raises(ValueError, match="need 0 <= warmup_steps"):
+        WarmupCosine(1e-3, warmup_steps=0, total_steps=0)
 
 
 # ---------------------------------------------------------------- layer decay and weight decay
@@ -176,11 +228,46 @@ def test_layer_scales_follow_the_beit_layer_ids():
     assert heads_faster["fc_norm/gamma"] == 1.0 and heads_faster["block_0/fc1/kernel"] == 0.5**NUM_LAYERS
 
 
+def test_layer_ids_put_the_heads_at_the_top_layer():
+    """Variables outside the backbone (the heads) have layer id L + 1, as fc_norm has."""
+    ids = layer_ids(tiny_classifier())
+    assert ids["head/kernel"] == ids["head/bias"] == ids["fc_norm/gamma"] == NUM_LAYERS + 1
+
+
 def test_no_weight_decay_on_biases_norms_and_qv_biases():
     names = set(no_weight_decay_paths(tiny_classifier()))
     assert {"patch_embed/bias", "block_0/attention/q_bias", "block_0/attention/v_bias", "block_2/norm1/gamma",
             "block_2/norm2/beta", "block_3/fc1/bias", "fc_norm/gamma", "fc_norm/beta", "head/bias"} <= names
     assert not any(path.endswith("kernel") for path in names)
+
+
+def test_no_weight_decay_on_any_1d_variable_or_one_named_like_a_bias_or_norm():
+    """Every 1-D variable is exempt whatever its name (the Whisper head's per-layer logits), and a
+    variable named bias, gamma or beta is exempt whatever its rank."""
+
+    class Matrices(keras.layers.Layer):
+        def build(self, input_shape):
+            self.gamma = self.add_weight(name="gamma", shape=(2, 2))
+            self.kernel = self.add_weight(name="kernel", shape=(2, 2))
+
+        def call(self, inputs):
+            return inputs @ self.gamma @ self.kernel
+
+    hidden = [keras.Input((3, 2)), keras.Input((3, 2))]
+    pooling, matrices = WeightedLayerPooling(name="pooling"), Matrices(name="matrices")
+    model = keras.Model(hidden, matrices(pooling(hidden)))
+    exempt = set(no_weight_decay_paths(model))
+    assert {pooling.layer_weights.path, matrices.gamma.path} <= exempt
+    assert matrices.kernel.path not in exempt
+
+
+def test_keras_exclude_from_weight_decay_is_honoured_too():
+    kept, decayed = keras.Variable(np.ones((2, 2), np.float32), name="kept"), keras.Variable(np.ones((2, 2), np.float32), name="decayed")
+    optimizer = LayerDecayAdamW(learning_rate=0.1, weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=["kept"])
+    optimizer.apply([np.zeros((2, 2), np.float32)] * 2, [kept, decayed])  # zero gradients: only decay moves
+    np.testing.assert_allclose(value(kept), 1.0)
+    np.testing.assert_allclose(value(decayed), 1.0 - 0.5 * 0.1, rtol=1e-6)
 
 
 def test_weight_decay_shrinks_kernels_only_with_the_layer_lr():
@@ -242,6 +329,12 @@ def test_optimizer_serialises_and_trains_a_compiled_model():
     assert int(value(optimizer.iterations)) == 1
 
 
+def test_the_optimizer_has_the_recipes_betas_and_pytorchs_epsilon():
+    """AdamW (0.9, 0.999) as VideoMAE fine-tunes, epsilon 1e-8 as PyTorch's AdamW (Keras' default is 1e-7)."""
+    optimizer = build_adamw(tiny_backbone(), base_lr=1e-3, warmup_steps=0, total_steps=10)
+    assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.999, 1e-8)
+
+
 def test_set_backbone_trainable_freezes_only_the_backbone():
     model = tiny_classifier()
     set_backbone_trainable(model, False)
@@ -297,3 +390,20 @@ def test_accumulated_updates_are_adamw_steps_on_the_averaged_gradient():
         m_hat, v_hat = m / (1 - beta_1**update), v / (1 - beta_2**update)
         expected -= lr * m_hat / (np.sqrt(v_hat) + eps)
         np.testing.assert_allclose(value(variable), expected, rtol=2e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- precision
+
+
+def test_auto_precision_is_bf16_on_a_gpu_and_float32_without_one(monkeypatch):
+    """training.mixed_precision auto: bf16 on a GPU, float32 on CPUs; an explicit float32 stays
+    float32 on a GPU."""
+    try:
+        for gpu, wanted, policy in ((False, "float32", "float32"), (True, "bf16", "mixed_bfloat16")):
+            monkeypatch.setattr(devices, "gpu_available", lambda gpu=gpu: gpu)
+            assert configure_precision({"mixed_precision": "auto"}) == wanted
+            assert keras.mixed_precision.global_policy().name == policy
+        assert configure_precision({"mixed_precision": "float32"}) == "float32"
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

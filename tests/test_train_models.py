@@ -1,12 +1,24 @@
 """Fusion models: each mode's inputs, outputs and pretrained-backbone loading."""
 
+import keras
 import numpy as np
 import pytest
 
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
 from avemotion.model.early_fusion import EarlyFusionSequence
-from avemotion.model.fusion import TemporalStatistics, backbone_of, build_fusion_model, face_statistics, load_pretrained_backbone, task_of
+from avemotion.model.fusion import (
+    SaturationPenalty,
+    StepEmbedding,
+    TemporalStatistics,
+    backbone_of,
+    build_fusion_model,
+    face_statistics,
+    heads,
+    load_pretrained_backbone,
+    pretrained_backbone,
+    task_of,
+)
 from avemotion.model.layers import ClipStandardization
 from avemotion.presets import variant_settings
 from avemotion.train.experiment import build_model
@@ -67,6 +79,17 @@ def test_early_fusion_encoder_attends_over_patch_and_face_tokens(tmp_path):
     model.save(tmp_path / "early.keras")
     reloaded = keras.models.load_model(tmp_path / "early.keras", compile=False)
     np.testing.assert_allclose(np.asarray(reloaded(moved)["emotion"]), np.asarray(model(moved)["emotion"]), atol=1e-5)
+
+
+def test_each_face_token_step_gets_its_own_learned_embedding():
+    """StepEmbedding tells the encoder which step a token stands for: the same token at two steps
+    differs, every clip gets the same table, and the table is added to the tokens."""
+    layer = StepEmbedding()
+    tokens = np.zeros((2, 4, 8), np.float32)
+    embedded = np.asarray(layer(tokens))
+    np.testing.assert_array_equal(embedded[0], embedded[1])
+    assert not any(np.allclose(embedded[0, i], embedded[0, j]) for i in range(4) for j in range(i + 1, 4))
+    np.testing.assert_allclose(np.asarray(layer(tokens + 1.0)), embedded + 1.0, rtol=1e-6)
 
 
 def test_unknown_fusion_names_the_allowed_values():
@@ -140,6 +163,13 @@ def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):
         load_pretrained_backbone(model, tmp_path / "wider.weights.h5")
 
 
+def test_a_pretrained_backbone_of_another_depth_is_refused_naming_it(tmp_path):
+    shallower = build_classifier({**TINY, "num_layers": 2}, 0, num_frames=2, image_size=32)
+    shallower.save_weights(tmp_path / "shallow.weights.h5")
+    with pytest.raises(ValueError, match=r"does not fit model\.variant \(num_layers 4 vs 2\)"):
+        pretrained_backbone(tmp_path / "shallow.weights.h5", TINY, num_frames=4, image_size=32)
+
+
 def test_a_pretrained_backbone_brings_its_own_config_into_the_fine_tuned_model(tmp_path):
     """A checkpoint's LayerNorm eps and input mean/std (Hugging Face VideoMAE: eps 1e-12 and its
     preprocessor's statistics) are part of what its weights compute: the fusion model keeps them."""
@@ -200,3 +230,18 @@ def test_face_branch_sees_each_standardised_features_mean_std_min_and_max_over_t
     assert any(tensor is layer.output for tensor in model.get_layer("face_pools").input)  # beside the temporal convolution's pools
     probe = keras.Model(model.get_layer("face_sequence").output, layer.output)
     np.testing.assert_allclose(np.asarray(probe(sequences)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_valence_and_arousal_heads_are_penalised_beyond_the_tanh_limit_on_either_side_only():
+    """A pre-activation past +-2.5 (tanh flat there, no 1 - CCC gradient) is penalised, by its
+    squared excess, whichever its sign; inside the limit the penalty is zero."""
+    penalty = SaturationPenalty(limit=2.5, weight=0.1)
+    assert float(penalty(np.array([[4.0], [-4.0], [2.0], [-2.5]], np.float32))) == pytest.approx(0.1 * (1.5**2 + 1.5**2) / 4)
+    features = keras.Input((2,))
+    model = keras.Model(features, heads(features, num_classes=3))
+    for task in ("valence", "arousal"):
+        model.get_layer(f"{task}_head").kernel.assign(np.full((2, 1), 5.0, np.float32))
+    model(np.array([[1.0, 1.0]], np.float32))  # pre-activation 10 in each head
+    assert sum(float(loss) for loss in model.losses) == pytest.approx(2 * 0.1 * 7.5**2)
+    model(np.array([[-0.1, -0.1]], np.float32))  # pre-activation -1
+    assert sum(float(loss) for loss in model.losses) == 0.0
