@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from PIL import Image
+from snakemake.utils import validate
 
 from avemotion import layout
 from avemotion.config import SCHEMA_PATH
-from avemotion.evaluate import plots, report, targets
+from avemotion.evaluate import plots, previews, report, targets
 from avemotion.evaluate.baselines import (
     LogisticRegression,
     _objective,
@@ -29,7 +30,7 @@ from avemotion.evaluate.baselines import (
     majority_class,
 )
 from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS, write_cross_corpus
-from avemotion.evaluate.previews import choose_clips, crop_transforms, frame_annotations
+from avemotion.evaluate.previews import au_intensities, choose_clips, crop_transforms, frame_annotations
 from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, dataset_statistics, datasets_section, quarantine_summary
 from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment, summary_table
 from conftest import demo_settings, run_snakemake, write_demo_config
@@ -454,8 +455,6 @@ def test_the_report_labels_exactly_the_cross_corpus_tables_columns():
 
 
 def test_heldout_and_cross_folders_follow_the_config():
-    from snakemake.utils import validate
-
     config = demo_settings()
     config["datasets"]["mafw"]["enabled"] = False
     config["experiments"] = [
@@ -476,13 +475,38 @@ def test_heldout_and_cross_folders_follow_the_config():
     assert targets.fold_folders(config, "mix") == {1: "results/experiments/mix/fold_1", 2: "results/experiments/mix/fold_2"}
     entries = targets.cross_corpus_entries(config)
     assert [e["experiment"] for e in entries["diagonal"]] == ["c", "c_nofinal", "c_two"]
-    assert [(e["experiment"], e["test_dataset"]) for e in entries["cross"]] == [("c", "enterface")]
+    assert [(e["experiment"], e["train_dataset"], e["test_dataset"]) for e in entries["cross"]] == [("c", "crema_d", "enterface")]
     assert entries["cross"][0]["predictions"] == "results/experiments/c/cross_enterface/predictions.parquet"
     assert [e["heldout_dataset"] for e in entries["heldout"]] == ["crema_d", "enterface"]
     evaluation = targets.evaluation_targets(config)
     assert "results/experiments/mix/summary.json" in evaluation and "results/experiments/c/baselines.json" in evaluation
     assert "results/report/previews/enterface" in targets.report_targets(config)
     assert "results/report/previews/mafw" not in targets.report_targets(config)
+
+
+def test_the_report_reads_every_chunks_shards_and_the_cross_corpus_tables_every_run():
+    """The report counts usable clips over all of a dataset's chunks; the cross-corpus tables wait for
+    the cross_ and the heldout_ runs alike; an experiment with final: false has no final model."""
+    config = demo_settings()
+    config["datasets"]["mafw"]["enabled"] = False
+    config["datasets"]["enterface"]["chunks"] = 3
+    config["experiments"] = [
+        {"name": "c", "datasets": ["crema_d"], "fusion": "hybrid"},
+        {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [1], "final": False},
+    ]
+    validate(config, schema=str(SCHEMA_PATH))
+    shards = {entry["name"]: entry["tabular"] for entry in targets.report_datasets(config)}
+    assert shards == {
+        "crema_d": [f"results/crema_d/shards/tabular/{chunk}.parquet" for chunk in range(4)],
+        "enterface": ["results/enterface/shards/tabular/0.parquet", "results/enterface/shards/tabular/1.parquet", "results/enterface/shards/tabular/2.parquet"],
+    }
+    runs = "results/experiments"
+    assert sorted(targets.cross_corpus_inputs(config)) == sorted(
+        [f"{runs}/c/summary.json"]
+        + [f"{runs}/{run}/{name}" for run in ("c/cross_enterface", "mix/heldout_crema_d", "mix/heldout_enterface") for name in ("predictions.parquet", "metrics.json")]
+    )
+    assert targets.final_files(config, "c", "model.keras") == [f"{runs}/c/final/model.keras"]
+    assert targets.final_files(config, "mix", "model.keras") == []
 
 
 # ---- previews --------------------------------------------------------------------------------------
@@ -511,6 +535,22 @@ def test_landmarks_map_into_the_crop_the_frames_stage_cut():
     (points, box), *_ = frame_annotations(table, [1, 1, 2], "face", 60, 0.25)
     assert box == pytest.approx((20, 10, 40, 50))  # scale 60 / 300 around the centre (150, 150)
     assert frame_annotations(face_table(xs, ys, success=0), [0], "full", 100, 0.25, 400, 200) == [(None, None)]
+    assert frame_annotations(face_table(xs, ys).iloc[:0], [0, 2], "full", 100, 0.25, 400, 200) == [(None, None)] * 2  # a table without rows
+
+
+def test_a_source_frame_past_the_face_tables_end_is_cut_with_its_last_row_as_the_frames_stage_does():
+    """The face stage may have tracked fewer frames than the frames stage decoded (a clip's last frames)."""
+    table = face_table(np.linspace(100, 200, 68), np.linspace(50, 250, 68), frames=2)
+    table.loc[1, [f"x_{i}" for i in range(68)]] += 40  # the face moved right in the last row
+    past, last = crop_transforms(table, [0, 5], "aligned", 60, 0.25)[1], crop_transforms(table, [1], "aligned", 60, 0.25)[0]
+    assert np.array_equal(past, last) and not np.array_equal(past, crop_transforms(table, [0], "aligned", 60, 0.25)[0])
+
+
+def test_action_unit_bars_are_the_mean_intensity_over_the_frames_with_a_face():
+    """Rows without a face hold no measurement; AU*_c columns are presence (0/1), not an intensity."""
+    face = pd.DataFrame({"success": [1, 0, 1], "AU01_r": [1.0, 5.0, 2.0], "AU12_r": [2.0, 0.0, 4.0], "AU12_c": [1.0, 0.0, 1.0]})
+    assert au_intensities(face).to_dict() == {"AU01_r": 1.5, "AU12_r": 3.0}
+    assert au_intensities(face.assign(success=0)).empty
 
 
 # ---- report page -----------------------------------------------------------------------------------
@@ -610,6 +650,7 @@ def test_report_page_shows_the_computed_numbers_and_the_va_note(tmp_path):
     page = build_report(datasets, experiments, None, {}, html_path, results / "report" / "d.csv", results / "report" / "q.csv")
 
     assert VA_NOTE in page and "label-derived" in page
+    assert '<li><a href="#exp-exp">exp</a></li>' in page and '<h3 id="exp-exp">exp</h3>' in page  # the contents link each experiment
     war = (3 / 4 + 2 / 3) / 2
     assert f"{war:.3f} ± {abs(3 / 4 - 2 / 3) / math.sqrt(2):.3f}" in page  # the model's WAR over folds
     assert "0.750 ± 0.000" in page  # UAR
@@ -802,3 +843,59 @@ def test_the_datasets_table_counts_the_files_the_index_left_out_beside_a_clip_of
         "found": 5, "quarantined_at_index": 3, "indexed": 2, "quarantined_indexed": 1, "quarantined": 4, "usable": 1
     }  # fmt: skip
     assert quarantine_summary(quarantine)["clips"].sum() == 4
+
+
+def test_the_quarantine_summary_counts_each_file_the_index_left_out_under_one_clip_id():
+    """Two stray copies of one clip (VideoFlash/backup/, VideoFlash/old/) are two files the index left
+    out, under the id of the clip it keeps."""
+    quarantine = pd.DataFrame({
+        "clip_id": ["a", "a", "b"],
+        "path": ["VideoFlash/backup/a.flv", "VideoFlash/old/a.flv", "b.flv"],
+        "stage": ["index", "index", "face"],
+        "reason": ["in a folder below VideoFlash; CREMA-D keeps its clips directly in VideoFlash/"] * 2 + ["no face in any frame"],
+    })  # fmt: skip
+    assert quarantine_summary(quarantine)[["stage", "reason", "clips"]].values.tolist() == [
+        ["face", "no face in any frame", 1], ["index", "in a folder below VideoFlash; CREMA-D keeps its clips directly in VideoFlash/", 2]
+    ]  # fmt: skip
+
+
+def test_the_classes_are_counted_in_label_index_order():
+    """The per-class table lists a corpus' classes in its label order (anger first), whatever order
+    the manifest's rows come in."""
+    manifest = pd.DataFrame({"clip_id": ["a", "b", "c"], "label": ["sadness", "", "anger"], "label_index": [5, -1, 0], "speaker": ["1001"] * 3})
+    quarantine = pd.DataFrame({"clip_id": [], "path": [], "stage": [], "reason": []})
+    statistics = dataset_statistics("crema_d", manifest, quarantine, manifest.iloc[[0]])
+    assert statistics["classes"] == {"anger": {"indexed": 1, "usable": 0}, "sadness": {"indexed": 1, "usable": 1}}
+    assert list(statistics["classes"]) == ["anger", "sadness"] and statistics["unlabelled"] == 1
+
+
+def test_the_previews_section_shows_each_listed_clip_or_says_there_is_none(tmp_path):
+    page_dir = tmp_path / "report"
+    folders = {name: page_dir / "previews" / name for name in ("crema_d", "enterface", "mafw")}
+    write_json(folders["crema_d"] / "previews.json", {"clips": [{"clip_id": "1001_DFA_ANG_XX", "label": "anger", "speaker": "1001", "png": "1001_DFA_ANG_XX.png"}]})
+    write_json(folders["enterface"] / "previews.json", {"clips": []})  # mafw: none written
+    section = report.previews_section({name: str(folder) for name, folder in folders.items()}, page_dir)
+    assert '<img src="previews/crema_d/1001_DFA_ANG_XX.png"' in section and "<figcaption>1001_DFA_ANG_XX: anger</figcaption>" in section
+    assert section.count("No usable clip to preview.") == 2
+
+
+def test_previews_draw_each_clip_with_its_frames_tables_crop_and_pixel_aspect(tmp_path, monkeypatch):
+    """An anamorphic clip's landmarks are mapped as the frames stage letterboxed it (its pixel_aspect);
+    frames tables written before that column was added count as square pixels."""
+    _, usable = fake_dataset(tmp_path, "enterface", ["anger", "surprise"], crop="full")
+    drawn = {}
+    monkeypatch.setattr(previews, "render_preview", lambda clip, outdir, crop, source, margin, width, height, path, aspect: drawn.update(
+        {clip["clip_id"]: (crop, source, width, height, Path(path).name, aspect)}))  # fmt: skip
+    table = tmp_path / "enterface" / "preprocess" / "frames" / "0.parquet"
+    frames = pd.read_parquet(table)
+    frames.assign(pixel_aspect=np.where(frames["clip_id"] == "enterface_0_an_0", 4 / 3, 1.0)).to_parquet(table)
+    shown = lambda: previews.dataset_previews([tmp_path / "enterface" / "shards" / "tabular" / "0.parquet"], [table],
+                                              [tmp_path / "enterface" / "preprocess" / "face" / "0.parquet"], tmp_path / "enterface", 0.25, tmp_path / "previews")  # fmt: skip
+    listed = shown()
+    assert [clip["clip_id"] for clip in listed] == ["enterface_0_an_0", "enterface_0_su_0", "enterface_0_an_1"]
+    assert drawn["enterface_0_an_0"] == ("full", [0, 2, 4, 6], 64.0, 48.0, "enterface_0_an_0.png", 4 / 3)
+    assert drawn["enterface_0_su_0"][-1] == 1.0
+    assert json.loads((tmp_path / "previews" / "previews.json").read_text())["clips"] == listed
+    frames.to_parquet(table)  # no pixel_aspect column
+    shown()
+    assert drawn["enterface_0_an_0"][-1] == 1.0

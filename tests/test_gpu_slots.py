@@ -224,3 +224,40 @@ def test_a_job_that_asked_for_no_gpu_computes_on_cpus(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", object())
     with pytest.raises(GpuClaimError, match="training.gpus: 0 asked for, but TensorFlow or JAX started first"):
         use_gpus(0)
+
+
+def test_a_gpu_with_mig_instances_is_one_gpu(tmp_path):
+    """nvidia-smi -L lists a GPU's MIG instances under it; the machine has as many GPUs as GPU lines."""
+    fake_nvidia_smi(tmp_path, 1)
+    tool = tmp_path / "bin" / "nvidia-smi"
+    tool.write_text(tool.read_text().replace("\nEOF", "\n  MIG 1g.10gb     Device  0: (UUID: MIG-0000aaaa)\n  MIG 1g.10gb     Device  1: (UUID: MIG-0000bbbb)\nEOF"))
+    out, err = job(tmp_path, HOLD.format(count=2, seconds=0), CUDA_VISIBLE_DEVICES=None).communicate(timeout=30)
+    assert out.strip() == "0" and "asks for 2 GPUs and this machine shows 1" in err
+
+
+def test_a_mig_device_named_as_older_cuda_names_it_is_claimed(tmp_path):
+    """CUDA 11.0-11.3 name a MIG instance MIG-GPU-<uuid>/<gpu instance>/<compute instance>: slashes a
+    lock file's name cannot hold."""
+    device = "MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/7/0"
+    out, err = job(tmp_path, HOLD.format(count=1, seconds=0), CUDA_VISIBLE_DEVICES=device).communicate(timeout=30)
+    assert out.strip() == device, err
+
+
+def test_the_lock_folder_is_made_private_and_one_that_is_a_link_is_refused(tmp_path):
+    """In a shared /tmp whoever made the folder first could hold or break every lock in it."""
+    out, err = job(tmp_path, HOLD.format(count=1, seconds=0), CUDA_VISIBLE_DEVICES="0").communicate(timeout=30)
+    assert out.strip() == "0", err
+    assert (tmp_path / "locks").stat().st_mode & 0o777 == 0o700
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    out, err = job(tmp_path, HOLD.format(count=1, seconds=0), CUDA_VISIBLE_DEVICES="0", AVEMOTION_GPU_LOCKS=str(tmp_path / "link")).communicate(timeout=30)
+    assert "the GPU lock folder is not a folder of this user's; set AVEMOTION_GPU_LOCKS" in err and not list((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_job_asking_for_gpus_takes_its_own_on_a_workstation_whatever_its_gres(tmp_path):
+    """A profile may set a Slurm gres for the rules; run without Slurm, the job claims like any other."""
+    fake_nvidia_smi(tmp_path, 2)
+    holder = job(tmp_path, HOLD.format(count=1, seconds=60), CUDA_VISIBLE_DEVICES=None)
+    held = first_line(holder)
+    out, err = job(tmp_path, "print(gpus.use_gpus(1, 'gpu:1'))", CUDA_VISIBLE_DEVICES=None).communicate(timeout=30)
+    assert out.strip() == str([{"0": "1", "1": "0"}[held]]), err

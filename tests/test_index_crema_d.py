@@ -157,13 +157,19 @@ def test_a_metadata_table_that_is_not_one_says_so_in_a_line(tmp_path, table, sai
 
 
 def test_a_link_to_a_clip_that_is_gone_is_quarantined(tmp_path):
-    """A corpus whose clips are links into another disk, one of them gone: the chunk jobs could not
-    read it, so the index says where it points."""
+    """A corpus whose clips are links into another disk, one of them gone (a clip's video or its
+    separate audio): the chunk jobs could not read it, so the index says where it points."""
     touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
     (tmp_path / "VideoFlash" / "1001_DFA_HAP_XX.flv").symlink_to(tmp_path / "elsewhere" / "1001_DFA_HAP_XX.flv")
+    touch(tmp_path / "VideoFlash" / "1001_DFA_SAD_XX.flv")  # its separate audio is the link that is gone
+    (tmp_path / "AudioWAV").mkdir()
+    (tmp_path / "AudioWAV" / "1001_DFA_SAD_XX.wav").symlink_to(tmp_path / "elsewhere" / "1001_DFA_SAD_XX.wav")
     manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
     assert manifest["clip_id"].tolist() == ["1001_DFA_ANG_XX"]
-    assert quarantine["reason"].tolist() == [f"broken link: VideoFlash/1001_DFA_HAP_XX.flv points to {tmp_path / 'elsewhere' / '1001_DFA_HAP_XX.flv'}, which does not exist"]
+    assert sorted(quarantine["reason"]) == [
+        f"broken link: AudioWAV/1001_DFA_SAD_XX.wav points to {tmp_path / 'elsewhere' / '1001_DFA_SAD_XX.wav'}, which does not exist",
+        f"broken link: VideoFlash/1001_DFA_HAP_XX.flv points to {tmp_path / 'elsewhere' / '1001_DFA_HAP_XX.flv'}, which does not exist",
+    ]
 
 
 def test_neutral_and_sadness_votes_are_counted_under_their_own_classes(tmp_path):

@@ -203,12 +203,13 @@ def test_the_workflow_runs_on_a_corpus_with_such_folders(tmp_path):
 
 def test_symlinked_folders_are_read_and_videos_outside_subject_folders_quarantined(tmp_path):
     """A corpus spread over disks by symlinked folders is read through them (a link back up the tree
-    is read once); copies name subject folders "subject-2" or "Subject 3 "; a video outside any
+    is read once, as is a folder two links lead to); copies name subject folders "subject-2" or "Subject 3 "; a video outside any
     subject folder is quarantined, not left out unseen."""
     touch(tmp_path / "elsewhere" / "fear" / "sentence 1" / "s4_fe_1.avi")
     (tmp_path / "corpus" / "subject 4").mkdir(parents=True)
     (tmp_path / "corpus" / "subject 4" / "fear").symlink_to(tmp_path / "elsewhere" / "fear")
     (tmp_path / "corpus" / "subject 4" / "fear" / "sentence 1" / "loop").symlink_to(tmp_path / "corpus")
+    (tmp_path / "corpus" / "subject 4" / "fear 2").symlink_to(tmp_path / "elsewhere" / "fear")  # a second way to one folder
     touch(tmp_path / "corpus" / "subject-2" / "anger" / "sentence 1" / "s2_an_1.avi")
     touch(tmp_path / "corpus" / "Subject 3 " / "anger" / "sentence 1" / "s3_an_1.avi")
     touch(tmp_path / "corpus" / "extra" / "s5_an_1.avi")
