@@ -7,9 +7,8 @@ The workflow calls :func:`prepare_config`, then ``snakemake.utils.validate`` wit
 (avemotion.config_checks) and avemotion.datasets.check_datasets. The settings jobs are given come
 from avemotion.job_params.
 
-A core module: it imports no other layer. What is checked that other layers own comes as plain data
-(the VideoMAE variants, avemotion.presets) or is registered by its owner (the corpus layouts, by
-avemotion.datasets).
+A core module: it imports no other layer. What is checked that other layers own is registered by its
+owner (the corpus layouts, by avemotion.datasets).
 """
 
 from __future__ import annotations

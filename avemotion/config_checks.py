@@ -1,7 +1,7 @@
 """Checks of what the config names that its schema cannot see, run before any job: the OpenFace
 binary and its extra arguments, the pretrained VideoMAE and Whisper weights, and every dataset's
 frames against the VideoMAE variant's tubelet and patch sizes. Each error names the key, the value
-and what is allowed.
+and what is allowed. The VideoMAE variants' sizes come as plain data (avemotion.presets).
 
 The OpenFace binary lookup and the check of its extra arguments live here, since the config check
 needs them before any job runs; the face stage (avemotion.face.openface) and a trained model's
