@@ -6,6 +6,7 @@ import yaml
 from avemotion.config import ConfigError
 from avemotion.datasets import check_datasets, index_dataset, index_dependencies
 from avemotion.datasets.mafw import SPLIT_DIR, MafwSplitError
+from avemotion.evaluate.report import quarantine_summary
 from conftest import touch
 
 
@@ -46,8 +47,18 @@ def test_split_file_defects_are_quarantined(corpus):
     assert "conflicting labels" in reasons["00001"]
     assert "unknown emotion 'joy'" in reasons["00012"]
     assert "file is missing" in reasons["00099"]
-    assert "is not '<NNNNN>.mp4 <label>'" in reasons["garbage"]
+    assert reasons["garbage"] == "a line not '<NNNNN>.mp4 <label>': line 4"
     assert "00001" not in set(manifest["clip_id"])
+
+
+def test_badly_written_split_lines_share_one_row_of_the_quarantine_summary(corpus):
+    """Each bad line is its own entry (its number said), but the report groups them under one reason."""
+    write_split(corpus, 1, "test", ["garbage", "00001.mp4", "00002.mp4 anger extra"])
+    _, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    bad = quarantine[quarantine["path"] == f"{SPLIT_DIR}/set_1/test.txt"]
+    assert sorted(bad["reason"]) == [f"a line not '<NNNNN>.mp4 <label>': line {n}" for n in (1, 2, 3)]
+    rows = quarantine_summary(bad)
+    assert rows[["stage", "reason", "clips"]].values.tolist() == [["index", "a line not '<NNNNN>.mp4 <label>'", 1]]
 
 
 def test_a_clip_whose_name_differs_only_in_case_is_quarantined_not_dropped(corpus):

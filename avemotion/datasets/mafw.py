@@ -79,7 +79,7 @@ def _read_split_lists(root: Path, result: Scan):
             name = fields[0]
             clip_id = Path(name).stem
             if len(fields) != 2 or not CLIP_NAME.match(name):
-                result.quarantine(clip_id, f"{SPLIT_DIR}/{where}", f"line {number} is not '<NNNNN>.mp4 <label>'")
+                result.quarantine(clip_id, f"{SPLIT_DIR}/{where}", f"a line not '<NNNNN>.mp4 <label>': line {number}")
                 continue
             labels[clip_id][fields[1].lower()].append(where)
             if part == "test" and k not in test_sets[clip_id]:  # a line written twice is one listing
