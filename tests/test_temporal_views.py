@@ -92,6 +92,9 @@ def test_the_shards_say_how_many_windows_they_hold_and_refuse_a_mismatch(tmp_pat
     (tmp_path / "cut.tfrecord").write_bytes((tmp_path / "two.tfrecord").read_bytes()[:100])
     with pytest.raises(ValueError, match="cut.tfrecord: the TFRecord file ends inside its first record"):
         R.first_record(tmp_path / "cut.tfrecord")
+    (tmp_path / "header.tfrecord").write_bytes((tmp_path / "two.tfrecord").read_bytes()[:5])  # cut inside the length
+    with pytest.raises(ValueError, match="header.tfrecord: the TFRecord file ends inside its first record's header"):
+        R.shard_windows([str(tmp_path / "header.tfrecord"), path], T)
     with pytest.raises(ValueError, match=r"different numbers of temporal windows per clip \(.*one.tfrecord 1, .*two.tfrecord 2\)"):
         R.shard_windows([one, path], T)
     with pytest.raises(ValueError, match=rf"holds {2 * T} frames in 2 temporal window\(s\), not {T // 2} per window"):

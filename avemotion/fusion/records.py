@@ -59,11 +59,14 @@ def select_window(example: dict, window, num_frames: int) -> dict:
 def first_record(path) -> bytes | None:
     """A TFRecord file's first record (None for an empty file), read from its framing (length,
     length's CRC, data, data's CRC; the CRCs are not checked): a few microseconds, where a
-    tf.data.TFRecordDataset takes tens of milliseconds to build."""
+    tf.data.TFRecordDataset takes tens of milliseconds to build. A file cut anywhere inside that
+    record, its header included, is an error, as tf.data reads it."""
     with open(path, "rb") as handle:
         header = handle.read(12)
-        if len(header) < 12:
+        if not header:
             return None
+        if len(header) < 12:
+            raise ValueError(f"{path}: the TFRecord file ends inside its first record's header")
         (length,) = struct.unpack("<Q", header[:8])
         record = handle.read(length)
     if len(record) != length:
