@@ -1,10 +1,16 @@
 """`avemotion index`: a corpus check without Snakemake."""
 
+import os
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from avemotion.cli import main
+from avemotion import cli
+from avemotion.cli import build_parser, main
 from avemotion.datasets.mafw import SPLIT_DIR
+from avemotion.face.openface import OpenFaceError
+from avemotion.inference import write_predictions
 from conftest import touch
 
 
@@ -51,3 +57,120 @@ def test_index_command_says_when_the_root_holds_another_corpus_and_checks_its_op
         with pytest.raises(SystemExit):
             main(["index", "enterface", str(enterface_tree), "--chunks", chunks])
         assert f"argument --chunks: {chunks!r} is not a whole number of 1 or more" in capsys.readouterr().err
+
+
+def test_index_command_counts_clips_without_a_label_and_says_why_clips_were_quarantined(tmp_path, capsys):
+    """A MAFW clip in no split file is indexed with an empty label: its count is shown as
+    "(no label)", not as a blank line; each quarantine reason is printed with its count."""
+    mafw = tmp_path / "mafw"
+    for number in (1, 2, 3):
+        touch(mafw / "data" / "clips" / f"{number:05d}.mp4")
+    for k in range(1, 6):
+        test = {1: "00001.mp4 anger\n00003.mp4 anger\n", 2: "00003.mp4 fear\n"}.get(k, "")  # 00003: two labels
+        touch(mafw / SPLIT_DIR / f"set_{k}" / "test.txt", test)
+        touch(mafw / SPLIT_DIR / f"set_{k}" / "train.txt", "")
+    assert main(["index", "mafw", str(mafw), "--out", str(tmp_path / "m")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "mafw: 2 clips, no speaker ids, 1 quarantined (chunks: 100)" in lines
+    assert sorted(line.rsplit(maxsplit=1) for line in lines if line.startswith(("(no label)", "anger"))) == [["(no label)", "1"], ["anger", "1"]]
+    assert [line for line in lines if line.startswith("quarantined ")] == [
+        "quarantined 1: conflicting labels across split files: anger in set_1/test.txt; fear in set_2/test.txt"
+    ]
+
+
+@pytest.mark.parametrize("gpus, expected", [("0", 0), ("2", 2), ("+3", 3)])
+def test_predict_takes_a_gpu_count_of_zero_or_more(gpus, expected):
+    assert build_parser().parse_args(["predict", "--model", "m", "c.mp4", "--gpus", gpus]).gpus == expected
+
+
+@pytest.mark.parametrize("gpus", ["-1", "two", "1.5"])
+def test_predict_refuses_a_gpu_count_that_is_not_a_whole_number_of_zero_or_more(gpus, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "--model", "m", "c.mp4", "--gpus", gpus])
+    assert f"argument --gpus: {gpus!r} is not a whole number of 0 or more" in capsys.readouterr().err
+
+
+def fake_predictions(monkeypatch, tables, raised=None) -> list[dict]:
+    """Make `avemotion predict` predict ``tables`` (one per group of clips, given to on_rows in turn)
+    without a model; return what it saw (its environment's TensorFlow log level)."""
+    seen = []
+
+    def predict_files(model, clips, dataset=None, workdir=None, progress=True, on_rows=None, openface_bin=None):
+        seen.append({"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL")})
+        if raised:
+            raise raised
+        for table in tables:
+            if on_rows:
+                on_rows(table)
+        return tables[-1]
+
+    monkeypatch.setattr(cli, "predict_files", predict_files)
+    monkeypatch.setattr(cli, "use_gpus", lambda count: None)  # no GPU claimed by a test
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "")  # recorded, so the variable is as before after the test
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    return seen
+
+
+def predictions(*errors: str) -> pd.DataFrame:
+    return pd.DataFrame({"clip": [f"c{n}.mp4" for n in range(len(errors))], "predicted_label": [None if error else "anger" for error in errors],
+                         "prob_anger": [np.nan if error else 1.0 for error in errors], "valence": 0.0, "arousal": 0.0, "face_ratio": 1.0,
+                         "warnings": "", "error": list(errors)})
+
+
+def test_predict_quiets_tensorflow_unless_the_user_set_its_level(monkeypatch, capsys):
+    """TensorFlow's start-up chatter would hide the progress bar: predict runs it at level 2 unless
+    TF_CPP_MIN_LOG_LEVEL says otherwise."""
+    seen = fake_predictions(monkeypatch, [predictions("")])
+    assert main(["predict", "--model", "m", "c0.mp4", "--quiet"]) == 0
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert main(["predict", "--model", "m", "c0.mp4", "--quiet"]) == 0
+    assert [said["TF_CPP_MIN_LOG_LEVEL"] for said in seen] == ["2", "0"]
+
+
+def test_predict_says_how_many_clips_failed_and_exits_1(monkeypatch, tmp_path, capsys):
+    fake_predictions(monkeypatch, [predictions("", "no such file", "")])
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", "m", "c0.mp4", "c1.mp4", "c2.mp4", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"wrote 3 predictions to {out}" in err and "avemotion predict: 1 of 3 clips could not be predicted (see their error)" in err
+    written = pd.read_csv(out, keep_default_na=False)
+    assert list(written.columns) == list(predictions("").columns) and written["error"].tolist() == ["", "no such file", ""]
+
+
+def test_a_write_that_failed_once_but_succeeded_later_is_no_failure(monkeypatch, tmp_path, capsys):
+    """Predictions are rewritten after each group: a disk that was full for the first write but not
+    for the last leaves the whole table written, exit status 0 and no complaint."""
+    fake_predictions(monkeypatch, [predictions(""), predictions("", "")])
+    writes = []
+
+    def full_once(table, out):
+        writes.append(len(table))
+        if len(writes) == 1:
+            raise OSError(28, "No space left on device")
+        write_predictions(table, out)
+
+    monkeypatch.setattr(cli, "write_predictions", full_once)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", "m", "c0.mp4", "c1.mp4", "--out", str(out), "--quiet"]) == 0
+    assert writes == [1, 2] and len(pd.read_csv(out)) == 2
+    err = capsys.readouterr().err
+    assert "could not write" not in err and f"wrote 2 predictions to {out}" in err
+
+
+def test_predict_whose_last_write_failed_prints_the_table_and_exits_1(monkeypatch, tmp_path, capsys):
+    fake_predictions(monkeypatch, [predictions("")])
+
+    def full(table, out):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_predictions", full)
+    assert main(["predict", "--model", "m", "c0.mp4", "--out", str(tmp_path / "p.csv"), "--quiet"]) == 1
+    printed = capsys.readouterr()
+    assert f"could not write {tmp_path / 'p.csv'} ([Errno 28] No space left on device)" in printed.err and printed.out.splitlines()[1].startswith("c0.mp4 ")
+
+
+def test_a_broken_openface_install_ends_predict_with_one_line(monkeypatch, capsys):
+    """OpenFace failing fails every clip: one line and exit status 2, not a traceback."""
+    fake_predictions(monkeypatch, [], raised=OpenFaceError("FeatureExtraction exited with status 1 on 1 videos"))
+    assert main(["predict", "--model", "m", "c0.mp4", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == "avemotion: FeatureExtraction exited with status 1 on 1 videos"

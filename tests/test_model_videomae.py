@@ -8,7 +8,7 @@ import pytest
 
 from avemotion.model import VideoMAEBackbone, VideoMAEClassifier, build_classifier, variant_settings
 from avemotion.model.layers import DropPath, TubeletEmbedding, sinusoid_table
-from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, VARIANTS
+from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, variant_of
 
 SMALL = dict(num_frames=4, image_size=32)
 
@@ -60,6 +60,25 @@ def test_registry_holds_architecture_and_normalisation():
     standardize = backbone.get_layer("standardize")
     mean_clip = np.broadcast_to(np.asarray(IMAGENET_MEAN, np.float32), (1, 4, 32, 32, 3))
     assert np.abs(np.asarray(standardize(mean_clip))).max() < 1e-6
+
+
+def test_variants_are_found_by_width_and_depth_and_handed_out_as_copies():
+    """A checkpoint's tensor shapes name its variant: ViT-B is 768 wide and 12 deep, a 768-wide network
+    of another depth is no registered one; the settings a caller gets are its own to change."""
+    assert variant_of(768) == variant_of(768, 12) == "base" and variant_of(1024, 24) == "large"
+    assert variant_of(768, 24) is None and variant_of(500) is None
+    settings = variant_settings("base")
+    settings["num_layers"] = 2
+    assert variant_settings("base")["num_layers"] == 12 and VARIANTS["base"]["num_layers"] == 12
+    with pytest.raises(ValueError, match="unknown VideoMAE variant 'giant'; allowed values: tiny, small, base, large, huge"):
+        variant_settings("giant")
+
+
+def test_a_backbone_given_no_clip_shape_is_built_for_the_published_checkpoints_clips():
+    """VideoMAE's checkpoints were trained on 16 frames of 224 px: what one means when it does not say."""
+    backbone = VideoMAEBackbone.from_variant("tiny")
+    assert (backbone.num_frames, backbone.image_size) == (16, 224)
+    keras.backend.clear_session()
 
 
 @pytest.mark.parametrize("variant, low, high", [("base", 86.0e6, 87.0e6), ("large", 303.5e6, 304.5e6)])

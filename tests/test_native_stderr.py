@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -37,6 +38,7 @@ def shown(pattern: str, lines: list[str]) -> list[str]:
         ("3", ["0"], [FATAL]),
         ("0", ["0"], [ABSL_PREAMBLE + "\n", INFO, WARNING, CUDA_FAILED, OTHER_ERROR, FATAL]),
         ("ERROR", ["0"], [ABSL_PREAMBLE + "\n", INFO, WARNING, CUDA_FAILED, OTHER_ERROR, FATAL]),  # not a number: 0, as TensorFlow reads it
+        ("", ["0"], [ABSL_PREAMBLE + "\n", INFO, WARNING, CUDA_FAILED, OTHER_ERROR, FATAL]),  # set but empty: 0 too
     ],
 )
 def test_the_lines_left_out_are_those_below_the_users_level_and_cudas_failure_without_a_gpu(level, gpus, expected):
@@ -113,3 +115,25 @@ def test_tensorflow_and_the_face_models_start_without_their_start_up_lines():
     assert ABSL_PREAMBLE in raw and "I0000" in raw and XNNPACK_NOTICE in raw, raw
     quiet = tensorflow_start(filtered=True)
     assert ABSL_PREAMBLE not in quiet and "I0000" not in quiet and "cuInit" not in quiet and XNNPACK_NOTICE not in quiet, quiet
+
+
+def test_ctrl_c_stops_the_command_not_the_filter_which_passes_on_what_comes_after(tmp_path):
+    """The terminal sends Ctrl-C to the whole foreground process group: the filter, in a session of
+    its own, is not stopped, so what the command writes while it stops still comes out."""
+    code = (
+        "import os, time\nfrom avemotion.logs import native_stderr_filtered\n"
+        "with native_stderr_filtered('^dropped'):\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    except KeyboardInterrupt:\n"
+        "        os.write(2, b'dropped\\nstopped by Ctrl-C\\n')\n"
+    )
+    command = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert command.stdout.readline() == "ready\n"
+        os.killpg(command.pid, signal.SIGINT)  # as the terminal does
+        err = command.communicate(timeout=60)[1]
+    finally:
+        command.kill()
+    assert err == "stopped by Ctrl-C\n"

@@ -25,7 +25,7 @@ from avemotion.cli import main
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
 from avemotion.fusion.shards import FUSION_REVISION
-from avemotion.inference import WORKDIR_INDEX, Progress, _row, check_output, check_workdir, clip_records, display_width, expand_clips, format_table, predict_files, video_files, workflow_clips, write_predictions
+from avemotion.inference import MAX_ID_BYTES, WORKDIR_INDEX, Progress, _row, check_output, check_workdir, clip_records, display_width, expand_clips, format_table, predict_files, video_files, workflow_clips, write_predictions
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.model.bundle import TrainedModel
@@ -415,16 +415,17 @@ def test_clips_this_user_may_not_read_get_rows_that_say_so(tmp_path):
     for folder in (tmp_path / "locked", tmp_path / "shared" / "private"):
         folder.chmod(0)
     (tmp_path / "unreadable.mp4").chmod(0)
+    (tmp_path / "unsearchable").mkdir(mode=0o644)  # its names can be read, its files not opened
     script = (
         "import json, logging, sys\nlogging.basicConfig()\nfrom avemotion.inference import clip_records, expand_clips\n"
         "print(json.dumps([[r['given'], r['problem']] for r in clip_records(expand_clips(sys.argv[1:]))]))"
     )
-    given = [str(tmp_path / "locked" / "a.mp4"), str(tmp_path / "shared"), str(tmp_path / "unreadable.mp4"), str(tmp_path / "locked"), str(tmp_path / ("x" * 300 + ".mp4"))]
+    given = [str(tmp_path / "locked" / "a.mp4"), str(tmp_path / "shared"), str(tmp_path / "unreadable.mp4"), str(tmp_path / "locked"), str(tmp_path / ("x" * 300 + ".mp4")), str(tmp_path / "unsearchable")]
     as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
     try:
         run = subprocess.run([*as_user, sys.executable, "-c", script, *given], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     finally:
-        for folder in (tmp_path / "locked", tmp_path / "shared" / "private"):
+        for folder in (tmp_path / "locked", tmp_path / "shared" / "private", tmp_path / "unsearchable"):
             folder.chmod(0o755)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == [
@@ -433,6 +434,7 @@ def test_clips_this_user_may_not_read_get_rows_that_say_so(tmp_path):
         [given[2], "permission denied: this user may not read the file"],
         [given[3], "permission denied: this user may not read the folder"],
         [given[4], "cannot be read: File name too long"],
+        [given[5], "permission denied: this user may not read the folder"],
     ]
     assert f"{tmp_path / 'shared' / 'private'}: cannot read this folder (Permission denied); the files in it are left out" in run.stderr
 
@@ -626,3 +628,134 @@ def test_a_misaligned_clips_warning_gives_the_audio_stages_reason():
     assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == [f"misaligned audio: {reason} (kept: silence fills, excess is cut)"]
     info["audio"]["audio_misaligned"] = False
     assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == []
+
+
+def test_a_progress_bar_is_full_only_when_the_work_is_done():
+    """19 of 20 done is not a full bar, whatever the width rounds to."""
+    stream = Terminal()
+    bar = Progress(20, "preparing", stream=stream, width=10)
+    for _ in range(19):
+        bar.advance()
+    assert stream.getvalue().endswith("\rpreparing [#########.] 19/20")
+
+
+def test_a_long_clip_name_is_cut_to_an_id_the_file_systems_can_name_artifacts_by():
+    """ASCII names are cut to MAX_ID_BYTES characters: the artifacts' names add their suffixes, and
+    file systems allow 255 bytes."""
+    (record,) = clip_records(["x" * 300 + ".mp4"])
+    assert record["clip_id"] == "x" * MAX_ID_BYTES
+
+
+class FakeModel:
+    """A trained model without TensorFlow: each readable clip is prepared (3 stages, as the real
+    preprocessor reports progress), except clips named bad*, which a stage refuses; a clip's
+    prediction is its position among the group's encoded clips."""
+
+    labels = ["anger", "joy"]
+    settings: dict = {}
+
+    def preprocessor(self, dataset, openface_bin):
+        return self
+
+    def network(self):
+        return "network"
+
+    def prepare(self, clips, folder, progress=None):
+        prepared = []
+        for clip in clips:
+            for _ in STAGE_NAMES:
+                if progress:
+                    progress()
+            bad = clip["clip_id"].startswith("bad")
+            prepared.append(PreparedClip(clip["clip_id"], clip["path"], info={"audio": {}, "face": {"face_ratio": 0.5}}, error="frames: unreadable" if bad else "", example=None if bad else b"x"))
+        return prepared
+
+    def write_examples(self, clips, folder):
+        self.encoded = [clip.clip_id for clip in clips if clip.example is not None]
+        return Path(folder) / "examples.tfrecord" if self.encoded else None
+
+    def raw_outputs(self, network, settings, files, *args, **kwargs):
+        count = len(self.encoded)
+        return self.encoded, {"emotion": np.array([[0.9, 0.1]] * count), "valence": np.linspace(0, 1, count), "arousal": np.zeros(count)}
+
+    def fused(self, outputs):
+        return outputs
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    model = FakeModel()
+    monkeypatch.setattr(TrainedModel, "load", staticmethod(lambda directory: model))
+    monkeypatch.setattr("avemotion.model.outputs.raw_outputs", model.raw_outputs)
+    return model
+
+
+def test_every_clip_gets_its_row_in_the_given_order_and_each_group_is_handed_on_as_done(fake_model, tmp_path, capsys):
+    """Rows: one per clip given, in order, with the columns the README lists (clip, predicted_label,
+    a probability per class, valence, arousal, face_ratio, warnings, error); a clip a stage refused
+    or that cannot be read has its error; on_rows gets the table so far after each group; the
+    progress bar counts the readable clips' stages only, so it ends full."""
+    paths = [tmp_path / name for name in ("a.mp4", "bad.mp4", "gone.mp4", "b.mp4", "c.mp4", "d.mp4")]
+    for path in paths:
+        if path.name != "gone.mp4":
+            touch(path)
+    handed = []
+    table = predict_files("model", [str(path) for path in paths], group_size=4, on_rows=lambda rows: handed.append(rows["clip"].tolist()))
+    assert list(table.columns) == ["clip", "predicted_label", "prob_anger", "prob_joy", "valence", "arousal", "face_ratio", "warnings", "error"]
+    assert table["clip"].tolist() == [str(path) for path in paths]
+    assert table["error"].tolist() == ["", "frames: unreadable", "no such file", "", "", ""]
+    assert table["predicted_label"].fillna("-").tolist() == ["anger", "-", "-", "anger", "anger", "anger"]
+    assert table["valence"].fillna(-1).tolist() == [0.0, -1, -1, 1.0, 0.0, 1.0]  # each group's clips in their order
+    assert handed == [[str(path) for path in paths[:4]], [str(path) for path in paths]]
+    drawn = capsys.readouterr().err.splitlines()
+    assert drawn[-1].endswith(f"{5 * len(STAGE_NAMES)}/{5 * len(STAGE_NAMES)}")
+
+
+def test_predicting_no_clips_is_an_error(fake_model):
+    with pytest.raises(ValueError, match="no clips to predict"):
+        predict_files("model", [], progress=False)
+
+
+def test_a_clip_whose_prepared_example_was_not_predicted_gets_the_stages_error():
+    """A clip a stage refused (prepared, no example) says which stage and why, not a vague "not predicted"."""
+    clip = {"given": "a.mp4", "problem": ""}
+    done = PreparedClip("a", "a.mp4", error="audio: zero-length file: a.mp4")
+    assert _row(clip, done, None, {}, ["anger"])["error"] == "audio: zero-length file: a.mp4"
+    assert _row(clip, PreparedClip("a", "a.mp4"), None, {}, ["anger"])["error"] == "not predicted"
+
+
+@pytest.mark.parametrize("broken", ["emotion", "valence", "arousal"])
+def test_any_non_finite_output_is_an_error_not_a_prediction(broken):
+    clip = {"given": "a.mp4", "problem": ""}
+    done = PreparedClip("a", "a.mp4", info={"audio": {}, "face": {"face_ratio": 1.0}})
+    final = {"emotion": np.array([[0.2, 0.8]]), "valence": np.array([0.3]), "arousal": np.array([0.1])}
+    final[broken] = np.full_like(final[broken], np.inf if broken == "arousal" else np.nan)
+    row = _row(clip, done, 0, final, ["anger", "happiness"])
+    assert row["error"].startswith("the model gave non-finite outputs") and "predicted_label" not in row
+
+
+def test_the_printed_table_lines_up_under_headers_wider_than_their_values():
+    table = pd.DataFrame({"clip": ["a.mp4"], "predicted_label": ["joy"], "prob_joy": [1.0], "valence": [0.5], "arousal": [0.25],
+                          "face_ratio": [1.0], "warnings": [""], "error": [""]})
+    header, row = format_table(table).splitlines()
+    assert header.split() == ["clip", "predicted", "joy", "valence", "arousal", "face", "notes"]  # as the README shows it
+    assert [header.index(name) for name in ("predicted", "joy ", "valence", "arousal", "face")] == [row.index(value) for value in ("joy", "1.000", "0.500", "0.250", "100%")]
+
+
+def test_fullwidth_letters_take_two_columns_and_enclosing_marks_none():
+    """Fullwidth forms (East Asian width F, as in ＡＢ.mp4) take two terminal columns like CJK; an
+    enclosing mark (the keycap in 1⃣) none."""
+    assert display_width("ＡＢ.mp4") == 8 and display_width("1\u20e3.mp4") == 5
+
+
+def test_an_existing_output_file_this_user_may_not_write_is_refused_before_any_work(tmp_path):
+    """A predictions file left read-only (checked as a user without root's override) is not
+    replaced: the check says so, though the folder is writable."""
+    out = tmp_path / "p.csv"
+    out.write_text("kept\n")
+    out.chmod(0o444)
+    script = "import sys\nfrom avemotion.inference import check_output\ntry:\n    check_output(sys.argv[1])\nexcept ValueError as error:\n    print(error)"
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    run = subprocess.run([*as_user, sys.executable, "-c", script, str(out)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"{out}: not writable (no permission to write in {tmp_path})"

@@ -68,3 +68,20 @@ def test_a_native_line_of_a_snakemake_job_is_in_the_rule_log_not_on_snakemakes_t
     run = run_snakemake(tmp_path, "--cores", "1", "--quiet", snakefile=tmp_path / "Snakefile")
     assert (tmp_path / "job.log").read_text() == "a native line\n"
     assert "a native line" not in run.stdout + run.stderr
+
+
+def test_a_job_leaves_logging_as_it_found_it_and_logs_names_in_any_encoding(tmp_path):
+    """A file name that is not UTF-8 (its bytes kept as surrogates) reaches the log, escaped, rather
+    than a logging error in place of the record; after the block the log's handler is gone and
+    faulthandler is off again, so nothing more is written to the closed log."""
+    code = (
+        "import faulthandler, logging, sys\nfrom avemotion.logs import script_logging\n"
+        "before = list(logging.getLogger().handlers)\n"
+        "with script_logging(sys.argv[1]):\n"
+        "    logging.getLogger('avemotion.job').warning('cannot read caf\\udce9.mp4')\n"
+        "print(logging.getLogger().handlers == before, faulthandler.is_enabled())\n"
+    )
+    log = tmp_path / "job.log"
+    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    assert job.returncode == 0 and job.stdout == "True False\n", job.stderr
+    assert log.read_text().splitlines()[-1].endswith("WARNING avemotion.job: cannot read caf\\udce9.mp4")
