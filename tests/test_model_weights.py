@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import json
 
+import h5py
 import numpy as np
 import pytest
 
@@ -15,6 +17,9 @@ from transformers import VideoMAEConfig, VideoMAEForVideoClassification  # noqa:
 
 from avemotion.cli import main
 from avemotion.model import CheckpointError, convert_weights, detect_format, layers, load_videomae, weights  # noqa: E402
+from avemotion.model.hf_checkpoint import read_hf_folder  # noqa: E402
+from avemotion.model.innat_checkpoint import read_innat_h5  # noqa: E402
+from avemotion.model.torch_checkpoint import read_mcg_checkpoint  # noqa: E402
 from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 TOLERANCE = 1e-4
@@ -337,3 +342,77 @@ def test_convert_weights_command_fails_clearly(tmp_path, capsys):
     assert main(["convert-weights", str(source), str(tmp_path / "x.weights.h5")]) == 2
     assert "unrecognised checkpoint format" in capsys.readouterr().err
     assert not (tmp_path / "x.weights.h5").exists()
+
+
+# A deep, narrow network: ten blocks, so block 10 sorts before block 2 as text.
+DEEP = dict(
+    image_size=16, patch_size=16, num_frames=2, tubelet_size=2, hidden_size=8,
+    num_hidden_layers=10, num_attention_heads=2, intermediate_size=8, num_labels=2,
+)  # fmt: skip
+
+
+def assert_same_tensors(checkpoint, expected: dict) -> None:
+    assert set(checkpoint.tensors) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(checkpoint.tensors[name], value.numpy(), err_msg=name)
+
+
+def test_innat_blocks_are_read_in_numeric_order_also_from_a_whole_model_file(tmp_path):
+    """TFBlock10 is the tenth block, not the second; model.save's .h5 keeps the weights under model_weights."""
+    hf = reference.random_reference(seed=11, **DEEP)
+    expected = reference.original_state_dict(hf)
+    weights_only = reference.write_innat_h5(hf, tmp_path / "TFVideoMAE_T_K400_2x16_FT.h5")
+    assert_same_tensors(read_innat_h5(weights_only, num_heads=2), expected)
+    whole = tmp_path / "whole" / weights_only.name
+    whole.parent.mkdir()
+    with h5py.File(weights_only, "r") as source, h5py.File(whole, "w") as target:
+        group = target.create_group("model_weights")
+        for name in source:
+            source.copy(source[name], group, name)
+        group.attrs.update(source.attrs)
+    checkpoint = read_innat_h5(whole, num_heads=2)
+    assert_same_tensors(checkpoint, expected)
+    assert checkpoint.architecture["num_layers"] == 10
+
+
+def test_pth_state_dicts_under_state_dict_and_with_ddp_and_pretraining_prefixes(tmp_path):
+    """module. (DistributedDataParallel) and encoder. (pretraining) prefixes are dropped, the decoder ignored."""
+    import torch
+
+    hf = reference.random_reference(seed=12, **DEEP)
+    expected = reference.original_state_dict(hf)
+    state = {f"module.encoder.{name}": value for name, value in expected.items()}
+    state["module.decoder.norm.weight"] = torch.ones(8)
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "pretrained.pth")
+    assert_same_tensors(read_mcg_checkpoint(tmp_path / "pretrained.pth", num_heads=2), expected)
+
+
+def test_a_folders_preprocessor_config_gives_the_normalisation(hf_state):
+    folder, _ = hf_state
+    assert read_hf_folder(folder).architecture["image_mean"] == IMAGENET_MEAN
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}))
+    architecture = read_hf_folder(folder).architecture
+    assert architecture["image_mean"] == (0.5, 0.5, 0.5) and architecture["image_std"] == (0.25, 0.25, 0.25)
+
+
+def test_hugging_face_folders_videomae_cannot_read_are_refused(hf_state):
+    folder, state = hf_state
+    config = json.loads((folder / "config.json").read_text())
+    refusals = {
+        "describes a 'whisper' model, not videomae": {"model_type": "whisper"},
+        "hidden_act 'gelu_new' is not supported": {"hidden_act": "gelu_new"},
+        "use_mean_pooling false.* only mean-pooling checkpoints are supported": {"use_mean_pooling": False},
+    }
+    for message, change in refusals.items():
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(CheckpointError, match=message):
+            read_hf_folder(folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    key_bias = "videomae.encoder.layer.0.attention.attention.key.bias"
+    assert "blocks.0.attn.q_bias" in read_hf_folder(rewrite(folder, {**state, key_bias: np.zeros(48, np.float32)})).tensors
+    with pytest.raises(CheckpointError, match="has no key bias, but this checkpoint's is not zero"):
+        read_hf_folder(rewrite(folder, {**state, key_bias: np.ones(48, np.float32)}))
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    with pytest.raises(CheckpointError, match="sharded checkpoints are not supported"):
+        read_hf_folder(folder)

@@ -29,6 +29,7 @@ from avemotion.model.whisper import (  # noqa: E402
     WHISPER_PRESETS,
     WhisperBackbone,
     encoder_frame_mask,
+    encoder_frames,
     whisper_settings,
     whisper_sinusoids,
 )
@@ -77,6 +78,30 @@ def test_position_table_is_whispers_and_presets_are_the_published_configs():
     assert all(p["max_source_positions"] == 1500 for p in WHISPER_PRESETS.values())
     with pytest.raises(ValueError, match="unknown Whisper preset 'huge'"):
         whisper_settings("huge")
+
+
+def test_preset_settings_are_copies_and_from_preset_takes_overrides():
+    """whisper_settings is "a copy, safe to change"; from_preset's keywords replace the preset's."""
+    settings = whisper_settings("tiny")
+    settings["d_model"] = 8
+    assert whisper_settings("tiny")["d_model"] == 384 and WHISPER_PRESETS["tiny"]["d_model"] == 384
+    backbone = WhisperBackbone.from_preset("tiny", encoder_layers=1, max_source_positions=4)
+    assert backbone.architecture["encoder_layers"] == 1 and backbone.architecture["d_model"] == 384
+    assert len(backbone.outputs) == 2 and backbone.get_layer("embed_positions").embeddings.shape == (4, 384)
+
+
+def test_encoder_steps_are_half_the_frames_rounded_up_as_the_encoder_computes():
+    """encoder_frames (and so the pooling mask) counts the steps conv2 gives, odd frame counts included."""
+    assert encoder_frames(3000) == 1500 and encoder_frames([1, 2, 7, 8]).tolist() == [1, 1, 4, 4]
+    backbone = WhisperBackbone(**SHAPES["2_layers_4_heads"])
+    for frames in (7, 8):
+        assert backbone(features(16, frames))[0].shape[1] == encoder_frames(frames)
+    assert encoder_frame_mask(7, 10).tolist() == [[True] * 4 + [False]]
+
+
+def test_a_width_the_heads_do_not_divide_is_refused():
+    with pytest.raises(ValueError, match="d_model 30 is not a multiple of 4 heads"):
+        WhisperBackbone(**{**SHAPES["2_layers_4_heads"], "d_model": 30})
 
 
 # Encoder parameters of the published checkpoints (transformers' WhisperEncoder of each config).
@@ -149,6 +174,18 @@ def test_unpadded_features_match_the_feature_extractor(bins):
     np.testing.assert_array_equal(batch[1], ours[0])
 
 
+def test_silence_is_the_floor_everywhere():
+    """Silence reaches log10(1e-10) = -10 in every bin, which (x + 4) / 4 makes -1.5 (not NaN, not -inf)."""
+    np.testing.assert_array_equal(log_mel_spectrogram(np.zeros(16000, np.float32), pad=False), np.full((100, 80), -1.5, np.float32))
+
+
+def test_the_shortest_clip_is_one_frame_and_shorter_ones_are_refused():
+    """201 samples (half a window and one) are the least the reflect padding takes: len // 160 = 1 frame."""
+    assert log_mel_spectrogram(signal(1.0)[:201], pad=False).shape == (1, 80)
+    with pytest.raises(ValueError, match="200 samples are too few for Whisper features"):
+        log_mel_spectrogram(signal(1.0)[:200], pad=False)
+
+
 def test_features_refuse_other_rates_and_stereo():
     with pytest.raises(ValueError, match="need 16000 Hz audio, not 44100 Hz"):
         log_mel_spectrogram(signal(1.0), sampling_rate=44100)
@@ -186,6 +223,22 @@ def test_weighted_layer_pooling_averages_only_masked_frames():
     np.testing.assert_allclose(pooled[1], mixed[1].mean(axis=0), atol=1e-6)
     with pytest.raises(ValueError, match="takes a list of hidden states"):
         WeightedLayerPooling()(states[0])
+
+
+def test_weighted_layer_pooling_starts_with_equal_weights_and_needs_its_layer_count():
+    """As transformers' 1 / L start: before training every layer counts the same."""
+    states = [np.random.default_rng(i).normal(size=(2, 5, 4)).astype(np.float32) for i in range(3)]
+    pooling = WeightedLayerPooling()
+    np.testing.assert_allclose(to_numpy(pooling(states)), (sum(states) / 3).mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(pooling.layer_probabilities(), [1 / 3] * 3, rtol=1e-6)
+    with pytest.raises(ValueError, match="built for 3 hidden states, called with 2"):
+        pooling(states[:2])
+
+
+def test_weighted_layer_pooling_of_a_clip_without_valid_frames_is_zero_not_nan():
+    states = [np.ones((1, 4, 3), np.float32)] * 2
+    pooled = to_numpy(WeightedLayerPooling()(states, frame_mask=np.zeros((1, 4), bool)))
+    np.testing.assert_array_equal(pooled, np.zeros((1, 3), np.float32))
 
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -11,12 +12,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
-from transformers import WhisperForAudioClassification, WhisperForConditionalGeneration, WhisperModel  # noqa: E402
+from transformers import WhisperConfig, WhisperForAudioClassification, WhisperForConditionalGeneration, WhisperModel  # noqa: E402
 from whisper_reference import SHAPES, TOLERANCE, features, hf_config, max_differences, randomise, to_numpy  # noqa: E402
 
 from avemotion.cli import main
 from avemotion.model.checkpoints import CheckpointError  # noqa: E402
-from avemotion.model.whisper_checkpoint import is_whisper_checkpoint, whisper_format  # noqa: E402
+from avemotion.model.whisper_checkpoint import architecture_from_config, is_whisper_checkpoint, whisper_format  # noqa: E402
 from avemotion.model.whisper_weights import convert_whisper_weights, load_whisper, save_whisper_weights  # noqa: E402
 
 SAVED_CLASSES = {
@@ -162,3 +163,68 @@ def test_convert_weights_command_takes_a_whisper_folder(saved, tmp_path, capsys)
     layers, width = SHAPES["2_layers_4_heads"]["encoder_layers"], SHAPES["2_layers_4_heads"]["d_model"]
     assert f"(Whisper encoder): {layers} layers, width {width}" in output and f"wrote {destination}" in output
     assert max(max_differences(load_whisper(destination), encoder, features(16, 40))) <= TOLERANCE
+
+
+def test_weighted_layer_sum_classifiers_load_their_encoder(tmp_path):
+    """WhisperForAudioClassification with use_weighted_layer_sum saves layer_weights: a head tensor, left out."""
+    model = randomise(WhisperForAudioClassification(hf_config(**SHAPES["2_layers_4_heads"], use_weighted_layer_sum=True)), 20)
+    model.save_pretrained(tmp_path / "weighted", safe_serialization=True)
+    assert max(max_differences(load_whisper(tmp_path / "weighted"), model.encoder, features(16, 40))) <= TOLERANCE
+
+
+def test_absent_config_keys_take_transformers_defaults_and_other_activations_are_refused(saved, tmp_path):
+    defaults = WhisperConfig()
+    keys = ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins", "max_source_positions")
+    assert architecture_from_config({"model_type": "whisper"}, "x") == {key: getattr(defaults, key) for key in keys}
+    folder, _ = saved["WhisperModel"]
+    relu = tmp_path / "relu"
+    copy_folder(folder, relu)
+    config = json.loads((relu / "config.json").read_text())
+    (relu / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
+    with pytest.raises(CheckpointError, match="activation_function 'relu' is not supported"):
+        load_whisper(relu)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_half_and_double_precision_safetensors_load_as_float32(saved, tmp_path, dtype):
+    folder, _ = saved["WhisperModel"]
+    state = {name: value.to(dtype) for name, value in load_file(str(folder / "model.safetensors")).items()}
+    backbone = load_whisper(copy_folder(folder, tmp_path / "cast", state))
+    kernel = state["encoder.layers.0.fc2.weight"].float().numpy().T
+    np.testing.assert_array_equal(to_numpy(backbone.get_layer("layers_0").fc2.kernel), kernel)
+
+
+def test_broken_safetensors_and_integer_tensors_are_refused_by_name(saved, tmp_path):
+    folder, _ = saved["WhisperModel"]
+    state = load_file(str(folder / "model.safetensors"))
+    integers = {**state, "encoder.conv1.bias": state["encoder.conv1.bias"].to(torch.int32)}
+    with pytest.raises(CheckpointError, match="tensor encoder.conv1.bias is I32, not a floating-point type"):
+        load_whisper(copy_folder(folder, tmp_path / "ints", integers))
+    broken = copy_folder(folder, tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes((12).to_bytes(8, "little") + b"not json at all")
+    with pytest.raises(CheckpointError, match="is not a safetensors file"):
+        load_whisper(broken)
+    (tmp_path / "lone").mkdir()
+    (tmp_path / "lone" / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_whisper(tmp_path / "lone" / "model.safetensors")
+
+
+def test_every_format_loads_under_a_mixed_precision_policy(saved, tmp_path):
+    """load_whisper(path, dtype) builds the encoder under that policy from any format, weights kept float32."""
+    folder, _ = saved["WhisperForConditionalGeneration"]
+    backbone = convert_whisper_weights(folder, tmp_path / "encoder.weights.h5")
+    backbone.save(tmp_path / "encoder.keras")
+    for path in (folder, tmp_path / "encoder.weights.h5", tmp_path / "encoder.keras"):
+        mixed = load_whisper(path, dtype="mixed_bfloat16")
+        assert mixed.get_layer("layers_1").dtype_policy.name == "mixed_bfloat16"
+        for ours, theirs in zip(mixed.weights, backbone.weights):
+            assert ours.dtype == "float32"
+            np.testing.assert_array_equal(to_numpy(ours), to_numpy(theirs))
+
+
+def test_a_keras_archive_of_another_model_is_not_a_whisper_checkpoint(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.save(tmp_path / "dense.keras")
+    assert whisper_format(tmp_path / "dense.keras") == "keras_archive"
+    assert not is_whisper_checkpoint(tmp_path / "dense.keras")

@@ -25,10 +25,10 @@ from avemotion.fusion.shards import iterate_examples
 from avemotion.model.bundle import MODEL_FILE
 from avemotion.model.fusion import build_fusion_model, model_input_names
 from avemotion.model.outputs import raw_outputs
-from avemotion.model.speech_branch import speech_encoder, speech_encoder_of
-from avemotion.model.speech_features import SPEECH_FEATURES, SPEECH_FRAMES, whisper_features
+from avemotion.model.speech_branch import SpeechFrameMask, speech_encoder, speech_encoder_of
+from avemotion.model.speech_features import SPEECH_FEATURES, SPEECH_FRAMES, feature_frames, whisper_features
 from avemotion.model.speech_input import pipeline_inputs, with_speech_features
-from avemotion.model.whisper import WhisperBackbone
+from avemotion.model.whisper import WhisperBackbone, encoder_frame_mask
 from avemotion.model.whisper_features import log_mel_spectrogram
 from avemotion.model.whisper_weights import save_whisper_weights
 from avemotion.presets import variant_settings
@@ -126,6 +126,28 @@ def test_features_equal_whisper_features_of_the_clip_cut_to_the_models_length(se
     assert frames == min(int(seconds * RATE) // 160, max_frames)
 
 
+def test_feature_frames_are_one_per_10_ms_within_whispers_30_s():
+    """model.audio_max_seconds to frames: 2.01 s is 201 frames although 2.01 * 100 is 200.999... in floats."""
+    assert [feature_frames(seconds) for seconds in (0.01, 2.01, 8.03, 10.0, 30.0)] == [1, 201, 803, 1000, 3000]
+    for seconds in (0.004, 30.01):
+        with pytest.raises(ValueError, match="outside Whisper's window"):
+            feature_frames(seconds)
+
+
+def test_a_clip_shorter_than_a_hop_still_has_one_frame_of_its_own():
+    """So the pooling reads the clip's audio, not only padding."""
+    features, frames = whisper_features(np.full(100, 0.1, np.float32), 50)
+    assert features.shape == (50, 80) and frames == 1
+
+
+def test_the_models_frame_mask_is_the_encoder_steps_that_see_the_clip():
+    """SpeechFrameMask (in the saved model) equals encoder_frame_mask, odd frame counts rounding up."""
+    counts = np.array([1, 6, 7, 10], np.int32)
+    mask = SpeechFrameMask(10)(counts)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(mask), encoder_frame_mask(counts, 10))
+    assert mask.shape == (4, 5) and keras.ops.convert_to_numpy(mask).sum(axis=1).tolist() == [1, 3, 4, 5]
+
+
 def test_the_shards_audio_reaches_whisper_only_at_whispers_rate(monkeypatch):
     """The audio stage's rate (the shards store its WAV as it is) is checked against Whisper's: a
     stage writing another rate would otherwise feed Whisper mistimed features without a word."""
@@ -180,6 +202,7 @@ def test_the_pipeline_feeds_the_model_whisper_features_of_the_shards_audio(tmp_p
     expected = np.stack([log_mel_spectrogram(s[:16000], pad=True)[:100] for s in stored])
     assert np.abs(inputs[SPEECH_FEATURES].numpy() - expected).max() <= 1e-4
     assert inputs[SPEECH_FRAMES].numpy().tolist() == [50, 100, 100]  # 0.5 s, then cut at 1 s
+    assert pipeline_inputs(["frames", "mel"]) == ["frames", "mel"]  # no speech encoder: no audio read
     assert "mel" not in inputs and model.predict_on_batch({name: inputs[name] for name in names})["audio_emotion"].shape == (3, 3)
 
 
@@ -242,6 +265,17 @@ def test_early_and_hybrid_models_read_the_speech_inputs_and_reload(fusion, tmp_p
     reloaded = keras.saving.load_model(tmp_path / "model.keras").predict_on_batch(batch)
     for name, value in expected.items():
         np.testing.assert_allclose(reloaded[name], value, atol=1e-5)
+
+
+def test_with_weights_the_encoder_holds_the_checkpoints_weights_and_architecture(tmp_path):
+    source = WhisperBackbone(**SMALL)
+    save_whisper_weights(source, tmp_path / "small.weights.h5")
+    encoder = speech_encoder({"audio_encoder": "whisper", "audio_weights": str(tmp_path / "small.weights.h5"), "audio_preset": "base"})
+    assert encoder.name == "whisper" and not encoder.trainable and encoder.architecture == source.architecture
+    for ours, theirs in zip(encoder.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(ValueError, match="model.audio_trainable 'partly' is not allowed; allowed values: frozen, finetune"):
+        speech_encoder({"audio_encoder": "whisper", "audio_trainable": "partly"})
 
 
 def test_without_weights_the_preset_is_built_frozen_unless_fine_tuned():
