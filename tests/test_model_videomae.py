@@ -101,6 +101,18 @@ def test_config_round_trip_and_keras_archive(tmp_path):
         np.testing.assert_array_equal(np.asarray(loaded(batch)[key]), np.asarray(model(batch)[key]))
 
 
+def test_a_mixed_precision_backbone_is_rebuilt_in_its_precision_from_its_config_and_archive(tmp_path):
+    """A backbone built with dtype="mixed_bfloat16" (without a global policy) stays so when a
+    .keras archive or its config rebuilds it: float32 weights, bfloat16 features."""
+    backbone = VideoMAEBackbone.from_variant("tiny", dtype="mixed_bfloat16", **SMALL)
+    batch = clips()
+    assert backbone(batch).dtype == "bfloat16"
+    backbone.save(tmp_path / "mixed.keras")
+    for rebuilt in (VideoMAEBackbone.from_config(backbone.get_config()), keras.saving.load_model(tmp_path / "mixed.keras")):
+        assert rebuilt.dtype_policy.name == "mixed_bfloat16" and rebuilt(batch).dtype == "bfloat16"
+        assert all(weight.dtype == "float32" for weight in rebuilt.weights)
+
+
 def test_drop_path_drops_whole_samples_only_in_training():
     layer = DropPath(0.5, seed=1)
     x = np.ones((64, 5, 3), np.float32)

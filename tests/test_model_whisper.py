@@ -266,4 +266,6 @@ def test_xla_compiled_forward_matches_eager_and_runs_in_mixed_bfloat16():
     assert all(weight.dtype == "float32" for weight in mixed.weights)
     states = mixed(batch)
     assert states[-1].dtype == "bfloat16" and np.all(np.isfinite(to_numpy(keras.ops.cast(states[-1], "float32"))))
+    # its config rebuilds it in the same precision (the functional constructor alone would drop it)
+    assert WhisperBackbone.from_config(mixed.get_config())(batch)[-1].dtype == "bfloat16"
 

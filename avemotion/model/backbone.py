@@ -19,6 +19,7 @@ from avemotion.model.layers import (
     SinusoidPositionEmbedding,
     TubeletEmbedding,
     VideoMAEBlock,
+    keep_dtype,
 )
 from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED_FRAMES, PRETRAINED_IMAGE_SIZE, variant_settings
 
@@ -72,6 +73,7 @@ class VideoMAEBackbone(keras.Model):
         x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="mean_pool")(x)
         pooled = keras.layers.LayerNormalization(epsilon=fc_norm_eps, dtype=dtype, name="fc_norm")(x)
         super().__init__(inputs=inputs, outputs=pooled, **kwargs)
+        keep_dtype(self, dtype)
 
         self.hidden_size = hidden_size
         self.num_layers = num_layers

@@ -27,6 +27,14 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     return angles.astype(np.float32)
 
 
+def keep_dtype(model: keras.Model, dtype) -> None:
+    """Give a functional backbone the ``dtype`` policy its layers were built with: keras.Model's
+    functional constructor drops a ``dtype`` argument, so the backbone's own policy (which
+    get_config records and from_config rebuilds with) would stay the global one."""
+    if dtype is not None:
+        model.dtype_policy = dtype
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 def exact_gelu(x):
     """The erf GELU of the reference (not the tanh approximation)."""

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from avemotion.model.layers import PACKAGE, exact_gelu
+from avemotion.model.layers import PACKAGE, exact_gelu, keep_dtype
 
 # LayerNorm eps: transformers builds every Whisper norm with torch's default.
 WHISPER_LAYER_NORM_EPS = 1e-5
@@ -229,6 +229,7 @@ class WhisperBackbone(keras.Model):
         # transformers reports the last layer's output after the final norm, in place of the raw one.
         hidden_states[-1] = final(hidden_states[-1])
         super().__init__(inputs=features, outputs=hidden_states, **kwargs)
+        keep_dtype(self, dtype)
 
         self.d_model = d_model
         self.encoder_layers = encoder_layers
