@@ -23,16 +23,33 @@ from avemotion.config import SCHEMA_PATH
 from avemotion.evaluate import plots, previews, report, targets
 from avemotion.evaluate.baselines import (
     LogisticRegression,
+    Standardiser,
     _objective,
     evaluate_baselines,
     experiment_baselines,
     fold_baselines,
     majority_class,
 )
-from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS, write_cross_corpus
+from avemotion.evaluate.cross_corpus import (
+    LOCO_COLUMNS,
+    LONG_COLUMNS,
+    cross_corpus_table,
+    folder_metrics,
+    leave_one_corpus_out_table,
+    write_cross_corpus,
+)
 from avemotion.evaluate.previews import au_intensities, choose_clips, crop_transforms, frame_annotations
 from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, dataset_statistics, datasets_section, quarantine_summary
-from avemotion.evaluate.summary import evaluate_experiment, format_mean_std, summarise_experiment, summary_table
+from avemotion.evaluate.summary import (
+    branch_predictions,
+    evaluate_experiment,
+    fold_labels,
+    format_mean_std,
+    protocol_scores,
+    read_history,
+    summarise_experiment,
+    summary_table,
+)
 from conftest import demo_settings, run_snakemake, write_demo_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -143,8 +160,9 @@ def test_summary_metrics_equal_hand_computed_values(tmp_path):
 
 def test_the_plots_show_the_summed_confusion_and_every_folds_clips_and_a_disagreeing_record_is_logged(tmp_path, monkeypatch, caplog):
     """The confusion plot gets the matrix summed over folds (rows true, columns predicted), the VA
-    scatter the test clips of every fold; training's metrics.json that disagrees with the figures
-    recomputed from its predictions is named in the log (the figures are the recomputed ones)."""
+    scatter the test clips of every fold, the training curves every fold's history; training's
+    metrics.json that disagrees with the figures recomputed from its predictions is named in the log
+    (the figures are the recomputed ones)."""
     folds = two_folds(tmp_path / "exp")
     true, predicted = ["anger", "happiness", "happiness"], ["anger", "anger", "anger"]  # fold 2 again: confusion [[1, 0], [2, 0]]
     valence = [-0.5, 0.8, 0.8]
@@ -163,14 +181,20 @@ def test_the_plots_show_the_summed_confusion_and_every_folds_clips_and_a_disagre
         drawn["va"] = predictions
         return Figure()
 
+    def curves(histories, title=""):
+        drawn["curves"] = histories
+        return Figure()
+
     monkeypatch.setattr(plots, "confusion_figure", confusion)
     monkeypatch.setattr(plots, "va_scatter_figure", scatter)
+    monkeypatch.setattr(plots, "training_curves_figure", curves)
     outputs = {key: tmp_path / "out" / name for key, name in
                {"summary": "summary.json", "table": "summary.csv", "confusion": "c.png", "curves": "t.png", "va": "v.png"}.items()}  # fmt: skip
     with caplog.at_level("WARNING"):
         evaluate_experiment(folds, "exp", outputs)
     assert drawn["confusion"] == ([[2, 1], [2, 2]], LABELS2)  # [[1, 1], [0, 2]] + [[1, 0], [2, 0]]: rows are the true classes
     assert len(drawn["va"]) == 7 and set(drawn["va"]["fold"]) == {1, 2}
+    assert {fold: len(history) for fold, history in drawn["curves"].items()} == {1: 2, 2: 2}  # every fold's history.csv
     assert [record.getMessage() for record in caplog.records if "recomputed" in record.getMessage()] == [
         f"fold 2: {folds[2] / 'metrics.json'} has uar 0.990000, recomputed 0.500000"
     ]
@@ -221,6 +245,122 @@ def test_mixture_summary_breaks_down_per_dataset_and_folds_must_share_labels(tmp
     write_fold(tmp_path / "fold_2", ["anger", "sadness"], predictions_table(["anger", "sadness"], ["anger"], ["anger"]))
     with pytest.raises(ValueError, match="label set"):
         summarise_experiment({1: tmp_path / "fold_1", 2: tmp_path / "fold_2"}, "mix")
+
+
+def test_a_folds_labels_come_from_its_settings_then_its_metrics_then_its_probability_columns(tmp_path):
+    """settings.json names the labels a fold was trained on (a held-out run's metrics.json only the
+    ones it scored); a folder without either still names them by its prob_ columns, in their order."""
+    folder = tmp_path / "fold_1"
+    write_fold(folder, LABELS2, predictions_table(LABELS2, ["anger"], ["anger"]), recorded={"labels": ["anger"]})
+    assert fold_labels(folder) == LABELS2
+    (folder / "settings.json").unlink()
+    assert fold_labels(folder) == ["anger"]
+    (folder / "metrics.json").unlink()
+    predictions_table(["sadness", "anger"], ["anger"], ["anger"]).to_parquet(folder / "predictions.parquet")
+    assert fold_labels(folder) == ["sadness", "anger"]
+
+
+def test_an_empty_or_missing_history_gives_a_curves_plot_that_says_no_loss_was_recorded(tmp_path):
+    """A run that logged no epoch leaves an empty history.csv: the evaluation still draws its plot."""
+    (tmp_path / "history.csv").write_bytes(b"")
+    for path in (tmp_path / "history.csv", tmp_path / "missing.csv"):
+        assert read_history(path).empty
+    axes = plots.training_curves_figure({1: read_history(tmp_path / "history.csv")}).axes[0]
+    assert [text.get_text() for text in axes.texts] == ["no loss recorded"] and not axes.get_lines()
+
+
+def test_a_branch_predicting_a_label_outside_the_experiments_is_an_error_naming_it():
+    table = predictions_table(LABELS2, ["anger", "happiness"], ["anger", "happiness"], video_predicted_label=["anger", "fear"])
+    with pytest.raises(ValueError, match=r"video_predicted_label holds labels outside the experiment's: \['fear'\]"):
+        branch_predictions(table, "video", LABELS2)
+
+
+def test_a_branch_in_some_folds_only_is_summarised_over_those_and_blank_in_the_others(tmp_path):
+    """Folds trained before a branch's predictions were kept have no column for it: its figures are
+    over the folds that have one, and summary.csv leaves the other folds' cells empty (not 0)."""
+    folds = two_folds(tmp_path / "exp")
+    table = pd.read_parquet(folds[2] / "predictions.parquet")
+    table.drop(columns=[c for c in table if c.startswith("video_")]).to_parquet(folds[2] / "predictions.parquet")
+    summary = summarise_experiment(folds, "exp")
+    assert summary["branches"]["video"]["metrics"]["uar"]["per_fold"] == {1: pytest.approx(1.0)}
+    row = summary_table(summary).set_index(["scope", "metric"]).loc[("branch:video", "uar")]
+    assert row["fold_1"] == pytest.approx(1.0) and np.isnan(row["fold_2"])
+
+
+def test_protocol_figures_are_over_the_listed_clips_and_the_classes_the_fold_lists():
+    """A fold whose protocol lists no clip of a class has no recall for it (not a recall of 0, nor an
+    error); a predicted clip the fold's manifests do not list is not one of its protocol's clips."""
+    predictions = predictions_table(LABELS2, ["anger", "anger", "happiness"], ["anger", "happiness", "happiness"])
+    listed = predictions[["clip_id", "fold", "label"]].iloc[:2]  # fold 1 lists two anger clips, no happiness clip
+    scores = protocol_scores(predictions, listed, 1, LABELS2)
+    assert scores == {"listed_clips": 2, "scored_clips": 2, "uar": 0.5, "war": 0.5}
+
+
+def test_a_recorded_macro_f1_a_hundredth_off_the_recomputed_one_is_logged(tmp_path, caplog):
+    folds = two_folds(tmp_path / "exp")
+    recorded = {"labels": LABELS2, "uar": 0.75, "war": 0.75, "macro_f1": (2 / 3 + 0.8) / 2 + 0.01}  # fold 1's, macro-F1 off
+    write_json(folds[1] / "metrics.json", recorded)
+    with caplog.at_level("WARNING"):
+        summarise_experiment(folds, "exp")
+    assert [record.getMessage().split(": ", 1)[1] for record in caplog.records if "recomputed" in record.getMessage()] == [
+        f"{folds[1] / 'metrics.json'} has macro_f1 0.743333, recomputed 0.733333"
+    ]
+
+
+def test_an_undefined_mean_or_spread_reads_n_a_or_no_spread():
+    assert format_mean_std(None) == "n/a" and format_mean_std({"mean": None}) == "n/a"
+    assert format_mean_std({"mean": float("nan"), "std": float("nan"), "per_fold": {"1": float("nan")}}) == "n/a"
+    assert format_mean_std({"mean": 0.5, "std": float("nan"), "per_fold": {"1": 0.5}}) == "0.500"  # one fold: no ± part
+
+
+# ---- plots -----------------------------------------------------------------------------------------
+
+
+def test_the_confusion_plot_shows_each_true_class_row_as_shares_and_counts():
+    """Rows are the true classes, columns the predicted: a cell's first number is its share of the row
+    (its colour), the second its clip count; a class without clips shows "-"."""
+    axes = plots.confusion_figure([[1, 3], [0, 0]], LABELS2).axes[0]
+    cells = {text.get_position(): text.get_text() for text in axes.texts}  # (column, row)
+    assert cells == {(0, 0): "0.25\n(1)", (1, 0): "0.75\n(3)", (0, 1): "-", (1, 1): "-"}
+    assert [text.get_color() for text in axes.texts] == ["black", "white", "black", "black"]  # legible on the dark cell
+    assert axes.get_xlabel() == "predicted" and axes.get_ylabel() == "true"
+
+
+def test_training_curves_draw_each_folds_loss_solid_and_val_loss_dashed_from_epoch_1():
+    histories = {
+        2: pd.DataFrame({"epoch": [0, 1, 2], "loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6]}),
+        1: pd.DataFrame({"loss": [1.0, 0.9], "val_loss": [np.nan, np.nan]}),  # no epoch column; never validated
+    }
+    lines = {line.get_label(): line for line in plots.training_curves_figure(histories).axes[0].get_lines()}
+    assert set(lines) == {"fold 1 loss", "fold 2 loss", "fold 2 val_loss"}
+    assert list(lines["fold 2 loss"].get_xdata()) == [1, 2, 3] and list(lines["fold 1 loss"].get_xdata()) == [1, 2]
+    assert [lines[name].get_linestyle() for name in ("fold 2 loss", "fold 2 val_loss")] == ["-", "--"]
+    assert lines["fold 2 loss"].get_color() == lines["fold 2 val_loss"].get_color() != lines["fold 1 loss"].get_color()
+
+
+def test_the_va_scatter_titles_each_panel_with_the_pooled_ccc_or_says_there_is_none():
+    true, pred = [0.1, 0.5, -0.3], [0.2, 0.4, 0.0]
+    # means 0.1 and 0.2; variances 0.32/3 and 0.08/3, covariance 0.16/3 -> CCC 2 * 0.16 / (0.32 + 0.08 + 0.03) = 0.744
+    valence, arousal = plots.va_scatter_figure(pd.DataFrame({"valence": true, "valence_pred": pred})).axes
+    assert valence.get_title() == "valence: CCC 0.744 (all clips pooled)"
+    assert [text.get_text() for text in arousal.texts] == ["no arousal predictions"]
+    empty = plots.va_scatter_figure(pd.DataFrame({"valence": [], "valence_pred": []}))
+    assert [text.get_text() for axes in empty.axes for text in axes.texts] == ["no valence predictions", "no arousal predictions"]
+
+
+def test_a_heatmap_colours_on_the_scale_asked_for_and_marks_missing_cells():
+    """UAR heatmaps share one scale (0 to 1), whatever the values drawn."""
+    axes = plots.heatmap_figure(pd.DataFrame({"x": [0.25, np.nan]}, index=["r1", "r2"]), vmin=0, vmax=0.5).axes[0]
+    assert axes.images[0].get_clim() == (0, 0.5)
+    assert [(text.get_text(), text.get_color()) for text in axes.texts] == [("0.250", "white"), ("n/a", "black")]
+
+
+def test_a_png_carries_no_software_version_so_the_same_figure_gives_the_same_file(tmp_path):
+    for name in ("a.png", "b.png"):
+        plots.save_png(plots.message_figure("nothing to draw"), tmp_path / name)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    with Image.open(tmp_path / "a.png") as image:
+        assert "Software" not in image.info
 
 
 # ---- baselines -------------------------------------------------------------------------------------
@@ -282,12 +422,21 @@ def test_logistic_regression_separates_a_separable_set_and_is_at_chance_on_shuff
     assert logistic["uar"]["mean"] == pytest.approx(1.0)
     assert all(v == pytest.approx(1.0) for v in logistic["uar"]["per_fold"].values())
     assert result["majority"]["metrics"]["uar"]["mean"] == pytest.approx(1 / 3)
+    # every fold fits on 48 clips of each class: the tie goes to the first label (the report names it)
+    assert result["majority_class"] == {fold: "anger" for fold in range(1, 6)} and result["folds"] == [1, 2, 3, 4, 5]
 
     shuffled = np.array(labels3)[rng.permutation(y)]
     noise = rng.normal(size=(180, 4))
     paths, splits = synthetic_folds(tmp_path / "shuffled", shuffled, noise)
     chance = experiment_baselines(paths, splits, labels3)["logistic_regression"]["metrics"]["uar"]["mean"]
     assert abs(chance - 1 / 3) < 0.1
+
+
+def test_features_are_standardised_with_the_fitting_clips_mean_and_std_and_missing_values_take_the_mean():
+    fitting = np.array([[0.0, 5.0, np.nan], [4.0, 5.0, np.nan], [np.nan, 5.0, np.nan]])  # mean 2, std 2; constant; all missing
+    standardise = Standardiser(fitting)
+    assert standardise.keep.tolist() == [True, False, False]
+    np.testing.assert_allclose(standardise(np.array([[6.0, 1.0, 2.0], [np.nan, 0.0, 0.0]])), [[2.0], [0.0]])
 
 
 def test_logistic_regression_gradient_matches_finite_differences():
@@ -440,6 +589,65 @@ def test_cross_corpus_matrix_layout_and_recomputed_cells(tmp_path):
     assert "<th>clips not scored</th>" in cross_corpus_section(outputs, tmp_path / "report")
     for key in ("matrix_png", "loco_png"):
         assert outputs[key].read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_folders_label_set_is_the_one_its_metrics_name_in_their_order(tmp_path):
+    """label_index counts in metrics.json's labels (the model's order); prob_ columns name them only
+    where metrics.json does not, and a table with neither cannot be scored."""
+    labels = ["happiness", "anger"]
+    table = predictions_table(labels, ["anger", "happiness", "happiness"], ["anger", "anger", "happiness"])
+    table = table[["clip_id", "label", "label_index", "predicted_index", "prob_anger", "prob_happiness"]]
+    table.to_parquet(tmp_path / "predictions.parquet")
+    write_json(tmp_path / "metrics.json", {"labels": labels})
+    metrics = folder_metrics(tmp_path / "predictions.parquet", tmp_path / "metrics.json")
+    assert metrics["labels"] == labels and metrics["uar"] == pytest.approx(0.75)  # recalls: happiness 1/2, anger 1
+    table.drop(columns=["prob_anger", "prob_happiness"]).to_parquet(tmp_path / "predictions.parquet")
+    write_json(tmp_path / "metrics.json", {})
+    with pytest.raises(ValueError, match="predictions have no prob_<label> columns and metrics.json names no labels"):
+        folder_metrics(tmp_path / "predictions.parquet", tmp_path / "metrics.json")
+
+
+def test_the_long_table_lists_corpora_in_the_configs_order_and_others_after(tmp_path):
+    """Within a train corpus' row the test corpora come in the config's order too (the diagonal is not
+    always first); a corpus the config no longer lists comes last. An undefined mean is NaN."""
+    write_summary(tmp_path / "c.json", {"1": 0.6}, LABELS2)
+    write_summary(tmp_path / "m.json", {"1": 0.4}, LABELS2)
+    summary = json.loads((tmp_path / "m.json").read_text())
+    summary["overall"]["metrics"]["macro_f1"]["mean"] = None  # undefined (null in summary.json)
+    write_json(tmp_path / "m.json", summary)
+    cross = predictions_table(LABELS2, ["anger", "happiness"], ["anger", "anger"], dataset="enterface")
+    cross.to_parquet(tmp_path / "cross.parquet")
+    write_json(tmp_path / "cross.json", {"labels": LABELS2})
+    table = cross_corpus_table(
+        [{"experiment": "m", "dataset": "mafw", "summary": tmp_path / "m.json"}, {"experiment": "c", "dataset": "crema_d", "summary": tmp_path / "c.json"}],
+        [{"experiment": "c", "train_dataset": "crema_d", "test_dataset": "enterface", "predictions": tmp_path / "cross.parquet", "metrics": tmp_path / "cross.json"}],
+        ["enterface", "crema_d"],
+    )  # fmt: skip
+    assert table[["train_dataset", "test_dataset"]].values.tolist() == [["crema_d", "enterface"], ["crema_d", "crema_d"], ["mafw", "mafw"]]
+    assert np.isnan(table.loc[2, "macro_f1"]) and table.loc[2, "uar"] == pytest.approx(0.4)
+
+
+def test_a_heldout_run_recorded_before_unscored_clips_were_counted_shows_them_unknown(tmp_path):
+    heldout = predictions_table(LABELS2, ["anger", "happiness"], ["anger", "anger"])
+    heldout.to_parquet(tmp_path / "heldout.parquet")
+    write_json(tmp_path / "heldout.json", {"labels": LABELS2})
+    (row,) = leave_one_corpus_out_table(
+        [{"experiment": "mix", "datasets": ["crema_d", "enterface", "mafw"], "heldout_dataset": "enterface",
+          "predictions": tmp_path / "heldout.parquet", "metrics": tmp_path / "heldout.json"}]
+    ).to_dict("records")  # fmt: skip
+    assert row["unscored_clips"] is None and row["trained_on"] == "crema_d+mafw" and row["uar"] == pytest.approx(0.5)
+
+
+def test_without_cross_corpus_or_heldout_runs_the_tables_are_empty_and_the_figures_say_why(tmp_path):
+    outputs = {key: tmp_path / name for key, name in
+               {"matrix": "m.csv", "matrix_png": "m.png", "loco": "l.csv", "loco_png": "l.png", "json": "c.json"}.items()}  # fmt: skip
+    result = write_cross_corpus([], [], [], ["crema_d", "enterface"], outputs)
+    assert result == {"datasets": ["crema_d", "enterface"], "cross_corpus": [], "leave_one_corpus_out": []}
+    assert pd.read_csv(outputs["matrix"]).columns.tolist() == ["train_dataset", "experiment", "crema_d", "enterface"]
+    assert pd.read_csv(outputs["loco"]).columns.tolist() == ["experiment", "crema_d", "enterface"]
+    for key in ("matrix_png", "loco_png"):
+        with Image.open(outputs[key]) as image:  # the message figure's size (5 x 2 inches), not a heatmap's
+            assert image.size == (5 * plots.DPI, 2 * plots.DPI)
 
 
 def test_the_report_labels_exactly_the_cross_corpus_tables_columns():

@@ -44,6 +44,18 @@ def test_a_backend_is_chosen_before_keras_and_cannot_be_switched_after():
         use_backend(other)
 
 
+def test_a_backend_chosen_before_keras_is_the_one_keras_and_jax_are_told(tmp_path, monkeypatch):
+    """Keras reads KERAS_BACKEND when first imported, JAX its cache folder when it starts: a job
+    sets both before either is imported (only a JAX job names a cache)."""
+    monkeypatch.delitem(sys.modules, "keras")  # as in a fresh job; put back after the test
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    use_backend("tensorflow", tmp_path / "jax")
+    assert os.environ["KERAS_BACKEND"] == "tensorflow" and "JAX_COMPILATION_CACHE_DIR" not in os.environ
+    use_backend("jax", tmp_path / "jax")
+    assert os.environ["KERAS_BACKEND"] == "jax" and os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jax")
+
+
 def test_each_experiment_names_its_backend_and_switching_it_is_not_a_new_model():
     config = demo_settings({"training": {"backend": "jax"}})
     config["experiments"][1]["training"] = {"backend": "tensorflow"}

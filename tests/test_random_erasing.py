@@ -3,6 +3,8 @@ range (training.crop_scale) and random erasing (training.random_erasing), as Vid
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,6 +111,15 @@ def test_augmentation_takes_area_fractions_and_an_erasing_probability_only():
         with pytest.raises(ValueError, match="erasing must be a probability"):
             A.Augmentation(erasing=erasing)
     assert A.Augmentation(crop_scale=(1.0, 1.0), erasing=1.0).erasing == 1.0
+
+
+def test_erased_noise_follows_the_models_own_input_standardisation():
+    """A backbone with its own image mean and std (pretrained weights' config, CLIP's): the erased
+    pixels are noise that its standardisation makes N(0, 1), not ImageNet's."""
+    backbone = SimpleNamespace(image_mean=(0.5, 0.5, 0.5), image_std=(0.25, 0.25, 0.25))
+    augmentation = augmentation_of({"random_erasing": 0.25}, backbone)
+    assert (augmentation.pixel_mean, augmentation.pixel_std, augmentation.erasing) == ((0.5,) * 3, (0.25,) * 3, 0.25)
+    assert (augmentation_of({}).pixel_mean, augmentation_of({}).pixel_std) == (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def test_config_keys_reach_the_stream_and_retrain_nothing_at_their_defaults():

@@ -19,6 +19,7 @@ from test_fusion_dataset import constant_frames, make_clip, mel_ramp, write_shar
 
 from avemotion.config import ConfigError
 from avemotion.evaluate.cross_corpus import folder_metrics
+from avemotion.fusion.mixing import Mixing
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import RUN_FILES
 from avemotion.train import experiment
@@ -180,6 +181,44 @@ def test_a_held_out_corpus_of_unlearned_classes_only_says_so_before_training(tmp
     settings = {**settings_for("late"), "datasets": ["crema_d", "enterface"]}
     with pytest.raises(ValueError, match=r"held-out enterface: all 6 clips of enterface are of classes no training clip holds \(learned: anger, happiness\): nothing to score"):
         run_experiment_fold(settings, crema_tabular + other_tabular, crema_tfrecord + other_tfrecord, None, tmp_path / "out", held_out_dataset="enterface")
+
+
+def test_clips_outside_the_label_set_are_left_out_and_counted_per_corpus(tmp_path):
+    table = pd.DataFrame({
+        "clip_id": ["a", "b", "c", "d"], "dataset": ["crema_d", "crema_d", "enterface", "enterface"], "speaker": "1", "fold": 1,
+        "label": ["anger", "neutral", "surprise", "surprise"], "valence": 0.0, "arousal": 0.0, "mfcc_0_mean": 1.0,
+    })  # fmt: skip
+    table.to_parquet(tmp_path / "tabular.parquet")
+    clips, outside = experiment.experiment_clips([tmp_path / "tabular.parquet"], LABELS)
+    assert clips["clip_id"].tolist() == ["a"] and outside == {"crema_d": 1, "enterface": 2}
+
+
+def test_a_held_out_corpus_is_scored_on_the_labels_its_training_clips_hold_in_the_models_order():
+    """Validation clips chose the epoch, they taught the model no class: a label only they (or the
+    test clips) hold is not learned."""
+    clips = pd.DataFrame({"clip_id": ["a", "b", "c", "d"], "label": ["sadness", "anger", "happiness", "happiness"]})
+    split = {"train": ["a", "b"], "validation": ["c"], "test": ["d"]}
+    assert experiment.learned_labels(clips, split, ["happiness", "sadness", "anger"]) == ["sadness", "anger"]
+
+
+def test_a_runs_training_stream_starts_from_its_own_seed_and_each_later_start_from_another():
+    assert experiment.stream_seed(7) == experiment.stream_seed(7, 0, 0) == 7
+    later = [experiment.stream_seed(7, *start) for start in ((0, 1), (0, 2), (1, 1), (1, 2))]
+    assert len(set(later)) == 4 and 7 not in later
+
+
+def test_the_mixing_keys_reach_the_training_batches_and_mixing_is_off_without_them():
+    training = {"label_smoothing": 0.2, "mixup": 0.8, "cutmix": 1.0, "mixup_switch_prob": 0.3, "mixup_prob": 0.6}
+    assert experiment.mixing_of(training) == Mixing(mixup=0.8, cutmix=1.0, switch_prob=0.3, prob=0.6, label_smoothing=0.2)
+    assert not experiment.mixing_of({"label_smoothing": 0.1}).active
+
+
+def test_a_fold_that_leaves_no_validation_speaker_stops_before_training(tmp_path):
+    """Two speakers, one in the test fold: the other cannot both train and choose the epoch."""
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results", speakers=2)  # speaker 0 in fold 1, speaker 1 in fold 2
+    with pytest.raises(ValueError, match=r"experiment test_late fold 1: no training or validation speakers left"):
+        run_experiment_fold(settings_for("late"), tabular, tfrecord, 1, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.keras").exists()
 
 
 def test_the_experiments_frame_normalization_reaches_its_model():
