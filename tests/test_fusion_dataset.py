@@ -542,6 +542,15 @@ def test_spectrogram_tiles_are_tf_image_resize_of_each_window():
         np.testing.assert_allclose(tiles[:, i], expected, atol=1e-5)
 
 
+def test_a_mel_of_as_many_steps_as_tiles_gives_one_step_per_tile_and_fewer_are_refused():
+    """The shortest Mel early fusion takes has one time step per tile; with fewer a tile would have
+    no sound of its own, and the layer says so."""
+    tiles = spectrogram_tiles(time_coded_mel(1, steps=T), T, S)[0]
+    assert [(tile.min(), tile.max()) for tile in tiles] == [(i, i) for i in range(T)]
+    with pytest.raises(ValueError, match=f"{T} tiles need at least {T} Mel time steps, got {T - 1}"):
+        spectrogram_tiles(time_coded_mel(1, steps=T - 1), T, S)
+
+
 def test_early_fusion_needs_an_even_frame_count():
     with pytest.raises(ValueError, match="even number of frames"):
         early_fusion(np.zeros((1, 3, S, S, 3), np.float32), np.zeros((1, MEL_BANDS, AUDIO_STEPS), np.float32))

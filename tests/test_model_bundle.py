@@ -178,3 +178,30 @@ def test_a_model_whose_files_come_from_different_runs_is_refused(tmp_path):
     assert TrainedModel.load(tmp_path).mismatches(network(late)) == [
         "model.keras has no output emotion, valence, arousal, which settings.json (fusion hybrid) combines"
     ]
+
+
+def test_a_late_fusion_model_without_branch_weights_is_refused_at_load(tmp_path):
+    """A late model copied without late_weights.json, or with the null a hybrid run left, cannot
+    combine its branches: the load says which file is missing instead of predicting with none."""
+    write_json(model_settings("late"), tmp_path / SETTINGS_FILE)
+    with pytest.raises(FileNotFoundError, match=rf"a late-fusion model without its branch weights \({LATE_WEIGHTS_FILE}\)"):
+        TrainedModel.load(tmp_path)
+    write_late_weights(None, tmp_path)
+    with pytest.raises(FileNotFoundError, match="a late-fusion model without its branch weights"):
+        TrainedModel.load(tmp_path)
+
+
+def test_openface_bin_given_to_the_preprocessor_replaces_the_one_recorded_at_training(tmp_path):
+    """--openface-bin: the machine that predicts has its own FeatureExtraction; the face stage runs that one."""
+    config = demo_settings()
+    validate(config, schema=str(SCHEMA_PATH))
+    preprocess = {"crema_d": {stage: job_settings(config, "crema_d", stage) for stage in STAGE_NAMES}}
+    preprocess["crema_d"]["face"].update(backend="openface", openface_bin="/opt/none/FeatureExtraction")
+    write_json(model_settings("early", preprocess=preprocess), tmp_path / SETTINGS_FILE)
+    binary = tmp_path / "FeatureExtraction"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    trained = TrainedModel.load(tmp_path)
+    assert trained.preprocessor(openface_bin=binary).stage_settings["face"]["openface_bin"] == str(binary)
+    with pytest.raises(ValueError, match="'/opt/none/FeatureExtraction' does not exist"):
+        trained.preprocessor()

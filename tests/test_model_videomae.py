@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from avemotion.model import VideoMAEBackbone, VideoMAEClassifier, build_classifier, variant_settings
-from avemotion.model.layers import DropPath, TubeletEmbedding, sinusoid_table
+from avemotion.model.layers import DropPath, TubeletEmbedding, VideoMAEAttention, sinusoid_table
 from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, variant_of
 
 SMALL = dict(num_frames=4, image_size=32)
@@ -47,6 +47,41 @@ def test_tubelet_embedding_is_conv3d_with_kernel_equal_to_stride():
 def test_frames_that_do_not_split_into_tubelets_are_refused():
     with pytest.raises(ValueError, match="does not split into tubelets of 2 frames and 16x16 patches"):
         build_classifier(variant_settings("tiny"), 0, num_frames=5, image_size=32)
+
+
+def test_non_square_frames_whose_width_does_not_split_into_patches_are_refused():
+    with pytest.raises(ValueError, match="input of 4 frames of 32x24 pixels does not split into tubelets of 2 frames and 16x16 patches"):
+        TubeletEmbedding(8, patch_size=16, tubelet_size=2)(np.zeros((1, 4, 32, 24, 3), np.float32))
+
+
+def test_a_width_that_the_heads_do_not_divide_is_refused_when_the_layer_is_made():
+    with pytest.raises(ValueError, match="hidden size 10 is not a multiple of 3 heads"):
+        VideoMAEAttention(10, 3)
+
+
+def test_label_names_must_name_every_class():
+    with pytest.raises(ValueError, match="2 label names given for 3 classes"):
+        build_classifier(dict(hidden_size=24, num_layers=1, num_heads=2, intermediate_size=40), 3, ["a", "b"], num_frames=2, image_size=16)
+
+
+def test_a_backbones_config_rebuilds_every_constructor_argument():
+    """get_config / architecture (what .keras files and the .weights.h5 record hold) carry every
+    argument, non-default ones included: a reloaded model is the network that was saved."""
+    arguments = dict(
+        hidden_size=24, num_layers=1, num_heads=2, intermediate_size=40, patch_size=8, tubelet_size=1, num_frames=2,
+        image_size=16, qkv_bias=False, layer_norm_eps=1e-5, fc_norm_eps=1e-4, drop_path_rate=0.1,
+        image_mean=(0.5, 0.4, 0.3), image_std=(0.2, 0.25, 0.3), extra_tokens=3,
+    )  # fmt: skip
+    backbone = VideoMAEBackbone(**arguments)
+    assert backbone.architecture == arguments
+    clone = VideoMAEBackbone.from_config(backbone.get_config())
+    assert clone.architecture == arguments
+    assert clone.get_layer("fc_norm").epsilon == 1e-4 and [tuple(tensor.shape) for tensor in clone.inputs] == [(None, 2, 16, 16, 3), (None, 3, 24)]
+
+
+def test_a_variant_with_overrides_takes_the_overrides():
+    backbone = VideoMAEBackbone.from_variant("tiny", num_layers=1, num_frames=2, image_size=16)
+    assert (backbone.num_layers, backbone.hidden_size, backbone.num_frames) == (1, 192, 2)
 
 
 def test_registry_holds_architecture_and_normalisation():

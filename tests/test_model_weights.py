@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import builtins
 import json
+import pickle
+import zipfile
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -193,6 +196,62 @@ def test_pretraining_checkpoint_gives_features_without_a_head(tmp_path):
     assert np.abs(np.asarray(model(clips)["features"]) - expected).max() <= TOLERANCE
 
 
+def test_a_pretraining_checkpoints_final_norm_is_dropped_for_an_identity_fc_norm(tmp_path):
+    """An encoder saved with its final LayerNorm (no mean pooling, as pre-training writes it) loads
+    as VideoMAE fine-tuning starts: the final norm is left out, fc_norm starts as identity on the mean token."""
+    import torch
+    from transformers import VideoMAEModel
+
+    config = SHAPES["4x32_p16"]
+    torch.manual_seed(6)
+    encoder = VideoMAEModel(VideoMAEConfig(**config, use_mean_pooling=False)).eval()
+    encoder.save_pretrained(tmp_path / "hf")
+    model = load_videomae(tmp_path / "hf")
+    clips = clips_for(config)
+    pixels = (clips - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    with torch.no_grad():
+        output = encoder(torch.from_numpy(pixels.transpose(0, 1, 4, 2, 3).copy()), output_hidden_states=True)
+        before_norm = output.hidden_states[-1]
+        expected = torch.nn.functional.layer_norm(before_norm.mean(1), (config["hidden_size"],), eps=1e-5).numpy()
+    assert np.abs(np.asarray(model(clips)["features"]) - expected).max() <= TOLERANCE
+
+
+def test_formats_are_told_apart_by_content_and_lookalikes_are_refused_saying_what_they_are(tmp_path):
+    """A pre-zip torch pickle is a torch checkpoint whatever its name; a zip with a config.json but
+    no weights is no Keras archive; a folder without config.json, a Keras .weights.h5 without
+    avemotion's architecture record and another HDF5 file are refused with what they lack."""
+    legacy = tmp_path / "checkpoint.tar"
+    legacy.write_bytes(pickle.dumps({"model": {}}, protocol=2))
+    assert detect_format(legacy) == "torch"
+    with zipfile.ZipFile(tmp_path / "config_only.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+    with pytest.raises(CheckpointError, match="unrecognised checkpoint format"):
+        detect_format(tmp_path / "config_only.keras")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder without config.json, so not a Hugging Face VideoMAE folder"):
+        detect_format(tmp_path / "folder")
+    with h5py.File(tmp_path / "plain.weights.h5", "w") as handle:
+        handle.create_group("vars")
+    with pytest.raises(CheckpointError, match="a Keras .weights.h5 without avemotion's architecture record"):
+        detect_format(tmp_path / "plain.weights.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as handle:
+        handle.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(CheckpointError, match="an HDF5 file but neither avemotion weights nor an innat/VideoMAE .h5"):
+        detect_format(tmp_path / "other.h5")
+
+
+def test_a_keras_archive_of_another_model_is_refused(tmp_path):
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(CheckpointError, match="holds a Sequential, not a VideoMAEClassifier"):
+        load_videomae(tmp_path / "other.keras")
+
+
+def test_convert_weights_refuses_another_destination_suffix_before_reading_the_source(tmp_path):
+    with pytest.raises(ValueError, match=r"must end with \.weights\.h5"):
+        convert_weights(tmp_path / "absent", tmp_path / "videomae.h5")
+
+
 # ---------------------------------------------------------------- refusals with clear messages
 
 
@@ -277,6 +336,19 @@ def test_missing_tensors_are_named(hf_state):
     del state["videomae.encoder.layer.0.attention.attention.value.bias"]
     with pytest.raises(CheckpointError, match=r"missing tensors.*videomae\.encoder\.layer\.0\.attention\.attention\.value\.bias"):
         load_videomae(rewrite(folder, state))
+
+
+def test_many_missing_tensors_are_counted_and_a_missing_fc_norm_bias_is_named(hf_state):
+    """The message names the first 8 and counts the rest; a fine-tuned checkpoint's fc_norm is
+    required (only a pre-training checkpoint, which has no fc_norm at all, may lack it)."""
+    folder, state = hf_state
+    layer = [name for name in state if name.startswith("videomae.encoder.layer.0.")]
+    # A block is 13 tensors of the original network: weight and bias of norm1, norm2, attn.proj,
+    # mlp.fc1 and mlp.fc2, the qkv weight, the q and v biases.
+    with pytest.raises(CheckpointError, match=r"missing tensors.* and 5 more$"):
+        load_videomae(rewrite(folder, {name: value for name, value in state.items() if name not in layer}))
+    with pytest.raises(CheckpointError, match=r"missing tensors in the hf_folder checkpoint: fc_norm\.bias$"):
+        load_videomae(rewrite(folder, {name: value for name, value in state.items() if name != "fc_norm.bias"}))
 
 
 def test_unknown_tensors_are_not_silently_dropped(hf_state):

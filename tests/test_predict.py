@@ -759,3 +759,42 @@ def test_an_existing_output_file_this_user_may_not_write_is_refused_before_any_w
     run = subprocess.run([*as_user, sys.executable, "-c", script, str(out)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"{out}: not writable (no permission to write in {tmp_path})"
+
+
+def test_a_clip_without_audio_gets_one_audio_warning_and_a_face_in_half_the_frames_gets_none():
+    """A clip with no audio stream is also silent: the user reads why once, not also "audio is
+    silent"; a face in at least half the frames (LOW_FACE_RATIO) is no reason for a warning, in fewer it is."""
+    info = {"audio": {"audio_missing": True, "silent": True}, "face": {"face_ratio": 1.0}}
+    assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == ["no audio stream: predicted with silent audio"]
+    info = {"audio": {"silent": True}, "face": {"face_ratio": 0.5}}
+    assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == ["audio is silent"]
+    info["face"]["face_ratio"] = 0.25
+    assert warnings_of(PreparedClip("c", "c.mp4", info=info))[-1] == "a face in only 25% of the frames"
+
+
+def test_a_short_or_truncated_clips_warnings_say_how_it_was_predicted():
+    info = {"frames": {"short": True, "total_frames": 3, "truncated": True}, "face": {"face_ratio": 1.0}}
+    assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == [
+        "only 3 frames: sampled frames repeat", "the file is truncated: predicted from the part it holds"
+    ]
+
+
+def test_the_preprocessor_keeps_every_defective_clip_whatever_the_models_corpus_quarantined():
+    """A model trained on a corpus whose config quarantined clips without audio, face or enough
+    frames still predicts such a new clip (with a warning): the preprocessor's stages keep them."""
+    config = demo_settings({"audio": {"missing": "quarantine", "misaligned": "quarantine"}, "face": {"no_face": "quarantine"},
+                            "frames": {"short_clips": "quarantine", "truncated_clips": "quarantine"}})  # fmt: skip
+    preprocess = {stage: job_settings(config, "crema_d", stage) for stage in STAGE_NAMES}
+    assert preprocess["audio"]["missing"] == "quarantine" and preprocess["frames"]["short_clips"] == "quarantine"
+    settings = ClipPreprocessor(preprocess, FUSION_REVISION).stage_settings
+    assert (settings["audio"]["missing"], settings["audio"]["misaligned"], settings["face"]["no_face"]) == ("silent", "keep", "keep")
+    assert (settings["frames"]["short_clips"], settings["frames"]["truncated_clips"]) == ("keep", "keep")
+    assert settings["frames"]["num_frames"] == preprocess["frames"]["num_frames"]  # the rest as the model's training had it
+
+
+def test_no_encoded_clip_writes_no_examples_file(tmp_path):
+    """When every clip failed a stage, there is nothing for the model to read: no (empty) TFRecord file."""
+    preprocessor = ClipPreprocessor({stage: job_settings(demo_settings(), "crema_d", stage) for stage in STAGE_NAMES}, FUSION_REVISION)
+    failed = [PreparedClip("a", "a.mp4", error="audio: zero-length file")]
+    assert preprocessor.write_examples(failed, tmp_path) is None
+    assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.render import sample_frames
 from avemotion.fusion.schema import FACE_COLUMNS
 from avemotion.fusion.views import CENTRE_CROP, VIEWS, View, apply_view, evaluation_views
-from avemotion.model.outputs import raw_outputs, view_outputs
+from avemotion.model.outputs import raw_outputs, softmax, view_outputs
 
 SIZE = 32
 
@@ -102,3 +102,10 @@ def test_evaluation_averages_the_outputs_of_its_test_views(tmp_path):
         raw_outputs(model, settings, [path], ["c1", "c9"])
     with pytest.raises(ValueError, match="for evaluation"):
         make_dataset([path], num_frames=4, image_size=32, label_names=LABELS, batch_size=2, training=Training(), view=View(flip=True))
+
+
+def test_emotion_probabilities_are_a_softmax_that_large_logits_do_not_overflow():
+    """Each row of emotion logits becomes probabilities summing to 1; logits far beyond exp's range
+    (an overconfident or diverged model) still give numbers, not NaN."""
+    probabilities = softmax(np.array([[1000.0, 1000.0 - np.log(3.0)], [0.0, 0.0], [-2000.0, 0.0]]))
+    np.testing.assert_allclose(probabilities, [[0.75, 0.25], [0.5, 0.5], [0.0, 1.0]], atol=1e-12)
