@@ -48,8 +48,11 @@ def test_a_backend_chosen_before_keras_is_the_one_keras_and_jax_are_told(tmp_pat
     """Keras reads KERAS_BACKEND when first imported, JAX its cache folder when it starts: a job
     sets both before either is imported (only a JAX job names a cache)."""
     monkeypatch.delitem(sys.modules, "keras")  # as in a fresh job; put back after the test
-    monkeypatch.delenv("KERAS_BACKEND", raising=False)
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    for variable in ("KERAS_BACKEND", "JAX_COMPILATION_CACHE_DIR"):
+        # set, then removed, through monkeypatch: it restores what it first changed, so what
+        # use_backend sets is undone too (a KERAS_BACKEND=jax left behind reaches later tests' jobs)
+        monkeypatch.setenv(variable, "")
+        monkeypatch.delenv(variable)
     use_backend("tensorflow", tmp_path / "jax")
     assert os.environ["KERAS_BACKEND"] == "tensorflow" and "JAX_COMPILATION_CACHE_DIR" not in os.environ
     use_backend("jax", tmp_path / "jax")
