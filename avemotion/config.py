@@ -226,7 +226,32 @@ def _describe(error, root: dict, config: dict) -> list[str]:
         return [f"{key}: {error.instance!r} repeats {', '.join(repeated)}; allowed: each item once"]
     if error.validator in ("oneOf", "anyOf", "pattern") and error.schema.get("description"):
         return [f"{key}: {error.instance!r} is not allowed; allowed: {error.schema['description']}"]
+    if error.validator in _BOUNDS:
+        return [f"{key}: {error.message}; allowed: {_allowed_range(error.schema)}"]
+    if error.validator in ("minItems", "maxItems"):
+        described = f" ({' '.join(error.schema['description'].split())})" if error.schema.get("description") else ""
+        count = len(error.instance)
+        return [f"{key}: {error.instance!r} has {count} item{'s' * (count != 1)}; allowed: {_allowed_count(error.schema)}{described}"]
     return [f"{key}: {error.message}"]
+
+
+# jsonschema's bound keywords, with the words that say each bound
+_BOUNDS = {"minimum": "at least", "exclusiveMinimum": "more than", "maximum": "at most", "exclusiveMaximum": "less than"}
+
+
+def _allowed_range(schema: dict) -> str:
+    """A number's allowed values as words: both inclusive bounds as "1 to 8", otherwise each bound."""
+    if "minimum" in schema and "maximum" in schema:
+        return f"{schema['minimum']} to {schema['maximum']}"
+    return " and ".join(f"{words} {schema[bound]}" for bound, words in _BOUNDS.items() if bound in schema)
+
+
+def _allowed_count(schema: dict) -> str:
+    """A list's allowed lengths as words."""
+    low, high = schema.get("minItems"), schema.get("maxItems")
+    if low is not None and low == high:
+        return f"exactly {low} items"
+    return " and ".join(f"{words} {n} items" for words, n in (("at least", low), ("at most", high)) if n is not None)
 
 
 def config_errors(config: dict, schema: dict | None = None) -> list[str]:
@@ -234,7 +259,8 @@ def config_errors(config: dict, schema: dict | None = None) -> list[str]:
     schema = schema or load_schema()
     validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    return [line for error in errors for line in _describe(error, schema, config)]
+    # dict.fromkeys: jsonschema reports each missing required key apart, and each line names them all
+    return list(dict.fromkeys(line for error in errors for line in _describe(error, schema, config)))
 
 
 def prepare_config(config: dict, warn=None) -> None:

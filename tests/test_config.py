@@ -50,7 +50,11 @@ def test_repository_config_is_valid(config):
         (lambda c: c["datasets"]["mafw"].update(audio={"min_coverage": 1.5}), "datasets.mafw.audio.min_coverage: 1.5 is greater than the maximum of 1"),
         (lambda c: c["audio"].update(max_overrun_s=-1), "audio.max_overrun_s: -1 is less than the minimum of 0"),
         # the loss refuses smoothing 1 (every target uniform): refused here, not in training after preprocessing
-        (lambda c: c["training"].update(label_smoothing=1), "training.label_smoothing: 1 is greater than or equal to the maximum of 1"),
+        (lambda c: c["training"].update(label_smoothing=1), "training.label_smoothing: 1 is greater than or equal to the maximum of 1; allowed: at least 0 and less than 1"),
+        # a bound error says the whole allowed range; a list of the wrong length its length and its meaning
+        (lambda c: c["frames"].update(windows=9), "frames.windows: 9 is greater than the maximum of 8; allowed: 1 to 8"),
+        (lambda c: c["training"].update(crop_scale=[0, 1]), "training.crop_scale.0: 0 is less than or equal to the minimum of 0; allowed: more than 0 and at most 1"),
+        (lambda c: c["training"].update(crop_scale=[0.5]), "training.crop_scale: [0.5] has 1 item; allowed: exactly 2 items ([low, high]: the area of a training clip's random resized crop"),
         # what a type error allows; an experiment named by its name, as the later checks name it
         (lambda c: c["datasets"].update(crema_d=None), "datasets.crema_d: None is not of type object; allowed: a mapping (key: value lines, or {} for none)"),
         (lambda c: c["datasets"]["enterface"].update(leave_out_speakers=6), "datasets.enterface.leave_out_speakers: 6 is not of type array; allowed: a list, e.g. [a, b] (one item: [a])"),
@@ -70,6 +74,12 @@ def test_invalid_values_name_the_key_and_allowed_values(config, change, expected
 def test_each_unknown_key_is_a_line_of_its_own(config):
     config["training"].update(epoch=3, batchsize=4)
     assert sorted(error.split(":")[0] for error in config_errors(config)) == ["training.batchsize", "training.epoch"]
+
+
+def test_several_missing_keys_are_one_line(config):
+    """jsonschema reports each missing key apart; the user reads one line naming both, not that line twice."""
+    config["training"].update(rand_augment={"ops": 4})
+    assert config_errors(config) == ["training.rand_augment: magnitude, magnitude_std missing; required keys here: ops, magnitude, magnitude_std"]
 
 
 def test_mfaw_is_an_alias_of_mafw_with_one_warning(config):
