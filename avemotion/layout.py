@@ -13,7 +13,9 @@ Per experiment (``results/experiments/{experiment}/``): one folder per training 
 ``final``, ``heldout_{dataset}``, ``cross_{dataset}``; :func:`run_dir`) with the files named below
 (``*_FILE``; one training job writes avemotion.model.bundle.RUN_FILES, a cross_ job the predictions
 and metrics), then the evaluation's summary, plots and baselines.
-The report is under ``results/report/`` and predictions for new clips under ``results/predictions/``.
+The report is under ``results/report/`` and predictions for new clips under ``results/predictions/``;
+every job's log and benchmark table under ``results/logs/`` and ``results/benchmarks/``
+(:func:`job_log`, :func:`job_benchmark`).
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class ClipArtifacts:
 
     @property
     def frames(self) -> Path:
-        """The sampled frames, uint8 (T, S, S, 3)."""
+        """The sampled frames, uint8 (W·T, S, S, 3): W windows of T frames one after another."""
         return self._file("frames", ".npy")
 
     def receipt(self, stage: str) -> Path:
@@ -172,3 +174,18 @@ REPORT_OUTPUTS = {
     "quarantine": "results/report/quarantine_summary.csv",
 }
 PREVIEWS_DIR = "results/report/previews/{dataset}"
+
+# ---- every job's log and benchmark ----------------------------------------------------------------
+
+LOGS_DIR = "results/logs"
+BENCHMARKS_DIR = "results/benchmarks"
+
+
+def job_log(rule: str, job: str) -> str:
+    """A job's log: ``job`` names it within its rule, Snakemake wildcards included."""
+    return f"{LOGS_DIR}/{rule}/{job}.log"
+
+
+def job_benchmark(rule: str, job: str) -> str:
+    """A job's run time and memory (Snakemake's benchmark table)."""
+    return f"{BENCHMARKS_DIR}/{rule}/{job}.tsv"

@@ -20,6 +20,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from avemotion.layout import EXPERIMENT_OUTPUTS, job_benchmark
+
 TARGET_MINUTES = 20
 TIMESTAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.M)
 TRAINED = re.compile(r"^Finished jobid: \d+ \(Rule: train_fold\)", re.M)  # a job that trained a test fold's model
@@ -63,13 +65,13 @@ def run_minutes(workdir: Path) -> float | None:
 
 def main() -> None:
     workdir = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
-    summaries = sorted((workdir / "results" / "experiments").glob("*/summary.json"))
+    summaries = sorted(workdir.glob(EXPERIMENT_OUTPUTS["summary"].format(experiment="*")))
     if not summaries:
         sys.exit(f"no results/experiments/*/summary.json under {workdir}: run `make demo` (or snakemake evaluate) first")
     for path in summaries:
         experiment_figures(json.loads(path.read_text()))
     train_seconds = 0.0
-    for path in (workdir / "results" / "benchmarks" / "train").glob("*/*.tsv"):
+    for path in workdir.glob(job_benchmark("train", "*/*")):
         train_seconds += float(path.read_text().splitlines()[1].split("\t")[0])
     report("training_jobs_minutes_summed", train_seconds / 60)
     minutes = run_minutes(workdir)

@@ -19,6 +19,7 @@ import argparse
 from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, enabled_datasets, load_config, prepare_config
+from avemotion.layout import manifest_path
 from avemotion.preprocess.plan import STAGE_NAMES, read_manifest
 from avemotion.train.plan import training_runs
 from avemotion.train.settings import experiment_settings
@@ -35,7 +36,7 @@ def main() -> None:
     prepare_config(config, warn=lambda message: None)
     validate(config, schema=str(SCHEMA_PATH))
     datasets = enabled_datasets(config)
-    manifests = {name: read_manifest(f"results/{name}/manifest.parquet").copy() for name in datasets}
+    manifests = {name: read_manifest(manifest_path(name)).copy() for name in datasets}
     chunks = sum(config["datasets"][name]["chunks"] for name in datasets)
     print(f"clips: {sum(len(manifest) for manifest in manifests.values())}")
     print(f"preprocess_jobs: {len(STAGE_NAMES) * chunks}")

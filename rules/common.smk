@@ -38,6 +38,8 @@ from avemotion.layout import (
     cross_run,
     fold_run,
     heldout_run,
+    job_benchmark,
+    job_log,
     manifest_path,
     run_file,
     stage_table,

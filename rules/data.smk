@@ -8,9 +8,9 @@ rule demo_corpus:
     params:
         seed=config["demo"]["seed"],
     log:
-        "results/logs/demo_corpus/{dataset}.log",
+        job_log("demo_corpus", "{dataset}"),
     benchmark:
-        "results/benchmarks/demo_corpus/{dataset}.tsv"
+        job_benchmark("demo_corpus", "{dataset}")
     conda:
         "../envs/data.yaml"
     script:
@@ -29,9 +29,9 @@ checkpoint index_dataset:
         settings=lambda wildcards: index_settings(wildcards.dataset),
         coordinates=sorted_keys(config["labels"]["coordinates"]),  # the same classes in another order: the same index
     log:
-        "results/logs/index_dataset/{dataset}.log",
+        job_log("index_dataset", "{dataset}"),
     benchmark:
-        "results/benchmarks/index_dataset/{dataset}.tsv"
+        job_benchmark("index_dataset", "{dataset}")
     conda:
         "../envs/data.yaml"
     script:
@@ -44,7 +44,7 @@ rule collect_quarantine:
     output:
         QUARANTINE,
     log:
-        "results/logs/collect_quarantine/{dataset}.log",
+        job_log("collect_quarantine", "{dataset}"),
     conda:
         "../envs/data.yaml"
     script:

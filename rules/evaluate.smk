@@ -61,9 +61,9 @@ rule evaluate_experiment:
         folders=lambda wildcards: fold_folders(config, wildcards.experiment),
         final=lambda wildcards: final_folder(config, wildcards.experiment),
     log:
-        "results/logs/evaluate_experiment/{experiment}.log",
+        job_log("evaluate_experiment", "{experiment}"),
     benchmark:
-        "results/benchmarks/evaluate_experiment/{experiment}.tsv"
+        job_benchmark("evaluate_experiment", "{experiment}")
     conda:
         "../envs/report.yaml"
     script:
@@ -86,9 +86,9 @@ rule evaluate_baselines:
     params:
         folders=lambda wildcards: fold_folders(config, wildcards.experiment),
     log:
-        "results/logs/evaluate_baselines/{experiment}.log",
+        job_log("evaluate_baselines", "{experiment}"),
     benchmark:
-        "results/benchmarks/evaluate_baselines/{experiment}.tsv"
+        job_benchmark("evaluate_baselines", "{experiment}")
     conda:
         "../envs/report.yaml"
     script:
@@ -109,9 +109,9 @@ rule cross_corpus:
         entries=lambda wildcards: cross_corpus_entries(config),
         datasets=DATASETS,
     log:
-        "results/logs/cross_corpus/cross_corpus.log",
+        job_log("cross_corpus", "cross_corpus"),
     benchmark:
-        "results/benchmarks/cross_corpus/cross_corpus.tsv"
+        job_benchmark("cross_corpus", "cross_corpus")
     conda:
         "../envs/report.yaml"
     script:
@@ -133,9 +133,9 @@ rule dataset_previews:
         margin=lambda wildcards: preprocess_settings(config, wildcards.dataset)["frames"]["face_margin"],
         clips=PREVIEW_CLIPS,
     log:
-        "results/logs/dataset_previews/{dataset}.log",
+        job_log("dataset_previews", "{dataset}"),
     benchmark:
-        "results/benchmarks/dataset_previews/{dataset}.tsv"
+        job_benchmark("dataset_previews", "{dataset}")
     conda:
         "../envs/report.yaml"
     script:
@@ -162,9 +162,9 @@ rule build_report:
         cross=CROSS_CORPUS_OUTPUTS,
         previews=lambda wildcards: report_previews(config),
     log:
-        "results/logs/build_report/build_report.log",
+        job_log("build_report", "build_report"),
     benchmark:
-        "results/benchmarks/build_report/build_report.tsv"
+        job_benchmark("build_report", "build_report")
     conda:
         "../envs/report.yaml"
     script:

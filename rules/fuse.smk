@@ -20,9 +20,9 @@ rule fuse_chunk:
         manifest_rows=lambda wildcards: chunk_rows_digest(read_manifest(manifest_of(wildcards.dataset)), wildcards.chunk),
         fusion_revision=FUSION_REVISION,
     log:
-        "results/logs/fuse_chunk/{dataset}/{chunk}.log",
+        job_log("fuse_chunk", "{dataset}/{chunk}"),
     benchmark:
-        "results/benchmarks/fuse_chunk/{dataset}/{chunk}.tsv"
+        job_benchmark("fuse_chunk", "{dataset}/{chunk}")
     conda:
         "../envs/preprocess.yaml"
     script:

@@ -13,7 +13,7 @@ rule predict_clips:
     resources:
         gpu=training_gpus,
     log:
-        "results/logs/predict/{experiment}.log",
+        job_log("predict", "{experiment}"),
     conda:
         "../envs/train.yaml"
     script:

@@ -20,9 +20,9 @@ rule preprocess_chunk:
     # chunks fill the cores at the end instead of one core idling behind the last face chunk.
     priority: lambda wildcards: {"face": 2, "frames": 1, "audio": 0}[wildcards.stage]
     log:
-        "results/logs/preprocess_chunk/{dataset}/{stage}/{chunk}.log",
+        job_log("preprocess_chunk", "{dataset}/{stage}/{chunk}"),
     benchmark:
-        "results/benchmarks/preprocess_chunk/{dataset}/{stage}/{chunk}.tsv"
+        job_benchmark("preprocess_chunk", "{dataset}/{stage}/{chunk}")
     conda:
         "../envs/preprocess.yaml"
     script:

@@ -21,9 +21,9 @@ rule train_fold:
     resources:
         gpu=training_gpus,
     log:
-        "results/logs/train/{experiment}/fold_{fold}.log",
+        job_log("train", "{experiment}/fold_{fold}"),
     benchmark:
-        "results/benchmarks/train/{experiment}/fold_{fold}.tsv"
+        job_benchmark("train", "{experiment}/fold_{fold}")
     conda:
         "../envs/train.yaml"
     script:
@@ -39,9 +39,9 @@ use rule train_fold as train_final with:
         held_out=None,
         outdir=lambda wildcards, output: os.path.dirname(output.model),
     log:
-        "results/logs/train/{experiment}/final.log",
+        job_log("train", "{experiment}/final"),
     benchmark:
-        "results/benchmarks/train/{experiment}/final.tsv"
+        job_benchmark("train", "{experiment}/final")
 
 
 use rule train_fold as train_heldout with:
@@ -53,9 +53,9 @@ use rule train_fold as train_heldout with:
         held_out=lambda wildcards: wildcards.held_out,
         outdir=lambda wildcards, output: os.path.dirname(output.model),
     log:
-        "results/logs/train/{experiment}/heldout_{held_out}.log",
+        job_log("train", "{experiment}/heldout_{held_out}"),
     benchmark:
-        "results/benchmarks/train/{experiment}/heldout_{held_out}.tsv"
+        job_benchmark("train", "{experiment}/heldout_{held_out}")
 
 
 rule predict_cross_corpus:
@@ -74,7 +74,7 @@ rule predict_cross_corpus:
     resources:
         gpu=training_gpus,
     log:
-        "results/logs/train/{experiment}/cross_{dataset}.log",
+        job_log("train", "{experiment}/cross_{dataset}"),
     conda:
         "../envs/train.yaml"
     script:

@@ -5,11 +5,11 @@ audio:  the clip's WAV on the video's time axis (padded or trimmed to the video 
         and coverage and flags ``audio_misaligned`` clips; audio.misaligned (keep | quarantine)
         decides whether such a clip is kept
 face:   the face table in OpenFace 2's CSV schema, from the configured backend
-frames: the sampled frames, uint8 (T, S, S, 3); face crops are cut by the face stage's landmarks
-        (avemotion.face.crops). Its chunk table flags a clip ``short`` (fewer frames than
-        frames.num_frames: frames repeat) or ``truncated`` (the file ends before its container's
-        stated end); frames.short_clips and frames.truncated_clips (keep | quarantine) decide
-        whether such a clip is kept
+frames: the sampled frames, uint8 (W·T, S, S, 3) (frames.windows W); face crops are cut by the
+        face stage's landmarks (avemotion.face.crops). Its chunk table flags a clip ``short``
+        (fewer frames than frames.num_frames: frames repeat) or ``truncated`` (the file ends before
+        its container's stated end); frames.short_clips and frames.truncated_clips (keep |
+        quarantine) decide whether such a clip is kept
 (file names: avemotion.layout.ClipArtifacts, inside the stage's ``outdir``)
 
 A clip without a face in any frame is quarantined unless the face setting ``no_face`` is ``keep``
