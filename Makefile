@@ -15,7 +15,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 DEMO_CONFIG := avemotion/recipes/demo.yaml
 CORES ?= all
 
-.PHONY: demo test test-fast lint setup clean
+.PHONY: demo test test-fast test-data lint setup clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ demo: $(STAMP)
 
 $(TEST_DATA): tests/fetch_test_data.py | $(TEST_STAMP)
 	$(BIN)/python tests/fetch_test_data.py
+
+# The real recordings alone (the benchmarks that read them say `make test-data`)
+test-data: $(TEST_DATA)
 
 test: $(TEST_STAMP) $(TEST_DATA)
 	$(BIN)/python -m pytest
