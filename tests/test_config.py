@@ -582,6 +582,9 @@ def test_a_single_corpus_model_is_tested_only_on_corpora_sharing_two_labels_and_
     assert cross_corpus_datasets(config, "cd") == ["enterface", "mafw"]
     config["datasets"]["mafw"]["frames"] = {"input_size": 32}  # same frame count, other picture size
     assert cross_corpus_datasets(config, "cd") == ["enterface"]
+    # a corpus's own crop and sampling are its preprocessing, as within a mixture: still tested
+    config["datasets"]["mafw"]["frames"] = {"crop": "full", "sampling": "dense", "sampling_rate": 2}
+    assert cross_corpus_datasets(config, "cd") == ["enterface", "mafw"]
 
 
 def test_a_fixed_crop_scale_and_the_augmentation_keys_of_an_unaugmented_model(config):

@@ -307,7 +307,8 @@ def common_labels(labels: list[str], dataset: str) -> list[str]:
 
 def cross_corpus_datasets(config: dict, name: str) -> list[str]:
     """Datasets a single-corpus experiment's final model is tested on: every other enabled dataset
-    sharing at least two of its labels and sampled with the same frames and size."""
+    sharing at least two of its labels and giving as many frames of the same size (a corpus may crop
+    and sample them its own way, as the corpora of a mixture may)."""
     settings = experiment_settings(config, name)
     if len(settings["datasets"]) != 1 or not settings["final"]:
         return []
