@@ -42,6 +42,17 @@ def test_index_command_fails_clearly_on_a_missing_root(tmp_path, capsys):
     assert "dataset 'mafw': root directory" in capsys.readouterr().err
 
 
+def test_index_command_on_a_quoted_variable_names_the_variables_that_are_not_set(tmp_path, monkeypatch, capsys):
+    """A root written with variables the shell did not expand ('$DISKS/CREMA-D', quoted): the error
+    names each variable this environment lacks, and none that it has."""
+    monkeypatch.setenv("CORPORA_SET_XYZ", str(tmp_path))
+    for name in ("DISK_XYZ", "COPY_XYZ"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["index", "crema_d", "$DISK_XYZ/$CORPORA_SET_XYZ/$COPY_XYZ"]) == 2
+    said = capsys.readouterr().err
+    assert "does not exist; $DISK_XYZ, $COPY_XYZ is not set in this environment" in said and "$CORPORA_SET_XYZ is" not in said
+
+
 def test_index_command_says_when_the_root_holds_another_corpus_and_checks_its_options(enterface_tree, tmp_path, capsys):
     assert main(["index", "crema_d", str(enterface_tree), "--out", str(tmp_path / "out")]) == 2
     said = capsys.readouterr().err

@@ -9,7 +9,8 @@ from snakemake.utils import validate
 from avemotion.config import SCHEMA_PATH, ConfigError, config_errors, dataset_notices, load_config, load_schema, merge_config, prepare_config
 from avemotion.config_checks import check_model, check_openface
 from avemotion.config_errors import ConfigFileError
-from avemotion.datasets import DatasetRootError, check_datasets, index_dataset, indexed_keys, walk
+from avemotion.datasets import DatasetRootError, check_datasets, index_dataset, index_dependencies, indexed_keys, walk
+from avemotion.datasets.mafw import SPLIT_DIR
 from avemotion.job_params import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, preprocess_settings
 from avemotion.labels import CANONICAL_LABELS
 from avemotion.layout import heldout_run
@@ -18,7 +19,7 @@ from avemotion.preprocess.plan import job_settings
 from avemotion.presets import VARIANTS
 from avemotion.train.plan import check_training_runs, planned_runs, training_runs
 from avemotion.train.settings import check_experiments, cross_corpus_datasets, default_labels, experiment_names, experiment_settings, heldout_datasets, model_settings
-from conftest import demo_settings
+from conftest import demo_settings, touch
 
 
 @pytest.fixture
@@ -100,6 +101,28 @@ def test_missing_root_names_the_dataset_and_path(config, tmp_path):
     config["datasets"]["enterface"]["root"] = str(tmp_path / "nowhere")
     with pytest.raises(DatasetRootError, match=r"dataset 'enterface': root directory '.*nowhere' does not exist"):
         check_datasets(config, generated_roots=["resources/demo/crema_d", "resources/demo/mafw"])
+
+
+def test_a_missing_relative_root_names_the_folder_it_was_read_from_and_how_to_leave_the_corpus_out(tmp_path, monkeypatch):
+    """A relative root is read from wherever Snakemake was started: the error names that folder, and
+    the key that leaves the corpus out instead."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetRootError) as error:
+        check_datasets(product_config(crema_d="data/CREMA-D"))
+    said = str(error.value)
+    assert said.startswith("dataset 'crema_d': root directory 'data/CREMA-D' does not exist")
+    assert f"read from the working directory '{tmp_path}'" in said and "set datasets.crema_d.enabled: false" in said
+
+
+@pytest.mark.parametrize("dataset", ["crema_d", "enterface"])
+def test_a_root_gone_after_the_config_check_stops_the_index_rather_than_indexing_nothing(dataset, tmp_path):
+    """A disk unmounted between the config check and the index job: the job and the index rule's
+    inputs stop with the root's error, where listing nothing wrote an empty manifest (no clips, no
+    quarantine, no word of why)."""
+    gone = tmp_path / "unmounted" / dataset
+    for index in (lambda: index_dataset(dataset, gone, {"chunks": 4}), lambda: index_dependencies(dataset, gone)):
+        with pytest.raises(DatasetRootError, match=rf"^dataset '{dataset}': root directory '{re.escape(str(gone))}' does not exist \(config key datasets\.{dataset}\.root"):
+            index()
 
 
 def test_disabled_datasets_need_no_root(config):
@@ -375,6 +398,16 @@ def test_a_root_holding_another_corpus_says_which(mafw_tree, crema_d_tree):
     with pytest.raises(DatasetRootError, match=r"dataset 'mafw': no data/clips/NNNNN\.mp4 under '.*'; it holds the layout of crema_d"):
         check_datasets(product_config(mafw=crema_d_tree))
     check_datasets(product_config(crema_d=crema_d_tree, mafw=mafw_tree))
+
+
+def test_a_root_holding_two_other_corpora_names_both(tmp_path):
+    """One folder that gathers several corpora (CREMA-D's VideoFlash beside MAFW's data/clips), set
+    as another corpus' root: the error names every corpus it holds, not the first one found."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", "FLV")
+    touch(tmp_path / "data" / "clips" / "00001.mp4")
+    touch(tmp_path / SPLIT_DIR / "set_1" / "test.txt", "00001.mp4 anger\n")
+    with pytest.raises(DatasetRootError, match=r"dataset 'enterface': no 'subject N/.*' under '.*'; it holds the layout of crema_d and mafw \(config key datasets\.enterface\.root"):
+        check_datasets(product_config(enterface=tmp_path))
 
 
 def test_a_root_inside_the_corpus_a_file_or_an_unset_variable_says_so(mafw_tree, crema_d_tree, tmp_path, monkeypatch):

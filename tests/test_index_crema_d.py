@@ -1,9 +1,11 @@
 """CREMA-D indexing on the real clip names, and the defects a real copy can have."""
 
+import logging
+
 import pandas as pd
 import pytest
 
-from avemotion.datasets import crema_d, index_dataset
+from avemotion.datasets import check_layout, crema_d, index_dataset
 from avemotion.datasets.crema_d import index_dependencies
 from avemotion.labels import NRC_VAD_COORDINATES, coordinates_from_config
 from conftest import touch
@@ -182,3 +184,32 @@ def test_neutral_and_sadness_votes_are_counted_under_their_own_classes(tmp_path)
     assert (row["votes_neutral"], row["votes_sadness"]) == (8, 2)
     coords = coordinates_from_config(None)
     assert row["valence"] == pytest.approx(0.8 * coords["neutral"][0] + 0.2 * coords["sadness"][0])
+
+
+def test_what_a_usb_stick_or_a_mac_leaves_in_the_media_folders_is_neither_a_clip_nor_quarantined(tmp_path):
+    """A copy carried on a USB stick or through a Mac holds Windows' recycle bin and index folders
+    (any case), Explorer's Desktop.ini and thumbnail caches, macOS's ._ copies and .Trashes: none is
+    a clip, none is listed in the quarantine, and a file deleted into them does not rerun the index."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    touch(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    for clutter in ("$RECYCLE.BIN/S-1-5-21-1004/$R0AB12C.flv", "System Volume Information/IndexerVolumeGuid", ".Trashes/501/1001_DFA_SAD_XX.flv", "Desktop.ini", "Thumbs.db", "ehthumbs.db", "._1001_DFA_ANG_XX.flv"):
+        touch(tmp_path / "VideoFlash" / clutter)
+        touch(tmp_path / "AudioWAV" / clutter.replace(".flv", ".wav"))
+    manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert manifest[["clip_id", "path", "audio_path"]].values.tolist() == [["1001_DFA_ANG_XX", "VideoFlash/1001_DFA_ANG_XX.flv", "AudioWAV/1001_DFA_ANG_XX.wav"]]
+    assert quarantine.empty
+    assert index_dependencies(tmp_path) == [tmp_path / "VideoFlash", tmp_path / "AudioWAV"]
+
+
+def test_a_copy_without_the_audio_folder_is_checked_and_indexed_without_a_word_about_it(tmp_path, caplog):
+    """A copy of the videos only (audio comes from AudioWAV where that file exists): the layout check,
+    the index and its inputs do not call the absent folder unreadable, nor quarantine it; the clips
+    are indexed without audio."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", "FLV")
+    with caplog.at_level(logging.WARNING):
+        assert check_layout("crema_d", tmp_path) == tmp_path
+        manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+        assert index_dependencies(tmp_path) == [tmp_path / "VideoFlash"]
+    assert manifest[["clip_id", "audio_path"]].values.tolist() == [["1001_DFA_ANG_XX", ""]]
+    assert quarantine.empty
+    assert "cannot read this folder" not in caplog.text

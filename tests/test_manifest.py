@@ -1,14 +1,17 @@
 """Manifest contract: stable chunks, deterministic bytes, duplicate ids, label-derived targets."""
 
 import hashlib
+import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from avemotion.datasets import index_dataset, write_index
+from avemotion.datasets import index_dataset, walk, write_index
+from avemotion.datasets.mafw import SPLIT_DIR
 from avemotion.datasets.manifest import Scan, build_manifest, chunk_of
 from avemotion.labels import coordinates_from_config, vote_weighted_va
-from conftest import crema_d_names, in_other_processes
+from conftest import crema_d_names, in_other_processes, touch
 
 
 def test_chunk_of_a_clip_never_depends_on_the_other_clips():
@@ -41,6 +44,43 @@ def test_same_inputs_give_byte_identical_manifest(crema_d_tree, tmp_path):
         write_index(manifest, quarantine, tmp_path / f"m{run}.parquet", tmp_path / f"q{run}.csv")
         digests.append([hashlib.sha256((tmp_path / f"{name}{run}.{ext}").read_bytes()).hexdigest() for name, ext in (("m", "parquet"), ("q", "csv"))])
     assert digests[0] == digests[1]
+
+
+def test_the_index_is_the_same_whatever_order_the_disk_lists_names_in(tmp_path, monkeypatch):
+    """A file system lists a folder's names in an order of its own: which of two copies of a clip
+    is kept (names that differ only in case, two links to one folder) must not depend on it, or the
+    same corpus gives another manifest on another disk."""
+    touch(tmp_path / "crema_d" / "VideoFlash" / "1003_ITS_NEU_XX.flv")
+    for name in ("1003_ITS_NEU_XX.WAV", "1003_its_neu_xx.wav", "1003_ITS_NEU_XX.wav"):
+        touch(tmp_path / "crema_d" / "AudioWAV" / name)
+    for name in ("00001.MP4", "00001.mp4", "00002.mp4"):
+        touch(tmp_path / "mafw" / "data" / "clips" / name)
+    touch(tmp_path / "mafw" / SPLIT_DIR / "set_1" / "test.txt", "00001.mp4 anger\n")
+    touch(tmp_path / "elsewhere" / "s4_fe_1.avi")
+    for link in ("fear", "Fear", "fear 2"):  # three ways to one folder: its clip is read once
+        (tmp_path / "enterface" / "subject 4").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "enterface" / "subject 4" / link).symlink_to(tmp_path / "elsewhere")
+    listing = os.walk
+
+    def indexed(order):
+        def walk_in_order(*args, **kwargs):
+            for folder, folders, files in listing(*args, **kwargs):
+                folders.sort(reverse=order == "reversed")  # in place: the walk descends into what is left in it
+                files.sort(reverse=order == "reversed")
+                yield folder, folders, files
+
+        monkeypatch.setattr(walk.os, "walk", walk_in_order)
+        return [index_dataset(name, tmp_path / name, {"chunks": 4}) for name in ("crema_d", "mafw", "enterface")]
+
+    in_order, reversed_ = indexed("sorted"), indexed("reversed")
+    for (manifest, quarantine), (manifest_r, quarantine_r) in zip(in_order, reversed_):
+        pd.testing.assert_frame_equal(manifest, manifest_r)
+        pd.testing.assert_frame_equal(quarantine, quarantine_r)
+    # the first copy by name is kept, as on a disk that lists names sorted
+    (crema_d, crema_d_quarantine), (mafw, _), (enterface, enterface_quarantine) = in_order
+    assert crema_d["audio_path"].tolist() == ["AudioWAV/1003_ITS_NEU_XX.WAV"] and len(crema_d_quarantine) == 2
+    assert mafw.set_index("clip_id").loc["00001", "path"] == "data/clips/00001.MP4"
+    assert enterface["path"].tolist() == ["subject 4/Fear/s4_fe_1.avi"] and enterface_quarantine.empty
 
 
 def test_duplicate_ids_keep_the_first_path_and_quarantine_the_rest():
