@@ -8,7 +8,8 @@ HDR clip against the SDR original, over frames both track), ``<kind>_AU_mean_abs
 its AU intensities) and ``<kind>_pixel_mean_abs_diff_<way>`` (grey levels, every 6th frame of 2 s),
 ``<way>`` ``as_is`` (decord's RGB, as before) or ``tone_mapped`` (through the copy); then what the
 copy costs on 10 s of 1080p HLG (a phone's clip): ``copy_1080p_10s_seconds_tone_mapped`` against
-``copy_1080p_10s_seconds_plain`` (the lossless copy other misread files get) and their sizes; and
+``copy_1080p_10s_seconds_plain`` (the lossless copy other misread files get), their sizes and
+``decode_copy_1080p_ms_per_frame_<way>`` (decord reading the copy through, as the face stage does); and
 ``ffmpeg_i_report_ms_<clip>``, what the ``ffmpeg -i`` that tells whether a clip is HDR costs.
 
     .venv/bin/python benchmarks/hdr_reading.py
@@ -74,11 +75,17 @@ def read(path: Path, backend: FaceMeshBackend, tone_mapped: bool):
         return backend.analyse_video(path)[0], open_video(path).get_batch(PICKS).asnumpy().astype(float)
 
 
-def copy_seconds(path: Path, tone_mapped: bool) -> tuple[float, int]:
+def copy_seconds(path: Path, tone_mapped: bool) -> tuple[float, int, float]:
+    """(seconds to make the copy, its bytes, milliseconds a frame to decode it in 32-frame batches)."""
     with reading(tone_mapped):
         start = time.perf_counter()
         copy = transcode.decodable_copy(path)
-        return time.perf_counter() - start, copy.stat().st_size
+        seconds = time.perf_counter() - start
+        video = open_video(copy)
+        start = time.perf_counter()
+        for first in range(0, len(video), 32):
+            video.get_batch(list(range(first, min(first + 32, len(video)))))
+        return seconds, copy.stat().st_size, 1000 * (time.perf_counter() - start) / len(video)
 
 
 def report_ms(path: Path, runs: int = 5) -> float:
@@ -112,9 +119,10 @@ def main() -> None:
         for name, path in (("h264_640x360", SOURCE), ("hlg_1080p", phone)):
             print(f"ffmpeg_i_report_ms_{name}: {report_ms(path):.1f}")
         for way, tone_mapped in (("tone_mapped", True), ("plain", False)):
-            seconds, size = min(copy_seconds(phone, tone_mapped) for _ in range(2))
+            seconds, size, decode_ms = min(copy_seconds(phone, tone_mapped) for _ in range(2))
             print(f"copy_1080p_10s_seconds_{way}: {seconds:.2f}")
             print(f"copy_1080p_10s_megabytes_{way}: {size / 2**20:.0f}")
+            print(f"decode_copy_1080p_ms_per_frame_{way}: {decode_ms:.1f}")
 
 
 if __name__ == "__main__":
