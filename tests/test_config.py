@@ -11,7 +11,7 @@ from avemotion.config_checks import check_model, check_openface
 from avemotion.config_errors import ConfigFileError
 from avemotion.datasets import DatasetRootError, check_datasets, index_dataset, index_dependencies, indexed_keys, walk
 from avemotion.datasets.mafw import SPLIT_DIR
-from avemotion.job_params import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, preprocess_settings
+from avemotion.job_params import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, audio_model_settings, preprocess_settings
 from avemotion.labels import CANONICAL_LABELS
 from avemotion.layout import heldout_run
 from avemotion.model.speech_branch import AUDIO_DEFAULTS
@@ -684,6 +684,31 @@ def test_a_setting_that_only_another_choice_reads_reruns_nothing(config):
     assert job_settings(config, "mafw", "frames")["face_margin"] == 0.4
     config["datasets"]["crema_d"]["frames"] = {"crop": "face"}
     assert job_settings(config, "crema_d", "frames")["face_margin"] == 0.4
+
+
+def test_a_setting_held_at_its_default_is_the_callers_own_copy(config):
+    """openface_args under the facemesh backend holds its default ([]) in the settings: a caller
+    that changes the settings it got changes no other dataset's or later call's settings."""
+    config = filled(config)
+    config["face"]["openface_args"] = ["-wild"]  # the backend is facemesh: nothing reads it
+    settings = preprocess_settings(config, "crema_d")
+    assert settings["face"]["openface_args"] == []
+    settings["face"]["openface_args"].append("-wild")
+    assert preprocess_settings(config, "mafw")["face"]["openface_args"] == []
+    assert preprocess_settings(config, "crema_d")["face"]["openface_args"] == []
+
+
+def test_whispers_keys_are_left_out_of_a_cnn_audio_branchs_model_settings():
+    """The audio_* keys change nothing a CNN audio branch computes, so they are left out of its model
+    settings (training params): also where audio_encoder is absent, the CNN being the default. A
+    Whisper branch keeps them all, in a dict of its own."""
+    cnn = {"variant": "small", "audio_preset": "base", "audio_max_seconds": 4.0}
+    assert audio_model_settings(cnn) == {"variant": "small"}
+    assert audio_model_settings({**cnn, "audio_encoder": "cnn"}) == {"variant": "small"}
+    whisper = {**cnn, "audio_encoder": "whisper"}
+    kept = audio_model_settings(whisper)
+    assert kept == whisper and kept is not whisper
+
 
 def test_audio_alignment_keys_at_their_defaults_rerun_nothing(config):
     """audio.min_coverage, audio.max_overrun_s and audio.misaligned reach the audio stage globally or

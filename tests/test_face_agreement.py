@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,18 @@ import pytest
 from avemotion.face import calibration, geometry
 from avemotion.face.columns import ROTATION
 from avemotion.face.geometry import AU_MEASURES, AU_MODELS
-from avemotion.face.reference_set import BOTH_MODES, LOST_FIT_RADIANS, load_reference_frames, openface_in_both_modes, openface_lost_fits
+from avemotion.face.facemesh import DECODE_LONG_SIDE
+from avemotion.face.openface import read_openface_csv
+from avemotion.face.reference_set import (
+    BOTH_MODES,
+    LOST_FIT_RADIANS,
+    STATIC_CLIPS,
+    load_reference_frames,
+    openface_in_both_modes,
+    openface_lost_fits,
+    still_video,
+)
+from conftest import ffmpeg
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "openface_reference"
 
@@ -241,3 +253,72 @@ def test_small_faces_keep_the_agreement(real_media, tmp_path):
     assert table.loc["AU12_r", "r"] >= 0.88 and table.loc["AU45_r", "r"] >= 0.85 and table.loc["AU17_r", "r"] >= 0.75
     assert table.loc["AU04_r", "r"] >= 0.6 and table.loc["AU04_r", "presence_agreement"] >= 0.9
     assert table.loc["AU45_r", "presence_agreement"] >= 0.85 and table.loc["AU01_r", "r"] >= 0.68
+
+
+def test_a_head_turning_fast_from_the_first_frame_to_the_last_is_no_lost_fit():
+    """A clip that starts and ends mid-turn (1.5 rad a second): the second around its first and
+    last frames is padded with those frames, so a steady turn departs nothing from its median."""
+    rotation = np.zeros((40, 3))
+    rotation[:, 1] = np.linspace(-1.2, 1.2, 40)  # 1.5 rad a second at 25 fps
+    table = pd.DataFrame(rotation, columns=ROTATION).assign(success=1)
+    assert not openface_lost_fits(table, 25.0).any()
+
+
+def test_openfaces_two_modes_give_one_row_and_one_clip_name_per_frame_both_found_the_face_in():
+    static_rows, video_rows, clips = openface_in_both_modes(REFERENCE)
+    assert len(static_rows) == len(video_rows) == len(clips)
+    assert (static_rows["success"] == 1).all() and (video_rows["success"] == 1).all()
+    for clip in BOTH_MODES:
+        one, other = (read_openface_csv(REFERENCE / f"{mode}_mode" / f"{clip}.csv.gz") for mode in ("static", "video"))
+        assert (clips == clip).sum() == ((one["success"] == 1) & (other["success"] == 1)).sum(), clip
+
+
+def test_a_photo_becomes_a_ten_frame_25_fps_h264_still_of_even_size_made_once(real_media, tmp_path):
+    """As the reference's stills were made: 10 frames at 25 fps, H.264 in 4:2:0 (yuv420p; full-range
+    JPEG pixels are read as yuvj420p), which needs an even width and height, so an odd-sized photo
+    loses its last row and column; a still already made is used as it is."""
+    photo = tmp_path / "odd.jpg"
+    ffmpeg("-i", real_media / "single_face.jpg", "-vf", "format=yuvj444p,crop=301:201", photo)  # odd-sized, unsubsampled
+    out = still_video(photo, tmp_path / "odd.mp4")
+    meta = next(imageio_ffmpeg.read_frames(out))
+    assert meta["codec"] == "h264" and meta["pix_fmt"].split("(")[0] in ("yuv420p", "yuvj420p") and meta["fps"] == 25 and meta["size"] == (300, 200)
+    assert imageio_ffmpeg.count_frames_and_secs(out)[0] == 10
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["odd.jpg", "odd.mp4"]  # no partial file left
+    made = out.stat().st_mtime_ns
+    assert still_video(photo, out) == out and out.stat().st_mtime_ns == made
+
+
+class _NoFaceBackend:
+    """Tracks nothing: records what it was asked to track and gives as many faceless frames as
+    OpenFace has rows for the clip (``missing`` fewer)."""
+
+    tracking_threshold = 0.5
+
+    def __init__(self, mode: str, missing: int = 0):
+        self.mode, self.missing, self.calls = mode, missing, []
+
+    def track_video(self, path, long_side):
+        self.calls.append((Path(path).name, long_side))
+        n = len(read_openface_csv(REFERENCE / f"{self.mode}_mode" / f"{Path(path).stem}.csv.gz")) - self.missing
+        zeros = (np.zeros(n, np.float32), np.zeros((n, 468, 3)), np.zeros((n, 2, 71, 3)), np.zeros((n, 2, 5, 3)), np.zeros((n, 3)))
+        return zeros, 25.0, (360, 640)
+
+
+def test_the_reference_clips_are_tracked_as_the_mode_and_scale_ask(real_media, tmp_path):
+    """Static mode (the default) tracks the photos as still videos and the videos as they are, at
+    the backend's usual decoding size; video mode tracks the four videos, single_face as its video;
+    a scale decodes each that much smaller than its frames (OpenFace saw them whole)."""
+    backend = _NoFaceBackend("static")
+    frames = load_reference_frames(REFERENCE, real_media, tmp_path, backend=backend)
+    expected = [f"{clip}.mp4" if source.endswith(".jpg") else source for clip, (_, source) in STATIC_CLIPS.items()]
+    assert backend.calls == [(name, DECODE_LONG_SIDE) for name in expected]
+    assert len(frames.clips) == 0  # no face found by the backend: no frame to compare
+    assert all((tmp_path / f"{clip}.mp4").exists() for clip, (_, source) in STATIC_CLIPS.items() if source.endswith(".jpg"))
+    backend = _NoFaceBackend("video")
+    load_reference_frames(REFERENCE, real_media, tmp_path, "video", backend=backend, scale=0.5)
+    assert backend.calls == [("WolfgangLanger_Pexels.mp4", 320), ("face_noface.mov", 480), ("noface_face.mov", 480), ("single_face.mp4", 320)]
+
+
+def test_a_clip_decoded_to_another_frame_count_than_openfaces_rows_stops_the_alignment(real_media, tmp_path):
+    with pytest.raises(ValueError, match=r"^WolfgangLanger_Pexels: \d+ frames decoded but OpenFace has \d+ rows$"):
+        load_reference_frames(REFERENCE, real_media, tmp_path, "video", backend=_NoFaceBackend("video", missing=1))

@@ -6,6 +6,7 @@ import pytest
 
 from avemotion.metrics import classification_metrics
 from avemotion.model.late_fusion import combine
+from avemotion.train import ensemble
 from avemotion.train.ensemble import fit_emotion_weights, fit_regression_weights, simplex_grid
 
 
@@ -190,3 +191,132 @@ def test_a_much_weaker_branchs_gain_within_the_standard_error_buys_it_no_weight(
     target = rng.uniform(-1, 1, 60)
     values = {"audio": target + rng.normal(0, 0.3, 60), "video": target + rng.normal(0, 1.2, 60)}
     assert fit_regression_weights(values, target) == {"audio": 1.0, "video": 0.0}
+
+
+def _scoring(monkeypatch, fit, outputs, truth):
+    """The per-clip loss ``fit`` scores each grid point's fused output by."""
+    monkeypatch.setattr(ensemble, "_fit", lambda outputs, losses, step: losses)
+    return fit(outputs, truth)
+
+
+@pytest.mark.parametrize("sharpness, wrong", [(0.02, False), (1.0, True)])
+def test_emotion_points_are_scored_by_class_balanced_cross_entropy_at_the_best_temperature(monkeypatch, sharpness, wrong):
+    """A grid point's per-clip loss is the cross-entropy of its fused probabilities (floored at
+    EPSILON: a confidently wrong clip costs at most 13.8 nats), at the inverse temperature that
+    minimises their mean over the whole bounded range, each clip weighed so that every class present
+    counts alike (a class here never occurs). Cases: a nearly flat but right branch, whose best
+    temperature is far sharper than 1; a confident branch with a clip whose true class it gives
+    probability 0."""
+    rng = np.random.default_rng(7)
+    labels = np.repeat([0, 2, 3], [3, 6, 11])
+    rng.shuffle(labels)
+    probabilities = softmax(sharpness * (4 * np.eye(4)[labels] + rng.normal(0, 1, (len(labels), 4))))
+    if wrong:
+        probabilities[0] = np.eye(4)[(labels[0] + 1) % 4]
+    losses = _scoring(monkeypatch, fit_emotion_weights, {"audio": probabilities, "video": probabilities}, labels)(probabilities)
+
+    counts = np.bincount(labels, minlength=4)
+    weight = len(labels) / (3 * counts[labels])
+    log_p = np.log(np.maximum(probabilities, ensemble.EPSILON))
+
+    def expected(log_beta):
+        z = np.exp(log_beta) * log_p
+        return weight * (np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1) - z[np.arange(len(labels)), labels])
+
+    grid = np.linspace(*ensemble.LOG_BETA_BOUNDS, 12001)
+    best = grid[np.argmin([expected(b).mean() for b in grid])]
+    assert wrong or best > np.log(20)  # the flat branch is scored far sharper than it is given
+    assert losses.mean() == pytest.approx(expected(best).mean(), rel=1e-6)
+    np.testing.assert_allclose(losses, expected(best), rtol=5e-3)
+
+
+def _ccc(target, predicted):
+    dev_t, dev_p = target - target.mean(), predicted - predicted.mean()
+    denominator = dev_t @ dev_t + dev_p @ dev_p + len(target) * (target.mean() - predicted.mean()) ** 2
+    return 2 * (dev_t @ dev_p) / denominator if denominator > 0 else 0.0
+
+
+@pytest.mark.parametrize(
+    "target, predicted",
+    [
+        (np.array([0.3, -0.8, 0.1, 0.9, -0.2, 0.5, -0.6]), np.array([0.9, -0.1, 0.2, 1.4, 0.0, 1.1, 0.1])),  # offset, shrunk
+        (np.array([0.0, 1.0]), np.array([0.5, 1.0])),  # two clips, the one left out of either exact
+    ],
+)
+def test_regression_points_are_scored_by_jackknife_pseudo_values_of_ccc(monkeypatch, target, predicted):
+    """A grid point's per-clip loss is 1 minus the jackknife pseudo-value of the fused output's CCC
+    (n CCC - (n-1) CCC without the clip, population moments, offset and scale counting), with the
+    CCC of clips left that show no spread and no gap taken as 0."""
+    losses = _scoring(monkeypatch, fit_regression_weights, {"audio": predicted, "video": -predicted}, target)(predicted)
+    n = len(target)
+    without = np.array([_ccc(np.delete(target, i), np.delete(predicted, i)) for i in range(n)])
+    np.testing.assert_allclose(losses, 1 - (n * _ccc(target, predicted) - (n - 1) * without), rtol=1e-9, atol=1e-12)
+
+
+def test_weights_for_identical_branches_ignore_the_order_branches_come_in():
+    """Exact ties (two branches giving the same outputs) are broken by the grid order of the
+    branch names sorted, not by the order the outputs come in."""
+    rng = np.random.default_rng(0)
+    target = rng.uniform(-1, 1, 100)
+    values = target + rng.normal(0, 0.3, 100)
+    first = fit_regression_weights({"audio": values, "video": values.copy()}, target)
+    assert fit_regression_weights({"video": values.copy(), "audio": values}, target) == first
+    assert sorted(first.values()) == [0.0, 1.0]
+
+
+def test_between_two_nearly_alike_branches_the_better_one_alone_is_trusted():
+    """Branches too alike to be worth combining: the one with the lower validation loss gets all the
+    weight, whichever comes first in the grid."""
+    rng = np.random.default_rng(0)
+    target = rng.uniform(-1, 1, 100)
+    audio = target + rng.normal(0, 0.3, 100)
+    video = audio + rng.normal(0, 0.02, 100)
+    assert fit_regression_weights({"audio": audio, "video": video}, target) == {"audio": 1.0, "video": 0.0}
+    assert fit_regression_weights({"audio": video, "video": audio}, target) == {"audio": 0.0, "video": 1.0}
+
+
+def test_a_branch_constant_up_to_rounding_with_an_absent_class_gets_no_weight():
+    """A class-prior branch (the same probabilities for every clip, up to rounding) gets no weight
+    even when one class never occurs, so its probability is 0 throughout."""
+    rng = np.random.default_rng(0)
+    labels = rng.choice(2, 300)
+    prior = np.array([0.5, 0.5, 0.0]) * (1 + rng.normal(0, 1e-15, (300, 3)))
+    assert np.ptp(prior, axis=0).max() > 0
+    branches = {"audio": softmax(2 * (np.eye(3)[labels] + rng.normal(0, 1, (300, 3)))), "video": prior}
+    assert fit_emotion_weights(branches, labels) == {"audio": 1.0, "video": 0.0}
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 10, 20, 93, 99, 105])  # 1 / (1 / 93) falls just short of 93
+def test_grid_steps_that_divide_one_give_every_multiple(n):
+    """A step of 1/n gives every split of two branches into multiples of 1/n: n + 1 points."""
+    grid = simplex_grid(2, 1 / n)
+    assert len(grid) == n + 1 and grid[-1] in {(1.0, 0.0), (0.0, 1.0)}
+
+
+@pytest.mark.parametrize(
+    "audio_gain, video_gain, expected",
+    [
+        # within one standard error of the paired difference (sample standard deviation): the simplest point, the better branch
+        ([-0.1, 0.0, 1.0], [-0.101, 0.0, 1.01], {"audio": 1.0, "video": 0.0}),
+        # a consistent loss is beyond the standard error from the best point, however noisy a worse point is
+        ([0.9, 1.0, 1.1], [10.0, -5.0, 20.0], {"audio": 0.5, "video": 0.5}),
+        # differences of a relative 1e-12 are rounding: no reason to combine
+        ([1e-12] * 3, [2e-12] * 3, {"audio": 1.0, "video": 0.0}),
+        # a consistent relative 1e-6 is not
+        ([1e-6] * 3, [2e-6] * 3, {"audio": 0.5, "video": 0.5}),
+    ],
+)
+def test_the_simplest_point_within_one_standard_error_of_the_best_wins(audio_gain, video_gain, expected):
+    """The one-standard-error rule on given per-clip losses: the even mix is best; leaning towards
+    a branch costs each clip its share of ``*_gain``. A point counts as close when its mean loss
+    exceeds the best's by at most the standard error of the paired per-clip difference from the
+    best point (plus a relative 1e-9 for rounding); the fewest branches win among those."""
+    audio = np.array([1.0, 2.0, 3.0])
+    outputs = {"audio": audio, "video": 2 * audio}  # fused = (2 - audio's weight) * audio
+    base = np.array([0.5, 1.0, 1.5])
+
+    def losses(fused):
+        lean = 2 * (2 - fused[0]) - 1  # from -1 (video alone) to 1 (audio alone)
+        return base + abs(lean) * np.array(audio_gain if lean > 0 else video_gain)
+
+    assert ensemble._fit(outputs, losses, 0.1) == expected
