@@ -162,6 +162,26 @@ def test_parse_resizes_frames_stored_at_another_size():
     np.testing.assert_allclose(frames, constant_frames(size=S), atol=4)
 
 
+def test_frames_stored_at_another_size_are_their_antialiased_resize_rounded():
+    """Frames stored larger, or not square, decode to tf.image.resize of the stored JPEGs,
+    antialiased and rounded to the nearest level."""
+    rng = np.random.default_rng(2)
+    for height, width in ((3 * S, 3 * S), (S, 2 * S)):
+        frames = rng.integers(0, 256, (T, height, width, 3)).astype(np.uint8)
+        raw = parsed(make_clip("a", frames=frames))
+        stored = np.stack([tf.io.decode_jpeg(raw["frames"][i], channels=3, dct_method=R.DCT_METHOD).numpy() for i in range(T)])
+        expected = np.round(np.clip(tf.image.resize(stored, [S, S], antialias=True).numpy(), 0, 255)).astype(np.uint8)
+        np.testing.assert_array_equal(R.decode_frames(raw["frames"], T, S).numpy(), expected)
+
+
+def test_a_shard_cut_inside_its_first_records_length_or_its_crc_is_cut_in_the_header(tmp_path):
+    write_shard(tmp_path / "0.tfrecord", [make_clip("a")])
+    for size in (8, 11):  # the 8-byte length is whole, its 4-byte CRC is not
+        (tmp_path / "cut.tfrecord").write_bytes((tmp_path / "0.tfrecord").read_bytes()[:size])
+        with pytest.raises(ValueError, match="ends inside its first record's header"):
+            R.first_record(tmp_path / "cut.tfrecord")
+
+
 def test_scale_mel_is_the_png_mapping():
     rng = np.random.default_rng(0)
     mel = rng.uniform(-120, -10, (MEL_BANDS, AUDIO_STEPS)).astype(np.float32)
@@ -309,6 +329,30 @@ def test_sample_frames_is_tf_image_resize_of_the_crop():
         crop = crop[:, :, ::-1] if flips[b] else crop
         expected = np.clip(tf.image.resize(crop, [S, S]).numpy() * scales[b] + offsets[b], 0, 1)
         np.testing.assert_allclose(got[b], expected, atol=1e-5)
+
+
+def test_the_identity_view_renders_uint8_frames_unchanged_in_0_1():
+    """Evaluation's parameters (render.identity) give every pixel / 255, nothing cropped or moved."""
+    images = np.random.default_rng(3).integers(0, 256, (2, T, S, S, 3)).astype(np.uint8)
+    params = render.identity(S)
+    batch = [tf.stack([params[name]] * 2) for name in D.RENDER[1:]]
+    np.testing.assert_allclose(render.sample_frames(images, *batch, S).numpy(), images / 255.0, atol=1e-6)
+
+
+def test_rendering_is_compiled_once_per_setting_and_op_by_op_when_jit_is_off(monkeypatch):
+    """A shared compiled function is built once per JIT_COMPILE setting (an input pipeline's own is
+    new each time); with the setting off, erase_boxes runs op by op: its noise is the eager one,
+    which XLA draws otherwise."""
+    frames = tf.fill([1, 2, 8, 8, 3], 0.5)
+    args = (frames, tf.constant([[0.0, 0.0, 8.0, 8.0]]), tf.constant([[1, 2]], tf.int64), (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    eager = render.erase_boxes(*args).numpy()
+    monkeypatch.setattr(render, "JIT_COMPILE", True)
+    xla = render.compiled(render.erase_boxes)
+    assert render.compiled(render.erase_boxes) is xla
+    assert render.compiled(render.erase_boxes, shared=False) is not render.compiled(render.erase_boxes, shared=False)
+    assert not np.allclose(xla(*args).numpy(), eager)
+    monkeypatch.setattr(render, "JIT_COMPILE", False)
+    np.testing.assert_allclose(render.compiled(render.erase_boxes)(*args).numpy(), eager, atol=1e-6)
 
 
 # ---- the dataset ------------------------------------------------------------------------------
@@ -461,6 +505,53 @@ def test_inputs_select_what_the_model_reads(tmp_path):
         D.make_dataset([path], **options(inputs=()))
     with pytest.raises(ValueError, match="label_names must be distinct"):
         D.make_dataset([path], **options(label_names=["anger", "fear", "anger"]))
+
+
+def test_shard_paths_come_as_one_path_a_list_or_a_mapping_which_is_taken_as_given(tmp_path):
+    path = tmp_path / "0.tfrecord"
+    assert R.all_paths(path) == R.all_paths(str(path)) == R.all_paths([path]) == [str(path)]
+    assert R.all_paths({"crema_d": [path], "mafw": ["m.tfrecord"]}) == [str(path), "m.tfrecord"]
+    # A mapping says which dataset each shard holds: nothing is read (these files do not exist).
+    assert R.shards_by_dataset({"crema_d": [path], "mafw": ["m.tfrecord"]}) == {"crema_d": [str(path)], "mafw": ["m.tfrecord"]}
+
+
+def stream_ids(files, count=None, **overrides) -> list[str]:
+    """The clip ids R.read_stream yields (the first ``count`` of them), every clip kept unless ``keep`` says."""
+    settings = {"num_frames": T, "labels": R.lookup(LABELS, -1), "keep": R.membership(None), "training": False, "seed": 0, **overrides}
+    stream = R.read_stream(files, **settings)
+    return [example["clip_id"].numpy().decode() for example in (stream.take(count) if count else stream)]
+
+
+def small_shards(tmp_path, clips: int, names="abc") -> list[str]:
+    """One shard per name, of ``clips`` clips each: a0, a1, ..., b0, ..."""
+    small = constant_frames(size=8)
+    return [write_shard(tmp_path / f"{name}.tfrecord", [make_clip(f"{name}{i}", frames=small) for i in range(clips)]) for name in names]
+
+
+def test_an_evaluation_stream_reads_the_shards_alike_in_any_order_given(tmp_path):
+    files = small_shards(tmp_path, 2)
+    assert stream_ids(files[::-1]) == stream_ids(files) and sorted(stream_ids(files)) == ["a0", "a1", "b0", "b1", "c0", "c1"]
+
+
+def test_a_training_stream_takes_its_shards_in_an_order_drawn_from_its_seed_anew_each_pass(tmp_path):
+    files = small_shards(tmp_path, 1)
+    passes = {seed: stream_ids(files, 30, training=True, seed=seed) for seed in range(6)}
+    assert stream_ids(files[::-1], 30, training=True, seed=0) == passes[0]  # reproducible from the seed alone
+    firsts = {tuple(ids[:3]) for ids in passes.values()}
+    assert all(sorted(first) == ["a0", "b0", "c0"] for first in firsts) and len(firsts) > 1
+    assert len({tuple(passes[0][i : i + 3]) for i in range(0, 30, 3)}) > 1  # shuffled again for every pass
+
+
+def test_a_training_stream_mixes_clips_of_every_shard_from_the_start(tmp_path):
+    """The shards are interleaved, so the shuffle buffer never holds one shard's clips alone."""
+    first = stream_ids(small_shards(tmp_path, 3), 3, training=True, seed=0)
+    assert sorted(name[0] for name in first) == ["a", "b", "c"]
+
+
+def test_an_unlabelled_stream_still_keeps_only_its_split(tmp_path):
+    path = write_shard(tmp_path / "u.tfrecord", [make_clip("a"), make_clip("b", "contempt"), make_clip("c", "fear")])
+    assert stream_ids([path], keep=R.membership(["b", "c"]), unlabelled=True) == ["b", "c"]
+    assert stream_ids([path], keep=R.membership(["b", "c"])) == ["c"]
 
 
 def test_no_shards_is_an_error_that_says_so():

@@ -21,7 +21,7 @@ from avemotion.fusion.shards import (
     sampled_windows,
     speech_pcm,
 )
-from avemotion.fusion.tfrecord import crc32c, encode_example
+from avemotion.fusion.tfrecord import crc32c, encode_example, tfrecord_record
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import write_wav
 from avemotion.media.spectrogram import mfcc
@@ -261,6 +261,32 @@ def test_examples_encode_without_tensorflow_as_tensorflow_does():
         )
     )
     assert tf.train.Example.FromString(encode_example(features)) == expected
+
+
+def test_an_example_is_the_same_bytes_whatever_order_its_features_come_in():
+    """encode_example writes the features in name order, as protobuf's deterministic serialisation does."""
+    import tensorflow as tf
+
+    features = {"b": ("bytes", [b"x"]), "i": ("int", [3]), "f": ("float", [0.5])}
+    assert encode_example(features) == encode_example(dict(reversed(features.items())))
+    assert encode_example(features) == tf.train.Example.FromString(encode_example(features)).SerializeToString(deterministic=True)
+    with pytest.raises(ValueError, match="unknown feature kind 'str'"):
+        encode_example({"a": ("str", ["x"])})
+
+
+def test_crc32c_is_the_reference_at_every_length_around_its_vectorised_cut():
+    data = np.random.default_rng(1).integers(0, 256, 1100, dtype=np.uint8).tobytes()
+    for size in (0, 1, 3, 4, 5, 63, 64, 65, 255, 256, 257, 511, 512, 513, 1000, 1100):
+        assert crc32c(data[:size]) == crc32c_reference(data[:size]), size
+
+
+def test_tfrecord_framing_reads_back_with_tensorflows_crc_checks(tmp_path):
+    import tensorflow as tf
+
+    path = tmp_path / "r.tfrecord"
+    records = [b"", b"x" * 300, bytes(range(256)) * 5]
+    path.write_bytes(b"".join(tfrecord_record(record) for record in records))
+    assert [record.numpy() for record in tf.data.TFRecordDataset(str(path))] == records
 
 
 def crc32c_reference(data: bytes) -> int:
