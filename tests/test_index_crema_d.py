@@ -213,3 +213,99 @@ def test_a_copy_without_the_audio_folder_is_checked_and_indexed_without_a_word_a
     assert manifest[["clip_id", "audio_path"]].values.tolist() == [["1001_DFA_ANG_XX", ""]]
     assert quarantine.empty
     assert "cannot read this folder" not in caplog.text
+
+
+def test_unknown_sentence_or_intensity_codes_are_quarantined_with_the_code(tmp_path):
+    """A name of the right shape whose sentence (not one of CREMA-D's 12) or intensity level (not
+    LO/MD/HI/XX) is unknown is quarantined with the code named, not indexed nor a crash."""
+    for name in ("1001_DFA_ANG_XX", "1001_ABC_ANG_XX", "1001_DFA_ANG_ZZ"):
+        touch(tmp_path / "VideoFlash" / f"{name}.flv")
+    manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["1001_DFA_ANG_XX"]
+    reasons = dict(zip(quarantine["clip_id"], quarantine["reason"]))
+    assert reasons["1001_ABC_ANG_XX"].startswith("unknown sentence code 'ABC'")
+    assert reasons["1001_DFA_ANG_ZZ"].startswith("unknown intensity level 'ZZ'")
+
+
+def write_votes_by_modality(root):
+    """One clip rated differently in each modality: voice says anger, face happiness, audio-visual sadness."""
+    touch(root / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    touch(
+        root / crema_d.VOTES,
+        ",A,D,F,H,N,S,fileName,numResponses,agreement,emoVote\n"
+        "100001,10,0,0,0,0,0,1001_DFA_ANG_XX,10,1.0,A\n"
+        "200001,0,0,0,10,0,0,1001_DFA_ANG_XX,10,1.0,H\n"
+        "300001,0,0,0,0,0,10,1001_DFA_ANG_XX,10,1.0,S\n",
+    )
+
+
+@pytest.mark.parametrize("votes, voted", [("voice", "anger"), ("face", "happiness"), ("audiovisual", "sadness"), (None, "sadness")])
+def test_the_configured_vote_modality_picks_its_own_rows(tmp_path, votes, voted):
+    """votes: voice reads the 1xxxxx rows, face 2xxxxx, audiovisual (also when unset) 3xxxxx."""
+    write_votes_by_modality(tmp_path)
+    settings = {"chunks": 64} if votes is None else {**SETTINGS, "votes": votes}
+    manifest, _ = index_dataset("crema_d", tmp_path, settings)
+    row = manifest.set_index("clip_id").loc["1001_DFA_ANG_XX"]
+    assert row[f"votes_{voted}"] == 10
+    assert row["valence"] == pytest.approx(coordinates_from_config(None)[voted][0])
+
+
+def test_votes_none_leaves_the_vote_table_unread_and_targets_at_the_class_coordinates(tmp_path):
+    """votes: none (class coordinates only) uses no vote column, even where the table exists."""
+    write_votes_by_modality(tmp_path)
+    manifest, _ = index_dataset("crema_d", tmp_path, {**SETTINGS, "votes": "none"})
+    row = manifest.set_index("clip_id").loc["1001_DFA_ANG_XX"]
+    assert not [c for c in manifest.columns if c.startswith("votes_")]
+    assert row["valence"] == pytest.approx(coordinates_from_config(None)["anger"][0])
+
+
+def test_every_vote_column_is_counted_under_its_own_class_with_responses_and_agreement(tmp_path):
+    """A, D, F, H, N, S are anger, disgust, fear, happiness, neutral, sadness; numResponses and
+    agreement are carried as they are."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    touch(tmp_path / crema_d.VOTES, ",A,D,F,H,N,S,fileName,numResponses,agreement,emoVote\n300001,6,5,4,3,2,1,1001_DFA_ANG_XX,21,0.29,A\n")
+    manifest, _ = index_dataset("crema_d", tmp_path, SETTINGS)
+    row = manifest.set_index("clip_id").loc["1001_DFA_ANG_XX"]
+    counts = {label: row[f"votes_{label}"] for label in ("anger", "disgust", "fear", "happiness", "neutral", "sadness")}
+    assert counts == {"anger": 6, "disgust": 5, "fear": 4, "happiness": 3, "neutral": 2, "sadness": 1}
+    assert (row["vote_responses"], row["vote_agreement"]) == (21, pytest.approx(0.29))
+
+
+def test_a_vote_row_written_twice_or_with_an_extension_gives_the_clip_one_row(tmp_path):
+    """A fileName with its extension (1001_DFA_ANG_XX.flv) still joins its clip, and a clip listed
+    twice for one modality keeps the first row: the clip is indexed once, not quarantined as a
+    duplicate."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    touch(tmp_path / "VideoFlash" / "1001_DFA_HAP_XX.flv")
+    touch(
+        tmp_path / crema_d.VOTES,
+        ",A,D,F,H,N,S,fileName,numResponses,agreement,emoVote\n"
+        "300001,7,0,0,3,0,0,1001_DFA_ANG_XX.flv,10,0.7,A\n"
+        "300002,0,0,0,9,1,0,1001_DFA_HAP_XX,10,0.9,H\n"
+        "300003,0,0,0,1,9,0,1001_DFA_HAP_XX,10,0.9,N\n",
+    )
+    manifest, quarantine = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert quarantine.empty
+    assert list(manifest["clip_id"]) == ["1001_DFA_ANG_XX", "1001_DFA_HAP_XX"]
+    rows = manifest.set_index("clip_id")
+    assert rows.loc["1001_DFA_ANG_XX", "votes_anger"] == 7
+    assert rows.loc["1001_DFA_HAP_XX", "votes_happiness"] == 9
+
+
+def test_the_metadata_tables_are_index_inputs_where_they_exist(tmp_path):
+    """Updating VideoDemographics.csv or tabulatedVotes.csv reruns the index (they give its
+    demographics and vote columns)."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    assert index_dependencies(tmp_path) == [tmp_path / "VideoFlash"]
+    touch(tmp_path / crema_d.DEMOGRAPHICS, "ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n")
+    touch(tmp_path / crema_d.VOTES, ",A,D,F,H,N,S,fileName,numResponses,agreement\n")
+    assert index_dependencies(tmp_path) == [tmp_path / "VideoFlash", tmp_path / crema_d.DEMOGRAPHICS, tmp_path / crema_d.VOTES]
+
+
+def test_a_metadata_table_written_with_spaces_after_its_commas_gives_the_plain_values(tmp_path):
+    """A table saved by hand with a space after each comma ("1001, 51, Male") gives sex Male, not
+    " Male", so grouping by sex finds the corpus' two values."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    touch(tmp_path / crema_d.DEMOGRAPHICS, "ActorID, Age, Sex, Race, Ethnicity\n1001, 51, Male, Caucasian, Not Hispanic\n")
+    manifest, _ = index_dataset("crema_d", tmp_path, SETTINGS)
+    assert manifest[["speaker", "age", "sex", "race", "ethnicity"]].values.tolist() == [["1001", 51, "Male", "Caucasian", "Not Hispanic"]]

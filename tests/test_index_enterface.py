@@ -260,3 +260,49 @@ def test_a_batch_larger_than_a_split_stops_runs_that_train_only(tmp_path):
         assert run.returncode != 0 and "training.batch_size: 64 is larger than the" in run.stderr + run.stdout
     # another experiment's models are not stopped by it
     run_snakemake(tmp_path, "results/experiments/fits/final/model.keras", "-n", "--cores", "1", "--configfile", "paths.yaml")
+
+
+def test_subject_folders_outside_1_to_44_are_quarantined_as_having_no_fold(tmp_path):
+    """eNTERFACE has subjects 1-44: a 'subject 0' or 'subject 45' folder has no protocol fold, so its
+    clips are quarantined, not put in a fold."""
+    for subject in (0, 1, 44, 45):
+        touch(tmp_path / f"subject {subject}" / "anger" / "sentence 1" / f"s{subject}_an_1.avi")
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert manifest[["clip_id", "fold"]].values.tolist() == [["s1_an_1", 1], ["s44_an_1", 5]]
+    assert dict(zip(quarantine["path"], quarantine["reason"])) == {
+        "subject 0/anger/sentence 1/s0_an_1.avi": "subject 0 is outside eNTERFACE's 1-44, so it has no protocol fold",
+        "subject 45/anger/sentence 1/s45_an_1.avi": "subject 45 is outside eNTERFACE's 1-44, so it has no protocol fold",
+    }
+
+
+def test_emotion_folder_and_code_are_compared_without_regard_to_case(tmp_path):
+    """Copies write 'Anger' for the emotion folder and S1_AN_1.AVI for a file: the clip is anger,
+    its id written as the others are (s1_an_1), not quarantined."""
+    touch(tmp_path / "subject 1" / "Anger" / "sentence 1" / "s1_an_1.avi")
+    touch(tmp_path / "subject 2" / "anger" / "sentence 1" / "S2_AN_1.AVI")
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert quarantine.empty
+    assert manifest[["clip_id", "label", "speaker"]].values.tolist() == [["s1_an_1", "anger", "1"], ["s2_an_1", "anger", "2"]]
+
+
+def test_a_clip_deeper_than_the_sentence_folder_is_quarantined(tmp_path):
+    """Only subject N/<emotion>/[sentence K/]<file> is the corpus' layout: a video a folder further
+    down (a copy's backup folder) is quarantined, not indexed as a second take."""
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "old" / "s1_an_2.avi")
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["s1_an_1"]
+    assert dict(zip(quarantine["path"], quarantine["reason"])) == {
+        "subject 1/anger/sentence 1/old/s1_an_2.avi": "expected subject N/<emotion>/[sentence K/]<file>",
+    }
+
+
+def test_videos_anywhere_below_a_folder_beside_the_subjects_are_quarantined_but_not_the_recycle_bins(tmp_path):
+    """A video two folders down in a folder that is not a subject's is quarantined, never left out
+    unseen; what a USB stick's recycle bin holds at the root is neither a clip nor quarantined."""
+    touch(tmp_path / "subject 1" / "anger" / "sentence 1" / "s1_an_1.avi")
+    touch(tmp_path / "backup" / "subject 2" / "s2_an_1.avi")
+    touch(tmp_path / "$RECYCLE.BIN" / "S-1-5-21-1004" / "$R0AB12C.avi")
+    manifest, quarantine = index_dataset("enterface", tmp_path, SETTINGS)
+    assert list(manifest["clip_id"]) == ["s1_an_1"]
+    assert dict(zip(quarantine["path"], quarantine["reason"])) == {"backup/subject 2/s2_an_1.avi": "not under a 'subject N' folder"}

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from avemotion.config import ConfigError
-from avemotion.datasets import check_datasets, index_dataset, index_dependencies
+from avemotion.datasets import check_datasets, index_dataset, index_dependencies, mafw
 from avemotion.datasets.mafw import SPLIT_DIR, MafwSplitError
 from avemotion.evaluate.report import quarantine_summary
 from conftest import touch
@@ -140,3 +140,43 @@ def test_every_one_of_mafws_eleven_classes_is_indexed_with_its_label(tmp_path):
     rows = manifest.set_index("clip_id")
     assert rows["label"].to_dict() == clips
     assert rows["label_index"].to_dict() == {c: classes.index(label) for c, label in clips.items()}
+
+
+def test_a_clip_in_no_test_list_or_in_two_is_quarantined_with_the_sets(corpus):
+    """A clip's fold is the one set whose test list holds it: one listed only in train lists, or in
+    the test lists of two sets, has no fold and is quarantined naming the sets, not put in a fold."""
+    write_split(corpus, 1, "test", ["00006.mp4 anger"])  # 00001 left in no test list
+    write_split(corpus, 2, "test", ["00002.mp4 fear", "00007.mp4 fear", "00003.mp4 happiness"])  # 00003 is set_3's too
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    reasons = dict(zip(quarantine["clip_id"], quarantine["reason"]))
+    assert reasons["00001"] == "in the test list of exactly one set expected, found: none"
+    assert reasons["00003"] == "in the test list of exactly one set expected, found: set_2, set_3"
+    assert not {"00001", "00003"} & set(manifest["clip_id"])
+    assert manifest.set_index("clip_id").loc["00006", "fold"] == 1
+
+
+def test_split_files_saved_with_a_byte_order_mark_or_blank_lines_read_as_written(corpus):
+    """A split file saved by Windows Notepad starts with a byte order mark and may hold blank lines:
+    its first clip keeps its label and fold, and a blank line is no entry."""
+    path = corpus / SPLIT_DIR / "set_1" / "test.txt"
+    path.write_bytes("\ufeff00001.mp4 anger\n\n00006.mp4 anger\n   \n".encode("utf-8"))
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    assert list(quarantine["reason"]) == ["name is not <5 digits>.mp4 (e.g. 00025.mp4)"]  # clip 13.mp4 only
+    rows = manifest.set_index("clip_id")
+    assert rows.loc["00001", "label"] == "anger" and rows.loc["00001", "fold"] == 1
+    assert rows.loc["00006", "fold"] == 1
+
+
+
+def test_a_clip_name_of_four_digits_is_quarantined_not_indexed(corpus):
+    """MAFW's clips are named with five digits: 0001.mp4 is not one of them."""
+    touch(corpus / "data" / "clips" / "0001.mp4")
+    manifest, quarantine = index_dataset("mafw", corpus, {"chunks": 8})
+    assert "0001" not in set(manifest["clip_id"])
+    assert quarantine.loc[quarantine["path"] == "data/clips/0001.mp4", "reason"].tolist() == ["name is not <5 digits>.mp4 (e.g. 00025.mp4)"]
+
+
+def test_mafws_clip_ids_from_10000_up_may_be_left_out_unquoted():
+    """YAML reads 10000 unquoted as the number 10000, which is MAFW's clip 10000: it is accepted."""
+    assert mafw.leave_out_problem(10000) is None and mafw.leave_out_problem(10045) is None
+    assert "is a number" in mafw.leave_out_problem(9999)
