@@ -2,13 +2,19 @@
 
 import os
 import re
+import subprocess
+import sys
+import types
 
 import pytest
+import yaml
 from snakemake.utils import validate
 
+from avemotion import config_errors as config_file_errors
 from avemotion.config import SCHEMA_PATH, ConfigError, config_errors, dataset_notices, load_config, load_schema, merge_config, prepare_config
-from avemotion.config_checks import check_model, check_openface
-from avemotion.config_errors import ConfigFileError
+from avemotion.config_checks import check_model, check_openface, openface_executable
+from avemotion.config_errors import SNAKEMAKE_LOADER, ConfigFileError, watch_snakemake
+from avemotion.config_errors import install as install_pth
 from avemotion.datasets import DatasetRootError, check_datasets, index_dataset, index_dependencies, indexed_keys, walk
 from avemotion.datasets.mafw import SPLIT_DIR
 from avemotion.job_params import AUDIO_MODEL_KEYS, QUIET_DEFAULTS, QUIET_TRAINING, audio_model_settings, preprocess_settings
@@ -884,6 +890,108 @@ def test_a_key_written_twice_in_a_config_file_is_an_error_naming_the_lines(tmp_p
     path.write_text("base: &base {epochs: 3}\ntraining:\n  <<: *base\n  batch_size: 8\n  batch_size: 16\n")
     with pytest.raises(ConfigFileError, match=r"line 5: batch_size repeats the key of line 4"):
         load_config(path)
+
+
+def test_a_yaml_syntax_error_in_a_config_file_names_the_file_line_and_column(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("training:\n  epochs: 3\n  batch_size: [8, 16\nmodel: {variant: tiny}\n")
+    with pytest.raises(ConfigFileError) as error:
+        load_config(path)
+    assert str(error.value) == f"config file {path}, line 4, column 6: not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence)"
+
+
+def test_an_empty_config_file_changes_nothing(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("# nothing set here yet\n")
+    assert load_config(path) == load_config()
+
+
+def snakemake_loader():
+    """A stand-in for snakemake.common.configfile: its loader's errors name neither line nor column."""
+
+    class WorkflowError(Exception):
+        pass
+
+    def _load_configfile(configpath_or_obj, filetype="Config"):
+        try:
+            with open(configpath_or_obj, encoding="utf-8") as handle:
+                return yaml.safe_load(handle)
+        except yaml.YAMLError:
+            raise WorkflowError(f"{filetype} file is not valid JSON or YAML.") from None
+        except FileNotFoundError:
+            raise WorkflowError(f"{filetype} file {configpath_or_obj} not found.") from None
+
+    return types.SimpleNamespace(WorkflowError=WorkflowError, _load_configfile=_load_configfile)
+
+
+def test_snakemakes_config_and_schema_errors_name_the_file_and_line(tmp_path, monkeypatch):
+    """With the loader module already imported, watch_snakemake wraps it at once: a syntax error says
+    where (for --configfile files and for the schema Snakemake's validate reads), a key written twice
+    is an error, a missing file keeps Snakemake's own message and a good file loads as before."""
+    loader = snakemake_loader()
+    monkeypatch.setitem(sys.modules, SNAKEMAKE_LOADER, loader)
+    watch_snakemake()
+    broken = tmp_path / "mine.yaml"
+    broken.write_text("training:\n  epochs: 3\n  batch_size: [8, 16\nmodel: {variant: tiny}\n")
+    with pytest.raises(loader.WorkflowError, match=rf"^Config file {re.escape(str(broken))}, line 4, column 6: not valid YAML: expected"):
+        loader._load_configfile(str(broken))
+    with pytest.raises(loader.WorkflowError, match=rf"^Schema file {re.escape(str(broken))}, line 4, column 6: not valid YAML"):
+        loader._load_configfile(broken, filetype="Schema")
+    with pytest.raises(loader.WorkflowError, match=r"^Schema file .*nowhere\.yaml not found\.$"):
+        loader._load_configfile(str(tmp_path / "nowhere.yaml"), filetype="Schema")
+    broken.write_text("datasets:\n  crema_d: {root: /data/CREMA-D}\ndatasets:\n  mafw: {root: /data/MAFW}\n")
+    with pytest.raises(loader.WorkflowError, match=r"^Config file .*mine\.yaml, line 3: datasets repeats the key of line 1 \(YAML keeps only the last"):
+        loader._load_configfile(str(broken))
+    broken.write_text("training: {epochs: 3}\n")
+    assert loader._load_configfile(str(broken)) == {"training": {"epochs": 3}}
+
+
+def test_the_installed_pth_file_makes_snakemake_name_the_line_of_a_yaml_error(tmp_path, monkeypatch):
+    """`make setup` installs a .pth file that runs after the editable install's (so avemotion is
+    importable) and wraps Snakemake's loader when a later import loads it."""
+    monkeypatch.setattr(config_file_errors.sysconfig, "get_paths", lambda: {"purelib": str(tmp_path)})
+    pth = install_pth()
+    assert pth.parent == tmp_path and sorted([pth.name, "__editable__.avemotion-0.1.0.pth"])[-1] == pth.name
+    broken = tmp_path / "mine.yaml"
+    broken.write_text("training:\n  epochs: 3\n  batch_size: [8, 16\nmodel: {variant: tiny}\n")
+    script = (
+        "import site, sys\n"
+        "sys.meta_path[:] = [finder for finder in sys.meta_path if type(finder).__name__ != '_WrapOnImport']\n"  # a venv's own .pth
+        "site.addsitedir(sys.argv[1])\n"
+        "from snakemake.common.configfile import load_configfile\n"
+        "load_configfile(sys.argv[2])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(broken)], capture_output=True, text=True, timeout=60)
+    assert f"Config file {broken}, line 4, column 6: not valid YAML: expected ',' or ']'" in result.stderr, result.stderr
+
+
+def test_openface_backend_without_a_binary_says_to_name_one(config):
+    config["datasets"]["enterface"]["face"] = {"backend": "openface", "openface_bin": None}
+    with pytest.raises(ConfigError, match=r"^config: datasets\.enterface\.face\.openface_bin must name OpenFace's FeatureExtraction when face\.backend is 'openface'$"):
+        check_openface(config)
+    for unset in (None, ""):  # a trained model's preprocessor asks with its own hint
+        with pytest.raises(ValueError, match=r"^no OpenFace FeatureExtraction binary configured \(config key face\.openface_bin\)$"):
+            openface_executable(unset)
+
+
+def test_openface_settings_of_a_disabled_dataset_are_not_checked(config, tmp_path):
+    config["datasets"]["enterface"].update(enabled=False, face={"backend": "openface", "openface_bin": str(tmp_path / "missing")})
+    check_openface(config)
+
+
+def test_frames_of_a_disabled_dataset_are_not_checked_against_the_variant(config):
+    filled(config)
+    config["datasets"]["enterface"]["frames"] = {"num_frames": 7}
+    with pytest.raises(ConfigError, match=r"datasets\.enterface\.frames\.num_frames: 7 is not allowed"):
+        check_model(config)
+    config["datasets"]["enterface"]["enabled"] = False
+    check_model(config)
+
+
+def test_pretrained_videomae_weights_may_be_a_folder(config, tmp_path):
+    (tmp_path / "videomae-base").mkdir()
+    config["model"]["pretrained"] = str(tmp_path / "videomae-base")
+    check_model(filled(config))
 
 
 def test_a_root_holding_braces_is_refused_before_snakemake_reads_them_as_wildcards(tmp_path):
