@@ -8,6 +8,7 @@ import subprocess
 import wave
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 from scipy import signal
 
+from avemotion.config import load_config
 from avemotion.datasets import crema_d, enterface, mafw
 from avemotion.demo.corpora import (
     crema_d_specs,
@@ -32,6 +34,7 @@ from avemotion.demo.voice import SAMPLE_RATE, _resonator, envelope_at, synthesiz
 from conftest import crema_d_names, enterface_paths, touch
 
 CORPORA = ("crema_d", "enterface", "mafw")
+SEED = load_config()["demo"]["seed"]  # the demo corpora's, which the workflow generates
 
 
 def streams(path):
@@ -137,7 +140,7 @@ def test_generation_is_deterministic_per_seed(demo, tmp_path):
     def digest(root):
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
 
-    generate_corpus("enterface", tmp_path / "same", tmp_path / "same.parquet", seed=2026)
+    generate_corpus("enterface", tmp_path / "same", tmp_path / "same.parquet", seed=SEED)
     assert digest(tmp_path / "same") == digest(demo / "enterface")
     generate_corpus("mafw", tmp_path / "other", tmp_path / "other.parquet", seed=7)
     assert digest(tmp_path / "other") != digest(demo / "mafw")
@@ -215,9 +218,6 @@ def test_emotion_is_learnable_from_the_voice_and_from_the_face(demo, truth):
 
 
 # --- the generator without the workflow: layouts, readers, expressions and voices ----------------
-
-SEED = 2026  # config.yaml's demo.seed
-
 
 def test_crema_d_demo_names_are_combinations_the_real_corpus_has():
     """Sentence, emotion and level of every demo name occur together in the real corpus (levels
@@ -396,10 +396,10 @@ def test_the_mouth_moves_with_the_voice():
 def test_defective_clips_render_as_their_defect():
     """no_face: a room with a voice; silent_no_face: nor a voice (CREMA-D's 1076_MTI_SAD_XX);
     no_audio: a face without an audio track. The truth says whether a face is visible."""
-    specs = {clip_stem(s.path): s for s in crema_d_specs(SEED)}
+    specs = {Path(s.path).stem: s for s in crema_d_specs(SEED)}
     cases = {"1076_MTI_SAD_XX": (False, "silent"), "1005_IWL_NEU_XX": (False, "voice"), "1023_WSI_FEA_XX": (True, None)}
     normal = next(s for s in crema_d_specs(SEED) if s.defect is None)
-    for stem, (face, audio_kind) in {**cases, clip_stem(normal.path): (True, "voice")}.items():
+    for stem, (face, audio_kind) in {**cases, Path(normal.path).stem: (True, "voice")}.items():
         frames, audio, truth = render_clip(specs[stem], np.random.default_rng(3))
         assert (truth["face_visible"] == face).all(), stem
         assert face or (frames == frames[0]).all(), stem  # nobody moves in an empty room
@@ -407,10 +407,6 @@ def test_defective_clips_render_as_their_defect():
             assert audio is None
         else:
             assert (np.abs(audio).max() == 0) == (audio_kind == "silent"), stem
-
-
-def clip_stem(path: str) -> str:
-    return path.split("/")[-1].rsplit(".", 1)[0]
 
 
 def steady(track, times, after=0.5):
