@@ -19,8 +19,10 @@ import pytest
 
 from avemotion.layout import ClipArtifacts
 from avemotion.media import audio as audio_module
-from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, _frame_spans, _gaps, decode_audio, read_wav, video_span
+from avemotion.media.audio import SAMPLE_RATE, Alignment, DecodedAudio, Span, _frame_spans, _gaps, decode_audio, read_wav, video_span, write_wav
 from avemotion.media.probe import PACKET_KEY, Packets
+from avemotion.media.spectrogram import SpectrogramSettings, write_spectrograms
+from avemotion.preprocess import stages
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage
 from conftest import ffmpeg
@@ -357,3 +359,67 @@ def test_read_wav_averages_a_stereo_files_interleaved_channels(tmp_path):
     audio, rate = read_wav(tmp_path / "stereo.wav")
     assert rate == SAMPLE_RATE and len(audio) == SAMPLE_RATE
     np.testing.assert_allclose(audio, left / 32768 / 2, atol=1e-6)
+
+
+def test_the_chunk_table_says_what_is_wrong_with_a_kept_clips_audio(media):
+    """audio.misaligned: keep flags a clip and keeps it; its audio_problem column says why (what
+    predict tells of it), empty for a clip whose audio matches."""
+    table, _ = run_audio(media, media / "problems", [clip("late", "late.mov"), clip("short", "short.mov")], min_coverage=0.5)
+    assert table.loc["late", "audio_problem"] == ""  # 75% is enough at min_coverage 0.5
+    assert table.loc["short", "audio_problem"] == (
+        "real audio covers 40% of the video's 2.00 s (audio 0.00-0.80 s, video 0.00-2.00 s), less than audio.min_coverage (0.5)"
+    )
+
+
+def test_a_separate_wav_running_past_audio_max_overrun_s_is_named_with_its_video(media):
+    """CREMA-D's AudioWAV runs 0.04 s past its FLV: under audio.max_overrun_s 0.01 it is misaligned,
+    and the reason names both files, the WAV against the video whose span it is fitted to."""
+    pair = clip("1001_DFA_ANG_XX", "VideoFlash/1001_DFA_ANG_XX.flv", "AudioWAV/1001_DFA_ANG_XX.wav")
+    table, quarantine = run_audio(media, media / "overrun_wav", [pair], max_overrun_s=0.01, misaligned="quarantine")
+    assert table.loc[pair["clip_id"], "status"] == "quarantined"
+    (reason,) = quarantine["reason"]
+    assert reason.startswith("misaligned audio: 1001_DFA_ANG_XX.wav against 1001_DFA_ANG_XX.flv: 0.0")
+    assert reason.endswith("more than audio.max_overrun_s (0.01 s)")
+
+
+def test_a_clip_kept_without_audio_records_silence_over_its_whole_video(tmp_path, monkeypatch):
+    """audio.missing: silent: silence as long as the video, all of it padding, no offset (there is
+    no audio to place), no coverage. A video whose frames state no length is as long as its frames
+    at its frame rate (15 at 10 fps: 1.5 s)."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1.5", "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp_path / "mute.mp4")
+    for run, span in (("stated", video_span), ("unstated", lambda path: None)):
+        monkeypatch.setattr(stages, "video_span", span)
+        table, quarantine = run_audio(tmp_path, tmp_path / run, [clip("mute", "mute.mp4")], missing="silent")
+        row = table.loc["mute"]
+        assert row["status"] == "ok" and quarantine.empty, run
+        assert row["audio_missing"] and row["silent"] and not row["audio_misaligned"], run
+        assert np.isnan(row["audio_offset_s"]) and row["audio_coverage"] == 0.0 and row["audio_trimmed_s"] == 0.0, run
+        assert row["duration_s"] == pytest.approx(1.5, abs=1e-3) and row["audio_padded_s"] == pytest.approx(1.5, abs=1e-3), run
+
+
+def test_a_quiet_recording_is_not_silent_and_an_audio_file_keeps_its_own_length(tmp_path):
+    """Only digital silence (RMS under -80 dBFS) is flagged silent: a tone at -60 dBFS is sound. A
+    clip without a video stream keeps its audio as decoded, so its duration is its audio's."""
+    times = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    write_wav(tmp_path / "quiet.wav", 1e-3 * np.sqrt(2) * np.sin(2 * np.pi * 440 * times))
+    write_wav(tmp_path / "hush.wav", np.zeros(2 * SAMPLE_RATE))
+    table, quarantine = run_audio(tmp_path, tmp_path / "out", [clip("quiet", "quiet.wav"), clip("hush", "hush.wav")])
+    assert quarantine.empty and not table.loc["quiet", "silent"] and table.loc["hush", "silent"]
+    assert table["duration_s"].tolist() == [pytest.approx(2.0, abs=1e-3)] * 2
+
+
+def test_the_spectrograms_are_those_of_the_written_wav_at_the_configured_window_and_hop(media):
+    """Each of the stage's feature files is the one its name says (Mel image, MFCC image, log-Mel
+    array), computed from the aligned WAV with audio.window_ms, hop_ms, n_mels and n_mfcc."""
+    out = media / "spectra"
+    run_audio(media, out, [clip("late", "late.mov")], window_ms=40, hop_ms=15)
+    files = ClipArtifacts(out, "late")
+    audio, rate = read_wav(files.wav)
+    expected = ClipArtifacts(media / "expected_spectra", "late")
+    for path in (expected.mel_png, expected.mfcc_png, expected.mel_npy):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    settings = SpectrogramSettings(sample_rate=rate, window_ms=40, hop_ms=15, n_mels=SETTINGS["n_mels"], n_mfcc=SETTINGS["n_mfcc"])
+    write_spectrograms(audio, settings, expected.mel_png, expected.mfcc_png, expected.mel_npy)
+    np.testing.assert_array_equal(np.load(files.mel_npy), np.load(expected.mel_npy))
+    assert files.mel_png.read_bytes() == expected.mel_png.read_bytes()
+    assert files.mfcc_png.read_bytes() == expected.mfcc_png.read_bytes()

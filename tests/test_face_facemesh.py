@@ -22,6 +22,8 @@ from avemotion.face.facemesh import FaceMeshBackend, eye_motion, smooth_tracks
 from avemotion.face.geometry import AU_MODELS, view_relative_angles
 from avemotion.face.models import FULL_RANGE, SHORT_RANGE, FaceDetector, Roi, crop, roi_from_points, roi_transform, shrink_to, ssd_anchors, to_image
 from avemotion.media.frames import open_video
+from avemotion.preprocess import stages
+from avemotion.preprocess.chunk import run_chunk
 
 ESTIMATED_AUS = ["01", "02", "04", "05", "06", "09", "10", "12", "17", "25", "26", "45"]
 
@@ -421,3 +423,27 @@ def test_analyse_refuses_frames_that_are_not_uint8_rgb_or_do_not_match_their_tim
         backend.analyse(frames[..., 0], np.arange(3) / 25)
     with pytest.raises(ValueError, match="3 frames but 2 timestamps"):
         backend.analyse(frames, np.arange(2) / 25)
+
+
+def test_the_face_stage_builds_its_backend_with_the_configured_detection_threshold(tmp_path, monkeypatch):
+    """face.detection_threshold reaches the facemesh backend the stage builds for its chunk; the
+    chunk table takes its fps and frame size from the backend's reading of the clip."""
+    built = []
+
+    class Recording:
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+
+        def analyse_video(self, path):
+            table = pd.DataFrame({"frame": [1, 2, 3, 4], "face_id": 0, "timestamp": [0.0, 0.1, 0.2, 0.3], "success": [1, 1, 0, 1], "confidence": 0.9})
+            return table, 10.0, (48, 80)
+
+    monkeypatch.setattr(stages, "FaceMeshBackend", Recording)
+    (tmp_path / "a.mp4").write_bytes(b"a")
+    settings = {"backend": "facemesh", "detection_threshold": 0.8}
+    out = tmp_path / "out"
+    table = run_chunk(stages.FaceStage(tmp_path, out, settings), [{"clip_id": "a", "path": "a.mp4"}], out / "t.parquet", out / "q.csv")
+    assert [kwargs["detection_threshold"] for kwargs in built] == [0.8]  # one backend for the chunk
+    row = table.set_index("clip_id").loc["a"]
+    assert row["status"] == "ok" and row["fps"] == 10.0 and (row["width"], row["height"]) == (80, 48)
+    assert row["face_frames"] == 4 and row["face_ratio"] == 0.75

@@ -429,6 +429,37 @@ def test_openface_measures_a_clip_as_it_is_shown_widened_and_turned(openface, tm
         assert np.allclose(written["dvd"][column], expected), column
 
 
+def test_a_clip_shown_upside_down_reaches_openface_turned_and_keeps_its_frame_rate(openface, tmp_path, monkeypatch):
+    """A phone held upside down stores its frames as recorded, turned 180 degrees by its display
+    matrix: OpenFace gets the copy turned as the other stages read it, as for a quarter turn. The
+    chunk table's fps is the clip's own (10 here), its width and height the stored frames'."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rows, columns = np.mgrid[0:64, 0:96]
+    gradient = np.stack([rows * 3, columns * 2, (rows + columns) % 64 * 4], axis=-1).astype(np.uint8)
+    write_video(corpus / "wide.mp4", np.stack([gradient] * 10), 10, "mp4", None, 16000)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "180", "-i", str(corpus / "wide.mp4"), "-c", "copy",
+                    str(corpus / "upside.mp4")], check=True)  # fmt: skip
+    seen = {}
+
+    def looking(binary, videos, out_dir, **kwargs):
+        for video in videos:
+            seen[Path(video).stem] = (VideoReader(str(video))[0].asnumpy().astype(int), "copies" in Path(video).parts)
+        return run_feature_extraction(binary, videos, out_dir, **kwargs)
+
+    monkeypatch.setattr(stages, "run_feature_extraction", looking)
+    clips = [{"clip_id": n, "path": f"{n}.mp4", "audio_path": ""} for n in ("upside", "wide")]
+    settings = {"backend": "openface", "openface_bin": str(openface), "detection_threshold": 0.5}
+    out = tmp_path / "results"
+    table = run_chunk(FaceStage(corpus, out, settings), clips, out / "t.parquet", out / "q.csv").set_index("clip_id")
+    assert list(table["status"]) == ["ok", "ok"] and (table["fps"] == 10).all()
+    assert (table["width"] == 96).all() and (table["height"] == 64).all()
+    picture, copied = seen["upside"]
+    read = open_video(corpus / "upside.mp4", in_order=True)[0].asnumpy().astype(int)  # as the other stages read it
+    assert copied and np.abs(picture - read).mean() < 3 < np.abs(np.rot90(picture, 2) - read).mean()
+    assert not seen["wide"][1]  # shown as stored: OpenFace reads the clip itself
+
+
 def test_openface_runs_before_the_held_copies_pass_their_bound(openface, tmp_path, monkeypatch):
     """A chunk of clips read through copies (AV1 here) would hold all their copies until OpenFace's
     one call: past stages.HELD_COPIES_BYTES OpenFace reads those gathered so far and their copies go.

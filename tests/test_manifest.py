@@ -9,7 +9,7 @@ import pytest
 
 from avemotion.datasets import index_dataset, walk, write_index
 from avemotion.datasets.mafw import SPLIT_DIR
-from avemotion.datasets.manifest import Scan, build_manifest, chunk_of
+from avemotion.datasets.manifest import MANIFEST_COLUMNS, Scan, build_manifest, chunk_of
 from avemotion.labels import coordinates_from_config, vote_weighted_va
 from conftest import crema_d_names, in_other_processes, touch
 
@@ -23,6 +23,14 @@ def test_chunk_of_a_clip_never_depends_on_the_other_clips():
     # The same chunks in any other process: a rerun keeps every finished chunk.
     code = "import json, sys; from avemotion.datasets.manifest import chunk_of; print(json.dumps([chunk_of(n, 64) for n in json.load(sys.stdin)]))"
     assert in_other_processes(code, names) == [[chunks[name] for name in names]] * 2
+
+
+def test_a_clips_chunk_is_the_one_earlier_releases_gave_it():
+    """The chunk of a clip names the preprocessing outputs it lies in (results/{dataset}/{stage}/
+    chunk_NNN): another way of hashing ids would move nearly every clip, and a corpus preprocessed
+    for days would be preprocessed again from the start."""
+    assert [chunk_of(name, 64) for name in ("1001_DFA_ANG_XX", "00025", "s12_an_1")] == [58, 55, 15]
+    assert [chunk_of(name, 7) for name in ("1001_DFA_ANG_XX", "00025", "s12_an_1")] == [6, 2, 5]
 
 
 def test_adding_a_clip_changes_only_its_own_chunk(tmp_path):
@@ -119,3 +127,42 @@ def test_vote_weighting_without_votes_is_nan():
     va = vote_weighted_va(np.array([[1, 1], [0, 0]]), ["anger", "happiness"], coordinates)
     assert va[0] == pytest.approx(np.mean([coordinates["anger"], coordinates["happiness"]], axis=0))
     assert np.isnan(va[1]).all()
+
+
+def test_an_empty_scan_gives_an_empty_manifest_with_the_contracts_columns():
+    """A corpus where every file was quarantined (or none found) still writes a manifest: no rows,
+    the contract's columns, and the quarantine of what the reader left out."""
+    scan = Scan()
+    scan.quarantine("00001", "data/clips/00001.mp4", "not in any split file")
+    manifest, quarantine = build_manifest("mafw", scan, ["anger"], coordinates_from_config(None), 4)
+    assert manifest.empty and list(manifest.columns) == MANIFEST_COLUMNS
+    assert quarantine[["clip_id", "stage", "reason"]].values.tolist() == [["00001", "index", "not in any split file"]]
+
+
+def test_the_manifest_holds_text_ids_and_integer_folds_whatever_types_the_reader_gave():
+    """Speakers and ids are text (a numeric speaker 1001 reads back as "1001", a zero-padded id keeps
+    its zeros), folds, label indices and chunks integers, and every row names its dataset."""
+    records = [
+        {"clip_id": "00025", "path": "clips/00025.mp4", "speaker": 1001, "label": "anger", "fold": np.int32(2)},
+        {"clip_id": "00003", "path": "clips/00003.mp4", "speaker": 7, "label": "happiness", "fold": 5},
+    ]
+    manifest, _ = build_manifest("mafw", Scan(records=records), ["happiness", "anger"], coordinates_from_config(None), 4)
+    assert manifest["clip_id"].tolist() == ["00003", "00025"] and manifest["speaker"].tolist() == ["7", "1001"]
+    assert manifest["dataset"].tolist() == ["mafw", "mafw"] and manifest["label_index"].tolist() == [0, 1]
+    assert {column: str(manifest[column].dtype) for column in ("fold", "label_index", "chunk", "valence", "arousal")} == {
+        "fold": "int64", "label_index": "int64", "chunk": "int64", "valence": "float64", "arousal": "float64"
+    }
+
+
+def test_votes_weight_each_class_by_its_own_column_in_any_column_order():
+    """A reader's vote columns may come in any order (here happiness before anger): each count
+    weights its own class's coordinates; a clip without votes keeps its label's coordinates."""
+    coordinates = coordinates_from_config(None)
+    records = [
+        {"clip_id": "a", "path": "a.flv", "speaker": "1", "label": "happiness", "fold": 1, "votes_happiness": 3, "votes_anger": 1},
+        {"clip_id": "b", "path": "b.flv", "speaker": "1", "label": "anger", "fold": 1, "votes_happiness": 0, "votes_anger": 0},
+    ]
+    manifest, _ = build_manifest("crema_d", Scan(records=records), ["anger", "happiness"], coordinates_from_config(None), 4)
+    weighted = (3 * np.array(coordinates["happiness"]) + np.array(coordinates["anger"])) / 4
+    assert manifest.loc[0, ["valence", "arousal"]].tolist() == pytest.approx(weighted.tolist())
+    assert manifest.loc[1, ["valence", "arousal"]].tolist() == pytest.approx(list(coordinates["anger"]))

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 
 from avemotion.demo.encode import write_video
+from avemotion.face.columns import LANDMARKS_2D
+from avemotion.face.crops import crop_matrices
 from avemotion.fusion.shards import clip_slots
+from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import decode_audio, video_span
 from avemotion.media.frame_crops import crop_square, letterbox, smooth_face_squares, square_crop_matrix, warp_crop
 from avemotion.media.frame_picks import dense_window, segment_middles
@@ -25,10 +28,11 @@ from avemotion.media.frames import (
     sample_clip_frames,
     shown_at,
 )
-from avemotion.media.probe import describe, stated_frames
+from avemotion.media.probe import describe, pixel_aspect, stated_frames
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import FramesStage
 from avemotion.quarantine import ClipDefect
+from conftest import ffmpeg
 
 
 def test_sampled_indices_are_the_segment_middles():
@@ -335,3 +339,84 @@ def test_crops_that_do_not_shrink_much_are_plain_bilinear_warps(matrix):
     matrix = np.array(matrix)
     expected = cv2.warpAffine(frame, matrix.astype(np.float32), (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     np.testing.assert_array_equal(warp_crop(frame, matrix, 64), expected)
+
+
+@pytest.fixture
+def widescreen(tmp_path):
+    """A DVD's widescreen clip: 30 frames of 90x72 pixels shown 64:45 wide (128x72), and its face
+    table: a face drifting right, not found in frames 5-9."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=90x72:rate=25:duration=1.2", "-vf", "setsar=64/45", "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp_path / "dvd.mp4")
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    rows = []
+    for frame in range(30):
+        found = not 5 <= frame < 10
+        x, y = 35 + frame * 0.5 + 12 * np.cos(angles), 36 + 16 * np.sin(angles)
+        points = np.concatenate([x, y]) if found else np.zeros(136)
+        rows.append({"frame": frame + 1, "face_id": 0, "timestamp": frame / 25, "confidence": 0.9 * found, "success": int(found),
+                     **dict(zip(LANDMARKS_2D, points))})  # fmt: skip
+    return tmp_path, pd.DataFrame(rows)
+
+
+def run_frames(root: Path, settings: dict, table: pd.DataFrame | None = None) -> tuple[pd.Series, np.ndarray]:
+    """(the chunk table's row, the frames written) of the frames stage over root/dvd.mp4, its face
+    table ``table`` written where the face stage writes it."""
+    out = root / "results"
+    if table is not None:
+        ClipArtifacts(out, "dvd").face_csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(ClipArtifacts(out, "dvd").face_csv, index=False)
+    chunk = run_chunk(FramesStage(root, out, settings), [{"clip_id": "dvd", "path": "dvd.mp4"}], out / "t.parquet", out / "q.csv")
+    row = chunk.set_index("clip_id").loc["dvd"]
+    return row, (np.load(ClipArtifacts(out, "dvd").frames) if row["status"] == "ok" else None)
+
+
+@pytest.mark.parametrize("crop", ["face", "aligned"])
+def test_the_frames_stage_cuts_face_crops_from_the_face_table_as_the_clip_is_shown(widescreen, crop):
+    """A face missing from some frames is still cropped to (its squares are interpolated there); the
+    crops are those of frames.face_margin and input_size on the frame as it is shown (64:45)."""
+    root, table = widescreen
+    settings = {"num_frames": 8, "input_size": 32, "crop": crop, "face_margin": 0.4}
+    row, frames = run_frames(root, settings, table)
+    matrices = crop_matrices(table, crop, 32, 0.4, pixel_aspect(root / "dvd.mp4"))
+    expected, _ = sample_clip_frames(root / "dvd.mp4", 8, 32, crop, crop_matrices=matrices)
+    assert row["status"] == "ok" and row["crop"] == crop
+    np.testing.assert_array_equal(frames, expected)
+    as_stored, _ = sample_clip_frames(root / "dvd.mp4", 8, 32, crop, crop_matrices=crop_matrices(table, crop, 32, 0.4))
+    assert np.abs(frames.astype(int) - as_stored).mean() > 1  # what cutting the stored pixels would give
+
+
+def test_a_clip_kept_without_a_face_gets_whole_frames_and_its_table_says_so(widescreen):
+    """A face table without a face in any frame (face.no_face: keep) gives the whole picture,
+    letterboxed as shown, and the chunk table records crop "full", what the frames are."""
+    root, table = widescreen
+    row, frames = run_frames(root, {"num_frames": 8, "input_size": 32, "crop": "face", "face_margin": 0.25}, table.assign(success=0))
+    assert row["status"] == "ok" and row["crop"] == "full"
+    np.testing.assert_array_equal(frames, sample_clip_frames(root / "dvd.mp4", 8, 32, "full")[0])
+
+
+def test_a_clip_without_a_face_table_is_skipped_not_quarantined_again(widescreen):
+    root, _ = widescreen
+    row, _ = run_frames(root, {"num_frames": 8, "input_size": 32, "crop": "face", "face_margin": 0.25})
+    assert row["status"] == "skipped" and row["reason"] == "no face features (quarantined by the face stage)"
+    assert pd.read_csv(root / "results" / "q.csv").empty
+
+
+def test_whole_frames_are_letterboxed_as_shown_at_the_configured_rate_and_windows(widescreen):
+    """frames.sampling_rate and frames.windows reach the sampling: two dense windows of 4 frames 2
+    apart, each frame the whole picture as it is shown (128x72 in 32x32: 18 rows of picture)."""
+    root, _ = widescreen
+    settings = {"num_frames": 4, "input_size": 32, "crop": "full", "face_margin": 0.25, "sampling": "dense", "sampling_rate": 2, "windows": 2}
+    row, frames = run_frames(root, settings)
+    expected, info = sample_clip_frames(root / "dvd.mp4", 4, 32, "full", sampling="dense", rate=2, windows=2)
+    assert frames.shape == (8, 32, 32, 3) and list(row["source_frames"]) == list(info["source_frames"])
+    assert np.all(np.diff(info["source_frames"][:4]) == 2)
+    np.testing.assert_array_equal(frames, expected)
+    assert np.flatnonzero(frames.max(axis=(0, 2, 3)) > 0).tolist() == list(range(7, 25))
+
+
+def test_the_face_table_is_a_source_of_face_crops_only(tmp_path):
+    """A new face table redoes a clip's face crops (a source of the clip's frames), not its whole frames."""
+    clip = {"clip_id": "a", "path": "v/a.mp4"}
+    face = FramesStage(tmp_path, tmp_path / "out", {"crop": "face"})
+    assert face.sources(clip) == [tmp_path / "v" / "a.mp4", ClipArtifacts(tmp_path / "out", "a").face_csv]
+    assert FramesStage(tmp_path, tmp_path / "out", {"crop": "aligned"}).sources(clip) == face.sources(clip)
+    assert FramesStage(tmp_path, tmp_path / "out", {"crop": "full"}).sources(clip) == [tmp_path / "v" / "a.mp4"]
