@@ -717,6 +717,73 @@ def test_the_report_reads_every_chunks_shards_and_the_cross_corpus_tables_every_
     assert targets.final_files(config, "mix", "model.keras") == []
 
 
+def test_evaluation_waits_for_every_folds_files_and_a_mixtures_heldout_runs_name_all_its_datasets():
+    """The evaluate rules declare each test fold's files as inputs, so a fold retrained (or not yet
+    trained) reruns (or holds back) the evaluation; the leave-one-corpus-out table names the corpora
+    a heldout_ model was trained on from the mixture's datasets."""
+    config = demo_settings()
+    config["datasets"]["mafw"]["enabled"] = False
+    config["experiments"] = [
+        {"name": "c", "datasets": ["crema_d"], "fusion": "hybrid", "folds": [1, 3]},
+        {"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late", "folds": [1, 2], "final": False},
+    ]
+    validate(config, schema=str(SCHEMA_PATH))
+    runs = "results/experiments"
+    assert targets.fold_files(config, "c", "split.json") == [f"{runs}/c/fold_1/split.json", f"{runs}/c/fold_3/split.json"]
+    assert targets.fold_files(config, "mix", "predictions.parquet") == [f"{runs}/mix/fold_{k}/predictions.parquet" for k in (1, 2)]
+    assert targets.final_folder(config, "c") == f"{runs}/c/final" and targets.final_folder(config, "mix") is None
+    assert targets.cross_corpus_entries(config) == {
+        "diagonal": [{"experiment": "c", "dataset": "crema_d", "summary": f"{runs}/c/summary.json"}],
+        "cross": [
+            {"experiment": "c", "train_dataset": "crema_d", "test_dataset": "enterface",
+             "predictions": f"{runs}/c/cross_enterface/predictions.parquet", "metrics": f"{runs}/c/cross_enterface/metrics.json"},
+        ],
+        "heldout": [
+            {"experiment": "mix", "datasets": ["crema_d", "enterface"], "heldout_dataset": held_out,
+             "predictions": f"{runs}/mix/heldout_{held_out}/predictions.parquet", "metrics": f"{runs}/mix/heldout_{held_out}/metrics.json"}
+            for held_out in ("crema_d", "enterface")
+        ],
+    }  # fmt: skip
+
+
+def test_the_report_reads_and_the_stages_target_every_experiments_and_enabled_datasets_files():
+    config = demo_settings()
+    config["datasets"]["mafw"]["enabled"] = False
+    config["datasets"]["enterface"]["chunks"] = 2
+    config["experiments"] = [
+        {"name": "c", "datasets": ["crema_d"], "fusion": "hybrid", "folds": [1]},
+        {"name": "e", "datasets": ["enterface"], "fusion": "early", "folds": [1], "final": False},
+    ]
+    validate(config, schema=str(SCHEMA_PATH))
+    datasets = {entry["name"]: entry for entry in targets.report_datasets(config)}
+    assert list(datasets) == ["crema_d", "enterface"]  # mafw is disabled
+    assert datasets["enterface"] == {
+        "name": "enterface",
+        "manifest": "results/enterface/manifest.parquet",
+        "quarantine": "results/enterface/quarantine.csv",  # every stage's, not the index's alone
+        "tabular": ["results/enterface/shards/tabular/0.parquet", "results/enterface/shards/tabular/1.parquet"],
+    }
+    experiments = "results/experiments"
+    assert targets.report_experiments(config) == [
+        {
+            "name": name,
+            "summary": f"{experiments}/{name}/summary.json",
+            "baselines": f"{experiments}/{name}/baselines.json",
+            "plots": {
+                "confusion": f"{experiments}/{name}/plots/confusion_matrix.png",
+                "curves": f"{experiments}/{name}/plots/training_curves.png",
+                "va": f"{experiments}/{name}/plots/va_scatter.png",
+            },
+        }
+        for name in ("c", "e")
+    ]
+    assert targets.report_previews(config) == {dataset: f"results/report/previews/{dataset}" for dataset in ("crema_d", "enterface")}
+    per_experiment = ["summary.json", "summary.csv", "plots/confusion_matrix.png", "plots/training_curves.png", "plots/va_scatter.png", "baselines.json", "baselines.csv"]
+    assert sorted(targets.evaluation_targets(config)) == sorted(f"{experiments}/{name}/{file}" for name in ("c", "e") for file in per_experiment)
+    report_files = ["index.html", "datasets.csv", "quarantine_summary.csv", "cross_corpus.csv", "cross_corpus.png", "leave_one_corpus_out.csv", "leave_one_corpus_out.png", "cross_corpus.json"]
+    assert sorted(targets.report_targets(config)) == sorted([f"results/report/{file}" for file in report_files] + [f"results/report/previews/{dataset}" for dataset in ("crema_d", "enterface")])
+
+
 # ---- previews --------------------------------------------------------------------------------------
 
 
