@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jax._src.compilation_cache import compress_executable
 
 from avemotion.train import compilation_cache
 from avemotion.train.compilation_cache import WHOLE_ENTRIES, remove_cut_entries
@@ -154,3 +155,90 @@ def test_a_job_that_chooses_jax_clears_its_cache_of_cut_entries_and_one_on_tenso
         run = subprocess.run([sys.executable, "-c", choose, backend, str(cache)], env=env, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0 and run.stdout.split() == [jax_imported], run.stderr
         assert entry.exists() is kept, backend
+
+
+def whole_entries(cache, *names, age_s=3600):
+    """Entries as JAX writes them (compressed executables), without compiling."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (cache / f"{name}-cache").write_bytes(compress_executable(b"executable " * 100 + name.encode()))
+        age(cache / f"{name}-cache", age_s)
+    return [cache / f"{name}-cache" for name in names]
+
+
+def test_by_default_an_entry_younger_than_ten_minutes_is_left_as_a_write_in_progress(tmp_path):
+    (entry,) = whole_entries(tmp_path, "jit_step-1", age_s=0)
+    entry.write_bytes(entry.read_bytes()[:10])
+    assert remove_cut_entries(tmp_path) == [] and entry.exists()
+    age(entry, 599)
+    assert remove_cut_entries(tmp_path) == [] and entry.exists()
+    age(entry, 601)
+    assert remove_cut_entries(tmp_path) == [entry.name] and not entry.exists()
+
+
+def test_an_entry_rewritten_at_the_same_size_since_it_was_found_whole_is_read_again(tmp_path):
+    (entry,) = whole_entries(tmp_path, "jit_step-1")
+    assert remove_cut_entries(tmp_path) == []
+    entry.write_bytes(b"\0" * entry.stat().st_size)  # removed and written again, cut, by other jobs
+    age(entry, 1800)
+    assert remove_cut_entries(tmp_path) == [entry.name] and not entry.exists()
+
+
+def test_files_beside_the_entries_are_left(tmp_path):
+    """Only the files JAX reads as entries are checked: its last-use times of whole entries, and
+    whatever else shares the folder, are no entries cut short."""
+    (entry,) = whole_entries(tmp_path, "jit_step-1")
+    others = [tmp_path / "jit_step-1-atime", tmp_path / "notes.txt", tmp_path / "cache.bin"]
+    for other in others:
+        other.write_bytes(b"\0" * 8)
+        age(other, 3600)
+    assert remove_cut_entries(tmp_path) == []
+    assert entry.exists() and all(other.exists() for other in others)
+    assert set(json.loads((tmp_path / WHOLE_ENTRIES).read_text())) == {entry.name}
+
+
+def test_an_entry_not_ours_to_read_is_left_and_the_others_are_checked(tmp_path, monkeypatch):
+    unreadable, cut, whole = whole_entries(tmp_path, "jit_a-1", "jit_b-1", "jit_c-1")
+    cut.write_bytes(cut.read_bytes()[:10])
+    age(cut, 3600)
+    read_bytes = Path.read_bytes
+
+    def refused(path):
+        if path == unreadable:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)  # a cache shared with other users
+    assert remove_cut_entries(tmp_path) == [cut.name]
+    assert unreadable.exists() and set(json.loads((tmp_path / WHOLE_ENTRIES).read_text())) == {whole.name}
+
+
+def test_a_cut_entry_another_job_removed_first_counts_as_removed_without_a_warning(tmp_path, monkeypatch, caplog):
+    (entry,) = whole_entries(tmp_path, "jit_step-1")
+    entry.write_bytes(entry.read_bytes()[:10])
+    age(entry, 3600)
+    atime = tmp_path / "jit_step-1-atime"
+    atime.write_bytes(b"\0" * 8)
+    unlink = Path.unlink
+
+    def raced(path, missing_ok=False):
+        unlink(path)
+        if path == entry:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+
+    monkeypatch.setattr(Path, "unlink", raced)
+    assert remove_cut_entries(tmp_path) == [entry.name]
+    assert not atime.exists() and "cannot be removed" not in caplog.text
+
+
+def test_a_record_another_job_took_for_a_dead_writers_is_no_warning(tmp_path, monkeypatch, caplog):
+    """On a shared file system whose clock runs far from ours, another job may remove our temporary
+    record as a dead writer's: the next job reads the entries again, and the folder is writable."""
+    whole_entries(tmp_path, "jit_step-1")
+
+    def gone(source, target):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(source))
+
+    monkeypatch.setattr(os, "replace", gone)
+    assert remove_cut_entries(tmp_path) == []
+    assert "cannot record" not in caplog.text

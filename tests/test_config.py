@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 
+import pandas as pd
 import pytest
 import yaml
 from snakemake.utils import validate
@@ -25,6 +26,7 @@ from avemotion.preprocess.plan import job_settings
 from avemotion.presets import VARIANTS
 from avemotion.train.plan import check_training_runs, planned_runs, training_runs
 from avemotion.train.settings import check_experiments, cross_corpus_datasets, default_labels, experiment_names, experiment_settings, heldout_datasets, model_settings
+from avemotion.train.splits import speaker_splits
 from conftest import demo_settings, touch
 
 
@@ -516,6 +518,28 @@ def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_
     next(e for e in config["experiments"] if e["name"] == "enterface_hybrid").update(labels=None, folds=[1])
     with pytest.raises(ConfigError, match=r"its run fold_1 has no validation clips: they come from the speakers it trains on .*none of its corpora has two or more of them"):
         check_training_runs(config, {"enterface": two_subjects})
+
+
+def test_a_mixtures_runs_are_counted_once_all_its_corpora_are_indexed_each_held_out_corpus_tested_whole(crema_d_tree, enterface_tree):
+    """The runs counted are split as their jobs split them (the experiment's validation fraction
+    and seed); a mixture waits for every corpus' manifest, and the workflow asks for one experiment."""
+    config = product_config(crema_d=crema_d_tree, enterface=enterface_tree)
+    config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late"}, {"name": "e", "datasets": ["enterface"], "fusion": "late"}]
+    config["training"].update(validation_fraction=0.3, seed=7)
+    manifests = {name: index_dataset(name, root, config["datasets"][name])[0] for name, root in (("crema_d", crema_d_tree), ("enterface", enterface_tree))}
+    assert {run["experiment"] for run in training_runs(config, {"enterface": manifests["enterface"]})} == {"e"}
+    runs = training_runs(config, manifests, ["mix"])
+    assert [run["run"] for run in runs] == ["fold_1", "fold_2", "fold_3", "fold_4", "fold_5", "final", heldout_run("crema_d"), heldout_run("enterface")]
+    labels = experiment_settings(config, "mix")["labels"]
+    clips = {name: manifest[manifest["label"].isin(labels)] for name, manifest in manifests.items()}
+    for held_out, other in (("crema_d", "enterface"), ("enterface", "crema_d")):
+        run = next(run for run in runs if run["run"] == heldout_run(held_out))
+        assert run["test"] == len(clips[held_out]) and run["train"] + run["validation"] == len(clips[other])
+    mixed = pd.concat(clips.values(), ignore_index=True)
+    for run, fold in zip(runs, [1, 2, 3, 4, 5, None]):
+        split = speaker_splits(mixed, fold, 0.3, 7)
+        assert run == {"experiment": "mix", "run": run["run"], **{part: len(ids) for part, ids in split.items()}}
+    assert len(speaker_splits(mixed, 1, 0.3, 7)["train"]) != len(speaker_splits(mixed, 1, 0.3, 0)["train"])  # the seed matters here
 
 
 def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are_learned(config):
