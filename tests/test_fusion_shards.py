@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from avemotion.face.columns import AUS_C, AUS_R, GAZE, POSE
 from avemotion.fusion import features as F
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_COLUMNS, MAX_SPEECH_SECONDS, MEL_BANDS, SPEECH_SAMPLE_RATE
 from avemotion.fusion.shards import (
@@ -25,6 +26,7 @@ from avemotion.fusion.tfrecord import crc32c, encode_example, tfrecord_record
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import write_wav
 from avemotion.media.spectrogram import mfcc
+from avemotion.model.whisper_features import N_SAMPLES, SAMPLING_RATE
 from avemotion.quarantine import read_quarantine
 from conftest import demo_config, demo_settings, run_snakemake
 
@@ -535,6 +537,17 @@ def test_the_stored_speech_is_cut_at_the_longest_the_speech_encoder_reads(tmp_pa
     assert len(speech_pcm(tmp_path / "long.wav")) == 2 * MAX_SPEECH_SECONDS * SPEECH_SAMPLE_RATE
     write_wav(tmp_path / "short.wav", np.zeros(SPEECH_SAMPLE_RATE))
     assert len(speech_pcm(tmp_path / "short.wav")) == 2 * SPEECH_SAMPLE_RATE
+
+
+def test_the_stored_speech_reaches_whispers_whole_window(tmp_path):
+    """Fused shards keep Whisper's whole 30 s window of 16 kHz audio, so model.audio_max_seconds can choose up to it."""
+    write_wav(tmp_path / "long.wav", np.zeros(N_SAMPLES + 5 * SAMPLING_RATE))
+    assert len(speech_pcm(tmp_path / "long.wav")) == 2 * N_SAMPLES
+
+
+def test_the_face_columns_are_au_intensities_presences_pose_and_gaze_in_that_order():
+    """The order the face sequences of shards already fused, and the models trained on them, hold."""
+    assert FACE_COLUMNS == AUS_R + AUS_C + POSE + GAZE
 
 
 def test_audio_not_written_as_the_audio_stage_writes_it_is_refused(tmp_path):

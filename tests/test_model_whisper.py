@@ -174,6 +174,26 @@ def test_unpadded_features_match_the_feature_extractor(bins):
     np.testing.assert_array_equal(batch[1], ours[0])
 
 
+def test_a_batch_is_one_array_and_clips_of_any_lengths_in_a_list_or_tuple_are_a_list():
+    clips = (signal(0.5), signal(0.73, seed=1))
+    batch = log_mel_spectrogram(np.stack([clips[0], clips[0]]), pad=False)
+    assert isinstance(batch, np.ndarray) and batch.shape == (2, 50, 80)
+    each = log_mel_spectrogram(clips, pad=False)
+    assert isinstance(each, list) and [mine.shape for mine in each] == [(50, 80), (73, 80)]
+    np.testing.assert_array_equal(each[1], log_mel_spectrogram(clips[1], pad=False))
+
+
+def test_float64_audio_has_the_features_of_its_float32_samples():
+    """As transformers converts its input to float32 first: the same samples, the same features to the bit."""
+    audio = np.random.default_rng(3).normal(0.0, 0.1, 16000)
+    np.testing.assert_array_equal(log_mel_spectrogram(audio, pad=False), log_mel_spectrogram(audio.astype(np.float32), pad=False))
+
+
+def test_the_cached_mel_filters_cannot_be_changed_by_a_caller():
+    with pytest.raises(ValueError, match="read-only"):
+        mel_filters(80)[0, 0] = 1.0
+
+
 def test_silence_is_the_floor_everywhere():
     """Silence reaches log10(1e-10) = -10 in every bin, which (x + 4) / 4 makes -1.5 (not NaN, not -inf)."""
     np.testing.assert_array_equal(log_mel_spectrogram(np.zeros(16000, np.float32), pad=False), np.full((100, 80), -1.5, np.float32))

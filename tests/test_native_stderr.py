@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -58,6 +59,20 @@ def test_native_lines_are_filtered_and_pythons_own_kept(capfd):
     assert capfd.readouterr().err == "after\n"
 
 
+def test_a_native_line_comes_out_while_the_block_still_runs(capfd, monkeypatch):
+    """The filter passes each line on as it comes (a long run's warnings are not held back to its
+    end), with Python's output buffered as it is by default."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    seen = ""
+    with native_stderr_filtered("^dropped"):
+        os.write(2, b"dropped\nkept at once\n")
+        deadline = time.monotonic() + 10
+        while "kept at once" not in seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+            seen += capfd.readouterr().err
+        assert seen == "kept at once\n"
+
+
 def test_pythons_own_lines_and_log_records_go_straight_out_in_order(capfd):
     """A progress bar and the log records of a predict run keep their order and the terminal
     (sys.stderr and the logging handlers writing to it are pointed past the filter for the block,
@@ -77,6 +92,58 @@ def test_pythons_own_lines_and_log_records_go_straight_out_in_order(capfd):
         logger.removeHandler(handler)
     expected = "".join(f"bar {step}\nrecord {step}\n" for step in range(50))
     assert capfd.readouterr().err == expected
+
+
+def test_a_sys_stderr_set_inside_the_block_is_kept_after_it(capfd):
+    """Only the block's own stream is taken back: code in it that sets sys.stderr keeps its choice."""
+    before = sys.stderr
+    caught = io.StringIO()
+    try:
+        with native_stderr_filtered("^dropped"):
+            sys.stderr = caught
+        assert sys.stderr is caught
+    finally:
+        sys.stderr = before
+
+
+def python_stderr(code: str) -> str:
+    """stderr of a fresh Python running ``code``, its stderr buffered as it is by default."""
+    code = "import logging, os, sys\nfrom avemotion.logs import native_stderr_filtered\n" + code
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=60).stderr
+
+
+def test_the_root_loggers_records_go_straight_out_too():
+    """basicConfig's handler is the root logger's: its records are Python's own, never filtered."""
+    code = "logging.basicConfig(format='%(message)s')\nwith native_stderr_filtered('^dropped'):\n    logging.warning('dropped? no: a log record')\n"
+    assert python_stderr(code) == "dropped? no: a log record\n"
+
+
+def test_a_line_python_began_before_the_block_comes_out_before_what_it_prints():
+    code = "sys.stderr.write('begun before, ')\nwith native_stderr_filtered('^dropped'):\n    print('ended in the block', file=sys.stderr)\n"
+    assert python_stderr(code) == "begun before, ended in the block\n"
+
+
+def test_pythons_own_lines_come_out_at_once_and_any_name_can_be_printed(capfd):
+    with native_stderr_filtered("^dropped"):
+        print("dropped? no: caf\udce9.mp4", file=sys.stderr)
+        assert capfd.readouterr().err == "dropped? no: caf\\udce9.mp4\n"
+
+
+def test_the_block_ends_as_soon_as_nothing_else_holds_stderr(capfd):
+    started = time.monotonic()
+    with native_stderr_filtered("^dropped"):
+        os.write(2, b"kept\n")
+    assert time.monotonic() - started < 5
+    assert capfd.readouterr().err == "kept\n"
+
+
+def test_nothing_is_filtered_where_the_filter_cannot_start(capfd, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with native_stderr_filtered("^dropped"):
+        os.write(2, b"dropped, yet shown\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "dropped, yet shown\nafter\n"
 
 
 def test_nothing_is_filtered_where_a_caller_replaced_sys_stderr():

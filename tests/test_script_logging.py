@@ -85,3 +85,64 @@ def test_a_job_leaves_logging_as_it_found_it_and_logs_names_in_any_encoding(tmp_
     job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
     assert job.returncode == 0 and job.stdout == "True False\n", job.stderr
     assert log.read_text().splitlines()[-1].endswith("WARNING avemotion.job: cannot read caf\\udce9.mp4")
+
+
+def test_pythons_stderr_reaches_the_log_where_a_caller_had_replaced_sys_stderr(tmp_path):
+    code = (
+        "import contextlib, io, sys\nfrom avemotion.logs import script_logging\n"
+        "caught = io.StringIO()\n"
+        "with contextlib.redirect_stderr(caught), script_logging(sys.argv[1]):\n"
+        "    print(\"python's stderr\", file=sys.stderr)\n"
+        "print(repr(caught.getvalue()))\n"
+    )
+    log = tmp_path / "job.log"
+    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    assert job.returncode == 0 and job.stdout == "''\n", job.stderr
+    assert log.read_text() == "python's stderr\n"
+
+
+def test_what_python_wrote_to_stderr_before_the_block_stays_on_stderr_in_order(tmp_path):
+    """A line Python had not yet flushed when the job's block began (its sys.stderr a buffered file
+    here, as a caller may set up) comes out first, where it was meant to go."""
+    code = (
+        "import os, sys\nfrom avemotion.logs import script_logging\n"
+        "sys.stderr = open(os.dup(2), 'w')\n"
+        "sys.stderr.write('before the block ')\n"
+        "with script_logging(sys.argv[1]):\n"
+        "    os.write(2, b'in the block\\n')\n"
+        "os.write(2, b'after the block\\n')\n"
+    )
+    log = tmp_path / "job.log"
+    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    assert job.returncode == 0, job.stderr
+    assert job.stderr == "before the block after the block\n"
+    assert log.read_text() == "in the block\n"
+
+
+def test_a_crash_leaves_every_threads_stack_in_the_log(tmp_path):
+    code = (
+        "import os, sys, threading, time\nfrom avemotion.logs import script_logging\n"
+        "def waiting_worker():\n    time.sleep(60)\n"
+        "with script_logging(sys.argv[1]):\n"
+        "    threading.Thread(target=waiting_worker, daemon=True).start()\n"
+        "    time.sleep(0.2)\n"
+        "    os.abort()\n"
+    )
+    log = tmp_path / "job.log"
+    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    assert job.returncode != 0
+    text = log.read_text()
+    assert "Fatal Python error: Aborted" in text and "in waiting_worker" in text, text
+
+
+def test_a_crash_handler_someone_else_set_up_is_left_on_after_the_block(tmp_path):
+    """faulthandler enabled before the job (a test runner's, python -X faulthandler) is neither taken over nor turned off."""
+    code = (
+        "import faulthandler, sys\nfrom avemotion.logs import script_logging\n"
+        "with script_logging(sys.argv[1]):\n"
+        "    pass\n"
+        "print(faulthandler.is_enabled())\n"
+    )
+    log = tmp_path / "job.log"
+    job = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    assert job.returncode == 0 and job.stdout == "True\n", job.stderr

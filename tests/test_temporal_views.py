@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from test_fusion_dataset import LABELS, S, T, constant_frames, make_clip, mel_ramp, options, serialize, write_tabular
+from test_fusion_dataset import LABELS, S, T, constant_frames, make_clip, mel_ramp, options, serialize, write_shard, write_tabular
 from test_fusion_shards import chunk  # noqa: F401 (a fixture)
 from test_train_experiment import COLOUR, VA, settings_for
 from test_train_experiment import LABELS as TRAIN_LABELS
@@ -23,7 +23,7 @@ from avemotion.fusion import dataset as D
 from avemotion.fusion import features as F
 from avemotion.fusion import records as R
 from avemotion.fusion.dataset import evaluation_windows
-from avemotion.fusion.schema import FACE_COLUMNS, FACE_FEATURES
+from avemotion.fusion.schema import FACE_COLUMNS, FACE_FEATURES, feature_spec, record_windows
 from avemotion.fusion.shards import iterate_examples
 from avemotion.fusion.views import evaluation_views
 from avemotion.job_params import preprocess_settings
@@ -67,6 +67,20 @@ def write_windows(path, clips, windows: int) -> str:
         for clip in clips:
             writer.write(serialize_windows(clip, windows))
     return str(path)
+
+
+def test_a_clip_without_the_windows_feature_is_one_window_and_one_of_no_windows_is_refused(tmp_path):
+    """Shards fused before temporal windows existed read as V = 1, as records and as parsed examples;
+    a record that says it holds 0 windows (and so 0 frames) is no clip a model can read."""
+    old = write_shard(tmp_path / "old.tfrecord", [make_clip("o0", "anger")])
+    assert next(iterate_examples(old, T))["windows"] == 1
+    assert int(R.parse_record(tf.constant(serialize(make_clip("o1", "anger"))), T)["windows"]) == 1
+    assert tf.io.parse_single_example(serialize(make_clip("o2", "anger")), feature_spec(T))["frames"].shape == (T,)  # one window unless told
+    example = tf.train.Example.FromString(serialize(make_clip("z0", "anger")))
+    del example.features.feature["frames"].bytes_list.value[:]
+    example.features.feature["windows"].int64_list.value.append(0)
+    with pytest.raises(ValueError, match=r"zero.tfrecord: a clip holds 0 frames in 0 temporal window\(s\)"):
+        record_windows(example.SerializeToString(), T, "zero.tfrecord")
 
 
 def which_window(frames: np.ndarray) -> list[int]:
