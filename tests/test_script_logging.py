@@ -24,9 +24,14 @@ os.write(2, b"after the block\\n")
 SAID = ["INFO avemotion.job: a log record", "a native line", "python's stderr", "a child process line"]
 
 
+def run_code(code: str, log: Path, *options: str) -> subprocess.CompletedProcess:
+    """A fresh Python (with interpreter ``options``) running ``code`` with the log's path as its argument."""
+    return subprocess.run([sys.executable, *options, "-c", code, str(log)], capture_output=True, text=True, timeout=120)
+
+
 def run_job(tmp_path: Path, end: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     log = tmp_path / "logs" / "job.log"
-    job = subprocess.run([sys.executable, "-c", JOB.format(end=end), str(log)], capture_output=True, text=True, timeout=120)
+    job = run_code(JOB.format(end=end), log)
     return job, log.read_text().splitlines()
 
 
@@ -82,7 +87,7 @@ def test_a_job_leaves_logging_as_it_found_it_and_logs_names_in_any_encoding(tmp_
         "print(logging.getLogger().handlers == before, faulthandler.is_enabled())\n"
     )
     log = tmp_path / "job.log"
-    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    job = run_code(code, log)
     assert job.returncode == 0 and job.stdout == "True False\n", job.stderr
     assert log.read_text().splitlines()[-1].endswith("WARNING avemotion.job: cannot read caf\\udce9.mp4")
 
@@ -96,7 +101,7 @@ def test_pythons_stderr_reaches_the_log_where_a_caller_had_replaced_sys_stderr(t
         "print(repr(caught.getvalue()))\n"
     )
     log = tmp_path / "job.log"
-    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    job = run_code(code, log)
     assert job.returncode == 0 and job.stdout == "''\n", job.stderr
     assert log.read_text() == "python's stderr\n"
 
@@ -113,7 +118,7 @@ def test_what_python_wrote_to_stderr_before_the_block_stays_on_stderr_in_order(t
         "os.write(2, b'after the block\\n')\n"
     )
     log = tmp_path / "job.log"
-    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    job = run_code(code, log)
     assert job.returncode == 0, job.stderr
     assert job.stderr == "before the block after the block\n"
     assert log.read_text() == "in the block\n"
@@ -129,7 +134,7 @@ def test_a_crash_leaves_every_threads_stack_in_the_log(tmp_path):
         "    os.abort()\n"
     )
     log = tmp_path / "job.log"
-    job = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    job = run_code(code, log)
     assert job.returncode != 0
     text = log.read_text()
     assert "Fatal Python error: Aborted" in text and "in waiting_worker" in text, text
@@ -144,5 +149,5 @@ def test_a_crash_handler_someone_else_set_up_is_left_on_after_the_block(tmp_path
         "print(faulthandler.is_enabled())\n"
     )
     log = tmp_path / "job.log"
-    job = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code, str(log)], capture_output=True, text=True, timeout=60)
+    job = run_code(code, log, "-X", "faulthandler")
     assert job.returncode == 0 and job.stdout == "True\n", job.stderr
