@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import unicodedata
+import wave
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 from snakemake.utils import validate
 
 from avemotion import cli
@@ -89,11 +91,11 @@ def test_unreadable_clips_get_error_rows_and_clips_without_face_or_audio_are_pre
     by_clip = {clip: next(line for line in lines[1:] if line.startswith(clip + " ")) for clip in (no_face, no_audio, empty, missing)}
     assert "no face found" in by_clip[no_face] and " 0% " in by_clip[no_face]
     assert "no audio stream: predicted with silent audio" in by_clip[no_audio]
-    assert "ERROR: audio: zero-length file" in by_clip[empty]
+    assert "ERROR: zero-length file: " in by_clip[empty]  # a whole-file problem is no stage's
     assert "ERROR: no such file" in by_clip[missing]
     # Nothing predictable at all: error rows, no model run.
     assert main(["predict", "--model", str(demo_run / MODEL), empty, "--quiet"]) == 1
-    assert "ERROR: audio: zero-length file" in capsys.readouterr().out
+    assert "ERROR: zero-length file" in capsys.readouterr().out
 
 
 def good_clips(demo_run, count: int) -> list[str]:
@@ -798,3 +800,29 @@ def test_no_encoded_clip_writes_no_examples_file(tmp_path):
     failed = [PreparedClip("a", "a.mp4", error="audio: zero-length file")]
     assert preprocessor.write_examples(failed, tmp_path) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_no_clip_at_all_gets_what_it_is_without_a_stage_name(tmp_path):
+    """An empty file, a picture, a text file or an audio file (CREMA-D's AudioWAV given for its FLV)
+    given as a clip is no stage's failure: its error is the probe's one line ("still image: ..."), in
+    the form the workflow's quarantine uses, and no stage reads it (each stage still counts it done
+    for the progress bar)."""
+    empty, picture, text, sound = tmp_path / "empty.mp4", tmp_path / "picture.jpg", tmp_path / "notes.mp4", tmp_path / "1001_DFA_ANG_XX.wav"
+    empty.touch()
+    Image.new("RGB", (8, 6)).save(picture)
+    text.write_text("This file was saved with a video extension\n")
+    with wave.open(str(sound), "wb") as handle:
+        handle.setnchannels(1), handle.setsampwidth(2), handle.setframerate(16000)
+        handle.writeframes(np.zeros(8000, np.int16).tobytes())
+    preprocessor = ClipPreprocessor({stage: job_settings(demo_settings(), "crema_d", stage) for stage in STAGE_NAMES}, FUSION_REVISION)
+    steps = []
+    clips = [{"clip_id": path.stem, "path": str(path)} for path in (empty, picture, text, sound)]
+    prepared = preprocessor.prepare(clips, tmp_path / "work", progress=lambda: steps.append(1))
+    assert [clip.error for clip in prepared] == [
+        "zero-length file: empty.mp4",
+        "still image: picture.jpg is a JPEG image (8x6), not a video",
+        "not a media file: notes.mp4 holds text: 'This file was saved with a video extension'",
+        "no video stream: 1001_DFA_ANG_XX.wav is an audio file (pcm_s16le, 0.5 s)",
+    ]
+    assert all(clip.example is None and clip.info == {} for clip in prepared)
+    assert len(steps) == len(clips) * len(STAGE_NAMES)

@@ -21,6 +21,7 @@ from pathlib import Path
 from avemotion.fusion.shards import FUSION_REVISION, STAGE_INFO, UNLABELLED, encode_clip
 from avemotion.fusion.tfrecord import tfrecord_record
 from avemotion.io import atomic_path
+from avemotion.media.probe import explain, sniff
 from avemotion.preprocess.chunk import process_clip
 from avemotion.preprocess.plan import STAGE_NAMES, stage_revisions
 from avemotion.preprocess.stages import STAGES
@@ -32,7 +33,8 @@ EXAMPLES_FILE = "examples.tfrecord"
 @dataclass
 class PreparedClip:
     """One clip after preprocessing: each stage's record (``info``) and, when every stage succeeded,
-    its encoded example; otherwise ``error`` says which stage failed and why."""
+    its encoded example; otherwise ``error`` says why: what the file is when it is no clip at all
+    (:func:`whole_file_problem`), else which stage failed and why."""
 
     clip_id: str
     path: str
@@ -86,6 +88,14 @@ def revision_notes(preprocess: dict, fusion_revision=None) -> list[str]:
     return [f"this release prepares clips otherwise than for the model's training ({', '.join(changed)}): retrain it for predictions that match its evaluation"]
 
 
+def whole_file_problem(path) -> str:
+    """Why ``path`` is no clip at all, from its first bytes (empty, a still image, an audio file,
+    text: avemotion.media.probe), or "" when it may be one. Such a file is no one stage's failure: its
+    line has no stage name, as in the workflow's quarantine."""
+    kind = sniff(path).kind
+    return "" if kind == "media" else explain(path)  # explain adds an audio file's codec and length
+
+
 class ClipPreprocessor:
     """Clip files to model examples with one corpus' preprocessing settings (as settings.json saves
     them: ``audio``, ``face`` and ``frames`` stage settings, and the model's ``fusion_revision``)."""
@@ -105,6 +115,8 @@ class ClipPreprocessor:
         encode each clip that every stage accepted. ``progress`` is called after each clip and stage."""
         folder = Path(folder)
         prepared = {clip["clip_id"]: PreparedClip(clip["clip_id"], clip["path"], notes=list(self.notes)) for clip in clips}
+        for clip in prepared.values():
+            clip.error = whole_file_problem(clip.path)
         jobs = [{"clip_id": clip["clip_id"], "path": clip["path"], "audio_path": ""} for clip in clips]
         for name in STAGE_NAMES:  # in order: the frames stage crops to the face stage's boxes
             stage = STAGES[name](Path("."), folder, self.stage_settings[name])
