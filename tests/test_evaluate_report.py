@@ -826,6 +826,101 @@ def test_action_unit_bars_are_the_mean_intensity_over_the_frames_with_a_face():
     face = pd.DataFrame({"success": [1, 0, 1], "AU01_r": [1.0, 5.0, 2.0], "AU12_r": [2.0, 0.0, 4.0], "AU12_c": [1.0, 0.0, 1.0]})
     assert au_intensities(face).to_dict() == {"AU01_r": 1.5, "AU12_r": 3.0}
     assert au_intensities(face.assign(success=0)).empty
+    # a backend that writes no success column: every row is a frame with a face
+    assert au_intensities(face.drop(columns="success")).to_dict() == {"AU01_r": 8 / 3, "AU12_r": 2.0}
+
+
+def test_previews_take_the_classes_in_label_index_order_whatever_their_clip_ids():
+    clips = pd.DataFrame({"clip_id": ["a1", "b1", "c1", "c2"], "label": ["z", "x", "y", "y"], "label_index": [2, 0, 1, 1]})
+    assert choose_clips(clips, 3)["clip_id"].tolist() == ["b1", "c1", "a1"]
+    assert choose_clips(clips, 2)["clip_id"].tolist() == ["b1", "c1"]
+
+
+def test_landmarks_map_into_the_letterbox_of_the_frame_as_shown_and_a_faceless_table_into_no_face_crop():
+    """Non-square pixels: a 400 x 200 frame of pixel aspect 2 is shown 800 x 200, letterboxed into
+    100 px at scale 1/8 (25 px tall, 37 px padding on top); a face crop of a table without rows is unknown."""
+    xs, ys = np.linspace(100, 200, 68), np.linspace(50, 250, 68)
+    (points, box), = frame_annotations(face_table(xs, ys), [0], "full", 100, 0.25, 400, 200, pixel_aspect=2.0)
+    np.testing.assert_allclose(points, np.stack([xs / 4, 37 + ys / 8], axis=1))
+    assert box == pytest.approx((25, 37 + 6.25, 50, 37 + 31.25))
+    for crop in ("face", "aligned"):
+        assert frame_annotations(face_table(xs, ys).iloc[:0], [0, 2], crop, 100, 0.25) == [(None, None)] * 2
+
+
+def preview_files(root: Path, clip_id: str):
+    return root / "frames" / f"{clip_id}.npy", root / "openface" / f"{clip_id}.csv", root / "spectrograms" / f"{clip_id}_mel.png"
+
+
+def drawn_previews(monkeypatch):
+    """The figures the previews save, instead of their PNG files."""
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda figure, path: figures.append(figure))
+    return figures
+
+
+def test_a_preview_shows_the_clips_frames_marks_action_units_and_spectrograms(tmp_path, monkeypatch):
+    """Frames of the stored size, each with the face box where its landmarks are known (the letterbox
+    of the frame as shown), the AU bars over the frames with a face, log-Mel then MFCC with band 0
+    at the bottom, and a title naming the clip, its label, speaker and label-derived targets."""
+    results = tmp_path / "results"
+    _, usable = fake_dataset(results, "enterface", ["anger", "disgust"], speakers=1, per_class=1, steps=8, crop="full")
+    root = results / "enterface"
+    clip = usable.iloc[1].to_dict()
+    figures = drawn_previews(monkeypatch)
+    previews.render_preview(clip, root, "full", list(range(0, 16, 2)), 0.25, 64.0, 48.0, tmp_path / "p.png", pixel_aspect=2.0)
+    (figure,) = figures
+    assert tuple(figure.get_size_inches()) == pytest.approx((12, 5.6))  # 1.5 in a frame
+    assert figure._suptitle.get_text() == "enterface enterface_0_di_0: disgust (speaker enterface0), target valence +0.10 / arousal -0.10 (label-derived)"
+    top, bottom = figure.subfigs
+    assert len(top.axes) == 8
+    for axes in top.axes:
+        assert axes.get_xlim() == (-0.5, 31.5) and axes.get_ylim() == (31.5, -0.5)
+        (box,) = axes.patches  # 64 x 48 at pixel aspect 2: shown 128 x 48, scale 1/4, 12 px tall from y = 10
+        assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == pytest.approx((0, 10 + 9 / 4, 20, 30 / 4), abs=0.02)
+    au_axes, mel_axes, mfcc_axes = bottom.axes
+    assert [bar.get_width() for bar in au_axes.patches] == [1.5, 3.0]
+    assert [label.get_text() for label in au_axes.get_yticklabels()] == ["AU01", "AU12"]
+    for axes, bands, name in ((mel_axes, 32, "log-Mel"), (mfcc_axes, 12, "MFCC")):
+        (image,) = axes.images
+        assert axes.get_title() == name and image.get_array().shape == (bands, 50) and list(image.get_extent()) == [0, 50, 0, bands]
+    figures.clear()
+    previews.render_preview({**clip, "valence": np.nan}, root, "full", list(range(0, 16, 2)), 0.25, 64.0, 48.0, tmp_path / "p.png")
+    assert figures[0]._suptitle.get_text() == "enterface enterface_0_di_0: disgust (speaker enterface0)"
+
+
+def test_a_preview_without_a_clips_marks_face_table_or_spectrogram_says_so(tmp_path, monkeypatch):
+    """Sampled frames that do not match the stored ones get no marks; a missing face table no marks
+    and a note instead of the AU bars; a missing spectrogram image a note."""
+    results = tmp_path / "results"
+    _, usable = fake_dataset(results, "enterface", ["anger"], speakers=1, per_class=1, crop="full")
+    root = results / "enterface"
+    clip = usable.iloc[0].to_dict()
+    figures = drawn_previews(monkeypatch)
+    previews.render_preview(clip, root, "full", [0, 2, 4], 0.25, 64.0, 48.0, tmp_path / "p.png")  # 4 frames stored
+    assert not any(axes.patches for axes in figures[0].subfigs[0].axes)
+    _, face_csv, mel_png = preview_files(root, clip["clip_id"])
+    face_csv.unlink()
+    mel_png.unlink()
+    previews.render_preview(clip, root, "full", [0, 2, 4, 6], 0.25, 64.0, 48.0, tmp_path / "p.png")
+    top, bottom = figures[1].subfigs
+    assert not any(axes.patches for axes in top.axes)
+    au_axes, mel_axes, mfcc_axes = bottom.axes
+    assert [text.get_text() for text in au_axes.texts] == ["no AU intensities\nfrom this face backend"]
+    assert [text.get_text() for text in mel_axes.texts] == ["no log-Mel image"] and not mel_axes.images and mfcc_axes.images
+
+
+def test_dataset_previews_draw_as_many_clips_as_asked(tmp_path, monkeypatch):
+    """``count`` clips, one per class first, each PNG named after its clip and listed in previews.json."""
+    _, usable = fake_dataset(tmp_path, "enterface", ["anger", "disgust", "fear"], crop="full")
+    root = tmp_path / "enterface"
+    monkeypatch.setattr(previews, "render_preview", lambda clip, *args: Path(args[6]).write_bytes(PNG_MAGIC))
+    folder = tmp_path / "previews"
+    listed = previews.dataset_previews([root / "shards" / "tabular" / "0.parquet"], [root / "preprocess" / "frames" / "0.parquet"],
+                                       [root / "preprocess" / "face" / "0.parquet"], root, 0.25, folder, count=2)  # fmt: skip
+    chosen = ["enterface_0_an_0", "enterface_0_di_0"]
+    assert listed == [{"clip_id": c, "label": label, "speaker": "enterface0", "png": f"{c}.png"} for c, label in zip(chosen, ["anger", "disgust"])]
+    assert json.loads((folder / "previews.json").read_text()) == {"clips": listed}
+    assert sorted(path.name for path in folder.glob("*.png")) == [f"{c}.png" for c in chosen]
 
 
 # ---- report page -----------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ def test_emotion_points_are_scored_by_class_balanced_cross_entropy_at_the_best_t
 
     counts = np.bincount(labels, minlength=4)
     weight = len(labels) / (3 * counts[labels])
-    log_p = np.log(np.maximum(probabilities, ensemble.EPSILON))
+    log_p = np.log(np.maximum(probabilities, 1e-6))  # the floor: a wrong clip costs at most -log(1e-6) ≈ 13.8 nats
 
     def expected(log_beta):
         z = np.exp(log_beta) * log_p
@@ -320,3 +320,18 @@ def test_the_simplest_point_within_one_standard_error_of_the_best_wins(audio_gai
         return base + abs(lean) * np.array(audio_gain if lean > 0 else video_gain)
 
     assert ensemble._fit(outputs, losses, 0.1) == expected
+
+
+def test_the_default_grid_is_in_tenths():
+    """The weights predict.py fits lie on the grid of step 0.1 (66 points for three branches): a
+    branch half as noisy as the other gets the tenth nearest its share (about 0.7 for valence and
+    arousal), not a coarser grid's quarter."""
+    rng = np.random.default_rng(0)
+    target = rng.uniform(-1, 1, 2000)
+    values = {"audio": target + rng.normal(0, 0.5, 2000), "video": target + rng.normal(0, 0.75, 2000)}
+    assert fit_regression_weights(values, target) == {"audio": 0.7, "video": 0.3}
+    rng = np.random.default_rng(1)
+    classes, clips = 4, 1000
+    labels = rng.choice(classes, clips)
+    noisy = lambda noise: softmax(4 * (np.eye(classes)[labels] + rng.normal(0, noise, (clips, classes))))
+    assert fit_emotion_weights({"audio": noisy(1.0), "video": noisy(1.5)}, labels) == {"audio": 0.8, "video": 0.2}

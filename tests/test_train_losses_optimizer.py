@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import jax
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+import torch
 
 from avemotion.model import VideoMAEBackbone, VideoMAEClassifier
 from avemotion.model.speech_head import WeightedLayerPooling
 from avemotion.train import devices
-from avemotion.train.devices import configure_precision
+from avemotion.train.devices import OneJaxDevice, configure_precision, gpu_available, training_strategy
 from avemotion.train.experiment import build_model
 from avemotion.train.fitting import losses_for, phase_optimizer
 from avemotion.train.losses import (
@@ -407,3 +410,61 @@ def test_auto_precision_is_bf16_on_a_gpu_and_float32_without_one(monkeypatch):
         assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+# ---------------------------------------------------------------- devices
+
+
+def test_a_gpu_is_the_one_the_backend_keras_runs_sees(monkeypatch):
+    """gpu_available asks the backend in use: JAX's devices, torch's CUDA, TensorFlow's GPUs (a CPU
+    alone is no GPU)."""
+    fake_devices = {"GPU": [], "CPU": ["/physical_device:CPU:0"]}
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: fake_devices[kind] if kind else sum(fake_devices.values(), []))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    assert gpu_available() is False
+    fake_devices["GPU"] = ["/physical_device:GPU:0"]
+    assert gpu_available() is True
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    for platforms, gpu in ((["cpu"], False), (["gpu"], True)):
+        monkeypatch.setattr(jax, "devices", lambda platforms=platforms: [SimpleNamespace(platform=p) for p in platforms])
+        assert gpu_available() is gpu
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    for gpu in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        assert gpu_available() is gpu
+
+
+@pytest.mark.parametrize(
+    "gpus, cpus, mirrored",
+    [
+        (2, 1, ["GPU:0", "GPU:1"]),  # a node's GPUs
+        (2, 2, ["GPU:0", "GPU:1"]),  # GPUs before logical CPUs
+        (0, 2, ["CPU:0", "CPU:1"]),  # logical CPU devices a test configured
+        (1, 1, None),  # one device: the default strategy
+        (0, 1, None),
+    ],
+)
+def test_a_tensorflow_job_mirrors_over_several_gpus_else_trains_on_one_device(monkeypatch, gpus, cpus, mirrored):
+    """training_strategy on TensorFlow: MirroredStrategy over every GPU it sees where there are two
+    or more, else over several logical CPUs, else the default strategy."""
+    logical = {"GPU": [f"GPU:{i}" for i in range(gpus)], "CPU": [f"CPU:{i}" for i in range(cpus)]}
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind: [SimpleNamespace(name=name) for name in logical[kind]])
+    monkeypatch.setattr(tf.distribute, "MirroredStrategy", lambda devices=None: ("mirrored", devices))
+    monkeypatch.setattr(tf.distribute, "get_strategy", lambda: "default")
+    assert training_strategy() == (("mirrored", mirrored) if mirrored else "default")
+
+
+def test_a_jax_job_trains_on_its_first_device_as_one_replica_and_says_so_when_given_more(monkeypatch, caplog):
+    """On JAX the strategy is one replica (the losses divide by it) whose scope changes nothing; a
+    job that sees several devices is told it uses the first."""
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(jax, "devices", lambda: ["gpu:0"])
+    with caplog.at_level("WARNING", logger=devices.__name__):
+        strategy = training_strategy()
+    assert isinstance(strategy, OneJaxDevice) and strategy.num_replicas_in_sync == 1 and not caplog.records
+    with strategy.scope():
+        pass
+    with caplog.at_level("WARNING", logger=devices.__name__):
+        OneJaxDevice(["gpu:0", "gpu:1"])
+    assert [record.getMessage() for record in caplog.records] == ["training.backend jax trains on one device: gpu:0 of 2 (use tensorflow for several GPUs)"]

@@ -96,3 +96,22 @@ def test_corpora_whose_clip_ids_collide_are_refused():
     mixed = pd.concat([corpus("crema_d", 4, 2), corpus("enterface", 4, 2).assign(clip_id=lambda c: c["clip_id"].str.replace("enterface", "crema_d"))])
     with pytest.raises(ValueError, match="clip ids repeat"):
         speaker_splits(mixed, 1)
+
+
+def test_the_split_is_the_same_whatever_order_the_clips_come_in():
+    """The clips come from the shards in chunk order: the same clips in another order give the same
+    train, validation and test lists, each sorted (split.json does not change with the chunking)."""
+    clips = pd.concat([corpus("crema_d", 12, 5), corpus("enterface", 6, 5)], ignore_index=True)
+    split = speaker_splits(clips, 2, validation_fraction=0.3, seed=4)
+    shuffled = clips.sample(frac=1, random_state=0).reset_index(drop=True)
+    assert speaker_splits(shuffled, 2, validation_fraction=0.3, seed=4) == split
+    assert all(ids == sorted(ids) and ids for ids in split.values())
+
+
+def test_speaker_ids_stored_as_numbers_split_as_their_text():
+    """A table whose speaker column holds numbers (as a corpus with numbered actors may give) is
+    split as the same speakers written as text: validation speakers included."""
+    clips = corpus("crema_d", 10, 5)
+    numbered = clips.assign(speaker=clips["speaker"].astype(int))
+    split = speaker_splits(clips, 1, validation_fraction=0.25, seed=2)
+    assert split["validation"] and speaker_splits(numbered, 1, validation_fraction=0.25, seed=2) == split
