@@ -7,6 +7,7 @@ through the face and frames stages; a clip neither decoder reads gets one line."
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from avemotion.media import probe, transcode
 from avemotion.media.audio import video_span
 from avemotion.media.avi import INDEX_ENTRY, dropped_frames
 from avemotion.media.frames import Picking, decode_all, frame_slots, frame_times, open_for_picking, open_video, sample_clip_frames
-from avemotion.media.mp4 import mirrored
+from avemotion.media.mp4 import may_hold_hdr, mirrored
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
 from avemotion.quarantine import ClipDefect
@@ -439,22 +440,26 @@ def test_an_avi_that_dropped_frames_keeps_every_frame_at_its_time(real_media, tm
     assert np.abs(picks - shown).max() <= 1
 
 
-def as_opendml(avi: bytes, video: bytes) -> bytes:
+def as_opendml(avi: bytes, video: bytes, parts: int = 1, keep_idx1: bool = False) -> bytes:
     """A small AVI as ffmpeg writes it (idx1 only; space kept for OpenDML's super index as JUNK in the
     stream headers) with its ``video`` stream indexed as OpenDML writers index it: its super index in
-    that stream's JUNK, pointing at a standard index (ix) after the RIFF, and idx1 made JUNK."""
-    import struct
-
+    that stream's JUNK, pointing at ``parts`` standard indexes (ix) after the RIFF, each entry's size
+    with its top bit set where the chunk is no keyframe, and idx1 made JUNK unless ``keep_idx1``."""
     at = avi.index(b"idx1")
     entries = np.frombuffer(avi[at + 8 : at + 8 + struct.unpack("<I", avi[at + 4 : at + 8])[0]], INDEX_ENTRY)
     entries = entries[entries["id"] == video]
-    ix = struct.pack("<4sIHBBI4sQI", b"ix" + video[:2], 24 + 8 * len(entries), 2, 0, 1, len(entries), video, 0, 0)
-    ix += np.stack([entries["offset"], entries["size"]], axis=1).astype("<u4").tobytes()
+    sizes = entries["size"] | np.where(entries["flags"] & 0x10, 0, 0x80000000).astype("<u4")  # AVIIF_KEYFRAME
+    indexes, super_entries = b"", b""
+    for part in np.array_split(np.arange(len(entries)), parts):
+        ix = struct.pack("<4sIHBBI4sQI", b"ix" + video[:2], 24 + 8 * len(part), 2, 0, 1, len(part), video, 0, 0)
+        ix += np.stack([entries["offset"][part], sizes[part]], axis=1).astype("<u4").tobytes()
+        super_entries += struct.pack("<QII", len(avi) + len(indexes), len(ix), len(part))
+        indexes += ix
     junk = avi.index(b"JUNK", avi.index(b"vids"))  # the video stream's reserved space
     room = struct.unpack("<I", avi[junk + 4 : junk + 8])[0]
-    indx = struct.pack("<4sIHBBI4s12xQII", b"indx", room, 4, 0, 0, 1, video, len(avi), len(ix), len(entries))
+    indx = struct.pack("<4sIHBBI4s12x", b"indx", room, 4, 0, 0, parts, video) + super_entries
     avi = avi[:junk] + indx.ljust(8 + room, b"\0") + avi[junk + 8 + room :]
-    return avi[:at] + b"JUNK" + avi[at + 4 :] + ix
+    return (avi if keep_idx1 else avi[:at] + b"JUNK" + avi[at + 4 :]) + indexes
 
 
 def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
@@ -462,16 +467,18 @@ def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
     file's streams; not an encoder's B-frame delay before the second frame, nor other files."""
 
     audio_first = tmp_path / "audio_first.avi"
+    # the video stream titled: its name (strn) is a chunk of odd size before the index's room
     ffmpeg("-t", 4, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-map", "0:a", "-map", "0:v", "-vf", "select='between(n,0,9)+gte(n,14)'", "-fps_mode", "passthrough",
-           *MISREAD["divx_b_frames.avi"], audio_first)  # fmt: skip
+           "-metadata:s:v:0", "title=face", *MISREAD["divx_b_frames.avi"], audio_first)  # fmt: skip
     assert dropped_frames(audio_first) == 4
     assert dropped_frames(Path(__file__).parent / "data" / "divx_packed_b_frames.avi") == 0  # two empty chunks after the first frame
     assert dropped_frames(real_media / "WolfgangLanger_Pexels.mp4") == 0
     # OpenDML's index is read where there is one (it also covers the parts of a file over 1 GiB, where
     # idx1 covers the first: a 1.4 GB one with 10 dropped past its first GiB gave 10, idx1 alone 0)
     whole = audio_first.read_bytes()
-    (tmp_path / "opendml.avi").write_bytes(as_opendml(whole, b"01dc"))
-    assert dropped_frames(tmp_path / "opendml.avi") == 4 and b"idx1" not in (tmp_path / "opendml.avi").read_bytes()
+    for parts in (1, 2):  # each part's standard index in turn
+        (tmp_path / "opendml.avi").write_bytes(as_opendml(whole, b"01dc", parts))
+        assert dropped_frames(tmp_path / "opendml.avi") == 4 and b"idx1" not in (tmp_path / "opendml.avi").read_bytes(), parts
     # a cut or damaged file never makes it raise: it is asked of every AVI decord gives no frame times
     for end in range(0, len(whole), 997):
         (tmp_path / "cut.avi").write_bytes(whole[:end])
@@ -479,6 +486,78 @@ def test_only_an_avis_dropped_frames_count(real_media, tmp_path):
     for start in range(0, 4096, 61):
         (tmp_path / "damaged.avi").write_bytes(whole[:start] + bytes(range(256))[: 64] + whole[start + 64 :])
         assert dropped_frames(tmp_path / "damaged.avi") >= 0
+
+
+def with_chunk(avi: bytes, at: int, kind: bytes, data: bytes, within: tuple[int, ...] = ()) -> bytes:
+    """``avi`` with a chunk of ``kind`` holding ``data`` (padded to an even size) put in at ``at``,
+    the RIFF's size and those of the lists whose sizes stand at ``within`` grown by it."""
+    chunk = struct.pack("<4sI", kind, len(data)) + data + b"\0" * (len(data) % 2)
+    grown = bytearray(avi[:at] + chunk + avi[at:])
+    for size_at in (4, *within):
+        grown[size_at : size_at + 4] = struct.pack("<I", struct.unpack("<I", grown[size_at : size_at + 4])[0] + len(chunk))
+    return bytes(grown)
+
+
+def with_idx1(avi: bytes, entries: bytes) -> bytes:
+    """``avi``, whose idx1 comes last as ffmpeg writes it, with an idx1 of ``entries`` instead."""
+    at = avi.rindex(b"idx1")
+    return with_chunk(avi[:4] + struct.pack("<I", at - 8) + avi[8:at], at, b"idx1", entries)
+
+
+def test_an_avis_dropped_frames_are_its_empty_chunks_between_its_second_and_last_frame(tmp_path):
+    """Frames 0, 1 and 3 with data, frame 2 an empty chunk: one dropped, whichever kind of chunk the
+    frames are (compressed "dc", uncompressed "db"); empty chunks after the last frame are no drop
+    (no frame comes late after them). Chunks of odd size, at the top level or in the header list,
+    are padded to an even size; an index that ends inside an entry still counts its whole ones."""
+    path = tmp_path / "clip.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=0.4", "-vf", "select='not(eq(n,2))'", "-fps_mode", "passthrough", "-c:v", "mpeg4", path)
+    whole = path.read_bytes()
+    at = whole.rindex(b"idx1")
+    entries = np.frombuffer(whole[at + 8 :], INDEX_ENTRY).copy()
+    assert dropped_frames(path) == 1 and list(entries["size"] == 0) == [False, False, True, False]
+    trailing = np.zeros(2, INDEX_ENTRY)
+    trailing["id"] = b"00dc"
+    uncompressed = entries.copy()
+    uncompressed["id"] = b"00db"
+    for name, avi in {
+        "empty chunks after the last frame": with_idx1(whole, np.concatenate([entries, trailing]).tobytes()),
+        "uncompressed": with_idx1(whole, uncompressed.tobytes()),
+        "an odd chunk before idx1": with_chunk(whole, at, b"JUNK", b"odd"),
+        "an odd chunk in the header list": with_chunk(whole, 24, b"JUNK", b"odd", within=(16,)),  # before avih
+        "an index cut inside an entry": with_idx1(whole, entries.tobytes() + bytes(8)),
+    }.items():
+        (tmp_path / "edited.avi").write_bytes(avi)
+        assert dropped_frames(tmp_path / "edited.avi") == 1, name
+
+
+def test_where_an_avis_opendml_index_cannot_be_read_idx1_counts_its_dropped_frames(tmp_path):
+    """idx1 covers the part of a file an OpenDML index's first standard index does: a file cut
+    before its standard index, or whose super index lists none, points elsewhere or is damaged,
+    is counted by idx1; one cut inside its standard index by the entries it still holds. None of
+    them makes it raise."""
+    path = tmp_path / "clip.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=2", "-vf", "select='not(between(n,5,7))'", "-fps_mode", "passthrough", "-c:v", "mpeg4", path)
+    whole = path.read_bytes()
+    assert dropped_frames(path) == 3
+    opendml = as_opendml(whole, b"00dc", keep_idx1=True)
+    indx = opendml.index(b"indx")
+    ix = len(whole)  # the (first) standard index, after the RIFF
+
+    def edited(data: bytes, at: int, value: bytes) -> bytes:
+        return data[:at] + value + data[at + len(value) :]
+
+    two_parts = as_opendml(whole, b"00dc", parts=2, keep_idx1=True)
+    for name, avi in {
+        "cut before its standard index": opendml[:ix],
+        "cut inside its standard index": opendml[: ix + 32 + 8 * 12 + 3],  # 12 whole entries, the drops among them
+        "none in use": edited(opendml, indx + 12, struct.pack("<I", 0)),
+        "more in use than it has room for": edited(opendml, indx + 12, struct.pack("<I", 1000)),
+        "a super index too short for its header": edited(opendml, indx + 4, struct.pack("<I", 16)),
+        "pointing at the file's start": edited(opendml, indx + 32, struct.pack("<Q", 0)),
+        "a standard index shorter than its header": edited(two_parts, ix + 4, struct.pack("<I", 8)),
+    }.items():
+        (tmp_path / "edited.avi").write_bytes(avi)
+        assert dropped_frames(tmp_path / "edited.avi") == 3, name
 
 
 @pytest.mark.parametrize(
@@ -555,8 +634,6 @@ def test_a_matroska_rotate_tag_turns_every_reading_of_the_clip_as_decord_turns_i
 def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media, tmp_path):
     """Players apply the movie header's matrix and the track header's in turn: a mirror in either
     mirrors the frames, one in both cancels out."""
-    import struct
-
     plain = tmp_path / "plain.mp4"
     ffmpeg("-t", 1, "-i", real_media / "WolfgangLanger_Pexels.mp4", "-an", "-c:v", "libx264", plain)
     whole = bytearray(plain.read_bytes())
@@ -569,6 +646,94 @@ def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media
         shown = ffmpeg_frames(tmp_path / "flipped.mp4", 360, 640)[0].astype(int)
         assert np.array_equal(shown, ffmpeg_frames(plain, 360, 640)[0][:, ::-1]) == expected  # ffmpeg agrees
         assert mirrored(tmp_path / "flipped.mp4") == expected, flips
+
+
+def box_at(mp4: bytes, kind: bytes) -> int:
+    """Where the first box of ``kind`` starts (its size) in ``mp4``."""
+    return mp4.index(kind) - 4
+
+
+def grown(mp4: bytes, at: int, extra: bytes, boxes: tuple[bytes, ...]) -> bytes:
+    """``mp4`` with ``extra`` put in at ``at``, the sizes of the (first) ``boxes`` that hold it grown by it."""
+    data = bytearray(mp4[:at] + extra + mp4[at:])
+    for kind in boxes:
+        size_at = box_at(bytes(data), kind)
+        data[size_at : size_at + 4] = struct.pack(">I", struct.unpack(">I", data[size_at : size_at + 4])[0] + len(extra))
+    return bytes(data)
+
+
+def as_version_1(mp4: bytes) -> bytes:
+    """``mp4`` (its movie box last) with its movie and first track headers rewritten as version 1, as
+    writers store them for a duration past 32 bits: 64-bit times and duration, the matrix 12 bytes on."""
+    for kind, fields in ((b"mvhd", (4, 8, 16)), (b"tkhd", (4, 8, 20))):  # the times and the duration
+        body = box_at(mp4, kind) + 8
+        mp4 = mp4[:body] + b"\x01" + mp4[body + 1 :]
+        for field in reversed(fields):
+            mp4 = grown(mp4, body + field, bytes(4), (b"moov", b"trak", kind) if kind == b"tkhd" else (b"moov", kind))
+    return mp4
+
+
+def test_a_mirror_is_read_from_the_video_track_wherever_an_mp4s_boxes_stand(tmp_path):
+    """The video track's header is read, not the first track's (here the audio's); the boxes a file
+    may open with, 64-bit box sizes, a movie box sized 0 (up to the file's end) and version-1 headers
+    are all read; a movie without its header reads as the track's matrix, and a track header that
+    cannot hold a matrix, a zeroed matrix or an audio-only file as no mirror."""
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=0.5", "-f", "lavfi", "-i", "sine=d=0.5", "-map", "1:a", "-map", "0:v",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", plain)  # fmt: skip
+    path = tmp_path / "hflip.mp4"
+    ffmpeg("-display_hflip", "-i", plain, "-map", "0:a", "-map", "0:v", "-c", "copy", path)
+    audio = tmp_path / "audio.mp4"
+    ffmpeg("-i", plain, "-map", "0:a", "-c", "copy", audio)
+    whole = path.read_bytes()
+    mdat, moov, video = box_at(whole, b"mdat"), box_at(whole, b"moov"), whole.rindex(b"tkhd") - 4
+    assert whole[mdat - 8 : mdat] == struct.pack(">I4s", 8, b"free") and moov > mdat  # ffmpeg's layout: ftyp, free, mdat, moov
+    assert mirrored(path) and not mirrored(plain) and not mirrored(audio)
+    tkhd_size = struct.unpack(">I", whole[video : video + 4])[0]
+    matrix = video + 8 + 40
+
+    def edited(at: int, value: bytes) -> bytes:
+        return whole[:at] + value + whole[at + len(value) :]
+
+    for name, data, expected in [
+        *((f"opening with {kind}", struct.pack(">I4s", 8, kind) + whole, True) for kind in (b"wide", b"free", b"skip", b"mdat", b"uuid")),
+        ("a 64-bit mdat size", edited(mdat - 8, struct.pack(">I4sQ", 1, b"mdat", moov - mdat + 8)), True),  # over the free box ffmpeg keeps for it
+        ("a movie box sized 0", edited(moov, struct.pack(">I", 0)), True),
+        ("a 64-bit movie box size", whole[:moov] + struct.pack(">I4sQ", 1, b"moov", len(whole) - moov + 8) + whole[moov + 8 :], True),
+        ("version-1 headers", as_version_1(whole), True),
+        ("a 64-bit size cut off at the movie's end", grown(whole, len(whole), struct.pack(">I4s", 1, b"free"), (b"moov",)), True),
+        ("no movie header", edited(box_at(whole, b"mvhd") + 4, b"free"), True),
+        ("a track header too short for its matrix", edited(video, struct.pack(">I", 60))[: video + 60] + struct.pack(">I4s", tkhd_size - 60, b"free") + whole[video + 68 :], False),
+        ("no track header", edited(video + 4, b"free"), False),
+        ("a zeroed matrix", edited(matrix, bytes(16)), False),
+    ]:
+        (tmp_path / "edited.mp4").write_bytes(data)
+        assert mirrored(tmp_path / "edited.mp4") == expected, name
+
+
+@pytest.mark.parametrize("name, options, expected", [
+    ("h264.mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p"], False),  # most MP4s
+    ("h264_10bit.mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p10le"], True),
+    ("hevc.mp4", ["-c:v", "libx265", "-x265-params", "log-level=error"], True),  # hev1, ffmpeg's tag
+    ("av1.mp4", ["-c:v", "libsvtav1", "-preset", "12", "-svtav1-params", "lp=1"], True),
+    ("vp9.mp4", ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"], True),
+    ("prores_hq.mov", ["-c:v", "prores_ks", "-profile:v", "3"], True),  # apch
+    ("h264_hlg.mov", ["-vf", "setparams=color_trc=arib-std-b67:color_primaries=bt2020:colorspace=bt2020nc", "-c:v", "libx264", "-pix_fmt", "yuv420p"], True),  # nclc
+    ("hevc_sdr.mp4", ["-vf", "setparams=color_trc=bt709:color_primaries=bt709:colorspace=bt709", "-c:v", "libx265", "-x265-params", "log-level=error"], False),
+    ("hevc_unstated.mp4", ["-vf", "setparams=color_trc=bt709:color_primaries=bt709:colorspace=bt709", "-c:v", "libx265", "-x265-params", "log-level=error"], True),
+])  # fmt: skip
+def test_a_movie_may_hold_hdr_by_its_colour_box_else_by_its_codec(tmp_path, name, options, expected):
+    """A colour box (nclx in MP4, nclc in MOV) that states a transfer tells; one that leaves it
+    unstated, or none, leaves it to the codec: HEVC, AV1, VP9 and ProRes may carry HDR, H.264 only
+    in its profiles of more than 8 bits."""
+    path = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=0.3", *options, path)
+    data = path.read_bytes()
+    assert (b"colr" in data) == ("-vf" in options)
+    if "unstated" in name:  # the transfer unspecified (2), the primaries and matrix still stated
+        colour = data.index(b"colr") + 4
+        path.write_bytes(data[: colour + 6] + struct.pack(">H", 2) + data[colour + 8 :])
+    assert may_hold_hdr(path) == expected
 
 
 X265 = ["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"]
