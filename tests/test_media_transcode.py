@@ -736,6 +736,23 @@ def test_a_movie_may_hold_hdr_by_its_colour_box_else_by_its_codec(tmp_path, name
     assert may_hold_hdr(path) == expected
 
 
+def test_a_movie_whose_sample_entry_also_holds_an_icc_colour_box_is_told_by_its_code_points(tmp_path):
+    """A sample description may hold two colour boxes (ISO/IEC 14496-12): code points (nclx/nclc)
+    and an ICC profile (prof). The code points tell, whichever comes first: 8-bit H.264 HLG is HDR."""
+    path = tmp_path / "h264_hlg.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=0.3", "-vf",
+           "setparams=color_trc=arib-std-b67:color_primaries=bt2020:colorspace=bt2020nc", "-c:v", "libx264", "-pix_fmt", "yuv420p", path)  # fmt: skip
+    whole = path.read_bytes()
+    colour = box_at(whole, b"colr")
+    assert box_at(whole, b"moov") > box_at(whole, b"mdat")  # chunk offsets stay where the movie box grows
+    icc = struct.pack(">I4s4s", 20, b"colr", b"prof") + bytes(8)
+    parents = (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd", b"avc1")
+    for name, at in (("after", colour + struct.unpack(">I", whole[colour : colour + 4])[0]), ("before", colour)):
+        (tmp_path / f"icc_{name}.mov").write_bytes(grown(whole, at, icc, parents))
+        assert may_hold_hdr(tmp_path / f"icc_{name}.mov"), name
+        assert probe.hdr(tmp_path / f"icc_{name}.mov") == probe.Hdr("arib-std-b67", "bt2020", "bt2020nc"), name  # ffmpeg reads it so
+
+
 X265 = ["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"]
 
 

@@ -67,14 +67,15 @@ def may_hold_hdr(path) -> bool:
     if entry is None:
         return False
     kind, body = entry
-    boxes = dict(_boxes(body[VISUAL_SAMPLE_ENTRY_BYTES:]))
-    colour = boxes.get(b"colr", b"")
-    if colour[:4] in (b"nclx", b"nclc") and len(colour) >= 10:
+    boxes = list(_boxes(body[VISUAL_SAMPLE_ENTRY_BYTES:]))
+    # the colour box that states code points: an entry may hold an ICC profile's colour box too
+    colour = next((box for kind, box in boxes if kind == b"colr" and box[:4] in (b"nclx", b"nclc") and len(box) >= 10), None)
+    if colour is not None:
         transfer = struct.unpack(">H", colour[6:8])[0]  # after the colour type and the primaries
         if transfer not in UNSTATED_TRANSFER_CODES:
             return transfer in HDR_TRANSFER_CODES
     if kind in H264_CODECS:
-        config = boxes.get(b"avcC", b"")
+        config = dict(boxes).get(b"avcC", b"")
         return len(config) > 1 and config[1] in H264_DEEP_PROFILES
     return kind in HDR_CODECS
 
