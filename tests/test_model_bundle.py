@@ -55,6 +55,14 @@ def test_late_fusion_combines_each_task_with_its_own_branch_weights():
     assert set(final) == {"emotion", "valence", "arousal"}
 
 
+def test_without_late_weights_the_final_outputs_are_the_models_own_shared_heads():
+    """A hybrid model's auxiliary branch heads train it; its predictions are the shared heads'."""
+    final = fused(OUTPUTS, None)
+    assert set(final) == {"emotion", "valence", "arousal"}
+    for task, value in final.items():
+        np.testing.assert_array_equal(value, OUTPUTS[task])
+
+
 def test_a_model_folder_from_before_late_weights_were_always_written_loads(tmp_path):
     write_json(model_settings("early"), tmp_path / SETTINGS_FILE)
     assert not (tmp_path / LATE_WEIGHTS_FILE).exists()

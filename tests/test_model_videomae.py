@@ -62,6 +62,21 @@ def test_a_width_that_the_heads_do_not_divide_is_refused_when_the_layer_is_made(
 def test_label_names_must_name_every_class():
     with pytest.raises(ValueError, match="2 label names given for 3 classes"):
         build_classifier(dict(hidden_size=24, num_layers=1, num_heads=2, intermediate_size=40), 3, ["a", "b"], num_frames=2, image_size=16)
+    with pytest.raises(ValueError, match="3 label names given for 2 classes"):
+        build_classifier(dict(hidden_size=24, num_layers=1, num_heads=2, intermediate_size=40), 2, ["a", "b", "c"], num_frames=2, image_size=16)
+
+
+def test_a_one_class_head_is_a_head():
+    model = tiny_classifier(num_classes=1, num_layers=1)
+    assert model.head is not None and model(clips())["logits"].shape == (2, 1)
+
+
+def test_the_clip_shape_asked_for_wins_over_the_architectures():
+    """load_videomae rebuilds a saved network at another clip length this way."""
+    saved = {**variant_settings("tiny"), "num_layers": 1, "num_frames": 16, "image_size": 224}
+    model = build_classifier(saved, 2, ["a", "b"], num_frames=4, image_size=32)
+    assert (model.backbone.num_frames, model.backbone.image_size) == (4, 32)
+    assert model(clips())["logits"].shape == (2, 2)
 
 
 def test_a_backbones_config_rebuilds_every_constructor_argument():

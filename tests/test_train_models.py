@@ -245,3 +245,128 @@ def test_valence_and_arousal_heads_are_penalised_beyond_the_tanh_limit_on_either
     assert sum(float(loss) for loss in model.losses) == pytest.approx(2 * 0.1 * 7.5**2)
     model(np.array([[-0.1, -0.1]], np.float32))  # pre-activation -1
     assert sum(float(loss) for loss in model.losses) == 0.0
+
+
+# A backbone of one narrow block: the fusion wiring is what these tests look at, not the encoder.
+NARROW = {**TINY, "hidden_size": 24, "num_layers": 1, "num_heads": 2, "intermediate_size": 48}
+
+
+def outputs_moved_by(model, moves: dict) -> dict:
+    """{input: the outputs that change when that input of a clip moves by the given amount}, from one
+    call on a batch of the clip and its variants (the clips of a batch are predicted independently)."""
+    base = batch_for(model, size=1)
+    rows = [base] + [{**base, name: base[name] + np.float32(delta)} for name, delta in moves.items()]
+    outputs = {name: np.asarray(value) for name, value in model({name: np.concatenate([row[name] for row in rows]) for name in base}).items()}
+    return {
+        name: {output for output, value in outputs.items() if not np.allclose(value[0], value[1 + index], atol=1e-6)}
+        for index, name in enumerate(moves)
+    }
+
+
+MOVES = {"frames": 0.3, "mel": 0.3, "face_sequence": 1.0, "face_present": -1.0}
+
+
+def test_late_fusion_branches_each_predict_from_their_own_input_only():
+    """Late fusion's branches are independent networks: the video heads read the frames, the audio
+    heads the Mel, the face heads the face features and which of them exist."""
+    moved = outputs_moved_by(build_fusion_model("late", NARROW, 3, num_frames=4, image_size=32), MOVES)
+    tasks = ("emotion", "valence", "arousal")
+    assert moved == {
+        "frames": {f"video_{t}" for t in tasks}, "mel": {f"audio_{t}" for t in tasks},
+        "face_sequence": {f"face_{t}" for t in tasks}, "face_present": {f"face_{t}" for t in tasks},
+    }
+
+
+def test_hybrid_fusions_shared_heads_read_every_branch_and_its_auxiliary_heads_their_own():
+    moved = outputs_moved_by(build_fusion_model("hybrid", NARROW, 3, num_frames=4, image_size=32), MOVES)
+    shared = {"emotion", "valence", "arousal"}
+    assert moved == {
+        "frames": shared | {"video_emotion"}, "mel": shared | {"audio_emotion"},
+        "face_sequence": shared | {"face_emotion"}, "face_present": shared | {"face_emotion"},
+    }
+
+
+def test_early_fusion_reads_every_input_and_which_face_features_exist():
+    moved = outputs_moved_by(build_fusion_model("early", NARROW, 3, num_frames=4, image_size=32), MOVES)
+    assert moved == {name: {"emotion", "valence", "arousal"} for name in MOVES}
+
+
+def test_the_face_branch_sees_the_order_of_the_steps():
+    """Beside order-free summaries (means, extremes) the face branch convolves over time: the same
+    face features played backwards are another clip."""
+    model = build_fusion_model("late", NARROW, 3, num_frames=4, image_size=32)
+    batch = batch_for(model)
+    backwards = {**batch, "face_sequence": batch["face_sequence"][:, ::-1]}
+    assert not np.allclose(np.asarray(model(batch)["face_emotion"]), np.asarray(model(backwards)["face_emotion"]), atol=1e-6)
+
+
+def test_emotion_heads_give_logits_and_valence_and_arousal_heads_saturate_within_minus_one_and_one():
+    features = keras.Input((2,))
+    model = keras.Model(features, heads(features, num_classes=3))
+    model.get_layer("emotion").set_weights([np.array([[2.0, -3.0, 0.5], [1.0, 1.0, 0.0]], np.float32), np.zeros(3, np.float32)])
+    for task, sign in (("valence", 1.0), ("arousal", -1.0)):
+        model.get_layer(f"{task}_head").set_weights([np.full((2, 1), sign * 5.0, np.float32), np.zeros(1, np.float32)])
+    outputs = model(np.array([[1.0, 2.0], [0.01, 0.0]], np.float32))
+    np.testing.assert_allclose(np.asarray(outputs["emotion"]), [[4.0, -1.0, 0.5], [0.02, -0.03, 0.005]], rtol=1e-5)  # no softmax
+    np.testing.assert_allclose(np.asarray(outputs["valence"]), np.tanh([15.0, 0.05]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(outputs["arousal"]), np.tanh([-15.0, -0.05]), rtol=1e-5)
+    # The regression outputs are declared (B,) too, as their scalar targets are.
+    assert {name: tuple(tensor.shape) for name, tensor in zip(model.output_names, model.outputs)} == {
+        "emotion": (None, 3), "valence": (None,), "arousal": (None,)
+    }
+
+
+def test_the_task_heads_compute_in_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_fusion_model("hybrid", NARROW, 3, num_frames=4, image_size=32)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(value.dtype == "float32" for value in model(batch_for(model)).values())
+
+
+def test_the_saturation_penalty_keeps_its_limit_and_weight_through_a_saved_model(tmp_path):
+    penalty = SaturationPenalty.from_config(SaturationPenalty(limit=1.5, weight=0.3).get_config())
+    assert float(penalty(np.array([[2.0]], np.float32))) == pytest.approx(0.3 * 0.5**2)
+    model = build_fusion_model("early", NARROW, 3, num_frames=4, image_size=32)
+    model.save(tmp_path / "early.keras")
+    reloaded = keras.models.load_model(tmp_path / "early.keras", compile=False)
+    regularizer = reloaded.get_layer("valence_head").activity_regularizer
+    assert isinstance(regularizer, SaturationPenalty) and (regularizer.limit, regularizer.weight) == (2.5, 0.1)
+
+
+@pytest.mark.parametrize("fusion", ["early", "late", "hybrid"])
+def test_the_dropout_asked_for_reaches_every_dropout_layer(fusion):
+    model = build_fusion_model(fusion, NARROW, 3, num_frames=4, image_size=32, dropout=0.3)
+    rates = {layer.name: layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+    assert rates and set(rates.values()) == {0.3}
+    assert "video_dropout" in rates and ("fusion_dropout" in rates) == (fusion == "hybrid")
+
+
+def test_clip_normalization_brings_each_clip_to_the_backbones_own_mean_and_std():
+    """The backbone's fixed standardisation then leaves every clip at mean 0 and std 1."""
+    own = {**NARROW, "image_mean": (0.3, 0.5, 0.7), "image_std": (0.1, 0.2, 0.4)}
+    model = build_fusion_model("late", own, 3, num_frames=4, image_size=32, frame_normalization="clip")
+    batch = batch_for(model)
+    probe = keras.Model(model.get_layer("frames").output, model.get_layer("clip_standardize").output)
+    standardized = np.asarray(probe(batch["frames"]))
+    np.testing.assert_allclose(standardized.mean(axis=(1, 2, 3)), [own["image_mean"]] * 2, atol=1e-5)
+    np.testing.assert_allclose(standardized.std(axis=(1, 2, 3)), [own["image_std"]] * 2, atol=1e-5)
+
+
+def test_early_fusions_face_tokens_are_standardised_with_the_training_statistics():
+    rng = np.random.default_rng(0)
+    sequences = rng.normal(270.0, 6.0, (10, 4, FACE_FEATURES))
+    model = build_fusion_model("early", NARROW, 3, num_frames=4, image_size=32, face_stats=face_statistics(sequences))
+    probe = keras.Model(model.get_layer("face_sequence").output, model.get_layer("face_tokens_standardize").output)
+    standardized = np.asarray(probe(sequences.astype(np.float32))).reshape(-1, FACE_FEATURES)
+    np.testing.assert_allclose(standardized.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(standardized.std(axis=0), 1, atol=1e-3)
+
+
+def test_a_pretrained_backbone_of_another_patch_or_tubelet_size_is_refused_naming_it(tmp_path):
+    for key, value in (("patch_size", 8), ("tubelet_size", 1)):
+        other = build_classifier({**NARROW, key: value}, 0, num_frames=4, image_size=32)
+        other.save_weights(tmp_path / f"{key}.weights.h5")
+        with pytest.raises(ValueError, match=rf"does not fit model\.variant \({key} {NARROW[key]} vs {value}\)"):
+            pretrained_backbone(tmp_path / f"{key}.weights.h5", NARROW, num_frames=4, image_size=32)

@@ -267,6 +267,30 @@ def test_early_and_hybrid_models_read_the_speech_inputs_and_reload(fusion, tmp_p
         np.testing.assert_allclose(reloaded[name], value, atol=1e-5)
 
 
+# A backbone of one narrow block, for tests of the model's wiring.
+NARROW = {**variant_settings("tiny"), "hidden_size": 24, "num_layers": 1, "num_heads": 2, "intermediate_size": 48}
+
+
+@pytest.mark.parametrize("fusion", ["early", "hybrid"])
+def test_the_dropout_asked_for_reaches_the_speech_branch_too(fusion):
+    encoder = WhisperBackbone(**SMALL, name="whisper")
+    model = build_fusion_model(fusion, NARROW, 3, 4, 32, dropout=0.3, speech_encoder=encoder, audio_max_seconds=1.0)
+    rates = {layer.name: layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+    assert "audio_dropout" in rates and set(rates.values()) == {0.3}
+
+
+def test_early_fusions_audio_token_carries_a_learned_marker_of_its_own():
+    """As the face tokens carry a per-step embedding, the Whisper token gets a learned one, the same
+    for every clip, that tells it apart from the other tokens."""
+    model = build_fusion_model("early", NARROW, 3, 4, 32, speech_encoder=WhisperBackbone(**SMALL, name="whisper"), audio_max_seconds=1.0)
+    probe = keras.Model(model.inputs, [model.get_layer("audio_token_shape").output, model.get_layer("early_tokens").output])
+    token, tokens = (np.asarray(value) for value in probe(speech_batch()))
+    marker = tokens[:, -1] - token[:, 0]
+    np.testing.assert_allclose(marker[0], marker[1], atol=1e-6)
+    assert np.abs(marker).max() > 0
+    assert any("audio_token_type" in variable.path for variable in model.trainable_weights)
+
+
 def test_with_weights_the_encoder_holds_the_checkpoints_weights_and_architecture(tmp_path):
     source = WhisperBackbone(**SMALL)
     save_whisper_weights(source, tmp_path / "small.weights.h5")
