@@ -14,6 +14,7 @@ import torch
 
 from avemotion.model import VideoMAEBackbone, VideoMAEClassifier
 from avemotion.model.speech_head import WeightedLayerPooling
+from avemotion.model.whisper import WhisperBackbone
 from avemotion.train import devices
 from avemotion.train.devices import OneJaxDevice, configure_precision, gpu_available, training_strategy
 from avemotion.train.experiment import build_model
@@ -28,10 +29,12 @@ from avemotion.train.optimizer import (
     LayerDecayAdamW,
     WarmupCosine,
     build_adamw,
+    find_backbone,
     layer_ids,
     layer_scales,
     no_weight_decay_paths,
     set_backbone_trainable,
+    speech_layer_scales,
 )
 
 SMALL = dict(num_frames=4, image_size=32)
@@ -60,7 +63,8 @@ def test_ccc_matches_hand_computed_value():
     # ccc = 2 * 4/3 / (2/3 + 8/3 + 1) = (8/3) / (13/3) = 8/13.
     assert value(ccc([1.0, 2.0, 3.0], [1.0, 3.0, 5.0])) == pytest.approx(8 / 13, rel=1e-6)
     # (batch, 1) columns give the same scalar; (batch, 2) one value per column.
-    assert value(ccc([[1.0], [2.0], [3.0]], [[1.0], [3.0], [5.0]])) == pytest.approx(8 / 13, rel=1e-6)
+    column = value(ccc([[1.0], [2.0], [3.0]], [[1.0], [3.0], [5.0]]))
+    assert column.shape == () and column == pytest.approx(8 / 13, rel=1e-6)
     both = value(ccc([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], [[1.0, 1.0], [3.0, 2.0], [5.0, 3.0]]))
     np.testing.assert_allclose(both, [8 / 13, 1.0], rtol=1e-6)
 
@@ -79,6 +83,44 @@ def test_ccc_weights_leave_clips_out():
     assert full == pytest.approx(8 / 13, rel=1e-6)
     loss = CCCLoss()([1.0, 2.0, 3.0, 9.0], [1.0, 3.0, 5.0, -4.0], [1, 1, 1, 0])
     assert value(loss) == pytest.approx(5 / 13, rel=1e-5)
+
+
+def test_ccc_weights_leave_a_clip_out_of_every_column_and_the_loss_averages_the_columns():
+    """(batch, k) targets with sample weights (batch,): a weight-0 clip is out of each column's
+    moments, and the loss is 1 - the mean of the columns' CCCs (not their sum)."""
+    targets = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [9.0, -7.0]], np.float32)
+    predictions = np.array([[1.0, 1.0], [3.0, 2.0], [5.0, 3.0], [-4.0, 8.0]], np.float32)
+    both = value(ccc(targets, predictions, sample_weight=[1.0, 1.0, 1.0, 0.0]))
+    np.testing.assert_allclose(both, [8 / 13, 1.0], rtol=1e-6)
+    loss = CCCLoss()(targets, predictions, [1.0, 1.0, 1.0, 0.0])
+    assert value(loss) == pytest.approx(1.0 - (8 / 13 + 1.0) / 2, rel=1e-5)
+
+
+def test_ccc_loss_stays_finite_for_a_constant_batch_and_a_batch_without_weight():
+    """A batch whose targets and predictions are one constant, and one whose clips all weigh 0 (no
+    clip of the batch has valence/arousal labels), give loss 1 (CCC 0) instead of NaN."""
+    assert value(CCCLoss()(np.full(4, 0.5, np.float32), np.full(4, 0.5, np.float32))) == pytest.approx(1.0)
+    unweighted = CCCLoss()([1.0, 2.0, 3.0], [1.0, 3.0, 5.0], [0.0, 0.0, 0.0])
+    assert value(unweighted) == pytest.approx(1.0)
+
+
+def test_losses_are_divided_by_the_replica_count_as_keras_divides_its_own(monkeypatch):
+    """Under tf.distribute each replica's loss is its share (Keras sums the replicas' gradients):
+    with 2 replicas both losses are halved, as Keras' own MeanSquaredError is."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute exists on the TensorFlow backend only")
+    # (batch, 1) columns: Keras leaves a rank-1 MSE, a scalar already, unscaled.
+    targets, predictions = [[1.0], [2.0], [3.0]], [[1.0], [3.0], [5.0]]
+    logits = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], np.float32)
+    cases = (
+        (CCCLoss(), targets, predictions),
+        (LabelSmoothedCrossEntropy(3), [0, 2], logits),
+        (keras.losses.MeanSquaredError(), targets, predictions),
+    )
+    single = [value(loss(y, p)) for loss, y, p in cases]
+    monkeypatch.setattr("tensorflow.distribute.get_strategy", lambda: SimpleNamespace(num_replicas_in_sync=2))
+    halved = [value(loss(y, p)) for loss, y, p in cases]
+    np.testing.assert_allclose(halved, np.array(single) / 2, rtol=1e-6)
 
 
 def test_losses_compute_in_float32_from_bfloat16_inputs():
@@ -150,6 +192,8 @@ def test_the_loss_refuses_a_smoothing_of_one_and_predictions_of_another_class_co
     against 3 labels would mean a model built for other labels."""
     with pytest.raises(ValueError, match=r"label smoothing must be in \[0, 1\), got 1.0"):
         LabelSmoothedCrossEntropy(3, smoothing=1.0)
+    with pytest.raises(ValueError, match=r"label smoothing must be in \[0, 1\), got -0.1"):
+        LabelSmoothedCrossEntropy(3, smoothing=-0.1)
     with pytest.raises(ValueError, match="predictions have 4 classes, the loss expects 3"):
         LabelSmoothedCrossEntropy(3)([0, 1], np.zeros((2, 4), np.float32))
 
@@ -165,6 +209,9 @@ def test_losses_serialise():
     for loss in (CCCLoss(), LabelSmoothedCrossEntropy(num_classes=5, smoothing=0.2, from_logits=False)):
         clone = keras.losses.deserialize(keras.losses.serialize(loss))
         assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
+    # The clone computes the same loss: smoothing 0.2 and probabilities, not the defaults.
+    probabilities = np.array([[0.6, 0.1, 0.1, 0.1, 0.1], [0.2, 0.2, 0.2, 0.3, 0.1]], np.float32)
+    assert value(clone([0, 3], probabilities)) == pytest.approx(value(loss([0, 3], probabilities)), rel=1e-6)
 
 
 def test_each_output_gets_its_tasks_loss_and_configured_weight():
@@ -195,6 +242,8 @@ def test_warmup_cosine_values():
     assert value(WarmupCosine(1e-3, 0, 10)(0)) == pytest.approx(1e-3)
     clone = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert clone.get_config() == schedule.get_config()
+    for step in (0, 5, 35, 110, 500):  # the clone's schedule, min_lr included
+        assert value(clone(step)) == pytest.approx(value(schedule(step)), rel=1e-6), step
     with pytest.raises(ValueError):
         WarmupCosine(1e-3, warmup_steps=20, total_steps=10)
 
@@ -204,6 +253,15 @@ def test_warmup_cosine_refuses_a_negative_warmup_and_an_empty_schedule():
         WarmupCosine(1e-3, warmup_steps=-1, total_steps=10)
     with pytest.raises(ValueError, match="need 0 <= warmup_steps"):
         WarmupCosine(1e-3, warmup_steps=0, total_steps=0)
+
+
+def test_a_schedule_that_is_all_warm_up_reaches_its_peak_at_the_end():
+    """warmup_steps == total_steps (warm-up over every epoch) is allowed: linear up to the peak at
+    the last step, min_lr after it."""
+    schedule = WarmupCosine(1e-3, warmup_steps=10, total_steps=10, min_lr=1e-5)
+    assert value(schedule(5)) == pytest.approx(5e-4, rel=1e-5)
+    assert value(schedule(10)) == pytest.approx(1e-3, rel=1e-5)
+    assert value(schedule(11)) == pytest.approx(1e-5, rel=1e-5)
 
 
 # ---------------------------------------------------------------- layer decay and weight decay
@@ -237,6 +295,39 @@ def test_layer_ids_put_the_heads_at_the_top_layer():
     assert ids["head/kernel"] == ids["head/bias"] == ids["fc_norm/gamma"] == NUM_LAYERS + 1
 
 
+def test_a_backbone_without_blocks_has_the_embedding_at_id_0_and_the_norm_at_the_top():
+    backbone = VideoMAEBackbone(hidden_size=8, num_layers=0, num_heads=1, intermediate_size=8, num_frames=4, image_size=32)
+    scales = layer_scales(backbone, layer_decay=0.5)
+    assert scales == {"patch_embed/kernel": 0.5, "patch_embed/bias": 0.5, "fc_norm/gamma": 1.0, "fc_norm/beta": 1.0}
+
+
+def test_a_head_variable_on_a_backbone_variables_path_is_refused():
+    """lr multipliers are looked up by variable path: a head whose path is a backbone layer's would
+    silently train at that layer's lr, so layer_ids refuses it."""
+    frames = keras.Input((4, 32, 32, 3))
+    model = keras.Model(frames, keras.layers.Dense(3, name="patch_embed")(tiny_backbone()(frames)))
+    with pytest.raises(ValueError, match="two variables share the path 'patch_embed/kernel' but sit in different layers"):
+        layer_ids(model)
+
+
+def test_a_model_without_a_videomae_backbone_is_refused_by_name():
+    features = keras.Input((None, 8))
+    model = keras.Model(features, keras.layers.Dense(2)(features), name="audio_only")
+    with pytest.raises(ValueError, match="model 'audio_only' holds 0 VideoMAE backbones; expected exactly one"):
+        find_backbone(model)
+
+
+def test_whisper_layers_take_the_layer_decay_from_the_convolutions_to_the_final_norm():
+    """Convolutions and positions at id 0, layers_i at i + 1, the final layer_norm at L + 1 (lr x 1)."""
+    encoder = WhisperBackbone(d_model=8, encoder_layers=3, encoder_attention_heads=2, encoder_ffn_dim=16, name="whisper")
+    features = keras.Input((None, 80))
+    scales = speech_layer_scales(keras.Model(features, encoder(features)), layer_decay=0.5)
+    assert scales["conv1/kernel"] == scales["conv2/bias"] == scales["embed_positions/embeddings"] == 0.5**4
+    for index in range(3):
+        assert scales[f"layers_{index}/fc1/kernel"] == scales[f"layers_{index}/self_attn/q_proj/bias"] == 0.5 ** (3 - index)
+    assert scales["layer_norm/gamma"] == scales["layer_norm/beta"] == 1.0
+
+
 def test_no_weight_decay_on_biases_norms_and_qv_biases():
     names = set(no_weight_decay_paths(tiny_classifier()))
     assert {"patch_embed/bias", "block_0/attention/q_bias", "block_0/attention/v_bias", "block_2/norm1/gamma",
@@ -251,16 +342,18 @@ def test_no_weight_decay_on_any_1d_variable_or_one_named_like_a_bias_or_norm():
     class Matrices(keras.layers.Layer):
         def build(self, input_shape):
             self.gamma = self.add_weight(name="gamma", shape=(2, 2))
+            self.beta = self.add_weight(name="beta", shape=(2, 2))
+            self.bias = self.add_weight(name="bias", shape=(2, 2))
             self.kernel = self.add_weight(name="kernel", shape=(2, 2))
 
         def call(self, inputs):
-            return inputs @ self.gamma @ self.kernel
+            return inputs @ self.gamma @ self.beta @ self.bias @ self.kernel
 
     hidden = [keras.Input((3, 2)), keras.Input((3, 2))]
     pooling, matrices = WeightedLayerPooling(name="pooling"), Matrices(name="matrices")
     model = keras.Model(hidden, matrices(pooling(hidden)))
     exempt = set(no_weight_decay_paths(model))
-    assert {pooling.layer_weights.path, matrices.gamma.path} <= exempt
+    assert {pooling.layer_weights.path, matrices.gamma.path, matrices.beta.path, matrices.bias.path} <= exempt
     assert matrices.kernel.path not in exempt
 
 
@@ -271,6 +364,14 @@ def test_keras_exclude_from_weight_decay_is_honoured_too():
     optimizer.apply([np.zeros((2, 2), np.float32)] * 2, [kept, decayed])  # zero gradients: only decay moves
     np.testing.assert_allclose(value(kept), 1.0)
     np.testing.assert_allclose(value(decayed), 1.0 - 0.5 * 0.1, rtol=1e-6)
+
+
+def test_weight_decay_comes_before_the_adam_step_as_in_pytorchs_adamw():
+    """torch.optim.AdamW: x <- x (1 - lr wd), then x <- x - lr m_hat / (sqrt(v_hat) + eps). With
+    lr 0.5 and wd 0.5 the order shows: 1 -> 0.75 -> 0.25 (decaying after the step gives 0.375)."""
+    variable = keras.Variable(np.ones((2, 2), np.float32), name="kernel")
+    LayerDecayAdamW(learning_rate=0.5, weight_decay=0.5, epsilon=1e-8).apply([np.ones((2, 2), np.float32)], [variable])
+    np.testing.assert_allclose(value(variable), 0.25, rtol=1e-4)
 
 
 def test_weight_decay_shrinks_kernels_only_with_the_layer_lr():
@@ -332,10 +433,17 @@ def test_optimizer_serialises_and_trains_a_compiled_model():
     assert int(value(optimizer.iterations)) == 1
 
 
-def test_the_optimizer_has_the_recipes_betas_and_pytorchs_epsilon():
-    """AdamW (0.9, 0.999) as VideoMAE fine-tunes, epsilon 1e-8 as PyTorch's AdamW (Keras' default is 1e-7)."""
-    optimizer = build_adamw(tiny_backbone(), base_lr=1e-3, warmup_steps=0, total_steps=10)
+def test_the_optimizer_has_the_recipes_defaults_and_pytorchs_epsilon():
+    """AdamW (0.9, 0.999), weight decay 0.05, layer decay 0.75 and min_lr 1e-6 as VideoMAE fine-tunes,
+    epsilon 1e-8 as PyTorch's AdamW (Keras' default is 1e-7)."""
+    backbone = tiny_backbone()
+    optimizer = build_adamw(backbone, base_lr=1e-3, warmup_steps=0, total_steps=10)
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.999, 1e-8)
+    assert optimizer.weight_decay == 0.05
+    embedding = 0.75 ** (NUM_LAYERS + 1)
+    assert optimizer.lr_scales["patch_embed/kernel"] == layer_scales(backbone)["patch_embed/kernel"] == pytest.approx(embedding)
+    assert value(optimizer.learning_rate) == pytest.approx(1e-3)
+    assert value(optimizer._learning_rate(10)) == pytest.approx(1e-6)
 
 
 def test_set_backbone_trainable_freezes_only_the_backbone():
