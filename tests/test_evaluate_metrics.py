@@ -211,3 +211,85 @@ def test_no_clips_or_sides_of_different_lengths_are_refused():
         regression_metrics([0.1, 0.2, 0.3], [0.1])
     with pytest.raises(ValueError, match="same length"):
         classification_metrics([0, 1, 1], [0, 1], 2)
+
+
+def test_indices_below_zero_two_dimensional_sides_and_a_wrong_number_of_names_are_refused():
+    """A -1 (a placeholder for "no label") would be counted as the last class by numpy's wrap-around,
+    and (N, 1) columns would be scored flattened: both are refused, as are names that do not match
+    the classes one to one."""
+    for true, pred in (([0, -1], [0, 1]), ([0, 1], [-1, 1])):
+        with pytest.raises(ValueError, match="outside"):
+            classification_metrics(true, pred, 3)
+    with pytest.raises(ValueError, match="1-D"):
+        classification_metrics([[0], [1]], [[0], [1]], 2)
+    with pytest.raises(ValueError, match="1-D"):
+        regression_metrics([[0.1], [0.5], [0.2]], [[0.2], [0.4], [0.3]])
+    for names in (["a", "b"], ["a", "b", "c", "d"]):
+        with pytest.raises(ValueError, match="class names"):
+            classification_metrics([0, 1, 2], [0, 1, 2], 3, names)
+
+
+def test_n_clips_counts_clips_not_classes():
+    assert classification_metrics([0, 0, 0, 1, 2], [0, 1, 0, 1, 2], 3)["n_clips"] == 5
+
+
+def test_pearson_of_parallel_sides_is_exactly_plus_or_minus_one():
+    """Rounding takes these sides' r to 1.0000000000000002; a correlation is reported within [-1, 1]."""
+    target = np.array([0.1, 0.2, 0.7])
+    assert regression_metrics(target, 2 * target)["pearson"] == 1.0
+    assert regression_metrics(target, -2 * target)["pearson"] == -1.0
+
+
+def test_a_constant_side_and_a_single_fold_give_nan_without_numpy_warnings():
+    """The undefined values are decided, not the result of a 0/0 that numpy warns about in every log."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(regression_metrics([-0.5, 0.1, 0.8], [0.3, 0.3, 0.3])["pearson"])
+        assert math.isnan(summarise_folds({"final": {"war": 0.5}})["metrics"]["war"]["std"])
+
+
+def test_two_constants_agree_up_to_rounding_relative_to_their_magnitude():
+    """CONSTANT_TOLERANCE is a fraction of the values' magnitude: two large constants one float step
+    apart agree (ccc 1), two small constants a relative 1e-10 apart do not (ccc 0)."""
+    big = np.full(5, 1e6)
+    assert regression_metrics(big, np.full(5, np.nextafter(1e6, 2e6)))["ccc"] == 1.0
+    small = np.full(5, 1e-3)
+    assert regression_metrics(small, small * (1 + 1e-10))["ccc"] == 0.0
+
+
+def test_evaluate_predictions_refuses_a_label_index_outside_the_label_set():
+    table, names = _predictions_table()
+    table.loc[3, "label_index"] = 3  # its label is neutral, index 2
+    with pytest.raises(ValueError):
+        evaluate_predictions(table, names)
+
+
+def test_evaluate_predictions_without_prediction_columns_has_no_valence_or_arousal():
+    """A model without valence/arousal heads: the table keeps the label-derived targets but has no
+    *_pred columns, and its metrics are classification only."""
+    table, names = _predictions_table()
+    metrics = evaluate_predictions(table.drop(columns=["valence_pred", "arousal_pred"]), names)
+    assert "valence" not in metrics and "arousal" not in metrics
+    assert metrics["war"] == pytest.approx(3 / 4)
+
+
+def test_fold_summary_of_a_metric_some_folds_lack():
+    """A metric missing from a fold (a branch without valence there, fold 1 here) is nan in that fold
+    and left out of the mean, whichever fold comes first; the mean is a mean, not a median."""
+    per_fold = {
+        1: {"war": 0.1},
+        2: {"war": 0.2, "valence": {"ccc": 0.2}},
+        3: {"war": 0.9, "valence": {"ccc": 0.5}},
+    }
+    metrics = summarise_folds(per_fold)["metrics"]
+    assert metrics["war"]["mean"] == pytest.approx(0.4)
+    ccc = metrics["valence.ccc"]
+    assert ccc["mean"] == pytest.approx(0.35) and ccc["std"] == pytest.approx(math.sqrt(2 * 0.15**2))
+    assert math.isnan(ccc["per_fold"][1]) and ccc["per_fold"][2] == 0.2
+
+
+def test_fold_summary_leaves_out_flags_and_an_absent_confusion_matrix_and_refuses_no_folds():
+    summary = summarise_folds({1: {"war": 0.5, "early_stopped": True}, 2: {"war": 0.7, "early_stopped": False}})
+    assert set(summary["metrics"]) == {"war"} and "confusion_matrix" not in summary
+    with pytest.raises(ValueError, match="no folds"):
+        summarise_folds({})

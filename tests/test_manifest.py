@@ -10,7 +10,7 @@ import pytest
 from avemotion.datasets import index_dataset, walk, write_index
 from avemotion.datasets.mafw import SPLIT_DIR
 from avemotion.datasets.manifest import MANIFEST_COLUMNS, Scan, build_manifest, chunk_of
-from avemotion.labels import coordinates_from_config, vote_weighted_va
+from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS, coordinates_from_config, vote_weighted_va
 from conftest import crema_d_names, in_other_processes, touch
 
 
@@ -120,6 +120,26 @@ def test_configured_coordinates_override_the_lexicon():
     coordinates = coordinates_from_config({"anger": {"valence": 0.0, "arousal": 1.0}})
     assert coordinates["anger"] == (-1.0, 1.0)
     assert coordinates["sadness"] == pytest.approx((2 * 0.052 - 1, 2 * 0.288 - 1))
+
+
+def test_a_configured_valence_alone_keeps_the_lexicons_arousal():
+    """labels.coordinates may override one dimension of a class; the other keeps NRC-VAD's value."""
+    coordinates = coordinates_from_config({"neutral": {"valence": 0.5}})
+    assert coordinates["neutral"] == pytest.approx((0.0, 2 * 0.184 - 1))
+
+
+def test_each_corpus_classes_in_the_order_its_publication_lists_them():
+    """label_index is the position among these: CREMA-D's six (Cao et al. 2014: anger, disgust, fear,
+    happy, neutral, sad), eNTERFACE'05's six (Martin et al. 2006: no neutral, surprise last) and
+    MAFW's eleven (Liu et al. 2022); each is the canonical order restricted to the corpus."""
+    assert CORPUS_LABELS == {
+        "crema_d": ("anger", "disgust", "fear", "happiness", "neutral", "sadness"),
+        "enterface": ("anger", "disgust", "fear", "happiness", "sadness", "surprise"),
+        "mafw": ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+                 "contempt", "anxiety", "helplessness", "disappointment"),
+    }  # fmt: skip
+    for labels in CORPUS_LABELS.values():
+        assert list(labels) == [label for label in CANONICAL_LABELS if label in labels]
 
 
 def test_vote_weighting_without_votes_is_nan():
