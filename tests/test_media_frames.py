@@ -13,8 +13,8 @@ from avemotion.face.crops import crop_matrices
 from avemotion.fusion.shards import clip_slots
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import decode_audio, video_span
-from avemotion.media.frame_crops import crop_square, letterbox, smooth_face_squares, square_crop_matrix, warp_crop
-from avemotion.media.frame_picks import dense_window, segment_middles
+from avemotion.media.frame_crops import crop_square, letterbox, letterbox_matrix, smooth_face_squares, square_crop_matrix, warp_crop
+from avemotion.media.frame_picks import dense_window, segment_middles, window_indices
 from avemotion.media.frames import (
     BATCH_BYTES,
     Picking,
@@ -51,6 +51,18 @@ def test_dense_sampling_takes_consecutive_frames_at_the_rate_from_the_middle():
         dense_window(10, 4, 0)
 
 
+def test_a_clip_without_frames_is_refused_by_every_sampling():
+    """A clip whose stream holds no frame is refused, not given frame -1 (the last frame) T times."""
+    for picks in (
+        lambda: segment_middles(0, 8),
+        lambda: dense_window(0, 8, 4),
+        lambda: window_indices(0, 8, "segments", windows=2),
+        lambda: window_indices(0, 8, "dense", 4, 2),
+    ):
+        with pytest.raises(ValueError, match="at least one frame"):
+            picks()
+
+
 def test_dense_sampling_records_the_window_it_read(tmp_path):
     frames = np.stack([np.full((64, 96, 3), 2 * i, np.uint8) for i in range(100)])
     video = tmp_path / "clip.mp4"
@@ -69,6 +81,33 @@ def test_letterbox_keeps_aspect_ratio_with_padding():
     assert out.shape == (224, 224, 3)
     rows = np.flatnonzero(out[:, 112, 0] > 100)
     assert out[0, 112].tolist() == [0, 0, 0] and len(rows) == 126  # 180 * 224 / 320
+
+
+def test_a_portrait_frame_is_letterboxed_between_black_side_bars():
+    """A phone's upright clip (180 wide, 320 high) fills the square's height, centred left to right."""
+    out = letterbox(np.full((320, 180, 3), 200, np.uint8), 224)
+    columns = np.flatnonzero(out[112, :, 0] > 100)
+    assert len(columns) == 126 and columns[0] == (224 - 126) // 2  # 180 * 224 / 320, centred
+    assert np.flatnonzero(out[:, 112, 0] > 100).tolist() == list(range(224))
+
+
+def test_an_anamorphic_frame_is_letterboxed_as_shown_and_its_matrix_maps_onto_the_picture():
+    """A DVD's 90x72 frame of pixels 64:45 wide is shown 128x72: in 64 x 64 it fills the width and 36
+    rows; letterbox_matrix (the previews' landmarks) takes the frame's corners to the picture's."""
+    out = letterbox(np.full((72, 90, 3), 200, np.uint8), 64, pixel_aspect=64 / 45)
+    rows, columns = np.flatnonzero(out[:, 32, 0] > 100), np.flatnonzero(out[32, :, 0] > 100)
+    assert columns.tolist() == list(range(64)) and rows.tolist() == list(range(14, 50))
+    matrix = letterbox_matrix(90, 72, 64, pixel_aspect=64 / 45)
+    np.testing.assert_allclose(matrix @ [0, 0, 1], [0, 14])
+    np.testing.assert_allclose(matrix @ [90, 72, 1], [64, 50])
+
+
+def test_letterboxing_a_small_frame_up_is_smooth_not_blocky():
+    """A low-resolution clip enlarged 4 times is interpolated (a ramp stays a ramp), not pixels
+    repeated in 4x4 blocks."""
+    ramp = np.tile(np.linspace(0, 255, 16).astype(np.uint8)[None, :, None], (16, 1, 3))
+    row = letterbox(ramp, 64)[32, :, 0].astype(int)
+    assert len(np.unique(row)) > 40 and np.abs(np.diff(row)).max() <= 6
 
 
 def test_letterboxing_a_frame_down_averages_its_pixels_rather_than_skipping_them():
@@ -91,6 +130,21 @@ def test_face_squares_fill_gaps_and_smooth_jitter():
         smooth_face_squares(np.full((4, 4), np.nan), 0.25)
 
 
+def test_face_squares_follow_a_moving_face_without_lag_and_fill_frames_without_it_from_their_neighbours():
+    """Smoothing is centred: a face moving steadily keeps its crop centred on it (up to the clip's
+    ends), none lagging behind. Frames without a face (here the first three and 10-12) get the squares
+    of the frames beside them, not squares drawn towards (0, 0)."""
+    moving = np.array([[100 + 3 * k, 50, 160 + 3 * k, 130] for k in range(30)], float)
+    squares = smooth_face_squares(moving, margin=0.25)
+    centres = (moving[:, 0] + moving[:, 2]) / 2
+    np.testing.assert_allclose(squares[4:26, 0], centres[4:26], atol=1e-9)
+    assert np.abs(squares[[0, -1], 0] - centres[[0, -1]]).max() < 4  # the ends: towards the clip, not zero
+    np.testing.assert_allclose(squares[:, 1:], [[90, 120]] * 30)
+    still = np.array([[100, 50, 160, 130]] * 20, float)
+    still[[0, 1, 2, 10, 11, 12]] = np.nan
+    np.testing.assert_allclose(smooth_face_squares(still, margin=0.25), [[130, 90, 120]] * 20)
+
+
 def test_crop_square_centres_the_face_and_pads_outside_the_frame():
     frame = np.zeros((100, 100, 3), np.uint8)
     frame[40:60, 40:60] = 255
@@ -98,6 +152,42 @@ def test_crop_square_centres_the_face_and_pads_outside_the_frame():
     assert out[22:58, 22:58].min() == 255 and out[:15].max() == 0
     corner = crop_square(frame, 0, 0, 40, 80)  # half outside the image: black, not an error
     assert corner.shape == (80, 80, 3) and corner[:40, :40].max() == 0
+
+
+def test_shrinking_crops_at_and_beyond_the_frames_edges_show_the_frame_where_it_is_and_black_elsewhere():
+    """A face at a corner of the frame, cut 5 times smaller: the frame's quarter of the crop is the
+    frame as it is (no dark fringe, nothing shifted), the rest black; a square wholly outside the
+    frame is black, not an error."""
+    frame = np.full((400, 400, 3), 200, np.uint8)
+    low, high = (slice(0, 38), slice(0, 38)), (slice(42, 80), slice(42, 80))
+    for corner, inside, outside in [(0, high, low), (400, low, high)]:  # top left, bottom right
+        out = crop_square(frame, corner, corner, 400, 80)
+        assert (out[inside] == 200).all() and out[outside].max() == 0
+    assert (crop_square(frame, 200, 200, 300, 32) == 200).all()  # wholly inside: no dark fringe
+    assert not crop_square(frame, -1000, -1000, 400, 80).any()
+
+
+def test_crops_shrunk_along_one_axis_only_are_averaged_along_it():
+    """On pixels four times as wide as high, a square as shown shrinks the frame's rows 4 times and
+    its columns not at all: 1-pixel horizontal stripes come out grey, not picked out as stripes."""
+    frame = np.zeros((400, 400, 3), np.uint8)
+    frame[::2] = 255
+    out = crop_square(frame, 200, 200, 200, 50, pixel_aspect=4.0)[10:40, 10:40].astype(float)
+    assert np.abs(out - 127.5).max() < 40
+
+
+def test_a_face_on_pixels_twice_as_wide_as_high_is_squared_and_cut_as_it_is_shown():
+    """A face 10 pixels wide and 20 high on pixels twice as wide as high is a 20 x 20 square on screen:
+    its square is in the shown picture's coordinates, and the crop shows it square, in the middle."""
+    squares = smooth_face_squares(np.array([[20, 20, 30, 40]] * 5, float), margin=0.5, pixel_aspect=2.0)
+    np.testing.assert_allclose(squares, [[50, 30, 40]] * 5)  # centre x 25 pixels = 50 as shown; side 20 with margins
+    frame = np.zeros((72, 90, 3), np.uint8)
+    frame[20:40, 20:30] = 255
+    out = crop_square(frame, *squares[0], 40, pixel_aspect=2.0)[..., 0] / 255
+    assert out[:, 20].sum() == pytest.approx(20, abs=0.1) and out[20].sum() == pytest.approx(20, abs=0.1)  # as high as wide
+    rows, columns = np.indices(out.shape)
+    assert (rows * out).sum() / out.sum() == pytest.approx(19.5, abs=0.5)
+    assert (columns * out).sum() / out.sum() == pytest.approx(19.5, abs=0.5)
 
 
 def test_sample_clip_frames_reads_the_middle_frames_of_a_real_video(tmp_path):

@@ -32,3 +32,17 @@ def test_every_stage_part_is_merged_in_one_stable_order_with_ids_and_text_kept(t
 def test_no_parts_merge_into_an_empty_table_with_the_contracts_columns():
     merged = merge_quarantine([])
     assert merged.empty and list(merged.columns) == ["clip_id", "path", "stage", "reason"]
+
+
+def test_every_entry_is_kept_in_path_order_whatever_order_a_stage_gives_them(tmp_path):
+    """Three files of one clip id: the index stage quarantines the two it does not keep, both kept
+    (sorted by path, the same file whatever order the stage lists them in), beside another stage's
+    entry for the same clip."""
+    duplicates = [
+        {"clip_id": "a", "path": "set2/a.mp4", "stage": "index", "reason": "duplicate clip id: set1/a.mp4 has the same id"},
+        {"clip_id": "a", "path": "set3/a.mp4", "stage": "index", "reason": "duplicate clip id: set1/a.mp4 has the same id"},
+    ]
+    face = write_part(tmp_path / "face.csv", [{"clip_id": "a", "path": "set1/a.mp4", "stage": "face", "reason": "no face in any frame"}])
+    for order in (duplicates, duplicates[::-1]):
+        merged = merge_quarantine([write_part(tmp_path / "index.csv", order), face])
+        assert merged[["path", "stage"]].values.tolist() == [["set1/a.mp4", "face"], ["set2/a.mp4", "index"], ["set3/a.mp4", "index"]]

@@ -104,3 +104,13 @@ def test_a_decodable_copy_that_a_killed_job_left_in_the_temporary_folder_is_remo
     finally:
         transcode.release()
     assert not list(temporary.iterdir())
+
+
+def test_a_scratch_folder_is_made_under_a_parent_not_there_yet_and_goes_at_the_end_of_its_with(tmp_path):
+    """The parent (a results folder a job has not written yet) is made; leaving the with block
+    removes the folder even while its object is still held."""
+    scratch = ScratchFolder("openface-", tmp_path / "results" / "face")
+    with scratch as folder:
+        assert folder.parent == tmp_path / "results" / "face" and folder.is_dir()
+        (folder / "out.csv").write_text("frame\n")
+    assert not folder.exists() and scratch is not None

@@ -267,6 +267,32 @@ def test_window_indices_spread_the_windows_over_the_clip():
         window_indices(100, 8, "dense", 4, 0)
 
 
+def test_window_spans_stay_within_the_clip_and_cover_each_windows_frames():
+    """A short clip's dense window whose first frame is 0 spans from 0 (not -1, which would slice the
+    face table and the Mel from their end); one-frame windows (frames.num_frames 1) span their frame."""
+    short = window_indices(3, 2, "dense", 2, 1)
+    assert short.tolist() == [[0, 2]] and window_spans(short, 3) == [(0, 3)]
+    assert window_spans(sample_indices(100, 8, "dense", 4), 100) == [(34, 67)]  # one window's picks, (T,)
+    single = window_indices(20, 1, "dense", 4, 2)
+    assert single.tolist() == [[2], [18]] and window_spans(single, 20) == [(2, 3), (18, 19)]
+    for total in (3, 8, 20, 41):
+        for windows in (1, 2, 3):
+            picks = window_indices(total, 8, "dense", 4, windows)
+            for window, (start, end) in zip(picks, window_spans(picks, total)):
+                assert 0 <= start <= window.min() and window.max() < end <= total
+
+
+def test_window_indices_default_to_one_window_of_segment_middles():
+    """frames.sampling's and frames.windows' defaults: the middle frame of each segment, once."""
+    assert window_indices(100, 4).tolist() == [[12, 37, 62, 87]] == [sample_indices(100, 4).tolist()]
+
+
+def test_an_unknown_sampling_is_refused_with_one_window_or_several():
+    for windows in (1, 3):
+        with pytest.raises(ValueError, match="frames.sampling must be 'segments' or 'dense', got 'uniform'"):
+            window_indices(100, 8, "uniform", 4, windows)
+
+
 def test_the_frames_stage_reads_every_windows_frames_once_and_records_their_spans(tmp_path):
     frames = np.stack([np.full((64, 96, 3), 2 * i, np.uint8) for i in range(100)])
     video = tmp_path / "clip.mp4"

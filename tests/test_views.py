@@ -67,6 +67,13 @@ def test_the_centre_crop_is_the_usual_224_of_256(example):
     np.testing.assert_array_equal(window, [16, 16, 224, 224])
 
 
+def test_the_centre_crop_of_frames_not_a_multiple_of_8_is_the_nearest_whole_side_centred(example):
+    """frames.input_size 50: 7/8 of it is 43.75 pixels; the crop is 44, 3 pixels in from each side."""
+    window = apply_view(example, View(crop=CENTRE_CROP), 50)["_window"].numpy()
+    np.testing.assert_array_equal(window, [3, 3, 44, 44])
+    np.testing.assert_array_equal(apply_view(example, View(crop=CENTRE_CROP), 33)["_window"].numpy(), [2, 2, 29, 29])
+
+
 def test_evaluation_averages_the_outputs_of_its_test_views(tmp_path):
     """raw_outputs (evaluation and avemotion predict) with test_views 2: the mean of the outputs of
     the clips as they are and mirrored; a mirrored view really differs (left-right frames, yaw)."""
