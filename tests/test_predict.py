@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from imageio_ffmpeg import get_ffmpeg_exe
 from PIL import Image
 from snakemake.utils import validate
 
@@ -31,7 +32,7 @@ from avemotion.inference import MAX_ID_BYTES, WORKDIR_INDEX, Progress, _row, che
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.model.bundle import TrainedModel
-from avemotion.model.preprocessor import ClipPreprocessor, PreparedClip, revision_notes, warnings_of
+from avemotion.model.preprocessor import ClipPreprocessor, PreparedClip, revision_notes, warnings_of, whole_file_problem
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from avemotion.train.settings import prediction_experiments
 from conftest import REPO, demo_config, demo_settings, run_snakemake, touch
@@ -826,3 +827,13 @@ def test_a_file_that_is_no_clip_at_all_gets_what_it_is_without_a_stage_name(tmp_
     ]
     assert all(clip.example is None and clip.info == {} for clip in prepared)
     assert len(steps) == len(clips) * len(STAGE_NAMES)
+
+
+def test_a_video_in_an_audio_branded_container_is_left_to_the_stages(tmp_path):
+    """An MP4 whose brand says M4A (audio) but which holds a video stream is a clip the decoders read:
+    whole_file_problem leaves it to the stages, as the workflow's stages read it."""
+    clip = tmp_path / "branded.m4a"
+    subprocess.run([get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=1",
+                    "-c:v", "libx264", "-brand", "M4A ", str(clip)], check=True)  # fmt: skip
+    assert clip.read_bytes()[8:12] == b"M4A "
+    assert whole_file_problem(clip) == ""

@@ -21,7 +21,7 @@ from pathlib import Path
 from avemotion.fusion.shards import FUSION_REVISION, STAGE_INFO, UNLABELLED, encode_clip
 from avemotion.fusion.tfrecord import tfrecord_record
 from avemotion.io import atomic_path
-from avemotion.media.probe import explain, sniff
+from avemotion.media.probe import describe, explain, sniff, sniffed_reason
 from avemotion.preprocess.chunk import process_clip
 from avemotion.preprocess.plan import STAGE_NAMES, stage_revisions
 from avemotion.preprocess.stages import STAGES
@@ -89,11 +89,13 @@ def revision_notes(preprocess: dict, fusion_revision=None) -> list[str]:
 
 
 def whole_file_problem(path) -> str:
-    """Why ``path`` is no clip at all, from its first bytes (empty, a still image, an audio file,
-    text: avemotion.media.probe), or "" when it may be one. Such a file is no one stage's failure: its
-    line has no stage name, as in the workflow's quarantine."""
-    kind = sniff(path).kind
-    return "" if kind == "media" else explain(path)  # explain adds an audio file's codec and length
+    """Why ``path`` is no clip at all (empty, a still image, text: its first bytes; an audio format
+    holding no video stream: ffmpeg's probe, run for those alone), or "" when it may be one. Such a
+    file is no one stage's failure: its line has no stage name, as in the workflow's quarantine."""
+    reason = sniffed_reason(path)
+    if reason is None and sniff(path).kind == "audio" and not describe(path).video:  # an M4A may hold video
+        reason = explain(path)  # with the audio's codec and length
+    return reason or ""
 
 
 class ClipPreprocessor:
