@@ -214,7 +214,7 @@ def test_no_clips_or_sides_of_different_lengths_are_refused():
 
 
 def test_indices_below_zero_two_dimensional_sides_and_a_wrong_number_of_names_are_refused():
-    """A -1 (a placeholder for "no label") would be counted as the last class by numpy's wrap-around,
+    """A -1 (what tables write for "no label") would be counted as the last class by numpy's wrap-around,
     and (N, 1) columns would be scored flattened: both are refused, as are names that do not match
     the classes one to one."""
     for true, pred in (([0, -1], [0, 1]), ([0, 1], [-1, 1])):

@@ -69,7 +69,7 @@ def may_hold_hdr(path) -> bool:
     kind, body = entry
     boxes = list(_boxes(body[VISUAL_SAMPLE_ENTRY_BYTES:]))
     # the colour box that states code points: an entry may hold an ICC profile's colour box too
-    colour = next((box for kind, box in boxes if kind == b"colr" and box[:4] in (b"nclx", b"nclc") and len(box) >= 10), None)
+    colour = next((box for name, box in boxes if name == b"colr" and box[:4] in (b"nclx", b"nclc") and len(box) >= 10), None)
     if colour is not None:
         transfer = struct.unpack(">H", colour[6:8])[0]  # after the colour type and the primaries
         if transfer not in UNSTATED_TRANSFER_CODES:
