@@ -22,7 +22,7 @@ from avemotion.media import probe, transcode
 from avemotion.media.audio import video_span
 from avemotion.media.avi import INDEX_ENTRY, dropped_frames
 from avemotion.media.frames import Picking, decode_all, frame_slots, frame_times, open_for_picking, open_video, sample_clip_frames
-from avemotion.media.mp4 import may_hold_hdr, mirrored
+from avemotion.media.mp4 import may_hold_hdr, mirrored, track_kinds
 from avemotion.preprocess.chunk import run_chunk
 from avemotion.preprocess.stages import AudioStage, FaceStage, FramesStage
 from avemotion.quarantine import ClipDefect
@@ -646,6 +646,20 @@ def test_a_display_matrix_is_read_from_the_movie_and_the_track_header(real_media
         shown = ffmpeg_frames(tmp_path / "flipped.mp4", 360, 640)[0].astype(int)
         assert np.array_equal(shown, ffmpeg_frames(plain, 360, 640)[0][:, ::-1]) == expected  # ffmpeg agrees
         assert mirrored(tmp_path / "flipped.mp4") == expected, flips
+
+
+def test_a_movies_tracks_are_listed_by_their_handlers_wherever_its_movie_box_stands(tmp_path):
+    """Each track's handler type in file order, from MP4 (zeros before the type) and QuickTime (b"mhlr"
+    before it) alike, with the movie box first or last; a file that is no movie lists none."""
+    sound, picture = ("-f", "lavfi", "-i", "sine=duration=1"), ("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=1")
+    ffmpeg(*sound, "-c:a", "aac", tmp_path / "voice.mp4")
+    ffmpeg(*sound, "-c:a", "aac", "-movflags", "+faststart", tmp_path / "voice_first.mp4")
+    ffmpeg(*sound, *picture, "-map", "0", "-map", "1", "-c:v", "libx264", "-c:a", "aac", tmp_path / "both.mov")
+    assert b"mhlr" in (tmp_path / "both.mov").read_bytes()
+    assert track_kinds(tmp_path / "voice.mp4") == track_kinds(tmp_path / "voice_first.mp4") == [b"soun"]
+    assert track_kinds(tmp_path / "both.mov") == [b"soun", b"vide"]
+    (tmp_path / "notes.mp4").write_text("no movie")
+    assert track_kinds(tmp_path / "notes.mp4") is None
 
 
 def box_at(mp4: bytes, kind: bytes) -> int:

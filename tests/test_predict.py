@@ -35,7 +35,7 @@ from avemotion.model.bundle import TrainedModel
 from avemotion.model.preprocessor import ClipPreprocessor, PreparedClip, revision_notes, warnings_of, whole_file_problem
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from avemotion.train.settings import prediction_experiments
-from conftest import REPO, demo_config, demo_settings, run_snakemake, touch
+from conftest import REPO, demo_config, demo_settings, ffmpeg, run_snakemake, touch
 
 # pair_late (conftest.QUICK_EXPERIMENTS): crema_d + enterface, late fusion (fitted branch weights),
 # tested on fold 2. Its enterface clips take their audio from the video, as a new clip does (CREMA-D
@@ -827,6 +827,24 @@ def test_a_file_that_is_no_clip_at_all_gets_what_it_is_without_a_stage_name(tmp_
     ]
     assert all(clip.example is None and clip.info == {} for clip in prepared)
     assert len(steps) == len(clips) * len(STAGE_NAMES)
+
+
+def test_an_mp4_or_mov_without_a_video_track_is_named_whatever_its_brand(tmp_path):
+    """A phone's voice memo saved as .mp4 carries a generic brand (isom, qt), so its first bytes cannot
+    tell; its movie box, listing no video track, sends it to ffmpeg's probe and it gets the same line as
+    an M4A or a WAV, not the face stage's failure. A video beside its audio track is left to the stages."""
+    sound = ("-f", "lavfi", "-i", "sine=duration=2")
+    voice, memo, subtitles, clip = tmp_path / "voice.mp4", tmp_path / "memo.mov", tmp_path / "subtitles.mp4", tmp_path / "clip.mov"
+    ffmpeg(*sound, "-c:a", "aac", voice)
+    ffmpeg(*sound, "-c:a", "aac", memo)
+    (tmp_path / "line.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    ffmpeg("-i", tmp_path / "line.srt", "-c:s", "mov_text", subtitles)
+    ffmpeg(*sound, "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=1", "-map", "0", "-map", "1", "-c:v", "libx264", "-c:a", "aac", clip)
+    assert [path.read_bytes()[8:12] for path in (voice, memo)] == [b"isom", b"qt  "]
+    assert whole_file_problem(voice) == "no video stream: voice.mp4 is an audio file (aac, 2.0 s)"
+    assert whole_file_problem(memo) == "no video stream: memo.mov is an audio file (aac, 2.0 s)"
+    assert whole_file_problem(subtitles).startswith("no video stream: subtitles.mp4 holds no video or audio stream")
+    assert whole_file_problem(clip) == ""
 
 
 def test_a_video_in_an_audio_branded_container_is_left_to_the_stages(tmp_path):

@@ -140,13 +140,24 @@ def _boxes(data: bytes):
         offset += length
 
 
+def track_kinds(path) -> list[bytes] | None:
+    """The handler type of each track in an MP4/MOV file's movie box, in file order (b"vide",
+    b"soun", b"text", ...); None for other files and where no movie box is found. A movie box cut
+    short lists the tracks before the cut."""
+    moov = _movie_box(path)
+    return None if moov is None else [_handler(dict(_boxes(trak))) for kind, trak in _boxes(moov) if kind == b"trak"]
+
+
+def _handler(track: dict) -> bytes:
+    """The handler type of a track, given as {kind: body} of its children: its media box's hdlr
+    names it after version, flags and a field that QuickTime fills with b"mhlr" and MP4 with zeros."""
+    return dict(_boxes(track.get(b"mdia", b""))).get(b"hdlr", b"")[8:12]
+
+
 def _first_video_track(boxes: list) -> dict | None:
     """{kind: body} of the children of the first video track among a movie box's ``boxes``."""
     for kind, trak in boxes:
-        if kind != b"trak":
-            continue
-        children = dict(_boxes(trak))
-        if dict(_boxes(children.get(b"mdia", b""))).get(b"hdlr", b"")[8:12] == b"vide":
+        if kind == b"trak" and _handler(children := dict(_boxes(trak))) == b"vide":
             return children
     return None
 

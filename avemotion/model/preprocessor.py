@@ -21,6 +21,7 @@ from pathlib import Path
 from avemotion.fusion.shards import FUSION_REVISION, STAGE_INFO, UNLABELLED, encode_clip
 from avemotion.fusion.tfrecord import tfrecord_record
 from avemotion.io import atomic_path
+from avemotion.media.mp4 import track_kinds
 from avemotion.media.probe import describe, explain, sniff, sniffed_reason
 from avemotion.preprocess.chunk import process_clip
 from avemotion.preprocess.plan import STAGE_NAMES, stage_revisions
@@ -89,13 +90,23 @@ def revision_notes(preprocess: dict, fusion_revision=None) -> list[str]:
 
 
 def whole_file_problem(path) -> str:
-    """Why ``path`` is no clip at all (empty, a still image, text: its first bytes; an audio format
+    """Why ``path`` is no clip at all (empty, a still image, text: its first bytes; an audio file
     holding no video stream: ffmpeg's probe, run for those alone), or "" when it may be one. Such a
     file is no one stage's failure: its line has no stage name, as in the workflow's quarantine."""
     reason = sniffed_reason(path)
-    if reason is None and sniff(path).kind == "audio" and not describe(path).video:  # an M4A may hold video
+    if reason is None and _may_lack_video(path) and not describe(path).video:
         reason = explain(path)  # with the audio's codec and length
     return reason or ""
+
+
+def _may_lack_video(path) -> bool:
+    """Whether ``path`` is worth ffmpeg's probe for a video stream: an audio format (an M4A may still
+    hold video), or an MP4/MOV whose movie box lists no video track (an audio-only .mp4's brand is
+    often a generic one, such as isom)."""
+    if sniff(path).kind == "audio":
+        return True
+    tracks = track_kinds(path)
+    return tracks is not None and b"vide" not in tracks
 
 
 class ClipPreprocessor:
