@@ -47,6 +47,12 @@ def _paired(truth, predicted, dtype, what: str) -> tuple[np.ndarray, np.ndarray]
 
 def confusion_matrix(true_idx, pred_idx, num_classes: int) -> np.ndarray:
     """Counts with rows = true class, columns = predicted class."""
+    for name, idx in (("true", true_idx), ("predicted", pred_idx)):
+        # A float column (label_index beside a missing label reads back as float) holds whole numbers;
+        # reading 1.7 or nan as an int would count it as another class without a word.
+        values = np.asarray(idx)
+        if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+            raise ValueError(f"{name} class indices must be whole numbers, got {values[values != np.round(values)][:3].tolist()}")
     true_idx, pred_idx = _paired(true_idx, pred_idx, int, "true and predicted indices")
     for name, idx in (("true", true_idx), ("predicted", pred_idx)):
         if idx.min() < 0 or idx.max() >= num_classes:

@@ -229,6 +229,18 @@ def test_indices_below_zero_two_dimensional_sides_and_a_wrong_number_of_names_ar
             classification_metrics([0, 1, 2], [0, 1, 2], 3, names)
 
 
+def test_class_indices_read_back_as_floats_count_when_whole_and_are_refused_otherwise():
+    """A label_index column beside a missing label reads back from Parquet as floats: 1.0 is class 1,
+    but 1.7 or nan is no class, and reading it as an int would count it as class 1 (or a wrapped
+    index) without a word."""
+    assert classification_metrics(np.array([0.0, 1.0, 2.0]), [0, 1, 1], 3)["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+    for bad in (1.7, np.nan):
+        with pytest.raises(ValueError, match=rf"true class indices must be whole numbers, got \[{bad}\]"):
+            classification_metrics([0.0, bad, 2.0], [0, 1, 2], 3)
+        with pytest.raises(ValueError, match="predicted class indices must be whole numbers"):
+            classification_metrics([0, 1, 2], [0.0, bad, 2.0], 3)
+
+
 def test_n_clips_counts_clips_not_classes():
     assert classification_metrics([0, 0, 0, 1, 2], [0, 1, 0, 1, 2], 3)["n_clips"] == 5
 
