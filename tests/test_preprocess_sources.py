@@ -4,6 +4,7 @@ one digest of a list of files depends on. (tests/test_preprocess_chunk.py has th
 them: a touched file keeps its digest, parallel writers' entries are merged.)"""
 
 import hashlib
+import json
 import os
 import shutil
 import tracemalloc
@@ -123,6 +124,33 @@ def test_a_cache_cut_short_is_ignored_and_replaced(tmp_path):
     cache.write_text(f'{{"{clip}": {entry}'.replace("'", '"'))  # no closing brace
     assert sources.file_digests([clip], cache) == [sha1(b"clip")]
     assert read_json(cache) == {str(clip): entry[:3] + [sha1(b"clip")]}
+
+
+# caches of another shape, given the clip's path and its [size, mtime_ns, inode]
+FOREIGN_CACHES = {
+    "a list": lambda clip, key: [],
+    "null": lambda clip, key: None,
+    "an entry without its digest": lambda clip, key: {clip: key},
+    "an entry that is a number": lambda clip, key: {clip: 5},
+    "a digest that is a number": lambda clip, key: {clip: key + [7]},
+}
+
+
+@pytest.mark.parametrize("shape", FOREIGN_CACHES)
+def test_a_cache_of_another_shape_is_ignored_where_it_is_not_of_the_form_written(tmp_path, shape):
+    """A cache edited by hand or written by another tool is JSON of another shape: the file is read
+    and its digest given (not an AttributeError in every job's params), the entries of the form
+    written kept."""
+    clip, other, cache = tmp_path / "clip.mp4", tmp_path / "other.mp4", tmp_path / "source_digests.json"
+    clip.write_bytes(b"clip")
+    other.write_bytes(b"other")
+    key = [clip.stat().st_size, clip.stat().st_mtime_ns, clip.stat().st_ino]
+    content = FOREIGN_CACHES[shape](str(clip), key)
+    if isinstance(content, dict):
+        content[str(other)] = [other.stat().st_size, other.stat().st_mtime_ns, other.stat().st_ino, sha1(b"remembered")]
+    cache.write_text(json.dumps(content))
+    expected_other = sha1(b"remembered") if isinstance(content, dict) else sha1(b"other")
+    assert sources.file_digests([clip, other], cache) == [sha1(b"clip"), expected_other]
 
 
 def test_a_run_that_reads_no_file_leaves_the_cache_file_alone(tmp_path):

@@ -30,10 +30,21 @@ def file_digest(path) -> str:
 
 
 def _read_cache(cache_path) -> dict[str, list]:
+    """The cache's entries of the form it writes; none from a missing file or one that is not JSON,
+    and only the well-formed entries of one edited by hand or by another tool: it is only a shortcut."""
     try:
-        return read_json(cache_path)
+        entries = read_json(cache_path)
     except (FileNotFoundError, ValueError):  # none yet, or not ours to trust
         return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {path: entry for path, entry in entries.items() if _well_formed(entry)}
+
+
+def _well_formed(entry) -> bool:
+    """Whether a cache entry is [size, mtime_ns, inode, digest]."""
+    return (isinstance(entry, list) and len(entry) == 4 and all(type(value) is int for value in entry[:3])
+            and isinstance(entry[3], str))  # fmt: skip
 
 
 def file_digests(paths, cache_path) -> list[str | None]:
