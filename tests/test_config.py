@@ -498,6 +498,30 @@ def test_a_batch_larger_than_a_training_split_stops_with_the_numbers(enterface_t
         check_training_runs(config, {"enterface": manifest})
 
 
+def test_gradient_accumulation_longer_than_a_training_phase_stops_with_the_numbers(enterface_tree):
+    """Each phase starts a fresh optimizer, which applies gradients once per training.accumulation_steps
+    batches: a recipe's value on a small copy would end a phase before its first update, the weights
+    untouched and the run "trained". The check names the key, the phase and how many it allows."""
+    config = product_config(enterface=enterface_tree)
+    manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
+    smallest = min(run["train"] for run in training_runs(config, {"enterface": manifest}))
+    config["training"].update(batch_size=smallest, epochs=3, frozen_backbone_epochs=1)  # phases of 1 and 2 one-batch epochs
+    config["training"]["accumulation_steps"] = 1
+    check_training_runs(config, {"enterface": manifest})
+    config["training"]["accumulation_steps"] = 2
+    with pytest.raises(ConfigError, match=(
+        rf"training\.accumulation_steps: 2 is more than the 1 batches of the frozen-backbone phase \(training\.frozen_backbone_epochs\) "
+        rf"of experiment 'enterface_hybrid', fold_\d \(1 epoch\(s\) of 1 batches: {smallest} training clips in batches of {smallest}\).*allowed values: at most 1"
+    )):
+        check_training_runs(config, {"enterface": manifest})
+    config["training"]["frozen_backbone_epochs"] = 0  # one phase of three batches: three batches make an update
+    config["training"]["accumulation_steps"] = 3
+    check_training_runs(config, {"enterface": manifest})
+    config["training"]["accumulation_steps"] = 4
+    with pytest.raises(ConfigError, match=r"accumulation_steps: 4 is more than the 3 batches of the fine-tuning phase .*allowed values: at most 3"):
+        check_training_runs(config, {"enterface": manifest})
+
+
 def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_empty(enterface_tree):
     """A fold the leave-outs emptied, or labels the training corpora lack, failed only when the
     training job started, after every clip was preprocessed; and the second showed as a batch

@@ -33,10 +33,10 @@ from avemotion.train.fitting import (
     read_epochs,
     repair_backup,
     shard_signature,
-    training_phases,
     training_progress,
 )
 from avemotion.train.optimizer import WarmupCosine
+from avemotion.train.plan import training_phases
 from avemotion.train.predict import branch_predictions, predictions_table
 
 LABELS = ["anger", "happiness", "sadness"]
@@ -118,6 +118,17 @@ def test_a_batch_larger_than_the_training_split_stops_the_job_with_the_numbers(t
     settings = settings_for("late")
     settings["training"] = {**settings["training"], "batch_size": 10_000}
     with pytest.raises(ConfigError, match=r"training\.batch_size: 10000 is larger than the \d+ training clips of experiment 'test_late', fold 1"):
+        run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def test_gradient_accumulation_longer_than_a_phase_of_the_jobs_split_stops_the_job(tmp_path):
+    """Clips quarantined after the config check can leave a phase fewer batches than one update
+    takes: the job checks its own split before it trains, not after training nothing."""
+    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
+    settings = settings_for("late")
+    settings["training"] = {**settings["training"], "accumulation_steps": 10_000}
+    with pytest.raises(ConfigError, match=r"training\.accumulation_steps: 10000 is more than the \d+ batches of the .* of experiment 'test_late', fold 1"):
         run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "out")
     assert not (tmp_path / "out" / "model.keras").exists()
 

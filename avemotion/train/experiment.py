@@ -11,7 +11,6 @@ The test fold is never used for model selection: the best epoch is chosen on val
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import keras
@@ -38,7 +37,7 @@ from avemotion.model.whisper_features import HOP_LENGTH
 from avemotion.presets import variant_settings
 from avemotion.train.devices import configure_precision, training_strategy
 from avemotion.train.fitting import clear_progress, fit, shard_signature
-from avemotion.train.plan import batch_size_error
+from avemotion.train.plan import accumulation_error, batch_size_error, steps_per_epoch
 from avemotion.train.predict import branch_predictions, predict_clips
 from avemotion.train.settings import replica_batch_error
 from avemotion.train.splits import speaker_splits
@@ -226,7 +225,9 @@ def run_experiment_fold(
             f"(set experiments.{settings['name']}.folds to the folds that hold clips)"
         )
     # The config check knows the splits only once the corpora are indexed: a first run checks here.
-    error = batch_size_error(training["batch_size"], len(split["train"]), settings["name"], run)
+    error = batch_size_error(training["batch_size"], len(split["train"]), settings["name"], run) or accumulation_error(
+        training, len(split["train"]), settings["name"], run
+    )
     if error:
         raise error
     strategy = training_strategy()
@@ -249,11 +250,11 @@ def run_experiment_fold(
             streams = datasets_for(settings, tfrecord_paths, split, inputs, training_datasets, (phase, epochs_logged), backbone=backbone_of(model))
             return tuple(with_speech_features(stream, model) for stream in streams)
 
-        steps_per_epoch = max(1, math.ceil(len(split["train"]) / settings["training"]["batch_size"]))
+        batches_per_epoch = steps_per_epoch(len(split["train"]), training["batch_size"])
         # What the resumed progress was made from besides the settings: the split (a corpus changed
         # between a kill and the rerun moves speakers between training and validation) and the shards
         made_from = {"split": split, "shards": shard_signature(tfrecord_paths)}
-        history = fit(model, settings, batches, steps_per_epoch, outdir, made_from)
+        history = fit(model, settings, batches, batches_per_epoch, outdir, made_from)
     if strategy.num_replicas_in_sync > 1:
         # Predict and save with a one-device copy: a mirrored model's predict_on_batch runs the batch
         # on every replica, and the saved model should not depend on the devices it was trained on.

@@ -22,10 +22,10 @@ import keras
 import pandas as pd
 
 from avemotion.io import atomic_path, plain, read_json, write_json
-from avemotion.job_params import QUIET_TRAINING
 from avemotion.model.fusion import model_input_names, task_of
 from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
 from avemotion.train.optimizer import build_adamw, set_backbone_trainable
+from avemotion.train.plan import accumulation_steps, training_phases
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +148,6 @@ def learning_rate_logger():
     return LogLearningRate()
 
 
-def training_phases(training: dict) -> list[tuple[int, int, bool]]:
-    """(first epoch, end epoch, backbone trainable) of each phase: the frozen-backbone warm start
-    (heads and the other branches only), then fine-tuning of everything."""
-    frozen = min(training["frozen_backbone_epochs"], training["epochs"])
-    phases = [(0, frozen, False), (frozen, training["epochs"], True)]
-    return [phase for phase in phases if phase[1] > phase[0]]
-
-
 def phase_schedule(training: dict, start: int, end: int, steps_per_epoch: int) -> tuple[int, int]:
     """(warm-up steps, total steps) of one phase's WarmupCosine. Each phase gets a fresh optimizer,
     whose step count starts at 0, so its schedule must span that phase alone: warm-up, then cosine
@@ -163,11 +155,6 @@ def phase_schedule(training: dict, start: int, end: int, steps_per_epoch: int) -
     fine-tuning phase's lr cut off mid-cosine)."""
     total_steps = (end - start) * steps_per_epoch
     return min(round(training["warmup_epochs"] * steps_per_epoch), total_steps), total_steps
-
-
-def accumulation_steps(training: dict) -> int:
-    """How many batches' gradients make one optimizer update (training.accumulation_steps; absent: 1)."""
-    return training.get("accumulation_steps", QUIET_TRAINING["accumulation_steps"])
 
 
 # The lr the cosine ends at for a batch of 256 (VideoMAE's --min_lr), scaled by the batch as the lr is

@@ -1,15 +1,37 @@
-"""The training runs each experiment plans and the sizes of their splits, from the indexed manifests
-alone (before any clip is preprocessed): the config check looks for empty splits and compares them
-with the batch size, and benchmarks/recipe_cost.py turns them into GPU hours."""
+"""The training runs each experiment plans, the sizes of their splits (from the indexed manifests
+alone, before any clip is preprocessed) and the phases and steps each trains: the config check looks
+for empty splits and compares them with the batch and the update, the training job checks its own
+split again and trains by these phases, and benchmarks/recipe_cost.py turns them into GPU hours."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
 from avemotion.config import ConfigError
+from avemotion.job_params import QUIET_TRAINING
 from avemotion.layout import FINAL_RUN, fold_run, heldout_run
 from avemotion.train.settings import experiment_names, experiment_settings, heldout_datasets
 from avemotion.train.splits import speaker_splits
+
+
+def training_phases(training: dict) -> list[tuple[int, int, bool]]:
+    """(first epoch, end epoch, backbone trainable) of each phase: the frozen-backbone warm start
+    (heads and the other branches only), then fine-tuning of everything."""
+    frozen = min(training["frozen_backbone_epochs"], training["epochs"])
+    phases = [(0, frozen, False), (frozen, training["epochs"], True)]
+    return [phase for phase in phases if phase[1] > phase[0]]
+
+
+def accumulation_steps(training: dict) -> int:
+    """How many batches' gradients make one optimizer update (training.accumulation_steps; absent: 1)."""
+    return training.get("accumulation_steps", QUIET_TRAINING["accumulation_steps"])
+
+
+def steps_per_epoch(train_clips: int, batch_size: int) -> int:
+    """Training batches per epoch: every training clip once, the last batch partial."""
+    return max(1, math.ceil(train_clips / batch_size))
 
 
 def planned_runs(settings: dict) -> list[tuple[str, int | None, str | None]]:
@@ -49,6 +71,30 @@ def batch_size_error(batch_size: int, train_clips: int, experiment: str, run: st
     )
 
 
+def accumulation_error(training: dict, train_clips: int, experiment: str, run: str) -> ConfigError | None:
+    """Keras applies the summed gradients once every training.accumulation_steps batches, and each
+    training phase starts a fresh optimizer: a phase of fewer batches ends before its first update, its
+    weights untouched, and the run "trains" without a word (a recipe's value on a corpus subset). The
+    error, with the numbers (None when every phase updates)."""
+    accumulated = accumulation_steps(training)
+    batches = steps_per_epoch(train_clips, training["batch_size"])
+    phases = training_phases(training)
+    if not phases or accumulated <= 1:
+        return None
+    start, end, backbone_trainable = min(phases, key=lambda phase: phase[1] - phase[0])
+    shortest = (end - start) * batches
+    if accumulated <= shortest:
+        return None
+    phase = "fine-tuning phase" if backbone_trainable else "frozen-backbone phase (training.frozen_backbone_epochs)"
+    return ConfigError(
+        f"config: training.accumulation_steps: {accumulated} is more than the {shortest} batches of the "
+        f"{phase} of experiment {experiment!r}, {run} ({end - start} epoch(s) of {batches} batches: {train_clips} "
+        f"training clips in batches of {training['batch_size']}); each phase starts a fresh optimizer, so it would "
+        f"end before its first update and leave the weights untrained; allowed values: at most {shortest} "
+        "(set it under experiments[].training for this experiment)"
+    )
+
+
 def empty_split_error(run: dict, labels: list[str]) -> ConfigError | None:
     """A run left with no training, validation or test clip of the experiment's labels (a fold the
     leave-outs emptied, a corpus missing a set's split file, labels one corpus of a mixture lacks)
@@ -74,12 +120,15 @@ def empty_split_error(run: dict, labels: list[str]) -> ConfigError | None:
 
 def check_training_runs(config: dict, manifests: dict[str, pd.DataFrame], experiments=None) -> None:
     """Before any job, once the corpora are indexed (results/*/manifest.parquet): every run has
-    clips to train, validate and test on, and its batch fits its training clips. The training job
+    clips to train, validate and test on, its batch fits its training clips and each of its phases
+    has the batches of one update. The training job
     checks its own split again (quarantined clips)."""
     for run in training_runs(config, manifests, experiments):
         settings = experiment_settings(config, run["experiment"])
-        error = empty_split_error(run, settings["labels"]) or batch_size_error(
-            settings["training"]["batch_size"], run["train"], run["experiment"], run["run"]
+        error = (
+            empty_split_error(run, settings["labels"])
+            or batch_size_error(settings["training"]["batch_size"], run["train"], run["experiment"], run["run"])
+            or accumulation_error(settings["training"], run["train"], run["experiment"], run["run"])
         )
         if error:
             raise error
