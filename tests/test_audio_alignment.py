@@ -240,7 +240,7 @@ def test_an_audio_stream_without_samples_counts_as_no_audio(tmp_path):
            "-map", "0:v", "-map", "1:a", "-af", "atrim=end_sample=0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", tmp_path / "empty.mkv")
     table, quarantine = run_audio(tmp_path, tmp_path / "out", [clip("empty", "empty.mkv")])
     assert table.loc["empty", "status"] == "quarantined"
-    assert quarantine["reason"].tolist() == ["no audio: its audio stream holds no samples"]
+    assert quarantine["reason"].tolist() == ["no audio: empty.mkv: its audio stream holds no samples"]
     table, _ = run_audio(tmp_path, tmp_path / "silent", [clip("empty", "empty.mkv")], missing="silent")
     assert table.loc["empty", "status"] == "ok" and table.loc["empty", "audio_missing"] and table.loc["empty", "duration_s"] == pytest.approx(2.0, abs=FRAME)
 
@@ -380,6 +380,20 @@ def test_a_separate_wav_running_past_audio_max_overrun_s_is_named_with_its_video
     (reason,) = quarantine["reason"]
     assert reason.startswith("misaligned audio: 1001_DFA_ANG_XX.wav against 1001_DFA_ANG_XX.flv: 0.0")
     assert reason.endswith("more than audio.max_overrun_s (0.01 s)")
+
+
+def test_a_separate_wav_without_samples_is_named_not_its_video(media, tmp_path):
+    """CREMA-D's quarantine lists the clip by its FLV: an AudioWAV copied as a header alone (an
+    interrupted copy) is named in the reason, so the user knows which file to fetch again."""
+    (tmp_path / "VideoFlash").mkdir()
+    (tmp_path / "AudioWAV").mkdir()
+    (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").symlink_to(media / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    ffmpeg("-f", "lavfi", "-i", "sine=sample_rate=16000:duration=1", "-af", "atrim=end_sample=0", "-c:a", "pcm_s16le", tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    pair = clip("1001_DFA_ANG_XX", "VideoFlash/1001_DFA_ANG_XX.flv", "AudioWAV/1001_DFA_ANG_XX.wav")
+    table, quarantine = run_audio(tmp_path, tmp_path / "out", [pair])
+    assert table.loc[pair["clip_id"], "status"] == "quarantined"
+    assert quarantine["reason"].tolist() == ["no audio: 1001_DFA_ANG_XX.wav: its audio stream holds no samples"]
+    assert quarantine["path"].tolist() == ["VideoFlash/1001_DFA_ANG_XX.flv"]
 
 
 def test_a_clip_kept_without_audio_records_silence_over_its_whole_video(tmp_path, monkeypatch):

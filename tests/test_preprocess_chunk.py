@@ -309,7 +309,7 @@ def test_audio_stage_quarantines_or_keeps_audio_less_clips(media, missing, statu
         assert table.loc["mute", "audio_missing"] and table.loc["mute", "silent"]
         assert abs(table.loc["mute", "duration_s"] - 2.0) < 0.1
     else:
-        assert pd.read_csv(media / "q.csv")["reason"].tolist() == ["no audio stream"]
+        assert pd.read_csv(media / "q.csv")["reason"].tolist() == ["no audio stream: mute.avi"]
 
 
 def test_face_jobs_of_the_built_in_backend_carry_its_features_version(monkeypatch):

@@ -232,7 +232,7 @@ def decode_audio(source, sample_rate: int = SAMPLE_RATE, wanted: str = "video") 
     report, raw = _decode(source, sample_rate, wanted, mono=False)
     frames = [(_seconds(t), int(n), layout, int(rate), int(count)) for t, n, layout, rate, count in _DECODED_FRAME.findall(report)]
     if not frames or not raw:
-        raise NoAudioStream("no audio: its audio stream holds no samples")
+        raise NoAudioStream(f"no audio: {source.name}: its audio stream holds no samples")
     channels, layout = frames[0][1], frames[0][2]
     pcm = None
     if channels > 2 and not re.fullmatch(r"\d+ channels", layout) and not layout.startswith("ambisonic"):
@@ -263,7 +263,7 @@ def _decode(source: Path, sample_rate: int, wanted: str, mono: bool) -> tuple[st
     report = result.stderr.decode(errors="replace")
     if result.returncode != 0:
         if "does not contain any stream" in report:
-            raise NoAudioStream("no audio stream")
+            raise NoAudioStream(f"no audio stream: {source.name}")  # named: CREMA-D's is the WAV beside the clip
         missing = _NO_DECODER.search(report)
         errors = _ffmpeg_errors(report)
         detail = f"no decoder for its audio codec ({missing.group(1)})" if missing else errors[-1] if errors else "ffmpeg failed"
