@@ -154,6 +154,25 @@ def test_a_model_folder_that_does_not_exist_says_so(tmp_path):
         TrainedModel.load(tmp_path)
 
 
+def test_a_model_file_stands_for_its_folder_and_an_experiments_folder_names_its_runs(tmp_path):
+    """--model final/model.keras (or its settings.json) is the model in final/; another file is no
+    folder; an experiment's folder, given for one of its runs, lists the runs it holds."""
+    run = tmp_path / "experiment" / "final"
+    run.mkdir(parents=True)
+    write_json(model_settings("early"), run / SETTINGS_FILE)
+    (run / "model.keras").write_bytes(b"a model")
+    for named in ("model.keras", SETTINGS_FILE):
+        assert TrainedModel.load(run / named).directory == run
+    (run / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(run / 'notes.txt'))}: a file, not a folder \(a trained model's folder"):
+        TrainedModel.load(run / "notes.txt")
+    (tmp_path / "experiment" / "fold_1").mkdir()
+    write_json(model_settings("early"), tmp_path / "experiment" / "fold_1" / SETTINGS_FILE)
+    (tmp_path / "experiment" / "summary").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"experiment: not a trained model folder \(.*\); the model folders in it: final, fold_1$"):
+        TrainedModel.load(tmp_path / "experiment")
+
+
 def network(outputs: dict, frames=(None, 4, 32, 32, 3)):
     """What mismatches() reads of a Keras model: its outputs by name with their shapes, its inputs."""
     tensor = lambda name, shape: SimpleNamespace(name=name, shape=shape)  # noqa: E731

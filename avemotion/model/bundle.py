@@ -37,6 +37,16 @@ MIXED_FILES = "its files come from different runs: copy the model folder whole"
 SETTINGS_KEYS = {"labels": list, "datasets": list, "fusion": str, "training": dict, "num_frames": int, "image_size": int}
 
 
+def _models_inside(folder: Path) -> str:
+    """The trained models among ``folder``'s subfolders, as a hint: an experiment's folder given for
+    one of its runs (final, fold_1, ...)."""
+    try:
+        inside = sorted(child.name for child in folder.iterdir() if (child / SETTINGS_FILE).is_file())
+    except OSError:
+        return ""
+    return f"; the model folders in it: {', '.join(inside)}" if inside else ""
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     directory: Path
@@ -49,10 +59,13 @@ class TrainedModel:
         it needs TensorFlow). A folder written before late_weights.json was always written has none
         for non-late models, which is what null means."""
         directory = Path(directory)
-        if not directory.is_dir():  # a mistyped --model
-            raise FileNotFoundError(f"{directory}: no such folder (a trained model's folder: {NOT_A_MODEL})")
+        if directory.name in MODEL_FILES and directory.is_file():  # --model final/model.keras: the folder it is in
+            directory = directory.parent
+        if not directory.is_dir():  # a mistyped --model, or another file
+            what = "a file, not a folder" if directory.exists() else "no such folder"
+            raise FileNotFoundError(f"{directory}: {what} (a trained model's folder: {NOT_A_MODEL})")
         if not (directory / SETTINGS_FILE).exists():
-            raise FileNotFoundError(f"{directory}: not a trained model folder ({NOT_A_MODEL})")
+            raise FileNotFoundError(f"{directory}: not a trained model folder ({NOT_A_MODEL}){_models_inside(directory)}")
         settings = read_json(directory / SETTINGS_FILE)
         wrong = [key for key, kind in SETTINGS_KEYS.items() if not isinstance(settings, dict) or not isinstance(settings.get(key), kind) or settings[key] in ([], "")]
         if wrong:
