@@ -158,23 +158,24 @@ def predict_files(
     time; ``on_rows``, when given, gets the table of the clips done so far after each group (a
     crash later keeps those).
     """
-    # TensorFlow, so not at the top: the workflow imports this module when it parses its rules. It
-    # also registers the fusion model's layers, which load_model needs.
-    from avemotion.model.outputs import raw_outputs
-
     trained = TrainedModel.load(model_dir)
     preprocessor = trained.preprocessor(dataset, openface_bin)
     labels = trained.labels
     clips = clip_records(expand_clips(paths))
     if not clips:
         raise ValueError("no clips to predict")
-    network = trained.network()  # a damaged model file stops here, before any clip is prepared
+    readable = {clip["clip_id"] for clip in clips if not clip["problem"]}
+    if readable:  # mistyped paths alone get their rows without the seconds TensorFlow takes to start
+        # TensorFlow, so not at the top: the workflow imports this module when it parses its rules. It
+        # also registers the fusion model's layers, which load_model needs.
+        from avemotion.model.outputs import raw_outputs
+
+        network = trained.network()  # a damaged model file stops here, before any clip is prepared
     if workdir:  # ids are file stems made unique (clip.mp4 in two folders: clip, clip_2): say whose is whose
         folders = ["" if clip["problem"] else _group(n, group_size) for n, clip in enumerate(clips)]  # an unreadable clip has none
         index = pd.DataFrame({"clip": [clip["given"] for clip in clips], "folder": folders, "clip_id": [clip["clip_id"] for clip in clips]})
         with atomic_path(Path(workdir) / WORKDIR_INDEX) as temporary:
             index.to_csv(temporary, index=False)
-    readable = {clip["clip_id"] for clip in clips if not clip["problem"]}
     bar = Progress(len(readable) * len(STAGE_NAMES), "preparing", minimum=3 * len(STAGE_NAMES)) if progress else None
     rows = []
     with ScratchFolder("avemotion-predict-") as scratch:  # a killed run's is removed by the next

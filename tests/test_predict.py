@@ -28,7 +28,7 @@ from avemotion.cli import main
 from avemotion.config import SCHEMA_PATH, ConfigError
 from avemotion.face.facemesh import features_version
 from avemotion.fusion.shards import FUSION_REVISION
-from avemotion.inference import MAX_ID_BYTES, WORKDIR_INDEX, Progress, _row, check_output, check_workdir, clip_records, display_width, expand_clips, format_table, predict_files, video_files, workflow_clips, write_predictions
+from avemotion.inference import MAX_ID_BYTES, VIDEO_SUFFIXES, WORKDIR_INDEX, Progress, _row, check_output, check_workdir, clip_records, display_width, expand_clips, format_table, predict_files, video_files, workflow_clips, write_predictions
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.model.bundle import TrainedModel
@@ -712,6 +712,19 @@ def test_every_clip_gets_its_row_in_the_given_order_and_each_group_is_handed_on_
     assert handed == [[str(path) for path in paths[:4]], [str(path) for path in paths]]
     drawn = capsys.readouterr().err.splitlines()
     assert drawn[-1].endswith(f"{5 * len(STAGE_NAMES)}/{5 * len(STAGE_NAMES)}")
+
+
+def test_clips_that_are_all_unreadable_get_their_rows_without_the_network(fake_model, tmp_path, monkeypatch):
+    """A mistyped path alone (or a folder without videos) is answered without loading the network,
+    whose TensorFlow takes seconds to start; one readable clip among them loads it."""
+    loads = []
+    monkeypatch.setattr(fake_model, "network", lambda: loads.append(1) or "network", raising=False)
+    table = predict_files("model", [str(tmp_path / "typo.mp4"), str(tmp_path)], progress=False)
+    assert table["error"].tolist() == ["no such file", "a folder without video files (" + ", ".join(VIDEO_SUFFIXES) + ")"]
+    assert loads == []
+    touch(tmp_path / "clip.mp4")
+    predict_files("model", [str(tmp_path / "typo.mp4"), str(tmp_path / "clip.mp4")], progress=False)
+    assert loads == [1]
 
 
 def test_predicting_no_clips_is_an_error(fake_model):
