@@ -6,9 +6,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from avemotion.config import SCHEMA_PATH, dataset_notices, enabled_datasets, prepare_config, sorted_keys
+from avemotion.config import SCHEMA_PATH, ConfigError, dataset_notices, enabled_datasets, prepare_config, sorted_keys
 from avemotion.config_checks import check_model, check_openface
-from avemotion.datasets import READERS, check_datasets, index_dependencies, indexed_keys
+from avemotion.datasets import READERS, DatasetRootError, check_datasets, index_dependencies, indexed_keys
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import workflow_clips
 from avemotion.job_params import preprocess_settings
@@ -59,17 +59,20 @@ from avemotion.train.settings import (
     prediction_experiments,
 )
 
-# Friendly errors first (key and allowed values), then Snakemake's validation fills in defaults.
-prepare_config(config)
-validate(config, schema=str(SCHEMA_PATH))
-
-DATASETS = enabled_datasets(config)
-DEMO_ROOTS = {name: DEMO_DIR / name for name in READERS}
-check_datasets(config, generated_roots=DEMO_ROOTS.values())
-check_openface(config)
-check_model(config)
-for notice in dataset_notices(config) + check_experiments(config):
-    print(notice, file=sys.stderr)
+# Friendly errors first (key and allowed values), then Snakemake's validation fills in defaults. A
+# config or corpus-root error is the whole message: raised, Snakemake would add its traceback lines.
+try:
+    prepare_config(config)
+    validate(config, schema=str(SCHEMA_PATH))
+    DATASETS = enabled_datasets(config)
+    DEMO_ROOTS = {name: DEMO_DIR / name for name in READERS}
+    check_datasets(config, generated_roots=DEMO_ROOTS.values())
+    check_openface(config)
+    check_model(config)
+    for notice in dataset_notices(config) + check_experiments(config):
+        print(notice, file=sys.stderr)
+except (ConfigError, DatasetRootError) as error:
+    sys.exit(str(error))
 
 
 wildcard_constraints:

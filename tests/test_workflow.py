@@ -221,6 +221,9 @@ def test_invalid_config_fails_before_any_job_naming_key_and_allowed_values(tmp_p
     assert result.returncode != 0
     assert "datasets.crema_d.votes: 'both' is not allowed; allowed values: 'audiovisual', 'face', 'voice', 'none'" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+    # the message alone, as README promises: not followed by Snakemake's traceback lines
+    said = result.stdout + result.stderr  # Snakemake writes its errors to stdout, sys.exit to stderr
+    assert 'File "' not in said and "Error in file" not in said, said
 
 
 def test_missing_root_is_a_clear_error_naming_dataset_and_path(tmp_path):
@@ -228,6 +231,8 @@ def test_missing_root_is_a_clear_error_naming_dataset_and_path(tmp_path):
     result = run_snakemake(tmp_path, "-n", "--configfile", config, check=False)
     assert result.returncode != 0
     assert "dataset 'enterface': root directory '/data/eNTERFACE05' does not exist" in result.stdout + result.stderr
+    said = (result.stdout + result.stderr).strip().splitlines()
+    assert said[-1].startswith("dataset 'enterface': root directory") and not any(line.startswith("  File") for line in said), said
 
 
 def test_mfaw_alias_is_accepted_with_a_warning(tmp_path):
