@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -319,6 +320,26 @@ def test_a_job_killed_while_an_epoch_was_logged_runs_that_epoch_again(tmp_path, 
     batches = Batches(epochs=1)
     epochs = fit(tiny_model(seed=1), settings, batches, STEPS, tmp_path)
     assert batches.calls == [(0, 1)] and epochs["epoch"].tolist() == [0, 1]
+
+
+def test_a_validation_stream_of_unknown_length_given_its_batches_ends_without_a_ran_out_of_data_warning(tmp_path):
+    """The shards' validation stream is filtered by clip id, so tf.data cannot count it, and Keras
+    3.15 warns "Your input ran out of data; interrupting training" in the first epoch of every
+    fit() that has to find its length out: every training log carried it, alarming for nothing.
+    Given the stream's batches, fit ends it there."""
+
+    def uncounted():
+        return stream(1).filter(lambda inputs, targets: True)
+
+    logs = []
+    for steps, expected in ((None, True), (STEPS, False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            logs.append(fit(tiny_model(), settings_for(epochs=2), Batches(epochs=2, validation=uncounted), STEPS, tmp_path / str(steps), validation_steps=steps))
+        assert any("ran out of data" in str(warning.message) for warning in caught) == expected
+    # every epoch validated on the whole stream, as without the count (Keras restarts it each epoch)
+    assert len(logs[1]) == 2 and np.isfinite(logs[1]["val_loss"]).all()
+    np.testing.assert_allclose(logs[1]["val_loss"], logs[0]["val_loss"], rtol=1e-6)
 
 
 def test_a_diverged_run_raises_and_leaves_nothing_to_resume(tmp_path):

@@ -254,7 +254,7 @@ def run_experiment_fold(
         # What the resumed progress was made from besides the settings: the split (a corpus changed
         # between a kill and the rerun moves speakers between training and validation) and the shards
         made_from = {"split": split, "shards": shard_signature(tfrecord_paths)}
-        history = fit(model, settings, batches, batches_per_epoch, outdir, made_from)
+        history = fit(model, settings, batches, batches_per_epoch, outdir, made_from, steps_per_epoch(len(split["validation"]), training["batch_size"]))
     if strategy.num_replicas_in_sync > 1:
         # Predict and save with a one-device copy: a mirrored model's predict_on_batch runs the batch
         # on every replica, and the saved model should not depend on the devices it was trained on.

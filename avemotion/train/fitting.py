@@ -182,11 +182,15 @@ def phase_optimizer(model, training: dict, start: int, end: int, steps_per_epoch
     )
 
 
-def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made_from: dict | None = None) -> pd.DataFrame:
+def fit(
+    model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made_from: dict | None = None, validation_steps: int | None = None
+) -> pd.DataFrame:
     """Train ``model`` phase by phase (training_phases) on ``batches(phase, epochs logged)``'
     (training, validation) streams, resuming what a killed job left under ``outdir`` (``made_from``: see training_progress);
     leaves the model at its best validation epoch and returns the epoch log (history.csv). A run without a finite
-    validation loss (diverged) or without a training step raises, and leaves nothing to resume."""
+    validation loss (diverged) or without a training step raises, and leaves nothing to resume.
+    ``validation_steps``: the validation stream's batches, where known (Keras 3.15 warns "Your input
+    ran out of data" in the first epoch of every fit() whose validation length it has to find out)."""
     training = settings["training"]
     losses, loss_weights = losses_for(model, settings)
     progress = training_progress(outdir, settings, made_from)
@@ -228,6 +232,7 @@ def fit(model, settings: dict, batches, steps_per_epoch: int, outdir: Path, made
             epochs=end,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation,
+            validation_steps=validation_steps,
             # The backup last: an epoch it holds is in the log and the best weights (a kill between
             # them makes the resumed job run that epoch again, rather than leave it out of the log).
             callbacks=[*callbacks, backup],

@@ -30,7 +30,8 @@ def accumulation_steps(training: dict) -> int:
 
 
 def steps_per_epoch(train_clips: int, batch_size: int) -> int:
-    """Training batches per epoch: every training clip once, the last batch partial."""
+    """Batches that take ``train_clips`` clips once each in batches of ``batch_size`` (the last one
+    partial): a training epoch's steps, and the validation stream's batches."""
     return max(1, math.ceil(train_clips / batch_size))
 
 
