@@ -15,12 +15,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+import torch  # noqa: E402
 import videomae_reference as reference  # noqa: E402
-from transformers import VideoMAEConfig, VideoMAEForVideoClassification  # noqa: E402
+from safetensors.numpy import load_file, save_file  # noqa: E402
+from transformers import VideoMAEConfig, VideoMAEForPreTraining, VideoMAEForVideoClassification  # noqa: E402
 
 from avemotion.cli import main
 from avemotion.model import CheckpointError, convert_weights, detect_format, layers, load_videomae, weights  # noqa: E402
-from avemotion.model.hf_checkpoint import read_hf_folder  # noqa: E402
+from avemotion.model.hf_checkpoint import hf_name, read_hf_folder  # noqa: E402
 from avemotion.model.innat_checkpoint import read_innat_h5  # noqa: E402
 from avemotion.model.torch_checkpoint import read_mcg_checkpoint  # noqa: E402
 from avemotion.presets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -179,7 +181,6 @@ def test_a_224_px_checkpoint_fine_tunes_at_160_px_as_transformers_computes(tmp_p
 
 def test_pretraining_checkpoint_gives_features_without_a_head(tmp_path):
     """An encoder-only checkpoint (no fc_norm, no head): features = identity-initialised fc_norm of the mean token."""
-    import torch
     from transformers import VideoMAEModel
 
     config = SHAPES["4x32_p16"]
@@ -199,7 +200,6 @@ def test_pretraining_checkpoint_gives_features_without_a_head(tmp_path):
 def test_a_pretraining_checkpoints_final_norm_is_dropped_for_an_identity_fc_norm(tmp_path):
     """An encoder saved with its final LayerNorm (no mean pooling, as pre-training writes it) loads
     as VideoMAE fine-tuning starts: the final norm is left out, fc_norm starts as identity on the mean token."""
-    import torch
     from transformers import VideoMAEModel
 
     config = SHAPES["4x32_p16"]
@@ -259,14 +259,10 @@ def test_convert_weights_refuses_another_destination_suffix_before_reading_the_s
 def hf_state(tmp_path):
     hf = reference.random_reference(seed=9, **SHAPES["4x32_p16"])
     folder = HF_WRITERS["safetensors_new_keys"](hf, tmp_path / "hf")
-    from safetensors.numpy import load_file
-
     return folder, load_file(str(folder / "model.safetensors"))
 
 
 def rewrite(folder, state):
-    from safetensors.numpy import save_file
-
     save_file(state, str(folder / "model.safetensors"))
     return folder
 
@@ -274,8 +270,6 @@ def rewrite(folder, state):
 def test_a_weights_file_given_instead_of_its_folder_loads_as_the_folder(tmp_path):
     """pytorch_model.bin (or model.safetensors) named directly, with config.json beside it, is the
     Hugging Face checkpoint; a transformers state dict saved alone says to give its folder."""
-    import torch
-
     config = SHAPES["4x32_p16"]
     hf = reference.random_reference(seed=3, **config)
     folder = HF_WRITERS["bin_new_keys"](hf, tmp_path / "hf")
@@ -292,8 +286,6 @@ def test_a_head_fine_tuned_on_the_first_token_is_refused_not_loaded_on_mean_pool
     """A .pth fine-tuned with use_mean_pooling off (VideoMAE's --use_cls) has the final norm and a
     head but no fc_norm: loaded as a mean-pooling network its logits differed by 1.8, silently."""
     import argparse
-
-    import torch
 
     hf = reference.random_reference(seed=5, **SHAPES["4x32_p16"])
     state = {name: value for name, value in reference.original_state_dict(hf).items() if not name.startswith("fc_norm.")}
@@ -449,8 +441,6 @@ def test_innat_blocks_are_read_in_numeric_order_also_from_a_whole_model_file(tmp
 
 def test_pth_state_dicts_under_state_dict_and_with_ddp_and_pretraining_prefixes(tmp_path):
     """module. (DistributedDataParallel) and encoder. (pretraining) prefixes are dropped, the decoder ignored."""
-    import torch
-
     hf = reference.random_reference(seed=12, **DEEP)
     expected = reference.original_state_dict(hf)
     state = {f"module.encoder.{name}": value for name, value in expected.items()}
@@ -488,3 +478,198 @@ def test_hugging_face_folders_videomae_cannot_read_are_refused(hf_state):
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
     with pytest.raises(CheckpointError, match="sharded checkpoints are not supported"):
         read_hf_folder(folder)
+
+
+def test_config_json_keys_left_out_take_transformers_defaults(hf_state):
+    """A config.json that writes only what differs from VideoMAEConfig's defaults (hand-made or
+    trimmed ones) reads as transformers builds it: the base model's sizes, exact gelu, mean pooling,
+    q/v biases, eps 1e-12 and no label names; qv_bias (today's name) wins over qkv_bias (older transformers')."""
+    folder, _ = hf_state
+
+    def read(config):
+        (folder / "config.json").write_text(json.dumps(config))
+        return read_hf_folder(folder)
+
+    default = VideoMAEConfig()
+    checkpoint = read({})
+    assert {key: checkpoint.architecture[key] for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size")} == {
+        "hidden_size": default.hidden_size,
+        "num_layers": default.num_hidden_layers,
+        "num_heads": default.num_attention_heads,
+        "intermediate_size": default.intermediate_size,
+    }
+    assert (checkpoint.architecture["patch_size"], checkpoint.architecture["tubelet_size"]) == (default.patch_size, default.tubelet_size)
+    assert (checkpoint.architecture["num_frames"], checkpoint.architecture["image_size"]) == (default.num_frames, default.image_size)
+    assert checkpoint.architecture["qkv_bias"] is True and checkpoint.label_names is None
+    assert checkpoint.architecture["layer_norm_eps"] == default.layer_norm_eps == 1e-12
+    assert checkpoint.architecture["fc_norm_eps"] == 1e-5
+    assert read({"qv_bias": False}).architecture["qkv_bias"] is False
+    assert read({"qkv_bias": False}).architecture["qkv_bias"] is False
+    assert read({"qv_bias": True, "qkv_bias": False}).architecture["qkv_bias"] is True
+
+
+def test_label_names_come_from_id2label_by_index_and_gaps_are_named_by_class(hf_state):
+    folder, _ = hf_state  # a 5-class head
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"id2label": {"3": "sad", "0": "angry", "1": "happy"}}))
+    assert read_hf_folder(folder).label_names == ["angry", "happy", "class_2", "sad", "class_4"]
+
+
+def test_normalisation_from_the_first_preprocessor_config_that_has_mean_and_std(hf_state):
+    """A preprocessor_config.json without the normalisation is passed over for the video one."""
+    folder, _ = hf_state
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1, 0.2, 0.3], "crop_size": 224}))
+    (folder / "video_preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}))
+    architecture = read_hf_folder(folder).architecture
+    assert architecture["image_mean"] == (0.5, 0.5, 0.5) and architecture["image_std"] == (0.25, 0.25, 0.25)
+
+
+def test_half_precision_weights_are_read_as_float32(tmp_path):
+    """bfloat16 .pth (which numpy cannot hold) and float16 safetensors give the canonical float32 arrays."""
+    hf = reference.random_reference(seed=13, **DEEP)
+    state = reference.original_state_dict(hf)
+    torch.save({"model": {name: value.to(torch.bfloat16) for name, value in state.items()}}, tmp_path / "bf16.pth")
+    checkpoint = read_mcg_checkpoint(tmp_path / "bf16.pth", num_heads=2)
+    assert {value.dtype for value in checkpoint.tensors.values()} == {np.dtype(np.float32)}
+    np.testing.assert_array_equal(checkpoint.tensors["head.weight"], state["head.weight"].to(torch.bfloat16).float().numpy())
+    folder = HF_WRITERS["safetensors_new_keys"](hf, tmp_path / "hf")
+    save_file({name: value.astype(np.float16) for name, value in load_file(str(folder / "model.safetensors")).items()}, str(folder / "model.safetensors"))
+    checkpoint = read_hf_folder(folder)
+    assert {value.dtype for value in checkpoint.tensors.values()} == {np.dtype(np.float32)}
+    np.testing.assert_array_equal(checkpoint.tensors["head.weight"], state["head.weight"].half().float().numpy())
+
+
+def test_a_hugging_face_pretraining_folder_reads_its_encoder_without_the_decoder(tmp_path):
+    """VideoMAEForPreTraining's save_pretrained: mask_token, encoder_to_decoder and decoder.* are left out."""
+    config = {key: value for key, value in DEEP.items() if key != "num_labels"}
+    torch.manual_seed(14)
+    decoder = dict(decoder_hidden_size=8, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=8)
+    VideoMAEForPreTraining(VideoMAEConfig(**config, **decoder)).save_pretrained(tmp_path / "hf")
+    expected = {name for name in reference.original_state_dict(reference.random_reference(seed=0, **DEEP)) if not name.startswith(("fc_norm.", "head."))}
+    checkpoint = read_hf_folder(tmp_path / "hf")
+    assert set(checkpoint.tensors) == expected and checkpoint.label_names is None
+
+
+def test_hugging_face_tensors_the_reader_does_not_expect_are_refused_by_name(hf_state):
+    """A key bias with any non-zero entry, tensors outside the blocks or with an unknown suffix (all
+    named), and a block's attention missing one of its three weights."""
+    folder, state = hf_state
+    key_bias = np.zeros(48, np.float32)
+    key_bias[7] = 0.5
+    with pytest.raises(CheckpointError, match="has no key bias, but this checkpoint's is not zero"):
+        read_hf_folder(rewrite(folder, {**state, "videomae.encoder.layer.1.attention.attention.key.bias": key_bias}))
+    extra = {"videomae.embeddings.position_ids": np.zeros(4, np.float32), "videomae.encoder.layer.0.output.dense_gate.weight": np.zeros(4, np.float32)}
+    with pytest.raises(CheckpointError, match=r"does not know: videomae\.embeddings\.position_ids, videomae\.encoder\.layer\.0\.output\.dense_gate\.weight$"):
+        read_hf_folder(rewrite(folder, {**state, **extra}))
+    lacking = {name: value for name, value in state.items() if name != "videomae.encoder.layer.1.attention.attention.key.weight"}
+    with pytest.raises(CheckpointError, match=r"missing tensors: block 1 has videomae\.encoder\.layer\.1\.attention\.attention\.\w+\.weight but no key weight$"):
+        read_hf_folder(rewrite(folder, lacking))
+
+
+def test_each_tensor_is_named_as_its_file_names_it(hf_state, tmp_path):
+    """Messages name tensors as the file does: a folder's source names (the three attention weights
+    as one), hf_name for tensors a folder lacks (old key style in brackets), an innat file's HDF5 paths."""
+    folder, state = hf_state
+    checkpoint = read_hf_folder(folder)
+    layer = "videomae.encoder.layer.1."
+    assert checkpoint.source_name("blocks.1.attn.qkv.weight") == layer + "attention.attention.{query,key,value}.weight"
+    for canonical, source in checkpoint.source_names.items():
+        assert {source.replace("{query,key,value}", kind) for kind in ("query", "key", "value")} <= set(state), canonical
+        assert hf_name(canonical).split(" (or ")[0] == source
+    assert hf_name("blocks.1.attn.q_bias") == layer + "attention.attention.query.bias (or q_bias)"
+    assert hf_name("blocks.1.attn.v_bias") == layer + "attention.attention.value.bias (or v_bias)"
+    assert hf_name("blocks.1.mlp.fc2.bias") == layer + "output.dense.bias"
+    assert hf_name("blocks.1.attn.proj.bias") == layer + "attention.output.dense.bias"
+    innat = read_innat_h5(reference.write_innat_h5(reference.random_reference(seed=0, **DEEP), tmp_path / "TFVideoMAE_T_K400_2x16_FT.h5"), num_heads=2)
+    # The HDF5 path: Keras 2 keeps each weight under its layer's group, by its weight_names entry.
+    assert innat.source_name("blocks.2.attn.qkv.weight") == "TFBlock3/TFBlock3/TFAttention3/dense/kernel:0"
+    assert innat.source_name("head.weight") == "head/head/kernel:0"
+
+
+def test_innat_groups_lacking_weights_are_refused_saying_which(tmp_path):
+    hf = reference.random_reference(seed=15, **DEEP)
+    for group, message in (
+        ("TFBlock3", r"group TFBlock3 has 12 weights, expected 13 \(norm1\.weight, "),
+        ("patch_embed", "group patch_embed has 1 weights, expected kernel and bias"),
+    ):
+        path = reference.write_innat_h5(hf, tmp_path / f"TFVideoMAE_T_K400_2x16_FT_{group}.h5")
+        with h5py.File(path, "r+") as handle:
+            handle[group].attrs["weight_names"] = handle[group].attrs["weight_names"][:-1]
+        with pytest.raises(CheckpointError, match="missing tensors: .*" + message):
+            read_innat_h5(path, num_heads=2)
+
+
+def test_an_innat_file_without_head_or_clip_shape_in_its_name_is_the_pretrained_16x224_backbone(tmp_path):
+    """Without fc_norm and head groups it has no head; without the release's _{frames}x{size} in its
+    name the clip is VideoMAE's 16 frames of 224 px; innat's weights are MCG-NJU's, so eps is 1e-6."""
+    hf = reference.random_reference(seed=16, **DEEP)
+    path = reference.write_innat_h5(hf, tmp_path / "videomae_backbone.h5")
+    with h5py.File(path, "r+") as handle:
+        del handle["head"], handle["fc_norm"]
+    checkpoint = read_innat_h5(path, num_heads=2)
+    assert checkpoint.num_classes == 0 and not any(name.startswith(("head.", "fc_norm.")) for name in checkpoint.tensors)
+    architecture = checkpoint.architecture
+    assert (architecture["num_frames"], architecture["image_size"]) == (16, 224)
+    assert architecture["layer_norm_eps"] == architecture["fc_norm_eps"] == 1e-6
+
+
+def test_a_pretraining_pth_keeps_the_encoder_only_and_reads_blocks_past_ten(tmp_path):
+    """MCG-NJU pre-training: the learnt pos_embed, mask_token, encoder_to_decoder and decoder are
+    left out; blocks 10 and 11 are blocks; eps 1e-6 as in the original network."""
+    hf = reference.random_reference(seed=17, **(DEEP | {"num_hidden_layers": 12}))
+    encoder = {name: value for name, value in reference.original_state_dict(hf).items() if not name.startswith(("fc_norm.", "head."))}
+    state = {f"encoder.{name}": value for name, value in encoder.items()}
+    state |= {
+        "encoder.pos_embed": torch.ones(1, 4, 8), "mask_token": torch.ones(1, 1, 8), "pos_embed": torch.ones(1, 4, 8),
+        "encoder_to_decoder.weight": torch.ones(8, 8), "decoder.blocks.0.norm1.weight": torch.ones(8),
+    }  # fmt: skip
+    torch.save({"model": state, "epoch": 799}, tmp_path / "pretrained.pth")
+    checkpoint = read_mcg_checkpoint(tmp_path / "pretrained.pth", num_heads=2)
+    assert_same_tensors(checkpoint, encoder)
+    assert checkpoint.architecture["num_layers"] == 12
+    assert checkpoint.architecture["layer_norm_eps"] == checkpoint.architecture["fc_norm_eps"] == 1e-6
+
+
+def test_pth_state_dicts_at_the_top_or_beside_a_model_name(tmp_path):
+    """A state dict saved bare beside non-tensor entries, or under state_dict beside a "model" that is a name."""
+    hf = reference.random_reference(seed=18, **DEEP)
+    state = reference.original_state_dict(hf)
+    torch.save({**state, "epoch": 3}, tmp_path / "bare.pth")
+    assert_same_tensors(read_mcg_checkpoint(tmp_path / "bare.pth", num_heads=2), state)
+    torch.save({"model": "vit_small_patch16_224", "state_dict": state}, tmp_path / "named.pth")
+    assert_same_tensors(read_mcg_checkpoint(tmp_path / "named.pth", num_heads=2), state)
+
+
+def test_pth_files_that_hold_no_videomae_state_dict_are_refused(tmp_path):
+    """A list, unknown tensors (all named, also ones whose names begin like known ones), no patch
+    embedding, and pickled code, which weights_only loading never runs."""
+    state = reference.original_state_dict(reference.random_reference(seed=19, **DEEP))
+    cases = {
+        "list": ([state["head.weight"]], "holds a list, not a state dict of tensors"),
+        "unknown": (
+            {**state, "head_dist.weight": torch.ones(2, 8), "blocks.0.attn.relative_position_bias_table": torch.ones(3)},
+            r"does not know: blocks\.0\.attn\.relative_position_bias_table, head_dist\.weight$",
+        ),
+        "no_patch": (
+            {name: value for name, value in state.items() if not name.startswith("patch_embed.")},
+            r"missing tensors: .*no_patch\.pth has no patch_embed\.proj\.weight",
+        ),
+    }
+    for name, (content, message) in cases.items():
+        torch.save({"model": content} if isinstance(content, dict) else content, tmp_path / f"{name}.pth")
+        with pytest.raises(CheckpointError, match=message):
+            read_mcg_checkpoint(tmp_path / f"{name}.pth", num_heads=2)
+    torch.save({"model": state, "hook": print}, tmp_path / "code.pth")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        read_mcg_checkpoint(tmp_path / "code.pth", num_heads=2)
+
+
+def test_innat_weight_names_stored_as_keras_2_stores_them_as_fixed_length_bytes(tmp_path):
+    """Keras 2's save_weights writes each group's weight_names as np.asarray of the encoded names (dtype S)."""
+    hf = reference.random_reference(seed=20, **DEEP)
+    path = reference.write_innat_h5(hf, tmp_path / "TFVideoMAE_T_K400_2x16_FT.h5")
+    with h5py.File(path, "r+") as handle:
+        for group in handle.values():
+            group.attrs["weight_names"] = np.asarray([str(name).encode() for name in group.attrs["weight_names"]], dtype=bytes)
+        assert handle["TFBlock1"].attrs["weight_names"].dtype.kind == "S"
+    assert_same_tensors(read_innat_h5(path, num_heads=2), reference.original_state_dict(hf))
