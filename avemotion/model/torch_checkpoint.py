@@ -6,6 +6,7 @@ installed with avemotion; reading one without it says how to get it or convert t
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 from pathlib import Path
 
@@ -27,8 +28,15 @@ def read_torch_file(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise CheckpointError(TORCH_INSTALL_HINT.format(path=path)) from None
     # weights_only keeps arbitrary pickled code out; MCG-NJU checkpoints also pickle their argparse args.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        content = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            content = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's message is a page of advice to load it unsafely
+        named = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        raise CheckpointError(
+            f"{path} holds Python objects besides tensors{f' ({named.group(1)})' if named else ''}, which are not loaded: "
+            "loading them could run code; save the state dict alone (torch.save(model.state_dict(), ...)) and give that"
+        ) from None
     state = content
     if isinstance(content, dict):
         for key in ("model", "module", "state_dict"):
