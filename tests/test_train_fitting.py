@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import h5py
 import keras
 import numpy as np
 import pandas as pd
@@ -276,6 +277,37 @@ def test_a_job_killed_while_a_phase_end_was_written_resumes_from_the_backup_or_t
         epochs = fit(tiny_model(seed=1), settings, Batches(epochs=2), STEPS, outdir)
         assert pd.read_csv(outdir / "progress" / "epochs.csv")["epoch"].tolist() == [0, 1, *rerun]
         assert epochs["epoch"].tolist() == [0, 1]
+
+
+def test_a_job_interrupted_while_h5py_wrote_an_epochs_backup_resumes_from_the_backup_before(tmp_path, monkeypatch):
+    """Ctrl-C inside h5py leaves a cleanly closed file with part of the model in it, which reads to
+    its end: written in place, every rerun failed to load it. The backup is written aside, so the
+    rerun finds the whole one of the epoch before and runs the interrupted epoch's end again."""
+    settings = settings_for(epochs=2)
+    real_save, saves = keras.Model.save_weights, []
+
+    def interrupted_in_the_second_backup(self, filepath, *args, **kwargs):
+        if "latest.weights.h5" in Path(filepath).name:
+            saves.append(filepath)
+            if len(saves) == 2:
+                with h5py.File(filepath, "w") as partial:  # what h5py leaves: a few groups, closed
+                    partial.create_group("layers/dense/vars")
+                raise KeyboardInterrupt("interrupted")
+        return real_save(self, filepath, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(keras.Model, "save_weights", interrupted_in_the_second_backup)
+        with pytest.raises(KeyboardInterrupt):
+            fit(tiny_model(), settings, Batches(epochs=2), STEPS, tmp_path)
+    backup = tmp_path / "resume" / "phase_0"
+    assert sorted(path.name for path in backup.iterdir()) == sorted(
+        ["latest.weights.h5", "latest.weights.h5.bkp", "training_metadata.json", "training_metadata.json.bkp"]
+    )  # the interrupted write left nothing beside them
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    batches = Batches(epochs=1)
+    epochs = fit(tiny_model(seed=1), settings, batches, STEPS, tmp_path)
+    assert epochs["epoch"].tolist() == [0, 1]
+    assert pd.read_csv(tmp_path / "progress" / "epochs.csv")["epoch"].tolist() == [0, 1, 1]  # the second epoch again
 
 
 def test_a_job_killed_before_a_finished_phases_backup_was_removed_starts_the_next_phase_afresh(tmp_path, monkeypatch):

@@ -212,7 +212,7 @@ def fit(
         # otherwise find neither and start over), and is written twice (a kill while it is written
         # leaves the previous one to resume from).
         backup_dir = outdir / "resume" / f"phase_{index}"
-        backup = keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+        backup = WholeBackup(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
         repair_backup(backup)
         optimizer = phase_optimizer(model, training, start, end, steps_per_epoch)
         # Keras on JAX without jit runs the step op by op (2.5x slower to its first epoch here, and
@@ -247,6 +247,23 @@ def fit(
     # The progress stays until the job's outputs are written (clear_progress): a job killed while it
     # predicts or saves then finds every phase done on its rerun instead of training from epoch 1.
     return epochs
+
+
+class WholeBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore whose files are each replaced whole (written aside, then renamed).
+    Keras writes its latest weights in place, and a Ctrl-C inside h5py closes the file cleanly with
+    part of the model in it: it reads to its end, so repair_backup cannot tell, and every rerun
+    failed to load it ("Layer 'attention' expected 2 variables, but received 0"). A kill between the
+    two renames leaves the new weights beside the epoch before's metadata: that epoch runs again."""
+
+    def _save_model(self):
+        latest = ((self._weights_path, self._prev_weights_path), (self._training_metadata_path, self._prev_training_metadata_path))
+        for path, before in latest if self.double_checkpoint else ():
+            if Path(path).exists():  # a copy cut short by a kill leaves the latest whole
+                shutil.copyfile(path, before)
+        with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        write_json({"epoch": self._current_epoch, "batch": self._last_batch_seen}, self._training_metadata_path)
 
 
 def repair_backup(backup: keras.callbacks.BackupAndRestore) -> None:
