@@ -224,6 +224,11 @@ def test_protocol_figures_count_the_clips_a_stage_quarantined_as_errors(tmp_path
     assert '(quarantined ones as errors)</td><td class="num">0.625 ± 0.177</td><td class="num">0.583 ± 0.118</td>' in page
     assert "The test folds list 9 clips of these classes; 2 of them a preprocessing stage quarantined" in page
     assert "protocol" not in summarise_experiment(folds, "exp")  # without manifests (results made before): no such figures
+    # with nothing quarantined, the page says every listed clip of its classes was scored (fear, listed, is no class of it)
+    pd.concat([listed, quarantined[quarantined["label"] == "fear"]]).to_parquet(tmp_path / "manifest.parquet")
+    evaluate_experiment(folds, "exp", outputs, manifests=[tmp_path / "manifest.parquet"])
+    page = report.experiment_section({"summary": outputs["summary"], "name": "exp"}, tmp_path)
+    assert "Every one of the 7 clips of these classes that the test folds list was scored." in page
 
 
 def test_mixture_summary_breaks_down_per_dataset_and_folds_must_share_labels(tmp_path):

@@ -242,7 +242,7 @@ def experiment_section(entry: Mapping, page_dir) -> str:
             "every listed clip: compare with the row that counts them as errors, or keep them "
             "(<code>face.no_face: keep</code>, <code>audio.missing: silent</code>).</small></p>"
             if unscored
-            else f"<p><small>Every one of the {listed} clips the test folds list was scored.</small></p>"
+            else f"<p><small>Every one of the {listed} clips of these classes that the test folds list was scored.</small></p>"
         )
     if final:
         parts.append(
