@@ -14,6 +14,7 @@ that cannot be read gets a row with its error and the others are still predicted
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -31,6 +32,8 @@ from avemotion.model.bundle import TrainedModel
 from avemotion.model.preprocessor import warnings_of
 from avemotion.preprocess.plan import STAGE_NAMES
 from avemotion.scratch import ScratchFolder
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".vob", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv")
 RESULT_COLUMNS = ["clip", "predicted_label", "valence", "arousal", "face_ratio", "warnings", "error"]
@@ -160,6 +163,9 @@ def predict_files(
     """
     trained = TrainedModel.load(model_dir)
     preprocessor = trained.preprocessor(dataset, openface_bin)
+    if dataset is None and len(trained.settings["datasets"]) > 1:  # a mixture's corpora may be preprocessed differently
+        corpora = trained.settings["datasets"]
+        log.warning("clips are prepared as %s's were (the model was trained on %s; --dataset picks another)", corpora[0], ", ".join(corpora))
     labels = trained.labels
     clips = clip_records(expand_clips(paths))
     if not clips:

@@ -82,6 +82,10 @@ def test_a_mixture_model_prepares_new_clips_as_the_corpus_asked_for_was_prepared
     assert (trained.preprocessor("enterface").num_frames, trained.preprocessor("enterface").n_mfcc) == (8, 20)
     with pytest.raises(ValueError, match="--dataset 'mafw': the model was trained on crema_d, enterface; allowed values: crema_d, enterface"):
         trained.preprocessor("mafw")
+    with pytest.raises(ValueError, match="--dataset 'mafw': the model"):  # "mfaw", as the config reads it, is MAFW
+        trained.preprocessor("mfaw")
+    write_json(model_settings("early", datasets=["enterface", "mafw"], preprocess={"enterface": preprocess["enterface"], "mafw": preprocess["crema_d"]}), tmp_path / SETTINGS_FILE)
+    assert TrainedModel.load(tmp_path).preprocessor("mfaw").num_frames == 4
 
 
 @pytest.mark.parametrize(

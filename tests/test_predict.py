@@ -193,7 +193,7 @@ def test_the_workdir_index_names_the_folder_and_id_each_clip_was_prepared_under(
         def write_examples(self, clips, folder):
             return None
 
-    trained = SimpleNamespace(labels=["anger", "joy"], preprocessor=lambda *args: Preprocessor(), network=lambda: None)
+    trained = SimpleNamespace(labels=["anger", "joy"], settings={"datasets": ["crema_d"]}, preprocessor=lambda *args: Preprocessor(), network=lambda: None)
     monkeypatch.setattr(TrainedModel, "load", staticmethod(lambda directory: trained))
     paths = [tmp_path / name for name in ("v/a.mp4", "gone.mp4", "v/b.mp4", "w/a.mp4", "v/c.mp4")]
     for path in paths:
@@ -655,7 +655,7 @@ class FakeModel:
     prediction is its position among the group's encoded clips."""
 
     labels = ["anger", "joy"]
-    settings: dict = {}
+    settings: dict = {"datasets": ["crema_d"]}
 
     def preprocessor(self, dataset, openface_bin):
         return self
@@ -725,6 +725,19 @@ def test_clips_that_are_all_unreadable_get_their_rows_without_the_network(fake_m
     touch(tmp_path / "clip.mp4")
     predict_files("model", [str(tmp_path / "typo.mp4"), str(tmp_path / "clip.mp4")], progress=False)
     assert loads == [1]
+
+
+def test_a_mixtures_model_says_whose_preprocessing_prepares_the_clips_unless_asked(fake_model, tmp_path, monkeypatch, caplog):
+    """A model of a mixture prepares clips as its first corpus' were unless --dataset says another:
+    a MAFW clip given to an eNTERFACE+MAFW model would otherwise be prepared as eNTERFACE's without
+    a word. One corpus, or --dataset given: nothing to say."""
+    touch(tmp_path / "clip.mp4")
+    for datasets, dataset, said in ((["enterface", "mafw"], None, True), (["enterface", "mafw"], "mafw", False), (["crema_d"], None, False)):
+        monkeypatch.setattr(fake_model, "settings", {"datasets": datasets}, raising=False)
+        caplog.clear()
+        predict_files("model", [str(tmp_path / "clip.mp4")], dataset=dataset, progress=False)
+        expected = ["clips are prepared as enterface's were (the model was trained on enterface, mafw; --dataset picks another)"] if said else []
+        assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == expected
 
 
 def test_predicting_no_clips_is_an_error(fake_model):

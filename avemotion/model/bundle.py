@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from avemotion.config import DATASET_ALIASES
 from avemotion.config_checks import openface_executable
 from avemotion.io import read_json, write_json
 from avemotion.job_params import recorded_preprocessing
@@ -88,7 +89,7 @@ class TrainedModel:
         preprocess = self.settings.get("preprocess")
         if not preprocess:
             raise ValueError(f"{self.directory / SETTINGS_FILE} does not record the preprocessing settings (a model trained before they were saved): retrain it")
-        dataset = dataset or self.settings["datasets"][0]
+        dataset = DATASET_ALIASES.get(dataset, dataset) if dataset else self.settings["datasets"][0]  # mfaw, as the config reads it
         if dataset not in preprocess:
             raise ValueError(f"--dataset {dataset!r}: the model was trained on {', '.join(preprocess)}; allowed values: {', '.join(preprocess)}")
         try:  # a file edited by hand: one line now, not a traceback for every clip
