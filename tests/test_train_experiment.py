@@ -156,7 +156,7 @@ def test_non_finite_outputs_are_an_error_not_the_first_class():
         predictions_table(["a", "b"], final, truth, LABELS)
 
 
-def test_a_held_out_corpus_is_scored_on_the_classes_its_mixture_learned(tmp_path):
+def test_a_held_out_corpus_is_scored_on_the_classes_its_mixture_learned(tmp_path, caplog):
     """A mixture with labels of its own: the held-out corpus' classes that no training corpus holds
     were never learned, so it is scored on the others, as cross-corpus runs are (a learned model's
     UAR was capped by a recall of 0 on such a class)."""
@@ -175,6 +175,8 @@ def test_a_held_out_corpus_is_scored_on_the_classes_its_mixture_learned(tmp_path
     surprised = set(other.loc[other["label"] == "surprise", "clip_id"])
     assert sorted(json.loads((out / "split.json").read_text())["test"]) == sorted(set(other["clip_id"]) - sad - surprised)
     assert metrics["labels"] == ["anger", "happiness"] and metrics["unlearned_test_clips"] == len(sad)
+    # the job's log says which class it had no training clip of
+    assert "test_late held-out enterface: no training clip of sadness: the model learns 3 classes from clips of 2" in caplog.text
     assert len(surprised) == 2 and metrics["unscored_test_clips"] == len(sad) + 2 and metrics["outside_label_set"] == 3
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert [column for column in predictions if column.startswith("prob_")] == ["prob_anger", "prob_happiness"]

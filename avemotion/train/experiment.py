@@ -240,6 +240,10 @@ def run_experiment_fold(
         strategy.num_replicas_in_sync, keras.backend.backend(),
     )
 
+    unlearnable = [label for label in settings["labels"] if label not in learned_labels(clips, split, settings["labels"])]
+    if unlearnable:  # a corpus copy without some of the protocol's classes: the model never predicts them
+        log.warning("%s %s: no training clip of %s: the model learns %d classes from clips of %d", settings["name"], run,
+                    ", ".join(unlearnable), len(settings["labels"]), len(settings["labels"]) - len(unlearnable))  # fmt: skip
     face_stats = training_face_statistics(settings, tfrecord_paths, split["train"])
     with strategy.scope():  # variables, optimizer and compiled steps live on every replica
         model = build_model(settings, face_stats)
