@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from avemotion.config import ConfigError
+
 
 @contextlib.contextmanager
 def script_logging(path):
@@ -31,6 +33,9 @@ def script_logging(path):
         try:
             with _descriptor_2_writes_to(handle), _crash_stacks_on_descriptor_2(), contextlib.redirect_stderr(handle):
                 yield
+        except ConfigError as error:  # a setting the job's own data rules out: its one line, as the config check gives it
+            logging.getLogger("avemotion").error("%s", error)
+            raise SystemExit(1) from None
         except BaseException:
             logging.getLogger("avemotion").exception("script failed")
             raise

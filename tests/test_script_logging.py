@@ -62,6 +62,17 @@ def test_a_failed_or_crashed_job_leaves_what_it_said_and_why_it_ended_in_its_log
     assert in_order(lines, SAID + last_words), lines
 
 
+def test_a_config_error_a_job_finds_ends_it_with_its_one_line_not_a_traceback(tmp_path):
+    """A setting only the job's data rules out (a batch larger than the training clips preprocessing
+    left) is a config mistake like those the check finds before any job: one line naming the key,
+    in the log and nowhere else, and a failed job."""
+    error = "config: training.batch_size: 6 is larger than the 5 training clips"
+    job, lines = run_job(tmp_path, f"from avemotion.config import ConfigError; raise ConfigError({error!r})")
+    assert job.returncode == 1 and job.stderr == ""
+    assert in_order(lines, SAID + [f"ERROR avemotion: {error}"]), lines
+    assert not [line for line in lines if "Traceback" in line or "script failed" in line], lines
+
+
 def test_a_native_line_of_a_snakemake_job_is_in_the_rule_log_not_on_snakemakes_terminal(tmp_path):
     (tmp_path / "job.py").write_text(
         "import os\nfrom avemotion.logs import script_logging\n"
