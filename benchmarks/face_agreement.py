@@ -21,7 +21,8 @@ Prints `name: value` lines: per AU ``<set>_AU<nn>_r`` (Pearson r of the intensit
 ``<set>_AU<nn>_presence`` (share of frames where AU*_c agrees), ``<set>_AU<nn>_constant_clips``
 (clips where ours is constant but OpenFace varies), and ``pose_R*_r``, ``gaze_angle_*_r``,
 ``gaze_angle_*_mean_diff`` against static mode (OpenFace's -au_static; pose and gaze do not
-depend on the mode), then the held-out AU r against video mode. Last, how far OpenFace agrees with
+depend on the mode), ``pose_Tz_ratio_clip_min|max`` (the head's distance, ours over OpenFace's, per
+clip's median: the clips' frames are 512x512 to 960x540), then the held-out AU r against video mode. Last, how far OpenFace agrees with
 itself: ``openface_video_vs_static_AU<nn>_r`` / ``_presence`` (its two modes on the same frames)
 and ``openface_own_presence_AU<nn>`` (its own intensities cut at a held-out threshold against its
 own AU*_c: what cutting an intensity gives where the intensity is OpenFace's own).
@@ -94,6 +95,11 @@ def main() -> None:
         difference = (static.ours[column] - static.reference[column]).groupby(static.persons).mean()
         print(f"{column}_mean_diff: {np.mean(static.ours[column] - static.reference[column]):.3f}")
         print(f"{column}_person_median_diff: {difference.median():.3f}")
+    # The head's distance rests on the camera both assume (OpenFace's default intrinsics): per clip, the
+    # median of ours over OpenFace's; the face models' sizes differ, the frame sizes should not matter.
+    distance = (static.ours["pose_Tz"] / static.reference["pose_Tz"]).groupby(static.clips).median()
+    print(f"pose_Tz_ratio_clip_min: {distance.min():.3f}")
+    print(f"pose_Tz_ratio_clip_max: {distance.max():.3f}")
     sound = ~static.lost
     print(f"openface_lost_fit_frames: {int(static.lost.sum())}")
     reference, clips = static.reference[sound].reset_index(drop=True), static.clips[sound]

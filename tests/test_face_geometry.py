@@ -20,14 +20,16 @@ def projected(rotation: np.ndarray, translation, width: int, height: int) -> np.
     """The pixels of the pose model's points seen by OpenFace's default camera with the head at
     ``translation`` (mm) turned by ``rotation``."""
     camera = rotation @ geometry.POSE_MODEL.T + np.asarray(translation, float)[:, None]
-    f = 500.0 * width / 640
+    f = 250.0 * (width / 640 + height / 480)
     return np.stack([f * camera[0] / camera[2] + width / 2, f * camera[1] / camera[2] + height / 2], axis=1)
 
 
-def test_the_default_camera_is_openfaces_guess_for_the_frames_width():
-    """fx = fy = 500 px for every 640 px of width, the principal point at the image's centre."""
-    np.testing.assert_allclose(geometry.camera_matrix(1280, 720), [[1000, 0, 640], [0, 1000, 360], [0, 0, 1]])
-    np.testing.assert_allclose(geometry.camera_matrix(320, 480), [[250, 0, 160], [0, 250, 240], [0, 0, 1]])
+def test_the_default_camera_is_openfaces_guess_for_the_frames_size():
+    """fx = fy = the mean of 500 px per 640 px of width and 500 px per 480 px of height (OpenFace's
+    SequenceCapture), the principal point at the image's centre: 875 px for 1280x720, not 1000."""
+    np.testing.assert_allclose(geometry.camera_matrix(1280, 720), [[875, 0, 640], [0, 875, 360], [0, 0, 1]])
+    np.testing.assert_allclose(geometry.camera_matrix(640, 480), [[500, 0, 320], [0, 500, 240], [0, 0, 1]])
+    np.testing.assert_allclose(geometry.camera_matrix(320, 480), [[375, 0, 160], [0, 375, 240], [0, 0, 1]])
 
 
 @pytest.mark.parametrize("size", [(640, 480), (1280, 720), (480, 854)])

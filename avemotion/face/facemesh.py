@@ -72,7 +72,7 @@ TRACKING_BATCH_BYTES = 8 * 2**20
 # changes what a column holds; the constants below are hashed in (the AU calibration and measures,
 # the fold boxes, the pose model, the gaze constants, the smoothing, the detectors and how often the
 # full-range one looks), so a refit or a retuned constant needs nothing more.
-FEATURES_REVISION = 3
+FEATURES_REVISION = 4
 # Where the short-range detector finds no face the mesh confirms, the full-range one looks too (faces
 # a tenth as wide as the frame or less: avemotion.face.models.FaceDetector), on the first frame and
 # then every this many frames of a run without a face (it is also asked beside every face found: see

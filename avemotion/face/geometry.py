@@ -76,12 +76,14 @@ POSE_MODEL = np.array(
 _RIGHT_EYE_ROWS = [int(np.flatnonzero(POSE_INDICES == i)[0]) for i in (33, 133)]
 _LEFT_EYE_ROWS = [int(np.flatnonzero(POSE_INDICES == i)[0]) for i in (362, 263)]
 MODEL_EYE_DISTANCE = 63.0  # mm between the eye centres of the canonical model
-DEFAULT_FOCAL = 500.0  # OpenFace's focal length guess for a 640-pixel-wide image without calibration
+DEFAULT_FOCAL = 500.0  # OpenFace's focal length guess for a 640x480 image without calibration
 
 
 def camera_matrix(width: int, height: int) -> np.ndarray:
-    """OpenFace's default intrinsics: fx = fy = 500 * width / 640, principal point at the centre."""
-    f = DEFAULT_FOCAL * width / 640
+    """OpenFace's default intrinsics (its SequenceCapture::SetCameraIntrinsics): fx = fy, the mean of
+    500 * width / 640 and 500 * height / 480, principal point at the centre. With the width's guess
+    alone, pose_Tz read 14% far on 16:9 frames and 14% near on square ones against OpenFace's."""
+    f = DEFAULT_FOCAL * (width / 640 + height / 480) / 2
     return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
 
 
