@@ -127,7 +127,7 @@ def _predict_clips(args) -> int:
         print(format_table(table))
         return 1
     if args.out:
-        print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+        print(f"wrote {len(table)} prediction{'' if len(table) == 1 else 's'} to {args.out}", file=sys.stderr)
     else:
         print(format_table(table))
     failed = int((table["error"] != "").sum())

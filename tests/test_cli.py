@@ -146,6 +146,9 @@ def test_predict_says_how_many_clips_failed_and_exits_1(monkeypatch, tmp_path, c
     assert f"wrote 3 predictions to {out}" in err and "avemotion predict: 1 of 3 clips could not be predicted (see their error)" in err
     written = pd.read_csv(out, keep_default_na=False)
     assert list(written.columns) == list(predictions("").columns) and written["error"].tolist() == ["", "no such file", ""]
+    fake_predictions(monkeypatch, [predictions("")])
+    assert main(["predict", "--model", "m", "c0.mp4", "--out", str(out), "--quiet"]) == 0
+    assert f"wrote 1 prediction to {out}" in capsys.readouterr().err
 
 
 def test_a_write_that_failed_once_but_succeeded_later_is_no_failure(monkeypatch, tmp_path, capsys):
