@@ -163,8 +163,9 @@ def predict_files(
     """
     trained = TrainedModel.load(model_dir)
     preprocessor = trained.preprocessor(dataset, openface_bin)
-    if dataset is None and len(trained.settings["datasets"]) > 1:  # a mixture's corpora may be preprocessed differently
-        corpora = trained.settings["datasets"]
+    corpora = trained.settings["datasets"]
+    recorded = trained.settings.get("preprocess") or {}
+    if dataset is None and len({json.dumps(recorded.get(name), sort_keys=True) for name in corpora}) > 1:  # a mixture's, prepared differently
         log.warning("clips are prepared as %s's were (the model was trained on %s; --dataset picks another)", corpora[0], ", ".join(corpora))
     labels = trained.labels
     clips = clip_records(expand_clips(paths))
