@@ -80,7 +80,8 @@ def defect_clips(demo_run, dataset: str) -> dict[str, str]:
 
 def test_unreadable_clips_get_error_rows_and_clips_without_face_or_audio_are_predicted_with_warnings(demo_run, tmp_path, capsys):
     defects = defect_clips(demo_run, "enterface")
-    no_face, no_audio = defects["no face in any frame"], defects["no audio stream"]
+    no_face = defects["no face in any frame"]
+    no_audio = next(path for reason, path in defects.items() if reason == f"no audio stream: {Path(path).name}")
     empty = next(path for reason, path in defects.items() if reason.startswith("zero-length file"))
     missing = str(tmp_path / "absent.mp4")
     status = main(["predict", "--model", str(demo_run / MODEL), no_face, empty, no_audio, missing, "--quiet"])
@@ -730,10 +731,14 @@ def test_clips_that_are_all_unreadable_get_their_rows_without_the_network(fake_m
 def test_a_mixtures_model_says_whose_preprocessing_prepares_the_clips_unless_asked(fake_model, tmp_path, monkeypatch, caplog):
     """A model of a mixture prepares clips as its first corpus' were unless --dataset says another:
     a MAFW clip given to an eNTERFACE+MAFW model would otherwise be prepared as eNTERFACE's without
-    a word. One corpus, or --dataset given: nothing to say."""
+    a word. One corpus, corpora prepared alike, or --dataset given: nothing to say."""
     touch(tmp_path / "clip.mp4")
-    for datasets, dataset, said in ((["enterface", "mafw"], None, True), (["enterface", "mafw"], "mafw", False), (["crema_d"], None, False)):
-        monkeypatch.setattr(fake_model, "settings", {"datasets": datasets}, raising=False)
+    unlike = {"enterface": {"frames": {"crop": "face"}}, "mafw": {"frames": {"crop": "full"}}}
+    alike = {"enterface": {"frames": {"crop": "face"}}, "mafw": {"frames": {"crop": "face"}}}
+    cases = ((["enterface", "mafw"], unlike, None, True), (["enterface", "mafw"], unlike, "mafw", False),
+             (["enterface", "mafw"], alike, None, False), (["crema_d"], {}, None, False))  # fmt: skip
+    for datasets, preprocess, dataset, said in cases:
+        monkeypatch.setattr(fake_model, "settings", {"datasets": datasets, "preprocess": preprocess}, raising=False)
         caplog.clear()
         predict_files("model", [str(tmp_path / "clip.mp4")], dataset=dataset, progress=False)
         expected = ["clips are prepared as enterface's were (the model was trained on enterface, mafw; --dataset picks another)"] if said else []
