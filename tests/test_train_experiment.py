@@ -112,23 +112,21 @@ def test_fold_outputs_hold_only_test_speakers_and_metrics_match_predictions(tmp_
     assert metrics["uar"] >= 0.9
 
 
-def test_a_batch_larger_than_the_training_split_stops_the_job_with_the_numbers(tmp_path):
-    """The config check sees the splits only once the corpora are indexed; a first run's job checks."""
+@pytest.mark.parametrize(
+    "key, message",
+    [
+        ("batch_size", r"training\.batch_size: 10000 is larger than the \d+ training clips of experiment 'test_late', fold 1"),
+        ("accumulation_steps", r"training\.accumulation_steps: 10000 is more than the \d+ batches of the .* of experiment 'test_late', fold 1"),
+    ],
+)
+def test_a_batch_or_update_larger_than_the_jobs_split_stops_the_job_with_the_numbers(tmp_path, key, message):
+    """The config check sees the splits only once the corpora are indexed, and not the clips
+    quarantined after it: the job checks its own split before it trains, not after training nothing
+    (a batch larger than the training clips, a phase with fewer batches than one update takes)."""
     tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
     settings = settings_for("late")
-    settings["training"] = {**settings["training"], "batch_size": 10_000}
-    with pytest.raises(ConfigError, match=r"training\.batch_size: 10000 is larger than the \d+ training clips of experiment 'test_late', fold 1"):
-        run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "out")
-    assert not (tmp_path / "out" / "model.keras").exists()
-
-
-def test_gradient_accumulation_longer_than_a_phase_of_the_jobs_split_stops_the_job(tmp_path):
-    """Clips quarantined after the config check can leave a phase fewer batches than one update
-    takes: the job checks its own split before it trains, not after training nothing."""
-    tabular, tfrecord, _ = learnable_shards(tmp_path / "results")
-    settings = settings_for("late")
-    settings["training"] = {**settings["training"], "accumulation_steps": 10_000}
-    with pytest.raises(ConfigError, match=r"training\.accumulation_steps: 10000 is more than the \d+ batches of the .* of experiment 'test_late', fold 1"):
+    settings["training"] = {**settings["training"], key: 10_000}
+    with pytest.raises(ConfigError, match=message):
         run_experiment_fold(settings, tabular, tfrecord, 1, tmp_path / "out")
     assert not (tmp_path / "out" / "model.keras").exists()
 
