@@ -32,7 +32,7 @@ from avemotion.inference import MAX_ID_BYTES, VIDEO_SUFFIXES, WORKDIR_INDEX, Pro
 from avemotion.layout import ClipArtifacts
 from avemotion.media.audio import DECODING_REVISION
 from avemotion.model.bundle import TrainedModel
-from avemotion.model.preprocessor import ClipPreprocessor, PreparedClip, revision_notes, warnings_of, whole_file_problem
+from avemotion.model.preprocessor import LONG_CLIP_S, ClipPreprocessor, PreparedClip, revision_notes, warnings_of, whole_file_problem
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 from avemotion.train.settings import prediction_experiments
 from conftest import REPO, demo_config, demo_settings, ffmpeg, run_snakemake, touch
@@ -811,6 +811,18 @@ def test_a_short_or_truncated_clips_warnings_say_how_it_was_predicted():
     assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == [
         "only 3 frames: sampled frames repeat", "the file is truncated: predicted from the part it holds"
     ]
+
+
+def test_a_clip_longer_than_an_utterance_is_told_to_be_cut():
+    """A recording of minutes gets one prediction from a few frames: the user learns to cut it; a
+    clip as long as LONG_CLIP_S, or one whose audio stage failed, gets no such warning."""
+    info = {"audio": {"duration_s": 1800.4}, "face": {"face_ratio": 1.0}}
+    assert warnings_of(PreparedClip("c", "c.mp4", info=info)) == [
+        "a clip of 1800 s gets one prediction, from a few of its frames (the model learnt from utterances of seconds): "
+        "cut long recordings into utterances"
+    ]
+    for audio in ({"duration_s": LONG_CLIP_S}, {}):
+        assert warnings_of(PreparedClip("c", "c.mp4", info={"audio": audio, "face": {"face_ratio": 1.0}})) == []
 
 
 def test_the_preprocessor_keeps_every_defective_clip_whatever_the_models_corpus_quarantined():

@@ -28,6 +28,10 @@ from avemotion.preprocess.plan import STAGE_NAMES, stage_revisions
 from avemotion.preprocess.stages import STAGES
 
 LOW_FACE_RATIO = 0.5  # below this fraction of frames with a face, a warning says so
+# Longer than this, a clip is no utterance: the corpora label utterances of seconds (CREMA-D's one
+# minute-long clip is a known defect), and one prediction from a long recording's num_frames frames
+# (and the audio under them) says little of any moment in it.
+LONG_CLIP_S = 30.0
 EXAMPLES_FILE = "examples.tfrecord"
 
 
@@ -60,6 +64,11 @@ def warnings_of(clip: PreparedClip) -> list[str]:
         warnings.append("audio is silent")
     if audio.get("audio_misaligned"):  # the audio stage's reason (media.audio.Alignment.problem), by the model's limits
         warnings.append(f"misaligned audio: {audio.get('audio_problem') or 'it does not cover the video'} (kept: silence fills, excess is cut)")
+    if audio.get("duration_s", 0.0) > LONG_CLIP_S:  # the audio stage's length, the video's span
+        warnings.append(
+            f"a clip of {audio['duration_s']:.0f} s gets one prediction, from a few of its frames (the model learnt from "
+            "utterances of seconds): cut long recordings into utterances"
+        )
     frames = clip.info.get("frames", {})
     if frames.get("short"):
         warnings.append(f"only {frames['total_frames']} frames: sampled frames repeat")
