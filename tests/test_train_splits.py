@@ -37,19 +37,19 @@ def test_every_fold_is_speaker_disjoint_across_datasets(test_fold):
 
 def test_final_model_trains_on_every_fold_and_same_seed_same_split():
     clips = corpus("crema_d", 5, 5)
-    split = speaker_splits(clips, None, seed=0)
+    split = speaker_splits(clips, None, 0.2, seed=0)
     assert split["test"] == [] and len(split["train"]) + len(split["validation"]) == len(clips)
     # Same seed, same split on every machine and in every rerun (not Python's per-process hash).
     code = (
         "import json, sys; import pandas as pd; from avemotion.train.splits import speaker_splits; "
-        "print(json.dumps(speaker_splits(pd.DataFrame(json.load(sys.stdin)), 2, seed=7)))"
+        "print(json.dumps(speaker_splits(pd.DataFrame(json.load(sys.stdin)), 2, 0.2, seed=7)))"
     )
-    assert in_other_processes(code, clips.to_dict("records")) == [speaker_splits(clips, 2, seed=7)] * 2
+    assert in_other_processes(code, clips.to_dict("records")) == [speaker_splits(clips, 2, 0.2, seed=7)] * 2
 
 
 def test_demo_sized_corpus_keeps_training_speakers():
     # 5 speakers, one per fold: 1 test, 1 validation, 3 training speakers.
-    split = speaker_splits(corpus("crema_d", 5, 5), 1)
+    split = speaker_splits(corpus("crema_d", 5, 5), 1, 0.2, 0)
     assert len(split["test"]) == 6 and len(split["validation"]) == 6 and len(split["train"]) == 18
 
 
@@ -61,7 +61,7 @@ def test_leave_one_corpus_out_tests_every_clip_of_the_held_out_corpus_only():
     assert set(by_id.loc[split["train"] + split["validation"], "dataset"]) == {"crema_d"}
     assert split["validation"]
     with pytest.raises(ValueError, match="not both"):
-        speaker_splits(clips, 1, held_out_dataset="enterface")
+        speaker_splits(clips, 1, 0.2, 0, held_out_dataset="enterface")
 
 
 def test_every_corpus_protocol_has_the_folds_experiments_name():
@@ -87,7 +87,7 @@ def test_the_seed_chooses_the_validation_speakers():
 
 def test_a_large_validation_fraction_leaves_a_training_speaker():
     """Two speakers and validation_fraction 0.9: one validates, one trains (never all validation)."""
-    split = speaker_splits(corpus("enterface", 2, 2), None, validation_fraction=0.9)
+    split = speaker_splits(corpus("enterface", 2, 2), None, validation_fraction=0.9, seed=0)
     assert split["train"] and split["validation"]
 
 
@@ -95,7 +95,7 @@ def test_corpora_whose_clip_ids_collide_are_refused():
     """Two corpora sharing a clip id would make a split whose clips cannot be told apart."""
     mixed = pd.concat([corpus("crema_d", 4, 2), corpus("enterface", 4, 2).assign(clip_id=lambda c: c["clip_id"].str.replace("enterface", "crema_d"))])
     with pytest.raises(ValueError, match="clip ids repeat"):
-        speaker_splits(mixed, 1)
+        speaker_splits(mixed, 1, 0.2, 0)
 
 
 def test_the_split_is_the_same_whatever_order_the_clips_come_in():

@@ -33,8 +33,8 @@ def validation_speakers(clips: pd.DataFrame, fraction: float, seed: int) -> set[
 def speaker_splits(
     clips: pd.DataFrame,
     test_fold: int | None,
-    validation_fraction: float = 0.15,
-    seed: int = 0,
+    validation_fraction: float,
+    seed: int,
     held_out_dataset: str | None = None,
 ) -> dict[str, list[str]]:
     """clip ids of ``train``, ``validation`` and ``test``; ``test_fold`` None trains on every fold (final model).
