@@ -14,30 +14,35 @@ from avemotion.datasets import READERS, check_layout, index_dataset, speaker_ids
 from avemotion.face.openface import OpenFaceError
 from avemotion.gpus import use_gpus
 from avemotion.inference import check_output, check_workdir, format_table, predict_files, write_predictions
+from avemotion.layout import MANIFEST, QUARANTINE
 from avemotion.logs import native_stderr_filtered
 from avemotion.model.checkpoints import detect_format
 from avemotion.model.whisper_checkpoint import is_whisper_checkpoint
 
 log = logging.getLogger(__name__)
 
+# `avemotion index --out` writes what the workflow's index and quarantine files hold, named alike
+INDEX_FILES = (Path(MANIFEST).name, Path(QUARANTINE).name)
+
 
 def _index(args) -> int:
     out = Path(args.out)
+    manifest_path, quarantine_path = (out / name for name in INDEX_FILES)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: is a file; --out names the folder for manifest.parquet and quarantine.csv")
+        raise ValueError(f"{out}: is a file; --out names the folder for {INDEX_FILES[0]} and {INDEX_FILES[1]}")
     dataset = DATASET_ALIASES.get(args.dataset, args.dataset)
     # The workflow's settings for this corpus (its chunk count above all, which places clips in chunks)
     settings = dataset_defaults(dataset) | ({"chunks": args.chunks} if args.chunks else {})
     check_layout(dataset, args.root)  # another corpus' root, or an empty one, says so instead of indexing nothing
     manifest, quarantine = index_dataset(dataset, args.root, settings)
-    write_index(manifest, quarantine, out / "manifest.parquet", out / "quarantine.csv")
+    write_index(manifest, quarantine, manifest_path, quarantine_path)
     speakers = f"{manifest['speaker'].nunique()} speakers" if speaker_ids(dataset) else "no speaker ids"
     print(f"{dataset}: {len(manifest)} clips, {speakers}, {len(quarantine)} quarantined (chunks: {settings['chunks']})")
     if len(manifest):
         print(manifest["label"].replace("", "(no label)").value_counts().to_string())
     for reason, count in quarantine["reason"].value_counts().items():
         print(f"quarantined {count}: {reason}")
-    print(f"wrote {out / 'manifest.parquet'} and {out / 'quarantine.csv'}")
+    print(f"wrote {manifest_path} and {quarantine_path}")
     return 0
 
 
@@ -155,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="index a corpus from its file names and metadata (no decoding)")
     index.add_argument("dataset", choices=[*READERS, *DATASET_ALIASES])
     index.add_argument("root", help="corpus root directory")
-    index.add_argument("--out", default=".", help="folder for manifest.parquet and quarantine.csv")
+    index.add_argument("--out", default=".", help=f"folder for {INDEX_FILES[0]} and {INDEX_FILES[1]}")
     index.add_argument("--chunks", type=_positive, help="number of preprocessing chunks (default: the workflow's for the corpus)")
     index.set_defaults(run=_index)
     convert = commands.add_parser(

@@ -174,6 +174,7 @@ REPORT_OUTPUTS = {
     "quarantine": "results/report/quarantine_summary.csv",
 }
 PREVIEWS_DIR = "results/report/previews/{dataset}"
+PREVIEWS_LISTING = "previews.json"  # in a dataset's PREVIEWS_DIR: the clips previewed, which the report shows
 
 # ---- every job's log and benchmark ----------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from avemotion.face.columns import LANDMARKS_2D
 from avemotion.face.crops import crop_matrices, face_landmarks
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import write_json
-from avemotion.layout import ClipArtifacts
+from avemotion.layout import PREVIEWS_LISTING, ClipArtifacts
 from avemotion.media.frame_crops import FACE_CROPS, letterbox_matrix
 
 log = logging.getLogger(__name__)
@@ -213,5 +213,5 @@ def dataset_previews(tabular_paths, frames_tables, face_tables, outdir, margin: 
         )
         written.append({"clip_id": clip_id, "label": clip["label"], "speaker": str(clip["speaker"]), "png": f"{clip_id}.png"})
         log.info("preview of %s (%s)", clip_id, clip["label"])
-    write_json({"clips": written}, folder / "previews.json")
+    write_json({"clips": written}, folder / PREVIEWS_LISTING)
     return written

@@ -24,7 +24,7 @@ from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS
 from avemotion.evaluate.summary import format_mean_std
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, read_json, write_csv
-from avemotion.layout import SPLIT_FILE
+from avemotion.layout import PREVIEWS_LISTING, SPLIT_FILE
 from avemotion.quarantine import read_quarantine
 
 VA_NOTE = (
@@ -347,7 +347,7 @@ def previews_section(previews: Mapping[str, str], page_dir) -> str:
         "action-unit intensities, and the log-Mel and MFCC images.</p>",
     ]
     for dataset, folder in previews.items():
-        listing = Path(folder) / "previews.json"
+        listing = Path(folder) / PREVIEWS_LISTING
         clips = read_json(listing)["clips"] if listing.is_file() else []
         parts.append(f"<h3>{esc(dataset)}</h3>")
         if not clips:
