@@ -33,6 +33,8 @@ import pandas as pd
 # noise through as a correlation; float64 rounding is ~1e-16 relative, far below this, and any real
 # spread of valence/arousal predictions far above it.
 CONSTANT_TOLERANCE = 1e-12
+# classification_metrics' single-figure scores, which every table of per-fold figures reports
+CLASS_SCORES = ("uar", "war", "macro_f1")
 
 
 def _paired(truth, predicted, dtype, what: str) -> tuple[np.ndarray, np.ndarray]:

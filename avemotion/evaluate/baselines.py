@@ -32,7 +32,7 @@ from avemotion.evaluate.summary import fold_labels
 from avemotion.fusion.shards import FEATURE_COLUMNS, read_tabular_shards
 from avemotion.io import read_json, write_csv, write_json
 from avemotion.layout import SPLIT_FILE
-from avemotion.metrics import classification_metrics, summarise_folds
+from avemotion.metrics import CLASS_SCORES, classification_metrics, summarise_folds
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def baselines_table(baselines: dict) -> pd.DataFrame:
     folds = baselines["folds"]
     rows = []
     for name in BASELINES:
-        for metric in ("uar", "war", "macro_f1"):
+        for metric in CLASS_SCORES:
             values = baselines[name]["metrics"][metric]
             per_fold = {int(k): v for k, v in values["per_fold"].items()}
             rows.append(

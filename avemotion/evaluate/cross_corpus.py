@@ -20,7 +20,7 @@ import pandas as pd
 from avemotion.evaluate import plots
 from avemotion.io import read_json, write_csv, write_json
 from avemotion.layout import METRICS_FILE
-from avemotion.metrics import evaluate_predictions
+from avemotion.metrics import CLASS_SCORES, evaluate_predictions
 
 
 # ---- metrics of a held-out folder ----------------------------------------------------------------
@@ -94,7 +94,7 @@ def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[s
 
 
 LONG_COLUMNS = ["experiment", "train_dataset", "test_dataset", "kind", "uar", "uar_std", "war", "macro_f1", "n_clips", "n_classes"]
-LOCO_COLUMNS = ["experiment", "trained_on", "heldout_dataset", "uar", "war", "macro_f1", "n_clips", "n_classes", "unscored_clips"]
+LOCO_COLUMNS = ["experiment", "trained_on", "heldout_dataset", *CLASS_SCORES, "n_clips", "n_classes", "unscored_clips"]
 
 
 def cross_corpus_matrix(long: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:

@@ -34,7 +34,7 @@ import pandas as pd
 from avemotion.evaluate import plots
 from avemotion.io import read_json, write_csv, write_json
 from avemotion.layout import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE
-from avemotion.metrics import evaluate_predictions, summarise_folds
+from avemotion.metrics import CLASS_SCORES, evaluate_predictions, summarise_folds
 from avemotion.preprocess.plan import read_manifest
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def _check_recorded(folders, per_fold) -> None:
         if not path.is_file():
             continue
         recorded = read_json(path)
-        for key in ("uar", "war", "macro_f1"):
+        for key in CLASS_SCORES:
             value = recorded.get(key)
             if value is not None and not math.isclose(value, metrics[key], abs_tol=1e-6):
                 log.warning("fold %s: %s has %s %.6f, recomputed %.6f", fold, path, key, value, metrics[key])
