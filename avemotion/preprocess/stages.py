@@ -272,8 +272,8 @@ class FramesStage(Stage):
                 matrices = crop_matrices(table, crop, self.settings["input_size"], self.settings["face_margin"], aspect)
         opened = open_for_picking(video)
         defects = length_defects(video, len(opened.reader), self.settings["num_frames"])
-        for key, reason in defects.items():  # absent key: keep (job_params.QUIET_DEFAULTS; a trained model's older settings)
-            if self.settings.get(key, "keep") == "quarantine":
+        for key, reason in defects.items():  # absent key: job_params.QUIET_DEFAULTS (a trained model's older settings)
+            if self.settings.get(key, QUIET_DEFAULTS["frames"][key]) == "quarantine":
                 raise ClipDefect(reason)
         frames, info = sample_clip_frames(
             video,
