@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 95
 # How a clip's artifacts are encoded into its example: a release that encodes them differently
 # (2: Mel and MFCC shrunk to AUDIO_STEPS by area resampling) raises it, which reruns every fuse job
-# and retrains every model (a param of both), and predict notes a model trained on another
+# and retrains every model (a param of both), and predict notes a model trained on another revision
 FUSION_REVISION = 2
 # What the fuse stage takes from each preprocessing chunk table (missing columns read as NaN).
 STAGE_INFO = {

@@ -5,17 +5,16 @@ grid is enough for three branches (66 points at step 0.1) and cannot overfit the
 can on a few validation speakers. How a grid point is scored, and why:
 
 - Emotion: by the class-balanced cross-entropy of the fused probabilities (floored at ``EPSILON``),
-  not by UAR. UAR only sees the argmax, so many points tie and the old first-best rule put weight
-  on branches that carry nothing (measured: up to 8 UAR points lost on a test fold against the
-  audio branch alone). Balanced, each class counting alike as in UAR, so leaning towards the
+  not by UAR. UAR only sees the argmax, so many points tie, and taking the first of them puts weight
+  on branches that carry nothing (costing UAR on the test fold against the best branch alone). Balanced, each class counting alike as in UAR, so leaning towards the
   frequent classes (a class-prior branch) earns nothing. At the best temperature of each point
   (one fitted inverse temperature): otherwise diluting an overconfident branch with a flat or a
   noise branch lowers the loss by smoothing, and that branch gets weight for no evidence about the
   clip. Temperature never moves the argmax, so profiling it out hides nothing UAR sees.
 - Valence and arousal: by 1 - CCC of the fused values themselves (the heads train on CCC and are
   scored by it), its per-clip spread given by jackknife pseudo-values. Their scale is not profiled
-  out: CCC judges it, and a scale-free loss let a nearly constant branch take weight 0.9 by chance,
-  shrinking the output (held-out CCC 0.81 -> 0.20 in a simulation).
+  out: CCC judges it, and a scale-free loss lets a nearly constant branch take most of the weight by
+  chance, shrinking the output and its held-out CCC.
 - A branch that is the same for every clip (up to rounding) gets weight 0 before any scoring: it
   says nothing about which clip is which, only shifts or flattens every output alike, and that
   calibration is no job for fusion weights, though it can buy validation loss or CCC.
