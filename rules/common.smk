@@ -21,7 +21,6 @@ from avemotion.layout import (
     INDEX_QUARANTINE,
     MANIFEST,
     METRICS_FILE,
-    MODEL_FILE,
     PREDICTIONS,
     PREDICTIONS_FILE,
     PREVIEWS_DIR,
@@ -51,10 +50,8 @@ from avemotion.preprocess.sources import sources_digest
 from avemotion.train.plan import check_training_runs
 from avemotion.train.settings import (
     check_experiments,
-    cross_corpus_datasets,
     experiment_names,
     experiment_settings,
-    heldout_datasets,
     model_settings,
     prediction_experiments,
 )
@@ -197,7 +194,7 @@ STAGE_OUTPUTS = {
     # quarantine.csv gathers every stage's part, so it is complete once the last per-clip stage ran
     "preprocess": lambda: per_chunk(STAGE_TABLE) + per_dataset(QUARANTINE),
     "fuse": lambda: per_chunk(SHARDS["tabular"], stages=("fuse",)) + per_chunk(SHARDS["tfrecord"], stages=("fuse",)),
-    "train": lambda: training_targets(),
+    "train": lambda: training_targets(config),
     "evaluate": lambda: evaluation_targets(config),
     "report": lambda: report_targets(config),
     "predict": lambda: [PREDICTIONS.format(experiment=name) for name in prediction_experiments(config)],
@@ -284,20 +281,6 @@ def training_threads(wildcards):
 
 def training_gpus(wildcards):
     return experiment_settings(config, wildcards.experiment)["training"]["gpus"]
-
-
-def training_targets():
-    """Each experiment's model per test fold, its final model (all speakers) where asked for, a
-    mixture's leave-one-corpus-out models and a single corpus' cross-corpus predictions."""
-    targets = []
-    for name in experiment_names(config):
-        settings = experiment_settings(config, name)
-        targets += [run_file(name, fold_run(fold), METRICS_FILE) for fold in settings["folds"]]
-        if settings["final"]:
-            targets.append(run_file(name, FINAL_RUN, MODEL_FILE))
-        targets += [run_file(name, heldout_run(dataset), METRICS_FILE) for dataset in heldout_datasets(settings)]
-        targets += [run_file(name, cross_run(dataset), METRICS_FILE) for dataset in cross_corpus_datasets(config, name)]
-    return targets
 
 
 def new_clips(wildcards):

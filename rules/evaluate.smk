@@ -17,6 +17,7 @@ from avemotion.evaluate.targets import (
     report_experiments,
     report_previews,
     report_targets,
+    training_targets,
 )
 
 

@@ -720,6 +720,11 @@ def test_the_report_reads_every_chunks_shards_and_the_cross_corpus_tables_every_
     )
     assert targets.final_files(config, "c", "model.keras") == [f"{runs}/c/final/model.keras"]
     assert targets.final_files(config, "mix", "model.keras") == []
+    # the train stage: every fold's metrics, c's final model and cross-corpus run, mix's held-out runs
+    assert sorted(targets.training_targets(config)) == sorted(
+        [f"{runs}/c/fold_{fold}/metrics.json" for fold in range(1, 6)] + [f"{runs}/c/final/model.keras", f"{runs}/c/cross_enterface/metrics.json"]
+        + [f"{runs}/mix/fold_1/metrics.json", f"{runs}/mix/heldout_crema_d/metrics.json", f"{runs}/mix/heldout_enterface/metrics.json"]
+    )
 
 
 def test_evaluation_waits_for_every_folds_files_and_a_mixtures_heldout_runs_name_all_its_datasets():

@@ -1,5 +1,5 @@
 """Which evaluation files a config has: the runs each experiment's evaluation reads, and the
-targets of the evaluate and report stages (the paths themselves are avemotion.layout's).
+targets of the train, evaluate and report stages (the paths themselves are avemotion.layout's).
 
 Read (written by training), per experiment, from its run folders:
 - ``fold_{fold}`` for each test fold: predictions.parquet, metrics.json, settings.json, split.json,
@@ -27,6 +27,7 @@ from avemotion.layout import (
     EXPERIMENT_OUTPUTS,
     FINAL_RUN,
     METRICS_FILE,
+    MODEL_FILE,
     PREDICTIONS_FILE,
     PREVIEWS_DIR,
     QUARANTINE,
@@ -137,6 +138,17 @@ def report_previews(config: dict) -> dict[str, str]:
 
 
 # ---- stage targets -------------------------------------------------------------------------------
+
+
+def training_targets(config: dict) -> list[str]:
+    """Each experiment's model per test fold, its final model (all speakers) where asked for, a
+    mixture's leave-one-corpus-out models and a single corpus' cross-corpus predictions."""
+    targets = []
+    for name in experiment_names(config):
+        targets += fold_files(config, name, METRICS_FILE) + final_files(config, name, MODEL_FILE)
+        for folder in (*heldout_folders(config, name).values(), *cross_folders(config, name).values()):
+            targets.append(f"{folder}/{METRICS_FILE}")
+    return targets
 
 
 def evaluation_targets(config: dict) -> list[str]:
