@@ -45,7 +45,7 @@ from avemotion.layout import (
 )
 from avemotion.media.frame_crops import FACE_CROPS
 from avemotion.model.bundle import MODEL_FILES, RUN_FILES
-from avemotion.preprocess.plan import STAGE_NAMES, chunk_clips, chunk_source_files, job_settings, read_manifest
+from avemotion.preprocess.plan import STAGE_NAMES, STAGE_PRIORITY, chunk_clips, chunk_source_files, job_settings, read_manifest
 from avemotion.preprocess.sources import sources_digest
 from avemotion.train.plan import check_training_runs
 from avemotion.train.settings import (

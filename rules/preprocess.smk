@@ -16,9 +16,7 @@ rule preprocess_chunk:
         settings=lambda wildcards: job_settings(config, wildcards.dataset, wildcards.stage),
         clips=lambda wildcards: clips_of_chunk(wildcards.dataset, wildcards.chunk),
         sources=chunk_sources_digest,
-    # Face chunks are the long jobs and frames wait for them: start them first, so the short audio
-    # chunks fill the cores at the end instead of one core idling behind the last face chunk.
-    priority: lambda wildcards: {"face": 2, "frames": 1, "audio": 0}[wildcards.stage]
+    priority: lambda wildcards: STAGE_PRIORITY[wildcards.stage]
     log:
         job_log("preprocess_chunk", "{dataset}/{stage}/{chunk}"),
     benchmark:

@@ -16,6 +16,10 @@ from avemotion.media.frame_crops import CROP_REVISION, FACE_CROPS
 from avemotion.media.frames import READING_REVISION, SAMPLING_REVISION
 
 STAGE_NAMES = ("audio", "face", "frames")
+# Snakemake priorities of the stages' chunk jobs: face chunks are the long jobs and frames wait for
+# them, so they start first, and the short audio chunks fill the cores at the end instead of one
+# core idling behind the last face chunk.
+STAGE_PRIORITY = {"face": 2, "frames": 1, "audio": 0}
 _manifests: dict[tuple[str, int], pd.DataFrame] = {}
 
 
