@@ -45,6 +45,8 @@ rule collect_quarantine:
         QUARANTINE,
     log:
         job_log("collect_quarantine", "{dataset}"),
+    benchmark:
+        job_benchmark("collect_quarantine", "{dataset}")
     conda:
         "../envs/data.yaml"
     script:

@@ -14,6 +14,8 @@ rule predict_clips:
         gpu=training_gpus,
     log:
         job_log("predict", "{experiment}"),
+    benchmark:
+        job_benchmark("predict", "{experiment}")
     conda:
         "../envs/train.yaml"
     script:

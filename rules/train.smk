@@ -75,6 +75,8 @@ rule predict_cross_corpus:
         gpu=training_gpus,
     log:
         job_log("train", "{experiment}/cross_{dataset}"),
+    benchmark:
+        job_benchmark("train", "{experiment}/cross_{dataset}")
     conda:
         "../envs/train.yaml"
     script:

@@ -56,6 +56,18 @@ def test_no_rule_file_spells_a_results_path():
     assert spelled == []
 
 
+def test_every_job_has_a_log_and_a_benchmark():
+    """README: results/logs and results/benchmarks hold the log, run time and memory of every job
+    (every rule that runs a script; the stage targets run nothing)."""
+    missing = []
+    for path in sorted(RULES.glob("*.smk")):
+        for rule in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
+            name, body = rule.split(":", 1)[0], rule.split("\n\n\n")[0]
+            if re.search(r"^\s+script:", body, re.M):
+                missing += [f"{name}: {directive}" for directive in ("log", "benchmark") if not re.search(rf"^\s+{directive}:", body, re.M)]
+    assert missing == []
+
+
 def test_job_logs_and_benchmarks_keep_snakemakes_wildcards():
     assert job_log("train", "{experiment}/fold_{fold}") == "results/logs/train/{experiment}/fold_{fold}.log"
     assert job_benchmark("fuse_chunk", "{dataset}/{chunk}") == "results/benchmarks/fuse_chunk/{dataset}/{chunk}.tsv"
