@@ -116,6 +116,8 @@ LATE_WEIGHTS_FILE = "late_weights.json"
 PREDICTIONS_FILE = "predictions.parquet"  # one row per evaluated clip (avemotion.metrics)
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"  # the epoch log
+# history.csv's column that is true on the epoch whose weights the run's model holds (validation loss chose it)
+CHOSEN_EPOCH_COLUMN = "chosen"
 SPLIT_FILE = "split.json"  # the clip ids of train, validation and test
 # XLA's compiled training steps, kept between the jobs of a working directory (training.backend
 # jax): the folds and the final model of an experiment share shapes, so only the first compiles.

@@ -343,6 +343,28 @@ def test_training_curves_draw_each_folds_loss_solid_and_val_loss_dashed_from_epo
     assert lines["fold 2 loss"].get_color() == lines["fold 2 val_loss"].get_color() != lines["fold 1 loss"].get_color()
 
 
+def test_the_epoch_each_folds_model_is_reaches_the_summary_the_report_and_the_curves(tmp_path):
+    """history.csv marks the epoch of lowest validation loss, whose weights the model holds (often
+    not the last): the summary and the report say which it was, the curves put a dot on it; a
+    history from before the mark says nothing."""
+    folds = two_folds(tmp_path / "exp")
+    history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.6, 0.7], "chosen": [False, True, False]})
+    history.to_csv(folds[1] / "history.csv", index=False)
+    outputs = {key: tmp_path / "out" / name for key, name in
+               {"summary": "summary.json", "table": "summary.csv", "confusion": "c.png", "curves": "t.png", "va": "v.png"}.items()}  # fmt: skip
+    evaluate_experiment(folds, "exp", outputs)
+    assert json.loads(outputs["summary"].read_text())["chosen_epochs"] == {"1": {"epoch": 2, "of": 3}, "2": None}
+    page = report.experiment_section({"name": "exp", "summary": outputs["summary"]}, tmp_path)
+    assert "Each fold's model is its epoch of lowest validation loss (a dot on the training curves): fold 1: 2 of 3." in page
+    (dot,) = [line for line in plots.training_curves_figure({1: read_history(folds[1] / "history.csv")}).axes[0].get_lines() if line.get_marker() == "o"]
+    assert list(dot.get_xdata()) == [2] and list(dot.get_ydata()) == [0.6]
+    # no fold with the mark: no sentence
+    for fold in folds.values():
+        pd.DataFrame({"epoch": [0], "loss": [1.0], "val_loss": [1.1]}).to_csv(fold / "history.csv", index=False)
+    evaluate_experiment(folds, "exp", outputs)
+    assert "lowest validation loss" not in report.experiment_section({"name": "exp", "summary": outputs["summary"]}, tmp_path)
+
+
 def test_the_va_scatter_titles_each_panel_with_the_pooled_ccc_or_says_there_is_none():
     true, pred = [0.1, 0.5, -0.3], [0.2, 0.4, 0.0]
     # means 0.1 and 0.2; variances 0.32/3 and 0.08/3, covariance 0.16/3 -> CCC 2 * 0.16 / (0.32 + 0.08 + 0.03) = 0.744

@@ -167,6 +167,7 @@ def test_each_phase_trains_its_own_epochs_with_the_backbone_frozen_only_in_the_f
     # The model is left at its best epoch, which best.json names.
     best = json.loads((progress / "best.json").read_text())
     assert best["val_loss"] == pytest.approx(epochs["val_loss"].min()) and best["epoch"] == epochs["val_loss"].idxmin()
+    assert epochs.loc[epochs["chosen"], "epoch"].tolist() == [best["epoch"]]  # and the log (history.csv) marks it
     assert same_weights(model.get_weights(), weights_in(progress / "best.weights.h5"))
     # The phases' backups are gone; what resumes the job stays until its outputs are written.
     assert [path for path in (finished.outdir / "resume").rglob("*") if path.is_file()] == []
@@ -178,6 +179,7 @@ def test_the_model_is_left_at_its_best_epoch_not_its_last(tmp_path):
     epochs = fit(model, settings_for(epochs=3), batches, STEPS, tmp_path)
     assert np.isfinite(epochs["val_loss"].iloc[0]) and epochs["val_loss"].iloc[1:].isna().all()
     assert json.loads((tmp_path / "progress" / "best.json").read_text())["epoch"] == 0  # a NaN loss is never the best
+    assert epochs["chosen"].tolist() == [True, False, False]
     last = weights_in(tmp_path / "progress" / "phase_0.weights.h5")
     assert not same_weights(model.get_weights(), last)
     assert same_weights(model.get_weights(), weights_in(tmp_path / "progress" / "best.weights.h5"))

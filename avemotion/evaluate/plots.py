@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from avemotion.io import atomic_path
+from avemotion.layout import CHOSEN_EPOCH_COLUMN
 from avemotion.metrics import regression_metrics
 
 DPI = 110
@@ -67,7 +68,8 @@ def confusion_figure(matrix, labels: Sequence[str], title: str = "") -> Figure:
 
 
 def training_curves_figure(histories: Mapping[int, pd.DataFrame], title: str = "") -> Figure:
-    """loss (solid) and val_loss (dashed) against epoch, one colour per fold."""
+    """loss (solid) and val_loss (dashed) against epoch, one colour per fold, a dot on the epoch the
+    fold's model is (history.csv's CHOSEN_EPOCH_COLUMN)."""
     figure = new_figure(6.5, 4)
     axes = figure.add_subplot()
     colours = [f"C{i}" for i in range(10)]
@@ -79,6 +81,9 @@ def training_curves_figure(histories: Mapping[int, pd.DataFrame], title: str = "
             if column in history and history[column].notna().any():
                 axes.plot(epochs, history[column], style, color=colour, label=f"fold {fold} {column}")
                 drawn = True
+        if CHOSEN_EPOCH_COLUMN in history and "val_loss" in history:  # the epoch the fold's model is
+            chosen = history[CHOSEN_EPOCH_COLUMN].astype(bool)
+            axes.plot(epochs[chosen], history.loc[chosen, "val_loss"], "o", color=colour)
     if not drawn:
         axes.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=axes.transAxes)
     else:

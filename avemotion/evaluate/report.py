@@ -244,6 +244,10 @@ def experiment_section(entry: Mapping, page_dir) -> str:
             if unscored
             else f"<p><small>Every one of the {listed} clips of these classes that the test folds list was scored.</small></p>"
         )
+    chosen = {fold: c for fold, c in summary.get("chosen_epochs", {}).items() if c}
+    if chosen:
+        epochs = ", ".join(f"fold {fold}: {c['epoch']} of {c['of']}" for fold, c in chosen.items())
+        parts.append(f"<p><small>Each fold's model is its epoch of lowest validation loss (a dot on the training curves): {esc(epochs)}.</small></p>")
     if final:
         parts.append(
             "<p><small>The final model (<code>avemotion predict</code> uses it) trains on every speaker but its "

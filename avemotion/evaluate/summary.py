@@ -11,7 +11,8 @@ metrics.json) and writes:
   ``{branch}_valence_pred``/``{branch}_arousal_pred`` columns) and, for mixtures, ``per_dataset``
   (the same per dataset of the test clips), and with a final model ``final_validation`` (the same
   for the final model's validation clips), and given the manifests ``protocol`` (the same figures
-  over every clip the protocol lists in the test folds, those a stage quarantined counted as errors).
+  over every clip the protocol lists in the test folds, those a stage quarantined counted as errors);
+  ``chosen_epochs``: per fold the epoch its model is (lowest validation loss) of how many ran.
   NaN is written as null.
 - summary.csv: one row per (scope, metric): scope ``all``, ``branch:<name>``, ``dataset:<name>`` or
   ``protocol``, then mean, std and one column per fold.
@@ -33,7 +34,7 @@ import pandas as pd
 
 from avemotion.evaluate import plots
 from avemotion.io import read_json, write_csv, write_json
-from avemotion.layout import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE
+from avemotion.layout import CHOSEN_EPOCH_COLUMN, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE
 from avemotion.metrics import CLASS_SCORES, evaluate_predictions, summarise_folds
 from avemotion.preprocess.plan import read_manifest
 
@@ -62,6 +63,15 @@ def read_history(path) -> pd.DataFrame:
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
     return pd.read_csv(path)
+
+
+def chosen_epoch(history: pd.DataFrame) -> dict | None:
+    """The epoch whose weights a run's model holds, counted from 1 as the training curves count, and
+    how many epochs ran; None for a log without the mark (a run trained before history.csv kept it)."""
+    if CHOSEN_EPOCH_COLUMN not in history or not history[CHOSEN_EPOCH_COLUMN].astype(bool).any():
+        return None
+    epoch = history.loc[history[CHOSEN_EPOCH_COLUMN].astype(bool), "epoch"].iloc[0]
+    return {"epoch": int(epoch) + 1, "of": len(history)}
 
 
 # ---- metrics -----------------------------------------------------------------------------------
@@ -214,6 +224,8 @@ def evaluate_experiment(
     confusion, curves, va). ``final``: the final model's folder, whose validation predictions are
     summarised under "final_validation"; ``manifests``: its corpora's (the protocol figures)."""
     summary = summarise_experiment(folders, name, manifests)
+    histories = {fold: read_history(Path(folders[fold]) / HISTORY_FILE) for fold in summary["folds"]}
+    summary["chosen_epochs"] = {str(fold): chosen_epoch(history) for fold, history in histories.items()}
     if final is not None:
         summary["final_validation"] = final_validation(final, summary["labels"])
     write_json(summary, outputs["summary"])
@@ -227,7 +239,6 @@ def evaluate_experiment(
     matrix = summary["overall"]["confusion_matrix"]
     title = f"{name}: test folds {', '.join(map(str, summary['folds']))} (summed)"
     plots.save_png(plots.confusion_figure(matrix, summary["labels"], title), outputs["confusion"])
-    histories = {fold: read_history(Path(folders[fold]) / HISTORY_FILE) for fold in summary["folds"]}
     plots.save_png(plots.training_curves_figure(histories, f"{name}: training curves"), outputs["curves"])
     predictions = pd.concat([pd.read_parquet(Path(folders[f]) / PREDICTIONS_FILE) for f in summary["folds"]])
     plots.save_png(plots.va_scatter_figure(predictions, f"{name}: test clips of every fold"), outputs["va"])

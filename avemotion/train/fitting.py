@@ -22,6 +22,7 @@ import keras
 import pandas as pd
 
 from avemotion.io import atomic_path, plain, read_json, write_json
+from avemotion.layout import CHOSEN_EPOCH_COLUMN
 from avemotion.model.fusion import model_input_names, task_of
 from avemotion.train.losses import CCCLoss, LabelSmoothedCrossEntropy
 from avemotion.train.optimizer import build_adamw, set_backbone_trainable
@@ -187,7 +188,8 @@ def fit(
 ) -> pd.DataFrame:
     """Train ``model`` phase by phase (training_phases) on ``batches(phase, epochs logged)``'
     (training, validation) streams, resuming what a killed job left under ``outdir`` (``made_from``: see training_progress);
-    leaves the model at its best validation epoch and returns the epoch log (history.csv). A run without a finite
+    leaves the model at its best validation epoch and returns the epoch log (history.csv), that epoch
+    marked in its CHOSEN_EPOCH_COLUMN. A run without a finite
     validation loss (diverged) or without a training step raises, and leaves nothing to resume.
     ``validation_steps``: the validation stream's batches, where known (Keras 3.15 warns "Your input
     ran out of data" in the first epoch of every fit() whose validation length it has to find out)."""
@@ -244,6 +246,9 @@ def fit(
     epochs = read_epochs(epochs_path)
     check_trained(epochs, best_path, outdir)
     model.load_weights(best_path)
+    # The log says which epoch the model is: the evaluation reports it, the curves mark it
+    record = best_record(best_path)
+    epochs[CHOSEN_EPOCH_COLUMN] = epochs["epoch"] == (read_json(record)["epoch"] if record.exists() else None)
     # The progress stays until the job's outputs are written (clear_progress): a job killed while it
     # predicts or saves then finds every phase done on its rerun instead of training from epoch 1.
     return epochs
