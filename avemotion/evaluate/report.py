@@ -176,7 +176,8 @@ def datasets_section(statistics: Sequence[dict]) -> str:
         "stages counts once). Usable: labelled clips that passed every stage (rows of the tabular shards), "
         "what training and the baselines draw from. The last columns count usable clips kept with a flag "
         "(configurable quarantines: audio.misaligned, frames.short_clips, frames.truncated_clips). Speakers "
-        "n/a: the corpus names no speakers (MAFW; its folds are the official lists, each clip its own group).</p>"
+        "n/a: the corpus names no speakers (MAFW; its folds are the official lists, each clip its own group, so "
+        "one person may appear in training and test folds, as in published MAFW results).</p>"
     )
     labels = list(dict.fromkeys(label for s in statistics for label in s["classes"]))
     if labels:
