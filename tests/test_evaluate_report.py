@@ -223,6 +223,7 @@ def test_protocol_figures_count_the_clips_a_stage_quarantined_as_errors(tmp_path
     page = report.experiment_section({"summary": outputs["summary"], "name": "exp"}, tmp_path)
     assert '(quarantined ones as errors)</td><td class="num">0.625 ± 0.177</td><td class="num">0.583 ± 0.118</td>' in page
     assert "The test folds list 9 clips of these classes; 2 of them a preprocessing stage quarantined" in page
+    assert "2 classes (anger, happiness; chance UAR 0.500); test folds 1, 2" in page  # what the figures compare with
     assert "protocol" not in summarise_experiment(folds, "exp")  # without manifests (results made before): no such figures
     # with nothing quarantined, the page says every listed clip of its classes was scored (fear, listed, is no class of it)
     pd.concat([listed, quarantined[quarantined["label"] == "fear"]]).to_parquet(tmp_path / "manifest.parquet")

@@ -218,7 +218,8 @@ def experiment_section(entry: Mapping, page_dir) -> str:
     clips = sum(int(v) for v in summary["clips"].values())
     parts.append(
         f"<p>fusion <b>{esc(summary.get('fusion'))}</b>, datasets {esc(', '.join(summary.get('datasets') or []))}, "
-        f"{len(summary['labels'])} classes ({esc(', '.join(summary['labels']))}); test folds {esc(folds)} "
+        f"{len(summary['labels'])} classes ({esc(', '.join(summary['labels']))}; chance UAR {1 / len(summary['labels']):.3f}); "
+        f"test folds {esc(folds)} "
         f"({clips} test clips). Mean ± sample standard deviation over the test folds.</p>"
     )
     rows = [metrics_row("model", summary["overall"])]
@@ -321,7 +322,8 @@ def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
         parts.append(
             "<p>UAR of each single-dataset experiment on every corpus: the diagonal is the within-corpus mean over "
             "test folds, the other cells the final model on another corpus, restricted to the classes both share "
-            "(so chance level differs between cells; see the class counts).</p>"
+            "(so chance level differs between cells; see the class counts). Clips a preprocessing stage quarantined "
+            "are in no shard, so no cell scores them, and the clips not scored count only those of other classes.</p>"
         )
         parts.append(image_html(cross["matrix_png"], page_dir, "cross-corpus UAR", "60%"))
         parts.append(records_table(data["cross_corpus"], LONG_COLUMNS, CROSS_LABELS))
@@ -336,7 +338,8 @@ def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
             "<p>Each mixture trained on all but one of its corpora and tested on the held-out one's clips of the classes "
             "its training corpora hold (the others are not scored: see the clips not scored). The model chooses among "
             "the classes it learned (chance UAR is one over the class count), and a choice of a class the held-out corpus "
-            "lacks counts as an error, unlike the cross-corpus cells above, which choose among the shared classes only.</p>"
+            "lacks counts as an error, unlike the cross-corpus cells above, which choose among the shared classes only. "
+            "As there, the held-out corpus' quarantined clips are neither scored nor counted as not scored.</p>"
         )
         parts.append(image_html(cross["loco_png"], page_dir, "leave-one-corpus-out UAR", "50%"))
         parts.append(records_table(data["leave_one_corpus_out"], LOCO_COLUMNS, LOCO_LABELS))
