@@ -100,6 +100,8 @@ rule cross_corpus:
     input:
         runs=lambda wildcards: cross_corpus_inputs(config),
         indexed=after_index(lambda wildcards: DATASETS),
+        # each cell's quarantined clips of its classes (ancient: as evaluate_experiment's)
+        manifests=[ancient(manifest_path(dataset)) for dataset in DATASETS],
     output:
         matrix=report(CROSS_CORPUS_OUTPUTS["matrix"], category="Cross-corpus", labels={"content": "cross-corpus UAR (CSV)"}),
         matrix_png=report(CROSS_CORPUS_OUTPUTS["matrix_png"], category="Cross-corpus", labels={"content": "cross-corpus UAR"}),
@@ -109,6 +111,7 @@ rule cross_corpus:
     params:
         entries=lambda wildcards: cross_corpus_entries(config),
         datasets=DATASETS,
+        manifests={dataset: manifest_path(dataset) for dataset in DATASETS},
     log:
         job_log("cross_corpus", "cross_corpus"),
     benchmark:

@@ -666,6 +666,31 @@ def test_a_heldout_run_recorded_before_unscored_clips_were_counted_shows_them_un
     assert row["unscored_clips"] is None and row["trained_on"] == "crema_d+mafw" and row["uar"] == pytest.approx(0.5)
 
 
+def test_each_cross_corpus_cell_counts_the_clips_of_its_classes_a_stage_quarantined(tmp_path):
+    """A quarantined clip is in no shard, so no cell scores it: the tables count those of the cell's
+    classes (not those of other classes, nor unlabelled ones) from the test corpus' manifest; the
+    diagonal from its protocol figures; unknown (None) without a manifest."""
+    common = ["anger", "happiness"]
+    cross = predictions_table(common, ["anger", "happiness"], ["anger", "anger"], dataset="enterface")
+    cross.to_parquet(tmp_path / "cross.parquet")
+    write_json(tmp_path / "cross.json", {"labels": common})
+    extra = pd.DataFrame({"clip_id": ["q1", "q2", "other", "unlabelled"], "label": ["anger", "happiness", "sadness", ""]})
+    pd.concat([cross[["clip_id", "label"]], extra]).to_parquet(tmp_path / "enterface.parquet")
+    write_summary(tmp_path / "c.json", {"1": 0.6}, common)
+    summary = json.loads((tmp_path / "c.json").read_text())
+    summary["protocol"] = {"metrics": {"listed_clips": {"per_fold": {"1": 12}}, "scored_clips": {"per_fold": {"1": 11}}}}
+    write_json(tmp_path / "c.json", summary)
+    diagonal = [{"experiment": "c", "dataset": "crema_d", "summary": tmp_path / "c.json"}]
+    cells = [{"experiment": "c", "train_dataset": "crema_d", "test_dataset": "enterface", "predictions": tmp_path / "cross.parquet", "metrics": tmp_path / "cross.json"}]
+    table = cross_corpus_table(diagonal, cells, ["crema_d", "enterface"], {"enterface": tmp_path / "enterface.parquet"})
+    assert table.set_index("test_dataset")["quarantined_clips"].to_dict() == {"crema_d": 1, "enterface": 2}
+    assert cross_corpus_table(diagonal, cells, ["crema_d", "enterface"])["quarantined_clips"].tolist() == [1, None]
+    heldout = [{"experiment": "mix", "datasets": ["crema_d", "enterface"], "heldout_dataset": "enterface",
+                "predictions": tmp_path / "cross.parquet", "metrics": tmp_path / "cross.json"}]  # fmt: skip
+    (row,) = leave_one_corpus_out_table(heldout, {"enterface": tmp_path / "enterface.parquet"}).to_dict("records")
+    assert row["quarantined_clips"] == 2
+
+
 def test_without_cross_corpus_or_heldout_runs_the_tables_are_empty_and_the_figures_say_why(tmp_path):
     outputs = {key: tmp_path / name for key, name in
                {"matrix": "m.csv", "matrix_png": "m.png", "loco": "l.csv", "loco_png": "l.png", "json": "c.json"}.items()}  # fmt: skip

@@ -12,4 +12,5 @@ with script_logging(snakemake.log[0]):
         entries["heldout"],
         snakemake.params.datasets,
         {key: snakemake.output[key] for key in CROSS_CORPUS_OUTPUTS},
+        snakemake.params.manifests,
     )

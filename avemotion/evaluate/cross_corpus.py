@@ -8,11 +8,13 @@ and when they apply: avemotion.evaluate.targets).
 - leave-one-corpus-out: one row per mixture, one column per held-out dataset, UAR recomputed from
   ``heldout_{dataset}/predictions.parquet``.
 Off-diagonal cells are measured on the common labels only, so their chance level differs from the
-diagonal's; the long tables (cross_corpus.json) keep the number of classes and clips of each cell.
+diagonal's; the long tables (cross_corpus.json) keep the number of classes and clips of each cell, and
+how many clips of its classes a preprocessing stage quarantined (in no shard, so not scored).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,12 +47,34 @@ def folder_metrics(predictions_path, metrics_path) -> dict:
     return {**metrics, "labels": labels}
 
 
-def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[str]) -> pd.DataFrame:
+def quarantined_clips(manifests: dict, dataset: str, predictions_path, labels: list[str]) -> int | None:
+    """The clips of ``dataset``'s manifest with one of ``labels`` that a run on every such clip did not
+    score: a preprocessing stage quarantined them, so no shard holds them. None without the manifest."""
+    path = manifests.get(dataset)
+    if path is None or not Path(path).is_file():
+        return None
+    listed = pd.read_parquet(path, columns=["clip_id", "label"])
+    scored = set(pd.read_parquet(predictions_path, columns=["clip_id"])["clip_id"])
+    return int((listed["label"].isin(labels) & ~listed["clip_id"].isin(scored)).sum())
+
+
+def _protocol_quarantined(summary: dict) -> int | None:
+    """The within-corpus test folds' listed clips a stage quarantined (summary.json's protocol figures)."""
+    protocol = summary.get("protocol")
+    if not protocol:
+        return None
+    counts = protocol["metrics"]
+    return int(sum(counts["listed_clips"]["per_fold"].values()) - sum(counts["scored_clips"]["per_fold"].values()))
+
+
+def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[str], manifests: dict | None = None) -> pd.DataFrame:
     """Long table, one row per (experiment, test dataset).
 
     ``diagonal``: {experiment, dataset, summary} per single-dataset experiment (summary.json path).
     ``cross``: {experiment, train_dataset, test_dataset, predictions, metrics} per cross_ folder.
+    ``manifests``: {dataset: manifest path}, to count each cell's quarantined clips of its classes.
     """
+    manifests = manifests or {}
     rows = []
     for entry in diagonal:
         summary = read_json(entry["summary"])
@@ -67,6 +91,7 @@ def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[s
                 "macro_f1": _mean(metrics, "macro_f1"),
                 "n_clips": int(sum(summary["clips"].values())),
                 "n_classes": len(summary["labels"]),
+                "quarantined_clips": _protocol_quarantined(summary),
             }
         )
     for entry in cross:
@@ -83,9 +108,10 @@ def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[s
                 "macro_f1": metrics["macro_f1"],
                 "n_clips": metrics["n_clips"],
                 "n_classes": len(metrics["labels"]),
+                "quarantined_clips": quarantined_clips(manifests, entry["test_dataset"], entry["predictions"], metrics["labels"]),
             }
         )
-    table = pd.DataFrame(rows, columns=LONG_COLUMNS)
+    table = _with_counts(rows, LONG_COLUMNS, ["quarantined_clips"])
     order = {dataset: index for index, dataset in enumerate(datasets)}
     rank = lambda column: table[column].map(lambda dataset: order.get(dataset, len(order)))
     table = table.assign(_train=rank("train_dataset"), _test=rank("test_dataset"))
@@ -93,8 +119,8 @@ def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[s
     return table.drop(columns=["_train", "_test"]).reset_index(drop=True)
 
 
-LONG_COLUMNS = ["experiment", "train_dataset", "test_dataset", "kind", "uar", "uar_std", "war", "macro_f1", "n_clips", "n_classes"]
-LOCO_COLUMNS = ["experiment", "trained_on", "heldout_dataset", *CLASS_SCORES, "n_clips", "n_classes", "unscored_clips"]
+LONG_COLUMNS = ["experiment", "train_dataset", "test_dataset", "kind", "uar", "uar_std", "war", "macro_f1", "n_clips", "n_classes", "quarantined_clips"]
+LOCO_COLUMNS = ["experiment", "trained_on", "heldout_dataset", *CLASS_SCORES, "n_clips", "n_classes", "unscored_clips", "quarantined_clips"]
 
 
 def cross_corpus_matrix(long: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
@@ -109,8 +135,10 @@ def cross_corpus_matrix(long: pd.DataFrame, datasets: list[str]) -> pd.DataFrame
     return matrix
 
 
-def leave_one_corpus_out_table(heldout: list[dict]) -> pd.DataFrame:
-    """Long table: {experiment, datasets, heldout_dataset, predictions, metrics} per heldout_ folder."""
+def leave_one_corpus_out_table(heldout: list[dict], manifests: dict | None = None) -> pd.DataFrame:
+    """Long table: {experiment, datasets, heldout_dataset, predictions, metrics} per heldout_ folder
+    (``manifests``: as for cross_corpus_table)."""
+    manifests = manifests or {}
     rows = []
     for entry in heldout:
         metrics = folder_metrics(entry["predictions"], entry["metrics"])
@@ -127,9 +155,19 @@ def leave_one_corpus_out_table(heldout: list[dict]) -> pd.DataFrame:
                 # the held-out corpus' clips outside the mixture's labels or of classes no training
                 # corpus holds; unknown (None) for a model trained before it was recorded
                 "unscored_clips": read_json(entry["metrics"]).get("unscored_test_clips"),
+                "quarantined_clips": quarantined_clips(manifests, entry["heldout_dataset"], entry["predictions"], metrics["labels"]),
             }
         )
-    return pd.DataFrame(rows, columns=LOCO_COLUMNS).astype({"unscored_clips": object})
+    return _with_counts(rows, LOCO_COLUMNS, ["unscored_clips", "quarantined_clips"])
+
+
+def _with_counts(rows: list[dict], columns: list[str], counts: list[str]) -> pd.DataFrame:
+    """The rows as a table whose ``counts`` stay whole numbers or None (unknown): a column of both
+    would turn into floats and NaN, which the page would show as 3.000."""
+    table = pd.DataFrame(rows, columns=columns)
+    for column in counts:
+        table[column] = pd.Series([row[column] for row in rows], index=table.index, dtype=object)
+    return table
 
 
 def leave_one_corpus_out_matrix(long: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
@@ -156,10 +194,10 @@ def _std(metrics: dict, name: str) -> float:
 # ---- the rule's work ----------------------------------------------------------------------------
 
 
-def write_cross_corpus(diagonal, cross, heldout, datasets, outputs) -> dict:
+def write_cross_corpus(diagonal, cross, heldout, datasets, outputs, manifests: dict | None = None) -> dict:
     """Both tables as wide CSVs and heatmaps, and their long forms in one JSON (``outputs`` keys:
-    matrix, matrix_png, loco, loco_png, json)."""
-    long = cross_corpus_table(diagonal, cross, datasets)
+    matrix, matrix_png, loco, loco_png, json; ``manifests``: {dataset: manifest path})."""
+    long = cross_corpus_table(diagonal, cross, datasets, manifests)
     matrix = cross_corpus_matrix(long, datasets)
     write_csv(matrix, outputs["matrix"])
     if matrix.empty:
@@ -173,7 +211,7 @@ def write_cross_corpus(diagonal, cross, heldout, datasets, outputs) -> dict:
         )
     plots.save_png(figure, outputs["matrix_png"])
 
-    loco = leave_one_corpus_out_table(heldout)
+    loco = leave_one_corpus_out_table(heldout, manifests)
     loco_matrix = leave_one_corpus_out_matrix(loco, datasets)
     write_csv(loco_matrix, outputs["loco"])
     if loco_matrix.empty:

@@ -298,7 +298,7 @@ def experiments_section(experiments: Sequence[Mapping], page_dir) -> str:
 # is not shown: the diagonal's uar_std (the experiment's own section shows UAR ± std).
 CROSS_LABELS = {"experiment": "experiment", "train_dataset": "trained on", "test_dataset": "tested on", "kind": "kind"}
 LOCO_LABELS = {"experiment": "mixture", "trained_on": "trained on", "heldout_dataset": "held out"}
-SCORE_LABELS = {"uar": "UAR", "war": "WAR", "macro_f1": "macro-F1", "n_clips": "clips", "n_classes": "classes", "unscored_clips": "clips not scored"}
+SCORE_LABELS = {"uar": "UAR", "war": "WAR", "macro_f1": "macro-F1", "n_clips": "clips", "n_classes": "classes", "unscored_clips": "clips not scored", "quarantined_clips": "clips quarantined"}
 
 
 def shown_columns(columns: Sequence[str], labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -322,8 +322,8 @@ def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
         parts.append(
             "<p>UAR of each single-dataset experiment on every corpus: the diagonal is the within-corpus mean over "
             "test folds, the other cells the final model on another corpus, restricted to the classes both share "
-            "(so chance level differs between cells; see the class counts). Clips a preprocessing stage quarantined "
-            "are in no shard, so no cell scores them, and the clips not scored count only those of other classes.</p>"
+            "(so chance level differs between cells; see the class counts). Clips of a cell's classes that a "
+            "preprocessing stage quarantined are in no shard, so no cell scores them: the table counts them.</p>"
         )
         parts.append(image_html(cross["matrix_png"], page_dir, "cross-corpus UAR", "60%"))
         parts.append(records_table(data["cross_corpus"], LONG_COLUMNS, CROSS_LABELS))
@@ -339,7 +339,7 @@ def cross_corpus_section(cross: Mapping | None, page_dir) -> str:
             "its training corpora hold (the others are not scored: see the clips not scored). The model chooses among "
             "the classes it learned (chance UAR is one over the class count), and a choice of a class the held-out corpus "
             "lacks counts as an error, unlike the cross-corpus cells above, which choose among the shared classes only. "
-            "As there, the held-out corpus' quarantined clips are neither scored nor counted as not scored.</p>"
+            "The held-out corpus' clips of those classes that a stage quarantined are counted apart, as above.</p>"
         )
         parts.append(image_html(cross["loco_png"], page_dir, "leave-one-corpus-out UAR", "50%"))
         parts.append(records_table(data["leave_one_corpus_out"], LOCO_COLUMNS, LOCO_LABELS))
