@@ -1,6 +1,7 @@
 """The workflow end to end: demo run, reruns that do nothing, per-dataset incrementality, config
 errors before any job, and a clean lint."""
 
+import json
 import os
 import re
 import shutil
@@ -84,6 +85,23 @@ def test_rerun_does_nothing_and_every_stage_target_exists(demo_run):
     for stage in ("all",) + STAGES:
         jobs, output = planned_jobs(demo_run, stage, "--configfile", demo_config(demo_run))
         assert jobs == [], output
+
+
+def test_the_report_names_each_folds_epoch_and_each_cross_corpus_cells_quarantined_clips(demo_run):
+    """From training's history.csv to the page: which epoch each fold's model is; and the cross-corpus
+    and leave-one-corpus-out cells count the clips of their classes that a stage quarantined (every
+    demo corpus has some)."""
+    experiments = demo_run / "results" / "experiments"
+    for name in ("crema_d_hybrid", "pair_late"):
+        summary = json.loads((experiments / name / "summary.json").read_text())
+        for fold, chosen in summary["chosen_epochs"].items():
+            history = pd.read_csv(experiments / name / f"fold_{fold}" / "history.csv")
+            assert chosen == {"epoch": int(history.loc[history["chosen"], "epoch"].iloc[0]) + 1, "of": len(history)}
+    assert "Each fold's model is its epoch of lowest validation loss" in (demo_run / "results" / "report" / "index.html").read_text()
+    tables = json.loads((demo_run / "results" / "report" / "cross_corpus.json").read_text())
+    cells = [row for row in tables["cross_corpus"] if row["kind"].startswith("cross")] + tables["leave_one_corpus_out"]
+    assert len(cells) == 4 and all(type(row["quarantined_clips"]) is int for row in cells), cells
+    assert sum(row["quarantined_clips"] for row in cells) > 0
 
 
 def copy_subset(demo_run, corpora):
