@@ -366,6 +366,21 @@ def test_the_epoch_each_folds_model_is_reaches_the_summary_the_report_and_the_cu
     assert "lowest validation loss" not in report.experiment_section({"name": "exp", "summary": outputs["summary"]}, tmp_path)
 
 
+def test_the_report_names_the_folds_whose_test_clips_lack_some_classes(tmp_path):
+    """A fold without test clips of a class averages its UAR over fewer classes (a small or partial
+    corpus): the page says which folds; with every class in every fold it says nothing."""
+    folds = two_folds(tmp_path / "exp")
+    outputs = {key: tmp_path / "out" / name for key, name in
+               {"summary": "summary.json", "table": "summary.csv", "confusion": "c.png", "curves": "t.png", "va": "v.png"}.items()}  # fmt: skip
+    evaluate_experiment(folds, "exp", outputs)
+    assert "Not every class" not in report.experiment_section({"name": "exp", "summary": outputs["summary"]}, tmp_path)
+    only_happy = predictions_table(LABELS2, ["happiness", "happiness"], ["happiness", "anger"], fold=2)
+    write_fold(folds[2], LABELS2, only_happy, name="exp", fusion="late", datasets=["crema_d"])
+    evaluate_experiment(folds, "exp", outputs)
+    page = report.experiment_section({"name": "exp", "summary": outputs["summary"]}, tmp_path)
+    assert "Not every class has test clips in every fold (fold 2: 1 of 2 classes)" in page
+
+
 def test_the_va_scatter_titles_each_panel_with_the_pooled_ccc_or_says_there_is_none():
     true, pred = [0.1, 0.5, -0.3], [0.2, 0.4, 0.0]
     # means 0.1 and 0.2; variances 0.32/3 and 0.08/3, covariance 0.16/3 -> CCC 2 * 0.16 / (0.32 + 0.08 + 0.03) = 0.744

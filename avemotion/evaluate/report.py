@@ -246,6 +246,12 @@ def experiment_section(entry: Mapping, page_dir) -> str:
             if unscored
             else f"<p><small>Every one of the {listed} clips of these classes that the test folds list was scored.</small></p>"
         )
+    missing = _folds_missing_classes(summary)
+    if missing:
+        parts.append(
+            f"<p><small>Not every class has test clips in every fold ({esc(missing)}): a fold's UAR averages the "
+            "recalls of the classes it holds, and the summed confusion matrix mixes folds of different class sets.</small></p>"
+        )
     chosen = {fold: c for fold, c in summary.get("chosen_epochs", {}).items() if c}
     if chosen:
         epochs = ", ".join(f"fold {fold}: {c['epoch']} of {c['of']}" for fold, c in chosen.items())
@@ -270,6 +276,18 @@ def experiment_section(entry: Mapping, page_dir) -> str:
             + "</div>"
         )
     return "\n".join(parts)
+
+
+def _folds_missing_classes(summary: Mapping) -> str:
+    """"fold 1: 8 of 11 classes, ..." for the folds whose test clips lack some of the experiment's
+    classes (a partial corpus copy, a small one); "" where every fold holds every class."""
+    metrics, labels = summary["overall"]["metrics"], summary["labels"]
+    short = []
+    for fold in summary["folds"]:
+        held = sum(1 for label in labels if (metrics.get(f"support.{label}", {}).get("per_fold", {}).get(str(fold)) or 0) > 0)
+        if held < len(labels):
+            short.append(f"fold {fold}: {held} of {len(labels)} classes")
+    return ", ".join(short)
 
 
 def _unscored_clips(protocol: Mapping | None) -> int:
