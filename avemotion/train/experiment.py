@@ -282,7 +282,7 @@ def run_experiment_fold(
         "held_out_dataset": held_out_dataset,
         "evaluated_split": evaluated,
         "clips": {name: len(ids) for name, ids in split.items()},
-        "outside_label_set": sum(outside.values()),
+        "outside_label_set": sum(outside.values()),  # of the experiment's corpora (every fold), not of this run's split
         # a held-out corpus' clips that are not scored: outside the label set, or of classes no training corpus holds
         **({"labels": scored, "unlearned_test_clips": unlearned, "unscored_test_clips": outside.get(held_out_dataset, 0) + unlearned} if held_out_dataset else {}),
         **evaluate_predictions(predictions, scored),
