@@ -8,6 +8,7 @@ cancel or have no standard layout still give the sound, and a stream without sam
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import wave
 from pathlib import Path
@@ -124,6 +125,30 @@ def test_a_crema_d_wav_two_percent_longer_than_its_video_is_trimmed_to_it_withou
     original, _ = read_wav(wav)
     assert len(written) == round(span.duration * SAMPLE_RATE)  # trimmed to the video's span
     np.testing.assert_array_equal(written, original[: len(written)])  # its own start kept: sample for sample
+
+
+def test_an_unreadable_crema_d_wav_gives_way_to_its_videos_audio_and_a_mute_video_keeps_the_wavs_reason(media, tmp_path):
+    """CREMA-D's FLV holds the same recording as its AudioWAV: a WAV cut to its header, or not audio
+    at all, is read from the FLV instead, said in audio_source; without audio in the video either,
+    the clip is quarantined for the WAV's own reason."""
+    root = tmp_path / "crema"
+    (root / "AudioWAV").mkdir(parents=True)
+    shutil.copytree(media / "VideoFlash", root / "VideoFlash")
+    (root / "AudioWAV" / "1001_DFA_ANG_XX.wav").write_bytes((media / "AudioWAV" / "1001_DFA_ANG_XX.wav").read_bytes()[:44])
+    pair = clip("1001_DFA_ANG_XX", "VideoFlash/1001_DFA_ANG_XX.flv", "AudioWAV/1001_DFA_ANG_XX.wav")
+    table, quarantine = run_audio(root, root / "out", [pair])
+    row = table.loc[pair["clip_id"]]
+    assert row["status"] == "ok" and quarantine.empty
+    assert row["audio_source"].startswith("video (the separate file: not a media file: 1001_DFA_ANG_XX.wav: ")
+    written, _ = read_wav(ClipArtifacts(root / "out", pair["clip_id"]).wav)
+    assert len(written) == round(video_span(root / pair["path"]).duration * SAMPLE_RATE) and np.abs(written).max() > 0.05  # the FLV's tone
+    # a video without audio: the WAV's reason, not the video's
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=1", "-c:v", "flv1", root / "VideoFlash" / "1002_DFA_ANG_XX.flv")
+    (root / "AudioWAV" / "1002_DFA_ANG_XX.wav").write_text("not audio")
+    mute = clip("1002_DFA_ANG_XX", "VideoFlash/1002_DFA_ANG_XX.flv", "AudioWAV/1002_DFA_ANG_XX.wav")
+    table, quarantine = run_audio(root, root / "out2", [mute])
+    assert table.loc[mute["clip_id"], "status"] == "quarantined"
+    assert quarantine["reason"][0].startswith("not a media file: 1002_DFA_ANG_XX.wav")
 
 
 def test_the_real_video_has_its_audio_over_the_whole_video(real_media, tmp_path):
@@ -383,14 +408,20 @@ def test_a_separate_wav_running_past_audio_max_overrun_s_is_named_with_its_video
 
 
 def test_a_separate_wav_without_samples_is_named_not_its_video(media, tmp_path):
-    """CREMA-D's quarantine lists the clip by its FLV: an AudioWAV copied as a header alone (an
-    interrupted copy) is named in the reason, so the user knows which file to fetch again."""
+    """CREMA-D's quarantine and chunk table list the clip by its FLV: an AudioWAV copied as a header
+    alone (an interrupted copy) is named in the reason the FLV's audio stands in for it, so the user
+    knows which file to fetch again; the clip is quarantined for it only where the FLV is mute too."""
     (tmp_path / "VideoFlash").mkdir()
     (tmp_path / "AudioWAV").mkdir()
     (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").symlink_to(media / "VideoFlash" / "1001_DFA_ANG_XX.flv")
     ffmpeg("-f", "lavfi", "-i", "sine=sample_rate=16000:duration=1", "-af", "atrim=end_sample=0", "-c:a", "pcm_s16le", tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     pair = clip("1001_DFA_ANG_XX", "VideoFlash/1001_DFA_ANG_XX.flv", "AudioWAV/1001_DFA_ANG_XX.wav")
     table, quarantine = run_audio(tmp_path, tmp_path / "out", [pair])
+    assert table.loc[pair["clip_id"], "status"] == "ok" and quarantine.empty
+    assert table.loc[pair["clip_id"], "audio_source"] == "video (the separate file: no audio: 1001_DFA_ANG_XX.wav: its audio stream holds no samples)"
+    (tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv").unlink()
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=1", "-c:v", "flv1", tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv")
+    table, quarantine = run_audio(tmp_path, tmp_path / "mute", [pair])
     assert table.loc[pair["clip_id"], "status"] == "quarantined"
     assert quarantine["reason"].tolist() == ["no audio: 1001_DFA_ANG_XX.wav: its audio stream holds no samples"]
     assert quarantine["path"].tolist() == ["VideoFlash/1001_DFA_ANG_XX.flv"]

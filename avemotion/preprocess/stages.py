@@ -3,7 +3,8 @@
 audio:  the clip's WAV on the video's time axis (padded or trimmed to the video stream's span), its
         log-Mel and MFCC images and the log-Mel array. Its chunk table records the audio's offset
         and coverage and flags ``audio_misaligned`` clips; audio.misaligned (keep | quarantine)
-        decides whether such a clip is kept
+        decides whether such a clip is kept; where a separate audio file (CREMA-D's AudioWAV) cannot be
+        read, the video's own audio stands in (``audio_source`` says why)
 face:   the face table in OpenFace 2's CSV schema, from the configured backend
 frames: the sampled frames, uint8 (W·T, S, S, 3) (frames.windows W); face crops are cut by the
         face stage's landmarks (avemotion.face.crops). Its chunk table flags a clip ``short``
@@ -20,6 +21,7 @@ predicted.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -42,6 +44,8 @@ from avemotion.media.transcode import decodable_copy, kept_copy
 from avemotion.preprocess.chunk import Stage
 from avemotion.quarantine import ClipDefect, SkipClip
 from avemotion.scratch import ScratchFolder
+
+log = logging.getLogger(__name__)
 
 SILENCE_RMS = 1e-4
 
@@ -71,9 +75,15 @@ class AudioStage(Stage):
         wav, mel_png, mfcc_png, mel_npy = self.artifacts(clip)
         source, video = self.root / (clip.get("audio_path") or clip["path"]), self.root / clip["path"]
         separate = bool(clip.get("audio_path"))
-        missing, misaligned, record = False, False, dict(UNALIGNED)
+        missing, misaligned, record, unreadable = False, False, dict(UNALIGNED), ""
         try:
-            decoded = decode_audio(source, SAMPLE_RATE, wanted="audio" if separate else "video")
+            try:
+                decoded = decode_audio(source, SAMPLE_RATE, wanted="audio" if separate else "video")
+            except ClipDefect as problem:
+                if not separate:
+                    raise
+                decoded, unreadable = self._video_audio_instead(video, problem), str(problem)
+                source, separate = video, False  # the video's own stream, on its own clock
         except NoAudioStream:
             if self.settings["missing"] != "silent":
                 raise
@@ -107,7 +117,7 @@ class AudioStage(Stage):
         write_spectrograms(audio, spectrogram, mel_png, mfcc_png, mel_npy)
         rms = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
         return {
-            "audio_source": "AudioWAV" if separate else "video",
+            "audio_source": "AudioWAV" if separate else f"video (the separate file: {unreadable})" if unreadable else "video",
             "duration_s": len(audio) / rate,
             "audio_missing": missing,
             "silent": rms < SILENCE_RMS,
@@ -117,6 +127,18 @@ class AudioStage(Stage):
 
     def _setting(self, key):
         return self.settings.get(key, QUIET_DEFAULTS["audio"][key])
+
+    @staticmethod
+    def _video_audio_instead(video, problem: ClipDefect):
+        """The video's own audio where its separate audio file (CREMA-D's AudioWAV) cannot be read: the
+        same recording there (the FLV's MP3, resampled, equals AudioWAV sample for sample). Raises
+        ``problem`` where the video has no audio either."""
+        try:
+            decoded = decode_audio(video, SAMPLE_RATE, wanted="video")
+        except ClipDefect:
+            raise problem from None
+        log.warning("%s: read the audio of %s instead", problem, video.name)
+        return decoded
 
 
 # Disk the OpenFace stage's held copies (clips read through ffmpeg's lossless copy) take at most,
