@@ -1,11 +1,14 @@
 """Config validation: every error names the key and what is allowed; the mfaw alias; roots."""
 
+import json
 import os
 import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
 import yaml
@@ -23,7 +26,7 @@ from avemotion.labels import CANONICAL_LABELS
 from avemotion.layout import heldout_run
 from avemotion.model.speech_branch import AUDIO_DEFAULTS
 from avemotion.preprocess.plan import job_settings
-from avemotion.presets import VARIANTS
+from avemotion.presets import VARIANTS, variant_settings
 from avemotion.train.plan import check_training_runs, planned_runs, training_runs
 from avemotion.train.settings import check_experiments, cross_corpus_datasets, default_labels, experiment_names, experiment_settings, heldout_datasets, model_settings
 from avemotion.train.splits import speaker_splits
@@ -461,6 +464,52 @@ def test_an_experiment_mixing_configured_and_unconfigured_corpora_says_which_to_
     config["datasets"]["enterface"] = {"root": str(crema_d_tree), "enabled": False}
     with pytest.raises(ConfigError, match=r"uses enterface, which is disabled: set datasets\.enterface\.enabled: true, or remove enterface"):
         check_experiments(config)
+
+
+def weights_record(path: Path, **backbone) -> Path:
+    """An avemotion .weights.h5 as far as the config check reads it: its architecture record."""
+    with h5py.File(path, "w") as handle:
+        handle.attrs["avemotion_videomae"] = json.dumps({"backbone": {**variant_settings("tiny"), **backbone}, "num_classes": 0, "label_names": None})
+    return path
+
+
+def test_weight_files_that_cannot_be_what_the_model_settings_ask_for_stop_the_run_before_any_job(enterface_tree, tmp_path):
+    """Training loads its weights only after every clip is preprocessed: a file of another variant,
+    a Whisper file as VideoMAE weights and the reverse, or no weights at all stop the run at once,
+    naming the key, the file and why; a file that fits passes, with a notice where frames are
+    standardised per clip (the weights learnt ImageNet-standardised ones)."""
+    config = product_config(enterface=enterface_tree)
+    config["experiments"] = [{"name": "e", "datasets": ["enterface"], "fusion": "late"}]
+    config["model"] = {**config["model"], "variant": "tiny", "pretrained": str(weights_record(tmp_path / "tiny.weights.h5"))}
+    assert not any("weights" in notice for notice in check_experiments(config))
+    config["model"]["frame_normalization"] = "clip"
+    assert any("model.frame_normalization: clip" in notice for notice in check_experiments(config))
+    whisper = tmp_path / "whisper"
+    touch(whisper / "config.json", json.dumps({"model_type": "whisper"}))
+    hf = tmp_path / "videomae"
+    touch(hf / "config.json", json.dumps({"model_type": "videomae", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12}))
+    text = tmp_path / "notes.weights.h5"
+    text.write_text("not weights")
+    cases = [
+        (str(weights_record(tmp_path / "two.weights.h5", num_layers=2)), "does not fit model.variant 'tiny' (num_layers 2 where tiny has 4)"),
+        (str(hf), "does not fit model.variant 'tiny' (hidden_size 768 where tiny has 192, num_layers 12 where tiny has 4"),
+        (str(whisper), "holds a Whisper encoder (set it as model.audio_weights, with model.audio_encoder: whisper)"),
+        (str(text), "unrecognised checkpoint format"),
+    ]
+    for path, reason in cases:
+        config["model"]["pretrained"] = path
+        with pytest.raises(ConfigError) as error:
+            check_experiments(config)
+        assert str(error.value).startswith(f"config: model.pretrained: {path!r} ") and reason in str(error.value), error.value
+    # the experiment's own model keys name its own key; VideoMAE weights as the Whisper encoder's
+    config["model"]["pretrained"] = None
+    config["experiments"][0]["model"] = {"audio_encoder": "whisper", "audio_weights": str(hf)}
+    with pytest.raises(ConfigError) as error:
+        check_experiments(config)
+    assert str(error.value).startswith(f"config: experiments.e.model.audio_weights: {str(hf)!r}: ")
+    assert "not whisper (VideoMAE weights go in model.pretrained)" in str(error.value)
+    config["experiments"][0]["model"]["audio_weights"] = str(whisper)
+    check_experiments(config)  # a Whisper folder passes (its tensors are checked as training loads them)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import pickle
 import zipfile
 
@@ -115,8 +116,9 @@ def test_innat_keras2_h5_matches_the_original_network(original_reference, shape,
     assert np.abs(logits(model, clips) - expected).max() <= TOLERANCE
 
 
-def test_own_weights_and_keras_archive_round_trip_with_recomputed_positions(hf_reference, shape, tmp_path):
-    """convert-weights output and .keras both reload the same network, also for another frame count."""
+def test_own_weights_and_keras_archive_round_trip_with_recomputed_positions(hf_reference, shape, tmp_path, caplog):
+    """convert-weights output and .keras both reload the same network, also for another frame count,
+    and say what they loaded (a training log otherwise showed no trace of converted weights)."""
     config = SHAPES[shape]
     converted = tmp_path / "converted.weights.h5"
     model = convert_weights(HF_WRITERS["safetensors_new_keys"](hf_reference, tmp_path / "hf"), converted)
@@ -132,7 +134,11 @@ def test_own_weights_and_keras_archive_round_trip_with_recomputed_positions(hf_r
         reference.with_num_frames(hf_reference, frames), longer, IMAGENET_MEAN, IMAGENET_STD
     )
     for path in (converted, archive):
-        assert np.abs(logits(load_videomae(path), clips) - expected).max() <= TOLERANCE
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="avemotion.model.weights"):
+            assert np.abs(logits(load_videomae(path), clips) - expected).max() <= TOLERANCE
+        kind = "keras_weights" if path == converted else "keras_archive"
+        assert f"loaded {path} ({kind}): {config['num_hidden_layers']} layers, width {config['hidden_size']}" in caplog.text
         reloaded = load_videomae(path, num_frames=frames)
         assert reloaded.backbone.num_frames == frames
         assert np.abs(logits(reloaded, longer) - expected_longer).max() <= TOLERANCE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import keras
 import numpy as np
@@ -73,7 +74,7 @@ def test_pytorch_bin_and_bfloat16_safetensors(saved, tmp_path):
     np.testing.assert_array_equal(to_numpy(backbone.get_layer("layers_1").fc1.kernel), kernel)
 
 
-def test_own_weights_and_keras_archive_round_trip(saved, tmp_path):
+def test_own_weights_and_keras_archive_round_trip(saved, tmp_path, caplog):
     folder, _ = saved["WhisperForConditionalGeneration"]
     backbone = convert_whisper_weights(folder, tmp_path / "encoder.weights.h5")
     batch = features(16, 30)
@@ -82,7 +83,10 @@ def test_own_weights_and_keras_archive_round_trip(saved, tmp_path):
     backbone.save(tmp_path / "encoder.keras")
     assert is_whisper_checkpoint(tmp_path / "encoder.keras")
     for path in ("encoder.weights.h5", "encoder.keras"):
-        loaded = load_whisper(tmp_path / path)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="avemotion.model.whisper_weights"):
+            loaded = load_whisper(tmp_path / path)
+        assert f"loaded Whisper encoder {tmp_path / path} ({whisper_format(tmp_path / path)}): " in caplog.text  # a training log says so
         for ours, theirs in zip(loaded(batch), expected):
             np.testing.assert_array_equal(to_numpy(ours), theirs)
     with pytest.raises(ValueError, match="must end with .weights.h5"):

@@ -36,6 +36,18 @@ def load_videomae(path, num_frames: int | None = None, image_size: int | None = 
     """
     path = Path(path)
     kind = detect_format(path)
+    model = _loaded_videomae(path, kind, num_frames, image_size, num_heads)
+    architecture = model.backbone.architecture
+    # every format says what it loaded: a converted file otherwise left no trace in a training log
+    log.info(
+        "loaded %s (%s): %d layers, width %d, %s",
+        path, kind, architecture["num_layers"], architecture["hidden_size"],
+        f"{model.num_classes}-class head" if model.num_classes else "no head",
+    )
+    return model
+
+
+def _loaded_videomae(path: Path, kind: str, num_frames, image_size, num_heads):
     overrides = {key: value for key, value in (("num_frames", num_frames), ("image_size", image_size)) if value}
     if kind == "keras_archive":
         saved = keras.saving.load_model(path, compile=False)
@@ -60,11 +72,6 @@ def load_videomae(path, num_frames: int | None = None, image_size: int | None = 
     checkpoint = readers[kind]()
     model = build_classifier(checkpoint.architecture, checkpoint.num_classes, checkpoint.label_names, **overrides)
     assign_checkpoint(model, checkpoint)
-    log.info(
-        "loaded %s (%s): %d layers, width %d, %s",
-        path, checkpoint.format, checkpoint.architecture["num_layers"], checkpoint.architecture["hidden_size"],
-        f"{checkpoint.num_classes}-class head" if checkpoint.num_classes else "no head",
-    )
     return model
 
 

@@ -32,6 +32,16 @@ def load_whisper(path, dtype=None) -> WhisperBackbone:
     "mixed_bfloat16" builds it under that policy (weights stay float32)."""
     path = Path(path)
     kind = whisper_format(path)
+    backbone = _loaded_whisper(path, kind, dtype)
+    # every format says what it loaded: a converted file otherwise left no trace in a training log
+    log.info(
+        "loaded Whisper encoder %s (%s): %d layers, width %d, %d Mel bins",
+        path, kind, backbone.encoder_layers, backbone.d_model, backbone.num_mel_bins,
+    )
+    return backbone
+
+
+def _loaded_whisper(path: Path, kind: str, dtype) -> WhisperBackbone:
     if kind == "keras_archive":
         saved = keras.saving.load_model(path, compile=False)
         if not isinstance(saved, WhisperBackbone):
@@ -50,10 +60,6 @@ def load_whisper(path, dtype=None) -> WhisperBackbone:
     checkpoint = read_whisper_folder(path)
     backbone = WhisperBackbone(**checkpoint.architecture, dtype=dtype)
     assign_whisper_checkpoint(backbone, checkpoint)
-    log.info(
-        "loaded Whisper encoder %s: %d layers, width %d, %d Mel bins",
-        path, backbone.encoder_layers, backbone.d_model, backbone.num_mel_bins,
-    )
     return backbone
 
 

@@ -18,6 +18,7 @@ from avemotion.job_params import (
     setting_key,
 )
 from avemotion.labels import CANONICAL_LABELS, CORPUS_LABELS
+from avemotion.model.pretrained_checks import videomae_weights_problem, whisper_weights_problem
 from avemotion.preprocess.plan import STAGE_NAMES, job_settings
 
 # Every corpus protocol here has five speaker-independent folds (see avemotion/datasets/).
@@ -261,6 +262,12 @@ def check_experiments(config: dict) -> list[str]:
     ]
     for name in experiment_names(config):
         model = experiment_settings(config, name)["model"]
+        check_weight_files(model, experiments[name].get("model") or {}, name)
+        if model["pretrained"] and model.get("frame_normalization") == "clip":
+            notices.append(
+                f"avemotion: experiment {name!r} fine-tunes pretrained weights on frames standardised per clip "
+                "(model.frame_normalization: clip); the weights learnt ImageNet-standardised ones (imagenet)"
+            )
         if model["variant"] != "tiny" and not model["pretrained"]:
             notices.append(
                 f"avemotion: experiment {name!r} trains VideoMAE {model['variant']} from random weights "
@@ -270,6 +277,24 @@ def check_experiments(config: dict) -> list[str]:
             notices.append(f"avemotion: experiment {name!r} uses a Whisper {model['audio_preset']} encoder with random weights (model.audio_weights is null)")
     prediction_experiments(config)
     return notices
+
+
+def check_weight_files(model: dict, own: dict, name: str) -> None:
+    """The experiment's weight files hold what its model settings ask for, as far as the files tell
+    without loading them (avemotion.model.pretrained_checks); ``own``: the experiment's own model keys."""
+    if model["pretrained"]:
+        problem = videomae_weights_problem(model["pretrained"], model["variant"])
+        if problem:
+            where = f"experiments.{name}.model" if "pretrained" in own or "variant" in own else "model"
+            raise ConfigError(
+                f"config: {where}.pretrained: {model['pretrained']!r} {problem}; allowed values: VideoMAE weights of "
+                f"model.variant {model['variant']!r} (a Hugging Face folder, .pth, .h5 or a `avemotion convert-weights` file), or null"
+            )
+    if model.get("audio_encoder") == "whisper" and model.get("audio_weights"):
+        problem = whisper_weights_problem(model["audio_weights"])
+        if problem:
+            where = f"experiments.{name}.model" if "audio_weights" in own else "model"
+            raise ConfigError(f"config: {where}.audio_weights: {model['audio_weights']!r}: {problem}")
 
 
 def prediction_experiments(config: dict) -> list[str]:
