@@ -47,6 +47,14 @@ def _index(args) -> int:
 
 
 def _convert_weights(args) -> int:
+    # on CPUs (a copy of arrays; a GPU would only add CUDA's start-up), without TensorFlow's chatter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    gpus = use_gpus(0) if not {"tensorflow", "jax"} & set(sys.modules) else None
+    with native_stderr_filtered(startup_noise(os.environ["TF_CPP_MIN_LOG_LEVEL"], gpus)):
+        return _converted(args)
+
+
+def _converted(args) -> int:
     if is_whisper_checkpoint(Path(args.source)):  # before detect_format, which refuses Whisper's files
         return _convert_whisper(args)
     from avemotion.model.weights import convert_weights  # Keras: the other commands start without TensorFlow

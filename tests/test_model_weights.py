@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import logging
 import pickle
+import re
+import subprocess
+import sys
 import zipfile
 
 import h5py
@@ -247,10 +251,23 @@ def test_formats_are_told_apart_by_content_and_lookalikes_are_refused_saying_wha
 
 
 def test_a_keras_archive_of_another_model_is_refused(tmp_path):
+    """Named by the class its archive records, before Keras tries to build it: a trained avemotion
+    model's classes are not registered where weights are converted (65 lines of traceback)."""
     other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     other.save(tmp_path / "other.keras")
-    with pytest.raises(CheckpointError, match="holds a Sequential, not a VideoMAEClassifier"):
+    with pytest.raises(CheckpointError, match=r"other\.keras is a Keras archive of a 'Sequential' model, not VideoMAE weights \(a trained avemotion model predicts"):
         load_videomae(tmp_path / "other.keras")
+
+
+def test_a_truncated_safetensors_file_is_named_as_truncated(tmp_path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "videomae"}))
+    save_file({"videomae.embeddings.patch_embeddings.projection.weight": np.zeros((8, 3, 2, 16, 16), np.float32)}, str(folder / "model.safetensors"))
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(weights))}: not a whole safetensors file \(.*\); download it again$"):
+        load_videomae(folder)
 
 
 def test_convert_weights_refuses_another_destination_suffix_before_reading_the_source(tmp_path):
@@ -404,6 +421,19 @@ def test_convert_weights_command(hf_reference, shape, tmp_path, capsys):
     clips = clips_for(config)
     expected = reference.reference_outputs(hf_reference, clips, IMAGENET_MEAN, IMAGENET_STD)
     assert np.abs(logits(load_videomae(destination), clips) - expected).max() <= TOLERANCE
+
+
+def test_convert_weights_prints_its_own_lines_without_tensorflows_start_up(hf_reference, tmp_path):
+    """Run as users run it: TensorFlow's start-up lines and CUDA's failed start are left out, as predict
+    leaves them out; the command says what it read and wrote."""
+    folder = HF_WRITERS["bin_old_keys"](hf_reference, tmp_path / "hf")
+    result = subprocess.run(
+        [sys.executable, "-m", "avemotion.cli", "convert-weights", str(folder), str(tmp_path / "v.weights.h5")],
+        capture_output=True, text=True, env={key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"read {folder} (hf_folder)") and f"wrote {tmp_path / 'v.weights.h5'}" in result.stdout
+    assert "I0000" not in result.stderr and "cuInit" not in result.stderr and "oneDNN" not in result.stderr, result.stderr
 
 
 def test_convert_weights_command_fails_clearly(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import keras
 import numpy as np
@@ -61,6 +62,16 @@ def copy_folder(source, destination, state: dict | None = None, bin_file: bool =
     else:
         save_file(state, str(destination / "model.safetensors"), metadata={"format": "pt"})
     return destination
+
+
+def test_a_truncated_safetensors_file_is_named_as_truncated(saved, tmp_path):
+    """An interrupted download keeps its header but not all its tensors: one line says which file
+    and that it is cut short, not numpy's 'cannot reshape array of size 0'."""
+    folder = copy_folder(saved["WhisperModel"][0], tmp_path / "cut")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(weights))}: tensor \S+ lies past the end of the file: it is truncated; download it again$"):
+        load_whisper(folder)
 
 
 def test_pytorch_bin_and_bfloat16_safetensors(saved, tmp_path):

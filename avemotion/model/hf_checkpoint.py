@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from avemotion.io import read_json
@@ -101,7 +102,11 @@ def _read_hf_tensors(location: Path) -> dict[str, np.ndarray]:
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    return {name: np.asarray(value, dtype=np.float32) for name, value in load_file(str(path)).items()}
+    try:
+        tensors = load_file(str(path))
+    except SafetensorError as error:  # truncated (an interrupted download), or no safetensors file at all
+        raise CheckpointError(f"{path}: not a whole safetensors file ({error}); download it again") from None
+    return {name: np.asarray(value, dtype=np.float32) for name, value in tensors.items()}
 
 
 def _hf_to_canonical(raw: dict[str, np.ndarray], num_layers: int):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -50,6 +51,14 @@ def load_videomae(path, num_frames: int | None = None, image_size: int | None = 
 def _loaded_videomae(path: Path, kind: str, num_frames, image_size, num_heads):
     overrides = {key: value for key, value in (("num_frames", num_frames), ("image_size", image_size)) if value}
     if kind == "keras_archive":
+        # Keras cannot even build another model without its classes registered (a trained avemotion
+        # model: 65 lines of traceback); its archive names the class first
+        saved_class = json.loads(zipfile.ZipFile(path).read("config.json")).get("class_name")
+        if saved_class != "VideoMAEClassifier":
+            raise CheckpointError(
+                f"{path} is a Keras archive of a {saved_class!r} model, not VideoMAE weights "
+                "(a trained avemotion model predicts with `avemotion predict --model`; it is not converted)"
+            )
         saved = keras.saving.load_model(path, compile=False)
         if not isinstance(saved, VideoMAEClassifier):
             raise CheckpointError(f"{path} holds a {type(saved).__name__}, not a VideoMAEClassifier")

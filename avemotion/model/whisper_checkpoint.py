@@ -164,6 +164,8 @@ def _safetensors_readers(path: Path) -> dict:
     def reader(name, info):
         start, end = info["data_offsets"]
         raw = data[start:end]
+        if len(raw) != end - start:  # a file cut short (an interrupted download) holds less than its header says
+            raise CheckpointError(f"{path}: tensor {name} lies past the end of the file: it is truncated; download it again")
         if info["dtype"] == "BF16":
             value = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
         elif info["dtype"] in SAFETENSORS_DTYPES:
