@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from avemotion.config import ConfigError
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
 from avemotion.model.early_fusion import EarlyFusionSequence
@@ -168,6 +169,13 @@ def test_a_pretrained_backbone_of_another_depth_is_refused_naming_it(tmp_path):
     shallower.save_weights(tmp_path / "shallow.weights.h5")
     with pytest.raises(ValueError, match=r"does not fit model\.variant \(num_layers 4 vs 2\)"):
         pretrained_backbone(tmp_path / "shallow.weights.h5", TINY, num_frames=4, image_size=32)
+    # in a training job: a config error, which the job's log gives as its one line (avemotion.logs)
+    settings = {
+        "name": "e", "fusion": "late", "labels": ["anger", "happiness"], "num_frames": 4, "image_size": 32,
+        "model": {"variant": "tiny", "pretrained": str(tmp_path / "shallow.weights.h5")}, "training": {"drop_path": 0.0},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^config: model weights of experiment 'e': \S+shallow\.weights\.h5 does not fit model\.variant \(num_layers 4 vs 2\)$"):
+        build_model(settings)
 
 
 def test_a_pretrained_backbone_brings_its_own_config_into_the_fine_tuned_model(tmp_path):

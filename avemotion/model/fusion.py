@@ -34,6 +34,7 @@ from keras import layers, ops
 
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model.backbone import VideoMAEBackbone
+from avemotion.model.checkpoints import CheckpointError
 from avemotion.model.early_fusion import EarlyFusionSequence
 from avemotion.model.layers import PACKAGE, ClipStandardization
 from avemotion.model.speech_branch import speech_embedding, speech_model_inputs
@@ -290,7 +291,7 @@ def pretrained_backbone(path, architecture: dict, num_frames: int, image_size: i
     differing = [key for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "tubelet_size") if architecture[key] != theirs[key]]
     if differing:
         described = ", ".join(f"{key} {architecture[key]} vs {theirs[key]}" for key in differing)
-        raise ValueError(f"model.pretrained {path} does not fit model.variant ({described})")
+        raise CheckpointError(f"{path} does not fit model.variant ({described})")
     return pretrained
 
 

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from avemotion.config import ConfigError
 from avemotion.fusion.augment import Augmentation
 from avemotion.fusion.dataset import Training, make_dataset
 from avemotion.fusion.mixing import Mixing
@@ -28,6 +29,7 @@ from avemotion.job_params import QUIET_TRAINING
 from avemotion.layout import HISTORY_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SETTINGS_FILE, SPLIT_FILE
 from avemotion.metrics import evaluate_predictions
 from avemotion.model.bundle import write_late_weights
+from avemotion.model.checkpoints import CheckpointError
 from avemotion.model.fusion import BRANCHES, backbone_of, build_fusion_model, face_statistics, model_input_names, pretrained_backbone
 from avemotion.model.runtime import configure_threads
 from avemotion.model.speech_branch import audio_settings, speech_encoder
@@ -73,7 +75,11 @@ def build_model(settings: dict, face_stats=None):
     weights those of model.pretrained when the settings name one."""
     architecture = variant_settings(settings["model"]["variant"])
     path = settings["model"].get("pretrained")
-    source = pretrained_backbone(path, architecture, settings["num_frames"], settings["image_size"]) if path else None
+    try:
+        source = pretrained_backbone(path, architecture, settings["num_frames"], settings["image_size"]) if path else None
+        speech = whisper_branch(settings["model"])
+    except CheckpointError as error:  # a weights file the config check could not judge (a .pth): one line in the job's log
+        raise ConfigError(f"config: model weights of experiment {settings.get('name')!r}: {error}") from None
     # Pretrained weights bring their own config (LayerNorm eps, the input mean and std they were
     # trained with), as timm's pretrained configs do: the variant's defaults would change what
     # the weights compute.
@@ -87,7 +93,7 @@ def build_model(settings: dict, face_stats=None):
         face_stats=face_stats,
         # Absent (settings written by hand, as in tests): the schema default.
         frame_normalization=settings["model"].get("frame_normalization", "imagenet"),
-        **whisper_branch(settings["model"]),
+        **speech,
     )
     if source:
         backbone_of(model).set_weights(source.get_weights())
