@@ -48,6 +48,9 @@ VARIANTS: dict[str, dict] = {
     "large": _variant(1024, 24, 16),
     "huge": _variant(1280, 32, 16),
 }
+# The architecture keys in which weights must agree with a variant to be its weights (the rest, frames,
+# image size, eps and input normalisation, travel with the weights)
+FITTING_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "tubelet_size")
 
 
 def variant_settings(name: str) -> dict:

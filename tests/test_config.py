@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import types
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+import avemotion
 from avemotion import config_errors as config_file_errors
 from avemotion.config import SCHEMA_PATH, ConfigError, config_errors, dataset_notices, load_config, load_schema, merge_config, prepare_config
 from avemotion.config_checks import check_model, check_openface, openface_executable
@@ -510,6 +512,24 @@ def test_weight_files_that_cannot_be_what_the_model_settings_ask_for_stop_the_ru
     assert "not whisper (VideoMAE weights go in model.pretrained)" in str(error.value)
     config["experiments"][0]["model"]["audio_weights"] = str(whisper)
     check_experiments(config)  # a Whisper folder passes (its tensors are checked as training loads them)
+    # any other Keras archive, a trained avemotion model say, is no Whisper encoder
+    archive = tmp_path / "trained.keras"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("config.json", json.dumps({"class_name": "Functional"}))
+        handle.writestr("model.weights.h5", b"")
+    config["experiments"][0]["model"]["audio_weights"] = str(archive)
+    with pytest.raises(ConfigError, match="is a Keras archive of another model, not a Whisper encoder"):
+        check_experiments(config)
+    # the keys named are those the config sets: the model section's weights, the experiment's variant;
+    # and a folder of another kind of model is refused by its config.json
+    config["experiments"][0]["model"] = {"variant": "small"}
+    config["model"]["pretrained"] = str(hf)
+    with pytest.raises(ConfigError) as error:
+        check_experiments(config)
+    assert str(error.value).startswith(f"config: model.pretrained: {str(hf)!r} does not fit experiments.e.model.variant 'small' (")
+    touch(hf / "config.json", json.dumps({"model_type": "vit"}))
+    with pytest.raises(ConfigError, match="config.json describes a 'vit' model, not videomae"):
+        check_experiments(config)
 
 
 @pytest.mark.parametrize(
@@ -1048,7 +1068,7 @@ def test_the_installed_pth_file_makes_snakemake_name_the_line_of_a_yaml_error(tm
     importable) and wraps Snakemake's loader when a later import loads it."""
     monkeypatch.setattr(config_file_errors.sysconfig, "get_paths", lambda: {"purelib": str(tmp_path)})
     pth = install_pth()
-    assert pth.parent == tmp_path and sorted([pth.name, "__editable__.avemotion-0.1.0.pth"])[-1] == pth.name
+    assert pth.parent == tmp_path and sorted([pth.name, f"__editable__.avemotion-{avemotion.__version__}.pth"])[-1] == pth.name
     broken = tmp_path / "mine.yaml"
     broken.write_text("training:\n  epochs: 3\n  batch_size: [8, 16\nmodel: {variant: tiny}\n")
     script = (

@@ -68,10 +68,13 @@ def read_history(path) -> pd.DataFrame:
 def chosen_epoch(history: pd.DataFrame) -> dict | None:
     """The epoch whose weights a run's model holds, counted from 1 as the training curves count, and
     how many epochs ran; None for a log without the mark (a run trained before history.csv kept it)."""
-    if CHOSEN_EPOCH_COLUMN not in history or not history[CHOSEN_EPOCH_COLUMN].astype(bool).any():
+    if CHOSEN_EPOCH_COLUMN not in history:
         return None
-    epoch = history.loc[history[CHOSEN_EPOCH_COLUMN].astype(bool), "epoch"].iloc[0]
-    return {"epoch": int(epoch) + 1, "of": len(history)}
+    chosen = history[CHOSEN_EPOCH_COLUMN].fillna(False).astype(bool)
+    if not chosen.any():
+        return None
+    epochs = history["epoch"] if "epoch" in history else pd.Series(range(len(history)), index=history.index)
+    return {"epoch": int(epochs[chosen].iloc[0]) + 1, "of": len(history)}
 
 
 # ---- metrics -----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from avemotion.model.early_fusion import EarlyFusionSequence
 from avemotion.model.layers import PACKAGE, ClipStandardization
 from avemotion.model.speech_branch import speech_embedding, speech_model_inputs
 from avemotion.model.weights import load_videomae
+from avemotion.presets import FITTING_KEYS
 
 FUSION_MODES = ("early", "late", "hybrid")
 TASKS = ("emotion", "valence", "arousal")
@@ -288,7 +289,7 @@ def pretrained_backbone(path, architecture: dict, num_frames: int, image_size: i
     ``architecture`` (the configured variant's)."""
     pretrained = load_videomae(path, num_frames=num_frames, image_size=image_size).backbone
     theirs = pretrained.architecture
-    differing = [key for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "tubelet_size") if architecture[key] != theirs[key]]
+    differing = [key for key in FITTING_KEYS if architecture[key] != theirs[key]]
     if differing:
         described = ", ".join(f"{key} {architecture[key]} vs {theirs[key]}" for key in differing)
         raise CheckpointError(f"{path} does not fit model.variant ({described})")

@@ -33,20 +33,32 @@ HF_BLOCK_KEYS = {
 
 def read_hf_folder(path: Path) -> Checkpoint:
     folder = path if path.is_dir() else path.parent
-    config = read_json(folder / "config.json")
-    if config.get("model_type", "videomae") != "videomae":
-        raise CheckpointError(f"{folder}/config.json describes a {config.get('model_type')!r} model, not videomae")
-    activation = config.get("hidden_act", "gelu")
-    if activation != "gelu":
-        raise CheckpointError(f"{folder}: hidden_act {activation!r} is not supported (VideoMAE uses exact gelu)")
+    config, architecture = hf_config_architecture(path)
     raw = _read_hf_tensors(folder if path.is_dir() else path)
     if not config.get("use_mean_pooling", True) and "classifier.weight" in raw:
         raise CheckpointError(
             f"{folder}: a classifier on the first token (use_mean_pooling false) is not VideoMAE's recipe; "
             "only mean-pooling checkpoints are supported"
         )
-    tensors, source_names = _hf_to_canonical(raw, config.get("num_hidden_layers", 12))
-    image_size = config.get("image_size", PRETRAINED_IMAGE_SIZE)
+    tensors, source_names = _hf_to_canonical(raw, architecture["num_layers"])
+    labels = None
+    if "head.weight" in tensors and config.get("id2label"):
+        id2label = {int(key): value for key, value in config["id2label"].items()}
+        labels = [id2label.get(index, f"class_{index}") for index in range(tensors["head.weight"].shape[0])]
+    return Checkpoint("hf_folder", architecture, tensors, labels, source_names, naming=hf_name)
+
+
+def hf_config_architecture(path: Path) -> tuple[dict, dict]:
+    """A Hugging Face VideoMAE folder's (or its weights file's) config.json and the architecture it
+    states (transformers' defaults where a key is absent), read without the tensors: the config
+    check judges the weights by it before any job runs."""
+    folder = path if path.is_dir() else path.parent
+    config = read_json(folder / "config.json")
+    if config.get("model_type", "videomae") != "videomae":
+        raise CheckpointError(f"{folder}/config.json describes a {config.get('model_type')!r} model, not videomae")
+    activation = config.get("hidden_act", "gelu")
+    if activation != "gelu":
+        raise CheckpointError(f"{folder}: hidden_act {activation!r} is not supported (VideoMAE uses exact gelu)")
     mean, std = _hf_normalisation(folder)
     architecture = {
         "hidden_size": config.get("hidden_size", 768),
@@ -56,18 +68,14 @@ def read_hf_folder(path: Path) -> Checkpoint:
         "patch_size": _side(config.get("patch_size", 16), folder, "patch_size"),
         "tubelet_size": config.get("tubelet_size", 2),
         "num_frames": config.get("num_frames", PRETRAINED_FRAMES),
-        "image_size": _side(image_size, folder, "image_size"),
+        "image_size": _side(config.get("image_size", PRETRAINED_IMAGE_SIZE), folder, "image_size"),
         "qkv_bias": bool(config.get("qv_bias", config.get("qkv_bias", True))),
         "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
         "fc_norm_eps": 1e-5,  # transformers builds fc_norm with torch's default eps
         "image_mean": mean,
         "image_std": std,
     }
-    labels = None
-    if "head.weight" in tensors and config.get("id2label"):
-        id2label = {int(key): value for key, value in config["id2label"].items()}
-        labels = [id2label.get(index, f"class_{index}") for index in range(tensors["head.weight"].shape[0])]
-    return Checkpoint("hf_folder", architecture, tensors, labels, source_names, naming=hf_name)
+    return config, architecture
 
 
 def _side(value, folder: Path, key: str) -> int:

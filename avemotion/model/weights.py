@@ -39,7 +39,7 @@ def load_videomae(path, num_frames: int | None = None, image_size: int | None = 
     kind = detect_format(path)
     model = _loaded_videomae(path, kind, num_frames, image_size, num_heads)
     architecture = model.backbone.architecture
-    # every format says what it loaded: a converted file otherwise left no trace in a training log
+    # every format says what it loaded, so a training log shows which weights it started from
     log.info(
         "loaded %s (%s): %d layers, width %d, %s",
         path, kind, architecture["num_layers"], architecture["hidden_size"],
@@ -52,7 +52,7 @@ def _loaded_videomae(path: Path, kind: str, num_frames, image_size, num_heads):
     overrides = {key: value for key, value in (("num_frames", num_frames), ("image_size", image_size)) if value}
     if kind == "keras_archive":
         # Keras cannot even build another model without its classes registered (a trained avemotion
-        # model: 65 lines of traceback); its archive names the class first
+        # model's); its archive names the class first
         saved_class = json.loads(zipfile.ZipFile(path).read("config.json")).get("class_name")
         if saved_class != "VideoMAEClassifier":
             raise CheckpointError(

@@ -19,7 +19,7 @@ import numpy as np
 from avemotion.io import atomic_path
 from avemotion.model.checkpoints import Checkpoint, CheckpointError
 from avemotion.model.whisper import WhisperBackbone
-from avemotion.model.whisper_checkpoint import WHISPER_ARCHITECTURE_ATTRIBUTE, read_whisper_folder, whisper_format
+from avemotion.model.whisper_checkpoint import WHISPER_ARCHITECTURE_ATTRIBUTE, is_whisper_checkpoint, read_whisper_folder, whisper_format
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def load_whisper(path, dtype=None) -> WhisperBackbone:
     path = Path(path)
     kind = whisper_format(path)
     backbone = _loaded_whisper(path, kind, dtype)
-    # every format says what it loaded: a converted file otherwise left no trace in a training log
+    # every format says what it loaded, so a training log shows which weights it started from
     log.info(
         "loaded Whisper encoder %s (%s): %d layers, width %d, %d Mel bins",
         path, kind, backbone.encoder_layers, backbone.d_model, backbone.num_mel_bins,
@@ -43,6 +43,8 @@ def load_whisper(path, dtype=None) -> WhisperBackbone:
 
 def _loaded_whisper(path: Path, kind: str, dtype) -> WhisperBackbone:
     if kind == "keras_archive":
+        if not is_whisper_checkpoint(path):  # its archive names another class: Keras may not even build it
+            raise CheckpointError(f"{path} is a Keras archive of another model, not a Whisper encoder")
         saved = keras.saving.load_model(path, compile=False)
         if not isinstance(saved, WhisperBackbone):
             raise CheckpointError(f"{path} holds a {type(saved).__name__}, not a WhisperBackbone")

@@ -282,19 +282,18 @@ def check_experiments(config: dict) -> list[str]:
 def check_weight_files(model: dict, own: dict, name: str) -> None:
     """The experiment's weight files hold what its model settings ask for, as far as the files tell
     without loading them (avemotion.model.pretrained_checks); ``own``: the experiment's own model keys."""
+    key = {setting: f"experiments.{name}.model.{setting}" if setting in own else f"model.{setting}" for setting in ("pretrained", "variant", "audio_weights")}
     if model["pretrained"]:
-        problem = videomae_weights_problem(model["pretrained"], model["variant"])
+        problem = videomae_weights_problem(model["pretrained"], model["variant"], key["variant"])
         if problem:
-            where = f"experiments.{name}.model" if "pretrained" in own or "variant" in own else "model"
             raise ConfigError(
-                f"config: {where}.pretrained: {model['pretrained']!r} {problem}; allowed values: VideoMAE weights of "
-                f"model.variant {model['variant']!r} (a Hugging Face folder, .pth, .h5 or a `avemotion convert-weights` file), or null"
+                f"config: {key['pretrained']}: {model['pretrained']!r} {problem}; allowed values: VideoMAE weights of "
+                f"{key['variant']} {model['variant']!r} (a Hugging Face folder, .pth, .h5 or an `avemotion convert-weights` file), or null"
             )
     if model.get("audio_encoder") == "whisper" and model.get("audio_weights"):
         problem = whisper_weights_problem(model["audio_weights"])
         if problem:
-            where = f"experiments.{name}.model" if "audio_weights" in own else "model"
-            raise ConfigError(f"config: {where}.audio_weights: {model['audio_weights']!r}: {problem}")
+            raise ConfigError(f"config: {key['audio_weights']}: {model['audio_weights']!r}: {problem}")
 
 
 def prediction_experiments(config: dict) -> list[str]:
