@@ -3,23 +3,28 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import h5py
 import pytest
 import yaml
 
+from avemotion.model.checkpoints import ARCHITECTURE_ATTRIBUTE
+from avemotion.presets import variant_settings
 from avemotion.recipes import DEMO_CONFIG, RECIPES_DIR, protocol_recipes
 from conftest import run_snakemake
 
 
 def user_config(workdir: Path, roots: dict[str, Path], pretrained: bool = True) -> str:
-    """What a user writes: the corpus roots, and the pretrained weights (a stand-in file: a dry run
-    only checks that it exists)."""
+    """What a user writes: the corpus roots, and the pretrained weights (a stand-in: a dry run reads
+    only a converted file's architecture record, here VideoMAE base's)."""
     config = {"datasets": {name: {"root": str(root)} for name, root in roots.items()}}
     if pretrained:
         weights = workdir / "videomae-base.weights.h5"
-        weights.touch()
+        with h5py.File(weights, "w") as handle:
+            handle.attrs[ARCHITECTURE_ATTRIBUTE] = json.dumps({"backbone": variant_settings("base"), "num_classes": 0, "label_names": None})
         config["model"] = {"pretrained": str(weights)}
     path = workdir / "my_paths.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -10,10 +10,13 @@ import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 import pandas as pd
 import yaml
 
+from avemotion.model.checkpoints import ARCHITECTURE_ATTRIBUTE
+from avemotion.presets import variant_settings
 from avemotion.quarantine import read_quarantine
 from avemotion.recipes import DEMO_CONFIG
 from conftest import REPO, demo_config, job_blocks, run_snakemake, write_demo_config
@@ -224,8 +227,9 @@ def test_pretrained_weights_are_inputs_of_the_trainings_that_start_from_them(dem
     """A model's settings hold only the weights' path: weights converted again to the same file
     retrained nothing, and every result built on the old ones stayed as if current. As an input, a
     newer file reruns the trainings that read it (Snakemake's mtime trigger)."""
-    weights = tmp_path / "videomae-small.weights.h5"
-    weights.write_bytes(b"converted weights")
+    weights = tmp_path / "videomae-tiny.weights.h5"
+    with h5py.File(weights, "w") as handle:  # what the config check reads of a converted file: its architecture record
+        handle.attrs[ARCHITECTURE_ATTRIBUTE] = json.dumps({"backbone": variant_settings("tiny"), "num_classes": 0, "label_names": None})
     config = yaml.safe_load(open(demo_config(demo_run)))
     config["experiments"][0].setdefault("model", {})["pretrained"] = str(weights)
     changed = tmp_path / "pretrained.yaml"
