@@ -631,8 +631,13 @@ def test_a_mixtures_runs_are_counted_once_all_its_corpora_are_indexed_each_held_
     mixed = pd.concat(clips.values(), ignore_index=True)
     for run, fold in zip(runs, [1, 2, 3, 4, 5, None]):
         split = speaker_splits(mixed, fold, 0.3, 7)
-        assert run == {"experiment": "mix", "run": run["run"], **{part: len(ids) for part, ids in split.items()}}
+        assert run == {"experiment": "mix", "run": run["run"], "held_out": None, **{part: len(ids) for part, ids in split.items()}}
     assert len(speaker_splits(mixed, 1, 0.3, 7)["train"]) != len(speaker_splits(mixed, 1, 0.3, 0)["train"])  # the seed matters here
+    # labels the corpora do not share: a held-out corpus has nothing its model could learn to score;
+    # said before any job (it showed as a batch larger than the training clips, then failed in the job)
+    config["experiments"][0]["labels"] = ["neutral", "surprise"]  # neutral only in CREMA-D, surprise only in eNTERFACE
+    with pytest.raises(ConfigError, match=r"^config: experiments\.mix\.labels: its run heldout_crema_d has no test clips: no clip of crema_d is of a class that its other corpora hold"):
+        check_training_runs(config, manifests, ["mix"])
 
 
 def test_a_batch_of_one_clip_per_device_is_refused_where_valence_and_arousal_are_learned(config):

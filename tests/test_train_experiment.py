@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,7 +92,7 @@ def test_fold_outputs_hold_only_test_speakers_and_metrics_match_predictions(tmp_
     speakers = {name: set(table.set_index("clip_id").loc[ids, "speaker"]) for name, ids in split.items()}
     assert not speakers["test"] & (speakers["train"] | speakers["validation"]) and not speakers["train"] & speakers["validation"]
     assert json.loads((out / "metrics.json").read_text())["uar"] == pytest.approx(evaluate_predictions(predictions, LABELS)["uar"])
-    assert metrics["evaluated_split"] == "test"
+    assert metrics["evaluated_split"] == "test" and metrics["backend"] == keras.backend.backend()  # where it trained, on record
     probabilities = predictions[[f"prob_{name}" for name in LABELS]].to_numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     assert predictions[["valence_pred", "arousal_pred"]].abs().max().max() <= 1

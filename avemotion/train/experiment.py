@@ -218,7 +218,7 @@ def run_experiment_fold(
         if unlearned:
             log.info("%s %s: %d test clips of classes no training corpus holds are not scored (scored: %s)", settings["name"], run, unlearned, ", ".join(scored))
     if held_out_dataset and unlearned and not split["test"]:
-        raise ValueError(
+        raise ConfigError(
             f"experiment {settings['name']} {run}: all {unlearned} clips of {held_out_dataset} are of classes no training clip "
             f"holds (learned: {', '.join(scored)}): nothing to score"
         )
@@ -226,7 +226,7 @@ def run_experiment_fold(
         # scoring the validation clips instead, which chose the epoch and the late-fusion weights,
         # would report optimistic numbers as a test fold's (a partial corpus copy, a fold quarantined away)
         where = f"the held-out corpus {held_out_dataset}" if held_out_dataset else f"fold {test_fold}"
-        raise ValueError(
+        raise ConfigError(
             f"experiment {settings['name']} {run}: no test clips: no usable clip of its classes is in {where} "
             f"(set experiments.{settings['name']}.folds to the folds that hold clips)"
         )
@@ -287,6 +287,7 @@ def run_experiment_fold(
         "fold": test_fold,
         "held_out_dataset": held_out_dataset,
         "evaluated_split": evaluated,
+        "backend": keras.backend.backend(),  # where it trained: not a setting of the model, so settings.json holds none
         "clips": {name: len(ids) for name, ids in split.items()},
         "outside_label_set": sum(outside.values()),  # of the experiment's corpora (every fold), not of this run's split
         # a held-out corpus' clips that are not scored: outside the label set, or of classes no training corpus holds

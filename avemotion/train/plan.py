@@ -56,7 +56,10 @@ def training_runs(config: dict, manifests: dict[str, pd.DataFrame], experiments=
         training = settings["training"]
         for run, fold, held_out in planned_runs(settings):
             split = speaker_splits(clips, fold, training["validation_fraction"], training["seed"], held_out)
-            found.append({"experiment": name, "run": run, **{part: len(ids) for part, ids in split.items()}})
+            if held_out:  # scored on the classes its training corpora hold (the job's learned_labels)
+                learned = set(clips.loc[clips["clip_id"].isin(split["train"]), "label"])
+                split["test"] = list(clips.loc[clips["clip_id"].isin(split["test"]) & clips["label"].isin(learned), "clip_id"])
+            found.append({"experiment": name, "run": run, "held_out": held_out, **{part: len(ids) for part, ids in split.items()}})
     return found
 
 
@@ -106,6 +109,12 @@ def empty_split_error(run: dict, labels: list[str]) -> ConfigError | None:
     if not empty:
         return None
     name = run["experiment"]
+    if empty == ["test"] and run.get("held_out"):
+        return ConfigError(
+            f"config: experiments.{name}.labels: its run {run['run']} has no test clips: no clip of {run['held_out']} is of a class "
+            f"that its other corpora hold ({', '.join(labels)} in all), so the model left to learn without it has nothing of "
+            f"it to score; allowed: labels that {run['held_out']} shares with the experiment's other corpora"
+        )
     if empty == ["validation"]:
         return ConfigError(
             f"config: experiments.{name}: its run {run['run']} has no validation clips: they come from the speakers it trains "
