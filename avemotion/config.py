@@ -111,6 +111,34 @@ def _resolve(schema: dict, root: dict) -> dict:
     return schema
 
 
+def _key_paths(schema: dict, root: dict, path: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """(key, its dotted path) of every key the schema allows, ``experiments[]`` for list items."""
+    if depth > 6:
+        return []
+    schema = _resolve(schema, root)
+    found = []
+    for name, child in _resolved_properties(schema, root).items():
+        where = f"{path}.{name}" if path else name
+        found.append((name, where))
+        found += _key_paths(child, root, where, depth + 1)
+    if isinstance(schema.get("items"), dict):
+        found += _key_paths(schema["items"], root, f"{path}[]", depth + 1)
+    return found
+
+
+def _resolved_properties(schema: dict, root: dict) -> dict:
+    keys = dict(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        keys.update(_resolve(part, root).get("properties", {}))
+    return keys
+
+
+def _elsewhere(name: str, root: dict) -> str:
+    """Where the schema does allow an unknown key's name (a key written at the wrong level), as a hint."""
+    homes = sorted({where for key, where in _key_paths(root, root) if key == name})
+    return f" ({name} belongs under {' or '.join(where.rsplit('.', 1)[0] if '.' in where else 'the top level' for where in homes[:3])})" if homes else ""
+
+
 def _allowed_keys(schema: dict, root: dict) -> list[str]:
     resolved = _resolve(schema, root)
     keys = dict(resolved.get("properties", {}))
@@ -211,7 +239,7 @@ def _describe(error, root: dict, config: dict) -> list[str]:
             allowed = _allowed_keys(error.schema, root)
             unknown = [k for k in error.instance if k not in allowed]
         prefix = f"{key}." if key != TOP_LEVEL else ""
-        return [f"{prefix}{name}: unknown key; allowed keys here: {', '.join(allowed)}" for name in unknown]
+        return [f"{prefix}{name}: unknown key; allowed keys here: {', '.join(allowed)}{_elsewhere(name, root)}" for name in unknown]
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
         return [f"{key}: {', '.join(missing)} missing; required keys here: {', '.join(error.validator_value)}"]

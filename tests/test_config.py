@@ -52,6 +52,9 @@ def test_repository_config_is_valid(config):
         (lambda c: c["datasets"]["mafw"].update(enabled="maybe"), "datasets.mafw.enabled: 'maybe' is not of type boolean"),
         (lambda c: c["datasets"]["enterface"].update(chunk=3), "datasets.enterface.chunk: unknown key; allowed keys here: enabled, root, chunks"),
         (lambda c: c["datasets"].update(iemocap={}), "datasets.iemocap: unknown key; allowed keys here: crema_d, enterface, mafw"),
+        # a key at the wrong level: where it belongs (a misspelt key, as chunk above, gets no hint)
+        (lambda c: c.update(dataset_weights={"crema_d": 1}), "dataset_weights: unknown key; allowed keys here: datasets, frames, audio, face, labels, model, training, experiments, predict, demo (dataset_weights belongs under experiments[])"),
+        (lambda c: c["frames"].update(chunks=3), "(chunks belongs under datasets.crema_d or datasets.enterface or datasets.mafw)"),
         (lambda c: c["datasets"]["crema_d"].update(chunks=0), "datasets.crema_d.chunks: 0 is less than the minimum of 1"),
         (lambda c: c["model"].update(variant="giant"), "model.variant: 'giant' is not allowed; allowed values: 'tiny', 'small', 'base', 'large', 'huge'"),
         (lambda c: c["model"].update(frame_normalization="frame"), "model.frame_normalization: 'frame' is not allowed; allowed values: 'imagenet', 'clip'"),
