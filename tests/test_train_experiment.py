@@ -538,6 +538,7 @@ def test_a_job_killed_after_its_last_epoch_reruns_without_training(tmp_path, mon
     trained = pd.read_csv(out / "progress" / "epochs.csv")
     assert list(trained["epoch"]) == [0, 1]
     shutil.copyfile(out / "progress" / "best.weights.h5", tmp_path / "selected.weights.h5")
+    selected_epoch = json.loads((out / "progress" / "best.json").read_text())["epoch"]
     # None of the rule's outputs is there yet: Snakemake takes those of a killed job as incomplete
     # and stops a plain rerun, and a dry run, until they are removed by hand.
     assert [name for name in RUN_FILES if (out / name).exists()] == []
@@ -547,7 +548,9 @@ def test_a_job_killed_after_its_last_epoch_reruns_without_training(tmp_path, mon
 
     monkeypatch.setattr(keras.Model, "fit", no_training)
     metrics = run_experiment_fold(settings, tabular, tfrecord, 1, out)
-    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), trained)
+    history = pd.read_csv(out / "history.csv")  # the killed job's epochs, marked with the one it selected
+    pd.testing.assert_frame_equal(history.drop(columns="chosen"), trained)
+    assert history.loc[history["chosen"], "epoch"].tolist() == [selected_epoch]
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert sorted(predictions["clip_id"]) == sorted(table.loc[table["fold"] == 1, "clip_id"])
     assert json.loads((out / "metrics.json").read_text())["uar"] == pytest.approx(metrics["uar"])
