@@ -39,6 +39,7 @@ from avemotion.evaluate.cross_corpus import (
     write_cross_corpus,
 )
 from avemotion.evaluate.previews import au_intensities, choose_clips, crop_transforms, frame_annotations
+from avemotion.evaluate.history import chosen_epoch, read_history
 from avemotion.evaluate.report import VA_NOTE, build_report, cross_corpus_section, dataset_statistics, datasets_section, quarantine_summary
 from avemotion.evaluate.summary import (
     branch_predictions,
@@ -46,7 +47,6 @@ from avemotion.evaluate.summary import (
     fold_labels,
     format_mean_std,
     protocol_scores,
-    read_history,
     summarise_experiment,
     summary_table,
 )
@@ -273,6 +273,19 @@ def test_an_empty_or_missing_history_gives_a_curves_plot_that_says_no_loss_was_r
         assert read_history(path).empty
     axes = plots.training_curves_figure({1: read_history(tmp_path / "history.csv")}).axes[0]
     assert [text.get_text() for text in axes.texts] == ["no loss recorded"] and not axes.get_lines()
+
+
+def test_the_curves_dot_and_the_summarys_chosen_epoch_are_the_same_marked_row(tmp_path):
+    """A log whose rows before a kill-and-resume have no mark (empty cells) still has one chosen epoch:
+    the plot draws one dot there and summary.json names the same epoch (an empty cell is not chosen)."""
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss,chosen\n0,1.0,0.9,\n1,0.8,0.5,True\n2,0.7,0.6,\n")
+    history = read_history(tmp_path / "history.csv")
+    (dot,) = [line for line in plots.training_curves_figure({1: history}).axes[0].get_lines() if line.get_marker() == "o"]
+    assert list(dot.get_xdata()) == [2] and list(dot.get_ydata()) == [0.5]
+    assert chosen_epoch(history) == {"epoch": 2, "of": 3}
+    history = history.drop(columns=["chosen"])  # a run trained before the mark: no dot, no epoch
+    assert chosen_epoch(history) is None
+    assert not [line for line in plots.training_curves_figure({1: history}).axes[0].get_lines() if line.get_marker() == "o"]
 
 
 def test_a_branch_predicting_a_label_outside_the_experiments_is_an_error_naming_it():

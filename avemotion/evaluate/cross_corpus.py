@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.evaluate import plots
+from avemotion.evaluate.summary import unscored_clips
 from avemotion.io import read_json, write_csv, write_json
 from avemotion.layout import METRICS_FILE
 from avemotion.metrics import CLASS_SCORES, evaluate_predictions
@@ -58,15 +59,6 @@ def quarantined_clips(manifests: dict, dataset: str, predictions_path, labels: l
     return int((listed["label"].isin(labels) & ~listed["clip_id"].isin(scored)).sum())
 
 
-def _protocol_quarantined(summary: dict) -> int | None:
-    """The within-corpus test folds' listed clips a stage quarantined (summary.json's protocol figures)."""
-    protocol = summary.get("protocol")
-    if not protocol:
-        return None
-    counts = protocol["metrics"]
-    return int(sum(counts["listed_clips"]["per_fold"].values()) - sum(counts["scored_clips"]["per_fold"].values()))
-
-
 def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[str], manifests: dict | None = None) -> pd.DataFrame:
     """Long table, one row per (experiment, test dataset).
 
@@ -91,7 +83,7 @@ def cross_corpus_table(diagonal: list[dict], cross: list[dict], datasets: list[s
                 "macro_f1": _mean(metrics, "macro_f1"),
                 "n_clips": int(sum(summary["clips"].values())),
                 "n_classes": len(summary["labels"]),
-                "quarantined_clips": _protocol_quarantined(summary),
+                "quarantined_clips": unscored_clips(summary),
             }
         )
     for entry in cross:

@@ -15,8 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from avemotion.evaluate.history import chosen_rows, epoch_numbers
 from avemotion.io import atomic_path
-from avemotion.layout import CHOSEN_EPOCH_COLUMN
 from avemotion.metrics import regression_metrics
 
 DPI = 110
@@ -75,14 +75,14 @@ def training_curves_figure(histories: Mapping[int, pd.DataFrame], title: str = "
     colours = [f"C{i}" for i in range(10)]
     drawn = False
     for index, (fold, history) in enumerate(sorted(histories.items())):
-        epochs = history["epoch"] + 1 if "epoch" in history else pd.Series(range(1, len(history) + 1))
+        epochs = epoch_numbers(history)
         colour = colours[index % len(colours)]
         for column, style in (("loss", "-"), ("val_loss", "--")):
             if column in history and history[column].notna().any():
                 axes.plot(epochs, history[column], style, color=colour, label=f"fold {fold} {column}")
                 drawn = True
-        if CHOSEN_EPOCH_COLUMN in history and "val_loss" in history:  # the epoch the fold's model is
-            chosen = history[CHOSEN_EPOCH_COLUMN].astype(bool)
+        chosen = chosen_rows(history)
+        if chosen.any() and "val_loss" in history:
             axes.plot(epochs[chosen], history.loc[chosen, "val_loss"], "o", color=colour)
     if not drawn:
         axes.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=axes.transAxes)

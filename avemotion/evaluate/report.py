@@ -21,7 +21,7 @@ import pandas as pd
 
 from avemotion.datasets import speaker_ids
 from avemotion.evaluate.cross_corpus import LOCO_COLUMNS, LONG_COLUMNS
-from avemotion.evaluate.summary import format_mean_std
+from avemotion.evaluate.summary import format_mean_std, unscored_clips
 from avemotion.fusion.shards import read_tabular_shards
 from avemotion.io import atomic_path, read_json, write_csv
 from avemotion.layout import PREVIEWS_LISTING, SPLIT_FILE
@@ -224,7 +224,7 @@ def experiment_section(entry: Mapping, page_dir) -> str:
     )
     rows = [metrics_row("model", summary["overall"])]
     protocol = summary.get("protocol")
-    unscored = _unscored_clips(protocol)
+    unscored = unscored_clips(summary)
     if unscored:
         rows += [metrics_row("model, every clip the folds list (quarantined ones as errors)", protocol)]
     rows += [metrics_row(f"{branch} branch", s) for branch, s in summary.get("branches", {}).items()]
@@ -288,14 +288,6 @@ def _folds_missing_classes(summary: Mapping) -> str:
         if held < len(labels):
             short.append(f"fold {fold}: {held} of {len(labels)} classes")
     return ", ".join(short)
-
-
-def _unscored_clips(protocol: Mapping | None) -> int:
-    """Clips the test folds list that were not scored (a stage quarantined them); 0 without figures."""
-    if not protocol:
-        return 0
-    metrics = protocol["metrics"]
-    return int(sum(metrics["listed_clips"]["per_fold"].values()) - sum(metrics["scored_clips"]["per_fold"].values()))
 
 
 def experiments_section(experiments: Sequence[Mapping], page_dir) -> str:

@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from avemotion.evaluate import plots
+from avemotion.evaluate.history import chosen_epoch, read_history
 from avemotion.io import read_json, write_csv, write_json
-from avemotion.layout import CHOSEN_EPOCH_COLUMN, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE
+from avemotion.layout import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, SETTINGS_FILE
 from avemotion.metrics import CLASS_SCORES, evaluate_predictions, summarise_folds
 from avemotion.preprocess.plan import read_manifest
 
@@ -56,25 +57,6 @@ def fold_labels(folder) -> list[str]:
                 return list(labels)
     columns = pd.read_parquet(folder / PREDICTIONS_FILE).columns
     return [column[len("prob_") :] for column in columns if column.startswith("prob_")]
-
-
-def read_history(path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    return pd.read_csv(path)
-
-
-def chosen_epoch(history: pd.DataFrame) -> dict | None:
-    """The epoch whose weights a run's model holds, counted from 1 as the training curves count, and
-    how many epochs ran; None for a log without the mark (a run trained before history.csv kept it)."""
-    if CHOSEN_EPOCH_COLUMN not in history:
-        return None
-    chosen = history[CHOSEN_EPOCH_COLUMN].fillna(False).astype(bool)
-    if not chosen.any():
-        return None
-    epochs = history["epoch"] if "epoch" in history else pd.Series(range(len(history)), index=history.index)
-    return {"epoch": int(epochs[chosen].iloc[0]) + 1, "of": len(history)}
 
 
 # ---- metrics -----------------------------------------------------------------------------------
@@ -184,6 +166,16 @@ def _check_recorded(folders, per_fold) -> None:
             value = recorded.get(key)
             if value is not None and not math.isclose(value, metrics[key], abs_tol=1e-6):
                 log.warning("fold %s: %s has %s %.6f, recomputed %.6f", fold, path, key, value, metrics[key])
+
+
+def unscored_clips(summary: Mapping) -> int | None:
+    """The clips the test folds list that no fold scored (a stage quarantined them), from summary.json's
+    protocol figures; None for a summary without them (no manifests given)."""
+    protocol = summary.get("protocol")
+    if not protocol:
+        return None
+    counts = protocol["metrics"]
+    return int(sum(counts["listed_clips"]["per_fold"].values()) - sum(counts["scored_clips"]["per_fold"].values()))
 
 
 def summary_table(summary: dict) -> pd.DataFrame:
