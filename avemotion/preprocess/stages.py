@@ -77,13 +77,7 @@ class AudioStage(Stage):
         separate = bool(clip.get("audio_path"))
         missing, misaligned, record, unreadable = False, False, dict(UNALIGNED), ""
         try:
-            try:
-                decoded = decode_audio(source, SAMPLE_RATE, wanted="audio" if separate else "video")
-            except ClipDefect as problem:
-                if not separate:
-                    raise
-                decoded, unreadable = self._video_audio_instead(video, problem), str(problem)
-                source, separate = video, False  # the video's own stream, on its own clock
+            decoded, source, separate, unreadable = self._decode(source, video, separate)
         except NoAudioStream:
             if self.settings["missing"] != "silent":
                 raise
@@ -129,16 +123,23 @@ class AudioStage(Stage):
         return self.settings.get(key, QUIET_DEFAULTS["audio"][key])
 
     @staticmethod
-    def _video_audio_instead(video, problem: ClipDefect):
-        """The video's own audio where its separate audio file (CREMA-D's AudioWAV) cannot be read: the
-        same recording there (the FLV's MP3, resampled, equals AudioWAV sample for sample). Raises
-        ``problem`` where the video has no audio either."""
+    def _decode(source, video, separate: bool):
+        """The clip's decoded audio, the file it came from, whether that is a separate audio file, and
+        why the separate file was not used ('' where it was). Where the separate file (CREMA-D's
+        AudioWAV) cannot be read, the video's own audio: the same recording there (the FLV's MP3,
+        resampled, equals AudioWAV sample for sample), on the video's own clock. Raises the separate
+        file's problem where the video has no audio either."""
         try:
-            decoded = decode_audio(video, SAMPLE_RATE, wanted="video")
-        except ClipDefect:
-            raise problem from None
-        log.warning("%s: read the audio of %s instead", problem, video.name)
-        return decoded
+            return decode_audio(source, SAMPLE_RATE, wanted="audio" if separate else "video"), source, separate, ""
+        except ClipDefect as problem:
+            if not separate:
+                raise
+            try:
+                decoded = decode_audio(video, SAMPLE_RATE, wanted="video")
+            except ClipDefect:
+                raise problem from None
+            log.warning("%s: read the audio of %s instead", problem, video.name)
+            return decoded, video, False, str(problem)
 
 
 # Disk the OpenFace stage's held copies (clips read through ffmpeg's lossless copy) take at most,
