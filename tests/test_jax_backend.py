@@ -115,6 +115,23 @@ def test_a_fold_trained_on_jax_has_the_losses_of_tensorflow_and_its_model_loads_
     np.testing.assert_allclose(here[numeric].to_numpy(float), written[numeric].to_numpy(float), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_the_second_fold_on_jax_finds_its_steps_compiled_by_the_first(tmp_path):
+    """Folds differ in their training clips' face statistics and in their step counts: both are state
+    of the compiled steps, not constants in them, so one compilation serves every fold (each fold
+    compiled its own before: 150-180 s a job on an H100)."""
+    run = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "train_folds_on_jax.py"), str(tmp_path)],
+        # every compilation cached, however quick (JAX skips those under 1 s by default)
+        env={**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    compiled = [line for line in run.stdout.splitlines() if line.startswith("fold ")]
+    assert compiled == ["fold 1 compiled: jit_predict_step jit_test_step jit_train_step", "fold 2 compiled: nothing new"], run.stdout
+
+
 def test_the_models_build_and_train_where_there_is_no_tensorflow():
     """The GPU machines have JAX but no TensorFlow: the model layer (a hybrid model with a Whisper
     branch), its losses and its optimizer import and take a training step without it."""

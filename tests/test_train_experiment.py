@@ -45,8 +45,10 @@ COLOUR = {"anger": (220, 40, 40), "happiness": (40, 220, 40), "sadness": (40, 40
 VA = {"anger": (-0.6, 0.7), "happiness": (0.8, 0.5), "sadness": (-0.7, -0.4)}
 
 
-def learnable_shards(root: Path, speakers=6, clips_per_class=2, dataset="crema_d"):
-    """One dataset whose class shows in the frames' colour, the Mel's level and the face features."""
+def learnable_shards(root: Path, speakers=6, clips_per_class=2, dataset="crema_d", face_noise=0.0):
+    """One dataset whose class shows in the frames' colour, the Mel's level and the face features
+    (``face_noise``: plus noise of std face_noise * (1 + speaker), so each fold's training clips have
+    their own face statistics)."""
     rng = np.random.default_rng(0)
     clips = []
     for speaker in range(speakers):
@@ -57,7 +59,7 @@ def learnable_shards(root: Path, speakers=6, clips_per_class=2, dataset="crema_d
                 clips.append(
                     make_clip(
                         f"{dataset}_{speaker}_{label}_{take}", label, dataset=dataset, frames=frames.astype(np.uint8), mel=mel_ramp() + 20 * index,
-                        face=np.full((4, 49), index, np.float32), speaker=str(1000 + speaker), fold=1 + speaker % 3,
+                        face=(index + face_noise * (1 + speaker) * rng.standard_normal((4, 49)) if face_noise else np.full((4, 49), index)).astype(np.float32), speaker=str(1000 + speaker), fold=1 + speaker % 3,
                         label_index=index, valence=VA[label][0], arousal=VA[label][1],
                     )
                 )  # fmt: skip
@@ -372,6 +374,13 @@ def test_a_resumed_job_keeps_its_progress_and_a_fresh_one_starts_clean(tmp_path)
     assert [path.name for path in progress.iterdir()] == ["settings.json"]
     (progress / "phase_0.weights.h5").write_bytes(b"trained on a")
     assert training_progress(tmp_path, changed, {"split": {"train": ["a"]}}) == progress and (progress / "phase_0.weights.h5").exists()
+    training_progress(tmp_path, changed, {"split": {"train": ["a", "b"]}})
+    assert [path.name for path in progress.iterdir()] == ["settings.json"]
+    # Killed under code whose weights and optimizer state were laid out otherwise (its record has
+    # another state revision, or none): its checkpoint would not fit, so a fresh start too.
+    (progress / "phase_0.weights.h5").write_bytes(b"saved by older code")
+    record = json.loads((progress / "settings.json").read_text())
+    (progress / "settings.json").write_text(json.dumps({key: value for key, value in record.items() if key != "state_revision"}))
     training_progress(tmp_path, changed, {"split": {"train": ["a", "b"]}})
     assert [path.name for path in progress.iterdir()] == ["settings.json"]
     # Neither backup nor phase weights (the earlier run finished, or never saved an epoch): a rerun

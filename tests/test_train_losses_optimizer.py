@@ -433,6 +433,27 @@ def test_optimizer_serialises_and_trains_a_compiled_model():
     assert int(value(optimizer.iterations)) == 1
 
 
+def test_the_built_optimizer_reads_its_schedule_from_its_state_so_folds_share_a_compiled_step():
+    """Folds of one experiment have other step counts: once built, the optimizer's lr is the schedule
+    computed from a variable among its own (an input of the compiled step, not a constant of it),
+    and it equals the schedule's at every step; before building it is the schedule itself."""
+    model = tiny_classifier()
+    optimizer = build_adamw(model, base_lr=1e-3, warmup_steps=10, total_steps=110)
+    schedule = optimizer.get_config()["learning_rate"]
+    assert value(optimizer.learning_rate) == pytest.approx(0.0)
+    optimizer.build(model.trainable_variables)
+    (state,) = [variable for variable in optimizer.variables if variable.name == "schedule"]
+    np.testing.assert_allclose(value(state), [1e-3, 10, 110, 1e-6])
+    reference = WarmupCosine(1e-3, 10, 110, 1e-6)
+    for step in (0, 5, 10, 35, 60, 110, 500):
+        optimizer.iterations.assign(step)
+        assert value(optimizer.learning_rate) == pytest.approx(value(reference(step)), rel=1e-6, abs=1e-12), step
+    state.assign([2e-3, 0, 20, 0.0])  # another fold's numbers, in the same compiled step
+    optimizer.iterations.assign(10)
+    assert value(optimizer.learning_rate) == pytest.approx(1e-3, rel=1e-5)
+    assert schedule == optimizer.get_config()["learning_rate"]  # the config still names the schedule
+
+
 def test_the_optimizer_has_the_recipes_defaults_and_pytorchs_epsilon():
     """AdamW (0.9, 0.999), weight decay 0.05, layer decay 0.75 and min_lr 1e-6 as VideoMAE fine-tunes,
     epsilon 1e-8 as PyTorch's AdamW (Keras' default is 1e-7)."""

@@ -7,6 +7,7 @@ import pytest
 from avemotion.config import ConfigError
 from avemotion.fusion.schema import AUDIO_STEPS, FACE_FEATURES, MEL_BANDS
 from avemotion.model import build_classifier
+from avemotion.model import fusion as fusion_module
 from avemotion.model.early_fusion import EarlyFusionSequence
 from avemotion.model.fusion import (
     SaturationPenalty,
@@ -211,6 +212,34 @@ def test_face_features_are_standardised_with_training_statistics_kept_in_the_sav
     np.testing.assert_allclose(standardized.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(standardized[:, :5].std(axis=0), 1, atol=1e-3)
     model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    batch = batch_for(model)
+    for name, value in model(batch).items():
+        np.testing.assert_allclose(np.asarray(reloaded(batch)[name]), np.asarray(value), atol=1e-6)
+    # The statistics are the layer's weights, not trained (on JAX, constants recompiled every fold's
+    # step): a model built without them takes them from the saved weights.
+    layer = model.get_layer("face_standardize")
+    assert not layer.trainable_weights and [w.name for w in layer.non_trainable_weights] == ["mean", "variance"]
+    model.save_weights(tmp_path / "model.weights.h5")
+    rebuilt = build_fusion_model("late", TINY, 6, num_frames=4, image_size=32)
+    rebuilt.load_weights(tmp_path / "model.weights.h5")
+    for name, value in model(batch).items():
+        np.testing.assert_allclose(np.asarray(rebuilt(batch)[name]), np.asarray(value), atol=1e-6)
+
+
+def test_a_model_saved_with_the_earlier_face_standardisation_loads_and_predicts_as_saved(tmp_path, monkeypatch):
+    """Models trained before the statistics became weights hold keras' Normalization with them in
+    its config: such a file loads as it was saved."""
+    mean, variance = face_statistics(np.random.default_rng(2).normal(3.0, 2.0, (6, 4, FACE_FEATURES)))
+
+    def earlier(sequence, statistics, name):
+        return keras.layers.Normalization(axis=-1, mean=statistics[0], variance=statistics[1], name=f"{name}_standardize")(sequence)
+
+    monkeypatch.setattr(fusion_module, "standardized", earlier)
+    model = build_fusion_model("hybrid", TINY, 6, num_frames=4, image_size=32, face_stats=(mean, variance))
+    assert isinstance(model.get_layer("face_standardize"), keras.layers.Normalization)
+    model.save(tmp_path / "model.keras")
+    monkeypatch.undo()
     reloaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
     batch = batch_for(model)
     for name, value in model(batch).items():

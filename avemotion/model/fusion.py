@@ -111,11 +111,45 @@ def audio_encoder(mel, width: int = 32, name: str = "audio"):
     return layers.Dense(4 * width, activation="relu", name=f"{name}_embedding")(x)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FeatureStandardization(layers.Layer):
+    """(..., F) -> (x - mean) / sqrt(variance) per feature, as keras' Normalization with a given mean
+    and variance computes it, but holding them as the layer's non-trainable weights, not as constants.
+
+    Constants become part of a compiled (XLA) step, so on JAX every fold, whose training clips give
+    other statistics, would compile its own steps; as weights they are the step's inputs and one
+    compilation serves every fold. The saved model keeps them with its other weights. Models saved
+    with keras' Normalization here load as they were saved (their file names that class).
+    """
+
+    def __init__(self, mean=None, variance=None, **kwargs):
+        super().__init__(**kwargs)
+        # The training clips' statistics, where the model is built for training; a model loaded
+        # from its file gets them from its weights (they are not in its config).
+        self.initial = (mean, variance)
+
+    def build(self, input_shape):
+        mean, variance = self.initial
+        features = (input_shape[-1],)
+        self.mean = self.add_weight(name="mean", shape=features, trainable=False,
+                                    initializer="zeros" if mean is None else keras.initializers.Constant(mean))  # fmt: skip
+        self.variance = self.add_weight(name="variance", shape=features, trainable=False,
+                                        initializer="ones" if variance is None else keras.initializers.Constant(variance))  # fmt: skip
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, self.compute_dtype)
+        mean, variance = ops.cast(self.mean, self.compute_dtype), ops.cast(self.variance, self.compute_dtype)
+        return (inputs - mean) / ops.maximum(ops.sqrt(variance), keras.backend.epsilon())
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 def standardized(sequence, statistics, name: str):
     """Face features standardised with the training clips' (mean, variance) (face_statistics), kept
     in the saved model so prediction standardises alike; without statistics, mean 0 and variance 1."""
     mean, variance = statistics if statistics is not None else (None, None)
-    return layers.Normalization(axis=-1, mean=mean, variance=variance, name=f"{name}_standardize")(sequence)
+    return FeatureStandardization(mean, variance, name=f"{name}_standardize")(sequence)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -79,6 +79,11 @@ def best_record(best_path: Path) -> Path:
 # the same job. Not the run's settings.json (avemotion.layout.SETTINGS_FILE), one folder up, despite
 # the name: renaming this file would stop the runs now in progress from resuming.
 PROGRESS_RECORD_FILE = "settings.json"
+# What a job's saved weights and optimizer state hold; raised when that changes, so a job killed
+# under older code starts afresh instead of loading a checkpoint that no longer fits (Keras skips
+# optimizer state of another length with only a warning). 2: the face standardisation's statistics
+# and the lr schedule's numbers became variables.
+TRAINING_STATE_REVISION = 2
 
 
 def training_progress(outdir: Path, settings: dict, made_from: dict | None = None) -> Path:
@@ -90,7 +95,8 @@ def training_progress(outdir: Path, settings: dict, made_from: dict | None = Non
     progress = outdir / "progress"
     # A Keras backup (killed inside a phase) or a finished phase's weights (killed between phases).
     resuming = any((outdir / "resume").glob("*/*")) or any(progress.glob("phase_*.weights.h5"))
-    recorded, record = progress / PROGRESS_RECORD_FILE, {"settings": settings, "made_from": made_from}
+    recorded = progress / PROGRESS_RECORD_FILE
+    record = {"settings": settings, "made_from": made_from, "state_revision": TRAINING_STATE_REVISION}
     same = recorded.exists() and read_json(recorded) == plain(record)
     if not (resuming and same):
         clear_progress(outdir)

@@ -52,11 +52,22 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         self.min_lr = float(min_lr)
 
     def __call__(self, step):
+        return self.rate(step, self.parameters())
+
+    def parameters(self) -> list[float]:
+        """peak_lr, warmup_steps, total_steps, min_lr: what ``rate`` reads (a LayerDecayAdamW holds
+        them as a variable)."""
+        return [self.peak_lr, float(self.warmup_steps), float(self.total_steps), self.min_lr]
+
+    @staticmethod
+    def rate(step, parameters):
+        """The lr at ``step`` for ``parameters`` (numbers, or a tensor of the four)."""
+        peak_lr, warmup_steps, total_steps, min_lr = (ops.cast(parameters[i], "float32") for i in range(4))
         step = ops.cast(step, "float32")
-        warmup = self.peak_lr * step / max(self.warmup_steps, 1)
-        progress = ops.clip((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
-        cosine = self.min_lr + 0.5 * (self.peak_lr - self.min_lr) * (1.0 + ops.cos(math.pi * progress))
-        return ops.where(step < self.warmup_steps, warmup, cosine)
+        warmup = peak_lr * step / ops.maximum(warmup_steps, 1.0)
+        progress = ops.clip((step - warmup_steps) / ops.maximum(total_steps - warmup_steps, 1.0), 0.0, 1.0)
+        cosine = min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + ops.cos(math.pi * progress))
+        return ops.where(step < warmup_steps, warmup, cosine)
 
     def get_config(self):
         return {
@@ -178,15 +189,28 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
         super().__init__(**kwargs)
         self.lr_scales = {str(path): float(scale) for path, scale in (lr_scales or {}).items()}
         self.no_decay_paths = sorted(set(no_decay_paths or ()))
+        self._schedule = None
 
     def build(self, var_list):
         if self.built:
             return
         super().build(var_list)
+        if isinstance(self._learning_rate, WarmupCosine):
+            # The schedule's numbers as the optimizer's state, not as constants of the compiled step:
+            # each fold has its own step count, and on JAX a constant that differs would compile
+            # every fold's training step again; state is the step's input.
+            self._schedule = self.add_variable(
+                (4,), initializer=keras.initializers.Constant(self._learning_rate.parameters()), name="schedule"
+            )
         # Indexed like Adam's moments (self._get_variable_index), decided once here where .path exists.
         no_decay = set(self.no_decay_paths)
         self._lr_scale = [self.lr_scales.get(variable.path, 1.0) for variable in var_list]
         self._decays = [variable.path not in no_decay and self._use_weight_decay(variable) for variable in var_list]
+
+    def _get_current_learning_rate(self):
+        if self._schedule is None:
+            return super()._get_current_learning_rate()
+        return WarmupCosine.rate(self._iterations, self._schedule)
 
     def _apply_weight_decay(self, variables):
         """Done in update_step instead, with each variable's own lr."""
