@@ -6,6 +6,8 @@ the parts into ``results/{dataset}/quarantine.csv``, which the report counts.
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import pandas as pd
 
 QUARANTINE_COLUMNS = ["clip_id", "path", "stage", "reason"]
@@ -25,6 +27,15 @@ def merge_quarantine(paths) -> pd.DataFrame:
     """All stage parts in one table."""
     parts = [read_quarantine(path) for path in paths]
     return quarantine_frame(pd.concat(parts, ignore_index=True).to_dict("records") if parts else [])
+
+
+def naming_the_file(reason: str, path) -> str:
+    """A stage's reason that names the clip's file: reasons are "what: file ..." (the report groups
+    them by the text before the first ": "), and one that names no file of the clip (no face in any
+    frame: the stage knows the clip, not the file) gets its file name after it. A reason naming the
+    clip's other file (CREMA-D's AudioWAV beside its FLV: the same stem) names it already."""
+    name = PurePath(path)
+    return reason if name.stem in reason else f"{reason}: {name.name}"
 
 
 class ClipDefect(ValueError):

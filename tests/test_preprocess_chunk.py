@@ -66,7 +66,7 @@ def test_defects_are_quarantined_and_the_rest_of_the_chunk_finishes(tmp_path, co
     assert dict(zip(table["clip_id"], table["status"])) == {"a": "ok", "bad": "quarantined", "bug": "quarantined", "c": "ok"}
     quarantine = pd.read_csv(tmp_path / "quarantine.csv")
     assert list(quarantine["stage"]) == ["count", "count"]
-    assert quarantine.set_index("clip_id").loc["bad", "reason"] == "no face in any frame"
+    assert quarantine.set_index("clip_id").loc["bad", "reason"] == "no face in any frame: bad.mp4"  # the file named
     assert "unexpected error: KeyError" in quarantine.set_index("clip_id").loc["bug", "reason"]
 
 

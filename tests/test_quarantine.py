@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avemotion.quarantine import merge_quarantine, quarantine_frame, read_quarantine
+from avemotion.quarantine import merge_quarantine, naming_the_file, quarantine_frame, read_quarantine
 
 
 def write_part(path, entries) -> str:
@@ -46,3 +46,12 @@ def test_every_entry_is_kept_in_path_order_whatever_order_a_stage_gives_them(tmp
     for order in (duplicates, duplicates[::-1]):
         merged = merge_quarantine([write_part(tmp_path / "index.csv", order), face])
         assert merged[["path", "stage"]].values.tolist() == [["set1/a.mp4", "face"], ["set2/a.mp4", "index"], ["set3/a.mp4", "index"]]
+
+
+def test_a_reason_names_the_clips_file_once():
+    """The report shows one reason per kind as its example: it says which file. A reason that names
+    the clip's file, or its AudioWAV beside it (same stem), is kept as it is."""
+    assert naming_the_file("no face in any frame", "clips/00031.mp4") == "no face in any frame: 00031.mp4"
+    assert naming_the_file("zero-length file: 00031.mp4", "clips/00031.mp4") == "zero-length file: 00031.mp4"
+    wav = "not a .wav file: 1001_DFA_ANG_XX.wav holds text"
+    assert naming_the_file(wav, "VideoFlash/1001_DFA_ANG_XX.flv") == wav

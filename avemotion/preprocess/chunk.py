@@ -21,7 +21,7 @@ import pandas as pd
 from avemotion.io import atomic_path, write_csv, write_parquet
 from avemotion.layout import ClipArtifacts, source_digests
 from avemotion.preprocess.sources import file_digests
-from avemotion.quarantine import ClipDefect, SkipClip, quarantine_frame
+from avemotion.quarantine import ClipDefect, SkipClip, naming_the_file, quarantine_frame
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ def process_clip(stage: Stage, clip: dict) -> tuple[dict, list[dict], bool]:
         row = {"status": "skipped", "reason": str(skip)}
     except ClipDefect as defect:
         row = {"status": "quarantined"}
-        entries = [{"clip_id": clip["clip_id"], "path": clip["path"], "stage": stage.name, "reason": str(defect)}]
+        reason = naming_the_file(str(defect), clip["path"])
+        entries = [{"clip_id": clip["clip_id"], "path": clip["path"], "stage": stage.name, "reason": reason}]
     except Exception as error:  # a failure we did not foresee: keep the chunk going, keep the evidence
         log.error("%s: %s failed:\n%s", stage.name, clip["clip_id"], traceback.format_exc())
         row = {"status": "quarantined"}
