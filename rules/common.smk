@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from avemotion.config import SCHEMA_PATH, ConfigError, dataset_notices, enabled_datasets, prepare_config, sorted_keys
 from avemotion.config_checks import check_model, check_openface
-from avemotion.datasets import READERS, DatasetRootError, check_datasets, index_dependencies, indexed_keys
+from avemotion.datasets import READERS, DatasetRootError, check_datasets, index_dependencies, indexed_keys, layout_notices
 from avemotion.demo.corpora import DEMO_DIR
 from avemotion.inference import workflow_clips
 from avemotion.job_params import preprocess_settings
@@ -66,7 +66,7 @@ try:
     check_datasets(config, generated_roots=DEMO_ROOTS.values())
     check_openface(config)
     check_model(config)
-    for notice in dataset_notices(config) + check_experiments(config):
+    for notice in dataset_notices(config) + layout_notices(config, DEMO_ROOTS.values()) + check_experiments(config):
         print(notice, file=sys.stderr)
 except (ConfigError, DatasetRootError) as error:
     sys.exit(str(error))

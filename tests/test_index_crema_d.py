@@ -5,7 +5,7 @@ import logging
 import pandas as pd
 import pytest
 
-from avemotion.datasets import check_layout, crema_d, index_dataset
+from avemotion.datasets import check_layout, crema_d, index_dataset, layout_notices
 from avemotion.datasets.crema_d import index_dependencies
 from avemotion.labels import NRC_VAD_COORDINATES, coordinates_from_config
 from conftest import touch
@@ -213,6 +213,25 @@ def test_a_copy_without_the_audio_folder_is_checked_and_indexed_without_a_word_a
     assert manifest[["clip_id", "audio_path"]].values.tolist() == [["1001_DFA_ANG_XX", ""]]
     assert quarantine.empty
     assert "cannot read this folder" not in caplog.text
+
+
+def test_a_copy_without_crema_ds_side_files_says_before_any_job_what_it_gets_instead(tmp_path):
+    """Many copies hold only VideoFlash: the run says once, on the console, that the audio is the
+    FLVs' own, the targets the classes' coordinates (unless votes: none), and no demographics."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", "FLV")
+    config = {"datasets": {"crema_d": {"enabled": True, "root": str(tmp_path), "votes": "audiovisual"}, "enterface": {"enabled": False}, "mafw": {"enabled": False}}}
+    notices = layout_notices(config)
+    assert [notice.split(" under ")[0] for notice in notices] == [
+        "avemotion: datasets.crema_d: no AudioWAV/*.wav", "avemotion: datasets.crema_d: no processedResults/tabulatedVotes.csv",
+        "avemotion: datasets.crema_d: no VideoDemographics.csv",
+    ]  # fmt: skip
+    assert "each clip's audio is its FLV's own track" in notices[0] and "not the raters' votes" in notices[1]
+    config["datasets"]["crema_d"]["votes"] = "none"  # targets from the classes, as asked: not said
+    assert len(layout_notices(config)) == 2
+    assert layout_notices(config, generated_roots=[tmp_path]) == []  # the demo corpus, written by the workflow
+    touch(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav", "WAV")
+    touch(tmp_path / "VideoDemographics.csv", "ActorID,Age,Sex,Race,Ethnicity\n")
+    assert layout_notices(config) == []
 
 
 def test_unknown_sentence_or_intensity_codes_are_quarantined_with_the_code(tmp_path):

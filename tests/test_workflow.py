@@ -135,7 +135,8 @@ def test_a_new_clip_or_a_setting_reruns_only_the_jobs_it_affects(demo_run, tmp_p
         "mafw": {"enabled": False},
     }
     config = write_config(tmp_path, {"datasets": datasets})
-    run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
+    result = run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
+    assert "avemotion: datasets.crema_d:" not in result.stderr  # a copy with CREMA-D's side files: no notice
     assert planned_jobs(tmp_path, "--configfile", config)[0] == []
 
     # A new clip: its dataset's index reruns; once indexed, only the chunk holding it, in every stage.
@@ -160,6 +161,11 @@ def test_a_new_clip_or_a_setting_reruns_only_the_jobs_it_affects(demo_run, tmp_p
     result = run_snakemake(tmp_path, "--cores", "2", "--configfile", config)
     chunk = pd.read_parquet(tmp_path / "results" / "crema_d" / "manifest.parquet").set_index("clip_id").loc[second, "chunk"]
     assert chunk_jobs_in(result.stdout + result.stderr) == [("crema_d", stage, chunk) for stage in ("audio", "face", "frames")]
+
+    # A copy without the raters' votes: the run says, before any job, that its targets are the classes'.
+    shutil.rmtree(corpora / "crema_d" / "processedResults")
+    result = run_snakemake(tmp_path, "index", "-n", "--configfile", config)
+    assert "avemotion: datasets.crema_d: no processedResults/tabulatedVotes.csv under" in result.stderr
 
     # A dataset's own audio setting: only that dataset's audio chunks.
     datasets["enterface"]["audio"] = {"n_mels": 64}

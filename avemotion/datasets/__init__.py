@@ -9,7 +9,8 @@ adding, removing or renaming a clip reruns the index while a re-encoded clip doe
 config check, :func:`check_datasets`, runs it before any job, so a root that holds another corpus or
 nothing stops the run) and ``leave_out_problem(speaker)`` (None when ``speaker`` can be one of the
 corpus' speakers, else what is wrong with it as an item of ``leave_out_speakers``; the config check
-stops on it).
+stops on it). A reader may provide ``layout_notices(root, settings)``: one-line notices of what its
+corpus folder lacks without being unusable (CREMA-D's AudioWAV, votes), printed before any job.
 The classes themselves are plain data in avemotion.labels (``CORPUS_LABELS``).
 """
 
@@ -92,6 +93,17 @@ def check_datasets(config: dict, generated_roots=()) -> None:
         root = Path(config["datasets"][name]["root"])
         if root not in generated:
             check_layout(name, root)
+
+
+def layout_notices(config: dict, generated_roots=()) -> list[str]:
+    """The enabled corpora's notices of side files their folders lack (readers' ``layout_notices``)."""
+    generated = {Path(p) for p in generated_roots}
+    notices = []
+    for name in enabled_datasets(config):
+        settings, module = config["datasets"][name], READERS[name]
+        if hasattr(module, "layout_notices") and Path(settings["root"]) not in generated:
+            notices += module.layout_notices(Path(settings["root"]), settings)
+    return notices
 
 
 def _check_leave_out_speakers(dataset: str, speakers) -> None:

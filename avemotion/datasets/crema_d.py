@@ -79,6 +79,25 @@ def layout_problem(root) -> str | None:
     return None
 
 
+def layout_notices(root, settings: dict) -> list[str]:
+    """What a corpus folder without CREMA-D's side files gives instead, said once before any job (the
+    index logs it too, where nobody reads it): many copies hold only VideoFlash."""
+    root, notices = Path(root), []
+    if first_file(root / AUDIO_DIR, lambda name: name.lower().endswith(".wav")) is None:
+        notices.append(
+            f"no {AUDIO_DIR}/*.wav under '{root}': each clip's audio is its FLV's own track (the same recording), and the "
+            f"FLVs without one (28 in the corpus) are quarantined, or silent with audio.missing: silent"
+        )
+    if settings.get("votes", "audiovisual") != "none" and not (root / VOTES).is_file():
+        notices.append(
+            f"no {VOTES} under '{root}': valence/arousal targets come from each class' coordinates, not the raters' "
+            f"votes (datasets.crema_d.votes: none says so and silences this)"
+        )
+    if not (root / DEMOGRAPHICS).is_file():
+        notices.append(f"no {DEMOGRAPHICS} under '{root}': the manifest has no age, sex, race or ethnicity columns")
+    return [f"avemotion: datasets.crema_d: {notice}" for notice in notices]
+
+
 def fold_of_actor(actor: int) -> int:
     """Blocks of 18 actors sorted by id; the last block (1073-1091) holds 19."""
     return min((actor - FIRST_ACTOR) // ACTORS_PER_FOLD + 1, 5)
