@@ -47,7 +47,7 @@ from avemotion.media.frame_crops import FACE_CROPS
 from avemotion.model.bundle import MODEL_FILES, RUN_FILES
 from avemotion.preprocess.plan import STAGE_NAMES, STAGE_PRIORITY, chunk_clips, chunk_source_files, job_settings, read_manifest
 from avemotion.preprocess.sources import sources_digest
-from avemotion.train.plan import check_training_runs
+from avemotion.train.plan import absent_labels_notice, check_training_runs
 from avemotion.train.settings import (
     check_experiments,
     experiment_names,
@@ -249,7 +249,11 @@ def experiment_shards(kind):
 @functools.cache
 def _check_runs_once(experiment, manifests_versions):
     datasets = experiment_settings(config, experiment)["datasets"]
-    check_training_runs(config, {name: read_manifest(manifest_path(name)) for name in datasets}, [experiment])
+    manifests = {name: read_manifest(manifest_path(name)) for name in datasets}
+    check_training_runs(config, manifests, [experiment])
+    notice = absent_labels_notice(config, manifests, experiment)
+    if notice:
+        print(notice, file=sys.stderr)
 
 
 def runs_checked(wildcards):

@@ -29,7 +29,7 @@ from avemotion.layout import heldout_run
 from avemotion.model.speech_branch import AUDIO_DEFAULTS
 from avemotion.preprocess.plan import job_settings
 from avemotion.presets import VARIANTS, variant_settings
-from avemotion.train.plan import check_training_runs, planned_runs, training_runs
+from avemotion.train.plan import absent_labels_notice, check_training_runs, planned_runs, training_runs
 from avemotion.train.settings import check_experiments, cross_corpus_datasets, default_labels, experiment_names, experiment_settings, heldout_datasets, model_settings
 from avemotion.train.splits import speaker_splits
 from conftest import demo_settings, touch
@@ -614,6 +614,19 @@ def test_a_run_left_without_clips_stops_once_indexed_naming_the_run_and_what_is_
     next(e for e in config["experiments"] if e["name"] == "enterface_hybrid").update(labels=None, folds=[1])
     with pytest.raises(ConfigError, match=r"its run fold_1 has no validation clips: they come from the speakers it trains on .*none of its corpora has two or more of them"):
         check_training_runs(config, {"enterface": two_subjects})
+
+
+def test_labels_no_indexed_clip_has_are_named_once_indexed(enterface_tree):
+    """A partial copy (or labels from another corpus) leaves classes no clip trains: the run says so
+    before any job, naming them and the key that sets the labels; a full corpus says nothing."""
+    config = product_config(enterface=enterface_tree)
+    manifest, _ = index_dataset("enterface", enterface_tree, config["datasets"]["enterface"])
+    assert absent_labels_notice(config, {"enterface": manifest}, "enterface_hybrid") is None
+    partial = manifest[~manifest["label"].isin(["disgust", "fear"])]
+    check_training_runs(config, {"enterface": partial})  # trains, with the notice
+    notice = absent_labels_notice(config, {"enterface": partial}, "enterface_hybrid")
+    assert notice.startswith("avemotion: experiments.enterface_hybrid.labels: no clip of enterface is disgust, fear: ")
+    assert "UAR averages only the 4 classes the test clips hold; set experiments.enterface_hybrid.labels" in notice
 
 
 def test_a_mixtures_runs_are_counted_once_all_its_corpora_are_indexed_each_held_out_corpus_tested_whole(crema_d_tree, enterface_tree):

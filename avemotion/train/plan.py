@@ -128,6 +128,23 @@ def empty_split_error(run: dict, labels: list[str]) -> ConfigError | None:
     )
 
 
+def absent_labels_notice(config: dict, manifests: dict[str, pd.DataFrame], experiment: str) -> str | None:
+    """One line naming the experiment's labels that no clip of its indexed corpora has (a partial copy,
+    a mixture's labels): the model keeps an output for each that nothing trains, and a test fold's
+    UAR averages only the classes it holds. None when every label has clips."""
+    settings = experiment_settings(config, experiment)
+    held = set(pd.concat([manifests[dataset]["label"] for dataset in settings["datasets"]], ignore_index=True))
+    absent = [label for label in settings["labels"] if label not in held]
+    if not absent:
+        return None
+    return (
+        f"avemotion: experiments.{experiment}.labels: no clip of {', '.join(settings['datasets'])} is {', '.join(absent)}: "
+        f"the model keeps an output for {'it' if len(absent) == 1 else 'them'} that nothing trains (its predictions there are "
+        f"errors), and UAR averages only the {len(settings['labels']) - len(absent)} classes the test clips hold; set "
+        f"experiments.{experiment}.labels to the classes the corpora hold"
+    )
+
+
 def check_training_runs(config: dict, manifests: dict[str, pd.DataFrame], experiments=None) -> None:
     """Before any job, once the corpora are indexed (results/*/manifest.parquet): every run has
     clips to train, validate and test on, its batch fits its training clips and each of its phases
