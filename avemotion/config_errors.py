@@ -14,6 +14,7 @@ import importlib.abc
 import importlib.util
 import sys
 import sysconfig
+import types
 from pathlib import Path
 
 SNAKEMAKE_LOADER = "snakemake.common.configfile"
@@ -78,6 +79,14 @@ def read_yaml(path) -> dict:
     return loaded
 
 
+def _from_snakemakes_loader(error: Exception) -> Exception:
+    """``error`` as if Snakemake's own loader (the wrapper's caller) had raised it. Snakemake prints
+    a WorkflowError's frames up to its own code: raised from the wrapper, the one-line message had
+    this module's line under it, as if the config check had crashed."""
+    caller = sys._getframe(2)  # this function, the wrapper, then Snakemake's load_configfile
+    return error.with_traceback(types.TracebackType(None, caller, caller.f_lasti, caller.f_lineno))
+
+
 def _with_yaml_location(module) -> None:
     """Wrap Snakemake's ``_load_configfile`` (``load_configfile`` calls it through the module)."""
     load = module._load_configfile
@@ -93,11 +102,12 @@ def _with_yaml_location(module) -> None:
                 try:
                     yaml.safe_load(Path(configpath_or_obj).read_text(encoding="utf-8"))
                 except yaml.YAMLError as error:
-                    raise module.WorkflowError(f"{filetype} file {describe_yaml_error(configpath_or_obj, error)}") from None
+                    message = f"{filetype} file {describe_yaml_error(configpath_or_obj, error)}"
+                    raise _from_snakemakes_loader(module.WorkflowError(message)) from None
             raise
         repeated = repeated_key(Path(configpath_or_obj).read_text(encoding="utf-8")) if is_file else None
         if repeated:
-            raise module.WorkflowError(f"{filetype} file {configpath_or_obj}, {repeated}")
+            raise _from_snakemakes_loader(module.WorkflowError(f"{filetype} file {configpath_or_obj}, {repeated}"))
         return loaded
 
     module._load_configfile = load_naming_the_line
