@@ -6,6 +6,7 @@ the parts into ``results/{dataset}/quarantine.csv``, which the report counts.
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePath
 
 import pandas as pd
@@ -35,7 +36,9 @@ def naming_the_file(reason: str, path) -> str:
     frame: the stage knows the clip, not the file) gets its file name after it. A reason naming the
     clip's other file (CREMA-D's AudioWAV beside its FLV: the same stem) names it already."""
     name = PurePath(path)
-    return reason if name.stem in reason else f"{reason}: {name.name}"
+    # the stem as a name, not inside a longer word or number (MAFW's 00031 in a decoder's figures)
+    named = re.search(rf"(?<![\w.]){re.escape(name.stem)}(?![\w-])", reason)
+    return reason if named else f"{reason}: {name.name}"
 
 
 class ClipDefect(ValueError):

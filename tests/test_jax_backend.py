@@ -118,8 +118,8 @@ def test_a_fold_trained_on_jax_has_the_losses_of_tensorflow_and_its_model_loads_
 @pytest.mark.slow
 def test_the_second_fold_on_jax_finds_its_steps_compiled_by_the_first(tmp_path):
     """Folds differ in their training clips' face statistics and in their step counts: both are state
-    of the compiled steps, not constants in them, so one compilation serves every fold (each fold
-    compiled its own before: 150-180 s a job on an H100)."""
+    of the compiled steps, not constants in them, so one compilation serves every fold (on JAX a
+    fold's compilation is minutes on a GPU: README, training.backend)."""
     run = subprocess.run(
         [sys.executable, str(Path(__file__).parent / "train_folds_on_jax.py"), str(tmp_path)],
         # every compilation cached, however quick (JAX skips those under 1 s by default)

@@ -55,3 +55,5 @@ def test_a_reason_names_the_clips_file_once():
     assert naming_the_file("zero-length file: 00031.mp4", "clips/00031.mp4") == "zero-length file: 00031.mp4"
     wav = "not a .wav file: 1001_DFA_ANG_XX.wav holds text"
     assert naming_the_file(wav, "VideoFlash/1001_DFA_ANG_XX.flv") == wav
+    # a number that holds the stem is not the file's name
+    assert naming_the_file("decoder error at byte 1000031", "clips/00031.mp4") == "decoder error at byte 1000031: 00031.mp4"

@@ -140,16 +140,21 @@ def test_clip_frame_normalization_makes_the_model_blind_to_a_clips_lighting(fusi
     assert not np.allclose(np.asarray(plain(relit)[output]), np.asarray(plain(batch)[output]), atol=1e-4)
 
 
-def test_clip_standardization_computes_in_float32_under_mixed_precision():
-    import keras
-
+def test_clip_and_face_standardization_compute_in_float32_under_mixed_precision():
+    """bfloat16 keeps 8 bits of mantissa: a head 401 mm away, against a mean of 400 mm, read as 400
+    before the mean was taken off (standardised 0.0, not 0.02)."""
+    mean, variance = [400.0] * FACE_FEATURES, [2500.0] * FACE_FEATURES
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = build_fusion_model("late", TINY, 6, num_frames=4, image_size=32, frame_normalization="clip")
+        model = build_fusion_model("late", TINY, 6, num_frames=4, image_size=32, frame_normalization="clip", face_stats=(mean, variance))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.get_layer("clip_standardize").compute_dtype == "float32"
     assert backbone_of(model).get_layer("block_0").compute_dtype == "bfloat16"
+    layer = model.get_layer("face_standardize")
+    assert layer.compute_dtype == "float32"
+    standardized = np.asarray(layer(np.full((1, 4, FACE_FEATURES), 401.0, np.float32)))
+    np.testing.assert_allclose(standardized, 0.02, rtol=1e-5)
 
 
 def test_pretrained_backbone_is_loaded_and_must_fit_the_variant(tmp_path):

@@ -47,6 +47,7 @@ KNOWN_DEFECTS = {
 LEGACY_WAV_NAMES = {"1040_ITH_SAD_XX": "1040_ITH_SAD_X"}
 
 VOTE_MODALITIES = {"voice": 1, "face": 2, "audiovisual": 3}
+DEFAULT_VOTES = "audiovisual"  # the config schema's default, for settings given without the key (tests, scripts)
 VOTE_CODES = {"A": "anger", "D": "disgust", "F": "fear", "H": "happiness", "N": "neutral", "S": "sadness"}
 
 
@@ -88,7 +89,7 @@ def layout_notices(root, settings: dict) -> list[str]:
             f"no {AUDIO_DIR}/*.wav under '{root}': each clip's audio is its FLV's own track (the same recording), and the "
             f"FLVs without one (28 in the corpus) are quarantined, or silent with audio.missing: silent"
         )
-    if settings.get("votes", "audiovisual") != "none" and not (root / VOTES).is_file():
+    if settings.get("votes", DEFAULT_VOTES) != "none" and not (root / VOTES).is_file():
         notices.append(
             f"no {VOTES} under '{root}': valence/arousal targets come from each class' coordinates, not the raters' "
             f"votes (datasets.crema_d.votes: none says so and silences this)"
@@ -198,7 +199,7 @@ def scan(root, settings: dict) -> Scan:
     for stem, name in sorted(wavs.items()):
         if legacy.get(stem, stem) not in videos:
             result.quarantine(Path(name).stem, f"{AUDIO_DIR}/{name}", "audio only: no matching video in VideoFlash")
-    _join_metadata(root, result, settings.get("votes", "audiovisual"))
+    _join_metadata(root, result, settings.get("votes", DEFAULT_VOTES))
     return result
 
 

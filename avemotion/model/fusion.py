@@ -124,8 +124,8 @@ class FeatureStandardization(layers.Layer):
 
     def __init__(self, mean=None, variance=None, **kwargs):
         super().__init__(**kwargs)
-        # The training clips' statistics, where the model is built for training; a model loaded
-        # from its file gets them from its weights (they are not in its config).
+        # The training clips' statistics, the weights' initial values (Keras keeps them in the
+        # layer's config too); a model's saved weights hold them as well and are loaded after.
         self.initial = (mean, variance)
 
     def build(self, input_shape):
@@ -149,7 +149,9 @@ def standardized(sequence, statistics, name: str):
     """Face features standardised with the training clips' (mean, variance) (face_statistics), kept
     in the saved model so prediction standardises alike; without statistics, mean 0 and variance 1."""
     mean, variance = statistics if statistics is not None else (None, None)
-    return FeatureStandardization(mean, variance, name=f"{name}_standardize")(sequence)
+    # In float32 even under mixed precision: features such as head position in mm (~500) lose
+    # their differences of a few units in bfloat16 before the mean is taken off.
+    return FeatureStandardization(mean, variance, dtype="float32", name=f"{name}_standardize")(sequence)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
