@@ -9,9 +9,12 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from avemotion.config import ConfigError
+
+RUN_SEPARATOR = "====="  # starts the line that opens a later run of the same job in its log
 
 
 @contextlib.contextmanager
@@ -23,8 +26,13 @@ def script_logging(path):
     too (faulthandler, unless something else already set it up)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    earlier = path.is_file() and path.stat().st_size > 0
+    # Appended: the rerun of a killed job (kill -9, an out-of-memory kill, a Slurm time limit) keeps
+    # the killed run's last words, what one looks for, above its own lines.
     # line-buffered: Python's lines reach the file before what native code writes after them
-    with open(path, "w", buffering=1, encoding="utf-8", errors="backslashreplace") as handle:
+    with open(path, "a", buffering=1, encoding="utf-8", errors="backslashreplace") as handle:
+        if earlier:
+            handle.write(f"{RUN_SEPARATOR} {time.strftime('%Y-%m-%d %H:%M:%S')}: this job runs again; the lines above are its earlier run's\n")
         handler = logging.StreamHandler(handle)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()

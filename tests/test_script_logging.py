@@ -162,3 +162,15 @@ def test_a_crash_handler_someone_else_set_up_is_left_on_after_the_block(tmp_path
     log = tmp_path / "job.log"
     job = run_code(code, log, "-X", "faulthandler")
     assert job.returncode == 0 and job.stdout == "True\n", job.stderr
+
+
+def test_a_job_run_again_keeps_its_earlier_runs_lines_above_its_own(tmp_path):
+    """A killed job's rerun (kill -9, out of memory, a Slurm time limit) leaves the killed run's last
+    words in the log, then a line that says a new run starts, then the new run's."""
+    killed, first = run_job(tmp_path, "os.kill(os.getpid(), 9)")
+    assert killed.returncode == -9 and in_order(first, SAID), first
+    job, lines = run_job(tmp_path, "pass")
+    assert job.returncode == 0, job.stderr
+    assert lines[: len(first)] == first
+    assert lines[len(first)].startswith("=====") and lines[len(first)].endswith("this job runs again; the lines above are its earlier run's")
+    assert in_order(lines[len(first) + 1 :], SAID), lines
