@@ -629,6 +629,18 @@ def test_labels_no_indexed_clip_has_are_named_once_indexed(enterface_tree):
     assert "UAR averages only the 4 classes the test clips hold; set experiments.enterface_hybrid.labels" in notice
 
 
+def test_labels_no_indexed_clip_of_a_mixtures_corpora_has_are_the_ones_named(tmp_path):
+    """A mixture's label is held when any of its corpora has clips of it: only those that no corpus
+    has are named, one of them as "it"."""
+    config = product_config(crema_d=tmp_path / "crema_d", enterface=tmp_path / "enterface")
+    config["experiments"] = [{"name": "mix", "datasets": ["crema_d", "enterface"], "fusion": "late"}]
+    assert experiment_settings(config, "mix")["labels"] == ["anger", "disgust", "fear", "happiness", "sadness"]
+    manifests = {"crema_d": pd.DataFrame({"label": ["anger", "disgust", "fear"]}), "enterface": pd.DataFrame({"label": ["happiness", "anger"]})}
+    notice = absent_labels_notice(config, manifests, "mix")
+    assert notice.startswith("avemotion: experiments.mix.labels: no clip of crema_d, enterface is sadness: the model keeps an output for it that nothing trains")
+    assert "UAR averages only the 4 classes the test clips hold" in notice
+
+
 def test_a_mixtures_runs_are_counted_once_all_its_corpora_are_indexed_each_held_out_corpus_tested_whole(crema_d_tree, enterface_tree):
     """The runs counted are split as their jobs split them (the experiment's validation fraction
     and seed); a mixture waits for every corpus' manifest, and the workflow asks for one experiment."""

@@ -234,6 +234,24 @@ def test_a_copy_without_crema_ds_side_files_says_before_any_job_what_it_gets_ins
     assert layout_notices(config) == []
 
 
+def test_the_side_file_notices_read_the_votes_default_and_the_wav_files_not_the_folder(tmp_path):
+    """votes unset is the default audiovisual, so a copy without the votes says so; an AudioWAV folder
+    holding no .wav (an unpacked archive's readme) gives no audio, and upper-case .WAV names count.
+    Only CREMA-D says anything, and only when the run reads it."""
+    touch(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", "FLV")
+    touch(tmp_path / "VideoDemographics.csv", "ActorID,Age,Sex,Race,Ethnicity\n")
+    touch(tmp_path / "AudioWAV" / "README.txt", "the audio files")
+    # beside a corpus whose reader has no such notices (eNTERFACE)
+    config = {"datasets": {"crema_d": {"enabled": True, "root": str(tmp_path)}, "enterface": {"enabled": True, "root": str(tmp_path / "enterface")}, "mafw": {"enabled": False}}}
+    assert [notice.split(" under ")[0] for notice in layout_notices(config)] == [
+        "avemotion: datasets.crema_d: no AudioWAV/*.wav", "avemotion: datasets.crema_d: no processedResults/tabulatedVotes.csv",
+    ]  # fmt: skip
+    touch(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.WAV", "WAV")
+    assert [notice.split(" under ")[0] for notice in layout_notices(config)] == ["avemotion: datasets.crema_d: no processedResults/tabulatedVotes.csv"]
+    config["datasets"]["crema_d"]["enabled"] = False  # a corpus the run does not read says nothing
+    assert layout_notices(config) == []
+
+
 def test_unknown_sentence_or_intensity_codes_are_quarantined_with_the_code(tmp_path):
     """A name of the right shape whose sentence (not one of CREMA-D's 12) or intensity level (not
     LO/MD/HI/XX) is unknown is quarantined with the code named, not indexed nor a crash."""

@@ -57,3 +57,8 @@ def test_a_reason_names_the_clips_file_once():
     assert naming_the_file(wav, "VideoFlash/1001_DFA_ANG_XX.flv") == wav
     # a number that holds the stem is not the file's name
     assert naming_the_file("decoder error at byte 1000031", "clips/00031.mp4") == "decoder error at byte 1000031: 00031.mp4"
+    # nor is a longer name or number that starts with it (another clip's, a byte count)
+    assert naming_the_file("decoder error at byte 000312", "clips/00031.mp4") == "decoder error at byte 000312: 00031.mp4"
+    assert naming_the_file("see 00031-2.mp4", "clips/00031.mp4") == "see 00031-2.mp4: 00031.mp4"
+    # a file name with a regex's characters is matched as written: named once, not twice
+    assert naming_the_file("unreadable: clip (1).mp4", "clips/clip (1).mp4") == "unreadable: clip (1).mp4"

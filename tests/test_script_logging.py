@@ -174,3 +174,14 @@ def test_a_job_run_again_keeps_its_earlier_runs_lines_above_its_own(tmp_path):
     assert lines[: len(first)] == first
     assert lines[len(first)].startswith("=====") and lines[len(first)].endswith("this job runs again; the lines above are its earlier run's")
     assert in_order(lines[len(first) + 1 :], SAID), lines
+
+
+def test_a_jobs_first_run_over_an_empty_log_says_no_earlier_run(tmp_path):
+    """An empty log file there before the job (made by a scheduler, or a run killed before its first
+    word) holds no earlier run's lines: no line says this job runs again."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "job.log").write_text("")
+    job, lines = run_job(tmp_path, "pass")
+    assert job.returncode == 0, job.stderr
+    assert not [line for line in lines if line.startswith("=====")], lines
+    assert in_order(lines, SAID), lines
