@@ -140,11 +140,7 @@ def _elsewhere(name: str, root: dict) -> str:
 
 
 def _allowed_keys(schema: dict, root: dict) -> list[str]:
-    resolved = _resolve(schema, root)
-    keys = dict(resolved.get("properties", {}))
-    for part in resolved.get("allOf", []):
-        keys.update(_resolve(part, root).get("properties", {}))
-    return list(keys)
+    return list(_resolved_properties(_resolve(schema, root), root))
 
 
 # A number as YAML 1.2 writes it: PyYAML (YAML 1.1) reads one without a point, 1e-3, as text

@@ -14,6 +14,7 @@ files that weights.py loads directly.
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -89,6 +90,12 @@ def detect_format(path: Path) -> str:
         "model.safetensors or pytorch_model.bin), an MCG-NJU .pth, an innat/VideoMAE Keras-2 .h5, "
         "or avemotion's own .weights.h5 / .keras"
     )
+
+
+def keras_archive_class(path) -> str | None:
+    """The class a Keras archive (.keras) saved, from its config.json: Keras cannot even build a model
+    whose classes are not registered, so the class is judged before loading."""
+    return json.loads(zipfile.ZipFile(path).read("config.json")).get("class_name")
 
 
 def _hdf5_flavour(path: Path) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from pathlib import Path
 
 import h5py
@@ -17,7 +16,7 @@ import keras
 import numpy as np
 
 from avemotion.io import atomic_path
-from avemotion.model.checkpoints import ARCHITECTURE_ATTRIBUTE, Checkpoint, CheckpointError, detect_format
+from avemotion.model.checkpoints import ARCHITECTURE_ATTRIBUTE, Checkpoint, CheckpointError, detect_format, keras_archive_class
 from avemotion.model.hf_checkpoint import read_hf_folder
 from avemotion.model.innat_checkpoint import read_innat_h5
 from avemotion.model.torch_checkpoint import read_mcg_checkpoint
@@ -53,7 +52,7 @@ def _loaded_videomae(path: Path, kind: str, num_frames, image_size, num_heads):
     if kind == "keras_archive":
         # Keras cannot even build another model without its classes registered (a trained avemotion
         # model's); its archive names the class first
-        saved_class = json.loads(zipfile.ZipFile(path).read("config.json")).get("class_name")
+        saved_class = keras_archive_class(path)
         if saved_class != "VideoMAEClassifier":
             raise CheckpointError(
                 f"{path} is a Keras archive of a {saved_class!r} model, not VideoMAE weights "

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from avemotion.io import read_json
-from avemotion.model.checkpoints import HDF5_SIGNATURE, Checkpoint, CheckpointError
+from avemotion.model.checkpoints import HDF5_SIGNATURE, Checkpoint, CheckpointError, keras_archive_class
 from avemotion.model.torch_checkpoint import read_torch_file
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ def is_whisper_checkpoint(path) -> bool:
         return False
     if kind != "keras_archive":
         return True
-    config = json.loads(zipfile.ZipFile(path).read("config.json"))
-    return config.get("class_name") == "WhisperBackbone"
+    return keras_archive_class(path) == "WhisperBackbone"
 
 
 def architecture_from_config(config: dict, where) -> dict:
